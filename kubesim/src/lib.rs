@@ -1,0 +1,1 @@
+//! kubesim: an in-process Kubernetes API server and Job runner for end-to-end tests.

@@ -1,0 +1,1 @@
+//! reportjob: plan, export and assemble large Postgres reports in chunks.

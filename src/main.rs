@@ -1,0 +1,2 @@
+//! The `reportjob` command line.
+fn main() {}
