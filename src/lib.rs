@@ -1,1 +1,13 @@
 //! reportjob: plan, export and assemble large Postgres reports in chunks.
+//!
+//! The pipeline has three stages, each usable alone (as the controller runs them in pods)
+//! or together (`reportjob run`): [`pipeline::plan`] cuts the key range into chunks,
+//! [`pipeline::export_chunk`] writes one chunk as a CSV part, and [`pipeline::assemble`]
+//! joins the parts into the report. Decisions are pure ([`plan`], [`api::validate`]);
+//! I/O lives in [`source`], [`storage`] and the stage functions.
+
+pub mod api;
+pub mod error;
+pub mod ident;
+pub mod plan;
+pub mod source;

@@ -1,0 +1,352 @@
+//! The ReportJob spec: what to export, how to chunk it, where to write it.
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::status::ReportJobStatus;
+
+/// A ReportJob exports the rows of a Postgres table or query as one CSV file,
+/// planned into key-range chunks that are exported in parallel by Jobs, retried,
+/// and assembled into a single output on a PersistentVolumeClaim or in a bucket.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "reporting.dev",
+    version = "v1alpha1",
+    kind = "ReportJob",
+    namespaced,
+    status = "ReportJobStatus",
+    shortname = "rj",
+    category = "reports",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Where the ReportJob is in its lifecycle"),
+    printcolumn(name = "Chunks", type_ = "string", json_path = ".status.progress", description = "Chunks exported / chunks planned"),
+    printcolumn(name = "Rows", type_ = "integer", json_path = ".status.rows", description = "Rows exported so far"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "Output", type_ = "string", json_path = ".status.output.location", priority = "1", description = "Where the assembled report is")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportJobSpec {
+    /// The Postgres rows to export: a table (optionally with columns and a filter) or a query.
+    pub source: SourceSpec,
+    /// How the key range is cut into chunks and how many chunks run at once.
+    #[serde(default)]
+    pub chunking: ChunkingSpec,
+    /// The format of the report and where it is written.
+    pub output: OutputSpec,
+    /// The pods that run the plan, chunk and assemble stages.
+    #[serde(default)]
+    pub worker: WorkerSpec,
+    /// Send a webhook when the report succeeds or fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<NotifySpec>,
+    /// Pause the export: running chunk pods are stopped and no new ones start until this is cleared.
+    #[serde(default)]
+    pub suspend: bool,
+    /// Delete the ReportJob this many seconds after it finished (succeeded or failed). Unset keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub ttl_seconds_after_finished: Option<i64>,
+}
+
+/// Where the rows come from. Exactly one of `table` and `query` is set.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::api::schema::exactly_one_of_table_or_query)]
+pub struct SourceSpec {
+    /// The Secret key (in the ReportJob's namespace) holding a `postgres://` connection URL.
+    /// `reportjob run` uses `--database-url` or `DATABASE_URL` instead.
+    pub connection_secret_ref: SecretKeyRef,
+    /// A table or view, as `table` or `schema.table` (SQL identifier syntax: unquoted names
+    /// are folded to lower case, double-quoted names are taken as written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub table: Option<String>,
+    /// A SELECT query whose rows are exported. It is wrapped as a subquery, so the chunk
+    /// range predicate on `keyColumn` is pushed down into it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub query: Option<String>,
+    /// Columns of `table` to export, in this order (identifier syntax). Default: all columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<String>>,
+    /// A SQL boolean expression filtering the rows of `table` (only with `table`).
+    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    pub where_: Option<String>,
+    /// The column whose value range is cut into chunks; rows are written in its order.
+    /// Supported types: smallint, integer, bigint, numeric, date, timestamp, timestamptz,
+    /// text, varchar and uuid. Rows where it is NULL are exported as a chunk of their own.
+    #[schemars(length(min = 1))]
+    pub key_column: String,
+    /// Each read is cancelled by the server after this many seconds.
+    #[serde(default = "default_statement_timeout")]
+    #[schemars(range(min = 1))]
+    pub statement_timeout_seconds: i64,
+}
+
+fn default_statement_timeout() -> i64 {
+    600
+}
+
+/// A key of a Secret in the ReportJob's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// Key within the Secret.
+    #[serde(default = "default_secret_key")]
+    #[schemars(length(min = 1))]
+    pub key: String,
+}
+
+fn default_secret_key() -> String {
+    "url".to_string()
+}
+
+/// A Secret in the ReportJob's namespace, by name.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1))]
+    pub name: String,
+}
+
+/// How the key range is cut into chunks.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChunkingSpec {
+    /// Target number of rows per chunk. The planner uses Postgres statistics or a sample,
+    /// so chunks hold close to this many rows even when keys are sparse or clustered.
+    #[serde(default = "default_chunk_size")]
+    #[schemars(range(min = 1))]
+    pub chunk_size: i64,
+    /// How many chunks are exported at the same time.
+    #[serde(default = "default_parallelism")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub parallelism: i64,
+    /// Upper bound on the number of chunks; chunks grow beyond `chunkSize` to stay under it.
+    #[serde(default = "default_max_chunks")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub max_chunks: i64,
+}
+
+fn default_chunk_size() -> i64 {
+    100_000
+}
+fn default_parallelism() -> i64 {
+    4
+}
+fn default_max_chunks() -> i64 {
+    10_000
+}
+
+impl Default for ChunkingSpec {
+    fn default() -> Self {
+        ChunkingSpec {
+            chunk_size: default_chunk_size(),
+            parallelism: default_parallelism(),
+            max_chunks: default_max_chunks(),
+        }
+    }
+}
+
+/// The report's format and destination.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputSpec {
+    /// File format of the report.
+    #[serde(default)]
+    pub format: OutputFormat,
+    /// CSV options.
+    #[serde(default)]
+    pub csv: CsvOptions,
+    /// Compression of the report. With `gzip` each chunk is compressed on its own and the
+    /// report is a multi-member gzip file, which every gzip reader reads as one stream.
+    #[serde(default)]
+    pub compression: Compression,
+    /// Where the report is written: exactly one of `pvc` and `bucket`.
+    pub destination: DestinationSpec,
+}
+
+/// File format of the report.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// RFC 4180 CSV with `\n` line endings.
+    #[default]
+    Csv,
+}
+
+/// Compression of the report.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Plain CSV.
+    #[default]
+    None,
+    /// gzip (`.gz`), one member per chunk.
+    Gzip,
+}
+
+/// CSV options.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CsvOptions {
+    /// Write a header line with the column names.
+    #[serde(default = "default_true")]
+    pub header: bool,
+    /// The field delimiter: one ASCII character other than a quote, CR or LF.
+    #[serde(default = "default_delimiter")]
+    #[schemars(length(min = 1, max = 1))]
+    pub delimiter: String,
+    /// How SQL NULL is written. The default, an empty unquoted field, keeps NULL apart from
+    /// the empty string, which is written as `""`. A value equal to this string is quoted.
+    #[serde(default)]
+    pub null_string: String,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_delimiter() -> String {
+    ",".to_string()
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        CsvOptions {
+            header: true,
+            delimiter: default_delimiter(),
+            null_string: String::new(),
+        }
+    }
+}
+
+/// Where the report is written: exactly one of `pvc` and `bucket`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::api::schema::exactly_one_destination)]
+pub struct DestinationSpec {
+    /// A file on a PersistentVolumeClaim in the ReportJob's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pvc: Option<PvcDestination>,
+    /// An object in an S3-compatible bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<BucketDestination>,
+}
+
+/// A file on a PersistentVolumeClaim.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PvcDestination {
+    /// Name of the PersistentVolumeClaim. Parallel chunk pods on several nodes need a
+    /// ReadWriteMany volume; see `worker.sameNode` for ReadWriteOnce volumes.
+    #[schemars(length(min = 1, max = 253))]
+    pub claim_name: String,
+    /// Path of the report inside the volume, relative, without `..`. Staging data goes
+    /// to `<path>.parts/<run id>/` and the manifest to `<path>.manifest.json`.
+    #[schemars(length(min = 1))]
+    pub path: String,
+}
+
+/// An object in a bucket.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketDestination {
+    /// The object's URL, `s3://bucket/key`.
+    #[schemars(length(min = 1))]
+    pub url: String,
+    /// A Secret with `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (and optionally
+    /// `AWS_SESSION_TOKEN`) keys, given to the stage pods as environment variables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretRef>,
+    /// Endpoint of an S3-compatible store (e.g. `http://minio.storage:9000`). Default: AWS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Region of the bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Use path-style addressing (`endpoint/bucket/key`), as most S3-compatible stores need.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_style: Option<bool>,
+    /// Lifetime of the signed download link, in seconds (at most 7 days).
+    #[serde(default = "default_url_expiry")]
+    #[schemars(range(min = 1, max = 604800))]
+    pub url_expiry_seconds: i64,
+}
+
+fn default_url_expiry() -> i64 {
+    86_400
+}
+
+/// The pods that run the stages.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerSpec {
+    /// Container image of the stage pods. Default: the controller's `--worker-image`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Compute resources of each stage pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// How many times a chunk is retried after a transient failure before the ReportJob fails.
+    /// Permanent failures (bad SQL, missing column, permission denied) are never retried.
+    #[serde(default = "default_retries")]
+    #[schemars(range(min = 0, max = 100))]
+    pub retries_per_chunk: i64,
+    /// Deadline for the chunk Job as a whole, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub active_deadline_seconds: Option<i64>,
+    /// Service account of the stage pods (they need no API permissions). Default: `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+    /// Keep all chunk pods on one node, so a ReadWriteOnce volume can be shared by them.
+    #[serde(default)]
+    pub same_node: bool,
+}
+
+fn default_retries() -> i64 {
+    3
+}
+
+/// A webhook sent when the report finishes.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotifySpec {
+    /// The Secret key holding the webhook URL.
+    pub webhook_secret_ref: SecretKeyRef,
+    /// Body format: a CloudEvents-style JSON object, or a Slack-compatible `{"text": ...}`.
+    #[serde(default)]
+    pub format: NotifyFormat,
+    /// Which outcomes are notified.
+    #[serde(default)]
+    pub on: NotifyOn,
+}
+
+/// Body format of the webhook.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyFormat {
+    /// CloudEvents-style JSON.
+    #[default]
+    Json,
+    /// Slack-compatible `{"text": ...}`.
+    Slack,
+}
+
+/// Which outcomes are notified.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyOn {
+    /// Success and failure.
+    #[default]
+    Always,
+    /// Only success.
+    Success,
+    /// Only failure.
+    Failure,
+}

@@ -1,0 +1,135 @@
+//! The ReportJob status: phase, conditions, chunk progress and the output.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The observed state of a ReportJob.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportJobStatus {
+    /// Where the ReportJob is in its lifecycle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// The `metadata.generation` this status was computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Planned`, `Complete`, `Failed`, `Suspended` and others, as `metav1.Condition`s.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The plan the chunks are exported against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PlanStatus>,
+    /// Chunk counts from the chunk Job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<ChunkCounts>,
+    /// `succeeded/total` chunks, for display.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    /// Indexes of chunks that failed after their retries, as compact ranges (`7,19-21`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_chunks: Option<String>,
+    /// Rows exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<i64>,
+    /// Bytes of the report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<i64>,
+    /// When the ReportJob started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When the ReportJob finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// The assembled report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<OutputStatus>,
+    /// A human-readable summary of the current state or of the last error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Phase of a ReportJob.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum Phase {
+    /// Accepted, nothing started yet.
+    Pending,
+    /// The plan Job is running.
+    Planning,
+    /// Chunks are being exported.
+    Running,
+    /// The assemble Job is writing the report.
+    Assembling,
+    /// The report is complete.
+    Succeeded,
+    /// The ReportJob failed; see `message` and the `Failed` condition.
+    Failed,
+    /// `spec.suspend` is set.
+    Suspended,
+}
+
+impl Phase {
+    /// The phase's name as it appears in the status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Planning => "Planning",
+            Phase::Running => "Running",
+            Phase::Assembling => "Assembling",
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
+            Phase::Suspended => "Suspended",
+        }
+    }
+
+    /// Succeeded and Failed are terminal.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::Failed)
+    }
+}
+
+/// The plan of a run.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanStatus {
+    /// Identifier of the run; staging data lives under `<output>.parts/<runId>/`.
+    pub run_id: String,
+    /// sha256 of the plan, checked by every chunk worker.
+    pub digest: String,
+    /// Number of chunks in the plan.
+    pub chunks: i64,
+}
+
+/// Chunk counts.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChunkCounts {
+    /// Chunks in the plan.
+    pub total: i64,
+    /// Chunks exported.
+    pub succeeded: i64,
+    /// Chunks failed after their retries.
+    pub failed: i64,
+    /// Chunks being exported now.
+    pub active: i64,
+}
+
+/// The assembled report.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputStatus {
+    /// Path on the volume or object URL of the report.
+    pub location: String,
+    /// A signed download link (bucket destinations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// When the download link expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_expires_at: Option<Time>,
+    /// Data rows in the report (the header is not counted).
+    pub rows: i64,
+    /// Size of the report in bytes.
+    pub bytes: i64,
+    /// sha256 of the report's bytes, hex.
+    pub sha256: String,
+}

@@ -1,0 +1,309 @@
+//! SQL identifiers and literals: parse names as users write them, quote what we send.
+//!
+//! Nothing a user writes in an identifier reaches SQL unquoted: names are parsed with
+//! Postgres's rules (unquoted parts fold to lower case, `"..."` parts are taken as written)
+//! and always sent double-quoted.
+
+use std::fmt;
+
+/// A parsed, possibly schema-qualified name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QualifiedName {
+    /// The schema, when given.
+    pub schema: Option<String>,
+    /// The object's name.
+    pub name: String,
+}
+
+/// Why an identifier could not be parsed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct IdentError(pub String);
+
+/// Parses `name`, `schema.name`, `"Quoted Name"` and combinations.
+pub fn parse_qualified(text: &str) -> Result<QualifiedName, IdentError> {
+    let parts = parse_parts(text)?;
+    match parts.as_slice() {
+        [name] => Ok(QualifiedName {
+            schema: None,
+            name: name.clone(),
+        }),
+        [schema, name] => Ok(QualifiedName {
+            schema: Some(schema.clone()),
+            name: name.clone(),
+        }),
+        _ => Err(IdentError(format!(
+            "{text:?} has {} parts; write `table` or `schema.table`",
+            parts.len()
+        ))),
+    }
+}
+
+/// Parses a single (unqualified) identifier, such as a column name.
+pub fn parse_ident(text: &str) -> Result<String, IdentError> {
+    let parts = parse_parts(text)?;
+    match parts.as_slice() {
+        [name] => Ok(name.clone()),
+        _ => Err(IdentError(format!(
+            "{text:?} is not a single identifier (quote a name that contains a dot)"
+        ))),
+    }
+}
+
+fn parse_parts(text: &str) -> Result<Vec<String>, IdentError> {
+    let mut parts = Vec::new();
+    let mut chars = text.trim().chars().peekable();
+    if text.trim().is_empty() {
+        return Err(IdentError("is empty".into()));
+    }
+    loop {
+        let mut part = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some('"') if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        part.push('"');
+                    }
+                    Some('"') => break,
+                    Some('\0') => return Err(IdentError(format!("{text:?} contains a NUL byte"))),
+                    Some(c) => part.push(c),
+                    None => return Err(IdentError(format!("{text:?} has an unterminated quote"))),
+                }
+            }
+            if part.is_empty() {
+                return Err(IdentError(format!("{text:?} has an empty quoted name")));
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == '.' {
+                    break;
+                }
+                let valid = c == '_'
+                    || c.is_alphabetic()
+                    || (!part.is_empty() && (c.is_ascii_digit() || c == '$'));
+                if !valid {
+                    return Err(IdentError(format!(
+                        "{text:?} is not a valid name: unexpected {c:?} (double-quote names with special characters)"
+                    )));
+                }
+                part.extend(c.to_lowercase());
+                chars.next();
+            }
+            if part.is_empty() {
+                return Err(IdentError(format!("{text:?} has an empty name part")));
+            }
+        }
+        parts.push(part);
+        match chars.next() {
+            None => return Ok(parts),
+            Some('.') => continue,
+            Some(c) => {
+                return Err(IdentError(format!(
+                    "{text:?} is not a valid name: unexpected {c:?} after a quoted part"
+                )));
+            }
+        }
+    }
+}
+
+/// An identifier, displayed double-quoted for SQL.
+#[derive(Clone, Copy, Debug)]
+pub struct Quoted<'a>(pub &'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{}\"", self.0.replace('"', "\"\""))
+    }
+}
+
+/// A string literal for SQL (with `standard_conforming_strings` on, which we always set).
+pub fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+impl fmt::Display for QualifiedName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.schema {
+            Some(schema) => write!(f, "{}.{}", Quoted(schema), Quoted(&self.name)),
+            None => write!(f, "{}", Quoted(&self.name)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unquoted_names_fold_to_lower_case() {
+        let q = parse_qualified("Public.Orders").unwrap();
+        assert_eq!(q.schema.as_deref(), Some("public"));
+        assert_eq!(q.name, "orders");
+    }
+
+    #[test]
+    fn quoted_names_are_taken_as_written() {
+        let q = parse_qualified(r#""My Schema"."Order ""Lines"".v2""#).unwrap();
+        assert_eq!(q.schema.as_deref(), Some("My Schema"));
+        assert_eq!(q.name, r#"Order "Lines".v2"#);
+        assert_eq!(q.to_string(), r#""My Schema"."Order ""Lines"".v2""#);
+    }
+
+    #[test]
+    fn injection_attempts_are_rejected() {
+        for bad in [
+            "orders; DROP TABLE x",
+            "orders--",
+            "x\"y",
+            "\"unterminated",
+            "a.b.c",
+            "",
+            "1abc",
+            "a..b",
+        ] {
+            assert!(parse_qualified(bad).is_err(), "{bad:?} should be rejected");
+        }
+        assert!(parse_ident("a.b").is_err());
+    }
+
+    #[test]
+    fn literals_double_single_quotes() {
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(Quoted("a\"b").to_string(), "\"a\"\"b\"");
+    }
+}
+
+/// Checks that a piece of user SQL (a filter or a query) keeps its parentheses balanced
+/// outside string literals, quoted identifiers and comments, so that wrapping it as
+/// `(<sql>)` makes it one expression or subquery: `x) OR (true` would otherwise escape
+/// the wrapper and change which rows a chunk selects.
+pub fn check_balanced(sql: &str) -> Result<(), IdentError> {
+    let bytes = sql.as_bytes();
+    let mut depth: i64 = 0;
+    let mut i = 0;
+    let err = |m: &str| Err(IdentError(m.to_string()));
+    while i < bytes.len() {
+        match bytes[i] {
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                if depth < 0 {
+                    return err("has a `)` without a matching `(`");
+                }
+            }
+            b'\'' => {
+                // Standard string (a doubled quote continues it); E'' strings may escape \'.
+                let escapes = i > 0 && matches!(bytes[i - 1], b'e' | b'E');
+                i += 1;
+                loop {
+                    match bytes.get(i) {
+                        None => return err("has an unterminated string literal"),
+                        Some(b'\\') if escapes => i += 1,
+                        Some(b'\'') if bytes.get(i + 1) == Some(&b'\'') => i += 1,
+                        Some(b'\'') => break,
+                        _ => {}
+                    }
+                    i += 1;
+                }
+            }
+            b'"' => {
+                i += 1;
+                loop {
+                    match bytes.get(i) {
+                        None => return err("has an unterminated quoted identifier"),
+                        Some(b'"') if bytes.get(i + 1) == Some(&b'"') => i += 1,
+                        Some(b'"') => break,
+                        _ => {}
+                    }
+                    i += 1;
+                }
+            }
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                let mut nesting = 1;
+                i += 2;
+                while nesting > 0 {
+                    match (bytes.get(i), bytes.get(i + 1)) {
+                        (None, _) => return err("has an unterminated comment"),
+                        (Some(b'/'), Some(b'*')) => {
+                            nesting += 1;
+                            i += 1;
+                        }
+                        (Some(b'*'), Some(b'/')) => {
+                            nesting -= 1;
+                            i += 1;
+                        }
+                        _ => {}
+                    }
+                    i += 1;
+                }
+                continue;
+            }
+            b'$' => {
+                // Dollar quoting: $tag$ ... $tag$
+                let rest = &sql[i + 1..];
+                if let Some(end) = rest.find('$') {
+                    let tag = &rest[..end];
+                    if tag.chars().all(|c| c.is_alphanumeric() || c == '_')
+                        && !tag.starts_with(|c: char| c.is_ascii_digit())
+                    {
+                        let delim = format!("${tag}$");
+                        let body_start = i + 1 + end + 1;
+                        match sql[body_start..].find(&delim) {
+                            Some(close) => {
+                                i = body_start + close + delim.len();
+                                continue;
+                            }
+                            None => return err("has an unterminated dollar-quoted string"),
+                        }
+                    }
+                }
+            }
+            b';' if depth == 0 => {
+                if !sql[i + 1..].trim().is_empty() {
+                    return err("holds more than one statement (a `;` in the middle)");
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if depth != 0 {
+        return err("has a `(` without a matching `)`");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod balance_tests {
+    use super::check_balanced;
+
+    #[test]
+    fn balanced_sql_passes() {
+        for ok in [
+            "a = 1 AND (b = 2 OR c = 3)",
+            "name = ')' AND x = '('",
+            "\"weird)\" = 1",
+            "x = 1 -- trailing ) comment",
+            "x = $$)$$ AND y = $t$($t$",
+            "x = 1 /* ) */",
+            "s = E'\\')'",
+            "SELECT 1;",
+        ] {
+            assert!(check_balanced(ok).is_ok(), "{ok:?}");
+        }
+    }
+
+    #[test]
+    fn escaping_sql_fails() {
+        for bad in ["x) OR (true", "(x", "x = 'open", "a; DROP TABLE t", "/* open"] {
+            assert!(check_balanced(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,495 @@
+//! The chunk plan: pure code that turns key statistics into key-range chunks, and the
+//! plan document (`plan.json`) with its digest.
+//!
+//! Chunks tile the whole key domain: the first is open below, the last open above, and
+//! rows whose key is NULL get a chunk of their own. So no row falls between chunks, even
+//! if rows are added after planning.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::ident::{Quoted, quote_literal};
+
+/// Types a key column may have.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyType {
+    /// smallint / int2
+    Smallint,
+    /// integer / int4
+    Integer,
+    /// bigint / int8
+    Bigint,
+    /// numeric
+    Numeric,
+    /// date
+    Date,
+    /// timestamp without time zone
+    Timestamp,
+    /// timestamp with time zone
+    Timestamptz,
+    /// text
+    Text,
+    /// character varying
+    Varchar,
+    /// uuid
+    Uuid,
+}
+
+impl KeyType {
+    /// Maps a Postgres type name (as `format_type` or the driver prints it) to a key type.
+    pub fn from_pg_name(name: &str) -> Option<KeyType> {
+        let lower = name.to_ascii_lowercase();
+        let base = lower.split('(').next().unwrap_or("").trim();
+        Some(match base {
+            "smallint" | "int2" => KeyType::Smallint,
+            "integer" | "int" | "int4" => KeyType::Integer,
+            "bigint" | "int8" => KeyType::Bigint,
+            "numeric" | "decimal" => KeyType::Numeric,
+            "date" => KeyType::Date,
+            "timestamp" | "timestamp without time zone" => KeyType::Timestamp,
+            "timestamptz" | "timestamp with time zone" => KeyType::Timestamptz,
+            "text" => KeyType::Text,
+            "varchar" | "character varying" => KeyType::Varchar,
+            "uuid" => KeyType::Uuid,
+            _ => return None,
+        })
+    }
+
+    /// The SQL type name used in casts.
+    pub fn sql_name(self) -> &'static str {
+        match self {
+            KeyType::Smallint => "smallint",
+            KeyType::Integer => "integer",
+            KeyType::Bigint => "bigint",
+            KeyType::Numeric => "numeric",
+            KeyType::Date => "date",
+            KeyType::Timestamp => "timestamp",
+            KeyType::Timestamptz => "timestamptz",
+            KeyType::Text => "text",
+            KeyType::Varchar => "varchar",
+            KeyType::Uuid => "uuid",
+        }
+    }
+
+    /// The list users see when their key type is not supported.
+    pub const SUPPORTED: &'static str =
+        "smallint, integer, bigint, numeric, date, timestamp, timestamptz, text, varchar, uuid";
+
+    /// A typed SQL literal for a key value given in its text form.
+    pub fn literal(self, text: &str) -> String {
+        format!("{}::{}", quote_literal(text), self.sql_name())
+    }
+}
+
+/// The resolved source a plan exports: SQL built from quoted identifiers.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct PlannedSource {
+    /// For people: the table or `query`.
+    pub description: String,
+    /// The SELECT list: quoted columns (table mode) or `*` (query mode).
+    pub select_list: String,
+    /// The FROM item: a quoted relation (table mode) or `(<query>) AS rj_src`.
+    pub from_sql: String,
+    /// A boolean SQL condition that every exported row satisfies (the `where` filter),
+    /// or `true`.
+    pub filter_sql: String,
+    /// The key column's name.
+    pub key_column: String,
+    /// The key column as an SQL expression over the FROM clause.
+    pub key_sql: String,
+    /// The key column's type.
+    pub key_type: KeyType,
+    /// The exported columns, in order (the CSV header).
+    pub columns: Vec<String>,
+}
+
+/// How parts are encoded; fixed in the plan so that every part of a run agrees.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PartFormat {
+    /// Field delimiter.
+    pub delimiter: char,
+    /// How NULL is written.
+    pub null_string: String,
+    /// Write a header line (once, at assembly).
+    pub header: bool,
+    /// Parts are gzip members.
+    pub gzip: bool,
+}
+
+/// One chunk: a half-open key range `lo <= key < hi`, or the rows with a NULL key.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ChunkRange {
+    /// Position in the plan and in the report.
+    pub index: usize,
+    /// Inclusive lower bound (text form of the key); `None` is unbounded.
+    pub lo: Option<String>,
+    /// Exclusive upper bound; `None` is unbounded.
+    pub hi: Option<String>,
+    /// This chunk holds the rows whose key is NULL (and `lo`/`hi` are unused).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nulls: bool,
+    /// The planner's estimate of the chunk's rows.
+    pub estimated_rows: u64,
+}
+
+impl ChunkRange {
+    /// The chunk's condition on the key, as SQL.
+    pub fn predicate(&self, key_sql: &str, key_type: KeyType) -> String {
+        if self.nulls {
+            return format!("{key_sql} IS NULL");
+        }
+        match (&self.lo, &self.hi) {
+            (Some(lo), Some(hi)) => format!(
+                "{key_sql} >= {} AND {key_sql} < {}",
+                key_type.literal(lo),
+                key_type.literal(hi)
+            ),
+            (Some(lo), None) => format!("{key_sql} >= {}", key_type.literal(lo)),
+            (None, Some(hi)) => format!("{key_sql} < {}", key_type.literal(hi)),
+            (None, None) => format!("{key_sql} IS NOT NULL"),
+        }
+    }
+
+    /// The range for people: `[10, 20)`, `(-inf, 10)`, `NULL`.
+    pub fn describe(&self) -> String {
+        if self.nulls {
+            return "[key IS NULL]".to_string();
+        }
+        format!(
+            "[{}, {})",
+            self.lo.as_deref().unwrap_or("-inf"),
+            self.hi.as_deref().unwrap_or("+inf")
+        )
+    }
+}
+
+/// How the boundaries were found.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// Exact quantiles over all keys (small sources).
+    Exact,
+    /// Quantiles from the `pg_stats` histogram and most common values.
+    Histogram,
+    /// Quantiles of a sample of keys.
+    Sample,
+}
+
+/// The plan of a run, written once to `plan.json` and never recomputed.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Plan {
+    /// Format version of this document.
+    pub version: u32,
+    /// The run this plan belongs to.
+    pub run_id: String,
+    /// What is exported.
+    pub source: PlannedSource,
+    /// How parts are encoded.
+    pub format: PartFormat,
+    /// The planner's estimate of all rows.
+    pub estimated_rows: u64,
+    /// How the boundaries were found.
+    pub strategy: Strategy,
+    /// The chunks, in key order (the NULL chunk last).
+    pub chunks: Vec<ChunkRange>,
+    /// When the plan was made (RFC 3339).
+    pub created_at: String,
+    /// `sha256:<hex>` of this document with an empty digest.
+    #[serde(default)]
+    pub digest: String,
+}
+
+impl Plan {
+    /// Computes the digest of the plan's content.
+    pub fn compute_digest(&self) -> String {
+        let mut unsigned = self.clone();
+        unsigned.digest = String::new();
+        let bytes = serde_json::to_vec(&unsigned).unwrap_or_default();
+        format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))
+    }
+
+    /// Sets the digest field.
+    pub fn seal(mut self) -> Plan {
+        self.digest = self.compute_digest();
+        self
+    }
+
+    /// True when the stored digest matches the content.
+    pub fn digest_is_valid(&self) -> bool {
+        self.digest == self.compute_digest()
+    }
+
+    /// The full SQL that selects chunk `index`'s rows in key order.
+    pub fn chunk_query(&self, chunk: &ChunkRange) -> String {
+        let s = &self.source;
+        let order = if chunk.nulls {
+            String::new()
+        } else {
+            format!(" ORDER BY {}", s.key_sql)
+        };
+        format!(
+            "SELECT {}\nFROM {}\nWHERE ({})\n  AND {}{order}",
+            s.select_list,
+            s.from_sql,
+            s.filter_sql,
+            chunk.predicate(&s.key_sql, s.key_type)
+        )
+    }
+
+    /// The one-line summary a plan pod writes as its termination message.
+    pub fn summary_line(&self) -> String {
+        format!(
+            "chunks={} digest={} run={} estimated_rows={} strategy={}",
+            self.chunks.len(),
+            self.digest,
+            self.run_id,
+            self.estimated_rows,
+            serde_json::to_value(self.strategy)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        )
+    }
+}
+
+/// Number of key-range chunks for an estimate: `ceil(rows / chunk_size)`, at least one,
+/// at most `max_chunks` (less one when a NULL chunk is needed).
+pub fn range_chunk_count(estimated_rows: u64, chunk_size: u64, max_chunks: u64, nulls: bool) -> usize {
+    let chunk_size = chunk_size.max(1);
+    let wanted = estimated_rows.div_ceil(chunk_size).max(1);
+    let cap = max_chunks.saturating_sub(u64::from(nulls)).max(1);
+    usize::try_from(wanted.min(cap)).unwrap_or(usize::MAX)
+}
+
+/// The quantile fractions `1/k .. (k-1)/k` at which boundaries are taken.
+pub fn quantile_fractions(k: usize) -> Vec<f64> {
+    (1..k).map(|i| i as f64 / k as f64).collect()
+}
+
+/// A point of the key distribution from `pg_stats`, in key order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StatPoint {
+    /// A histogram bound (the histogram's buckets hold equal shares of the rows that are
+    /// not among the most common values).
+    Bound(String),
+    /// A most common value and its frequency.
+    Common(String, f64),
+}
+
+/// Boundaries at the `fractions` quantiles of the distribution described by `points`
+/// (sorted by key). Each histogram bucket's mass is placed at its upper bound and each
+/// common value's frequency at the value.
+pub fn quantiles_from_stats(points: &[StatPoint], fractions: &[f64]) -> Vec<String> {
+    let bounds = points
+        .iter()
+        .filter(|p| matches!(p, StatPoint::Bound(_)))
+        .count();
+    let common: f64 = points
+        .iter()
+        .map(|p| match p {
+            StatPoint::Common(_, f) => *f,
+            StatPoint::Bound(_) => 0.0,
+        })
+        .sum();
+    let bucket_mass = if bounds > 1 {
+        (1.0 - common).max(0.0) / (bounds - 1) as f64
+    } else {
+        0.0
+    };
+    let mut masses = Vec::with_capacity(points.len());
+    let mut first_bound = true;
+    for p in points {
+        match p {
+            StatPoint::Bound(v) => {
+                masses.push((v.as_str(), if first_bound { 0.0 } else { bucket_mass }));
+                first_bound = false;
+            }
+            StatPoint::Common(v, f) => masses.push((v.as_str(), *f)),
+        }
+    }
+    let total: f64 = masses.iter().map(|(_, m)| m).sum();
+    if total <= 0.0 {
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(fractions.len());
+    let mut cum = 0.0;
+    let mut i = 0;
+    for &q in fractions {
+        let target = q * total;
+        while i < masses.len() && cum + masses[i].1 < target {
+            cum += masses[i].1;
+            i += 1;
+        }
+        if let Some((v, _)) = masses.get(i) {
+            out.push((*v).to_string());
+        }
+    }
+    out
+}
+
+/// Builds the chunk list from sorted boundaries (duplicates are dropped): chunk 0 is
+/// `key < b1`, then `[b1, b2)`, ..., the last `key >= bn`, then the NULL chunk if asked.
+pub fn chunks_from_boundaries(
+    boundaries: &[String],
+    estimated_rows: u64,
+    null_rows: u64,
+    nulls: bool,
+) -> Vec<ChunkRange> {
+    let mut unique: Vec<&String> = Vec::with_capacity(boundaries.len());
+    for b in boundaries {
+        if unique.last() != Some(&b) {
+            unique.push(b);
+        }
+    }
+    let ranges = unique.len() + 1;
+    let per_chunk = estimated_rows / ranges as u64;
+    let mut chunks = Vec::with_capacity(ranges + 1);
+    for i in 0..ranges {
+        chunks.push(ChunkRange {
+            index: i,
+            lo: if i == 0 { None } else { Some(unique[i - 1].clone()) },
+            hi: unique.get(i).map(|s| (*s).clone()),
+            nulls: false,
+            estimated_rows: per_chunk,
+        });
+    }
+    if nulls {
+        chunks.push(ChunkRange {
+            index: ranges,
+            lo: None,
+            hi: None,
+            nulls: true,
+            estimated_rows: null_rows,
+        });
+    }
+    chunks
+}
+
+/// The SQL expression that selects a column of the source by name.
+pub fn column_sql(name: &str) -> String {
+    Quoted(name).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn chunk_count_rounds_up_and_caps() {
+        assert_eq!(range_chunk_count(0, 100, 10, false), 1);
+        assert_eq!(range_chunk_count(1000, 100, 100, false), 10);
+        assert_eq!(range_chunk_count(1001, 100, 100, false), 11);
+        assert_eq!(range_chunk_count(1_000_000, 1, 50, true), 49);
+        assert_eq!(range_chunk_count(u64::MAX, 1, 10_000, false), 10_000);
+    }
+
+    #[test]
+    fn chunks_tile_the_whole_domain() {
+        let chunks = chunks_from_boundaries(&strings(&["10", "20", "20", "30"]), 400, 5, true);
+        assert_eq!(chunks.len(), 5);
+        assert_eq!(chunks[0].lo, None);
+        assert_eq!(chunks[0].hi.as_deref(), Some("10"));
+        for pair in chunks[..4].windows(2) {
+            assert_eq!(pair[0].hi, pair[1].lo, "adjacent chunks share a bound");
+        }
+        assert_eq!(chunks[3].hi, None);
+        assert!(chunks[4].nulls);
+        assert_eq!(chunks[4].estimated_rows, 5);
+        assert!(chunks.iter().enumerate().all(|(i, c)| c.index == i));
+    }
+
+    #[test]
+    fn no_boundaries_gives_one_open_chunk() {
+        let chunks = chunks_from_boundaries(&[], 7, 0, false);
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(chunks[0].predicate("\"id\"", KeyType::Bigint), "\"id\" IS NOT NULL");
+    }
+
+    #[test]
+    fn predicates_quote_literals() {
+        let c = ChunkRange {
+            index: 1,
+            lo: Some("o'brien".into()),
+            hi: Some("z".into()),
+            nulls: false,
+            estimated_rows: 0,
+        };
+        assert_eq!(
+            c.predicate("\"name\"", KeyType::Text),
+            "\"name\" >= 'o''brien'::text AND \"name\" < 'z'::text"
+        );
+    }
+
+    #[test]
+    fn histogram_quantiles_follow_bucket_mass() {
+        // 5 bounds = 4 equal buckets: quartiles fall on the inner bounds.
+        let points: Vec<StatPoint> = ["0", "10", "1000", "1001", "9999"]
+            .iter()
+            .map(|v| StatPoint::Bound(v.to_string()))
+            .collect();
+        assert_eq!(
+            quantiles_from_stats(&points, &quantile_fractions(4)),
+            strings(&["10", "1000", "1001"])
+        );
+    }
+
+    #[test]
+    fn common_values_carry_their_frequency() {
+        // Half the rows have key 5; the rest spread over a 2-bucket histogram.
+        let points = vec![
+            StatPoint::Bound("0".into()),
+            StatPoint::Common("5".into(), 0.5),
+            StatPoint::Bound("50".into()),
+            StatPoint::Bound("100".into()),
+        ];
+        let q = quantiles_from_stats(&points, &quantile_fractions(2));
+        assert_eq!(q, strings(&["5"]));
+    }
+
+    #[test]
+    fn digest_detects_changes() {
+        let plan = Plan {
+            version: 1,
+            run_id: "r".into(),
+            source: PlannedSource {
+                description: "t".into(),
+                select_list: "1".into(),
+                from_sql: "t".into(),
+                filter_sql: "true".into(),
+                key_column: "id".into(),
+                key_sql: "\"id\"".into(),
+                key_type: KeyType::Bigint,
+                columns: strings(&["id"]),
+            },
+            format: PartFormat {
+                delimiter: ',',
+                null_string: String::new(),
+                header: true,
+                gzip: false,
+            },
+            estimated_rows: 10,
+            strategy: Strategy::Exact,
+            chunks: chunks_from_boundaries(&strings(&["5"]), 10, 0, false),
+            created_at: "now".into(),
+            digest: String::new(),
+        }
+        .seal();
+        assert!(plan.digest_is_valid());
+        let mut tampered = plan.clone();
+        tampered.chunks[1].lo = Some("6".into());
+        assert!(!tampered.digest_is_valid());
+    }
+
+    #[test]
+    fn key_types_from_catalog_names() {
+        assert_eq!(KeyType::from_pg_name("character varying(20)"), Some(KeyType::Varchar));
+        assert_eq!(KeyType::from_pg_name("numeric(12,2)"), Some(KeyType::Numeric));
+        assert_eq!(KeyType::from_pg_name("timestamp with time zone"), Some(KeyType::Timestamptz));
+        assert_eq!(KeyType::from_pg_name("jsonb"), None);
+    }
+}

@@ -1,0 +1,8 @@
+//! The Postgres source: read-only sessions, resolving a spec to SQL, and key statistics.
+
+pub mod resolve;
+pub mod session;
+pub mod stats;
+
+pub use resolve::{Resolved, resolve};
+pub use session::{ReadSession, connect};

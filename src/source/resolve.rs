@@ -1,0 +1,285 @@
+//! Resolving a spec's source to SQL: look every name up in the catalog, quote it, and
+//! check that the key column exists and has a supported type.
+
+use sqlx::{AssertSqlSafe, Column, Executor, Row, SqlSafeStr, Statement, TypeInfo};
+
+use super::ReadSession;
+use crate::api::SourceSpec;
+use crate::error::{Error, Result};
+use crate::ident::{Quoted, check_balanced, parse_ident, parse_qualified};
+use crate::plan::{KeyType, PlannedSource};
+
+/// A table found in the catalog.
+#[derive(Clone, Debug)]
+pub struct TableRef {
+    /// Its oid.
+    pub oid: i64,
+    /// Its schema.
+    pub schema: String,
+    /// Its name.
+    pub name: String,
+    /// The collation of the key column, when it is not the database default.
+    pub key_collation: Option<String>,
+    /// Whether a `where` filter applies (then the table's histogram does not describe the rows).
+    pub filtered: bool,
+}
+
+/// A source resolved against the catalog.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    /// The SQL pieces the plan stores.
+    pub source: PlannedSource,
+    /// Whether the key may be NULL (a NULL chunk is planned when it may).
+    pub key_nullable: bool,
+    /// For table mode: the relation, whose size and statistics guide the planner.
+    pub table: Option<TableRef>,
+}
+
+fn source_err(field: &'static str, message: String) -> Error {
+    Error::Source { field, message }
+}
+
+/// Resolves `spec` inside `session`.
+pub async fn resolve(session: &mut ReadSession, spec: &SourceSpec) -> Result<Resolved> {
+    match (&spec.table, &spec.query) {
+        (Some(table), None) => resolve_table(session, spec, table).await,
+        (None, Some(query)) => resolve_query(session, spec, query).await,
+        _ => Err(Error::InvalidSpec(
+            "spec.source: set exactly one of table and query".into(),
+        )),
+    }
+}
+
+async fn resolve_table(session: &mut ReadSession, spec: &SourceSpec, table: &str) -> Result<Resolved> {
+    let name = parse_qualified(table).map_err(|e| source_err("spec.source.table", e.0))?;
+    let regclass_text = name.to_string();
+    let row = sqlx::query(
+        "SELECT c.oid::int8 AS oid, n.nspname::text AS nsp, c.relname::text AS rel
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.oid = to_regclass($1)
+            AND c.relkind IN ('r', 'p', 'v', 'm', 'f')",
+    )
+    .bind(&regclass_text)
+    .fetch_optional(session.conn())
+    .await
+    .map_err(|e| Error::db("looking up the table", e))?;
+    let Some(row) = row else {
+        return Err(source_err(
+            "spec.source.table",
+            format!("table {table:?} does not exist (or is not visible to this user)"),
+        ));
+    };
+    let oid: i64 = row.get("oid");
+    let nsp: String = row.get("nsp");
+    let rel: String = row.get("rel");
+    let relation = format!("{}.{}", Quoted(&nsp), Quoted(&rel));
+    let shown = format!("{nsp}.{rel}");
+
+    let attrs = sqlx::query(
+        "SELECT a.attname::text AS name, format_type(a.atttypid, a.atttypmod) AS type,
+                a.attnotnull AS notnull,
+                (SELECT c.collname::text FROM pg_collation c
+                  WHERE c.oid = a.attcollation AND a.attcollation <> 100) AS collation
+           FROM pg_attribute a
+          WHERE a.attrelid = $1::int8::oid AND a.attnum > 0 AND NOT a.attisdropped
+          ORDER BY a.attnum",
+    )
+    .bind(oid)
+    .fetch_all(session.conn())
+    .await
+    .map_err(|e| Error::db("reading the table's columns", e))?;
+    let all: Vec<(String, String, bool)> = attrs
+        .iter()
+        .map(|r| (r.get("name"), r.get("type"), r.get("notnull")))
+        .collect();
+    let collations: Vec<Option<String>> = attrs.iter().map(|r| r.get("collation")).collect();
+    let listing = || {
+        all.iter()
+            .map(|(n, _, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+
+    let columns: Vec<String> = match &spec.columns {
+        None => all.iter().map(|(n, _, _)| n.clone()).collect(),
+        Some(wanted) => {
+            let mut out = Vec::new();
+            for (i, text) in wanted.iter().enumerate() {
+                let name = parse_ident(text).map_err(|e| source_err("spec.source.columns", e.0))?;
+                if !all.iter().any(|(n, _, _)| *n == name) {
+                    return Err(source_err(
+                        "spec.source.columns",
+                        format!(
+                            "column {name:?} (columns[{i}]) does not exist in {shown}; its columns are: {}",
+                            listing()
+                        ),
+                    ));
+                }
+                out.push(name);
+            }
+            out
+        }
+    };
+    let key = parse_ident(&spec.key_column).map_err(|e| source_err("spec.source.keyColumn", e.0))?;
+    let key_position = all.iter().position(|(n, _, _)| *n == key);
+    let key_collation = key_position.and_then(|i| collations[i].clone());
+    let Some((_, key_type_name, key_not_null)) = key_position.map(|i| &all[i]) else {
+        return Err(source_err(
+            "spec.source.keyColumn",
+            format!(
+                "column {key:?} does not exist in {shown}; its columns are: {}",
+                listing()
+            ),
+        ));
+    };
+    let key_type = KeyType::from_pg_name(key_type_name).ok_or_else(|| {
+        source_err(
+            "spec.source.keyColumn",
+            format!(
+                "column {key:?} has type {key_type_name}, which cannot be a key; supported: {}",
+                KeyType::SUPPORTED
+            ),
+        )
+    })?;
+    let select_list = columns
+        .iter()
+        .map(|c| Quoted(c).to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let filter_sql = match &spec.where_ {
+        Some(filter) => {
+            check_balanced(filter).map_err(|e| source_err("spec.source.where", e.0))?;
+            format!("\n{}\n", filter.trim())
+        }
+        None => "true".to_string(),
+    };
+    let source = PlannedSource {
+        description: shown,
+        select_list,
+        from_sql: relation,
+        filter_sql,
+        key_column: key.clone(),
+        key_sql: Quoted(&key).to_string(),
+        key_type,
+        columns,
+    };
+    check_parses(session, &source, "spec.source.where").await?;
+    Ok(Resolved {
+        source,
+        key_nullable: !key_not_null,
+        table: Some(TableRef {
+            oid,
+            schema: nsp,
+            name: rel,
+            key_collation,
+            filtered: spec.where_.is_some(),
+        }),
+    })
+}
+
+async fn resolve_query(session: &mut ReadSession, spec: &SourceSpec, query: &str) -> Result<Resolved> {
+    let query = query.trim().trim_end_matches(';').trim_end();
+    check_balanced(query).map_err(|e| source_err("spec.source.query", e.0))?;
+    let key = parse_ident(&spec.key_column).map_err(|e| source_err("spec.source.keyColumn", e.0))?;
+    let wrapped = format!("SELECT * FROM (\n{query}\n) AS rj_src");
+    // Preparing (not running) the query checks it is one valid SELECT and gives its columns.
+    let described = session
+        .conn()
+        .prepare(AssertSqlSafe(format!("{wrapped} WHERE false")).into_sql_str())
+        .await
+        .map_err(|e| {
+            if e.as_database_error().is_some() {
+                Error::Source {
+                    field: "spec.source.query",
+                    message: format!("the query is not valid: {e}"),
+                }
+            } else {
+                Error::db("checking the query", e)
+            }
+        })?;
+    let columns: Vec<(String, String)> = described
+        .columns()
+        .iter()
+        .map(|c| (c.name().to_string(), c.type_info().name().to_string()))
+        .collect();
+    let names = || {
+        columns
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let matches: Vec<&(String, String)> = columns.iter().filter(|(n, _)| *n == key).collect();
+    let key_type_name = match matches.as_slice() {
+        [(_, t)] => t.clone(),
+        [] => {
+            return Err(source_err(
+                "spec.source.keyColumn",
+                format!(
+                    "column {key:?} is not in the query's output; its columns are: {}",
+                    names()
+                ),
+            ));
+        }
+        _ => {
+            return Err(source_err(
+                "spec.source.keyColumn",
+                format!("the query returns more than one column named {key:?}"),
+            ));
+        }
+    };
+    let key_type = KeyType::from_pg_name(&key_type_name).ok_or_else(|| {
+        source_err(
+            "spec.source.keyColumn",
+            format!(
+                "column {key:?} has type {key_type_name}, which cannot be a key; supported: {}",
+                KeyType::SUPPORTED
+            ),
+        )
+    })?;
+    let mut seen = std::collections::HashSet::new();
+    for (name, _) in &columns {
+        if !seen.insert(name) {
+            return Err(source_err(
+                "spec.source.query",
+                format!("the query returns more than one column named {name:?}; alias them apart"),
+            ));
+        }
+    }
+    Ok(Resolved {
+        source: PlannedSource {
+            description: "query".to_string(),
+            select_list: "*".to_string(),
+            from_sql: format!("(\n{query}\n) AS rj_src"),
+            filter_sql: "true".to_string(),
+            key_column: key.clone(),
+            key_sql: format!("rj_src.{}", Quoted(&key)),
+            key_type,
+            columns: columns.into_iter().map(|(n, _)| n).collect(),
+        },
+        key_nullable: true,
+        table: None,
+    })
+}
+
+/// Prepares the source's SELECT with its filter, so a bad `where` fails now, naming the
+/// field, and so nothing in it can turn one statement into several.
+async fn check_parses(session: &mut ReadSession, source: &PlannedSource, field: &'static str) -> Result<()> {
+    let sql = format!(
+        "SELECT {}\nFROM {}\nWHERE ({})\n  AND false",
+        source.select_list, source.from_sql, source.filter_sql
+    );
+    session
+        .conn()
+        .prepare(AssertSqlSafe(sql).into_sql_str())
+        .await.map(|_| ()).map_err(|e| {
+        if e.as_database_error().is_some() {
+            Error::Source {
+                field,
+                message: format!("is not a valid filter: {e}"),
+            }
+        } else {
+            Error::db("checking the filter", e)
+        }
+    })
+}
