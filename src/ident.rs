@@ -302,7 +302,13 @@ mod balance_tests {
 
     #[test]
     fn escaping_sql_fails() {
-        for bad in ["x) OR (true", "(x", "x = 'open", "a; DROP TABLE t", "/* open"] {
+        for bad in [
+            "x) OR (true",
+            "(x",
+            "x = 'open",
+            "a; DROP TABLE t",
+            "/* open",
+        ] {
             assert!(check_balanced(bad).is_err(), "{bad:?}");
         }
     }

@@ -7,7 +7,14 @@
 //! I/O lives in [`source`], [`storage`] and the stage functions.
 
 pub mod api;
+pub mod cli;
+pub mod csv;
 pub mod error;
+pub mod export;
 pub mod ident;
+pub mod local;
+pub mod pipeline;
 pub mod plan;
 pub mod source;
+pub mod staging;
+pub mod storage;

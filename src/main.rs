@@ -1,2 +1,19 @@
 //! The `reportjob` command line.
-fn main() {}
+
+use clap::Parser;
+
+fn main() {
+    let cli = reportjob::cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(reportjob::error::EXIT_TRANSIENT);
+        }
+    };
+    let code = runtime.block_on(reportjob::cli::dispatch(cli));
+    std::process::exit(code);
+}

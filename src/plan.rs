@@ -255,7 +255,12 @@ impl Plan {
 
 /// Number of key-range chunks for an estimate: `ceil(rows / chunk_size)`, at least one,
 /// at most `max_chunks` (less one when a NULL chunk is needed).
-pub fn range_chunk_count(estimated_rows: u64, chunk_size: u64, max_chunks: u64, nulls: bool) -> usize {
+pub fn range_chunk_count(
+    estimated_rows: u64,
+    chunk_size: u64,
+    max_chunks: u64,
+    nulls: bool,
+) -> usize {
     let chunk_size = chunk_size.max(1);
     let wanted = estimated_rows.div_ceil(chunk_size).max(1);
     let cap = max_chunks.saturating_sub(u64::from(nulls)).max(1);
@@ -348,7 +353,11 @@ pub fn chunks_from_boundaries(
     for i in 0..ranges {
         chunks.push(ChunkRange {
             index: i,
-            lo: if i == 0 { None } else { Some(unique[i - 1].clone()) },
+            lo: if i == 0 {
+                None
+            } else {
+                Some(unique[i - 1].clone())
+            },
             hi: unique.get(i).map(|s| (*s).clone()),
             nulls: false,
             estimated_rows: per_chunk,
@@ -407,7 +416,10 @@ mod tests {
     fn no_boundaries_gives_one_open_chunk() {
         let chunks = chunks_from_boundaries(&[], 7, 0, false);
         assert_eq!(chunks.len(), 1);
-        assert_eq!(chunks[0].predicate("\"id\"", KeyType::Bigint), "\"id\" IS NOT NULL");
+        assert_eq!(
+            chunks[0].predicate("\"id\"", KeyType::Bigint),
+            "\"id\" IS NOT NULL"
+        );
     }
 
     #[test]
@@ -487,9 +499,18 @@ mod tests {
 
     #[test]
     fn key_types_from_catalog_names() {
-        assert_eq!(KeyType::from_pg_name("character varying(20)"), Some(KeyType::Varchar));
-        assert_eq!(KeyType::from_pg_name("numeric(12,2)"), Some(KeyType::Numeric));
-        assert_eq!(KeyType::from_pg_name("timestamp with time zone"), Some(KeyType::Timestamptz));
+        assert_eq!(
+            KeyType::from_pg_name("character varying(20)"),
+            Some(KeyType::Varchar)
+        );
+        assert_eq!(
+            KeyType::from_pg_name("numeric(12,2)"),
+            Some(KeyType::Numeric)
+        );
+        assert_eq!(
+            KeyType::from_pg_name("timestamp with time zone"),
+            Some(KeyType::Timestamptz)
+        );
         assert_eq!(KeyType::from_pg_name("jsonb"), None);
     }
 }

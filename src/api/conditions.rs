@@ -53,7 +53,10 @@ mod tests {
         let mut conditions = vec![cond("False", 10)];
         set_condition(&mut conditions, cond("False", 20));
         assert_eq!(conditions.len(), 1);
-        assert_eq!(conditions[0].last_transition_time, cond("False", 10).last_transition_time);
+        assert_eq!(
+            conditions[0].last_transition_time,
+            cond("False", 10).last_transition_time
+        );
     }
 
     #[test]
@@ -61,6 +64,9 @@ mod tests {
         let mut conditions = vec![cond("False", 10)];
         set_condition(&mut conditions, cond("True", 20));
         assert_eq!(conditions[0].status, "True");
-        assert_eq!(conditions[0].last_transition_time, cond("True", 20).last_transition_time);
+        assert_eq!(
+            conditions[0].last_transition_time,
+            cond("True", 20).last_transition_time
+        );
     }
 }

@@ -19,11 +19,36 @@ use super::status::ReportJobStatus;
     status = "ReportJobStatus",
     shortname = "rj",
     category = "reports",
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Where the ReportJob is in its lifecycle"),
-    printcolumn(name = "Chunks", type_ = "string", json_path = ".status.progress", description = "Chunks exported / chunks planned"),
-    printcolumn(name = "Rows", type_ = "integer", json_path = ".status.rows", description = "Rows exported so far"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(name = "Output", type_ = "string", json_path = ".status.output.location", priority = "1", description = "Where the assembled report is")
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Where the ReportJob is in its lifecycle"
+    ),
+    printcolumn(
+        name = "Chunks",
+        type_ = "string",
+        json_path = ".status.progress",
+        description = "Chunks exported / chunks planned"
+    ),
+    printcolumn(
+        name = "Rows",
+        type_ = "integer",
+        json_path = ".status.rows",
+        description = "Rows exported so far"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Output",
+        type_ = "string",
+        json_path = ".status.output.location",
+        priority = "1",
+        description = "Where the assembled report is"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ReportJobSpec {

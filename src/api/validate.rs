@@ -46,7 +46,10 @@ pub fn validate(spec: &ReportJobSpec) -> Vec<FieldError> {
             "spec.source.query",
             "set exactly one of table and query, not both".into(),
         ),
-        (None, None) => err("spec.source.table", "set exactly one of table and query".into()),
+        (None, None) => err(
+            "spec.source.table",
+            "set exactly one of table and query".into(),
+        ),
         (Some(table), None) => {
             if let Err(e) = parse_qualified(table) {
                 err("spec.source.table", e.0);
@@ -95,7 +98,10 @@ pub fn validate(spec: &ReportJobSpec) -> Vec<FieldError> {
     }
     if let Some(filter) = &source.where_ {
         if filter.trim().is_empty() {
-            err("spec.source.where", "is empty; omit it to export all rows".into());
+            err(
+                "spec.source.where",
+                "is empty; omit it to export all rows".into(),
+            );
         } else if filter.contains('\0') {
             err("spec.source.where", "contains a NUL byte".into());
         } else if let Err(e) = check_balanced(filter) {
@@ -108,7 +114,10 @@ pub fn validate(spec: &ReportJobSpec) -> Vec<FieldError> {
     if source.statement_timeout_seconds < 1 {
         err(
             "spec.source.statementTimeoutSeconds",
-            format!("must be at least 1, got {}", source.statement_timeout_seconds),
+            format!(
+                "must be at least 1, got {}",
+                source.statement_timeout_seconds
+            ),
         );
     }
     if source.connection_secret_ref.name.is_empty() {
@@ -208,7 +217,10 @@ pub fn validate(spec: &ReportJobSpec) -> Vec<FieldError> {
     if !(0..=100).contains(&worker.retries_per_chunk) {
         err(
             "spec.worker.retriesPerChunk",
-            format!("must be between 0 and 100, got {}", worker.retries_per_chunk),
+            format!(
+                "must be between 0 and 100, got {}",
+                worker.retries_per_chunk
+            ),
         );
     }
     if let Some(deadline) = worker.active_deadline_seconds
@@ -326,20 +338,83 @@ spec:
     #[test]
     fn each_bad_field_is_named() {
         let cases = [
-            (with("table: public.orders\n    query: select 1", "table: public.orders"), "spec.source.query"),
+            (
+                with(
+                    "table: public.orders\n    query: select 1",
+                    "table: public.orders",
+                ),
+                "spec.source.query",
+            ),
             (with("", "    table: public.orders\n"), "spec.source.table"),
-            (with("table: 'orders; drop table x'", "table: public.orders"), "spec.source.table"),
-            (with("keyColumn: 'id\"'", "keyColumn: id"), "spec.source.keyColumn"),
-            (with("keyColumn: id\n  chunking: {chunkSize: -5}", "keyColumn: id"), "spec.chunking.chunkSize"),
-            (with("keyColumn: id\n  chunking: {parallelism: 0}", "keyColumn: id"), "spec.chunking.parallelism"),
-            (with("keyColumn: id\n    colums: [a]", "keyColumn: id"), "spec.source.colums"),
-            (with("keyColumn: id\n    columns: [a, 'b;c']", "keyColumn: id"), "spec.source.columns[1]"),
-            (with("pvc: {claimName: reports, path: ../etc/passwd}", "pvc: {claimName: reports, path: orders.csv}"), "spec.output.destination.pvc.path"),
-            (with("pvc: {claimName: Reports, path: a.csv}", "pvc: {claimName: reports, path: orders.csv}"), "spec.output.destination.pvc.claimName"),
-            (with("bucket: {url: 's3://b/k'}\n      pvc: {claimName: reports, path: orders.csv}", "pvc: {claimName: reports, path: orders.csv}"), "spec.output.destination.bucket"),
-            (with("", "    keyColumn: id\n"), "spec.source: missing field `keyColumn`"),
-            (with("keyColumn: id\n    statementTimeoutSeconds: 0", "keyColumn: id"), "spec.source.statementTimeoutSeconds"),
-            (with("keyColumn: id\n  chunking: {chunkSize: ten}", "keyColumn: id"), "spec.chunking.chunkSize"),
+            (
+                with("table: 'orders; drop table x'", "table: public.orders"),
+                "spec.source.table",
+            ),
+            (
+                with("keyColumn: 'id\"'", "keyColumn: id"),
+                "spec.source.keyColumn",
+            ),
+            (
+                with(
+                    "keyColumn: id\n  chunking: {chunkSize: -5}",
+                    "keyColumn: id",
+                ),
+                "spec.chunking.chunkSize",
+            ),
+            (
+                with(
+                    "keyColumn: id\n  chunking: {parallelism: 0}",
+                    "keyColumn: id",
+                ),
+                "spec.chunking.parallelism",
+            ),
+            (
+                with("keyColumn: id\n    colums: [a]", "keyColumn: id"),
+                "spec.source.colums",
+            ),
+            (
+                with("keyColumn: id\n    columns: [a, 'b;c']", "keyColumn: id"),
+                "spec.source.columns[1]",
+            ),
+            (
+                with(
+                    "pvc: {claimName: reports, path: ../etc/passwd}",
+                    "pvc: {claimName: reports, path: orders.csv}",
+                ),
+                "spec.output.destination.pvc.path",
+            ),
+            (
+                with(
+                    "pvc: {claimName: Reports, path: a.csv}",
+                    "pvc: {claimName: reports, path: orders.csv}",
+                ),
+                "spec.output.destination.pvc.claimName",
+            ),
+            (
+                with(
+                    "bucket: {url: 's3://b/k'}\n      pvc: {claimName: reports, path: orders.csv}",
+                    "pvc: {claimName: reports, path: orders.csv}",
+                ),
+                "spec.output.destination.bucket",
+            ),
+            (
+                with("", "    keyColumn: id\n"),
+                "spec.source: missing field `keyColumn`",
+            ),
+            (
+                with(
+                    "keyColumn: id\n    statementTimeoutSeconds: 0",
+                    "keyColumn: id",
+                ),
+                "spec.source.statementTimeoutSeconds",
+            ),
+            (
+                with(
+                    "keyColumn: id\n  chunking: {chunkSize: ten}",
+                    "keyColumn: id",
+                ),
+                "spec.chunking.chunkSize",
+            ),
         ];
         for (yaml, field) in cases {
             let errors = errors_of(&yaml);

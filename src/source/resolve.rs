@@ -50,7 +50,11 @@ pub async fn resolve(session: &mut ReadSession, spec: &SourceSpec) -> Result<Res
     }
 }
 
-async fn resolve_table(session: &mut ReadSession, spec: &SourceSpec, table: &str) -> Result<Resolved> {
+async fn resolve_table(
+    session: &mut ReadSession,
+    spec: &SourceSpec,
+    table: &str,
+) -> Result<Resolved> {
     let name = parse_qualified(table).map_err(|e| source_err("spec.source.table", e.0))?;
     let regclass_text = name.to_string();
     let row = sqlx::query(
@@ -120,7 +124,8 @@ async fn resolve_table(session: &mut ReadSession, spec: &SourceSpec, table: &str
             out
         }
     };
-    let key = parse_ident(&spec.key_column).map_err(|e| source_err("spec.source.keyColumn", e.0))?;
+    let key =
+        parse_ident(&spec.key_column).map_err(|e| source_err("spec.source.keyColumn", e.0))?;
     let key_position = all.iter().position(|(n, _, _)| *n == key);
     let key_collation = key_position.and_then(|i| collations[i].clone());
     let Some((_, key_type_name, key_not_null)) = key_position.map(|i| &all[i]) else {
@@ -177,10 +182,15 @@ async fn resolve_table(session: &mut ReadSession, spec: &SourceSpec, table: &str
     })
 }
 
-async fn resolve_query(session: &mut ReadSession, spec: &SourceSpec, query: &str) -> Result<Resolved> {
+async fn resolve_query(
+    session: &mut ReadSession,
+    spec: &SourceSpec,
+    query: &str,
+) -> Result<Resolved> {
     let query = query.trim().trim_end_matches(';').trim_end();
     check_balanced(query).map_err(|e| source_err("spec.source.query", e.0))?;
-    let key = parse_ident(&spec.key_column).map_err(|e| source_err("spec.source.keyColumn", e.0))?;
+    let key =
+        parse_ident(&spec.key_column).map_err(|e| source_err("spec.source.keyColumn", e.0))?;
     let wrapped = format!("SELECT * FROM (\n{query}\n) AS rj_src");
     // Preparing (not running) the query checks it is one valid SELECT and gives its columns.
     let described = session
@@ -264,7 +274,11 @@ async fn resolve_query(session: &mut ReadSession, spec: &SourceSpec, query: &str
 
 /// Prepares the source's SELECT with its filter, so a bad `where` fails now, naming the
 /// field, and so nothing in it can turn one statement into several.
-async fn check_parses(session: &mut ReadSession, source: &PlannedSource, field: &'static str) -> Result<()> {
+async fn check_parses(
+    session: &mut ReadSession,
+    source: &PlannedSource,
+    field: &'static str,
+) -> Result<()> {
     let sql = format!(
         "SELECT {}\nFROM {}\nWHERE ({})\n  AND false",
         source.select_list, source.from_sql, source.filter_sql
@@ -272,14 +286,16 @@ async fn check_parses(session: &mut ReadSession, source: &PlannedSource, field: 
     session
         .conn()
         .prepare(AssertSqlSafe(sql).into_sql_str())
-        .await.map(|_| ()).map_err(|e| {
-        if e.as_database_error().is_some() {
-            Error::Source {
-                field,
-                message: format!("is not a valid filter: {e}"),
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            if e.as_database_error().is_some() {
+                Error::Source {
+                    field,
+                    message: format!("is not a valid filter: {e}"),
+                }
+            } else {
+                Error::db("checking the filter", e)
             }
-        } else {
-            Error::db("checking the filter", e)
-        }
-    })
+        })
 }

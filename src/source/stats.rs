@@ -4,13 +4,12 @@
 
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{ReadSession, Resolved};
 use super::resolve::TableRef;
+use super::{ReadSession, Resolved};
 use crate::error::{Error, Result};
 use crate::ident::Quoted;
 use crate::plan::{
-    PlannedSource, StatPoint, Strategy, quantile_fractions, quantiles_from_stats,
-    range_chunk_count,
+    PlannedSource, StatPoint, Strategy, quantile_fractions, quantiles_from_stats, range_chunk_count,
 };
 
 /// Sources estimated at or below this many rows are planned from all their keys.
@@ -42,7 +41,10 @@ pub struct KeyStats {
 
 /// `WHERE` clause of the source's rows with a non-NULL key.
 fn non_null_where(src: &PlannedSource) -> String {
-    format!("WHERE ({})\n  AND {} IS NOT NULL", src.filter_sql, src.key_sql)
+    format!(
+        "WHERE ({})\n  AND {} IS NOT NULL",
+        src.filter_sql, src.key_sql
+    )
 }
 
 /// Gathers statistics and boundaries for chunks of about `chunk_size` rows.
@@ -168,7 +170,11 @@ struct TableStats {
     points: Vec<StatPoint>,
 }
 
-async fn table_stats(session: &mut ReadSession, table: &TableRef, src: &PlannedSource) -> Result<TableStats> {
+async fn table_stats(
+    session: &mut ReadSession,
+    table: &TableRef,
+    src: &PlannedSource,
+) -> Result<TableStats> {
     let row = sqlx::query(
         "SELECT reltuples::float8, relpages::float8 FROM pg_class WHERE oid = $1::int8::oid",
     )
@@ -234,10 +240,12 @@ async fn table_stats(session: &mut ReadSession, table: &TableRef, src: &PlannedS
 
 /// The planner's row estimate for the source, from `EXPLAIN` (no rows are read).
 async fn explain_rows(session: &mut ReadSession, rows_from: &str) -> Result<u64> {
-    let row = sqlx::query(AssertSqlSafe(format!("EXPLAIN (FORMAT JSON) SELECT 1\n{rows_from}")))
-        .fetch_one(session.conn())
-        .await
-        .map_err(|e| Error::db("estimating the source's rows", e))?;
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "EXPLAIN (FORMAT JSON) SELECT 1\n{rows_from}"
+    )))
+    .fetch_one(session.conn())
+    .await
+    .map_err(|e| Error::db("estimating the source's rows", e))?;
     let plan: serde_json::Value = row.get(0);
     let rows = plan
         .pointer("/0/Plan/Plan Rows")

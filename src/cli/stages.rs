@@ -1,0 +1,305 @@
+//! The stage commands: `run`, `plan`, `worker` and `assemble`, their output and exit codes.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::progress::Reporter;
+use super::{AssembleArgs, Common, EXIT_BAD_SPEC, PlanArgs, RunArgs, WorkerArgs};
+use crate::api::ReportJob;
+use crate::api::load::{load_file, load_str};
+use crate::error::{EXIT_OK, EXIT_TRANSIENT, Error};
+use crate::local::{RunOptions, run as run_local};
+use crate::pipeline::{Stage, derive_run_id};
+use crate::staging::Layout;
+use crate::storage::LocalDir;
+
+/// Why a command could not start.
+struct Setup {
+    message: String,
+    code: i32,
+}
+
+fn setup_error(message: impl Into<String>) -> Setup {
+    Setup {
+        message: message.into(),
+        code: EXIT_BAD_SPEC,
+    }
+}
+
+fn load_spec(common: &Common) -> Result<ReportJob, Setup> {
+    match &common.file {
+        Some(path) => load_file(path).map_err(|e| setup_error(e.to_string())),
+        None => match std::env::var("REPORTJOB_SPEC") {
+            Ok(text) => load_str(&text, "REPORTJOB_SPEC").map_err(|e| setup_error(e.to_string())),
+            Err(_) => Err(setup_error(
+                "no spec: pass -f report.yaml (or set REPORTJOB_SPEC)",
+            )),
+        },
+    }
+}
+
+fn build_stage(common: &Common) -> Result<Stage, Setup> {
+    let rj = load_spec(common)?;
+    let database_url = common.database_url.clone().ok_or_else(|| {
+        setup_error(format!(
+            "no database URL: pass --database-url or set DATABASE_URL (spec.source.connectionSecretRef \
+             names the Kubernetes Secret {:?}, which only the cluster can read)",
+            rj.spec.source.connection_secret_ref.name
+        ))
+    })?;
+    let destination = &rj.spec.output.destination;
+    let output_key = match (&destination.pvc, &destination.bucket) {
+        (Some(pvc), _) => pvc.path.clone(),
+        (None, Some(bucket)) => {
+            return Err(setup_error(format!(
+                "spec.output.destination.bucket: bucket output ({}) is not available in this build; \
+                 use a pvc destination",
+                bucket.url
+            )));
+        }
+        (None, None) => return Err(setup_error("spec.output.destination: no destination")),
+    };
+    let run_id = common
+        .run_id
+        .clone()
+        .unwrap_or_else(|| derive_run_id(&rj.spec, &output_key));
+    Ok(Stage {
+        spec: rj.spec,
+        database_url,
+        storage: Arc::new(LocalDir::new(&common.output_dir)),
+        layout: Layout::new(output_key, run_id),
+    })
+}
+
+/// Prints an engine error with what to do next, and returns its exit code.
+fn report_error(error: &Error, json: bool) -> i32 {
+    let code = error.exit_code();
+    let hint = if error.is_permanent() {
+        "this is a permanent error: fix the cause, then run the command again"
+    } else {
+        "this error may be transient: run the same command again to resume (exported chunks are kept)"
+    };
+    if json {
+        println!(
+            "{}",
+            json!({
+                "status": "failed",
+                "error": error.to_string(),
+                "sqlstate": error.sqlstate(),
+                "permanent": error.is_permanent(),
+            })
+        );
+    }
+    eprintln!("error: {error}\n{hint}");
+    code
+}
+
+fn write_termination_log(path: Option<&Path>, text: &str) {
+    if let Some(path) = path {
+        let mut text = text.to_string();
+        // Kubernetes keeps at most 4096 bytes of a termination message.
+        if text.len() > 4000 {
+            let mut cut = 4000;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+        }
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("warning: cannot write {}: {e}", path.display());
+        }
+    }
+}
+
+/// `reportjob run`.
+pub async fn run(args: RunArgs) -> i32 {
+    let stage = match build_stage(&args.common) {
+        Ok(stage) => stage,
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            return e.code;
+        }
+    };
+    let options = RunOptions {
+        parallelism: args
+            .parallelism
+            .unwrap_or(usize::try_from(stage.spec.chunking.parallelism).unwrap_or(1)),
+        retries: u32::try_from(stage.spec.worker.retries_per_chunk).unwrap_or(0),
+    };
+    let reporter = Reporter::new();
+    let outcome = run_local(&stage, &options, &reporter).await;
+    reporter.finish();
+    match outcome {
+        Ok(report) => {
+            let m = &report.manifest;
+            if args.json {
+                println!(
+                    "{}",
+                    json!({
+                        "status": "succeeded",
+                        "location": m.location,
+                        "manifest": report.manifest_location,
+                        "rows": m.rows,
+                        "bytes": m.bytes,
+                        "sha256": m.sha256,
+                        "chunks": report.chunks,
+                        "resumed_chunks": report.resumed_chunks,
+                        "run_id": m.run_id,
+                        "plan_digest": m.plan_digest,
+                        "elapsed_seconds": report.elapsed.as_secs_f64(),
+                    })
+                );
+            } else {
+                println!("report:   {}", m.location);
+                println!("rows:     {}", m.rows);
+                println!("bytes:    {}", m.bytes);
+                println!("sha256:   {}", m.sha256);
+                println!(
+                    "chunks:   {} ({} resumed)",
+                    report.chunks, report.resumed_chunks
+                );
+                println!("elapsed:  {:.2}s", report.elapsed.as_secs_f64());
+                println!("manifest: {}", report.manifest_location);
+            }
+            EXIT_OK
+        }
+        Err(e) => report_error(&e, args.json),
+    }
+}
+
+/// `reportjob plan`.
+pub async fn plan(args: PlanArgs) -> i32 {
+    let log = args.termination_log.as_deref();
+    let stage = match build_stage(&args.common) {
+        Ok(stage) => stage,
+        Err(e) => {
+            write_termination_log(log, &e.message);
+            eprintln!("error: {}", e.message);
+            return e.code;
+        }
+    };
+    let result = if args.write {
+        stage.plan_once().await.map(|(p, _)| p)
+    } else {
+        stage.compute_plan().await
+    };
+    let plan = match result {
+        Ok(plan) => plan,
+        Err(e) => {
+            write_termination_log(log, &e.to_string());
+            return report_error(&e, false);
+        }
+    };
+    let summary = plan.summary_line();
+    write_termination_log(log, &summary);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&plan).unwrap_or_default()
+        );
+    } else if args.write {
+        println!("{summary}");
+    } else {
+        println!(
+            "plan of {} by {} ({:?} boundaries, ~{} rows, run {}):",
+            plan.source.description,
+            plan.source.key_column,
+            plan.strategy,
+            plan.estimated_rows,
+            plan.run_id
+        );
+        println!("{:>6}  {:>12}  range", "chunk", "~rows");
+        for chunk in &plan.chunks {
+            println!(
+                "{:>6}  {:>12}  {}",
+                chunk.index,
+                chunk.estimated_rows,
+                chunk.describe()
+            );
+        }
+        println!("digest: {}", plan.digest);
+    }
+    EXIT_OK
+}
+
+/// `reportjob worker`.
+pub async fn worker(args: WorkerArgs) -> i32 {
+    let log = args.termination_log.as_deref();
+    let stage = match build_stage(&args.common) {
+        Ok(stage) => stage,
+        Err(e) => {
+            write_termination_log(log, &e.message);
+            eprintln!("error: {}", e.message);
+            return e.code;
+        }
+    };
+    let plan = match stage.load_plan(args.plan_digest.as_deref()).await {
+        Ok(plan) => plan,
+        Err(e) => {
+            write_termination_log(log, &e.to_string());
+            return report_error(&e, false);
+        }
+    };
+    let mut attempt = 0;
+    loop {
+        match stage.export_chunk(&plan, args.index).await {
+            Ok(part) => {
+                let summary = format!(
+                    "chunk={} rows={} bytes={} sha256={}",
+                    part.index, part.rows, part.bytes, part.sha256
+                );
+                write_termination_log(log, &summary);
+                println!("{summary}");
+                return EXIT_OK;
+            }
+            Err(e) if !e.is_permanent() && attempt < args.retries => {
+                attempt += 1;
+                eprintln!("attempt {attempt} failed, retrying: {e}");
+                tokio::time::sleep(crate::error::backoff(attempt)).await;
+            }
+            Err(e) => {
+                write_termination_log(log, &e.to_string());
+                return report_error(&e, false);
+            }
+        }
+    }
+}
+
+/// `reportjob assemble`.
+pub async fn assemble(args: AssembleArgs) -> i32 {
+    let log = args.termination_log.as_deref();
+    let stage = match build_stage(&args.common) {
+        Ok(stage) => stage,
+        Err(e) => {
+            write_termination_log(log, &e.message);
+            eprintln!("error: {}", e.message);
+            return e.code;
+        }
+    };
+    let result = match stage.load_plan(args.plan_digest.as_deref()).await {
+        Ok(plan) => stage.assemble(&plan).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(m) => {
+            let summary = format!(
+                "rows={} bytes={} sha256={} location={}",
+                m.rows, m.bytes, m.sha256, m.location
+            );
+            write_termination_log(log, &summary);
+            println!("{summary}");
+            EXIT_OK
+        }
+        Err(e) => {
+            write_termination_log(log, &e.to_string());
+            let code = report_error(&e, false);
+            if code == EXIT_OK {
+                EXIT_TRANSIENT
+            } else {
+                code
+            }
+        }
+    }
+}

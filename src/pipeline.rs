@@ -1,0 +1,284 @@
+//! The three stages every runner schedules: plan, export a chunk, assemble. The local
+//! runner calls them in one process; in a cluster each runs in its own pod.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use flate2::Compression as GzLevel;
+use flate2::write::GzEncoder;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::io::Write;
+
+use crate::api::{Compression, ReportJobSpec};
+use crate::csv::header_line;
+use crate::error::{Error, Result};
+use crate::plan::{PartFormat, Plan, chunks_from_boundaries};
+use crate::source::stats::key_stats;
+use crate::source::{ReadSession, connect, resolve};
+use crate::staging::{Layout, ManifestPart, OutputManifest, PartManifest, check_coverage};
+use crate::storage::{Piece, Storage};
+
+/// Version of the plan document.
+pub const PLAN_VERSION: u32 = 1;
+
+/// Everything a stage needs: the spec, the database, the storage and the run's layout.
+#[derive(Clone)]
+pub struct Stage {
+    /// The ReportJob spec.
+    pub spec: ReportJobSpec,
+    /// The `postgres://` URL.
+    pub database_url: String,
+    /// Where staging data and the report go.
+    pub storage: Arc<dyn Storage>,
+    /// Keys of this run.
+    pub layout: Layout,
+}
+
+/// A run identifier derived from everything that shapes the output, so that running the
+/// same spec again finds (and resumes) the same staging data.
+pub fn derive_run_id(spec: &ReportJobSpec, output_key: &str) -> String {
+    #[derive(Serialize)]
+    struct Identity<'a> {
+        source: &'a crate::api::SourceSpec,
+        chunk_size: i64,
+        max_chunks: i64,
+        csv: &'a crate::api::CsvOptions,
+        compression: Compression,
+        output: &'a str,
+    }
+    let identity = Identity {
+        source: &spec.source,
+        chunk_size: spec.chunking.chunk_size,
+        max_chunks: spec.chunking.max_chunks,
+        csv: &spec.output.csv,
+        compression: spec.output.compression,
+        output: output_key,
+    };
+    let bytes = serde_json::to_vec(&identity).unwrap_or_default();
+    hex::encode(&Sha256::digest(&bytes)[..6])
+}
+
+/// The part format a spec asks for.
+pub fn part_format(spec: &ReportJobSpec) -> PartFormat {
+    PartFormat {
+        delimiter: spec.output.csv.delimiter.chars().next().unwrap_or(','),
+        null_string: spec.output.csv.null_string.clone(),
+        header: spec.output.csv.header,
+        gzip: spec.output.compression == Compression::Gzip,
+    }
+}
+
+impl Stage {
+    /// Computes a plan from the database (writes nothing).
+    pub async fn compute_plan(&self) -> Result<Plan> {
+        let source = &self.spec.source;
+        let conn = connect(&self.database_url).await?;
+        let mut session = ReadSession::begin(conn, source.statement_timeout_seconds).await?;
+        let resolved = resolve(&mut session, source).await?;
+        let chunk_size = u64::try_from(self.spec.chunking.chunk_size).unwrap_or(1);
+        let max_chunks = u64::try_from(self.spec.chunking.max_chunks).unwrap_or(1);
+        let stats = key_stats(&mut session, &resolved, chunk_size, max_chunks).await?;
+        session.finish().await?;
+        let chunks = chunks_from_boundaries(
+            &stats.boundaries,
+            stats.estimated_rows,
+            stats.null_rows,
+            resolved.key_nullable,
+        );
+        Ok(Plan {
+            version: PLAN_VERSION,
+            run_id: self.layout.run_id.clone(),
+            source: resolved.source,
+            format: part_format(&self.spec),
+            estimated_rows: stats.estimated_rows + stats.null_rows,
+            strategy: stats.strategy,
+            chunks,
+            created_at: jiff::Timestamp::now().to_string(),
+            digest: String::new(),
+        }
+        .seal())
+    }
+
+    /// The staged plan of this run, if one was written and is intact.
+    pub async fn staged_plan(&self) -> Result<Option<Plan>> {
+        let key = self.layout.plan_key();
+        let Some(bytes) = self.storage.read(&key).await? else {
+            return Ok(None);
+        };
+        let plan: Plan = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::Staging(format!(
+                "{} is not a valid plan: {e}",
+                self.storage.location(&key)
+            ))
+        })?;
+        if !plan.digest_is_valid() {
+            return Err(Error::Staging(format!(
+                "{} does not match its digest {}: it was changed after planning",
+                self.storage.location(&key),
+                plan.digest
+            )));
+        }
+        Ok(Some(plan))
+    }
+
+    /// Loads the staged plan, checking it against `expected_digest` when given.
+    pub async fn load_plan(&self, expected_digest: Option<&str>) -> Result<Plan> {
+        let plan = self.staged_plan().await?.ok_or_else(|| {
+            Error::Staging(format!(
+                "no plan at {}; run `reportjob plan --write` first",
+                self.storage.location(&self.layout.plan_key())
+            ))
+        })?;
+        if let Some(expected) = expected_digest
+            && expected != plan.digest
+        {
+            return Err(Error::Staging(format!(
+                "the staged plan has digest {}, expected {expected}",
+                plan.digest
+            )));
+        }
+        Ok(plan)
+    }
+
+    /// Returns the staged plan when there is one (a resumed run), else plans and stages.
+    /// The plan is computed once per run and never recomputed.
+    pub async fn plan_once(&self) -> Result<(Plan, bool)> {
+        if let Some(plan) = self.staged_plan().await? {
+            return Ok((plan, true));
+        }
+        let plan = self.compute_plan().await?;
+        let json = serde_json::to_vec_pretty(&plan).unwrap_or_default();
+        self.storage
+            .write(&self.layout.plan_key(), Bytes::from(json))
+            .await?;
+        Ok((plan, false))
+    }
+
+    /// Exports chunk `index` (one attempt).
+    pub async fn export_chunk(&self, plan: &Plan, index: usize) -> Result<PartManifest> {
+        crate::export::export_chunk(
+            &self.database_url,
+            self.spec.source.statement_timeout_seconds,
+            plan,
+            index,
+            self.storage.as_ref(),
+            &self.layout,
+        )
+        .await
+    }
+
+    /// The part manifest of chunk `index` when its part is complete for this plan.
+    pub async fn finished_part(&self, plan: &Plan, index: usize) -> Result<Option<PartManifest>> {
+        let Some(part) = self.read_part_manifest(index).await? else {
+            return Ok(None);
+        };
+        let size = self
+            .storage
+            .size(&self.layout.part_key(index, plan.format.gzip))
+            .await?;
+        let valid = part.plan_digest == plan.digest
+            && plan.chunks.get(index) == Some(&part.range)
+            && size == Some(part.bytes);
+        Ok(valid.then_some(part))
+    }
+
+    async fn read_part_manifest(&self, index: usize) -> Result<Option<PartManifest>> {
+        let key = self.layout.part_manifest_key(index);
+        match self.storage.read(&key).await? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                Error::Staging(format!(
+                    "{} is not a valid part manifest: {e}",
+                    self.storage.location(&key)
+                ))
+            }),
+        }
+    }
+
+    /// Checks the parts cover the plan, writes the report atomically with its manifest,
+    /// and removes the staging data.
+    pub async fn assemble(&self, plan: &Plan) -> Result<OutputManifest> {
+        let mut parts = Vec::with_capacity(plan.chunks.len());
+        for chunk in &plan.chunks {
+            let manifest = self.read_part_manifest(chunk.index).await?;
+            let size = match &manifest {
+                Some(_) => {
+                    self.storage
+                        .size(&self.layout.part_key(chunk.index, plan.format.gzip))
+                        .await?
+                }
+                None => None,
+            };
+            parts.push(manifest.map(|m| (m, size)));
+        }
+        check_coverage(plan, &parts)
+            .map_err(|e| Error::Staging(format!("cannot assemble: {e}")))?;
+        let parts: Vec<PartManifest> = parts.into_iter().flatten().map(|(m, _)| m).collect();
+
+        let mut pieces = Vec::with_capacity(parts.len() + 1);
+        if plan.format.header {
+            let line = header_line(
+                &plan.source.columns,
+                plan.format.delimiter,
+                &plan.format.null_string,
+            );
+            pieces.push(Piece::Inline(if plan.format.gzip {
+                gzip_member(line.as_bytes())?
+            } else {
+                Bytes::from(line)
+            }));
+        }
+        for part in &parts {
+            pieces.push(Piece::Object(
+                self.layout.part_key(part.index, plan.format.gzip),
+            ));
+        }
+        let composed = self.storage.compose(&self.layout.output, &pieces).await?;
+        let manifest = OutputManifest {
+            location: self.storage.location(&self.layout.output),
+            rows: parts.iter().map(|p| p.rows).sum(),
+            bytes: composed.bytes,
+            sha256: composed.sha256,
+            run_id: plan.run_id.clone(),
+            plan_digest: plan.digest.clone(),
+            source: plan.source.description.clone(),
+            columns: plan.source.columns.clone(),
+            compression: if plan.format.gzip { "gzip" } else { "none" }.to_string(),
+            started_at: plan.created_at.clone(),
+            finished_at: jiff::Timestamp::now().to_string(),
+            parts: parts
+                .iter()
+                .map(|p| ManifestPart {
+                    index: p.index,
+                    range: p.range.describe(),
+                    rows: p.rows,
+                    bytes: p.bytes,
+                    sha256: p.sha256.clone(),
+                    started_at: p.started_at.clone(),
+                    finished_at: p.finished_at.clone(),
+                })
+                .collect(),
+        };
+        let json = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
+        self.storage
+            .write(&self.layout.manifest_key(), Bytes::from(json))
+            .await?;
+        self.storage
+            .delete_prefix(&self.layout.staging_prefix())
+            .await?;
+        Ok(manifest)
+    }
+}
+
+/// One gzip member holding `data` (the header of a gzip report).
+fn gzip_member(data: &[u8]) -> Result<Bytes> {
+    let mut encoder = GzEncoder::new(Vec::new(), GzLevel::default());
+    encoder
+        .write_all(data)
+        .map_err(|e| Error::storage("compressing the header", e))?;
+    encoder
+        .finish()
+        .map(Bytes::from)
+        .map_err(|e| Error::storage("compressing the header", e))
+}

@@ -1,0 +1,340 @@
+//! The staging layout of a run and the manifests it holds: `<output>.parts/<run>/plan.json`,
+//! `part-00042.csv[.gz]` with `part-00042.json`, and `<output>.manifest.json` at the end.
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{ChunkRange, Plan};
+
+/// Keys of one run's staging data and output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Key of the report.
+    pub output: String,
+    /// The run's identifier.
+    pub run_id: String,
+}
+
+impl Layout {
+    /// The layout of run `run_id` of the report at `output`.
+    pub fn new(output: impl Into<String>, run_id: impl Into<String>) -> Layout {
+        Layout {
+            output: output.into(),
+            run_id: run_id.into(),
+        }
+    }
+
+    /// Prefix of all staging data of this run (ends with `/`).
+    pub fn staging_prefix(&self) -> String {
+        format!("{}.parts/{}/", self.output, self.run_id)
+    }
+
+    /// Key of the plan.
+    pub fn plan_key(&self) -> String {
+        format!("{}plan.json", self.staging_prefix())
+    }
+
+    /// Key of chunk `index`'s part.
+    pub fn part_key(&self, index: usize, gzip: bool) -> String {
+        let ext = if gzip { "csv.gz" } else { "csv" };
+        format!("{}part-{index:05}.{ext}", self.staging_prefix())
+    }
+
+    /// Key of chunk `index`'s part manifest.
+    pub fn part_manifest_key(&self, index: usize) -> String {
+        format!("{}part-{index:05}.json", self.staging_prefix())
+    }
+
+    /// Key of the report's manifest.
+    pub fn manifest_key(&self) -> String {
+        format!("{}.manifest.json", self.output)
+    }
+}
+
+/// What a chunk export wrote: the part and its range, rows, size and hash.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PartManifest {
+    /// Chunk index.
+    pub index: usize,
+    /// The chunk's range, as planned.
+    pub range: ChunkRange,
+    /// Digest of the plan the part was exported against.
+    pub plan_digest: String,
+    /// Data rows in the part.
+    pub rows: u64,
+    /// Bytes of the part as stored (compressed when gzip).
+    pub bytes: u64,
+    /// sha256 of the stored bytes, hex.
+    pub sha256: String,
+    /// When the export started (RFC 3339).
+    pub started_at: String,
+    /// When the part was published (RFC 3339).
+    pub finished_at: String,
+}
+
+/// A part of the report, as listed in its manifest.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ManifestPart {
+    /// Chunk index.
+    pub index: usize,
+    /// Key range, for people.
+    pub range: String,
+    /// Rows.
+    pub rows: u64,
+    /// Bytes.
+    pub bytes: u64,
+    /// sha256, hex.
+    pub sha256: String,
+    /// Export start (RFC 3339).
+    pub started_at: String,
+    /// Export end (RFC 3339).
+    pub finished_at: String,
+}
+
+/// `<output>.manifest.json`: what the report holds and where it came from.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct OutputManifest {
+    /// Where the report is.
+    pub location: String,
+    /// Data rows (the header is not counted).
+    pub rows: u64,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// sha256 of the report's bytes, hex.
+    pub sha256: String,
+    /// The run.
+    pub run_id: String,
+    /// Digest of the plan.
+    pub plan_digest: String,
+    /// The source, for people.
+    pub source: String,
+    /// The columns, in order.
+    pub columns: Vec<String>,
+    /// `none` or `gzip`.
+    pub compression: String,
+    /// When the plan was made (RFC 3339).
+    pub started_at: String,
+    /// When the report was published (RFC 3339).
+    pub finished_at: String,
+    /// The parts, in key order.
+    pub parts: Vec<ManifestPart>,
+}
+
+/// Why the staged parts do not make up the plan.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CoverageError {
+    /// The plan's chunks do not tile the key domain.
+    #[error("the plan's chunks do not tile the key range at chunk {0}")]
+    PlanGap(usize),
+    /// Chunks have no part yet.
+    #[error("chunks {0} have no exported part")]
+    Missing(String),
+    /// A part belongs to another plan.
+    #[error("the part of chunk {index} was exported for plan {found}, not {expected}")]
+    WrongPlan {
+        /// Chunk index.
+        index: usize,
+        /// The part's plan digest.
+        found: String,
+        /// The plan's digest.
+        expected: String,
+    },
+    /// A part covers another range than its chunk.
+    #[error("the part of chunk {0} covers another key range than the plan's chunk")]
+    WrongRange(usize),
+    /// A part's stored size differs from its manifest.
+    #[error("the part of chunk {index} is {found} bytes, its manifest says {expected}")]
+    WrongSize {
+        /// Chunk index.
+        index: usize,
+        /// Stored size.
+        found: u64,
+        /// Manifest size.
+        expected: u64,
+    },
+}
+
+/// Checks that the plan tiles the key domain and that `parts[i]` (with its stored size)
+/// is chunk i's export for this plan: none missing, none from another plan or range.
+pub fn check_coverage(
+    plan: &Plan,
+    parts: &[Option<(PartManifest, Option<u64>)>],
+) -> Result<(), CoverageError> {
+    let ranges: Vec<&ChunkRange> = plan.chunks.iter().filter(|c| !c.nulls).collect();
+    if ranges.first().is_some_and(|c| c.lo.is_some()) {
+        return Err(CoverageError::PlanGap(0));
+    }
+    for pair in ranges.windows(2) {
+        if pair[0].hi.is_none() || pair[0].hi != pair[1].lo {
+            return Err(CoverageError::PlanGap(pair[1].index));
+        }
+    }
+    if ranges.last().is_some_and(|c| c.hi.is_some()) {
+        return Err(CoverageError::PlanGap(ranges.len()));
+    }
+    let missing: Vec<usize> = plan
+        .chunks
+        .iter()
+        .filter(|c| parts.get(c.index).is_none_or(|p| p.is_none()))
+        .map(|c| c.index)
+        .collect();
+    if !missing.is_empty() {
+        return Err(CoverageError::Missing(compact_ranges(&missing)));
+    }
+    for chunk in &plan.chunks {
+        let Some(Some((part, size))) = parts.get(chunk.index) else {
+            continue;
+        };
+        if part.plan_digest != plan.digest {
+            return Err(CoverageError::WrongPlan {
+                index: chunk.index,
+                found: part.plan_digest.clone(),
+                expected: plan.digest.clone(),
+            });
+        }
+        if part.index != chunk.index || part.range != *chunk {
+            return Err(CoverageError::WrongRange(chunk.index));
+        }
+        if *size != Some(part.bytes) {
+            return Err(CoverageError::WrongSize {
+                index: chunk.index,
+                found: size.unwrap_or(0),
+                expected: part.bytes,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Formats sorted indexes compactly: `[1,2,3,7,9,10]` -> `1-3,7,9-10`.
+pub fn compact_ranges(indexes: &[usize]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < indexes.len() {
+        let start = indexes[i];
+        let mut end = start;
+        while i + 1 < indexes.len() && indexes[i + 1] == end + 1 {
+            end += 1;
+            i += 1;
+        }
+        out.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    out.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{KeyType, PartFormat, PlannedSource, Strategy, chunks_from_boundaries};
+
+    fn plan() -> Plan {
+        Plan {
+            version: 1,
+            run_id: "r".into(),
+            source: PlannedSource {
+                description: "t".into(),
+                select_list: "*".into(),
+                from_sql: "t".into(),
+                filter_sql: "true".into(),
+                key_column: "id".into(),
+                key_sql: "id".into(),
+                key_type: KeyType::Integer,
+                columns: vec!["id".into()],
+            },
+            format: PartFormat {
+                delimiter: ',',
+                null_string: String::new(),
+                header: true,
+                gzip: false,
+            },
+            estimated_rows: 30,
+            strategy: Strategy::Exact,
+            chunks: chunks_from_boundaries(&["10".into(), "20".into()], 30, 0, true),
+            created_at: "t0".into(),
+            digest: String::new(),
+        }
+        .seal()
+    }
+
+    fn part(plan: &Plan, index: usize) -> Option<(PartManifest, Option<u64>)> {
+        Some((
+            PartManifest {
+                index,
+                range: plan.chunks[index].clone(),
+                plan_digest: plan.digest.clone(),
+                rows: 1,
+                bytes: 5,
+                sha256: "x".into(),
+                started_at: "a".into(),
+                finished_at: "b".into(),
+            },
+            Some(5),
+        ))
+    }
+
+    #[test]
+    fn complete_parts_cover_the_plan() {
+        let p = plan();
+        let parts: Vec<_> = (0..4).map(|i| part(&p, i)).collect();
+        assert_eq!(check_coverage(&p, &parts), Ok(()));
+    }
+
+    #[test]
+    fn missing_parts_are_listed_compactly() {
+        let p = plan();
+        let parts = vec![part(&p, 0), None, None, part(&p, 3)];
+        assert_eq!(
+            check_coverage(&p, &parts),
+            Err(CoverageError::Missing("1-2".into()))
+        );
+    }
+
+    #[test]
+    fn parts_of_another_plan_or_range_or_size_are_refused() {
+        let p = plan();
+        let mut parts: Vec<_> = (0..4).map(|i| part(&p, i)).collect();
+        if let Some(Some((m, _))) = parts.get_mut(1) {
+            m.plan_digest = "sha256:other".into();
+        }
+        assert!(matches!(
+            check_coverage(&p, &parts),
+            Err(CoverageError::WrongPlan { index: 1, .. })
+        ));
+        let mut parts: Vec<_> = (0..4).map(|i| part(&p, i)).collect();
+        if let Some(Some((m, _))) = parts.get_mut(2) {
+            m.range.hi = Some("25".into());
+        }
+        assert_eq!(
+            check_coverage(&p, &parts),
+            Err(CoverageError::WrongRange(2))
+        );
+        let mut parts: Vec<_> = (0..4).map(|i| part(&p, i)).collect();
+        if let Some(Some((_, size))) = parts.get_mut(3) {
+            *size = Some(4);
+        }
+        assert!(matches!(
+            check_coverage(&p, &parts),
+            Err(CoverageError::WrongSize { index: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn a_plan_with_a_gap_is_refused() {
+        let mut p = plan();
+        p.chunks[1].hi = Some("15".into());
+        let p = p.seal();
+        let parts: Vec<_> = (0..4).map(|i| part(&p, i)).collect();
+        assert_eq!(check_coverage(&p, &parts), Err(CoverageError::PlanGap(2)));
+    }
+
+    #[test]
+    fn compact_ranges_format() {
+        assert_eq!(compact_ranges(&[1, 2, 3, 7, 9, 10]), "1-3,7,9-10");
+        assert_eq!(compact_ranges(&[]), "");
+        assert_eq!(compact_ranges(&[4]), "4");
+    }
+}

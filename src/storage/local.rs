@@ -1,0 +1,372 @@
+//! Storage in a local directory (or a mounted volume): writes go to a temporary file in
+//! the same directory, are flushed and fsynced, then renamed into place.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use super::{Composed, ObjectMeta, ObjectWriter, Piece, Storage};
+use crate::error::{Error, Result};
+
+/// Buffer size for file writes and copies.
+const IO_BUFFER: usize = 1 << 20;
+
+/// A directory that holds keys as files.
+#[derive(Clone, Debug)]
+pub struct LocalDir {
+    root: PathBuf,
+}
+
+impl LocalDir {
+    /// Storage rooted at `root` (created when needed).
+    pub fn new(root: impl Into<PathBuf>) -> LocalDir {
+        LocalDir { root: root.into() }
+    }
+
+    /// The file that holds `key`.
+    pub fn path(&self, key: &str) -> PathBuf {
+        self.root.join(key)
+    }
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let nonce: u64 = rand::random();
+    path.with_file_name(format!(".{name}.tmp-{nonce:016x}"))
+}
+
+async fn ensure_parent(path: &Path) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| Error::storage(format!("creating directory {}", parent.display()), e))?;
+    }
+    Ok(())
+}
+
+/// Makes a rename durable by syncing the directory that holds it.
+fn sync_dir(path: &Path) {
+    if let Some(parent) = path.parent()
+        && let Ok(dir) = std::fs::File::open(parent)
+    {
+        let _ = dir.sync_all();
+    }
+}
+
+struct LocalWriter {
+    final_path: PathBuf,
+    temp: PathBuf,
+    file: tokio::io::BufWriter<tokio::fs::File>,
+    written: u64,
+}
+
+impl Drop for LocalWriter {
+    /// A writer dropped before `finish` (a cancelled export) leaves no temporary file.
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.temp);
+    }
+}
+
+#[async_trait]
+impl ObjectWriter for LocalWriter {
+    async fn write(&mut self, buf: &[u8]) -> Result<()> {
+        self.file
+            .write_all(buf)
+            .await
+            .map_err(|e| Error::storage(format!("writing {}", self.temp.display()), e))?;
+        self.written += buf.len() as u64;
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<u64> {
+        let ctx = |what: &str| format!("{what} {}", self.final_path.display());
+        self.file
+            .flush()
+            .await
+            .map_err(|e| Error::storage(ctx("flushing"), e))?;
+        self.file
+            .get_ref()
+            .sync_all()
+            .await
+            .map_err(|e| Error::storage(ctx("syncing"), e))?;
+        tokio::fs::rename(&self.temp, &self.final_path)
+            .await
+            .map_err(|e| Error::storage(ctx("publishing"), e))?;
+        sync_dir(&self.final_path);
+        Ok(self.written)
+    }
+
+    async fn abort(self: Box<Self>) -> Result<()> {
+        // Drop removes the temporary file.
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Storage for LocalDir {
+    fn location(&self, key: &str) -> String {
+        self.path(key).display().to_string()
+    }
+
+    async fn read(&self, key: &str) -> Result<Option<Bytes>> {
+        let path = self.path(key);
+        match tokio::fs::read(&path).await {
+            Ok(data) => Ok(Some(Bytes::from(data))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::storage(format!("reading {}", path.display()), e)),
+        }
+    }
+
+    async fn write(&self, key: &str, data: Bytes) -> Result<()> {
+        let mut writer = self.create(key).await?;
+        writer.write(&data).await?;
+        writer.finish().await.map(|_| ())
+    }
+
+    async fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
+        let final_path = self.path(key);
+        ensure_parent(&final_path).await?;
+        let temp = temp_path(&final_path);
+        let file = tokio::fs::File::create(&temp)
+            .await
+            .map_err(|e| Error::storage(format!("creating {}", temp.display()), e))?;
+        Ok(Box::new(LocalWriter {
+            final_path,
+            temp,
+            file: tokio::io::BufWriter::with_capacity(IO_BUFFER, file),
+            written: 0,
+        }))
+    }
+
+    async fn size(&self, key: &str) -> Result<Option<u64>> {
+        let path = self.path(key);
+        match tokio::fs::metadata(&path).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::storage(format!("reading {}", path.display()), e)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        // Keys under a prefix live in the prefix's directory (prefixes end with `/` here).
+        let dir = self.path(prefix);
+        let dir = if prefix.ends_with('/') {
+            dir
+        } else {
+            dir.parent().map(Path::to_path_buf).unwrap_or(dir)
+        };
+        let mut out = Vec::new();
+        let mut entries = match tokio::fs::read_dir(&dir).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(Error::storage(format!("listing {}", dir.display()), e)),
+        };
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| Error::storage(format!("listing {}", dir.display()), e))?
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let meta = entry
+                .metadata()
+                .await
+                .map_err(|e| Error::storage(format!("listing {}", dir.display()), e))?;
+            if !meta.is_file() {
+                continue;
+            }
+            let key = match prefix.rfind('/') {
+                Some(pos) => format!("{}{name}", &prefix[..=pos]),
+                None => name,
+            };
+            if key.starts_with(prefix) {
+                out.push(ObjectMeta {
+                    key,
+                    size: meta.len(),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path(key);
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::storage(format!("deleting {}", path.display()), e)),
+        }
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<()> {
+        let path = self.path(prefix.trim_end_matches('/'));
+        match tokio::fs::remove_dir_all(&path).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::storage(format!("deleting {}", path.display()), e)),
+        }
+        // Remove the now-empty `<output>.parts/` directory too, when nothing else is in it.
+        if let Some(parent) = path.parent()
+            && parent.starts_with(&self.root)
+            && parent != self.root
+        {
+            let _ = tokio::fs::remove_dir(parent).await;
+        }
+        Ok(())
+    }
+
+    async fn compose(&self, target: &str, pieces: &[Piece]) -> Result<Composed> {
+        let final_path = self.path(target);
+        ensure_parent(&final_path).await?;
+        let sources: Vec<Source> = pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Inline(b) => Source::Inline(b.clone()),
+                Piece::Object(key) => Source::File(self.path(key)),
+            })
+            .collect();
+        tokio::task::spawn_blocking(move || compose_files(&final_path, &sources))
+            .await
+            .map_err(|e| Error::storage("assembling", std::io::Error::other(e)))?
+    }
+}
+
+enum Source {
+    Inline(Bytes),
+    File(PathBuf),
+}
+
+/// Concatenates the sources into a temporary file, hashing as it goes, then renames it.
+fn compose_files(final_path: &Path, sources: &[Source]) -> Result<Composed> {
+    let temp = temp_path(final_path);
+    let result = (|| {
+        let ctx = |what: &str, p: &Path| format!("{what} {}", p.display());
+        let file =
+            std::fs::File::create(&temp).map_err(|e| Error::storage(ctx("creating", &temp), e))?;
+        let mut out = std::io::BufWriter::with_capacity(IO_BUFFER, file);
+        let mut hasher = Sha256::new();
+        let mut total = 0u64;
+        let mut buf = vec![0u8; IO_BUFFER];
+        for source in sources {
+            match source {
+                Source::Inline(bytes) => {
+                    hasher.update(bytes);
+                    out.write_all(bytes)
+                        .map_err(|e| Error::storage(ctx("writing", &temp), e))?;
+                    total += bytes.len() as u64;
+                }
+                Source::File(path) => {
+                    let mut input = std::fs::File::open(path)
+                        .map_err(|e| Error::storage(ctx("opening", path), e))?;
+                    loop {
+                        let n = input
+                            .read(&mut buf)
+                            .map_err(|e| Error::storage(ctx("reading", path), e))?;
+                        if n == 0 {
+                            break;
+                        }
+                        hasher.update(&buf[..n]);
+                        out.write_all(&buf[..n])
+                            .map_err(|e| Error::storage(ctx("writing", &temp), e))?;
+                        total += n as u64;
+                    }
+                }
+            }
+        }
+        let file = out
+            .into_inner()
+            .map_err(|e| Error::storage(ctx("flushing", &temp), e.into_error()))?;
+        file.sync_all()
+            .map_err(|e| Error::storage(ctx("syncing", &temp), e))?;
+        std::fs::rename(&temp, final_path)
+            .map_err(|e| Error::storage(ctx("publishing", final_path), e))?;
+        sync_dir(final_path);
+        Ok(Composed {
+            bytes: total,
+            sha256: hex::encode(hasher.finalize()),
+        })
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn writer_publishes_only_on_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDir::new(dir.path());
+        let mut w = store.create("a/b.csv").await.unwrap();
+        w.write(b"hello").await.unwrap();
+        assert_eq!(store.size("a/b.csv").await.unwrap(), None);
+        assert_eq!(w.finish().await.unwrap(), 5);
+        assert_eq!(
+            store.read("a/b.csv").await.unwrap().unwrap(),
+            Bytes::from("hello")
+        );
+        let mut w = store.create("a/b.csv").await.unwrap();
+        w.write(b"other").await.unwrap();
+        w.abort().await.unwrap();
+        assert_eq!(
+            store.read("a/b.csv").await.unwrap().unwrap(),
+            Bytes::from("hello")
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("a")).unwrap().count(),
+            1,
+            "no temp file left"
+        );
+    }
+
+    #[tokio::test]
+    async fn compose_concatenates_and_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDir::new(dir.path());
+        store
+            .write("p/x.parts/r/part-1", Bytes::from("12\n"))
+            .await
+            .unwrap();
+        store
+            .write("p/x.parts/r/part-0", Bytes::from("34\n"))
+            .await
+            .unwrap();
+        let listed = store.list("p/x.parts/r/").await.unwrap();
+        assert_eq!(
+            listed.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(),
+            ["p/x.parts/r/part-0", "p/x.parts/r/part-1"]
+        );
+        let composed = store
+            .compose(
+                "p/x",
+                &[
+                    Piece::Inline(Bytes::from("h\n")),
+                    Piece::Object("p/x.parts/r/part-0".into()),
+                    Piece::Object("p/x.parts/r/part-1".into()),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("p/x")).unwrap(),
+            "h\n34\n12\n"
+        );
+        assert_eq!(composed.bytes, 8);
+        assert_eq!(composed.sha256, hex::encode(Sha256::digest(b"h\n34\n12\n")));
+        store.delete_prefix("p/x.parts/r/").await.unwrap();
+        assert!(!dir.path().join("p/x.parts").exists());
+    }
+}

@@ -1,0 +1,76 @@
+//! Where staging parts and the final report live: a small trait with one implementation
+//! per backend (a local directory, which is what a PVC is inside a pod; object stores).
+//!
+//! Keys are relative, `/`-separated paths such as `orders/2024.csv.parts/<run>/part-00003.csv`.
+//! Every write is atomic: a reader sees the whole object or none of it.
+
+pub mod local;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::Result;
+
+pub use local::LocalDir;
+
+/// An object found by [`Storage::list`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Its key.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// One piece of a composed object.
+#[derive(Clone, Debug)]
+pub enum Piece {
+    /// Bytes given inline (the header).
+    Inline(Bytes),
+    /// The whole content of a stored object.
+    Object(String),
+}
+
+/// The result of [`Storage::compose`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Composed {
+    /// Size of the composed object.
+    pub bytes: u64,
+    /// sha256 of its bytes, hex.
+    pub sha256: String,
+}
+
+/// A streaming writer of one object; nothing is visible until [`ObjectWriter::finish`].
+#[async_trait]
+pub trait ObjectWriter: Send {
+    /// Appends bytes.
+    async fn write(&mut self, buf: &[u8]) -> Result<()>;
+    /// Publishes the object atomically and returns its size.
+    async fn finish(self: Box<Self>) -> Result<u64>;
+    /// Discards everything written; the object is left as it was.
+    async fn abort(self: Box<Self>) -> Result<()>;
+}
+
+/// A place that holds staging data and reports.
+#[async_trait]
+pub trait Storage: Send + Sync {
+    /// Where `key` is, for people: a path or a URL.
+    fn location(&self, key: &str) -> String;
+    /// Reads a small object whole; `None` when it does not exist.
+    async fn read(&self, key: &str) -> Result<Option<Bytes>>;
+    /// Writes a small object whole, atomically, replacing any previous one.
+    async fn write(&self, key: &str, data: Bytes) -> Result<()>;
+    /// Opens a streaming writer for `key`; the object replaces any previous one at finish.
+    async fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>>;
+    /// Size of an object, or `None` when it does not exist.
+    async fn size(&self, key: &str) -> Result<Option<u64>>;
+    /// Objects whose keys start with `prefix`, sorted by key.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
+    /// Deletes one object (no error when it does not exist).
+    async fn delete(&self, key: &str) -> Result<()>;
+    /// Deletes every object under `prefix`.
+    async fn delete_prefix(&self, prefix: &str) -> Result<()>;
+    /// Publishes `target` as the concatenation of `pieces`, atomically. A backend may copy
+    /// server-side; it returns the size and sha256 of the result.
+    async fn compose(&self, target: &str, pieces: &[Piece]) -> Result<Composed>;
+}
