@@ -28,7 +28,7 @@ pub enum Error {
         message: String,
     },
     /// A database error, with the SQLSTATE when the server sent one.
-    #[error("{context}: {}{source}", sqlstate_prefix(.source))]
+    #[error("{context}: {}", describe_sqlx(.source))]
     Database {
         /// What was being done.
         context: String,
@@ -37,7 +37,7 @@ pub enum Error {
         source: sqlx::Error,
     },
     /// The connection to the database could not be made.
-    #[error("cannot connect to the database: {source}")]
+    #[error("cannot connect to the database: {}", describe_sqlx(.source))]
     Connect {
         /// The driver's error.
         #[source]
@@ -68,11 +68,25 @@ pub enum Error {
     },
 }
 
-fn sqlstate_prefix(e: &sqlx::Error) -> String {
-    match e.as_database_error().and_then(|d| d.code()) {
-        Some(code) => format!("SQLSTATE {code}: "),
-        None => String::new(),
+/// A driver error for people: `SQLSTATE 42703: column "x" does not exist (hint: ...)`
+/// for server errors, the driver's own text otherwise.
+pub fn describe_sqlx(e: &sqlx::Error) -> String {
+    let Some(db) = e.as_database_error() else {
+        return e.to_string();
+    };
+    let mut text = match db.code() {
+        Some(code) => format!("SQLSTATE {code}: {}", db.message()),
+        None => db.message().to_string(),
+    };
+    if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        if let Some(detail) = pg.detail() {
+            text.push_str(&format!(" (detail: {detail})"));
+        }
+        if let Some(hint) = pg.hint() {
+            text.push_str(&format!(" (hint: {hint})"));
+        }
     }
+    text
 }
 
 /// Shorthand for results of the engine.

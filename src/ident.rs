@@ -265,10 +265,8 @@ pub fn check_balanced(sql: &str) -> Result<(), IdentError> {
                     }
                 }
             }
-            b';' if depth == 0 => {
-                if !sql[i + 1..].trim().is_empty() {
-                    return err("holds more than one statement (a `;` in the middle)");
-                }
+            b';' if depth == 0 && !sql[i + 1..].trim().is_empty() => {
+                return err("holds more than one statement (a `;` in the middle)");
             }
             _ => {}
         }

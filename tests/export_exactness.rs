@@ -1,6 +1,7 @@
 //! Exactness of exported reports against the real Postgres: every key type, bigint keys at
 //! both extremes, NULL keys, nasty text, parallelism 1 and 4, plain and gzip. The report is
 //! loaded back with COPY and compared by row count and an order-independent checksum.
+#![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
 mod common;
 

@@ -11,6 +11,7 @@ use super::status::ReportJobStatus;
 /// planned into key-range chunks that are exported in parallel by Jobs, retried,
 /// and assembled into a single output on a PersistentVolumeClaim or in a bucket.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[allow(clippy::duplicated_attributes)] // several printcolumn(type_ = "string") entries
 #[kube(
     group = "reporting.dev",
     version = "v1alpha1",
@@ -308,7 +309,7 @@ fn default_url_expiry() -> i64 {
 }
 
 /// The pods that run the stages.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkerSpec {
     /// Container image of the stage pods. Default: the controller's `--worker-image`.
@@ -336,6 +337,19 @@ pub struct WorkerSpec {
 
 fn default_retries() -> i64 {
     3
+}
+
+impl Default for WorkerSpec {
+    fn default() -> Self {
+        WorkerSpec {
+            image: None,
+            resources: None,
+            retries_per_chunk: default_retries(),
+            active_deadline_seconds: None,
+            service_account_name: None,
+            same_node: false,
+        }
+    }
 }
 
 /// A webhook sent when the report finishes.

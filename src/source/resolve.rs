@@ -201,7 +201,10 @@ async fn resolve_query(
             if e.as_database_error().is_some() {
                 Error::Source {
                     field: "spec.source.query",
-                    message: format!("the query is not valid: {e}"),
+                    message: format!(
+                        "the query is not valid: {}",
+                        crate::error::describe_sqlx(&e)
+                    ),
                 }
             } else {
                 Error::db("checking the query", e)
@@ -292,7 +295,7 @@ async fn check_parses(
             if e.as_database_error().is_some() {
                 Error::Source {
                     field,
-                    message: format!("is not a valid filter: {e}"),
+                    message: format!("is not a valid filter: {}", crate::error::describe_sqlx(&e)),
                 }
             } else {
                 Error::db("checking the filter", e)

@@ -109,24 +109,45 @@ pub async fn key_stats(
     }
 
     let wanted_rows = SAMPLE_ROWS_PER_CHUNK * k as f64;
-    let sampled_from = match &table {
-        Some(t) if t.relpages > 0.0 => {
-            // Whole pages are sampled (cheap), then rows within them thinned at random,
-            // so many pages contribute and the sort stays small.
-            let percent = (100.0 * SAMPLE_PAGES_PER_CHUNK * k as f64 / t.relpages).min(100.0);
+    // Rows are thinned by a hash of the key rather than random(), so that counting the
+    // sample and taking its quantiles see the same rows.
+    let thin = |keep: f64| {
+        format!(
+            "(hashtextextended({}::text, 7) & 1048575) < {}",
+            src.key_sql,
+            (keep * 1_048_576.0).ceil() as u64
+        )
+    };
+    let (sampled_from, sampled_share) = match &table {
+        Some(t) if t.pages > 0.0 => {
+            // Whole pages are sampled (cheap), then rows within them thinned, so that many
+            // pages contribute and the sort stays small.
+            let percent = (100.0 * SAMPLE_PAGES_PER_CHUNK * k as f64 / t.pages).min(100.0);
             let rows_in_pages = (estimated as f64 * percent / 100.0).max(1.0);
             let keep = (wanted_rows / rows_in_pages).min(1.0);
-            format!(
-                "FROM {} TABLESAMPLE SYSTEM ({percent})\n{}\n  AND random() < {keep}",
-                src.from_sql,
-                non_null_where(src)
+            (
+                format!(
+                    "FROM {} TABLESAMPLE SYSTEM ({percent}) REPEATABLE (7)\n{}\n  AND {}",
+                    src.from_sql,
+                    non_null_where(src),
+                    thin(keep)
+                ),
+                percent / 100.0 * keep,
             )
         }
         _ => {
             let keep = (wanted_rows / estimated.max(1) as f64).min(1.0);
-            format!("{rows_from}\n  AND random() < {keep}")
+            (format!("{rows_from}\n  AND {}", thin(keep)), keep)
         }
     };
+    // The sample's size corrects the estimate (EXPLAIN guesses when there are no statistics).
+    let sampled: i64 = sqlx::query(AssertSqlSafe(format!("SELECT count(*)\n{sampled_from}")))
+        .fetch_one(session.conn())
+        .await
+        .map_err(|e| Error::db("sampling the source's keys", e))?
+        .get(0);
+    let estimated = (sampled.max(0) as f64 / sampled_share.max(1e-12)) as u64;
+    let k = range_chunk_count(estimated, chunk_size, max_chunks, nulls);
     let boundaries = percentiles(session, &sampled_from, &src.key_sql, k).await?;
     Ok(KeyStats {
         estimated_rows: estimated,
@@ -164,7 +185,8 @@ async fn percentiles(
 
 struct TableStats {
     reltuples: f64,
-    relpages: f64,
+    /// The relation's size in pages.
+    pages: f64,
     null_frac: f64,
     /// Histogram bounds and most common values of the key, in key order.
     points: Vec<StatPoint>,
@@ -176,14 +198,16 @@ async fn table_stats(
     src: &PlannedSource,
 ) -> Result<TableStats> {
     let row = sqlx::query(
-        "SELECT reltuples::float8, relpages::float8 FROM pg_class WHERE oid = $1::int8::oid",
+        "SELECT reltuples::float8,
+                (pg_relation_size(oid) / current_setting('block_size')::int8)::float8
+           FROM pg_class WHERE oid = $1::int8::oid",
     )
     .bind(table.oid)
     .fetch_one(session.conn())
     .await
     .map_err(|e| Error::db("reading table statistics", e))?;
     let reltuples: f64 = row.get(0);
-    let relpages: f64 = row.get(1);
+    let pages: f64 = row.get(1);
 
     let type_name = src.key_type.sql_name();
     let collate = table
@@ -232,7 +256,7 @@ async fn table_stats(
     }
     Ok(TableStats {
         reltuples,
-        relpages,
+        pages,
         null_frac,
         points,
     })

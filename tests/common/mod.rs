@@ -1,6 +1,6 @@
 //! Shared helpers for integration tests: a schema of one's own in the real Postgres,
 //! order-independent checksums, loading a CSV back, and running the real binary.
-#![allow(dead_code)]
+#![allow(clippy::unwrap_used, dead_code)] // tests fail loudly on unexpected errors
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

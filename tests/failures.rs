@@ -1,0 +1,481 @@
+//! Failures: a backend killed mid-stream is retried and the report stays exact; bad
+//! tables, columns and specs fail fast naming the field; an interrupted run resumes
+//! without exporting finished chunks again.
+#![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestDb, Workdir, database_url, run_json, stderr, stdout, table_spec};
+use sqlx::{Connection, Row};
+
+const PVC: &str = "    destination:\n      pvc: {claimName: r, path: r.csv}";
+
+async fn numbers(db: &mut TestDb, rows: u32) {
+    db.exec(&format!(
+        "CREATE TABLE src (id bigint PRIMARY KEY, label text);
+         INSERT INTO src SELECT g, 'row ' || g FROM generate_series(1, {rows}) AS g;"
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn chunk_whose_backend_is_killed_mid_stream_is_retried_exactly() {
+    let mut db = TestDb::new("killed_backend").await;
+    numbers(&mut db, 2000).await;
+    let work = Workdir::new();
+    // A filter that sleeps 1 ms per row makes the chunk's COPY stream for ~2 s.
+    let spec = work.spec(
+        "spec.yaml",
+        &table_spec(
+            &db.table("src"),
+            "id",
+            "    where: \"pg_sleep(0.001) IS NOT NULL\"",
+            "{chunkSize: 1000000, parallelism: 1}",
+            PVC,
+        ),
+    );
+    let schema = db.schema.clone();
+    let killer = tokio::spawn(async move {
+        let mut conn = sqlx::PgConnection::connect(&database_url()).await.unwrap();
+        for _ in 0..400 {
+            let row = sqlx::query(
+                "SELECT pid FROM pg_stat_activity
+                  WHERE application_name = 'reportjob' AND state = 'active'
+                    AND query LIKE 'COPY%' AND query LIKE '%' || $1 || '%'",
+            )
+            .bind(&schema)
+            .fetch_optional(&mut conn)
+            .await
+            .unwrap();
+            if let Some(row) = row {
+                let pid: i32 = row.get(0);
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+                    .bind(pid)
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap();
+                return killed;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        false
+    });
+    let spec_path = spec.to_str().unwrap().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        let o = work.reportjob(&["run", "-f", &spec_path, "--json"]);
+        (o, work)
+    })
+    .await
+    .unwrap();
+    let (out, work) = out;
+    assert!(
+        killer.await.unwrap(),
+        "the test killed the chunk's backend mid-stream"
+    );
+    assert!(out.status.success(), "run failed: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("retrying"),
+        "the chunk was retried: {}",
+        stderr(&out)
+    );
+    let source = db
+        .checksum(&format!("SELECT * FROM {}", db.table("src")))
+        .await;
+    let loaded = db
+        .load_csv(
+            &work.output_dir().join("r.csv"),
+            &format!("SELECT * FROM {}", db.table("src")),
+            "",
+            false,
+        )
+        .await;
+    assert_eq!(
+        db.checksum(&format!("SELECT * FROM {loaded}")).await,
+        source
+    );
+    assert_eq!(run_json(&out)["rows"], 2000);
+    db.drop_schema().await;
+}
+
+fn assert_fails_naming(out: &std::process::Output, work: &Workdir, needles: &[&str]) {
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "permanent failure exit code; stderr: {}",
+        stderr(out)
+    );
+    let err = stderr(out);
+    for needle in needles {
+        assert!(
+            err.contains(needle),
+            "stderr should mention {needle:?}: {err}"
+        );
+    }
+    assert!(
+        !work.output_dir().join("r.csv").exists(),
+        "no report published"
+    );
+}
+
+#[tokio::test]
+async fn missing_table_fails_fast_naming_it() {
+    let db = TestDb::new("missing_table").await;
+    let work = Workdir::new();
+    let spec = work.spec(
+        "s.yaml",
+        &table_spec(&db.table("nope"), "id", "", "{}", PVC),
+    );
+    let out = work.reportjob(&["run", "-f", spec.to_str().unwrap()]);
+    assert_fails_naming(
+        &out,
+        &work,
+        &["spec.source.table", "nope", "does not exist"],
+    );
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn missing_columns_fail_fast_naming_them() {
+    let mut db = TestDb::new("missing_column").await;
+    numbers(&mut db, 10).await;
+    let work = Workdir::new();
+    let spec = work.spec(
+        "s.yaml",
+        &table_spec(
+            &db.table("src"),
+            "id",
+            "    columns: [id, lable]",
+            "{}",
+            PVC,
+        ),
+    );
+    let out = work.reportjob(&["run", "-f", spec.to_str().unwrap()]);
+    assert_fails_naming(
+        &out,
+        &work,
+        &["spec.source.columns", "\"lable\"", "id, label"],
+    );
+
+    let spec = work.spec(
+        "k.yaml",
+        &table_spec(&db.table("src"), "idd", "", "{}", PVC),
+    );
+    let out = work.reportjob(&["run", "-f", spec.to_str().unwrap()]);
+    assert_fails_naming(&out, &work, &["spec.source.keyColumn", "\"idd\""]);
+
+    let spec = work.spec(
+        "t.yaml",
+        &table_spec(
+            &db.table("src"),
+            "label",
+            "    where: \"nosuch > 1\"",
+            "{}",
+            PVC,
+        ),
+    );
+    let out = work.reportjob(&["run", "-f", spec.to_str().unwrap()]);
+    assert_fails_naming(&out, &work, &["spec.source.where", "nosuch"]);
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn query_errors_fail_fast_with_sqlstate() {
+    let mut db = TestDb::new("query_errors").await;
+    numbers(&mut db, 10).await;
+    let work = Workdir::new();
+    let spec = |query: &str, key: &str| {
+        format!(
+            "apiVersion: reporting.dev/v1alpha1\nkind: ReportJob\nmetadata: {{name: q}}\nspec:\n  source:\n    connectionSecretRef: {{name: db}}\n    query: \"{query}\"\n    keyColumn: {key}\n  output:\n{PVC}\n"
+        )
+    };
+    let path = work.spec(
+        "a.yaml",
+        &spec(&format!("SELECT id, nope FROM {}", db.table("src")), "id"),
+    );
+    let out = work.reportjob(&["run", "-f", path.to_str().unwrap()]);
+    assert_fails_naming(&out, &work, &["spec.source.query", "nope", "42703"]);
+    let path = work.spec(
+        "b.yaml",
+        &spec(&format!("SELECT label FROM {}", db.table("src")), "id"),
+    );
+    let out = work.reportjob(&["run", "-f", path.to_str().unwrap()]);
+    assert_fails_naming(
+        &out,
+        &work,
+        &[
+            "spec.source.keyColumn",
+            "not in the query's output",
+            "label",
+        ],
+    );
+    let path = work.spec(
+        "c.yaml",
+        &spec(
+            &format!(
+                "SELECT id FROM {}; DELETE FROM {}",
+                db.table("src"),
+                db.table("src")
+            ),
+            "id",
+        ),
+    );
+    let out = work.reportjob(&["run", "-f", path.to_str().unwrap()]);
+    assert_fails_naming(
+        &out,
+        &work,
+        &["spec.source.query", "more than one statement"],
+    );
+    assert_eq!(
+        db.checksum(&format!("SELECT * FROM {}", db.table("src")))
+            .await
+            .0,
+        10,
+        "nothing deleted"
+    );
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn bad_specs_get_specific_errors_and_no_output() {
+    let work = Workdir::new();
+    let base = table_spec("public.orders", "id", "", "{chunkSize: 10}", PVC);
+    let cases: Vec<(String, &[&str])> = vec![
+        (
+            base.replace("    keyColumn: id\n", ""),
+            &["spec.source", "keyColumn"],
+        ),
+        (
+            base.replace(
+                "table: public.orders",
+                "table: public.orders\n    query: select 1",
+            ),
+            &["spec.source.query", "exactly one"],
+        ),
+        (
+            base.replace(
+                "table: public.orders",
+                "table: 'orders\"; DROP TABLE x; --'",
+            ),
+            &["spec.source.table"],
+        ),
+        (
+            base.replace("table: public.orders", "table: 'orders;drop'"),
+            &["spec.source.table", "';'"],
+        ),
+        (
+            base.replace("keyColumn: id", "keyColumn: 'id\"'"),
+            &["spec.source.keyColumn"],
+        ),
+        (
+            base.replace("{chunkSize: 10}", "{chunkSize: -5}"),
+            &["spec.chunking.chunkSize", "-5"],
+        ),
+        (
+            base.replace("{chunkSize: 10}", "{chunkSize: 10, parallelism: 0}"),
+            &["spec.chunking.parallelism"],
+        ),
+        (
+            base.replace("{chunkSize: 10}", "{chunkSize: 10, chunkSise: 3}"),
+            &["spec.chunking.chunkSise", "unknown field"],
+        ),
+        (
+            base.replace("path: r.csv", "path: /etc/r.csv"),
+            &["spec.output.destination.pvc.path"],
+        ),
+        (base.replace("kind: ReportJob", "kind: Job"), &["kind"]),
+        ("spec: [".to_string(), &["not valid YAML"]),
+    ];
+    for (i, (yaml, needles)) in cases.iter().enumerate() {
+        let spec = work.spec(&format!("bad{i}.yaml"), yaml);
+        let out = work.reportjob(&["run", "-f", spec.to_str().unwrap()]);
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "case {i}: {}\n{yaml}",
+            stderr(&out)
+        );
+        for needle in *needles {
+            assert!(
+                stderr(&out).contains(needle),
+                "case {i}: stderr should mention {needle:?}: {}",
+                stderr(&out)
+            );
+        }
+        assert!(!work.output_dir().exists(), "case {i}: nothing written");
+    }
+    let out = work.reportjob(&["run", "-f", "/nonexistent/spec.yaml"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("/nonexistent/spec.yaml"));
+}
+
+#[tokio::test]
+async fn rerun_resumes_without_exporting_finished_chunks() {
+    let mut db = TestDb::new("resume").await;
+    numbers(&mut db, 3000).await;
+    let work = Workdir::new();
+    let spec = work.spec(
+        "s.yaml",
+        &table_spec(
+            &db.table("src"),
+            "id",
+            "",
+            "{chunkSize: 500, parallelism: 2}",
+            PVC,
+        ),
+    );
+    let spec = spec.to_str().unwrap();
+    // Stage the plan and two chunks as separate stage commands, as pods would.
+    let planned = work.reportjob(&["plan", "-f", spec, "--write"]);
+    assert!(planned.status.success(), "{}", stderr(&planned));
+    let summary = stdout(&planned);
+    assert!(summary.starts_with("chunks=6 digest=sha256:"), "{summary}");
+    for index in ["0", "3"] {
+        let out = work.reportjob(&["worker", "-f", spec, "--index", index]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let line = stdout(&out);
+        assert!(line.starts_with(&format!("chunk={index} rows=")), "{line}");
+        assert!(line.contains(" sha256="), "{line}");
+    }
+
+    // A worker with the wrong plan digest refuses to export.
+    let wrong = work.reportjob(&[
+        "worker",
+        "-f",
+        spec,
+        "--index",
+        "1",
+        "--plan-digest",
+        "sha256:0000",
+    ]);
+    assert_eq!(wrong.status.code(), Some(3), "{}", stderr(&wrong));
+    assert!(stderr(&wrong).contains("expected sha256:0000"));
+
+    // Assembly refuses while chunks are missing, naming them.
+    let early = work.reportjob(&["assemble", "-f", spec]);
+    assert_eq!(early.status.code(), Some(3));
+    assert!(
+        stderr(&early).contains("chunks 1-2,4-5 have no exported part"),
+        "{}",
+        stderr(&early)
+    );
+    assert!(!work.output_dir().join("r.csv").exists());
+
+    std::thread::sleep(Duration::from_millis(20));
+    let out = work.reportjob(&["run", "-f", spec, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let result = run_json(&out);
+    assert_eq!(result["resumed_chunks"], 2);
+    assert!(
+        stderr(&out).contains("2 chunks were already exported by an earlier run"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("resuming run"), "{}", stderr(&out));
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(work.output_dir().join("r.csv.manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["parts"].as_array().unwrap().len(), 6);
+    let source = db
+        .checksum(&format!("SELECT * FROM {}", db.table("src")))
+        .await;
+    let loaded = db
+        .load_csv(
+            &work.output_dir().join("r.csv"),
+            &format!("SELECT * FROM {}", db.table("src")),
+            "",
+            false,
+        )
+        .await;
+    assert_eq!(
+        db.checksum(&format!("SELECT * FROM {loaded}")).await,
+        source
+    );
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn killed_run_resumes_with_its_staged_plan() {
+    let mut db = TestDb::new("killed_run").await;
+    numbers(&mut db, 1600).await;
+    let work = Workdir::new();
+    // 1 ms per row: 8 chunks of 200 rows take ~0.2 s each, one at a time.
+    let spec = work.spec(
+        "s.yaml",
+        &table_spec(
+            &db.table("src"),
+            "id",
+            "    where: \"pg_sleep(0.001) IS NOT NULL\"",
+            "{chunkSize: 200, parallelism: 1}",
+            PVC,
+        ),
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_reportjob"))
+        .args(["run", "-f", spec.to_str().unwrap(), "--output-dir"])
+        .arg(work.output_dir())
+        .env("DATABASE_URL", database_url())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let parts = work.output_dir().join("r.csv.parts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let manifests = std::fs::read_dir(&parts)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|run| {
+                std::fs::read_dir(run.path())
+                    .unwrap()
+                    .filter(|e| {
+                        e.as_ref()
+                            .unwrap()
+                            .file_name()
+                            .to_string_lossy()
+                            .ends_with(".json")
+                    })
+                    .count()
+            })
+            .unwrap_or(0);
+        // plan.json plus at least three part manifests.
+        if manifests >= 4 {
+            break manifests - 1;
+        }
+        assert!(std::time::Instant::now() < deadline, "run made no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(
+        !work.output_dir().join("r.csv").exists(),
+        "killed run published nothing"
+    );
+
+    let out = work.reportjob(&["run", "-f", spec.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let result = run_json(&out);
+    assert!(
+        result["resumed_chunks"].as_u64().unwrap() >= done as u64,
+        "{result} vs {done}"
+    );
+    assert_eq!(result["rows"], 1600);
+    let source = db
+        .checksum(&format!("SELECT * FROM {}", db.table("src")))
+        .await;
+    let loaded = db
+        .load_csv(
+            &work.output_dir().join("r.csv"),
+            &format!("SELECT * FROM {}", db.table("src")),
+            "",
+            false,
+        )
+        .await;
+    assert_eq!(
+        db.checksum(&format!("SELECT * FROM {loaded}")).await,
+        source
+    );
+    db.drop_schema().await;
+}
