@@ -18,7 +18,7 @@ use crate::csv::RecordCounter;
 use crate::error::{Error, Result};
 use crate::ident::quote_literal;
 use crate::plan::Plan;
-use crate::source::{ReadSession, connect};
+use crate::source::Database;
 use crate::staging::{Layout, PartManifest};
 use crate::storage::{ObjectWriter, Storage};
 
@@ -104,7 +104,7 @@ impl PartSink {
 
 /// Exports chunk `index` of `plan` into its part and part manifest (one attempt).
 pub async fn export_chunk(
-    database_url: &str,
+    db: &Database,
     statement_timeout_seconds: i64,
     plan: &Plan,
     index: usize,
@@ -124,12 +124,7 @@ pub async fn export_chunk(
     };
     let started_at = jiff::Timestamp::now().to_string();
     let statement = copy_statement(plan, index).unwrap_or_default();
-    let mut session = ReadSession::begin(
-        connect(database_url).await.map_err(wrap)?,
-        statement_timeout_seconds,
-    )
-    .await
-    .map_err(wrap)?;
+    let mut session = db.session(statement_timeout_seconds).await.map_err(wrap)?;
 
     // A stale manifest from an earlier attempt must never describe the new part.
     storage

@@ -15,7 +15,7 @@ use crate::csv::header_line;
 use crate::error::{Error, Result};
 use crate::plan::{PartFormat, Plan, chunks_from_boundaries};
 use crate::source::stats::key_stats;
-use crate::source::{ReadSession, connect, resolve};
+use crate::source::{Database, resolve};
 use crate::staging::{Layout, ManifestPart, OutputManifest, PartManifest, check_coverage};
 use crate::storage::{Piece, Storage};
 
@@ -27,8 +27,8 @@ pub const PLAN_VERSION: u32 = 1;
 pub struct Stage {
     /// The ReportJob spec.
     pub spec: ReportJobSpec,
-    /// The `postgres://` URL.
-    pub database_url: String,
+    /// The database (a pool of read-only sessions).
+    pub db: Database,
     /// Where staging data and the report go.
     pub storage: Arc<dyn Storage>,
     /// Keys of this run.
@@ -73,8 +73,7 @@ impl Stage {
     /// Computes a plan from the database (writes nothing).
     pub async fn compute_plan(&self) -> Result<Plan> {
         let source = &self.spec.source;
-        let conn = connect(&self.database_url).await?;
-        let mut session = ReadSession::begin(conn, source.statement_timeout_seconds).await?;
+        let mut session = self.db.session(source.statement_timeout_seconds).await?;
         let resolved = resolve(&mut session, source).await?;
         let chunk_size = u64::try_from(self.spec.chunking.chunk_size).unwrap_or(1);
         let max_chunks = u64::try_from(self.spec.chunking.max_chunks).unwrap_or(1);
@@ -158,7 +157,7 @@ impl Stage {
     /// Exports chunk `index` (one attempt).
     pub async fn export_chunk(&self, plan: &Plan, index: usize) -> Result<PartManifest> {
         crate::export::export_chunk(
-            &self.database_url,
+            &self.db,
             self.spec.source.statement_timeout_seconds,
             plan,
             index,

@@ -12,6 +12,7 @@ use crate::api::load::{load_file, load_str};
 use crate::error::{EXIT_OK, EXIT_TRANSIENT, Error};
 use crate::local::{RunOptions, run as run_local};
 use crate::pipeline::{Stage, derive_run_id};
+use crate::source::Database;
 use crate::staging::Layout;
 use crate::storage::LocalDir;
 
@@ -40,8 +41,11 @@ fn load_spec(common: &Common) -> Result<ReportJob, Setup> {
     }
 }
 
-fn build_stage(common: &Common) -> Result<Stage, Setup> {
+/// Loads the spec and builds the stage context; `pool_size` is how many chunks run at once
+/// (`None`: the spec's parallelism).
+fn build_stage(common: &Common, pool_size: Option<usize>) -> Result<Stage, Setup> {
     let rj = load_spec(common)?;
+    let pool_size = pool_size.unwrap_or(usize::try_from(rj.spec.chunking.parallelism).unwrap_or(1));
     let database_url = common.database_url.clone().ok_or_else(|| {
         setup_error(format!(
             "no database URL: pass --database-url or set DATABASE_URL (spec.source.connectionSecretRef \
@@ -65,9 +69,11 @@ fn build_stage(common: &Common) -> Result<Stage, Setup> {
         .run_id
         .clone()
         .unwrap_or_else(|| derive_run_id(&rj.spec, &output_key));
+    let db = Database::new(&database_url, pool_size)
+        .map_err(|e| setup_error(format!("--database-url: {e}")))?;
     Ok(Stage {
         spec: rj.spec,
-        database_url,
+        db,
         storage: Arc::new(LocalDir::new(&common.output_dir)),
         layout: Layout::new(output_key, run_id),
     })
@@ -115,7 +121,7 @@ fn write_termination_log(path: Option<&Path>, text: &str) {
 
 /// `reportjob run`.
 pub async fn run(args: RunArgs) -> i32 {
-    let stage = match build_stage(&args.common) {
+    let stage = match build_stage(&args.common, args.parallelism.map(|p| p.max(1))) {
         Ok(stage) => stage,
         Err(e) => {
             eprintln!("error: {}", e.message);
@@ -172,7 +178,7 @@ pub async fn run(args: RunArgs) -> i32 {
 /// `reportjob plan`.
 pub async fn plan(args: PlanArgs) -> i32 {
     let log = args.termination_log.as_deref();
-    let stage = match build_stage(&args.common) {
+    let stage = match build_stage(&args.common, Some(1)) {
         Ok(stage) => stage,
         Err(e) => {
             write_termination_log(log, &e.message);
@@ -227,7 +233,7 @@ pub async fn plan(args: PlanArgs) -> i32 {
 /// `reportjob worker`.
 pub async fn worker(args: WorkerArgs) -> i32 {
     let log = args.termination_log.as_deref();
-    let stage = match build_stage(&args.common) {
+    let stage = match build_stage(&args.common, Some(1)) {
         Ok(stage) => stage,
         Err(e) => {
             write_termination_log(log, &e.message);
@@ -270,7 +276,7 @@ pub async fn worker(args: WorkerArgs) -> i32 {
 /// `reportjob assemble`.
 pub async fn assemble(args: AssembleArgs) -> i32 {
     let log = args.termination_log.as_deref();
-    let stage = match build_stage(&args.common) {
+    let stage = match build_stage(&args.common, Some(1)) {
         Ok(stage) => stage,
         Err(e) => {
             write_termination_log(log, &e.message);

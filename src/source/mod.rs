@@ -5,4 +5,4 @@ pub mod session;
 pub mod stats;
 
 pub use resolve::{Resolved, resolve};
-pub use session::{ReadSession, connect};
+pub use session::{Database, ReadSession};

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::{Composed, ObjectMeta, ObjectWriter, Piece, Storage};
+use super::{Composed, ObjectWriter, Piece, Storage};
 use crate::error::{Error, Result};
 
 /// Buffer size for file writes and copies.
@@ -152,51 +152,6 @@ impl Storage for LocalDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::storage(format!("reading {}", path.display()), e)),
         }
-    }
-
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        // Keys under a prefix live in the prefix's directory (prefixes end with `/` here).
-        let dir = self.path(prefix);
-        let dir = if prefix.ends_with('/') {
-            dir
-        } else {
-            dir.parent().map(Path::to_path_buf).unwrap_or(dir)
-        };
-        let mut out = Vec::new();
-        let mut entries = match tokio::fs::read_dir(&dir).await {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(Error::storage(format!("listing {}", dir.display()), e)),
-        };
-        while let Some(entry) = entries
-            .next_entry()
-            .await
-            .map_err(|e| Error::storage(format!("listing {}", dir.display()), e))?
-        {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue;
-            }
-            let meta = entry
-                .metadata()
-                .await
-                .map_err(|e| Error::storage(format!("listing {}", dir.display()), e))?;
-            if !meta.is_file() {
-                continue;
-            }
-            let key = match prefix.rfind('/') {
-                Some(pos) => format!("{}{name}", &prefix[..=pos]),
-                None => name,
-            };
-            if key.starts_with(prefix) {
-                out.push(ObjectMeta {
-                    key,
-                    size: meta.len(),
-                });
-            }
-        }
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
@@ -344,11 +299,6 @@ mod tests {
             .write("p/x.parts/r/part-0", Bytes::from("34\n"))
             .await
             .unwrap();
-        let listed = store.list("p/x.parts/r/").await.unwrap();
-        assert_eq!(
-            listed.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(),
-            ["p/x.parts/r/part-0", "p/x.parts/r/part-1"]
-        );
         let composed = store
             .compose(
                 "p/x",

@@ -13,15 +13,6 @@ use crate::error::Result;
 
 pub use local::LocalDir;
 
-/// An object found by [`Storage::list`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ObjectMeta {
-    /// Its key.
-    pub key: String,
-    /// Its size in bytes.
-    pub size: u64,
-}
-
 /// One piece of a composed object.
 #[derive(Clone, Debug)]
 pub enum Piece {
@@ -64,8 +55,6 @@ pub trait Storage: Send + Sync {
     async fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>>;
     /// Size of an object, or `None` when it does not exist.
     async fn size(&self, key: &str) -> Result<Option<u64>>;
-    /// Objects whose keys start with `prefix`, sorted by key.
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
     /// Deletes one object (no error when it does not exist).
     async fn delete(&self, key: &str) -> Result<()>;
     /// Deletes every object under `prefix`.

@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""Benchmarks of the export engine against the real Postgres; prints a Markdown table.
+
+(a) throughput: `reportjob run` vs one `psql \\copy` of the same 5M rows, in turn, several rounds
+(b) peak RSS of one chunk worker (`run --parallelism 1`, one chunk) at 1M and 5M rows
+(c) chunk balance (largest / mean) on clustered, sparse keys
+(d) planning time on a 10M-row table
+
+Run it with benches/run.sh (builds the release binary first). Tables are generated once in
+the database `reportjob_bench` and reused.
+"""
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "reportjob")
+SERVER = os.environ.get("BENCH_SERVER_URL", "postgres://postgres@127.0.0.1:5432")
+DB = SERVER + "/reportjob_bench"
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+QUICK = "--quick" in sys.argv
+SCALE = 10 if QUICK else 1  # --quick divides the row counts by 10
+
+
+def psql(sql, db=DB, capture=False):
+    out = subprocess.run(["psql", db, "-v", "ON_ERROR_STOP=1", "-qAtX", "-c", sql],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"psql failed: {out.stderr}\n{sql}")
+    return out.stdout.strip()
+
+
+def ensure_db():
+    if psql("SELECT 1 FROM pg_database WHERE datname = 'reportjob_bench'", db=SERVER + "/postgres") != "1":
+        psql("CREATE DATABASE reportjob_bench", db=SERVER + "/postgres")
+    psql("CREATE SCHEMA IF NOT EXISTS bench")
+
+
+def ensure_table(name, rows, body):
+    exists = psql(f"SELECT to_regclass('bench.{name}') IS NOT NULL") == "t"
+    if exists and int(psql(f"SELECT count(*) FROM bench.{name}")) == rows:
+        return
+    print(f"generating bench.{name} ({rows} rows)...", file=sys.stderr)
+    psql(f"DROP TABLE IF EXISTS bench.{name}; {body.format(name=name, rows=rows)}")
+    psql(f"VACUUM ANALYZE bench.{name}")
+
+
+ORDERS = """CREATE TABLE bench.{name} (id bigint PRIMARY KEY, customer_id integer NOT NULL,
+  amount numeric(12,2) NOT NULL, status text NOT NULL, note text, created_at timestamptz NOT NULL);
+INSERT INTO bench.{name}
+SELECT g, 1 + (g * 7919) % 250000, round(((g * 104729) % 100000) / 100.0 + 1, 2),
+       (ARRAY['new','paid','shipped','delivered','refunded'])[1 + g % 5],
+       CASE WHEN g % 10 = 0 THEN NULL WHEN g % 7 = 0 THEN 'note, with "quotes"' ELSE 'order ' || g END,
+       timestamptz '2024-01-01 00:00:00+00' + make_interval(secs => g)
+  FROM generate_series(1::int8, {rows}) AS g"""
+
+CLUSTERED = """CREATE TABLE bench.{name} (id bigint PRIMARY KEY, payload text);
+INSERT INTO bench.{name}
+SELECT (g / ({rows} / 20))::int8 ^ 4 * 1000000000 + (g % ({rows} / 20)) * (1 + 50 * (g / ({rows} / 20))::int8 ^ 2), 'p' || g
+  FROM generate_series(0::int8, {rows} - 1) AS g"""
+
+
+def spec(table, path, chunk_size, parallelism, key="id"):
+    return f"""apiVersion: reporting.dev/v1alpha1
+kind: ReportJob
+metadata: {{name: bench}}
+spec:
+  source:
+    connectionSecretRef: {{name: db}}
+    table: {table}
+    keyColumn: {key}
+  chunking: {{chunkSize: {chunk_size}, parallelism: {parallelism}, maxChunks: 100000}}
+  output:
+    destination:
+      pvc: {{claimName: r, path: {path}}}
+"""
+
+
+def timed(cmd, env=None):
+    """Runs cmd; returns (seconds, stdout)."""
+    start = time.perf_counter()
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+    elapsed = time.perf_counter() - start
+    return elapsed, out.stdout
+
+
+def peak_rss_mib(cmd, env):
+    """Peak RSS (MiB) and wall time of cmd alone, measured by GNU time."""
+    out = subprocess.run(["/usr/bin/time", "-f", "%M %e"] + cmd, check=True, capture_output=True,
+                         text=True, env=env)
+    kib, secs = out.stderr.strip().splitlines()[-1].split()
+    return int(kib) / 1024.0, float(secs)
+
+
+def main():
+    if not os.path.exists(BIN):
+        sys.exit(f"{BIN} is missing: run benches/run.sh")
+    ensure_db()
+    n5 = 5_000_000 // SCALE
+    n1 = 1_000_000 // SCALE
+    n10 = 10_000_000 // SCALE
+    ensure_table("orders_5m", n5, ORDERS)
+    ensure_table("orders_1m", n1, ORDERS)
+    ensure_table("clustered_2m", 2_000_000 // SCALE, CLUSTERED)
+    ensure_table("orders_10m", n10, ORDERS)
+    env = dict(os.environ, DATABASE_URL=DB, RUST_LOG="warn")
+    work = tempfile.mkdtemp(prefix="rj-bench-")
+    rows = []
+    try:
+        # (a) throughput
+        spec_p2 = os.path.join(work, "p2.yaml")
+        with open(spec_p2, "w") as f:
+            f.write(spec("bench.orders_5m", "out.csv", n5 // 20, 2))
+        spec_p1 = os.path.join(work, "p1.yaml")
+        with open(spec_p1, "w") as f:
+            f.write(spec("bench.orders_5m", "out.csv", n5 // 20, 1))
+        psql_times, rj2_times, rj1_times = [], [], []
+        for _ in range(ROUNDS):
+            target = os.path.join(work, "psql.csv")
+            t, _ = timed(["psql", DB, "-qAtX", "-c",
+                          f"\\copy (SELECT * FROM bench.orders_5m ORDER BY id) TO '{target}' WITH (FORMAT csv, HEADER)"])
+            psql_times.append(t)
+            size_psql = os.path.getsize(target)
+            os.remove(target)
+            for times, spec_path in ((rj2_times, spec_p2), (rj1_times, spec_p1)):
+                outdir = os.path.join(work, "out")
+                t, out = timed([BIN, "run", "-f", spec_path, "--output-dir", outdir, "--json"], env=env)
+                result = json.loads(out)
+                assert result["rows"] == n5, result
+                times.append(t)
+                size_rj = os.path.getsize(os.path.join(outdir, "out.csv"))
+                assert size_rj == size_psql, f"same bytes as psql: {size_rj} vs {size_psql}"
+                shutil.rmtree(outdir)
+        ratios2 = [r / p for r, p in zip(rj2_times, psql_times)]
+        ratios1 = [r / p for r, p in zip(rj1_times, psql_times)]
+        rows.append(("(a) export 5M rows: psql \\copy, median s", f"{statistics.median(psql_times):.2f}", ""))
+        rows.append(("(a) `reportjob run --parallelism 2`, median s", f"{statistics.median(rj2_times):.2f}",
+                     f"median ratio {statistics.median(ratios2):.2f} (target <= 1.0)"))
+        rows.append(("(a) `reportjob run --parallelism 1`, median s", f"{statistics.median(rj1_times):.2f}",
+                     f"median ratio {statistics.median(ratios1):.2f}"))
+
+        # (b) peak RSS of one chunk worker
+        rss = {}
+        for table, n in (("orders_1m", n1), ("orders_5m", n5)):
+            path = os.path.join(work, f"rss-{table}.yaml")
+            with open(path, "w") as f:
+                f.write(spec(f"bench.{table}", "one.csv", 1_000_000_000, 1))
+            mib, secs = peak_rss_mib([BIN, "run", "-f", path, "--output-dir", os.path.join(work, "rss")], env)
+            shutil.rmtree(os.path.join(work, "rss"))
+            rss[n] = mib
+            rows.append((f"(b) peak RSS, one chunk of {n:,} rows", f"{mib:.1f} MiB", f"{secs:.1f} s"))
+        growth = rss[n5] / rss[n1] - 1
+        rows.append(("(b) RSS growth 1M -> 5M rows", f"{growth * 100:+.1f}%", "target within 10%, under 64 MiB"))
+
+        # (c) balance on clustered, sparse keys
+        for analyzed in (False, True):
+            if not analyzed:
+                psql("DROP TABLE IF EXISTS bench.clustered_fresh; "
+                     "CREATE TABLE bench.clustered_fresh AS SELECT * FROM bench.clustered_2m; "
+                     "ALTER TABLE bench.clustered_fresh ADD PRIMARY KEY (id)")
+                table = "bench.clustered_fresh"
+                chunk = (2_000_000 // SCALE) // 40
+            else:
+                psql("ALTER TABLE bench.clustered_2m ALTER COLUMN id SET STATISTICS 1000; ANALYZE bench.clustered_2m")
+                table = "bench.clustered_2m"
+                chunk = (2_000_000 // SCALE) // 10
+            path = os.path.join(work, "plan.yaml")
+            with open(path, "w") as f:
+                f.write(spec(table, "p.csv", chunk, 4))
+            out = subprocess.run([BIN, "plan", "-f", path, "--json"], check=True, capture_output=True,
+                                 text=True, env=env).stdout
+            plan = json.loads(out)
+            bounds = [c["hi"] for c in plan["chunks"] if not c.get("nulls") and c["hi"] is not None]
+            counts = psql(f"SELECT string_agg(n::text, ',' ORDER BY b) FROM (SELECT width_bucket(id, "
+                          f"ARRAY[{','.join(bounds)}]::int8[]) AS b, count(*) AS n FROM {table} GROUP BY 1) s")
+            counts = [int(c) for c in counts.split(",")]
+            mean = sum(counts) / len(counts)
+            rows.append((f"(c) balance, {len(counts)} chunks, {plan['strategy']} boundaries",
+                         f"{max(counts) / mean:.3f}x mean", "target <= 1.25x"))
+
+        # (d) planning time on 10M rows
+        path = os.path.join(work, "plan10.yaml")
+        with open(path, "w") as f:
+            f.write(spec("bench.orders_10m", "p.csv", 100_000, 4))
+        times = []
+        for _ in range(ROUNDS):
+            t, out = timed([BIN, "plan", "-f", path, "--json"], env=env)
+            times.append(t)
+        plan = json.loads(out)
+        rows.append((f"(d) `reportjob plan` of {n10:,} rows ({len(plan['chunks'])} chunks, {plan['strategy']})",
+                     f"{statistics.median(times) * 1000:.0f} ms", "median, whole process; target < 1 s"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    print("| benchmark | figure | note |")
+    print("|---|---|---|")
+    for name, figure, note in rows:
+        print(f"| {name} | {figure} | {note} |")
+
+
+if __name__ == "__main__":
+    main()

