@@ -37,7 +37,8 @@ pub fn copy_statement(plan: &Plan, index: usize) -> Option<String> {
     ))
 }
 
-/// Hashes and optionally compresses bytes on their way to storage.
+/// Gathers a part's bytes in batches, compresses them (on a blocking thread, so that
+/// chunks exported at once compress in parallel), hashes and stores them.
 struct PartSink {
     writer: Box<dyn ObjectWriter>,
     gzip: Option<GzEncoder<Vec<u8>>>,
@@ -49,53 +50,61 @@ impl PartSink {
     fn new(writer: Box<dyn ObjectWriter>, gzip: bool) -> PartSink {
         PartSink {
             writer,
-            gzip: gzip
-                .then(|| GzEncoder::new(Vec::with_capacity(WRITE_BATCH), Compression::default())),
+            gzip: gzip.then(|| GzEncoder::new(Vec::new(), Compression::default())),
             batch: Vec::with_capacity(WRITE_BATCH),
             hasher: Sha256::new(),
         }
     }
 
     async fn push(&mut self, data: &[u8]) -> Result<()> {
-        match &mut self.gzip {
-            Some(encoder) => {
-                encoder
-                    .write_all(data)
-                    .map_err(|e| Error::storage("compressing a part", e))?;
-                if encoder.get_ref().len() >= WRITE_BATCH {
-                    let compressed = std::mem::take(encoder.get_mut());
-                    self.emit(&compressed).await?;
-                }
-            }
-            None => {
-                self.batch.extend_from_slice(data);
-                if self.batch.len() >= WRITE_BATCH {
-                    let batch = std::mem::take(&mut self.batch);
-                    self.emit(&batch).await?;
-                    self.batch = batch;
-                    self.batch.clear();
-                }
-            }
+        self.batch.extend_from_slice(data);
+        if self.batch.len() >= WRITE_BATCH {
+            self.flush_batch(false).await?;
         }
         Ok(())
     }
 
+    /// Sends the batch on (through the compressor, which is finished when `last`).
+    async fn flush_batch(&mut self, last: bool) -> Result<()> {
+        let batch = std::mem::take(&mut self.batch);
+        match self.gzip.take() {
+            Some(mut encoder) => {
+                let (encoder, out, batch) = tokio::task::spawn_blocking(move || {
+                    encoder.write_all(&batch)?;
+                    if last {
+                        let out = encoder.finish()?;
+                        return Ok((None, out, batch));
+                    }
+                    let out = std::mem::take(encoder.get_mut());
+                    Ok::<_, std::io::Error>((Some(encoder), out, batch))
+                })
+                .await
+                .map_err(|e| Error::storage("compressing a part", std::io::Error::other(e)))?
+                .map_err(|e| Error::storage("compressing a part", e))?;
+                self.gzip = encoder;
+                self.batch = batch;
+                self.emit(&out).await?;
+            }
+            None => {
+                self.emit(&batch).await?;
+                self.batch = batch;
+            }
+        }
+        self.batch.clear();
+        Ok(())
+    }
+
     async fn emit(&mut self, bytes: &[u8]) -> Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
         self.hasher.update(bytes);
         self.writer.write(bytes).await
     }
 
     /// Flushes everything, publishes the part and returns its size and sha256.
     async fn finish(mut self) -> Result<(u64, String)> {
-        if let Some(encoder) = self.gzip.take() {
-            let rest = encoder
-                .finish()
-                .map_err(|e| Error::storage("compressing a part", e))?;
-            self.emit(&rest).await?;
-        } else {
-            let batch = std::mem::take(&mut self.batch);
-            self.emit(&batch).await?;
-        }
+        self.flush_batch(true).await?;
         let sha = hex::encode(self.hasher.finalize());
         let bytes = self.writer.finish().await?;
         Ok((bytes, sha))

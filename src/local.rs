@@ -3,9 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use std::collections::BTreeMap;
 
-use crate::error::{Result, backoff};
+use futures::StreamExt;
+use futures::channel::mpsc;
+
+use crate::error::{Error, Result};
 use crate::pipeline::Stage;
 use crate::plan::Plan;
 use crate::staging::{OutputManifest, PartManifest};
@@ -27,7 +30,7 @@ pub trait Progress: Send + Sync {
     fn chunk_done(&self, part: &PartManifest, resumed: bool);
     /// A chunk failed transiently and will be retried.
     fn chunk_retry(&self, index: usize, attempt: u32, error: &crate::error::Error);
-    /// All chunks are done; assembly starts.
+    /// All chunks are exported; the report is being finished.
     fn assembling(&self);
 }
 
@@ -48,7 +51,9 @@ pub struct RunReport {
     pub elapsed: Duration,
 }
 
-/// Runs the whole pipeline on this machine.
+/// Runs the whole pipeline on this machine. Assembly runs alongside the exports: each
+/// part is appended to the report as soon as every part before it is in, so little is
+/// left to do when the last chunk finishes.
 pub async fn run(
     stage: &Stage,
     options: &RunOptions,
@@ -59,31 +64,58 @@ pub async fn run(
     progress.planned(&plan, plan_reused);
 
     let mut pending = Vec::new();
-    let mut resumed = 0;
+    let mut ready = BTreeMap::new();
     for chunk in &plan.chunks {
         match stage.finished_part(&plan, chunk.index).await? {
             Some(part) => {
-                resumed += 1;
                 progress.chunk_done(&part, true);
+                ready.insert(part.index, part);
             }
             None => pending.push(chunk.index),
         }
     }
+    let resumed = ready.len();
 
     let plan_ref = &plan;
-    let mut exports = futures::stream::iter(pending)
-        .map(|index| export_with_retries(stage, plan_ref, index, options.retries, progress))
-        .buffer_unordered(options.parallelism.max(1));
-    while let Some(result) = exports.next().await {
-        // On the first failure the other exports are dropped (cancelled); their finished
-        // parts stay staged for the next run.
-        let part = result?;
-        progress.chunk_done(&part, false);
-    }
-    drop(exports);
-
-    progress.assembling();
-    let manifest = stage.assemble(&plan).await?;
+    let (finished, mut arrivals) = mpsc::unbounded::<PartManifest>();
+    let exporting = async move {
+        let mut exports = futures::stream::iter(pending)
+            .map(|index| {
+                stage.export_chunk_retrying(plan_ref, index, options.retries, move |attempt, e| {
+                    progress.chunk_retry(index, attempt, e)
+                })
+            })
+            .buffer_unordered(options.parallelism.max(1));
+        while let Some(result) = exports.next().await {
+            let part = result?;
+            progress.chunk_done(&part, false);
+            // The receiver only goes away when assembly failed, which ends the run anyway.
+            let _ = finished.unbounded_send(part);
+        }
+        progress.assembling();
+        Ok::<_, Error>(())
+    };
+    let assembling = async {
+        let mut assembly = stage.begin_assembly(plan_ref).await?;
+        let mut next = 0;
+        loop {
+            while let Some(part) = ready.remove(&next) {
+                stage.append_part(plan_ref, &mut assembly, part).await?;
+                next += 1;
+            }
+            match arrivals.next().await {
+                Some(part) => {
+                    ready.insert(part.index, part);
+                }
+                None => break,
+            }
+        }
+        Ok::<_, Error>(assembly)
+    };
+    // On the first failure the other side is dropped: exports in flight are cancelled
+    // (finished parts stay staged for the next run) and the unfinished report is removed.
+    let ((), assembly) = futures::try_join!(exporting, assembling)?;
+    let manifest = stage.finish_assembly(&plan, assembly).await?;
     Ok(RunReport {
         manifest_location: stage.storage.location(&stage.layout.manifest_key()),
         manifest,
@@ -92,25 +124,4 @@ pub async fn run(
         plan_reused,
         elapsed: started.elapsed(),
     })
-}
-
-async fn export_with_retries(
-    stage: &Stage,
-    plan: &Plan,
-    index: usize,
-    retries: u32,
-    progress: &dyn Progress,
-) -> Result<PartManifest> {
-    let mut attempt = 0;
-    loop {
-        match stage.export_chunk(plan, index).await {
-            Ok(part) => return Ok(part),
-            Err(e) if !e.is_permanent() && attempt < retries => {
-                attempt += 1;
-                progress.chunk_retry(index, attempt, &e);
-                tokio::time::sleep(backoff(attempt)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
 }

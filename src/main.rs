@@ -4,7 +4,7 @@ use clap::Parser;
 
 fn main() {
     let cli = reportjob::cli::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

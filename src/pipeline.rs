@@ -16,8 +16,10 @@ use crate::error::{Error, Result};
 use crate::plan::{PartFormat, Plan, chunks_from_boundaries};
 use crate::source::stats::key_stats;
 use crate::source::{Database, resolve};
-use crate::staging::{Layout, ManifestPart, OutputManifest, PartManifest, check_coverage};
-use crate::storage::{Piece, Storage};
+use crate::staging::{
+    Layout, ManifestPart, OutputManifest, PartManifest, check_coverage, check_part, compact_ranges,
+};
+use crate::storage::{Composer, Piece, Storage};
 
 /// Version of the plan document.
 pub const PLAN_VERSION: u32 = 1;
@@ -167,18 +169,35 @@ impl Stage {
         .await
     }
 
+    /// Exports chunk `index`, retrying transient failures with backoff up to `retries`
+    /// times; `on_retry` hears of each failed attempt. Permanent failures end at once.
+    pub async fn export_chunk_retrying(
+        &self,
+        plan: &Plan,
+        index: usize,
+        retries: u32,
+        on_retry: impl Fn(u32, &Error),
+    ) -> Result<PartManifest> {
+        let mut attempt = 0;
+        loop {
+            match self.export_chunk(plan, index).await {
+                Err(e) if !e.is_permanent() && attempt < retries => {
+                    attempt += 1;
+                    on_retry(attempt, &e);
+                    tokio::time::sleep(crate::error::backoff(attempt)).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
     /// The part manifest of chunk `index` when its part is complete for this plan.
     pub async fn finished_part(&self, plan: &Plan, index: usize) -> Result<Option<PartManifest>> {
         let Some(part) = self.read_part_manifest(index).await? else {
             return Ok(None);
         };
-        let size = self
-            .storage
-            .size(&self.layout.part_key(index, plan.format.gzip))
-            .await?;
-        let valid = part.plan_digest == plan.digest
-            && plan.chunks.get(index) == Some(&part.range)
-            && size == Some(part.bytes);
+        let size = self.part_size(plan, index).await?;
+        let valid = check_part(plan, index, &part, size).is_ok();
         Ok(valid.then_some(part))
     }
 
@@ -195,48 +214,91 @@ impl Stage {
         }
     }
 
-    /// Checks the parts cover the plan, writes the report atomically with its manifest,
-    /// and removes the staging data.
+    /// Checks the staged parts cover the plan, writes the report atomically with its
+    /// manifest, and removes the staging data.
     pub async fn assemble(&self, plan: &Plan) -> Result<OutputManifest> {
         let mut parts = Vec::with_capacity(plan.chunks.len());
         for chunk in &plan.chunks {
             let manifest = self.read_part_manifest(chunk.index).await?;
             let size = match &manifest {
-                Some(_) => {
-                    self.storage
-                        .size(&self.layout.part_key(chunk.index, plan.format.gzip))
-                        .await?
-                }
+                Some(_) => self.part_size(plan, chunk.index).await?,
                 None => None,
             };
             parts.push(manifest.map(|m| (m, size)));
         }
+        // Every problem is reported before anything is written.
         check_coverage(plan, &parts)
             .map_err(|e| Error::Staging(format!("cannot assemble: {e}")))?;
-        let parts: Vec<PartManifest> = parts.into_iter().flatten().map(|(m, _)| m).collect();
+        let mut assembly = self.begin_assembly(plan).await?;
+        for (part, _) in parts.into_iter().flatten() {
+            self.append_part(plan, &mut assembly, part).await?;
+        }
+        self.finish_assembly(plan, assembly).await
+    }
 
-        let mut pieces = Vec::with_capacity(parts.len() + 1);
+    async fn part_size(&self, plan: &Plan, index: usize) -> Result<Option<u64>> {
+        self.storage
+            .size(&self.layout.part_key(index, plan.format.gzip))
+            .await
+    }
+
+    /// Starts writing the report: the header, then parts appended in key order.
+    pub async fn begin_assembly(&self, plan: &Plan) -> Result<Assembly> {
+        let mut composer = self.storage.compose(&self.layout.output).await?;
         if plan.format.header {
             let line = header_line(
                 &plan.source.columns,
                 plan.format.delimiter,
                 &plan.format.null_string,
             );
-            pieces.push(Piece::Inline(if plan.format.gzip {
+            let header = if plan.format.gzip {
                 gzip_member(line.as_bytes())?
             } else {
                 Bytes::from(line)
-            }));
+            };
+            composer.append(Piece::Inline(header)).await?;
         }
-        for part in &parts {
-            pieces.push(Piece::Object(
-                self.layout.part_key(part.index, plan.format.gzip),
-            ));
+        Ok(Assembly {
+            composer,
+            appended: Vec::with_capacity(plan.chunks.len()),
+        })
+    }
+
+    /// Appends the next chunk's part; it must belong to this plan, cover its chunk's
+    /// range and have the size its manifest says.
+    pub async fn append_part(
+        &self,
+        plan: &Plan,
+        assembly: &mut Assembly,
+        part: PartManifest,
+    ) -> Result<()> {
+        let index = assembly.appended.len();
+        let size = self.part_size(plan, part.index).await?;
+        check_part(plan, index, &part, size)
+            .map_err(|e| Error::Staging(format!("cannot assemble: {e}")))?;
+        assembly
+            .composer
+            .append(Piece::Object(self.layout.part_key(index, plan.format.gzip)))
+            .await?;
+        assembly.appended.push(part);
+        Ok(())
+    }
+
+    /// Publishes the report once every chunk's part is in, writes its manifest and
+    /// removes the staging data.
+    pub async fn finish_assembly(&self, plan: &Plan, assembly: Assembly) -> Result<OutputManifest> {
+        let Assembly { composer, appended } = assembly;
+        if appended.len() != plan.chunks.len() {
+            let missing: Vec<usize> = (appended.len()..plan.chunks.len()).collect();
+            return Err(Error::Staging(format!(
+                "cannot assemble: chunks {} have no exported part",
+                compact_ranges(&missing)
+            )));
         }
-        let composed = self.storage.compose(&self.layout.output, &pieces).await?;
+        let composed = composer.finish().await?;
         let manifest = OutputManifest {
             location: self.storage.location(&self.layout.output),
-            rows: parts.iter().map(|p| p.rows).sum(),
+            rows: appended.iter().map(|p| p.rows).sum(),
             bytes: composed.bytes,
             sha256: composed.sha256,
             run_id: plan.run_id.clone(),
@@ -246,7 +308,7 @@ impl Stage {
             compression: if plan.format.gzip { "gzip" } else { "none" }.to_string(),
             started_at: plan.created_at.clone(),
             finished_at: jiff::Timestamp::now().to_string(),
-            parts: parts
+            parts: appended
                 .iter()
                 .map(|p| ManifestPart {
                     index: p.index,
@@ -268,6 +330,13 @@ impl Stage {
             .await?;
         Ok(manifest)
     }
+}
+
+/// A report being written: the composer and the parts appended so far, in key order.
+/// Dropped unfinished, it leaves nothing behind.
+pub struct Assembly {
+    composer: Box<dyn Composer>,
+    appended: Vec<PartManifest>,
 }
 
 /// One gzip member holding `data` (the header of a gzip report).

@@ -272,6 +272,21 @@ pub fn quantile_fractions(k: usize) -> Vec<f64> {
     (1..k).map(|i| i as f64 / k as f64).collect()
 }
 
+/// Boundaries for `k` chunks from a grid of quantiles, where `grid[i]` is the quantile at
+/// `(i + 1) / (grid.len() + 1)`: boundary j takes the grid point nearest to `j / k`.
+pub fn pick_from_grid(grid: &[String], k: usize) -> Vec<String> {
+    let g = grid.len() + 1;
+    if grid.is_empty() || k <= 1 {
+        return Vec::new();
+    }
+    (1..k)
+        .map(|j| {
+            let i = ((j * g) as f64 / k as f64).round() as usize;
+            grid[i.clamp(1, grid.len()) - 1].clone()
+        })
+        .collect()
+}
+
 /// A point of the key distribution from `pg_stats`, in key order.
 #[derive(Clone, Debug, PartialEq)]
 pub enum StatPoint {
@@ -435,6 +450,16 @@ mod tests {
             c.predicate("\"name\"", KeyType::Text),
             "\"name\" >= 'o''brien'::text AND \"name\" < 'z'::text"
         );
+    }
+
+    #[test]
+    fn grid_picks_nearest_quantiles() {
+        // Quantiles of 1..=999 at i/1000: grid[i-1] = i.
+        let grid: Vec<String> = (1..1000).map(|i| i.to_string()).collect();
+        assert_eq!(pick_from_grid(&grid, 4), strings(&["250", "500", "750"]));
+        assert_eq!(pick_from_grid(&grid, 3), strings(&["333", "667"]));
+        assert_eq!(pick_from_grid(&grid, 1), Vec::<String>::new());
+        assert_eq!(pick_from_grid(&strings(&["a"]), 3), strings(&["a", "a"]));
     }
 
     #[test]

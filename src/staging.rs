@@ -181,26 +181,36 @@ pub fn check_coverage(
         return Err(CoverageError::Missing(compact_ranges(&missing)));
     }
     for chunk in &plan.chunks {
-        let Some(Some((part, size))) = parts.get(chunk.index) else {
-            continue;
-        };
-        if part.plan_digest != plan.digest {
-            return Err(CoverageError::WrongPlan {
-                index: chunk.index,
-                found: part.plan_digest.clone(),
-                expected: plan.digest.clone(),
-            });
+        if let Some(Some((part, size))) = parts.get(chunk.index) {
+            check_part(plan, chunk.index, part, *size)?;
         }
-        if part.index != chunk.index || part.range != *chunk {
-            return Err(CoverageError::WrongRange(chunk.index));
-        }
-        if *size != Some(part.bytes) {
-            return Err(CoverageError::WrongSize {
-                index: chunk.index,
-                found: size.unwrap_or(0),
-                expected: part.bytes,
-            });
-        }
+    }
+    Ok(())
+}
+
+/// Checks that `part` (stored with `size` bytes) is the export of chunk `index` of `plan`.
+pub fn check_part(
+    plan: &Plan,
+    index: usize,
+    part: &PartManifest,
+    size: Option<u64>,
+) -> Result<(), CoverageError> {
+    if part.plan_digest != plan.digest {
+        return Err(CoverageError::WrongPlan {
+            index,
+            found: part.plan_digest.clone(),
+            expected: plan.digest.clone(),
+        });
+    }
+    if part.index != index || plan.chunks.get(index) != Some(&part.range) {
+        return Err(CoverageError::WrongRange(index));
+    }
+    if size != Some(part.bytes) {
+        return Err(CoverageError::WrongSize {
+            index,
+            found: size.unwrap_or(0),
+            expected: part.bytes,
+        });
     }
     Ok(())
 }

@@ -81,21 +81,8 @@ async fn chunk_whose_backend_is_killed_mid_stream_is_retried_exactly() {
         "the chunk was retried: {}",
         stderr(&out)
     );
-    let source = db
-        .checksum(&format!("SELECT * FROM {}", db.table("src")))
+    db.assert_report_matches(&work.output_dir().join("r.csv"), &db.all("src"), "", false)
         .await;
-    let loaded = db
-        .load_csv(
-            &work.output_dir().join("r.csv"),
-            &format!("SELECT * FROM {}", db.table("src")),
-            "",
-            false,
-        )
-        .await;
-    assert_eq!(
-        db.checksum(&format!("SELECT * FROM {loaded}")).await,
-        source
-    );
     assert_eq!(run_json(&out)["rows"], 2000);
     db.drop_schema().await;
 }
@@ -379,21 +366,8 @@ async fn rerun_resumes_without_exporting_finished_chunks() {
     )
     .unwrap();
     assert_eq!(manifest["parts"].as_array().unwrap().len(), 6);
-    let source = db
-        .checksum(&format!("SELECT * FROM {}", db.table("src")))
+    db.assert_report_matches(&work.output_dir().join("r.csv"), &db.all("src"), "", false)
         .await;
-    let loaded = db
-        .load_csv(
-            &work.output_dir().join("r.csv"),
-            &format!("SELECT * FROM {}", db.table("src")),
-            "",
-            false,
-        )
-        .await;
-    assert_eq!(
-        db.checksum(&format!("SELECT * FROM {loaded}")).await,
-        source
-    );
     db.drop_schema().await;
 }
 
@@ -462,20 +436,47 @@ async fn killed_run_resumes_with_its_staged_plan() {
         "{result} vs {done}"
     );
     assert_eq!(result["rows"], 1600);
-    let source = db
-        .checksum(&format!("SELECT * FROM {}", db.table("src")))
+    db.assert_report_matches(&work.output_dir().join("r.csv"), &db.all("src"), "", false)
         .await;
-    let loaded = db
-        .load_csv(
-            &work.output_dir().join("r.csv"),
-            &format!("SELECT * FROM {}", db.table("src")),
-            "",
-            false,
-        )
-        .await;
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn permanent_error_in_a_chunk_fails_the_run_and_publishes_nothing() {
+    let mut db = TestDb::new("chunk_error").await;
+    numbers(&mut db, 3000).await;
+    let work = Workdir::new();
+    // Planning reads only the key; exporting the chunk holding id 1500 divides by zero.
+    let yaml = format!(
+        "apiVersion: reporting.dev/v1alpha1\nkind: ReportJob\nmetadata: {{name: q}}\nspec:\n  source:\n    connectionSecretRef: {{name: db}}\n    query: \"SELECT id, 1 / (id - 1500) AS x FROM {}\"\n    keyColumn: id\n  chunking: {{chunkSize: 500, parallelism: 2}}\n  worker: {{retriesPerChunk: 3}}\n  output:\n{PVC}\n",
+        db.table("src")
+    );
+    let spec = work.spec("s.yaml", &yaml);
+    let started = std::time::Instant::now();
+    let out = work.reportjob(&["run", "-f", spec.to_str().unwrap(), "--json"]);
+    assert_fails_naming(
+        &out,
+        &work,
+        &["SQLSTATE 22012", "division by zero", "chunk 3 [1500, 2000)"],
+    );
+    assert!(
+        !stderr(&out).contains("retrying"),
+        "permanent errors are not retried: {}",
+        stderr(&out)
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let result = run_json(&out);
+    assert_eq!(result["status"], "failed");
+    assert_eq!(result["sqlstate"], "22012");
+    assert_eq!(result["permanent"], true);
+    let leftovers: Vec<String> = std::fs::read_dir(work.output_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     assert_eq!(
-        db.checksum(&format!("SELECT * FROM {loaded}")).await,
-        source
+        leftovers,
+        ["r.csv.parts"],
+        "only the staging directory remains: {leftovers:?}"
     );
     db.drop_schema().await;
 }

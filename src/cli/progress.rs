@@ -134,6 +134,6 @@ impl Progress for Reporter {
         if resumed > 0 {
             self.line(&format!("{resumed} chunks were already exported by an earlier run and were not exported again"));
         }
-        self.line("assembling the report");
+        self.line("finishing the report");
     }
 }

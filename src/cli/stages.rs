@@ -9,7 +9,7 @@ use super::progress::Reporter;
 use super::{AssembleArgs, Common, EXIT_BAD_SPEC, PlanArgs, RunArgs, WorkerArgs};
 use crate::api::ReportJob;
 use crate::api::load::{load_file, load_str};
-use crate::error::{EXIT_OK, EXIT_TRANSIENT, Error};
+use crate::error::{EXIT_OK, Error};
 use crate::local::{RunOptions, run as run_local};
 use crate::pipeline::{Stage, derive_run_id};
 use crate::source::Database;
@@ -175,10 +175,16 @@ pub async fn run(args: RunArgs) -> i32 {
     }
 }
 
-/// `reportjob plan`.
-pub async fn plan(args: PlanArgs) -> i32 {
-    let log = args.termination_log.as_deref();
-    let stage = match build_stage(&args.common, Some(1)) {
+/// Runs one stage command in the shape every pod expects: the spec and database from
+/// `common`, a one-line summary (or the error) in the termination log, an exit code that
+/// tells permanent from transient failures. `body` returns the termination-log summary
+/// and what to print on stdout.
+async fn stage_command<F, Fut>(common: &Common, log: Option<&Path>, body: F) -> i32
+where
+    F: FnOnce(Stage) -> Fut,
+    Fut: std::future::Future<Output = Result<(String, String), Error>>,
+{
+    let stage = match build_stage(common, Some(1)) {
         Ok(stage) => stage,
         Err(e) => {
             write_termination_log(log, &e.message);
@@ -186,126 +192,106 @@ pub async fn plan(args: PlanArgs) -> i32 {
             return e.code;
         }
     };
-    let result = if args.write {
-        stage.plan_once().await.map(|(p, _)| p)
-    } else {
-        stage.compute_plan().await
-    };
-    let plan = match result {
-        Ok(plan) => plan,
-        Err(e) => {
-            write_termination_log(log, &e.to_string());
-            return report_error(&e, false);
-        }
-    };
-    let summary = plan.summary_line();
-    write_termination_log(log, &summary);
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&plan).unwrap_or_default()
-        );
-    } else if args.write {
-        println!("{summary}");
-    } else {
-        println!(
-            "plan of {} by {} ({:?} boundaries, ~{} rows, run {}):",
-            plan.source.description,
-            plan.source.key_column,
-            plan.strategy,
-            plan.estimated_rows,
-            plan.run_id
-        );
-        println!("{:>6}  {:>12}  range", "chunk", "~rows");
-        for chunk in &plan.chunks {
-            println!(
-                "{:>6}  {:>12}  {}",
-                chunk.index,
-                chunk.estimated_rows,
-                chunk.describe()
-            );
-        }
-        println!("digest: {}", plan.digest);
-    }
-    EXIT_OK
-}
-
-/// `reportjob worker`.
-pub async fn worker(args: WorkerArgs) -> i32 {
-    let log = args.termination_log.as_deref();
-    let stage = match build_stage(&args.common, Some(1)) {
-        Ok(stage) => stage,
-        Err(e) => {
-            write_termination_log(log, &e.message);
-            eprintln!("error: {}", e.message);
-            return e.code;
-        }
-    };
-    let plan = match stage.load_plan(args.plan_digest.as_deref()).await {
-        Ok(plan) => plan,
-        Err(e) => {
-            write_termination_log(log, &e.to_string());
-            return report_error(&e, false);
-        }
-    };
-    let mut attempt = 0;
-    loop {
-        match stage.export_chunk(&plan, args.index).await {
-            Ok(part) => {
-                let summary = format!(
-                    "chunk={} rows={} bytes={} sha256={}",
-                    part.index, part.rows, part.bytes, part.sha256
-                );
-                write_termination_log(log, &summary);
-                println!("{summary}");
-                return EXIT_OK;
-            }
-            Err(e) if !e.is_permanent() && attempt < args.retries => {
-                attempt += 1;
-                eprintln!("attempt {attempt} failed, retrying: {e}");
-                tokio::time::sleep(crate::error::backoff(attempt)).await;
-            }
-            Err(e) => {
-                write_termination_log(log, &e.to_string());
-                return report_error(&e, false);
-            }
-        }
-    }
-}
-
-/// `reportjob assemble`.
-pub async fn assemble(args: AssembleArgs) -> i32 {
-    let log = args.termination_log.as_deref();
-    let stage = match build_stage(&args.common, Some(1)) {
-        Ok(stage) => stage,
-        Err(e) => {
-            write_termination_log(log, &e.message);
-            eprintln!("error: {}", e.message);
-            return e.code;
-        }
-    };
-    let result = match stage.load_plan(args.plan_digest.as_deref()).await {
-        Ok(plan) => stage.assemble(&plan).await,
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(m) => {
-            let summary = format!(
-                "rows={} bytes={} sha256={} location={}",
-                m.rows, m.bytes, m.sha256, m.location
-            );
+    match body(stage).await {
+        Ok((summary, shown)) => {
             write_termination_log(log, &summary);
-            println!("{summary}");
+            println!("{shown}");
             EXIT_OK
         }
         Err(e) => {
             write_termination_log(log, &e.to_string());
-            let code = report_error(&e, false);
-            if code == EXIT_OK {
-                EXIT_TRANSIENT
-            } else {
-                code
-            }
+            report_error(&e, false)
         }
     }
+}
+
+/// `reportjob plan`.
+pub async fn plan(args: PlanArgs) -> i32 {
+    let (json, write) = (args.json, args.write);
+    stage_command(
+        &args.common,
+        args.termination_log.as_deref(),
+        |stage| async move {
+            let plan = if write {
+                stage.plan_once().await?.0
+            } else {
+                stage.compute_plan().await?
+            };
+            let summary = plan.summary_line();
+            let shown = if json {
+                serde_json::to_string_pretty(&plan).unwrap_or_default()
+            } else if write {
+                summary.clone()
+            } else {
+                plan_table(&plan)
+            };
+            Ok((summary, shown))
+        },
+    )
+    .await
+}
+
+fn plan_table(plan: &crate::plan::Plan) -> String {
+    let mut out = format!(
+        "plan of {} by {} ({:?} boundaries, ~{} rows, run {}):\n{:>6}  {:>12}  range\n",
+        plan.source.description,
+        plan.source.key_column,
+        plan.strategy,
+        plan.estimated_rows,
+        plan.run_id,
+        "chunk",
+        "~rows"
+    );
+    for chunk in &plan.chunks {
+        out.push_str(&format!(
+            "{:>6}  {:>12}  {}\n",
+            chunk.index,
+            chunk.estimated_rows,
+            chunk.describe()
+        ));
+    }
+    out.push_str(&format!("digest: {}", plan.digest));
+    out
+}
+
+/// `reportjob worker`.
+pub async fn worker(args: WorkerArgs) -> i32 {
+    let (index, retries, digest) = (args.index, args.retries, args.plan_digest.clone());
+    stage_command(
+        &args.common,
+        args.termination_log.as_deref(),
+        |stage| async move {
+            let plan = stage.load_plan(digest.as_deref()).await?;
+            let part = stage
+                .export_chunk_retrying(&plan, index, retries, |attempt, e| {
+                    eprintln!("attempt {attempt} failed, retrying: {e}")
+                })
+                .await?;
+            let summary = format!(
+                "chunk={} rows={} bytes={} sha256={}",
+                part.index, part.rows, part.bytes, part.sha256
+            );
+            Ok((summary.clone(), summary))
+        },
+    )
+    .await
+}
+
+/// `reportjob assemble`.
+pub async fn assemble(args: AssembleArgs) -> i32 {
+    let digest = args.plan_digest.clone();
+    stage_command(
+        &args.common,
+        args.termination_log.as_deref(),
+        |stage| async move {
+            let plan = stage.load_plan(digest.as_deref()).await?;
+            let m = stage.assemble(&plan).await?;
+            let summary = format!(
+                "rows={} bytes={} sha256={} location={}",
+                m.rows, m.bytes, m.sha256, m.location
+            );
+            Ok((summary.clone(), summary))
+        },
+    )
+    .await
 }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::{Composed, ObjectWriter, Piece, Storage};
+use super::{Composed, Composer, ObjectWriter, Piece, Storage};
 use crate::error::{Error, Result};
 
 /// Buffer size for file writes and copies.
@@ -180,65 +180,72 @@ impl Storage for LocalDir {
         Ok(())
     }
 
-    async fn compose(&self, target: &str, pieces: &[Piece]) -> Result<Composed> {
+    async fn compose(&self, target: &str) -> Result<Box<dyn Composer>> {
         let final_path = self.path(target);
         ensure_parent(&final_path).await?;
-        let sources: Vec<Source> = pieces
-            .iter()
-            .map(|p| match p {
-                Piece::Inline(b) => Source::Inline(b.clone()),
-                Piece::Object(key) => Source::File(self.path(key)),
-            })
-            .collect();
-        tokio::task::spawn_blocking(move || compose_files(&final_path, &sources))
-            .await
-            .map_err(|e| Error::storage("assembling", std::io::Error::other(e)))?
+        let temp = temp_path(&final_path);
+        let file = std::fs::File::create(&temp)
+            .map_err(|e| Error::storage(format!("creating {}", temp.display()), e))?;
+        Ok(Box::new(LocalComposer {
+            root: self.root.clone(),
+            final_path,
+            state: Some(ComposeState {
+                temp,
+                out: std::io::BufWriter::with_capacity(IO_BUFFER, file),
+                hasher: Sha256::new(),
+                total: 0,
+            }),
+        }))
     }
 }
 
-enum Source {
-    Inline(Bytes),
-    File(PathBuf),
+/// The file being composed, its hash and size so far.
+struct ComposeState {
+    temp: PathBuf,
+    out: std::io::BufWriter<std::fs::File>,
+    hasher: Sha256,
+    total: u64,
 }
 
-/// Concatenates the sources into a temporary file, hashing as it goes, then renames it.
-fn compose_files(final_path: &Path, sources: &[Source]) -> Result<Composed> {
-    let temp = temp_path(final_path);
-    let result = (|| {
+impl ComposeState {
+    fn append(&mut self, piece: &Piece, root: &Path) -> Result<()> {
         let ctx = |what: &str, p: &Path| format!("{what} {}", p.display());
-        let file =
-            std::fs::File::create(&temp).map_err(|e| Error::storage(ctx("creating", &temp), e))?;
-        let mut out = std::io::BufWriter::with_capacity(IO_BUFFER, file);
-        let mut hasher = Sha256::new();
-        let mut total = 0u64;
-        let mut buf = vec![0u8; IO_BUFFER];
-        for source in sources {
-            match source {
-                Source::Inline(bytes) => {
-                    hasher.update(bytes);
-                    out.write_all(bytes)
-                        .map_err(|e| Error::storage(ctx("writing", &temp), e))?;
-                    total += bytes.len() as u64;
-                }
-                Source::File(path) => {
-                    let mut input = std::fs::File::open(path)
-                        .map_err(|e| Error::storage(ctx("opening", path), e))?;
-                    loop {
-                        let n = input
-                            .read(&mut buf)
-                            .map_err(|e| Error::storage(ctx("reading", path), e))?;
-                        if n == 0 {
-                            break;
-                        }
-                        hasher.update(&buf[..n]);
-                        out.write_all(&buf[..n])
-                            .map_err(|e| Error::storage(ctx("writing", &temp), e))?;
-                        total += n as u64;
+        match piece {
+            Piece::Inline(bytes) => {
+                self.hasher.update(bytes);
+                self.out
+                    .write_all(bytes)
+                    .map_err(|e| Error::storage(ctx("writing", &self.temp), e))?;
+                self.total += bytes.len() as u64;
+            }
+            Piece::Object(key) => {
+                let path = root.join(key);
+                let mut input = std::fs::File::open(&path)
+                    .map_err(|e| Error::storage(ctx("opening", &path), e))?;
+                let mut buf = vec![0u8; IO_BUFFER];
+                loop {
+                    let n = input
+                        .read(&mut buf)
+                        .map_err(|e| Error::storage(ctx("reading", &path), e))?;
+                    if n == 0 {
+                        break;
                     }
+                    self.hasher.update(&buf[..n]);
+                    self.out
+                        .write_all(&buf[..n])
+                        .map_err(|e| Error::storage(ctx("writing", &self.temp), e))?;
+                    self.total += n as u64;
                 }
             }
         }
-        let file = out
+        Ok(())
+    }
+
+    fn publish(self, final_path: &Path) -> Result<Composed> {
+        let ctx = |what: &str, p: &Path| format!("{what} {}", p.display());
+        let temp = self.temp.clone();
+        let file = self
+            .out
             .into_inner()
             .map_err(|e| Error::storage(ctx("flushing", &temp), e.into_error()))?;
         file.sync_all()
@@ -247,14 +254,76 @@ fn compose_files(final_path: &Path, sources: &[Source]) -> Result<Composed> {
             .map_err(|e| Error::storage(ctx("publishing", final_path), e))?;
         sync_dir(final_path);
         Ok(Composed {
-            bytes: total,
-            sha256: hex::encode(hasher.finalize()),
+            bytes: self.total,
+            sha256: hex::encode(self.hasher.finalize()),
         })
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
     }
-    result
+}
+
+/// Composes into a temporary file next to the target; appends run on blocking threads.
+struct LocalComposer {
+    root: PathBuf,
+    final_path: PathBuf,
+    /// `None` while an append runs on a blocking thread, or after finish/abort.
+    state: Option<ComposeState>,
+}
+
+impl Drop for LocalComposer {
+    /// A composer dropped before `finish` leaves no temporary file.
+    fn drop(&mut self) {
+        if let Some(state) = self.state.take() {
+            let _ = std::fs::remove_file(&state.temp);
+        }
+    }
+}
+
+fn composer_gone() -> Error {
+    Error::storage(
+        "assembling",
+        std::io::Error::other("an earlier append failed"),
+    )
+}
+
+#[async_trait]
+impl Composer for LocalComposer {
+    async fn append(&mut self, piece: Piece) -> Result<()> {
+        let mut state = self.state.take().ok_or_else(composer_gone)?;
+        let root = self.root.clone();
+        let (state, result) = tokio::task::spawn_blocking(move || {
+            let result = state.append(&piece, &root);
+            (state, result)
+        })
+        .await
+        .map_err(|e| Error::storage("assembling", std::io::Error::other(e)))?;
+        match result {
+            Ok(()) => {
+                self.state = Some(state);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&state.temp);
+                Err(e)
+            }
+        }
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<Composed> {
+        let state = self.state.take().ok_or_else(composer_gone)?;
+        let final_path = self.final_path.clone();
+        let temp = state.temp.clone();
+        let result = tokio::task::spawn_blocking(move || state.publish(&final_path))
+            .await
+            .map_err(|e| Error::storage("assembling", std::io::Error::other(e)))?;
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        result
+    }
+
+    async fn abort(self: Box<Self>) -> Result<()> {
+        // Drop removes the temporary file.
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -299,17 +368,24 @@ mod tests {
             .write("p/x.parts/r/part-0", Bytes::from("34\n"))
             .await
             .unwrap();
-        let composed = store
-            .compose(
-                "p/x",
-                &[
-                    Piece::Inline(Bytes::from("h\n")),
-                    Piece::Object("p/x.parts/r/part-0".into()),
-                    Piece::Object("p/x.parts/r/part-1".into()),
-                ],
-            )
+        let mut composer = store.compose("p/x").await.unwrap();
+        composer
+            .append(Piece::Inline(Bytes::from("h\n")))
             .await
             .unwrap();
+        composer
+            .append(Piece::Object("p/x.parts/r/part-0".into()))
+            .await
+            .unwrap();
+        assert!(
+            !dir.path().join("p/x").exists(),
+            "nothing visible before finish"
+        );
+        composer
+            .append(Piece::Object("p/x.parts/r/part-1".into()))
+            .await
+            .unwrap();
+        let composed = composer.finish().await.unwrap();
         assert_eq!(
             std::fs::read_to_string(dir.path().join("p/x")).unwrap(),
             "h\n34\n12\n"

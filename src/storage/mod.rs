@@ -22,7 +22,7 @@ pub enum Piece {
     Object(String),
 }
 
-/// The result of [`Storage::compose`].
+/// The result of [`Composer::finish`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Composed {
     /// Size of the composed object.
@@ -59,7 +59,19 @@ pub trait Storage: Send + Sync {
     async fn delete(&self, key: &str) -> Result<()>;
     /// Deletes every object under `prefix`.
     async fn delete_prefix(&self, prefix: &str) -> Result<()>;
-    /// Publishes `target` as the concatenation of `pieces`, atomically. A backend may copy
-    /// server-side; it returns the size and sha256 of the result.
-    async fn compose(&self, target: &str, pieces: &[Piece]) -> Result<Composed>;
+    /// Starts composing `target` from pieces appended in order; nothing is visible until
+    /// [`Composer::finish`] publishes it atomically. A backend may copy server-side.
+    async fn compose(&self, target: &str) -> Result<Box<dyn Composer>>;
+}
+
+/// Builds one object from pieces appended in order (a local temporary file, or a
+/// multipart upload whose parts may be server-side copies).
+#[async_trait]
+pub trait Composer: Send {
+    /// Appends a piece.
+    async fn append(&mut self, piece: Piece) -> Result<()>;
+    /// Publishes the object atomically; returns its size and sha256.
+    async fn finish(self: Box<Self>) -> Result<Composed>;
+    /// Discards everything; the target is left as it was.
+    async fn abort(self: Box<Self>) -> Result<()>;
 }

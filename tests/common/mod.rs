@@ -223,3 +223,30 @@ pub fn run_json(o: &Output) -> serde_json::Value {
     serde_json::from_str(stdout(o).trim())
         .unwrap_or_else(|e| panic!("bad JSON ({e}): {}\nstderr: {}", stdout(o), stderr(o)))
 }
+
+impl TestDb {
+    /// Loads the report at `path` back and asserts it holds exactly the rows of
+    /// `source_query` (same count, same order-independent checksum).
+    pub async fn assert_report_matches(
+        &mut self,
+        path: &Path,
+        source_query: &str,
+        null_string: &str,
+        gzip: bool,
+    ) {
+        let source = self.checksum(source_query).await;
+        let loaded = self.load_csv(path, source_query, null_string, gzip).await;
+        let reloaded = self.checksum(&format!("SELECT * FROM {loaded}")).await;
+        assert_eq!(
+            reloaded,
+            source,
+            "report {} differs from the source",
+            path.display()
+        );
+    }
+
+    /// `SELECT * FROM <schema>.<table>`.
+    pub fn all(&self, table: &str) -> String {
+        format!("SELECT * FROM {}", self.table(table))
+    }
+}
