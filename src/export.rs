@@ -20,7 +20,7 @@ use crate::ident::quote_literal;
 use crate::plan::Plan;
 use crate::source::Database;
 use crate::staging::{Layout, PartManifest};
-use crate::storage::{ObjectWriter, Storage};
+use crate::storage::{Durability, ObjectWriter, Storage};
 
 /// Bytes gathered before they are handed to storage.
 const WRITE_BATCH: usize = 256 * 1024;
@@ -142,7 +142,10 @@ pub async fn export_chunk(
         .map_err(wrap)?;
     let part_key = layout.part_key(index, plan.format.gzip);
     let mut sink = PartSink::new(
-        storage.create(&part_key).await.map_err(wrap)?,
+        storage
+            .create(&part_key, Durability::Checked)
+            .await
+            .map_err(wrap)?,
         plan.format.gzip,
     );
     let mut counter = RecordCounter::default();

@@ -191,13 +191,19 @@ impl Stage {
         }
     }
 
-    /// The part manifest of chunk `index` when its part is complete for this plan.
+    /// The part manifest of chunk `index` when its part is complete and intact for this plan.
     pub async fn finished_part(&self, plan: &Plan, index: usize) -> Result<Option<PartManifest>> {
         let Some(part) = self.read_part_manifest(index).await? else {
             return Ok(None);
         };
         let size = self.part_size(plan, index).await?;
-        let valid = check_part(plan, index, &part, size).is_ok();
+        if check_part(plan, index, &part, size).is_err() {
+            return Ok(None);
+        }
+        // Parts are not synced when written: after a crash one may be damaged, so its
+        // content is checked before it is reused.
+        let key = self.layout.part_key(index, plan.format.gzip);
+        let valid = self.storage.sha256(&key).await?.as_deref() == Some(part.sha256.as_str());
         Ok(valid.then_some(part))
     }
 
@@ -278,7 +284,10 @@ impl Stage {
             .map_err(|e| Error::Staging(format!("cannot assemble: {e}")))?;
         assembly
             .composer
-            .append(Piece::Object(self.layout.part_key(index, plan.format.gzip)))
+            .append(Piece::Object {
+                key: self.layout.part_key(index, plan.format.gzip),
+                sha256: Some(part.sha256.clone()),
+            })
             .await?;
         assembly.appended.push(part);
         Ok(())

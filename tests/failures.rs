@@ -480,3 +480,51 @@ async fn permanent_error_in_a_chunk_fails_the_run_and_publishes_nothing() {
     );
     db.drop_schema().await;
 }
+
+#[tokio::test]
+async fn damaged_part_is_refused_by_assembly_and_reexported_on_resume() {
+    let mut db = TestDb::new("damaged_part").await;
+    numbers(&mut db, 2000).await;
+    let work = Workdir::new();
+    let spec = work.spec(
+        "s.yaml",
+        &table_spec(&db.table("src"), "id", "", "{chunkSize: 500}", PVC),
+    );
+    let spec = spec.to_str().unwrap();
+    assert!(
+        work.reportjob(&["plan", "-f", spec, "--write"])
+            .status
+            .success()
+    );
+    for index in 0..4 {
+        let out = work.reportjob(&["worker", "-f", spec, "--index", &index.to_string()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    // Damage part 2 without changing its size, as a crash could.
+    let run_dir = std::fs::read_dir(work.output_dir().join("r.csv.parts"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let part = run_dir.join("part-00002.csv");
+    let mut bytes = std::fs::read(&part).unwrap();
+    bytes[10] ^= 0x20;
+    std::fs::write(&part, &bytes).unwrap();
+
+    let out = work.reportjob(&["assemble", "-f", spec]);
+    assert_fails_naming(&out, &work, &["part-00002.csv is damaged"]);
+    let leftovers: Vec<_> = std::fs::read_dir(work.output_dir()).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "no temporary report left behind");
+
+    let out = work.reportjob(&["run", "-f", spec, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        run_json(&out)["resumed_chunks"],
+        3,
+        "the damaged part is exported again"
+    );
+    db.assert_report_matches(&work.output_dir().join("r.csv"), &db.all("src"), "", false)
+        .await;
+    db.drop_schema().await;
+}

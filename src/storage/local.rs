@@ -9,7 +9,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::{Composed, Composer, ObjectWriter, Piece, Storage};
+use super::{Composed, Composer, Durability, ObjectWriter, Piece, Storage, damaged};
 use crate::error::{Error, Result};
 
 /// Buffer size for file writes and copies.
@@ -65,6 +65,7 @@ struct LocalWriter {
     temp: PathBuf,
     file: tokio::io::BufWriter<tokio::fs::File>,
     written: u64,
+    durability: Durability,
 }
 
 impl Drop for LocalWriter {
@@ -91,15 +92,19 @@ impl ObjectWriter for LocalWriter {
             .flush()
             .await
             .map_err(|e| Error::storage(ctx("flushing"), e))?;
-        self.file
-            .get_ref()
-            .sync_all()
-            .await
-            .map_err(|e| Error::storage(ctx("syncing"), e))?;
+        if self.durability == Durability::Durable {
+            self.file
+                .get_ref()
+                .sync_all()
+                .await
+                .map_err(|e| Error::storage(ctx("syncing"), e))?;
+        }
         tokio::fs::rename(&self.temp, &self.final_path)
             .await
             .map_err(|e| Error::storage(ctx("publishing"), e))?;
-        sync_dir(&self.final_path);
+        if self.durability == Durability::Durable {
+            sync_dir(&self.final_path);
+        }
         Ok(self.written)
     }
 
@@ -125,12 +130,12 @@ impl Storage for LocalDir {
     }
 
     async fn write(&self, key: &str, data: Bytes) -> Result<()> {
-        let mut writer = self.create(key).await?;
+        let mut writer = self.create(key, Durability::Durable).await?;
         writer.write(&data).await?;
         writer.finish().await.map(|_| ())
     }
 
-    async fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
+    async fn create(&self, key: &str, durability: Durability) -> Result<Box<dyn ObjectWriter>> {
         let final_path = self.path(key);
         ensure_parent(&final_path).await?;
         let temp = temp_path(&final_path);
@@ -142,7 +147,32 @@ impl Storage for LocalDir {
             temp,
             file: tokio::io::BufWriter::with_capacity(IO_BUFFER, file),
             written: 0,
+            durability,
         }))
+    }
+
+    async fn sha256(&self, key: &str) -> Result<Option<String>> {
+        let path = self.path(key);
+        tokio::task::spawn_blocking(move || {
+            let mut file = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(Error::storage(format!("opening {}", path.display()), e)),
+            };
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; IO_BUFFER];
+            loop {
+                let n = file
+                    .read(&mut buf)
+                    .map_err(|e| Error::storage(format!("reading {}", path.display()), e))?;
+                if n == 0 {
+                    return Ok(Some(hex::encode(hasher.finalize())));
+                }
+                hasher.update(&buf[..n]);
+            }
+        })
+        .await
+        .map_err(|e| Error::storage("hashing", std::io::Error::other(e)))?
     }
 
     async fn size(&self, key: &str) -> Result<Option<u64>> {
@@ -218,8 +248,9 @@ impl ComposeState {
                     .map_err(|e| Error::storage(ctx("writing", &self.temp), e))?;
                 self.total += bytes.len() as u64;
             }
-            Piece::Object(key) => {
+            Piece::Object { key, sha256 } => {
                 let path = root.join(key);
+                let mut part_hasher = sha256.as_ref().map(|_| Sha256::new());
                 let mut input = std::fs::File::open(&path)
                     .map_err(|e| Error::storage(ctx("opening", &path), e))?;
                 let mut buf = vec![0u8; IO_BUFFER];
@@ -231,10 +262,19 @@ impl ComposeState {
                         break;
                     }
                     self.hasher.update(&buf[..n]);
+                    if let Some(h) = part_hasher.as_mut() {
+                        h.update(&buf[..n]);
+                    }
                     self.out
                         .write_all(&buf[..n])
                         .map_err(|e| Error::storage(ctx("writing", &self.temp), e))?;
                     self.total += n as u64;
+                }
+                if let (Some(h), Some(expected)) = (part_hasher, sha256) {
+                    let found = hex::encode(h.finalize());
+                    if &found != expected {
+                        return Err(damaged(key, &found, expected));
+                    }
                 }
             }
         }
@@ -334,7 +374,7 @@ mod tests {
     async fn writer_publishes_only_on_finish() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalDir::new(dir.path());
-        let mut w = store.create("a/b.csv").await.unwrap();
+        let mut w = store.create("a/b.csv", Durability::Durable).await.unwrap();
         w.write(b"hello").await.unwrap();
         assert_eq!(store.size("a/b.csv").await.unwrap(), None);
         assert_eq!(w.finish().await.unwrap(), 5);
@@ -342,7 +382,7 @@ mod tests {
             store.read("a/b.csv").await.unwrap().unwrap(),
             Bytes::from("hello")
         );
-        let mut w = store.create("a/b.csv").await.unwrap();
+        let mut w = store.create("a/b.csv", Durability::Durable).await.unwrap();
         w.write(b"other").await.unwrap();
         w.abort().await.unwrap();
         assert_eq!(
@@ -374,7 +414,10 @@ mod tests {
             .await
             .unwrap();
         composer
-            .append(Piece::Object("p/x.parts/r/part-0".into()))
+            .append(Piece::Object {
+                key: "p/x.parts/r/part-0".into(),
+                sha256: Some(hex::encode(Sha256::digest(b"34\n"))),
+            })
             .await
             .unwrap();
         assert!(
@@ -382,7 +425,10 @@ mod tests {
             "nothing visible before finish"
         );
         composer
-            .append(Piece::Object("p/x.parts/r/part-1".into()))
+            .append(Piece::Object {
+                key: "p/x.parts/r/part-1".into(),
+                sha256: None,
+            })
             .await
             .unwrap();
         let composed = composer.finish().await.unwrap();

@@ -13,13 +13,35 @@ use crate::error::Result;
 
 pub use local::LocalDir;
 
+/// Name of a damaged object, for errors.
+pub fn damaged(key: &str, found: &str, expected: &str) -> crate::error::Error {
+    crate::error::Error::Staging(format!(
+        "{key} is damaged: its sha256 is {found}, its manifest says {expected}"
+    ))
+}
+
 /// One piece of a composed object.
 #[derive(Clone, Debug)]
 pub enum Piece {
     /// Bytes given inline (the header).
     Inline(Bytes),
-    /// The whole content of a stored object.
-    Object(String),
+    /// The whole content of a stored object, checked against its sha256 when one is given.
+    Object {
+        /// The object's key.
+        key: String,
+        /// The sha256 (hex) its content must have.
+        sha256: Option<String>,
+    },
+}
+
+/// How hard a write tries to survive a crash of the machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Synced before it is published: plans, manifests, reports.
+    Durable,
+    /// Staging parts: published without a sync, since each part's sha256 is in its
+    /// manifest and is checked before the part is used (on resume and at assembly).
+    Checked,
 }
 
 /// The result of [`Composer::finish`].
@@ -52,7 +74,9 @@ pub trait Storage: Send + Sync {
     /// Writes a small object whole, atomically, replacing any previous one.
     async fn write(&self, key: &str, data: Bytes) -> Result<()>;
     /// Opens a streaming writer for `key`; the object replaces any previous one at finish.
-    async fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>>;
+    async fn create(&self, key: &str, durability: Durability) -> Result<Box<dyn ObjectWriter>>;
+    /// sha256 (hex) of an object's content, or `None` when it does not exist.
+    async fn sha256(&self, key: &str) -> Result<Option<String>>;
     /// Size of an object, or `None` when it does not exist.
     async fn size(&self, key: &str) -> Result<Option<u64>>;
     /// Deletes one object (no error when it does not exist).
