@@ -14,7 +14,7 @@ use flate2::write::GzEncoder;
 use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
 
-use crate::csv::RecordCounter;
+use crate::csv::{RecordCounter, header_line};
 use crate::error::{Error, Result};
 use crate::ident::quote_literal;
 use crate::plan::Plan;
@@ -150,6 +150,13 @@ pub async fn export_chunk(
     );
     let mut counter = RecordCounter::default();
     let streamed: Result<()> = async {
+        // The report's header opens the first chunk's part, so that the report is the
+        // plain concatenation of the parts (which object stores can copy server-side).
+        if index == 0 && plan.format.header {
+            let format = &plan.format;
+            let header = header_line(&plan.source.columns, format.delimiter, &format.null_string);
+            sink.push(header.as_bytes()).await?;
+        }
         let mut stream = session
             .conn()
             .copy_out_raw(&statement)

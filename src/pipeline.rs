@@ -4,14 +4,10 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use flate2::Compression as GzLevel;
-use flate2::write::GzEncoder;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::io::Write;
 
 use crate::api::{Compression, ReportJobSpec};
-use crate::csv::header_line;
 use crate::error::{Error, Result};
 use crate::plan::{PartFormat, Plan, chunks_from_boundaries};
 use crate::source::stats::key_stats;
@@ -248,22 +244,10 @@ impl Stage {
             .await
     }
 
-    /// Starts writing the report: the header, then parts appended in key order.
+    /// Starts writing the report from the parts, appended in key order (the first part
+    /// opens with the header).
     pub async fn begin_assembly(&self, plan: &Plan) -> Result<Assembly> {
-        let mut composer = self.storage.compose(&self.layout.output).await?;
-        if plan.format.header {
-            let line = header_line(
-                &plan.source.columns,
-                plan.format.delimiter,
-                &plan.format.null_string,
-            );
-            let header = if plan.format.gzip {
-                gzip_member(line.as_bytes())?
-            } else {
-                Bytes::from(line)
-            };
-            composer.append(Piece::Inline(header)).await?;
-        }
+        let composer = self.storage.compose(&self.layout.output).await?;
         Ok(Assembly {
             composer,
             appended: Vec::with_capacity(plan.chunks.len()),
@@ -284,7 +268,7 @@ impl Stage {
             .map_err(|e| Error::Staging(format!("cannot assemble: {e}")))?;
         assembly
             .composer
-            .append(Piece::Object {
+            .append(Piece {
                 key: self.layout.part_key(index, plan.format.gzip),
                 sha256: Some(part.sha256.clone()),
             })
@@ -346,16 +330,4 @@ impl Stage {
 pub struct Assembly {
     composer: Box<dyn Composer>,
     appended: Vec<PartManifest>,
-}
-
-/// One gzip member holding `data` (the header of a gzip report).
-fn gzip_member(data: &[u8]) -> Result<Bytes> {
-    let mut encoder = GzEncoder::new(Vec::new(), GzLevel::default());
-    encoder
-        .write_all(data)
-        .map_err(|e| Error::storage("compressing the header", e))?;
-    encoder
-        .finish()
-        .map(Bytes::from)
-        .map_err(|e| Error::storage("compressing the header", e))
 }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::{Composed, Composer, Durability, ObjectWriter, Piece, Storage, damaged};
+use super::{Composed, Composer, Durability, ObjectWriter, Piece, Storage};
 use crate::error::{Error, Result};
 
 /// Buffer size for file writes and copies.
@@ -240,45 +240,26 @@ struct ComposeState {
 impl ComposeState {
     fn append(&mut self, piece: &Piece, root: &Path) -> Result<()> {
         let ctx = |what: &str, p: &Path| format!("{what} {}", p.display());
-        match piece {
-            Piece::Inline(bytes) => {
-                self.hasher.update(bytes);
-                self.out
-                    .write_all(bytes)
-                    .map_err(|e| Error::storage(ctx("writing", &self.temp), e))?;
-                self.total += bytes.len() as u64;
+        let path = root.join(&piece.key);
+        let mut input =
+            std::fs::File::open(&path).map_err(|e| Error::storage(ctx("opening", &path), e))?;
+        let mut piece_hasher = Sha256::new();
+        let mut buf = vec![0u8; IO_BUFFER];
+        loop {
+            let n = input
+                .read(&mut buf)
+                .map_err(|e| Error::storage(ctx("reading", &path), e))?;
+            if n == 0 {
+                break;
             }
-            Piece::Object { key, sha256 } => {
-                let path = root.join(key);
-                let mut part_hasher = sha256.as_ref().map(|_| Sha256::new());
-                let mut input = std::fs::File::open(&path)
-                    .map_err(|e| Error::storage(ctx("opening", &path), e))?;
-                let mut buf = vec![0u8; IO_BUFFER];
-                loop {
-                    let n = input
-                        .read(&mut buf)
-                        .map_err(|e| Error::storage(ctx("reading", &path), e))?;
-                    if n == 0 {
-                        break;
-                    }
-                    self.hasher.update(&buf[..n]);
-                    if let Some(h) = part_hasher.as_mut() {
-                        h.update(&buf[..n]);
-                    }
-                    self.out
-                        .write_all(&buf[..n])
-                        .map_err(|e| Error::storage(ctx("writing", &self.temp), e))?;
-                    self.total += n as u64;
-                }
-                if let (Some(h), Some(expected)) = (part_hasher, sha256) {
-                    let found = hex::encode(h.finalize());
-                    if &found != expected {
-                        return Err(damaged(key, &found, expected));
-                    }
-                }
-            }
+            self.hasher.update(&buf[..n]);
+            piece_hasher.update(&buf[..n]);
+            self.out
+                .write_all(&buf[..n])
+                .map_err(|e| Error::storage(ctx("writing", &self.temp), e))?;
+            self.total += n as u64;
         }
-        Ok(())
+        piece.verify(&hex::encode(piece_hasher.finalize()))
     }
 
     fn publish(self, final_path: &Path) -> Result<Composed> {
@@ -397,6 +378,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn compose_refuses_a_damaged_piece_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDir::new(dir.path());
+        store.write("p.parts/0", Bytes::from("data")).await.unwrap();
+        let mut composer = store.compose("p").await.unwrap();
+        let err = composer
+            .append(Piece {
+                key: "p.parts/0".into(),
+                sha256: Some("00".into()),
+            })
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("p.parts/0 is damaged"), "{err}");
+        drop(composer);
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["p.parts"], "no report and no temporary file");
+    }
+
+    #[tokio::test]
     async fn compose_concatenates_and_hashes() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalDir::new(dir.path());
@@ -410,11 +410,7 @@ mod tests {
             .unwrap();
         let mut composer = store.compose("p/x").await.unwrap();
         composer
-            .append(Piece::Inline(Bytes::from("h\n")))
-            .await
-            .unwrap();
-        composer
-            .append(Piece::Object {
+            .append(Piece {
                 key: "p/x.parts/r/part-0".into(),
                 sha256: Some(hex::encode(Sha256::digest(b"34\n"))),
             })
@@ -425,7 +421,7 @@ mod tests {
             "nothing visible before finish"
         );
         composer
-            .append(Piece::Object {
+            .append(Piece {
                 key: "p/x.parts/r/part-1".into(),
                 sha256: None,
             })
@@ -434,10 +430,10 @@ mod tests {
         let composed = composer.finish().await.unwrap();
         assert_eq!(
             std::fs::read_to_string(dir.path().join("p/x")).unwrap(),
-            "h\n34\n12\n"
+            "34\n12\n"
         );
-        assert_eq!(composed.bytes, 8);
-        assert_eq!(composed.sha256, hex::encode(Sha256::digest(b"h\n34\n12\n")));
+        assert_eq!(composed.bytes, 6);
+        assert_eq!(composed.sha256, hex::encode(Sha256::digest(b"34\n12\n")));
         store.delete_prefix("p/x.parts/r/").await.unwrap();
         assert!(!dir.path().join("p/x.parts").exists());
     }

@@ -13,25 +13,28 @@ use crate::error::Result;
 
 pub use local::LocalDir;
 
-/// Name of a damaged object, for errors.
-pub fn damaged(key: &str, found: &str, expected: &str) -> crate::error::Error {
-    crate::error::Error::Staging(format!(
-        "{key} is damaged: its sha256 is {found}, its manifest says {expected}"
-    ))
+
+/// One piece of a composed object: the whole content of a stored object, checked against
+/// its sha256 when one is given.
+#[derive(Clone, Debug)]
+pub struct Piece {
+    /// The object's key.
+    pub key: String,
+    /// The sha256 (hex) its content must have.
+    pub sha256: Option<String>,
 }
 
-/// One piece of a composed object.
-#[derive(Clone, Debug)]
-pub enum Piece {
-    /// Bytes given inline (the header).
-    Inline(Bytes),
-    /// The whole content of a stored object, checked against its sha256 when one is given.
-    Object {
-        /// The object's key.
-        key: String,
-        /// The sha256 (hex) its content must have.
-        sha256: Option<String>,
-    },
+impl Piece {
+    /// Checks the content's sha256 (`found`) against the expected one, if any.
+    pub fn verify(&self, found: &str) -> Result<()> {
+        match &self.sha256 {
+            Some(expected) if expected != found => Err(crate::error::Error::Staging(format!(
+                "{} is damaged: its sha256 is {found}, its manifest says {expected}",
+                self.key
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// How hard a write tries to survive a crash of the machine.
