@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 scripts/ensure-postgres.sh
 source scripts/tools.sh
 ensure_kubectl
+ensure_s3s_fs
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -35,3 +35,14 @@ ensure_kubectl() {
   fi
   command -v kubectl >/dev/null 2>&1 || { echo "error: kubectl could not be installed" >&2; return 1; }
 }
+
+# s3s-fs, the S3-protocol server the bucket tests run against, built from crates.io once
+# per machine into ~/.cache/reportjob-tools (reused by later runs and clones).
+ensure_s3s_fs() {
+  local root="${REPORTJOB_TOOLS_CACHE:-$HOME/.cache/reportjob-tools}/s3s-fs"
+  if [ ! -x "$root/bin/s3s-fs" ]; then
+    echo "installing s3s-fs 0.14.1 (once per machine) ..." >&2
+    cargo install s3s-fs --version 0.14.1 --locked --features binary --root "$root" --quiet
+  fi
+  export S3S_FS="$root/bin/s3s-fs"
+}

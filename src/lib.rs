@@ -18,3 +18,9 @@ pub mod plan;
 pub mod source;
 pub mod staging;
 pub mod storage;
+
+/// Picks the TLS crypto provider for the whole process. Two are compiled in (the database
+/// driver's and the object store client's), and rustls refuses to guess between them.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

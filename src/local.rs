@@ -47,6 +47,8 @@ pub struct RunReport {
     pub resumed_chunks: usize,
     /// Whether the plan was reused from an earlier run.
     pub plan_reused: bool,
+    /// A signed download link, for bucket destinations.
+    pub link: Option<crate::pipeline::DownloadLink>,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -116,7 +118,9 @@ pub async fn run(
     // (finished parts stay staged for the next run) and the unfinished report is removed.
     let ((), assembly) = futures::try_join!(exporting, assembling)?;
     let manifest = stage.finish_assembly(&plan, assembly).await?;
+    let link = stage.download_link().await?;
     Ok(RunReport {
+        link,
         manifest_location: stage.storage.location(&stage.layout.manifest_key()),
         manifest,
         chunks: plan.chunks.len(),

@@ -4,6 +4,7 @@ use clap::Parser;
 
 fn main() {
     let cli = reportjob::cli::Cli::parse();
+    reportjob::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -17,6 +17,15 @@ use crate::staging::{
 };
 use crate::storage::{Composer, Piece, Storage};
 
+/// A signed download link to the report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DownloadLink {
+    /// The URL.
+    pub url: String,
+    /// When it stops working.
+    pub expires_at: jiff::Timestamp,
+}
+
 /// Version of the plan document.
 pub const PLAN_VERSION: u32 = 1;
 
@@ -68,6 +77,29 @@ pub fn part_format(spec: &ReportJobSpec) -> PartFormat {
 }
 
 impl Stage {
+    /// A signed link to the report, for destinations that have them (buckets), valid for
+    /// the spec's `urlExpirySeconds`.
+    pub async fn download_link(&self) -> Result<Option<DownloadLink>> {
+        let Some(bucket) = &self.spec.output.destination.bucket else {
+            return Ok(None);
+        };
+        let seconds = bucket
+            .url_expiry_seconds
+            .clamp(1, crate::api::validate::MAX_URL_EXPIRY_SECONDS);
+        let expires_in = std::time::Duration::from_secs(u64::try_from(seconds).unwrap_or(1));
+        let issued = jiff::Timestamp::now();
+        let url = self
+            .storage
+            .download_link(&self.layout.output, expires_in)
+            .await?;
+        Ok(url.map(|url| DownloadLink {
+            url,
+            expires_at: issued
+                .checked_add(jiff::SignedDuration::from_secs(seconds))
+                .unwrap_or(issued),
+        }))
+    }
+
     /// Computes a plan from the database (writes nothing).
     pub async fn compute_plan(&self) -> Result<Plan> {
         let source = &self.spec.source;
@@ -301,6 +333,7 @@ impl Stage {
             compression: if plan.format.gzip { "gzip" } else { "none" }.to_string(),
             started_at: plan.created_at.clone(),
             finished_at: jiff::Timestamp::now().to_string(),
+            server_side_copies: composed.server_side_copies,
             parts: appended
                 .iter()
                 .map(|p| ManifestPart {

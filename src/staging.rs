@@ -115,6 +115,9 @@ pub struct OutputManifest {
     pub started_at: String,
     /// When the report was published (RFC 3339).
     pub finished_at: String,
+    /// Parts the object store copied server-side rather than through the assembler.
+    #[serde(default)]
+    pub server_side_copies: u64,
     /// The parts, in key order.
     pub parts: Vec<ManifestPart>,
 }

@@ -302,6 +302,11 @@ pub struct BucketDestination {
     #[serde(default = "default_url_expiry")]
     #[schemars(range(min = 1, max = 604800))]
     pub url_expiry_seconds: i64,
+    /// Assemble the report from server-side copies of the parts (UploadPartCopy) when every
+    /// part but the last is at least 5 MiB; otherwise, or when false, the parts' bytes are
+    /// streamed through the assembler. Turn off for stores without UploadPartCopy.
+    #[serde(default = "default_true")]
+    pub server_side_copy: bool,
 }
 
 fn default_url_expiry() -> i64 {

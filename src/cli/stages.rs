@@ -14,7 +14,8 @@ use crate::local::{RunOptions, run as run_local};
 use crate::pipeline::{Stage, derive_run_id};
 use crate::source::Database;
 use crate::staging::Layout;
-use crate::storage::LocalDir;
+use crate::storage::s3::S3Bucket;
+use crate::storage::{LocalDir, Storage};
 
 /// Why a command could not start.
 struct Setup {
@@ -43,7 +44,7 @@ fn load_spec(common: &Common) -> Result<ReportJob, Setup> {
 
 /// Loads the spec and builds the stage context; `pool_size` is how many chunks run at once
 /// (`None`: the spec's parallelism).
-fn build_stage(common: &Common, pool_size: Option<usize>) -> Result<Stage, Setup> {
+async fn build_stage(common: &Common, pool_size: Option<usize>) -> Result<Stage, Setup> {
     let rj = load_spec(common)?;
     let pool_size = pool_size.unwrap_or(usize::try_from(rj.spec.chunking.parallelism).unwrap_or(1));
     let database_url = common.database_url.clone().ok_or_else(|| {
@@ -54,17 +55,23 @@ fn build_stage(common: &Common, pool_size: Option<usize>) -> Result<Stage, Setup
         ))
     })?;
     let destination = &rj.spec.output.destination;
-    let output_key = match (&destination.pvc, &destination.bucket) {
-        (Some(pvc), _) => pvc.path.clone(),
-        (None, Some(bucket)) => {
-            return Err(setup_error(format!(
-                "spec.output.destination.bucket: bucket output ({}) is not available in this build; \
-                 use a pvc destination",
-                bucket.url
-            )));
-        }
-        (None, None) => return Err(setup_error("spec.output.destination: no destination")),
-    };
+    let (storage, output_key): (Arc<dyn Storage>, String) =
+        match (&destination.pvc, &destination.bucket) {
+            (Some(pvc), _) => (
+                Arc::new(LocalDir::new(&common.output_dir)),
+                pvc.path.clone(),
+            ),
+            (None, Some(bucket)) => {
+                let from_engine = |e: Error| Setup {
+                    code: e.exit_code(),
+                    message: e.to_string(),
+                };
+                let (s3, key) = S3Bucket::connect(bucket).map_err(from_engine)?;
+                s3.check().await.map_err(from_engine)?;
+                (Arc::new(s3), key)
+            }
+            (None, None) => return Err(setup_error("spec.output.destination: no destination")),
+        };
     let run_id = common
         .run_id
         .clone()
@@ -74,7 +81,7 @@ fn build_stage(common: &Common, pool_size: Option<usize>) -> Result<Stage, Setup
     Ok(Stage {
         spec: rj.spec,
         db,
-        storage: Arc::new(LocalDir::new(&common.output_dir)),
+        storage,
         layout: Layout::new(output_key, run_id),
     })
 }
@@ -121,7 +128,7 @@ fn write_termination_log(path: Option<&Path>, text: &str) {
 
 /// `reportjob run`.
 pub async fn run(args: RunArgs) -> i32 {
-    let stage = match build_stage(&args.common, args.parallelism.map(|p| p.max(1))) {
+    let stage = match build_stage(&args.common, args.parallelism.map(|p| p.max(1))).await {
         Ok(stage) => stage,
         Err(e) => {
             eprintln!("error: {}", e.message);
@@ -140,6 +147,7 @@ pub async fn run(args: RunArgs) -> i32 {
     match outcome {
         Ok(report) => {
             let m = &report.manifest;
+            let link = &report.link;
             if args.json {
                 println!(
                     "{}",
@@ -152,7 +160,10 @@ pub async fn run(args: RunArgs) -> i32 {
                         "sha256": m.sha256,
                         "chunks": report.chunks,
                         "resumed_chunks": report.resumed_chunks,
+                        "server_side_copies": m.server_side_copies,
                         "run_id": m.run_id,
+                        "url": link.as_ref().map(|l| &l.url),
+                        "url_expires_at": link.as_ref().map(|l| l.expires_at.to_string()),
                         "plan_digest": m.plan_digest,
                         "elapsed_seconds": report.elapsed.as_secs_f64(),
                     })
@@ -168,6 +179,9 @@ pub async fn run(args: RunArgs) -> i32 {
                 );
                 println!("elapsed:  {:.2}s", report.elapsed.as_secs_f64());
                 println!("manifest: {}", report.manifest_location);
+                if let Some(link) = link {
+                    println!("link:     {} (expires {})", link.url, link.expires_at);
+                }
             }
             EXIT_OK
         }
@@ -184,7 +198,7 @@ where
     F: FnOnce(Stage) -> Fut,
     Fut: std::future::Future<Output = Result<(String, String), Error>>,
 {
-    let stage = match build_stage(common, Some(1)) {
+    let stage = match build_stage(common, Some(1)).await {
         Ok(stage) => stage,
         Err(e) => {
             write_termination_log(log, &e.message);

@@ -277,6 +277,7 @@ impl ComposeState {
         Ok(Composed {
             bytes: self.total,
             sha256: hex::encode(self.hasher.finalize()),
+            server_side_copies: 0,
         })
     }
 }
@@ -392,7 +393,10 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("p.parts/0 is damaged"), "{err}");
         drop(composer);
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, ["p.parts"], "no report and no temporary file");
     }
 

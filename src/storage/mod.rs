@@ -5,6 +5,7 @@
 //! Every write is atomic: a reader sees the whole object or none of it.
 
 pub mod local;
+pub mod s3;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -12,7 +13,6 @@ use bytes::Bytes;
 use crate::error::Result;
 
 pub use local::LocalDir;
-
 
 /// One piece of a composed object: the whole content of a stored object, checked against
 /// its sha256 when one is given.
@@ -54,6 +54,8 @@ pub struct Composed {
     pub bytes: u64,
     /// sha256 of its bytes, hex.
     pub sha256: String,
+    /// Pieces the store copied server-side instead of receiving their bytes.
+    pub server_side_copies: u64,
 }
 
 /// A streaming writer of one object; nothing is visible until [`ObjectWriter::finish`].
@@ -86,6 +88,15 @@ pub trait Storage: Send + Sync {
     async fn delete(&self, key: &str) -> Result<()>;
     /// Deletes every object under `prefix`.
     async fn delete_prefix(&self, prefix: &str) -> Result<()>;
+    /// A signed link that lets anyone download `key` for `expires_in`, where the backend
+    /// can make one (buckets); `None` otherwise.
+    async fn download_link(
+        &self,
+        _key: &str,
+        _expires_in: std::time::Duration,
+    ) -> Result<Option<String>> {
+        Ok(None)
+    }
     /// Starts composing `target` from pieces appended in order; nothing is visible until
     /// [`Composer::finish`] publishes it atomically. A backend may copy server-side.
     async fn compose(&self, target: &str) -> Result<Box<dyn Composer>>;

@@ -2,6 +2,8 @@
 //! order-independent checksums, loading a CSV back, and running the real binary.
 #![allow(clippy::unwrap_used, dead_code)] // tests fail loudly on unexpected errors
 
+pub mod s3;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -172,15 +174,32 @@ impl Workdir {
 
     /// Runs `reportjob <args>` with the test database and this output directory.
     pub fn reportjob(&self, args: &[&str]) -> Output {
+        self.reportjob_with(args, &[])
+    }
+
+    /// Runs `reportjob <args>` with extra environment variables.
+    pub fn reportjob_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let out = self.output_dir();
-        std::process::Command::new(env!("CARGO_BIN_EXE_reportjob"))
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_reportjob"));
+        command
             .args(args)
             .arg("--output-dir")
             .arg(&out)
             .env("DATABASE_URL", database_url())
-            .env_remove("REPORTJOB_SPEC")
-            .output()
-            .unwrap()
+            .env_remove("REPORTJOB_SPEC");
+        for key in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_ENDPOINT_URL",
+            "AWS_REGION",
+        ] {
+            command.env_remove(key);
+        }
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        command.output().unwrap()
     }
 }
 
