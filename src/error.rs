@@ -55,6 +55,9 @@ pub enum Error {
     /// Staged data does not fit together (wrong digest, missing or overlapping parts).
     #[error("{0}")]
     Staging(String),
+    /// The work was stopped because another part of the run failed.
+    #[error("cancelled")]
+    Cancelled,
     /// An export of one chunk failed.
     #[error("chunk {index} {range}: {source}")]
     Chunk {
@@ -109,6 +112,15 @@ impl Error {
         }
     }
 
+    /// True when this is (or wraps) [`Error::Cancelled`].
+    pub fn is_cancelled(&self) -> bool {
+        match self {
+            Error::Cancelled => true,
+            Error::Chunk { source, .. } => source.is_cancelled(),
+            _ => false,
+        }
+    }
+
     /// True when retrying cannot help.
     pub fn is_permanent(&self) -> bool {
         match self {
@@ -119,6 +131,7 @@ impl Error {
                 std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::InvalidInput
             ),
             Error::Chunk { source, .. } => source.is_permanent(),
+            Error::Cancelled => false,
         }
     }
 
@@ -153,6 +166,7 @@ impl Error {
             Error::Storage { .. } => "storage",
             Error::Staging(_) => "staging",
             Error::Chunk { source, .. } => source.label(),
+            Error::Cancelled => "cancelled",
         }
     }
 }

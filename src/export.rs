@@ -14,6 +14,8 @@ use flate2::write::GzEncoder;
 use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::csv::{RecordCounter, header_line};
 use crate::error::{Error, Result};
 use crate::ident::quote_literal;
@@ -111,7 +113,9 @@ impl PartSink {
     }
 }
 
-/// Exports chunk `index` of `plan` into its part and part manifest (one attempt).
+/// Exports chunk `index` of `plan` into its part and part manifest (one attempt). When
+/// `cancel` fires, the export stops between rows, aborts its part and returns
+/// [`Error::Cancelled`]: unlike dropping the future, this never leaves an upload open.
 pub async fn export_chunk(
     db: &Database,
     statement_timeout_seconds: i64,
@@ -119,6 +123,7 @@ pub async fn export_chunk(
     index: usize,
     storage: &dyn Storage,
     layout: &Layout,
+    cancel: &CancellationToken,
 ) -> Result<PartManifest> {
     let chunk = plan.chunks.get(index).ok_or_else(|| {
         Error::Staging(format!(
@@ -162,11 +167,13 @@ pub async fn export_chunk(
             .copy_out_raw(&statement)
             .await
             .map_err(|e| Error::db("starting the chunk's COPY", e))?;
-        while let Some(bytes) = stream
-            .try_next()
-            .await
-            .map_err(|e| Error::db("streaming the chunk", e))?
-        {
+        loop {
+            let next = tokio::select! {
+                biased;
+                () = cancel.cancelled() => return Err(Error::Cancelled),
+                next = stream.try_next() => next.map_err(|e| Error::db("streaming the chunk", e))?,
+            };
+            let Some(bytes) = next else { break };
             counter.feed(&bytes);
             sink.push(&bytes).await?;
         }

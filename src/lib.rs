@@ -24,3 +24,12 @@ pub mod storage;
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
+
+/// Cleanup that must finish before the process exits, such as aborting the multipart upload
+/// of an export that was cancelled: `Drop` cannot await, so it hands the work to this tracker,
+/// and the command line waits for it before exiting.
+pub fn cleanup_tasks() -> &'static tokio_util::task::TaskTracker {
+    static TRACKER: std::sync::LazyLock<tokio_util::task::TaskTracker> =
+        std::sync::LazyLock::new(tokio_util::task::TaskTracker::new);
+    &TRACKER
+}

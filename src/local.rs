@@ -88,21 +88,46 @@ pub async fn run(
                 })
             })
             .buffer_unordered(options.parallelism.max(1));
+        let mut failure = None;
         while let Some(result) = exports.next().await {
-            let part = result?;
-            progress.chunk_done(&part, false);
-            // The receiver only goes away when assembly failed, which ends the run anyway.
-            let _ = finished.unbounded_send(part);
+            match result {
+                Ok(part) => {
+                    progress.chunk_done(&part, false);
+                    let _ = finished.unbounded_send(part);
+                }
+                // The first failure stops the other exports cleanly (they abort their
+                // parts); finished parts stay staged for the next run.
+                Err(e) if failure.is_none() && !e.is_cancelled() => {
+                    stage.cancel.cancel();
+                    failure = Some(e);
+                }
+                Err(_) => {}
+            }
         }
-        progress.assembling();
-        Ok::<_, Error>(())
+        match failure {
+            Some(e) => Err(e),
+            None => {
+                progress.assembling();
+                Ok(())
+            }
+        }
     };
     let assembling = async {
-        let mut assembly = stage.begin_assembly(plan_ref).await?;
+        let mut assembly = match stage.begin_assembly(plan_ref).await {
+            Ok(assembly) => assembly,
+            Err(e) => {
+                stage.cancel.cancel();
+                return Err(e);
+            }
+        };
         let mut next = 0;
         loop {
             while let Some(part) = ready.remove(&next) {
-                stage.append_part(plan_ref, &mut assembly, part).await?;
+                if let Err(e) = stage.append_part(plan_ref, &mut assembly, part).await {
+                    stage.cancel.cancel();
+                    let _ = assembly.abort().await;
+                    return Err(e);
+                }
                 next += 1;
             }
             match arrivals.next().await {
@@ -114,9 +139,14 @@ pub async fn run(
         }
         Ok::<_, Error>(assembly)
     };
-    // On the first failure the other side is dropped: exports in flight are cancelled
-    // (finished parts stay staged for the next run) and the unfinished report is removed.
-    let ((), assembly) = futures::try_join!(exporting, assembling)?;
+    let assembly = match futures::join!(exporting, assembling) {
+        (Ok(()), Ok(assembly)) => assembly,
+        (Err(e), Ok(assembly)) => {
+            let _ = assembly.abort().await;
+            return Err(e);
+        }
+        (Err(e), Err(_)) | (Ok(()), Err(e)) => return Err(e),
+    };
     let manifest = stage.finish_assembly(&plan, assembly).await?;
     let link = stage.download_link().await?;
     Ok(RunReport {

@@ -7,6 +7,8 @@ use bytes::Bytes;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::api::{Compression, ReportJobSpec};
 use crate::error::{Error, Result};
 use crate::plan::{PartFormat, Plan, chunks_from_boundaries};
@@ -40,6 +42,8 @@ pub struct Stage {
     pub storage: Arc<dyn Storage>,
     /// Keys of this run.
     pub layout: Layout,
+    /// Fired to stop the run's exports cleanly (see [`crate::export::export_chunk`]).
+    pub cancel: CancellationToken,
 }
 
 /// A run identifier derived from everything that shapes the output, so that running the
@@ -193,6 +197,7 @@ impl Stage {
             index,
             self.storage.as_ref(),
             &self.layout,
+            &self.cancel,
         )
         .await
     }
@@ -209,7 +214,7 @@ impl Stage {
         let mut attempt = 0;
         loop {
             match self.export_chunk(plan, index).await {
-                Err(e) if !e.is_permanent() && attempt < retries => {
+                Err(e) if !e.is_permanent() && !e.is_cancelled() && attempt < retries => {
                     attempt += 1;
                     on_retry(attempt, &e);
                     tokio::time::sleep(crate::error::backoff(attempt)).await;
@@ -363,4 +368,11 @@ impl Stage {
 pub struct Assembly {
     composer: Box<dyn Composer>,
     appended: Vec<PartManifest>,
+}
+
+impl Assembly {
+    /// Discards the unfinished report (and aborts its upload).
+    pub async fn abort(self) -> Result<()> {
+        self.composer.abort().await
+    }
 }

@@ -314,3 +314,33 @@ async fn chunk_killed_mid_upload_is_retried_without_duplicates() {
     );
     db.drop_schema().await;
 }
+
+#[tokio::test]
+async fn failed_run_leaves_no_object_and_no_open_upload() {
+    let mut db = TestDb::new("bucket_failed").await;
+    source(&mut db, 4000, 200).await;
+    let s3 = S3Server::start(BUCKET);
+    let work = Workdir::new();
+    // The fourth chunk divides by zero on its first row, while the three chunks started
+    // with it (3 MB each) are still uploading: they are cancelled mid-upload.
+    let yaml = format!(
+        "apiVersion: reporting.dev/v1alpha1\nkind: ReportJob\nmetadata: {{name: q}}\nspec:\n  source:\n    connectionSecretRef: {{name: db}}\n    query: \"SELECT id, note, 1 / (id - 1500) AS x FROM {}\"\n    keyColumn: id\n  chunking: {{chunkSize: 500, parallelism: 4}}\n  output:\n{}\n",
+        db.table("src"),
+        bucket_output(&s3.endpoint(), "failed.csv", "")
+    );
+    let spec = work.spec("s.yaml", &yaml);
+    let out = work.reportjob_with(&["run", "-f", spec.to_str().unwrap()], &creds());
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("SQLSTATE 22012"), "{}", stderr(&out));
+    assert!(
+        !s3.objects(BUCKET).iter().any(|o| o == "failed.csv"),
+        "no report published: {:?}",
+        s3.objects(BUCKET)
+    );
+    assert_eq!(
+        s3.open_uploads(),
+        Vec::<String>::new(),
+        "every multipart upload was completed or aborted"
+    );
+    db.drop_schema().await;
+}

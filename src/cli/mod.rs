@@ -135,7 +135,20 @@ pub struct AssembleArgs {
 /// Runs the parsed command and returns the process exit code.
 pub async fn dispatch(cli: Cli) -> i32 {
     init_tracing(cli.log_format);
-    match cli.command {
+    let code = run_command(cli.command).await;
+    let cleanup = crate::cleanup_tasks();
+    cleanup.close();
+    if tokio::time::timeout(std::time::Duration::from_secs(30), cleanup.wait())
+        .await
+        .is_err()
+    {
+        eprintln!("warning: some cleanup (aborting uploads) did not finish in 30 s");
+    }
+    code
+}
+
+async fn run_command(command: Command) -> i32 {
+    match command {
         Command::Crd => {
             print!("{}", crate::api::schema::crd_yaml());
             EXIT_OK

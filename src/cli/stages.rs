@@ -83,6 +83,7 @@ async fn build_stage(common: &Common, pool_size: Option<usize>) -> Result<Stage,
         db,
         storage,
         layout: Layout::new(output_key, run_id),
+        cancel: Default::default(),
     })
 }
 

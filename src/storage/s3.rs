@@ -239,49 +239,71 @@ fn xml_value<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
 }
 
 struct S3Writer {
-    upload: WriteMultipart,
+    /// `None` once finished or aborted.
+    upload: Option<WriteMultipart>,
     written: u64,
     key: String,
     bucket: String,
 }
 
+impl S3Writer {
+    fn ended() -> Error {
+        Error::storage("uploading", std::io::Error::other("the upload has ended"))
+    }
+}
+
+impl Drop for S3Writer {
+    /// A writer dropped unfinished (a cancelled export) aborts its multipart upload.
+    fn drop(&mut self) {
+        if let Some(upload) = self.upload.take()
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            crate::cleanup_tasks().spawn_on(
+                async move {
+                    let _ = upload.abort().await;
+                },
+                &handle,
+            );
+        }
+    }
+}
+
 #[async_trait]
 impl ObjectWriter for S3Writer {
     async fn write(&mut self, buf: &[u8]) -> Result<()> {
-        self.upload
+        let upload = self.upload.as_mut().ok_or_else(Self::ended)?;
+        upload
             .wait_for_capacity(UPLOAD_CONCURRENCY)
             .await
             .map_err(|e| s3_error(&self.bucket, &format!("uploading {}", self.key), e))?;
-        self.upload.write(buf);
+        upload.write(buf);
         self.written += buf.len() as u64;
         Ok(())
     }
 
-    async fn finish(self: Box<Self>) -> Result<u64> {
-        let S3Writer {
-            upload,
-            written,
-            key,
-            bucket,
-        } = *self;
-        upload
-            .finish()
-            .await
-            .map_err(|e| s3_error(&bucket, &format!("completing the upload of {key}"), e))?;
-        Ok(written)
+    async fn finish(mut self: Box<Self>) -> Result<u64> {
+        let upload = self.upload.take().ok_or_else(Self::ended)?;
+        upload.finish().await.map_err(|e| {
+            s3_error(
+                &self.bucket,
+                &format!("completing the upload of {}", self.key),
+                e,
+            )
+        })?;
+        Ok(self.written)
     }
 
-    async fn abort(self: Box<Self>) -> Result<()> {
-        let S3Writer {
-            upload,
-            key,
-            bucket,
-            ..
-        } = *self;
-        upload
-            .abort()
-            .await
-            .map_err(|e| s3_error(&bucket, &format!("aborting the upload of {key}"), e))
+    async fn abort(mut self: Box<Self>) -> Result<()> {
+        match self.upload.take() {
+            Some(upload) => upload.abort().await.map_err(|e| {
+                s3_error(
+                    &self.bucket,
+                    &format!("aborting the upload of {}", self.key),
+                    e,
+                )
+            }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -326,7 +348,7 @@ impl Storage for S3Bucket {
             .await
             .map_err(|e| self.err("starting the upload of", key, e))?;
         Ok(Box::new(S3Writer {
-            upload: WriteMultipart::new_with_chunk_size(upload, PART_SIZE),
+            upload: Some(WriteMultipart::new_with_chunk_size(upload, PART_SIZE)),
             written: 0,
             key: key.to_string(),
             bucket: self.bucket.clone(),
@@ -446,9 +468,12 @@ impl Drop for S3Composer {
         if let (Some(id), Ok(handle)) = (self.id.take(), tokio::runtime::Handle::try_current()) {
             let store = self.bucket.store.clone();
             let path = self.path.clone();
-            handle.spawn(async move {
-                let _ = store.abort_multipart(&path, &id).await;
-            });
+            crate::cleanup_tasks().spawn_on(
+                async move {
+                    let _ = store.abort_multipart(&path, &id).await;
+                },
+                &handle,
+            );
         }
     }
 }
