@@ -97,6 +97,46 @@ def peak_rss_mib(cmd, env):
     return int(kib) / 1024.0, float(secs)
 
 
+def bucket_benchmarks(s3s, work, n5, env):
+    import socket
+    data = os.path.join(work, "s3data")
+    os.makedirs(os.path.join(data, "reports"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([s3s, "--host", "127.0.0.1", "--port", str(port), "--access-key", "benchak",
+                               "--secret-key", "benchsecretkey", data],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = []
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        benv = dict(env, AWS_ACCESS_KEY_ID="benchak", AWS_SECRET_ACCESS_KEY="benchsecretkey")
+        for copy in ("true", "false"):
+            path = os.path.join(work, f"bucket-{copy}.yaml")
+            with open(path, "w") as f:
+                f.write(spec("bench.orders_5m", "x", n5 // 20, 2).replace(
+                    "      pvc: {claimName: r, path: x}",
+                    f"      bucket: {{url: 's3://reports/bench-{copy}.csv', serverSideCopy: {copy}}}"))
+            times, rss = [], []
+            for _ in range(ROUNDS):
+                mib, secs = peak_rss_mib([BIN, "run", "-f", path, "--s3-endpoint", f"http://127.0.0.1:{port}",
+                                          "--json"], benv)
+                times.append(secs)
+                rss.append(mib)
+            how = "server-side copy" if copy == "true" else "streamed through the assembler"
+            out.append((f"(e) bucket, 5M rows (326 MB), parallelism 2, assembly by {how}",
+                        f"{statistics.median(times):.2f} s", f"peak RSS {max(rss):.0f} MiB"))
+    finally:
+        server.kill()
+        server.wait()
+    return out
+
+
 def main():
     if not os.path.exists(BIN):
         sys.exit(f"{BIN} is missing: run benches/run.sh")
@@ -194,6 +234,10 @@ def main():
         plan = json.loads(out)
         rows.append((f"(d) `reportjob plan` of {n10:,} rows ({len(plan['chunks'])} chunks, {plan['strategy']})",
                      f"{statistics.median(times) * 1000:.0f} ms", "median, whole process; target < 1 s"))
+        # (e) bucket output (s3s-fs on loopback): memory and assembly by server-side copy
+        s3s = os.environ.get("S3S_FS") or os.path.expanduser("~/.cache/reportjob-tools/s3s-fs/bin/s3s-fs")
+        if os.path.exists(s3s):
+            rows.extend(bucket_benchmarks(s3s, work, n5, env))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -64,6 +64,11 @@ pub struct Common {
     /// Directory that stands for the PVC: a `pvc` destination's path is taken relative to it.
     #[arg(long, default_value = "./reports", env = "REPORTJOB_OUTPUT_DIR")]
     pub output_dir: PathBuf,
+    /// Endpoint of the S3-compatible store, overriding the spec's `bucket.endpoint` (which
+    /// may only resolve inside the cluster). Credentials come from AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY.
+    #[arg(long, env = "REPORTJOB_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
     /// Identifier of the run (staging goes to `<output>.parts/<run id>/`). Default: derived
     /// from the spec, so running the same spec again resumes it.
     #[arg(long, env = "REPORTJOB_RUN_ID")]

@@ -70,8 +70,8 @@ impl S3Bucket {
     /// A client for the destination's bucket. Credentials and, when the spec does not name
     /// them, the endpoint and region come from the standard AWS variables
     /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_ENDPOINT_URL`,
-    /// `AWS_REGION`). Returns the client and the object's key.
-    pub fn connect(dest: &BucketDestination) -> Result<(S3Bucket, String)> {
+    /// `AWS_REGION`); `endpoint` overrides the spec's. Returns the client and the object's key.
+    pub fn connect(dest: &BucketDestination, endpoint: Option<&str>) -> Result<(S3Bucket, String)> {
         let (bucket, key) = split_url(&dest.url).ok_or_else(|| {
             Error::InvalidSpec(format!(
                 "spec.output.destination.bucket.url: {:?} must be s3://bucket/key",
@@ -79,9 +79,9 @@ impl S3Bucket {
             ))
         })?;
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-        let endpoint = dest
-            .endpoint
-            .clone()
+        let endpoint = endpoint
+            .map(str::to_string)
+            .or_else(|| dest.endpoint.clone())
             .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
         if let Some(endpoint) = &endpoint {
             builder = builder.with_endpoint(endpoint);

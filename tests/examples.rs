@@ -1,0 +1,17 @@
+//! Every example ReportJob in examples/ is valid against the schema and the spec rules.
+#![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
+
+#[test]
+fn every_example_is_a_valid_reportjob() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let rj = reportjob::api::load::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert!(rj.metadata.name.is_some(), "{} has a name", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4, "examples found: {checked}");
+}
