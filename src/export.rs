@@ -167,13 +167,16 @@ pub async fn export_chunk(
             .copy_out_raw(&statement)
             .await
             .map_err(|e| Error::db("starting the chunk's COPY", e))?;
-        loop {
-            let next = tokio::select! {
-                biased;
-                () = cancel.cancelled() => return Err(Error::Cancelled),
-                next = stream.try_next() => next.map_err(|e| Error::db("streaming the chunk", e))?,
-            };
-            let Some(bytes) = next else { break };
+        while let Some(bytes) = stream
+            .try_next()
+            .await
+            .map_err(|e| Error::db("streaming the chunk", e))?
+        {
+            // Checked per row (an atomic load): rows arrive continuously, and a stalled
+            // server is stopped by the statement timeout.
+            if cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
             counter.feed(&bytes);
             sink.push(&bytes).await?;
         }

@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::s3::{ACCESS_KEY, S3Server, SECRET_KEY, free_port};
-use common::{TestDb, Workdir, database_url, run_json, stderr, table_spec};
+use common::{TestDb, Workdir, run_json, stderr, table_spec};
 use sha2::Digest;
 
 const BUCKET: &str = "reports";
@@ -259,31 +259,7 @@ async fn chunk_killed_mid_upload_is_retried_without_duplicates() {
             &bucket_output(&s3.endpoint(), "retried.csv", ""),
         ),
     );
-    let schema = db.schema.clone();
-    let killer = tokio::spawn(async move {
-        use sqlx::{Connection, Row};
-        let mut conn = sqlx::PgConnection::connect(&database_url()).await.unwrap();
-        for _ in 0..400 {
-            let row = sqlx::query(
-                "SELECT pid FROM pg_stat_activity WHERE application_name = 'reportjob'
-                    AND state = 'active' AND query LIKE 'COPY%' AND query LIKE '%' || $1 || '%'",
-            )
-            .bind(&schema)
-            .fetch_optional(&mut conn)
-            .await
-            .unwrap();
-            if let Some(row) = row {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                return sqlx::query_scalar::<_, bool>("SELECT pg_terminate_backend($1)")
-                    .bind(row.get::<i32, _>(0))
-                    .fetch_one(&mut conn)
-                    .await
-                    .unwrap();
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        false
-    });
+    let killer = common::terminate_copy_backend(&db.schema, Duration::from_millis(500));
     let spec_path = spec.to_str().unwrap().to_string();
     let (out, work) = tokio::task::spawn_blocking(move || {
         let o = work.reportjob_with(&["run", "-f", &spec_path, "--json"], &creds());

@@ -8,7 +8,6 @@ mod common;
 use std::time::Duration;
 
 use common::{TestDb, Workdir, database_url, run_json, stderr, stdout, table_spec};
-use sqlx::{Connection, Row};
 
 const PVC: &str = "    destination:\n      pvc: {claimName: r, path: r.csv}";
 
@@ -36,33 +35,7 @@ async fn chunk_whose_backend_is_killed_mid_stream_is_retried_exactly() {
             PVC,
         ),
     );
-    let schema = db.schema.clone();
-    let killer = tokio::spawn(async move {
-        let mut conn = sqlx::PgConnection::connect(&database_url()).await.unwrap();
-        for _ in 0..400 {
-            let row = sqlx::query(
-                "SELECT pid FROM pg_stat_activity
-                  WHERE application_name = 'reportjob' AND state = 'active'
-                    AND query LIKE 'COPY%' AND query LIKE '%' || $1 || '%'",
-            )
-            .bind(&schema)
-            .fetch_optional(&mut conn)
-            .await
-            .unwrap();
-            if let Some(row) = row {
-                let pid: i32 = row.get(0);
-                tokio::time::sleep(Duration::from_millis(600)).await;
-                let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
-                    .bind(pid)
-                    .fetch_one(&mut conn)
-                    .await
-                    .unwrap();
-                return killed;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        false
-    });
+    let killer = common::terminate_copy_backend(&db.schema, Duration::from_millis(600));
     let spec_path = spec.to_str().unwrap().to_string();
     let out = tokio::task::spawn_blocking(move || {
         let o = work.reportjob(&["run", "-f", &spec_path, "--json"]);

@@ -66,8 +66,8 @@ async fn build_stage(common: &Common, pool_size: Option<usize>) -> Result<Stage,
                     code: e.exit_code(),
                     message: e.to_string(),
                 };
-                let (s3, key) =
-                S3Bucket::connect(bucket, common.s3_endpoint.as_deref()).map_err(from_engine)?;
+                let (s3, key) = S3Bucket::connect(bucket, common.s3_endpoint.as_deref())
+                    .map_err(from_engine)?;
                 s3.check().await.map_err(from_engine)?;
                 (Arc::new(s3), key)
             }

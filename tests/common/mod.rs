@@ -269,3 +269,36 @@ impl TestDb {
         format!("SELECT * FROM {}", self.table(table))
     }
 }
+
+/// Watches for the COPY of a chunk of `schema`'s tables and, once it has streamed for
+/// `after`, kills its backend with `pg_terminate_backend`. Resolves to whether it did.
+pub fn terminate_copy_backend(
+    schema: &str,
+    after: std::time::Duration,
+) -> tokio::task::JoinHandle<bool> {
+    let schema = schema.to_string();
+    tokio::spawn(async move {
+        let mut conn = PgConnection::connect(&database_url()).await.unwrap();
+        for _ in 0..400 {
+            let pid: Option<i32> = sqlx::query_scalar(
+                "SELECT pid FROM pg_stat_activity
+                  WHERE application_name = 'reportjob' AND state = 'active'
+                    AND query LIKE 'COPY%' AND query LIKE '%' || $1 || '%'",
+            )
+            .bind(&schema)
+            .fetch_optional(&mut conn)
+            .await
+            .unwrap();
+            if let Some(pid) = pid {
+                tokio::time::sleep(after).await;
+                return sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+                    .bind(pid)
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        false
+    })
+}
