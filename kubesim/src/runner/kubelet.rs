@@ -1,0 +1,776 @@
+//! The kubelet stand-in: runs each Pod's first container as a local process in a private mount namespace.
+//!
+//! Volumes are host directories under the data dir, bind-mounted at the container's `mountPath` inside a
+//! private mount namespace (`unshare --mount --propagation private`), so the host's tree never sees the
+//! mounts. Mountpoints that do not exist yet are created (empty) on the host filesystem before binding;
+//! that is the one trace left outside the data dir. Without mount namespaces (checked once), the same
+//! script creates symlinks at the mount paths instead, which keeps reads and writes at the same paths.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use serde_json::json;
+
+use super::RunnerConfig;
+
+/// Shell script run as `sh -c SCRIPT sh PROG ARGS...`: binds (or links) each volume, changes directory, execs.
+/// All paths arrive as environment variables, never interpolated into the script.
+const LAUNCH_SCRIPT: &str = r#"set -e
+i=0
+while [ "$i" -lt "${KUBESIM_NMOUNTS:-0}" ]; do
+  eval "src=\${KUBESIM_MSRC_$i}; dst=\${KUBESIM_MDST_$i}"
+  if [ "$KUBESIM_MODE" = bind ]; then
+    if [ -d "$src" ]; then mkdir -p "$dst"; else mkdir -p "$(dirname "$dst")"; [ -e "$dst" ] || : > "$dst"; fi
+    mount --bind "$src" "$dst"
+  else
+    mkdir -p "$(dirname "$dst")"
+    if [ -d "$dst" ] && [ ! -L "$dst" ] && [ -d "$src" ]; then rmdir "$dst" 2>/dev/null || true; fi
+    ln -sfn "$src" "$dst"
+  fi
+  unset "KUBESIM_MSRC_$i" "KUBESIM_MDST_$i"
+  i=$((i+1))
+done
+if [ -n "$KUBESIM_WORKDIR" ]; then mkdir -p "$KUBESIM_WORKDIR"; cd "$KUBESIM_WORKDIR"; fi
+unset KUBESIM_NMOUNTS KUBESIM_WORKDIR KUBESIM_MODE
+exec "$@"
+"#;
+
+/// Upstream's cap on a termination message.
+const MAX_MESSAGE: usize = 4096;
+
+/// Why a container could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// Image not mapped: the pod fails (reason ErrImagePull).
+    Image(String),
+    /// Missing Secret/ConfigMap key: stays Pending and is retried (reason CreateContainerConfigError).
+    Config(String),
+    /// Anything else (I/O, spawn).
+    Other(String),
+}
+
+/// One running pod process.
+struct Proc {
+    ns: String,
+    name: String,
+    pgid: u32,
+    /// Exit code to report instead of the real one (fail_pod, kill_pod).
+    code_override: Option<i32>,
+}
+
+/// Shared state of the kubelet stand-in.
+pub struct Kubelet {
+    client: kube::Client,
+    cfg: RunnerConfig,
+    mount_ns: bool,
+    procs: Mutex<HashMap<String, Proc>>,
+    started: Mutex<HashSet<String>>,
+    retry_at: Mutex<HashMap<String, Instant>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Send `sig` to a whole process group.
+fn kill_group(pgid: u32, sig: &str) {
+    let _ = std::process::Command::new("kill")
+        .args(["-s", sig, "--", &format!("-{pgid}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
+/// Whether `unshare --mount` with bind mounts works here (checked once at startup).
+pub fn mount_ns_available() -> bool {
+    std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+        .arg("d=$(mktemp -d) && mount --bind \"$d\" \"$d\" && umount \"$d\" && rmdir \"$d\"")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Resolve an image reference through the mapping: exact, without tag/digest, or by last path component.
+pub fn resolve_image(images: &[(String, PathBuf)], image: &str) -> Option<PathBuf> {
+    fn strip(r: &str) -> &str {
+        let r = r.split('@').next().unwrap_or(r);
+        match r.rfind(':') {
+            Some(i) if !r[i..].contains('/') => &r[..i],
+            _ => r,
+        }
+    }
+    fn last(r: &str) -> &str {
+        strip(r).rsplit('/').next().unwrap_or(r)
+    }
+    if let Some((_, p)) = images.iter().find(|(k, _)| k == image) {
+        return Some(p.clone());
+    }
+    if let Some((_, p)) = images.iter().find(|(k, _)| strip(k) == strip(image)) {
+        return Some(p.clone());
+    }
+    let by_last: Vec<_> = images
+        .iter()
+        .filter(|(k, _)| last(k) == last(image))
+        .collect();
+    match by_last.as_slice() {
+        [(_, p)] => Some(p.clone()),
+        _ => None,
+    }
+}
+
+/// Evaluate a fieldRef path against the pod.
+fn field_ref(pod: &Pod, path: &str) -> Option<String> {
+    let meta = &pod.metadata;
+    let lookup = |map: &Option<BTreeMap<String, String>>, rest: &str| {
+        let key = rest.trim_start_matches("['").trim_end_matches("']");
+        map.as_ref().and_then(|m| m.get(key).cloned())
+    };
+    match path {
+        "metadata.name" => meta.name.clone(),
+        "metadata.namespace" => meta.namespace.clone(),
+        "metadata.uid" => meta.uid.clone(),
+        "spec.nodeName" => Some("kubesim".into()),
+        "spec.serviceAccountName" => pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone()),
+        "status.podIP" | "status.hostIP" => Some("127.0.0.1".into()),
+        p if p.starts_with("metadata.annotations[") => {
+            lookup(&meta.annotations, &p["metadata.annotations".len()..])
+        }
+        p if p.starts_with("metadata.labels[") => {
+            lookup(&meta.labels, &p["metadata.labels".len()..])
+        }
+        _ => None,
+    }
+}
+
+fn secret_value(s: &Secret, key: &str) -> Option<Vec<u8>> {
+    s.data
+        .as_ref()
+        .and_then(|d| d.get(key).map(|b| b.0.clone()))
+        .or_else(|| {
+            s.string_data
+                .as_ref()
+                .and_then(|d| d.get(key).map(|v| v.clone().into_bytes()))
+        })
+}
+
+fn configmap_value(c: &ConfigMap, key: &str) -> Option<Vec<u8>> {
+    c.data
+        .as_ref()
+        .and_then(|d| d.get(key).map(|v| v.clone().into_bytes()))
+        .or_else(|| {
+            c.binary_data
+                .as_ref()
+                .and_then(|d| d.get(key).map(|b| b.0.clone()))
+        })
+}
+
+/// The last 80 lines / 2048 bytes of a log, as upstream's FallbackToLogsOnError.
+fn log_tail(log: &[u8]) -> String {
+    let text = String::from_utf8_lossy(log);
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(80);
+    let mut tail = lines[start..].join("\n");
+    if tail.len() > 2048 {
+        let mut cut = tail.len() - 2048;
+        while !tail.is_char_boundary(cut) {
+            cut += 1;
+        }
+        tail = tail[cut..].to_string();
+    }
+    tail
+}
+
+impl Kubelet {
+    /// A kubelet for pods in the API server behind `client`.
+    pub fn new(client: kube::Client, cfg: RunnerConfig) -> Self {
+        let mount_ns = mount_ns_available();
+        if !mount_ns {
+            tracing::warn!(
+                "kubesim runner: no mount namespaces; volumes are symlinked at their mount paths"
+            );
+        }
+        Self {
+            client,
+            cfg,
+            mount_ns,
+            procs: Mutex::default(),
+            started: Mutex::default(),
+            retry_at: Mutex::default(),
+        }
+    }
+
+    /// Start pods not started yet; kill processes whose pod is gone or being deleted.
+    pub async fn sync(self: &Arc<Self>, pods: &[Arc<Pod>]) {
+        let live: HashMap<String, &Arc<Pod>> = pods
+            .iter()
+            .filter_map(|p| Some((p.metadata.uid.clone()?, p)))
+            .collect();
+        let doomed: Vec<(String, u32, Option<i64>)> = lock(&self.procs)
+            .iter()
+            .filter(|(uid, _)| {
+                live.get(*uid)
+                    .is_none_or(|p| p.metadata.deletion_timestamp.is_some())
+            })
+            .map(|(uid, p)| {
+                let grace = live
+                    .get(uid)
+                    .and_then(|p| p.spec.as_ref()?.termination_grace_period_seconds);
+                (uid.clone(), p.pgid, grace)
+            })
+            .collect();
+        for (uid, pgid, grace) in doomed {
+            let this = Arc::clone(self);
+            tokio::spawn(async move { this.terminate(&uid, pgid, grace).await });
+        }
+        for pod in pods {
+            let Some(uid) = pod.metadata.uid.clone() else {
+                continue;
+            };
+            let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+            if pod.metadata.deletion_timestamp.is_some()
+                || matches!(phase, Some("Succeeded" | "Failed" | "Running"))
+                || lock(&self.started).contains(&uid)
+                || lock(&self.retry_at)
+                    .get(&uid)
+                    .is_some_and(|t| Instant::now() < *t)
+            {
+                continue;
+            }
+            lock(&self.started).insert(uid.clone());
+            let this = Arc::clone(self);
+            let pod = Pod::clone(pod);
+            tokio::spawn(async move { this.run(pod).await });
+        }
+    }
+
+    /// SIGTERM the group, then SIGKILL after the grace period (capped at 2s).
+    async fn terminate(&self, uid: &str, pgid: u32, grace: Option<i64>) {
+        kill_group(pgid, "TERM");
+        let grace = Duration::from_secs(u64::try_from(grace.unwrap_or(30)).unwrap_or(0))
+            .min(Duration::from_secs(2));
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline && lock(&self.procs).contains_key(uid) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        kill_group(pgid, "KILL");
+    }
+
+    /// Kill a pod's process; it is reported with `code` (137 for a SIGKILL as upstream).
+    pub fn kill(&self, ns: &str, name: &str, code: Option<i32>) -> anyhow::Result<()> {
+        let mut procs = lock(&self.procs);
+        let proc = procs
+            .values_mut()
+            .find(|p| p.ns == ns && p.name == name)
+            .ok_or_else(|| anyhow::anyhow!("no running process for pod {ns}/{name}"))?;
+        proc.code_override = code;
+        kill_group(proc.pgid, "KILL");
+        Ok(())
+    }
+
+    /// Kill every process started (shutdown / Drop).
+    pub fn kill_all(&self) {
+        for p in lock(&self.procs).values() {
+            kill_group(p.pgid, "KILL");
+        }
+    }
+
+    async fn patch_status(&self, pod: &Pod, status: serde_json::Value) {
+        let (Some(ns), Some(name)) = (
+            pod.metadata.namespace.as_deref(),
+            pod.metadata.name.as_deref(),
+        ) else {
+            return;
+        };
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        if let Err(e) = api
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": status})),
+            )
+            .await
+        {
+            tracing::debug!("kubesim runner: pod {ns}/{name} status: {e}");
+        }
+    }
+
+    /// Run one pod to completion and report it.
+    async fn run(self: Arc<Self>, pod: Pod) {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let container = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.first().cloned())
+            .unwrap_or_default();
+        let now = Timestamp::now();
+        let (mut child, pod_dir, log_path) = match self.start(&pod, &container).await {
+            Ok(v) => v,
+            Err(StartError::Config(msg)) => {
+                lock(&self.started).remove(&uid);
+                lock(&self.retry_at).insert(uid, Instant::now() + Duration::from_secs(1));
+                self.patch_status(&pod, json!({"phase": "Pending", "containerStatuses": [{
+                    "name": container.name, "image": container.image, "imageID": "", "ready": false,
+                    "restartCount": 0, "started": false,
+                    "state": {"waiting": {"reason": "CreateContainerConfigError", "message": msg}}}]}))
+                    .await;
+                return;
+            }
+            Err(e @ (StartError::Image(_) | StartError::Other(_))) => {
+                let (reason, msg) = match e {
+                    StartError::Image(m) => ("ErrImagePull", m),
+                    StartError::Other(m) | StartError::Config(m) => ("RunContainerError", m),
+                };
+                self.patch_status(
+                    &pod,
+                    json!({"phase": "Failed", "startTime": now.to_string(),
+                    "reason": reason, "message": msg, "containerStatuses": [{
+                    "name": container.name, "image": container.image, "imageID": "", "ready": false,
+                    "restartCount": 0, "started": false,
+                    "state": {"waiting": {"reason": reason, "message": msg}}}]}),
+                )
+                .await;
+                return;
+            }
+        };
+        let pgid = child.id().unwrap_or(0);
+        lock(&self.procs).insert(
+            uid.clone(),
+            Proc {
+                ns: pod.metadata.namespace.clone().unwrap_or_default(),
+                name: pod.metadata.name.clone().unwrap_or_default(),
+                pgid,
+                code_override: None,
+            },
+        );
+        let started = now.to_string();
+        let cond = |ready: &str| {
+            json!([
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": started},
+                {"type": "Initialized", "status": "True", "lastTransitionTime": started},
+                {"type": "ContainersReady", "status": ready, "lastTransitionTime": Timestamp::now().to_string()},
+                {"type": "Ready", "status": ready, "lastTransitionTime": Timestamp::now().to_string()},
+            ])
+        };
+        self.patch_status(
+            &pod,
+            json!({"phase": "Running", "startTime": started, "hostIP": "127.0.0.1",
+            "podIP": "127.0.0.1", "conditions": cond("True"), "containerStatuses": [{
+            "name": container.name, "image": container.image, "imageID": "", "ready": true,
+            "restartCount": 0, "started": true, "state": {"running": {"startedAt": started}}}]}),
+        )
+        .await;
+        let status = child.wait().await;
+        // The whole group goes with the main process, as when a container's init process exits.
+        kill_group(pgid, "KILL");
+        let override_code = lock(&self.procs).remove(&uid).and_then(|p| p.code_override);
+        let code = match status {
+            Ok(s) => s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(9)),
+            Err(_) => 128 + 9,
+        };
+        let code = override_code.unwrap_or(code);
+        let mut message = std::fs::read(pod_dir.join("termination-log")).unwrap_or_default();
+        message.truncate(MAX_MESSAGE);
+        let mut message = String::from_utf8_lossy(&message).into_owned();
+        if message.is_empty()
+            && code != 0
+            && container.termination_message_policy.as_deref() == Some("FallbackToLogsOnError")
+        {
+            message = log_tail(&std::fs::read(&log_path).unwrap_or_default());
+        }
+        let mut terminated = json!({"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" },
+            "startedAt": started, "finishedAt": Timestamp::now().to_string()});
+        if !message.is_empty() {
+            terminated["message"] = json!(message);
+        }
+        self.patch_status(
+            &pod,
+            json!({"phase": if code == 0 { "Succeeded" } else { "Failed" },
+            "conditions": cond("False"), "containerStatuses": [{
+            "name": container.name, "image": container.image, "imageID": "", "ready": false,
+            "restartCount": 0, "started": false, "state": {"terminated": terminated}}]}),
+        )
+        .await;
+        // A pod being deleted gracefully is finished off once its process is gone, as the kubelet does.
+        let (Some(ns), Some(name)) = (
+            pod.metadata.namespace.as_deref(),
+            pod.metadata.name.as_deref(),
+        ) else {
+            return;
+        };
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        if let Ok(current) = api.get(name).await
+            && current.metadata.deletion_timestamp.is_some()
+        {
+            let _ = api
+                .delete(name, &DeleteParams::default().grace_period(0))
+                .await;
+        }
+    }
+
+    /// Resolve image, env and volumes, then spawn the process.
+    async fn start(
+        &self,
+        pod: &Pod,
+        c: &Container,
+    ) -> Result<(tokio::process::Child, PathBuf, PathBuf), StartError> {
+        let ns = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let image = c.image.clone().unwrap_or_default();
+        let (program, args): (PathBuf, Vec<String>) = match c.command.as_deref() {
+            Some([first, rest @ ..]) => {
+                let prog =
+                    resolve_image(&self.cfg.images, first).unwrap_or_else(|| PathBuf::from(first));
+                (
+                    prog,
+                    rest.iter()
+                        .cloned()
+                        .chain(c.args.iter().flatten().cloned())
+                        .collect(),
+                )
+            }
+            _ => {
+                let prog = resolve_image(&self.cfg.images, &image).ok_or_else(|| {
+                    StartError::Image(format!(
+                        "image {image:?} is not mapped to a local executable"
+                    ))
+                })?;
+                (prog, c.args.clone().unwrap_or_default())
+            }
+        };
+        let env = self.env(pod, c, &ns).await?;
+        let io = |e: std::io::Error| StartError::Other(e.to_string());
+        let pod_dir = self
+            .cfg
+            .data_dir
+            .join("pods")
+            .join(&ns)
+            .join(format!("{name}-{uid}"));
+        std::fs::create_dir_all(&pod_dir).map_err(io)?;
+        let mounts = self.volumes(pod, c, &ns, &pod_dir).await?;
+        let term_log = pod_dir.join("termination-log");
+        std::fs::write(&term_log, b"").map_err(io)?;
+        let log_dir = self.cfg.data_dir.join("logs").join(&ns);
+        std::fs::create_dir_all(&log_dir).map_err(io)?;
+        let log_path = log_dir.join(format!("{name}.log"));
+        let log = std::fs::File::create(&log_path).map_err(io)?;
+        let log2 = log.try_clone().map_err(io)?;
+
+        let mut all_mounts = mounts;
+        all_mounts.push((
+            term_log,
+            PathBuf::from(
+                c.termination_message_path
+                    .as_deref()
+                    .unwrap_or("/dev/termination-log"),
+            ),
+        ));
+        let mut cmd = if self.mount_ns {
+            let mut cmd = tokio::process::Command::new("unshare");
+            cmd.args([
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "/bin/sh",
+                "-c",
+                LAUNCH_SCRIPT,
+                "sh",
+            ]);
+            cmd
+        } else {
+            let mut cmd = tokio::process::Command::new("/bin/sh");
+            cmd.args(["-c", LAUNCH_SCRIPT, "sh"]);
+            cmd
+        };
+        cmd.arg(&program).args(&args);
+        cmd.env_clear();
+        cmd.env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        );
+        cmd.env("HOME", "/root");
+        let hostname = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.hostname.clone())
+            .unwrap_or_else(|| name.clone());
+        cmd.env("HOSTNAME", hostname);
+        cmd.env("KUBESIM_MODE", if self.mount_ns { "bind" } else { "link" });
+        cmd.env("KUBESIM_NMOUNTS", all_mounts.len().to_string());
+        for (i, (src, dst)) in all_mounts.iter().enumerate() {
+            cmd.env(format!("KUBESIM_MSRC_{i}"), src);
+            cmd.env(format!("KUBESIM_MDST_{i}"), dst);
+        }
+        cmd.env("KUBESIM_WORKDIR", c.working_dir.clone().unwrap_or_default());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .process_group(0)
+            .kill_on_drop(true);
+        let child = cmd
+            .spawn()
+            .map_err(|e| StartError::Other(format!("spawn {}: {e}", program.display())))?;
+        Ok((child, pod_dir, log_path))
+    }
+
+    async fn env(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        ns: &str,
+    ) -> Result<Vec<(String, String)>, StartError> {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+        let cms: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
+        let mut out: Vec<(String, String)> = Vec::new();
+        for from in c.env_from.iter().flatten() {
+            let prefix = from.prefix.clone().unwrap_or_default();
+            if let Some(r) = &from.secret_ref {
+                match secrets.get_opt(&r.name).await {
+                    Ok(Some(s)) => {
+                        let keys: Vec<String> = s
+                            .data
+                            .iter()
+                            .flat_map(|d| d.keys().cloned())
+                            .chain(s.string_data.iter().flat_map(|d| d.keys().cloned()))
+                            .collect();
+                        for k in keys {
+                            if let Some(v) = secret_value(&s, &k) {
+                                out.push((
+                                    format!("{prefix}{k}"),
+                                    String::from_utf8_lossy(&v).into_owned(),
+                                ));
+                            }
+                        }
+                    }
+                    _ if r.optional == Some(true) => {}
+                    _ => {
+                        return Err(StartError::Config(format!(
+                            "secret \"{}\" not found",
+                            r.name
+                        )));
+                    }
+                }
+            }
+            if let Some(r) = &from.config_map_ref {
+                match cms.get_opt(&r.name).await {
+                    Ok(Some(cm)) => {
+                        for (k, v) in cm.data.iter().flatten() {
+                            out.push((format!("{prefix}{k}"), v.clone()));
+                        }
+                    }
+                    _ if r.optional == Some(true) => {}
+                    _ => {
+                        return Err(StartError::Config(format!(
+                            "configmap \"{}\" not found",
+                            r.name
+                        )));
+                    }
+                }
+            }
+        }
+        for e in c.env.iter().flatten() {
+            let value = if let Some(v) = &e.value {
+                Some(expand(v, &out))
+            } else if let Some(src) = &e.value_from {
+                if let Some(f) = &src.field_ref {
+                    field_ref(pod, &f.field_path)
+                } else if let Some(k) = &src.secret_key_ref {
+                    let found = secrets.get_opt(&k.name).await.ok().flatten();
+                    match found.as_ref().and_then(|s| secret_value(s, &k.key)) {
+                        Some(v) => Some(String::from_utf8_lossy(&v).into_owned()),
+                        None if k.optional == Some(true) => None,
+                        None if found.is_none() => {
+                            return Err(StartError::Config(format!(
+                                "secret \"{}\" not found",
+                                k.name
+                            )));
+                        }
+                        None => {
+                            return Err(StartError::Config(format!(
+                                "couldn't find key {} in Secret {ns}/{}",
+                                k.key, k.name
+                            )));
+                        }
+                    }
+                } else if let Some(k) = &src.config_map_key_ref {
+                    let found = cms.get_opt(&k.name).await.ok().flatten();
+                    match found.as_ref().and_then(|s| configmap_value(s, &k.key)) {
+                        Some(v) => Some(String::from_utf8_lossy(&v).into_owned()),
+                        None if k.optional == Some(true) => None,
+                        None if found.is_none() => {
+                            return Err(StartError::Config(format!(
+                                "configmap \"{}\" not found",
+                                k.name
+                            )));
+                        }
+                        None => {
+                            return Err(StartError::Config(format!(
+                                "couldn't find key {} in ConfigMap {ns}/{}",
+                                k.key, k.name
+                            )));
+                        }
+                    }
+                } else {
+                    None
+                }
+            } else {
+                Some(String::new())
+            };
+            if let Some(v) = value {
+                out.retain(|(k, _)| *k != e.name);
+                out.push((e.name.clone(), v));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Host directories for the container's volume mounts, as (source, mountPath) pairs.
+    async fn volumes(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        ns: &str,
+        pod_dir: &Path,
+    ) -> Result<Vec<(PathBuf, PathBuf)>, StartError> {
+        let io = |e: std::io::Error| StartError::Other(e.to_string());
+        let mut dirs: HashMap<String, PathBuf> = HashMap::new();
+        for v in pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.clone())
+            .unwrap_or_default()
+        {
+            let dir = if let Some(pvc) = &v.persistent_volume_claim {
+                self.cfg.data_dir.join("pvc").join(ns).join(&pvc.claim_name)
+            } else if let Some(s) = &v.secret {
+                let dir = pod_dir.join("volumes").join(&v.name);
+                let name = s.secret_name.clone().unwrap_or_default();
+                let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+                match api.get_opt(&name).await {
+                    Ok(Some(sec)) => {
+                        std::fs::create_dir_all(&dir).map_err(io)?;
+                        let keys: Vec<String> = sec
+                            .data
+                            .iter()
+                            .flat_map(|d| d.keys().cloned())
+                            .chain(sec.string_data.iter().flat_map(|d| d.keys().cloned()))
+                            .collect();
+                        for k in keys {
+                            if let Some(val) = secret_value(&sec, &k) {
+                                std::fs::write(dir.join(&k), val).map_err(io)?;
+                            }
+                        }
+                    }
+                    _ if s.optional == Some(true) => {}
+                    _ => return Err(StartError::Config(format!("secret \"{name}\" not found"))),
+                }
+                dir
+            } else if let Some(cm) = &v.config_map {
+                let dir = pod_dir.join("volumes").join(&v.name);
+                let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
+                match api.get_opt(&cm.name).await {
+                    Ok(Some(m)) => {
+                        std::fs::create_dir_all(&dir).map_err(io)?;
+                        for (k, val) in m.data.iter().flatten() {
+                            std::fs::write(dir.join(k), val).map_err(io)?;
+                        }
+                        for (k, val) in m.binary_data.iter().flatten() {
+                            std::fs::write(dir.join(k), &val.0).map_err(io)?;
+                        }
+                    }
+                    _ if cm.optional == Some(true) => {}
+                    _ => {
+                        return Err(StartError::Config(format!(
+                            "configmap \"{}\" not found",
+                            cm.name
+                        )));
+                    }
+                }
+                dir
+            } else {
+                // emptyDir and anything else: a per-pod directory.
+                pod_dir.join("volumes").join(&v.name)
+            };
+            std::fs::create_dir_all(&dir).map_err(io)?;
+            dirs.insert(v.name.clone(), dir);
+        }
+        let mut out = Vec::new();
+        for m in c.volume_mounts.iter().flatten() {
+            let Some(dir) = dirs.get(&m.name) else {
+                return Err(StartError::Config(format!("volume {:?} not found", m.name)));
+            };
+            let src = match m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+                Some(sub) => {
+                    let p = dir.join(sub);
+                    if !p.exists() {
+                        std::fs::create_dir_all(&p).map_err(io)?;
+                    }
+                    p
+                }
+                None => dir.clone(),
+            };
+            out.push((src, PathBuf::from(&m.mount_path)));
+        }
+        Ok(out)
+    }
+}
+
+/// Expand `$(VAR)` references to earlier variables, as upstream does for `value`.
+fn expand(v: &str, env: &[(String, String)]) -> String {
+    let mut out = v.to_string();
+    for (k, val) in env.iter().rev() {
+        out = out.replace(&format!("$({k})"), val);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_match_with_or_without_tag_and_by_last_component() {
+        let images = vec![
+            ("ghcr.io/x/reportjob".to_string(), PathBuf::from("/bin/a")),
+            ("busybox:1.36".to_string(), PathBuf::from("/bin/b")),
+        ];
+        assert_eq!(
+            resolve_image(&images, "ghcr.io/x/reportjob:0.1.0"),
+            Some("/bin/a".into())
+        );
+        assert_eq!(resolve_image(&images, "reportjob"), Some("/bin/a".into()));
+        assert_eq!(resolve_image(&images, "busybox"), Some("/bin/b".into()));
+        assert_eq!(
+            resolve_image(&images, "docker.io/library/busybox:latest"),
+            Some("/bin/b".into())
+        );
+        assert_eq!(resolve_image(&images, "nginx"), None);
+    }
+
+    #[test]
+    fn log_tail_keeps_last_80_lines() {
+        let log: String = (0..200).map(|i| format!("line {i}\n")).collect();
+        let tail = log_tail(log.as_bytes());
+        assert!(tail.starts_with("line 120"));
+        assert!(tail.ends_with("line 199"));
+    }
+}

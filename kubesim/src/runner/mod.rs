@@ -1,0 +1,328 @@
+//! The Job controller and kubelet stand-in: a client of the API server that runs Jobs' pods as local processes.
+//!
+//! Like upstream, it only talks to the API server: Jobs and Pods are watched through kube-runtime
+//! reflectors (which re-list after dropped watches, 410s and API-server restarts), pods are created with
+//! owner references to their Job, and statuses are written through the `/status` subresource.
+//! [`job::job_step`] holds every Job rule as a pure function; this module is the thin loop around it.
+
+pub mod job;
+pub mod kubelet;
+pub mod pod;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt as _, watcher};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+pub use job::JobTiming;
+use kubelet::Kubelet;
+
+/// What the runner needs to run pods.
+#[derive(Clone, Debug, Default)]
+pub struct RunnerConfig {
+    /// Root of kubesim's data directory (`logs/`, `pvc/`, `pods/`).
+    pub data_dir: PathBuf,
+    /// Image reference to local executable mapping.
+    pub images: Vec<(String, PathBuf)>,
+}
+
+/// Handle on a running Job controller and pod runner; dropping it kills every pod process.
+pub struct RunnerHandle {
+    kubelet: Arc<Kubelet>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunnerHandle {
+    /// SIGKILL a running pod's process group; the pod fails with exit code 137.
+    pub async fn kill_pod(&self, ns: &str, name: &str) -> anyhow::Result<()> {
+        self.kubelet.kill(ns, name, None)
+    }
+
+    /// Make a running pod's process end now and report exit code `code`.
+    pub async fn fail_pod(&self, ns: &str, name: &str, code: i32) -> anyhow::Result<()> {
+        self.kubelet.kill(ns, name, Some(code))
+    }
+
+    /// Stop the controller and kill every pod process it started.
+    pub async fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        self.kubelet.kill_all();
+    }
+}
+
+impl Drop for RunnerHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Start the Job controller and pod runner as clients of the API server.
+pub async fn spawn(client: kube::Client, cfg: RunnerConfig) -> anyhow::Result<RunnerHandle> {
+    spawn_with_timing(client, cfg, JobTiming::default()).await
+}
+
+/// [`spawn`] with explicit retry backoff.
+pub async fn spawn_with_timing(
+    client: kube::Client,
+    cfg: RunnerConfig,
+    timing: JobTiming,
+) -> anyhow::Result<RunnerHandle> {
+    std::fs::create_dir_all(&cfg.data_dir)?;
+    let kubelet = Arc::new(Kubelet::new(client.clone(), cfg));
+    let wake_jobs = Arc::new(Notify::new());
+    let wake_pods = Arc::new(Notify::new());
+
+    let (jobs, job_writer) = reflector::store::<Job>();
+    let (pods, pod_writer) = reflector::store::<Pod>();
+    let mut tasks = Vec::new();
+    {
+        let (wj, wp) = (Arc::clone(&wake_jobs), Arc::clone(&wake_pods));
+        let stream = watcher(Api::<Job>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .reflect(job_writer);
+        tasks.push(tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(ev) = stream.next().await {
+                if let Err(e) = ev {
+                    tracing::debug!("kubesim runner: job watch: {e}");
+                }
+                wj.notify_one();
+                wp.notify_one();
+            }
+        }));
+    }
+    {
+        let (wj, wp) = (Arc::clone(&wake_jobs), Arc::clone(&wake_pods));
+        let stream = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .reflect(pod_writer);
+        tasks.push(tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(ev) = stream.next().await {
+                if let Err(e) = ev {
+                    tracing::debug!("kubesim runner: pod watch: {e}");
+                }
+                wj.notify_one();
+                wp.notify_one();
+            }
+        }));
+    }
+    {
+        let kubelet = Arc::clone(&kubelet);
+        let pods = pods.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(250), wake_pods.notified()).await;
+                if pods.wait_until_ready().await.is_err() {
+                    return;
+                }
+                kubelet.sync(&pods.state()).await;
+            }
+        }));
+    }
+    {
+        let mut ctl = Controller {
+            client,
+            jobs,
+            pods,
+            timing,
+            expectations: HashMap::new(),
+            latest: HashMap::new(),
+        };
+        tasks.push(tokio::spawn(async move {
+            let mut next = Duration::from_millis(250);
+            loop {
+                let _ = tokio::time::timeout(next, wake_jobs.notified()).await;
+                if ctl.jobs.wait_until_ready().await.is_err()
+                    || ctl.pods.wait_until_ready().await.is_err()
+                {
+                    return;
+                }
+                next = ctl.reconcile_all().await;
+            }
+        }));
+    }
+    Ok(RunnerHandle { kubelet, tasks })
+}
+
+/// Pod names a Job's last reconcile created or deleted, not yet seen so in the cache.
+struct Expectation {
+    created: Vec<String>,
+    deleted: Vec<String>,
+    since: Instant,
+}
+
+struct Controller {
+    client: kube::Client,
+    jobs: Store<Job>,
+    pods: Store<Pod>,
+    timing: JobTiming,
+    expectations: HashMap<String, Expectation>,
+    /// Jobs as returned by our own status writes (newer than the cache until the watch catches up).
+    latest: Mutex<HashMap<String, Job>>,
+}
+
+fn rv(obj: &Job) -> u64 {
+    obj.metadata
+        .resource_version
+        .as_deref()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
+}
+
+impl Controller {
+    /// Reconcile every Job; returns how long to sleep at most.
+    async fn reconcile_all(&mut self) -> Duration {
+        let mut next = Duration::from_millis(500);
+        let pods = self.pods.state();
+        let jobs = self.jobs.state();
+        let live: std::collections::HashSet<String> =
+            jobs.iter().filter_map(|j| j.metadata.uid.clone()).collect();
+        self.expectations.retain(|uid, _| live.contains(uid));
+        if let Ok(mut latest) = self.latest.lock() {
+            latest.retain(|uid, _| live.contains(uid));
+        }
+        for job in jobs {
+            let Some(uid) = job.metadata.uid.clone() else {
+                continue;
+            };
+            let mut job = Job::clone(&job);
+            if let Ok(latest) = self.latest.lock()
+                && let Some(mine) = latest.get(&uid)
+                && rv(mine) > rv(&job)
+            {
+                job = mine.clone();
+            }
+            let owned: Vec<Pod> = pods
+                .iter()
+                .filter(|p| {
+                    p.metadata
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .any(|o| o.uid == uid && o.controller == Some(true))
+                })
+                .map(|p| Pod::clone(p))
+                .collect();
+            if let Some(exp) = self.expectations.get(&uid) {
+                let seen = |n: &String| owned.iter().any(|p| p.metadata.name.as_ref() == Some(n));
+                let gone = |n: &String| {
+                    owned
+                        .iter()
+                        .find(|p| p.metadata.name.as_ref() == Some(n))
+                        .is_none_or(|p| {
+                            p.metadata.deletion_timestamp.is_some()
+                                || p.status
+                                    .as_ref()
+                                    .and_then(|s| s.phase.as_deref())
+                                    .is_some_and(|ph| ph == "Succeeded" || ph == "Failed")
+                        })
+                };
+                let met = exp.created.iter().all(seen) && exp.deleted.iter().all(gone);
+                if !met && exp.since.elapsed() < Duration::from_secs(5) {
+                    next = next.min(Duration::from_millis(50));
+                    continue;
+                }
+                self.expectations.remove(&uid);
+            }
+            match self.reconcile(&job, &owned).await {
+                Ok(Some(d)) => next = next.min(d),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!("kubesim runner: job {uid}: {e}");
+                    next = next.min(Duration::from_millis(200));
+                }
+            }
+        }
+        next
+    }
+
+    async fn reconcile(&mut self, job: &Job, pods: &[Pod]) -> anyhow::Result<Option<Duration>> {
+        let uid = job.metadata.uid.clone().unwrap_or_default();
+        let ns = job.metadata.namespace.clone().unwrap_or_default();
+        let name = job.metadata.name.clone().unwrap_or_default();
+        if job.metadata.deletion_timestamp.is_some() {
+            return Ok(None);
+        }
+        let step = job::job_step(job, pods, Timestamp::now(), &self.timing);
+        let pod_api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+        let mut exp = Expectation {
+            created: Vec::new(),
+            deleted: Vec::new(),
+            since: Instant::now(),
+        };
+        for p in &step.pods_to_delete {
+            match pod_api.delete(p, &DeleteParams::background()).await {
+                Ok(_) => exp.deleted.push(p.clone()),
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for index in &step.pods_to_create {
+            let pod = pod::build_pod(job, *index, &pod::random_suffix());
+            match pod_api.create(&PostParams::default(), &pod).await {
+                Ok(p) => exp.created.extend(p.metadata.name),
+                Err(kube::Error::Api(e)) if e.code == 409 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if !exp.created.is_empty() || !exp.deleted.is_empty() {
+            self.expectations.insert(uid.clone(), exp);
+        }
+        let old = job.status.clone().unwrap_or_default();
+        if step.new_status != old {
+            let patch = status_patch(
+                &serde_json::to_value(&old)?,
+                &serde_json::to_value(&step.new_status)?,
+            );
+            let api: Api<Job> = Api::namespaced(self.client.clone(), &ns);
+            let updated = api
+                .patch_status(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(serde_json::json!({"status": patch})),
+                )
+                .await?;
+            if let Ok(mut latest) = self.latest.lock() {
+                latest.insert(uid, updated);
+            }
+        }
+        if step.delete_job {
+            let api: Api<Job> = Api::namespaced(self.client.clone(), &ns);
+            match api.delete(&name, &DeleteParams::background()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(step.requeue_after)
+    }
+}
+
+/// A merge patch turning `old` into `new` at the top level (removed fields become null).
+fn status_patch(old: &serde_json::Value, new: &serde_json::Value) -> serde_json::Value {
+    let mut patch = new.clone();
+    if let (Some(o), Some(p)) = (old.as_object(), patch.as_object_mut()) {
+        for k in o.keys() {
+            p.entry(k.clone()).or_insert(serde_json::Value::Null);
+        }
+    }
+    patch
+}
