@@ -279,16 +279,14 @@ pub fn job_step(job: &Job, pods: &[Pod], now: Timestamp, timing: &JobTiming) -> 
                 }
                 let idx = pod_index(pod).filter(|_| indexed);
                 match action {
-                    FailureAction::FailJob => {
-                        if fail_job_reason.is_none() {
-                            fail_job_reason = Some((
-                                "PodFailurePolicy".into(),
-                                format!(
-                                    "Container of pod {} failed with an exit code matching a FailJob rule of the podFailurePolicy",
-                                    pod.metadata.name.as_deref().unwrap_or_default()
-                                ),
-                            ));
-                        }
+                    FailureAction::FailJob if fail_job_reason.is_none() => {
+                        fail_job_reason = Some((
+                            "PodFailurePolicy".into(),
+                            format!(
+                                "Container of pod {} failed with an exit code matching a FailJob rule of the podFailurePolicy",
+                                pod.metadata.name.as_deref().unwrap_or_default()
+                            ),
+                        ));
                     }
                     FailureAction::FailIndex => {
                         if let (Some(i), Some(_)) = (idx, per_index) {
@@ -344,9 +342,7 @@ pub fn job_step(job: &Job, pods: &[Pod], now: Timestamp, timing: &JobTiming) -> 
             if now >= due {
                 step.delete_job = true;
             } else {
-                step.requeue_after = Some(Duration::from_millis(
-                    u64::try_from((due - now).as_millis()).unwrap_or(0) + 10,
-                ));
+                step.requeue_after = Some(Duration::from_millis(until(due, now) + 10));
             }
         }
         step.new_status = status;
@@ -422,9 +418,7 @@ pub fn job_step(job: &Job, pods: &[Pod], now: Timestamp, timing: &JobTiming) -> 
                 "Job was active longer than specified deadline".into(),
             ));
         } else {
-            step.requeue_after = Some(Duration::from_millis(
-                u64::try_from((due - now).as_millis()).unwrap_or(0) + 10,
-            ));
+            step.requeue_after = Some(Duration::from_millis(until(due, now) + 10));
         }
     }
     let success = failure.is_none()
@@ -435,13 +429,15 @@ pub fn job_step(job: &Job, pods: &[Pod], now: Timestamp, timing: &JobTiming) -> 
                 None => succeeded_pods > 0 && active.is_empty(),
             });
     // Indexed with per-index limits: all indexes settled and some failed.
-    if failure.is_none() && !success && indexed && per_index.is_some() && !failed_idx.is_empty() {
-        if let Some(c) = completions {
-            let settled = succeeded_idx.len() + failed_idx.len();
-            if settled >= usize::try_from(c).unwrap_or(0) {
-                failure = Some(("FailedIndexes".into(), "Job has failed indexes".into()));
-            }
-        }
+    if failure.is_none()
+        && !success
+        && indexed
+        && per_index.is_some()
+        && !failed_idx.is_empty()
+        && let Some(c) = completions
+        && succeeded_idx.len() + failed_idx.len() >= usize::try_from(c).unwrap_or(0)
+    {
+        failure = Some(("FailedIndexes".into(), "Job has failed indexes".into()));
     }
 
     if let Some((reason, message)) = failure {
@@ -499,8 +495,7 @@ pub fn job_step(job: &Job, pods: &[Pod], now: Timestamp, timing: &JobTiming) -> 
         let ready_at =
             last + jiff::SignedDuration::from_millis(i64::try_from(wait.as_millis()).unwrap_or(0));
         if now < ready_at {
-            delay =
-                Duration::from_millis(u64::try_from((ready_at - now).as_millis()).unwrap_or(0) + 5);
+            delay = Duration::from_millis(until(ready_at, now) + 5);
         }
     }
     let room = usize::try_from(parallelism)
@@ -535,6 +530,11 @@ pub fn job_step(job: &Job, pods: &[Pod], now: Timestamp, timing: &JobTiming) -> 
     }
     step.new_status = status;
     step
+}
+
+/// Whole milliseconds from `now` until `due` (0 when past).
+fn until(due: Timestamp, now: Timestamp) -> u64 {
+    u64::try_from(due.duration_since(now).as_millis()).unwrap_or(0)
 }
 
 fn finish_time(status: &JobStatus) -> Option<Timestamp> {

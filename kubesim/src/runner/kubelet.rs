@@ -7,7 +7,7 @@
 //! script creates symlinks at the mount paths instead, which keeps reads and writes at the same paths.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
+use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -144,7 +144,7 @@ pub async fn spawn_with_timing(
             pods,
             timing,
             expectations: HashMap::new(),
-            latest: HashMap::new(),
+            latest: Mutex::new(HashMap::new()),
         };
         tasks.push(tokio::spawn(async move {
             let mut next = Duration::from_millis(250);
