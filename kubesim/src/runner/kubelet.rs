@@ -375,7 +375,7 @@ impl Kubelet {
         kill_group(pgid, "KILL");
         let override_code = lock(&self.procs).remove(&uid).and_then(|p| p.code_override);
         let code = match status {
-            Ok(s) => s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(9)),
+            Ok(s) => exit_code(s),
             Err(_) => 128 + 9,
         };
         let code = override_code.unwrap_or(code);
@@ -469,7 +469,6 @@ impl Kubelet {
         std::fs::create_dir_all(&log_dir).map_err(io)?;
         let log_path = log_dir.join(format!("{name}.log"));
         let log = std::fs::File::create(&log_path).map_err(io)?;
-        let log2 = log.try_clone().map_err(io)?;
 
         let mut all_mounts = mounts;
         all_mounts.push((
@@ -480,54 +479,21 @@ impl Kubelet {
                     .unwrap_or("/dev/termination-log"),
             ),
         ));
-        let mut cmd = if self.mount_ns {
-            let mut cmd = tokio::process::Command::new("unshare");
-            cmd.args([
-                "--mount",
-                "--propagation",
-                "private",
-                "--",
-                "/bin/sh",
-                "-c",
-                LAUNCH_SCRIPT,
-                "sh",
-            ]);
-            cmd
-        } else {
-            let mut cmd = tokio::process::Command::new("/bin/sh");
-            cmd.args(["-c", LAUNCH_SCRIPT, "sh"]);
-            cmd
-        };
-        cmd.arg(&program).args(&args);
-        cmd.env_clear();
-        cmd.env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        );
-        cmd.env("HOME", "/root");
         let hostname = pod
             .spec
             .as_ref()
             .and_then(|s| s.hostname.clone())
             .unwrap_or_else(|| name.clone());
-        cmd.env("HOSTNAME", hostname);
-        cmd.env("KUBESIM_MODE", if self.mount_ns { "bind" } else { "link" });
-        cmd.env("KUBESIM_NMOUNTS", all_mounts.len().to_string());
-        for (i, (src, dst)) in all_mounts.iter().enumerate() {
-            cmd.env(format!("KUBESIM_MSRC_{i}"), src);
-            cmd.env(format!("KUBESIM_MDST_{i}"), dst);
-        }
-        cmd.env("KUBESIM_WORKDIR", c.working_dir.clone().unwrap_or_default());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.stdin(std::process::Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .process_group(0)
-            .kill_on_drop(true);
-        let child = cmd
-            .spawn()
+        let spec = Launch {
+            program: program.clone(),
+            args,
+            env,
+            mounts: all_mounts,
+            working_dir: c.working_dir.clone(),
+            hostname,
+            mount_ns: self.mount_ns,
+        };
+        let child = launch(&spec, log)
             .map_err(|e| StartError::Other(format!("spawn {}: {e}", program.display())))?;
         Ok((child, pod_dir, log_path))
     }
@@ -734,6 +700,70 @@ impl Kubelet {
     }
 }
 
+/// Everything needed to start one container process.
+pub struct Launch {
+    /// The executable standing for the entrypoint (or `command[0]`).
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// The container's environment (the process gets nothing else but PATH, HOME, HOSTNAME).
+    pub env: Vec<(String, String)>,
+    /// (host source, path seen by the process) pairs.
+    pub mounts: Vec<(PathBuf, PathBuf)>,
+    /// Working directory as seen by the process.
+    pub working_dir: Option<String>,
+    /// HOSTNAME value.
+    pub hostname: String,
+    /// Bind mounts in a private mount namespace (true) or symlinks (fallback).
+    pub mount_ns: bool,
+}
+
+/// Start a container process in its own process group, output to `log`.
+pub fn launch(l: &Launch, log: std::fs::File) -> std::io::Result<tokio::process::Child> {
+    let mut cmd = if l.mount_ns {
+        let mut cmd = tokio::process::Command::new("unshare");
+        cmd.args(["--mount", "--propagation", "private", "--"]);
+        cmd.args(["/bin/sh", "-c", LAUNCH_SCRIPT, "sh"]);
+        cmd
+    } else {
+        let mut cmd = tokio::process::Command::new("/bin/sh");
+        cmd.args(["-c", LAUNCH_SCRIPT, "sh"]);
+        cmd
+    };
+    cmd.arg(&l.program).args(&l.args);
+    cmd.env_clear();
+    cmd.env(
+        "PATH",
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    );
+    cmd.env("HOME", "/root");
+    cmd.env("HOSTNAME", &l.hostname);
+    cmd.env("KUBESIM_MODE", if l.mount_ns { "bind" } else { "link" });
+    cmd.env("KUBESIM_NMOUNTS", l.mounts.len().to_string());
+    for (i, (src, dst)) in l.mounts.iter().enumerate() {
+        cmd.env(format!("KUBESIM_MSRC_{i}"), src);
+        cmd.env(format!("KUBESIM_MDST_{i}"), dst);
+    }
+    cmd.env("KUBESIM_WORKDIR", l.working_dir.clone().unwrap_or_default());
+    for (k, v) in &l.env {
+        cmd.env(k, v);
+    }
+    let log2 = log.try_clone()?;
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .process_group(0)
+        .kill_on_drop(true);
+    cmd.spawn()
+}
+
+/// The exit code Kubernetes reports: the process's, or 128 + signal when killed.
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(9))
+}
+
 /// Expand `$(VAR)` references to earlier variables, as upstream does for `value`.
 fn expand(v: &str, env: &[(String, String)]) -> String {
     let mut out = v.to_string();
@@ -764,6 +794,101 @@ mod tests {
             Some("/bin/b".into())
         );
         assert_eq!(resolve_image(&images, "nginx"), None);
+    }
+
+    fn spec(dir: &Path, script: &str, mount_ns: bool) -> Launch {
+        Launch {
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+            env: vec![("GREETING".into(), "hello $(not expanded) 'q' \"dq\"".into())],
+            mounts: vec![
+                (dir.join("pvc"), dir.join("seen/data")),
+                (dir.join("term"), dir.join("seen/dev/termination-log")),
+            ],
+            working_dir: Some(dir.join("seen/data").display().to_string()),
+            hostname: "job-0".into(),
+            mount_ns,
+        }
+    }
+
+    async fn run_and_check(mount_ns: bool) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("pvc")).expect("pvc");
+        std::fs::write(dir.path().join("term"), b"").expect("term");
+        let log = std::fs::File::create(dir.path().join("log")).expect("log");
+        let script = r#"echo "$GREETING" > out; echo "bye" > "$(dirname "$PWD")/dev/termination-log"; env | grep -c KUBESIM_ >&2; exit 3"#;
+        let mut child = launch(&spec(dir.path(), script, mount_ns), log).expect("launch");
+        let status = child.wait().await.expect("wait");
+        let log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
+        assert_eq!(exit_code(status), 3, "log: {log}");
+        assert_eq!(log.trim(), "0", "no KUBESIM_ variables reach the process");
+        let out =
+            std::fs::read_to_string(dir.path().join("pvc/out")).expect("written through the mount");
+        assert_eq!(out, "hello $(not expanded) 'q' \"dq\"\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("term")).expect("term"),
+            "bye\n"
+        );
+        if mount_ns {
+            assert!(
+                std::fs::read_dir(dir.path().join("seen/data"))
+                    .expect("mountpoint")
+                    .next()
+                    .is_none(),
+                "the bind mount is invisible outside the pod's mount namespace"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn process_sees_volumes_at_mount_paths_in_private_namespace() {
+        if mount_ns_available() {
+            run_and_check(true).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn symlink_fallback_keeps_paths_working() {
+        run_and_check(false).await;
+    }
+
+    #[tokio::test]
+    async fn killing_the_group_takes_background_children_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = std::fs::File::create(dir.path().join("log")).expect("log");
+        let l = Launch {
+            program: "/bin/sh".into(),
+            args: vec![
+                "-c".into(),
+                "sleep 30 & echo $! > \"$0\"; wait".into(),
+                dir.path().join("bg").display().to_string(),
+            ],
+            env: vec![],
+            mounts: vec![],
+            working_dir: None,
+            hostname: "h".into(),
+            mount_ns: false,
+        };
+        let mut child = launch(&l, log).expect("launch");
+        let pgid = child.id().expect("pid");
+        let bg = loop {
+            if let Ok(s) = std::fs::read_to_string(dir.path().join("bg"))
+                && !s.trim().is_empty()
+            {
+                break s.trim().to_string();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        kill_group(pgid, "KILL");
+        let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+            .await
+            .expect("exits")
+            .expect("wait");
+        assert_eq!(exit_code(status), 137);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let alive =
+            std::fs::read_to_string(format!("/proc/{bg}/stat")).is_ok_and(|s| !s.contains(") Z "));
+        assert!(!alive, "background child {bg} survived the group kill");
     }
 
     #[test]
