@@ -320,3 +320,68 @@ async fn failed_run_leaves_no_object_and_no_open_upload() {
     );
     db.drop_schema().await;
 }
+
+#[tokio::test]
+async fn worker_killed_mid_upload_is_rerun_without_duplicates() {
+    let mut db = TestDb::new("bucket_worker_kill").await;
+    source(&mut db, 1200, 1).await;
+    let s3 = S3Server::start(BUCKET);
+    let work = Workdir::new();
+    // One chunk that streams for ~1.2 s (1 ms per row), as a chunk pod would run it.
+    let spec = work.spec(
+        "s.yaml",
+        &table_spec(
+            &db.table("src"),
+            "id",
+            "    where: \"pg_sleep(0.001) IS NOT NULL\"",
+            "{chunkSize: 1000000}",
+            &bucket_output(&s3.endpoint(), "killed.csv", ""),
+        ),
+    );
+    let spec = spec.to_str().unwrap();
+    let planned = work.reportjob_with(&["plan", "-f", spec, "--write"], &creds());
+    assert!(planned.status.success(), "{}", stderr(&planned));
+
+    let mut worker = std::process::Command::new(env!("CARGO_BIN_EXE_reportjob"))
+        .args(["worker", "-f", spec, "--index", "0"])
+        .env("DATABASE_URL", common::database_url())
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once its part upload is open.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s3.open_uploads().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the worker never started its upload"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    assert!(
+        !s3.objects(BUCKET)
+            .iter()
+            .any(|o| o.ends_with("part-00000.json")),
+        "a killed worker publishes no part"
+    );
+
+    // The chunk Job's retry: the same command again, then assembly.
+    let rerun = work.reportjob_with(&["worker", "-f", spec, "--index", "0"], &creds());
+    assert!(rerun.status.success(), "{}", stderr(&rerun));
+    let assembled = work.reportjob_with(&["assemble", "-f", spec], &creds());
+    assert!(assembled.status.success(), "{}", stderr(&assembled));
+    let summary = common::stdout(&assembled);
+    assert!(summary.starts_with("rows=1200 "), "{summary}");
+    let url = summary.split(" url=").nth(1).unwrap().trim();
+    let bytes = fetch(url).await.bytes().await.unwrap();
+    let local = work.path().join("fetched.csv");
+    std::fs::write(&local, &bytes).unwrap();
+    db.assert_report_matches(&local, &db.all("src"), "", false)
+        .await;
+    db.drop_schema().await;
+}

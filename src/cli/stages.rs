@@ -302,10 +302,17 @@ pub async fn assemble(args: AssembleArgs) -> i32 {
         |stage| async move {
             let plan = stage.load_plan(digest.as_deref()).await?;
             let m = stage.assemble(&plan).await?;
-            let summary = format!(
+            let mut summary = format!(
                 "rows={} bytes={} sha256={} location={}",
                 m.rows, m.bytes, m.sha256, m.location
             );
+            // The link goes last: it is the longest field and the controller reads it whole.
+            if let Some(link) = stage.download_link().await? {
+                summary.push_str(&format!(
+                    " url_expires_at={} url={}",
+                    link.expires_at, link.url
+                ));
+            }
             Ok((summary.clone(), summary))
         },
     )
