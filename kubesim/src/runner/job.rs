@@ -51,6 +51,7 @@ enum PodState {
     Terminating,
     Succeeded,
     Failed,
+    Deleted,
 }
 
 /// What a matching podFailurePolicy rule says about a failed pod.
@@ -64,8 +65,11 @@ pub enum FailureAction {
 
 fn pod_state(pod: &Pod) -> PodState {
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    let deleting = pod.metadata.deletion_timestamp.is_some();
     match phase {
         Some("Succeeded") => PodState::Succeeded,
+        // A pod the controller deleted (suspend, deadline, job end) that then failed is not a failure.
+        Some("Failed") if deleting => PodState::Deleted,
         Some("Failed") => PodState::Failed,
         _ if pod.metadata.deletion_timestamp.is_some() => PodState::Terminating,
         _ => PodState::Active,
@@ -222,6 +226,10 @@ fn set_condition(
     });
 }
 
+fn count(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
 fn opt_count(n: usize) -> Option<i32> {
     (n > 0).then_some(i32::try_from(n).unwrap_or(i32::MAX))
 }
@@ -259,6 +267,7 @@ pub fn job_step(job: &Job, pods: &[Pod], now: Timestamp, timing: &JobTiming) -> 
         match pod_state(pod) {
             PodState::Active => active.push(pod),
             PodState::Terminating => terminating += 1,
+            PodState::Deleted => {}
             PodState::Succeeded => {
                 if let Some(i) = pod_index(pod).filter(|_| indexed) {
                     if completions.is_some_and(|c| i < c) && succeeded_idx.insert(i) {
@@ -320,10 +329,11 @@ pub fn job_step(job: &Job, pods: &[Pod], now: Timestamp, timing: &JobTiming) -> 
         .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
         .count();
 
-    status.succeeded = opt_count(succeeded_pods).or(Some(0));
-    status.failed = opt_count(failed_pods).or(Some(0));
+    // Go's omitempty: zero counts and an empty completedIndexes are omitted; failedIndexes is a pointer.
+    status.succeeded = opt_count(succeeded_pods);
+    status.failed = opt_count(failed_pods);
     if indexed {
-        status.completed_indexes = compact_ranges(&succeeded_idx).or(Some(String::new()));
+        status.completed_indexes = compact_ranges(&succeeded_idx);
         if per_index.is_some() {
             status.failed_indexes = compact_ranges(&failed_idx).or(Some(String::new()));
         }
@@ -335,7 +345,7 @@ pub fn job_step(job: &Job, pods: &[Pod], now: Timestamp, timing: &JobTiming) -> 
         step.pods_to_delete = active_names;
         status.active = opt_count(active.len());
         status.ready = Some(i32::try_from(ready).unwrap_or(0));
-        status.terminating = opt_count(terminating + step.pods_to_delete.len());
+        status.terminating = Some(count(terminating + step.pods_to_delete.len()));
         if let Some(ttl) = spec.ttl_seconds_after_finished {
             let end = finish_time(&old).unwrap_or(now);
             let due = end + jiff::SignedDuration::from_secs(i64::from(ttl));
@@ -354,7 +364,7 @@ pub fn job_step(job: &Job, pods: &[Pod], now: Timestamp, timing: &JobTiming) -> 
         step.pods_to_delete = active_names;
         status.active = None;
         status.ready = Some(0);
-        status.terminating = opt_count(terminating + step.pods_to_delete.len());
+        status.terminating = Some(count(terminating + step.pods_to_delete.len()));
         status.start_time = None;
         if !has_condition(&old, "Suspended") {
             set_condition(
@@ -450,7 +460,7 @@ pub fn job_step(job: &Job, pods: &[Pod], now: Timestamp, timing: &JobTiming) -> 
         }
         status.active = None;
         status.ready = Some(0);
-        status.terminating = opt_count(terminating + step.pods_to_delete.len());
+        status.terminating = Some(count(terminating + step.pods_to_delete.len()));
         step.new_status = status;
         return step;
     }
@@ -479,7 +489,7 @@ pub fn job_step(job: &Job, pods: &[Pod], now: Timestamp, timing: &JobTiming) -> 
         }
         status.active = None;
         status.ready = Some(0);
-        status.terminating = opt_count(terminating + step.pods_to_delete.len());
+        status.terminating = Some(count(terminating + step.pods_to_delete.len()));
         step.new_status = status;
         return step;
     }
@@ -487,7 +497,7 @@ pub fn job_step(job: &Job, pods: &[Pod], now: Timestamp, timing: &JobTiming) -> 
     // Still running: create what is missing, after the failure backoff.
     status.active = opt_count(active.len());
     status.ready = Some(i32::try_from(ready).unwrap_or(0));
-    status.terminating = opt_count(terminating);
+    status.terminating = Some(count(terminating));
     let mut delay = Duration::ZERO;
     if let Some(last) = last_failure {
         let exp = u32::try_from(failed_pods.saturating_sub(1).min(6)).unwrap_or(6);
@@ -792,7 +802,7 @@ mod tests {
             Timestamp::now(),
             &JobTiming::default(),
         );
-        assert_eq!(step.new_status.failed, Some(0));
+        assert_eq!(step.new_status.failed, None);
         assert_eq!(step.pods_to_create, vec![None]);
         let step = job_step(
             &j,
@@ -820,7 +830,7 @@ mod tests {
             cond(&step.new_status, "Suspended").as_deref(),
             Some("JobSuspended")
         );
-        assert_eq!(step.new_status.failed, Some(0));
+        assert_eq!(step.new_status.failed, None);
         assert!(step.new_status.start_time.is_none());
         let resumed = with_status(
             indexed(serde_json::json!({"suspend": false})),
@@ -829,6 +839,21 @@ mod tests {
         let step = job_step(&resumed, &[], now, &JobTiming::default());
         assert_eq!(step.pods_to_create, vec![Some(0), Some(1)]);
         assert!(cond(&step.new_status, "Suspended").is_none());
+    }
+
+    #[test]
+    fn pod_failing_while_deleted_is_not_counted() {
+        let now = Timestamp::now();
+        let mut p = pod("a", Some(0), "Failed", Some(143), now);
+        p.metadata.deletion_timestamp = Some(Time(now));
+        let step = job_step(
+            &indexed(serde_json::json!({})),
+            &[p],
+            now,
+            &JobTiming::default(),
+        );
+        assert_eq!(step.new_status.failed, None);
+        assert_eq!(step.pods_to_create, vec![Some(0), Some(1)]);
     }
 
     #[test]

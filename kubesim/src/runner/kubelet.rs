@@ -60,6 +60,8 @@ struct Proc {
     ns: String,
     name: String,
     pgid: u32,
+    /// A terminate task is already running for it.
+    dying: bool,
     /// Exit code to report instead of the real one (fail_pod, kill_pod).
     code_override: Option<i32>,
 }
@@ -217,12 +219,14 @@ impl Kubelet {
             .filter_map(|p| Some((p.metadata.uid.clone()?, p)))
             .collect();
         let doomed: Vec<(String, u32, Option<i64>)> = lock(&self.procs)
-            .iter()
+            .iter_mut()
+            .filter(|(_, p)| !p.dying)
             .filter(|(uid, _)| {
                 live.get(*uid)
                     .is_none_or(|p| p.metadata.deletion_timestamp.is_some())
             })
             .map(|(uid, p)| {
+                p.dying = true;
                 let grace = live
                     .get(uid)
                     .and_then(|p| p.spec.as_ref()?.termination_grace_period_seconds);
@@ -350,6 +354,7 @@ impl Kubelet {
                 ns: pod.metadata.namespace.clone().unwrap_or_default(),
                 name: pod.metadata.name.clone().unwrap_or_default(),
                 pgid,
+                dying: false,
                 code_override: None,
             },
         );
