@@ -35,6 +35,19 @@ pub struct Resolved {
     pub table: Option<TableRef>,
 }
 
+/// The key type of column `key` whose type Postgres names `type_name`.
+fn key_type(key: &str, type_name: &str) -> Result<KeyType> {
+    KeyType::from_pg_name(type_name).ok_or_else(|| {
+        source_err(
+            "spec.source.keyColumn",
+            format!(
+                "column {key:?} has type {type_name}, which cannot be a key; supported: {}",
+                KeyType::SUPPORTED
+            ),
+        )
+    })
+}
+
 fn source_err(field: &'static str, message: String) -> Error {
     Error::Source { field, message }
 }
@@ -137,15 +150,7 @@ async fn resolve_table(
             ),
         ));
     };
-    let key_type = KeyType::from_pg_name(key_type_name).ok_or_else(|| {
-        source_err(
-            "spec.source.keyColumn",
-            format!(
-                "column {key:?} has type {key_type_name}, which cannot be a key; supported: {}",
-                KeyType::SUPPORTED
-            ),
-        )
-    })?;
+    let key_type = key_type(&key, key_type_name)?;
     let select_list = columns
         .iter()
         .map(|c| Quoted(c).to_string())
@@ -241,15 +246,7 @@ async fn resolve_query(
             ));
         }
     };
-    let key_type = KeyType::from_pg_name(&key_type_name).ok_or_else(|| {
-        source_err(
-            "spec.source.keyColumn",
-            format!(
-                "column {key:?} has type {key_type_name}, which cannot be a key; supported: {}",
-                KeyType::SUPPORTED
-            ),
-        )
-    })?;
+    let key_type = key_type(&key, &key_type_name)?;
     let mut seen = std::collections::HashSet::new();
     for (name, _) in &columns {
         if !seen.insert(name) {
