@@ -1,3 +1,228 @@
 //! kubesim: an in-process Kubernetes API server and Job runner for end-to-end tests.
 
+pub mod api;
 pub mod runner;
+
+use anyhow::Context as _;
+use api::faults::FaultRules;
+use api::server::App;
+use api::store::Store;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How to start a cluster.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterConfig {
+    /// Port on 127.0.0.1; a random free port when `None`.
+    pub port: Option<u16>,
+    /// Data directory (pod logs, PVCs); a temporary directory when `None`.
+    pub data_dir: Option<PathBuf>,
+    /// Container image -> local executable.
+    pub images: Vec<(String, PathBuf)>,
+    /// Start the Job controller and pod runner.
+    pub run_pods: bool,
+}
+
+struct Serving {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+/// A running kubesim cluster.
+pub struct Cluster {
+    addr: SocketAddr,
+    store: Arc<Store>,
+    faults: Arc<FaultRules>,
+    data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    serving: Mutex<Option<Serving>>,
+    runner: Option<runner::RunnerHandle>,
+}
+
+/// Fault injection handle.
+#[derive(Clone)]
+pub struct Faults {
+    store: Arc<Store>,
+    rules: Arc<FaultRules>,
+}
+
+impl Faults {
+    /// Fail the next `n` requests of `verb` on `resource` (plural; `*` matches any) with `code`.
+    pub fn fail_next(&self, verb: &str, resource: &str, n: u32, code: u16) {
+        self.rules.fail_next(verb, resource, n, code);
+    }
+    /// Close every open watch stream.
+    pub fn drop_watches(&self) {
+        self.store.drop_watches();
+    }
+    /// Forget the event history: watches from older resourceVersions get an in-stream 410.
+    pub fn compact(&self) {
+        self.store.compact();
+    }
+}
+
+async fn serve(listener: tokio::net::TcpListener, app: Arc<App>) -> Serving {
+    let (stop, rx) = oneshot::channel::<()>();
+    let router = axum::Router::new()
+        .fallback(api::server::handle)
+        .with_state(app);
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    Serving { stop, task }
+}
+
+impl Cluster {
+    /// Start the API server (and the runner when `run_pods`).
+    pub async fn start(cfg: ClusterConfig) -> anyhow::Result<Cluster> {
+        let (data_dir, tmp) = match cfg.data_dir {
+            Some(d) => (d, None),
+            None => {
+                let t = tempfile::tempdir()?;
+                (t.path().to_path_buf(), Some(t))
+            }
+        };
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("creating {}", data_dir.display()))?;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", cfg.port.unwrap_or(0)))
+            .await
+            .context("binding the API port")?;
+        let addr = listener.local_addr()?;
+        let store = Store::new(data_dir.clone());
+        let faults = Arc::new(FaultRules::default());
+        let app = Arc::new(App {
+            store: store.clone(),
+            faults: faults.clone(),
+            data_dir: data_dir.clone(),
+            addr: addr.to_string(),
+        });
+        let serving = serve(listener, app).await;
+        let mut cluster = Cluster {
+            addr,
+            store,
+            faults,
+            data_dir,
+            _tmp: tmp,
+            serving: Mutex::new(Some(serving)),
+            runner: None,
+        };
+        if cfg.run_pods {
+            let client = cluster.client().await?;
+            let handle = runner::spawn(
+                client,
+                runner::RunnerConfig {
+                    data_dir: cluster.data_dir.clone(),
+                    images: cfg.images.clone(),
+                },
+            )
+            .await?;
+            cluster.runner = Some(handle);
+        }
+        Ok(cluster)
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// A kube client for this cluster (default namespace `default`).
+    pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        let mut cfg = kube::Config::new(self.url().parse()?);
+        cfg.default_namespace = "default".into();
+        Ok(kube::Client::try_from(cfg)?)
+    }
+
+    /// Write a kubeconfig for kubectl.
+    pub fn write_kubeconfig(&self, path: &Path) -> anyhow::Result<()> {
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: kubesim\n  cluster:\n    server: {}\ncontexts:\n- name: kubesim\n  context:\n    cluster: kubesim\n    user: kubesim\n    namespace: default\ncurrent-context: kubesim\nusers:\n- name: kubesim\n  user: {{}}\n",
+            self.url()
+        );
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn faults(&self) -> Faults {
+        Faults {
+            store: self.store.clone(),
+            rules: self.faults.clone(),
+        }
+    }
+
+    /// The Job controller and pod runner, when started with `run_pods`.
+    pub fn runner(&self) -> Option<&runner::RunnerHandle> {
+        self.runner.as_ref()
+    }
+
+    /// Stop serving HTTP (the store is kept); open watches end.
+    pub async fn stop_server(&self) {
+        let s = self.serving.lock().ok().and_then(|mut g| g.take());
+        if let Some(s) = s {
+            self.store.drop_watches();
+            let _ = s.stop.send(());
+            let abort = s.task.abort_handle();
+            if tokio::time::timeout(std::time::Duration::from_secs(5), s.task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+
+    /// Serve again on the same port with the same store.
+    pub async fn start_server(&self) -> anyhow::Result<()> {
+        let mut tries = 0;
+        let listener = loop {
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    tracing::debug!("rebinding {}: {e}", self.addr);
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e).context("rebinding the API port"),
+            }
+        };
+        let app = Arc::new(App {
+            store: self.store.clone(),
+            faults: self.faults.clone(),
+            data_dir: self.data_dir.clone(),
+            addr: self.addr.to_string(),
+        });
+        let s = serve(listener, app).await;
+        if let Ok(mut g) = self.serving.lock() {
+            *g = Some(s);
+        }
+        Ok(())
+    }
+
+    /// Stop and start the API server, keeping port and store.
+    pub async fn restart(&self) -> anyhow::Result<()> {
+        self.stop_server().await;
+        self.start_server().await
+    }
+
+    /// Stop the runner and the server.
+    pub async fn shutdown(mut self) {
+        if let Some(r) = self.runner.take() {
+            r.shutdown().await;
+        }
+        self.stop_server().await;
+    }
+}

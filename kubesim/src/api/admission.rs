@@ -1,0 +1,226 @@
+//! Admission: CRD schema validation/defaulting/pruning and built-in kinds' server-side defaults.
+
+use super::error::{ApiError, ApiResult};
+use super::meta::new_uid;
+use super::resources::ResourceInfo;
+use super::schema;
+use serde_json::{Value, json};
+use std::path::Path;
+
+/// `fieldValidation` query parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldValidation {
+    Strict,
+    Warn,
+    Ignore,
+}
+
+impl FieldValidation {
+    pub fn parse(s: Option<&str>) -> Self {
+        match s {
+            Some("Strict") => Self::Strict,
+            Some("Ignore") => Self::Ignore,
+            _ => Self::Warn,
+        }
+    }
+}
+
+/// Validate, default and prune a custom resource. Returns warnings (unknown fields under Warn).
+pub fn custom_resource(
+    ri: &ResourceInfo,
+    obj: &mut Value,
+    fv: FieldValidation,
+) -> ApiResult<Vec<String>> {
+    let Some(s) = &ri.schema else {
+        return Ok(vec![]);
+    };
+    let mut unknown = vec![];
+    schema::prune(s, obj, "", true, &mut unknown);
+    if !unknown.is_empty() && fv == FieldValidation::Strict {
+        let parts: Vec<String> = unknown
+            .iter()
+            .map(|u| format!("unknown field \"{u}\""))
+            .collect();
+        return Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            parts.join(", ")
+        )));
+    }
+    schema::apply_defaults(s, obj);
+    let mut causes = vec![];
+    schema::validate(s, obj, "", &mut causes);
+    if !causes.is_empty() {
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        return Err(ApiError::invalid(
+            &ri.kind_group(),
+            &ri.group,
+            &ri.kind,
+            &name,
+            causes,
+        ));
+    }
+    Ok(if fv == FieldValidation::Warn {
+        unknown
+            .iter()
+            .map(|u| format!("unknown field \"{u}\""))
+            .collect()
+    } else {
+        vec![]
+    })
+}
+
+/// Checks a CRD as the apiextensions server does (name and structural schemas).
+pub fn crd(ri: &ResourceInfo, obj: &mut Value) -> ApiResult<()> {
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let spec = &obj["spec"];
+    let mut causes = vec![];
+    let want = format!(
+        "{}.{}",
+        spec["names"]["plural"].as_str().unwrap_or_default(),
+        spec["group"].as_str().unwrap_or_default()
+    );
+    if name != want {
+        causes.push((
+            "FieldValueInvalid".to_string(),
+            "metadata.name".to_string(),
+            format!("Invalid value: \"{name}\": must be spec.names.plural+\".\"+spec.group"),
+        ));
+    }
+    for (i, v) in spec["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let s = &v["schema"]["openAPIV3Schema"];
+        if s.is_object() {
+            causes.extend(schema::structural_errors(
+                s,
+                &format!("spec.versions[{i}].schema.openAPIV3Schema"),
+            ));
+        } else {
+            causes.push((
+                "FieldValueRequired".into(),
+                format!("spec.versions[{i}].schema.openAPIV3Schema"),
+                "Required value: schemas are required".into(),
+            ));
+        }
+    }
+    if !causes.is_empty() {
+        return Err(ApiError::invalid(
+            &ri.kind_group(),
+            &ri.group,
+            &ri.kind,
+            &name,
+            causes,
+        ));
+    }
+    let names = spec["names"].clone();
+    let mut accepted = names.clone();
+    if accepted["singular"].is_null() {
+        accepted["singular"] = json!(names["kind"].as_str().unwrap_or_default().to_lowercase());
+    }
+    if accepted["listKind"].is_null() {
+        accepted["listKind"] = json!(format!(
+            "{}List",
+            names["kind"].as_str().unwrap_or_default()
+        ));
+    }
+    obj["status"] = json!({
+        "acceptedNames": accepted,
+        "conditions": [
+            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": super::meta::now()},
+            {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": super::meta::now()}
+        ],
+        "storedVersions": spec["versions"].as_array().into_iter().flatten().filter(|v| v["storage"] == true).map(|v| v["name"].clone()).collect::<Vec<_>>()
+    });
+    Ok(())
+}
+
+/// Server-side defaults of built-in kinds on create.
+pub fn builtin_create(ri: &ResourceInfo, obj: &mut Value, data_dir: &Path) -> ApiResult<()> {
+    match (ri.group.as_str(), ri.plural.as_str()) {
+        ("", "namespaces") => obj["status"] = json!({"phase": "Active"}),
+        ("", "pods") => {
+            obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
+            if obj["spec"]["restartPolicy"].is_null() {
+                obj["spec"]["restartPolicy"] = json!("Always");
+            }
+        }
+        ("", "persistentvolumeclaims") => {
+            let ns = obj["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let name = obj["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let dir = data_dir.join("pvc").join(&ns).join(&name);
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| ApiError::internal(format!("creating {}: {e}", dir.display())))?;
+            if obj["spec"]["volumeName"].is_null() {
+                obj["spec"]["volumeName"] = json!(format!("pvc-{}", new_uid()));
+            }
+            let mut status = json!({"phase": "Bound"});
+            if let Some(m) = obj["spec"]["accessModes"].as_array() {
+                status["accessModes"] = json!(m);
+            }
+            if let Some(s) = obj["spec"]["resources"]["requests"]["storage"].as_str() {
+                status["capacity"] = json!({"storage": s});
+            }
+            obj["status"] = status;
+        }
+        ("batch", "jobs") => {
+            let uid = new_uid();
+            obj["metadata"]["uid"] = json!(uid);
+            let name = obj["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let spec = &mut obj["spec"];
+            if spec["parallelism"].is_null() {
+                spec["parallelism"] = json!(1);
+            }
+            if spec["completions"].is_null() && spec["completionMode"].as_str() != Some("Indexed") {
+                spec["completions"] = json!(1);
+            }
+            if spec["backoffLimit"].is_null() {
+                spec["backoffLimit"] = json!(if spec["backoffLimitPerIndex"].is_null() {
+                    6
+                } else {
+                    2147483647
+                });
+            }
+            if spec["completionMode"].is_null() {
+                spec["completionMode"] = json!("NonIndexed");
+            }
+            if spec["suspend"].is_null() {
+                spec["suspend"] = json!(false);
+            }
+            if spec["manualSelector"] != json!(true) {
+                let labels = json!({"batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": name, "controller-uid": uid, "job-name": name});
+                spec["selector"] =
+                    json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+                let tl = &mut spec["template"]["metadata"]["labels"];
+                if !tl.is_object() {
+                    *tl = json!({});
+                }
+                if let (Some(t), Some(l)) = (tl.as_object_mut(), labels.as_object()) {
+                    for (k, v) in l {
+                        t.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            obj["status"] = json!({});
+        }
+        _ => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,16 @@
+//! The API server: store, admission, patches, watches and the HTTP layer.
+
+pub mod admission;
+pub mod apply;
+pub mod discovery;
+pub mod error;
+pub mod faults;
+pub mod meta;
+pub mod patch;
+pub mod resources;
+pub mod schema;
+pub mod selectors;
+pub mod server;
+pub mod store;
+pub mod table;
+pub mod watch;

@@ -1,0 +1,172 @@
+//! `meta.k8s.io/v1` Table and PartialObjectMetadata renderings of objects.
+
+use super::meta::age;
+use super::resources::ResourceInfo;
+use serde_json::{Value, json};
+
+/// The metadata-only form of an object.
+pub fn partial(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]})
+}
+
+/// Evaluate a simple JSONPath (`.a.b`, `.a[0]`, `.a[?(@.k=="v")].b`) as printer columns use.
+pub fn jsonpath(obj: &Value, path: &str) -> Option<Value> {
+    let mut cur = vec![obj.clone()];
+    let p = path
+        .trim()
+        .trim_start_matches('{')
+        .trim_end_matches('}')
+        .trim_start_matches('$');
+    let mut rest = p;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('.') {
+            let end = r.find(['.', '[']).unwrap_or(r.len());
+            let field = &r[..end];
+            cur = cur.iter().filter_map(|v| v.get(field).cloned()).collect();
+            rest = &r[end..];
+        } else if let Some(r) = rest.strip_prefix('[') {
+            let end = r.find(']')?;
+            let inner = &r[..end];
+            rest = &r[end + 1..];
+            if let Some(filter) = inner.strip_prefix("?(@.").and_then(|f| f.strip_suffix(')')) {
+                let (k, v) = filter.split_once("==")?;
+                let want = v.trim().trim_matches('"').trim_matches('\'');
+                cur = cur
+                    .iter()
+                    .flat_map(|x| x.as_array().cloned().unwrap_or_default())
+                    .filter(|e| {
+                        e[k.trim()].as_str() == Some(want) || e[k.trim()].to_string() == want
+                    })
+                    .collect();
+            } else if inner == "*" {
+                cur = cur
+                    .iter()
+                    .flat_map(|x| x.as_array().cloned().unwrap_or_default())
+                    .collect();
+            } else {
+                let i: usize = inner.parse().ok()?;
+                cur = cur.iter().filter_map(|x| x.get(i).cloned()).collect();
+            }
+        } else {
+            return None;
+        }
+    }
+    match cur.len() {
+        0 => None,
+        1 => cur.pop(),
+        _ => Some(Value::String(
+            cur.iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| v.to_string())
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+        )),
+    }
+}
+
+fn col(name: &str, ty: &str, format: &str, desc: &str, priority: i64) -> Value {
+    json!({"name": name, "type": ty, "format": format, "description": desc, "priority": priority})
+}
+
+fn cell(obj: &Value, path: &str, ty: &str) -> Value {
+    match jsonpath(obj, path) {
+        None => Value::Null,
+        Some(v) if ty == "date" => v.as_str().map(|s| json!(age(s))).unwrap_or(Value::Null),
+        Some(v) => v,
+    }
+}
+
+fn builtin_columns(ri: &ResourceInfo) -> Vec<(Value, String, String)> {
+    let c = |n: &str, ty: &str, p: &str| (col(n, ty, "", n, 0), p.to_string(), ty.to_string());
+    match (ri.group.as_str(), ri.plural.as_str()) {
+        ("", "pods") => vec![c("Status", "string", ".status.phase")],
+        ("batch", "jobs") => vec![
+            c(
+                "Status",
+                "string",
+                ".status.conditions[?(@.status==\"True\")].type",
+            ),
+            c("Succeeded", "integer", ".status.succeeded"),
+        ],
+        ("", "namespaces") | ("", "persistentvolumeclaims") => {
+            vec![c("Status", "string", ".status.phase")]
+        }
+        ("coordination.k8s.io", "leases") => vec![c("Holder", "string", ".spec.holderIdentity")],
+        ("", "events") | ("events.k8s.io", "events") => vec![
+            c("Type", "string", ".type"),
+            c("Reason", "string", ".reason"),
+        ],
+        _ => vec![],
+    }
+}
+
+/// A Table of objects: NAME, the CRD's printer columns (or built-in ones), AGE.
+pub fn table(ri: &ResourceInfo, objs: &[Value], rv: &str, continue_token: Option<&str>) -> Value {
+    let mut defs = vec![col(
+        "Name",
+        "string",
+        "name",
+        "Name must be unique within a namespace.",
+        0,
+    )];
+    let mut cols: Vec<(String, String)> = vec![];
+    let mut add_age = true;
+    if !ri.printer_columns.is_empty() {
+        add_age = false;
+        for pc in &ri.printer_columns {
+            let ty = pc["type"].as_str().unwrap_or("string");
+            defs.push(col(
+                pc["name"].as_str().unwrap_or_default(),
+                ty,
+                pc["format"].as_str().unwrap_or_default(),
+                pc["description"].as_str().unwrap_or_default(),
+                pc["priority"].as_i64().unwrap_or(0),
+            ));
+            cols.push((
+                pc["jsonPath"].as_str().unwrap_or_default().to_string(),
+                ty.to_string(),
+            ));
+        }
+    } else {
+        for (d, p, ty) in builtin_columns(ri) {
+            defs.push(d);
+            cols.push((p, ty));
+        }
+    }
+    if add_age {
+        defs.push(col("Age", "date", "", "CreationTimestamp", 0));
+        cols.push((".metadata.creationTimestamp".into(), "date".into()));
+    }
+    let rows: Vec<Value> = objs
+        .iter()
+        .map(|o| {
+            let mut cells = vec![o["metadata"]["name"].clone()];
+            cells.extend(cols.iter().map(|(p, ty)| cell(o, p, ty)));
+            json!({"cells": cells, "object": partial(o)})
+        })
+        .collect();
+    let mut meta = json!({"resourceVersion": rv});
+    if let Some(c) = continue_token {
+        meta["continue"] = json!(c);
+    }
+    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "columnDefinitions": defs, "rows": rows})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_jsonpath_picks_condition_status() {
+        let o = json!({"status": {"conditions": [{"type": "A", "status": "False"}, {"type": "Complete", "status": "True"}]}});
+        assert_eq!(
+            jsonpath(&o, ".status.conditions[?(@.type==\"Complete\")].status"),
+            Some(json!("True"))
+        );
+        assert_eq!(jsonpath(&o, ".status.conditions[0].type"), Some(json!("A")));
+        assert_eq!(jsonpath(&o, ".status.phase"), None);
+    }
+}
