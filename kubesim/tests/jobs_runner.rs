@@ -669,3 +669,163 @@ async fn finished_job_is_deleted_after_ttl_seconds_after_finished() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn configmap_fieldref_and_volume_kinds_reach_the_process() {
+    let env = start().await;
+    let cm: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "settings"},
+        "data": {"mode": "fast", "app.conf": "a=1\n"}
+    }))
+    .expect("cm");
+    Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(env.client.clone(), NS)
+        .create(&PostParams::default(), &cm)
+        .await
+        .expect("cm");
+    let base = mount_path("volumes");
+    let script = r#"set -e
+out="$DATA/sub"
+echo "$MODE $POD_NAME $POD_NS $IDX" > "$out/env"
+cat "$CONF/app.conf" > "$out/conf"
+echo scratch > "$SCRATCH/x"; cat "$SCRATCH/x" > "$out/scratch"
+pwd > "$out/pwd""#;
+    let value = json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "volumes", "namespace": NS},
+        "spec": {"completions": 1, "completionMode": "Indexed", "template": {"spec": {
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": "main", "image": "busybox", "command": ["/bin/sh", "-c", script],
+                "workingDir": format!("{base}/scratch"),
+                "env": [
+                    {"name": "DATA", "value": format!("{base}/data")},
+                    {"name": "CONF", "value": format!("{base}/conf")},
+                    {"name": "SCRATCH", "value": format!("{base}/scratch")},
+                    {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}},
+                    {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    {"name": "POD_NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                    {"name": "IDX", "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}}
+                ],
+                "volumeMounts": [
+                    {"name": "data", "mountPath": format!("{base}/data/sub"), "subPath": "nested"},
+                    {"name": "conf", "mountPath": format!("{base}/conf")},
+                    {"name": "scratch", "mountPath": format!("{base}/scratch")}
+                ]
+            }],
+            "volumes": [
+                {"name": "data", "persistentVolumeClaim": {"claimName": "vols"}},
+                {"name": "conf", "configMap": {"name": "settings"}},
+                {"name": "scratch", "emptyDir": {}}
+            ]
+        }}}
+    });
+    let j: Job = serde_json::from_value(value).expect("job");
+    Api::<Job>::namespaced(env.client.clone(), NS)
+        .create(&PostParams::default(), &j)
+        .await
+        .expect("create job");
+    let done = wait_finished(&env.client, "volumes").await;
+    let pod = job_pods(&env.client, "volumes").await.remove(0);
+    let log = std::fs::read_to_string(env.dir.path().join("data/logs").join(NS).join(format!(
+        "{}.log",
+        pod.metadata.name.clone().unwrap_or_default()
+    )))
+    .unwrap_or_default();
+    assert_eq!(
+        condition(&done, "Complete").as_deref(),
+        Some("CompletionsReached"),
+        "log: {log}"
+    );
+    let nested = env.pvc_dir("vols").join("nested");
+    let read = |f: &str| std::fs::read_to_string(nested.join(f)).expect(f);
+    assert_eq!(
+        read("env"),
+        format!(
+            "fast {} {NS} 0\n",
+            pod.metadata.name.clone().unwrap_or_default()
+        )
+    );
+    assert_eq!(read("conf"), "a=1\n");
+    assert_eq!(read("scratch"), "scratch\n");
+    assert_eq!(read("pwd").trim(), format!("{base}/scratch"));
+}
+
+#[tokio::test]
+async fn unmapped_image_fails_the_pod_with_err_image_pull() {
+    let env = start().await;
+    let value = json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "noimage", "namespace": NS},
+        "spec": {"backoffLimit": 0, "template": {"spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "registry.example/unknown:1"}]
+        }}}
+    });
+    let j: Job = serde_json::from_value(value).expect("job");
+    Api::<Job>::namespaced(env.client.clone(), NS)
+        .create(&PostParams::default(), &j)
+        .await
+        .expect("create job");
+    let done = wait_finished(&env.client, "noimage").await;
+    assert_eq!(
+        condition(&done, "Failed").as_deref(),
+        Some("BackoffLimitExceeded")
+    );
+    let pod = job_pods(&env.client, "noimage").await.remove(0);
+    assert_eq!(phase(&pod), "Failed");
+    let waiting = pod
+        .status
+        .and_then(|s| s.container_statuses)
+        .and_then(|c| c.into_iter().next())
+        .and_then(|c| c.state)
+        .and_then(|s| s.waiting)
+        .and_then(|w| w.reason);
+    assert_eq!(waiting.as_deref(), Some("ErrImagePull"));
+}
+
+#[tokio::test]
+async fn job_completes_across_api_server_restart_and_dropped_watches_without_duplicates() {
+    let env = start().await;
+    let mount = mount_path("restart");
+    let script = r#"echo run >> "$DATA/runs-$JOB_COMPLETION_INDEX"; sleep 0.5"#;
+    let j = job(
+        "restart",
+        json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed"}),
+        script,
+        &mount,
+        "restart",
+    );
+    Api::<Job>::namespaced(env.client.clone(), NS)
+        .create(&PostParams::default(), &j)
+        .await
+        .expect("create job");
+    let dir = env.pvc_dir("restart");
+    wait_for("pods running", Duration::from_secs(10), || async {
+        (0..3)
+            .all(|i| dir.join(format!("runs-{i}")).exists())
+            .then_some(())
+    })
+    .await;
+    env.cluster.restart().await.expect("restart");
+    env.cluster.faults().drop_watches();
+    let done = wait_finished(&env.client, "restart").await;
+    assert_eq!(
+        condition(&done, "Complete").as_deref(),
+        Some("CompletionsReached")
+    );
+    assert_eq!(
+        done.status
+            .as_ref()
+            .and_then(|s| s.completed_indexes.as_deref()),
+        Some("0-2")
+    );
+    assert_eq!(
+        job_pods(&env.client, "restart").await.len(),
+        3,
+        "no duplicate pods"
+    );
+    for i in 0..3 {
+        let runs = std::fs::read_to_string(dir.join(format!("runs-{i}"))).expect("runs");
+        assert_eq!(runs.lines().count(), 1, "index {i} ran once");
+    }
+}
