@@ -20,6 +20,10 @@ impl Env {
     fn pvc_dir(&self, claim: &str) -> PathBuf {
         self.dir.path().join("data/pvc").join(NS).join(claim)
     }
+    /// A mount path inside the test's own directory, so no mountpoint is left on the host.
+    fn mount(&self, name: &str) -> String {
+        self.dir.path().join("mnt").join(name).display().to_string()
+    }
     fn runner(&self) -> &kubesim::runner::RunnerHandle {
         self.cluster.runner().expect("runner")
     }
@@ -42,11 +46,6 @@ async fn start() -> Env {
         client,
         dir,
     }
-}
-
-/// A unique mount path per test, so concurrent tests never share a mountpoint.
-fn mount_path(test: &str) -> String {
-    format!("/tmp/kubesim-jobs-test/{test}-{}", std::process::id())
 }
 
 fn job(name: &str, spec: serde_json::Value, script: &str, mount: &str, claim: &str) -> Job {
@@ -185,7 +184,7 @@ fn read_pids(dir: &Path, prefix: &str) -> Vec<String> {
 #[tokio::test]
 async fn indexed_job_completes_every_index_with_at_most_parallelism_pods_active() {
     let env = start().await;
-    let mount = mount_path("indexed");
+    let mount = env.mount("indexed");
     create_pvc(&env.client, "indexed").await;
     let script = r#"echo "$JOB_COMPLETION_INDEX" > "$DATA/done-$JOB_COMPLETION_INDEX"; printf 'index %s done' "$JOB_COMPLETION_INDEX" > /dev/termination-log; sleep 0.3"#;
     let j = job(
@@ -266,7 +265,7 @@ async fn indexed_job_completes_every_index_with_at_most_parallelism_pods_active(
 #[tokio::test]
 async fn failing_index_is_retried_per_backoff_limit_per_index_then_reported() {
     let env = start().await;
-    let mount = mount_path("perindex");
+    let mount = env.mount("perindex");
     let script = r#"if [ "$JOB_COMPLETION_INDEX" = 1 ]; then echo boom; exit 3; fi"#;
     let j = job(
         "perindex",
@@ -298,7 +297,7 @@ async fn failing_index_is_retried_per_backoff_limit_per_index_then_reported() {
 #[tokio::test]
 async fn fail_index_rule_stops_retries_of_that_index_at_once() {
     let env = start().await;
-    let mount = mount_path("failindex");
+    let mount = env.mount("failindex");
     let script = r#"if [ "$JOB_COMPLETION_INDEX" = 0 ]; then exit 42; fi"#;
     let j = job(
         "failindex",
@@ -331,7 +330,7 @@ async fn fail_index_rule_stops_retries_of_that_index_at_once() {
 #[tokio::test]
 async fn killed_pod_is_retried_and_reports_exit_code_137() {
     let env = start().await;
-    let mount = mount_path("killed");
+    let mount = env.mount("killed");
     // The first run waits to be killed; the retry finds the marker and succeeds.
     let script = r#"if [ -e "$DATA/started" ]; then exit 0; fi; touch "$DATA/started"; sleep 30"#;
     let j = job(
@@ -372,7 +371,7 @@ async fn killed_pod_is_retried_and_reports_exit_code_137() {
 #[tokio::test]
 async fn fail_pod_reports_the_given_exit_code_to_the_pod_failure_policy() {
     let env = start().await;
-    let mount = mount_path("failpod");
+    let mount = env.mount("failpod");
     let script = r#"touch "$DATA/started"; sleep 30"#;
     let j = job(
         "failpod",
@@ -414,7 +413,7 @@ async fn fail_pod_reports_the_given_exit_code_to_the_pod_failure_policy() {
 #[tokio::test]
 async fn suspend_kills_pods_resume_recreates_them_and_job_deletion_kills_processes() {
     let env = start().await;
-    let mount = mount_path("suspend");
+    let mount = env.mount("suspend");
     let script = r#"echo $$ > "$DATA/pid-$HOSTNAME-$(date +%s%N)"; exec sleep 30"#;
     let j = job(
         "suspend",
@@ -501,7 +500,7 @@ async fn suspend_kills_pods_resume_recreates_them_and_job_deletion_kills_process
 #[tokio::test]
 async fn active_deadline_fails_the_job_and_kills_its_pods() {
     let env = start().await;
-    let mount = mount_path("deadline");
+    let mount = env.mount("deadline");
     let script = r#"echo $$ > "$DATA/pid"; exec sleep 30"#;
     let j = job(
         "deadline",
@@ -536,7 +535,7 @@ async fn secret_env_reaches_the_process_and_fallback_message_comes_from_logs() {
         .create(&PostParams::default(), &secret)
         .await
         .expect("secret");
-    let mount = mount_path("secret");
+    let mount = env.mount("secret");
     let script = r#"printf '%s' "$PASSWORD" > /dev/termination-log"#;
     let mut j = job("secret", json!({}), script, &mount, "secret");
     let mut value = serde_json::to_value(&j).expect("json");
@@ -591,7 +590,7 @@ async fn secret_env_reaches_the_process_and_fallback_message_comes_from_logs() {
 #[tokio::test]
 async fn missing_secret_keeps_pod_pending_with_create_container_config_error() {
     let env = start().await;
-    let mount = mount_path("nosecret");
+    let mount = env.mount("nosecret");
     let mut value = serde_json::to_value(job("nosecret", json!({}), "exit 0", &mount, "nosecret"))
         .expect("json");
     value["spec"]["template"]["spec"]["containers"][0]["env"]
@@ -639,7 +638,7 @@ async fn missing_secret_keeps_pod_pending_with_create_container_config_error() {
 #[tokio::test]
 async fn finished_job_is_deleted_after_ttl_seconds_after_finished() {
     let env = start().await;
-    let mount = mount_path("ttl");
+    let mount = env.mount("ttl");
     let j = job(
         "ttl",
         json!({"ttlSecondsAfterFinished": 1}),
@@ -682,7 +681,7 @@ async fn configmap_fieldref_and_volume_kinds_reach_the_process() {
         .create(&PostParams::default(), &cm)
         .await
         .expect("cm");
-    let base = mount_path("volumes");
+    let base = env.mount("volumes");
     let script = r#"set -e
 out="$DATA/sub"
 echo "$MODE $POD_NAME $POD_NS $IDX" > "$out/env"
@@ -786,7 +785,7 @@ async fn unmapped_image_fails_the_pod_with_err_image_pull() {
 #[tokio::test]
 async fn job_completes_across_api_server_restart_and_dropped_watches_without_duplicates() {
     let env = start().await;
-    let mount = mount_path("restart");
+    let mount = env.mount("restart");
     let script = r#"echo run >> "$DATA/runs-$JOB_COMPLETION_INDEX"; sleep 0.5"#;
     let j = job(
         "restart",
