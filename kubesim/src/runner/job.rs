@@ -263,6 +263,7 @@ pub fn job_step(job: &Job, pods: &[Pod], now: Timestamp, timing: &JobTiming) -> 
     let mut failures_per_index: BTreeMap<i32, i32> = BTreeMap::new();
     let mut fail_job_reason: Option<(String, String)> = None;
     let mut last_failure: Option<Timestamp> = None;
+    let mut last_failure_per_index: BTreeMap<i32, Timestamp> = BTreeMap::new();
     for pod in pods {
         match pod_state(pod) {
             PodState::Active => active.push(pod),
@@ -306,6 +307,10 @@ pub fn job_step(job: &Job, pods: &[Pod], now: Timestamp, timing: &JobTiming) -> 
                 }
                 if let Some(i) = idx {
                     *failures_per_index.entry(i).or_default() += 1;
+                    if let Some(t) = pod_finished_at(pod) {
+                        let e = last_failure_per_index.entry(i).or_insert(t);
+                        *e = (*e).max(t);
+                    }
                 }
             }
         }
@@ -498,16 +503,27 @@ pub fn job_step(job: &Job, pods: &[Pod], now: Timestamp, timing: &JobTiming) -> 
     status.active = opt_count(active.len());
     status.ready = Some(i32::try_from(ready).unwrap_or(0));
     status.terminating = Some(count(terminating));
-    let mut delay = Duration::ZERO;
-    if let Some(last) = last_failure {
-        let exp = u32::try_from(failed_pods.saturating_sub(1).min(6)).unwrap_or(6);
+    // Exponential retry backoff, per index with backoffLimitPerIndex (as upstream), else per Job.
+    let backoff_left = |failures: i32, last: Option<Timestamp>| -> Duration {
+        let Some(last) = last.filter(|_| failures > 0) else {
+            return Duration::ZERO;
+        };
+        let exp = u32::try_from((failures - 1).clamp(0, 6)).unwrap_or(6);
         let wait = (timing.backoff_base * 2u32.pow(exp)).min(timing.backoff_max);
         let ready_at =
             last + jiff::SignedDuration::from_millis(i64::try_from(wait.as_millis()).unwrap_or(0));
         if now < ready_at {
-            delay = Duration::from_millis(until(ready_at, now) + 5);
+            Duration::from_millis(until(ready_at, now) + 5)
+        } else {
+            Duration::ZERO
         }
-    }
+    };
+    let job_delay = if per_index.is_some() {
+        Duration::ZERO
+    } else {
+        backoff_left(i32::try_from(failed_pods).unwrap_or(i32::MAX), last_failure)
+    };
+    let mut wait = Duration::MAX;
     let room = usize::try_from(parallelism)
         .unwrap_or(0)
         .saturating_sub(active.len() + terminating);
@@ -516,6 +532,20 @@ pub fn job_step(job: &Job, pods: &[Pod], now: Timestamp, timing: &JobTiming) -> 
         (0..completions.unwrap_or(0))
             .filter(|i| {
                 !succeeded_idx.contains(i) && !failed_idx.contains(i) && !running.contains(i)
+            })
+            .filter(|i| {
+                let d = if per_index.is_some() {
+                    backoff_left(
+                        failures_per_index.get(i).copied().unwrap_or(0),
+                        last_failure_per_index.get(i).copied(),
+                    )
+                } else {
+                    job_delay
+                };
+                if !d.is_zero() {
+                    wait = wait.min(d);
+                }
+                d.is_zero()
             })
             .take(room)
             .map(Some)
@@ -529,14 +559,17 @@ pub fn job_step(job: &Job, pods: &[Pod], now: Timestamp, timing: &JobTiming) -> 
             None if succeeded_pods > 0 => 0,
             None => usize::MAX,
         };
-        vec![None; room.min(remaining)]
-    };
-    if !wanted.is_empty() {
-        if delay.is_zero() {
-            step.pods_to_create = wanted;
+        let n = room.min(remaining);
+        if n > 0 && !job_delay.is_zero() {
+            wait = job_delay;
+            Vec::new()
         } else {
-            step.requeue_after = Some(step.requeue_after.map_or(delay, |r| r.min(delay)));
+            vec![None; n]
         }
+    };
+    step.pods_to_create = wanted;
+    if wait != Duration::MAX {
+        step.requeue_after = Some(step.requeue_after.map_or(wait, |r| r.min(wait)));
     }
     step.new_status = status;
     step
@@ -786,6 +819,25 @@ mod tests {
         let later = now + jiff::SignedDuration::from_secs(2);
         let step = job_step(&j, &pods, later, &JobTiming::default());
         assert_eq!(step.pods_to_create, vec![None]);
+    }
+
+    #[test]
+    fn per_index_backoff_delays_only_the_failed_index() {
+        let now = Timestamp::now();
+        let j = indexed(serde_json::json!({"backoffLimitPerIndex": 2, "parallelism": 4}));
+        let pods = [pod("a", Some(0), "Failed", Some(1), now)];
+        let step = job_step(&j, &pods, now, &JobTiming::default());
+        assert_eq!(step.pods_to_create, vec![Some(1), Some(2), Some(3)]);
+        assert!(
+            step.requeue_after
+                .is_some_and(|d| d <= Duration::from_millis(300))
+        );
+        let later = now + jiff::SignedDuration::from_secs(1);
+        let step = job_step(&j, &pods, later, &JobTiming::default());
+        assert_eq!(
+            step.pods_to_create,
+            vec![Some(0), Some(1), Some(2), Some(3)]
+        );
     }
 
     #[test]
