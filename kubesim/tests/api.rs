@@ -1,4 +1,5 @@
 //! Server behaviours over real HTTP with a kube client: KUBESIM.md's ten server behaviours.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;

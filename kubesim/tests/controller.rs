@@ -1,4 +1,5 @@
 //! A kube-runtime Controller (owns, finalizer, Recorder, status patches) keeps working through
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 //! dropped watches, a 410 compaction and an API server restart, without duplicates.
 
 use futures::StreamExt;

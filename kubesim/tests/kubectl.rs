@@ -1,4 +1,5 @@
 //! kubectl 1.32 against kubesim: apply (client- and server-side), get, wait, describe, delete.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
@@ -51,7 +52,7 @@ spec:
 "#;
 
 async fn kubectl(kc: &Path, args: &[&str]) -> Output {
-    let out = tokio::process::Command::new(KUBECTL)
+    tokio::process::Command::new(KUBECTL)
         .arg("--kubeconfig")
         .arg(kc)
         .args(args)
@@ -59,8 +60,7 @@ async fn kubectl(kc: &Path, args: &[&str]) -> Output {
         .await
         .expect(
             "kubectl 1.32 must be on PATH (/usr/bin/kubectl); these tests do not skip without it",
-        );
-    out
+        )
 }
 
 fn text(o: &Output) -> String {

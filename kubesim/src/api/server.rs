@@ -53,7 +53,7 @@ fn decode(s: &str) -> String {
     while i < b.len() {
         match b[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() + 0 && i + 2 <= b.len() - 1 => {
+            b'%' if i + 2 < b.len() => {
                 match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
                 {
                     Ok(x) => {
@@ -480,7 +480,7 @@ fn decode_continue(s: &str) -> ApiResult<String> {
             "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
         )
     };
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(bad());
     }
     let bytes: Result<Vec<u8>, _> = (0..s.len())

@@ -35,7 +35,8 @@ pub fn jsonpath(obj: &Value, path: &str) -> Option<Value> {
                     .iter()
                     .flat_map(|x| x.as_array().cloned().unwrap_or_default())
                     .filter(|e| {
-                        e[k.trim()].as_str() == Some(want) || e[k.trim()].to_string() == want
+                        e[k.trim()].as_str() == Some(want)
+                            || e[k.trim()].as_i64().map(|n| n.to_string()).as_deref() == Some(want)
                     })
                     .collect();
             } else if inner == "*" {

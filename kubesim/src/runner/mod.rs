@@ -199,6 +199,22 @@ impl Controller {
         if let Ok(mut latest) = self.latest.lock() {
             latest.retain(|uid, _| live.contains(uid));
         }
+        // Pods grouped by their controlling owner's uid, once per pass.
+        let mut by_owner: HashMap<String, Vec<Pod>> = HashMap::new();
+        for p in &pods {
+            if let Some(o) = p
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|o| o.controller == Some(true))
+            {
+                by_owner
+                    .entry(o.uid.clone())
+                    .or_default()
+                    .push(Pod::clone(p));
+            }
+        }
         for job in jobs {
             let Some(uid) = job.metadata.uid.clone() else {
                 continue;
@@ -210,17 +226,7 @@ impl Controller {
             {
                 job = mine.clone();
             }
-            let owned: Vec<Pod> = pods
-                .iter()
-                .filter(|p| {
-                    p.metadata
-                        .owner_references
-                        .iter()
-                        .flatten()
-                        .any(|o| o.uid == uid && o.controller == Some(true))
-                })
-                .map(|p| Pod::clone(p))
-                .collect();
+            let owned: Vec<Pod> = by_owner.remove(&uid).unwrap_or_default();
             if let Some(exp) = self.expectations.get(&uid) {
                 let seen = |n: &String| owned.iter().any(|p| p.metadata.name.as_ref() == Some(n));
                 let gone = |n: &String| {
