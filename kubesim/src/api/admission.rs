@@ -146,7 +146,10 @@ pub fn crd(ri: &ResourceInfo, obj: &mut Value) -> ApiResult<()> {
 /// Server-side defaults of built-in kinds on create.
 pub fn builtin_create(ri: &ResourceInfo, obj: &mut Value, data_dir: &Path) -> ApiResult<()> {
     match (ri.group.as_str(), ri.plural.as_str()) {
-        ("", "namespaces") => obj["status"] = json!({"phase": "Active"}),
+        ("", "namespaces") => {
+            obj["spec"] = json!({"finalizers": ["kubernetes"]});
+            obj["status"] = json!({"phase": "Active"});
+        }
         ("", "pods") => {
             obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
             if obj["spec"]["restartPolicy"].is_null() {

@@ -76,7 +76,7 @@ impl Store {
                 let _ = st.create(
                     &ri,
                     "",
-                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}),
                     "kubesim",
                 );
             }

@@ -74,6 +74,8 @@ pub struct Kubelet {
     procs: Mutex<HashMap<String, Proc>>,
     started: Mutex<HashSet<String>>,
     retry_at: Mutex<HashMap<String, Instant>>,
+    /// Per-pod directories (emptyDir, secret and configMap volumes, termination log), removed with the pod.
+    pod_dirs: Mutex<HashMap<String, PathBuf>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -209,6 +211,7 @@ impl Kubelet {
             procs: Mutex::default(),
             started: Mutex::default(),
             retry_at: Mutex::default(),
+            pod_dirs: Mutex::default(),
         }
     }
 
@@ -233,6 +236,21 @@ impl Kubelet {
                 (uid.clone(), p.pgid, grace)
             })
             .collect();
+        // Pods gone from the API with no process left: forget them and remove their directories.
+        let gone: Vec<(String, PathBuf)> = {
+            let procs = lock(&self.procs);
+            lock(&self.pod_dirs)
+                .iter()
+                .filter(|(uid, _)| !live.contains_key(*uid) && !procs.contains_key(*uid))
+                .map(|(uid, dir)| (uid.clone(), dir.clone()))
+                .collect()
+        };
+        for (uid, dir) in gone {
+            lock(&self.pod_dirs).remove(&uid);
+            lock(&self.started).remove(&uid);
+            lock(&self.retry_at).remove(&uid);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
         for (uid, pgid, grace) in doomed {
             let this = Arc::clone(self);
             tokio::spawn(async move { this.terminate(&uid, pgid, grace).await });
@@ -467,6 +485,7 @@ impl Kubelet {
             .join(&ns)
             .join(format!("{name}-{uid}"));
         std::fs::create_dir_all(&pod_dir).map_err(io)?;
+        lock(&self.pod_dirs).insert(uid.clone(), pod_dir.clone());
         let mounts = self.volumes(pod, c, &ns, &pod_dir).await?;
         let term_log = pod_dir.join("termination-log");
         std::fs::write(&term_log, b"").map_err(io)?;
