@@ -651,6 +651,20 @@ async fn finished_job_is_deleted_after_ttl_seconds_after_finished() {
         .await
         .expect("create job");
     let done = wait_finished(&env.client, "ttl").await;
+    let pod_dirs = env.dir.path().join("data/pods").join(NS);
+    let ttl_dirs = || {
+        std::fs::read_dir(&pod_dirs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("ttl-"))
+            .count()
+    };
+    assert_eq!(
+        ttl_dirs(),
+        1,
+        "the pod's directory exists while the pod does"
+    );
     assert_eq!(
         condition(&done, "Complete").as_deref(),
         Some("CompletionsReached")
@@ -667,6 +681,23 @@ async fn finished_job_is_deleted_after_ttl_seconds_after_finished() {
         || async { job_pods(&env.client, "ttl").await.is_empty().then_some(()) },
     )
     .await;
+    let pod_dirs = env.dir.path().join("data/pods").join(NS);
+    wait_for(
+        "per-pod directories removed",
+        Duration::from_secs(10),
+        || async {
+            let left = std::fs::read_dir(&pod_dirs)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("ttl-"))
+                .count();
+            (left == 0).then_some(())
+        },
+    )
+    .await;
+    // The PVC outlives its pods.
+    assert!(env.pvc_dir("ttl").is_dir());
 }
 
 #[tokio::test]
