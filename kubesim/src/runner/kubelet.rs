@@ -84,6 +84,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Send `sig` to a whole process group.
 fn kill_group(pgid: u32, sig: &str) {
+    // Never signal "group 0" (our own) or init.
+    if pgid <= 1 {
+        return;
+    }
     let _ = std::process::Command::new("kill")
         .args(["-s", sig, "--", &format!("-{pgid}")])
         .stdout(std::process::Stdio::null())
