@@ -289,7 +289,10 @@ impl Kubelet {
         while Instant::now() < deadline && lock(&self.procs).contains_key(uid) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        kill_group(pgid, "KILL");
+        // Once the process is reaped, its task has already killed the rest of the group.
+        if lock(&self.procs).contains_key(uid) {
+            kill_group(pgid, "KILL");
+        }
     }
 
     /// Kill a pod's process; it is reported with `code` (137 for a SIGKILL as upstream).
