@@ -859,3 +859,37 @@ async fn job_completes_across_api_server_restart_and_dropped_watches_without_dup
         assert_eq!(runs.lines().count(), 1, "index {i} ran once");
     }
 }
+
+#[tokio::test]
+async fn dropping_the_cluster_kills_every_pod_process() {
+    let env = start().await;
+    let mount = env.mount("drop");
+    let script = r#"sleep 30 & echo $! > "$DATA/child"; echo $$ > "$DATA/pid"; wait"#;
+    let j = job("drop", json!({}), script, &mount, "drop");
+    Api::<Job>::namespaced(env.client.clone(), NS)
+        .create(&PostParams::default(), &j)
+        .await
+        .expect("create job");
+    let dir = env.pvc_dir("drop");
+    let pids = wait_for("process started", Duration::from_secs(10), || async {
+        let pid = std::fs::read_to_string(dir.join("pid")).ok()?;
+        let child = std::fs::read_to_string(dir.join("child")).ok()?;
+        Some([pid.trim().to_string(), child.trim().to_string()])
+    })
+    .await;
+    assert!(pids.iter().all(|p| process_alive(p)));
+    let Env {
+        cluster,
+        client,
+        dir: tmp,
+    } = env;
+    drop(client);
+    drop(cluster);
+    wait_for(
+        "processes gone after drop",
+        Duration::from_secs(5),
+        || async { pids.iter().all(|p| !process_alive(p)).then_some(()) },
+    )
+    .await;
+    drop(tmp);
+}
