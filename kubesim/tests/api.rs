@@ -531,7 +531,7 @@ async fn injected_faults_fail_the_next_requests_then_clear() {
                 .unwrap_err()
         )
         .0,
-        503
+        500
     );
     assert_eq!(
         code(
@@ -540,7 +540,7 @@ async fn injected_faults_fail_the_next_requests_then_clear() {
                 .unwrap_err()
         )
         .0,
-        503
+        500
     );
     api.create(&PostParams::default(), &cm("a")).await.unwrap();
 }
