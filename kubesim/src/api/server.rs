@@ -347,6 +347,9 @@ fn parse_body(body: &[u8], h: &HeaderMap) -> ApiResult<Value> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
+    if ct.contains("protobuf") || ct.contains("cbor") {
+        return Err(ApiError::unsupported_media(ct));
+    }
     let v: Value = if ct.contains("yaml") {
         let s = std::str::from_utf8(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
         serde_json::from_str(s)
