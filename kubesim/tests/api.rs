@@ -557,3 +557,103 @@ async fn restart_keeps_store_and_port() {
     assert_eq!(c.port(), port);
     api.get("kept").await.unwrap();
 }
+
+#[tokio::test]
+async fn lease_manager_flow_take_renew_conflict_release() {
+    let (_c, client) = cluster().await;
+    let api: Api<k8s_openapi::api::coordination::v1::Lease> = Api::default_namespaced(client);
+    assert_eq!(code(api.get("lead").await.unwrap_err()).0, 404);
+    let l = serde_json::from_value(json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "lead"}})).unwrap();
+    api.create(&PostParams::default(), &l).await.unwrap();
+    assert_eq!(
+        code(api.create(&PostParams::default(), &l).await.unwrap_err()),
+        (409, "AlreadyExists".into())
+    );
+    let take = |h: &str| json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "spec": {"holderIdentity": h, "leaseDurationSeconds": 4}});
+    api.patch(
+        "lead",
+        &PatchParams::apply("mgr-a"),
+        &Patch::Apply(take("a")),
+    )
+    .await
+    .unwrap();
+    let renew = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "spec": {"leaseTransitions": 1}});
+    api.patch(
+        "lead",
+        &PatchParams::apply("mgr-a"),
+        &Patch::Strategic(renew),
+    )
+    .await
+    .unwrap();
+    let e = api
+        .patch(
+            "lead",
+            &PatchParams::apply("mgr-b"),
+            &Patch::Apply(take("b")),
+        )
+        .await
+        .unwrap_err();
+    let kube::Error::Api(s) = e else { panic!() };
+    assert_eq!((s.code, s.reason.as_str()), (409, "Conflict"));
+    assert!(
+        s.message.contains("mgr-a") && s.message.contains(".spec.holderIdentity"),
+        "{}",
+        s.message
+    );
+    let release = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "spec": {"holderIdentity": null, "leaseDurationSeconds": null}});
+    let l = api
+        .patch(
+            "lead",
+            &PatchParams::apply("mgr-a"),
+            &Patch::Strategic(release),
+        )
+        .await
+        .unwrap();
+    assert!(l.spec.as_ref().unwrap().holder_identity.is_none());
+    assert_eq!(l.spec.unwrap().lease_transitions, Some(1));
+    let l = api
+        .patch(
+            "lead",
+            &PatchParams::apply("mgr-b"),
+            &Patch::Apply(take("b")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(l.spec.unwrap().holder_identity.as_deref(), Some("b"));
+}
+
+#[tokio::test]
+async fn watch_with_field_selector_reports_leaving_objects_as_deleted() {
+    let (_c, client) = cluster().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(client);
+    let a = api.create(&PostParams::default(), &cm("a")).await.unwrap();
+    let o: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "b", "labels": {"x": "1"}}})).unwrap();
+    api.create(&PostParams::default(), &o).await.unwrap();
+    let rv = a.metadata.resource_version.unwrap();
+    let mut s = api
+        .watch(&WatchParams::default().labels("x=1").timeout(3), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    api.patch(
+        "b",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"x": "2"}}})),
+    )
+    .await
+    .unwrap();
+    let mut seen = vec![];
+    while let Some(ev) = s.try_next().await.unwrap() {
+        match ev {
+            WatchEvent::Added(o) => seen.push(format!("ADDED {}", o.metadata.name.unwrap())),
+            WatchEvent::Deleted(o) => {
+                seen.push(format!("DELETED {}", o.metadata.name.unwrap()));
+                break;
+            }
+            WatchEvent::Modified(o) => seen.push(format!("MODIFIED {}", o.metadata.name.unwrap())),
+            _ => {}
+        }
+    }
+    assert_eq!(seen, ["ADDED b", "DELETED b"]);
+}

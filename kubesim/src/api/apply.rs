@@ -39,6 +39,11 @@ pub fn leaves(v: &Value) -> BTreeMap<String, Value> {
                             walk(mv, &format!(".metadata.{mk}"), &mut out);
                         }
                     }
+                    // kubectl migrates this annotation's ownership by rewriting managedFields,
+                    // which kubesim does not expose; leave it unowned so the migration is not a conflict.
+                    out.remove(
+                        ".metadata.annotations.kubectl.kubernetes.io/last-applied-configuration",
+                    );
                 }
                 continue;
             }
