@@ -570,7 +570,7 @@ impl State {
                     }
                 }
             }
-            if ri.generation && strip(&new, true) != strip(&old, true) {
+            if ri.generation && strip(&new, ri.status) != strip(&old, ri.status) {
                 let g = old["metadata"]["generation"].as_i64().unwrap_or(0);
                 new["metadata"]["generation"] = json!(g + 1);
             }
