@@ -657,3 +657,60 @@ async fn watch_with_field_selector_reports_leaving_objects_as_deleted() {
     }
     assert_eq!(seen, ["ADDED b", "DELETED b"]);
 }
+
+#[tokio::test]
+async fn recorder_events_get_series_and_show_as_core_events_by_involved_object() {
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let (_c, client) = cluster().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    let o = cms
+        .create(&PostParams::default(), &cm("subject"))
+        .await
+        .unwrap();
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "tester".into(),
+            instance: Some("i".into()),
+        },
+    );
+    let ev = Event {
+        type_: EventType::Warning,
+        reason: "Twice".into(),
+        note: Some("n".into()),
+        action: "Act".into(),
+        secondary: None,
+    };
+    let reference = kube::Resource::object_ref(&o, &());
+    recorder.publish(&ev, &reference).await.unwrap();
+    recorder.publish(&ev, &reference).await.unwrap();
+    let new: Api<k8s_openapi::api::events::v1::Event> = Api::default_namespaced(client.clone());
+    let items = new.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].series.as_ref().unwrap().count, 2);
+    let core: Api<k8s_openapi::api::core::v1::Event> = Api::default_namespaced(client);
+    let sel = format!(
+        "involvedObject.name=subject,involvedObject.namespace=default,involvedObject.kind=ConfigMap,involvedObject.uid={}",
+        o.metadata.uid.unwrap()
+    );
+    let items = core
+        .list(&ListParams::default().fields(&sel))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(items.len(), 1);
+    assert_eq!(
+        (
+            items[0].reason.as_deref(),
+            items[0].message.as_deref(),
+            items[0].count
+        ),
+        (Some("Twice"), Some("n"), Some(2))
+    );
+    let none = core
+        .list(&ListParams::default().fields("involvedObject.name=other"))
+        .await
+        .unwrap()
+        .items;
+    assert!(none.is_empty());
+}
