@@ -220,6 +220,10 @@ async fn route(
         ("DELETE", false) => "deletecollection",
         _ => return Err(ApiError::method_not_allowed()),
     };
+    if q.get("dryRun").is_some_and(|d| !d.is_empty()) && !matches!(verb, "get" | "list" | "watch") {
+        // Refuse rather than persist a change the client asked not to persist.
+        return Err(ApiError::bad_request("kubesim does not support dryRun"));
+    }
     if let Some(code) = app.faults.take(verb, &ri.plural) {
         return Err(ApiError::for_code(code));
     }
