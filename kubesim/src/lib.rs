@@ -139,6 +139,9 @@ impl Cluster {
 
     /// A kube client for this cluster (default namespace `default`).
     pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        // kube builds a TLS connector even for http:// URLs, and rustls panics when more
+        // than one provider is compiled in and none is chosen; choosing one is idempotent.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut cfg = kube::Config::new(self.url().parse()?);
         cfg.default_namespace = "default".into();
         Ok(kube::Client::try_from(cfg)?)

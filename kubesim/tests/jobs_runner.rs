@@ -30,7 +30,6 @@ impl Env {
 }
 
 async fn start() -> Env {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = kubesim::Cluster::start(kubesim::ClusterConfig {
         data_dir: Some(dir.path().join("data")),
