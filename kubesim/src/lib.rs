@@ -147,6 +147,31 @@ impl Cluster {
         Ok(kube::Client::try_from(cfg)?)
     }
 
+    /// A kube client that impersonates `user` (`Impersonate-User`), so its requests are authorized
+    /// by RBAC against the stored Roles and bindings, e.g.
+    /// `client_as("system:serviceaccount:reports:reportjob")`. A service-account user gets the
+    /// groups `system:serviceaccounts`, `system:serviceaccounts:<ns>` and `system:authenticated`.
+    pub async fn client_as(&self, user: &str) -> anyhow::Result<kube::Client> {
+        self.client_as_groups(user, &[]).await
+    }
+
+    /// Like [`Cluster::client_as`], also sending one `Impersonate-Group` per group. As upstream,
+    /// given groups replace a service account's implicit ones (`system:authenticated` is still added).
+    pub async fn client_as_groups(
+        &self,
+        user: &str,
+        groups: &[&str],
+    ) -> anyhow::Result<kube::Client> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut cfg = kube::Config::new(self.url().parse()?);
+        cfg.default_namespace = "default".into();
+        cfg.auth_info.impersonate = Some(user.to_string());
+        if !groups.is_empty() {
+            cfg.auth_info.impersonate_groups = Some(groups.iter().map(|g| g.to_string()).collect());
+        }
+        Ok(kube::Client::try_from(cfg)?)
+    }
+
     /// Write a kubeconfig for kubectl.
     pub fn write_kubeconfig(&self, path: &Path) -> anyhow::Result<()> {
         let text = format!(

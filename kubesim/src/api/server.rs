@@ -6,6 +6,7 @@ use super::discovery;
 use super::error::{ApiError, ApiResult};
 use super::faults::FaultRules;
 use super::patch::{self, JsonPatchError};
+use super::rbac;
 use super::resources::ResourceInfo;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::store::{Propagation, Store};
@@ -106,11 +107,22 @@ fn repr(h: &HeaderMap) -> Repr {
 /// The single entry point for every request.
 pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
+    let q = parse_query(parts.uri.query());
+    // Authorization comes before anything else looks at the request, as upstream's filter chain.
+    let authz = rbac::check(
+        &app.store.lock(),
+        &parts.method,
+        parts.uri.path(),
+        &q,
+        &parts.headers,
+    );
+    if let Err(e) = authz {
+        return err(&e);
+    }
     let bytes = match axum::body::to_bytes(body, 64 << 20).await {
         Ok(b) => b,
         Err(e) => return err(&ApiError::bad_request(format!("reading body: {e}"))),
     };
-    let q = parse_query(parts.uri.query());
     let path = parts.uri.path().trim_end_matches('/').to_string();
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match route(&app, &parts.method, &parts.headers, &segs, &q, &bytes).await {
