@@ -1,0 +1,491 @@
+//! Completion webhooks against a local HTTP receiver on loopback: one request per delivery
+//! with the right body, retries on 5xx/429/timeouts/refused connections, none on 4xx, and
+//! the `reportjob notify` command's termination-log line and exit codes.
+#![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reportjob::api::{NotifyFormat, NotifyOn, ReportJobSpec};
+use reportjob::notify::{self, Details, Notification, Outcome, RetryPolicy};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the receiver does with a request.
+#[derive(Clone, Copy, Debug)]
+enum Reply {
+    /// Answer with this status.
+    Status(u16),
+    /// Read the request, never answer.
+    Silent,
+}
+
+/// A request as received.
+#[derive(Clone, Debug)]
+struct Received {
+    method: String,
+    path: String,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl Received {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+/// A tiny HTTP/1.1 receiver: request `i` gets `script[i]` (the last entry once the script is
+/// used up); every response closes its connection.
+struct Receiver {
+    url: String,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    async fn start(script: Vec<Reply>) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://{}/hook/T000/B000/secret",
+            listener.local_addr().unwrap()
+        );
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let log = received.clone();
+        tokio::spawn(async move {
+            let mut n = 0usize;
+            while let Ok((conn, _)) = listener.accept().await {
+                let reply = script[n.min(script.len() - 1)];
+                n += 1;
+                tokio::spawn(serve(conn, reply, log.clone()));
+            }
+        });
+        Receiver { url, received }
+    }
+
+    fn requests(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// The requests, once `n` have arrived (or after a second).
+    async fn wait_for(&self, n: usize) -> Vec<Received> {
+        for _ in 0..100 {
+            if self.requests().len() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.requests()
+    }
+}
+
+async fn serve(mut conn: TcpStream, reply: Reply, log: Arc<Mutex<Vec<Received>>>) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        match conn.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next().unwrap_or_default().split(' ');
+    let method = first.next().unwrap_or_default().to_string();
+    let path = first.next().unwrap_or_default().to_string();
+    let headers: HashMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + length {
+        match conn.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    log.lock().unwrap().push(Received {
+        method,
+        path,
+        headers,
+        body: buf[head_end..head_end + length].to_vec(),
+    });
+    match reply {
+        Reply::Status(code) => {
+            let body = if code < 300 { "ok" } else { "no_service" };
+            let response = format!(
+                "HTTP/1.1 {code} Whatever\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(response.as_bytes()).await;
+            let _ = conn.shutdown().await;
+        }
+        Reply::Silent => tokio::time::sleep(Duration::from_secs(30)).await,
+    }
+}
+
+fn fast(attempts: u32) -> RetryPolicy {
+    RetryPolicy {
+        attempts,
+        timeout: Duration::from_millis(400),
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(100),
+    }
+}
+
+fn notification() -> Notification {
+    Notification::new(
+        "orders-2024",
+        "analytics",
+        Outcome::Succeeded,
+        Details {
+            rows: Some(1500),
+            bytes: Some(2048),
+            location: Some("s3://reports/orders.csv".into()),
+            url: None,
+            message: None,
+        },
+        jiff::Timestamp::from_second(1_700_000_000).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn json_notification_is_one_post_with_the_cloudevent() {
+    let r = Receiver::start(vec![Reply::Status(200)]).await;
+    let body = notify::body(NotifyFormat::Json, &notification());
+    let delivery = notify::send(&r.url, &body, &fast(4)).await.unwrap();
+    assert_eq!(delivery.attempts, 1);
+    assert_eq!(delivery.status, 200);
+    let got = r.requests();
+    assert_eq!(got.len(), 1, "exactly one request");
+    let req = &got[0];
+    assert_eq!(req.method, "POST");
+    assert_eq!(req.path, "/hook/T000/B000/secret");
+    assert_eq!(req.headers["content-type"], "application/json");
+    let sent = req.json();
+    assert_eq!(sent, body);
+    assert_eq!(sent["specversion"], "1.0");
+    assert_eq!(sent["type"], "dev.reporting.reportjob.succeeded");
+    assert_eq!(
+        sent["source"],
+        "/apis/reporting.dev/v1alpha1/namespaces/analytics/reportjobs/orders-2024"
+    );
+    assert_eq!(sent["data"]["rows"], 1500);
+    assert_eq!(sent["data"]["location"], "s3://reports/orders.csv");
+}
+
+#[tokio::test]
+async fn slack_notification_is_one_post_with_a_text() {
+    let r = Receiver::start(vec![Reply::Status(200)]).await;
+    let body = notify::body(NotifyFormat::Slack, &notification());
+    notify::send(&r.url, &body, &fast(4)).await.unwrap();
+    let got = r.requests();
+    assert_eq!(got.len(), 1);
+    let sent = got[0].json();
+    assert_eq!(sent.as_object().unwrap().len(), 1, "only text: {sent}");
+    let text = sent["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("✅ ReportJob analytics/orders-2024 succeeded"),
+        "{text}"
+    );
+    assert!(text.contains("1,500 rows"), "{text}");
+    assert!(text.contains("s3://reports/orders.csv"), "{text}");
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_until_accepted() {
+    let r = Receiver::start(vec![
+        Reply::Status(500),
+        Reply::Status(503),
+        Reply::Status(200),
+    ])
+    .await;
+    let body = json!({"text": "hi"});
+    let delivery = notify::send(&r.url, &body, &fast(4)).await.unwrap();
+    assert_eq!(delivery.attempts, 3);
+    assert_eq!(delivery.status, 200);
+    let got = r.requests();
+    assert_eq!(got.len(), 3);
+    assert!(
+        got.iter().all(|g| g.json() == body),
+        "the same body every time"
+    );
+}
+
+#[tokio::test]
+async fn throttling_is_retried() {
+    let r = Receiver::start(vec![Reply::Status(429), Reply::Status(204)]).await;
+    let delivery = notify::send(&r.url, &json!({}), &fast(4)).await.unwrap();
+    assert_eq!(delivery.attempts, 2);
+    assert_eq!(delivery.status, 204);
+    assert_eq!(r.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn persistent_server_errors_fail_after_the_attempts() {
+    let r = Receiver::start(vec![Reply::Status(502)]).await;
+    let e = notify::send(&r.url, &json!({}), &fast(3))
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason, notify::REASON_SERVER_ERROR);
+    assert_eq!(e.attempts, 3);
+    assert_eq!(e.status, Some(502));
+    assert!(e.message.contains("502"), "{}", e.message);
+    assert_eq!(r.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn a_silent_receiver_times_out_after_the_attempts() {
+    let r = Receiver::start(vec![Reply::Silent]).await;
+    let started = std::time::Instant::now();
+    let e = notify::send(&r.url, &json!({}), &fast(3))
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason, "WebhookTimeout");
+    assert_eq!(e.attempts, 3);
+    assert_eq!(e.status, None);
+    assert!(
+        !e.message.contains(&r.url) && !e.message.contains("secret"),
+        "the webhook URL is a secret: {}",
+        e.message
+    );
+    assert!(started.elapsed() >= Duration::from_millis(3 * 400));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(r.wait_for(3).await.len(), 3);
+}
+
+#[tokio::test]
+async fn client_errors_are_not_retried() {
+    let r = Receiver::start(vec![Reply::Status(400), Reply::Status(200)]).await;
+    let e = notify::send(&r.url, &json!({}), &fast(4))
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason, "WebhookRejected");
+    assert_eq!(e.attempts, 1);
+    assert_eq!(e.status, Some(400));
+    assert!(
+        e.message.contains("no_service"),
+        "the answer's text: {}",
+        e.message
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(r.requests().len(), 1, "no retry");
+}
+
+#[tokio::test]
+async fn a_closed_port_is_unreachable() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let e = notify::send(
+        &format!("http://127.0.0.1:{port}/hook"),
+        &json!({}),
+        &fast(2),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.reason, "WebhookUnreachable");
+    assert_eq!(e.attempts, 2);
+    assert!(!e.message.contains(&port.to_string()), "{}", e.message);
+}
+
+fn spec(notify_yaml: &str) -> String {
+    format!(
+        "apiVersion: reporting.dev/v1alpha1
+kind: ReportJob
+metadata: {{name: orders, namespace: analytics}}
+spec:
+  source: {{connectionSecretRef: {{name: db}}, table: public.orders, keyColumn: id}}
+  output:
+    destination: {{pvc: {{claimName: reports, path: orders.csv}}}}
+{notify_yaml}"
+    )
+}
+
+fn typed(yaml: &str) -> ReportJobSpec {
+    reportjob::api::load::load_str(yaml, "test").unwrap().spec
+}
+
+#[tokio::test]
+async fn notify_with_reads_the_environment_and_follows_notify_on() {
+    let r = Receiver::start(vec![Reply::Status(200)]).await;
+    let s = typed(&spec(
+        "  notify: {webhookSecretRef: {name: hook, key: url}, format: json, on: failure}",
+    ));
+    assert_eq!(s.notify.as_ref().unwrap().on, NotifyOn::Failure);
+    let url = r.url.clone();
+    let env = move |k: &str| match k {
+        "REPORTJOB_WEBHOOK_URL" => Some(url.clone()),
+        "REPORTJOB_NAME" => Some("orders".to_string()),
+        "REPORTJOB_NAMESPACE" => Some("analytics".to_string()),
+        _ => None,
+    };
+    let skipped = notify::notify_with(
+        &s,
+        Outcome::Succeeded,
+        Details::default(),
+        &fast(2),
+        env.clone(),
+    )
+    .await;
+    assert!(
+        skipped.starts_with("notified=false reason=NotRequested attempts=0"),
+        "{skipped}"
+    );
+    let details = Details {
+        message: Some("chunk 3 failed".into()),
+        ..Details::default()
+    };
+    let line = notify::notify_with(&s, Outcome::Failed, details, &fast(2), env).await;
+    assert_eq!(line, "notified=true attempts=1 status=200");
+    let got = r.requests();
+    assert_eq!(got.len(), 1);
+    let sent = got[0].json();
+    assert_eq!(sent["type"], "dev.reporting.reportjob.failed");
+    assert_eq!(sent["data"]["name"], "orders");
+    assert_eq!(sent["data"]["namespace"], "analytics");
+    assert_eq!(sent["data"]["message"], "chunk 3 failed");
+
+    let missing =
+        notify::notify_with(&s, Outcome::Failed, Details::default(), &fast(2), |_| None).await;
+    assert!(
+        missing.starts_with("notified=false reason=NotifyMisconfigured attempts=0"),
+        "{missing}"
+    );
+    let unset = notify::notify_with(
+        &typed(&spec("")),
+        Outcome::Failed,
+        Details::default(),
+        &fast(2),
+        |_| None,
+    )
+    .await;
+    assert!(
+        unset.starts_with("notified=false reason=NotConfigured"),
+        "{unset}"
+    );
+}
+
+/// Runs `reportjob notify` with the spec in REPORTJOB_SPEC; returns (exit code, stdout,
+/// stderr, termination log).
+async fn run_notify(
+    spec_yaml: &str,
+    url: Option<&str>,
+    args: &[&str],
+) -> (i32, String, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("termination-log");
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_reportjob"));
+    cmd.arg("notify")
+        .args(args)
+        .arg("--termination-log")
+        .arg(&log)
+        .env("REPORTJOB_SPEC", spec_yaml)
+        .env("REPORTJOB_NAME", "orders-7")
+        .env("REPORTJOB_NAMESPACE", "analytics")
+        .env_remove("REPORTJOB_WEBHOOK_URL");
+    if let Some(url) = url {
+        cmd.env("REPORTJOB_WEBHOOK_URL", url);
+    }
+    let out = cmd.output().await.unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+        std::fs::read_to_string(&log).unwrap_or_default(),
+    )
+}
+
+#[tokio::test]
+async fn notify_command_sends_and_records_the_result() {
+    let r = Receiver::start(vec![Reply::Status(200)]).await;
+    let yaml = spec("  notify: {webhookSecretRef: {name: hook}, format: slack}");
+    let (code, stdout, stderr, log) = run_notify(
+        &yaml,
+        Some(&r.url),
+        &[
+            "--outcome",
+            "succeeded",
+            "--rows",
+            "42",
+            "--bytes",
+            "1000",
+            "--location",
+            "reports/orders.csv",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(log, "notified=true attempts=1 status=200");
+    assert_eq!(stdout.trim(), log);
+    let got = r.requests();
+    assert_eq!(got.len(), 1);
+    let text = got[0].json()["text"].as_str().unwrap().to_string();
+    assert!(
+        text.starts_with("✅ ReportJob analytics/orders-7 succeeded: 42 rows"),
+        "{text}"
+    );
+    assert!(text.contains("reports/orders.csv"), "{text}");
+}
+
+#[tokio::test]
+async fn notify_command_exits_0_when_the_webhook_fails() {
+    let r = Receiver::start(vec![Reply::Silent]).await;
+    let yaml = spec("  notify: {webhookSecretRef: {name: hook}}");
+    let (code, _, stderr, log) = run_notify(
+        &yaml,
+        Some(&r.url),
+        &[
+            "--outcome",
+            "failed",
+            "--message",
+            "chunk 3 failed",
+            "--attempts",
+            "2",
+            "--attempt-timeout",
+            "300ms",
+            "--backoff",
+            "10ms",
+        ],
+    )
+    .await;
+    assert_eq!(
+        code, 0,
+        "a failed notification never fails the report: {stderr}"
+    );
+    assert!(
+        log.starts_with("notified=false reason=WebhookTimeout attempts=2 message="),
+        "{log}"
+    );
+    assert!(!log.contains("secret"), "no URL in the log: {log}");
+    assert_eq!(r.wait_for(2).await.len(), 2);
+
+    let rejecting = Receiver::start(vec![Reply::Status(404)]).await;
+    let (code, _, _, log) = run_notify(&yaml, Some(&rejecting.url), &["--outcome", "failed"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        log.starts_with("notified=false reason=WebhookRejected attempts=1 message="),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn notify_command_usage_errors_exit_2() {
+    let yaml = spec("  notify: {webhookSecretRef: {name: hook}}");
+    let (code, _, stderr, log) = run_notify(&yaml, None, &["--outcome", "succeeded"]).await;
+    assert_eq!(code, 2);
+    assert!(stderr.contains("REPORTJOB_WEBHOOK_URL"), "{stderr}");
+    assert!(log.contains("REPORTJOB_WEBHOOK_URL"), "{log}");
+
+    let (code, _, stderr, _) =
+        run_notify(&yaml, Some("http://127.0.0.1:9/"), &["--outcome", "maybe"]).await;
+    assert_eq!(code, 2, "{stderr}");
+}
