@@ -1,0 +1,849 @@
+//! The client commands against kubesim: `submit --wait` follows a ReportJob whose status the
+//! test writes (playing the controller) to its exit code, through dropped watches, a 410
+//! compaction and an API-server restart; `status`, `retry`, `cancel` and `logs` on objects
+//! the test creates (pod logs are the files kubesim serves them from).
+#![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use kubesim::{Cluster, ClusterConfig};
+use reportjob::api::ReportJob;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const SPEC: &str = "apiVersion: reporting.dev/v1alpha1
+kind: ReportJob
+metadata:
+  name: orders
+  labels: {team: analytics}
+spec:
+  source:
+    connectionSecretRef: {name: reporting-db, key: url}
+    table: demo.orders
+    keyColumn: id
+  chunking: {chunkSize: 1000, parallelism: 2}
+  output:
+    destination:
+      pvc: {claimName: reports, path: demo/orders.csv}
+";
+
+struct Env {
+    cluster: Cluster,
+    client: Client,
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+    spec: PathBuf,
+}
+
+impl Env {
+    async fn start() -> Env {
+        let cluster = Cluster::start(ClusterConfig::default()).await.unwrap();
+        let client = cluster.client().await.unwrap();
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        crds.create(&PostParams::default(), &reportjob::api::schema::crd())
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        cluster.write_kubeconfig(&kubeconfig).unwrap();
+        let spec = write(dir.path(), "report.yaml", SPEC);
+        Env {
+            cluster,
+            client,
+            dir,
+            kubeconfig,
+            spec,
+        }
+    }
+
+    fn api(&self) -> Api<ReportJob> {
+        Api::default_namespaced(self.client.clone())
+    }
+
+    /// `reportjob ARGS --kubeconfig <the cluster's>`.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_reportjob"));
+        cmd.args(args)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .env_remove("KUBECONFIG")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    fn spawn(&self, args: &[&str]) -> Waiting {
+        Waiting::new(self.command(args).spawn().unwrap())
+    }
+
+    async fn run(&self, args: &[&str]) -> Output {
+        tokio::time::timeout(Duration::from_secs(60), self.command(args).output())
+            .await
+            .expect("the command ends")
+            .unwrap()
+    }
+
+    /// Waits until the ReportJob exists.
+    async fn created(&self, name: &str) -> ReportJob {
+        for _ in 0..200 {
+            if let Some(rj) = self.api().get_opt(name).await.unwrap() {
+                return rj;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("ReportJob {name} was not created");
+    }
+
+    /// Writes the status subresource, as the controller would.
+    async fn set_status(&self, name: &str, status: Value) {
+        self.api()
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "status": status })),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn now() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+fn condition(type_: &str, status: &str, reason: &str, message: &str) -> Value {
+    json!({"type": type_, "status": status, "reason": reason, "message": message,
+           "lastTransitionTime": now(), "observedGeneration": 1})
+}
+
+fn running(succeeded: i64, rows: i64) -> Value {
+    json!({
+        "phase": "Running",
+        "startTime": now(),
+        "chunks": {"total": 4, "succeeded": succeeded, "failed": 0, "active": 2},
+        "progress": format!("{succeeded}/4"),
+        "rows": rows,
+        "conditions": [condition("Planned", "True", "Planned", "4 chunks")],
+    })
+}
+
+fn complete(url: Option<&str>) -> Value {
+    let mut output = json!({"location": "demo/orders.csv", "rows": 4000, "bytes": 123456,
+                            "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"});
+    if let Some(url) = url {
+        output["url"] = json!(url);
+        output["urlExpiresAt"] = json!("2030-01-01T00:00:00Z");
+    }
+    json!({
+        "phase": "Succeeded",
+        "chunks": {"total": 4, "succeeded": 4, "failed": 0, "active": 0},
+        "progress": "4/4",
+        "rows": 4000,
+        "bytes": 123456,
+        "completionTime": now(),
+        "output": output,
+        "conditions": [
+            condition("Planned", "True", "Planned", "4 chunks"),
+            condition("Complete", "True", "Assembled", "the report is complete"),
+        ],
+    })
+}
+
+/// A running `submit --wait` whose stderr is read as it comes.
+struct Waiting {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Waiting {
+    fn new(mut child: Child) -> Waiting {
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(pipe).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Waiting { child, stderr }
+    }
+
+    /// Waits until stderr shows `text` (the command has seen that status).
+    async fn shows(&self, text: &str) {
+        for _ in 0..600 {
+            if self.stderr.lock().unwrap().contains(text) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "{text:?} never shown; stderr:\n{}",
+            self.stderr.lock().unwrap()
+        );
+    }
+
+    /// Exit code, stdout and stderr once the command ends.
+    async fn finished(self) -> (i32, String, String) {
+        let out = tokio::time::timeout(Duration::from_secs(60), self.child.wait_with_output())
+            .await
+            .expect("submit --wait ends")
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let stderr = self.stderr.lock().unwrap().clone();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            stderr,
+        )
+    }
+}
+
+fn text(out: &Output) -> (i32, String, String) {
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_wait_exits_0_when_complete_and_prints_the_output() {
+    let env = Env::start().await;
+    let spec = env.spec.to_str().unwrap().to_string();
+    let child = env.spawn(&["submit", "-f", &spec, "--wait", "--timeout", "60s"]);
+    let rj = env.created("orders").await;
+    assert_eq!(rj.labels()["team"], "analytics");
+    assert_eq!(rj.spec.chunking.chunk_size, 1000);
+    env.set_status("orders", running(1, 1000)).await;
+    child.shows("Running: 1/4 chunks, 1,000 rows").await;
+    env.set_status("orders", running(3, 3000)).await;
+    child.shows("Running: 3/4 chunks, 3,000 rows").await;
+    env.set_status("orders", complete(None)).await;
+    let (code, stdout, stderr) = child.finished().await;
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(
+        stdout.lines().next(),
+        Some("orders"),
+        "the name first: {stdout}"
+    );
+    assert!(
+        stdout.contains("ReportJob default/orders succeeded"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("location: demo/orders.csv"), "{stdout}");
+    assert!(stdout.contains("rows:     4000"), "{stdout}");
+    assert!(stdout.contains("bytes:    123456 (120.6 KiB)"), "{stdout}");
+    assert!(stdout.contains("sha256:   9f86d081"), "{stdout}");
+    assert!(stderr.contains("created in namespace default"), "{stderr}");
+    assert!(
+        stderr.contains("Running: 1/4 chunks, 1,000 rows"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Running: 3/4 chunks, 3,000 rows"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_wait_exits_1_when_failed_with_the_message() {
+    let env = Env::start().await;
+    let spec = env.spec.to_str().unwrap().to_string();
+    let child = env.spawn(&["submit", "-f", &spec, "--name", "broken", "--wait"]);
+    env.created("broken").await;
+    env.set_status("broken", running(1, 10)).await;
+    env.set_status(
+        "broken",
+        json!({
+            "phase": "Failed",
+            "chunks": {"total": 4, "succeeded": 3, "failed": 1, "active": 0},
+            "failedChunks": "2",
+            "message": "chunk 2 [100, 200): SQLSTATE 42501: permission denied for table orders",
+            "conditions": [condition("Failed", "True", "ChunkFailed", "chunk 2 failed")],
+        }),
+    )
+    .await;
+    let (code, stdout, stderr) = child.finished().await;
+    assert_eq!(code, 1, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stderr.contains(
+            "ReportJob default/broken failed: chunk 2 [100, 200): SQLSTATE 42501: permission denied"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("failed chunks: 2"), "{stderr}");
+    assert!(stderr.contains("reportjob retry broken"), "{stderr}");
+    assert!(
+        env.api().get_opt("orders").await.unwrap().is_none(),
+        "--name wins"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_wait_times_out_with_exit_2() {
+    let env = Env::start().await;
+    let spec = env.spec.to_str().unwrap().to_string();
+    let started = std::time::Instant::now();
+    let out = env
+        .run(&["submit", "-f", &spec, "--wait", "--timeout", "1s", "--json"])
+        .await;
+    let (code, stdout, stderr) = text(&out);
+    assert_eq!(code, 2, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(
+        stderr.contains("timed out after 1s waiting for ReportJob default/orders"),
+        "{stderr}"
+    );
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["result"], "timeout");
+    assert_eq!(v["name"], "orders");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_wait_survives_dropped_watches_compaction_and_a_restart() {
+    let env = Env::start().await;
+    let spec = env.spec.to_str().unwrap().to_string();
+    let child = env.spawn(&["submit", "-f", &spec, "--wait", "--timeout", "60s"]);
+    env.created("orders").await;
+    env.set_status("orders", running(1, 100)).await;
+    child.shows("Running: 1/4 chunks").await;
+
+    env.cluster.faults().drop_watches();
+    env.set_status("orders", running(2, 200)).await;
+    child.shows("Running: 2/4 chunks").await;
+
+    // History forgotten while the watch is away: it comes back to a 410 and lists again.
+    env.cluster.faults().compact();
+    env.cluster.faults().drop_watches();
+    env.set_status("orders", running(3, 300)).await;
+    child.shows("Running: 3/4 chunks").await;
+
+    // The API server restarts on the same port (same store).
+    env.cluster.restart().await.unwrap();
+    env.set_status("orders", complete(None)).await;
+
+    let (code, stdout, stderr) = child.finished().await;
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("location: demo/orders.csv"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_wait_completes_when_the_api_server_is_down_for_a_while() {
+    let env = Env::start().await;
+    let spec = env.spec.to_str().unwrap().to_string();
+    let child = env.spawn(&["submit", "-f", &spec, "--wait", "--timeout", "60s"]);
+    env.created("orders").await;
+    env.cluster.stop_server().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.cluster.start_server().await.unwrap();
+    env.set_status("orders", complete(None)).await;
+    let (code, _, stderr) = child.finished().await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("reconnecting"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_wait_gives_up_with_exit_2_when_the_api_server_stays_away() {
+    let env = Env::start().await;
+    let spec = env.spec.to_str().unwrap().to_string();
+    let child = env.spawn(&["submit", "-f", &spec, "--wait", "--reconnect-timeout", "2s"]);
+    env.created("orders").await;
+    env.cluster.stop_server().await;
+    let (code, _, stderr) = child.finished().await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("lost the connection to the API server"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_generate_name_json_prints_one_object() {
+    let env = Env::start().await;
+    let spec = env.spec.to_str().unwrap().to_string();
+    let child = env.spawn(&[
+        "submit",
+        "-f",
+        &spec,
+        "--generate-name",
+        "nightly-",
+        "--wait",
+        "--timeout",
+        "60s",
+        "--json",
+    ]);
+    let mut name = None;
+    for _ in 0..200 {
+        let list = env.api().list(&ListParams::default()).await.unwrap();
+        name = list.items.iter().map(|r| r.name_any()).next();
+        if name.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let name = name.expect("a ReportJob was created");
+    assert!(
+        name.starts_with("nightly-") && name.len() > "nightly-".len(),
+        "{name}"
+    );
+    env.set_status(
+        &name,
+        complete(Some(
+            "https://s3.example/reports/orders.csv?X-Amz-Signature=1",
+        )),
+    )
+    .await;
+    let (code, stdout, stderr) = child.finished().await;
+    assert_eq!(code, 0, "{stderr}");
+    let v: Value = serde_json::from_str(stdout.trim()).expect("stdout is one JSON object");
+    assert_eq!(v["name"], name.as_str());
+    assert_eq!(v["namespace"], "default");
+    assert_eq!(v["result"], "succeeded");
+    assert_eq!(v["phase"], "Succeeded");
+    assert_eq!(v["location"], "demo/orders.csv");
+    assert_eq!(
+        v["url"],
+        "https://s3.example/reports/orders.csv?X-Amz-Signature=1"
+    );
+    assert_eq!(v["rows"], 4000);
+    assert_eq!(v["bytes"], 123456);
+    assert!(v["sha256"].as_str().unwrap().starts_with("9f86d081"));
+    assert!(
+        stderr.contains(&format!("reportjob.reporting.dev/{name} created")),
+        "{stderr}"
+    );
+
+    // A second submit makes another ReportJob.
+    let out = env
+        .run(&["submit", "-f", &spec, "--generate-name", "nightly-"])
+        .await;
+    let (code, stdout, _) = text(&out);
+    assert_eq!(code, 0);
+    assert_ne!(stdout.trim(), name);
+    assert_eq!(
+        env.api()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_applies_again_and_refuses_bad_input() {
+    let env = Env::start().await;
+    let spec = env.spec.to_str().unwrap().to_string();
+    let out = env.run(&["submit", "-f", &spec]).await;
+    let (code, stdout, stderr) = text(&out);
+    assert_eq!((code, stdout.as_str()), (0, "orders\n"), "{stderr}");
+    assert!(stderr.contains("created"), "{stderr}");
+    let out = env.run(&["submit", "-f", &spec]).await;
+    let (code, _, stderr) = text(&out);
+    assert_eq!(code, 0);
+    assert!(stderr.contains("orders unchanged"), "{stderr}");
+    let changed = write(
+        env.dir.path(),
+        "changed.yaml",
+        &SPEC.replace("chunkSize: 1000", "chunkSize: 5000"),
+    );
+    let out = env.run(&["submit", "-f", changed.to_str().unwrap()]).await;
+    assert!(
+        text(&out).2.contains("orders configured"),
+        "{:?}",
+        text(&out)
+    );
+    assert_eq!(
+        env.api()
+            .get("orders")
+            .await
+            .unwrap()
+            .spec
+            .chunking
+            .chunk_size,
+        5000
+    );
+
+    // Invalid spec: refused before reaching the cluster, naming the field.
+    let bad = write(
+        env.dir.path(),
+        "bad.yaml",
+        &SPEC.replace("chunkSize: 1000", "chunkSize: -5"),
+    );
+    let (code, _, stderr) = text(&env.run(&["submit", "-f", bad.to_str().unwrap()]).await);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("spec.chunking.chunkSize"), "{stderr}");
+
+    // No name anywhere.
+    let nameless = write(
+        env.dir.path(),
+        "nameless.yaml",
+        &SPEC.replace("  name: orders\n", ""),
+    );
+    let (code, _, stderr) = text(&env.run(&["submit", "-f", nameless.to_str().unwrap()]).await);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--generate-name"), "{stderr}");
+
+    // Missing file, and --timeout without --wait.
+    let (code, _, _) = text(&env.run(&["submit", "-f", "/nonexistent.yaml"]).await);
+    assert_eq!(code, 2);
+    let (code, _, _) = text(&env.run(&["submit", "-f", &spec, "--timeout", "5m"]).await);
+    assert_eq!(code, 2);
+    let (code, _, stderr) = text(
+        &env.run(&["submit", "-f", &spec, "--wait", "--timeout", "5x"])
+            .await,
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("invalid duration"), "{stderr}");
+
+    // A namespace that does not exist.
+    let (code, _, stderr) = text(&env.run(&["submit", "-f", &spec, "-n", "nowhere"]).await);
+    assert_ne!(code, 0, "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_without_a_cluster_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let kubeconfig = write(
+        dir.path(),
+        "kubeconfig",
+        &format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{port}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\nusers:\n- name: u\n  user: {{}}\n"
+        ),
+    );
+    let spec = write(dir.path(), "report.yaml", SPEC);
+    let out = Command::new(env!("CARGO_BIN_EXE_reportjob"))
+        .args(["submit", "-f"])
+        .arg(&spec)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .output()
+        .await
+        .unwrap();
+    let (code, _, stderr) = text(&out);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("cannot submit ReportJob default/orders"),
+        "{stderr}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_reportjob"))
+        .args(["status", "orders", "--kubeconfig"])
+        .arg(dir.path().join("missing"))
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(text(&out).0, 2, "{:?}", text(&out));
+}
+
+async fn create_reportjob(env: &Env, name: &str) -> ReportJob {
+    let mut rj = reportjob::api::load::load_str(SPEC, "test").unwrap();
+    rj.metadata.name = Some(name.to_string());
+    env.api().create(&PostParams::default(), &rj).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_progress_output_conditions_and_events() {
+    let env = Env::start().await;
+    let rj = create_reportjob(&env, "orders").await;
+    let mut status = running(1, 1234);
+    status["chunks"]["failed"] = json!(1);
+    status["failedChunks"] = json!("2");
+    status["bytes"] = json!(4096);
+    status["message"] = json!("exporting");
+    env.set_status("orders", status).await;
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::default_namespaced(env.client.clone());
+    let event = |name: &str, regarding: Value, reason: &str, note: &str| {
+        serde_json::from_value::<k8s_openapi::api::events::v1::Event>(json!({
+            "metadata": {"name": name},
+            "eventTime": "2024-01-01T00:00:00.000000Z",
+            "reportingController": "reporting.dev/reportjob-controller",
+            "reportingInstance": "test",
+            "action": "Reconcile",
+            "type": "Normal",
+            "reason": reason,
+            "note": note,
+            "regarding": regarding,
+        }))
+        .unwrap()
+    };
+    events
+        .create(
+            &PostParams::default(),
+            &event(
+                "orders.1",
+                json!({"apiVersion": "reporting.dev/v1alpha1", "kind": "ReportJob",
+                       "name": "orders", "namespace": "default", "uid": rj.uid()}),
+                "Planned",
+                "planned 4 chunks",
+            ),
+        )
+        .await
+        .unwrap();
+    events
+        .create(
+            &PostParams::default(),
+            &event(
+                "other.1",
+                json!({"apiVersion": "reporting.dev/v1alpha1", "kind": "ReportJob",
+                       "name": "other", "namespace": "default"}),
+                "Planned",
+                "not about orders",
+            ),
+        )
+        .await
+        .unwrap();
+
+    let (code, stdout, stderr) = text(&env.run(&["status", "orders"]).await);
+    assert_eq!(code, 0, "{stderr}");
+    for expected in [
+        "Name:        orders",
+        "Namespace:   default",
+        "Phase:       Running",
+        "Progress:    1/4 chunks (2 active, 1 failed)",
+        "Failed:      chunks 2",
+        "Rows:        1,234",
+        "Bytes:       4.0 KiB (4096)",
+        "Started:",
+        "Elapsed:",
+        "Message:     exporting",
+        "Conditions:",
+        "TYPE     STATUS  REASON   AGE",
+        "Planned  True    Planned",
+        "Events:",
+        "planned 4 chunks",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} in:\n{stdout}");
+    }
+    assert!(!stdout.contains("not about orders"), "{stdout}");
+
+    env.set_status("orders", complete(Some("https://dl.example/x")))
+        .await;
+    let (code, stdout, _) = text(&env.run(&["status", "orders", "-n", "default"]).await);
+    assert_eq!(code, 0);
+    for expected in [
+        "Phase:       Succeeded",
+        "Output:",
+        "  Location:  demo/orders.csv",
+        "  URL:       https://dl.example/x",
+        "  Expires:   2030-01-01T00:00:00Z (in ",
+        "  SHA256:    9f86d081",
+        "Complete  True    Assembled",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} in:\n{stdout}");
+    }
+    let (code, stdout, _) = text(&env.run(&["status", "orders", "--json"]).await);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["result"], "succeeded");
+    assert_eq!(v["url"], "https://dl.example/x");
+
+    let (code, _, stderr) = text(&env.run(&["status", "nope"]).await);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("ReportJob default/nope not found"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_annotates_and_cancel_suspends_or_deletes() {
+    let env = Env::start().await;
+    create_reportjob(&env, "orders").await;
+    env.set_status(
+        "orders",
+        json!({"phase": "Failed", "failedChunks": "2,5-6",
+               "conditions": [condition("Failed", "True", "ChunkFailed", "3 chunks failed")]}),
+    )
+    .await;
+
+    let (code, stdout, stderr) = text(&env.run(&["retry", "orders"]).await);
+    assert_eq!(code, 0, "{stderr}");
+    let token = env.api().get("orders").await.unwrap().annotations()["reporting.dev/retry"].clone();
+    assert!(!token.is_empty());
+    assert!(
+        stdout.contains(&format!("retry requested (reporting.dev/retry={token})")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2,5-6"), "{stdout}");
+    let (code, _, _) = text(&env.run(&["retry", "orders"]).await);
+    assert_eq!(code, 0);
+    let again = env.api().get("orders").await.unwrap().annotations()["reporting.dev/retry"].clone();
+    assert_ne!(again, token, "every retry is a fresh token");
+
+    // Nothing to retry while it runs.
+    create_reportjob(&env, "busy").await;
+    env.set_status("busy", running(1, 10)).await;
+    let (code, _, stderr) = text(&env.run(&["retry", "busy"]).await);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("ReportJob default/busy is Running, not failed"),
+        "{stderr}"
+    );
+    assert!(
+        !env.api()
+            .get("busy")
+            .await
+            .unwrap()
+            .annotations()
+            .contains_key("reporting.dev/retry")
+    );
+
+    let (code, stdout, stderr) = text(&env.run(&["cancel", "orders"]).await);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("ReportJob default/orders suspended"),
+        "{stdout}"
+    );
+    assert!(env.api().get("orders").await.unwrap().spec.suspend);
+
+    let (code, stdout, _) = text(&env.run(&["cancel", "orders", "--delete"]).await);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("ReportJob default/orders deleted"),
+        "{stdout}"
+    );
+    assert!(env.api().get_opt("orders").await.unwrap().is_none());
+
+    for args in [
+        &["retry", "orders"][..],
+        &["cancel", "orders"],
+        &["cancel", "orders", "--delete"],
+    ] {
+        let (code, _, stderr) = text(&env.run(args).await);
+        assert_eq!(code, 1, "{args:?}: {stderr}");
+        assert!(stderr.contains("not found"), "{stderr}");
+    }
+}
+
+fn pod(name: &str, stage: &str, index: Option<&str>, chunks: Option<&str>) -> Pod {
+    let mut p = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {
+            "reporting.dev/reportjob": "orders", "reporting.dev/stage": stage}},
+        "spec": {"containers": [{"name": "reportjob", "image": "reportjob"}]},
+    });
+    if let Some(i) = index {
+        p["metadata"]["annotations"] = json!({"batch.kubernetes.io/job-completion-index": i});
+    }
+    if let Some(c) = chunks {
+        p["spec"]["containers"][0]["env"] = json!([{"name": "REPORTJOB_CHUNKS", "value": c}]);
+    }
+    serde_json::from_value(p).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_prints_each_pod_with_a_header() {
+    let env = Env::start().await;
+    let pods: Api<Pod> = Api::default_namespaced(env.client.clone());
+    let logs = env.cluster.data_dir().join("logs").join("default");
+    std::fs::create_dir_all(&logs).unwrap();
+    for (p, log) in [
+        (
+            pod("orders-assemble-x1", "assemble", None, None),
+            "assembled\n",
+        ),
+        (
+            pod("orders-chunks-1-aa", "chunks", Some("1"), None),
+            "chunk one\nline two\n",
+        ),
+        (
+            pod("orders-chunks-0-bb", "chunks", Some("0"), None),
+            "chunk zero\n",
+        ),
+        (
+            pod("orders-plan-x2", "plan", None, None),
+            "planned 2 chunks\n",
+        ),
+        // A retry Job over chunks 7 and 9: completion index 1 is chunk 9.
+        (
+            pod("orders-chunks-1-cc", "chunks", Some("1"), Some("7,9")),
+            "chunk nine\n",
+        ),
+    ] {
+        std::fs::write(logs.join(format!("{}.log", p.name_any())), log).unwrap();
+        pods.create(&PostParams::default(), &p).await.unwrap();
+    }
+    let mut other = pod("unrelated", "plan", None, None);
+    other
+        .labels_mut()
+        .insert("reporting.dev/reportjob".into(), "other".into());
+    pods.create(&PostParams::default(), &other).await.unwrap();
+
+    let (code, stdout, stderr) = text(&env.run(&["logs", "orders"]).await);
+    assert_eq!(code, 0, "{stderr}");
+    let headers: Vec<&str> = stdout.lines().filter(|l| l.starts_with("==> ")).collect();
+    assert_eq!(
+        headers,
+        [
+            "==> pod/orders-plan-x2 (stage plan, Pending) <==",
+            "==> pod/orders-chunks-0-bb (stage chunks, chunk 0, Pending) <==",
+            "==> pod/orders-chunks-1-aa (stage chunks, chunk 1, Pending) <==",
+            "==> pod/orders-chunks-1-cc (stage chunks, chunk 9, Pending) <==",
+            "==> pod/orders-assemble-x1 (stage assemble, Pending) <==",
+        ],
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "==> pod/orders-chunks-1-aa (stage chunks, chunk 1, Pending) <==\nchunk one\nline two\n"
+        ),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("unrelated"), "{stdout}");
+
+    let (code, stdout, _) = text(&env.run(&["logs", "orders", "--chunk", "9"]).await);
+    assert_eq!(code, 0);
+    assert_eq!(
+        stdout,
+        "==> pod/orders-chunks-1-cc (stage chunks, chunk 9, Pending) <==\nchunk nine\n"
+    );
+    let (code, stdout, _) = text(&env.run(&["logs", "orders", "--stage", "plan"]).await);
+    assert_eq!(code, 0);
+    assert_eq!(
+        stdout,
+        "==> pod/orders-plan-x2 (stage plan, Pending) <==\nplanned 2 chunks\n"
+    );
+    let (code, stdout, _) = text(
+        &env.run(&[
+            "logs", "orders", "--stage", "chunks", "--chunk", "1", "--tail", "1",
+        ])
+        .await,
+    );
+    assert_eq!(code, 0);
+    assert_eq!(
+        stdout,
+        "==> pod/orders-chunks-1-aa (stage chunks, chunk 1, Pending) <==\nline two\n"
+    );
+    let (code, _, stderr) = text(&env.run(&["logs", "orders", "--chunk", "5"]).await);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("no pods of ReportJob default/orders for chunk 5"),
+        "{stderr}"
+    );
+}
