@@ -40,6 +40,21 @@ pub struct Cluster {
     _tmp: Option<tempfile::TempDir>,
     serving: Mutex<Option<Serving>>,
     runner: Option<runner::RunnerHandle>,
+    /// The cluster's own executor: the API server and the runner never share threads with
+    /// the code under test, as a real cluster runs in other processes. (Sharing them let a
+    /// task parked behind a busy test thread starve: pods then stayed Pending.)
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Processes first (RunnerHandle's drop kills them), then the executor, without
+        // blocking the caller's runtime.
+        self.runner.take();
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 /// Fault injection handle.
@@ -64,12 +79,15 @@ impl Faults {
     }
 }
 
-async fn serve(listener: tokio::net::TcpListener, app: Arc<App>) -> Serving {
+fn serve(rt: &tokio::runtime::Handle, listener: std::net::TcpListener, app: Arc<App>) -> Serving {
     let (stop, rx) = oneshot::channel::<()>();
     let router = axum::Router::new()
         .fallback(api::server::handle)
         .with_state(app);
-    let task = tokio::spawn(async move {
+    let task = rt.spawn(async move {
+        let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+            return;
+        };
         let _ = axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 let _ = rx.await;
@@ -91,10 +109,16 @@ impl Cluster {
         };
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", cfg.port.unwrap_or(0)))
-            .await
+        let listener = std::net::TcpListener::bind(("127.0.0.1", cfg.port.unwrap_or(0)))
             .context("binding the API port")?;
+        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("kubesim")
+            .enable_all()
+            .build()
+            .context("starting the cluster's runtime")?;
         let store = Store::new(data_dir.clone());
         let faults = Arc::new(FaultRules::default());
         let app = Arc::new(App {
@@ -103,7 +127,7 @@ impl Cluster {
             data_dir: data_dir.clone(),
             addr: addr.to_string(),
         });
-        let serving = serve(listener, app).await;
+        let serving = serve(rt.handle(), listener, app);
         let mut cluster = Cluster {
             addr,
             store,
@@ -112,18 +136,26 @@ impl Cluster {
             _tmp: tmp,
             serving: Mutex::new(Some(serving)),
             runner: None,
+            rt: None,
         };
+        let handle = rt.handle().clone();
+        cluster.rt = Some(rt);
         if cfg.run_pods {
-            let client = cluster.client().await?;
-            let handle = runner::spawn(
-                client,
-                runner::RunnerConfig {
-                    data_dir: cluster.data_dir.clone(),
-                    images: cfg.images.clone(),
-                },
-            )
-            .await?;
-            cluster.runner = Some(handle);
+            let config = runner::RunnerConfig {
+                data_dir: cluster.data_dir.clone(),
+                images: cfg.images.clone(),
+            };
+            let mut kube_config = kube::Config::new(cluster.url().parse()?);
+            kube_config.default_namespace = "default".into();
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            // The runner's client and tasks live on the cluster's runtime.
+            let runner = handle
+                .spawn(async move {
+                    let client = kube::Client::try_from(kube_config)?;
+                    runner::spawn(client, config).await
+                })
+                .await??;
+            cluster.runner = Some(runner);
         }
         Ok(cluster)
     }
@@ -217,7 +249,7 @@ impl Cluster {
     pub async fn start_server(&self) -> anyhow::Result<()> {
         let mut tries = 0;
         let listener = loop {
-            match tokio::net::TcpListener::bind(self.addr).await {
+            match std::net::TcpListener::bind(self.addr) {
                 Ok(l) => break l,
                 Err(e) if tries < 50 => {
                     tries += 1;
@@ -233,7 +265,11 @@ impl Cluster {
             data_dir: self.data_dir.clone(),
             addr: self.addr.to_string(),
         });
-        let s = serve(listener, app).await;
+        listener.set_nonblocking(true)?;
+        let Some(rt) = self.rt.as_ref() else {
+            anyhow::bail!("the cluster is shut down");
+        };
+        let s = serve(rt.handle(), listener, app);
         if let Ok(mut g) = self.serving.lock() {
             *g = Some(s);
         }

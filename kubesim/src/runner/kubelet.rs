@@ -274,6 +274,7 @@ impl Kubelet {
                 continue;
             }
             lock(&self.started).insert(uid.clone());
+            tracing::debug!(pod = ?pod.metadata.name, "kubesim kubelet: new pod");
             let this = Arc::clone(self);
             let pod = Pod::clone(pod);
             tokio::spawn(async move { this.run(pod).await });
@@ -343,6 +344,7 @@ impl Kubelet {
             .and_then(|s| s.containers.first().cloned())
             .unwrap_or_default();
         let now = Timestamp::now();
+        tracing::debug!(pod = ?pod.metadata.name, "kubesim kubelet: starting");
         let (mut child, pod_dir, log_path) = match self.start(&pod, &container).await {
             Ok(v) => v,
             Err(StartError::Config(msg)) => {
@@ -373,6 +375,7 @@ impl Kubelet {
             }
         };
         let pgid = child.id().unwrap_or(0);
+        tracing::debug!(pod = ?pod.metadata.name, pgid, "kubesim kubelet: started");
         lock(&self.procs).insert(
             uid.clone(),
             Proc {

@@ -123,6 +123,12 @@ pub async fn spawn_with_timing(
             }
         }));
     }
+    // Wait for both caches here, once. A reflector Store's readiness wakes only the last
+    // task that polled it (kube-runtime's DelayedInit keeps one waker), so the two loops
+    // below must not both wait on it while it is pending: one of them would sleep forever.
+    if jobs.wait_until_ready().await.is_err() || pods.wait_until_ready().await.is_err() {
+        anyhow::bail!("the runner's watches ended before their first list");
+    }
     {
         let kubelet = Arc::clone(&kubelet);
         let pods = pods.clone();
@@ -133,7 +139,9 @@ pub async fn spawn_with_timing(
                 if pods.wait_until_ready().await.is_err() {
                     return;
                 }
-                kubelet.sync(&pods.state()).await;
+                let state = pods.state();
+                tracing::trace!(pods = state.len(), "kubesim kubelet: sync");
+                kubelet.sync(&state).await;
             }
         }));
     }
