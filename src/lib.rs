@@ -8,11 +8,13 @@
 
 pub mod api;
 pub mod cli;
+pub mod controller;
 pub mod csv;
 pub mod error;
 pub mod export;
 pub mod ident;
 pub mod local;
+pub mod notify;
 pub mod pipeline;
 pub mod plan;
 pub mod source;

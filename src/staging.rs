@@ -218,6 +218,30 @@ pub fn check_part(
     Ok(())
 }
 
+/// Parses compact ranges (`1-3,7`, as Kubernetes writes `completedIndexes`) into sorted,
+/// distinct indexes; the inverse of [`compact_ranges`].
+pub fn parse_ranges(text: &str) -> Result<Vec<usize>, String> {
+    let mut out = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let number = |s: &str| {
+            s.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("bad index range {item:?} in {text:?}"))
+        };
+        let (lo, hi) = match item.split_once('-') {
+            Some((lo, hi)) => (number(lo)?, number(hi)?),
+            None => (number(item)?, number(item)?),
+        };
+        if lo > hi || hi - lo > 10_000_000 {
+            return Err(format!("bad index range {item:?} in {text:?}"));
+        }
+        out.extend(lo..=hi);
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
 /// Formats sorted indexes compactly: `[1,2,3,7,9,10]` -> `1-3,7,9-10`.
 pub fn compact_ranges(indexes: &[usize]) -> String {
     let mut out: Vec<String> = Vec::new();
@@ -342,6 +366,17 @@ mod tests {
         let p = p.seal();
         let parts: Vec<_> = (0..4).map(|i| part(&p, i)).collect();
         assert_eq!(check_coverage(&p, &parts), Err(CoverageError::PlanGap(2)));
+    }
+
+    #[test]
+    fn parse_ranges_inverts_compact_ranges() {
+        assert_eq!(parse_ranges("1-3,7,9-10"), Ok(vec![1, 2, 3, 7, 9, 10]));
+        assert_eq!(parse_ranges(""), Ok(vec![]));
+        assert_eq!(parse_ranges("5,4,4"), Ok(vec![4, 5]));
+        assert!(parse_ranges("3-1").is_err());
+        assert!(parse_ranges("x").is_err());
+        let many: Vec<usize> = (0..50).filter(|i| i % 3 != 0).collect();
+        assert_eq!(parse_ranges(&compact_ranges(&many)), Ok(many));
     }
 
     #[test]

@@ -195,6 +195,10 @@ pub struct OutputSpec {
     pub compression: Compression,
     /// Where the report is written: exactly one of `pvc` and `bucket`.
     pub destination: DestinationSpec,
+    /// Delete the report (and its manifest) when the ReportJob is deleted. By default the
+    /// report outlives the ReportJob; staging data is always removed.
+    #[serde(default)]
+    pub delete_with_report_job: bool,
 }
 
 /// File format of the report.

@@ -26,6 +26,13 @@ pub struct ReportJobStatus {
     /// `succeeded/total` chunks, for display.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<String>,
+    /// Indexes of chunks exported so far, as compact ranges (`0-36,40`); a retry re-runs
+    /// only the chunks not listed here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_chunks: Option<String>,
+    /// The last `reporting.dev/retry` annotation value the controller acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_token: Option<String>,
     /// Indexes of chunks that failed after their retries, as compact ranges (`7,19-21`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_chunks: Option<String>,
@@ -98,6 +105,10 @@ pub struct PlanStatus {
     pub digest: String,
     /// Number of chunks in the plan.
     pub chunks: i64,
+    /// Hash of the spec fields the plan was made for (source, chunking, output, worker);
+    /// changes to them after planning started are ignored.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub spec_hash: String,
 }
 
 /// Chunk counts.

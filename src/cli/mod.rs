@@ -1,5 +1,7 @@
 //! The command line: parses arguments and delegates to the stage commands.
 
+pub mod client;
+pub mod notify;
 mod progress;
 mod stages;
 
@@ -49,6 +51,23 @@ pub enum Command {
     Assemble(AssembleArgs),
     /// Print the ReportJob CustomResourceDefinition as YAML.
     Crd,
+    /// Create (or update) a ReportJob in the cluster; with --wait, follow it to the end.
+    Submit(client::SubmitArgs),
+    /// Show a ReportJob's progress, output, conditions and recent events.
+    Status(client::StatusArgs),
+    /// Re-run the failed chunks of a failed ReportJob.
+    Retry(client::RetryArgs),
+    /// Suspend a ReportJob (or delete it with --delete).
+    Cancel(client::CancelArgs),
+    /// Print the logs of a ReportJob's pods.
+    Logs(client::LogsArgs),
+    /// Send the completion webhook of spec.notify (stage pods run this).
+    Notify(notify::NotifyArgs),
+    /// Run the Kubernetes controller (the operator) that reconciles ReportJobs into Jobs.
+    Controller(ControllerArgs),
+    /// Remove a run's staging data (the cleanup Job's pod runs this after a ReportJob is
+    /// deleted); with --delete-output, the report too.
+    Cleanup(CleanupArgs),
 }
 
 /// Where the spec, the database and the output are.
@@ -116,9 +135,58 @@ pub struct WorkerArgs {
     /// Refuse a staged plan whose digest differs.
     #[arg(long, env = "REPORTJOB_PLAN_DIGEST")]
     pub plan_digest: Option<String>,
+    /// The plan chunks this Job exports, as compact ranges (`0-6,9`): the Job's completion
+    /// index `i` then means the `i`-th of them. Default: the index is the chunk.
+    #[arg(long, env = "REPORTJOB_CHUNKS")]
+    pub chunks: Option<String>,
     /// Retries after transient failures inside this process (pods leave it to the Job).
     #[arg(long, default_value_t = 0)]
     pub retries: u32,
+    /// Also write the summary (or the error) to this file, e.g. /dev/termination-log.
+    #[arg(long)]
+    pub termination_log: Option<PathBuf>,
+}
+
+/// `reportjob controller`.
+#[derive(Args, Debug)]
+pub struct ControllerArgs {
+    /// Image of the stage pods unless a ReportJob's spec.worker.image names one.
+    #[arg(long, env = "REPORTJOB_WORKER_IMAGE", default_value = concat!("ghcr.io/reportjob/reportjob:", env!("CARGO_PKG_VERSION")))]
+    pub worker_image: String,
+    /// Namespaces to watch, comma-separated; all when empty.
+    #[arg(long, value_delimiter = ',', env = "REPORTJOB_NAMESPACES")]
+    pub namespaces: Vec<String>,
+    /// Address of the metrics and health endpoints (/metrics, /healthz, /readyz).
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub metrics_addr: std::net::SocketAddr,
+    /// Elect a leader through a Lease, so that only one replica reconciles.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "reportjob-controller")]
+    pub lease_name: String,
+    /// Namespace of the Lease (default: the pod's namespace, from POD_NAMESPACE).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// Identity in the Lease (default: the pod's name, from POD_NAME).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Seconds a Lease stays valid without renewal.
+    #[arg(long, default_value_t = 15)]
+    pub lease_duration_seconds: u64,
+    /// Kubeconfig file (default: in-cluster config, or KUBECONFIG / ~/.kube/config).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+/// `reportjob cleanup`.
+#[derive(Args, Debug)]
+pub struct CleanupArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Delete the report and its manifest too.
+    #[arg(long)]
+    pub delete_output: bool,
     /// Also write the summary (or the error) to this file, e.g. /dev/termination-log.
     #[arg(long)]
     pub termination_log: Option<PathBuf>,
@@ -162,7 +230,71 @@ async fn run_command(command: Command) -> i32 {
         Command::Plan(args) => stages::plan(args).await,
         Command::Worker(args) => stages::worker(args).await,
         Command::Assemble(args) => stages::assemble(args).await,
+        Command::Submit(args) => client::submit(args).await,
+        Command::Status(args) => client::status(args).await,
+        Command::Retry(args) => client::retry(args).await,
+        Command::Cancel(args) => client::cancel(args).await,
+        Command::Logs(args) => client::logs(args).await,
+        Command::Notify(args) => notify::notify(args).await,
+        Command::Cleanup(args) => stages::cleanup(args).await,
+        Command::Controller(args) => controller(args).await,
     }
+}
+
+async fn controller(args: ControllerArgs) -> i32 {
+    use crate::controller::{ControllerConfig, jobs::PodDefaults, leader::LeaseConfig};
+    let client = match kube_client(args.kubeconfig.as_deref()).await {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("error: cannot reach the Kubernetes API: {e}");
+            return crate::error::EXIT_TRANSIENT;
+        }
+    };
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let duration = std::time::Duration::from_secs(args.lease_duration_seconds.max(2));
+    let config = ControllerConfig {
+        namespaces: args
+            .namespaces
+            .into_iter()
+            .filter(|n| !n.is_empty())
+            .collect(),
+        defaults: PodDefaults {
+            worker_image: args.worker_image,
+            resources: None,
+        },
+        metrics_addr: Some(args.metrics_addr),
+        lease: args.leader_election.then(|| LeaseConfig {
+            name: args.lease_name,
+            namespace: args.lease_namespace,
+            identity,
+            duration,
+            renew_every: duration / 3,
+        }),
+    };
+    match crate::controller::run(client, config).await {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            crate::error::EXIT_TRANSIENT
+        }
+    }
+}
+
+/// A client from `--kubeconfig`, or as kube infers it (in-cluster, then KUBECONFIG).
+pub async fn kube_client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client, String> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path).map_err(|e| e.to_string())?;
+            kube::Config::from_custom_kubeconfig(file, &Default::default())
+                .await
+                .map_err(|e| e.to_string())?
+        }
+        None => kube::Config::infer().await.map_err(|e| e.to_string())?,
+    };
+    kube::Client::try_from(config).map_err(|e| e.to_string())
 }
 
 fn init_tracing(format: LogFormat) {

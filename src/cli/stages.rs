@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::progress::Reporter;
-use super::{AssembleArgs, Common, EXIT_BAD_SPEC, PlanArgs, RunArgs, WorkerArgs};
+use super::{AssembleArgs, CleanupArgs, Common, EXIT_BAD_SPEC, PlanArgs, RunArgs, WorkerArgs};
 use crate::api::ReportJob;
 use crate::api::load::{load_file, load_str};
 use crate::error::{EXIT_OK, Error};
@@ -54,6 +54,23 @@ async fn build_stage(common: &Common, pool_size: Option<usize>) -> Result<Stage,
             rj.spec.source.connection_secret_ref.name
         ))
     })?;
+    let (storage, layout) = open_destination(common, &rj).await?;
+    let db = Database::new(&database_url, pool_size)
+        .map_err(|e| setup_error(format!("--database-url: {e}")))?;
+    Ok(Stage {
+        spec: rj.spec,
+        db,
+        storage,
+        layout,
+        cancel: Default::default(),
+    })
+}
+
+/// The destination's storage and the run's staging layout.
+async fn open_destination(
+    common: &Common,
+    rj: &ReportJob,
+) -> Result<(Arc<dyn Storage>, Layout), Setup> {
     let destination = &rj.spec.output.destination;
     let (storage, output_key): (Arc<dyn Storage>, String) =
         match (&destination.pvc, &destination.bucket) {
@@ -77,15 +94,7 @@ async fn build_stage(common: &Common, pool_size: Option<usize>) -> Result<Stage,
         .run_id
         .clone()
         .unwrap_or_else(|| derive_run_id(&rj.spec, &output_key));
-    let db = Database::new(&database_url, pool_size)
-        .map_err(|e| setup_error(format!("--database-url: {e}")))?;
-    Ok(Stage {
-        spec: rj.spec,
-        db,
-        storage,
-        layout: Layout::new(output_key, run_id),
-        cancel: Default::default(),
-    })
+    Ok((storage, Layout::new(output_key, run_id)))
 }
 
 /// Prints an engine error with what to do next, and returns its exit code.
@@ -272,7 +281,15 @@ fn plan_table(plan: &crate::plan::Plan) -> String {
 
 /// `reportjob worker`.
 pub async fn worker(args: WorkerArgs) -> i32 {
-    let (index, retries, digest) = (args.index, args.retries, args.plan_digest.clone());
+    let (retries, digest) = (args.retries, args.plan_digest.clone());
+    let index = match chunk_of_index(args.index, args.chunks.as_deref()) {
+        Ok(index) => index,
+        Err(message) => {
+            write_termination_log(args.termination_log.as_deref(), &message);
+            eprintln!("error: {message}");
+            return EXIT_BAD_SPEC;
+        }
+    };
     stage_command(
         &args.common,
         args.termination_log.as_deref(),
@@ -291,6 +308,61 @@ pub async fn worker(args: WorkerArgs) -> i32 {
         },
     )
     .await
+}
+
+/// The plan chunk a worker exports: `index` itself, or the `index`-th of `chunks`.
+fn chunk_of_index(index: usize, chunks: Option<&str>) -> Result<usize, String> {
+    let Some(list) = chunks else {
+        return Ok(index);
+    };
+    let listed = crate::staging::parse_ranges(list).map_err(|e| format!("--chunks: {e}"))?;
+    listed.get(index).copied().ok_or_else(|| {
+        format!(
+            "completion index {index} is past the {} chunks listed in --chunks {list:?}",
+            listed.len()
+        )
+    })
+}
+
+/// `reportjob cleanup`: removes the run's staging prefix (and, when asked, the report and
+/// its manifest). It needs the destination only, no database.
+pub async fn cleanup(args: CleanupArgs) -> i32 {
+    let log = args.termination_log.as_deref();
+    let result = async {
+        let rj = load_spec(&args.common)?;
+        let (storage, layout) = open_destination(&args.common, &rj).await?;
+        let engine = |e: Error| Setup {
+            code: e.exit_code(),
+            message: e.to_string(),
+        };
+        storage
+            .delete_prefix(&layout.staging_prefix())
+            .await
+            .map_err(engine)?;
+        let mut summary = format!("removed={}", storage.location(&layout.staging_prefix()));
+        if args.delete_output {
+            storage.delete(&layout.output).await.map_err(engine)?;
+            storage
+                .delete(&layout.manifest_key())
+                .await
+                .map_err(engine)?;
+            summary.push_str(&format!(" deleted={}", storage.location(&layout.output)));
+        }
+        Ok::<String, Setup>(summary)
+    }
+    .await;
+    match result {
+        Ok(summary) => {
+            write_termination_log(log, &summary);
+            println!("{summary}");
+            EXIT_OK
+        }
+        Err(e) => {
+            write_termination_log(log, &e.message);
+            eprintln!("error: {}", e.message);
+            e.code
+        }
+    }
 }
 
 /// `reportjob assemble`.

@@ -2,6 +2,7 @@
 //! order-independent checksums, loading a CSV back, and running the real binary.
 #![allow(clippy::unwrap_used, dead_code)] // tests fail loudly on unexpected errors
 
+pub mod cluster;
 pub mod s3;
 
 use std::io::Read;

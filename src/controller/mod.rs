@@ -1,0 +1,531 @@
+//! `reportjob controller`: reconciles ReportJobs into plan, chunks and assemble Jobs.
+//!
+//! The decisions are pure ([`step::decide`], [`jobs`]); this module only reads what exists
+//! ([`observe`]), carries out the one action decided, writes the status when it changed and
+//! records events.
+
+pub mod jobs;
+pub mod leader;
+pub mod metrics;
+pub mod names;
+pub mod step;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action as Requeue, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+
+use self::jobs::PodDefaults;
+use self::leader::LeaseConfig;
+use self::metrics::{Health, Metrics, ReasonLabel, ResultLabel};
+use self::names::Stage;
+use self::step::{Action, Observed, PodInfo, Step};
+use crate::api::{ReportJob, ReportJobSpec};
+
+/// How the controller runs.
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    /// Namespaces to watch; empty: all.
+    pub namespaces: Vec<String>,
+    /// What stage pods get unless their spec says otherwise.
+    pub defaults: PodDefaults,
+    /// Where to serve metrics and health checks.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Leader election settings; `None`: reconcile without a lease (one replica only).
+    pub lease: Option<LeaseConfig>,
+}
+
+/// A failed reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("{action}: {source}")]
+    Kube {
+        /// What the controller was doing.
+        action: String,
+        /// The API error.
+        source: kube::Error,
+    },
+}
+
+impl Error {
+    fn reason(&self) -> String {
+        match self {
+            Error::Kube {
+                source: kube::Error::Api(e),
+                ..
+            } => {
+                if e.reason.is_empty() {
+                    format!("Http{}", e.code)
+                } else {
+                    e.reason.clone()
+                }
+            }
+            Error::Kube { .. } => "Transport".into(),
+        }
+    }
+}
+
+fn kube_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    let action = action.into();
+    move |source| Error::Kube { action, source }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    client: Client,
+    recorder: Recorder,
+    metrics: Arc<Metrics>,
+    defaults: PodDefaults,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+/// Runs the controller until SIGTERM/SIGINT (or until leadership is lost, which is an
+/// error: the process exits and its replacement stands for election again).
+pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(addr) = config.metrics_addr {
+        let mut rx = stop_rx.clone();
+        let (m, h) = (metrics.clone(), health.clone());
+        tokio::spawn(async move {
+            let stopped = async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            };
+            if let Err(e) = metrics::serve(addr, m, h, stopped).await {
+                tracing::error!(%addr, error = %e, "cannot serve metrics");
+            }
+        });
+    }
+
+    let leases = config.lease.as_ref().map(|l| {
+        (
+            Api::<Lease>::namespaced(client.clone(), &l.namespace),
+            l.clone(),
+        )
+    });
+    // A standby replica is healthy and ready: it is doing its job by waiting.
+    health.ready.store(true, Ordering::Relaxed);
+    if let Some((api, lease)) = &leases {
+        tokio::select! {
+            () = leader::acquire(api, lease) => {}
+            () = shutdown_signal() => {
+                let _ = stop_tx.send(true);
+                return Ok(());
+            }
+        }
+        metrics.leader.set(1);
+    }
+
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: names::FIELD_MANAGER.into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        ),
+        client: client.clone(),
+        metrics: metrics.clone(),
+        defaults: config.defaults.clone(),
+        failures: Mutex::new(HashMap::new()),
+    });
+    let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
+        vec![None]
+    } else {
+        config.namespaces.iter().cloned().map(Some).collect()
+    };
+    let controllers = futures::future::join_all(scopes.into_iter().map(|ns| {
+        let (rjs, jobs): (Api<ReportJob>, Api<Job>) = match &ns {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
+        let owned = watcher::Config::default().labels(&format!(
+            "{}={}",
+            names::MANAGED_BY_LABEL,
+            names::MANAGED_BY
+        ));
+        Controller::new(rjs, watcher::Config::default())
+            .owns(jobs, owned)
+            .shutdown_on_signal()
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|result| async move {
+                match result {
+                    Ok((obj, _)) => tracing::debug!(reportjob = %obj, "reconciled"),
+                    Err(e) => tracing::debug!(error = %e, "reconcile failed"),
+                }
+            })
+    }));
+    tracing::info!("controller started");
+    let outcome = match &leases {
+        Some((api, lease)) => tokio::select! {
+            _ = controllers => {
+                leader::release(api, lease).await;
+                Ok(())
+            }
+            () = leader::hold(api, lease) => Err(anyhow::anyhow!("lost the leader lease; exiting")),
+        },
+        None => {
+            controllers.await;
+            Ok(())
+        }
+    };
+    let _ = stop_tx.send(true);
+    tracing::info!("controller stopped");
+    outcome
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
+fn key(rj: &ReportJob) -> String {
+    format!("{}/{}", rj.namespace().unwrap_or_default(), rj.name_any())
+}
+
+async fn reconcile(rj: Arc<ReportJob>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let started = Instant::now();
+    let result = reconcile_inner(&rj, &ctx).await;
+    ctx.metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
+    let label = |r: &str| ResultLabel { result: r.into() };
+    match &result {
+        Ok(_) => {
+            ctx.metrics.reconciles.get_or_create(&label("ok")).inc();
+            if let Ok(mut f) = ctx.failures.lock() {
+                f.remove(&key(&rj));
+            }
+        }
+        Err(e) => {
+            ctx.metrics.reconciles.get_or_create(&label("error")).inc();
+            ctx.metrics
+                .errors
+                .get_or_create(&ReasonLabel { reason: e.reason() })
+                .inc();
+            tracing::warn!(reportjob = %key(&rj), error = %e, "reconcile failed");
+            // Make the failure visible on the object, not only in the log (best effort: the
+            // failing permission may be the one needed here too).
+            let note = step::Note {
+                warning: true,
+                reason: "ReconcileError".into(),
+                action: "Reconcile",
+                message: e.to_string(),
+            };
+            publish(&ctx, &rj, &note).await;
+        }
+    }
+    result
+}
+
+fn error_policy(rj: Arc<ReportJob>, _error: &Error, ctx: Arc<Context>) -> Requeue {
+    let attempts = ctx
+        .failures
+        .lock()
+        .map(|mut f| {
+            let n = f.entry(key(&rj)).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        })
+        .unwrap_or(1);
+    // 0.5 s, 1 s, 2 s ... up to 5 minutes.
+    let delay = Duration::from_millis(500).saturating_mul(1 << attempts.min(10).saturating_sub(1));
+    Requeue::requeue(delay.min(Duration::from_secs(300)))
+}
+
+async fn reconcile_inner(rj: &ReportJob, ctx: &Context) -> Result<Requeue, Error> {
+    let observed = observe(ctx, rj).await?;
+    let step = step::decide(&observed, &ctx.defaults);
+    tracing::debug!(reportjob = %key(rj), action = %step.action.describe(), phase = ?step.status.phase, "decided");
+    let requeue = carry_out(ctx, rj, &step).await?;
+    let old = rj.status.clone().unwrap_or_default();
+    let gone = matches!(
+        step.action,
+        Action::RemoveFinalizer | Action::DeleteReportJob
+    );
+    if step.status != old && !gone {
+        write_status(ctx, rj, &step).await?;
+        count_progress(ctx, &old, &step);
+    }
+    for note in &step.notes {
+        publish(ctx, rj, note).await;
+    }
+    ctx.metrics
+        .set_phase(&key(rj), if gone { None } else { step.status.phase });
+    Ok(match requeue.or(step.requeue) {
+        Some(after) => Requeue::requeue(after),
+        None => Requeue::await_change(),
+    })
+}
+
+fn count_progress(ctx: &Context, old: &crate::api::ReportJobStatus, step: &Step) {
+    let done = |s: &crate::api::ReportJobStatus| s.chunks.as_ref().map_or(0, |c| c.succeeded);
+    let delta = done(&step.status) - done(old);
+    if delta > 0 {
+        ctx.metrics
+            .chunks_finished
+            .inc_by(u64::try_from(delta).unwrap_or(0));
+    }
+    if old.output.is_none()
+        && let Some(output) = &step.status.output
+    {
+        ctx.metrics
+            .rows_exported
+            .inc_by(u64::try_from(output.rows).unwrap_or(0));
+    }
+}
+
+/// Reads the ReportJob's Jobs and, when the decisions need them, their pods.
+async fn observe(ctx: &Context, rj: &ReportJob) -> Result<Observed, Error> {
+    let ns = rj.namespace().unwrap_or_default();
+    let name = rj.name_any();
+    let uid = rj.uid().unwrap_or_default();
+    let job_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+    let selector = format!("{}={}", names::REPORTJOB_LABEL, name);
+    ctx.metrics.api_requests.inc();
+    let listed = job_api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(kube_err(format!("listing the Jobs of {ns}/{name}")))?;
+    let mut jobs = BTreeMap::new();
+    let mut terminating = Vec::new();
+    for job in listed.items {
+        let ours = job
+            .owner_references()
+            .iter()
+            .any(|o| o.uid == uid && o.controller == Some(true));
+        let stage = job
+            .labels()
+            .get(names::STAGE_LABEL)
+            .and_then(|s| Stage::parse(s));
+        let (true, Some(stage)) = (ours, stage) else {
+            continue;
+        };
+        if job.metadata.deletion_timestamp.is_some() {
+            terminating.push(stage);
+        } else {
+            jobs.insert(stage, job);
+        }
+    }
+    let mut pods = BTreeMap::new();
+    for stage in step::pods_needed(rj, &jobs) {
+        let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+        let selector = format!("{selector},{}={}", names::STAGE_LABEL, stage.as_str());
+        ctx.metrics.api_requests.inc();
+        let listed = pod_api
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(kube_err(format!(
+                "listing the {} pods of {ns}/{name}",
+                stage.as_str()
+            )))?;
+        pods.insert(stage, listed.items.iter().map(pod_info).collect());
+    }
+    let planned_spec = jobs.get(&Stage::Plan).and_then(planned_spec);
+    Ok(Observed {
+        rj: rj.clone(),
+        jobs,
+        terminating,
+        pods,
+        planned_spec,
+        now: jiff::Timestamp::now(),
+    })
+}
+
+/// The spec a plan Job was created with (its `REPORTJOB_SPEC`).
+fn planned_spec(job: &Job) -> Option<ReportJobSpec> {
+    let pod = job.spec.as_ref()?.template.spec.as_ref()?;
+    let env = pod.containers.first()?.env.as_ref()?;
+    let text = env
+        .iter()
+        .find(|e| e.name == "REPORTJOB_SPEC")?
+        .value
+        .as_ref()?;
+    crate::api::load::load_str(text, "REPORTJOB_SPEC")
+        .ok()
+        .map(|rj| rj.spec)
+}
+
+fn pod_info(pod: &Pod) -> PodInfo {
+    let status = pod.status.clone().unwrap_or_default();
+    let container = status
+        .container_statuses
+        .unwrap_or_default()
+        .into_iter()
+        .next();
+    let state = container.and_then(|c| c.state);
+    let terminated = state.as_ref().and_then(|s| s.terminated.clone());
+    let waiting = state
+        .as_ref()
+        .and_then(|s| s.waiting.clone())
+        .map(|w| (w.reason.unwrap_or_default(), w.message.unwrap_or_default()));
+    PodInfo {
+        name: pod.name_any(),
+        completion_index: pod
+            .annotations()
+            .get("batch.kubernetes.io/job-completion-index")
+            .and_then(|i| i.parse().ok()),
+        phase: status.phase.unwrap_or_default(),
+        exit_code: terminated.as_ref().map(|t| t.exit_code),
+        message: terminated.as_ref().and_then(|t| t.message.clone()),
+        waiting,
+        finished_at: terminated.and_then(|t| t.finished_at).map(|t| t.0),
+    }
+}
+
+/// Carries out the decided action; returns an earlier requeue when the action's effect
+/// will not come back as a watch event.
+async fn carry_out(ctx: &Context, rj: &ReportJob, step: &Step) -> Result<Option<Duration>, Error> {
+    let ns = rj.namespace().unwrap_or_default();
+    let name = rj.name_any();
+    let rj_api: Api<ReportJob> = Api::namespaced(ctx.client.clone(), &ns);
+    let job_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+    if step.action != Action::None {
+        ctx.metrics.api_requests.inc();
+    }
+    match &step.action {
+        Action::None => Ok(None),
+        Action::AddFinalizer => {
+            let mut finalizers = rj.finalizers().to_vec();
+            finalizers.push(names::FINALIZER.to_string());
+            let patch = json!({"metadata": {
+                "finalizers": finalizers,
+                "resourceVersion": rj.resource_version(),
+            }});
+            rj_api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .map_err(kube_err("adding the finalizer"))?;
+            Ok(None)
+        }
+        Action::RemoveFinalizer => {
+            let finalizers: Vec<String> = rj
+                .finalizers()
+                .iter()
+                .filter(|f| *f != names::FINALIZER)
+                .cloned()
+                .collect();
+            let patch = json!({"metadata": {
+                "finalizers": finalizers,
+                "resourceVersion": rj.resource_version(),
+            }});
+            match rj_api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+            {
+                Ok(_) => Ok(None),
+                Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
+                Err(e) => Err(kube_err("removing the finalizer")(e)),
+            }
+        }
+        Action::CreateJob(job) => {
+            let job_name = job.name_any();
+            match job_api.create(&PostParams::default(), job).await {
+                Ok(_) => {
+                    tracing::info!(reportjob = %key(rj), job = %job_name, "created Job");
+                    Ok(None)
+                }
+                // Created by an earlier reconcile whose result the cache has not shown yet.
+                Err(kube::Error::Api(e)) if e.code == 409 => Ok(Some(Duration::from_secs(1))),
+                Err(e) => Err(kube_err(format!("creating Job {job_name}"))(e)),
+            }
+        }
+        Action::SuspendChunks(suspend) => {
+            let job_name = Stage::Chunks.job_name(&name);
+            job_api
+                .patch(
+                    &job_name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"suspend": suspend}})),
+                )
+                .await
+                .map_err(kube_err(format!("setting suspend on Job {job_name}")))?;
+            Ok(None)
+        }
+        Action::DeleteJobs(names) => {
+            for job_name in names {
+                match job_api.delete(job_name, &DeleteParams::foreground()).await {
+                    Ok(_) => tracing::info!(reportjob = %key(rj), job = %job_name, "deleting Job"),
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(kube_err(format!("deleting Job {job_name}"))(e)),
+                }
+            }
+            Ok(Some(Duration::from_secs(1)))
+        }
+        Action::DeleteReportJob => {
+            tracing::info!(reportjob = %key(rj), "ttlSecondsAfterFinished passed; deleting");
+            match rj_api.delete(&name, &DeleteParams::background()).await {
+                Ok(_) => Ok(None),
+                Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
+                Err(e) => Err(kube_err("deleting the finished ReportJob")(e)),
+            }
+        }
+    }
+}
+
+async fn write_status(ctx: &Context, rj: &ReportJob, step: &Step) -> Result<(), Error> {
+    let ns = rj.namespace().unwrap_or_default();
+    let api: Api<ReportJob> = Api::namespaced(ctx.client.clone(), &ns);
+    let body = json!({
+        "apiVersion": ReportJob::api_version(&()),
+        "kind": ReportJob::kind(&()),
+        "status": step.status,
+    });
+    ctx.metrics.api_requests.inc();
+    api.patch_status(
+        &rj.name_any(),
+        &PatchParams::apply(names::FIELD_MANAGER).force(),
+        &Patch::Apply(body),
+    )
+    .await
+    .map_err(kube_err("writing the status"))
+    .map(|written| {
+        let phase = written.status.and_then(|s| s.phase);
+        tracing::debug!(reportjob = %key(rj), ?phase, "wrote status");
+    })
+}
+
+async fn publish(ctx: &Context, rj: &ReportJob, note: &step::Note) {
+    let event = Event {
+        type_: if note.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: note.reason.clone(),
+        note: Some(note.message.chars().take(1000).collect()),
+        action: note.action.into(),
+        secondary: None,
+    };
+    ctx.metrics.api_requests.inc();
+    if let Err(e) = ctx.recorder.publish(&event, &rj.object_ref(&())).await {
+        tracing::warn!(reportjob = %key(rj), error = %e, reason = %note.reason, "cannot record event");
+    }
+}

@@ -1,0 +1,122 @@
+//! Names, labels and annotations of everything the controller creates, in one place.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use crate::api::{ReportJob, ReportJobSpec};
+
+/// The finalizer that holds a deleted ReportJob until its staging data is removed.
+pub const FINALIZER: &str = "reporting.dev/cleanup";
+/// Set to a new value to re-run the failed stage (only the failed chunks) of a failed ReportJob.
+pub const RETRY_ANNOTATION: &str = "reporting.dev/retry";
+/// Label: the ReportJob an object belongs to.
+pub const REPORTJOB_LABEL: &str = "reporting.dev/reportjob";
+/// Label: the stage an object belongs to.
+pub const STAGE_LABEL: &str = "reporting.dev/stage";
+/// Label: who manages the object.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Value of [`MANAGED_BY_LABEL`].
+pub const MANAGED_BY: &str = "reportjob";
+/// Annotation on the chunks Job: the plan's chunk indexes it exports, as compact ranges;
+/// completion index `i` exports the `i`-th of them.
+pub const CHUNKS_ANNOTATION: &str = "reporting.dev/chunks";
+/// Annotation on every stage Job: the hash of the spec it was built from.
+pub const SPEC_HASH_ANNOTATION: &str = "reporting.dev/spec-hash";
+/// Field manager of the controller's writes.
+pub const FIELD_MANAGER: &str = "reportjob-controller";
+/// Exit code of a stage pod that failed for a reason a retry cannot fix.
+pub const EXIT_PERMANENT: i32 = crate::error::EXIT_PERMANENT;
+
+/// The stages, each run as one Job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stage {
+    /// Computes and stages the plan.
+    Plan,
+    /// Exports the chunks (an Indexed Job).
+    Chunks,
+    /// Joins the parts into the report.
+    Assemble,
+    /// Removes staging data after the ReportJob is deleted.
+    Cleanup,
+}
+
+impl Stage {
+    /// The stage's label value and Job name suffix.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Plan => "plan",
+            Stage::Chunks => "chunks",
+            Stage::Assemble => "assemble",
+            Stage::Cleanup => "cleanup",
+        }
+    }
+
+    /// The stage of a label value.
+    pub fn parse(value: &str) -> Option<Stage> {
+        [Stage::Plan, Stage::Chunks, Stage::Assemble, Stage::Cleanup]
+            .into_iter()
+            .find(|s| s.as_str() == value)
+    }
+
+    /// The name of the stage's Job for a ReportJob: `<name>-<stage>`.
+    pub fn job_name(self, reportjob: &str) -> String {
+        format!("{reportjob}-{}", self.as_str())
+    }
+}
+
+/// The labels of an object that belongs to `reportjob`'s `stage`.
+pub fn labels(reportjob: &str, stage: Stage) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
+        (REPORTJOB_LABEL.to_string(), reportjob.to_string()),
+        (STAGE_LABEL.to_string(), stage.as_str().to_string()),
+    ])
+}
+
+/// The run id of a ReportJob: from its uid, so that a ReportJob deleted and created again
+/// under the same name starts a new run instead of resuming the old one's staging data.
+pub fn run_id(rj: &ReportJob) -> String {
+    let uid = rj
+        .metadata
+        .uid
+        .as_deref()
+        .unwrap_or_default()
+        .replace('-', "");
+    let short: String = uid.chars().take(12).collect();
+    if short.is_empty() {
+        "run".to_string()
+    } else {
+        format!("rj-{short}")
+    }
+}
+
+/// Hash of the spec fields a run depends on (everything but `suspend`,
+/// `ttlSecondsAfterFinished` and `notify`), to notice changes after planning started.
+pub fn spec_hash(spec: &ReportJobSpec) -> String {
+    let frozen = serde_json::json!({
+        "source": spec.source,
+        "chunking": spec.chunking,
+        "output": spec.output,
+        "worker": spec.worker,
+    });
+    let digest = Sha256::digest(frozen.to_string().as_bytes());
+    hex::encode(&digest[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_names_and_stage_labels_round_trip() {
+        assert_eq!(Stage::Chunks.job_name("orders"), "orders-chunks");
+        for stage in [Stage::Plan, Stage::Chunks, Stage::Assemble, Stage::Cleanup] {
+            assert_eq!(Stage::parse(stage.as_str()), Some(stage));
+        }
+        assert_eq!(Stage::parse("other"), None);
+        let l = labels("orders", Stage::Plan);
+        assert_eq!(l[STAGE_LABEL], "plan");
+        assert_eq!(l[REPORTJOB_LABEL], "orders");
+    }
+}
