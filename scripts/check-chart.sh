@@ -78,6 +78,8 @@ if dep:
         want += ["--namespaces", "team-a,team-b"]
     if name == "leaderElection-off":
         want += ["--leader-election=false"]
+    else:
+        want += ["--lease-name", "reportjob"]
     check(c["image"] == image, f"image {c['image']}")
     check(c["args"] == want, f"args {c['args']} != {want}")
     env = {e["name"]: e for e in c["env"]}
@@ -96,7 +98,7 @@ if dep:
 
 # RBAC: exactly the controller's rules; leases only in the release namespace; no secrets/configmaps.
 namespaced_rules = [
-    {"apiGroups": ["reporting.dev"], "resources": ["reportjobs"], "verbs": ["get", "list", "watch", "patch", "update"]},
+    {"apiGroups": ["reporting.dev"], "resources": ["reportjobs"], "verbs": ["get", "list", "watch", "patch", "update", "delete"]},
     {"apiGroups": ["reporting.dev"], "resources": ["reportjobs/status"], "verbs": ["get", "patch", "update"]},
     {"apiGroups": ["reporting.dev"], "resources": ["reportjobs/finalizers"], "verbs": ["update"]},
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch", "patch", "delete"]},

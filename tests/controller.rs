@@ -442,3 +442,362 @@ async fn controller_killed_at_each_stage_resumes_without_duplicates_through_api_
     .await;
     db.drop_schema().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_running_reportjob_removes_its_jobs_pods_and_staging() {
+    use kube::ResourceExt;
+    let mut db = TestDb::new("ctl_delete").await;
+    let table = orders(&mut db, 1_000).await;
+    let mut env = Env::start().await;
+    let ns = "del";
+    env.tenant(ns).await;
+    env.start_single_controller();
+    env.apply(ns, &slow_report("orders", &table, "out/orders.csv", ""))
+        .await;
+    let running = env
+        .wait_for(ns, "orders", LONG, "a chunk done", |rj| {
+            succeeded_chunks(rj) >= 1
+        })
+        .await;
+    let run = running.status.unwrap().plan.unwrap().run_id;
+    let staging = env.pvc_dir(ns).join(format!("out/orders.csv.parts/{run}"));
+    assert!(
+        staging.join("plan.json").exists(),
+        "staging exists while running"
+    );
+    assert_eq!(
+        running.metadata.finalizers.unwrap(),
+        ["reporting.dev/cleanup"]
+    );
+    env.rjs(ns)
+        .delete("orders", &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    let start = std::time::Instant::now();
+    while env.rjs(ns).get_opt("orders").await.unwrap().is_some() {
+        assert!(start.elapsed() < LONG, "the ReportJob was never released");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!staging.exists(), "staging data removed");
+    assert!(!env.pvc_dir(ns).join("out/orders.csv").exists());
+    let jobs: Api<Job> = Api::namespaced(env.client.clone(), ns);
+    let left: Vec<String> = jobs
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|j| j.name_any())
+        .collect();
+    assert!(left.is_empty(), "Jobs left: {left:?}");
+    // Pods go with their Jobs (GC); none of the stages keeps running.
+    let start = std::time::Instant::now();
+    loop {
+        let pods = pods_of(&env, ns, "reporting.dev/reportjob=orders").await;
+        if pods.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "pods left: {}",
+            pods.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    db.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspend_pauses_the_chunks_and_resume_finishes_exactly() {
+    let mut db = TestDb::new("ctl_suspend").await;
+    let table = orders(&mut db, 1_000).await;
+    let mut env = Env::start().await;
+    let ns = "susp";
+    env.tenant(ns).await;
+    env.start_single_controller();
+    env.apply(ns, &slow_report("orders", &table, "orders.csv", ""))
+        .await;
+    env.wait_for(ns, "orders", LONG, "a chunk done", |rj| {
+        succeeded_chunks(rj) >= 1
+    })
+    .await;
+    let patch =
+        |suspend: bool| kube::api::Patch::Merge(serde_json::json!({"spec": {"suspend": suspend}}));
+    env.rjs(ns)
+        .patch("orders", &kube::api::PatchParams::default(), &patch(true))
+        .await
+        .unwrap();
+    let suspended = env.wait_phase(ns, "orders", Phase::Suspended, LONG).await;
+    let s = suspended.status.unwrap();
+    assert!(
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Suspended" && c.status == "True")
+    );
+    let jobs: Api<Job> = Api::namespaced(env.client.clone(), ns);
+    let start = std::time::Instant::now();
+    loop {
+        let job = jobs.get("orders-chunks").await.unwrap();
+        let spec_suspended = job.spec.as_ref().and_then(|s| s.suspend) == Some(true);
+        let active = job.status.as_ref().and_then(|s| s.active).unwrap_or(0);
+        if spec_suspended && active == 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "chunks Job not suspended"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    env.rjs(ns)
+        .patch("orders", &kube::api::PatchParams::default(), &patch(false))
+        .await
+        .unwrap();
+    let done = env.wait_phase(ns, "orders", Phase::Succeeded, LONG).await;
+    let s = done.status.unwrap();
+    assert!(
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Suspended" && c.status == "False")
+    );
+    assert_eq!(s.rows, Some(1_000));
+    db.assert_report_matches(
+        &env.pvc_dir(ns).join("orders.csv"),
+        &db.all("orders"),
+        "",
+        false,
+    )
+    .await;
+    db.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_reportjobs_fail_with_invalid_spec_naming_the_field_and_create_nothing() {
+    let mut env = Env::start().await;
+    let ns = "invalid";
+    env.tenant(ns).await;
+    env.start_single_controller();
+    let base = |name: &str| report_yaml(name, "public.orders", "id", "ok.csv", "");
+    let cases: Vec<(String, &str)> = vec![
+        (
+            base("c1").replace("table: public.orders", "table: 'orders; drop table x'"),
+            "spec.source.table",
+        ),
+        (
+            base("c2").replace("keyColumn: id", "keyColumn: 'id\"'"),
+            "spec.source.keyColumn",
+        ),
+        (
+            base("c3").replace("path: ok.csv", "path: ../etc/passwd"),
+            "spec.output.destination.pvc.path",
+        ),
+        (
+            base("c4").replace("path: ok.csv", "path: /abs/report.csv"),
+            "spec.output.destination.pvc.path",
+        ),
+        (
+            base("c5").replace("keyColumn: id", "keyColumn: id\n    columns: [a, 'b;c']"),
+            "spec.source.columns[1]",
+        ),
+        (
+            base("c6").replace("keyColumn: id", "keyColumn: id\n    columns: [a, a]"),
+            "spec.source.columns[1]",
+        ),
+        (
+            base("c7").replace("table: public.orders", "table: a.b.c.d"),
+            "spec.source.table",
+        ),
+        (
+            base("c8").replace("table: public.orders", "query: 'select (1'"),
+            "spec.source.query",
+        ),
+        (
+            base("c9").replace(
+                "table: public.orders",
+                "query: 'select 1 as id'\n    where: 'id > 1'",
+            ),
+            "spec.source.where",
+        ),
+        (
+            base("c10").replace(
+                "table: public.orders",
+                "query: 'select 1 as id'\n    columns: [id]",
+            ),
+            "spec.source.columns",
+        ),
+        (
+            base("c11").replace("keyColumn: id", "keyColumn: id\n    where: 'a = (1'"),
+            "spec.source.where",
+        ),
+        (
+            base("c12").replace(
+                "pvc: {claimName: reports, path: ok.csv}",
+                "bucket: {url: 'gs://b/k'}",
+            ),
+            "spec.output.destination.bucket.url",
+        ),
+        (
+            base("c13").replace(
+                "pvc: {claimName: reports, path: ok.csv}",
+                "bucket: {url: 's3://bucket/'}",
+            ),
+            "spec.output.destination.bucket.url",
+        ),
+    ];
+    let mut reached_controller = 0;
+    for (yaml, _) in &cases {
+        let value: serde_json::Value = serde_saphyr::from_str(yaml).unwrap();
+        let name = value["metadata"]["name"].as_str().unwrap().to_string();
+        let created = env
+            .rjs(ns)
+            .patch(
+                &name,
+                &kube::api::PatchParams::apply("test"),
+                &kube::api::Patch::Apply(value),
+            )
+            .await;
+        if created.is_ok() {
+            reached_controller += 1;
+        }
+    }
+    assert!(
+        reached_controller >= 12,
+        "the schema accepted {reached_controller} of {}",
+        cases.len()
+    );
+    for (yaml, field) in &cases {
+        let value: serde_json::Value = serde_saphyr::from_str(yaml).unwrap();
+        let name = value["metadata"]["name"].as_str().unwrap();
+        if env.rjs(ns).get_opt(name).await.unwrap().is_none() {
+            continue;
+        }
+        let failed = env.wait_phase(ns, name, Phase::Failed, LONG).await;
+        let status = failed.status.unwrap();
+        let condition = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Failed")
+            .unwrap();
+        assert_eq!(condition.reason, "InvalidSpec", "{name}");
+        assert!(
+            condition.message.contains(field),
+            "{name}: {} should name {field}",
+            condition.message
+        );
+        let reasons = event_reasons(&env, ns, name).await;
+        assert!(
+            reasons.contains(&"InvalidSpec".to_string()),
+            "{name}: {reasons:?}"
+        );
+    }
+    let jobs: Api<Job> = Api::namespaced(env.client.clone(), ns);
+    assert!(
+        jobs.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "no Jobs for invalid specs"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_of_another_namespace_is_never_used() {
+    let mut db = TestDb::new("ctl_secret").await;
+    let table = orders(&mut db, 100).await;
+    let mut env = Env::start().await;
+    env.tenant("team-a").await;
+    env.tenant("team-b").await;
+    env.secret("team-a", "only-in-a", &[("url", &common::database_url())])
+        .await;
+    env.start_single_controller();
+    // A namespace field on the reference is not part of the API: it is pruned, and the
+    // pods of team-b look for the Secret in team-b, where it does not exist.
+    let yaml = report_yaml("steal", &table, "id", "x.csv", "").replace(
+        "connectionSecretRef: {name: db, key: url}",
+        "connectionSecretRef: {name: only-in-a, key: url, namespace: team-a}",
+    );
+    env.apply("team-b", &yaml).await;
+    let stuck = env
+        .wait_for(
+            "team-b",
+            "steal",
+            LONG,
+            "reporting the missing Secret",
+            |rj| {
+                rj.status
+                    .as_ref()
+                    .and_then(|s| s.message.clone())
+                    .is_some_and(|m| m.contains("cannot start") && m.contains("only-in-a"))
+            },
+        )
+        .await;
+    assert_eq!(phase(&stuck), Some(Phase::Planning));
+    let reasons = event_reasons(&env, "team-b", "steal").await;
+    assert!(
+        reasons.contains(&"PodCannotStart".to_string()),
+        "{reasons:?}"
+    );
+    assert!(!env.pvc_dir("team-b").join("x.csv").exists());
+    let stored = env.rjs("team-b").get("steal").await.unwrap();
+    let stored_ref = serde_json::to_value(&stored.spec.source.connection_secret_ref).unwrap();
+    assert!(stored_ref.get("namespace").is_none(), "{stored_ref}");
+    db.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_acts_and_killing_it_hands_over() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let mut db = TestDb::new("ctl_leader").await;
+    let table = orders(&mut db, 500).await;
+    let mut env = Env::start().await;
+    let ns = "lead";
+    env.tenant(ns).await;
+    for _ in 0..2 {
+        let addr = format!("127.0.0.1:{}", common::cluster::free_port());
+        env.start_controller(&["--lease-duration-seconds", "3", "--metrics-addr", &addr]);
+    }
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), "default");
+    let holder = || async {
+        leases
+            .get_opt("reportjob-controller")
+            .await
+            .unwrap()
+            .and_then(|l| l.spec?.holder_identity)
+    };
+    let start = std::time::Instant::now();
+    let first = loop {
+        if let Some(h) = holder().await {
+            break h;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "no leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    env.apply(ns, &report_yaml("one", &table, "id", "one.csv", ""))
+        .await;
+    env.wait_phase(ns, "one", Phase::Succeeded, LONG).await;
+    let acted: Vec<bool> = (0..2)
+        .map(|n| env.controller_log(n).contains("created Job"))
+        .collect();
+    assert_eq!(
+        acted.iter().filter(|a| **a).count(),
+        1,
+        "exactly one replica acts: {acted:?}"
+    );
+    let leader = acted.iter().position(|a| *a).unwrap();
+    env.kill_controller(leader);
+    env.apply(ns, &report_yaml("two", &table, "id", "two.csv", ""))
+        .await;
+    env.wait_phase(ns, "two", Phase::Succeeded, LONG).await;
+    let second = holder().await.unwrap();
+    assert_ne!(first, second, "the lease changed hands");
+    assert!(env.controller_log(1 - leader).contains("became the leader"));
+    db.assert_report_matches(
+        &env.pvc_dir(ns).join("two.csv"),
+        &db.all("orders"),
+        "",
+        false,
+    )
+    .await;
+    db.drop_schema().await;
+}

@@ -61,7 +61,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "reportjob.namespacedRules" -}}
 - apiGroups: ["reporting.dev"]
   resources: ["reportjobs"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["get", "list", "watch", "patch", "update", "delete"]
 - apiGroups: ["reporting.dev"]
   resources: ["reportjobs/status"]
   verbs: ["get", "patch", "update"]
