@@ -178,23 +178,15 @@ async fn kubectl_applied_reportjob_completes_with_exact_output() {
 /// A ReportJob whose chunks take about a second each (every row sleeps 4 ms), so that
 /// tests can act while they run.
 fn slow_report(name: &str, table: &str, path: &str, extra: &str) -> String {
-    format!(
-        r#"apiVersion: reporting.dev/v1alpha1
-kind: ReportJob
-metadata: {{name: {name}}}
-spec:
-  source:
-    connectionSecretRef: {{name: db, key: url}}
-    table: {table}
-    where: "pg_sleep(0.004) IS NOT NULL"
-    keyColumn: id
-  chunking: {{chunkSize: 250, parallelism: 2}}
-  output:
-    destination:
-      pvc: {{claimName: reports, path: {path}}}
-  worker: {{retriesPerChunk: 2}}
-{extra}"#
-    )
+    report_yaml(name, table, "id", path, extra)
+        .replace(
+            "    keyColumn: id",
+            "    where: \"pg_sleep(0.004) IS NOT NULL\"\n    keyColumn: id",
+        )
+        .replace(
+            "chunkSize: 500, parallelism: 3",
+            "chunkSize: 250, parallelism: 2",
+        )
 }
 
 fn succeeded_chunks(rj: &reportjob::api::ReportJob) -> i64 {
@@ -284,8 +276,11 @@ async fn permanent_chunk_error_fails_at_once_and_retry_reruns_only_unfinished_ch
     let ns = "perm";
     env.tenant(ns).await;
     env.start_single_controller();
+    // Ten chunks, two at a time: when two are done, at most two are in flight and six
+    // have not started, so those fail once the column is gone.
     let spec = slow_report("orders", &table, "orders.csv", "")
-        .replace("table: ", "columns: [id, customer, amount]\n    table: ");
+        .replace("table: ", "columns: [id, customer, amount]\n    table: ")
+        .replace("chunkSize: 250", "chunkSize: 100");
     env.apply(ns, &spec).await;
     env.wait_for(ns, "orders", LONG, "2 chunks done", |rj| {
         succeeded_chunks(rj) >= 2

@@ -575,7 +575,9 @@ impl<'a> Decision<'a> {
         if completed.len() < total {
             return self.exporting(spec, &plan_ref, chunks_job, &completed, &failed, total);
         }
-        self.condition(conditions::SUSPENDED, false, reason::RESUMED, "");
+        if self.has_condition(conditions::SUSPENDED) {
+            self.condition(conditions::SUSPENDED, false, reason::RESUMED, "");
+        }
         self.assembling(spec, &plan_ref)
     }
 
