@@ -796,3 +796,134 @@ async fn only_the_leader_acts_and_killing_it_hands_over() {
     .await;
     db.drop_schema().await;
 }
+
+/// A webhook receiver on loopback that answers 200 and keeps every request body.
+async fn receiver() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = bodies.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let mut data = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let Ok(n) = socket.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    data.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&data).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length: usize = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse().ok())?
+                            })
+                            .unwrap_or(0);
+                        if data.len() >= end + 4 + length {
+                            let body = &data[end + 4..end + 4 + length];
+                            kept.lock()
+                                .unwrap()
+                                .push(serde_json::from_slice(body).unwrap());
+                            let _ = socket
+                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                                .await;
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (url, bodies)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_are_sent_once_per_outcome_from_the_pods() {
+    let mut db = TestDb::new("ctl_notify").await;
+    let table = orders(&mut db, 500).await;
+    let mut env = Env::start().await;
+    let ns = "notify";
+    env.tenant(ns).await;
+    let (url, bodies) = receiver().await;
+    env.secret(ns, "hook", &[("url", &url)]).await;
+    env.start_single_controller();
+    let notify = |format: &str, on: &str| {
+        format!(
+            "  notify: {{webhookSecretRef: {{name: hook, key: url}}, format: {format}, on: {on}}}\n"
+        )
+    };
+    env.apply(
+        ns,
+        &report_yaml("good", &table, "id", "good.csv", &notify("json", "always")),
+    )
+    .await;
+    env.apply(
+        ns,
+        &report_yaml(
+            "bad",
+            &table,
+            "nope",
+            "bad.csv",
+            &notify("slack", "failure"),
+        ),
+    )
+    .await;
+    let notified = |rj: &reportjob::api::ReportJob| {
+        rj.status
+            .as_ref()
+            .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Notified"))
+    };
+    let good = env
+        .wait_for(ns, "good", LONG, "Succeeded and notified", notified)
+        .await;
+    let bad = env
+        .wait_for(ns, "bad", LONG, "Failed and notified", notified)
+        .await;
+    assert_eq!(phase(&good), Some(Phase::Succeeded));
+    assert_eq!(phase(&bad), Some(Phase::Failed));
+    for rj in [&good, &bad] {
+        let c = rj
+            .status
+            .as_ref()
+            .unwrap()
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Notified")
+            .unwrap();
+        assert_eq!(c.status, "True", "{c:?}");
+    }
+    // Later reconciles send nothing more.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let bodies = bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 2, "{bodies:#?}");
+    let json = bodies
+        .iter()
+        .find(|b| b.get("specversion").is_some())
+        .expect("the JSON event");
+    assert_eq!(json["type"], "dev.reporting.reportjob.succeeded");
+    assert_eq!(json["data"]["name"], "good");
+    assert_eq!(json["data"]["namespace"], ns);
+    assert_eq!(json["data"]["rows"], 500);
+    let slack = bodies
+        .iter()
+        .find(|b| b.get("text").is_some())
+        .expect("the Slack message");
+    let text = slack["text"].as_str().unwrap();
+    assert!(text.contains("bad") && text.contains("nope"), "{text}");
+    db.drop_schema().await;
+}

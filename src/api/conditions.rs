@@ -10,6 +10,8 @@ pub const COMPLETE: &str = "Complete";
 pub const FAILED: &str = "Failed";
 /// The ReportJob is suspended.
 pub const SUSPENDED: &str = "Suspended";
+/// The completion notification of `spec.notify` was delivered (or why not).
+pub const NOTIFIED: &str = "Notified";
 
 /// Reason: the spec breaks a rule the schema cannot express.
 pub const REASON_INVALID_SPEC: &str = "InvalidSpec";

@@ -378,8 +378,34 @@ pub async fn assemble(args: AssembleArgs) -> i32 {
                 "rows={} bytes={} sha256={} location={}",
                 m.rows, m.bytes, m.sha256, m.location
             );
+            let link = stage.download_link().await?;
+            // The success notification goes from here, the one pod that knows the outcome.
+            if stage.spec.notify.is_some() {
+                let details = crate::notify::Details {
+                    rows: i64::try_from(m.rows).ok(),
+                    bytes: i64::try_from(m.bytes).ok(),
+                    location: Some(m.location.clone()),
+                    url: link.as_ref().map(|l| l.url.clone()),
+                    message: None,
+                };
+                let line = crate::notify::notify_from_env(
+                    &stage.spec,
+                    crate::notify::Outcome::Succeeded,
+                    details,
+                )
+                .await;
+                eprintln!("{line}");
+                let fields = crate::controller::step::parse_fields(&line);
+                match fields.get("notified").map(String::as_str) {
+                    Some("true") => summary.push_str(" notified=true"),
+                    _ => summary.push_str(&format!(
+                        " notified=false notify_reason={}",
+                        fields.get("reason").map_or("NotifyFailed", String::as_str)
+                    )),
+                }
+            }
             // The link goes last: it is the longest field and the controller reads it whole.
-            if let Some(link) = stage.download_link().await? {
+            if let Some(link) = link {
                 summary.push_str(&format!(
                     " url_expires_at={} url={}",
                     link.expires_at, link.url

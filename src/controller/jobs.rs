@@ -109,6 +109,29 @@ pub fn assemble_job(t: &Target, plan: &PlanRef) -> Job {
     single_pod_job(t, Stage::Assemble, &args, env)
 }
 
+/// `<name>-notify`: sends the failure notification of `spec.notify` from the ReportJob's
+/// namespace (the webhook URL is a Secret the controller never reads); its termination
+/// message is `notified=true ...` or `notified=false reason=... ...`.
+pub fn notify_job(t: &Target, run_id: &str, message: &str) -> Job {
+    let mut env = base_env(t, run_id);
+    env.retain(|e| e["name"] != "DATABASE_URL");
+    let args = [
+        "notify",
+        "--outcome",
+        "failed",
+        "--message",
+        message,
+        "--termination-log",
+        TERMINATION_LOG,
+    ];
+    let mut job = single_pod_job(t, Stage::Notify, &args, env);
+    // The notify command retries by itself and never fails for a failed delivery.
+    if let Some(spec) = job.spec.as_mut() {
+        spec.backoff_limit = Some(0);
+    }
+    job
+}
+
 /// `<name>-cleanup`: removes the run's staging data (and the report, when the spec asks)
 /// after the ReportJob was deleted. It needs no database access.
 pub fn cleanup_job(t: &Target, run_id: &str) -> Job {
@@ -227,6 +250,15 @@ fn base_env(t: &Target, run_id: &str) -> Vec<Value> {
     ];
     if spec.output.destination.pvc.is_some() {
         env.push(json!({"name": "REPORTJOB_OUTPUT_DIR", "value": OUTPUT_MOUNT}));
+    }
+    if let Some(notify) = &spec.notify {
+        // Optional: a missing Secret means "not configured", never a stuck assembly.
+        env.push(secret(
+            crate::notify::ENV_WEBHOOK_URL,
+            &notify.webhook_secret_ref.name,
+            &notify.webhook_secret_ref.key,
+            true,
+        ));
     }
     if let Some(bucket) = &spec.output.destination.bucket
         && let Some(creds) = &bucket.credentials_secret_ref

@@ -39,6 +39,8 @@ pub enum Stage {
     Assemble,
     /// Removes staging data after the ReportJob is deleted.
     Cleanup,
+    /// Sends the failure notification (success is sent by the assemble pod).
+    Notify,
 }
 
 impl Stage {
@@ -49,14 +51,21 @@ impl Stage {
             Stage::Chunks => "chunks",
             Stage::Assemble => "assemble",
             Stage::Cleanup => "cleanup",
+            Stage::Notify => "notify",
         }
     }
 
     /// The stage of a label value.
     pub fn parse(value: &str) -> Option<Stage> {
-        [Stage::Plan, Stage::Chunks, Stage::Assemble, Stage::Cleanup]
-            .into_iter()
-            .find(|s| s.as_str() == value)
+        [
+            Stage::Plan,
+            Stage::Chunks,
+            Stage::Assemble,
+            Stage::Cleanup,
+            Stage::Notify,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == value)
     }
 
     /// The name of the stage's Job for a ReportJob: `<name>-<stage>`.

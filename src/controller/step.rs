@@ -181,6 +181,13 @@ pub fn pods_needed(rj: &ReportJob, jobs: &BTreeMap<Stage, Job>) -> Vec<Stage> {
                     || s.failed_indexes.as_deref().is_some_and(|f| !f.is_empty())
             }
             Stage::Cleanup => matches!(outcome, JobOutcome::Failed { .. }),
+            Stage::Notify => {
+                finished
+                    && !status
+                        .conditions
+                        .iter()
+                        .any(|c| c.type_ == conditions::NOTIFIED)
+            }
         };
         let not_ready = s.active.unwrap_or(0) > s.ready.unwrap_or(0);
         if needed || not_ready {
@@ -412,6 +419,9 @@ impl<'a> Decision<'a> {
                 let token = rj.annotations().get(names::RETRY_ANNOTATION).cloned();
                 if token.is_some() && token != self.st.retry_token {
                     return self.retry(token);
+                }
+                if let Some(action) = self.notify_failure() {
+                    return action;
                 }
                 return self.finished();
             }
@@ -714,6 +724,14 @@ impl<'a> Decision<'a> {
                     output.location =
                         format!("pvc://{}/{}", pvc.claim_name, rest.trim_start_matches('/'));
                 }
+                if let Some(notified) = parse_fields(&line).get("notified") {
+                    let f = parse_fields(&line);
+                    let ok = notified == "true";
+                    let why = f
+                        .get("notify_reason")
+                        .map_or("WebhookDelivered", String::as_str);
+                    self.condition(conditions::NOTIFIED, ok, why, &notified_message(ok, why));
+                }
                 self.st.rows = Some(output.rows);
                 self.st.bytes = Some(output.bytes);
                 let message = format!(
@@ -728,6 +746,53 @@ impl<'a> Decision<'a> {
                 self.finished()
             }
         }
+    }
+
+    /// A failed run that started (invalid specs create nothing): sends the failure
+    /// notification through a `<name>-notify` Job when `spec.notify` asks for it, and
+    /// records the outcome in the `Notified` condition.
+    fn notify_failure(&mut self) -> Option<Action> {
+        let notify = self.rj().spec.notify.as_ref()?;
+        let started = self.st.plan.is_some() || self.job(Stage::Plan).is_some();
+        if !started
+            || !crate::notify::wants(notify.on, false)
+            || self
+                .st
+                .conditions
+                .iter()
+                .any(|c| c.type_ == conditions::NOTIFIED)
+        {
+            return None;
+        }
+        let Some(job) = self.job(Stage::Notify).cloned() else {
+            let spec = self
+                .o
+                .planned_spec
+                .clone()
+                .unwrap_or_else(|| self.rj().spec.clone());
+            let message = self.st.message.clone().unwrap_or_default();
+            let job = jobs::notify_job(&self.target(&spec), &names::run_id(self.rj()), &message);
+            return Some(Action::CreateJob(Box::new(job)));
+        };
+        if job_outcome(&job) == JobOutcome::Running {
+            self.requeue = Some(RUNNING_RESYNC);
+            return Some(Action::None);
+        }
+        let line = self
+            .pod_message(Stage::Notify)
+            .or_else(|| self.last_error(Stage::Notify))
+            .unwrap_or_default();
+        let f = parse_fields(&line);
+        let ok = f.get("notified").is_some_and(|n| n == "true");
+        let why = if ok {
+            "WebhookDelivered".to_string()
+        } else {
+            f.get("reason")
+                .cloned()
+                .unwrap_or_else(|| "NotifyFailed".into())
+        };
+        self.condition(conditions::NOTIFIED, ok, &why, &notified_message(ok, &why));
+        None
     }
 
     /// A terminal ReportJob: delete it once `ttlSecondsAfterFinished` has passed.
@@ -767,10 +832,20 @@ impl<'a> Decision<'a> {
         };
         self.set_phase(Phase::Running, message.clone());
         self.condition(conditions::FAILED, false, reason::RETRYING, &message);
+        // A new outcome gets a new notification.
+        self.st
+            .conditions
+            .retain(|c| c.type_ != conditions::NOTIFIED);
         self.notes.push(normal(reason::RETRYING, "Retry", &message));
-        match failed_stage {
-            Some(stage) => Action::DeleteJobs(vec![stage.job_name(&self.rj().name_any())]),
-            None => Action::None,
+        let name = self.rj().name_any();
+        let mut doomed: Vec<String> = failed_stage.iter().map(|s| s.job_name(&name)).collect();
+        if self.job(Stage::Notify).is_some() {
+            doomed.push(Stage::Notify.job_name(&name));
+        }
+        if doomed.is_empty() {
+            Action::None
+        } else {
+            Action::DeleteJobs(doomed)
         }
     }
 
@@ -780,7 +855,7 @@ impl<'a> Decision<'a> {
             return Action::None;
         }
         let name = rj.name_any();
-        let stages: Vec<String> = [Stage::Plan, Stage::Chunks, Stage::Assemble]
+        let stages: Vec<String> = [Stage::Plan, Stage::Chunks, Stage::Assemble, Stage::Notify]
             .into_iter()
             .filter(|s| self.job(*s).is_some())
             .map(|s| s.job_name(&name))
@@ -959,6 +1034,14 @@ fn warning(reason: &str, action: &'static str, message: &str) -> Note {
         reason: reason.to_string(),
         action,
         message: message.to_string(),
+    }
+}
+
+fn notified_message(ok: bool, why: &str) -> String {
+    if ok {
+        "the webhook accepted the notification".to_string()
+    } else {
+        format!("the notification was not delivered ({why}); the report itself is unaffected")
     }
 }
 
