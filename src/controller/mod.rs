@@ -166,9 +166,14 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
             .shutdown_on_signal()
             .run(reconcile, error_policy, ctx.clone())
             .for_each(|result| async move {
+                use kube::runtime::controller::Error as RunError;
                 match result {
                     Ok((obj, _)) => tracing::debug!(reportjob = %obj, "reconciled"),
-                    Err(e) => tracing::debug!(error = %e, "reconcile failed"),
+                    // Logged with its ReportJob by `reconcile`.
+                    Err(RunError::ReconcilerFailed(..)) => {}
+                    // Watch errors (a 403 on list/watch, a lost connection) stop nothing
+                    // but must not go unseen.
+                    Err(e) => tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "watching failed"),
                 }
             })
     }));

@@ -89,9 +89,12 @@ impl Env {
             .path()
             .join(format!("controller-{}.log", self.controllers.len()));
         let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_reportjob"))
-            .args(["controller", "--worker-image", WORKER_IMAGE, "--kubeconfig"])
-            .arg(&self.kubeconfig)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_reportjob"));
+        command.args(["controller", "--worker-image", WORKER_IMAGE]);
+        if !extra.contains(&"--kubeconfig") {
+            command.arg("--kubeconfig").arg(&self.kubeconfig);
+        }
+        let child = command
             .args(extra)
             .env("RUST_LOG", "info,reportjob=debug,kube=warn")
             .stdout(Stdio::null())
@@ -105,6 +108,11 @@ impl Env {
     pub fn start_single_controller(&mut self) {
         let addr = format!("127.0.0.1:{}", free_port());
         self.start_controller(&["--leader-election=false", "--metrics-addr", &addr]);
+    }
+
+    /// How many controllers were started so far.
+    pub fn controllers(&self) -> usize {
+        self.controllers.len()
     }
 
     /// SIGKILLs the `n`-th controller.

@@ -1,0 +1,252 @@
+//! The chart's RBAC on kubesim with RBAC enforced: the controller, impersonating the chart's
+//! ServiceAccount, completes a ReportJob with exactly the rendered rules; without any one of
+//! them it fails visibly (a 403 in its log, and an event where it can still see the
+//! ReportJob); and its identity cannot read Secrets.
+#![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::TestDb;
+use common::cluster::{Env, free_port, report_yaml};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
+use kube::api::{Api, ListParams, PostParams};
+use reportjob::api::Phase;
+
+const SYSTEM_NS: &str = "reportjob-system";
+const IDENTITY: &str = "system:serviceaccount:reportjob-system:reportjob";
+
+/// The chart's ServiceAccount and RBAC, rendered by helm, as JSON documents.
+fn rendered() -> Vec<serde_json::Value> {
+    let out = Command::new("helm")
+        .args([
+            "template",
+            "reportjob",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/charts/reportjob"),
+        ])
+        .args(["-n", SYSTEM_NS, "--show-only", "templates/rbac.yaml"])
+        .args(["--show-only", "templates/serviceaccount.yaml"])
+        .output()
+        .expect("helm on PATH (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split("\n---")
+        .filter(|d| d.contains("kind:"))
+        .map(|d| serde_saphyr::from_str::<serde_json::Value>(d).unwrap())
+        .collect()
+}
+
+/// Installs the rendered RBAC (as kubectl would) and returns the kubeconfig of a client
+/// impersonating the chart's ServiceAccount.
+async fn install(env: &Env) -> std::path::PathBuf {
+    let system = env.dir.path().join("system.yaml");
+    std::fs::write(
+        &system,
+        format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {SYSTEM_NS}}}\n"),
+    )
+    .unwrap();
+    let out = env.kubectl(&["apply", "-f", system.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for doc in rendered() {
+        let file = env.dir.path().join("doc.json");
+        std::fs::write(&file, doc.to_string()).unwrap();
+        let out = env.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let kubeconfig = env.dir.path().join("kubeconfig-sa");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: kubesim\n  cluster: {{server: '{}'}}\n\
+             contexts:\n- name: sa\n  context: {{cluster: kubesim, user: sa}}\ncurrent-context: sa\n\
+             users:\n- name: sa\n  user: {{as: '{IDENTITY}'}}\n",
+            env.cluster.url()
+        ),
+    )
+    .unwrap();
+    kubeconfig
+}
+
+fn start_impersonated(env: &mut Env, kubeconfig: &std::path::Path) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let path = kubeconfig.to_str().unwrap().to_string();
+    env.start_controller(&[
+        "--kubeconfig",
+        &path,
+        "--metrics-addr",
+        &addr,
+        "--lease-namespace",
+        SYSTEM_NS,
+        "--lease-name",
+        "reportjob",
+        "--lease-duration-seconds",
+        "3",
+    ]);
+}
+
+async fn orders(db: &mut TestDb) -> String {
+    db.exec(
+        "CREATE TABLE orders (id bigint PRIMARY KEY, v text);
+             INSERT INTO orders SELECT g, md5(g::text) FROM generate_series(1, 300) g;",
+    )
+    .await;
+    db.table("orders")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_charts_rbac_is_enough_and_cannot_read_secrets() {
+    let mut db = TestDb::new("rbac_ok").await;
+    let table = orders(&mut db).await;
+    let mut env = Env::start().await;
+    env.tenant("tenant").await;
+    let kubeconfig = install(&env).await;
+    start_impersonated(&mut env, &kubeconfig);
+    env.apply(
+        "tenant",
+        &report_yaml("orders", &table, "id", "orders.csv", ""),
+    )
+    .await;
+    let done = env
+        .wait_phase(
+            "tenant",
+            "orders",
+            Phase::Succeeded,
+            Duration::from_secs(120),
+        )
+        .await;
+    assert_eq!(done.status.unwrap().rows, Some(300));
+    db.assert_report_matches(
+        &env.pvc_dir("tenant").join("orders.csv"),
+        &db.all("orders"),
+        "",
+        false,
+    )
+    .await;
+    assert!(
+        !env.controller_log(0).to_lowercase().contains("forbidden"),
+        "{}",
+        env.controller_log(0)
+    );
+
+    // The controller's identity cannot read Secrets, in any namespace.
+    let as_controller = env.cluster.client_as(IDENTITY).await.unwrap();
+    let secrets: Api<Secret> = Api::namespaced(as_controller.clone(), "tenant");
+    match secrets.get("db").await {
+        Err(kube::Error::Api(e)) => assert_eq!((e.code, e.reason.as_str()), (403, "Forbidden")),
+        other => panic!("the controller read a Secret: {other:?}"),
+    }
+    let all: Api<Secret> = Api::all(as_controller);
+    assert!(
+        matches!(all.list(&ListParams::default()).await, Err(kube::Error::Api(e)) if e.code == 403)
+    );
+    let out = env.kubectl(&["--as", IDENTITY, "-n", "tenant", "get", "secret", "db"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Forbidden"));
+    db.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_any_one_rule_the_controller_fails_visibly() {
+    let mut db = TestDb::new("rbac_each").await;
+    let table = orders(&mut db).await;
+    let mut env = Env::start().await;
+    env.tenant("tenant").await;
+    let kubeconfig = install(&env).await;
+    let cluster_roles: Api<ClusterRole> = Api::all(env.client.clone());
+    let roles: Api<Role> = Api::namespaced(env.client.clone(), SYSTEM_NS);
+    let full = cluster_roles.get("reportjob").await.unwrap();
+    let rules = full.rules.clone().unwrap();
+    let lease_role = roles.get("reportjob-leader-election").await.unwrap();
+    let events: Api<Event> = Api::namespaced(env.client.clone(), "tenant");
+    // One case per ClusterRole rule, and one for the leader-election Role.
+    for case in 0..=rules.len() {
+        let mut role = cluster_roles.get("reportjob").await.unwrap();
+        let mut lease = roles.get("reportjob-leader-election").await.unwrap();
+        let mut kept = rules.clone();
+        let (what, resources) = if case < rules.len() {
+            let removed = kept.remove(case);
+            let resources = removed.resources.clone().unwrap_or_default();
+            (format!("{resources:?} {:?}", removed.verbs), resources)
+        } else {
+            lease.rules = Some(Vec::new());
+            ("leases".to_string(), vec!["leases".to_string()])
+        };
+        role.rules = Some(kept);
+        if case == rules.len() {
+            role.rules = full.rules.clone();
+        } else {
+            lease.rules = lease_role.rules.clone();
+        }
+        cluster_roles
+            .replace("reportjob", &PostParams::default(), &role)
+            .await
+            .unwrap();
+        roles
+            .replace("reportjob-leader-election", &PostParams::default(), &lease)
+            .await
+            .unwrap();
+
+        let n = env.controllers();
+        start_impersonated(&mut env, &kubeconfig);
+        let name = format!("case-{case}");
+        env.apply(
+            "tenant",
+            &report_yaml(&name, &table, "id", &format!("{name}.csv"), ""),
+        )
+        .await;
+        let start = std::time::Instant::now();
+        loop {
+            let log = env.controller_log(n).to_lowercase();
+            let forbidden_in_log = log.contains("forbidden");
+            let event = events
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .any(|e| {
+                    e.reason.as_deref() == Some("ReconcileError")
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref())
+                            == Some(name.as_str())
+                        && e.note.as_deref().is_some_and(|n| n.contains("forbidden"))
+                });
+            // Where the controller can still see the ReportJob and write events, the failure
+            // shows on it; otherwise (list/watch, events, leases) only in its log.
+            let needs_event = resources
+                .iter()
+                .any(|r| ["jobs", "reportjobs/status", "pods"].contains(&r.as_str()));
+            if forbidden_in_log && (event || !needs_event) {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "without {what} the controller did not fail visibly (log has 403: {forbidden_in_log}, event: {event})\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let rj = env.rjs("tenant").get(&name).await.unwrap();
+        assert_ne!(
+            rj.status.and_then(|s| s.phase),
+            Some(Phase::Succeeded),
+            "without {what} the ReportJob still completed: the rule is not needed"
+        );
+        env.kill_controller(n);
+    }
+    db.drop_schema().await;
+}
