@@ -797,11 +797,26 @@ async fn only_the_leader_acts_and_killing_it_hands_over() {
     db.drop_schema().await;
 }
 
+/// How a test webhook receiver answers.
+#[derive(Clone, Copy, PartialEq)]
+enum Answer {
+    /// 200 every time.
+    Ok,
+    /// 500 to the first two requests, then 200.
+    FailTwice,
+    /// Never answers.
+    Silent,
+}
+
+type Bodies = std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>;
+
 /// A webhook receiver on loopback that answers 200 and keeps every request body.
-async fn receiver() -> (
-    String,
-    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
-) {
+async fn receiver() -> (String, Bodies) {
+    receiver_answering(Answer::Ok).await
+}
+
+/// A webhook receiver on loopback that keeps every request body and answers as told.
+async fn receiver_answering(answer: Answer) -> (String, Bodies) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
@@ -836,12 +851,23 @@ async fn receiver() -> (
                             .unwrap_or(0);
                         if data.len() >= end + 4 + length {
                             let body = &data[end + 4..end + 4 + length];
-                            kept.lock()
-                                .unwrap()
-                                .push(serde_json::from_slice(body).unwrap());
-                            let _ = socket
-                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                                .await;
+                            let seen = {
+                                let mut kept = kept.lock().unwrap();
+                                kept.push(serde_json::from_slice(body).unwrap());
+                                kept.len()
+                            };
+                            let status = match answer {
+                                Answer::Silent => {
+                                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                                    return;
+                                }
+                                Answer::FailTwice if seen <= 2 => "500 Internal Server Error",
+                                _ => "200 OK",
+                            };
+                            let response = format!(
+                                "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                            );
+                            let _ = socket.write_all(response.as_bytes()).await;
                             return;
                         }
                     }
@@ -925,5 +951,121 @@ async fn notifications_are_sent_once_per_outcome_from_the_pods() {
         .expect("the Slack message");
     let text = slack["text"].as_str().unwrap();
     assert!(text.contains("bad") && text.contains("nope"), "{text}");
+    db.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flaky_webhook_gets_the_third_attempt_and_a_silent_one_leaves_the_report_complete() {
+    let mut db = TestDb::new("ctl_hooks").await;
+    let table = orders(&mut db, 200).await;
+    let mut env = Env::start().await;
+    let ns = "hooks";
+    env.tenant(ns).await;
+    let (flaky_url, flaky) = receiver_answering(Answer::FailTwice).await;
+    let (silent_url, silent) = receiver_answering(Answer::Silent).await;
+    env.secret(ns, "flaky", &[("url", &flaky_url)]).await;
+    env.secret(ns, "silent", &[("url", &silent_url)]).await;
+    env.start_single_controller();
+    let notify =
+        |secret: &str| format!("  notify: {{webhookSecretRef: {{name: {secret}, key: url}}}}\n");
+    env.apply(
+        ns,
+        &report_yaml("flaky", &table, "id", "flaky.csv", &notify("flaky")),
+    )
+    .await;
+    env.apply(
+        ns,
+        &report_yaml("silent", &table, "id", "silent.csv", &notify("silent")),
+    )
+    .await;
+    let notified = |rj: &reportjob::api::ReportJob| {
+        rj.status
+            .as_ref()
+            .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Notified"))
+    };
+    let condition = |rj: &reportjob::api::ReportJob| {
+        let status = rj.status.as_ref().unwrap();
+        let c = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Notified")
+            .unwrap();
+        (c.status.clone(), c.reason.clone())
+    };
+    let done = env.wait_for(ns, "flaky", LONG, "notified", notified).await;
+    assert_eq!(condition(&done), ("True".into(), "WebhookDelivered".into()));
+    assert_eq!(
+        flaky.lock().unwrap().len(),
+        3,
+        "two 500s, then the third attempt"
+    );
+    // Four attempts of 10 s each, with backoff, then the report is published anyway.
+    let done = env
+        .wait_for(ns, "silent", Duration::from_secs(180), "notified", notified)
+        .await;
+    assert_eq!(phase(&done), Some(Phase::Succeeded));
+    assert_eq!(condition(&done), ("False".into(), "WebhookTimeout".into()));
+    assert_eq!(silent.lock().unwrap().len(), 4);
+    db.assert_report_matches(
+        &env.pvc_dir(ns).join("silent.csv"),
+        &db.all("orders"),
+        "",
+        false,
+    )
+    .await;
+    db.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_wait_follows_the_real_controller() {
+    let mut db = TestDb::new("ctl_submit").await;
+    let table = orders(&mut db, 300).await;
+    let mut env = Env::start().await;
+    let ns = "submit";
+    env.tenant(ns).await;
+    env.start_single_controller();
+    let submit = |file: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_reportjob"))
+            .args([
+                "submit",
+                "--wait",
+                "--timeout",
+                "2m",
+                "-n",
+                ns,
+                "--kubeconfig",
+            ])
+            .arg(&env.kubeconfig)
+            .arg("-f")
+            .arg(file)
+            .output()
+            .unwrap()
+    };
+    let good = env.dir.path().join("good.yaml");
+    std::fs::write(&good, report_yaml("good", &table, "id", "good.csv", "")).unwrap();
+    let out = tokio::task::block_in_place(|| submit(&good));
+    let said = |o: &std::process::Output| format!("{}{}", common::stdout(o), common::stderr(o));
+    assert_eq!(out.status.code(), Some(0), "{}", said(&out));
+    assert!(
+        common::stdout(&out).contains("pvc://reports/good.csv"),
+        "{}",
+        said(&out)
+    );
+    db.assert_report_matches(
+        &env.pvc_dir(ns).join("good.csv"),
+        &db.all("orders"),
+        "",
+        false,
+    )
+    .await;
+    let bad = env.dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        report_yaml("bad", &table, "no_such_key", "bad.csv", ""),
+    )
+    .unwrap();
+    let out = tokio::task::block_in_place(|| submit(&bad));
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    assert!(said(&out).contains("no_such_key"), "{}", said(&out));
     db.drop_schema().await;
 }
