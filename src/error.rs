@@ -198,6 +198,22 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(ms.min(10_000))
 }
 
+/// An error and its causes on one line (`a: b: c`), skipping a cause whose text the
+/// message already holds (many errors repeat their source's text).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let shown = cause.to_string();
+        if !text.contains(&shown) {
+            text.push_str(": ");
+            text.push_str(&shown);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -399,7 +399,7 @@ async fn classify(result: Result<reqwest::Response, reqwest::Error>) -> Attempt 
             };
             return Attempt::Retry {
                 reason,
-                message: error_chain(&e),
+                message: crate::error::error_chain(&e),
                 status: None,
                 after: None,
             };
@@ -449,21 +449,6 @@ async fn classify(result: Result<reqwest::Response, reqwest::Error>) -> Attempt 
             status: Some(code),
         }
     }
-}
-
-/// An error and its causes on one line (reqwest's own text is often just "error sending request").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let shown = cause.to_string();
-        if !text.contains(&shown) {
-            text.push_str(": ");
-            text.push_str(&shown);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// The termination-log line for a delivery: `notified=true attempts=N status=200`, or

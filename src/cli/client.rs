@@ -249,26 +249,11 @@ fn finish(result: Result<i32, Failure>) -> i32 {
     }
 }
 
-/// An error and its causes on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let shown = cause.to_string();
-        if !text.contains(&shown) {
-            text.push_str(": ");
-            text.push_str(&shown);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// A kube error for people: the API server's message, or the transport error's causes.
 fn describe(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(status) if !status.message.is_empty() => status.message.clone(),
-        other => chain(other),
+        other => crate::error::error_chain(other),
     }
 }
 
@@ -287,21 +272,33 @@ async fn connect(args: &ClusterArgs) -> Result<(Client, String), Failure> {
     };
     let config = match &args.kubeconfig {
         Some(path) => {
-            let kubeconfig = Kubeconfig::read_from(path)
-                .map_err(|e| fail(EXIT_NO_RESULT, format!("--kubeconfig: {}", chain(&e))))?;
+            let kubeconfig = Kubeconfig::read_from(path).map_err(|e| {
+                fail(
+                    EXIT_NO_RESULT,
+                    format!("--kubeconfig: {}", crate::error::error_chain(&e)),
+                )
+            })?;
             Config::from_custom_kubeconfig(kubeconfig, &options)
                 .await
-                .map_err(|e| fail(EXIT_NO_RESULT, format!("--kubeconfig: {}", chain(&e))))?
+                .map_err(|e| {
+                    fail(
+                        EXIT_NO_RESULT,
+                        format!("--kubeconfig: {}", crate::error::error_chain(&e)),
+                    )
+                })?
         }
-        None if args.context.is_some() => Config::from_kubeconfig(&options)
-            .await
-            .map_err(|e| fail(EXIT_NO_RESULT, format!("kubeconfig: {}", chain(&e))))?,
+        None if args.context.is_some() => Config::from_kubeconfig(&options).await.map_err(|e| {
+            fail(
+                EXIT_NO_RESULT,
+                format!("kubeconfig: {}", crate::error::error_chain(&e)),
+            )
+        })?,
         None => Config::infer().await.map_err(|e| {
             fail(
                 EXIT_NO_RESULT,
                 format!(
                     "no cluster configuration (pass --kubeconfig or set KUBECONFIG): {}",
-                    chain(&e)
+                    crate::error::error_chain(&e)
                 ),
             )
         })?,
@@ -616,7 +613,7 @@ async fn wait_for(
             Some(Err(e)) => {
                 errors += 1;
                 let since = *failing_since.get_or_insert_with(Instant::now);
-                let message = chain(&e);
+                let message = crate::error::error_chain(&e);
                 if since.elapsed() >= reconnect {
                     return WaitEnd::Lost(Box::new(last), message);
                 }

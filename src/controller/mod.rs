@@ -173,7 +173,9 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
                     Err(RunError::ReconcilerFailed(..)) => {}
                     // Watch errors (a 403 on list/watch, a lost connection) stop nothing
                     // but must not go unseen.
-                    Err(e) => tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "watching failed"),
+                    Err(e) => {
+                        tracing::warn!(error = %crate::error::error_chain(&e), "watching failed")
+                    }
                 }
             })
     }));
