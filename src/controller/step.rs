@@ -492,49 +492,65 @@ impl<'a> Decision<'a> {
         );
         self.condition(conditions::COMPLETE, false, reason::PLANNING, "");
         self.condition(conditions::FAILED, false, reason::NO_FAILURE, "");
-        let Some(job) = self.job(Stage::Plan).cloned() else {
-            self.set_phase(Phase::Planning, "planning chunks");
-            self.requeue = Some(RUNNING_RESYNC);
-            return Action::CreateJob(Box::new(jobs::plan_job(&self.target(spec), run_id)));
+        let line = match self.single_pod_stage(
+            Stage::Plan,
+            (Phase::Planning, "planning chunks"),
+            (reason::PLAN_FAILED, "planning"),
+            |d| jobs::plan_job(&d.target(spec), run_id),
+        ) {
+            Ok(line) => line,
+            Err(action) => return action,
         };
-        match job_outcome(&job) {
+        let f = parse_fields(&line);
+        let chunks = f.get("chunks").and_then(|c| c.parse::<i64>().ok());
+        let (Some(chunks), Some(digest)) = (chunks, f.get("digest")) else {
+            return self.fail(
+                reason::BAD_RESULT,
+                format!("the plan Job succeeded but its result is unreadable: {line:?}"),
+            );
+        };
+        let plan = PlanStatus {
+            run_id: f.get("run").cloned().unwrap_or_else(|| run_id.to_string()),
+            digest: digest.clone(),
+            chunks,
+            spec_hash: names::spec_hash(spec),
+        };
+        let message = format!("{chunks} chunks, plan digest {}", short(digest));
+        self.condition(conditions::PLANNED, true, reason::PLAN_STAGED, &message);
+        self.st.chunks = Some(ChunkCounts {
+            total: chunks,
+            ..Default::default()
+        });
+        self.st.plan = Some(plan.clone());
+        self.after_planning(spec, &plan)
+    }
+
+    /// A stage run by one pod (plan, assemble): creates its Job when missing, keeps the
+    /// phase while it runs, fails the ReportJob with the pod's last error when it failed,
+    /// and returns the pod's result line once it completed.
+    fn single_pod_stage(
+        &mut self,
+        stage: Stage,
+        (phase, doing): (Phase, &str),
+        (failed_reason, what): (&str, &str),
+        job: impl FnOnce(&Self) -> Job,
+    ) -> Result<String, Action> {
+        let Some(existing) = self.job(stage).cloned() else {
+            self.set_phase(phase, doing);
+            self.requeue = Some(RUNNING_RESYNC);
+            return Err(Action::CreateJob(Box::new(job(self))));
+        };
+        match job_outcome(&existing) {
             JobOutcome::Running => {
-                self.set_phase(Phase::Planning, "planning chunks");
-                self.watch_pods(Stage::Plan);
-                Action::None
+                self.set_phase(phase, doing);
+                self.watch_pods(stage);
+                Err(Action::None)
             }
             JobOutcome::Failed { reason: r, message } => {
-                let last = self.last_error(Stage::Plan).unwrap_or(message);
-                self.fail(
-                    reason::PLAN_FAILED,
-                    format!("planning failed ({r}): {last}"),
-                )
+                let last = self.last_error(stage).unwrap_or(message);
+                Err(self.fail(failed_reason, format!("{what} failed ({r}): {last}")))
             }
-            JobOutcome::Complete => {
-                let line = self.pod_message(Stage::Plan).unwrap_or_default();
-                let f = parse_fields(&line);
-                let chunks = f.get("chunks").and_then(|c| c.parse::<i64>().ok());
-                let (Some(chunks), Some(digest)) = (chunks, f.get("digest")) else {
-                    return self.fail(
-                        reason::BAD_RESULT,
-                        format!("the plan Job succeeded but its result is unreadable: {line:?}"),
-                    );
-                };
-                let plan = PlanStatus {
-                    run_id: f.get("run").cloned().unwrap_or_else(|| run_id.to_string()),
-                    digest: digest.clone(),
-                    chunks,
-                    spec_hash: names::spec_hash(spec),
-                };
-                let message = format!("{chunks} chunks, plan digest {}", short(digest));
-                self.condition(conditions::PLANNED, true, reason::PLAN_STAGED, &message);
-                self.st.chunks = Some(ChunkCounts {
-                    total: chunks,
-                    ..Default::default()
-                });
-                self.st.plan = Some(plan.clone());
-                self.after_planning(spec, &plan)
-            }
+            JobOutcome::Complete => Ok(self.pod_message(stage).unwrap_or_default()),
         }
     }
 
@@ -687,65 +703,48 @@ impl<'a> Decision<'a> {
     }
 
     fn assembling(&mut self, spec: &ReportJobSpec, plan: &PlanRef) -> Action {
-        let Some(job) = self.job(Stage::Assemble).cloned() else {
-            self.set_phase(Phase::Assembling, "assembling the report");
-            self.condition(conditions::COMPLETE, false, reason::ASSEMBLING, "");
-            self.requeue = Some(RUNNING_RESYNC);
-            return Action::CreateJob(Box::new(jobs::assemble_job(&self.target(spec), plan)));
+        self.condition(conditions::COMPLETE, false, reason::ASSEMBLING, "");
+        let line = match self.single_pod_stage(
+            Stage::Assemble,
+            (Phase::Assembling, "assembling the report"),
+            (reason::ASSEMBLE_FAILED, "assembly"),
+            |d| jobs::assemble_job(&d.target(spec), plan),
+        ) {
+            Ok(line) => line,
+            Err(action) => return action,
         };
-        match job_outcome(&job) {
-            JobOutcome::Running => {
-                self.set_phase(Phase::Assembling, "assembling the report");
-                self.condition(conditions::COMPLETE, false, reason::ASSEMBLING, "");
-                self.watch_pods(Stage::Assemble);
-                Action::None
-            }
-            JobOutcome::Failed { reason: r, message } => {
-                let last = self.last_error(Stage::Assemble).unwrap_or(message);
-                self.fail(
-                    reason::ASSEMBLE_FAILED,
-                    format!("assembly failed ({r}): {last}"),
-                )
-            }
-            JobOutcome::Complete => {
-                let line = self.pod_message(Stage::Assemble).unwrap_or_default();
-                let Some(mut output) = parse_output(&line) else {
-                    return self.fail(
-                        reason::BAD_RESULT,
-                        format!(
-                            "the assemble Job succeeded but its result is unreadable: {line:?}"
-                        ),
-                    );
-                };
-                // The pod sees the claim at its mount point; users know it by its claim name.
-                if let Some(pvc) = &spec.output.destination.pvc
-                    && let Some(rest) = output.location.strip_prefix(jobs::OUTPUT_MOUNT)
-                {
-                    output.location =
-                        format!("pvc://{}/{}", pvc.claim_name, rest.trim_start_matches('/'));
-                }
-                if let Some(notified) = parse_fields(&line).get("notified") {
-                    let f = parse_fields(&line);
-                    let ok = notified == "true";
-                    let why = f
-                        .get("notify_reason")
-                        .map_or("WebhookDelivered", String::as_str);
-                    self.condition(conditions::NOTIFIED, ok, why, &notified_message(ok, why));
-                }
-                self.st.rows = Some(output.rows);
-                self.st.bytes = Some(output.bytes);
-                let message = format!(
-                    "{} rows, {} bytes at {}",
-                    output.rows, output.bytes, output.location
-                );
-                self.st.output = Some(output);
-                self.st.completion_time = Some(Time(self.o.now));
-                self.set_phase(Phase::Succeeded, message.clone());
-                self.condition(conditions::COMPLETE, true, reason::PUBLISHED, &message);
-                self.condition(conditions::FAILED, false, reason::NO_FAILURE, "");
-                self.finished()
-            }
+        let Some(mut output) = parse_output(&line) else {
+            return self.fail(
+                reason::BAD_RESULT,
+                format!("the assemble Job succeeded but its result is unreadable: {line:?}"),
+            );
+        };
+        // The pod sees the claim at its mount point; users know it by its claim name.
+        if let Some(pvc) = &spec.output.destination.pvc
+            && let Some(rest) = output.location.strip_prefix(jobs::OUTPUT_MOUNT)
+        {
+            output.location = format!("pvc://{}/{}", pvc.claim_name, rest.trim_start_matches('/'));
         }
+        let f = parse_fields(&line);
+        if let Some(notified) = f.get("notified") {
+            let ok = notified == "true";
+            let why = f
+                .get("notify_reason")
+                .map_or("WebhookDelivered", String::as_str);
+            self.condition(conditions::NOTIFIED, ok, why, &notified_message(ok, why));
+        }
+        self.st.rows = Some(output.rows);
+        self.st.bytes = Some(output.bytes);
+        let message = format!(
+            "{} rows, {} bytes at {}",
+            output.rows, output.bytes, output.location
+        );
+        self.st.output = Some(output);
+        self.st.completion_time = Some(Time(self.o.now));
+        self.set_phase(Phase::Succeeded, message.clone());
+        self.condition(conditions::COMPLETE, true, reason::PUBLISHED, &message);
+        self.condition(conditions::FAILED, false, reason::NO_FAILURE, "");
+        self.finished()
     }
 
     /// A failed run that started (invalid specs create nothing): sends the failure
