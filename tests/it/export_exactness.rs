@@ -3,7 +3,7 @@
 //! loaded back with COPY and compared by row count and an order-independent checksum.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
-mod common;
+use crate::common;
 
 use common::{TestDb, Workdir, run_json, stderr, table_spec};
 

@@ -4,7 +4,7 @@
 //! ReportJob); and its identity cannot read Secrets.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

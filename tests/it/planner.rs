@@ -3,7 +3,7 @@
 //! where equal-width ranges over min..max would be badly unbalanced.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
-mod common;
+use crate::common;
 
 use common::{TestDb, Workdir, stderr, table_spec};
 use sqlx::Row;

@@ -3,7 +3,7 @@
 //! without exporting finished chunks again.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! an unreachable endpoint fail fast, naming the bucket, leaving nothing behind.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

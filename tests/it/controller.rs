@@ -2,7 +2,7 @@
 //! pods, the real Postgres; every report is loaded back and compared with its source.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,0 +1,17 @@
+//! Every integration test of the `reportjob` crate in one binary (one link instead of one per
+//! file, as xsv does), each file a module, all sharing the helpers in `common`.
+#![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
+
+mod common;
+
+mod bucket;
+mod chart;
+mod client;
+mod controller;
+mod crd;
+mod examples;
+mod export_exactness;
+mod failures;
+mod notify;
+mod planner;
+mod rbac;
