@@ -295,6 +295,37 @@ async fn background_deletes_dependents_and_orphan_strips_owner_references() {
 }
 
 #[tokio::test]
+async fn a_dependent_created_after_its_owner_is_gone_is_collected() {
+    // As a Job controller working from a stale cache creates a pod for a deleted Job.
+    let (_c, client) = cluster().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(client);
+    let owner = api
+        .create(&PostParams::default(), &cm("gone"))
+        .await
+        .unwrap();
+    api.delete("gone", &DeleteParams::background())
+        .await
+        .unwrap();
+    api.create(&PostParams::default(), &owned_cm("late", &owner))
+        .await
+        .unwrap();
+    assert_eq!(code(api.get("late").await.unwrap_err()).0, 404);
+    // One live owner among gone ones keeps it.
+    let live = api
+        .create(&PostParams::default(), &cm("live"))
+        .await
+        .unwrap();
+    let mut both = owned_cm("kept", &owner);
+    both.metadata
+        .owner_references
+        .as_mut()
+        .unwrap()
+        .extend(owned_cm("x", &live).metadata.owner_references.unwrap());
+    api.create(&PostParams::default(), &both).await.unwrap();
+    assert!(api.get("kept").await.is_ok());
+}
+
+#[tokio::test]
 async fn crd_rejects_non_structural_schema() {
     let (_c, client) = cluster().await;
     let crds: Api<CustomResourceDefinition> = Api::all(client);
@@ -498,7 +529,7 @@ async fn watch_from_compacted_rv_gets_410_event() {
     api.create(&PostParams::default(), &cm("b")).await.unwrap();
     // Before compaction: the watch replays events after rv, in order.
     let mut s = api
-        .watch(&WatchParams::default().timeout(2), &rv)
+        .watch(&WatchParams::default().timeout(60), &rv)
         .await
         .unwrap()
         .boxed();
@@ -508,7 +539,7 @@ async fn watch_from_compacted_rv_gets_410_event() {
     }
     c.faults().compact();
     let mut s = api
-        .watch(&WatchParams::default().timeout(2), &rv)
+        .watch(&WatchParams::default().timeout(60), &rv)
         .await
         .unwrap()
         .boxed();
@@ -632,7 +663,7 @@ async fn watch_with_field_selector_reports_leaving_objects_as_deleted() {
     api.create(&PostParams::default(), &o).await.unwrap();
     let rv = a.metadata.resource_version.unwrap();
     let mut s = api
-        .watch(&WatchParams::default().labels("x=1").timeout(3), &rv)
+        .watch(&WatchParams::default().labels("x=1").timeout(60), &rv)
         .await
         .unwrap()
         .boxed();

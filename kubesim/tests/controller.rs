@@ -101,7 +101,9 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    for _ in 0..200 {
+    // A generous ceiling: a loaded machine slows the controller, a fast one never waits this long.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while std::time::Instant::now() < deadline {
         if f().await {
             return;
         }

@@ -10,6 +10,11 @@ use serde_json::json;
 
 const NS: &str = "default";
 
+/// The ceiling of every wait on a condition: generous, because a loaded machine (other test
+/// binaries compiling beside this one) can slow a pod start by many seconds. Waits end as
+/// soon as their condition holds, so a fast machine never waits this long.
+const PATIENCE: Duration = Duration::from_secs(120);
+
 struct Env {
     cluster: kubesim::Cluster,
     client: kube::Client,
@@ -119,14 +124,10 @@ fn condition_types(job: &Job) -> Vec<String> {
 
 async fn wait_finished(client: &kube::Client, name: &str) -> Job {
     let api: Api<Job> = Api::namespaced(client.clone(), NS);
-    wait_for(
-        &format!("job {name} to finish"),
-        Duration::from_secs(20),
-        || async {
-            let j = api.get(name).await.ok()?;
-            (condition(&j, "Complete").is_some() || condition(&j, "Failed").is_some()).then_some(j)
-        },
-    )
+    wait_for(&format!("job {name} to finish"), PATIENCE, || async {
+        let j = api.get(name).await.ok()?;
+        (condition(&j, "Complete").is_some() || condition(&j, "Failed").is_some()).then_some(j)
+    })
     .await
 }
 
@@ -177,6 +178,8 @@ fn read_pids(dir: &Path, prefix: &str) -> Vec<String> {
         .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
         .filter_map(|e| std::fs::read_to_string(e.path()).ok())
         .map(|s| s.trim().to_string())
+        // A file created but not yet written holds no pid.
+        .filter(|s| !s.is_empty())
         .collect()
 }
 
@@ -331,7 +334,7 @@ async fn killed_pod_is_retried_and_reports_exit_code_137() {
     let env = start().await;
     let mount = env.mount("killed");
     // The first run waits to be killed; the retry finds the marker and succeeds.
-    let script = r#"if [ -e "$DATA/started" ]; then exit 0; fi; touch "$DATA/started"; sleep 30"#;
+    let script = r#"if [ -e "$DATA/started" ]; then exit 0; fi; touch "$DATA/started"; sleep 600"#;
     let j = job(
         "killed",
         json!({"backoffLimit": 2}),
@@ -344,7 +347,7 @@ async fn killed_pod_is_retried_and_reports_exit_code_137() {
         .await
         .expect("create job");
     let marker = env.pvc_dir("killed").join("started");
-    let first = wait_for("first pod running", Duration::from_secs(10), || async {
+    let first = wait_for("first pod running", PATIENCE, || async {
         let pods = job_pods(&env.client, "killed").await;
         let p = pods.into_iter().find(|p| phase(p) == "Running")?;
         marker.exists().then_some(p)
@@ -371,7 +374,7 @@ async fn killed_pod_is_retried_and_reports_exit_code_137() {
 async fn fail_pod_reports_the_given_exit_code_to_the_pod_failure_policy() {
     let env = start().await;
     let mount = env.mount("failpod");
-    let script = r#"touch "$DATA/started"; sleep 30"#;
+    let script = r#"touch "$DATA/started"; sleep 600"#;
     let j = job(
         "failpod",
         json!({"backoffLimit": 5,
@@ -385,7 +388,7 @@ async fn fail_pod_reports_the_given_exit_code_to_the_pod_failure_policy() {
         .await
         .expect("create job");
     let marker = env.pvc_dir("failpod").join("started");
-    let pod = wait_for("pod running", Duration::from_secs(10), || async {
+    let pod = wait_for("pod running", PATIENCE, || async {
         let p = job_pods(&env.client, "failpod")
             .await
             .into_iter()
@@ -413,7 +416,7 @@ async fn fail_pod_reports_the_given_exit_code_to_the_pod_failure_policy() {
 async fn suspend_kills_pods_resume_recreates_them_and_job_deletion_kills_processes() {
     let env = start().await;
     let mount = env.mount("suspend");
-    let script = r#"echo $$ > "$DATA/pid-$HOSTNAME-$(date +%s%N)"; exec sleep 30"#;
+    let script = r#"echo $$ > "$DATA/pid-$HOSTNAME-$(date +%s%N)"; exec sleep 600"#;
     let j = job(
         "suspend",
         json!({"completions": 2, "parallelism": 2, "completionMode": "Indexed"}),
@@ -426,7 +429,7 @@ async fn suspend_kills_pods_resume_recreates_them_and_job_deletion_kills_process
         .await
         .expect("create job");
     let dir = env.pvc_dir("suspend");
-    let first = wait_for("two processes", Duration::from_secs(10), || async {
+    let first = wait_for("two processes", PATIENCE, || async {
         let pids = read_pids(&dir, "pid-");
         (pids.len() == 2).then_some(pids)
     })
@@ -440,13 +443,11 @@ async fn suspend_kills_pods_resume_recreates_them_and_job_deletion_kills_process
     )
     .await
     .expect("suspend");
-    wait_for(
-        "suspended processes gone",
-        Duration::from_secs(10),
-        || async { first.iter().all(|p| !process_alive(p)).then_some(()) },
-    )
+    wait_for("suspended processes gone", PATIENCE, || async {
+        first.iter().all(|p| !process_alive(p)).then_some(())
+    })
     .await;
-    let suspended = wait_for("Suspended condition", Duration::from_secs(10), || async {
+    let suspended = wait_for("Suspended condition", PATIENCE, || async {
         let j = api.get("suspend").await.ok()?;
         condition(&j, "Suspended").map(|_| j)
     })
@@ -460,7 +461,7 @@ async fn suspend_kills_pods_resume_recreates_them_and_job_deletion_kills_process
         None,
         "suspension is no failure"
     );
-    wait_for("pods deleted", Duration::from_secs(10), || async {
+    wait_for("pods deleted", PATIENCE, || async {
         job_pods(&env.client, "suspend")
             .await
             .is_empty()
@@ -475,7 +476,7 @@ async fn suspend_kills_pods_resume_recreates_them_and_job_deletion_kills_process
     )
     .await
     .expect("resume");
-    let second = wait_for("recreated processes", Duration::from_secs(10), || async {
+    let second = wait_for("recreated processes", PATIENCE, || async {
         let pids: Vec<String> = read_pids(&dir, "pid-")
             .into_iter()
             .filter(|p| !first.contains(p))
@@ -488,11 +489,9 @@ async fn suspend_kills_pods_resume_recreates_them_and_job_deletion_kills_process
     api.delete("suspend", &DeleteParams::background())
         .await
         .expect("delete job");
-    wait_for(
-        "processes of the deleted job gone",
-        Duration::from_secs(10),
-        || async { second.iter().all(|p| !process_alive(p)).then_some(()) },
-    )
+    wait_for("processes of the deleted job gone", PATIENCE, || async {
+        second.iter().all(|p| !process_alive(p)).then_some(())
+    })
     .await;
 }
 
@@ -500,26 +499,39 @@ async fn suspend_kills_pods_resume_recreates_them_and_job_deletion_kills_process
 async fn active_deadline_fails_the_job_and_kills_its_pods() {
     let env = start().await;
     let mount = env.mount("deadline");
-    let script = r#"echo $$ > "$DATA/pid"; exec sleep 30"#;
-    let j = job(
-        "deadline",
-        json!({"activeDeadlineSeconds": 1}),
-        script,
-        &mount,
-        "deadline",
-    );
-    Api::<Job>::namespaced(env.client.clone(), NS)
-        .create(&PostParams::default(), &j)
+    let script = r#"echo $$ > "$DATA/pid"; exec sleep 600"#;
+    let j = job("deadline", json!({}), script, &mount, "deadline");
+    let api: Api<Job> = Api::namespaced(env.client.clone(), NS);
+    api.create(&PostParams::default(), &j)
         .await
         .expect("create job");
+    // The deadline is set once the pod runs (it is mutable, as upstream): a pod slow to
+    // start on a loaded machine cannot miss it, and the Job's startTime is long past.
+    let dir = env.pvc_dir("deadline");
+    let pid = wait_for("the pod's process", PATIENCE, || async {
+        let pid = std::fs::read_to_string(dir.join("pid")).ok()?;
+        let pid = pid.trim().to_string();
+        (!pid.is_empty()).then_some(pid)
+    })
+    .await;
+    assert!(process_alive(&pid));
+    api.patch(
+        "deadline",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"activeDeadlineSeconds": 1}})),
+    )
+    .await
+    .expect("set the deadline");
     let done = wait_finished(&env.client, "deadline").await;
     assert_eq!(
         condition(&done, "Failed").as_deref(),
         Some("DeadlineExceeded")
     );
     assert_eq!(condition_types(&done), ["FailureTarget", "Failed"]);
-    let pid = std::fs::read_to_string(env.pvc_dir("deadline").join("pid")).expect("pid");
-    assert!(!process_alive(pid.trim()));
+    wait_for("the pod's process killed", PATIENCE, || async {
+        (!process_alive(&pid)).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -601,7 +613,7 @@ async fn missing_secret_keeps_pod_pending_with_create_container_config_error() {
         .create(&PostParams::default(), &j)
         .await
         .expect("create job");
-    let pod = wait_for("config error", Duration::from_secs(10), || async {
+    let pod = wait_for("config error", PATIENCE, || async {
         let p = job_pods(&env.client, "nosecret").await.into_iter().next()?;
         let reason = p
             .status
@@ -640,7 +652,7 @@ async fn finished_job_is_deleted_after_ttl_seconds_after_finished() {
     let mount = env.mount("ttl");
     let j = job(
         "ttl",
-        json!({"ttlSecondsAfterFinished": 1}),
+        json!({"ttlSecondsAfterFinished": 3600}),
         "exit 0",
         &mount,
         "ttl",
@@ -668,32 +680,33 @@ async fn finished_job_is_deleted_after_ttl_seconds_after_finished() {
         condition(&done, "Complete").as_deref(),
         Some("CompletionsReached")
     );
-    wait_for(
-        "job deleted by its TTL",
-        Duration::from_secs(10),
-        || async { matches!(api.get_opt("ttl").await, Ok(None)).then_some(()) },
+    // The TTL drops to 1 s only now (it is mutable, as upstream): with 1 s from the start, a
+    // loaded machine could collect the Job before the checks above.
+    api.patch(
+        "ttl",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"ttlSecondsAfterFinished": 1}})),
     )
+    .await
+    .expect("lower the TTL");
+    wait_for("job deleted by its TTL", PATIENCE, || async {
+        matches!(api.get_opt("ttl").await, Ok(None)).then_some(())
+    })
     .await;
-    wait_for(
-        "its pods collected (Background)",
-        Duration::from_secs(10),
-        || async { job_pods(&env.client, "ttl").await.is_empty().then_some(()) },
-    )
+    wait_for("its pods collected (Background)", PATIENCE, || async {
+        job_pods(&env.client, "ttl").await.is_empty().then_some(())
+    })
     .await;
     let pod_dirs = env.dir.path().join("data/pods").join(NS);
-    wait_for(
-        "per-pod directories removed",
-        Duration::from_secs(10),
-        || async {
-            let left = std::fs::read_dir(&pod_dirs)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with("ttl-"))
-                .count();
-            (left == 0).then_some(())
-        },
-    )
+    wait_for("per-pod directories removed", PATIENCE, || async {
+        let left = std::fs::read_dir(&pod_dirs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("ttl-"))
+            .count();
+        (left == 0).then_some(())
+    })
     .await;
     // The PVC outlives its pods.
     assert!(env.pvc_dir("ttl").is_dir());
@@ -829,7 +842,7 @@ async fn job_completes_across_api_server_restart_and_dropped_watches_without_dup
         .await
         .expect("create job");
     let dir = env.pvc_dir("restart");
-    wait_for("pods running", Duration::from_secs(10), || async {
+    wait_for("pods running", PATIENCE, || async {
         (0..3)
             .all(|i| dir.join(format!("runs-{i}")).exists())
             .then_some(())
@@ -863,17 +876,19 @@ async fn job_completes_across_api_server_restart_and_dropped_watches_without_dup
 async fn dropping_the_cluster_kills_every_pod_process() {
     let env = start().await;
     let mount = env.mount("drop");
-    let script = r#"sleep 30 & echo $! > "$DATA/child"; echo $$ > "$DATA/pid"; wait"#;
+    let script = r#"sleep 600 & echo $! > "$DATA/child"; echo $$ > "$DATA/pid"; wait"#;
     let j = job("drop", json!({}), script, &mount, "drop");
     Api::<Job>::namespaced(env.client.clone(), NS)
         .create(&PostParams::default(), &j)
         .await
         .expect("create job");
     let dir = env.pvc_dir("drop");
-    let pids = wait_for("process started", Duration::from_secs(10), || async {
+    let pids = wait_for("process started", PATIENCE, || async {
         let pid = std::fs::read_to_string(dir.join("pid")).ok()?;
         let child = std::fs::read_to_string(dir.join("child")).ok()?;
-        Some([pid.trim().to_string(), child.trim().to_string()])
+        let pids = [pid.trim().to_string(), child.trim().to_string()];
+        // Files created but not yet written hold no pid.
+        pids.iter().all(|p| !p.is_empty()).then_some(pids)
     })
     .await;
     assert!(pids.iter().all(|p| process_alive(p)));
@@ -884,11 +899,9 @@ async fn dropping_the_cluster_kills_every_pod_process() {
     } = env;
     drop(client);
     drop(cluster);
-    wait_for(
-        "processes gone after drop",
-        Duration::from_secs(5),
-        || async { pids.iter().all(|p| !process_alive(p)).then_some(()) },
-    )
+    wait_for("processes gone after drop", PATIENCE, || async {
+        pids.iter().all(|p| !process_alive(p)).then_some(())
+    })
     .await;
     drop(tmp);
 }

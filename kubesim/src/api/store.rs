@@ -490,6 +490,18 @@ impl State {
         apply::record_update(&json!({}), &obj, manager, &mut owners);
         let created = self.commit(&key, obj)?;
         self.owners.insert(key.clone(), owners);
+        // The garbage collector deletes a dependent whose owners are all gone, also one created
+        // after they went (a Job's pod created from a stale cache after the Job was deleted).
+        let owner_uids: Vec<&str> = created["metadata"]["ownerReferences"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["uid"].as_str())
+            .collect();
+        if !owner_uids.is_empty() && !owner_uids.iter().any(|u| self.uid_exists(u)) {
+            let _ = self.delete_key(&key, Propagation::Background);
+            return Ok(created);
+        }
         if ri.group == "apiextensions.k8s.io" && ri.plural == "customresourcedefinitions" {
             let defined = from_crd(&created);
             for d in &defined {
