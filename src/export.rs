@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::csv::{RecordCounter, header_line};
+use crate::csv_encode::{RecordCounter, header_line};
 use crate::error::{Error, Result};
 use crate::ident::quote_literal;
 use crate::plan::Plan;
@@ -206,7 +206,11 @@ pub async fn export_chunk(
         started_at,
         finished_at: jiff::Timestamp::now().to_string(),
     };
-    let json = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| {
+        wrap(Error::Staging(format!(
+            "cannot serialize the part manifest: {e}"
+        )))
+    })?;
     storage
         .write(&layout.part_manifest_key(index), json.into())
         .await

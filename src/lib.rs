@@ -1,22 +1,24 @@
 //! reportjob: plan, export and assemble large Postgres reports in chunks.
 //!
+//! A spec is validated once into a typed [`api::ValidSpec`] that every later step takes.
 //! The pipeline has three stages, each usable alone (as the controller runs them in pods)
-//! or together (`reportjob run`): [`pipeline::plan`] cuts the key range into chunks,
-//! [`pipeline::export_chunk`] writes one chunk as a CSV part, and [`pipeline::assemble`]
-//! joins the parts into the report. Decisions are pure ([`plan`], [`api::validate`]);
-//! I/O lives in [`source`], [`storage`] and the stage functions.
+//! or together ([`run_local`], behind `reportjob run`): [`pipeline::StageContext::plan_once`]
+//! cuts the key range into chunks, [`pipeline::StageContext::export_chunk`] writes one chunk
+//! as a CSV part, and [`pipeline::StageContext::assemble`] joins the parts into the report.
+//! Decisions are pure ([`plan`], [`api::validate`]); I/O lives in [`source`], [`storage`]
+//! and the stage functions.
 
 pub mod api;
 pub mod cli;
 pub mod controller;
-pub mod csv;
+pub mod csv_encode;
 pub mod error;
 pub mod export;
 pub mod ident;
-pub mod local;
 pub mod notify;
 pub mod pipeline;
 pub mod plan;
+pub mod run_local;
 pub mod source;
 pub mod staging;
 pub mod storage;

@@ -4,12 +4,11 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{Compression, ReportJobSpec};
+use crate::api::Compression;
+use crate::api::valid::{Destination, ValidSpec};
 use crate::error::{Error, Result};
 use crate::plan::{PartFormat, Plan, chunks_from_boundaries};
 use crate::source::stats::key_stats;
@@ -31,11 +30,12 @@ pub struct DownloadLink {
 /// Version of the plan document.
 pub const PLAN_VERSION: u32 = 1;
 
-/// Everything a stage needs: the spec, the database, the storage and the run's layout.
+/// Everything a stage needs: the validated spec, the database, the storage and the run's
+/// layout.
 #[derive(Clone)]
-pub struct Stage {
-    /// The ReportJob spec.
-    pub spec: ReportJobSpec,
+pub struct StageContext {
+    /// The validated ReportJob spec.
+    pub spec: ValidSpec,
     /// The database (a pool of read-only sessions).
     pub db: Database,
     /// Where staging data and the report go.
@@ -46,72 +46,64 @@ pub struct Stage {
     pub cancel: CancellationToken,
 }
 
-/// A run identifier derived from everything that shapes the output, so that running the
-/// same spec again finds (and resumes) the same staging data.
-pub fn derive_run_id(spec: &ReportJobSpec, output_key: &str) -> String {
-    #[derive(Serialize)]
-    struct Identity<'a> {
-        source: &'a crate::api::SourceSpec,
-        chunk_size: i64,
-        max_chunks: i64,
-        csv: &'a crate::api::CsvOptions,
-        compression: Compression,
-        output: &'a str,
-    }
-    let identity = Identity {
-        source: &spec.source,
-        chunk_size: spec.chunking.chunk_size,
-        max_chunks: spec.chunking.max_chunks,
-        csv: &spec.output.csv,
-        compression: spec.output.compression,
-        output: output_key,
-    };
-    let bytes = serde_json::to_vec(&identity).unwrap_or_default();
-    hex::encode(&Sha256::digest(&bytes)[..6])
-}
-
 /// The part format a spec asks for.
-pub fn part_format(spec: &ReportJobSpec) -> PartFormat {
+pub fn part_format(spec: &ValidSpec) -> PartFormat {
+    let csv = &spec.output.csv;
     PartFormat {
-        delimiter: spec.output.csv.delimiter.chars().next().unwrap_or(','),
-        null_string: spec.output.csv.null_string.clone(),
-        header: spec.output.csv.header,
+        delimiter: char::from(csv.delimiter),
+        null_string: csv.null_string.clone(),
+        header: csv.header,
         gzip: spec.output.compression == Compression::Gzip,
     }
 }
 
-impl Stage {
+/// `value` as pretty JSON, or an error naming `what` (never an empty document).
+fn to_json(value: &impl serde::Serialize, what: &str) -> Result<Bytes> {
+    serde_json::to_vec_pretty(value)
+        .map(Bytes::from)
+        .map_err(|e| Error::Staging(format!("cannot serialize the {what}: {e}")))
+}
+
+impl StageContext {
     /// A signed link to the report, for destinations that have them (buckets), valid for
     /// the spec's `urlExpirySeconds`.
     pub async fn download_link(&self) -> Result<Option<DownloadLink>> {
-        let Some(bucket) = &self.spec.output.destination.bucket else {
+        let Destination::Bucket(bucket) = &self.spec.output.destination else {
             return Ok(None);
         };
-        let seconds = bucket
-            .url_expiry_seconds
-            .clamp(1, crate::api::validate::MAX_URL_EXPIRY_SECONDS);
-        let expires_in = std::time::Duration::from_secs(u64::try_from(seconds).unwrap_or(1));
+        let expires_in = bucket.url_expiry;
         let issued = jiff::Timestamp::now();
         let url = self
             .storage
             .download_link(&self.layout.output, expires_in)
             .await?;
-        Ok(url.map(|url| DownloadLink {
-            url,
-            expires_at: issued
-                .checked_add(jiff::SignedDuration::from_secs(seconds))
-                .unwrap_or(issued),
-        }))
+        let expires_at = jiff::SignedDuration::try_from(expires_in)
+            .ok()
+            .and_then(|d| issued.checked_add(d).ok())
+            .ok_or_else(|| {
+                Error::Staging(format!(
+                    "a link issued at {issued} cannot expire {expires_in:?} later"
+                ))
+            })?;
+        Ok(url.map(|url| DownloadLink { url, expires_at }))
     }
 
     /// Computes a plan from the database (writes nothing).
     pub async fn compute_plan(&self) -> Result<Plan> {
         let source = &self.spec.source;
-        let mut session = self.db.session(source.statement_timeout_seconds).await?;
+        let mut session = self
+            .db
+            .session(i64::from(source.statement_timeout.seconds()))
+            .await?;
         let resolved = resolve(&mut session, source).await?;
-        let chunk_size = u64::try_from(self.spec.chunking.chunk_size).unwrap_or(1);
-        let max_chunks = u64::try_from(self.spec.chunking.max_chunks).unwrap_or(1);
-        let stats = key_stats(&mut session, &resolved, chunk_size, max_chunks).await?;
+        let chunking = &self.spec.chunking;
+        let stats = key_stats(
+            &mut session,
+            &resolved,
+            chunking.chunk_size.get(),
+            u64::from(chunking.max_chunks.get()),
+        )
+        .await?;
         session.finish().await?;
         let chunks = chunks_from_boundaries(
             &stats.boundaries,
@@ -181,10 +173,8 @@ impl Stage {
             return Ok((plan, true));
         }
         let plan = self.compute_plan().await?;
-        let json = serde_json::to_vec_pretty(&plan).unwrap_or_default();
-        self.storage
-            .write(&self.layout.plan_key(), Bytes::from(json))
-            .await?;
+        let json = to_json(&plan, "plan")?;
+        self.storage.write(&self.layout.plan_key(), json).await?;
         Ok((plan, false))
     }
 
@@ -192,7 +182,7 @@ impl Stage {
     pub async fn export_chunk(&self, plan: &Plan, index: usize) -> Result<PartManifest> {
         crate::export::export_chunk(
             &self.db,
-            self.spec.source.statement_timeout_seconds,
+            i64::from(self.spec.source.statement_timeout.seconds()),
             plan,
             index,
             self.storage.as_ref(),
@@ -352,9 +342,9 @@ impl Stage {
                 })
                 .collect(),
         };
-        let json = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
+        let json = to_json(&manifest, "report manifest")?;
         self.storage
-            .write(&self.layout.manifest_key(), Bytes::from(json))
+            .write(&self.layout.manifest_key(), json)
             .await?;
         self.storage
             .delete_prefix(&self.layout.staging_prefix())

@@ -5,7 +5,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::validate::{FieldError, validate};
-use super::{API_VERSION, KIND, ReportJob, schema::crd};
+use super::{API_VERSION, KIND, ReportJob, ValidSpec, schema::crd};
 
 /// Why a ReportJob file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -45,18 +45,37 @@ fn list(errors: &[FieldError]) -> String {
         .join("\n")
 }
 
+/// A ReportJob read from YAML: the resource as written and its validated spec.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The resource as written (metadata and spec).
+    pub resource: ReportJob,
+    /// Its spec, validated.
+    pub spec: ValidSpec,
+}
+
 /// Reads and validates a ReportJob from a YAML file.
 pub fn load_file(path: &Path) -> Result<ReportJob, LoadError> {
+    load_valid_file(path).map(|loaded| loaded.resource)
+}
+
+/// Reads and validates a ReportJob from YAML text; `origin` names it in errors.
+pub fn load_str(text: &str, origin: &str) -> Result<ReportJob, LoadError> {
+    load_valid_str(text, origin).map(|loaded| loaded.resource)
+}
+
+/// Reads a ReportJob from a YAML file, keeping its validated spec.
+pub fn load_valid_file(path: &Path) -> Result<Loaded, LoadError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
         path: shown.clone(),
         source,
     })?;
-    load_str(&text, &shown)
+    load_valid_str(&text, &shown)
 }
 
-/// Reads and validates a ReportJob from YAML text; `origin` names it in errors.
-pub fn load_str(text: &str, origin: &str) -> Result<ReportJob, LoadError> {
+/// Reads a ReportJob from YAML text, keeping its validated spec; `origin` names it in errors.
+pub fn load_valid_str(text: &str, origin: &str) -> Result<Loaded, LoadError> {
     let value: Value = serde_saphyr::from_str(text).map_err(|e| LoadError::Yaml {
         path: origin.to_string(),
         message: e.to_string(),
@@ -67,26 +86,29 @@ pub fn load_str(text: &str, origin: &str) -> Result<ReportJob, LoadError> {
     };
     let mut errors = Vec::new();
     check_kind(&value, &mut errors);
-    let schema = crd_schema();
-    if let (Some(spec), Some(spec_schema)) = (value.get("spec"), schema.pointer("/properties/spec"))
-    {
-        unknown_fields(spec, spec_schema, "spec", &mut errors);
-    } else if value.get("spec").is_none() {
-        errors.push(FieldError::new("spec", "is required"));
+    match (value.get("spec"), crd_schema()) {
+        (None, _) => errors.push(FieldError::new("spec", "is required")),
+        (Some(spec), Ok(schema)) => match schema.pointer("/properties/spec") {
+            Some(spec_schema) => unknown_fields(spec, spec_schema, "spec", &mut errors),
+            None => errors.push(FieldError::new(
+                "spec",
+                "cannot be checked: the CRD schema has no spec",
+            )),
+        },
+        (Some(_), Err(message)) => errors.push(FieldError::new(
+            "spec",
+            &format!("cannot be checked: {message}"),
+        )),
     }
     if !errors.is_empty() {
         return Err(invalid(errors));
     }
-    let rj: ReportJob = serde_path_to_error::deserialize(value).map_err(|e| {
+    let resource: ReportJob = serde_path_to_error::deserialize(value).map_err(|e| {
         let field = e.path().to_string();
         invalid(vec![FieldError::new(&field, &e.inner().to_string())])
     })?;
-    let errors = validate(&rj.spec);
-    if errors.is_empty() {
-        Ok(rj)
-    } else {
-        Err(invalid(errors))
-    }
+    let spec = validate(&resource.spec).map_err(invalid)?;
+    Ok(Loaded { resource, spec })
 }
 
 fn check_kind(value: &Value, errors: &mut Vec<FieldError>) {
@@ -108,15 +130,20 @@ fn check_kind(value: &Value, errors: &mut Vec<FieldError>) {
     }
 }
 
-fn crd_schema() -> Value {
-    let crd = crd();
-    crd.spec
-        .versions
-        .first()
-        .and_then(|v| v.schema.as_ref())
-        .and_then(|s| s.open_api_v3_schema.as_ref())
-        .and_then(|s| serde_json::to_value(s).ok())
-        .unwrap_or(Value::Null)
+/// The CRD's OpenAPI schema as JSON, built once.
+fn crd_schema() -> Result<&'static Value, String> {
+    static SCHEMA: std::sync::LazyLock<Result<Value, String>> = std::sync::LazyLock::new(|| {
+        let crd = crd();
+        let schema = crd
+            .spec
+            .versions
+            .first()
+            .and_then(|v| v.schema.as_ref())
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .ok_or("the CRD has no OpenAPI schema")?;
+        serde_json::to_value(schema).map_err(|e| format!("the CRD schema is not JSON: {e}"))
+    });
+    SCHEMA.as_ref().map_err(Clone::clone)
 }
 
 /// Reports fields the schema does not know, as `kubectl --validate=strict` would.

@@ -1,14 +1,19 @@
-//! The ReportJob custom resource: spec, status, conditions, loading and validation.
+//! The ReportJob custom resource: spec, status, conditions, loading, validation into a
+//! typed [`ValidSpec`], and the [`RunIdentity`] of a run.
 
 pub mod conditions;
+pub mod identity;
 pub mod load;
 pub mod schema;
 pub mod spec;
 pub mod status;
+pub mod valid;
 pub mod validate;
 
+pub use identity::RunIdentity;
 pub use spec::*;
 pub use status::*;
+pub use valid::ValidSpec;
 
 /// API group of the ReportJob resource.
 pub const GROUP: &str = "reporting.dev";

@@ -104,9 +104,9 @@ pub struct SourceSpec {
     /// text, varchar and uuid. Rows where it is NULL are exported as a chunk of their own.
     #[schemars(length(min = 1))]
     pub key_column: String,
-    /// Each read is cancelled by the server after this many seconds.
+    /// Each read is cancelled by the server after this many seconds (at most one day).
     #[serde(default = "default_statement_timeout")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 86400))]
     pub statement_timeout_seconds: i64,
 }
 

@@ -1,10 +1,19 @@
 //! Rules of a valid ReportJob spec that go beyond its schema; each error names its field.
 
 use std::fmt;
+use std::num::{NonZeroU32, NonZeroU64};
+use std::time::Duration;
 
 use serde::Serialize;
 
-use super::spec::ReportJobSpec;
+use super::spec::{
+    BucketDestination, ChunkingSpec, CsvOptions, DestinationSpec, ReportJobSpec, SourceSpec,
+    WorkerSpec,
+};
+use super::valid::{
+    BucketTarget, Chunking, CsvFormat, Destination, Filter, MAX_STATEMENT_TIMEOUT_SECONDS, Output,
+    RelativePath, SecretKey, SelectQuery, Source, StatementTimeout, ValidSource, ValidSpec, Worker,
+};
 use crate::ident::{check_balanced, parse_ident, parse_qualified};
 
 /// A problem with one field of a spec.
@@ -35,211 +44,417 @@ impl fmt::Display for FieldError {
 /// Largest signed-URL lifetime SigV4 allows: 7 days.
 pub const MAX_URL_EXPIRY_SECONDS: i64 = 7 * 24 * 3600;
 
-/// Checks a spec and returns every problem found (empty when valid).
-pub fn validate(spec: &ReportJobSpec) -> Vec<FieldError> {
-    let mut errors = Vec::new();
-    let mut err = |field: &str, message: String| errors.push(FieldError::new(field, &message));
-
-    let source = &spec.source;
-    match (&source.table, &source.query) {
-        (Some(_), Some(_)) => err(
-            "spec.source.query",
-            "set exactly one of table and query, not both".into(),
-        ),
-        (None, None) => err(
-            "spec.source.table",
-            "set exactly one of table and query".into(),
-        ),
-        (Some(table), None) => {
-            if let Err(e) = parse_qualified(table) {
-                err("spec.source.table", e.0);
-            }
+/// Checks a spec and returns it in typed form, or every problem found, each naming its field.
+pub fn validate(spec: &ReportJobSpec) -> Result<ValidSpec, Vec<FieldError>> {
+    let mut errors = Errors(Vec::new());
+    let source = source(&spec.source, &mut errors);
+    let chunking = chunking(&spec.chunking, &mut errors);
+    let csv = csv_format(&spec.output.csv, &mut errors);
+    let destination = destination(&spec.output.destination, &mut errors);
+    let worker = worker(&spec.worker, &mut errors);
+    let ttl_after_finished = match spec.ttl_seconds_after_finished {
+        None => Some(None),
+        Some(ttl) => match u64::try_from(ttl) {
+            Ok(seconds) => Some(Some(Duration::from_secs(seconds))),
+            Err(_) => errors.push(
+                "spec.ttlSecondsAfterFinished",
+                format!("must not be negative, got {ttl}"),
+            ),
+        },
+    };
+    let (
+        Some(source),
+        Some(chunking),
+        Some(csv),
+        Some(destination),
+        Some(worker),
+        Some(ttl_after_finished),
+    ) = (
+        source,
+        chunking,
+        csv,
+        destination,
+        worker,
+        ttl_after_finished,
+    )
+    else {
+        if errors.0.is_empty() {
+            errors.push::<()>("spec", "is invalid");
         }
+        return Err(errors.0);
+    };
+    if !errors.0.is_empty() {
+        return Err(errors.0);
+    }
+    Ok(ValidSpec {
+        source,
+        chunking,
+        output: Output {
+            csv,
+            compression: spec.output.compression,
+            destination,
+            delete_with_report_job: spec.output.delete_with_report_job,
+        },
+        worker,
+        notify: spec.notify.clone(),
+        suspend: spec.suspend,
+        ttl_after_finished,
+        written: spec.clone(),
+    })
+}
+
+/// Every problem with a spec (empty when valid): [`validate`] for callers that only need
+/// the verdict.
+pub fn validation_errors(spec: &ReportJobSpec) -> Vec<FieldError> {
+    validate(spec).err().unwrap_or_default()
+}
+
+/// The problems found so far.
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    /// Records a problem with `field`; returns `None` so a parser can end with it.
+    fn push<T>(&mut self, field: &str, message: impl Into<String>) -> Option<T> {
+        self.0.push(FieldError::new(field, &message.into()));
+        None
+    }
+}
+
+fn source(source: &SourceSpec, errors: &mut Errors) -> Option<ValidSource> {
+    let rows = match (&source.table, &source.query) {
+        (Some(_), Some(_)) => errors.push(
+            "spec.source.query",
+            "set exactly one of table and query, not both",
+        ),
+        (None, None) => errors.push("spec.source.table", "set exactly one of table and query"),
+        (Some(table), None) => table_source(table, source, errors),
         (None, Some(query)) => {
-            if query.trim().trim_end_matches(';').trim().is_empty() {
-                err("spec.source.query", "is empty".into());
-            } else if query.contains('\0') {
-                err("spec.source.query", "contains a NUL byte".into());
-            } else if let Err(e) = check_balanced(query) {
-                err("spec.source.query", e.0);
-            }
             if source.columns.is_some() {
-                err(
+                errors.push::<()>(
                     "spec.source.columns",
-                    "only applies to table; select the columns in the query".into(),
+                    "only applies to table; select the columns in the query",
                 );
             }
             if source.where_.is_some() {
-                err(
+                errors.push::<()>(
                     "spec.source.where",
-                    "only applies to table; filter in the query".into(),
+                    "only applies to table; filter in the query",
                 );
             }
+            select_query(query, errors).map(|sql| Source::Query { sql })
         }
+    };
+    let key_column = parse_ident(&source.key_column)
+        .map_err(|e| errors.push::<()>("spec.source.keyColumn", e.0))
+        .ok();
+    let statement_timeout = statement_timeout(source.statement_timeout_seconds, errors);
+    let name = non_empty(
+        &source.connection_secret_ref.name,
+        "spec.source.connectionSecretRef.name",
+        errors,
+    );
+    let key = non_empty(
+        &source.connection_secret_ref.key,
+        "spec.source.connectionSecretRef.key",
+        errors,
+    );
+    Some(ValidSource {
+        connection: SecretKey {
+            name: name?,
+            key: key?,
+        },
+        rows: rows?,
+        key_column: key_column?,
+        statement_timeout: statement_timeout?,
+    })
+}
+
+fn non_empty(value: &str, field: &str, errors: &mut Errors) -> Option<String> {
+    if value.is_empty() {
+        errors.push(field, "is empty")
+    } else {
+        Some(value.to_string())
     }
-    if let Some(columns) = &source.columns {
-        if columns.is_empty() {
-            err(
-                "spec.source.columns",
-                "is empty; omit it to export all columns".into(),
-            );
-        }
-        let mut seen = std::collections::HashSet::new();
-        for (i, column) in columns.iter().enumerate() {
-            match parse_ident(column) {
-                Ok(name) if !seen.insert(name.clone()) => err(
-                    &format!("spec.source.columns[{i}]"),
-                    format!("column {name:?} is listed twice"),
-                ),
-                Ok(_) => {}
-                Err(e) => err(&format!("spec.source.columns[{i}]"), e.0),
+}
+
+fn table_source(table: &str, source: &SourceSpec, errors: &mut Errors) -> Option<Source> {
+    let name = parse_qualified(table)
+        .map_err(|e| errors.push::<()>("spec.source.table", e.0))
+        .ok();
+    let columns = match &source.columns {
+        None => Some(None),
+        Some(columns) => column_list(columns, errors).map(Some),
+    };
+    let where_ = match &source.where_ {
+        None => Some(None),
+        Some(filter) => where_filter(filter, errors).map(Some),
+    };
+    Some(Source::Table {
+        name: name?,
+        columns: columns?,
+        where_: where_?,
+    })
+}
+
+fn column_list(columns: &[String], errors: &mut Errors) -> Option<Vec<String>> {
+    if columns.is_empty() {
+        return errors.push(
+            "spec.source.columns",
+            "is empty; omit it to export all columns",
+        );
+    }
+    let mut parsed = Vec::with_capacity(columns.len());
+    let mut ok = true;
+    for (i, column) in columns.iter().enumerate() {
+        let field = format!("spec.source.columns[{i}]");
+        match parse_ident(column) {
+            Ok(name) if parsed.contains(&name) => {
+                ok = false;
+                errors.push::<()>(&field, format!("column {name:?} is listed twice"));
+            }
+            Ok(name) => parsed.push(name),
+            Err(e) => {
+                ok = false;
+                errors.push::<()>(&field, e.0);
             }
         }
     }
-    if let Some(filter) = &source.where_ {
-        if filter.trim().is_empty() {
-            err(
-                "spec.source.where",
-                "is empty; omit it to export all rows".into(),
-            );
-        } else if filter.contains('\0') {
-            err("spec.source.where", "contains a NUL byte".into());
-        } else if let Err(e) = check_balanced(filter) {
-            err("spec.source.where", e.0);
-        }
+    ok.then_some(parsed)
+}
+
+fn where_filter(filter: &str, errors: &mut Errors) -> Option<Filter> {
+    let field = "spec.source.where";
+    let filter = filter.trim();
+    if filter.is_empty() {
+        errors.push(field, "is empty; omit it to export all rows")
+    } else if filter.contains('\0') {
+        errors.push(field, "contains a NUL byte")
+    } else if let Err(e) = check_balanced(filter) {
+        errors.push(field, e.0)
+    } else {
+        Some(Filter(filter.to_string()))
     }
-    if let Err(e) = parse_ident(&source.key_column) {
-        err("spec.source.keyColumn", e.0);
+}
+
+fn select_query(query: &str, errors: &mut Errors) -> Option<SelectQuery> {
+    let field = "spec.source.query";
+    let query = query.trim().trim_end_matches(';').trim_end();
+    if query.trim_end_matches(';').trim().is_empty() {
+        errors.push(field, "is empty")
+    } else if query.contains('\0') {
+        errors.push(field, "contains a NUL byte")
+    } else if let Err(e) = check_balanced(query) {
+        errors.push(field, e.0)
+    } else {
+        Some(SelectQuery(query.to_string()))
     }
-    if source.statement_timeout_seconds < 1 {
-        err(
+}
+
+fn statement_timeout(seconds: i64, errors: &mut Errors) -> Option<StatementTimeout> {
+    match u32::try_from(seconds) {
+        Ok(s) if (1..=MAX_STATEMENT_TIMEOUT_SECONDS).contains(&s) => Some(StatementTimeout(s)),
+        _ => errors.push(
             "spec.source.statementTimeoutSeconds",
             format!(
-                "must be at least 1, got {}",
-                source.statement_timeout_seconds
-            ),
-        );
-    }
-    if source.connection_secret_ref.name.is_empty() {
-        err("spec.source.connectionSecretRef.name", "is empty".into());
-    }
-    if source.connection_secret_ref.key.is_empty() {
-        err("spec.source.connectionSecretRef.key", "is empty".into());
-    }
-
-    let chunking = &spec.chunking;
-    if chunking.chunk_size < 1 {
-        err(
-            "spec.chunking.chunkSize",
-            format!("must be at least 1, got {}", chunking.chunk_size),
-        );
-    }
-    if !(1..=1000).contains(&chunking.parallelism) {
-        err(
-            "spec.chunking.parallelism",
-            format!("must be between 1 and 1000, got {}", chunking.parallelism),
-        );
-    }
-    if !(1..=100_000).contains(&chunking.max_chunks) {
-        err(
-            "spec.chunking.maxChunks",
-            format!("must be between 1 and 100000, got {}", chunking.max_chunks),
-        );
-    }
-
-    let csv = &spec.output.csv;
-    let delimiter: Vec<char> = csv.delimiter.chars().collect();
-    match delimiter.as_slice() {
-        [c] if c.is_ascii() && !matches!(c, '"' | '\r' | '\n') => {
-            if csv.null_string.contains(*c) {
-                err(
-                    "spec.output.csv.nullString",
-                    "must not contain the delimiter".into(),
-                );
-            }
-        }
-        _ => err(
-            "spec.output.csv.delimiter",
-            format!(
-                "must be one ASCII character other than a quote, CR or LF, got {:?}",
-                csv.delimiter
+                "must be between 1 and {MAX_STATEMENT_TIMEOUT_SECONDS} (one day), got {seconds}"
             ),
         ),
     }
+}
+
+/// `value` within `1..=max`, converted by `convert`; any failure names `field`.
+fn bounded<T>(
+    value: i64,
+    max: i64,
+    field: &str,
+    errors: &mut Errors,
+    convert: impl Fn(u64) -> Option<T>,
+) -> Option<T> {
+    let converted = u64::try_from(value)
+        .ok()
+        .filter(|_| (1..=max).contains(&value))
+        .and_then(convert);
+    match converted {
+        Some(n) => Some(n),
+        None if max == i64::MAX => errors.push(field, format!("must be at least 1, got {value}")),
+        None => errors.push(field, format!("must be between 1 and {max}, got {value}")),
+    }
+}
+
+fn non_zero_u32(n: u64) -> Option<NonZeroU32> {
+    u32::try_from(n).ok().and_then(NonZeroU32::new)
+}
+
+fn chunking(chunking: &ChunkingSpec, errors: &mut Errors) -> Option<Chunking> {
+    let chunk_size = bounded(
+        chunking.chunk_size,
+        i64::MAX,
+        "spec.chunking.chunkSize",
+        errors,
+        NonZeroU64::new,
+    );
+    let parallelism = bounded(
+        chunking.parallelism,
+        1000,
+        "spec.chunking.parallelism",
+        errors,
+        non_zero_u32,
+    );
+    let max_chunks = bounded(
+        chunking.max_chunks,
+        100_000,
+        "spec.chunking.maxChunks",
+        errors,
+        non_zero_u32,
+    );
+    Some(Chunking {
+        chunk_size: chunk_size?,
+        parallelism: parallelism?,
+        max_chunks: max_chunks?,
+    })
+}
+
+fn csv_format(csv: &CsvOptions, errors: &mut Errors) -> Option<CsvFormat> {
+    let mut ok = true;
     if csv.null_string.contains(['"', '\r', '\n', '\\']) {
-        err(
+        ok = false;
+        errors.push::<()>(
             "spec.output.csv.nullString",
-            "must not contain a quote, a backslash, CR or LF".into(),
+            "must not contain a quote, a backslash, CR or LF",
         );
     }
+    let delimiter = match csv.delimiter.as_bytes() {
+        [b] if b.is_ascii() && !matches!(b, b'"' | b'\r' | b'\n') => *b,
+        _ => {
+            return errors.push(
+                "spec.output.csv.delimiter",
+                format!(
+                    "must be one ASCII character other than a quote, CR or LF, got {:?}",
+                    csv.delimiter
+                ),
+            );
+        }
+    };
+    if csv.null_string.contains(char::from(delimiter)) {
+        return errors.push(
+            "spec.output.csv.nullString",
+            "must not contain the delimiter",
+        );
+    }
+    ok.then(|| CsvFormat {
+        header: csv.header,
+        delimiter,
+        null_string: csv.null_string.clone(),
+    })
+}
 
-    let destination = &spec.output.destination;
+fn destination(destination: &DestinationSpec, errors: &mut Errors) -> Option<Destination> {
     match (&destination.pvc, &destination.bucket) {
-        (Some(_), Some(_)) => err(
+        (Some(_), Some(_)) => errors.push(
             "spec.output.destination.bucket",
-            "set exactly one of pvc and bucket, not both".into(),
+            "set exactly one of pvc and bucket, not both",
         ),
-        (None, None) => err(
+        (None, None) => errors.push(
             "spec.output.destination.pvc",
-            "set exactly one of pvc and bucket".into(),
+            "set exactly one of pvc and bucket",
         ),
         (Some(pvc), None) => {
-            if !is_dns_subdomain(&pvc.claim_name) {
-                err(
+            let claim = if is_dns_subdomain(&pvc.claim_name) {
+                Some(pvc.claim_name.clone())
+            } else {
+                errors.push(
                     "spec.output.destination.pvc.claimName",
                     format!(
                         "{:?} is not a valid claim name (lower-case DNS subdomain)",
                         pvc.claim_name
                     ),
-                );
-            }
-            if let Err(message) = check_relative_path(&pvc.path) {
-                err("spec.output.destination.pvc.path", message);
-            }
+                )
+            };
+            let path = RelativePath::parse(&pvc.path)
+                .map_err(|m| errors.push::<()>("spec.output.destination.pvc.path", m))
+                .ok();
+            Some(Destination::Pvc {
+                claim: claim?,
+                path: path?,
+            })
         }
-        (None, Some(bucket)) => {
-            if let Err(message) = check_bucket_url(&bucket.url) {
-                err("spec.output.destination.bucket.url", message);
-            }
-            if !(1..=MAX_URL_EXPIRY_SECONDS).contains(&bucket.url_expiry_seconds) {
-                err(
-                    "spec.output.destination.bucket.urlExpirySeconds",
-                    format!(
-                        "must be between 1 and {MAX_URL_EXPIRY_SECONDS} (7 days), got {}",
-                        bucket.url_expiry_seconds
-                    ),
-                );
-            }
-        }
+        (None, Some(bucket)) => bucket_target(bucket, errors).map(Destination::Bucket),
     }
+}
 
-    let worker = &spec.worker;
-    if !(0..=100).contains(&worker.retries_per_chunk) {
-        err(
+fn bucket_target(bucket: &BucketDestination, errors: &mut Errors) -> Option<BucketTarget> {
+    let url = parse_bucket_url(&bucket.url)
+        .map_err(|m| errors.push::<()>("spec.output.destination.bucket.url", m))
+        .ok();
+    let endpoint = match &bucket.endpoint {
+        None => Some(None),
+        Some(endpoint) => match url::Url::parse(endpoint) {
+            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.has_host() => {
+                Some(Some(endpoint.clone()))
+            }
+            _ => errors.push(
+                "spec.output.destination.bucket.endpoint",
+                format!("{endpoint:?} must be an http:// or https:// URL"),
+            ),
+        },
+    };
+    let url_expiry = match u64::try_from(bucket.url_expiry_seconds) {
+        Ok(s) if (1..=MAX_URL_EXPIRY_SECONDS).contains(&bucket.url_expiry_seconds) => {
+            Some(Duration::from_secs(s))
+        }
+        _ => errors.push(
+            "spec.output.destination.bucket.urlExpirySeconds",
+            format!(
+                "must be between 1 and {MAX_URL_EXPIRY_SECONDS} (7 days), got {}",
+                bucket.url_expiry_seconds
+            ),
+        ),
+    };
+    let (bucket_name, key) = url?;
+    Some(BucketTarget {
+        bucket: bucket_name,
+        key,
+        credentials_secret: bucket
+            .credentials_secret_ref
+            .as_ref()
+            .map(|s| s.name.clone()),
+        endpoint: endpoint?,
+        region: bucket.region.clone(),
+        path_style: bucket.path_style,
+        url_expiry: url_expiry?,
+        server_side_copy: bucket.server_side_copy,
+    })
+}
+
+fn worker(worker: &WorkerSpec, errors: &mut Errors) -> Option<Worker> {
+    let retries_per_chunk = match u32::try_from(worker.retries_per_chunk) {
+        Ok(n) if n <= 100 => Some(n),
+        _ => errors.push(
             "spec.worker.retriesPerChunk",
             format!(
                 "must be between 0 and 100, got {}",
                 worker.retries_per_chunk
             ),
-        );
-    }
-    if let Some(deadline) = worker.active_deadline_seconds
-        && deadline < 1
-    {
-        err(
+        ),
+    };
+    let active_deadline = match worker.active_deadline_seconds {
+        None => Some(None),
+        Some(deadline) => bounded(
+            deadline,
+            i64::MAX,
             "spec.worker.activeDeadlineSeconds",
-            format!("must be at least 1, got {deadline}"),
-        );
-    }
-    if let Some(ttl) = spec.ttl_seconds_after_finished
-        && ttl < 0
-    {
-        err(
-            "spec.ttlSecondsAfterFinished",
-            format!("must not be negative, got {ttl}"),
-        );
-    }
-    errors
+            errors,
+            |s| Some(Some(Duration::from_secs(s))),
+        ),
+    };
+    Some(Worker {
+        image: worker.image.clone(),
+        resources: worker.resources.clone(),
+        retries_per_chunk: retries_per_chunk?,
+        active_deadline: active_deadline?,
+        service_account_name: worker.service_account_name.clone(),
+        same_node: worker.same_node,
+    })
 }
 
 fn is_dns_subdomain(name: &str) -> bool {
@@ -256,38 +471,19 @@ fn is_dns_subdomain(name: &str) -> bool {
         })
 }
 
-/// An output path must stay inside its volume or output directory.
-pub fn check_relative_path(path: &str) -> Result<(), String> {
-    if path.is_empty() {
-        return Err("is empty".into());
-    }
-    if path.starts_with('/') {
-        return Err(format!("{path:?} must be relative to the volume"));
-    }
-    if path.ends_with('/') {
-        return Err(format!("{path:?} names a directory; give a file name"));
-    }
-    if path.contains('\0') {
-        return Err("contains a NUL byte".into());
-    }
-    for part in path.split('/') {
-        if part.is_empty() || part == "." || part == ".." {
-            return Err(format!(
-                "{path:?} must not contain empty, `.` or `..` components"
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// A bucket URL is `s3://bucket/key` with a non-empty bucket and key.
-pub fn check_bucket_url(url: &str) -> Result<(), String> {
+/// A bucket URL `s3://bucket/key` with a non-empty bucket (no whitespace or control
+/// characters) and a relative key: the bucket and the key.
+pub fn parse_bucket_url(url: &str) -> Result<(String, RelativePath), String> {
     let Some(rest) = url.strip_prefix("s3://") else {
         return Err(format!("{url:?} must start with s3://"));
     };
     match rest.split_once('/') {
         Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() && !key.ends_with('/') => {
-            check_relative_path(key).map_err(|m| format!("object key {m}"))
+            if bucket.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(format!("{url:?} has an invalid bucket name"));
+            }
+            let key = RelativePath::parse(key).map_err(|m| format!("object key {m}"))?;
+            Ok((bucket.to_string(), key))
         }
         _ => Err(format!("{url:?} must be s3://bucket/key")),
     }
@@ -323,7 +519,36 @@ spec:
     }
 
     fn with(extra: &str, from: &str) -> String {
-        GOOD.replace(from, extra)
+        let yaml = GOOD.replace(from, extra);
+        assert_ne!(yaml, GOOD, "{from:?} is not in the spec");
+        yaml
+    }
+
+    /// `GOOD` with `line` added to `spec.source`.
+    fn k(line: &str) -> String {
+        with(&format!("keyColumn: id\n    {line}"), "keyColumn: id")
+    }
+
+    /// `GOOD` with `line` added to `spec`.
+    fn top(line: &str) -> String {
+        format!("{GOOD}  {line}\n")
+    }
+
+    /// `GOOD` with `line` added to `spec.output`.
+    fn out(line: &str) -> String {
+        with(&format!("    {line}\n    destination:"), "    destination:")
+    }
+
+    /// `GOOD` with a bucket destination `{fields}` instead of the pvc.
+    fn bucket(fields: &str) -> String {
+        with(
+            &format!("bucket: {{{fields}}}"),
+            "pvc: {claimName: reports, path: orders.csv}",
+        )
+    }
+
+    fn valid(yaml: &str) -> ValidSpec {
+        crate::api::load::load_valid_str(yaml, "t").unwrap().spec
     }
 
     #[test]
@@ -333,6 +558,132 @@ spec:
         assert_eq!(rj.spec.source.connection_secret_ref.key, "url");
         assert_eq!(rj.spec.worker.retries_per_chunk, 3);
         assert!(rj.spec.output.csv.header);
+    }
+
+    #[test]
+    fn good_spec_has_typed_values() {
+        let spec = valid(GOOD);
+        assert_eq!(
+            spec.source.rows,
+            Source::Table {
+                name: parse_qualified("public.orders").unwrap(),
+                columns: None,
+                where_: None,
+            }
+        );
+        assert_eq!(spec.source.key_column, "id");
+        assert_eq!(spec.source.statement_timeout.seconds(), 600);
+        assert_eq!(
+            spec.source.statement_timeout.duration(),
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            spec.source.connection,
+            SecretKey {
+                name: "db".into(),
+                key: "url".into()
+            }
+        );
+        assert_eq!(spec.chunking.chunk_size.get(), 100_000);
+        assert_eq!(spec.chunking.parallelism.get(), 4);
+        assert_eq!(spec.chunking.max_chunks.get(), 10_000);
+        assert_eq!(
+            spec.output.csv,
+            CsvFormat {
+                header: true,
+                delimiter: b',',
+                null_string: String::new()
+            }
+        );
+        assert_eq!(spec.output.compression, crate::api::Compression::None);
+        match &spec.output.destination {
+            Destination::Pvc { claim, path } => {
+                assert_eq!(claim, "reports");
+                assert_eq!(path.as_str(), "orders.csv");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(spec.worker.retries_per_chunk, 3);
+        assert_eq!(spec.worker.active_deadline, None);
+        assert_eq!(spec.ttl_after_finished, None);
+        assert!(spec.notify.is_none() && !spec.suspend);
+        assert_eq!(spec.written(), &load_str(GOOD, "t").unwrap().spec);
+    }
+
+    #[test]
+    fn table_options_are_parsed() {
+        let spec = valid(&with(
+            "table: Sales.\"Order Lines\"\n    columns: [ID, '\"Amount\"']\n    where: '  amount > 0  '\n    keyColumn: ID\n    statementTimeoutSeconds: 86400",
+            "table: public.orders\n    keyColumn: id",
+        ));
+        assert_eq!(
+            spec.source.rows,
+            Source::Table {
+                name: parse_qualified("sales.\"Order Lines\"").unwrap(),
+                columns: Some(vec!["id".into(), "Amount".into()]),
+                where_: Some(Filter("amount > 0".into())),
+            }
+        );
+        assert_eq!(spec.source.key_column, "id");
+        assert_eq!(spec.source.statement_timeout.seconds(), 86_400);
+    }
+
+    #[test]
+    fn a_query_is_trimmed_of_trailing_semicolons() {
+        let spec = valid(&with(
+            "query: ' select id from t ;; '",
+            "table: public.orders",
+        ));
+        match &spec.source.rows {
+            Source::Query { sql } => assert_eq!(sql.as_str(), "select id from t"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn output_options_are_typed() {
+        let spec = valid(&GOOD.replace(
+            "    destination:\n      pvc: {claimName: reports, path: orders.csv}",
+            "    compression: gzip\n    csv: {delimiter: \"\\t\", nullString: NA, header: false}\n    destination:\n      bucket: {url: 's3://my-bucket/dir/r.csv.gz', endpoint: 'http://127.0.0.1:9000', region: eu-west-1, pathStyle: true, urlExpirySeconds: 60, credentialsSecretRef: {name: s3}}\n  worker: {retriesPerChunk: 0, activeDeadlineSeconds: 30}\n  ttlSecondsAfterFinished: 0",
+        ));
+        assert_eq!(
+            spec.output.csv,
+            CsvFormat {
+                header: false,
+                delimiter: b'\t',
+                null_string: "NA".into()
+            }
+        );
+        assert_eq!(spec.output.compression, crate::api::Compression::Gzip);
+        let Destination::Bucket(bucket) = &spec.output.destination else {
+            panic!("{:?}", spec.output.destination);
+        };
+        assert_eq!(bucket.bucket, "my-bucket");
+        assert_eq!(bucket.key.as_str(), "dir/r.csv.gz");
+        assert_eq!(bucket.url(), "s3://my-bucket/dir/r.csv.gz");
+        assert_eq!(bucket.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(bucket.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(bucket.path_style, Some(true));
+        assert_eq!(bucket.url_expiry, Duration::from_secs(60));
+        assert_eq!(bucket.credentials_secret.as_deref(), Some("s3"));
+        assert!(bucket.server_side_copy);
+        assert_eq!(spec.worker.retries_per_chunk, 0);
+        assert_eq!(spec.worker.active_deadline, Some(Duration::from_secs(30)));
+        assert_eq!(spec.ttl_after_finished, Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn validation_errors_is_the_verdict_of_validate() {
+        let mut spec = load_str(GOOD, "t").unwrap().spec;
+        assert!(validation_errors(&spec).is_empty());
+        spec.chunking.chunk_size = 0;
+        spec.source.key_column = String::new();
+        let fields: Vec<String> = validation_errors(&spec)
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(fields, ["spec.source.keyColumn", "spec.chunking.chunkSize"]);
+        assert_eq!(validate(&spec).err(), Some(validation_errors(&spec)));
     }
 
     #[test]
@@ -416,6 +767,129 @@ spec:
                 "spec.chunking.chunkSize",
             ),
         ];
+        let more = [
+            (
+                k("statementTimeoutSeconds: 86401"),
+                "spec.source.statementTimeoutSeconds",
+            ),
+            (
+                k("statementTimeoutSeconds: -1"),
+                "spec.source.statementTimeoutSeconds",
+            ),
+            (
+                top("chunking: {maxChunks: 100001}"),
+                "spec.chunking.maxChunks",
+            ),
+            (top("chunking: {maxChunks: 0}"), "spec.chunking.maxChunks"),
+            (
+                top("chunking: {parallelism: 1001}"),
+                "spec.chunking.parallelism",
+            ),
+            (k("columns: []"), "spec.source.columns"),
+            (k("columns: [a, A]"), "spec.source.columns[1]"),
+            (k("where: '  '"), "spec.source.where"),
+            (k("where: 'a = (1'"), "spec.source.where"),
+            (k("where: \"a = '1\""), "spec.source.where"),
+            (
+                with("query: ';'", "table: public.orders"),
+                "spec.source.query",
+            ),
+            (
+                with("query: select (1", "table: public.orders"),
+                "spec.source.query",
+            ),
+            (
+                with("query: select 1\n    columns: [a]", "table: public.orders"),
+                "spec.source.columns",
+            ),
+            (
+                with("query: select 1\n    where: a > 1", "table: public.orders"),
+                "spec.source.where",
+            ),
+            (
+                with("{name: ''}", "{name: db}"),
+                "spec.source.connectionSecretRef.name",
+            ),
+            (
+                with("{name: db, key: ''}", "{name: db}"),
+                "spec.source.connectionSecretRef.key",
+            ),
+            (out("csv: {delimiter: ab}"), "spec.output.csv.delimiter"),
+            (out("csv: {delimiter: '\"'}"), "spec.output.csv.delimiter"),
+            (out("csv: {delimiter: é}"), "spec.output.csv.delimiter"),
+            (
+                out("csv: {delimiter: ';', nullString: 'a;b'}"),
+                "spec.output.csv.nullString",
+            ),
+            (
+                out("csv: {nullString: 'a\\b'}"),
+                "spec.output.csv.nullString",
+            ),
+            (
+                with("path: /etc/passwd", "path: orders.csv"),
+                "spec.output.destination.pvc.path",
+            ),
+            (
+                with("path: a//b.csv", "path: orders.csv"),
+                "spec.output.destination.pvc.path",
+            ),
+            (
+                with("path: dir/", "path: orders.csv"),
+                "spec.output.destination.pvc.path",
+            ),
+            (
+                bucket("url: 's3://b/'"),
+                "spec.output.destination.bucket.url",
+            ),
+            (
+                bucket("url: 's3://b/../k'"),
+                "spec.output.destination.bucket.url",
+            ),
+            (
+                bucket("url: 's3://b c/k'"),
+                "spec.output.destination.bucket.url",
+            ),
+            (
+                bucket("url: 's3://b/k', endpoint: 'ftp://host'"),
+                "spec.output.destination.bucket.endpoint",
+            ),
+            (
+                bucket("url: 's3://b/k', endpoint: 'not a url'"),
+                "spec.output.destination.bucket.endpoint",
+            ),
+            (
+                bucket("url: 's3://b/k', urlExpirySeconds: 604801"),
+                "spec.output.destination.bucket.urlExpirySeconds",
+            ),
+            (
+                bucket("url: 's3://b/k', urlExpirySeconds: 0"),
+                "spec.output.destination.bucket.urlExpirySeconds",
+            ),
+            (
+                GOOD.replace(
+                    "      pvc: {claimName: reports, path: orders.csv}\n",
+                    "      {}\n",
+                ),
+                "spec.output.destination.pvc",
+            ),
+            (
+                top("worker: {retriesPerChunk: 101}"),
+                "spec.worker.retriesPerChunk",
+            ),
+            (
+                top("worker: {retriesPerChunk: -1}"),
+                "spec.worker.retriesPerChunk",
+            ),
+            (
+                top("worker: {activeDeadlineSeconds: 0}"),
+                "spec.worker.activeDeadlineSeconds",
+            ),
+            (
+                top("ttlSecondsAfterFinished: -1"),
+                "spec.ttlSecondsAfterFinished",
+            ),
+        ];
+        let cases = cases.into_iter().chain(more);
         for (yaml, field) in cases {
             let errors = errors_of(&yaml);
             assert!(
@@ -433,9 +907,19 @@ spec:
 
     #[test]
     fn bucket_urls() {
-        assert!(check_bucket_url("s3://bucket/a/b.csv").is_ok());
-        assert!(check_bucket_url("s3://bucket/").is_err());
-        assert!(check_bucket_url("s3:///key").is_err());
-        assert!(check_bucket_url("gs://bucket/key").is_err());
+        let (bucket, key) = parse_bucket_url("s3://bucket/a/b.csv").unwrap();
+        assert_eq!((bucket.as_str(), key.as_str()), ("bucket", "a/b.csv"));
+        assert!(parse_bucket_url("s3://bucket/").is_err());
+        assert!(parse_bucket_url("s3:///key").is_err());
+        assert!(parse_bucket_url("gs://bucket/key").is_err());
+        assert!(parse_bucket_url("s3://bucket/a/./b").is_err());
+    }
+
+    #[test]
+    fn relative_paths_stay_inside() {
+        assert_eq!(RelativePath::parse("a/b.csv").unwrap().as_str(), "a/b.csv");
+        for bad in ["", "/a", "a/", "a//b", "./a", "a/../b", "..", "a\0b"] {
+            assert!(RelativePath::parse(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -222,10 +222,16 @@ pub async fn dispatch(cli: Cli) -> i32 {
 
 async fn run_command(command: Command) -> i32 {
     match command {
-        Command::Crd => {
-            print!("{}", crate::api::schema::crd_yaml());
-            EXIT_OK
-        }
+        Command::Crd => match crate::api::schema::crd_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                EXIT_OK
+            }
+            Err(message) => {
+                eprintln!("error: {message}");
+                EXIT_PERMANENT
+            }
+        },
         Command::Run(args) => stages::run(args).await,
         Command::Plan(args) => stages::plan(args).await,
         Command::Worker(args) => stages::worker(args).await,

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::local::Progress;
 use crate::plan::Plan;
+use crate::run_local::ProgressSink;
 use crate::staging::PartManifest;
 
 /// Reports progress on stderr.
@@ -69,7 +69,7 @@ impl Default for Reporter {
     }
 }
 
-impl Progress for Reporter {
+impl ProgressSink for Reporter {
     fn planned(&self, plan: &Plan, reused: bool) {
         if let Ok(mut s) = self.state.lock() {
             s.total = plan.chunks.len();

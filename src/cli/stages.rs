@@ -7,11 +7,12 @@ use serde_json::json;
 
 use super::progress::Reporter;
 use super::{AssembleArgs, CleanupArgs, Common, EXIT_BAD_SPEC, PlanArgs, RunArgs, WorkerArgs};
-use crate::api::ReportJob;
-use crate::api::load::{load_file, load_str};
+use crate::api::ValidSpec;
+use crate::api::load::{load_valid_file, load_valid_str};
+use crate::api::valid::Destination;
 use crate::error::{EXIT_OK, Error};
-use crate::local::{RunOptions, run as run_local};
-use crate::pipeline::{Stage, derive_run_id};
+use crate::pipeline::StageContext;
+use crate::run_local::{RunOptions, run as run_local};
 use crate::source::Database;
 use crate::staging::Layout;
 use crate::storage::s3::S3Bucket;
@@ -30,35 +31,41 @@ fn setup_error(message: impl Into<String>) -> Setup {
     }
 }
 
-fn load_spec(common: &Common) -> Result<ReportJob, Setup> {
-    match &common.file {
-        Some(path) => load_file(path).map_err(|e| setup_error(e.to_string())),
+/// Loads and validates the spec (the only validation a stage does).
+fn load_spec(common: &Common) -> Result<ValidSpec, Setup> {
+    let loaded = match &common.file {
+        Some(path) => load_valid_file(path),
         None => match std::env::var("REPORTJOB_SPEC") {
-            Ok(text) => load_str(&text, "REPORTJOB_SPEC").map_err(|e| setup_error(e.to_string())),
-            Err(_) => Err(setup_error(
-                "no spec: pass -f report.yaml (or set REPORTJOB_SPEC)",
-            )),
+            Ok(text) => load_valid_str(&text, "REPORTJOB_SPEC"),
+            Err(_) => {
+                return Err(setup_error(
+                    "no spec: pass -f report.yaml (or set REPORTJOB_SPEC)",
+                ));
+            }
         },
-    }
+    };
+    loaded
+        .map(|loaded| loaded.spec)
+        .map_err(|e| setup_error(e.to_string()))
 }
 
 /// Loads the spec and builds the stage context; `pool_size` is how many chunks run at once
 /// (`None`: the spec's parallelism).
-async fn build_stage(common: &Common, pool_size: Option<usize>) -> Result<Stage, Setup> {
-    let rj = load_spec(common)?;
-    let pool_size = pool_size.unwrap_or(usize::try_from(rj.spec.chunking.parallelism).unwrap_or(1));
+async fn build_stage(common: &Common, pool_size: Option<usize>) -> Result<StageContext, Setup> {
+    let spec = load_spec(common)?;
+    let pool_size = pool_size.unwrap_or(parallelism(&spec));
     let database_url = common.database_url.clone().ok_or_else(|| {
         setup_error(format!(
             "no database URL: pass --database-url or set DATABASE_URL (spec.source.connectionSecretRef \
              names the Kubernetes Secret {:?}, which only the cluster can read)",
-            rj.spec.source.connection_secret_ref.name
+            spec.source.connection.name
         ))
     })?;
-    let (storage, layout) = open_destination(common, &rj).await?;
+    let (storage, layout) = open_destination(common, &spec).await?;
     let db = Database::new(&database_url, pool_size)
         .map_err(|e| setup_error(format!("--database-url: {e}")))?;
-    Ok(Stage {
-        spec: rj.spec,
+    Ok(StageContext {
+        spec,
         db,
         storage,
         layout,
@@ -69,32 +76,34 @@ async fn build_stage(common: &Common, pool_size: Option<usize>) -> Result<Stage,
 /// The destination's storage and the run's staging layout.
 async fn open_destination(
     common: &Common,
-    rj: &ReportJob,
+    spec: &ValidSpec,
 ) -> Result<(Arc<dyn Storage>, Layout), Setup> {
-    let destination = &rj.spec.output.destination;
-    let (storage, output_key): (Arc<dyn Storage>, String) =
-        match (&destination.pvc, &destination.bucket) {
-            (Some(pvc), _) => (
-                Arc::new(LocalDir::new(&common.output_dir)),
-                pvc.path.clone(),
-            ),
-            (None, Some(bucket)) => {
-                let from_engine = |e: Error| Setup {
-                    code: e.exit_code(),
-                    message: e.to_string(),
-                };
-                let (s3, key) = S3Bucket::connect(bucket, common.s3_endpoint.as_deref())
-                    .map_err(from_engine)?;
-                s3.check().await.map_err(from_engine)?;
-                (Arc::new(s3), key)
-            }
-            (None, None) => return Err(setup_error("spec.output.destination: no destination")),
-        };
+    let (storage, output_key): (Arc<dyn Storage>, String) = match &spec.output.destination {
+        Destination::Pvc { path, .. } => (
+            Arc::new(LocalDir::new(&common.output_dir)),
+            path.as_str().to_string(),
+        ),
+        Destination::Bucket(bucket) => {
+            let from_engine = |e: Error| Setup {
+                code: e.exit_code(),
+                message: e.to_string(),
+            };
+            let s3 =
+                S3Bucket::connect(bucket, common.s3_endpoint.as_deref()).map_err(from_engine)?;
+            s3.check().await.map_err(from_engine)?;
+            (Arc::new(s3), bucket.key.as_str().to_string())
+        }
+    };
     let run_id = common
         .run_id
         .clone()
-        .unwrap_or_else(|| derive_run_id(&rj.spec, &output_key));
+        .unwrap_or_else(|| spec.identity().local_run_id());
     Ok((storage, Layout::new(output_key, run_id)))
+}
+
+/// The spec's `chunking.parallelism` (at most 1000).
+fn parallelism(spec: &ValidSpec) -> usize {
+    usize::try_from(spec.chunking.parallelism.get()).unwrap_or(usize::MAX)
 }
 
 /// Prints an engine error with what to do next, and returns its exit code.
@@ -147,10 +156,8 @@ pub async fn run(args: RunArgs) -> i32 {
         }
     };
     let options = RunOptions {
-        parallelism: args
-            .parallelism
-            .unwrap_or(usize::try_from(stage.spec.chunking.parallelism).unwrap_or(1)),
-        retries: u32::try_from(stage.spec.worker.retries_per_chunk).unwrap_or(0),
+        parallelism: args.parallelism.unwrap_or(parallelism(&stage.spec)),
+        retries: stage.spec.worker.retries_per_chunk,
     };
     let reporter = Reporter::new();
     let outcome = run_local(&stage, &options, &reporter).await;
@@ -206,7 +213,7 @@ pub async fn run(args: RunArgs) -> i32 {
 /// and what to print on stdout.
 async fn stage_command<F, Fut>(common: &Common, log: Option<&Path>, body: F) -> i32
 where
-    F: FnOnce(Stage) -> Fut,
+    F: FnOnce(StageContext) -> Fut,
     Fut: std::future::Future<Output = Result<(String, String), Error>>,
 {
     let stage = match build_stage(common, Some(1)).await {
@@ -244,7 +251,8 @@ pub async fn plan(args: PlanArgs) -> i32 {
             };
             let summary = plan.summary_line();
             let shown = if json {
-                serde_json::to_string_pretty(&plan).unwrap_or_default()
+                serde_json::to_string_pretty(&plan)
+                    .map_err(|e| Error::Staging(format!("cannot serialize the plan: {e}")))?
             } else if write {
                 summary.clone()
             } else {
@@ -329,8 +337,8 @@ fn chunk_of_index(index: usize, chunks: Option<&str>) -> Result<usize, String> {
 pub async fn cleanup(args: CleanupArgs) -> i32 {
     let log = args.termination_log.as_deref();
     let result = async {
-        let rj = load_spec(&args.common)?;
-        let (storage, layout) = open_destination(&args.common, &rj).await?;
+        let spec = load_spec(&args.common)?;
+        let (storage, layout) = open_destination(&args.common, &spec).await?;
         let engine = |e: Error| Setup {
             code: e.exit_code(),
             message: e.to_string(),
@@ -389,7 +397,7 @@ pub async fn assemble(args: AssembleArgs) -> i32 {
                     message: None,
                 };
                 let line = crate::notify::notify_from_env(
-                    &stage.spec,
+                    stage.spec.written(),
                     crate::notify::Outcome::Succeeded,
                     details,
                 )

@@ -2,9 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use sha2::{Digest, Sha256};
-
-use crate::api::{ReportJob, ReportJobSpec};
+use crate::api::{ReportJob, ReportJobSpec, RunIdentity};
 
 /// The finalizer that holds a deleted ReportJob until its staging data is removed.
 pub const FINALIZER: &str = "reporting.dev/cleanup";
@@ -86,31 +84,13 @@ pub fn labels(reportjob: &str, stage: Stage) -> BTreeMap<String, String> {
 /// The run id of a ReportJob: from its uid, so that a ReportJob deleted and created again
 /// under the same name starts a new run instead of resuming the old one's staging data.
 pub fn run_id(rj: &ReportJob) -> String {
-    let uid = rj
-        .metadata
-        .uid
-        .as_deref()
-        .unwrap_or_default()
-        .replace('-', "");
-    let short: String = uid.chars().take(12).collect();
-    if short.is_empty() {
-        "run".to_string()
-    } else {
-        format!("rj-{short}")
-    }
+    RunIdentity::cluster_run_id(rj.metadata.uid.as_deref())
 }
 
-/// Hash of the spec fields a run depends on (everything but `suspend`,
-/// `ttlSecondsAfterFinished` and `notify`), to notice changes after planning started.
+/// Hash of the spec fields that shape a run ([`RunIdentity`]), to notice changes after
+/// planning started.
 pub fn spec_hash(spec: &ReportJobSpec) -> String {
-    let frozen = serde_json::json!({
-        "source": spec.source,
-        "chunking": spec.chunking,
-        "output": spec.output,
-        "worker": spec.worker,
-    });
-    let digest = Sha256::digest(frozen.to_string().as_bytes());
-    hex::encode(&digest[..8])
+    RunIdentity::of(spec).spec_hash()
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use kube::ResourceExt;
 use super::jobs::{self, PlanRef, PodDefaults, Target};
 use super::names::{self, Stage};
 use crate::api::conditions::{self, set_condition};
-use crate::api::validate::validate;
+use crate::api::validate::validation_errors;
 use crate::api::{
     ChunkCounts, OutputStatus, Phase, PlanStatus, ReportJob, ReportJobSpec, ReportJobStatus,
 };
@@ -375,7 +375,7 @@ impl<'a> Decision<'a> {
         }
         let started = self.st.plan.is_some() || self.job(Stage::Plan).is_some();
         if !started {
-            let errors = validate(&rj.spec);
+            let errors = validation_errors(&rj.spec);
             if !errors.is_empty() {
                 let message = errors
                     .iter()

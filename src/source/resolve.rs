@@ -4,9 +4,9 @@
 use sqlx::{AssertSqlSafe, Column, Executor, Row, SqlSafeStr, Statement, TypeInfo};
 
 use super::ReadSession;
-use crate::api::SourceSpec;
+use crate::api::valid::{Filter, SelectQuery, Source, ValidSource};
 use crate::error::{Error, Result};
-use crate::ident::{Quoted, check_balanced, parse_ident, parse_qualified};
+use crate::ident::{QualifiedName, Quoted};
 use crate::plan::{KeyType, PlannedSource};
 
 /// A table found in the catalog.
@@ -52,23 +52,26 @@ fn source_err(field: &'static str, message: String) -> Error {
     Error::Source { field, message }
 }
 
-/// Resolves `spec` inside `session`.
-pub async fn resolve(session: &mut ReadSession, spec: &SourceSpec) -> Result<Resolved> {
-    match (&spec.table, &spec.query) {
-        (Some(table), None) => resolve_table(session, spec, table).await,
-        (None, Some(query)) => resolve_query(session, spec, query).await,
-        _ => Err(Error::InvalidSpec(
-            "spec.source: set exactly one of table and query".into(),
-        )),
+/// Resolves the validated `source` inside `session`.
+pub async fn resolve(session: &mut ReadSession, source: &ValidSource) -> Result<Resolved> {
+    let key = &source.key_column;
+    match &source.rows {
+        Source::Table {
+            name,
+            columns,
+            where_,
+        } => resolve_table(session, name, columns.as_deref(), where_.as_ref(), key).await,
+        Source::Query { sql } => resolve_query(session, sql, key).await,
     }
 }
 
 async fn resolve_table(
     session: &mut ReadSession,
-    spec: &SourceSpec,
-    table: &str,
+    name: &QualifiedName,
+    wanted_columns: Option<&[String]>,
+    filter: Option<&Filter>,
+    key: &str,
 ) -> Result<Resolved> {
-    let name = parse_qualified(table).map_err(|e| source_err("spec.source.table", e.0))?;
     let regclass_text = name.to_string();
     let row = sqlx::query(
         "SELECT c.oid::int8 AS oid, n.nspname::text AS nsp, c.relname::text AS rel
@@ -83,7 +86,7 @@ async fn resolve_table(
     let Some(row) = row else {
         return Err(source_err(
             "spec.source.table",
-            format!("table {table:?} does not exist (or is not visible to this user)"),
+            format!("table {regclass_text} does not exist (or is not visible to this user)"),
         ));
     };
     let oid: i64 = row.get("oid");
@@ -117,13 +120,12 @@ async fn resolve_table(
             .join(", ")
     };
 
-    let columns: Vec<String> = match &spec.columns {
+    let columns: Vec<String> = match wanted_columns {
         None => all.iter().map(|(n, _, _)| n.clone()).collect(),
         Some(wanted) => {
             let mut out = Vec::new();
-            for (i, text) in wanted.iter().enumerate() {
-                let name = parse_ident(text).map_err(|e| source_err("spec.source.columns", e.0))?;
-                if !all.iter().any(|(n, _, _)| *n == name) {
+            for (i, name) in wanted.iter().enumerate() {
+                if !all.iter().any(|(n, _, _)| n == name) {
                     return Err(source_err(
                         "spec.source.columns",
                         format!(
@@ -132,13 +134,12 @@ async fn resolve_table(
                         ),
                     ));
                 }
-                out.push(name);
+                out.push(name.clone());
             }
             out
         }
     };
-    let key =
-        parse_ident(&spec.key_column).map_err(|e| source_err("spec.source.keyColumn", e.0))?;
+    let key = key.to_string();
     let key_position = all.iter().position(|(n, _, _)| *n == key);
     let key_collation = key_position.and_then(|i| collations[i].clone());
     let Some((_, key_type_name, key_not_null)) = key_position.map(|i| &all[i]) else {
@@ -156,11 +157,8 @@ async fn resolve_table(
         .map(|c| Quoted(c).to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    let filter_sql = match &spec.where_ {
-        Some(filter) => {
-            check_balanced(filter).map_err(|e| source_err("spec.source.where", e.0))?;
-            format!("\n{}\n", filter.trim())
-        }
+    let filter_sql = match filter {
+        Some(filter) => format!("\n{}\n", filter.as_str()),
         None => "true".to_string(),
     };
     let source = PlannedSource {
@@ -182,20 +180,18 @@ async fn resolve_table(
             schema: nsp,
             name: rel,
             key_collation,
-            filtered: spec.where_.is_some(),
+            filtered: filter.is_some(),
         }),
     })
 }
 
 async fn resolve_query(
     session: &mut ReadSession,
-    spec: &SourceSpec,
-    query: &str,
+    query: &SelectQuery,
+    key: &str,
 ) -> Result<Resolved> {
-    let query = query.trim().trim_end_matches(';').trim_end();
-    check_balanced(query).map_err(|e| source_err("spec.source.query", e.0))?;
-    let key =
-        parse_ident(&spec.key_column).map_err(|e| source_err("spec.source.keyColumn", e.0))?;
+    let query = query.as_str();
+    let key = key.to_string();
     let wrapped = format!("SELECT * FROM (\n{query}\n) AS rj_src");
     // Preparing (not running) the query checks it is one valid SELECT and gives its columns.
     let described = session

@@ -20,7 +20,7 @@ use object_store::{
 use sha2::{Digest, Sha256};
 
 use super::{Composed, Composer, Durability, ObjectWriter, Piece, Storage};
-use crate::api::BucketDestination;
+use crate::api::valid::BucketTarget;
 use crate::error::{Error, Result};
 
 /// S3's smallest part, except the last one of an upload.
@@ -70,14 +70,9 @@ impl S3Bucket {
     /// A client for the destination's bucket. Credentials and, when the spec does not name
     /// them, the endpoint and region come from the standard AWS variables
     /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_ENDPOINT_URL`,
-    /// `AWS_REGION`); `endpoint` overrides the spec's. Returns the client and the object's key.
-    pub fn connect(dest: &BucketDestination, endpoint: Option<&str>) -> Result<(S3Bucket, String)> {
-        let (bucket, key) = split_url(&dest.url).ok_or_else(|| {
-            Error::InvalidSpec(format!(
-                "spec.output.destination.bucket.url: {:?} must be s3://bucket/key",
-                dest.url
-            ))
-        })?;
+    /// `AWS_REGION`); `endpoint` overrides the spec's.
+    pub fn connect(dest: &BucketTarget, endpoint: Option<&str>) -> Result<S3Bucket> {
+        let bucket = dest.bucket.as_str();
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
         let endpoint = endpoint
             .map(str::to_string)
@@ -121,16 +116,13 @@ impl S3Bucket {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| Error::storage("building an HTTP client", std::io::Error::other(e)))?;
-        Ok((
-            S3Bucket {
-                store: Arc::new(store),
-                bucket: bucket.to_string(),
-                endpoint: endpoint.unwrap_or_else(|| "AWS".to_string()),
-                server_side_copy: dest.server_side_copy,
-                http,
-            },
-            key.to_string(),
-        ))
+        Ok(S3Bucket {
+            store: Arc::new(store),
+            bucket: bucket.to_string(),
+            endpoint: endpoint.unwrap_or_else(|| "AWS".to_string()),
+            server_side_copy: dest.server_side_copy,
+            http,
+        })
     }
 
     /// Fails fast, naming the bucket, when it cannot be reached, does not exist or the

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use futures::channel::mpsc;
 
 use crate::error::{Error, Result};
-use crate::pipeline::Stage;
+use crate::pipeline::StageContext;
 use crate::plan::Plan;
 use crate::staging::{OutputManifest, PartManifest};
 
@@ -23,7 +23,7 @@ pub struct RunOptions {
 }
 
 /// What a run reports as it goes.
-pub trait Progress: Send + Sync {
+pub trait ProgressSink: Send + Sync {
     /// The plan is ready (`reused` when a staged plan was found).
     fn planned(&self, plan: &Plan, reused: bool);
     /// A chunk finished (`resumed` when its part was already staged).
@@ -57,9 +57,9 @@ pub struct RunReport {
 /// part is appended to the report as soon as every part before it is in, so little is
 /// left to do when the last chunk finishes.
 pub async fn run(
-    stage: &Stage,
+    stage: &StageContext,
     options: &RunOptions,
-    progress: &dyn Progress,
+    progress: &dyn ProgressSink,
 ) -> Result<RunReport> {
     let started = Instant::now();
     let (plan, plan_reused) = stage.plan_once().await?;
