@@ -8,14 +8,12 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::api::conditions::reason;
 use crate::api::{NotifyFormat, NotifyOn, ReportJobSpec};
-
-/// Environment variable holding the webhook URL (the pods get it from `webhookSecretRef`).
-pub const ENV_WEBHOOK_URL: &str = "REPORTJOB_WEBHOOK_URL";
-/// Environment variable holding the ReportJob's name.
-pub const ENV_NAME: &str = "REPORTJOB_NAME";
-/// Environment variable holding the ReportJob's namespace.
-pub const ENV_NAMESPACE: &str = "REPORTJOB_NAMESPACE";
+use crate::stage_protocol::NotifyReport;
+use crate::stage_protocol::env::{
+    NAME as ENV_NAME, NAMESPACE as ENV_NAMESPACE, WEBHOOK_URL as ENV_WEBHOOK_URL,
+};
 
 /// How a report ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -277,19 +275,19 @@ pub struct NotifyError {
 }
 
 /// The last attempt timed out.
-pub const REASON_TIMEOUT: &str = "WebhookTimeout";
+pub const REASON_TIMEOUT: &str = reason::WEBHOOK_TIMEOUT;
 /// The receiver could not be connected to.
-pub const REASON_UNREACHABLE: &str = "WebhookUnreachable";
+pub const REASON_UNREACHABLE: &str = reason::WEBHOOK_UNREACHABLE;
 /// The receiver answered 5xx.
-pub const REASON_SERVER_ERROR: &str = "WebhookServerError";
+pub const REASON_SERVER_ERROR: &str = reason::WEBHOOK_SERVER_ERROR;
 /// The receiver answered 429.
-pub const REASON_THROTTLED: &str = "WebhookThrottled";
+pub const REASON_THROTTLED: &str = reason::WEBHOOK_THROTTLED;
 /// The receiver answered 3xx or 4xx (other than 429): not retried.
-pub const REASON_REJECTED: &str = "WebhookRejected";
+pub const REASON_REJECTED: &str = reason::WEBHOOK_REJECTED;
 /// The request failed after connecting (connection reset, bad answer).
-pub const REASON_REQUEST_FAILED: &str = "WebhookRequestFailed";
+pub const REASON_REQUEST_FAILED: &str = reason::WEBHOOK_REQUEST_FAILED;
 /// The URL is not an http(s) URL.
-pub const REASON_INVALID_URL: &str = "WebhookInvalidUrl";
+pub const REASON_INVALID_URL: &str = reason::WEBHOOK_INVALID_URL;
 
 /// What one attempt came to.
 enum Attempt {
@@ -451,29 +449,44 @@ async fn classify(result: Result<reqwest::Response, reqwest::Error>) -> Attempt 
     }
 }
 
-/// The termination-log line for a delivery: `notified=true attempts=N status=200`, or
-/// `notified=false reason=R attempts=N message=...` (the message last: it may hold spaces).
-pub fn result_line(result: &Result<Delivery, NotifyError>) -> String {
+/// The stage result of a delivery (the pod writes it as `StageResult::Notified`).
+pub fn report(result: &Result<Delivery, NotifyError>) -> NotifyReport {
     match result {
-        Ok(d) => format!("notified=true attempts={} status={}", d.attempts, d.status),
-        Err(e) => skipped_line(e.reason, e.attempts, &e.message),
+        Ok(d) => NotifyReport {
+            delivered: true,
+            reason: None,
+            attempts: d.attempts,
+            status: Some(d.status),
+            message: None,
+        },
+        Err(e) => NotifyReport {
+            status: e.status,
+            ..skipped(e.reason, e.attempts, &e.message)
+        },
     }
 }
 
-fn skipped_line(reason: &str, attempts: u32, message: &str) -> String {
-    format!(
-        "notified=false reason={reason} attempts={attempts} message={}",
-        message.replace(['\n', '\r'], " ")
-    )
+fn skipped(reason: &str, attempts: u32, message: &str) -> NotifyReport {
+    NotifyReport {
+        delivered: false,
+        reason: Some(reason.to_string()),
+        attempts,
+        status: None,
+        message: Some(message.replace(['\n', '\r'], " ")),
+    }
 }
 
 /// Sends the notification `spec.notify` asks for, from a stage pod: the webhook URL comes from
 /// `REPORTJOB_WEBHOOK_URL`, the name and namespace from `REPORTJOB_NAME`/`REPORTJOB_NAMESPACE`
 /// (namespace `default` when unset), and the default [`RetryPolicy`] applies. Never fails:
-/// returns the termination-log line ([`result_line`]); when nothing is sent it is
-/// `notified=false reason=NotConfigured` (no `spec.notify`), `NotRequested` (`spec.notify.on`
-/// excludes this outcome) or `NotifyMisconfigured` (a variable is missing), with `attempts=0`.
-pub async fn notify_from_env(spec: &ReportJobSpec, phase: Outcome, details: Details) -> String {
+/// returns what happened ([`report`]); when nothing is sent it is not delivered with reason
+/// `NotConfigured` (no `spec.notify`), `NotRequested` (`spec.notify.on` excludes this
+/// outcome) or `NotifyMisconfigured` (a variable is missing), with 0 attempts.
+pub async fn notify_from_env(
+    spec: &ReportJobSpec,
+    phase: Outcome,
+    details: Details,
+) -> NotifyReport {
     notify_with(spec, phase, details, &RetryPolicy::default(), |name| {
         std::env::var(name).ok()
     })
@@ -481,20 +494,20 @@ pub async fn notify_from_env(spec: &ReportJobSpec, phase: Outcome, details: Deta
 }
 
 /// [`notify_from_env`] with a retry policy of one's own and a lookup standing for the
-/// environment (`lookup("REPORTJOB_WEBHOOK_URL")`...).
+/// environment (`lookup(env::WEBHOOK_URL)`...).
 pub async fn notify_with(
     spec: &ReportJobSpec,
     phase: Outcome,
     details: Details,
     policy: &RetryPolicy,
     lookup: impl Fn(&str) -> Option<String>,
-) -> String {
+) -> NotifyReport {
     let Some(notify) = &spec.notify else {
-        return skipped_line("NotConfigured", 0, "spec.notify is not set");
+        return skipped(reason::NOT_CONFIGURED, 0, "spec.notify is not set");
     };
     if !wants(notify.on, phase == Outcome::Succeeded) {
-        return skipped_line(
-            "NotRequested",
+        return skipped(
+            reason::NOT_REQUESTED,
             0,
             &format!(
                 "spec.notify.on is {} and the report {}",
@@ -505,19 +518,23 @@ pub async fn notify_with(
     }
     let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
     let Some(url) = var(ENV_WEBHOOK_URL) else {
-        return skipped_line(
-            "NotifyMisconfigured",
+        return skipped(
+            reason::NOTIFY_MISCONFIGURED,
             0,
             &format!("{ENV_WEBHOOK_URL} is not set"),
         );
     };
     let Some(name) = var(ENV_NAME) else {
-        return skipped_line("NotifyMisconfigured", 0, &format!("{ENV_NAME} is not set"));
+        return skipped(
+            reason::NOTIFY_MISCONFIGURED,
+            0,
+            &format!("{ENV_NAME} is not set"),
+        );
     };
     let namespace = var(ENV_NAMESPACE).unwrap_or_else(|| "default".to_string());
     let notification = Notification::new(name, namespace, phase, details, jiff::Timestamp::now());
     let result = send(&url, &body(notify.format, &notification), policy).await;
-    result_line(&result)
+    report(&result)
 }
 
 /// `always`, `success` or `failure`, as written in the spec.
@@ -662,23 +679,24 @@ mod tests {
     }
 
     #[test]
-    fn result_lines() {
-        assert_eq!(
-            result_line(&Ok(Delivery {
-                attempts: 3,
-                status: 200
-            })),
-            "notified=true attempts=3 status=200"
-        );
-        assert_eq!(
-            result_line(&Err(NotifyError {
-                reason: REASON_TIMEOUT,
-                message: "operation timed out\nagain".into(),
-                attempts: 4,
-                status: None,
-            })),
-            "notified=false reason=WebhookTimeout attempts=4 message=operation timed out again"
-        );
+    fn reports_of_deliveries() {
+        let delivered = report(&Ok(Delivery {
+            attempts: 3,
+            status: 200,
+        }));
+        assert!(delivered.delivered);
+        assert_eq!((delivered.attempts, delivered.status), (3, Some(200)));
+        assert_eq!(delivered.condition_reason(), reason::WEBHOOK_DELIVERED);
+        let failed = report(&Err(NotifyError {
+            reason: REASON_TIMEOUT,
+            message: "operation timed out\nagain".into(),
+            attempts: 4,
+            status: None,
+        }));
+        assert!(!failed.delivered);
+        assert_eq!(failed.condition_reason(), "WebhookTimeout");
+        assert_eq!(failed.attempts, 4);
+        assert_eq!(failed.message.as_deref(), Some("operation timed out again"));
     }
 
     #[tokio::test]

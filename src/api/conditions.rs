@@ -1,4 +1,9 @@
 //! Condition types and reasons as named constants, and the merge rule for conditions.
+//!
+//! Every reason the project writes (in conditions, in events, in the notification results
+//! of the stage pods) is a constant of [`reason`]. They live here, in the API layer, so
+//! that the stage pods (`notify`) and the controller share them without the pods
+//! depending on the controller.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
@@ -13,8 +18,89 @@ pub const SUSPENDED: &str = "Suspended";
 /// The completion notification of `spec.notify` was delivered (or why not).
 pub const NOTIFIED: &str = "Notified";
 
+/// Condition type: the spec changed after planning started and the change is ignored.
+pub const SPEC_CHANGE_IGNORED: &str = "SpecChangeIgnored";
+
 /// Reason: the spec breaks a rule the schema cannot express.
-pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
+pub const REASON_INVALID_SPEC: &str = reason::INVALID_SPEC;
+
+/// Reasons, as they appear in conditions and events (CamelCase).
+pub mod reason {
+    /// The spec breaks a rule the schema cannot express.
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// The plan Job is running.
+    pub const PLANNING: &str = "Planning";
+    /// The plan is staged.
+    pub const PLAN_STAGED: &str = "PlanStaged";
+    /// Chunks are being exported.
+    pub const EXPORTING: &str = "Exporting";
+    /// The parts are being assembled.
+    pub const ASSEMBLING: &str = "Assembling";
+    /// The report is published.
+    pub const PUBLISHED: &str = "ReportPublished";
+    /// The report is complete (event).
+    pub const COMPLETED: &str = "Completed";
+    /// The spec sets `suspend`.
+    pub const SUSPENDED_BY_SPEC: &str = "SuspendedBySpec";
+    /// The chunks Job was suspended (event).
+    pub const SUSPENDED: &str = "Suspended";
+    /// `suspend` was cleared.
+    pub const RESUMED: &str = "Resumed";
+    /// Not failed.
+    pub const NO_FAILURE: &str = "NoFailure";
+    /// Failed, for a failure without a reason of its own.
+    pub const FAILED: &str = "Failed";
+    /// The plan Job failed.
+    pub const PLAN_FAILED: &str = "PlanFailed";
+    /// A chunk failed after its retries (or at once, permanently).
+    pub const CHUNKS_FAILED: &str = "ChunksFailed";
+    /// The assemble Job failed.
+    pub const ASSEMBLE_FAILED: &str = "AssembleFailed";
+    /// The chunks Job ran past `activeDeadlineSeconds` (also the Job controller's reason).
+    pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
+    /// The stage Job's result could not be read.
+    pub const BAD_RESULT: &str = "BadStageResult";
+    /// A retry was requested with the retry annotation.
+    pub const RETRYING: &str = "Retrying";
+    /// A stage pod cannot start (e.g. its Secret is missing).
+    pub const POD_CANNOT_START: &str = "PodCannotStart";
+    /// The spec changed after planning started.
+    pub const SPEC_CHANGED: &str = "SpecChangedAfterPlanning";
+    /// The spec did not change after planning started.
+    pub const SPEC_UNCHANGED: &str = "SpecUnchanged";
+    /// The planned spec could not be read back.
+    pub const PLANNED_SPEC_UNREADABLE: &str = "PlannedSpecUnreadable";
+    /// The cleanup Job was created (event).
+    pub const CLEANING_UP: &str = "CleaningUp";
+    /// The cleanup Job failed (event).
+    pub const CLEANUP_FAILED: &str = "CleanupFailed";
+    /// A reconcile failed (event).
+    pub const RECONCILE_ERROR: &str = "ReconcileError";
+    /// The webhook accepted the notification.
+    pub const WEBHOOK_DELIVERED: &str = "WebhookDelivered";
+    /// The notification failed for a reason the result does not say.
+    pub const NOTIFY_FAILED: &str = "NotifyFailed";
+    /// No `spec.notify`.
+    pub const NOT_CONFIGURED: &str = "NotConfigured";
+    /// `spec.notify.on` excludes this outcome.
+    pub const NOT_REQUESTED: &str = "NotRequested";
+    /// A variable the notification needs is missing.
+    pub const NOTIFY_MISCONFIGURED: &str = "NotifyMisconfigured";
+    /// The last webhook attempt timed out.
+    pub const WEBHOOK_TIMEOUT: &str = "WebhookTimeout";
+    /// The receiver could not be connected to.
+    pub const WEBHOOK_UNREACHABLE: &str = "WebhookUnreachable";
+    /// The receiver answered 5xx.
+    pub const WEBHOOK_SERVER_ERROR: &str = "WebhookServerError";
+    /// The receiver answered 429.
+    pub const WEBHOOK_THROTTLED: &str = "WebhookThrottled";
+    /// The receiver answered 3xx or 4xx (other than 429): not retried.
+    pub const WEBHOOK_REJECTED: &str = "WebhookRejected";
+    /// The request failed after connecting (connection reset, bad answer).
+    pub const WEBHOOK_REQUEST_FAILED: &str = "WebhookRequestFailed";
+    /// The URL is not an http(s) URL.
+    pub const WEBHOOK_INVALID_URL: &str = "WebhookInvalidUrl";
+}
 
 /// Sets `new` in `conditions`, keeping the existing `lastTransitionTime` when the status
 /// did not flip, so that a re-written condition does not look like a new transition.

@@ -10,10 +10,11 @@ use clap::{Args, ValueEnum};
 use super::client::parse_duration;
 use crate::api::ReportJob;
 use crate::api::load::{load_file, load_str};
-use crate::error::{EXIT_OK, EXIT_PERMANENT, EXIT_USAGE};
-use crate::notify::{
-    self, Details, ENV_NAME, ENV_NAMESPACE, ENV_WEBHOOK_URL, Outcome, RetryPolicy,
+use crate::notify::{self, Details, Outcome, RetryPolicy};
+use crate::stage_protocol::env::{
+    NAME as ENV_NAME, NAMESPACE as ENV_NAMESPACE, SPEC as ENV_SPEC, WEBHOOK_URL as ENV_WEBHOOK_URL,
 };
+use crate::stage_protocol::{EXIT_OK, EXIT_PERMANENT, EXIT_USAGE, StageResult};
 
 /// How the report ended, as `--outcome` says it.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,13 +66,11 @@ pub struct NotifyArgs {
 fn load(file: Option<&PathBuf>) -> Result<ReportJob, (i32, String)> {
     match file {
         Some(path) => load_file(path).map_err(|e| (EXIT_PERMANENT, e.to_string())),
-        None => match std::env::var("REPORTJOB_SPEC") {
-            Ok(text) => {
-                load_str(&text, "REPORTJOB_SPEC").map_err(|e| (EXIT_PERMANENT, e.to_string()))
-            }
+        None => match std::env::var(ENV_SPEC) {
+            Ok(text) => load_str(&text, ENV_SPEC).map_err(|e| (EXIT_PERMANENT, e.to_string())),
             Err(_) => Err((
                 EXIT_USAGE,
-                "no spec: pass -f report.yaml (or set REPORTJOB_SPEC)".to_string(),
+                format!("no spec: pass -f report.yaml (or set {ENV_SPEC})"),
             )),
         },
     }
@@ -81,18 +80,11 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-fn write_log(path: Option<&PathBuf>, line: &str) {
-    if let Some(path) = path {
-        // Kubernetes keeps at most 4096 bytes of a termination message.
-        let mut text = line.to_string();
-        let mut cut = text.len().min(4000);
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        if let Err(e) = std::fs::write(path, text) {
-            eprintln!("warning: cannot write {}: {e}", path.display());
-        }
+fn write_log(path: Option<&PathBuf>, result: &StageResult) {
+    if let Some(path) = path
+        && let Err(e) = std::fs::write(path, result.to_line())
+    {
+        eprintln!("warning: cannot write {}: {e}", path.display());
     }
 }
 
@@ -100,8 +92,17 @@ fn write_log(path: Option<&PathBuf>, line: &str) {
 /// 3 for an invalid spec.
 pub async fn notify(args: NotifyArgs) -> i32 {
     let usage = |code: i32, message: String| {
-        write_log(args.termination_log.as_ref(), &message);
         eprintln!("error: {message}");
+        let reason = if code == EXIT_USAGE {
+            "usage"
+        } else {
+            "invalid_spec"
+        };
+        let failed = StageResult::Failed {
+            reason: reason.into(),
+            message,
+        };
+        write_log(args.termination_log.as_ref(), &failed);
         code
     };
     let rj = match load(args.file.as_ref()) {
@@ -148,8 +149,9 @@ pub async fn notify(args: NotifyArgs) -> i32 {
         ENV_NAMESPACE => Some(namespace.clone()),
         _ => None,
     };
-    let line = notify::notify_with(&rj.spec, phase, details, &policy, lookup).await;
-    write_log(args.termination_log.as_ref(), &line);
-    println!("{line}");
+    let report = notify::notify_with(&rj.spec, phase, details, &policy, lookup).await;
+    let result = StageResult::Notified(report);
+    write_log(args.termination_log.as_ref(), &result);
+    println!("{result}");
     EXIT_OK
 }

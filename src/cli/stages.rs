@@ -14,6 +14,7 @@ use crate::error::{EXIT_OK, Error};
 use crate::pipeline::StageContext;
 use crate::run_local::{RunOptions, run as run_local};
 use crate::source::Database;
+use crate::stage_protocol::{ChunkSet, MAX_CHUNKS, StageResult, env};
 use crate::staging::Layout;
 use crate::storage::s3::S3Bucket;
 use crate::storage::{LocalDir, Storage};
@@ -35,12 +36,13 @@ fn setup_error(message: impl Into<String>) -> Setup {
 fn load_spec(common: &Common) -> Result<ValidSpec, Setup> {
     let loaded = match &common.file {
         Some(path) => load_valid_file(path),
-        None => match std::env::var("REPORTJOB_SPEC") {
-            Ok(text) => load_valid_str(&text, "REPORTJOB_SPEC"),
+        None => match std::env::var(env::SPEC) {
+            Ok(text) => load_valid_str(&text, env::SPEC),
             Err(_) => {
-                return Err(setup_error(
-                    "no spec: pass -f report.yaml (or set REPORTJOB_SPEC)",
-                ));
+                return Err(setup_error(format!(
+                    "no spec: pass -f report.yaml (or set {})",
+                    env::SPEC
+                )));
             }
         },
     };
@@ -56,8 +58,9 @@ async fn build_stage(common: &Common, pool_size: Option<usize>) -> Result<StageC
     let pool_size = pool_size.unwrap_or(parallelism(&spec));
     let database_url = common.database_url.clone().ok_or_else(|| {
         setup_error(format!(
-            "no database URL: pass --database-url or set DATABASE_URL (spec.source.connectionSecretRef \
+            "no database URL: pass --database-url or set {} (spec.source.connectionSecretRef \
              names the Kubernetes Secret {:?}, which only the cluster can read)",
+            env::DATABASE_URL,
             spec.source.connection.name
         ))
     })?;
@@ -129,20 +132,12 @@ fn report_error(error: &Error, json: bool) -> i32 {
     code
 }
 
-fn write_termination_log(path: Option<&Path>, text: &str) {
-    if let Some(path) = path {
-        let mut text = text.to_string();
-        // Kubernetes keeps at most 4096 bytes of a termination message.
-        if text.len() > 4000 {
-            let mut cut = 4000;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            text.truncate(cut);
-        }
-        if let Err(e) = std::fs::write(path, text) {
-            eprintln!("warning: cannot write {}: {e}", path.display());
-        }
+/// Writes the stage's result as its termination message (one bounded JSON line).
+fn write_termination_log(path: Option<&Path>, result: &StageResult) {
+    if let Some(path) = path
+        && let Err(e) = std::fs::write(path, result.to_line())
+    {
+        eprintln!("warning: cannot write {}: {e}", path.display());
     }
 }
 
@@ -209,31 +204,47 @@ pub async fn run(args: RunArgs) -> i32 {
 
 /// Runs one stage command in the shape every pod expects: the spec and database from
 /// `common`, a one-line summary (or the error) in the termination log, an exit code that
-/// tells permanent from transient failures. `body` returns the termination-log summary
-/// and what to print on stdout.
+/// tells permanent from transient failures. `body` returns the stage's result and what to
+/// print on stdout.
 async fn stage_command<F, Fut>(common: &Common, log: Option<&Path>, body: F) -> i32
 where
     F: FnOnce(StageContext) -> Fut,
-    Fut: std::future::Future<Output = Result<(String, String), Error>>,
+    Fut: std::future::Future<Output = Result<(StageResult, String), Error>>,
 {
     let stage = match build_stage(common, Some(1)).await {
         Ok(stage) => stage,
-        Err(e) => {
-            write_termination_log(log, &e.message);
-            eprintln!("error: {}", e.message);
-            return e.code;
-        }
+        Err(e) => return e.fail(log),
     };
     match body(stage).await {
-        Ok((summary, shown)) => {
-            write_termination_log(log, &summary);
+        Ok((result, shown)) => {
+            write_termination_log(log, &result);
             println!("{shown}");
             EXIT_OK
         }
         Err(e) => {
-            write_termination_log(log, &e.to_string());
+            write_termination_log(log, &engine_failure(&e));
             report_error(&e, false)
         }
+    }
+}
+
+fn engine_failure(e: &Error) -> StageResult {
+    StageResult::Failed {
+        reason: e.label().into(),
+        message: e.to_string(),
+    }
+}
+
+impl Setup {
+    /// Records the setup failure in the termination log and on stderr; returns the exit code.
+    fn fail(self, log: Option<&Path>) -> i32 {
+        eprintln!("error: {}", self.message);
+        let failed = StageResult::Failed {
+            reason: "setup".into(),
+            message: self.message,
+        };
+        write_termination_log(log, &failed);
+        self.code
     }
 }
 
@@ -249,16 +260,25 @@ pub async fn plan(args: PlanArgs) -> i32 {
             } else {
                 stage.compute_plan().await?
             };
-            let summary = plan.summary_line();
+            let result = StageResult::Planned {
+                run_id: plan.run_id.clone(),
+                chunks: u64::try_from(plan.chunks.len()).unwrap_or(u64::MAX),
+                digest: plan.digest.clone(),
+                estimated_rows: plan.estimated_rows,
+                strategy: serde_json::to_value(plan.strategy)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+            };
             let shown = if json {
                 serde_json::to_string_pretty(&plan)
                     .map_err(|e| Error::Staging(format!("cannot serialize the plan: {e}")))?
             } else if write {
-                summary.clone()
+                result.to_string()
             } else {
                 plan_table(&plan)
             };
-            Ok((summary, shown))
+            Ok((result, shown))
         },
     )
     .await
@@ -293,9 +313,11 @@ pub async fn worker(args: WorkerArgs) -> i32 {
     let index = match chunk_of_index(args.index, args.chunks.as_deref()) {
         Ok(index) => index,
         Err(message) => {
-            write_termination_log(args.termination_log.as_deref(), &message);
-            eprintln!("error: {message}");
-            return EXIT_BAD_SPEC;
+            return Setup {
+                message,
+                code: EXIT_BAD_SPEC,
+            }
+            .fail(args.termination_log.as_deref());
         }
     };
     stage_command(
@@ -308,11 +330,14 @@ pub async fn worker(args: WorkerArgs) -> i32 {
                     eprintln!("attempt {attempt} failed, retrying: {e}")
                 })
                 .await?;
-            let summary = format!(
-                "chunk={} rows={} bytes={} sha256={}",
-                part.index, part.rows, part.bytes, part.sha256
-            );
-            Ok((summary.clone(), summary))
+            let result = StageResult::Exported {
+                chunk: u64::try_from(part.index).unwrap_or(u64::MAX),
+                rows: part.rows,
+                bytes: part.bytes,
+                sha256: part.sha256,
+            };
+            let shown = result.to_string();
+            Ok((result, shown))
         },
     )
     .await
@@ -323,8 +348,8 @@ fn chunk_of_index(index: usize, chunks: Option<&str>) -> Result<usize, String> {
     let Some(list) = chunks else {
         return Ok(index);
     };
-    let listed = crate::staging::parse_ranges(list).map_err(|e| format!("--chunks: {e}"))?;
-    listed.get(index).copied().ok_or_else(|| {
+    let listed = ChunkSet::parse(list, MAX_CHUNKS).map_err(|e| format!("--chunks: {e}"))?;
+    listed.chunk_of_completion_index(index).ok_or_else(|| {
         format!(
             "completion index {index} is past the {} chunks listed in --chunks {list:?}",
             listed.len()
@@ -347,29 +372,28 @@ pub async fn cleanup(args: CleanupArgs) -> i32 {
             .delete_prefix(&layout.staging_prefix())
             .await
             .map_err(engine)?;
-        let mut summary = format!("removed={}", storage.location(&layout.staging_prefix()));
+        let mut deleted = None;
         if args.delete_output {
             storage.delete(&layout.output).await.map_err(engine)?;
             storage
                 .delete(&layout.manifest_key())
                 .await
                 .map_err(engine)?;
-            summary.push_str(&format!(" deleted={}", storage.location(&layout.output)));
+            deleted = Some(storage.location(&layout.output));
         }
-        Ok::<String, Setup>(summary)
+        Ok::<StageResult, Setup>(StageResult::CleanedUp {
+            removed: storage.location(&layout.staging_prefix()),
+            deleted,
+        })
     }
     .await;
     match result {
-        Ok(summary) => {
-            write_termination_log(log, &summary);
-            println!("{summary}");
+        Ok(result) => {
+            write_termination_log(log, &result);
+            println!("{result}");
             EXIT_OK
         }
-        Err(e) => {
-            write_termination_log(log, &e.message);
-            eprintln!("error: {}", e.message);
-            e.code
-        }
+        Err(e) => e.fail(log),
     }
 }
 
@@ -382,12 +406,9 @@ pub async fn assemble(args: AssembleArgs) -> i32 {
         |stage| async move {
             let plan = stage.load_plan(digest.as_deref()).await?;
             let m = stage.assemble(&plan).await?;
-            let mut summary = format!(
-                "rows={} bytes={} sha256={} location={}",
-                m.rows, m.bytes, m.sha256, m.location
-            );
             let link = stage.download_link().await?;
             // The success notification goes from here, the one pod that knows the outcome.
+            let mut notified = None;
             if stage.spec.notify.is_some() {
                 let details = crate::notify::Details {
                     rows: i64::try_from(m.rows).ok(),
@@ -396,30 +417,26 @@ pub async fn assemble(args: AssembleArgs) -> i32 {
                     url: link.as_ref().map(|l| l.url.clone()),
                     message: None,
                 };
-                let line = crate::notify::notify_from_env(
+                let report = crate::notify::notify_from_env(
                     stage.spec.written(),
                     crate::notify::Outcome::Succeeded,
                     details,
                 )
                 .await;
-                eprintln!("{line}");
-                let fields = crate::controller::step::parse_fields(&line);
-                match fields.get("notified").map(String::as_str) {
-                    Some("true") => summary.push_str(" notified=true"),
-                    _ => summary.push_str(&format!(
-                        " notified=false notify_reason={}",
-                        fields.get("reason").map_or("NotifyFailed", String::as_str)
-                    )),
-                }
+                eprintln!("{}", StageResult::Notified(report.clone()));
+                notified = Some(report);
             }
-            // The link goes last: it is the longest field and the controller reads it whole.
-            if let Some(link) = link {
-                summary.push_str(&format!(
-                    " url_expires_at={} url={}",
-                    link.expires_at, link.url
-                ));
-            }
-            Ok((summary.clone(), summary))
+            let result = StageResult::Assembled {
+                rows: m.rows,
+                bytes: m.bytes,
+                sha256: m.sha256.clone(),
+                location: m.location.clone(),
+                url_expires_at: link.as_ref().map(|l| l.expires_at),
+                url: link.map(|l| l.url),
+                notified,
+            };
+            let shown = result.to_string();
+            Ok((result, shown))
         },
     )
     .await

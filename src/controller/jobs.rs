@@ -1,17 +1,28 @@
-//! The stage Jobs the controller creates, as pure functions of the ReportJob and its plan.
+//! The stage Jobs the controller creates, as pure functions of the ReportJob and its plan,
+//! built as typed `k8s_openapi` objects.
 //!
 //! Every pod runs the `reportjob` image with a stage subcommand. It gets the ReportJob as
-//! `REPORTJOB_SPEC`, and credentials only as `secretKeyRef` env from Secrets in its own
-//! namespace: the controller never reads them.
+//! [`env::SPEC`], and credentials only as `secretKeyRef` env from Secrets in its own
+//! namespace: the controller never reads them. Env var names and exit codes are those of
+//! the [stage protocol](crate::stage_protocol).
 
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::ResourceRequirements;
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{
+    Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
+};
+use k8s_openapi::api::core::v1::{
+    Affinity, Capabilities, Container, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource,
+    PodAffinity, PodAffinityTerm, PodSecurityContext, PodSpec, PodTemplateSpec,
+    ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::{Resource, ResourceExt};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::names::{self, EXIT_PERMANENT, Stage};
+use super::names::{self, Stage};
 use crate::api::{ReportJob, ReportJobSpec};
-use crate::staging::compact_ranges;
+use crate::stage_protocol::{ChunkSet, EXIT_PERMANENT, env};
 
 /// Where a `pvc` destination's claim is mounted in the stage pods.
 pub const OUTPUT_MOUNT: &str = "/reportjob/output";
@@ -19,6 +30,8 @@ pub const OUTPUT_MOUNT: &str = "/reportjob/output";
 pub const TERMINATION_LOG: &str = "/dev/termination-log";
 /// The container's name in every stage pod.
 pub const CONTAINER: &str = "reportjob";
+/// The name of the output volume of a `pvc` destination.
+const OUTPUT_VOLUME: &str = "output";
 
 /// What the controller adds to every stage pod, from its own configuration.
 #[derive(Clone, Debug, Default)]
@@ -38,8 +51,9 @@ pub struct PlanRef {
     pub digest: String,
 }
 
-/// The ReportJob a Job is built for, with the spec the run was planned with.
-pub struct Target<'a> {
+/// What a stage Job is built from: the ReportJob, the spec the run was planned with and
+/// the controller's defaults.
+pub struct JobContext<'a> {
     /// The ReportJob (name, namespace, uid for the owner reference).
     pub rj: &'a ReportJob,
     /// The spec to run: the planned one, even if the ReportJob's spec changed since.
@@ -48,71 +62,89 @@ pub struct Target<'a> {
     pub defaults: &'a PodDefaults,
 }
 
-/// `<name>-plan`: computes the plan once and stages it; its termination message is the
-/// plan's summary line (`chunks=N digest=... run=...`).
-pub fn plan_job(t: &Target, run_id: &str) -> Job {
+/// `<name>-plan`: computes the plan once and stages it; its termination message is a
+/// `Planned` stage result. It records the spec it plans in [`names::SPEC_ANNOTATION`]: the
+/// controller's one record of the spec a run was planned with.
+pub fn plan_job(t: &JobContext, run_id: &str) -> Job {
     let env = base_env(t, run_id, Database::Needed);
     let args = ["plan", "--write", "--termination-log", TERMINATION_LOG];
-    single_pod_job(t, Stage::Plan, &args, env)
+    let mut job = single_pod_job(t, Stage::Plan, &args, env);
+    // A spec always serializes; an empty record would read back as "unreadable".
+    let spec = serde_json::to_string(t.spec).unwrap_or_default();
+    job.annotations_mut()
+        .insert(names::SPEC_ANNOTATION.to_string(), spec);
+    job
 }
 
 /// `<name>-chunks`: an Indexed Job over `chunks` (the plan's indexes still to export);
-/// completion index `i` exports `chunks[i]`. Permanent failures (exit code 3) fail their
-/// index at once, and one failed index fails the Job.
-pub fn chunks_job(t: &Target, plan: &PlanRef, chunks: &[usize]) -> Job {
+/// completion index `i` exports the `i`-th of `chunks`. Permanent failures (exit code 3)
+/// fail their index at once, and one failed index fails the Job.
+pub fn chunks_job(t: &JobContext, plan: &PlanRef, chunks: &ChunkSet) -> Job {
     let spec = t.spec;
-    let count = i64::try_from(chunks.len()).unwrap_or(i64::MAX);
-    let listed = compact_ranges(chunks);
+    let count = i32::try_from(chunks.len()).unwrap_or(i32::MAX);
+    let listed = chunks.to_string();
     let mut env = base_env(t, &plan.run_id, Database::Needed);
-    env.push(json!({"name": "REPORTJOB_PLAN_DIGEST", "value": plan.digest}));
-    env.push(json!({"name": "REPORTJOB_CHUNKS", "value": listed}));
+    env.push(value_env(env::PLAN_DIGEST, &plan.digest));
+    env.push(value_env(env::CHUNKS, &listed));
     let args = ["worker", "--termination-log", TERMINATION_LOG];
     let mut template = pod_template(t, Stage::Chunks, &args, env);
-    if spec.worker.same_node {
-        template["spec"]["affinity"] = json!({"podAffinity": {
-            "requiredDuringSchedulingIgnoredDuringExecution": [{
-                "labelSelector": {"matchLabels": {
-                    names::REPORTJOB_LABEL: t.rj.name_any(),
-                    names::STAGE_LABEL: Stage::Chunks.as_str(),
-                }},
-                "topologyKey": "kubernetes.io/hostname",
-            }]
-        }});
+    if spec.worker.same_node
+        && let Some(pod) = template.spec.as_mut()
+    {
+        let selector = BTreeMap::from([
+            (names::REPORTJOB_LABEL.to_string(), t.rj.name_any()),
+            (
+                names::STAGE_LABEL.to_string(),
+                Stage::Chunks.as_str().to_string(),
+            ),
+        ]);
+        pod.affinity = Some(Affinity {
+            pod_affinity: Some(PodAffinity {
+                required_during_scheduling_ignored_during_execution: Some(vec![PodAffinityTerm {
+                    label_selector: Some(LabelSelector {
+                        match_labels: Some(selector),
+                        ..Default::default()
+                    }),
+                    topology_key: "kubernetes.io/hostname".to_string(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
     }
-    let mut job_spec = json!({
-        "completionMode": "Indexed",
-        "completions": count,
-        "parallelism": spec.chunking.parallelism.clamp(1, count.max(1)),
-        "backoffLimitPerIndex": spec.worker.retries_per_chunk,
-        "maxFailedIndexes": 0,
-        "podFailurePolicy": {"rules": [{
-            "action": "FailIndex",
-            "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": [EXIT_PERMANENT]},
-        }]},
-        "suspend": spec.suspend,
-        "template": template,
-    });
-    if let Some(deadline) = spec.worker.active_deadline_seconds {
-        job_spec["activeDeadlineSeconds"] = json!(deadline);
-    }
+    let parallelism = spec.chunking.parallelism.clamp(1, i64::from(count.max(1)));
+    let job_spec = JobSpec {
+        completion_mode: Some("Indexed".to_string()),
+        completions: Some(count),
+        parallelism: Some(i32::try_from(parallelism).unwrap_or(1)),
+        backoff_limit_per_index: Some(to_i32(spec.worker.retries_per_chunk)),
+        max_failed_indexes: Some(0),
+        pod_failure_policy: Some(permanent_exit_rule("FailIndex")),
+        suspend: Some(spec.suspend),
+        active_deadline_seconds: spec.worker.active_deadline_seconds,
+        template,
+        ..Default::default()
+    };
     let mut job = job_object(t, Stage::Chunks, job_spec);
-    job["metadata"]["annotations"][names::CHUNKS_ANNOTATION] = json!(listed);
-    from_json(job)
+    job.annotations_mut()
+        .insert(names::CHUNKS_ANNOTATION.to_string(), listed);
+    job
 }
 
 /// `<name>-assemble`: checks the parts against the plan and publishes the report; its
-/// termination message is `rows=... bytes=... sha256=... location=... [url=...]`.
-pub fn assemble_job(t: &Target, plan: &PlanRef) -> Job {
+/// termination message is an `Assembled` stage result.
+pub fn assemble_job(t: &JobContext, plan: &PlanRef) -> Job {
     let mut env = base_env(t, &plan.run_id, Database::Needed);
-    env.push(json!({"name": "REPORTJOB_PLAN_DIGEST", "value": plan.digest}));
+    env.push(value_env(env::PLAN_DIGEST, &plan.digest));
     let args = ["assemble", "--termination-log", TERMINATION_LOG];
     single_pod_job(t, Stage::Assemble, &args, env)
 }
 
 /// `<name>-notify`: sends the failure notification of `spec.notify` from the ReportJob's
 /// namespace (the webhook URL is a Secret the controller never reads); its termination
-/// message is `notified=true ...` or `notified=false reason=... ...`.
-pub fn notify_job(t: &Target, run_id: &str, message: &str) -> Job {
+/// message is a `Notified` stage result.
+pub fn notify_job(t: &JobContext, run_id: &str, message: &str) -> Job {
     let env = base_env(t, run_id, Database::NotNeeded);
     let args = [
         "notify",
@@ -133,7 +165,7 @@ pub fn notify_job(t: &Target, run_id: &str, message: &str) -> Job {
 
 /// `<name>-cleanup`: removes the run's staging data (and the report, when the spec asks)
 /// after the ReportJob was deleted. It needs no database access.
-pub fn cleanup_job(t: &Target, run_id: &str) -> Job {
+pub fn cleanup_job(t: &JobContext, run_id: &str) -> Job {
     let env = base_env(t, run_id, Database::NotNeeded);
     let mut args = vec!["cleanup", "--termination-log", TERMINATION_LOG];
     if t.spec.output.delete_with_report_job {
@@ -142,85 +174,128 @@ pub fn cleanup_job(t: &Target, run_id: &str) -> Job {
     single_pod_job(t, Stage::Cleanup, &args, env)
 }
 
-fn single_pod_job(t: &Target, stage: Stage, args: &[&str], env: Vec<Value>) -> Job {
-    let job_spec = json!({
-        "completions": 1,
-        "parallelism": 1,
-        "backoffLimit": t.spec.worker.retries_per_chunk,
-        "podFailurePolicy": {"rules": [{
-            "action": "FailJob",
-            "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": [EXIT_PERMANENT]},
-        }]},
-        "template": pod_template(t, stage, args, env),
-    });
-    from_json(job_object(t, stage, job_spec))
+fn to_i32(n: i64) -> i32 {
+    i32::try_from(n).unwrap_or(if n < 0 { 0 } else { i32::MAX })
 }
 
-fn job_object(t: &Target, stage: Stage, spec: Value) -> Value {
+/// The pod failure policy that ends retries on the permanent exit code.
+fn permanent_exit_rule(action: &str) -> PodFailurePolicy {
+    PodFailurePolicy {
+        rules: vec![PodFailurePolicyRule {
+            action: action.to_string(),
+            on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
+                container_name: Some(CONTAINER.to_string()),
+                operator: "In".to_string(),
+                values: vec![EXIT_PERMANENT],
+            }),
+            ..Default::default()
+        }],
+    }
+}
+
+fn single_pod_job(t: &JobContext, stage: Stage, args: &[&str], env: Vec<EnvVar>) -> Job {
+    let job_spec = JobSpec {
+        completions: Some(1),
+        parallelism: Some(1),
+        backoff_limit: Some(to_i32(t.spec.worker.retries_per_chunk)),
+        pod_failure_policy: Some(permanent_exit_rule("FailJob")),
+        template: pod_template(t, stage, args, env),
+        ..Default::default()
+    };
+    job_object(t, stage, job_spec)
+}
+
+fn job_object(t: &JobContext, stage: Stage, spec: JobSpec) -> Job {
     let name = t.rj.name_any();
-    json!({
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": stage.job_name(&name),
-            "namespace": t.rj.namespace(),
-            "labels": names::labels(&name, stage),
-            "annotations": {names::SPEC_HASH_ANNOTATION: names::spec_hash(t.spec)},
-            "ownerReferences": t.rj.controller_owner_ref(&()).into_iter().collect::<Vec<_>>(),
+    Job {
+        metadata: ObjectMeta {
+            name: Some(stage.job_name(&name)),
+            namespace: t.rj.namespace(),
+            labels: Some(names::labels(&name, stage)),
+            annotations: Some(BTreeMap::from([(
+                names::SPEC_HASH_ANNOTATION.to_string(),
+                names::spec_hash(t.spec),
+            )])),
+            owner_references: Some(t.rj.controller_owner_ref(&()).into_iter().collect()),
+            ..Default::default()
         },
-        "spec": spec,
-    })
+        spec: Some(spec),
+        status: None,
+    }
 }
 
-fn pod_template(t: &Target, stage: Stage, args: &[&str], env: Vec<Value>) -> Value {
+fn pod_template(t: &JobContext, stage: Stage, args: &[&str], env: Vec<EnvVar>) -> PodTemplateSpec {
     let spec = t.spec;
     let image = spec
         .worker
         .image
         .clone()
         .unwrap_or_else(|| t.defaults.worker_image.clone());
-    let mut container = json!({
-        "name": CONTAINER,
-        "image": image,
-        "imagePullPolicy": "IfNotPresent",
-        "args": args,
-        "env": env,
-        "terminationMessagePath": TERMINATION_LOG,
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {
-            "allowPrivilegeEscalation": false,
-            "readOnlyRootFilesystem": true,
-            "runAsNonRoot": true,
-            "capabilities": {"drop": ["ALL"]},
-        },
-    });
-    if let Some(resources) = spec
-        .worker
-        .resources
-        .as_ref()
-        .or(t.defaults.resources.as_ref())
-    {
-        container["resources"] = json!(resources);
+    let pvc = spec.output.destination.pvc.as_ref();
+    let container = Container {
+        name: CONTAINER.to_string(),
+        image: Some(image),
+        image_pull_policy: Some("IfNotPresent".to_string()),
+        args: Some(args.iter().map(ToString::to_string).collect()),
+        env: Some(env),
+        termination_message_path: Some(TERMINATION_LOG.to_string()),
+        termination_message_policy: Some("FallbackToLogsOnError".to_string()),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_string()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        resources: spec
+            .worker
+            .resources
+            .as_ref()
+            .or(t.defaults.resources.as_ref())
+            .cloned(),
+        volume_mounts: pvc.map(|_| {
+            vec![VolumeMount {
+                name: OUTPUT_VOLUME.to_string(),
+                mount_path: OUTPUT_MOUNT.to_string(),
+                ..Default::default()
+            }]
+        }),
+        ..Default::default()
+    };
+    let pod = PodSpec {
+        restart_policy: Some("Never".to_string()),
+        automount_service_account_token: Some(false),
+        security_context: Some(PodSecurityContext {
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_string(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        containers: vec![container],
+        service_account_name: spec.worker.service_account_name.clone(),
+        volumes: pvc.map(|pvc| {
+            vec![Volume {
+                name: OUTPUT_VOLUME.to_string(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: pvc.claim_name.clone(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]
+        }),
+        ..Default::default()
+    };
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(names::labels(&t.rj.name_any(), stage)),
+            ..Default::default()
+        }),
+        spec: Some(pod),
     }
-    let mut pod = json!({
-        "restartPolicy": "Never",
-        "automountServiceAccountToken": false,
-        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-        "containers": [container],
-    });
-    if let Some(sa) = &spec.worker.service_account_name {
-        pod["serviceAccountName"] = json!(sa);
-    }
-    if let Some(pvc) = &spec.output.destination.pvc {
-        pod["volumes"] =
-            json!([{"name": "output", "persistentVolumeClaim": {"claimName": pvc.claim_name}}]);
-        pod["containers"][0]["volumeMounts"] =
-            json!([{"name": "output", "mountPath": OUTPUT_MOUNT}]);
-    }
-    json!({
-        "metadata": {"labels": names::labels(&t.rj.name_any(), stage)},
-        "spec": pod,
-    })
 }
 
 /// Whether a stage pod connects to the source database (cleanup and notify do not).
@@ -230,8 +305,31 @@ enum Database {
     NotNeeded,
 }
 
+fn value_env(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value: Some(value.to_string()),
+        value_from: None,
+    }
+}
+
+fn secret_env(name: &str, secret: &str, key: &str, optional: bool) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.to_string(),
+                key: key.to_string(),
+                optional: Some(optional),
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
 /// The environment every stage pod gets: the spec, the run, and credentials as references.
-fn base_env(t: &Target, run_id: &str, database: Database) -> Vec<Value> {
+fn base_env(t: &JobContext, run_id: &str, database: Database) -> Vec<EnvVar> {
     let spec = t.spec;
     let rj = json!({
         "apiVersion": ReportJob::api_version(&()),
@@ -239,29 +337,35 @@ fn base_env(t: &Target, run_id: &str, database: Database) -> Vec<Value> {
         "metadata": {"name": t.rj.name_any(), "namespace": t.rj.namespace()},
         "spec": spec,
     });
-    let secret = |env: &str, name: &str, key: &str, optional: bool| json!({"name": env, "valueFrom": {"secretKeyRef": {"name": name, "key": key, "optional": optional}}});
     let mut env = vec![
-        json!({"name": "REPORTJOB_SPEC", "value": rj.to_string()}),
-        json!({"name": "REPORTJOB_RUN_ID", "value": run_id}),
-        json!({"name": "REPORTJOB_NAME", "value": t.rj.name_any()}),
-        json!({"name": "REPORTJOB_NAMESPACE", "value": t.rj.namespace()}),
-        json!({"name": "REPORTJOB_LOG_FORMAT", "value": "json"}),
+        value_env(env::SPEC, &rj.to_string()),
+        value_env(env::RUN_ID, run_id),
+        value_env(env::NAME, &t.rj.name_any()),
     ];
+    if let Some(namespace) = t.rj.namespace() {
+        env.push(value_env(env::NAMESPACE, &namespace));
+    } else {
+        env.push(EnvVar {
+            name: env::NAMESPACE.to_string(),
+            ..Default::default()
+        });
+    }
+    env.push(value_env(env::LOG_FORMAT, "json"));
     if database == Database::Needed {
-        env.push(secret(
-            "DATABASE_URL",
+        env.push(secret_env(
+            env::DATABASE_URL,
             &spec.source.connection_secret_ref.name,
             &spec.source.connection_secret_ref.key,
             false,
         ));
     }
     if spec.output.destination.pvc.is_some() {
-        env.push(json!({"name": "REPORTJOB_OUTPUT_DIR", "value": OUTPUT_MOUNT}));
+        env.push(value_env(env::OUTPUT_DIR, OUTPUT_MOUNT));
     }
     if let Some(notify) = &spec.notify {
         // Optional: a missing Secret means "not configured", never a stuck assembly.
-        env.push(secret(
-            crate::notify::ENV_WEBHOOK_URL,
+        env.push(secret_env(
+            env::WEBHOOK_URL,
             &notify.webhook_secret_ref.name,
             &notify.webhook_secret_ref.key,
             true,
@@ -270,37 +374,22 @@ fn base_env(t: &Target, run_id: &str, database: Database) -> Vec<Value> {
     if let Some(bucket) = &spec.output.destination.bucket
         && let Some(creds) = &bucket.credentials_secret_ref
     {
-        env.push(secret(
-            "AWS_ACCESS_KEY_ID",
-            &creds.name,
-            "AWS_ACCESS_KEY_ID",
-            false,
-        ));
-        env.push(secret(
-            "AWS_SECRET_ACCESS_KEY",
-            &creds.name,
-            "AWS_SECRET_ACCESS_KEY",
-            false,
-        ));
-        env.push(secret(
-            "AWS_SESSION_TOKEN",
-            &creds.name,
-            "AWS_SESSION_TOKEN",
-            true,
-        ));
+        for (var, optional) in [
+            (env::AWS_ACCESS_KEY_ID, false),
+            (env::AWS_SECRET_ACCESS_KEY, false),
+            (env::AWS_SESSION_TOKEN, true),
+        ] {
+            env.push(secret_env(var, &creds.name, var, optional));
+        }
     }
     env
-}
-
-fn from_json(value: Value) -> Job {
-    // The values above are built from typed parts; a mismatch is a bug caught by the tests.
-    serde_json::from_value(value).unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::load::load_str;
+    use serde_json::Value;
 
     fn rj() -> ReportJob {
         let mut rj = load_str(
@@ -351,7 +440,7 @@ spec:
     #[test]
     fn chunks_job_is_indexed_with_per_index_retries_and_permanent_exit_code_rule() {
         let (rj, d) = (rj(), defaults());
-        let t = Target {
+        let t = JobContext {
             rj: &rj,
             spec: &rj.spec,
             defaults: &d,
@@ -360,7 +449,7 @@ spec:
             run_id: "rj-1".into(),
             digest: "abc".into(),
         };
-        let job = chunks_job(&t, &plan, &[0, 1, 2, 7, 8]);
+        let job = chunks_job(&t, &plan, &ChunkSet::from_indexes([0, 1, 2, 7, 8]));
         assert_eq!(job.metadata.name.as_deref(), Some("orders-chunks"));
         assert_eq!(job.metadata.namespace.as_deref(), Some("analytics"));
         assert_eq!(job.annotations()[names::CHUNKS_ANNOTATION], "0-2,7-8");
@@ -409,7 +498,7 @@ spec:
         let (mut rj, d) = (rj(), defaults());
         rj.spec.worker.image = Some("example/reportjob:dev".into());
         rj.spec.worker.same_node = true;
-        let t = Target {
+        let t = JobContext {
             rj: &rj,
             spec: &rj.spec,
             defaults: &d,
@@ -418,7 +507,7 @@ spec:
             run_id: "r".into(),
             digest: "d".into(),
         };
-        let job = chunks_job(&t, &plan, &[0]);
+        let job = chunks_job(&t, &plan, &ChunkSet::from_indexes([0]));
         let pod = job
             .spec
             .as_ref()
@@ -445,7 +534,7 @@ spec:
     fn plan_and_cleanup_jobs_run_their_subcommands() {
         let (mut rj, d) = (rj(), defaults());
         rj.spec.output.delete_with_report_job = true;
-        let t = Target {
+        let t = JobContext {
             rj: &rj,
             spec: &rj.spec,
             defaults: &d,
@@ -476,5 +565,257 @@ spec:
         let text = spec_env.1["value"].as_str().expect("text").to_string();
         let parsed = load_str(&text, "env").expect("spec env parses");
         assert_eq!(parsed.spec, rj.spec);
+    }
+
+    fn context_of<'a>(rj: &'a ReportJob, d: &'a PodDefaults) -> JobContext<'a> {
+        JobContext {
+            rj,
+            spec: &rj.spec,
+            defaults: d,
+        }
+    }
+
+    fn env_names(job: &Job) -> Vec<String> {
+        env_of(job).into_iter().map(|(k, _)| k).collect()
+    }
+
+    /// What every stage Job has: its name, labels on the Job and the pod, the controller
+    /// owner reference, the spec hash, one hardened container writing its result to the
+    /// termination log, and a pod failure policy on the permanent exit code.
+    fn assert_stage_job(job: &Job, stage: Stage, policy_action: &str) {
+        assert_eq!(
+            job.metadata.name.as_deref(),
+            Some(format!("orders-{}", stage.as_str()).as_str())
+        );
+        assert_eq!(job.metadata.namespace.as_deref(), Some("analytics"));
+        let labels = names::labels("orders", stage);
+        assert_eq!(job.metadata.labels.as_ref(), Some(&labels));
+        assert_eq!(
+            job.annotations()[names::SPEC_HASH_ANNOTATION],
+            names::spec_hash(&rj().spec)
+        );
+        let owners = job.owner_references();
+        assert_eq!(owners.len(), 1);
+        assert_eq!(owners[0].kind, "ReportJob");
+        assert_eq!(owners[0].name, "orders");
+        assert_eq!(owners[0].uid, "0123-4567-89ab-cdef");
+        assert_eq!(owners[0].controller, Some(true));
+        let spec = job.spec.as_ref().expect("spec");
+        let rule = &spec.pod_failure_policy.as_ref().expect("policy").rules[0];
+        assert_eq!(rule.action, policy_action);
+        let codes = rule.on_exit_codes.as_ref().expect("codes");
+        assert_eq!(
+            (codes.container_name.as_deref(), codes.operator.as_str()),
+            (Some(CONTAINER), "In")
+        );
+        assert_eq!(codes.values, vec![EXIT_PERMANENT]);
+        let template = &spec.template;
+        assert_eq!(
+            template.metadata.as_ref().and_then(|m| m.labels.as_ref()),
+            Some(&labels)
+        );
+        let pod = template.spec.as_ref().expect("pod");
+        assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        assert_eq!(
+            pod.security_context
+                .as_ref()
+                .and_then(|s| s.seccomp_profile.as_ref())
+                .map(|p| p.type_.as_str()),
+            Some("RuntimeDefault")
+        );
+        assert_eq!(pod.containers.len(), 1);
+        let c = &pod.containers[0];
+        assert_eq!(c.name, CONTAINER);
+        assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
+        assert_eq!(c.termination_message_path.as_deref(), Some(TERMINATION_LOG));
+        assert_eq!(
+            c.termination_message_policy.as_deref(),
+            Some("FallbackToLogsOnError")
+        );
+        let sc = c.security_context.as_ref().expect("security context");
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.run_as_non_root, Some(true));
+        assert_eq!(
+            sc.capabilities.as_ref().and_then(|c| c.drop.clone()),
+            Some(vec!["ALL".to_string()])
+        );
+        assert_eq!(c.args.as_ref().expect("args")[0], stage_command(stage));
+        // The PVC destination is mounted where REPORTJOB_OUTPUT_DIR says.
+        assert_eq!(
+            pod.volumes.as_ref().expect("volumes")[0]
+                .persistent_volume_claim
+                .as_ref()
+                .map(|p| p.claim_name.as_str()),
+            Some("reports")
+        );
+        let env = env_of(job);
+        let dir = env.iter().find(|(k, _)| k == env::OUTPUT_DIR).expect("dir");
+        assert_eq!(dir.1["value"], OUTPUT_MOUNT);
+    }
+
+    fn stage_command(stage: Stage) -> &'static str {
+        match stage {
+            Stage::Plan => "plan",
+            Stage::Chunks => "worker",
+            Stage::Assemble => "assemble",
+            Stage::Cleanup => "cleanup",
+            Stage::Notify => "notify",
+        }
+    }
+
+    const BASE_ENV: [&str; 5] = [
+        env::SPEC,
+        env::RUN_ID,
+        env::NAME,
+        env::NAMESPACE,
+        env::LOG_FORMAT,
+    ];
+
+    fn with_base(extra: &[&str]) -> Vec<String> {
+        BASE_ENV
+            .iter()
+            .chain(extra)
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn plan_job_is_one_pod_with_database_access_and_records_the_spec() {
+        let (rj, d) = (rj(), defaults());
+        let job = plan_job(&context_of(&rj, &d), "rj-1");
+        assert_stage_job(&job, Stage::Plan, "FailJob");
+        let spec = job.spec.as_ref().expect("spec");
+        assert_eq!(
+            (spec.completions, spec.parallelism, spec.backoff_limit),
+            (Some(1), Some(1), Some(2))
+        );
+        assert_eq!(spec.completion_mode, None);
+        assert_eq!(
+            env_names(&job),
+            with_base(&[env::DATABASE_URL, env::OUTPUT_DIR])
+        );
+        let recorded: ReportJobSpec =
+            serde_json::from_str(&job.annotations()[names::SPEC_ANNOTATION]).expect("spec");
+        assert_eq!(recorded, rj.spec);
+    }
+
+    #[test]
+    fn chunks_job_env_lists_the_chunks_and_digest() {
+        let (rj, d) = (rj(), defaults());
+        let plan = PlanRef {
+            run_id: "rj-1".into(),
+            digest: "sha256:abc".into(),
+        };
+        let job = chunks_job(
+            &context_of(&rj, &d),
+            &plan,
+            &ChunkSet::from_indexes([7, 19, 20, 21]),
+        );
+        assert_stage_job(&job, Stage::Chunks, "FailIndex");
+        assert!(!job.annotations().contains_key(names::SPEC_ANNOTATION));
+        let spec = job.spec.as_ref().expect("spec");
+        assert_eq!(spec.completions, Some(4));
+        assert_eq!(spec.suspend, Some(false));
+        assert_eq!(spec.backoff_limit, None);
+        assert_eq!(
+            env_names(&job),
+            with_base(&[
+                env::DATABASE_URL,
+                env::OUTPUT_DIR,
+                env::PLAN_DIGEST,
+                env::CHUNKS
+            ])
+        );
+        assert_eq!(job.annotations()[names::CHUNKS_ANNOTATION], "7,19-21");
+    }
+
+    #[test]
+    fn assemble_job_checks_the_digest() {
+        let (rj, d) = (rj(), defaults());
+        let plan = PlanRef {
+            run_id: "rj-1".into(),
+            digest: "sha256:abc".into(),
+        };
+        let job = assemble_job(&context_of(&rj, &d), &plan);
+        assert_stage_job(&job, Stage::Assemble, "FailJob");
+        assert_eq!(
+            env_names(&job),
+            with_base(&[env::DATABASE_URL, env::OUTPUT_DIR, env::PLAN_DIGEST])
+        );
+        let env = env_of(&job);
+        let run = env.iter().find(|(k, _)| k == env::RUN_ID).expect("run");
+        assert_eq!(run.1["value"], "rj-1");
+    }
+
+    #[test]
+    fn notify_job_has_no_database_and_no_retries_and_an_optional_webhook_secret() {
+        let (mut rj, d) = (rj(), defaults());
+        rj.spec.notify = Some(
+            serde_json::from_value(serde_json::json!({
+                "webhookSecretRef": {"name": "hook", "key": "url"}
+            }))
+            .expect("notify"),
+        );
+        let job = notify_job(&context_of(&rj, &d), "rj-1", "chunk 3 failed");
+        assert_stage_job(&job, Stage::Notify, "FailJob");
+        assert_eq!(job.spec.as_ref().and_then(|s| s.backoff_limit), Some(0));
+        assert_eq!(
+            env_names(&job),
+            with_base(&[env::OUTPUT_DIR, env::WEBHOOK_URL])
+        );
+        let env = env_of(&job);
+        let hook = env
+            .iter()
+            .find(|(k, _)| k == env::WEBHOOK_URL)
+            .expect("hook");
+        assert_eq!(hook.1["valueFrom"]["secretKeyRef"]["name"], "hook");
+        assert_eq!(hook.1["valueFrom"]["secretKeyRef"]["optional"], true);
+        let pod = job.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+        let args = pod.expect("pod").containers[0].args.clone().expect("args");
+        assert_eq!(
+            args[..5],
+            [
+                "notify",
+                "--outcome",
+                "failed",
+                "--message",
+                "chunk 3 failed"
+            ]
+        );
+    }
+
+    #[test]
+    fn cleanup_job_needs_no_database_and_bucket_credentials_are_secret_refs() {
+        let (mut rj, d) = (rj(), defaults());
+        let job = cleanup_job(&context_of(&rj, &d), "rj-1");
+        assert_stage_job(&job, Stage::Cleanup, "FailJob");
+        assert_eq!(env_names(&job), with_base(&[env::OUTPUT_DIR]));
+        rj.spec.output.destination = serde_json::from_value(serde_json::json!({
+            "bucket": {"url": "s3://reports/orders.csv", "credentialsSecretRef": {"name": "s3"}}
+        }))
+        .expect("bucket");
+        let job = cleanup_job(&context_of(&rj, &d), "rj-1");
+        assert_eq!(
+            env_names(&job),
+            with_base(&[
+                env::AWS_ACCESS_KEY_ID,
+                env::AWS_SECRET_ACCESS_KEY,
+                env::AWS_SESSION_TOKEN
+            ])
+        );
+        let env = env_of(&job);
+        let token = env
+            .iter()
+            .find(|(k, _)| k == env::AWS_SESSION_TOKEN)
+            .expect("token");
+        assert_eq!(
+            token.1["valueFrom"]["secretKeyRef"]["key"],
+            "AWS_SESSION_TOKEN"
+        );
+        assert_eq!(token.1["valueFrom"]["secretKeyRef"]["optional"], true);
+        let pod = job.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+        assert!(pod.expect("pod").volumes.is_none());
     }
 }

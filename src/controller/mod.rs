@@ -1,16 +1,20 @@
 //! `reportjob controller`: reconciles ReportJobs into plan, chunks and assemble Jobs.
 //!
-//! The decisions are pure ([`step::decide`], [`jobs`]); this module only reads what exists
-//! ([`observe`]), carries out the one action decided, writes the status when it changed and
-//! records events.
+//! The decisions are pure ([`decide::decide`], [`jobs`]); this module only reads what
+//! exists ([`observe`]), carries out the one action decided, writes the status when it
+//! changed and records the [`events`].
 
+pub mod decide;
+pub mod events;
 pub mod jobs;
+#[cfg(test)]
+mod jobs_old;
 pub mod leader;
 pub mod metrics;
 pub mod names;
-pub mod step;
+pub mod observe;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -19,20 +23,20 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
+use self::decide::{Action, Step};
+use self::events::EventNote;
 use self::jobs::PodDefaults;
 use self::leader::LeaseConfig;
 use self::metrics::{Health, Metrics, ReasonLabel, ResultLabel};
 use self::names::Stage;
-use self::step::{Action, Observed, PodInfo, Step};
-use crate::api::{ReportJob, ReportJobSpec};
+use crate::api::ReportJob;
 
 /// How the controller runs.
 #[derive(Clone, Debug)]
@@ -240,13 +244,7 @@ async fn reconcile(rj: Arc<ReportJob>, ctx: Arc<Context>) -> Result<Requeue, Err
             tracing::warn!(reportjob = %key(&rj), error = %e, "reconcile failed");
             // Make the failure visible on the object, not only in the log (best effort: the
             // failing permission may be the one needed here too).
-            let note = step::Note {
-                warning: true,
-                reason: "ReconcileError".into(),
-                action: "Reconcile",
-                message: e.to_string(),
-            };
-            publish(&ctx, &rj, &note).await;
+            publish(&ctx, &rj, &EventNote::reconcile_error(e.to_string())).await;
         }
     }
     result
@@ -268,8 +266,8 @@ fn error_policy(rj: Arc<ReportJob>, _error: &Error, ctx: Arc<Context>) -> Requeu
 }
 
 async fn reconcile_inner(rj: &ReportJob, ctx: &Context) -> Result<Requeue, Error> {
-    let observed = observe(ctx, rj).await?;
-    let step = step::decide(&observed, &ctx.defaults);
+    let observed = observe::observe(ctx, rj).await?;
+    let step = decide::decide(&observed, &ctx.defaults);
     tracing::debug!(reportjob = %key(rj), action = %step.action.describe(), phase = ?step.status.phase, "decided");
     let requeue = carry_out(ctx, rj, &step).await?;
     let old = rj.status.clone().unwrap_or_default();
@@ -306,104 +304,6 @@ fn count_progress(ctx: &Context, old: &crate::api::ReportJobStatus, step: &Step)
         ctx.metrics
             .rows_exported
             .inc_by(u64::try_from(output.rows).unwrap_or(0));
-    }
-}
-
-/// Reads the ReportJob's Jobs and, when the decisions need them, their pods.
-async fn observe(ctx: &Context, rj: &ReportJob) -> Result<Observed, Error> {
-    let ns = rj.namespace().unwrap_or_default();
-    let name = rj.name_any();
-    let uid = rj.uid().unwrap_or_default();
-    let job_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
-    let selector = format!("{}={}", names::REPORTJOB_LABEL, name);
-    ctx.metrics.api_requests.inc();
-    let listed = job_api
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(kube_err(format!("listing the Jobs of {ns}/{name}")))?;
-    let mut jobs = BTreeMap::new();
-    let mut terminating = Vec::new();
-    for job in listed.items {
-        let ours = job
-            .owner_references()
-            .iter()
-            .any(|o| o.uid == uid && o.controller == Some(true));
-        let stage = job
-            .labels()
-            .get(names::STAGE_LABEL)
-            .and_then(|s| Stage::parse(s));
-        let (true, Some(stage)) = (ours, stage) else {
-            continue;
-        };
-        if job.metadata.deletion_timestamp.is_some() {
-            terminating.push(stage);
-        } else {
-            jobs.insert(stage, job);
-        }
-    }
-    let mut pods = BTreeMap::new();
-    for stage in step::pods_needed(rj, &jobs) {
-        let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-        let selector = format!("{selector},{}={}", names::STAGE_LABEL, stage.as_str());
-        ctx.metrics.api_requests.inc();
-        let listed = pod_api
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .map_err(kube_err(format!(
-                "listing the {} pods of {ns}/{name}",
-                stage.as_str()
-            )))?;
-        pods.insert(stage, listed.items.iter().map(pod_info).collect());
-    }
-    let planned_spec = jobs.get(&Stage::Plan).and_then(planned_spec);
-    Ok(Observed {
-        rj: rj.clone(),
-        jobs,
-        terminating,
-        pods,
-        planned_spec,
-        now: jiff::Timestamp::now(),
-    })
-}
-
-/// The spec a plan Job was created with (its `REPORTJOB_SPEC`).
-fn planned_spec(job: &Job) -> Option<ReportJobSpec> {
-    let pod = job.spec.as_ref()?.template.spec.as_ref()?;
-    let env = pod.containers.first()?.env.as_ref()?;
-    let text = env
-        .iter()
-        .find(|e| e.name == "REPORTJOB_SPEC")?
-        .value
-        .as_ref()?;
-    crate::api::load::load_str(text, "REPORTJOB_SPEC")
-        .ok()
-        .map(|rj| rj.spec)
-}
-
-fn pod_info(pod: &Pod) -> PodInfo {
-    let status = pod.status.clone().unwrap_or_default();
-    let container = status
-        .container_statuses
-        .unwrap_or_default()
-        .into_iter()
-        .next();
-    let state = container.and_then(|c| c.state);
-    let terminated = state.as_ref().and_then(|s| s.terminated.clone());
-    let waiting = state
-        .as_ref()
-        .and_then(|s| s.waiting.clone())
-        .map(|w| (w.reason.unwrap_or_default(), w.message.unwrap_or_default()));
-    PodInfo {
-        name: pod.name_any(),
-        completion_index: pod
-            .annotations()
-            .get("batch.kubernetes.io/job-completion-index")
-            .and_then(|i| i.parse().ok()),
-        phase: status.phase.unwrap_or_default(),
-        exit_code: terminated.as_ref().map(|t| t.exit_code),
-        message: terminated.as_ref().and_then(|t| t.message.clone()),
-        waiting,
-        finished_at: terminated.and_then(|t| t.finished_at).map(|t| t.0),
     }
 }
 
@@ -519,7 +419,7 @@ async fn write_status(ctx: &Context, rj: &ReportJob, step: &Step) -> Result<(), 
     })
 }
 
-async fn publish(ctx: &Context, rj: &ReportJob, note: &step::Note) {
+async fn publish(ctx: &Context, rj: &ReportJob, note: &EventNote) {
     let event = Event {
         type_: if note.warning {
             EventType::Warning

@@ -21,10 +21,11 @@ pub const MANAGED_BY: &str = "reportjob";
 pub const CHUNKS_ANNOTATION: &str = "reporting.dev/chunks";
 /// Annotation on every stage Job: the hash of the spec it was built from.
 pub const SPEC_HASH_ANNOTATION: &str = "reporting.dev/spec-hash";
+/// Annotation on the plan Job: the spec the run was planned with (JSON), the controller's
+/// one record of it once the ReportJob's spec changed.
+pub const SPEC_ANNOTATION: &str = "reporting.dev/spec";
 /// Field manager of the controller's writes.
 pub const FIELD_MANAGER: &str = "reportjob-controller";
-/// Exit code of a stage pod that failed for a reason a retry cannot fix.
-pub const EXIT_PERMANENT: i32 = crate::error::EXIT_PERMANENT;
 
 /// The stages, each run as one Job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use reportjob::api::{NotifyFormat, NotifyOn, ReportJobSpec};
 use reportjob::notify::{self, Details, Notification, Outcome, RetryPolicy};
+use reportjob::stage_protocol::StageResult;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -336,16 +337,20 @@ async fn notify_with_reads_the_environment_and_follows_notify_on() {
         env.clone(),
     )
     .await;
-    assert!(
-        skipped.starts_with("notified=false reason=NotRequested attempts=0"),
-        "{skipped}"
+    assert!(!skipped.delivered, "{skipped:?}");
+    assert_eq!(
+        skipped.reason.as_deref(),
+        Some("NotRequested"),
+        "{skipped:?}"
     );
+    assert_eq!(skipped.attempts, 0);
     let details = Details {
         message: Some("chunk 3 failed".into()),
         ..Details::default()
     };
-    let line = notify::notify_with(&s, Outcome::Failed, details, &fast(2), env).await;
-    assert_eq!(line, "notified=true attempts=1 status=200");
+    let report = notify::notify_with(&s, Outcome::Failed, details, &fast(2), env).await;
+    assert!(report.delivered, "{report:?}");
+    assert_eq!((report.attempts, report.status), (1, Some(200)));
     let got = r.requests();
     assert_eq!(got.len(), 1);
     let sent = got[0].json();
@@ -356,10 +361,13 @@ async fn notify_with_reads_the_environment_and_follows_notify_on() {
 
     let missing =
         notify::notify_with(&s, Outcome::Failed, Details::default(), &fast(2), |_| None).await;
-    assert!(
-        missing.starts_with("notified=false reason=NotifyMisconfigured attempts=0"),
-        "{missing}"
+    assert!(!missing.delivered);
+    assert_eq!(
+        missing.reason.as_deref(),
+        Some("NotifyMisconfigured"),
+        "{missing:?}"
     );
+    assert_eq!(missing.attempts, 0);
     let unset = notify::notify_with(
         &typed(&spec("")),
         Outcome::Failed,
@@ -368,10 +376,8 @@ async fn notify_with_reads_the_environment_and_follows_notify_on() {
         |_| None,
     )
     .await;
-    assert!(
-        unset.starts_with("notified=false reason=NotConfigured"),
-        "{unset}"
-    );
+    assert!(!unset.delivered);
+    assert_eq!(unset.reason.as_deref(), Some("NotConfigured"), "{unset:?}");
 }
 
 /// Runs `reportjob notify` with the spec in REPORTJOB_SPEC; returns (exit code, stdout,
@@ -424,8 +430,14 @@ async fn notify_command_sends_and_records_the_result() {
     )
     .await;
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(log, "notified=true attempts=1 status=200");
-    assert_eq!(stdout.trim(), log);
+    // The termination log holds the stage result (one JSON line); stdout says it for people.
+    let result = StageResult::parse(&log).expect("a stage result");
+    let StageResult::Notified(report) = &result else {
+        panic!("{log}");
+    };
+    assert!(report.delivered);
+    assert_eq!((report.attempts, report.status), (1, Some(200)));
+    assert_eq!(stdout.trim(), "notified=true attempts=1 status=200");
     let got = r.requests();
     assert_eq!(got.len(), 1);
     let text = got[0].json()["text"].as_str().unwrap().to_string();
@@ -461,20 +473,25 @@ async fn notify_command_exits_0_when_the_webhook_fails() {
         code, 0,
         "a failed notification never fails the report: {stderr}"
     );
-    assert!(
-        log.starts_with("notified=false reason=WebhookTimeout attempts=2 message="),
-        "{log}"
-    );
+    let notified = |log: &str| match StageResult::parse(log) {
+        Ok(StageResult::Notified(report)) => report,
+        other => panic!("{log}: {other:?}"),
+    };
+    let report = notified(&log);
+    assert!(!report.delivered, "{log}");
+    assert_eq!(report.reason.as_deref(), Some("WebhookTimeout"), "{log}");
+    assert_eq!(report.attempts, 2, "{log}");
+    assert!(report.message.is_some(), "{log}");
     assert!(!log.contains("secret"), "no URL in the log: {log}");
     assert_eq!(r.wait_for(2).await.len(), 2);
 
     let rejecting = Receiver::start(vec![Reply::Status(404)]).await;
     let (code, _, _, log) = run_notify(&yaml, Some(&rejecting.url), &["--outcome", "failed"]).await;
     assert_eq!(code, 0);
-    assert!(
-        log.starts_with("notified=false reason=WebhookRejected attempts=1 message="),
-        "{log}"
-    );
+    let report = notified(&log);
+    assert_eq!(report.reason.as_deref(), Some("WebhookRejected"), "{log}");
+    assert_eq!((report.attempts, report.status), (1, Some(404)), "{log}");
+    assert!(report.message.is_some(), "{log}");
 }
 
 #[tokio::test]

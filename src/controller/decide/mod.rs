@@ -1,0 +1,510 @@
+//! The reconciler's decisions, as pure functions: from what was observed (the ReportJob,
+//! its Jobs and, when needed, their pods) to the one next action, the status to write and
+//! the events to record. The stage progression (plan, chunks, assemble) is in
+//! [`stages`]; the lifecycle around it (validation, retry, failure notification, TTL,
+//! deletion) is here.
+
+mod stages;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::ResourceExt;
+
+use super::events::{EventNote, action, notified_message, phase_notes};
+use super::jobs::{self, JobContext, PodDefaults};
+use super::names::{self, Stage};
+use super::observe::{JobOutcome, Observed, PlannedSpec, job_failed, job_outcome};
+use crate::api::conditions::{self, reason, set_condition};
+use crate::api::validate::validation_errors;
+use crate::api::{Phase, ReportJob, ReportJobSpec, ReportJobStatus};
+use crate::stage_protocol::StageResult;
+
+/// The one thing the reconciler does next.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Nothing to change (the status may still be written).
+    None,
+    /// Add the cleanup finalizer.
+    AddFinalizer,
+    /// Create a stage Job.
+    CreateJob(Box<Job>),
+    /// Set `spec.suspend` of the chunks Job.
+    SuspendChunks(bool),
+    /// Delete these Jobs (and their pods) in the foreground.
+    DeleteJobs(Vec<String>),
+    /// Remove the finalizer: the ReportJob may go.
+    RemoveFinalizer,
+    /// Delete the ReportJob: `ttlSecondsAfterFinished` has passed.
+    DeleteReportJob,
+}
+
+impl Action {
+    /// A one-line description for logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Action::None => "none".into(),
+            Action::AddFinalizer => "add finalizer".into(),
+            Action::CreateJob(job) => format!("create Job {}", job.name_any()),
+            Action::SuspendChunks(s) => format!("set suspend={s} on the chunks Job"),
+            Action::DeleteJobs(names) => format!("delete Jobs {}", names.join(", ")),
+            Action::RemoveFinalizer => "remove finalizer".into(),
+            Action::DeleteReportJob => "delete the ReportJob (ttl)".into(),
+        }
+    }
+}
+
+/// The outcome of one reconcile decision.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    /// What to do.
+    pub action: Action,
+    /// The status to write (written only when it differs from the current one).
+    pub status: ReportJobStatus,
+    /// Events to record.
+    pub notes: Vec<EventNote>,
+    /// When to look again if nothing else happens.
+    pub requeue: Option<Duration>,
+}
+
+/// How often a running ReportJob is looked at even without changes (pods are not watched).
+pub const RUNNING_RESYNC: Duration = Duration::from_secs(10);
+/// How soon a ReportJob with a pod that cannot start is looked at again.
+pub const PENDING_POD_RESYNC: Duration = Duration::from_secs(3);
+/// How soon to look again while a Job of the same name is still going away.
+pub const TERMINATING_RESYNC: Duration = Duration::from_secs(1);
+
+/// Decides the next step. `defaults` are the controller's pod defaults.
+pub fn decide(o: &Observed, defaults: &PodDefaults) -> Step {
+    let rj = &o.rj;
+    let old = rj.status.clone().unwrap_or_default();
+    let mut st = old.clone();
+    st.observed_generation = rj.metadata.generation;
+    let mut d = Decision {
+        o,
+        defaults,
+        st,
+        notes: Vec::new(),
+        requeue: None,
+    };
+    let action = d.next_action();
+    let Decision {
+        mut st,
+        mut notes,
+        mut requeue,
+        ..
+    } = d;
+    let active = !matches!(st.phase, Some(Phase::Succeeded | Phase::Failed));
+    if requeue.is_none() && active && action == Action::None {
+        requeue = Some(RUNNING_RESYNC);
+    }
+    st.progress = st
+        .chunks
+        .as_ref()
+        .map(|c| format!("{}/{}", c.succeeded, c.total));
+    notes.extend(phase_notes(&old, &st));
+    Step {
+        action,
+        status: st,
+        notes,
+        requeue,
+    }
+}
+
+/// One decision in the making: what was observed, and the status, events and requeue
+/// decided so far.
+struct Decision<'a> {
+    o: &'a Observed,
+    defaults: &'a PodDefaults,
+    st: ReportJobStatus,
+    notes: Vec<EventNote>,
+    requeue: Option<Duration>,
+}
+
+impl<'a> Decision<'a> {
+    fn rj(&self) -> &'a ReportJob {
+        &self.o.rj
+    }
+
+    fn job(&self, stage: Stage) -> Option<&'a Job> {
+        self.o.jobs.get(&stage)
+    }
+
+    fn job_context<'b>(&'b self, spec: &'b ReportJobSpec) -> JobContext<'b> {
+        JobContext {
+            rj: &self.o.rj,
+            spec,
+            defaults: self.defaults,
+        }
+    }
+
+    /// The spec to build Jobs from after planning: the planned one when it can be read.
+    fn planned_or_current(&self) -> ReportJobSpec {
+        self.o
+            .planned()
+            .cloned()
+            .unwrap_or_else(|| self.rj().spec.clone())
+    }
+
+    fn condition(&mut self, type_: &str, status: bool, reason: &str, message: &str) {
+        let c = Condition {
+            type_: type_.to_string(),
+            status: if status { "True" } else { "False" }.to_string(),
+            reason: reason.to_string(),
+            message: message.to_string(),
+            observed_generation: self.rj().metadata.generation,
+            last_transition_time: Time(self.o.now),
+        };
+        set_condition(&mut self.st.conditions, c);
+    }
+
+    fn has_condition(&self, type_: &str) -> bool {
+        self.st
+            .conditions
+            .iter()
+            .any(|c| c.type_ == type_ && c.status == "True")
+    }
+
+    fn has_condition_type(&self, type_: &str) -> bool {
+        self.st.conditions.iter().any(|c| c.type_ == type_)
+    }
+
+    fn set_phase(&mut self, phase: Phase, message: impl Into<String>) {
+        self.st.phase = Some(phase);
+        self.st.message = Some(message.into());
+    }
+
+    fn fail(&mut self, reason: &str, message: String) -> Action {
+        self.set_phase(Phase::Failed, message.clone());
+        self.condition(conditions::FAILED, true, reason, &message);
+        self.condition(conditions::COMPLETE, false, reason, "the ReportJob failed");
+        if self.st.completion_time.is_none() {
+            self.st.completion_time = Some(Time(self.o.now));
+        }
+        Action::None
+    }
+
+    fn next_action(&mut self) -> Action {
+        let rj = self.rj();
+        if !self.o.terminating.is_empty() {
+            // A Job of the same name is still going away; its replacement must wait.
+            self.requeue = Some(TERMINATING_RESYNC);
+            return Action::None;
+        }
+        if rj.metadata.deletion_timestamp.is_some() {
+            return self.deleting();
+        }
+        if !rj.finalizers().iter().any(|f| f == names::FINALIZER) {
+            if self.st.phase.is_none() {
+                self.set_phase(Phase::Pending, "accepted");
+            }
+            return Action::AddFinalizer;
+        }
+        let started = self.st.plan.is_some() || self.job(Stage::Plan).is_some();
+        if !started && let Some(action) = self.invalid_spec() {
+            return action;
+        }
+        match self.st.phase {
+            Some(Phase::Succeeded) => return self.finished(),
+            Some(Phase::Failed) => {
+                let token = rj.annotations().get(names::RETRY_ANNOTATION).cloned();
+                if token.is_some() && token != self.st.retry_token {
+                    return self.retry(token);
+                }
+                if let Some(action) = self.notify_failure() {
+                    return action;
+                }
+                return self.finished();
+            }
+            _ => {}
+        }
+        if self.st.start_time.is_none() {
+            self.st.start_time = Some(Time(self.o.now));
+        }
+        let spec = match self.run_spec() {
+            Ok(spec) => spec,
+            Err(action) => return action,
+        };
+        let run_id = names::run_id(rj);
+        match self.st.plan.clone() {
+            None => self.planning(&spec, &run_id),
+            Some(plan) => self.after_planning(&spec, &plan),
+        }
+    }
+
+    /// Before anything started: an invalid spec is Failed (until it is fixed) and creates
+    /// nothing; a fixed one clears the failure.
+    fn invalid_spec(&mut self) -> Option<Action> {
+        let errors = validation_errors(&self.rj().spec);
+        if errors.is_empty() {
+            if self.has_condition(conditions::FAILED) {
+                // It was invalid and has been fixed.
+                self.condition(conditions::FAILED, false, reason::NO_FAILURE, "");
+                self.st.phase = None;
+            }
+            return None;
+        }
+        let message = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        let message = format!("invalid spec: {message}");
+        if self.st.message.as_deref() != Some(&message) {
+            self.notes.push(EventNote::warning(
+                reason::INVALID_SPEC,
+                action::VALIDATE,
+                &message,
+            ));
+        }
+        self.st.completion_time = None;
+        self.set_phase(Phase::Failed, message.clone());
+        self.condition(conditions::FAILED, true, reason::INVALID_SPEC, &message);
+        self.condition(
+            conditions::COMPLETE,
+            false,
+            reason::INVALID_SPEC,
+            "the spec is invalid",
+        );
+        Some(Action::None)
+    }
+
+    /// The spec a run is planned with is the spec it finishes with: when the ReportJob's
+    /// spec changed after planning, the planned one (recorded on the plan Job) is used.
+    fn run_spec(&mut self) -> Result<ReportJobSpec, Action> {
+        let rj = self.rj();
+        let current = names::spec_hash(&rj.spec);
+        let changed = self
+            .st
+            .plan
+            .as_ref()
+            .is_some_and(|plan| !plan.spec_hash.is_empty() && plan.spec_hash != current);
+        if !changed {
+            if self.has_condition_type(conditions::SPEC_CHANGE_IGNORED) {
+                self.condition(
+                    conditions::SPEC_CHANGE_IGNORED,
+                    false,
+                    reason::SPEC_UNCHANGED,
+                    "",
+                );
+            }
+            return Ok(rj.spec.clone());
+        }
+        match self.o.planned_spec.clone() {
+            PlannedSpec::Recorded(spec) => {
+                self.condition(
+                    conditions::SPEC_CHANGE_IGNORED,
+                    true,
+                    reason::SPEC_CHANGED,
+                    "spec.source, chunking, output and worker cannot change once planning \
+                     started; the run goes on with the planned spec (create a new ReportJob \
+                     for the new spec)",
+                );
+                Ok(*spec)
+            }
+            PlannedSpec::NoPlanJob => Err(self.fail(
+                reason::SPEC_CHANGED,
+                "the spec changed after planning started and the planned spec is gone \
+                 (the plan Job was deleted); create a new ReportJob"
+                    .into(),
+            )),
+            PlannedSpec::Unreadable(why) => Err(self.fail(
+                reason::PLANNED_SPEC_UNREADABLE,
+                format!(
+                    "the spec changed after planning started and the planned spec cannot be \
+                     read: {why}; create a new ReportJob"
+                ),
+            )),
+        }
+    }
+
+    /// A failed run that started (invalid specs create nothing): sends the failure
+    /// notification through a `<name>-notify` Job when `spec.notify` asks for it, and
+    /// records the outcome in the `Notified` condition.
+    fn notify_failure(&mut self) -> Option<Action> {
+        let notify = self.rj().spec.notify.as_ref()?;
+        let started = self.st.plan.is_some() || self.job(Stage::Plan).is_some();
+        if !started
+            || !crate::notify::wants(notify.on, false)
+            || self.has_condition_type(conditions::NOTIFIED)
+        {
+            return None;
+        }
+        let Some(job) = self.job(Stage::Notify) else {
+            let spec = self.planned_or_current();
+            let message = self.st.message.clone().unwrap_or_default();
+            let job = jobs::notify_job(
+                &self.job_context(&spec),
+                &names::run_id(self.rj()),
+                &message,
+            );
+            return Some(Action::CreateJob(Box::new(job)));
+        };
+        if job_outcome(job) == JobOutcome::Running {
+            self.requeue = Some(RUNNING_RESYNC);
+            return Some(Action::None);
+        }
+        let line = self
+            .pod_message(Stage::Notify)
+            .or_else(|| self.pod_failure(Stage::Notify))
+            .unwrap_or_default();
+        let (ok, why) = match StageResult::parse(&line) {
+            Ok(StageResult::Notified(report)) => {
+                (report.delivered, report.condition_reason().to_string())
+            }
+            _ => (false, reason::NOTIFY_FAILED.to_string()),
+        };
+        self.condition(conditions::NOTIFIED, ok, &why, &notified_message(ok, &why));
+        None
+    }
+
+    /// A terminal ReportJob: delete it once `ttlSecondsAfterFinished` has passed.
+    fn finished(&mut self) -> Action {
+        let (Some(ttl), Some(done)) = (
+            self.rj().spec.ttl_seconds_after_finished,
+            self.st.completion_time.clone(),
+        ) else {
+            return Action::None;
+        };
+        let due = done.0.as_second().saturating_add(ttl);
+        let left = due.saturating_sub(self.o.now.as_second());
+        if left <= 0 {
+            Action::DeleteReportJob
+        } else {
+            self.requeue = Some(Duration::from_secs(u64::try_from(left).unwrap_or(1)));
+            Action::None
+        }
+    }
+
+    /// The retry annotation changed on a failed ReportJob: delete the failed stage's Job so
+    /// that it is created again (for chunks: only those not yet exported).
+    fn retry(&mut self, token: Option<String>) -> Action {
+        let failed_stage = [Stage::Plan, Stage::Chunks, Stage::Assemble]
+            .into_iter()
+            .find(|s| self.job(*s).is_some_and(job_failed));
+        self.st.retry_token = token;
+        self.st.failed_chunks = None;
+        self.st.completion_time = None;
+        if let Some(c) = self.st.chunks.as_mut() {
+            c.failed = 0;
+        }
+        let message = match failed_stage {
+            Some(Stage::Chunks) => "retrying the chunks not exported yet".to_string(),
+            Some(stage) => format!("retrying the {} stage", stage.as_str()),
+            None => "retrying".to_string(),
+        };
+        self.set_phase(Phase::Running, message.clone());
+        self.condition(conditions::FAILED, false, reason::RETRYING, &message);
+        // A new outcome gets a new notification.
+        self.st
+            .conditions
+            .retain(|c| c.type_ != conditions::NOTIFIED);
+        self.notes
+            .push(EventNote::normal(reason::RETRYING, action::RETRY, &message));
+        let name = self.rj().name_any();
+        let mut doomed: Vec<String> = failed_stage.iter().map(|s| s.job_name(&name)).collect();
+        if self.job(Stage::Notify).is_some() {
+            doomed.push(Stage::Notify.job_name(&name));
+        }
+        if doomed.is_empty() {
+            Action::None
+        } else {
+            Action::DeleteJobs(doomed)
+        }
+    }
+
+    /// The ReportJob is being deleted: stop every stage Job, then remove staging data with
+    /// a cleanup Job, then release the finalizer.
+    fn deleting(&mut self) -> Action {
+        let rj = self.rj();
+        if !rj.finalizers().iter().any(|f| f == names::FINALIZER) {
+            return Action::None;
+        }
+        let name = rj.name_any();
+        let stages: Vec<String> = [Stage::Plan, Stage::Chunks, Stage::Assemble, Stage::Notify]
+            .into_iter()
+            .filter(|s| self.job(*s).is_some())
+            .map(|s| s.job_name(&name))
+            .collect();
+        if !stages.is_empty() {
+            // Stop every writer before removing what they write.
+            return Action::DeleteJobs(stages);
+        }
+        let ever_started = self.st.plan.is_some() || self.st.start_time.is_some();
+        match self.job(Stage::Cleanup) {
+            None if ever_started => {
+                let spec = self.planned_or_current();
+                let job = jobs::cleanup_job(&self.job_context(&spec), &names::run_id(rj));
+                self.notes.push(EventNote::cleaning_up());
+                Action::CreateJob(Box::new(job))
+            }
+            None => Action::RemoveFinalizer,
+            Some(job) => match job_outcome(job) {
+                JobOutcome::Running => {
+                    self.watch_pods(Stage::Cleanup);
+                    Action::None
+                }
+                JobOutcome::Complete => Action::RemoveFinalizer,
+                JobOutcome::Failed { message, .. } => {
+                    let last = self.pod_failure(Stage::Cleanup).unwrap_or(message);
+                    self.notes.push(EventNote::cleanup_failed(&last));
+                    Action::RemoveFinalizer
+                }
+            },
+        }
+    }
+
+    /// Notes pods that cannot start (a missing Secret, an unknown image) in the message
+    /// and as a warning, and looks again soon.
+    fn watch_pods(&mut self, stage: Stage) {
+        let stuck = self.o.pods.get(&stage).into_iter().flatten().find_map(|p| {
+            p.waiting
+                .clone()
+                .filter(|(r, _)| r != "ContainerCreating")
+                .map(|w| (p.name.clone(), w))
+        });
+        if let Some((pod, (why, text))) = stuck {
+            let message = format!("pod {pod} cannot start: {why}: {text}");
+            if self.st.message.as_deref() != Some(&message) {
+                self.notes.push(EventNote::warning(
+                    reason::POD_CANNOT_START,
+                    action::RECONCILE,
+                    &message,
+                ));
+            }
+            self.st.message = Some(message);
+            self.requeue = Some(PENDING_POD_RESYNC);
+        }
+    }
+
+    /// The termination message of a stage's succeeded pod.
+    fn pod_message(&self, stage: Stage) -> Option<String> {
+        self.o
+            .pods
+            .get(&stage)?
+            .iter()
+            .find(|p| p.phase == "Succeeded")
+            .and_then(|p| p.message.clone())
+    }
+
+    /// What a stage's most recently failed pod said: the message of its `Failed` result,
+    /// the text the kubelet kept (a crash), or its exit code.
+    fn pod_failure(&self, stage: Stage) -> Option<String> {
+        self.o
+            .pods
+            .get(&stage)?
+            .iter()
+            .filter(|p| p.phase == "Failed")
+            .max_by_key(|p| p.finished_at)
+            .and_then(|p| {
+                p.message
+                    .as_deref()
+                    .map(StageResult::failure_text)
+                    .or_else(|| p.exit_code.map(|c| format!("exit code {c}")))
+            })
+            .map(|m| m.trim().to_string())
+    }
+}

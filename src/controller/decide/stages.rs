@@ -1,0 +1,304 @@
+//! The stage progression of a run: the plan Job, the chunks Job (with suspend, resume
+//! and retried chunks) and the assemble Job, each read back through its pod's
+//! [`StageResult`].
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::{Action, Decision, RUNNING_RESYNC};
+use crate::api::conditions::{self, reason};
+use crate::api::{ChunkCounts, OutputStatus, Phase, PlanStatus, ReportJobSpec};
+use crate::controller::events::{notified_message, plan_summary};
+use crate::controller::jobs::{self, OUTPUT_MOUNT, PlanRef};
+use crate::controller::names::{self, Stage};
+use crate::controller::observe::{JobOutcome, job_outcome};
+use crate::stage_protocol::{ChunkSet, MAX_CHUNKS, StageResult};
+
+impl Decision<'_> {
+    pub(super) fn planning(&mut self, spec: &ReportJobSpec, run_id: &str) -> Action {
+        self.condition(
+            conditions::PLANNED,
+            false,
+            reason::PLANNING,
+            "the plan Job is running",
+        );
+        self.condition(conditions::COMPLETE, false, reason::PLANNING, "");
+        self.condition(conditions::FAILED, false, reason::NO_FAILURE, "");
+        let line = match self.single_pod_stage(
+            Stage::Plan,
+            (Phase::Planning, "planning chunks"),
+            (reason::PLAN_FAILED, "planning"),
+            |d| jobs::plan_job(&d.job_context(spec), run_id),
+        ) {
+            Ok(line) => line,
+            Err(action) => return action,
+        };
+        let (planned_run, chunks, digest) = match StageResult::parse(&line) {
+            Ok(StageResult::Planned {
+                run_id,
+                chunks,
+                digest,
+                ..
+            }) => (run_id, i64::try_from(chunks).unwrap_or(i64::MAX), digest),
+            other => return self.bad_result("plan", &line, other),
+        };
+        let plan = PlanStatus {
+            run_id: planned_run,
+            chunks,
+            spec_hash: names::spec_hash(spec),
+            digest,
+        };
+        let message = plan_summary(chunks, &plan.digest);
+        self.condition(conditions::PLANNED, true, reason::PLAN_STAGED, &message);
+        self.st.chunks = Some(ChunkCounts {
+            total: chunks,
+            ..Default::default()
+        });
+        self.st.plan = Some(plan.clone());
+        self.after_planning(spec, &plan)
+    }
+
+    /// Fails the ReportJob for a stage whose Job succeeded with a result that is not the
+    /// one expected.
+    fn bad_result(
+        &mut self,
+        stage: &str,
+        line: &str,
+        parsed: Result<StageResult, crate::stage_protocol::ProtocolError>,
+    ) -> Action {
+        let why = match parsed {
+            Ok(other) => format!("a {} result", other.kind()),
+            Err(e) => e.to_string(),
+        };
+        let shown: String = line.chars().take(500).collect();
+        self.fail(
+            reason::BAD_RESULT,
+            format!("the {stage} Job succeeded but its result is unreadable ({why}): {shown:?}"),
+        )
+    }
+
+    /// A stage run by one pod (plan, assemble): creates its Job when missing, keeps the
+    /// phase while it runs, fails the ReportJob with the pod's last error when it failed,
+    /// and returns the pod's result line once it completed.
+    fn single_pod_stage(
+        &mut self,
+        stage: Stage,
+        (phase, doing): (Phase, &str),
+        (failed_reason, what): (&str, &str),
+        job: impl FnOnce(&Self) -> Job,
+    ) -> Result<String, Action> {
+        let Some(existing) = self.job(stage) else {
+            self.set_phase(phase, doing);
+            self.requeue = Some(RUNNING_RESYNC);
+            return Err(Action::CreateJob(Box::new(job(self))));
+        };
+        match job_outcome(existing) {
+            JobOutcome::Running => {
+                self.set_phase(phase, doing);
+                self.watch_pods(stage);
+                Err(Action::None)
+            }
+            JobOutcome::Failed { reason: r, message } => {
+                let last = self.pod_failure(stage).unwrap_or(message);
+                Err(self.fail(failed_reason, format!("{what} failed ({r}): {last}")))
+            }
+            JobOutcome::Complete => Ok(self.pod_message(stage).unwrap_or_default()),
+        }
+    }
+
+    pub(super) fn after_planning(&mut self, spec: &ReportJobSpec, plan: &PlanStatus) -> Action {
+        let total = usize::try_from(plan.chunks).unwrap_or(0);
+        let plan_ref = PlanRef {
+            run_id: plan.run_id.clone(),
+            digest: plan.digest.clone(),
+        };
+        let recorded = self.st.completed_chunks.as_deref().unwrap_or("");
+        let mut completed = ChunkSet::parse(recorded, total).unwrap_or_default();
+        let chunks_job = self.job(Stage::Chunks);
+        // Completion indexes of the chunks Job map to plan chunks through its chunk list.
+        let listed = chunks_job
+            .map(|job| {
+                job.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(names::CHUNKS_ANNOTATION))
+                    .and_then(|l| ChunkSet::parse(l, total).ok())
+                    .unwrap_or_else(|| ChunkSet::all(total))
+            })
+            .unwrap_or_default();
+        let to_plan = |indexes: Option<&String>| -> ChunkSet {
+            // Indexes past the list are dropped by the mapping, not refused here.
+            let indexes =
+                ChunkSet::parse(indexes.map_or("", String::as_str), MAX_CHUNKS).unwrap_or_default();
+            listed.chunks_of_completion_indexes(&indexes)
+        };
+        let job_status = chunks_job
+            .and_then(|j| j.status.clone())
+            .unwrap_or_default();
+        completed = completed
+            .union(&to_plan(job_status.completed_indexes.as_ref()))
+            .below(total);
+        let failed = to_plan(job_status.failed_indexes.as_ref());
+        self.st.completed_chunks = Some(completed.to_string());
+        self.st.chunks = Some(ChunkCounts {
+            total: plan.chunks,
+            succeeded: i64::try_from(completed.len()).unwrap_or(i64::MAX),
+            failed: i64::try_from(failed.len()).unwrap_or(i64::MAX),
+            active: i64::from(job_status.active.unwrap_or(0)),
+        });
+        self.st.failed_chunks = (!failed.is_empty()).then(|| failed.to_string());
+
+        if completed.len() < total {
+            let remaining = completed.missing_from(total);
+            return self.exporting(spec, &plan_ref, chunks_job, &remaining, &failed);
+        }
+        if self.has_condition(conditions::SUSPENDED) {
+            self.condition(conditions::SUSPENDED, false, reason::RESUMED, "");
+        }
+        self.assembling(spec, &plan_ref)
+    }
+
+    fn exporting(
+        &mut self,
+        spec: &ReportJobSpec,
+        plan: &PlanRef,
+        job: Option<&Job>,
+        remaining: &ChunkSet,
+        failed: &ChunkSet,
+    ) -> Action {
+        self.condition(conditions::COMPLETE, false, reason::EXPORTING, "");
+        let suspend = self.rj().spec.suspend;
+        let Some(job) = job else {
+            self.suspended_or_running(suspend, remaining);
+            self.requeue = Some(RUNNING_RESYNC);
+            let mut spec = spec.clone();
+            spec.suspend = suspend;
+            return Action::CreateJob(Box::new(jobs::chunks_job(
+                &self.job_context(&spec),
+                plan,
+                remaining,
+            )));
+        };
+        let outcome = job_outcome(job);
+        if !failed.is_empty() || matches!(outcome, JobOutcome::Failed { .. }) {
+            let last = self.pod_failure(Stage::Chunks);
+            let message = match (&outcome, failed.is_empty()) {
+                (JobOutcome::Failed { reason: r, message }, true) => {
+                    format!("the chunks Job failed ({r}): {message}")
+                }
+                _ => format!(
+                    "chunks {failed} failed: {}",
+                    last.unwrap_or_else(|| "no error message".into())
+                ),
+            };
+            let why = match &outcome {
+                JobOutcome::Failed { reason: r, .. } if r == reason::DEADLINE_EXCEEDED => {
+                    reason::DEADLINE_EXCEEDED
+                }
+                _ => reason::CHUNKS_FAILED,
+            };
+            return self.fail(why, message);
+        }
+        let job_suspended = job.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
+        self.suspended_or_running(suspend, remaining);
+        if job_suspended != suspend {
+            return Action::SuspendChunks(suspend);
+        }
+        self.watch_pods(Stage::Chunks);
+        if self.requeue.is_none() {
+            self.requeue = Some(RUNNING_RESYNC);
+        }
+        Action::None
+    }
+
+    fn suspended_or_running(&mut self, suspend: bool, remaining: &ChunkSet) {
+        if suspend {
+            self.set_phase(
+                Phase::Suspended,
+                "suspended by spec.suspend; clear it to resume",
+            );
+            self.condition(
+                conditions::SUSPENDED,
+                true,
+                reason::SUSPENDED_BY_SPEC,
+                "spec.suspend is set",
+            );
+        } else {
+            let c = self.st.chunks.clone().unwrap_or_default();
+            self.set_phase(
+                Phase::Running,
+                format!(
+                    "exporting chunks: {}/{} done, {} to go",
+                    c.succeeded,
+                    c.total,
+                    remaining.len()
+                ),
+            );
+            if self.has_condition_type(conditions::SUSPENDED) {
+                self.condition(conditions::SUSPENDED, false, reason::RESUMED, "");
+            }
+        }
+    }
+
+    fn assembling(&mut self, spec: &ReportJobSpec, plan: &PlanRef) -> Action {
+        self.condition(conditions::COMPLETE, false, reason::ASSEMBLING, "");
+        let line = match self.single_pod_stage(
+            Stage::Assemble,
+            (Phase::Assembling, "assembling the report"),
+            (reason::ASSEMBLE_FAILED, "assembly"),
+            |d| jobs::assemble_job(&d.job_context(spec), plan),
+        ) {
+            Ok(line) => line,
+            Err(action) => return action,
+        };
+        let (mut output, notified) = match StageResult::parse(&line) {
+            Ok(StageResult::Assembled {
+                rows,
+                bytes,
+                sha256,
+                location,
+                url,
+                url_expires_at,
+                notified,
+            }) => (
+                OutputStatus {
+                    location,
+                    url,
+                    url_expires_at: url_expires_at.map(Time),
+                    rows: i64::try_from(rows).unwrap_or(i64::MAX),
+                    bytes: i64::try_from(bytes).unwrap_or(i64::MAX),
+                    sha256,
+                },
+                notified,
+            ),
+            other => return self.bad_result("assemble", &line, other),
+        };
+        // The pod sees the claim at its mount point; users know it by its claim name.
+        if let Some(pvc) = &spec.output.destination.pvc
+            && let Some(rest) = output.location.strip_prefix(OUTPUT_MOUNT)
+        {
+            output.location = format!("pvc://{}/{}", pvc.claim_name, rest.trim_start_matches('/'));
+        }
+        if let Some(report) = notified {
+            let why = report.condition_reason();
+            self.condition(
+                conditions::NOTIFIED,
+                report.delivered,
+                why,
+                &notified_message(report.delivered, why),
+            );
+        }
+        self.st.rows = Some(output.rows);
+        self.st.bytes = Some(output.bytes);
+        let message = format!(
+            "{} rows, {} bytes at {}",
+            output.rows, output.bytes, output.location
+        );
+        self.st.output = Some(output);
+        self.st.completion_time = Some(Time(self.o.now));
+        self.set_phase(Phase::Succeeded, message.clone());
+        self.condition(conditions::COMPLETE, true, reason::PUBLISHED, &message);
+        self.condition(conditions::FAILED, false, reason::NO_FAILURE, "");
+        self.finished()
+    }
+}

@@ -1,0 +1,1086 @@
+//! Unit tests of the decisions, from fixture builders: every phase transition, every
+//! [`Action`], invalid specs, retry, suspend and resume, deletion, TTL and bad stage results.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+
+use super::*;
+use crate::api::load::load_str;
+use crate::api::{ChunkCounts, PlanStatus};
+use crate::controller::jobs::PlanRef;
+use crate::controller::observe::{PodInfo, planned_spec};
+use crate::stage_protocol::{ChunkSet, NotifyReport};
+
+const NOW: i64 = 1_700_000_000;
+
+/// A ReportJob and what exists around it, built step by step.
+struct ReportJobFixture {
+    rj: ReportJob,
+    jobs: BTreeMap<Stage, Job>,
+    terminating: Vec<Stage>,
+    pods: BTreeMap<Stage, Vec<PodInfo>>,
+    now: Timestamp,
+}
+
+fn defaults() -> PodDefaults {
+    PodDefaults {
+        worker_image: "ghcr.io/reportjob/reportjob:test".into(),
+        resources: None,
+    }
+}
+
+impl ReportJobFixture {
+    /// A valid ReportJob (3 chunks' worth of spec, a PVC destination) that carries the
+    /// finalizer and has no status yet.
+    fn new() -> Self {
+        let mut rj = load_str(
+            r#"
+apiVersion: reporting.dev/v1alpha1
+kind: ReportJob
+metadata: {name: orders, namespace: analytics}
+spec:
+  source:
+    connectionSecretRef: {name: db, key: url}
+    table: public.orders
+    keyColumn: id
+  chunking: {chunkSize: 1000, parallelism: 2}
+  output:
+    destination:
+      pvc: {claimName: reports, path: orders.csv}
+  worker: {retriesPerChunk: 2}
+"#,
+            "test",
+        )
+        .expect("valid spec");
+        rj.metadata.uid = Some("0123-4567-89ab-cdef".into());
+        rj.metadata.generation = Some(1);
+        rj.metadata.finalizers = Some(vec![names::FINALIZER.to_string()]);
+        ReportJobFixture {
+            rj,
+            jobs: BTreeMap::new(),
+            terminating: Vec::new(),
+            pods: BTreeMap::new(),
+            now: Timestamp::from_second(NOW).expect("time"),
+        }
+    }
+
+    fn without_finalizer(mut self) -> Self {
+        self.rj.metadata.finalizers = None;
+        self
+    }
+
+    fn spec(mut self, f: impl FnOnce(&mut ReportJobSpec)) -> Self {
+        f(&mut self.rj.spec);
+        self
+    }
+
+    fn status(mut self, f: impl FnOnce(&mut ReportJobStatus)) -> Self {
+        f(self.rj.status.get_or_insert_with(Default::default));
+        self
+    }
+
+    fn annotate(mut self, key: &str, value: &str) -> Self {
+        self.rj
+            .annotations_mut()
+            .insert(key.to_string(), value.to_string());
+        self
+    }
+
+    fn deleting(mut self) -> Self {
+        self.rj.metadata.deletion_timestamp = Some(Time(self.now));
+        self
+    }
+
+    fn later(mut self, seconds: i64) -> Self {
+        self.now = Timestamp::from_second(NOW + seconds).expect("time");
+        self
+    }
+
+    /// The plan Job exists (built by the real builder from the current spec).
+    fn plan_job(mut self, state: JobState) -> Self {
+        let d = defaults();
+        let job = jobs::plan_job(&context(&self.rj, &d), "rj-0123456789ab");
+        self.jobs.insert(Stage::Plan, state.apply(job));
+        self
+    }
+
+    /// The plan is in the status: `chunks` chunks, planned with the current spec, and
+    /// its completed plan Job.
+    fn planned(self, chunks: i64) -> Self {
+        let hash = names::spec_hash(&self.rj.spec);
+        self.plan_job(JobState::Complete).status(|s| {
+            s.phase = Some(Phase::Running);
+            s.start_time = Some(Time(Timestamp::from_second(NOW - 60).expect("time")));
+            s.plan = Some(PlanStatus {
+                run_id: "rj-0123456789ab".into(),
+                digest: "sha256:0123456789abcdef".into(),
+                chunks,
+                spec_hash: hash,
+            });
+            s.chunks = Some(ChunkCounts {
+                total: chunks,
+                ..Default::default()
+            });
+        })
+    }
+
+    /// A chunks Job over `listed` (compact ranges of plan chunks) whose completion
+    /// indexes `completed` and `failed` are done.
+    fn chunks_job(mut self, listed: &str, completed: &str, failed: &str) -> Self {
+        let d = defaults();
+        let plan = PlanRef {
+            run_id: "rj-0123456789ab".into(),
+            digest: "sha256:0123456789abcdef".into(),
+        };
+        let set = ChunkSet::parse(listed, 1000).expect("listed");
+        let mut job = jobs::chunks_job(&context(&self.rj, &d), &plan, &set);
+        let status = job.status.get_or_insert_with(Default::default);
+        status.completed_indexes = (!completed.is_empty()).then(|| completed.to_string());
+        status.failed_indexes = (!failed.is_empty()).then(|| failed.to_string());
+        status.failed = (!failed.is_empty()).then_some(1);
+        status.active = Some(1);
+        status.ready = Some(1);
+        self.jobs.insert(Stage::Chunks, job);
+        self
+    }
+
+    fn job_state(mut self, stage: Stage, state: JobState) -> Self {
+        let job = self.jobs.remove(&stage).expect("job exists");
+        self.jobs.insert(stage, state.apply(job));
+        self
+    }
+
+    /// Any other stage Job, built by the real builders.
+    fn job(mut self, stage: Stage, state: JobState) -> Self {
+        let d = defaults();
+        let t = context(&self.rj, &d);
+        let job = match stage {
+            Stage::Assemble => jobs::assemble_job(
+                &t,
+                &PlanRef {
+                    run_id: "rj-0123456789ab".into(),
+                    digest: "sha256:0123456789abcdef".into(),
+                },
+            ),
+            Stage::Notify => jobs::notify_job(&t, "rj-0123456789ab", "failed"),
+            Stage::Cleanup => jobs::cleanup_job(&t, "rj-0123456789ab"),
+            Stage::Plan => jobs::plan_job(&t, "rj-0123456789ab"),
+            Stage::Chunks => panic!("use chunks_job"),
+        };
+        self.jobs.insert(stage, state.apply(job));
+        self
+    }
+
+    fn terminating(mut self, stage: Stage) -> Self {
+        self.terminating.push(stage);
+        self
+    }
+
+    /// A succeeded pod of `stage` whose termination message is `result`.
+    fn result(self, stage: Stage, result: &StageResult) -> Self {
+        self.pod(
+            stage,
+            PodInfo {
+                name: format!("orders-{}-abcde", stage.as_str()),
+                phase: "Succeeded".into(),
+                exit_code: Some(0),
+                message: Some(result.to_line()),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// A succeeded pod of `stage` with a termination message that is not a result.
+    fn raw_result(self, stage: Stage, text: &str) -> Self {
+        self.pod(
+            stage,
+            PodInfo {
+                name: format!("orders-{}-abcde", stage.as_str()),
+                phase: "Succeeded".into(),
+                exit_code: Some(0),
+                message: Some(text.into()),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// A failed pod of `stage` that wrote a `Failed` result.
+    fn failed_pod(self, stage: Stage, message: &str) -> Self {
+        let failed = StageResult::Failed {
+            reason: "source".into(),
+            message: message.into(),
+        };
+        self.pod(
+            stage,
+            PodInfo {
+                name: format!("orders-{}-fghij", stage.as_str()),
+                phase: "Failed".into(),
+                exit_code: Some(3),
+                message: Some(failed.to_line()),
+                finished_at: Some(Timestamp::from_second(NOW - 5).expect("time")),
+                ..Default::default()
+            },
+        )
+    }
+
+    fn pod(mut self, stage: Stage, pod: PodInfo) -> Self {
+        self.pods.entry(stage).or_default().push(pod);
+        self
+    }
+
+    fn observed(&self) -> Observed {
+        Observed {
+            rj: self.rj.clone(),
+            jobs: self.jobs.clone(),
+            terminating: self.terminating.clone(),
+            pods: self.pods.clone(),
+            planned_spec: planned_spec(self.jobs.get(&Stage::Plan)),
+            now: self.now,
+        }
+    }
+
+    fn decide(&self) -> Step {
+        decide(&self.observed(), &defaults())
+    }
+}
+
+fn context<'a>(rj: &'a ReportJob, d: &'a PodDefaults) -> JobContext<'a> {
+    JobContext {
+        rj,
+        spec: &rj.spec,
+        defaults: d,
+    }
+}
+
+/// Where a fixture's Job is.
+#[derive(Clone)]
+enum JobState {
+    Running,
+    Complete,
+    Failed(&'static str, &'static str),
+}
+
+impl JobState {
+    fn apply(self, mut job: Job) -> Job {
+        let condition = |type_: &str, reason: &str, message: &str| JobCondition {
+            type_: type_.into(),
+            status: "True".into(),
+            reason: Some(reason.into()),
+            message: Some(message.into()),
+            ..Default::default()
+        };
+        let status = job.status.get_or_insert_with(JobStatus::default);
+        match self {
+            JobState::Running => {}
+            JobState::Complete => {
+                status.conditions = Some(vec![condition("Complete", "", "")]);
+            }
+            JobState::Failed(reason, message) => {
+                status.conditions = Some(vec![condition("Failed", reason, message)]);
+            }
+        }
+        job
+    }
+}
+
+fn created(step: &Step) -> &Job {
+    match &step.action {
+        Action::CreateJob(job) => job,
+        other => panic!("expected a Job to be created, got {}", other.describe()),
+    }
+}
+
+fn condition<'a>(step: &'a Step, type_: &str) -> &'a Condition {
+    step.status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {:?}", step.status.conditions))
+}
+
+fn reasons(step: &Step) -> Vec<&str> {
+    step.notes.iter().map(|n| n.reason.as_str()).collect()
+}
+
+fn assembled(notified: Option<NotifyReport>) -> StageResult {
+    StageResult::Assembled {
+        rows: 2500,
+        bytes: 40_000,
+        sha256: "beef".into(),
+        location: "/reportjob/output/orders.csv".into(),
+        url: None,
+        url_expires_at: None,
+        notified,
+    }
+}
+
+// --- accepting and validating ---
+
+#[test]
+fn a_new_reportjob_gets_the_finalizer_first() {
+    let step = ReportJobFixture::new().without_finalizer().decide();
+    assert_eq!(step.action, Action::AddFinalizer);
+    assert_eq!(step.status.phase, Some(Phase::Pending));
+    assert_eq!(step.status.message.as_deref(), Some("accepted"));
+    assert_eq!(step.status.observed_generation, Some(1));
+}
+
+#[test]
+fn an_invalid_spec_fails_without_creating_anything_and_is_noted_once() {
+    let fixture = ReportJobFixture::new().spec(|s| s.chunking.chunk_size = 0);
+    let step = fixture.decide();
+    assert_eq!(step.action, Action::None);
+    assert_eq!(step.status.phase, Some(Phase::Failed));
+    let message = step.status.message.clone().expect("message");
+    assert!(message.starts_with("invalid spec: "), "{message}");
+    assert!(message.contains("chunkSize"), "{message}");
+    let failed = condition(&step, conditions::FAILED);
+    assert_eq!(
+        (failed.status.as_str(), failed.reason.as_str()),
+        ("True", reason::INVALID_SPEC)
+    );
+    assert_eq!(condition(&step, conditions::COMPLETE).status, "False");
+    assert_eq!(reasons(&step), vec![reason::INVALID_SPEC]);
+    assert!(step.notes[0].warning);
+    assert_eq!(step.status.completion_time, None);
+    // Not requeued: a spec change wakes it up.
+    assert_eq!(step.requeue, None);
+
+    // The same invalid spec again: no second event.
+    let status = step.status.clone();
+    let again = fixture.status(|s| *s = status).decide();
+    assert!(again.notes.is_empty(), "{:?}", again.notes);
+}
+
+#[test]
+fn a_fixed_spec_clears_the_failure_and_starts_planning() {
+    let step = ReportJobFixture::new()
+        .status(|s| {
+            s.phase = Some(Phase::Failed);
+            s.message = Some("invalid spec: x".into());
+            s.conditions.push(Condition {
+                type_: conditions::FAILED.into(),
+                status: "True".into(),
+                reason: reason::INVALID_SPEC.into(),
+                message: "invalid spec: x".into(),
+                observed_generation: Some(1),
+                last_transition_time: Time(Timestamp::UNIX_EPOCH),
+            });
+        })
+        .decide();
+    assert_eq!(created(&step).name_any(), "orders-plan");
+    assert_eq!(step.status.phase, Some(Phase::Planning));
+    let failed = condition(&step, conditions::FAILED);
+    assert_eq!(
+        (failed.status.as_str(), failed.reason.as_str()),
+        ("False", reason::NO_FAILURE)
+    );
+}
+
+// --- planning ---
+
+#[test]
+fn a_valid_reportjob_creates_its_plan_job() {
+    let step = ReportJobFixture::new().decide();
+    let job = created(&step);
+    assert_eq!(job.name_any(), "orders-plan");
+    assert!(job.annotations().contains_key(names::SPEC_ANNOTATION));
+    assert_eq!(step.status.phase, Some(Phase::Planning));
+    assert_eq!(
+        step.status.start_time,
+        Some(Time(Timestamp::from_second(NOW).expect("t")))
+    );
+    assert_eq!(condition(&step, conditions::PLANNED).status, "False");
+    assert_eq!(reasons(&step), vec![reason::PLANNING]);
+    assert_eq!(step.requeue, Some(RUNNING_RESYNC));
+}
+
+#[test]
+fn a_running_plan_job_keeps_planning() {
+    let step = ReportJobFixture::new()
+        .status(|s| s.phase = Some(Phase::Planning))
+        .plan_job(JobState::Running)
+        .decide();
+    assert_eq!(step.action, Action::None);
+    assert_eq!(step.status.phase, Some(Phase::Planning));
+    assert!(step.notes.is_empty());
+    assert_eq!(step.requeue, Some(RUNNING_RESYNC));
+}
+
+#[test]
+fn a_pod_that_cannot_start_is_shown_and_looked_at_soon() {
+    let step = ReportJobFixture::new()
+        .status(|s| s.phase = Some(Phase::Planning))
+        .plan_job(JobState::Running)
+        .pod(
+            Stage::Plan,
+            PodInfo {
+                name: "orders-plan-x".into(),
+                phase: "Pending".into(),
+                waiting: Some((
+                    "CreateContainerConfigError".into(),
+                    "secret \"db\" not found".into(),
+                )),
+                ..Default::default()
+            },
+        )
+        .decide();
+    assert_eq!(step.action, Action::None);
+    assert_eq!(
+        step.status.message.as_deref(),
+        Some("pod orders-plan-x cannot start: CreateContainerConfigError: secret \"db\" not found")
+    );
+    assert_eq!(reasons(&step), vec![reason::POD_CANNOT_START]);
+    assert_eq!(step.requeue, Some(PENDING_POD_RESYNC));
+}
+
+#[test]
+fn a_planned_result_records_the_plan_and_creates_the_chunks_job() {
+    let planned = StageResult::Planned {
+        run_id: "rj-0123456789ab".into(),
+        chunks: 3,
+        digest: "sha256:0123456789abcdef".into(),
+        estimated_rows: 3000,
+        strategy: "keyRange".into(),
+    };
+    let step = ReportJobFixture::new()
+        .status(|s| s.phase = Some(Phase::Planning))
+        .plan_job(JobState::Complete)
+        .result(Stage::Plan, &planned)
+        .decide();
+    let job = created(&step);
+    assert_eq!(job.name_any(), "orders-chunks");
+    assert_eq!(job.annotations()[names::CHUNKS_ANNOTATION], "0-2");
+    assert_eq!(job.spec.as_ref().and_then(|s| s.completions), Some(3));
+    let plan = step.status.plan.clone().expect("plan");
+    assert_eq!(plan.chunks, 3);
+    assert_eq!(plan.digest, "sha256:0123456789abcdef");
+    assert_eq!(
+        plan.spec_hash,
+        names::spec_hash(&ReportJobFixture::new().rj.spec)
+    );
+    assert_eq!(step.status.phase, Some(Phase::Running));
+    assert_eq!(step.status.progress.as_deref(), Some("0/3"));
+    let planned = condition(&step, conditions::PLANNED);
+    assert_eq!(planned.status, "True");
+    assert_eq!(planned.message, "3 chunks, plan digest 0123456789ab");
+    assert_eq!(reasons(&step), vec![reason::PLAN_STAGED, reason::EXPORTING]);
+}
+
+#[test]
+fn an_unreadable_plan_result_fails_the_reportjob() {
+    for (text, why) in [
+        ("chunks=3 digest=sha256:abc run=rj-1", "malformed"),
+        ("", "empty"),
+    ] {
+        let step = ReportJobFixture::new()
+            .status(|s| s.phase = Some(Phase::Planning))
+            .plan_job(JobState::Complete)
+            .raw_result(Stage::Plan, text)
+            .decide();
+        assert_eq!(step.action, Action::None);
+        assert_eq!(step.status.phase, Some(Phase::Failed));
+        assert_eq!(
+            condition(&step, conditions::FAILED).reason,
+            reason::BAD_RESULT
+        );
+        let message = step.status.message.clone().expect("message");
+        assert!(
+            message.contains("plan Job succeeded but its result is unreadable"),
+            "{message}"
+        );
+        assert!(message.contains(why), "{message}");
+        assert_eq!(reasons(&step), vec![reason::BAD_RESULT]);
+        assert!(step.status.completion_time.is_some());
+    }
+    // A result of the wrong kind is refused too.
+    let step = ReportJobFixture::new()
+        .status(|s| s.phase = Some(Phase::Planning))
+        .plan_job(JobState::Complete)
+        .result(Stage::Plan, &assembled(None))
+        .decide();
+    let message = step.status.message.expect("message");
+    assert!(
+        message.contains("an Assembled result") || message.contains("a Assembled result"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_failed_plan_job_fails_with_the_pods_error() {
+    let step = ReportJobFixture::new()
+        .status(|s| s.phase = Some(Phase::Planning))
+        .plan_job(JobState::Failed("PodFailurePolicy", "exit code 3"))
+        .failed_pod(
+            Stage::Plan,
+            "spec.source.keyColumn: column \"id\" does not exist",
+        )
+        .decide();
+    assert_eq!(step.status.phase, Some(Phase::Failed));
+    assert_eq!(
+        step.status.message.as_deref(),
+        Some(
+            "planning failed (PodFailurePolicy): spec.source.keyColumn: column \"id\" does not exist"
+        )
+    );
+    assert_eq!(
+        condition(&step, conditions::FAILED).reason,
+        reason::PLAN_FAILED
+    );
+    assert_eq!(reasons(&step), vec![reason::PLAN_FAILED]);
+    assert!(step.notes[0].warning);
+}
+
+// --- exporting ---
+
+#[test]
+fn running_chunks_count_progress_through_the_chunk_list() {
+    // A retry Job over plan chunks 1 and 2 (chunk 0 was exported before).
+    let step = ReportJobFixture::new()
+        .planned(3)
+        .status(|s| s.completed_chunks = Some("0".into()))
+        .chunks_job("1-2", "0", "")
+        .decide();
+    assert_eq!(step.action, Action::None);
+    assert_eq!(step.status.completed_chunks.as_deref(), Some("0-1"));
+    assert_eq!(step.status.progress.as_deref(), Some("2/3"));
+    assert_eq!(
+        step.status.message.as_deref(),
+        Some("exporting chunks: 2/3 done, 1 to go")
+    );
+    assert_eq!(step.status.phase, Some(Phase::Running));
+    assert_eq!(step.requeue, Some(RUNNING_RESYNC));
+}
+
+#[test]
+fn suspend_and_resume_patch_the_chunks_job() {
+    let step = ReportJobFixture::new()
+        .planned(3)
+        .chunks_job("0-2", "", "")
+        .spec(|s| s.suspend = true)
+        .decide();
+    assert_eq!(step.action, Action::SuspendChunks(true));
+    assert_eq!(step.status.phase, Some(Phase::Suspended));
+    let suspended = condition(&step, conditions::SUSPENDED);
+    assert_eq!(
+        (suspended.status.as_str(), suspended.reason.as_str()),
+        ("True", reason::SUSPENDED_BY_SPEC)
+    );
+    assert_eq!(reasons(&step), vec![reason::SUSPENDED]);
+
+    // Cleared again while the Job is suspended: resume.
+    let status = step.status.clone();
+    let mut fixture = ReportJobFixture::new()
+        .planned(3)
+        .chunks_job("0-2", "", "")
+        .status(|s| *s = status);
+    if let Some(spec) = fixture
+        .jobs
+        .get_mut(&Stage::Chunks)
+        .and_then(|j| j.spec.as_mut())
+    {
+        spec.suspend = Some(true);
+    }
+    let step = fixture.decide();
+    assert_eq!(step.action, Action::SuspendChunks(false));
+    assert_eq!(step.status.phase, Some(Phase::Running));
+    let resumed = condition(&step, conditions::SUSPENDED);
+    assert_eq!(
+        (resumed.status.as_str(), resumed.reason.as_str()),
+        ("False", reason::RESUMED)
+    );
+    assert_eq!(reasons(&step), vec![reason::RESUMED]);
+}
+
+#[test]
+fn a_suspended_reportjob_creates_its_chunks_job_suspended() {
+    let step = ReportJobFixture::new()
+        .planned(2)
+        .spec(|s| s.suspend = true)
+        .decide();
+    let job = created(&step);
+    assert_eq!(job.spec.as_ref().and_then(|s| s.suspend), Some(true));
+    assert_eq!(step.status.phase, Some(Phase::Suspended));
+}
+
+#[test]
+fn a_failed_index_fails_the_run_naming_the_plan_chunk() {
+    // A retry Job over chunks 7 and 9: completion index 1 is chunk 9.
+    let step = ReportJobFixture::new()
+        .planned(10)
+        .status(|s| s.completed_chunks = Some("0-6,8".into()))
+        .chunks_job("7,9", "0", "1")
+        .failed_pod(
+            Stage::Chunks,
+            "chunk 9 [900, 1000): SQLSTATE 42501: permission denied",
+        )
+        .decide();
+    assert_eq!(step.status.phase, Some(Phase::Failed));
+    assert_eq!(step.status.failed_chunks.as_deref(), Some("9"));
+    assert_eq!(step.status.completed_chunks.as_deref(), Some("0-8"));
+    assert_eq!(
+        step.status.message.as_deref(),
+        Some("chunks 9 failed: chunk 9 [900, 1000): SQLSTATE 42501: permission denied")
+    );
+    assert_eq!(
+        condition(&step, conditions::FAILED).reason,
+        reason::CHUNKS_FAILED
+    );
+    let counts = step.status.chunks.clone().expect("counts");
+    assert_eq!((counts.succeeded, counts.failed), (9, 1));
+    assert_eq!(step.requeue, None);
+}
+
+#[test]
+fn a_chunks_job_past_its_deadline_fails_with_deadline_exceeded() {
+    let step = ReportJobFixture::new()
+        .planned(3)
+        .chunks_job("0-2", "0", "")
+        .job_state(
+            Stage::Chunks,
+            JobState::Failed(
+                "DeadlineExceeded",
+                "Job was active longer than specified deadline",
+            ),
+        )
+        .decide();
+    assert_eq!(step.status.phase, Some(Phase::Failed));
+    assert_eq!(
+        condition(&step, conditions::FAILED).reason,
+        reason::DEADLINE_EXCEEDED
+    );
+    assert_eq!(
+        step.status.message.as_deref(),
+        Some(
+            "the chunks Job failed (DeadlineExceeded): Job was active longer than specified deadline"
+        )
+    );
+}
+
+// --- assembling and finishing ---
+
+#[test]
+fn all_chunks_exported_creates_the_assemble_job() {
+    let step = ReportJobFixture::new()
+        .planned(3)
+        .chunks_job("0-2", "0-2", "")
+        .job_state(Stage::Chunks, JobState::Complete)
+        .decide();
+    assert_eq!(created(&step).name_any(), "orders-assemble");
+    assert_eq!(step.status.phase, Some(Phase::Assembling));
+    assert_eq!(step.status.progress.as_deref(), Some("3/3"));
+    assert_eq!(reasons(&step), vec![reason::ASSEMBLING]);
+}
+
+#[test]
+fn an_assembled_result_completes_the_reportjob() {
+    let step = ReportJobFixture::new()
+        .planned(3)
+        .status(|s| {
+            s.phase = Some(Phase::Assembling);
+            s.completed_chunks = Some("0-2".into());
+        })
+        .chunks_job("0-2", "0-2", "")
+        .job_state(Stage::Chunks, JobState::Complete)
+        .job(Stage::Assemble, JobState::Complete)
+        .result(
+            Stage::Assemble,
+            &assembled(Some(NotifyReport {
+                delivered: false,
+                reason: Some("WebhookTimeout".into()),
+                attempts: 4,
+                status: None,
+                message: Some("timed out".into()),
+            })),
+        )
+        .decide();
+    assert_eq!(step.action, Action::None);
+    assert_eq!(step.status.phase, Some(Phase::Succeeded));
+    let output = step.status.output.clone().expect("output");
+    // The mount point is shown as the claim.
+    assert_eq!(output.location, "pvc://reports/orders.csv");
+    assert_eq!((output.rows, output.bytes), (2500, 40_000));
+    assert_eq!(
+        (step.status.rows, step.status.bytes),
+        (Some(2500), Some(40_000))
+    );
+    assert_eq!(
+        step.status.message.as_deref(),
+        Some("2500 rows, 40000 bytes at pvc://reports/orders.csv")
+    );
+    let complete = condition(&step, conditions::COMPLETE);
+    assert_eq!(
+        (complete.status.as_str(), complete.reason.as_str()),
+        ("True", reason::PUBLISHED)
+    );
+    let notified = condition(&step, conditions::NOTIFIED);
+    assert_eq!(
+        (notified.status.as_str(), notified.reason.as_str()),
+        ("False", "WebhookTimeout")
+    );
+    assert_eq!(reasons(&step), vec![reason::COMPLETED]);
+    assert!(step.status.completion_time.is_some());
+    assert_eq!(step.requeue, None);
+}
+
+#[test]
+fn a_bad_assemble_result_fails_the_reportjob() {
+    let step = ReportJobFixture::new()
+        .planned(1)
+        .chunks_job("0", "0", "")
+        .job(Stage::Assemble, JobState::Complete)
+        .raw_result(Stage::Assemble, r#"{"result":"Assembled","rows":1}"#)
+        .decide();
+    assert_eq!(step.status.phase, Some(Phase::Failed));
+    assert_eq!(
+        condition(&step, conditions::FAILED).reason,
+        reason::BAD_RESULT
+    );
+    assert!(
+        step.status.message.as_deref().is_some_and(
+            |m| m.starts_with("the assemble Job succeeded but its result is unreadable")
+        ),
+        "{:?}",
+        step.status.message
+    );
+}
+
+#[test]
+fn a_failed_assemble_job_fails_with_the_pods_error() {
+    let step = ReportJobFixture::new()
+        .planned(1)
+        .chunks_job("0", "0", "")
+        .job(
+            Stage::Assemble,
+            JobState::Failed("BackoffLimitExceeded", "too many failures"),
+        )
+        .failed_pod(Stage::Assemble, "part 0 has the wrong digest")
+        .decide();
+    assert_eq!(
+        condition(&step, conditions::FAILED).reason,
+        reason::ASSEMBLE_FAILED
+    );
+    assert_eq!(
+        step.status.message.as_deref(),
+        Some("assembly failed (BackoffLimitExceeded): part 0 has the wrong digest")
+    );
+}
+
+#[test]
+fn a_finished_reportjob_is_deleted_once_its_ttl_passed() {
+    let finished = |f: ReportJobFixture| {
+        f.planned(1)
+            .spec(|s| s.ttl_seconds_after_finished = Some(60))
+            .status(|s| {
+                s.phase = Some(Phase::Succeeded);
+                s.completion_time = Some(Time(Timestamp::from_second(NOW).expect("t")));
+            })
+    };
+    let step = finished(ReportJobFixture::new().later(20)).decide();
+    assert_eq!(step.action, Action::None);
+    assert_eq!(step.requeue, Some(Duration::from_secs(40)));
+    let step = finished(ReportJobFixture::new().later(60)).decide();
+    assert_eq!(step.action, Action::DeleteReportJob);
+    // Without a TTL, a finished ReportJob stays and is not looked at again.
+    let step = ReportJobFixture::new()
+        .planned(1)
+        .status(|s| s.phase = Some(Phase::Succeeded))
+        .decide();
+    assert_eq!((step.action, step.requeue), (Action::None, None));
+}
+
+// --- failure: retry and notification ---
+
+fn failed_chunks(f: ReportJobFixture) -> ReportJobFixture {
+    f.planned(3)
+        .status(|s| {
+            s.phase = Some(Phase::Failed);
+            s.failed_chunks = Some("2".into());
+            s.completion_time = Some(Time(Timestamp::from_second(NOW - 10).expect("t")));
+            s.retry_token = Some("1".into());
+        })
+        .chunks_job("0-2", "0-1", "2")
+}
+
+#[test]
+fn a_new_retry_token_deletes_the_failed_stage_job() {
+    let step = failed_chunks(ReportJobFixture::new())
+        .annotate(names::RETRY_ANNOTATION, "2")
+        .decide();
+    assert_eq!(
+        step.action,
+        Action::DeleteJobs(vec!["orders-chunks".into()])
+    );
+    assert_eq!(step.status.retry_token.as_deref(), Some("2"));
+    assert_eq!(step.status.phase, Some(Phase::Running));
+    assert_eq!(step.status.failed_chunks, None);
+    assert_eq!(step.status.completion_time, None);
+    let failed = condition(&step, conditions::FAILED);
+    assert_eq!(
+        (failed.status.as_str(), failed.reason.as_str()),
+        ("False", reason::RETRYING)
+    );
+    assert_eq!(
+        step.status.message.as_deref(),
+        Some("retrying the chunks not exported yet")
+    );
+    assert_eq!(reasons(&step), vec![reason::RETRYING]);
+
+    // The token already handled: nothing happens.
+    let step = failed_chunks(ReportJobFixture::new())
+        .annotate(names::RETRY_ANNOTATION, "1")
+        .decide();
+    assert_eq!((step.action, step.requeue), (Action::None, None));
+}
+
+#[test]
+fn a_failed_run_sends_its_failure_notification_from_a_notify_job() {
+    let with_notify = |f: ReportJobFixture| {
+        failed_chunks(f).spec(|s| {
+            s.notify = Some(
+                serde_json::from_value(serde_json::json!({
+                    "webhookSecretRef": {"name": "hook", "key": "url"}
+                }))
+                .expect("notify"),
+            );
+        })
+    };
+    let step = with_notify(ReportJobFixture::new()).decide();
+    let job = created(&step);
+    assert_eq!(job.name_any(), "orders-notify");
+
+    let step = with_notify(ReportJobFixture::new())
+        .job(Stage::Notify, JobState::Running)
+        .decide();
+    assert_eq!(
+        (step.action.clone(), step.requeue),
+        (Action::None, Some(RUNNING_RESYNC))
+    );
+
+    let delivered = StageResult::Notified(NotifyReport {
+        delivered: true,
+        reason: None,
+        attempts: 1,
+        status: Some(200),
+        message: None,
+    });
+    let step = with_notify(ReportJobFixture::new())
+        .job(Stage::Notify, JobState::Complete)
+        .result(Stage::Notify, &delivered)
+        .decide();
+    assert_eq!(step.action, Action::None);
+    let notified = condition(&step, conditions::NOTIFIED);
+    assert_eq!(
+        (notified.status.as_str(), notified.reason.as_str()),
+        ("True", reason::WEBHOOK_DELIVERED)
+    );
+
+    // A notify pod that failed (a usage error) counts as not delivered.
+    let step = with_notify(ReportJobFixture::new())
+        .job(Stage::Notify, JobState::Failed("BackoffLimitExceeded", ""))
+        .failed_pod(Stage::Notify, "REPORTJOB_WEBHOOK_URL is not set")
+        .decide();
+    let notified = condition(&step, conditions::NOTIFIED);
+    assert_eq!(
+        (notified.status.as_str(), notified.reason.as_str()),
+        ("False", reason::NOTIFY_FAILED)
+    );
+
+    // A retry deletes the notify Job too, and forgets the outcome.
+    let step = with_notify(ReportJobFixture::new())
+        .job(Stage::Notify, JobState::Complete)
+        .status(|s| {
+            s.conditions.push(Condition {
+                type_: conditions::NOTIFIED.into(),
+                status: "True".into(),
+                reason: reason::WEBHOOK_DELIVERED.into(),
+                message: String::new(),
+                observed_generation: Some(1),
+                last_transition_time: Time(Timestamp::UNIX_EPOCH),
+            })
+        })
+        .annotate(names::RETRY_ANNOTATION, "2")
+        .decide();
+    assert_eq!(
+        step.action,
+        Action::DeleteJobs(vec!["orders-chunks".into(), "orders-notify".into()])
+    );
+    assert!(
+        !step
+            .status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == conditions::NOTIFIED)
+    );
+}
+
+// --- a spec changed after planning ---
+
+#[test]
+fn a_spec_changed_after_planning_runs_on_with_the_recorded_spec() {
+    let step = ReportJobFixture::new()
+        .planned(3)
+        .spec(|s| s.chunking.parallelism = 7)
+        .decide();
+    let job = created(&step);
+    // The chunks Job is built from the planned spec (parallelism 2, not 7).
+    assert_eq!(job.spec.as_ref().and_then(|s| s.parallelism), Some(2));
+    let ignored = condition(&step, conditions::SPEC_CHANGE_IGNORED);
+    assert_eq!(
+        (ignored.status.as_str(), ignored.reason.as_str()),
+        ("True", reason::SPEC_CHANGED)
+    );
+}
+
+#[test]
+fn a_spec_changed_after_planning_without_a_readable_record_fails_saying_why() {
+    // The plan Job is gone.
+    let mut fixture = ReportJobFixture::new()
+        .planned(3)
+        .spec(|s| s.chunking.parallelism = 7);
+    fixture.jobs.clear();
+    let step = fixture.decide();
+    assert_eq!(
+        condition(&step, conditions::FAILED).reason,
+        reason::SPEC_CHANGED
+    );
+    assert!(
+        step.status
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("the plan Job was deleted"))
+    );
+
+    // The plan Job is there but its record is not.
+    let mut fixture = ReportJobFixture::new()
+        .planned(3)
+        .spec(|s| s.chunking.parallelism = 7);
+    if let Some(job) = fixture.jobs.get_mut(&Stage::Plan) {
+        job.annotations_mut().remove(names::SPEC_ANNOTATION);
+    }
+    let step = fixture.decide();
+    assert_eq!(
+        condition(&step, conditions::FAILED).reason,
+        reason::PLANNED_SPEC_UNREADABLE
+    );
+    let message = step.status.message.expect("message");
+    assert!(
+        message.contains("has no reporting.dev/spec annotation"),
+        "{message}"
+    );
+    assert!(!message.contains("deleted"), "{message}");
+
+    let mut fixture = ReportJobFixture::new()
+        .planned(3)
+        .spec(|s| s.chunking.parallelism = 7);
+    if let Some(job) = fixture.jobs.get_mut(&Stage::Plan) {
+        job.annotations_mut()
+            .insert(names::SPEC_ANNOTATION.into(), "{not json".into());
+    }
+    let message = fixture.decide().status.message.expect("message");
+    assert!(message.contains("is not a ReportJob spec"), "{message}");
+}
+
+// --- deletion ---
+
+#[test]
+fn deleting_stops_every_stage_job_first() {
+    let step = ReportJobFixture::new()
+        .planned(3)
+        .chunks_job("0-2", "0", "")
+        .deleting()
+        .decide();
+    assert_eq!(
+        step.action,
+        Action::DeleteJobs(vec!["orders-plan".into(), "orders-chunks".into()])
+    );
+}
+
+#[test]
+fn deleting_then_cleans_up_and_releases_the_finalizer() {
+    let gone = |f: ReportJobFixture| {
+        let mut f = f.planned(3).deleting();
+        f.jobs.clear();
+        f
+    };
+    let step = gone(ReportJobFixture::new()).decide();
+    assert_eq!(created(&step).name_any(), "orders-cleanup");
+    assert_eq!(reasons(&step), vec![reason::CLEANING_UP]);
+
+    let step = gone(ReportJobFixture::new())
+        .job(Stage::Cleanup, JobState::Running)
+        .decide();
+    assert_eq!(step.action, Action::None);
+
+    let step = gone(ReportJobFixture::new())
+        .job(Stage::Cleanup, JobState::Complete)
+        .decide();
+    assert_eq!(step.action, Action::RemoveFinalizer);
+
+    let step = gone(ReportJobFixture::new())
+        .job(
+            Stage::Cleanup,
+            JobState::Failed("BackoffLimitExceeded", "failed"),
+        )
+        .failed_pod(Stage::Cleanup, "access denied")
+        .decide();
+    assert_eq!(step.action, Action::RemoveFinalizer);
+    assert_eq!(reasons(&step), vec![reason::CLEANUP_FAILED]);
+    assert_eq!(
+        step.notes[0].message,
+        "staging data may be left behind: access denied"
+    );
+}
+
+#[test]
+fn deleting_a_reportjob_that_never_started_releases_it_at_once() {
+    let step = ReportJobFixture::new().deleting().decide();
+    assert_eq!(step.action, Action::RemoveFinalizer);
+    let step = ReportJobFixture::new()
+        .without_finalizer()
+        .deleting()
+        .decide();
+    assert_eq!(step.action, Action::None);
+}
+
+#[test]
+fn nothing_is_created_while_a_job_of_the_same_name_goes_away() {
+    let step = ReportJobFixture::new()
+        .planned(3)
+        .terminating(Stage::Chunks)
+        .decide();
+    assert_eq!(step.action, Action::None);
+    assert_eq!(step.requeue, Some(TERMINATING_RESYNC));
+}
+
+#[test]
+fn every_action_describes_itself() {
+    let job = jobs::cleanup_job(
+        &context(&ReportJobFixture::new().rj, &defaults()),
+        "rj-0123456789ab",
+    );
+    for (action, text) in [
+        (Action::None, "none"),
+        (Action::AddFinalizer, "add finalizer"),
+        (
+            Action::CreateJob(Box::new(job)),
+            "create Job orders-cleanup",
+        ),
+        (
+            Action::SuspendChunks(true),
+            "set suspend=true on the chunks Job",
+        ),
+        (
+            Action::DeleteJobs(vec!["a".into(), "b".into()]),
+            "delete Jobs a, b",
+        ),
+        (Action::RemoveFinalizer, "remove finalizer"),
+        (Action::DeleteReportJob, "delete the ReportJob (ttl)"),
+    ] {
+        assert_eq!(action.describe(), text);
+    }
+}
