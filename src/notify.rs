@@ -3,8 +3,10 @@
 //! assemble command through [`notify_from_env`]), never from the controller; a failed
 //! notification never fails the report.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -336,51 +338,76 @@ pub async fn send(url: &str, body: &Value, policy: &RetryPolicy) -> Result<Deliv
             attempts: 0,
             status: None,
         })?;
-    let attempts = policy.attempts.max(1);
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
+    // The backoff is backon's: `attempts - 1` retries, pauses of `base_delay` doubling up
+    // to `max_delay`, without jitter (as [`RetryPolicy::delay`] says); only the failures
+    // worth another attempt are retried, and a 429's `Retry-After` lengthens the pause.
+    let retries = usize::try_from(policy.attempts.max(1) - 1).unwrap_or(usize::MAX);
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(policy.base_delay)
+        .with_max_delay(policy.max_delay)
+        .with_factor(2.0)
+        .with_max_times(retries);
+    let made = AtomicU32::new(0);
+    let attempt = || async {
+        made.fetch_add(1, Ordering::Relaxed);
         let result = client.post(parsed.clone()).json(body).send().await;
         match classify(result).await {
-            Attempt::Accepted(status) => {
-                return Ok(Delivery {
-                    attempts: attempt,
-                    status,
-                });
-            }
-            Attempt::Permanent {
-                reason,
-                message,
-                status,
-            } => {
-                return Err(NotifyError {
-                    reason,
-                    message,
-                    attempts: attempt,
-                    status,
-                });
-            }
+            Attempt::Accepted(status) => Ok(status),
             Attempt::Retry {
                 reason,
                 message,
                 status,
                 after,
-            } => {
-                if attempt >= attempts {
-                    return Err(NotifyError {
-                        reason,
-                        message,
-                        attempts: attempt,
-                        status,
-                    });
-                }
-                let pause = policy.delay(attempt);
-                let pause = after.map_or(pause, |a| a.min(Duration::from_secs(30)).max(pause));
-                tracing::info!(attempt, reason, %message, ?pause, "webhook attempt failed, retrying");
-                tokio::time::sleep(pause).await;
-            }
+            } => Err(Failure {
+                reason,
+                message,
+                status,
+                after,
+                retry: true,
+            }),
+            Attempt::Permanent {
+                reason,
+                message,
+                status,
+            } => Err(Failure {
+                reason,
+                message,
+                status,
+                after: None,
+                retry: false,
+            }),
         }
-    }
+    };
+    let outcome = attempt
+        .retry(backoff)
+        .sleep(tokio::time::sleep)
+        .when(|f: &Failure| f.retry)
+        .adjust(|f: &Failure, pause| {
+            pause.map(|p| f.after.map_or(p, |a| a.min(Duration::from_secs(30)).max(p)))
+        })
+        .notify(|f: &Failure, pause| {
+            let (reason, message) = (f.reason, &f.message);
+            tracing::info!(reason, %message, ?pause, "webhook attempt failed, retrying");
+        })
+        .await;
+    let attempts = made.load(Ordering::Relaxed);
+    outcome
+        .map(|status| Delivery { attempts, status })
+        .map_err(|f| NotifyError {
+            reason: f.reason,
+            message: f.message,
+            attempts,
+            status: f.status,
+        })
+}
+
+/// A failed attempt, as the retry loop sees it.
+struct Failure {
+    reason: &'static str,
+    message: String,
+    status: Option<u16>,
+    after: Option<Duration>,
+    retry: bool,
 }
 
 async fn classify(result: Result<reqwest::Response, reqwest::Error>) -> Attempt {

@@ -7,8 +7,6 @@
 pub mod decide;
 pub mod events;
 pub mod jobs;
-#[cfg(test)]
-mod jobs_old;
 pub mod leader;
 pub mod metrics;
 pub mod names;

@@ -1,5 +1,8 @@
 //! Unit tests of the decisions, from fixture builders: every phase transition, every
 //! [`Action`], invalid specs, retry, suspend and resume, deletion, TTL and bad stage results.
+//!
+//! Over 600 lines on purpose: one test per transition of the state machine reads best in
+//! one file, beside the fixture builder they share.
 
 use std::collections::BTreeMap;
 
