@@ -657,11 +657,12 @@ async fn invalid_reportjobs_fail_with_invalid_spec_naming_the_field_and_create_n
             "{name}: {} should name {field}",
             condition.message
         );
-        let reasons = event_reasons(&env, ns, name).await;
-        assert!(
-            reasons.contains(&"InvalidSpec".to_string()),
-            "{name}: {reasons:?}"
-        );
+        // The event may be recorded just after the status is written.
+        common::eventually(&format!("{name}: an InvalidSpec event"), || async {
+            let reasons = event_reasons(&env, ns, name).await;
+            reasons.contains(&"InvalidSpec".to_string()).then_some(())
+        })
+        .await;
     }
     let jobs: Api<Job> = Api::namespaced(env.client.clone(), ns);
     assert!(
