@@ -9,7 +9,8 @@ use crate::common;
 use std::time::{Duration, Instant};
 
 use common::s3::{ACCESS_KEY, S3Server, SECRET_KEY, free_port};
-use common::{TestDb, Workdir, run_json, stderr, table_spec};
+use common::spec::SpecBuilder;
+use common::{TestDb, Workdir, run_json, stderr};
 use sha2::Digest;
 
 const BUCKET: &str = "reports";
@@ -21,10 +22,21 @@ fn creds() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
-fn bucket_output(endpoint: &str, key: &str, extra: &str) -> String {
-    format!(
-        "    compression: {}\n    destination:\n      bucket: {{url: \"s3://{BUCKET}/{key}\", endpoint: \"{endpoint}\", region: us-east-1{extra}}}",
-        if key.ends_with(".gz") { "gzip" } else { "none" }
+/// `spec` writing to the object `key` of the test bucket behind `endpoint`, gzipped when
+/// the key ends in `.gz`.
+fn to_bucket(spec: SpecBuilder, endpoint: &str, key: &str) -> SpecBuilder {
+    spec.compression(if key.ends_with(".gz") { "gzip" } else { "none" })
+        .bucket(&format!("s3://{BUCKET}/{key}"))
+        .bucket_field("endpoint", endpoint)
+        .bucket_field("region", "us-east-1")
+}
+
+/// Exporting the test's `src` table by `id` to the object `key`.
+fn src_to_bucket(db: &TestDb, endpoint: &str, key: &str) -> SpecBuilder {
+    to_bucket(
+        SpecBuilder::table(&db.table("src")).key("id"),
+        endpoint,
+        key,
     )
 }
 
@@ -53,13 +65,10 @@ async fn report_fetched_through_signed_link_is_exact_plain_and_gzip() {
         let work = Workdir::new();
         let spec = work.spec(
             "s.yaml",
-            &table_spec(
-                &db.table("src"),
-                "id",
-                "",
-                "{chunkSize: 400, parallelism: 3}",
-                &bucket_output(&s3.endpoint(), key, ""),
-            ),
+            &src_to_bucket(&db, &s3.endpoint(), key)
+                .chunk_size(400)
+                .parallelism(3)
+                .build_yaml(),
         );
         let out = work.reportjob_with(&["run", "-f", spec.to_str().unwrap(), "--json"], &creds());
         assert!(out.status.success(), "{}", stderr(&out));
@@ -99,7 +108,6 @@ async fn report_fetched_through_signed_link_is_exact_plain_and_gzip() {
         Vec::<String>::new(),
         "no multipart upload left open"
     );
-    db.drop_schema().await;
 }
 
 #[tokio::test]
@@ -111,16 +119,13 @@ async fn large_parts_are_assembled_by_server_side_copy() {
     let mut digests = Vec::new();
     for (key, copy) in [("copied.csv", true), ("streamed.csv", false)] {
         let work = Workdir::new();
-        let extra = format!(", serverSideCopy: {copy}");
         let spec = work.spec(
             "s.yaml",
-            &table_spec(
-                &db.table("src"),
-                "id",
-                "",
-                "{chunkSize: 30000, parallelism: 2}",
-                &bucket_output(&s3.endpoint(), key, &extra),
-            ),
+            &src_to_bucket(&db, &s3.endpoint(), key)
+                .bucket_field("serverSideCopy", copy)
+                .chunk_size(30000)
+                .parallelism(2)
+                .build_yaml(),
         );
         let out = work.reportjob_with(&["run", "-f", spec.to_str().unwrap(), "--json"], &creds());
         assert!(out.status.success(), "{}", stderr(&out));
@@ -145,7 +150,6 @@ async fn large_parts_are_assembled_by_server_side_copy() {
         "copying and streaming give the same bytes"
     );
     assert_eq!(s3.open_uploads(), Vec::<String>::new());
-    db.drop_schema().await;
 }
 
 #[tokio::test]
@@ -156,13 +160,10 @@ async fn tampered_or_expired_link_is_refused() {
     let work = Workdir::new();
     let spec = work.spec(
         "s.yaml",
-        &table_spec(
-            &db.table("src"),
-            "id",
-            "",
-            "{}",
-            &bucket_output(&s3.endpoint(), "r.csv", ", urlExpirySeconds: 2"),
-        ),
+        // Long enough for the fresh link to be fetched on a loaded machine.
+        &src_to_bucket(&db, &s3.endpoint(), "r.csv")
+            .bucket_field("urlExpirySeconds", 10)
+            .build_yaml(),
     );
     let out = work.reportjob_with(&["run", "-f", spec.to_str().unwrap(), "--json"], &creds());
     assert!(out.status.success(), "{}", stderr(&out));
@@ -185,9 +186,11 @@ async fn tampered_or_expired_link_is_refused() {
         "link used for another object"
     );
 
-    tokio::time::sleep(Duration::from_millis(3100)).await;
-    assert_eq!(fetch(&url).await.status(), 403, "expired link");
-    db.drop_schema().await;
+    // Refused once expired: waits for the refusal (about 10 s), not a guessed duration.
+    common::eventually("the link to expire (403)", || async {
+        (fetch(&url).await.status() == 403).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -197,9 +200,15 @@ async fn bad_credentials_missing_bucket_or_unreachable_endpoint_fail_fast() {
     let s3 = S3Server::start(BUCKET);
     let unreachable = format!("http://127.0.0.1:{}", free_port());
     type Env = Vec<(&'static str, &'static str)>;
-    let cases: Vec<(String, Env, &str)> = vec![
+    let to = |endpoint: &str, url: &str| {
+        src_to_bucket(&db, endpoint, "r.csv")
+            .bucket(url)
+            .bucket_field("endpoint", endpoint)
+            .bucket_field("region", "us-east-1")
+    };
+    let cases: Vec<(SpecBuilder, Env, &str)> = vec![
         (
-            bucket_output(&s3.endpoint(), "r.csv", ""),
+            src_to_bucket(&db, &s3.endpoint(), "r.csv"),
             vec![
                 ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
                 ("AWS_SECRET_ACCESS_KEY", "wrong"),
@@ -207,23 +216,19 @@ async fn bad_credentials_missing_bucket_or_unreachable_endpoint_fail_fast() {
             "bucket \"reports\"",
         ),
         (
-            bucket_output(&s3.endpoint(), "r.csv", "")
-                .replace("s3://reports/", "s3://nosuchbucket/"),
+            to(&s3.endpoint(), "s3://nosuchbucket/r.csv"),
             creds(),
             "bucket \"nosuchbucket\": the bucket does not exist",
         ),
         (
-            bucket_output(&unreachable, "r.csv", ""),
+            src_to_bucket(&db, &unreachable, "r.csv"),
             creds(),
             "bucket \"reports\"",
         ),
     ];
     for (i, (output, env, needle)) in cases.into_iter().enumerate() {
         let work = Workdir::new();
-        let spec = work.spec(
-            "s.yaml",
-            &table_spec(&db.table("src"), "id", "", "{}", &output),
-        );
+        let spec = work.spec("s.yaml", &output.build_yaml());
         let started = Instant::now();
         let out = work.reportjob_with(&["run", "-f", spec.to_str().unwrap()], &env);
         assert!(!out.status.success(), "case {i} should fail");
@@ -240,7 +245,6 @@ async fn bad_credentials_missing_bucket_or_unreachable_endpoint_fail_fast() {
         "nothing published"
     );
     assert_eq!(s3.open_uploads(), Vec::<String>::new());
-    db.drop_schema().await;
 }
 
 #[tokio::test]
@@ -251,15 +255,14 @@ async fn chunk_killed_mid_upload_is_retried_without_duplicates() {
     let work = Workdir::new();
     let spec = work.spec(
         "s.yaml",
-        &table_spec(
-            &db.table("src"),
-            "id",
-            "    where: \"pg_sleep(0.001) IS NOT NULL\"",
-            "{chunkSize: 1000000, parallelism: 1}",
-            &bucket_output(&s3.endpoint(), "retried.csv", ""),
-        ),
+        // 2 ms per row: the chunk streams for ~3 s and is killed after 300 rows.
+        &src_to_bucket(&db, &s3.endpoint(), "retried.csv")
+            .filter("pg_sleep(0.002) IS NOT NULL")
+            .chunk_size(1_000_000)
+            .parallelism(1)
+            .build_yaml(),
     );
-    let killer = common::terminate_copy_backend(&db.schema, Duration::from_millis(500));
+    let killer = common::terminate_copy_backend(&db.schema, 300);
     let spec_path = spec.to_str().unwrap().to_string();
     let (out, work) = tokio::task::spawn_blocking(move || {
         let o = work.reportjob_with(&["run", "-f", &spec_path, "--json"], &creds());
@@ -288,7 +291,6 @@ async fn chunk_killed_mid_upload_is_retried_without_duplicates() {
         Vec::<String>::new(),
         "the killed part's upload was aborted"
     );
-    db.drop_schema().await;
 }
 
 #[tokio::test]
@@ -299,11 +301,18 @@ async fn failed_run_leaves_no_object_and_no_open_upload() {
     let work = Workdir::new();
     // The fourth chunk divides by zero on its first row, while the three chunks started
     // with it (3 MB each) are still uploading: they are cancelled mid-upload.
-    let yaml = format!(
-        "apiVersion: reporting.dev/v1alpha1\nkind: ReportJob\nmetadata: {{name: q}}\nspec:\n  source:\n    connectionSecretRef: {{name: db}}\n    query: \"SELECT id, note, 1 / (id - 1500) AS x FROM {}\"\n    keyColumn: id\n  chunking: {{chunkSize: 500, parallelism: 4}}\n  output:\n{}\n",
-        db.table("src"),
-        bucket_output(&s3.endpoint(), "failed.csv", "")
+    let query = format!(
+        "SELECT id, note, 1 / (id - 1500) AS x FROM {}",
+        db.table("src")
     );
+    let yaml = to_bucket(
+        SpecBuilder::query(&query).name("q").key("id"),
+        &s3.endpoint(),
+        "failed.csv",
+    )
+    .chunk_size(500)
+    .parallelism(4)
+    .build_yaml();
     let spec = work.spec("s.yaml", &yaml);
     let out = work.reportjob_with(&["run", "-f", spec.to_str().unwrap()], &creds());
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
@@ -318,7 +327,6 @@ async fn failed_run_leaves_no_object_and_no_open_upload() {
         Vec::<String>::new(),
         "every multipart upload was completed or aborted"
     );
-    db.drop_schema().await;
 }
 
 #[tokio::test]
@@ -327,16 +335,14 @@ async fn worker_killed_mid_upload_is_rerun_without_duplicates() {
     source(&mut db, 1200, 1).await;
     let s3 = S3Server::start(BUCKET);
     let work = Workdir::new();
-    // One chunk that streams for ~1.2 s (1 ms per row), as a chunk pod would run it.
+    // One chunk that streams for ~3.6 s (3 ms per row), as a chunk pod would run it: far
+    // from done when the test sees its upload open and kills it.
     let spec = work.spec(
         "s.yaml",
-        &table_spec(
-            &db.table("src"),
-            "id",
-            "    where: \"pg_sleep(0.001) IS NOT NULL\"",
-            "{chunkSize: 1000000}",
-            &bucket_output(&s3.endpoint(), "killed.csv", ""),
-        ),
+        &src_to_bucket(&db, &s3.endpoint(), "killed.csv")
+            .filter("pg_sleep(0.003) IS NOT NULL")
+            .chunk_size(1_000_000)
+            .build_yaml(),
     );
     let spec = spec.to_str().unwrap();
     let planned = work.reportjob_with(&["plan", "-f", spec, "--write"], &creds());
@@ -352,15 +358,9 @@ async fn worker_killed_mid_upload_is_rerun_without_duplicates() {
         .spawn()
         .unwrap();
     // Kill it once its part upload is open.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while s3.open_uploads().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the worker never started its upload"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::thread::sleep(Duration::from_millis(300));
+    common::eventually_blocking("the worker's upload to open", || {
+        (!s3.open_uploads().is_empty()).then_some(())
+    });
     worker.kill().unwrap();
     worker.wait().unwrap();
     assert!(
@@ -383,5 +383,4 @@ async fn worker_killed_mid_upload_is_rerun_without_duplicates() {
     std::fs::write(&local, &bytes).unwrap();
     db.assert_report_matches(&local, &db.all("src"), "", false)
         .await;
-    db.drop_schema().await;
 }

@@ -1,6 +1,11 @@
-//! The Helm chart stays in step with the crate: its CRD is the generated one, its appVersion the crate's.
+//! The Helm chart stays in step with the crate (its CRD is the generated one, its appVersion
+//! the crate's) and renders, for each combination of values, what that combination must:
+//! the controller's arguments and hardening, exactly the RBAC it needs, the optional objects.
+//! (scripts/check-chart.sh lints the chart and validates the rendered objects' schemas.)
 
 use std::path::Path;
+
+use serde_json::{Value, json};
 
 fn read(rel: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
@@ -20,15 +25,300 @@ fn chart_crd_is_a_byte_identical_copy_of_crds_reportjob_yaml() {
 
 #[test]
 fn chart_app_version_is_the_crate_version() {
-    let chart: serde_json::Value =
-        match serde_saphyr::from_str(&read("charts/reportjob/Chart.yaml")) {
-            Ok(v) => v,
-            Err(e) => panic!("Chart.yaml does not parse: {e}"),
-        };
+    let chart: Value = match serde_saphyr::from_str(&read("charts/reportjob/Chart.yaml")) {
+        Ok(v) => v,
+        Err(e) => panic!("Chart.yaml does not parse: {e}"),
+    };
     assert_eq!(chart["name"], "reportjob");
     assert_eq!(
         chart["appVersion"].as_str(),
         Some(env!("CARGO_PKG_VERSION")),
         "Chart.yaml appVersion must be the crate version (a quoted string)"
+    );
+}
+
+/// The namespace the chart is rendered for.
+const RELEASE_NS: &str = "reportjob-system";
+
+/// `helm template` of the chart (CRDs included, Kubernetes 1.32) with `--set` arguments, as
+/// JSON documents; or helm's error text when it refuses.
+fn render(sets: &[&str]) -> Result<Vec<Value>, String> {
+    let mut command = std::process::Command::new("helm");
+    command
+        .args(["template", "reportjob"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/reportjob"))
+        .args(["--namespace", RELEASE_NS, "--include-crds"])
+        .args(["--kube-version", "1.32.0"]);
+    for set in sets {
+        command.args(["--set", set]);
+    }
+    let out = command
+        .output()
+        .expect("helm on PATH (scripts/test.sh installs it)");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let text = String::from_utf8(out.stdout).unwrap();
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
+        .unwrap_or_else(|e| panic!("rendered chart does not parse: {e}\n{text}"));
+    Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
+}
+
+fn kinds<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+fn name(doc: &Value) -> &str {
+    doc["metadata"]["name"].as_str().unwrap_or_default()
+}
+
+/// The rules the controller needs in each namespace it watches, exactly.
+fn namespaced_rules() -> Value {
+    json!([
+        {"apiGroups": ["reporting.dev"], "resources": ["reportjobs"], "verbs": ["list", "watch", "patch", "delete"]},
+        {"apiGroups": ["reporting.dev"], "resources": ["reportjobs/status"], "verbs": ["patch"]},
+        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "list", "watch", "patch", "delete"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+    ])
+}
+
+fn lease_rule() -> Value {
+    json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]})
+}
+
+/// What every combination of values must render; `combo` names the one rendered.
+fn assert_renders_what_it_must(combo: &str, docs: &[Value]) {
+    // Labels on every chart object (the CRD comes verbatim from crds/).
+    for d in docs
+        .iter()
+        .filter(|d| d["kind"] != "CustomResourceDefinition")
+    {
+        for label in [
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/instance",
+            "app.kubernetes.io/version",
+            "app.kubernetes.io/managed-by",
+            "helm.sh/chart",
+        ] {
+            assert!(
+                d["metadata"]["labels"].get(label).is_some(),
+                "{combo}: {}/{} lacks label {label}",
+                d["kind"],
+                name(d)
+            );
+        }
+    }
+
+    // The controller container.
+    let deployments = kinds(docs, "Deployment");
+    assert_eq!(deployments.len(), 1, "{combo}: one Deployment");
+    let dep = deployments[0];
+    let pod = &dep["spec"]["template"]["spec"];
+    let containers = pod["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 1, "{combo}: one container");
+    let c = &containers[0];
+    let image = "ghcr.io/reportjob/reportjob:0.1.0";
+    let mut want = vec![
+        "controller",
+        "--worker-image",
+        image,
+        "--metrics-addr",
+        "0.0.0.0:8080",
+        "--log-format",
+        "json",
+    ];
+    if combo == "watchNamespaces" {
+        want.extend(["--namespaces", "team-a,team-b"]);
+    }
+    if combo == "leaderElection-off" {
+        want.push("--leader-election=false");
+    } else {
+        want.extend(["--lease-name", "reportjob"]);
+    }
+    assert_eq!(c["image"], image, "{combo}: image");
+    assert_eq!(c["args"], json!(want), "{combo}: controller args");
+    let env = |n: &str| {
+        c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == n)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(
+        env("POD_NAMESPACE")["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.namespace",
+        "{combo}: POD_NAMESPACE"
+    );
+    assert_eq!(
+        env("POD_NAME")["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.name",
+        "{combo}: POD_NAME"
+    );
+    assert_eq!(env("RUST_LOG")["value"], "info", "{combo}: RUST_LOG");
+    assert_eq!(
+        c["livenessProbe"]["httpGet"],
+        json!({"path": "/healthz", "port": "metrics"}),
+        "{combo}: liveness probe"
+    );
+    assert_eq!(
+        c["readinessProbe"]["httpGet"],
+        json!({"path": "/readyz", "port": "metrics"}),
+        "{combo}: readiness probe"
+    );
+    assert_eq!(
+        (&c["ports"][0]["name"], &c["ports"][0]["containerPort"]),
+        (&json!("metrics"), &json!(8080)),
+        "{combo}: metrics port"
+    );
+    let (sc, psc) = (&c["securityContext"], &pod["securityContext"]);
+    assert_eq!(
+        (&psc["runAsNonRoot"], &psc["runAsUser"]),
+        (&json!(true), &json!(65532)),
+        "{combo}: pod runAsNonRoot/65532"
+    );
+    assert_eq!(
+        psc["seccompProfile"]["type"], "RuntimeDefault",
+        "{combo}: pod seccomp"
+    );
+    assert_eq!(
+        (
+            &sc["readOnlyRootFilesystem"],
+            &sc["allowPrivilegeEscalation"]
+        ),
+        (&json!(true), &json!(false)),
+        "{combo}: container fs/escalation"
+    );
+    assert_eq!(
+        sc["capabilities"]["drop"],
+        json!(["ALL"]),
+        "{combo}: drop ALL"
+    );
+    let replicas = if combo == "replicas=2" { 2 } else { 1 };
+    assert_eq!(dep["spec"]["replicas"], replicas, "{combo}: replicas");
+
+    // RBAC: exactly the controller's rules; leases only in the release namespace; no
+    // wildcards, no secrets or configmaps.
+    let roles = kinds(docs, "Role");
+    let cluster_roles = kinds(docs, "ClusterRole");
+    let all_rules: Vec<&Value> = roles
+        .iter()
+        .chain(&cluster_roles)
+        .flat_map(|r| r["rules"].as_array().unwrap())
+        .collect();
+    for rule in &all_rules {
+        for field in ["resources", "verbs", "apiGroups"] {
+            let values = rule[field].as_array().cloned().unwrap_or_default();
+            assert!(!values.contains(&json!("*")), "{combo}: wildcard in {rule}");
+        }
+        let resources = rule["resources"].as_array().cloned().unwrap_or_default();
+        assert!(
+            !resources.contains(&json!("secrets")) && !resources.contains(&json!("configmaps")),
+            "{combo}: secrets/configmaps in {rule}"
+        );
+    }
+    let role = |ns: &str, n: &str| {
+        roles
+            .iter()
+            .find(|r| r["metadata"]["namespace"] == ns && name(r) == n)
+            .map(|r| r["rules"].clone())
+    };
+    let subjects =
+        json!([{"kind": "ServiceAccount", "name": "reportjob", "namespace": RELEASE_NS}]);
+    if combo == "watchNamespaces" {
+        assert!(
+            cluster_roles.is_empty() && kinds(docs, "ClusterRoleBinding").is_empty(),
+            "{combo}: no ClusterRole(Binding) when namespaces are listed"
+        );
+        for ns in ["team-a", "team-b"] {
+            assert_eq!(
+                role(ns, "reportjob"),
+                Some(namespaced_rules()),
+                "{combo}: Role in {ns}"
+            );
+            assert!(
+                kinds(docs, "RoleBinding").iter().any(
+                    |b| b["metadata"]["namespace"] == ns && b["roleRef"]["name"] == "reportjob"
+                ),
+                "{combo}: RoleBinding in {ns}"
+            );
+        }
+    } else {
+        assert_eq!(cluster_roles.len(), 1, "{combo}: one ClusterRole");
+        assert_eq!(name(cluster_roles[0]), "reportjob");
+        assert_eq!(
+            cluster_roles[0]["rules"],
+            namespaced_rules(),
+            "{combo}: ClusterRole rules"
+        );
+        let bindings: Vec<&str> = kinds(docs, "ClusterRoleBinding")
+            .iter()
+            .map(|b| b["roleRef"]["name"].as_str().unwrap_or_default())
+            .collect();
+        assert_eq!(bindings, ["reportjob"], "{combo}: ClusterRoleBinding");
+    }
+    for b in kinds(docs, "RoleBinding")
+        .into_iter()
+        .chain(kinds(docs, "ClusterRoleBinding"))
+    {
+        assert_eq!(b["subjects"], subjects, "{combo}: subjects of {}", name(b));
+    }
+    let lease_role = role(RELEASE_NS, "reportjob-leader-election");
+    let lease_grants = all_rules.iter().filter(|r| ***r == lease_rule()).count();
+    if combo == "leaderElection-off" {
+        assert_eq!(
+            lease_role, None,
+            "{combo}: no lease Role without leader election"
+        );
+        assert_eq!(lease_grants, 0, "{combo}: leases granted");
+    } else {
+        assert_eq!(
+            lease_role,
+            Some(json!([lease_rule()])),
+            "{combo}: lease Role"
+        );
+        assert_eq!(lease_grants, 1, "{combo}: leases granted elsewhere too");
+    }
+
+    // Optional objects.
+    let expect = |kind: &str, n: usize| {
+        assert_eq!(kinds(docs, kind).len(), n, "{combo}: {kind} count");
+    };
+    expect("PodDisruptionBudget", usize::from(combo == "replicas=2"));
+    expect("ServiceMonitor", usize::from(combo == "serviceMonitor"));
+    expect("Service", 1);
+    expect("ServiceAccount", 1);
+    let crds: Vec<&str> = kinds(docs, "CustomResourceDefinition")
+        .into_iter()
+        .map(name)
+        .collect();
+    assert_eq!(crds, ["reportjobs.reporting.dev"], "{combo}: CRD");
+}
+
+#[test]
+fn each_combination_of_values_renders_what_it_must() {
+    // The combinations scripts/check-chart.sh also lints and validates against the schemas.
+    let combinations: [(&str, &[&str]); 5] = [
+        ("defaults", &[]),
+        ("watchNamespaces", &["watchNamespaces={team-a,team-b}"]),
+        ("serviceMonitor", &["serviceMonitor.enabled=true"]),
+        ("replicas=2", &["replicas=2"]),
+        ("leaderElection-off", &["leaderElection.enabled=false"]),
+    ];
+    for (combo, sets) in combinations {
+        let docs = render(sets).unwrap_or_else(|e| panic!("{combo}: helm template failed: {e}"));
+        assert_renders_what_it_must(combo, &docs);
+    }
+}
+
+#[test]
+fn several_replicas_without_leader_election_are_refused() {
+    let refused = render(&["replicas=2", "leaderElection.enabled=false"])
+        .expect_err("two replicas without leader election must not render");
+    assert!(
+        refused.contains("needs leaderElection.enabled=true"),
+        "refused for another reason: {refused}"
     );
 }

@@ -19,21 +19,24 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-const SPEC: &str = "apiVersion: reporting.dev/v1alpha1
-kind: ReportJob
-metadata:
-  name: orders
-  labels: {team: analytics}
-spec:
-  source:
-    connectionSecretRef: {name: reporting-db, key: url}
-    table: demo.orders
-    keyColumn: id
-  chunking: {chunkSize: 1000, parallelism: 2}
-  output:
-    destination:
-      pvc: {claimName: reports, path: demo/orders.csv}
-";
+use crate::common::spec::SpecBuilder;
+use crate::common::{PATIENCE, eventually};
+
+/// The ReportJob the client tests submit: `orders`, labelled `team: analytics`.
+fn orders_spec() -> SpecBuilder {
+    SpecBuilder::table("demo.orders")
+        .name("orders")
+        .set("metadata.labels", json!({"team": "analytics"}))
+        .set(
+            "spec.source.connectionSecretRef",
+            json!({"name": "reporting-db", "key": "url"}),
+        )
+        .key("id")
+        .chunk_size(1000)
+        .parallelism(2)
+        .pvc("reports", "demo/orders.csv")
+        .unset("spec.worker")
+}
 
 struct Env {
     cluster: Cluster,
@@ -54,7 +57,7 @@ impl Env {
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         cluster.write_kubeconfig(&kubeconfig).unwrap();
-        let spec = write(dir.path(), "report.yaml", SPEC);
+        let spec = write(dir.path(), "report.yaml", &orders_spec().build_yaml());
         Env {
             cluster,
             client,
@@ -88,7 +91,7 @@ impl Env {
     }
 
     async fn run(&self, args: &[&str]) -> Output {
-        tokio::time::timeout(Duration::from_secs(60), self.command(args).output())
+        tokio::time::timeout(PATIENCE, self.command(args).output())
             .await
             .expect("the command ends")
             .unwrap()
@@ -96,13 +99,10 @@ impl Env {
 
     /// Waits until the ReportJob exists.
     async fn created(&self, name: &str) -> ReportJob {
-        for _ in 0..200 {
-            if let Some(rj) = self.api().get_opt(name).await.unwrap() {
-                return rj;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("ReportJob {name} was not created");
+        eventually(&format!("ReportJob {name} to be created"), || async {
+            self.api().get_opt(name).await.unwrap()
+        })
+        .await
     }
 
     /// Writes the status subresource, as the controller would.
@@ -170,6 +170,8 @@ fn complete(url: Option<&str>) -> Value {
 struct Waiting {
     child: Child,
     stderr: Arc<Mutex<String>>,
+    /// The task reading stderr; it ends when the command closes stderr.
+    reader: tokio::task::JoinHandle<()>,
 }
 
 impl Waiting {
@@ -177,7 +179,7 @@ impl Waiting {
         let stderr = Arc::new(Mutex::new(String::new()));
         let pipe = child.stderr.take().unwrap();
         let sink = stderr.clone();
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             let mut lines = BufReader::new(pipe).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 let mut s = sink.lock().unwrap();
@@ -185,30 +187,37 @@ impl Waiting {
                 s.push('\n');
             }
         });
-        Waiting { child, stderr }
+        Waiting {
+            child,
+            stderr,
+            reader,
+        }
     }
 
     /// Waits until stderr shows `text` (the command has seen that status).
     async fn shows(&self, text: &str) {
-        for _ in 0..600 {
-            if self.stderr.lock().unwrap().contains(text) {
-                return;
-            }
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while !self.stderr.lock().unwrap().contains(text) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{text:?} never shown; stderr:\n{}",
+                self.stderr.lock().unwrap()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!(
-            "{text:?} never shown; stderr:\n{}",
-            self.stderr.lock().unwrap()
-        );
     }
 
     /// Exit code, stdout and stderr once the command ends.
     async fn finished(self) -> (i32, String, String) {
-        let out = tokio::time::timeout(Duration::from_secs(60), self.child.wait_with_output())
+        let out = tokio::time::timeout(PATIENCE, self.child.wait_with_output())
             .await
             .expect("submit --wait ends")
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Every line of stderr read, not a guess at how long that takes.
+        tokio::time::timeout(PATIENCE, self.reader)
+            .await
+            .expect("stderr closes")
+            .unwrap();
         let stderr = self.stderr.lock().unwrap().clone();
         (
             out.status.code().unwrap_or(-1),
@@ -230,7 +239,7 @@ fn text(out: &Output) -> (i32, String, String) {
 async fn submit_wait_exits_0_when_complete_and_prints_the_output() {
     let env = Env::start().await;
     let spec = env.spec.to_str().unwrap().to_string();
-    let child = env.spawn(&["submit", "-f", &spec, "--wait", "--timeout", "60s"]);
+    let child = env.spawn(&["submit", "-f", &spec, "--wait", "--timeout", "10m"]);
     let rj = env.created("orders").await;
     assert_eq!(rj.labels()["team"], "analytics");
     assert_eq!(rj.spec.chunking.chunk_size, 1000);
@@ -323,7 +332,7 @@ async fn submit_wait_times_out_with_exit_2() {
 async fn submit_wait_survives_dropped_watches_compaction_and_a_restart() {
     let env = Env::start().await;
     let spec = env.spec.to_str().unwrap().to_string();
-    let child = env.spawn(&["submit", "-f", &spec, "--wait", "--timeout", "60s"]);
+    let child = env.spawn(&["submit", "-f", &spec, "--wait", "--timeout", "10m"]);
     env.created("orders").await;
     env.set_status("orders", running(1, 100)).await;
     child.shows("Running: 1/4 chunks").await;
@@ -351,10 +360,11 @@ async fn submit_wait_survives_dropped_watches_compaction_and_a_restart() {
 async fn submit_wait_completes_when_the_api_server_is_down_for_a_while() {
     let env = Env::start().await;
     let spec = env.spec.to_str().unwrap().to_string();
-    let child = env.spawn(&["submit", "-f", &spec, "--wait", "--timeout", "60s"]);
+    let child = env.spawn(&["submit", "-f", &spec, "--wait", "--timeout", "10m"]);
     env.created("orders").await;
     env.cluster.stop_server().await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Down until the command has noticed, however long that takes on a loaded machine.
+    child.shows("reconnecting").await;
     env.cluster.start_server().await.unwrap();
     env.set_status("orders", complete(None)).await;
     let (code, _, stderr) = child.finished().await;
@@ -389,19 +399,14 @@ async fn submit_generate_name_json_prints_one_object() {
         "nightly-",
         "--wait",
         "--timeout",
-        "60s",
+        "10m",
         "--json",
     ]);
-    let mut name = None;
-    for _ in 0..200 {
+    let name = eventually("a ReportJob to be created", || async {
         let list = env.api().list(&ListParams::default()).await.unwrap();
-        name = list.items.iter().map(|r| r.name_any()).next();
-        if name.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let name = name.expect("a ReportJob was created");
+        list.items.iter().map(|r| r.name_any()).next()
+    })
+    .await;
     assert!(
         name.starts_with("nightly-") && name.len() > "nightly-".len(),
         "{name}"
@@ -466,7 +471,7 @@ async fn submit_applies_again_and_refuses_bad_input() {
     let changed = write(
         env.dir.path(),
         "changed.yaml",
-        &SPEC.replace("chunkSize: 1000", "chunkSize: 5000"),
+        &orders_spec().chunk_size(5000).build_yaml(),
     );
     let out = env.run(&["submit", "-f", changed.to_str().unwrap()]).await;
     assert!(
@@ -489,7 +494,7 @@ async fn submit_applies_again_and_refuses_bad_input() {
     let bad = write(
         env.dir.path(),
         "bad.yaml",
-        &SPEC.replace("chunkSize: 1000", "chunkSize: -5"),
+        &orders_spec().chunk_size(-5).build_yaml(),
     );
     let (code, _, stderr) = text(&env.run(&["submit", "-f", bad.to_str().unwrap()]).await);
     assert_eq!(code, 3, "{stderr}");
@@ -499,7 +504,7 @@ async fn submit_applies_again_and_refuses_bad_input() {
     let nameless = write(
         env.dir.path(),
         "nameless.yaml",
-        &SPEC.replace("  name: orders\n", ""),
+        &orders_spec().unset("metadata.name").build_yaml(),
     );
     let (code, _, stderr) = text(&env.run(&["submit", "-f", nameless.to_str().unwrap()]).await);
     assert_eq!(code, 2, "{stderr}");
@@ -536,7 +541,7 @@ async fn submit_without_a_cluster_exits_2() {
             "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{port}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\nusers:\n- name: u\n  user: {{}}\n"
         ),
     );
-    let spec = write(dir.path(), "report.yaml", SPEC);
+    let spec = write(dir.path(), "report.yaml", &orders_spec().build_yaml());
     let out = Command::new(env!("CARGO_BIN_EXE_reportjob"))
         .args(["submit", "-f"])
         .arg(&spec)
@@ -561,7 +566,7 @@ async fn submit_without_a_cluster_exits_2() {
 }
 
 async fn create_reportjob(env: &Env, name: &str) -> ReportJob {
-    let mut rj = reportjob::api::load::load_str(SPEC, "test").unwrap();
+    let mut rj = reportjob::api::load::load_str(&orders_spec().build_yaml(), "test").unwrap();
     rj.metadata.name = Some(name.to_string());
     env.api().create(&PostParams::default(), &rj).await.unwrap()
 }

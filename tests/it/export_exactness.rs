@@ -5,7 +5,8 @@
 
 use crate::common;
 
-use common::{TestDb, Workdir, run_json, stderr, table_spec};
+use common::spec::SpecBuilder;
+use common::{TestDb, Workdir, run_json, stderr};
 
 /// Text values CSV encoders get wrong; `v` cycles through them.
 const NASTY: &str = r#"(ARRAY['plain', 'comma, here', 'a "quoted" word', E'new\nline', E'cr\r\nlf', E'tab\there',
@@ -57,20 +58,15 @@ async fn assert_exact_exports(db: &mut TestDb, chunk_size: u32) {
     for case in CASES {
         let work = Workdir::new();
         let file = if case.gzip { "r.csv.gz" } else { "r.csv" };
-        let output = format!(
-            "    compression: {}\n    csv: {{nullString: \"{}\"}}\n    destination:\n      pvc: {{claimName: reports, path: {file}}}",
-            if case.gzip { "gzip" } else { "none" },
-            case.null_string
-        );
         let spec = work.spec(
             "spec.yaml",
-            &table_spec(
-                &db.table("src"),
-                "k",
-                "",
-                &format!("{{chunkSize: {chunk_size}}}"),
-                &output,
-            ),
+            &SpecBuilder::table(&db.table("src"))
+                .key("k")
+                .chunk_size(chunk_size.into())
+                .compression(if case.gzip { "gzip" } else { "none" })
+                .null_string(case.null_string)
+                .pvc("reports", file)
+                .build_yaml(),
         );
         let parallelism = case.parallelism.to_string();
         let out = work.reportjob(&[
@@ -126,7 +122,6 @@ macro_rules! key_type_test {
             let mut db = TestDb::new(stringify!($name)).await;
             create_source(&mut db, $ty, $expr).await;
             assert_exact_exports(&mut db, 150).await;
-            db.drop_schema().await;
         }
     };
 }
@@ -192,7 +187,6 @@ async fn bigint_keys_at_both_extremes_export_exactly() {
     )
     .await;
     assert_exact_exports(&mut db, 200).await;
-    db.drop_schema().await;
 }
 
 #[tokio::test]
@@ -202,13 +196,11 @@ async fn null_keys_get_their_own_chunk() {
     let work = Workdir::new();
     let spec = work.spec(
         "spec.yaml",
-        &table_spec(
-            &db.table("src"),
-            "k",
-            "",
-            "{chunkSize: 500}",
-            "    destination:\n      pvc: {claimName: r, path: r.csv}",
-        ),
+        &SpecBuilder::table(&db.table("src"))
+            .key("k")
+            .chunk_size(500)
+            .pvc("r", "r.csv")
+            .build_yaml(),
     );
     let out = work.reportjob(&["plan", "-f", spec.to_str().unwrap(), "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -217,7 +209,6 @@ async fn null_keys_get_their_own_chunk() {
     assert_eq!(chunks.len(), 5, "4 ranges of ~500 rows plus the NULL chunk");
     assert_eq!(chunks.last().unwrap()["nulls"], true);
     assert!(chunks[..4].iter().all(|c| c.get("nulls").is_none()));
-    db.drop_schema().await;
 }
 
 #[tokio::test]
@@ -231,21 +222,13 @@ async fn query_mode_exports_exactly_and_pushes_the_range_down() {
     let work = Workdir::new();
     let spec = work.spec(
         "spec.yaml",
-        &format!(
-            r#"apiVersion: reporting.dev/v1alpha1
-kind: ReportJob
-metadata: {{name: q}}
-spec:
-  source:
-    connectionSecretRef: {{name: db}}
-    query: "{query};"
-    keyColumn: id
-  chunking: {{chunkSize: 300, parallelism: 3}}
-  output:
-    destination:
-      pvc: {{claimName: r, path: q.csv}}
-"#
-        ),
+        &SpecBuilder::query(&format!("{query};"))
+            .name("q")
+            .key("id")
+            .chunk_size(300)
+            .parallelism(3)
+            .pvc("r", "q.csv")
+            .build_yaml(),
     );
     let plan_out = work.reportjob(&["plan", "-f", spec.to_str().unwrap(), "--json"]);
     assert!(plan_out.status.success(), "{}", stderr(&plan_out));
@@ -255,7 +238,6 @@ spec:
     assert!(out.status.success(), "{}", stderr(&out));
     db.assert_report_matches(&work.output_dir().join("q.csv"), &query, "", false)
         .await;
-    db.drop_schema().await;
 }
 
 #[tokio::test]
@@ -265,13 +247,14 @@ async fn columns_and_where_filter_export_exactly() {
     let work = Workdir::new();
     let spec = work.spec(
         "spec.yaml",
-        &table_spec(
-            &db.table("src"),
-            "k",
-            "    columns: [k, T, \"v\"]\n    where: \"n % 2 = 0 OR t IS NULL\"",
-            "{chunkSize: 250, parallelism: 2}",
-            "    destination:\n      pvc: {claimName: r, path: sub/dir/c.csv}",
-        ),
+        &SpecBuilder::table(&db.table("src"))
+            .key("k")
+            .columns(&["k", "T", "v"])
+            .filter("n % 2 = 0 OR t IS NULL")
+            .chunk_size(250)
+            .parallelism(2)
+            .pvc("r", "sub/dir/c.csv")
+            .build_yaml(),
     );
     let out = work.reportjob(&["run", "-f", spec.to_str().unwrap(), "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -283,5 +266,4 @@ async fn columns_and_where_filter_export_exactly() {
     let header = std::fs::read_to_string(&report).unwrap();
     assert!(header.starts_with("k,t,v\n"), "header: {:?}", &header[..20]);
     db.assert_report_matches(&report, &query, "", false).await;
-    db.drop_schema().await;
 }

@@ -5,11 +5,13 @@
 
 use crate::common;
 
-use std::time::Duration;
+use common::spec::SpecBuilder;
+use common::{TestDb, Workdir, database_url, run_json, stderr, stdout};
 
-use common::{TestDb, Workdir, database_url, run_json, stderr, stdout, table_spec};
-
-const PVC: &str = "    destination:\n      pvc: {claimName: r, path: r.csv}";
+/// Exporting `table` by `key` to `r.csv` on the PVC `r`.
+fn to_r_csv(table: &str, key: &str) -> SpecBuilder {
+    SpecBuilder::table(table).key(key).pvc("r", "r.csv")
+}
 
 async fn numbers(db: &mut TestDb, rows: u32) {
     db.exec(&format!(
@@ -24,18 +26,17 @@ async fn chunk_whose_backend_is_killed_mid_stream_is_retried_exactly() {
     let mut db = TestDb::new("killed_backend").await;
     numbers(&mut db, 2000).await;
     let work = Workdir::new();
-    // A filter that sleeps 1 ms per row makes the chunk's COPY stream for ~2 s.
+    // A filter that sleeps 2 ms per row makes the chunk's COPY stream for ~4 s; it is
+    // killed once it has sent 300 rows, long before its end.
     let spec = work.spec(
         "spec.yaml",
-        &table_spec(
-            &db.table("src"),
-            "id",
-            "    where: \"pg_sleep(0.001) IS NOT NULL\"",
-            "{chunkSize: 1000000, parallelism: 1}",
-            PVC,
-        ),
+        &to_r_csv(&db.table("src"), "id")
+            .filter("pg_sleep(0.002) IS NOT NULL")
+            .chunk_size(1_000_000)
+            .parallelism(1)
+            .build_yaml(),
     );
-    let killer = common::terminate_copy_backend(&db.schema, Duration::from_millis(600));
+    let killer = common::terminate_copy_backend(&db.schema, 300);
     let spec_path = spec.to_str().unwrap().to_string();
     let out = tokio::task::spawn_blocking(move || {
         let o = work.reportjob(&["run", "-f", &spec_path, "--json"]);
@@ -57,7 +58,6 @@ async fn chunk_whose_backend_is_killed_mid_stream_is_retried_exactly() {
     db.assert_report_matches(&work.output_dir().join("r.csv"), &db.all("src"), "", false)
         .await;
     assert_eq!(run_json(&out)["rows"], 2000);
-    db.drop_schema().await;
 }
 
 fn assert_fails_naming(out: &std::process::Output, work: &Workdir, needles: &[&str]) {
@@ -84,17 +84,13 @@ fn assert_fails_naming(out: &std::process::Output, work: &Workdir, needles: &[&s
 async fn missing_table_fails_fast_naming_it() {
     let db = TestDb::new("missing_table").await;
     let work = Workdir::new();
-    let spec = work.spec(
-        "s.yaml",
-        &table_spec(&db.table("nope"), "id", "", "{}", PVC),
-    );
+    let spec = work.spec("s.yaml", &to_r_csv(&db.table("nope"), "id").build_yaml());
     let out = work.reportjob(&["run", "-f", spec.to_str().unwrap()]);
     assert_fails_naming(
         &out,
         &work,
         &["spec.source.table", "nope", "does not exist"],
     );
-    db.drop_schema().await;
 }
 
 #[tokio::test]
@@ -104,13 +100,9 @@ async fn missing_columns_fail_fast_naming_them() {
     let work = Workdir::new();
     let spec = work.spec(
         "s.yaml",
-        &table_spec(
-            &db.table("src"),
-            "id",
-            "    columns: [id, lable]",
-            "{}",
-            PVC,
-        ),
+        &to_r_csv(&db.table("src"), "id")
+            .columns(&["id", "lable"])
+            .build_yaml(),
     );
     let out = work.reportjob(&["run", "-f", spec.to_str().unwrap()]);
     assert_fails_naming(
@@ -119,26 +111,18 @@ async fn missing_columns_fail_fast_naming_them() {
         &["spec.source.columns", "\"lable\"", "id, label"],
     );
 
-    let spec = work.spec(
-        "k.yaml",
-        &table_spec(&db.table("src"), "idd", "", "{}", PVC),
-    );
+    let spec = work.spec("k.yaml", &to_r_csv(&db.table("src"), "idd").build_yaml());
     let out = work.reportjob(&["run", "-f", spec.to_str().unwrap()]);
     assert_fails_naming(&out, &work, &["spec.source.keyColumn", "\"idd\""]);
 
     let spec = work.spec(
         "t.yaml",
-        &table_spec(
-            &db.table("src"),
-            "label",
-            "    where: \"nosuch > 1\"",
-            "{}",
-            PVC,
-        ),
+        &to_r_csv(&db.table("src"), "label")
+            .filter("nosuch > 1")
+            .build_yaml(),
     );
     let out = work.reportjob(&["run", "-f", spec.to_str().unwrap()]);
     assert_fails_naming(&out, &work, &["spec.source.where", "nosuch"]);
-    db.drop_schema().await;
 }
 
 #[tokio::test]
@@ -147,9 +131,11 @@ async fn query_errors_fail_fast_with_sqlstate() {
     numbers(&mut db, 10).await;
     let work = Workdir::new();
     let spec = |query: &str, key: &str| {
-        format!(
-            "apiVersion: reporting.dev/v1alpha1\nkind: ReportJob\nmetadata: {{name: q}}\nspec:\n  source:\n    connectionSecretRef: {{name: db}}\n    query: \"{query}\"\n    keyColumn: {key}\n  output:\n{PVC}\n"
-        )
+        SpecBuilder::query(query)
+            .name("q")
+            .key(key)
+            .pvc("r", "r.csv")
+            .build_yaml()
     };
     let path = work.spec(
         "a.yaml",
@@ -195,57 +181,57 @@ async fn query_errors_fail_fast_with_sqlstate() {
         10,
         "nothing deleted"
     );
-    db.drop_schema().await;
 }
 
 #[tokio::test]
 async fn bad_specs_get_specific_errors_and_no_output() {
     let work = Workdir::new();
-    let base = table_spec("public.orders", "id", "", "{chunkSize: 10}", PVC);
+    let base = to_r_csv("public.orders", "id").chunk_size(10);
     let cases: Vec<(String, &[&str])> = vec![
         (
-            base.replace("    keyColumn: id\n", ""),
+            base.clone().unset("spec.source.keyColumn").build_yaml(),
             &["spec.source", "keyColumn"],
         ),
         (
-            base.replace(
-                "table: public.orders",
-                "table: public.orders\n    query: select 1",
-            ),
+            base.clone()
+                .set("spec.source.query", "select 1")
+                .build_yaml(),
             &["spec.source.query", "exactly one"],
         ),
         (
-            base.replace(
-                "table: public.orders",
-                "table: 'orders\"; DROP TABLE x; --'",
-            ),
+            base.clone()
+                .set("spec.source.table", "orders\"; DROP TABLE x; --")
+                .build_yaml(),
             &["spec.source.table"],
         ),
         (
-            base.replace("table: public.orders", "table: 'orders;drop'"),
+            base.clone()
+                .set("spec.source.table", "orders;drop")
+                .build_yaml(),
             &["spec.source.table", "';'"],
         ),
         (
-            base.replace("keyColumn: id", "keyColumn: 'id\"'"),
+            base.clone().key("id\"").build_yaml(),
             &["spec.source.keyColumn"],
         ),
         (
-            base.replace("{chunkSize: 10}", "{chunkSize: -5}"),
+            base.clone().chunk_size(-5).build_yaml(),
             &["spec.chunking.chunkSize", "-5"],
         ),
         (
-            base.replace("{chunkSize: 10}", "{chunkSize: 10, parallelism: 0}"),
+            base.clone().parallelism(0).build_yaml(),
             &["spec.chunking.parallelism"],
         ),
         (
-            base.replace("{chunkSize: 10}", "{chunkSize: 10, chunkSise: 3}"),
+            base.clone().set("spec.chunking.chunkSise", 3).build_yaml(),
             &["spec.chunking.chunkSise", "unknown field"],
         ),
         (
-            base.replace("path: r.csv", "path: /etc/r.csv"),
+            base.clone().pvc("r", "/etc/r.csv").build_yaml(),
             &["spec.output.destination.pvc.path"],
         ),
-        (base.replace("kind: ReportJob", "kind: Job"), &["kind"]),
+        (base.clone().set("kind", "Job").build_yaml(), &["kind"]),
+        // Raw text: the point is YAML that does not parse.
         ("spec: [".to_string(), &["not valid YAML"]),
     ];
     for (i, (yaml, needles)) in cases.iter().enumerate() {
@@ -278,13 +264,10 @@ async fn rerun_resumes_without_exporting_finished_chunks() {
     let work = Workdir::new();
     let spec = work.spec(
         "s.yaml",
-        &table_spec(
-            &db.table("src"),
-            "id",
-            "",
-            "{chunkSize: 500, parallelism: 2}",
-            PVC,
-        ),
+        &to_r_csv(&db.table("src"), "id")
+            .chunk_size(500)
+            .parallelism(2)
+            .build_yaml(),
     );
     let spec = spec.to_str().unwrap();
     // Stage the plan and two chunks as separate stage commands, as pods would.
@@ -323,7 +306,6 @@ async fn rerun_resumes_without_exporting_finished_chunks() {
     );
     assert!(!work.output_dir().join("r.csv").exists());
 
-    std::thread::sleep(Duration::from_millis(20));
     let out = work.reportjob(&["run", "-f", spec, "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let result = run_json(&out);
@@ -341,7 +323,6 @@ async fn rerun_resumes_without_exporting_finished_chunks() {
     assert_eq!(manifest["parts"].as_array().unwrap().len(), 6);
     db.assert_report_matches(&work.output_dir().join("r.csv"), &db.all("src"), "", false)
         .await;
-    db.drop_schema().await;
 }
 
 #[tokio::test]
@@ -349,16 +330,15 @@ async fn killed_run_resumes_with_its_staged_plan() {
     let mut db = TestDb::new("killed_run").await;
     numbers(&mut db, 1600).await;
     let work = Workdir::new();
-    // 1 ms per row: 8 chunks of 200 rows take ~0.2 s each, one at a time.
+    // 3 ms per row: 8 chunks of 200 rows take ~0.6 s each, one at a time, so the run is
+    // still far from its end when the test sees three chunks done and kills it.
     let spec = work.spec(
         "s.yaml",
-        &table_spec(
-            &db.table("src"),
-            "id",
-            "    where: \"pg_sleep(0.001) IS NOT NULL\"",
-            "{chunkSize: 200, parallelism: 1}",
-            PVC,
-        ),
+        &to_r_csv(&db.table("src"), "id")
+            .filter("pg_sleep(0.003) IS NOT NULL")
+            .chunk_size(200)
+            .parallelism(1)
+            .build_yaml(),
     );
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_reportjob"))
         .args(["run", "-f", spec.to_str().unwrap(), "--output-dir"])
@@ -368,8 +348,7 @@ async fn killed_run_resumes_with_its_staged_plan() {
         .spawn()
         .unwrap();
     let parts = work.output_dir().join("r.csv.parts");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let done = loop {
+    let done = common::eventually_blocking("three chunks exported", || {
         let manifests = std::fs::read_dir(&parts)
             .ok()
             .and_then(|mut d| d.next())
@@ -388,12 +367,8 @@ async fn killed_run_resumes_with_its_staged_plan() {
             })
             .unwrap_or(0);
         // plan.json plus at least three part manifests.
-        if manifests >= 4 {
-            break manifests - 1;
-        }
-        assert!(std::time::Instant::now() < deadline, "run made no progress");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+        (manifests >= 4).then(|| manifests - 1)
+    });
     child.kill().unwrap();
     let _ = child.wait();
     assert!(
@@ -411,7 +386,6 @@ async fn killed_run_resumes_with_its_staged_plan() {
     assert_eq!(result["rows"], 1600);
     db.assert_report_matches(&work.output_dir().join("r.csv"), &db.all("src"), "", false)
         .await;
-    db.drop_schema().await;
 }
 
 #[tokio::test]
@@ -420,10 +394,16 @@ async fn permanent_error_in_a_chunk_fails_the_run_and_publishes_nothing() {
     numbers(&mut db, 3000).await;
     let work = Workdir::new();
     // Planning reads only the key; exporting the chunk holding id 1500 divides by zero.
-    let yaml = format!(
-        "apiVersion: reporting.dev/v1alpha1\nkind: ReportJob\nmetadata: {{name: q}}\nspec:\n  source:\n    connectionSecretRef: {{name: db}}\n    query: \"SELECT id, 1 / (id - 1500) AS x FROM {}\"\n    keyColumn: id\n  chunking: {{chunkSize: 500, parallelism: 2}}\n  worker: {{retriesPerChunk: 3}}\n  output:\n{PVC}\n",
+    let yaml = SpecBuilder::query(&format!(
+        "SELECT id, 1 / (id - 1500) AS x FROM {}",
         db.table("src")
-    );
+    ))
+    .name("q")
+    .key("id")
+    .chunk_size(500)
+    .parallelism(2)
+    .pvc("r", "r.csv")
+    .build_yaml();
     let spec = work.spec("s.yaml", &yaml);
     let started = std::time::Instant::now();
     let out = work.reportjob(&["run", "-f", spec.to_str().unwrap(), "--json"]);
@@ -437,7 +417,7 @@ async fn permanent_error_in_a_chunk_fails_the_run_and_publishes_nothing() {
         "permanent errors are not retried: {}",
         stderr(&out)
     );
-    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
     let result = run_json(&out);
     assert_eq!(result["status"], "failed");
     assert_eq!(result["sqlstate"], "22012");
@@ -451,7 +431,6 @@ async fn permanent_error_in_a_chunk_fails_the_run_and_publishes_nothing() {
         ["r.csv.parts"],
         "only the staging directory remains: {leftovers:?}"
     );
-    db.drop_schema().await;
 }
 
 #[tokio::test]
@@ -461,7 +440,9 @@ async fn damaged_part_is_refused_by_assembly_and_reexported_on_resume() {
     let work = Workdir::new();
     let spec = work.spec(
         "s.yaml",
-        &table_spec(&db.table("src"), "id", "", "{chunkSize: 500}", PVC),
+        &to_r_csv(&db.table("src"), "id")
+            .chunk_size(500)
+            .build_yaml(),
     );
     let spec = spec.to_str().unwrap();
     assert!(
@@ -499,5 +480,4 @@ async fn damaged_part_is_refused_by_assembly_and_reexported_on_resume() {
     );
     db.assert_report_matches(&work.output_dir().join("r.csv"), &db.all("src"), "", false)
         .await;
-    db.drop_schema().await;
 }

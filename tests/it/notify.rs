@@ -10,6 +10,8 @@ use std::time::Duration;
 use reportjob::api::{NotifyFormat, NotifyOn, ReportJobSpec};
 use reportjob::notify::{self, Details, Notification, Outcome, RetryPolicy};
 use reportjob::stage_protocol::StageResult;
+
+use crate::common::spec::SpecBuilder;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -69,12 +71,10 @@ impl Receiver {
         self.received.lock().unwrap().clone()
     }
 
-    /// The requests, once `n` have arrived (or after a second).
+    /// The requests, once `n` have arrived (or after `PATIENCE`, for the caller to assert).
     async fn wait_for(&self, n: usize) -> Vec<Received> {
-        for _ in 0..100 {
-            if self.requests().len() >= n {
-                break;
-            }
+        let deadline = std::time::Instant::now() + crate::common::PATIENCE;
+        while self.requests().len() < n && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         self.requests()
@@ -132,10 +132,12 @@ async fn serve(mut conn: TcpStream, reply: Reply, log: Arc<Mutex<Vec<Received>>>
     }
 }
 
+/// Short delays; an attempt timeout long enough that a receiver which does answer is never
+/// timed out on a loaded machine.
 fn fast(attempts: u32) -> RetryPolicy {
     RetryPolicy {
         attempts,
-        timeout: Duration::from_millis(400),
+        timeout: Duration::from_secs(2),
         base_delay: Duration::from_millis(20),
         max_delay: Duration::from_millis(100),
     }
@@ -257,8 +259,11 @@ async fn a_silent_receiver_times_out_after_the_attempts() {
         "the webhook URL is a secret: {}",
         e.message
     );
-    assert!(started.elapsed() >= Duration::from_millis(3 * 400));
-    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(started.elapsed() >= Duration::from_secs(3 * 2));
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "gave up before the receiver's 30 s silence ended"
+    );
     assert_eq!(r.wait_for(3).await.len(), 3);
 }
 
@@ -276,6 +281,7 @@ async fn client_errors_are_not_retried() {
         "the answer's text: {}",
         e.message
     );
+    // A window for a wrong retry to arrive (its delay is 20 ms): nothing to wait for.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(r.requests().len(), 1, "no retry");
 }
@@ -298,17 +304,15 @@ async fn a_closed_port_is_unreachable() {
     assert!(!e.message.contains(&port.to_string()), "{}", e.message);
 }
 
-fn spec(notify_yaml: &str) -> String {
-    format!(
-        "apiVersion: reporting.dev/v1alpha1
-kind: ReportJob
-metadata: {{name: orders, namespace: analytics}}
-spec:
-  source: {{connectionSecretRef: {{name: db}}, table: public.orders, keyColumn: id}}
-  output:
-    destination: {{pvc: {{claimName: reports, path: orders.csv}}}}
-{notify_yaml}"
-    )
+/// `orders` in `analytics`, as the notify stage pod reads it.
+fn spec() -> SpecBuilder {
+    SpecBuilder::table("public.orders")
+        .name("orders")
+        .set("metadata.namespace", "analytics")
+        .key("id")
+        .pvc("reports", "orders.csv")
+        .unset("spec.chunking")
+        .unset("spec.worker")
 }
 
 fn typed(yaml: &str) -> ReportJobSpec {
@@ -318,9 +322,11 @@ fn typed(yaml: &str) -> ReportJobSpec {
 #[tokio::test]
 async fn notify_with_reads_the_environment_and_follows_notify_on() {
     let r = Receiver::start(vec![Reply::Status(200)]).await;
-    let s = typed(&spec(
-        "  notify: {webhookSecretRef: {name: hook, key: url}, format: json, on: failure}",
-    ));
+    let s = typed(
+        &spec()
+            .notify("hook", Some("json"), Some("failure"))
+            .build_yaml(),
+    );
     assert_eq!(s.notify.as_ref().unwrap().on, NotifyOn::Failure);
     let url = r.url.clone();
     let env = move |k: &str| match k {
@@ -369,7 +375,7 @@ async fn notify_with_reads_the_environment_and_follows_notify_on() {
     );
     assert_eq!(missing.attempts, 0);
     let unset = notify::notify_with(
-        &typed(&spec("")),
+        &typed(&spec().build_yaml()),
         Outcome::Failed,
         Details::default(),
         &fast(2),
@@ -413,7 +419,7 @@ async fn run_notify(
 #[tokio::test]
 async fn notify_command_sends_and_records_the_result() {
     let r = Receiver::start(vec![Reply::Status(200)]).await;
-    let yaml = spec("  notify: {webhookSecretRef: {name: hook}, format: slack}");
+    let yaml = spec().notify("hook", Some("slack"), None).build_yaml();
     let (code, stdout, stderr, log) = run_notify(
         &yaml,
         Some(&r.url),
@@ -451,7 +457,7 @@ async fn notify_command_sends_and_records_the_result() {
 #[tokio::test]
 async fn notify_command_exits_0_when_the_webhook_fails() {
     let r = Receiver::start(vec![Reply::Silent]).await;
-    let yaml = spec("  notify: {webhookSecretRef: {name: hook}}");
+    let yaml = spec().notify("hook", None, None).build_yaml();
     let (code, _, stderr, log) = run_notify(
         &yaml,
         Some(&r.url),
@@ -463,7 +469,7 @@ async fn notify_command_exits_0_when_the_webhook_fails() {
             "--attempts",
             "2",
             "--attempt-timeout",
-            "300ms",
+            "2s",
             "--backoff",
             "10ms",
         ],
@@ -496,7 +502,7 @@ async fn notify_command_exits_0_when_the_webhook_fails() {
 
 #[tokio::test]
 async fn notify_command_usage_errors_exit_2() {
-    let yaml = spec("  notify: {webhookSecretRef: {name: hook}}");
+    let yaml = spec().notify("hook", None, None).build_yaml();
     let (code, _, stderr, log) = run_notify(&yaml, None, &["--outcome", "succeeded"]).await;
     assert_eq!(code, 2);
     assert!(stderr.contains("REPORTJOB_WEBHOOK_URL"), "{stderr}");

@@ -5,7 +5,8 @@
 
 use crate::common;
 
-use common::{TestDb, Workdir, stderr, table_spec};
+use common::spec::SpecBuilder;
+use common::{TestDb, Workdir, stderr};
 use sqlx::Row;
 
 /// 20 clusters of 25,000 rows; cluster c starts at c^4 * 10^9 and steps by 1 + 50 c^2,
@@ -58,13 +59,11 @@ fn plan(db: &TestDb, chunk_size: u32) -> serde_json::Value {
     let work = Workdir::new();
     let spec = work.spec(
         "s.yaml",
-        &table_spec(
-            &db.table("src"),
-            "id",
-            "",
-            &format!("{{chunkSize: {chunk_size}}}"),
-            "    destination:\n      pvc: {claimName: r, path: r.csv}",
-        ),
+        &SpecBuilder::table(&db.table("src"))
+            .key("id")
+            .chunk_size(chunk_size.into())
+            .pvc("r", "r.csv")
+            .build_yaml(),
     );
     let out = work.reportjob(&["plan", "-f", spec.to_str().unwrap(), "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -126,7 +125,6 @@ async fn sparse_clustered_keys_give_balanced_chunks_from_a_sample() {
         imbalance(&equal) > 5.0,
         "equal-width ranges would be unbalanced: {equal:?}"
     );
-    db.drop_schema().await;
 }
 
 #[tokio::test]
@@ -144,5 +142,4 @@ async fn sparse_clustered_keys_give_balanced_chunks_from_pg_stats() {
         ratio <= 1.25,
         "largest chunk {ratio:.2}x the mean: {counts:?}"
     );
-    db.drop_schema().await;
 }

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::TestDb;
-use common::cluster::{Env, free_port, report_yaml};
+use common::cluster::{Env, free_port, report};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
@@ -120,16 +120,11 @@ async fn the_charts_rbac_is_enough_and_cannot_read_secrets() {
     start_impersonated(&mut env, &kubeconfig);
     env.apply(
         "tenant",
-        &report_yaml("orders", &table, "id", "orders.csv", ""),
+        &report("orders", &table, "orders.csv").build_yaml(),
     )
     .await;
     let done = env
-        .wait_phase(
-            "tenant",
-            "orders",
-            Phase::Succeeded,
-            Duration::from_secs(120),
-        )
+        .wait_phase("tenant", "orders", Phase::Succeeded, common::PATIENCE)
         .await;
     assert_eq!(done.status.unwrap().rows, Some(300));
     db.assert_report_matches(
@@ -158,7 +153,6 @@ async fn the_charts_rbac_is_enough_and_cannot_read_secrets() {
     );
     let out = env.kubectl(&["--as", IDENTITY, "-n", "tenant", "get", "secret", "db"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("Forbidden"));
-    db.drop_schema().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,7 +201,7 @@ async fn without_any_one_rule_the_controller_fails_visibly() {
         let name = format!("case-{case}");
         env.apply(
             "tenant",
-            &report_yaml(&name, &table, "id", &format!("{name}.csv"), ""),
+            &report(&name, &table, &format!("{name}.csv")).build_yaml(),
         )
         .await;
         let start = std::time::Instant::now();
@@ -235,7 +229,7 @@ async fn without_any_one_rule_the_controller_fails_visibly() {
                 break;
             }
             assert!(
-                start.elapsed() < Duration::from_secs(60),
+                start.elapsed() < common::PATIENCE,
                 "without {what} the controller did not fail visibly (log has 403: {forbidden_in_log}, event: {event})\n{log}"
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -248,5 +242,4 @@ async fn without_any_one_rule_the_controller_fails_visibly() {
         );
         env.kill_controller(n);
     }
-    db.drop_schema().await;
 }

@@ -13,6 +13,8 @@ use kube::{Client, CustomResourceExt};
 use reportjob::api::{Phase, ReportJob};
 use serde_json::json;
 
+use super::spec::SpecBuilder;
+
 /// The image stage pods run; kubesim maps it to the `reportjob` binary under test.
 pub const WORKER_IMAGE: &str = "reportjob:dev";
 
@@ -288,24 +290,18 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A ReportJob exporting `table` by `key` to the PVC `reports` at `path`.
-pub fn report_yaml(name: &str, table: &str, key: &str, path: &str, extra: &str) -> String {
-    format!(
-        r#"apiVersion: reporting.dev/v1alpha1
-kind: ReportJob
-metadata: {{name: {name}}}
-spec:
-  source:
-    connectionSecretRef: {{name: db, key: url}}
-    table: {table}
-    keyColumn: {key}
-  chunking: {{chunkSize: 500, parallelism: 3}}
-  output:
-    destination:
-      pvc: {{claimName: reports, path: {path}}}
-  worker: {{retriesPerChunk: 2}}
-{extra}"#
-    )
+/// A ReportJob `name` exporting `table` by `id` to the PVC `reports` at `path`, in chunks
+/// of 500 rows, three at a time, with the connection Secret `db` (key `url`) that `tenant`
+/// creates.
+pub fn report(name: &str, table: &str, path: &str) -> SpecBuilder {
+    SpecBuilder::table(table)
+        .name(name)
+        .secret_key("url")
+        .key("id")
+        .chunk_size(500)
+        .parallelism(3)
+        .pvc("reports", path)
+        .retries(2)
 }
 
 /// The file a ReportJob wrote on its PVC.

@@ -1,13 +1,17 @@
-//! Shared helpers for integration tests: a schema of one's own in the real Postgres,
-//! order-independent checksums, loading a CSV back, and running the real binary.
+//! Shared helpers for integration tests: a schema of one's own in the real Postgres (dropped
+//! when the test ends, also by a panic), order-independent checksums, loading a CSV back,
+//! running the real binary, and waiting on conditions with a generous ceiling.
 #![allow(clippy::unwrap_used, dead_code)] // tests fail loudly on unexpected errors
 
 pub mod cluster;
 pub mod s3;
+pub mod spec;
 
+use std::future::Future;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection, Row};
@@ -41,10 +45,88 @@ async fn ensure_database() {
     }
 }
 
-/// A schema owned by one test, dropped at the end.
+/// The ceiling of every wait on a condition in these tests. Generous, because a loaded
+/// machine (other test binaries compiling beside this one) slows everything down; a wait ends
+/// as soon as its condition holds, so a fast machine never waits this long.
+pub const PATIENCE: Duration = Duration::from_secs(180);
+
+/// Polls `check` until it yields a value; panics naming `what` after [`PATIENCE`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {PATIENCE:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// [`eventually`] for code outside a runtime (it sleeps the thread between checks).
+pub fn eventually_blocking<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {PATIENCE:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A schema owned by one test, dropped when the `TestDb` is (at the end of the test, or
+/// while a failed assertion unwinds).
 pub struct TestDb {
     pub schema: String,
     pub conn: PgConnection,
+    // Declared after `conn`, so dropped after it: the test's own connection is closed (and
+    // whatever it held released) before the schema is dropped.
+    _dropper: SchemaDropper,
+}
+
+/// Drops a schema from its own connection, on a thread of its own with its own runtime:
+/// `Drop` cannot await, may run inside the test's single-threaded runtime (blocking on that
+/// runtime would deadlock) and may run during a panic (so it never panics itself).
+struct SchemaDropper(String);
+
+impl Drop for SchemaDropper {
+    fn drop(&mut self) {
+        let schema = std::mem::take(&mut self.0);
+        let sql = format!("SET lock_timeout = '60s'; DROP SCHEMA IF EXISTS {schema} CASCADE");
+        let dropped = std::thread::spawn(move || -> Result<(), String> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                let mut conn = PgConnection::connect(&database_url())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                sqlx::raw_sql(AssertSqlSafe(sql))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let _ = conn.close().await;
+                Ok(())
+            })
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("warning: test schema {} not dropped: {e}", self.0),
+            Err(_) => eprintln!("warning: dropping test schema {} panicked", self.0),
+        }
+    }
 }
 
 impl TestDb {
@@ -56,7 +138,11 @@ impl TestDb {
             .execute(&mut conn)
             .await
             .unwrap();
-        TestDb { schema, conn }
+        TestDb {
+            _dropper: SchemaDropper(schema.clone()),
+            schema,
+            conn,
+        }
     }
 
     /// Runs SQL (several statements allowed) with the test's schema first on the search path.
@@ -135,15 +221,6 @@ impl TestDb {
         copy.finish().await.unwrap();
         loaded
     }
-
-    pub async fn drop_schema(mut self) {
-        let _ = sqlx::raw_sql(AssertSqlSafe(format!(
-            "DROP SCHEMA {} CASCADE",
-            self.schema
-        )))
-        .execute(&mut self.conn)
-        .await;
-    }
 }
 
 /// A temporary directory with a spec file and an output directory.
@@ -204,32 +281,6 @@ impl Workdir {
     }
 }
 
-/// A table-mode spec with the given body lines under `spec:`.
-pub fn table_spec(
-    table: &str,
-    key: &str,
-    extra_source: &str,
-    chunking: &str,
-    output: &str,
-) -> String {
-    format!(
-        r#"apiVersion: reporting.dev/v1alpha1
-kind: ReportJob
-metadata: {{name: test}}
-spec:
-  source:
-    connectionSecretRef: {{name: db}}
-    table: {table}
-    keyColumn: {key}
-{extra_source}
-  chunking: {chunking}
-  output:
-{output}
-  worker: {{retriesPerChunk: 3}}
-"#
-    )
-}
-
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -271,34 +322,34 @@ impl TestDb {
     }
 }
 
-/// Watches for the COPY of a chunk of `schema`'s tables and, once it has streamed for
-/// `after`, kills its backend with `pg_terminate_backend`. Resolves to whether it did.
-pub fn terminate_copy_backend(
-    schema: &str,
-    after: std::time::Duration,
-) -> tokio::task::JoinHandle<bool> {
+/// Watches for the COPY of a chunk of `schema`'s tables and, once it has sent `after_rows`
+/// rows (`pg_stat_progress_copy`: a condition, not a guess at how long it streams), kills its
+/// backend with `pg_terminate_backend`. Resolves to whether it did.
+pub fn terminate_copy_backend(schema: &str, after_rows: i64) -> tokio::task::JoinHandle<bool> {
     let schema = schema.to_string();
     tokio::spawn(async move {
         let mut conn = PgConnection::connect(&database_url()).await.unwrap();
-        for _ in 0..400 {
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
             let pid: Option<i32> = sqlx::query_scalar(
-                "SELECT pid FROM pg_stat_activity
-                  WHERE application_name = 'reportjob' AND state = 'active'
-                    AND query LIKE 'COPY%' AND query LIKE '%' || $1 || '%'",
+                "SELECT a.pid FROM pg_stat_activity a JOIN pg_stat_progress_copy p USING (pid)
+                  WHERE a.application_name = 'reportjob' AND a.state = 'active'
+                    AND a.query LIKE 'COPY%' AND a.query LIKE '%' || $1 || '%'
+                    AND p.tuples_processed >= $2",
             )
             .bind(&schema)
+            .bind(after_rows)
             .fetch_optional(&mut conn)
             .await
             .unwrap();
             if let Some(pid) = pid {
-                tokio::time::sleep(after).await;
                 return sqlx::query_scalar("SELECT pg_terminate_backend($1)")
                     .bind(pid)
                     .fetch_one(&mut conn)
                     .await
                     .unwrap();
             }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         false
     })

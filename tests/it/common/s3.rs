@@ -4,7 +4,6 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 pub const ACCESS_KEY: &str = "reportjob-test-ak";
 pub const SECRET_KEY: &str = "reportjob-test-secret-key";
@@ -52,11 +51,9 @@ impl S3Server {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "s3s-fs did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        super::eventually_blocking("s3s-fs to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
         S3Server { port, data, child }
     }
 
