@@ -90,17 +90,21 @@ async fn open_destination(
             }
             (None, None) => return Err(setup_error("spec.output.destination: no destination")),
         };
-    let run_id = common
-        .run_id
-        .clone()
-        .unwrap_or_else(|| derive_run_id(&rj.spec, &output_key));
+    let run_id = match &common.run_id {
+        Some(id) => id.clone(),
+        None => derive_run_id(&rj.spec, &output_key)
+            .parse()
+            .map_err(|e: crate::staging::BadRunId| setup_error(e.to_string()))?,
+    };
     Ok((storage, Layout::new(output_key, run_id)))
 }
 
 /// Prints an engine error with what to do next, and returns its exit code.
 fn report_error(error: &Error, json: bool) -> i32 {
     let code = error.exit_code();
-    let hint = if error.is_permanent() {
+    let hint = if error.damaged_chunks().is_some() {
+        "the damaged parts were removed: run the same spec again (`reportjob run`) to export those chunks again and finish"
+    } else if error.is_permanent() {
         "this is a permanent error: fix the cause, then run the command again"
     } else {
         "this error may be transient: run the same command again to resume (exported chunks are kept)"
@@ -372,8 +376,7 @@ pub async fn assemble(args: AssembleArgs) -> i32 {
         &args.common,
         args.termination_log.as_deref(),
         |stage| async move {
-            let plan = stage.load_plan(digest.as_deref()).await?;
-            let m = stage.assemble(&plan).await?;
+            let m = stage.assemble_staged(digest.as_deref()).await?;
             let mut summary = format!(
                 "rows={} bytes={} sha256={} location={}",
                 m.rows, m.bytes, m.sha256, m.location
