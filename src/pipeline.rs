@@ -269,7 +269,14 @@ impl Stage {
         // Every problem is reported before anything is written.
         match check_coverage(plan, &parts) {
             Ok(()) => {}
-            Err(CoverageError::Damaged { chunks, detail }) => {
+            Err(CoverageError::Damaged { mut chunks, detail }) => {
+                // Name every damaged part at once, so one re-export repairs the run.
+                for (part, _) in parts.iter().flatten() {
+                    if !chunks.contains(&part.index) && !self.part_is_intact(plan, part).await? {
+                        chunks.push(part.index);
+                    }
+                }
+                chunks.sort_unstable();
                 return Err(self.damaged(plan, chunks, detail).await);
             }
             Err(e) => return Err(Error::Staging(format!("cannot assemble: {e}"))),
@@ -284,8 +291,7 @@ impl Stage {
                 };
                 // Name every damaged part at once, so one re-export repairs the run.
                 for later in &parts[i + 1..] {
-                    let key = self.layout.part_key(later.index, plan.format.gzip);
-                    if self.storage.sha256(&key).await?.as_deref() != Some(later.sha256.as_str()) {
+                    if !self.part_is_intact(plan, later).await? {
                         chunks.push(later.index);
                     }
                 }
@@ -293,6 +299,12 @@ impl Stage {
             }
         }
         self.finish_assembly(plan, assembly).await
+    }
+
+    /// Whether the stored part's sha256 is the one its manifest recorded.
+    async fn part_is_intact(&self, plan: &Plan, part: &PartManifest) -> Result<bool> {
+        let key = self.layout.part_key(part.index, plan.format.gzip);
+        Ok(self.storage.sha256(&key).await?.as_deref() == Some(part.sha256.as_str()))
     }
 
     /// Removes the damaged parts of `chunks` (and their manifests) so that they are
