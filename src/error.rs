@@ -12,6 +12,11 @@ pub const EXIT_USAGE: i32 = 2;
 /// permission denied, corrupt staging data. Retrying cannot help; the chunk Job's
 /// `podFailurePolicy` fails the index at once on this code.
 pub const EXIT_PERMANENT: i32 = 3;
+/// Exit code of an assembly that found damaged parts: it removed them (and their
+/// manifests), so exporting the chunks it names again and assembling then succeeds.
+/// Assembling again alone cannot help. The chunks are in [`Error::DamagedParts`] and in
+/// the message as `damaged_chunks=<ranges>`.
+pub const EXIT_DAMAGED: i32 = 4;
 
 /// Errors of the export engine.
 #[derive(Debug, thiserror::Error)]
@@ -37,8 +42,11 @@ pub enum Error {
         source: sqlx::Error,
     },
     /// The connection to the database could not be made.
-    #[error("cannot connect to the database: {}", describe_sqlx(.source))]
+    #[error("cannot connect to the database{}: {}", describe_target(.target), describe_connect(.source))]
     Connect {
+        /// Where, for people: host, port, database and user (never the password); empty
+        /// when the URL could not be read.
+        target: String,
         /// The driver's error.
         #[source]
         source: sqlx::Error,
@@ -55,6 +63,29 @@ pub enum Error {
     /// Staged data does not fit together (wrong digest, missing or overlapping parts).
     #[error("{0}")]
     Staging(String),
+    /// A stored object's content does not match the sha256 its manifest recorded.
+    #[error("{key} is damaged: its sha256 is {found}, its manifest says {expected}")]
+    Damaged {
+        /// The object's key.
+        key: String,
+        /// The sha256 of what is stored.
+        found: String,
+        /// The sha256 the manifest recorded.
+        expected: String,
+    },
+    /// Assembly found parts whose bytes do not match their manifests and removed them:
+    /// exporting `chunks` again (the next `reportjob run` does) repairs the run.
+    #[error(
+        "damaged_chunks={}: the parts of these chunks were damaged and are removed; export them \
+         again, then assemble: {detail}",
+        crate::staging::compact_ranges(.chunks)
+    )]
+    DamagedParts {
+        /// The chunks to export again, sorted.
+        chunks: Vec<usize>,
+        /// What was wrong, for people.
+        detail: String,
+    },
     /// The work was stopped because another part of the run failed.
     #[error("cancelled")]
     Cancelled,
@@ -92,6 +123,80 @@ pub fn describe_sqlx(e: &sqlx::Error) -> String {
     text
 }
 
+/// `" at host:port, database \"db\" as user \"u\""` for a connect error's message.
+fn describe_target(target: &str) -> String {
+    if target.is_empty() {
+        String::new()
+    } else {
+        format!(" {target}")
+    }
+}
+
+/// Where a connection goes, for people: host, port, database and user, never the password.
+pub fn connect_target(options: &sqlx::postgres::PgConnectOptions) -> String {
+    let database = options.get_database().unwrap_or(options.get_username());
+    format!(
+        "at {}:{}, database {database:?} as user {:?}",
+        options.get_host(),
+        options.get_port(),
+        options.get_username()
+    )
+}
+
+/// A connect failure named by its root cause: connection refused, authentication failed,
+/// too many connections, database does not exist; the driver's text otherwise.
+pub fn describe_connect(e: &sqlx::Error) -> String {
+    if let sqlx::Error::Io(io) = e {
+        return match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => {
+                "connection refused: nothing accepts connections at that address (is the \
+                 server running, are host and port right?)"
+                    .to_string()
+            }
+            _ => format!("network error: {io}"),
+        };
+    }
+    if matches!(e, sqlx::Error::PoolTimedOut) {
+        return "timed out waiting for a connection".to_string();
+    }
+    let cause = match e.as_database_error().and_then(|d| d.code()).as_deref() {
+        Some("28P01") => "authentication failed",
+        Some("28000") => "authentication failed: the server does not accept this user from here",
+        Some("53300") => {
+            "too many connections: the server (or the role) has no free connection slot"
+        }
+        Some("3D000") => "the database does not exist",
+        Some("57P03") => "the server is starting up or shutting down",
+        _ => return describe_sqlx(e),
+    };
+    format!("{cause} ({})", describe_sqlx(e))
+}
+
+/// The error of a failed `acquire` from a pool, with its root cause. sqlx retries a refused
+/// connection and a full server (53300) silently until the pool's acquire timeout and then
+/// says only "pool timed out"; one more connection attempt is made here to learn why.
+pub async fn connect_error(options: &sqlx::postgres::PgConnectOptions, e: sqlx::Error) -> Error {
+    use sqlx::{ConnectOptions, Connection};
+    let target = connect_target(options);
+    if matches!(e, sqlx::Error::PoolTimedOut) {
+        match tokio::time::timeout(Duration::from_secs(10), options.connect()).await {
+            Ok(Err(cause)) => {
+                return Error::Connect {
+                    target,
+                    source: cause,
+                };
+            }
+            // A slot is free again: the pool's wait was the problem.
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+            }
+            // Connecting itself takes too long: the timeout is the cause.
+            Err(_) => {}
+        }
+    }
+    Error::Connect { target, source: e }
+}
+
 /// Shorthand for results of the engine.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -124,8 +229,14 @@ impl Error {
     /// True when retrying cannot help.
     pub fn is_permanent(&self) -> bool {
         match self {
-            Error::InvalidSpec(_) | Error::Source { .. } | Error::Staging(_) => true,
-            Error::Database { source, .. } | Error::Connect { source } => sqlx_is_permanent(source),
+            Error::InvalidSpec(_)
+            | Error::Source { .. }
+            | Error::Staging(_)
+            | Error::Damaged { .. }
+            | Error::DamagedParts { .. } => true,
+            Error::Database { source, .. } | Error::Connect { source, .. } => {
+                sqlx_is_permanent(source)
+            }
             Error::Storage { source, .. } => matches!(
                 source.kind(),
                 std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::InvalidInput
@@ -137,17 +248,29 @@ impl Error {
 
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
-        if self.is_permanent() {
+        if self.damaged_chunks().is_some() {
+            EXIT_DAMAGED
+        } else if self.is_permanent() {
             EXIT_PERMANENT
         } else {
             EXIT_TRANSIENT
         }
     }
 
+    /// The chunks whose damaged parts were removed and must be exported again, when this
+    /// is (or wraps) [`Error::DamagedParts`].
+    pub fn damaged_chunks(&self) -> Option<&[usize]> {
+        match self {
+            Error::DamagedParts { chunks, .. } => Some(chunks),
+            Error::Chunk { source, .. } => source.damaged_chunks(),
+            _ => None,
+        }
+    }
+
     /// The SQLSTATE of a database error, if any.
     pub fn sqlstate(&self) -> Option<String> {
         match self {
-            Error::Database { source, .. } | Error::Connect { source } => source
+            Error::Database { source, .. } | Error::Connect { source, .. } => source
                 .as_database_error()
                 .and_then(|d| d.code())
                 .map(|c| c.into_owned()),
@@ -165,6 +288,7 @@ impl Error {
             Error::Connect { .. } => "connect",
             Error::Storage { .. } => "storage",
             Error::Staging(_) => "staging",
+            Error::Damaged { .. } | Error::DamagedParts { .. } => "damaged",
             Error::Chunk { source, .. } => source.label(),
             Error::Cancelled => "cancelled",
         }
@@ -223,6 +347,118 @@ mod tests {
         assert_eq!(backoff(1), Duration::from_millis(500));
         assert_eq!(backoff(2), Duration::from_millis(1000));
         assert_eq!(backoff(10), Duration::from_millis(10_000));
+    }
+
+    /// A server error with a SQLSTATE, as the driver reports one.
+    #[derive(Debug)]
+    struct ServerError(&'static str, &'static str);
+
+    impl std::fmt::Display for ServerError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.1)
+        }
+    }
+
+    impl std::error::Error for ServerError {}
+
+    impl sqlx::error::DatabaseError for ServerError {
+        fn message(&self) -> &str {
+            self.1
+        }
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.0.into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn connect(source: sqlx::Error) -> Error {
+        Error::Connect {
+            target: "at db.example:5432, database \"sales\" as user \"ro\"".into(),
+            source,
+        }
+    }
+
+    #[test]
+    fn connect_errors_name_their_root_cause_and_class() {
+        let cases = [
+            (
+                sqlx::Error::Io(std::io::ErrorKind::ConnectionRefused.into()),
+                "connection refused",
+                false,
+            ),
+            (
+                sqlx::Error::Database(Box::new(ServerError(
+                    "53300",
+                    "sorry, too many clients already",
+                ))),
+                "too many connections",
+                false,
+            ),
+            (
+                sqlx::Error::Database(Box::new(ServerError(
+                    "28P01",
+                    "password authentication failed for user \"ro\"",
+                ))),
+                "authentication failed",
+                true,
+            ),
+            (
+                sqlx::Error::Database(Box::new(ServerError(
+                    "28000",
+                    "no pg_hba.conf entry for host",
+                ))),
+                "authentication failed",
+                true,
+            ),
+            (
+                sqlx::Error::Database(Box::new(ServerError(
+                    "3D000",
+                    "database \"sales\" does not exist",
+                ))),
+                "the database does not exist",
+                true,
+            ),
+            (sqlx::Error::PoolTimedOut, "timed out", false),
+        ];
+        for (source, cause, permanent) in cases {
+            let e = connect(source);
+            let text = e.to_string();
+            assert!(
+                text.starts_with(
+                    "cannot connect to the database at db.example:5432, database \"sales\""
+                ),
+                "{text}"
+            );
+            assert!(text.contains(cause), "{text}");
+            assert_eq!(e.is_permanent(), permanent, "{text}");
+        }
+    }
+
+    #[test]
+    fn damaged_parts_have_their_own_exit_code_and_name_the_chunks() {
+        let e = Error::DamagedParts {
+            chunks: vec![1, 2, 3, 7],
+            detail: "x".into(),
+        };
+        assert_eq!(e.exit_code(), EXIT_DAMAGED);
+        assert!(e.to_string().starts_with("damaged_chunks=1-3,7: "), "{e}");
+        let wrapped = Error::Chunk {
+            index: 1,
+            range: "[1, 2)".into(),
+            source: Box::new(e),
+        };
+        assert_eq!(wrapped.damaged_chunks(), Some(&[1, 2, 3, 7][..]));
     }
 
     #[test]

@@ -14,7 +14,8 @@ use crate::plan::{PartFormat, Plan, chunks_from_boundaries};
 use crate::source::stats::key_stats;
 use crate::source::{Database, resolve};
 use crate::staging::{
-    Layout, ManifestPart, OutputManifest, PartManifest, check_coverage, check_part, compact_ranges,
+    CoverageError, Layout, ManifestPart, OutputManifest, PartManifest, check_coverage, check_part,
+    compact_ranges, published_manifest, remove_parts,
 };
 use crate::storage::{Composer, Piece, Storage};
 
@@ -113,7 +114,7 @@ impl StageContext {
         );
         Ok(Plan {
             version: PLAN_VERSION,
-            run_id: self.layout.run_id.clone(),
+            run_id: self.layout.run_id.to_string(),
             source: resolved.source,
             format: part_format(&self.spec),
             estimated_rows: stats.estimated_rows + stats.null_rows,
@@ -256,13 +257,79 @@ impl StageContext {
             parts.push(manifest.map(|m| (m, size)));
         }
         // Every problem is reported before anything is written.
-        check_coverage(plan, &parts)
-            .map_err(|e| Error::Staging(format!("cannot assemble: {e}")))?;
+        match check_coverage(plan, &parts) {
+            Ok(()) => {}
+            Err(CoverageError::Damaged { mut chunks, detail }) => {
+                // Name every damaged part at once, so one re-export repairs the run.
+                for (part, _) in parts.iter().flatten() {
+                    if !chunks.contains(&part.index) && !self.part_is_intact(plan, part).await? {
+                        chunks.push(part.index);
+                    }
+                }
+                chunks.sort_unstable();
+                return Err(self.damaged(plan, chunks, detail).await);
+            }
+            Err(e) => return Err(Error::Staging(format!("cannot assemble: {e}"))),
+        }
+        let parts: Vec<PartManifest> = parts.into_iter().flatten().map(|(p, _)| p).collect();
         let mut assembly = self.begin_assembly(plan).await?;
-        for (part, _) in parts.into_iter().flatten() {
-            self.append_part(plan, &mut assembly, part).await?;
+        for (i, part) in parts.iter().enumerate() {
+            if let Err(e) = self.append_part(plan, &mut assembly, part.clone()).await {
+                let _ = assembly.abort().await;
+                let Error::DamagedParts { mut chunks, detail } = e else {
+                    return Err(e);
+                };
+                // Name every damaged part at once, so one re-export repairs the run.
+                for later in &parts[i + 1..] {
+                    if !self.part_is_intact(plan, later).await? {
+                        chunks.push(later.index);
+                    }
+                }
+                return Err(self.damaged(plan, chunks, detail).await);
+            }
         }
         self.finish_assembly(plan, assembly).await
+    }
+
+    /// Whether the stored part's sha256 is the one its manifest recorded.
+    async fn part_is_intact(&self, plan: &Plan, part: &PartManifest) -> Result<bool> {
+        let key = self.layout.part_key(part.index, plan.format.gzip);
+        Ok(self.storage.sha256(&key).await?.as_deref() == Some(part.sha256.as_str()))
+    }
+
+    /// Removes the damaged parts of `chunks` (and their manifests) so that they are
+    /// exported again, and returns the error that names them.
+    async fn damaged(&self, plan: &Plan, chunks: Vec<usize>, detail: String) -> Error {
+        match remove_parts(
+            self.storage.as_ref(),
+            &self.layout,
+            plan.format.gzip,
+            &chunks,
+        )
+        .await
+        {
+            Ok(()) => Error::DamagedParts { chunks, detail },
+            Err(e) => e,
+        }
+    }
+
+    /// The assemble stage: assembles the staged plan's parts (checked against
+    /// `expected_digest` when given) or, when this run already published its report (an
+    /// assembly run again after its pod was killed), returns that report's manifest without
+    /// writing anything, finishing the removal of the staging data.
+    pub async fn assemble_staged(&self, expected_digest: Option<&str>) -> Result<OutputManifest> {
+        let staged = self.staged_plan().await?;
+        let digest = expected_digest.or(staged.as_ref().map(|p| p.digest.as_str()));
+        if let Some(manifest) =
+            published_manifest(self.storage.as_ref(), &self.layout, digest).await?
+        {
+            self.storage
+                .delete_prefix(&self.layout.staging_prefix())
+                .await?;
+            return Ok(manifest);
+        }
+        let plan = self.load_plan(expected_digest).await?;
+        self.assemble(&plan).await
     }
 
     async fn part_size(&self, plan: &Plan, index: usize) -> Result<Option<u64>> {
@@ -274,7 +341,10 @@ impl StageContext {
     /// Starts writing the report from the parts, appended in key order (the first part
     /// opens with the header).
     pub async fn begin_assembly(&self, plan: &Plan) -> Result<Assembly> {
-        let composer = self.storage.compose(&self.layout.output).await?;
+        let composer = self
+            .storage
+            .compose(&self.layout.output, &self.layout.scratch_prefix())
+            .await?;
         Ok(Assembly {
             composer,
             appended: Vec::with_capacity(plan.chunks.len()),
@@ -291,15 +361,27 @@ impl StageContext {
     ) -> Result<()> {
         let index = assembly.appended.len();
         let size = self.part_size(plan, part.index).await?;
-        check_part(plan, index, &part, size)
-            .map_err(|e| Error::Staging(format!("cannot assemble: {e}")))?;
-        assembly
+        match check_part(plan, index, &part, size) {
+            Ok(()) => {}
+            Err(e @ CoverageError::WrongSize { .. }) => {
+                return Err(self.damaged(plan, vec![index], e.to_string()).await);
+            }
+            Err(e) => return Err(Error::Staging(format!("cannot assemble: {e}"))),
+        }
+        let appended = assembly
             .composer
             .append(Piece {
                 key: self.layout.part_key(index, plan.format.gzip),
                 sha256: Some(part.sha256.clone()),
             })
-            .await?;
+            .await;
+        match appended {
+            Ok(()) => {}
+            Err(e @ Error::Damaged { .. }) => {
+                return Err(self.damaged(plan, vec![index], e.to_string()).await);
+            }
+            Err(e) => return Err(e),
+        }
         assembly.appended.push(part);
         Ok(())
     }
@@ -344,7 +426,11 @@ impl StageContext {
         };
         let json = to_json(&manifest, "report manifest")?;
         self.storage
-            .write(&self.layout.manifest_key(), json)
+            .write_via(
+                &self.layout.manifest_key(),
+                json,
+                &self.layout.scratch_prefix(),
+            )
             .await?;
         self.storage
             .delete_prefix(&self.layout.staging_prefix())

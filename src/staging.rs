@@ -1,9 +1,95 @@
 //! The staging layout of a run and the manifests it holds: `<output>.parts/<run>/plan.json`,
 //! `part-00042.csv[.gz]` with `part-00042.json`, and `<output>.manifest.json` at the end.
 
+use std::fmt;
+use std::str::FromStr;
+
 use serde::{Deserialize, Serialize};
 
+use crate::error::Result;
 use crate::plan::{ChunkRange, Plan};
+use crate::storage::Storage;
+
+/// Longest run identifier (a DNS label, so it fits a Kubernetes label value too).
+pub const MAX_RUN_ID_LEN: usize = 63;
+
+/// A run identifier: 1 to 63 of `[a-z0-9-]`, not starting or ending with `-`. It names a
+/// directory under the output (`<output>.parts/<run id>/`), so every run id that enters
+/// (flags, environment, staged files, termination messages) is parsed into one.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RunId(String);
+
+/// Why a text is not a run id.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid run id {0:?}: use 1 to 63 of a-z, 0-9 and '-', not starting or ending with '-'")]
+pub struct BadRunId(String);
+
+impl RunId {
+    /// The run id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for RunId {
+    type Err = BadRunId;
+
+    fn from_str(text: &str) -> Result<RunId, BadRunId> {
+        let valid = (1..=MAX_RUN_ID_LEN).contains(&text.len())
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !text.starts_with('-')
+            && !text.ends_with('-');
+        if valid {
+            Ok(RunId(text.to_string()))
+        } else {
+            // Shown in errors: bounded, so a hostile value cannot flood a message.
+            Err(BadRunId(text.chars().take(80).collect()))
+        }
+    }
+}
+
+impl TryFrom<String> for RunId {
+    type Error = BadRunId;
+
+    fn try_from(text: String) -> Result<RunId, BadRunId> {
+        text.parse()
+    }
+}
+
+impl TryFrom<&str> for RunId {
+    type Error = BadRunId;
+
+    fn try_from(text: &str) -> Result<RunId, BadRunId> {
+        text.parse()
+    }
+}
+
+impl From<RunId> for String {
+    fn from(id: RunId) -> String {
+        id.0
+    }
+}
+
+impl AsRef<str> for RunId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for RunId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
 
 /// Keys of one run's staging data and output.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -11,16 +97,23 @@ pub struct Layout {
     /// Key of the report.
     pub output: String,
     /// The run's identifier.
-    pub run_id: String,
+    pub run_id: RunId,
 }
 
 impl Layout {
     /// The layout of run `run_id` of the report at `output`.
-    pub fn new(output: impl Into<String>, run_id: impl Into<String>) -> Layout {
+    pub fn new(output: impl Into<String>, run_id: RunId) -> Layout {
         Layout {
             output: output.into(),
-            run_id: run_id.into(),
+            run_id,
         }
+    }
+
+    /// Prefix where the report and its manifest are written before they are published
+    /// (ends with `/`): inside the run's staging data, so cleanup and the next assembly
+    /// remove what a crash left there.
+    pub fn scratch_prefix(&self) -> String {
+        format!("{}tmp/", self.staging_prefix())
     }
 
     /// Prefix of all staging data of this run (ends with `/`).
@@ -144,6 +237,15 @@ pub enum CoverageError {
     /// A part covers another range than its chunk.
     #[error("the part of chunk {0} covers another key range than the plan's chunk")]
     WrongRange(usize),
+    /// Parts whose stored size differs from their manifests (or that are gone while
+    /// their manifests remain): damaged, to be exported again.
+    #[error("{detail}")]
+    Damaged {
+        /// The chunks, sorted.
+        chunks: Vec<usize>,
+        /// What is wrong with each, for people.
+        detail: String,
+    },
     /// A part's stored size differs from its manifest.
     #[error("the part of chunk {index} is {found} bytes, its manifest says {expected}")]
     WrongSize {
@@ -157,7 +259,8 @@ pub enum CoverageError {
 }
 
 /// Checks that the plan tiles the key domain and that `parts[i]` (with its stored size)
-/// is chunk i's export for this plan: none missing, none from another plan or range.
+/// is chunk i's export for this plan: none missing, none from another plan or range. Parts
+/// of the wrong size are all listed in one [`CoverageError::Damaged`].
 pub fn check_coverage(
     plan: &Plan,
     parts: &[Option<(PartManifest, Option<u64>)>],
@@ -183,12 +286,74 @@ pub fn check_coverage(
     if !missing.is_empty() {
         return Err(CoverageError::Missing(compact_ranges(&missing)));
     }
+    let mut damaged = Vec::new();
+    let mut detail = Vec::new();
     for chunk in &plan.chunks {
         if let Some(Some((part, size))) = parts.get(chunk.index) {
-            check_part(plan, chunk.index, part, *size)?;
+            match check_part(plan, chunk.index, part, *size) {
+                Ok(()) => {}
+                Err(e @ CoverageError::WrongSize { .. }) => {
+                    damaged.push(chunk.index);
+                    detail.push(e.to_string());
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
+    if damaged.is_empty() {
+        Ok(())
+    } else {
+        Err(CoverageError::Damaged {
+            chunks: damaged,
+            detail: detail.join("; "),
+        })
+    }
+}
+
+/// Removes the parts of `chunks` and their manifests (the manifest first, so a crash in
+/// between leaves a part without a manifest, which counts as not exported).
+pub async fn remove_parts(
+    storage: &dyn Storage,
+    layout: &Layout,
+    gzip: bool,
+    chunks: &[usize],
+) -> Result<()> {
+    for &index in chunks {
+        storage.delete(&layout.part_manifest_key(index)).await?;
+        storage.delete(&layout.part_key(index, gzip)).await?;
+    }
     Ok(())
+}
+
+/// Largest manifest read back (a manifest of 100 000 parts is about 30 MiB).
+const MAX_MANIFEST_BYTES: usize = 64 << 20;
+
+/// The report this run already published, when there is one: its manifest names this run
+/// (and `plan_digest`, when given) and the report is there with the size it records. An
+/// assembly run again after publishing (its pod killed before it exited) returns this
+/// instead of failing for want of the staging data it removed.
+pub async fn published_manifest(
+    storage: &dyn Storage,
+    layout: &Layout,
+    plan_digest: Option<&str>,
+) -> Result<Option<OutputManifest>> {
+    let Some(bytes) = storage.read(&layout.manifest_key()).await? else {
+        return Ok(None);
+    };
+    if bytes.len() > MAX_MANIFEST_BYTES {
+        return Ok(None);
+    }
+    // Anything unreadable or of another run is not this run's result.
+    let Ok(manifest) = serde_json::from_slice::<OutputManifest>(&bytes) else {
+        return Ok(None);
+    };
+    if manifest.run_id.parse::<RunId>().ok().as_ref() != Some(&layout.run_id)
+        || plan_digest.is_some_and(|d| d != manifest.plan_digest)
+    {
+        return Ok(None);
+    }
+    let size = storage.size(&layout.output).await?;
+    Ok((size == Some(manifest.bytes)).then_some(manifest))
 }
 
 /// Checks that `part` (stored with `size` bytes) is the export of chunk `index` of `plan`.
@@ -355,8 +520,16 @@ mod tests {
         }
         assert!(matches!(
             check_coverage(&p, &parts),
-            Err(CoverageError::WrongSize { index: 3, .. })
+            Err(CoverageError::Damaged { chunks, .. }) if chunks == [3]
         ));
+        if let Some(Some((_, size))) = parts.get_mut(0) {
+            *size = None;
+        }
+        let Err(CoverageError::Damaged { chunks, detail }) = check_coverage(&p, &parts) else {
+            panic!("damaged parts are listed");
+        };
+        assert_eq!(chunks, [0, 3]);
+        assert!(detail.contains("chunk 0 is 0 bytes"), "{detail}");
     }
 
     #[test]
@@ -377,6 +550,35 @@ mod tests {
         assert!(parse_ranges("x").is_err());
         let many: Vec<usize> = (0..50).filter(|i| i % 3 != 0).collect();
         assert_eq!(parse_ranges(&compact_ranges(&many)), Ok(many));
+    }
+
+    #[test]
+    fn run_ids_are_bounded_lowercase_labels() {
+        for good in ["a", "rj-0123456789ab", "0a1b2c3d4e5f", &"a".repeat(63)] {
+            assert_eq!(good.parse::<RunId>().unwrap().as_str(), good);
+        }
+        for bad in [
+            "",
+            "../../..",
+            "..",
+            ".",
+            "a/b",
+            "A",
+            "-a",
+            "a-",
+            "a b",
+            "a\0",
+            "é",
+            "a_b",
+            &"a".repeat(64),
+        ] {
+            let err = bad.parse::<RunId>().unwrap_err();
+            assert!(err.to_string().contains("invalid run id"), "{bad:?}: {err}");
+        }
+        let json: Result<RunId, _> = serde_json::from_str("\"../x\"");
+        assert!(json.is_err(), "read back from staging, it is checked too");
+        let id: RunId = serde_json::from_str("\"rj-1\"").unwrap();
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"rj-1\"");
     }
 
     #[test]

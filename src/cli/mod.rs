@@ -91,7 +91,7 @@ pub struct Common {
     /// Identifier of the run (staging goes to `<output>.parts/<run id>/`). Default: derived
     /// from the spec, so running the same spec again resumes it.
     #[arg(long, env = "REPORTJOB_RUN_ID")]
-    pub run_id: Option<String>,
+    pub run_id: Option<crate::staging::RunId>,
 }
 
 /// `reportjob run`.

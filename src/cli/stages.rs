@@ -97,10 +97,14 @@ async fn open_destination(
             (Arc::new(s3), bucket.key.as_str().to_string())
         }
     };
-    let run_id = common
-        .run_id
-        .clone()
-        .unwrap_or_else(|| spec.identity().local_run_id());
+    let run_id = match &common.run_id {
+        Some(id) => id.clone(),
+        None => spec
+            .identity()
+            .local_run_id()
+            .parse()
+            .map_err(|e: crate::staging::BadRunId| setup_error(e.to_string()))?,
+    };
     Ok((storage, Layout::new(output_key, run_id)))
 }
 
@@ -112,7 +116,9 @@ fn parallelism(spec: &ValidSpec) -> usize {
 /// Prints an engine error with what to do next, and returns its exit code.
 fn report_error(error: &Error, json: bool) -> i32 {
     let code = error.exit_code();
-    let hint = if error.is_permanent() {
+    let hint = if error.damaged_chunks().is_some() {
+        "the damaged parts were removed: run the same spec again (`reportjob run`) to export those chunks again and finish"
+    } else if error.is_permanent() {
         "this is a permanent error: fix the cause, then run the command again"
     } else {
         "this error may be transient: run the same command again to resume (exported chunks are kept)"
@@ -404,8 +410,7 @@ pub async fn assemble(args: AssembleArgs) -> i32 {
         &args.common,
         args.termination_log.as_deref(),
         |stage| async move {
-            let plan = stage.load_plan(digest.as_deref()).await?;
-            let m = stage.assemble(&plan).await?;
+            let m = stage.assemble_staged(digest.as_deref()).await?;
             let link = stage.download_link().await?;
             // The success notification goes from here, the one pod that knows the outcome.
             let mut notified = None;

@@ -22,7 +22,10 @@ impl Database {
     /// A pool for the `postgres://` URL; nothing connects until the first session.
     pub fn new(url: &str, size: usize) -> Result<Database> {
         let options = PgConnectOptions::from_str(url)
-            .map_err(|source| Error::Connect { source })?
+            .map_err(|source| Error::Connect {
+                target: String::new(),
+                source,
+            })?
             .application_name("reportjob")
             .log_statements(tracing::log::LevelFilter::Debug)
             .log_slow_statements(tracing::log::LevelFilter::Debug, Duration::from_secs(60));
@@ -37,11 +40,12 @@ impl Database {
 
     /// Starts a read-only session with the given statement timeout.
     pub async fn session(&self, statement_timeout_seconds: i64) -> Result<ReadSession> {
-        let conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(|source| Error::Connect { source })?;
+        let conn = match self.pool.acquire().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                return Err(crate::error::connect_error(&self.pool.connect_options(), e).await);
+            }
+        };
         ReadSession::begin(conn, statement_timeout_seconds).await
     }
 }

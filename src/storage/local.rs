@@ -1,14 +1,18 @@
-//! Storage in a local directory (or a mounted volume): writes go to a temporary file in
-//! the same directory, are flushed and fsynced, then renamed into place.
+//! Storage in a local directory (or a mounted volume). Every path is opened beneath the
+//! root without following symbolic links (see [`super::beneath`]). Writes go to a temporary
+//! file (beside the key, or in the run's scratch directory for the report and its
+//! manifest), are flushed and fsynced, then renamed into place.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
+use super::beneath::{OpenDir, Root};
 use super::{Composed, Composer, Durability, ObjectWriter, Piece, Storage};
 use crate::error::{Error, Result};
 
@@ -18,52 +22,82 @@ const IO_BUFFER: usize = 1 << 20;
 /// A directory that holds keys as files.
 #[derive(Clone, Debug)]
 pub struct LocalDir {
-    root: PathBuf,
+    root: Arc<Root>,
 }
 
 impl LocalDir {
     /// Storage rooted at `root` (created when needed).
     pub fn new(root: impl Into<PathBuf>) -> LocalDir {
-        LocalDir { root: root.into() }
+        LocalDir {
+            root: Arc::new(Root::new(root)),
+        }
     }
 
-    /// The file that holds `key`.
-    pub fn path(&self, key: &str) -> PathBuf {
-        self.root.join(key)
-    }
-}
-
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let nonce: u64 = rand::random();
-    path.with_file_name(format!(".{name}.tmp-{nonce:016x}"))
-}
-
-async fn ensure_parent(path: &Path) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        tokio::fs::create_dir_all(parent)
+    /// Runs a blocking file operation beneath the root on a blocking thread.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        what: String,
+        op: impl FnOnce(&Root) -> std::io::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || op(&root).map_err(|e| Error::storage(what, e)))
             .await
-            .map_err(|e| Error::storage(format!("creating directory {}", parent.display()), e))?;
+            .map_err(|e| Error::storage("file operation", std::io::Error::other(e)))?
     }
-    Ok(())
+
+    /// Opens a temporary file in `dir_key` for `key` and wraps it in a writer.
+    async fn temp_writer(
+        &self,
+        key: &str,
+        dir_key: String,
+        durability: Durability,
+    ) -> Result<LocalWriter> {
+        let name = file_name(key);
+        let (dir, temp, file) = self
+            .blocking(
+                format!("creating a file for {}", self.location(key)),
+                move |root| root.create_temp(&dir_key, &name),
+            )
+            .await?;
+        Ok(LocalWriter {
+            root: self.root.clone(),
+            key: key.to_string(),
+            dir: Arc::new(dir),
+            temp,
+            file: Some(tokio::io::BufWriter::with_capacity(
+                IO_BUFFER,
+                tokio::fs::File::from_std(file),
+            )),
+            written: 0,
+            durability,
+        })
+    }
 }
 
-/// Makes a rename durable by syncing the directory that holds it.
-fn sync_dir(path: &Path) {
-    if let Some(parent) = path.parent()
-        && let Ok(dir) = std::fs::File::open(parent)
-    {
-        let _ = dir.sync_all();
-    }
+/// The last component of `key`, as the start of its temporary file's name.
+fn file_name(key: &str) -> String {
+    let name = key
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    format!(".{name}")
+}
+
+/// The directory part of `key` (empty at the root).
+fn dir_of(key: &str) -> String {
+    key.rsplit_once('/')
+        .map(|(dir, _)| dir.to_string())
+        .unwrap_or_default()
 }
 
 struct LocalWriter {
-    final_path: PathBuf,
-    temp: PathBuf,
-    file: tokio::io::BufWriter<tokio::fs::File>,
+    root: Arc<Root>,
+    key: String,
+    dir: Arc<OpenDir>,
+    temp: String,
+    /// `None` once published.
+    file: Option<tokio::io::BufWriter<tokio::fs::File>>,
     written: u64,
     durability: Durability,
 }
@@ -71,41 +105,72 @@ struct LocalWriter {
 impl Drop for LocalWriter {
     /// A writer dropped before `finish` (a cancelled export) leaves no temporary file.
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.temp);
+        if self.file.is_some() {
+            let _ = self.dir.unlink(&self.temp);
+        }
     }
 }
 
 #[async_trait]
 impl ObjectWriter for LocalWriter {
     async fn write(&mut self, buf: &[u8]) -> Result<()> {
-        self.file
-            .write_all(buf)
+        let location = self.root.display(&self.key);
+        let file = self.file.as_mut().ok_or_else(|| {
+            Error::storage(
+                format!("writing {location}"),
+                std::io::Error::other("finished"),
+            )
+        })?;
+        file.write_all(buf)
             .await
-            .map_err(|e| Error::storage(format!("writing {}", self.temp.display()), e))?;
+            .map_err(|e| Error::storage(format!("writing {location}"), e))?;
         self.written += buf.len() as u64;
         Ok(())
     }
 
     async fn finish(mut self: Box<Self>) -> Result<u64> {
-        let ctx = |what: &str| format!("{what} {}", self.final_path.display());
-        self.file
-            .flush()
-            .await
-            .map_err(|e| Error::storage(ctx("flushing"), e))?;
-        if self.durability == Durability::Durable {
-            self.file
-                .get_ref()
-                .sync_all()
+        let location = self.root.display(&self.key);
+        let ctx = |what: &str| format!("{what} {location}");
+        let Some(mut file) = self.file.take() else {
+            return Err(Error::storage(
+                ctx("publishing"),
+                std::io::Error::other("finished"),
+            ));
+        };
+        let published = async {
+            file.flush()
                 .await
-                .map_err(|e| Error::storage(ctx("syncing"), e))?;
-        }
-        tokio::fs::rename(&self.temp, &self.final_path)
+                .map_err(|e| Error::storage(ctx("flushing"), e))?;
+            if self.durability == Durability::Durable {
+                file.get_ref()
+                    .sync_all()
+                    .await
+                    .map_err(|e| Error::storage(ctx("syncing"), e))?;
+            }
+            drop(file);
+            let (root, dir, temp, key) = (
+                self.root.clone(),
+                self.dir.clone(),
+                self.temp.clone(),
+                self.key.clone(),
+            );
+            let durable = self.durability == Durability::Durable;
+            tokio::task::spawn_blocking(move || {
+                let target = root.rename_into(&dir, &temp, &key)?;
+                if durable {
+                    target.sync();
+                }
+                Ok::<_, std::io::Error>(())
+            })
             .await
-            .map_err(|e| Error::storage(ctx("publishing"), e))?;
-        if self.durability == Durability::Durable {
-            sync_dir(&self.final_path);
+            .map_err(|e| Error::storage(ctx("publishing"), std::io::Error::other(e)))?
+            .map_err(|e| Error::storage(ctx("publishing"), e))
         }
-        Ok(self.written)
+        .await;
+        if published.is_err() {
+            let _ = self.dir.unlink(&self.temp);
+        }
+        published.map(|()| self.written)
     }
 
     async fn abort(self: Box<Self>) -> Result<()> {
@@ -117,16 +182,20 @@ impl ObjectWriter for LocalWriter {
 #[async_trait]
 impl Storage for LocalDir {
     fn location(&self, key: &str) -> String {
-        self.path(key).display().to_string()
+        self.root.display(key)
     }
 
     async fn read(&self, key: &str) -> Result<Option<Bytes>> {
-        let path = self.path(key);
-        match tokio::fs::read(&path).await {
-            Ok(data) => Ok(Some(Bytes::from(data))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::storage(format!("reading {}", path.display()), e)),
-        }
+        let k = key.to_string();
+        self.blocking(format!("reading {}", self.location(key)), move |root| {
+            let Some(mut file) = root.open_file(&k)? else {
+                return Ok(None);
+            };
+            let mut data = Vec::new();
+            file.read_to_end(&mut data)?;
+            Ok(Some(Bytes::from(data)))
+        })
+        .await
     }
 
     async fn write(&self, key: &str, data: Bytes) -> Result<()> {
@@ -135,36 +204,29 @@ impl Storage for LocalDir {
         writer.finish().await.map(|_| ())
     }
 
+    async fn write_via(&self, key: &str, data: Bytes, scratch: &str) -> Result<()> {
+        let scratch = scratch.trim_end_matches('/').to_string();
+        let mut writer = Box::new(self.temp_writer(key, scratch, Durability::Durable).await?);
+        writer.write(&data).await?;
+        writer.finish().await.map(|_| ())
+    }
+
     async fn create(&self, key: &str, durability: Durability) -> Result<Box<dyn ObjectWriter>> {
-        let final_path = self.path(key);
-        ensure_parent(&final_path).await?;
-        let temp = temp_path(&final_path);
-        let file = tokio::fs::File::create(&temp)
-            .await
-            .map_err(|e| Error::storage(format!("creating {}", temp.display()), e))?;
-        Ok(Box::new(LocalWriter {
-            final_path,
-            temp,
-            file: tokio::io::BufWriter::with_capacity(IO_BUFFER, file),
-            written: 0,
-            durability,
-        }))
+        Ok(Box::new(
+            self.temp_writer(key, dir_of(key), durability).await?,
+        ))
     }
 
     async fn sha256(&self, key: &str) -> Result<Option<String>> {
-        let path = self.path(key);
-        tokio::task::spawn_blocking(move || {
-            let mut file = match std::fs::File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(Error::storage(format!("opening {}", path.display()), e)),
+        let k = key.to_string();
+        self.blocking(format!("reading {}", self.location(key)), move |root| {
+            let Some(mut file) = root.open_file(&k)? else {
+                return Ok(None);
             };
             let mut hasher = Sha256::new();
             let mut buf = vec![0u8; IO_BUFFER];
             loop {
-                let n = file
-                    .read(&mut buf)
-                    .map_err(|e| Error::storage(format!("reading {}", path.display()), e))?;
+                let n = file.read(&mut buf)?;
                 if n == 0 {
                     return Ok(Some(hex::encode(hasher.finalize())));
                 }
@@ -172,55 +234,61 @@ impl Storage for LocalDir {
             }
         })
         .await
-        .map_err(|e| Error::storage("hashing", std::io::Error::other(e)))?
     }
 
     async fn size(&self, key: &str) -> Result<Option<u64>> {
-        let path = self.path(key);
-        match tokio::fs::metadata(&path).await {
-            Ok(m) => Ok(Some(m.len())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::storage(format!("reading {}", path.display()), e)),
-        }
+        let k = key.to_string();
+        self.blocking(format!("reading {}", self.location(key)), move |root| {
+            Ok(match root.open_file(&k)? {
+                Some(file) => Some(file.metadata()?.len()),
+                None => None,
+            })
+        })
+        .await
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
-        let path = self.path(key);
-        match tokio::fs::remove_file(&path).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::storage(format!("deleting {}", path.display()), e)),
-        }
+        let k = key.to_string();
+        self.blocking(format!("deleting {}", self.location(key)), move |root| {
+            root.remove_file(&k)
+        })
+        .await
     }
 
     async fn delete_prefix(&self, prefix: &str) -> Result<()> {
-        let path = self.path(prefix.trim_end_matches('/'));
-        match tokio::fs::remove_dir_all(&path).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::storage(format!("deleting {}", path.display()), e)),
-        }
-        // Remove the now-empty `<output>.parts/` directory too, when nothing else is in it.
-        if let Some(parent) = path.parent()
-            && parent.starts_with(&self.root)
-            && parent != self.root
-        {
-            let _ = tokio::fs::remove_dir(parent).await;
-        }
-        Ok(())
+        let dir = prefix.trim_end_matches('/').to_string();
+        self.blocking(format!("deleting {}", self.location(&dir)), move |root| {
+            root.remove_tree(&dir)?;
+            // Remove the now-empty `<output>.parts/` directory too, when nothing else is in it.
+            let parent = dir_of(&dir);
+            if !parent.is_empty() {
+                root.remove_dir_if_empty(&parent);
+            }
+            Ok(())
+        })
+        .await
     }
 
-    async fn compose(&self, target: &str) -> Result<Box<dyn Composer>> {
-        let final_path = self.path(target);
-        ensure_parent(&final_path).await?;
-        let temp = temp_path(&final_path);
-        let file = std::fs::File::create(&temp)
-            .map_err(|e| Error::storage(format!("creating {}", temp.display()), e))?;
+    async fn compose(&self, target: &str, scratch: &str) -> Result<Box<dyn Composer>> {
+        // The scratch directory belongs to this composition: whatever is in it was left
+        // by a crashed earlier one.
+        let scratch = scratch.trim_end_matches('/').to_string();
+        let name = file_name(target);
+        let (dir, temp, file) = self
+            .blocking(
+                format!("creating a file for {}", self.location(target)),
+                move |root| {
+                    root.remove_tree(&scratch)?;
+                    root.create_temp(&scratch, &name)
+                },
+            )
+            .await?;
         Ok(Box::new(LocalComposer {
             root: self.root.clone(),
-            final_path,
+            target: target.to_string(),
+            dir: Arc::new(dir),
+            temp: temp.clone(),
             state: Some(ComposeState {
-                temp,
                 out: std::io::BufWriter::with_capacity(IO_BUFFER, file),
                 hasher: Sha256::new(),
                 total: 0,
@@ -231,24 +299,30 @@ impl Storage for LocalDir {
 
 /// The file being composed, its hash and size so far.
 struct ComposeState {
-    temp: PathBuf,
     out: std::io::BufWriter<std::fs::File>,
     hasher: Sha256,
     total: u64,
 }
 
 impl ComposeState {
-    fn append(&mut self, piece: &Piece, root: &Path) -> Result<()> {
-        let ctx = |what: &str, p: &Path| format!("{what} {}", p.display());
-        let path = root.join(&piece.key);
-        let mut input =
-            std::fs::File::open(&path).map_err(|e| Error::storage(ctx("opening", &path), e))?;
+    fn append(&mut self, piece: &Piece, root: &Root) -> Result<()> {
+        let location = root.display(&piece.key);
+        let ctx = |what: &str| format!("{what} {location}");
+        let mut input = root
+            .open_file(&piece.key)
+            .map_err(|e| Error::storage(ctx("opening"), e))?
+            .ok_or_else(|| {
+                Error::storage(
+                    ctx("opening"),
+                    std::io::Error::from(std::io::ErrorKind::NotFound),
+                )
+            })?;
         let mut piece_hasher = Sha256::new();
         let mut buf = vec![0u8; IO_BUFFER];
         loop {
             let n = input
                 .read(&mut buf)
-                .map_err(|e| Error::storage(ctx("reading", &path), e))?;
+                .map_err(|e| Error::storage(ctx("reading"), e))?;
             if n == 0 {
                 break;
             }
@@ -256,24 +330,24 @@ impl ComposeState {
             piece_hasher.update(&buf[..n]);
             self.out
                 .write_all(&buf[..n])
-                .map_err(|e| Error::storage(ctx("writing", &self.temp), e))?;
+                .map_err(|e| Error::storage("writing the report", e))?;
             self.total += n as u64;
         }
         piece.verify(&hex::encode(piece_hasher.finalize()))
     }
 
-    fn publish(self, final_path: &Path) -> Result<Composed> {
-        let ctx = |what: &str, p: &Path| format!("{what} {}", p.display());
-        let temp = self.temp.clone();
+    fn publish(self, root: &Root, dir: &OpenDir, temp: &str, target: &str) -> Result<Composed> {
+        let ctx = |what: &str| format!("{what} {}", root.display(target));
         let file = self
             .out
             .into_inner()
-            .map_err(|e| Error::storage(ctx("flushing", &temp), e.into_error()))?;
+            .map_err(|e| Error::storage(ctx("flushing"), e.into_error()))?;
         file.sync_all()
-            .map_err(|e| Error::storage(ctx("syncing", &temp), e))?;
-        std::fs::rename(&temp, final_path)
-            .map_err(|e| Error::storage(ctx("publishing", final_path), e))?;
-        sync_dir(final_path);
+            .map_err(|e| Error::storage(ctx("syncing"), e))?;
+        drop(file);
+        root.rename_into(dir, temp, target)
+            .map_err(|e| Error::storage(ctx("publishing"), e))?
+            .sync();
         Ok(Composed {
             bytes: self.total,
             sha256: hex::encode(self.hasher.finalize()),
@@ -282,10 +356,13 @@ impl ComposeState {
     }
 }
 
-/// Composes into a temporary file next to the target; appends run on blocking threads.
+/// Composes into a temporary file in the run's scratch directory; appends run on blocking
+/// threads.
 struct LocalComposer {
-    root: PathBuf,
-    final_path: PathBuf,
+    root: Arc<Root>,
+    target: String,
+    dir: Arc<OpenDir>,
+    temp: String,
     /// `None` while an append runs on a blocking thread, or after finish/abort.
     state: Option<ComposeState>,
 }
@@ -293,8 +370,8 @@ struct LocalComposer {
 impl Drop for LocalComposer {
     /// A composer dropped before `finish` leaves no temporary file.
     fn drop(&mut self) {
-        if let Some(state) = self.state.take() {
-            let _ = std::fs::remove_file(&state.temp);
+        if self.state.take().is_some() {
+            let _ = self.dir.unlink(&self.temp);
         }
     }
 }
@@ -323,7 +400,7 @@ impl Composer for LocalComposer {
                 Ok(())
             }
             Err(e) => {
-                let _ = std::fs::remove_file(&state.temp);
+                let _ = self.dir.unlink(&self.temp);
                 Err(e)
             }
         }
@@ -331,13 +408,18 @@ impl Composer for LocalComposer {
 
     async fn finish(mut self: Box<Self>) -> Result<Composed> {
         let state = self.state.take().ok_or_else(composer_gone)?;
-        let final_path = self.final_path.clone();
-        let temp = state.temp.clone();
-        let result = tokio::task::spawn_blocking(move || state.publish(&final_path))
-            .await
-            .map_err(|e| Error::storage("assembling", std::io::Error::other(e)))?;
+        let (root, dir, temp, target) = (
+            self.root.clone(),
+            self.dir.clone(),
+            self.temp.clone(),
+            self.target.clone(),
+        );
+        let result =
+            tokio::task::spawn_blocking(move || state.publish(&root, &dir, &temp, &target))
+                .await
+                .map_err(|e| Error::storage("assembling", std::io::Error::other(e)))?;
         if result.is_err() {
-            let _ = std::fs::remove_file(&temp);
+            let _ = self.dir.unlink(&self.temp);
         }
         result
     }
@@ -383,7 +465,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalDir::new(dir.path());
         store.write("p.parts/0", Bytes::from("data")).await.unwrap();
-        let mut composer = store.compose("p").await.unwrap();
+        let mut composer = store.compose("p", "p.parts/r/tmp/").await.unwrap();
         let err = composer
             .append(Piece {
                 key: "p.parts/0".into(),
@@ -412,7 +494,7 @@ mod tests {
             .write("p/x.parts/r/part-0", Bytes::from("34\n"))
             .await
             .unwrap();
-        let mut composer = store.compose("p/x").await.unwrap();
+        let mut composer = store.compose("p/x", "p/x.parts/r/tmp/").await.unwrap();
         composer
             .append(Piece {
                 key: "p/x.parts/r/part-0".into(),
@@ -440,5 +522,53 @@ mod tests {
         assert_eq!(composed.sha256, hex::encode(Sha256::digest(b"34\n12\n")));
         store.delete_prefix("p/x.parts/r/").await.unwrap();
         assert!(!dir.path().join("p/x.parts").exists());
+    }
+
+    #[tokio::test]
+    async fn temporaries_live_in_scratch_and_a_crash_leftover_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDir::new(dir.path());
+        store
+            .write("r.parts/x/part", Bytes::from("ab\n"))
+            .await
+            .unwrap();
+        // What a crashed assembly left.
+        std::fs::create_dir_all(dir.path().join("r.parts/x/tmp")).unwrap();
+        std::fs::write(dir.path().join("r.parts/x/tmp/.r.tmp-0"), "old").unwrap();
+        let mut composer = store.compose("r", "r.parts/x/tmp/").await.unwrap();
+        let in_scratch: Vec<_> = std::fs::read_dir(dir.path().join("r.parts/x/tmp"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(in_scratch.len(), 1, "{in_scratch:?}");
+        assert!(in_scratch[0].starts_with(".r.tmp-") && in_scratch[0] != ".r.tmp-0");
+        composer
+            .append(Piece {
+                key: "r.parts/x/part".into(),
+                sha256: None,
+            })
+            .await
+            .unwrap();
+        composer.finish().await.unwrap();
+        store
+            .write_via("r.manifest.json", Bytes::from("{}"), "r.parts/x/tmp/")
+            .await
+            .unwrap();
+        let mut top: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        top.sort();
+        assert_eq!(top, ["r", "r.manifest.json", "r.parts"]);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("r.parts/x/tmp"))
+                .unwrap()
+                .count(),
+            0
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("r")).unwrap(),
+            "ab\n"
+        );
     }
 }

@@ -4,6 +4,7 @@
 //! Keys are relative, `/`-separated paths such as `orders/2024.csv.parts/<run>/part-00003.csv`.
 //! Every write is atomic: a reader sees the whole object or none of it.
 
+pub mod beneath;
 pub mod local;
 pub mod s3;
 
@@ -28,10 +29,11 @@ impl Piece {
     /// Checks the content's sha256 (`found`) against the expected one, if any.
     pub fn verify(&self, found: &str) -> Result<()> {
         match &self.sha256 {
-            Some(expected) if expected != found => Err(crate::error::Error::Staging(format!(
-                "{} is damaged: its sha256 is {found}, its manifest says {expected}",
-                self.key
-            ))),
+            Some(expected) if expected != found => Err(crate::error::Error::Damaged {
+                key: self.key.clone(),
+                found: found.to_string(),
+                expected: expected.clone(),
+            }),
             _ => Ok(()),
         }
     }
@@ -78,6 +80,13 @@ pub trait Storage: Send + Sync {
     async fn read(&self, key: &str) -> Result<Option<Bytes>>;
     /// Writes a small object whole, atomically, replacing any previous one.
     async fn write(&self, key: &str, data: Bytes) -> Result<()>;
+    /// Like [`Storage::write`], for a key outside the run's staging data: a backend that
+    /// writes through a temporary file keeps it under `scratch` (a prefix in the run's
+    /// staging data), so a crash leaves nothing that cleanup does not remove.
+    async fn write_via(&self, key: &str, data: Bytes, scratch: &str) -> Result<()> {
+        let _ = scratch;
+        self.write(key, data).await
+    }
     /// Opens a streaming writer for `key`; the object replaces any previous one at finish.
     async fn create(&self, key: &str, durability: Durability) -> Result<Box<dyn ObjectWriter>>;
     /// sha256 (hex) of an object's content, or `None` when it does not exist.
@@ -99,7 +108,10 @@ pub trait Storage: Send + Sync {
     }
     /// Starts composing `target` from pieces appended in order; nothing is visible until
     /// [`Composer::finish`] publishes it atomically. A backend may copy server-side.
-    async fn compose(&self, target: &str) -> Result<Box<dyn Composer>>;
+    /// `scratch` is a prefix in the run's staging data that belongs to this composition: a
+    /// backend that needs a temporary file keeps it there (removing what a crashed earlier
+    /// composition left), so cleanup and the next run remove what a crash leaves.
+    async fn compose(&self, target: &str, scratch: &str) -> Result<Box<dyn Composer>>;
 }
 
 /// Builds one object from pieces appended in order (a local temporary file, or a

@@ -467,7 +467,22 @@ async fn damaged_part_is_refused_by_assembly_and_reexported_on_resume() {
     std::fs::write(&part, &bytes).unwrap();
 
     let out = work.reportjob(&["assemble", "-f", spec]);
-    assert_fails_naming(&out, &work, &["part-00002.csv is damaged"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    for needle in ["part-00002.csv is damaged", "damaged_chunks=2:"] {
+        assert!(stderr(&out).contains(needle), "{needle}: {}", stderr(&out));
+    }
+    assert!(
+        !work.output_dir().join("r.csv").exists(),
+        "no report published"
+    );
+    assert!(
+        !run_dir.join("part-00002.csv").exists(),
+        "the damaged part is removed"
+    );
+    assert!(
+        !run_dir.join("part-00002.json").exists(),
+        "with its manifest"
+    );
     let leftovers: Vec<_> = std::fs::read_dir(work.output_dir()).unwrap().collect();
     assert_eq!(leftovers.len(), 1, "no temporary report left behind");
 
