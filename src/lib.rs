@@ -18,6 +18,7 @@ pub mod notify;
 pub mod pipeline;
 pub mod plan;
 pub mod source;
+pub mod sql;
 pub mod staging;
 pub mod storage;
 

@@ -129,6 +129,7 @@ impl Stage {
             chunks,
             created_at: jiff::Timestamp::now().to_string(),
             digest: String::new(),
+            warnings: resolved.warnings,
         }
         .seal())
     }
@@ -145,11 +146,10 @@ impl Stage {
                 self.storage.location(&key)
             ))
         })?;
-        if !plan.digest_is_valid() {
+        if let Err(why) = plan.check_against(&self.spec.source) {
             return Err(Error::Staging(format!(
-                "{} does not match its digest {}: it was changed after planning",
-                self.storage.location(&key),
-                plan.digest
+                "{} {why}",
+                self.storage.location(&key)
             )));
         }
         Ok(Some(plan))
@@ -192,7 +192,7 @@ impl Stage {
     pub async fn export_chunk(&self, plan: &Plan, index: usize) -> Result<PartManifest> {
         crate::export::export_chunk(
             &self.db,
-            self.spec.source.statement_timeout_seconds,
+            &self.spec.source,
             plan,
             index,
             self.storage.as_ref(),
