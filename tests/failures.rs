@@ -19,6 +19,16 @@ async fn numbers(db: &mut TestDb, rows: u32) {
     .await;
 }
 
+/// A `where` that sleeps 1 ms per row. pg_sleep itself is refused in a spec (side
+/// effects), so the test schema wraps it in a function of its own.
+async fn slow_filter(db: &mut TestDb) -> String {
+    db.exec(
+        "CREATE FUNCTION slow_row() RETURNS boolean LANGUAGE sql AS 'SELECT pg_sleep(0.001) IS NOT NULL'",
+    )
+    .await;
+    format!("    where: \"{}.slow_row()\"", db.schema)
+}
+
 #[tokio::test]
 async fn chunk_whose_backend_is_killed_mid_stream_is_retried_exactly() {
     let mut db = TestDb::new("killed_backend").await;
@@ -30,7 +40,7 @@ async fn chunk_whose_backend_is_killed_mid_stream_is_retried_exactly() {
         &table_spec(
             &db.table("src"),
             "id",
-            "    where: \"pg_sleep(0.001) IS NOT NULL\"",
+            &slow_filter(&mut db).await,
             "{chunkSize: 1000000, parallelism: 1}",
             PVC,
         ),
@@ -355,7 +365,7 @@ async fn killed_run_resumes_with_its_staged_plan() {
         &table_spec(
             &db.table("src"),
             "id",
-            "    where: \"pg_sleep(0.001) IS NOT NULL\"",
+            &slow_filter(&mut db).await,
             "{chunkSize: 200, parallelism: 1}",
             PVC,
         ),

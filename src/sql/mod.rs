@@ -178,7 +178,9 @@ fn parse_one(text: &str) -> Result<pg_query::ParseResult, SqlError> {
     match parsed.protobuf.stmts.len() {
         1 => Ok(parsed),
         0 => Err(SqlError("is empty".into())),
-        n => Err(SqlError(format!("holds {n} statements; write exactly one"))),
+        n => Err(SqlError(format!(
+            "holds more than one statement ({n} statements); write exactly one"
+        ))),
     }
 }
 
