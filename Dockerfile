@@ -7,6 +7,9 @@
 
 FROM rust:1-bookworm AS builder
 WORKDIR /src
+# libclang: the pg_query crate (Postgres's own parser) generates its bindings with bindgen.
+RUN apt-get update && apt-get install -y --no-install-recommends libclang-dev clang \
+    && rm -rf /var/lib/apt/lists/*
 # The whole workspace (kubesim is a member, so cargo needs its manifest); .dockerignore keeps
 # target/, caches and reports out of the context.
 COPY . .

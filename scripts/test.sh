@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 
 scripts/ensure-postgres.sh
 source scripts/tools.sh
+ensure_libclang
 ensure_kubectl
 ensure_helm
 ensure_s3s_fs

@@ -65,3 +65,12 @@ ensure_kubernetes_validate() {
   export KUBERNETES_VALIDATE="$venv/bin/kubernetes-validate"
   export VENV_PYTHON="$venv/bin/python"
 }
+
+# libclang and clang, which the pg_query crate (libpg_query, Postgres's own parser, compiled
+# from crates.io) needs for its bindings: Debian packages, installed once per machine.
+ensure_libclang() {
+  if ! ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || ! command -v clang >/dev/null 2>&1; then
+    echo "installing libclang-dev and clang (for the pg_query crate) ..." >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev clang >/dev/null
+  fi
+}

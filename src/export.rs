@@ -1,4 +1,5 @@
-//! Exporting one chunk: stream `COPY (<chunk query>) TO STDOUT (FORMAT csv)` from a
+//! Exporting one chunk: stream `COPY (<chunk query>) TO STDOUT (FORMAT csv)`, rebuilt from
+//! the spec and regenerated from its parse tree ([`copy_statement`]), from a
 //! read-only transaction into a part, optionally gzip, with bounded memory, then publish
 //! the part and its manifest. A re-run overwrites both, so retries never duplicate rows.
 //!
@@ -16,27 +17,39 @@ use sha2::{Digest, Sha256};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::api::SourceSpec;
 use crate::csv_encode::{RecordCounter, header_line};
 use crate::error::{Error, Result};
 use crate::ident::quote_literal;
 use crate::plan::Plan;
 use crate::source::Database;
+use crate::source::statement::SourceSql;
 use crate::staging::{Layout, PartManifest};
 use crate::storage::{Durability, ObjectWriter, Storage};
 
 /// Bytes gathered before they are handed to storage.
 const WRITE_BATCH: usize = 256 * 1024;
 
-/// The `COPY` statement that streams chunk `index` as CSV.
-pub fn copy_statement(plan: &Plan, index: usize) -> Option<String> {
-    let chunk = plan.chunks.get(index)?;
+/// The `COPY` statement that streams chunk `index` as CSV, rebuilt from the validated
+/// `spec` (never from SQL stored in the plan) and regenerated from its parse tree: exactly
+/// one `COPY (SELECT ...) TO STDOUT`, checked like the spec's own SQL.
+pub fn copy_statement(spec: &SourceSpec, plan: &Plan, index: usize) -> Result<String> {
+    let chunk = plan.chunks.get(index).ok_or_else(|| {
+        Error::Staging(format!(
+            "chunk {index} is not in the plan ({} chunks)",
+            plan.chunks.len()
+        ))
+    })?;
     let format = &plan.format;
-    Some(format!(
+    let sql = SourceSql::build(spec, &plan.source)?;
+    let text = format!(
         "COPY (\n{}\n) TO STDOUT WITH (FORMAT csv, DELIMITER {}, NULL {})",
-        plan.chunk_query(chunk),
+        sql.chunk_query(chunk),
         quote_literal(&format.delimiter.to_string()),
         quote_literal(&format.null_string)
-    ))
+    );
+    crate::sql::regenerate_copy_to_stdout(&text)
+        .map_err(|e| Error::Staging(format!("the statement of chunk {index} was refused: {e}")))
 }
 
 /// Gathers a part's bytes in batches, compresses them (on a blocking thread, so that
@@ -118,7 +131,7 @@ impl PartSink {
 /// [`Error::Cancelled`]: unlike dropping the future, this never leaves an upload open.
 pub async fn export_chunk(
     db: &Database,
-    statement_timeout_seconds: i64,
+    spec: &SourceSpec,
     plan: &Plan,
     index: usize,
     storage: &dyn Storage,
@@ -137,8 +150,11 @@ pub async fn export_chunk(
         source: Box::new(e),
     };
     let started_at = jiff::Timestamp::now().to_string();
-    let statement = copy_statement(plan, index).unwrap_or_default();
-    let mut session = db.session(statement_timeout_seconds).await.map_err(wrap)?;
+    let statement = copy_statement(spec, plan, index).map_err(wrap)?;
+    let mut session = db
+        .session(spec.statement_timeout_seconds)
+        .await
+        .map_err(wrap)?;
 
     // A stale manifest from an earlier attempt must never describe the new part.
     storage
@@ -162,6 +178,7 @@ pub async fn export_chunk(
             let header = header_line(&plan.source.columns, format.delimiter, &format.null_string);
             sink.push(header.as_bytes()).await?;
         }
+        session.verify_before_copy().await?;
         let mut stream = session
             .conn()
             .copy_out_raw(&statement)

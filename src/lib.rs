@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod run_local;
 pub mod source;
+pub mod sql;
 pub mod stage_protocol;
 pub mod staging;
 pub mod storage;

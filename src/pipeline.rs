@@ -96,7 +96,7 @@ impl StageContext {
             .db
             .session(i64::from(source.statement_timeout.seconds()))
             .await?;
-        let resolved = resolve(&mut session, source).await?;
+        let resolved = resolve(&mut session, &self.spec.written().source).await?;
         let chunking = &self.spec.chunking;
         let stats = key_stats(
             &mut session,
@@ -122,6 +122,7 @@ impl StageContext {
             chunks,
             created_at: jiff::Timestamp::now().to_string(),
             digest: String::new(),
+            warnings: resolved.warnings,
         }
         .seal())
     }
@@ -138,11 +139,10 @@ impl StageContext {
                 self.storage.location(&key)
             ))
         })?;
-        if !plan.digest_is_valid() {
+        if let Err(why) = plan.check_against(&self.spec.written().source) {
             return Err(Error::Staging(format!(
-                "{} does not match its digest {}: it was changed after planning",
-                self.storage.location(&key),
-                plan.digest
+                "{} {why}",
+                self.storage.location(&key)
             )));
         }
         Ok(Some(plan))
@@ -183,7 +183,7 @@ impl StageContext {
     pub async fn export_chunk(&self, plan: &Plan, index: usize) -> Result<PartManifest> {
         crate::export::export_chunk(
             &self.db,
-            i64::from(self.spec.source.statement_timeout.seconds()),
+            &self.spec.written().source,
             plan,
             index,
             self.storage.as_ref(),

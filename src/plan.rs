@@ -76,32 +76,59 @@ impl KeyType {
     pub const SUPPORTED: &'static str =
         "smallint, integer, bigint, numeric, date, timestamp, timestamptz, text, varchar, uuid";
 
+    /// Whether `text` can be a bound of this type as the server prints it: digits and
+    /// signs for numbers, date and time characters for times, hex and dashes for uuids
+    /// (text keys take any text; every bound is sent as a quoted literal anyway).
+    pub fn accepts(self, text: &str) -> bool {
+        let all = |f: fn(char) -> bool| !text.is_empty() && text.len() <= 64 && text.chars().all(f);
+        match self {
+            KeyType::Smallint | KeyType::Integer | KeyType::Bigint => {
+                all(|c| c.is_ascii_digit() || c == '-')
+            }
+            KeyType::Numeric => all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '+' | '.')),
+            KeyType::Date | KeyType::Timestamp | KeyType::Timestamptz => {
+                all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '+' | ':' | '.' | ' '))
+            }
+            KeyType::Uuid => all(|c| c.is_ascii_hexdigit() || c == '-'),
+            KeyType::Text | KeyType::Varchar => !text.contains('\0'),
+        }
+    }
+
     /// A typed SQL literal for a key value given in its text form.
     pub fn literal(self, text: &str) -> String {
         format!("{}::{}", quote_literal(text), self.sql_name())
     }
 }
 
-/// The resolved source a plan exports: SQL built from quoted identifiers.
+/// A relation found in the catalog at plan time (names as stored, unquoted).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TableName {
+    /// Its schema.
+    pub schema: String,
+    /// Its name.
+    pub name: String,
+}
+
+/// What a plan exports, as data: names and types, never SQL. The statement of a chunk is
+/// rebuilt from the validated spec at export time ([`crate::source::statement::SourceSql::build`]), so a staged
+/// plan cannot carry SQL into the next run.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct PlannedSource {
     /// For people: the table or `query`.
     pub description: String,
-    /// The SELECT list: quoted columns (table mode) or `*` (query mode).
-    pub select_list: String,
-    /// The FROM item: a quoted relation (table mode) or `(<query>) AS rj_src`.
-    pub from_sql: String,
-    /// A boolean SQL condition that every exported row satisfies (the `where` filter),
-    /// or `true`.
-    pub filter_sql: String,
+    /// Table mode: the relation the spec's `table` named at plan time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<TableName>,
     /// The key column's name.
     pub key_column: String,
-    /// The key column as an SQL expression over the FROM clause.
-    pub key_sql: String,
     /// The key column's type.
     pub key_type: KeyType,
     /// The exported columns, in order (the CSV header).
     pub columns: Vec<String>,
+    /// `sha256:<hex>` of the spec's source fields this plan was made for
+    /// ([`crate::source::statement::spec_digest`]); a staged plan is reused only for the same spec.
+    #[serde(default)]
+    pub spec_digest: String,
 }
 
 /// How parts are encoded; fixed in the plan so that every part of a run agrees.
@@ -198,6 +225,10 @@ pub struct Plan {
     /// `sha256:<hex>` of this document with an empty digest.
     #[serde(default)]
     pub digest: String,
+    /// What the plan stage found worth a warning (a role with more privileges than
+    /// reading needs); shown to people, not stored in `plan.json` nor digested.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 impl Plan {
@@ -220,21 +251,34 @@ impl Plan {
         self.digest == self.compute_digest()
     }
 
-    /// The full SQL that selects chunk `index`'s rows in key order.
-    pub fn chunk_query(&self, chunk: &ChunkRange) -> String {
-        let s = &self.source;
-        let order = if chunk.nulls {
-            String::new()
-        } else {
-            format!(" ORDER BY {}", s.key_sql)
-        };
-        format!(
-            "SELECT {}\nFROM {}\nWHERE ({})\n  AND {}{order}",
-            s.select_list,
-            s.from_sql,
-            s.filter_sql,
-            chunk.predicate(&s.key_sql, s.key_type)
-        )
+    /// Checks a staged plan before reuse: its digest matches its content, and it was
+    /// made for `spec` (the digest covers the spec's source fields and the ranges).
+    pub fn check_against(&self, spec: &crate::api::SourceSpec) -> Result<(), String> {
+        if !self.digest_is_valid() {
+            return Err(format!(
+                "does not match its digest {}: it was changed after planning",
+                self.digest
+            ));
+        }
+        if self.source.spec_digest != crate::source::statement::spec_digest(spec) {
+            return Err(format!(
+                "was made for another spec (spec digest {}, this spec {}); remove it to plan again",
+                self.source.spec_digest,
+                crate::source::statement::spec_digest(spec)
+            ));
+        }
+        for chunk in &self.chunks {
+            for bound in [&chunk.lo, &chunk.hi].into_iter().flatten() {
+                if !self.source.key_type.accepts(bound) {
+                    return Err(format!(
+                        "chunk {} has bound {bound:?}, which is not a {} value",
+                        chunk.index,
+                        self.source.key_type.sql_name()
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The one-line summary a plan pod writes as its termination message.
@@ -495,13 +539,11 @@ mod tests {
             run_id: "r".into(),
             source: PlannedSource {
                 description: "t".into(),
-                select_list: "1".into(),
-                from_sql: "t".into(),
-                filter_sql: "true".into(),
+                table: None,
                 key_column: "id".into(),
-                key_sql: "\"id\"".into(),
                 key_type: KeyType::Bigint,
                 columns: strings(&["id"]),
+                spec_digest: String::new(),
             },
             format: PartFormat {
                 delimiter: ',',
@@ -514,6 +556,7 @@ mod tests {
             chunks: chunks_from_boundaries(&strings(&["5"]), 10, 0, false),
             created_at: "now".into(),
             digest: String::new(),
+            warnings: Vec::new(),
         }
         .seal();
         assert!(plan.digest_is_valid());

@@ -439,13 +439,11 @@ mod tests {
             run_id: "r".into(),
             source: PlannedSource {
                 description: "t".into(),
-                select_list: "*".into(),
-                from_sql: "t".into(),
-                filter_sql: "true".into(),
+                table: None,
                 key_column: "id".into(),
-                key_sql: "id".into(),
                 key_type: KeyType::Integer,
                 columns: vec!["id".into()],
+                spec_digest: String::new(),
             },
             format: PartFormat {
                 delimiter: ',',
@@ -458,6 +456,7 @@ mod tests {
             chunks: chunks_from_boundaries(&["10".into(), "20".into()], 30, 0, true),
             created_at: "t0".into(),
             digest: String::new(),
+            warnings: Vec::new(),
         }
         .seal()
     }

@@ -2,6 +2,7 @@
 
 pub mod resolve;
 pub mod session;
+pub mod statement;
 pub mod stats;
 
 pub use resolve::{Resolved, resolve};

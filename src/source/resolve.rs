@@ -4,10 +4,12 @@
 use sqlx::{AssertSqlSafe, Column, Executor, Row, SqlSafeStr, Statement, TypeInfo};
 
 use super::ReadSession;
-use crate::api::valid::{Filter, SelectQuery, Source, ValidSource};
+use super::statement::{SourceSql, spec_digest};
+use crate::api::SourceSpec;
 use crate::error::{Error, Result};
-use crate::ident::{QualifiedName, Quoted};
-use crate::plan::{KeyType, PlannedSource};
+use crate::ident::{parse_ident, parse_qualified};
+use crate::plan::{KeyType, PlannedSource, TableName};
+use crate::sql::SelectQuery;
 
 /// A table found in the catalog.
 #[derive(Clone, Debug)]
@@ -27,8 +29,12 @@ pub struct TableRef {
 /// A source resolved against the catalog.
 #[derive(Clone, Debug)]
 pub struct Resolved {
-    /// The SQL pieces the plan stores.
+    /// What the plan stores (names and types, no SQL).
     pub source: PlannedSource,
+    /// The SQL pieces, rebuilt from the spec as export will rebuild them.
+    pub sql: SourceSql,
+    /// Privileges beyond reading that the role holds (see [`privilege_warnings`]).
+    pub warnings: Vec<String>,
     /// Whether the key may be NULL (a NULL chunk is planned when it may).
     pub key_nullable: bool,
     /// For table mode: the relation, whose size and statistics guide the planner.
@@ -52,26 +58,23 @@ fn source_err(field: &'static str, message: String) -> Error {
     Error::Source { field, message }
 }
 
-/// Resolves the validated `source` inside `session`.
-pub async fn resolve(session: &mut ReadSession, source: &ValidSource) -> Result<Resolved> {
-    let key = &source.key_column;
-    match &source.rows {
-        Source::Table {
-            name,
-            columns,
-            where_,
-        } => resolve_table(session, name, columns.as_deref(), where_.as_ref(), key).await,
-        Source::Query { sql } => resolve_query(session, sql, key).await,
+/// Resolves `spec` inside `session`.
+pub async fn resolve(session: &mut ReadSession, spec: &SourceSpec) -> Result<Resolved> {
+    match (&spec.table, &spec.query) {
+        (Some(table), None) => resolve_table(session, spec, table).await,
+        (None, Some(query)) => resolve_query(session, spec, query).await,
+        _ => Err(Error::InvalidSpec(
+            "spec.source: set exactly one of table and query".into(),
+        )),
     }
 }
 
 async fn resolve_table(
     session: &mut ReadSession,
-    name: &QualifiedName,
-    wanted_columns: Option<&[String]>,
-    filter: Option<&Filter>,
-    key: &str,
+    spec: &SourceSpec,
+    table: &str,
 ) -> Result<Resolved> {
+    let name = parse_qualified(table).map_err(|e| source_err("spec.source.table", e.0))?;
     let regclass_text = name.to_string();
     let row = sqlx::query(
         "SELECT c.oid::int8 AS oid, n.nspname::text AS nsp, c.relname::text AS rel
@@ -86,13 +89,12 @@ async fn resolve_table(
     let Some(row) = row else {
         return Err(source_err(
             "spec.source.table",
-            format!("table {regclass_text} does not exist (or is not visible to this user)"),
+            format!("table {table:?} does not exist (or is not visible to this user)"),
         ));
     };
     let oid: i64 = row.get("oid");
     let nsp: String = row.get("nsp");
     let rel: String = row.get("rel");
-    let relation = format!("{}.{}", Quoted(&nsp), Quoted(&rel));
     let shown = format!("{nsp}.{rel}");
 
     let attrs = sqlx::query(
@@ -120,12 +122,13 @@ async fn resolve_table(
             .join(", ")
     };
 
-    let columns: Vec<String> = match wanted_columns {
+    let columns: Vec<String> = match &spec.columns {
         None => all.iter().map(|(n, _, _)| n.clone()).collect(),
         Some(wanted) => {
             let mut out = Vec::new();
-            for (i, name) in wanted.iter().enumerate() {
-                if !all.iter().any(|(n, _, _)| n == name) {
+            for (i, text) in wanted.iter().enumerate() {
+                let name = parse_ident(text).map_err(|e| source_err("spec.source.columns", e.0))?;
+                if !all.iter().any(|(n, _, _)| *n == name) {
                     return Err(source_err(
                         "spec.source.columns",
                         format!(
@@ -134,12 +137,13 @@ async fn resolve_table(
                         ),
                     ));
                 }
-                out.push(name.clone());
+                out.push(name);
             }
             out
         }
     };
-    let key = key.to_string();
+    let key =
+        parse_ident(&spec.key_column).map_err(|e| source_err("spec.source.keyColumn", e.0))?;
     let key_position = all.iter().position(|(n, _, _)| *n == key);
     let key_collation = key_position.and_then(|i| collations[i].clone());
     let Some((_, key_type_name, key_not_null)) = key_position.map(|i| &all[i]) else {
@@ -152,47 +156,44 @@ async fn resolve_table(
         ));
     };
     let key_type = key_type(&key, key_type_name)?;
-    let select_list = columns
-        .iter()
-        .map(|c| Quoted(c).to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let filter_sql = match filter {
-        Some(filter) => format!("\n{}\n", filter.as_str()),
-        None => "true".to_string(),
-    };
     let source = PlannedSource {
         description: shown,
-        select_list,
-        from_sql: relation,
-        filter_sql,
+        table: Some(TableName {
+            schema: nsp.clone(),
+            name: rel.clone(),
+        }),
         key_column: key.clone(),
-        key_sql: Quoted(&key).to_string(),
         key_type,
         columns,
+        spec_digest: spec_digest(spec),
     };
-    check_parses(session, &source, "spec.source.where").await?;
+    let sql = SourceSql::build(spec, &source)?;
+    check_parses(session, &sql, "spec.source.where").await?;
+    let warnings = privilege_warnings(session, &[oid]).await?;
     Ok(Resolved {
         source,
+        sql,
+        warnings,
         key_nullable: !key_not_null,
         table: Some(TableRef {
             oid,
             schema: nsp,
             name: rel,
             key_collation,
-            filtered: filter.is_some(),
+            filtered: spec.where_.is_some(),
         }),
     })
 }
 
 async fn resolve_query(
     session: &mut ReadSession,
-    query: &SelectQuery,
-    key: &str,
+    spec: &SourceSpec,
+    query: &str,
 ) -> Result<Resolved> {
-    let query = query.as_str();
-    let key = key.to_string();
-    let wrapped = format!("SELECT * FROM (\n{query}\n) AS rj_src");
+    let parsed = SelectQuery::parse(query).map_err(|e| source_err("spec.source.query", e.0))?;
+    let key =
+        parse_ident(&spec.key_column).map_err(|e| source_err("spec.source.keyColumn", e.0))?;
+    let wrapped = format!("SELECT * FROM (\n{}\n) AS rj_src", parsed.sql());
     // Preparing (not running) the query checks it is one valid SELECT and gives its columns.
     let described = session
         .conn()
@@ -252,27 +253,102 @@ async fn resolve_query(
             ));
         }
     }
+    let source = PlannedSource {
+        description: "query".to_string(),
+        table: None,
+        key_column: key.clone(),
+        key_type,
+        columns: columns.into_iter().map(|(n, _)| n).collect(),
+        spec_digest: spec_digest(spec),
+    };
+    let sql = SourceSql::build(spec, &source)?;
+    let mut oids = Vec::new();
+    for table in parsed.tables() {
+        let oid: Option<i64> = sqlx::query_scalar("SELECT to_regclass($1)::oid::int8")
+            .bind(table)
+            .fetch_one(session.conn())
+            .await
+            .map_err(|e| Error::db("looking up the query's tables", e))?;
+        oids.extend(oid);
+    }
+    let warnings = privilege_warnings(session, &oids).await?;
     Ok(Resolved {
-        source: PlannedSource {
-            description: "query".to_string(),
-            select_list: "*".to_string(),
-            from_sql: format!("(\n{query}\n) AS rj_src"),
-            filter_sql: "true".to_string(),
-            key_column: key.clone(),
-            key_sql: format!("rj_src.{}", Quoted(&key)),
-            key_type,
-            columns: columns.into_iter().map(|(n, _)| n).collect(),
-        },
+        source,
+        sql,
+        warnings,
         key_nullable: true,
         table: None,
     })
+}
+
+/// What the session's role may do beyond reading: a superuser, a member of
+/// `pg_write_server_files`, `pg_execute_server_program` or `pg_read_server_files`, or a
+/// holder of INSERT, UPDATE, DELETE or TRUNCATE on a source relation. Nothing here stops
+/// the run (the transaction is read-only and the SQL is checked), but a report job needs
+/// none of it: each is a warning for people.
+pub async fn privilege_warnings(session: &mut ReadSession, oids: &[i64]) -> Result<Vec<String>> {
+    let (role, superuser, write_files, programs, read_files): (String, bool, bool, bool, bool) =
+        sqlx::query_as(
+            "SELECT current_user::text,
+                    coalesce((SELECT rolsuper FROM pg_roles WHERE rolname = current_user), false),
+                    pg_has_role(current_user, 'pg_write_server_files', 'MEMBER'),
+                    pg_has_role(current_user, 'pg_execute_server_program', 'MEMBER'),
+                    pg_has_role(current_user, 'pg_read_server_files', 'MEMBER')",
+        )
+        .fetch_one(session.conn())
+        .await
+        .map_err(|e| Error::db("reading the role's privileges", e))?;
+    let mut warnings = Vec::new();
+    if superuser {
+        warnings.push(format!(
+            "the database role {role:?} is a superuser; a report job needs only SELECT on its source (see the README's read-only role)"
+        ));
+        return Ok(warnings);
+    }
+    for (held, name) in [
+        (write_files, "pg_write_server_files"),
+        (programs, "pg_execute_server_program"),
+        (read_files, "pg_read_server_files"),
+    ] {
+        if held {
+            warnings.push(format!(
+                "the database role {role:?} is a member of {name}; a report job needs only SELECT on its source"
+            ));
+        }
+    }
+    for oid in oids {
+        let row: (String, Vec<String>) = sqlx::query_as(
+            "SELECT $1::int8::oid::regclass::text,
+                    array_remove(ARRAY[
+                      CASE WHEN has_table_privilege($1::int8::oid, 'INSERT') THEN 'INSERT' END,
+                      CASE WHEN has_table_privilege($1::int8::oid, 'UPDATE') THEN 'UPDATE' END,
+                      CASE WHEN has_table_privilege($1::int8::oid, 'DELETE') THEN 'DELETE' END,
+                      CASE WHEN has_table_privilege($1::int8::oid, 'TRUNCATE') THEN 'TRUNCATE' END
+                    ], NULL)",
+        )
+        .bind(oid)
+        .fetch_one(session.conn())
+        .await
+        .map_err(|e| Error::db("reading the role's table privileges", e))?;
+        if !row.1.is_empty() {
+            warnings.push(format!(
+                "the database role {role:?} may {} on {}; a report job needs only SELECT",
+                row.1.join(", "),
+                row.0
+            ));
+        }
+    }
+    for warning in &warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(warnings)
 }
 
 /// Prepares the source's SELECT with its filter, so a bad `where` fails now, naming the
 /// field, and so nothing in it can turn one statement into several.
 async fn check_parses(
     session: &mut ReadSession,
-    source: &PlannedSource,
+    source: &SourceSql,
     field: &'static str,
 ) -> Result<()> {
     let sql = format!(

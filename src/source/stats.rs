@@ -5,11 +5,12 @@
 use sqlx::{AssertSqlSafe, Row};
 
 use super::resolve::TableRef;
+use super::statement::SourceSql;
 use super::{ReadSession, Resolved};
 use crate::error::{Error, Result};
 use crate::ident::Quoted;
 use crate::plan::{
-    PlannedSource, StatPoint, Strategy, pick_from_grid, quantile_fractions, quantiles_from_stats,
+    StatPoint, Strategy, pick_from_grid, quantile_fractions, quantiles_from_stats,
     range_chunk_count,
 };
 
@@ -47,7 +48,7 @@ pub struct KeyStats {
 }
 
 /// `WHERE` clause of the source's rows with a non-NULL key.
-fn non_null_where(src: &PlannedSource) -> String {
+fn non_null_where(src: &SourceSql) -> String {
     format!(
         "WHERE ({})\n  AND {} IS NOT NULL",
         src.filter_sql, src.key_sql
@@ -61,10 +62,10 @@ pub async fn key_stats(
     chunk_size: u64,
     max_chunks: u64,
 ) -> Result<KeyStats> {
-    let src = &resolved.source;
+    let src = &resolved.sql;
     let rows_from = format!("FROM {}\n{}", src.from_sql, non_null_where(src));
     let table = match &resolved.table {
-        Some(t) => Some(table_stats(session, t, src).await?),
+        Some(t) => Some(table_stats(session, t, src, &resolved.source.key_column).await?),
         None => None,
     };
     let unfiltered = resolved.table.as_ref().is_some_and(|t| !t.filtered);
@@ -214,7 +215,8 @@ struct TableStats {
 async fn table_stats(
     session: &mut ReadSession,
     table: &TableRef,
-    src: &PlannedSource,
+    src: &SourceSql,
+    key_column: &str,
 ) -> Result<TableStats> {
     let row = sqlx::query(
         "SELECT reltuples::float8,
@@ -257,7 +259,7 @@ async fn table_stats(
     let rows = sqlx::query(AssertSqlSafe(sql))
         .bind(&table.schema)
         .bind(&table.name)
-        .bind(&src.key_column)
+        .bind(key_column)
         .fetch_all(session.conn())
         .await
         .map_err(|e| Error::db("reading the key's histogram", e))?;

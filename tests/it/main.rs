@@ -12,6 +12,8 @@ mod crd;
 mod examples;
 mod export_exactness;
 mod failures;
+mod files_safety;
 mod notify;
 mod planner;
 mod rbac;
+mod security;

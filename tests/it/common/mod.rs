@@ -354,3 +354,13 @@ pub fn terminate_copy_backend(schema: &str, after_rows: i64) -> tokio::task::Joi
         false
     })
 }
+
+/// A filter that sleeps `seconds` per row, through a function of the test's schema (the
+/// engine refuses `pg_sleep` in a spec: it is on the side-effect denylist).
+pub async fn slow_filter(db: &mut TestDb, seconds: &str) -> String {
+    db.exec(&format!(
+        "CREATE FUNCTION slow_row() RETURNS boolean LANGUAGE sql AS 'SELECT pg_sleep({seconds}) IS NOT NULL'"
+    ))
+    .await;
+    format!("{}.slow_row()", db.schema)
+}

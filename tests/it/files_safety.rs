@@ -3,18 +3,18 @@
 //! nothing the next run does not remove, assembling again after publishing changes nothing,
 //! damaged parts are removed and exactly their chunks exported again, and connect errors
 //! name their root cause without the password.
-#![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
+// tests fail loudly on unexpected errors
 
-mod common;
+use crate::common;
+use crate::common::spec::SpecBuilder;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{TestDb, Workdir, database_url, run_json, stderr, stdout, table_spec};
+use common::{TestDb, Workdir, database_url, run_json, stderr, stdout};
 
-const PVC: &str = "    destination:\n      pvc: {claimName: r, path: r.csv}";
 
 async fn numbers(db: &mut TestDb, rows: u32) {
     db.exec(&format!(
@@ -88,7 +88,14 @@ fn run_ids_are_refused_wherever_they_enter() {
     let work = Workdir::new();
     let outside = outside(&work);
     let before = snapshot(&outside);
-    let spec = work.spec("s.yaml", &table_spec("t", "id", "", "{chunkSize: 10}", PVC));
+    let spec = work.spec(
+        "s.yaml",
+        &SpecBuilder::table("t")
+            .key("id")
+            .chunk_size(10)
+            .pvc("r", "r.csv")
+            .build_yaml(),
+    );
     let spec = spec.to_str().unwrap();
     std::fs::create_dir_all(work.output_dir()).unwrap();
     for bad in [
@@ -119,7 +126,11 @@ fn run_ids_are_refused_wherever_they_enter() {
 async fn symlinks_in_the_volume_never_redirect_outside() {
     let mut db = TestDb::new("symlinks").await;
     numbers(&mut db, 600).await;
-    let spec_text = table_spec(&db.table("src"), "id", "", "{chunkSize: 200}", PVC);
+    let spec_text = SpecBuilder::table(&db.table("src"))
+        .key("id")
+        .chunk_size(200)
+        .pvc("r", "r.csv")
+        .build_yaml();
     // (what is linked, to what outside)
     let attacks: [(&str, &str); 4] = [
         ("r.csv.parts", ""),
@@ -158,7 +169,6 @@ async fn symlinks_in_the_volume_never_redirect_outside() {
         }
         assert_eq!(snapshot(&outside), before, "{link}: outside unchanged");
     }
-    db.drop_schema().await;
 }
 
 #[tokio::test]
@@ -170,13 +180,13 @@ async fn a_killed_run_leaves_its_temporary_report_in_staging_and_the_next_run_re
     // assembly (with its temporary report) is open from the start.
     let spec = work.spec(
         "s.yaml",
-        &table_spec(
-            &db.table("src"),
-            "id",
-            "    where: \"pg_sleep(0.001) IS NOT NULL\"",
-            "{chunkSize: 250, parallelism: 1}",
-            PVC,
-        ),
+        &SpecBuilder::table(&db.table("src"))
+            .key("id")
+            .filter(&common::slow_filter(&mut db, "0.001").await)
+            .chunk_size(250)
+            .parallelism(1)
+            .pvc("r", "r.csv")
+            .build_yaml(),
     );
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_reportjob"))
         .args(["run", "-f", spec.to_str().unwrap(), "--output-dir"])
@@ -246,7 +256,6 @@ async fn a_killed_run_leaves_its_temporary_report_in_staging_and_the_next_run_re
     );
     db.assert_report_matches(&work.output_dir().join("r.csv"), &db.all("src"), "", false)
         .await;
-    db.drop_schema().await;
 }
 
 #[tokio::test]
@@ -256,7 +265,11 @@ async fn a_leftover_temporary_report_is_removed_by_assembly_and_by_cleanup() {
     let work = Workdir::new();
     let spec = work.spec(
         "s.yaml",
-        &table_spec(&db.table("src"), "id", "", "{chunkSize: 250}", PVC),
+        &SpecBuilder::table(&db.table("src"))
+            .key("id")
+            .chunk_size(250)
+            .pvc("r", "r.csv")
+            .build_yaml(),
     );
     let spec = spec.to_str().unwrap();
     stage_all(&work, spec, 4);
@@ -291,7 +304,6 @@ async fn a_leftover_temporary_report_is_removed_by_assembly_and_by_cleanup() {
     let out = work.reportjob(&["cleanup", "-f", spec, "--run-id", "rj-1"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!work.output_dir().join("r.csv.parts").exists());
-    db.drop_schema().await;
 }
 
 #[tokio::test]
@@ -301,7 +313,11 @@ async fn assembling_again_after_publishing_succeeds_and_changes_nothing() {
     let work = Workdir::new();
     let spec = work.spec(
         "s.yaml",
-        &table_spec(&db.table("src"), "id", "", "{chunkSize: 250}", PVC),
+        &SpecBuilder::table(&db.table("src"))
+            .key("id")
+            .chunk_size(250)
+            .pvc("r", "r.csv")
+            .build_yaml(),
     );
     let spec = spec.to_str().unwrap();
     let digest = stage_all(&work, spec, 4);
@@ -345,7 +361,6 @@ async fn assembling_again_after_publishing_succeeds_and_changes_nothing() {
     assert!(stderr(&other).contains("no plan"), "{}", stderr(&other));
     db.assert_report_matches(&report, &db.all("src"), "", false)
         .await;
-    db.drop_schema().await;
 }
 
 #[tokio::test]
@@ -355,7 +370,11 @@ async fn damaged_parts_are_removed_and_exactly_their_chunks_exported_again() {
     let work = Workdir::new();
     let spec = work.spec(
         "s.yaml",
-        &table_spec(&db.table("src"), "id", "", "{chunkSize: 400}", PVC),
+        &SpecBuilder::table(&db.table("src"))
+            .key("id")
+            .chunk_size(400)
+            .pvc("r", "r.csv")
+            .build_yaml(),
     );
     let spec = spec.to_str().unwrap();
     stage_all(&work, spec, 5);
@@ -404,14 +423,17 @@ async fn damaged_parts_are_removed_and_exactly_their_chunks_exported_again() {
     );
     db.assert_report_matches(&work.output_dir().join("r.csv"), &db.all("src"), "", false)
         .await;
-    db.drop_schema().await;
 }
 
 /// Runs `plan` against `url` and returns its exit code and stderr.
 fn plan_with(work: &Workdir, url: &str) -> (Option<i32>, String) {
     let spec = work.spec(
         "s.yaml",
-        &table_spec("public.t", "id", "", "{chunkSize: 10}", PVC),
+        &SpecBuilder::table("public.t")
+            .key("id")
+            .chunk_size(10)
+            .pvc("r", "r.csv")
+            .build_yaml(),
     );
     let out = work.reportjob_with(
         &["plan", "-f", spec.to_str().unwrap()],
@@ -471,5 +493,4 @@ async fn too_many_connections_is_named_and_transient() {
     assert!(err.contains("too many connections"), "{err}");
     assert!(err.contains("SQLSTATE 53300"), "{err}");
     assert!(err.contains("reportjob_test"), "{err}");
-    db.drop_schema().await;
 }

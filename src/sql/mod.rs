@@ -1,0 +1,295 @@
+//! SQL from a spec, read with Postgres's own grammar (libpg_query, the server's parser):
+//! `query` must be exactly one plain SELECT, `where` exactly one expression, and neither
+//! may call a function with side effects ([`denylist`]). What runs is regenerated from the
+//! parse tree (deparsed), never the text as written, so a fragment can never close a
+//! parenthesis it did not open, end a string it did not start, or add a statement.
+
+pub mod denylist;
+
+use pg_query::NodeEnum;
+use pg_query::protobuf::SetOperation;
+use serde_json::Value;
+
+/// Why a piece of SQL was refused (the caller names the field).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SqlError(pub String);
+
+/// A spec's `query`: exactly one plain SELECT, as Postgres parses it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SelectQuery {
+    sql: String,
+    tables: Vec<String>,
+}
+
+impl SelectQuery {
+    /// Parses and checks `text`; the kept SQL is the deparsed tree.
+    pub fn parse(text: &str) -> Result<SelectQuery, SqlError> {
+        let parsed = parse_one(text)?;
+        let Some(NodeEnum::SelectStmt(_)) = top_node(&parsed) else {
+            return Err(SqlError(format!(
+                "must be one SELECT statement, not {}",
+                statement_kind(&parsed)
+            )));
+        };
+        check_tree(&parsed.protobuf)?;
+        let sql = deparse(&parsed)?;
+        // The regenerated text must itself pass (it is what runs).
+        let again = parse_one(&sql)?;
+        check_tree(&again.protobuf)?;
+        let mut tables: Vec<String> = parsed.tables().into_iter().collect();
+        tables.sort();
+        tables.dedup();
+        Ok(SelectQuery { sql, tables })
+    }
+
+    /// The regenerated SELECT.
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// The relations the query reads (as written, possibly schema-qualified).
+    pub fn tables(&self) -> &[String] {
+        &self.tables
+    }
+}
+
+/// A spec's `where`: exactly one expression, as Postgres parses it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Filter {
+    sql: String,
+}
+
+/// What a filter is parsed inside of; the deparsed text starts with it.
+const FILTER_PREFIX: &str = "SELECT 1 WHERE ";
+
+impl Filter {
+    /// Parses `text` as the condition of `SELECT 1 WHERE <text>` and checks the statement
+    /// has nothing else: no second statement, no set operation, no ORDER BY, LIMIT,
+    /// GROUP BY, locking clause, INTO or WINDOW smuggled in after the expression.
+    pub fn parse(text: &str) -> Result<Filter, SqlError> {
+        if text.trim().is_empty() {
+            return Err(SqlError("is empty".into()));
+        }
+        // The newline ends a trailing `--` comment before anything we might add.
+        let parsed = parse_one(&format!("{FILTER_PREFIX}{text}\n"))?;
+        let Some(NodeEnum::SelectStmt(s)) = top_node(&parsed) else {
+            return Err(SqlError("must be one expression".into()));
+        };
+        let only_where = s.where_clause.is_some()
+            && s.target_list.len() == 1
+            && s.distinct_clause.is_empty()
+            && s.into_clause.is_none()
+            && s.from_clause.is_empty()
+            && s.group_clause.is_empty()
+            && s.having_clause.is_none()
+            && s.window_clause.is_empty()
+            && s.values_lists.is_empty()
+            && s.sort_clause.is_empty()
+            && s.limit_offset.is_none()
+            && s.limit_count.is_none()
+            && s.locking_clause.is_empty()
+            && s.with_clause.is_none()
+            && s.op == SetOperation::SetopNone as i32
+            && s.larg.is_none()
+            && s.rarg.is_none();
+        if !only_where {
+            return Err(SqlError(
+                "must be exactly one boolean expression (it is followed by another clause, such as ORDER BY, LIMIT, UNION or FOR UPDATE)".into(),
+            ));
+        }
+        check_tree(&parsed.protobuf)?;
+        let whole = deparse(&parsed)?;
+        let Some(expr) = whole.strip_prefix(FILTER_PREFIX) else {
+            return Err(SqlError(format!(
+                "could not be regenerated as one expression (got {whole:?})"
+            )));
+        };
+        // The regenerated expression must parse back the same way on its own.
+        let again = parse_one(&format!("{FILTER_PREFIX}{expr}"))?;
+        check_tree(&again.protobuf)?;
+        if deparse(&again)? != whole {
+            return Err(SqlError(
+                "does not read back as the same expression after regeneration".into(),
+            ));
+        }
+        Ok(Filter {
+            sql: expr.to_string(),
+        })
+    }
+
+    /// The regenerated expression (to be wrapped in parentheses).
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+}
+
+/// Checks a `query` or a `where` fragment, whichever it parses as (for callers that
+/// check either kind with one function). Prefer [`SelectQuery::parse`] and
+/// [`Filter::parse`], which know which one they hold.
+pub fn check_fragment(text: &str) -> Result<(), SqlError> {
+    match SelectQuery::parse(text) {
+        Ok(_) => Ok(()),
+        Err(as_query) => match Filter::parse(text) {
+            Ok(_) => Ok(()),
+            Err(as_filter) => {
+                // The message of the reading that got further is the useful one.
+                if as_query.0.contains("not allowed") || !as_query.0.contains("not valid SQL") {
+                    Err(as_query)
+                } else {
+                    Err(as_filter)
+                }
+            }
+        },
+    }
+}
+
+/// The text to send for a `COPY (<select>) TO STDOUT ...` we composed from regenerated
+/// pieces, quoted identifiers and quoted literals: it must parse as exactly one COPY of a
+/// SELECT to the client (never to a file or program), pass the same checks as user SQL,
+/// and is returned deparsed. This is what the simple-query COPY sends.
+pub fn regenerate_copy_to_stdout(text: &str) -> Result<String, SqlError> {
+    let parsed = parse_one(text)?;
+    let Some(NodeEnum::CopyStmt(copy)) = top_node(&parsed) else {
+        return Err(SqlError(format!(
+            "the export statement is not a COPY but {}",
+            statement_kind(&parsed)
+        )));
+    };
+    let query_is_select = matches!(
+        copy.query.as_ref().and_then(|q| q.node.as_ref()),
+        Some(NodeEnum::SelectStmt(_))
+    );
+    if copy.is_from || copy.is_program || !copy.filename.is_empty() || !query_is_select {
+        return Err(SqlError(
+            "the export statement must be COPY (SELECT ...) TO STDOUT".into(),
+        ));
+    }
+    check_tree(&parsed.protobuf)?;
+    deparse(&parsed)
+}
+
+fn parse_one(text: &str) -> Result<pg_query::ParseResult, SqlError> {
+    if text.contains('\0') {
+        return Err(SqlError("contains a NUL byte".into()));
+    }
+    let parsed = pg_query::parse(text, pg_query::ParserOptions::DEFAULT)
+        .map_err(|e| SqlError(format!("is not valid SQL: {}", parse_message(&e))))?;
+    match parsed.protobuf.stmts.len() {
+        1 => Ok(parsed),
+        0 => Err(SqlError("is empty".into())),
+        n => Err(SqlError(format!(
+            "holds more than one statement ({n} statements); write exactly one"
+        ))),
+    }
+}
+
+fn parse_message(e: &pg_query::Error) -> String {
+    match e {
+        pg_query::Error::Parse(m) => m.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn top_node(parsed: &pg_query::ParseResult) -> Option<&NodeEnum> {
+    parsed
+        .protobuf
+        .stmts
+        .first()
+        .and_then(|s| s.stmt.as_ref())
+        .and_then(|n| n.node.as_ref())
+}
+
+fn statement_kind(parsed: &pg_query::ParseResult) -> String {
+    let Some(node) = top_node(parsed) else {
+        return "nothing".into();
+    };
+    // The variant name (e.g. `InsertStmt`, `TransactionStmt`) is what Postgres calls it.
+    let debug = format!("{node:?}");
+    debug
+        .split(|c: char| !c.is_alphanumeric())
+        .next()
+        .unwrap_or("another statement")
+        .to_string()
+}
+
+fn deparse(parsed: &pg_query::ParseResult) -> Result<String, SqlError> {
+    parsed
+        .protobuf
+        .deparse(pg_query::DeparseOptions::default())
+        .map_err(|e| SqlError(format!("could not be regenerated: {e}")))
+}
+
+/// Walks every node of the tree (through its serialized form, so that no node kind is
+/// skipped): refuses statements other than SELECT anywhere (data-modifying CTEs), locking
+/// clauses, SELECT INTO, and calls of denied functions.
+fn check_tree(tree: &pg_query::protobuf::ParseResult) -> Result<(), SqlError> {
+    let value =
+        serde_json::to_value(tree).map_err(|e| SqlError(format!("could not be inspected: {e}")))?;
+    walk(&value)
+}
+
+fn walk(value: &Value) -> Result<(), SqlError> {
+    match value {
+        Value::Array(items) => items.iter().try_for_each(walk),
+        Value::Object(map) => {
+            for (key, child) in map {
+                match key.as_str() {
+                    "FuncCall" => check_call(child)?,
+                    "LockingClause" => {
+                        return Err(SqlError(
+                            "a locking clause (FOR UPDATE / FOR SHARE) is not allowed".into(),
+                        ));
+                    }
+                    "locking_clause" if child.as_array().is_some_and(|a| !a.is_empty()) => {
+                        return Err(SqlError(
+                            "a locking clause (FOR UPDATE / FOR SHARE) is not allowed".into(),
+                        ));
+                    }
+                    "IntoClause" => {
+                        return Err(SqlError("SELECT INTO is not allowed".into()));
+                    }
+                    "into_clause" if !child.is_null() => {
+                        return Err(SqlError("SELECT INTO is not allowed".into()));
+                    }
+                    k if k.ends_with("Stmt") && k != "SelectStmt" && k != "CopyStmt" => {
+                        return Err(SqlError(format!(
+                            "only SELECT is allowed, found {} (data-modifying statements are refused, also inside WITH)",
+                            k.trim_end_matches("Stmt").to_uppercase()
+                        )));
+                    }
+                    _ => {}
+                }
+                walk(child)?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_call(call: &Value) -> Result<(), SqlError> {
+    let parts: Vec<&str> = call
+        .get("funcname")
+        .and_then(Value::as_array)
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|n| n.pointer("/node/String/sval").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some(name) = parts.last() else {
+        return Err(SqlError("a function call without a name".into()));
+    };
+    if denylist::is_denied(name) {
+        return Err(SqlError(format!(
+            "function {} is not allowed (side effects)",
+            name.to_lowercase()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
