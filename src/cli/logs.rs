@@ -152,3 +152,51 @@ async fn logs_inner(args: LogsArgs) -> CommandResult {
     }
     Ok(Exit::Ok)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::builder::TypedValueParser;
+    use serde_json::json;
+
+    fn chunk_pod(index: &str, listed: Option<&str>) -> Pod {
+        let env: Vec<_> = listed
+            .map(|l| json!({"name": CHUNKS_ENV, "value": l}))
+            .into_iter()
+            .collect();
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": "p",
+                "labels": {STAGE_LABEL: "chunks"},
+                "annotations": {COMPLETION_INDEX_ANNOTATION: index},
+            },
+            "spec": {"containers": [{"name": "worker", "env": env}]},
+        }))
+        .expect("a pod")
+    }
+
+    #[test]
+    fn a_chunk_pod_exports_its_index_mapped_through_the_listed_chunks() {
+        assert_eq!(pod_chunk(&chunk_pod("2", None)), Some(2));
+        assert_eq!(pod_chunk(&chunk_pod("2", Some("0-1,7,9-10"))), Some(7));
+        assert_eq!(pod_chunk(&chunk_pod("4", Some("0-1,7,9-10"))), Some(10));
+        assert_eq!(pod_chunk(&chunk_pod("5", Some("0-1,7,9-10"))), None);
+        // An unreadable list falls back to the index, as before.
+        assert_eq!(pod_chunk(&chunk_pod("1", Some("x"))), Some(1));
+        assert_eq!(pod_chunk(&chunk_pod("x", None)), None);
+        assert_eq!(stage_rank(&chunk_pod("0", None)), 1);
+    }
+
+    #[test]
+    fn stage_takes_the_three_stages_with_pods_to_show() {
+        let cmd = clap::Command::new("t");
+        let arg = clap::Arg::new("stage");
+        let parse = |s: &str| stage_parser().parse_ref(&cmd, Some(&arg), std::ffi::OsStr::new(s));
+        assert_eq!(parse("plan").ok(), Some(Stage::Plan));
+        assert_eq!(parse("chunks").ok(), Some(Stage::Chunks));
+        assert_eq!(parse("assemble").ok(), Some(Stage::Assemble));
+        for bad in ["cleanup", "notify", "Plan", ""] {
+            assert!(parse(bad).is_err(), "{bad:?} is refused");
+        }
+    }
+}
