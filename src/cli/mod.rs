@@ -1,9 +1,26 @@
-//! The command line: parses arguments and delegates to the stage commands.
+//! The command line: parses arguments and delegates to one module per command.
+//!
+//! Client commands (for people and CI, talking to the Kubernetes API): [`submit`],
+//! [`status`], [`retry`], [`cancel`], [`logs`], with [`wait`] (following a ReportJob),
+//! [`cluster`] (the one place a kube client is built), [`output`] and [`progress`]; their
+//! exit codes and error type are in [`exit`]. Stage commands (run by the controller's pods,
+//! hidden from the top-level help, called by name): `plan`, `worker`, `assemble`, `cleanup`
+//! ([`stages`]) and `notify` ([`notify`]).
 
-pub mod client;
+pub mod cancel;
+pub mod cluster;
+pub mod completion;
+pub mod duration;
+pub mod exit;
+pub mod logs;
 pub mod notify;
+pub mod output;
 mod progress;
+pub mod retry;
 mod stages;
+pub mod status;
+pub mod submit;
+pub mod wait;
 
 use std::path::PathBuf;
 
@@ -46,27 +63,33 @@ pub enum Command {
     /// Print (or stage, with --write) the chunk plan without exporting.
     Plan(PlanArgs),
     /// Export one chunk of a staged plan (the chunk Job's pods run this).
+    #[command(hide = true)]
     Worker(WorkerArgs),
     /// Assemble the staged parts into the report (the assemble Job's pod runs this).
+    #[command(hide = true)]
     Assemble(AssembleArgs),
     /// Print the ReportJob CustomResourceDefinition as YAML.
     Crd,
     /// Create (or update) a ReportJob in the cluster; with --wait, follow it to the end.
-    Submit(client::SubmitArgs),
+    Submit(submit::SubmitArgs),
     /// Show a ReportJob's progress, output, conditions and recent events.
-    Status(client::StatusArgs),
+    Status(status::StatusArgs),
     /// Re-run the failed chunks of a failed ReportJob.
-    Retry(client::RetryArgs),
+    Retry(retry::RetryArgs),
     /// Suspend a ReportJob (or delete it with --delete).
-    Cancel(client::CancelArgs),
+    Cancel(cancel::CancelArgs),
     /// Print the logs of a ReportJob's pods.
-    Logs(client::LogsArgs),
+    Logs(logs::LogsArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion(completion::CompletionArgs),
     /// Send the completion webhook of spec.notify (stage pods run this).
+    #[command(hide = true)]
     Notify(notify::NotifyArgs),
     /// Run the Kubernetes controller (the operator) that reconciles ReportJobs into Jobs.
     Controller(ControllerArgs),
     /// Remove a run's staging data (the cleanup Job's pod runs this after a ReportJob is
     /// deleted); with --delete-output, the report too.
+    #[command(hide = true)]
     Cleanup(CleanupArgs),
 }
 
@@ -236,11 +259,12 @@ async fn run_command(command: Command) -> i32 {
         Command::Plan(args) => stages::plan(args).await,
         Command::Worker(args) => stages::worker(args).await,
         Command::Assemble(args) => stages::assemble(args).await,
-        Command::Submit(args) => client::submit(args).await,
-        Command::Status(args) => client::status(args).await,
-        Command::Retry(args) => client::retry(args).await,
-        Command::Cancel(args) => client::cancel(args).await,
-        Command::Logs(args) => client::logs(args).await,
+        Command::Submit(args) => submit::submit(args).await,
+        Command::Status(args) => status::status(args).await,
+        Command::Retry(args) => retry::retry(args).await,
+        Command::Cancel(args) => cancel::cancel(args).await,
+        Command::Logs(args) => logs::logs(args).await,
+        Command::Completion(args) => completion::completion(args),
         Command::Notify(args) => notify::notify(args).await,
         Command::Cleanup(args) => stages::cleanup(args).await,
         Command::Controller(args) => controller(args).await,
@@ -249,7 +273,10 @@ async fn run_command(command: Command) -> i32 {
 
 async fn controller(args: ControllerArgs) -> i32 {
     use crate::controller::{ControllerConfig, jobs::PodDefaults, leader::LeaseConfig};
-    let client = match kube_client(args.kubeconfig.as_deref()).await {
+    let client = match cluster::config(args.kubeconfig.as_deref(), None)
+        .await
+        .and_then(cluster::client)
+    {
         Ok(client) => client,
         Err(e) => {
             eprintln!("error: cannot reach the Kubernetes API: {e}");
@@ -287,20 +314,6 @@ async fn controller(args: ControllerArgs) -> i32 {
             crate::error::EXIT_TRANSIENT
         }
     }
-}
-
-/// A client from `--kubeconfig`, or as kube infers it (in-cluster, then KUBECONFIG).
-pub async fn kube_client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client, String> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let file = kube::config::Kubeconfig::read_from(path).map_err(|e| e.to_string())?;
-            kube::Config::from_custom_kubeconfig(file, &Default::default())
-                .await
-                .map_err(|e| e.to_string())?
-        }
-        None => kube::Config::infer().await.map_err(|e| e.to_string())?,
-    };
-    kube::Client::try_from(config).map_err(|e| e.to_string())
 }
 
 fn init_tracing(format: LogFormat) {

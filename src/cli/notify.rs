@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use super::client::parse_duration;
+use super::duration::parse_duration;
 use crate::api::ReportJob;
 use crate::api::load::{load_file, load_str};
 use crate::notify::{self, Details, Outcome, RetryPolicy};

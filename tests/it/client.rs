@@ -852,3 +852,102 @@ async fn logs_prints_each_pod_with_a_header() {
         "{stderr}"
     );
 }
+
+/// `reportjob ARGS` without a cluster.
+async fn run_bare(args: &[&str]) -> (i32, String, String) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        Command::new(env!("CARGO_BIN_EXE_reportjob"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("the command ends")
+    .unwrap();
+    text(&out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completion_prints_a_script_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F _reportjob"),
+        ("zsh", "#compdef reportjob"),
+        ("fish", "complete -c reportjob"),
+    ] {
+        let (code, stdout, stderr) = run_bare(&["completion", shell]).await;
+        assert_eq!(code, 0, "{shell}: {stderr}");
+        assert!(stdout.contains(marker), "{shell}: {stdout}");
+        for command in ["submit", "status", "retry", "cancel", "logs", "kubeconfig"] {
+            assert!(stdout.contains(command), "{shell} completes {command}");
+        }
+    }
+    let (code, _, stderr) = run_bare(&["completion", "tcsh"]).await;
+    assert_eq!(code, 2, "an unknown shell is a usage error: {stderr}");
+    assert!(stderr.contains("bash"), "the shells are listed: {stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_only_commands_are_hidden_from_the_help_but_still_run() {
+    let (code, help, _) = run_bare(&["--help"]).await;
+    assert_eq!(code, 0);
+    let listed: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    for shown in [
+        "run",
+        "plan",
+        "submit",
+        "status",
+        "retry",
+        "cancel",
+        "logs",
+        "completion",
+    ] {
+        assert!(listed.contains(&shown), "{shown} is listed: {listed:?}");
+    }
+    for hidden in ["worker", "assemble", "notify", "cleanup"] {
+        assert!(!listed.contains(&hidden), "{hidden} is hidden: {listed:?}");
+        // The controller's Jobs call them by name: they still parse and run.
+        let (code, usage, stderr) = run_bare(&[hidden, "--help"]).await;
+        assert_eq!(code, 0, "{hidden} --help: {stderr}");
+        assert!(usage.contains(&format!("reportjob {hidden}")), "{usage}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_reads_the_manifest_from_stdin() {
+    use tokio::io::AsyncWriteExt;
+    let env = Env::start().await;
+    let submit_stdin = |manifest: String| {
+        let mut cmd = env.command(&["submit", "-f", "-"]);
+        cmd.stdin(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        async move {
+            stdin.write_all(manifest.as_bytes()).await.unwrap();
+            drop(stdin);
+            let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+                .await
+                .expect("the command ends")
+                .unwrap();
+            text(&out)
+        }
+    };
+    let (code, stdout, stderr) = submit_stdin(orders_spec().build_yaml()).await;
+    assert_eq!((code, stdout.as_str()), (0, "orders\n"), "{stderr}");
+    assert!(stderr.contains("orders created"), "{stderr}");
+    let rj = env.api().get("orders").await.unwrap();
+    assert_eq!(rj.labels()["team"], "analytics");
+    assert_eq!(rj.spec.chunking.chunk_size, 1000);
+
+    // An invalid spec on stdin is refused the same way, naming stdin and the field.
+    let (code, _, stderr) = submit_stdin(orders_spec().chunk_size(-5).build_yaml()).await;
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("<stdin>"), "{stderr}");
+    assert!(stderr.contains("spec.chunking.chunkSize"), "{stderr}");
+}

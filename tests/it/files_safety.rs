@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use common::{TestDb, Workdir, database_url, run_json, stderr, stdout};
 
-
 async fn numbers(db: &mut TestDb, rows: u32) {
     db.exec(&format!(
         "CREATE TABLE src (id bigint PRIMARY KEY, label text);

@@ -1,0 +1,202 @@
+//! `reportjob logs NAME`: the logs of a ReportJob's pods, one header per pod, by stage
+//! and chunk.
+
+use clap::Args;
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams, LogParams};
+
+use super::cluster::{ClusterArgs, api_failure, connect, describe};
+use super::exit::{CommandError, CommandResult, Exit, finish};
+use crate::controller::names::{REPORTJOB_LABEL, STAGE_LABEL, Stage};
+use crate::staging::parse_ranges;
+
+/// Annotation of an Indexed Job's pods with their completion index (set by Kubernetes).
+const COMPLETION_INDEX_ANNOTATION: &str = "batch.kubernetes.io/job-completion-index";
+/// The chunk pods' env var listing the plan chunks their Job exports (`0-6,9`): completion
+/// index `i` exports the `i`-th of them. Named where the controller builds the chunks Job.
+const CHUNKS_ENV: &str = "REPORTJOB_CHUNKS";
+
+/// The stages whose pods `logs` shows, as `--stage` takes them.
+fn stage_parser() -> impl clap::builder::TypedValueParser<Value = Stage> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new([
+        PossibleValue::new(Stage::Plan.as_str()).help("The plan pod"),
+        PossibleValue::new(Stage::Chunks.as_str()).help("The chunk pods"),
+        PossibleValue::new(Stage::Assemble.as_str()).help("The assemble pod"),
+    ])
+    .try_map(|s| Stage::parse(&s).ok_or_else(|| format!("unknown stage {s:?}")))
+}
+
+/// `reportjob logs`.
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// Name of the ReportJob.
+    pub name: String,
+    /// Cluster and namespace.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Only the pods of this stage.
+    #[arg(long, value_parser = stage_parser())]
+    pub stage: Option<Stage>,
+    /// Only the pods that exported this chunk (its index in the plan).
+    #[arg(long)]
+    pub chunk: Option<usize>,
+    /// Only the last N lines of each pod's log.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<i64>,
+}
+
+/// The plan chunk a chunk pod exports: its completion index, mapped through the
+/// `REPORTJOB_CHUNKS` list the pod was given when the Job covers only some chunks.
+fn pod_chunk(pod: &Pod) -> Option<usize> {
+    let index: usize = pod
+        .annotations()
+        .get(COMPLETION_INDEX_ANNOTATION)?
+        .parse()
+        .ok()?;
+    let listed = pod.spec.as_ref().and_then(|s| {
+        s.containers
+            .first()?
+            .env
+            .as_ref()?
+            .iter()
+            .find_map(|e| (e.name == CHUNKS_ENV).then(|| e.value.clone()).flatten())
+    });
+    match listed.and_then(|l| parse_ranges(&l).ok()) {
+        Some(chunks) => chunks.get(index).copied(),
+        None => Some(index),
+    }
+}
+
+/// Plan, chunks, assemble, then the rest.
+fn stage_rank(pod: &Pod) -> usize {
+    match pod.labels().get(STAGE_LABEL).and_then(|s| Stage::parse(s)) {
+        Some(Stage::Plan) => 0,
+        Some(Stage::Chunks) => 1,
+        Some(Stage::Assemble) => 2,
+        _ => 3,
+    }
+}
+
+/// `reportjob logs`.
+pub async fn logs(args: LogsArgs) -> i32 {
+    finish(logs_inner(args).await)
+}
+
+async fn logs_inner(args: LogsArgs) -> CommandResult {
+    let (client, ns) = connect(&args.cluster).await?;
+    let pods: Api<Pod> = Api::namespaced(client, &ns);
+    let name = &args.name;
+    let mut selector = format!("{REPORTJOB_LABEL}={name}");
+    if let Some(stage) = args.stage {
+        selector.push_str(&format!(",{STAGE_LABEL}={}", stage.as_str()));
+    } else if args.chunk.is_some() {
+        selector.push_str(&format!(",{STAGE_LABEL}={}", Stage::Chunks.as_str()));
+    }
+    let list = pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| api_failure(&e, &format!("listing the pods of ReportJob {ns}/{name}")))?;
+    let mut found: Vec<Pod> = list
+        .items
+        .into_iter()
+        .filter(|p| args.chunk.is_none() || pod_chunk(p) == args.chunk)
+        .collect();
+    if found.is_empty() {
+        let what = match (args.stage, args.chunk) {
+            (_, Some(i)) => format!(" for chunk {i}"),
+            (Some(s), None) => format!(" in stage {}", s.as_str()),
+            (None, None) => String::new(),
+        };
+        return Err(CommandError::failed(format!(
+            "no pods of ReportJob {ns}/{name}{what} (finished pods may have been cleaned up)"
+        )));
+    }
+    found.sort_by_key(|p| {
+        (
+            stage_rank(p),
+            pod_chunk(p).unwrap_or(0),
+            p.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            p.name_any(),
+        )
+    });
+    let params = LogParams {
+        tail_lines: args.tail,
+        ..LogParams::default()
+    };
+    for pod in &found {
+        let pod_name = pod.name_any();
+        let stage = pod
+            .labels()
+            .get(STAGE_LABEL)
+            .cloned()
+            .unwrap_or_else(|| "?".into());
+        let mut facts = vec![format!("stage {stage}")];
+        if let Some(chunk) = pod_chunk(pod) {
+            facts.push(format!("chunk {chunk}"));
+        }
+        if let Some(phase) = pod.status.as_ref().and_then(|s| s.phase.clone()) {
+            facts.push(phase);
+        }
+        println!("==> pod/{pod_name} ({}) <==", facts.join(", "));
+        match pods.logs(&pod_name, &params).await {
+            Ok(text) => {
+                print!("{text}");
+                if !text.is_empty() && !text.ends_with('\n') {
+                    println!();
+                }
+            }
+            Err(e) => println!("<no logs: {}>", describe(&e)),
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::builder::TypedValueParser;
+    use serde_json::json;
+
+    fn chunk_pod(index: &str, listed: Option<&str>) -> Pod {
+        let env: Vec<_> = listed
+            .map(|l| json!({"name": CHUNKS_ENV, "value": l}))
+            .into_iter()
+            .collect();
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": "p",
+                "labels": {STAGE_LABEL: "chunks"},
+                "annotations": {COMPLETION_INDEX_ANNOTATION: index},
+            },
+            "spec": {"containers": [{"name": "worker", "env": env}]},
+        }))
+        .expect("a pod")
+    }
+
+    #[test]
+    fn a_chunk_pod_exports_its_index_mapped_through_the_listed_chunks() {
+        assert_eq!(pod_chunk(&chunk_pod("2", None)), Some(2));
+        assert_eq!(pod_chunk(&chunk_pod("2", Some("0-1,7,9-10"))), Some(7));
+        assert_eq!(pod_chunk(&chunk_pod("4", Some("0-1,7,9-10"))), Some(10));
+        assert_eq!(pod_chunk(&chunk_pod("5", Some("0-1,7,9-10"))), None);
+        // An unreadable list falls back to the index, as before.
+        assert_eq!(pod_chunk(&chunk_pod("1", Some("x"))), Some(1));
+        assert_eq!(pod_chunk(&chunk_pod("x", None)), None);
+        assert_eq!(stage_rank(&chunk_pod("0", None)), 1);
+    }
+
+    #[test]
+    fn stage_takes_the_three_stages_with_pods_to_show() {
+        let cmd = clap::Command::new("t");
+        let arg = clap::Arg::new("stage");
+        let parse = |s: &str| stage_parser().parse_ref(&cmd, Some(&arg), std::ffi::OsStr::new(s));
+        assert_eq!(parse("plan").ok(), Some(Stage::Plan));
+        assert_eq!(parse("chunks").ok(), Some(Stage::Chunks));
+        assert_eq!(parse("assemble").ok(), Some(Stage::Assemble));
+        for bad in ["cleanup", "notify", "Plan", ""] {
+            assert!(parse(bad).is_err(), "{bad:?} is refused");
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! How the client commands show a ReportJob: its outcome, the one-object JSON of `--json`,
+//! the output lines of a finished report, and aligned tables.
+
+use kube::ResourceExt;
+use serde_json::{Value, json};
+
+use crate::api::conditions::{COMPLETE, FAILED};
+use crate::api::{ReportJob, ReportJobStatus};
+use crate::notify::human_bytes;
+
+/// `Some(true)` when the ReportJob is complete, `Some(false)` when it failed: by its
+/// `Complete`/`Failed` conditions, or its phase when it has neither condition.
+pub fn outcome(rj: &ReportJob) -> Option<bool> {
+    outcome_of(rj.status.as_ref()?)
+}
+
+/// [`outcome`] of a status.
+pub fn outcome_of(status: &ReportJobStatus) -> Option<bool> {
+    let mut decided = false;
+    for c in &status.conditions {
+        if c.type_ == COMPLETE || c.type_ == FAILED {
+            decided = true;
+            if c.status == "True" {
+                return Some(c.type_ == COMPLETE);
+            }
+        }
+    }
+    if decided {
+        return None;
+    }
+    match status.phase? {
+        crate::api::Phase::Succeeded => Some(true),
+        crate::api::Phase::Failed => Some(false),
+        _ => None,
+    }
+}
+
+/// Why a ReportJob failed: its message, else its `Failed` condition.
+pub fn failure_message(status: &ReportJobStatus) -> String {
+    status
+        .message
+        .clone()
+        .filter(|m| !m.is_empty())
+        .or_else(|| {
+            status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == FAILED)
+                .map(|c| format!("{}: {}", c.reason, c.message))
+        })
+        .unwrap_or_else(|| "no message".to_string())
+}
+
+/// The `location:`, `url:`, `rows:`, `bytes:`, `sha256:` lines of a finished report.
+pub fn output_lines(status: &ReportJobStatus) -> String {
+    let mut out = String::new();
+    let rows = status.output.as_ref().map(|o| o.rows).or(status.rows);
+    let bytes = status.output.as_ref().map(|o| o.bytes).or(status.bytes);
+    if let Some(o) = &status.output {
+        out.push_str(&format!("location: {}\n", o.location));
+        if let Some(url) = &o.url {
+            match &o.url_expires_at {
+                Some(t) => out.push_str(&format!("url:      {url} (expires {})\n", t.0)),
+                None => out.push_str(&format!("url:      {url}\n")),
+            }
+        }
+    }
+    if let Some(rows) = rows {
+        out.push_str(&format!("rows:     {rows}\n"));
+    }
+    if let Some(bytes) = bytes {
+        out.push_str(&format!("bytes:    {bytes} ({})\n", human_bytes(bytes)));
+    }
+    if let Some(o) = &status.output {
+        out.push_str(&format!("sha256:   {}\n", o.sha256));
+    }
+    out
+}
+
+/// The final status of `submit --json`.
+pub fn status_json(rj: &ReportJob, result: &str) -> Value {
+    let status = rj.status.clone().unwrap_or_default();
+    let output = status.output.as_ref();
+    json!({
+        "name": rj.name_any(),
+        "namespace": rj.namespace(),
+        "result": result,
+        "phase": status.phase.map(|p| p.as_str()),
+        "location": output.map(|o| &o.location),
+        "url": output.and_then(|o| o.url.as_ref()),
+        "url_expires_at": output.and_then(|o| o.url_expires_at.as_ref()).map(|t| t.0.to_string()),
+        "rows": output.map(|o| o.rows).or(status.rows),
+        "bytes": output.map(|o| o.bytes).or(status.bytes),
+        "sha256": output.map(|o| &o.sha256),
+        "message": status.message,
+        "failed_chunks": status.failed_chunks,
+        "chunks": status.chunks.as_ref().map(|c| json!({
+            "total": c.total, "succeeded": c.succeeded, "failed": c.failed, "active": c.active,
+        })),
+    })
+}
+
+/// `succeeded`, `failed` or `running`: the `result` of `status --json`.
+pub fn result_word(rj: &ReportJob) -> &'static str {
+    match outcome(rj) {
+        Some(true) => "succeeded",
+        Some(false) => "failed",
+        None => "running",
+    }
+}
+
+/// Rows of cells as aligned columns, indented by two spaces.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::from(" ");
+        for (i, cell) in row.iter().enumerate() {
+            line.push(' ');
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$} ", w = widths[i]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{API_VERSION, KIND};
+
+    fn with_status(status: serde_json::Value) -> ReportJob {
+        serde_json::from_value(json!({
+            "apiVersion": API_VERSION, "kind": KIND,
+            "metadata": {"name": "r", "namespace": "default"},
+            "spec": {
+                "source": {"connectionSecretRef": {"name": "db"}, "table": "t", "keyColumn": "id"},
+                "output": {"destination": {"pvc": {"claimName": "c", "path": "r.csv"}}}
+            },
+            "status": status,
+        }))
+        .expect("a ReportJob")
+    }
+
+    fn cond(type_: &str, status: &str) -> serde_json::Value {
+        json!({"type": type_, "status": status, "reason": "R", "message": "m",
+               "lastTransitionTime": "2024-01-01T00:00:00Z"})
+    }
+
+    #[test]
+    fn outcome_follows_conditions_then_phase() {
+        assert_eq!(outcome(&with_status(json!({}))), None);
+        assert_eq!(
+            outcome(&with_status(
+                json!({"conditions": [cond("Complete", "True")]})
+            )),
+            Some(true)
+        );
+        assert_eq!(
+            outcome(&with_status(
+                json!({"conditions": [cond("Failed", "True")]})
+            )),
+            Some(false)
+        );
+        // A Failed=False condition wins over a phase that says otherwise.
+        assert_eq!(
+            outcome(&with_status(
+                json!({"phase": "Failed", "conditions": [cond("Failed", "False")]})
+            )),
+            None
+        );
+        assert_eq!(
+            outcome(&with_status(json!({"phase": "Succeeded"}))),
+            Some(true)
+        );
+        assert_eq!(outcome(&with_status(json!({"phase": "Running"}))), None);
+    }
+
+    #[test]
+    fn status_json_names_the_output() {
+        let rj = with_status(json!({
+            "phase": "Succeeded",
+            "output": {"location": "reports/r.csv", "rows": 10, "bytes": 99, "sha256": "ab"},
+        }));
+        let v = status_json(&rj, "succeeded");
+        assert_eq!(v["name"], "r");
+        assert_eq!(v["namespace"], "default");
+        assert_eq!(v["phase"], "Succeeded");
+        assert_eq!(v["location"], "reports/r.csv");
+        assert_eq!(v["rows"], 10);
+        assert_eq!(v["bytes"], 99);
+        assert_eq!(v["sha256"], "ab");
+        assert!(v["url"].is_null());
+    }
+
+    #[test]
+    fn tables_align() {
+        let t = table(&[
+            vec!["A".into(), "BB".into(), "C".into()],
+            vec!["long".into(), "x".into(), "last column".into()],
+        ]);
+        assert_eq!(t, "  A     BB  C\n  long  x   last column\n");
+    }
+}

@@ -1,0 +1,213 @@
+//! `reportjob status NAME`: a ReportJob's phase, progress, output, conditions and recent
+//! events, or its status as one JSON object.
+
+use clap::Args;
+use k8s_openapi::api::core::v1::Event;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+
+use super::cluster::{ClusterArgs, connect, describe, get_reportjob};
+use super::duration::{human_duration, since};
+use super::exit::{CommandResult, Exit, finish};
+use super::output::{result_word, status_json, table};
+use crate::api::{KIND, ReportJob};
+use crate::notify::{group_digits, human_bytes};
+
+/// `reportjob status`.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Name of the ReportJob.
+    pub name: String,
+    /// Cluster and namespace.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Print the ReportJob's status as JSON instead.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `reportjob status`.
+pub async fn status(args: StatusArgs) -> i32 {
+    finish(status_inner(args).await)
+}
+
+async fn status_inner(args: StatusArgs) -> CommandResult {
+    let (client, ns) = connect(&args.cluster).await?;
+    let api: Api<ReportJob> = Api::namespaced(client.clone(), &ns);
+    let rj = get_reportjob(&api, &args.name, &ns).await?;
+    if args.json {
+        println!("{}", status_json(&rj, result_word(&rj)));
+        return Ok(Exit::Ok);
+    }
+    let events: Api<Event> = Api::namespaced(client, &ns);
+    let selector = format!(
+        "involvedObject.kind={KIND},involvedObject.name={}",
+        args.name
+    );
+    let listed = events.list(&ListParams::default().fields(&selector)).await;
+    let (events, events_error) = match listed {
+        Ok(list) => (list.items, None),
+        Err(e) => (Vec::new(), Some(describe(&e))),
+    };
+    print!("{}", render_status(&rj, &events, events_error.as_deref()));
+    Ok(Exit::Ok)
+}
+
+fn event_time(e: &Event) -> Option<jiff::Timestamp> {
+    e.last_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .or(e.event_time.as_ref().map(|t| t.0))
+        .or(e.first_timestamp.as_ref().map(|t| t.0))
+        .or(e.metadata.creation_timestamp.as_ref().map(|t| t.0))
+}
+
+/// The readable summary `reportjob status` prints.
+fn render_status(rj: &ReportJob, events: &[Event], events_error: Option<&str>) -> String {
+    let status = rj.status.clone().unwrap_or_default();
+    let mut out = String::new();
+    let mut field = |label: &str, value: String| {
+        out.push_str(&format!("{:<12} {value}\n", format!("{label}:")));
+    };
+    field("Name", rj.name_any());
+    field("Namespace", rj.namespace().unwrap_or_default());
+    field(
+        "Phase",
+        status.phase.map_or("Pending", |p| p.as_str()).to_string(),
+    );
+    if rj.spec.suspend {
+        field("Suspend", "true (spec.suspend)".to_string());
+    }
+    if let Some(c) = &status.chunks {
+        let mut text = format!("{}/{} chunks", c.succeeded, c.total);
+        let mut extra = Vec::new();
+        if c.active > 0 {
+            extra.push(format!("{} active", c.active));
+        }
+        if c.failed > 0 {
+            extra.push(format!("{} failed", c.failed));
+        }
+        if !extra.is_empty() {
+            text.push_str(&format!(" ({})", extra.join(", ")));
+        }
+        field("Progress", text);
+    } else if let Some(p) = &status.progress {
+        field("Progress", format!("{p} chunks"));
+    }
+    if let Some(failed) = status.failed_chunks.as_deref().filter(|f| !f.is_empty()) {
+        field("Failed", format!("chunks {failed}"));
+    }
+    if let Some(rows) = status.rows.or(status.output.as_ref().map(|o| o.rows)) {
+        field("Rows", group_digits(rows));
+    }
+    if let Some(bytes) = status.bytes.or(status.output.as_ref().map(|o| o.bytes)) {
+        field("Bytes", format!("{} ({bytes})", human_bytes(bytes)));
+    }
+    if let Some(start) = &status.start_time {
+        field(
+            "Started",
+            format!("{} ({} ago)", start.0, human_duration(since(start.0))),
+        );
+    }
+    if let Some(done) = &status.completion_time {
+        field(
+            "Completed",
+            format!("{} ({} ago)", done.0, human_duration(since(done.0))),
+        );
+    }
+    if let Some(start) = &status.start_time {
+        let end = status
+            .completion_time
+            .as_ref()
+            .map_or_else(jiff::Timestamp::now, |t| t.0);
+        field(
+            "Elapsed",
+            human_duration(end.duration_since(start.0).as_secs()),
+        );
+    }
+    if let Some(message) = status.message.as_deref().filter(|m| !m.is_empty()) {
+        field("Message", message.to_string());
+    }
+    if let Some(o) = &status.output {
+        out.push_str("Output:\n");
+        out.push_str(&format!("  Location:  {}\n", o.location));
+        if let Some(url) = &o.url {
+            out.push_str(&format!("  URL:       {url}\n"));
+        }
+        if let Some(t) = &o.url_expires_at {
+            let left = -since(t.0);
+            let when = if left > 0 {
+                format!("in {}", human_duration(left))
+            } else {
+                "expired".to_string()
+            };
+            out.push_str(&format!("  Expires:   {} ({when})\n", t.0));
+        }
+        out.push_str(&format!("  Rows:      {}\n", group_digits(o.rows)));
+        out.push_str(&format!(
+            "  Bytes:     {} ({})\n",
+            human_bytes(o.bytes),
+            o.bytes
+        ));
+        out.push_str(&format!("  SHA256:    {}\n", o.sha256));
+    }
+    out.push_str("Conditions:\n");
+    if status.conditions.is_empty() {
+        out.push_str("  <none>\n");
+    } else {
+        let mut rows = vec![vec![
+            "TYPE".to_string(),
+            "STATUS".into(),
+            "REASON".into(),
+            "AGE".into(),
+            "MESSAGE".into(),
+        ]];
+        for c in &status.conditions {
+            rows.push(vec![
+                c.type_.clone(),
+                c.status.clone(),
+                c.reason.clone(),
+                human_duration(since(c.last_transition_time.0)),
+                c.message.clone(),
+            ]);
+        }
+        out.push_str(&table(&rows));
+    }
+    out.push_str("Events:\n");
+    let uid = rj.metadata.uid.as_deref();
+    let mut mine: Vec<&Event> = events
+        .iter()
+        .filter(|e| match (uid, e.involved_object.uid.as_deref()) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        })
+        .collect();
+    mine.sort_by_key(|e| event_time(e));
+    let recent = &mine[mine.len().saturating_sub(10)..];
+    if let Some(error) = events_error {
+        out.push_str(&format!("  <cannot list events: {error}>\n"));
+    } else if recent.is_empty() {
+        out.push_str("  <none>\n");
+    } else {
+        let mut rows = vec![vec![
+            "AGE".to_string(),
+            "TYPE".into(),
+            "REASON".into(),
+            "MESSAGE".into(),
+        ]];
+        for e in recent {
+            let mut message = e.message.clone().unwrap_or_default();
+            if let Some(count) = e.count.filter(|c| *c > 1) {
+                message.push_str(&format!(" (x{count})"));
+            }
+            rows.push(vec![
+                event_time(e).map_or("?".to_string(), |t| human_duration(since(t))),
+                e.type_.clone().unwrap_or_default(),
+                e.reason.clone().unwrap_or_default(),
+                message,
+            ]);
+        }
+        out.push_str(&table(&rows));
+    }
+    out
+}

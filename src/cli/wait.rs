@@ -1,0 +1,181 @@
+//! Following a ReportJob until it is done (`submit --wait`): a watch re-established by
+//! kube's watcher (dropped watches, 410s, API-server restarts) with kube's default backoff,
+//! `--timeout` and `--reconnect-timeout`, and the exit code and lines of how it ended.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kube::api::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::watch_object;
+
+use super::duration::human_duration;
+use super::exit::Exit;
+use super::output::{failure_message, outcome, output_lines, status_json};
+use super::progress::WaitProgress;
+use crate::api::ReportJob;
+
+/// How waiting ended.
+pub enum WaitEnd {
+    /// Complete (`true`) or failed.
+    Finished(Box<ReportJob>, bool),
+    /// The ReportJob was deleted.
+    Deleted(Box<ReportJob>),
+    /// `--timeout` was reached.
+    TimedOut(Box<ReportJob>, Duration),
+    /// The API server could not be reached for `--reconnect-timeout`.
+    Lost(Box<ReportJob>, String),
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => futures::future::pending().await,
+    }
+}
+
+/// Follows the ReportJob through a watch until it finishes, the deadline passes or the
+/// server stays away for `reconnect`. The watch yields each error once and then waits out
+/// kube's [`DefaultBackoff`](kube::runtime::watcher::DefaultBackoff) (0.8 s doubling, at
+/// most 30 s, with jitter) before trying again; `reconnect` is its own timer, so giving up
+/// never waits for a backoff to end.
+pub async fn wait_for(
+    api: Api<ReportJob>,
+    name: &str,
+    timeout: Option<Duration>,
+    reconnect: Duration,
+    progress: &mut WaitProgress,
+    initial: ReportJob,
+) -> WaitEnd {
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut last = initial;
+    progress.update(&last);
+    if let Some(done) = outcome(&last) {
+        return WaitEnd::Finished(Box::new(last), done);
+    }
+    let stream = watch_object(api, name).default_backoff();
+    futures::pin_mut!(stream);
+    // Since when the watch has failed, and its last error.
+    let mut failing: Option<(tokio::time::Instant, String)> = None;
+    loop {
+        let give_up = until(failing.as_ref().map(|(since, _)| *since + reconnect));
+        let item = tokio::select! {
+            _ = until(deadline) => {
+                return WaitEnd::TimedOut(Box::new(last), timeout.unwrap_or_default());
+            }
+            _ = give_up => {
+                let why = failing.map(|(_, why)| why).unwrap_or_default();
+                return WaitEnd::Lost(Box::new(last), why);
+            }
+            item = stream.next() => item,
+        };
+        match item {
+            Some(Ok(Some(rj))) => {
+                if failing.take().is_some() {
+                    progress.line("connection to the API server restored");
+                }
+                progress.update(&rj);
+                if let Some(done) = outcome(&rj) {
+                    return WaitEnd::Finished(Box::new(rj), done);
+                }
+                last = rj;
+            }
+            Some(Ok(None)) => return WaitEnd::Deleted(Box::new(last)),
+            Some(Err(e)) => {
+                let message = crate::error::error_chain(&e);
+                match &mut failing {
+                    Some((_, why)) => *why = message,
+                    None => {
+                        progress.line(&format!("watch interrupted, reconnecting: {message}"));
+                        failing = Some((tokio::time::Instant::now(), message));
+                    }
+                }
+            }
+            None => return WaitEnd::Lost(Box::new(last), "the watch ended".into()),
+        }
+    }
+}
+
+/// Prints how waiting ended and returns the exit code.
+pub fn report_end(end: &WaitEnd, ns: &str, name: &str, as_json: bool, waited: Duration) -> Exit {
+    let (rj, result, code) = match end {
+        WaitEnd::Finished(rj, true) => (rj, "succeeded", Exit::Ok),
+        WaitEnd::Finished(rj, false) => (rj, "failed", Exit::Failed),
+        WaitEnd::Deleted(rj) => (rj, "deleted", Exit::Failed),
+        WaitEnd::TimedOut(rj, _) => (rj, "timeout", Exit::NoResult),
+        WaitEnd::Lost(rj, _) => (rj, "lost", Exit::NoResult),
+    };
+    let status = rj.status.clone().unwrap_or_default();
+    if as_json {
+        println!("{}", status_json(rj, result));
+    }
+    let phase = status.phase.map_or("Pending", |p| p.as_str());
+    let chunks = status
+        .chunks
+        .as_ref()
+        .map(|c| format!(", {}/{} chunks", c.succeeded, c.total))
+        .unwrap_or_default();
+    match end {
+        WaitEnd::Finished(_, true) => {
+            if !as_json {
+                let elapsed = match (&status.start_time, &status.completion_time) {
+                    (Some(s), Some(c)) => c.0.duration_since(s.0).as_secs(),
+                    _ => waited.as_secs() as i64,
+                };
+                println!(
+                    "ReportJob {ns}/{name} succeeded in {}",
+                    human_duration(elapsed)
+                );
+                print!("{}", output_lines(&status));
+            }
+        }
+        WaitEnd::Finished(_, false) => {
+            eprintln!(
+                "error: ReportJob {ns}/{name} failed: {}",
+                failure_message(&status)
+            );
+            if let Some(failed) = status.failed_chunks.as_deref().filter(|f| !f.is_empty()) {
+                eprintln!("failed chunks: {failed}");
+            }
+            eprintln!(
+                "see `reportjob status {name} -n {ns}` and `reportjob logs {name} -n {ns}`; \
+                 `reportjob retry {name} -n {ns}` re-runs the failed chunks"
+            );
+        }
+        WaitEnd::Deleted(_) => {
+            eprintln!("error: ReportJob {ns}/{name} was deleted before it finished");
+        }
+        WaitEnd::TimedOut(_, after) => {
+            eprintln!(
+                "error: timed out after {} waiting for ReportJob {ns}/{name} ({phase}{chunks}); \
+                 it goes on in the cluster: `reportjob status {name} -n {ns}`",
+                human_duration(after.as_secs() as i64)
+            );
+        }
+        WaitEnd::Lost(_, why) => {
+            eprintln!(
+                "error: lost the connection to the API server while waiting for ReportJob \
+                 {ns}/{name} ({phase}{chunks}): {why}"
+            );
+        }
+    }
+    code
+}
+
+/// Follows a ReportJob just submitted or read: the progress, then how it ended.
+pub async fn follow(
+    api: Api<ReportJob>,
+    rj: ReportJob,
+    ns: &str,
+    timeout: Option<Duration>,
+    reconnect: Duration,
+    as_json: bool,
+) -> Exit {
+    let started = Instant::now();
+    let name = kube::ResourceExt::name_any(&rj);
+    let mut progress = WaitProgress::new();
+    let end = wait_for(api, &name, timeout, reconnect, &mut progress, rj).await;
+    progress.finish();
+    report_end(&end, ns, &name, as_json, started.elapsed())
+}
