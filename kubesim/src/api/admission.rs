@@ -150,11 +150,9 @@ pub fn builtin_create(ri: &ResourceInfo, obj: &mut Value, data_dir: &Path) -> Ap
             obj["spec"] = json!({"finalizers": ["kubernetes"]});
             obj["status"] = json!({"phase": "Active"});
         }
-        ("", "secrets") => {
-            // SetDefaults_Secret (pkg/apis/core/v1/defaults.go): an empty type is Opaque.
-            if obj["type"].as_str().is_none_or(str::is_empty) {
-                obj["type"] = json!("Opaque");
-            }
+        // SetDefaults_Secret (pkg/apis/core/v1/defaults.go): an empty type is Opaque.
+        ("", "secrets") if obj["type"].as_str().is_none_or(str::is_empty) => {
+            obj["type"] = json!("Opaque");
         }
         ("", "pods") => {
             obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});

@@ -482,11 +482,11 @@ fn finish(msg: &str, mut o: Map<String, Value>) -> Value {
     }
     let mut out = Map::new();
     for (k, v) in std::mem::take(&mut o) {
-        if INLINE_FIELDS.contains(&k.as_str()) {
-            if let Value::Object(inner) = v {
-                out.extend(inner);
-                continue;
-            }
+        if INLINE_FIELDS.contains(&k.as_str())
+            && let Value::Object(inner) = v
+        {
+            out.extend(inner);
+            continue;
         }
         let zero = match &v {
             Value::String(s) => s.is_empty(),
@@ -496,7 +496,8 @@ fn finish(msg: &str, mut o: Map<String, Value>) -> Value {
             Value::Null => true,
             Value::Object(_) => false,
         };
-        if zero && !(POINTER_FIELDS.contains(&k.as_str()) && !v.is_null()) {
+        let kept_zero = POINTER_FIELDS.contains(&k.as_str()) && !v.is_null();
+        if zero && !kept_zero {
             continue;
         }
         out.insert(k, v);
