@@ -22,6 +22,9 @@ pub struct ClusterConfig {
     pub data_dir: Option<PathBuf>,
     /// Container image -> local executable.
     pub images: Vec<(String, PathBuf)>,
+    /// Container image -> the image's default user (UID); unlisted images run as root, like an
+    /// image without `USER`.
+    pub image_users: Vec<(String, u32)>,
     /// Start the Job controller and pod runner.
     pub run_pods: bool,
 }
@@ -144,6 +147,7 @@ impl Cluster {
             let config = runner::RunnerConfig {
                 data_dir: cluster.data_dir.clone(),
                 images: cfg.images.clone(),
+                image_users: cfg.image_users.clone(),
             };
             let mut kube_config = kube::Config::new(cluster.url().parse()?);
             kube_config.default_namespace = "default".into();

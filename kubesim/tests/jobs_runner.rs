@@ -793,39 +793,6 @@ pwd > "$out/pwd""#;
 }
 
 #[tokio::test]
-async fn unmapped_image_fails_the_pod_with_err_image_pull() {
-    let env = start().await;
-    let value = json!({
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": "noimage", "namespace": NS},
-        "spec": {"backoffLimit": 0, "template": {"spec": {
-            "restartPolicy": "Never",
-            "containers": [{"name": "main", "image": "registry.example/unknown:1"}]
-        }}}
-    });
-    let j: Job = serde_json::from_value(value).expect("job");
-    Api::<Job>::namespaced(env.client.clone(), NS)
-        .create(&PostParams::default(), &j)
-        .await
-        .expect("create job");
-    let done = wait_finished(&env.client, "noimage").await;
-    assert_eq!(
-        condition(&done, "Failed").as_deref(),
-        Some("BackoffLimitExceeded")
-    );
-    let pod = job_pods(&env.client, "noimage").await.remove(0);
-    assert_eq!(phase(&pod), "Failed");
-    let waiting = pod
-        .status
-        .and_then(|s| s.container_statuses)
-        .and_then(|c| c.into_iter().next())
-        .and_then(|c| c.state)
-        .and_then(|s| s.waiting)
-        .and_then(|w| w.reason);
-    assert_eq!(waiting.as_deref(), Some("ErrImagePull"));
-}
-
-#[tokio::test]
 async fn job_completes_across_api_server_restart_and_dropped_watches_without_duplicates() {
     let env = start().await;
     let mount = env.mount("restart");

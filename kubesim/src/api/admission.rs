@@ -150,6 +150,10 @@ pub fn builtin_create(ri: &ResourceInfo, obj: &mut Value, data_dir: &Path) -> Ap
             obj["spec"] = json!({"finalizers": ["kubernetes"]});
             obj["status"] = json!({"phase": "Active"});
         }
+        // SetDefaults_Secret (pkg/apis/core/v1/defaults.go): an empty type is Opaque.
+        ("", "secrets") if obj["type"].as_str().is_none_or(str::is_empty) => {
+            obj["type"] = json!("Opaque");
+        }
         ("", "pods") => {
             obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
             if obj["spec"]["restartPolicy"].is_null() {
@@ -166,8 +170,15 @@ pub fn builtin_create(ri: &ResourceInfo, obj: &mut Value, data_dir: &Path) -> Ap
                 .unwrap_or_default()
                 .to_string();
             let dir = data_dir.join("pvc").join(&ns).join(&name);
+            let fresh = !dir.exists();
             std::fs::create_dir_all(&dir)
                 .map_err(|e| ApiError::internal(format!("creating {}: {e}", dir.display())))?;
+            if fresh {
+                // A fresh volume: its root directory is root-owned 0755, as a newly made filesystem.
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+                    .map_err(|e| ApiError::internal(format!("chmod {}: {e}", dir.display())))?;
+            }
             if obj["spec"]["volumeName"].is_null() {
                 obj["spec"]["volumeName"] = json!(format!("pvc-{}", new_uid()));
             }

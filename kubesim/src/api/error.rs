@@ -91,6 +91,17 @@ impl ApiError {
         )
     }
 
+    /// 415 for a body in a media type the resource's codec does not decode.
+    pub fn unsupported_media_for(ct: &str, accepted: &str) -> Self {
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: {accepted} (got {ct})"
+            ),
+        )
+    }
+
     /// 422 Invalid with one cause per field: `(reason, field, message)`.
     pub fn invalid(
         kind_group: &str,

@@ -7,6 +7,7 @@ pub mod error;
 pub mod faults;
 pub mod meta;
 pub mod patch;
+pub mod protobuf;
 pub mod rbac;
 pub mod resources;
 pub mod schema;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: kubesim [--port N] [--write-kubeconfig PATH] [--data-dir DIR] [--image REF=PATH]... [--no-pods]"
+        "usage: kubesim [--port N] [--write-kubeconfig PATH] [--data-dir DIR] [--image REF=PATH[:UID]]... [--no-pods]"
     );
     std::process::exit(2)
 }
@@ -27,7 +27,17 @@ async fn main() -> anyhow::Result<()> {
             "--image" => {
                 let v = val();
                 let (r, p) = v.split_once('=').unwrap_or_else(|| usage());
+                // PATH[:UID]: the image's default user, as its Dockerfile's USER would declare it.
+                let (p, uid) = match p.rsplit_once(':') {
+                    Some((p, u)) if !u.is_empty() && u.bytes().all(|b| b.is_ascii_digit()) => {
+                        (p, Some(u.parse::<u32>()?))
+                    }
+                    _ => (p, None),
+                };
                 cfg.images.push((r.to_string(), PathBuf::from(p)));
+                if let Some(uid) = uid {
+                    cfg.image_users.push((r.to_string(), uid));
+                }
             }
             "--no-pods" => cfg.run_pods = false,
             _ => usage(),

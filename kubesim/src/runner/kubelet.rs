@@ -18,6 +18,8 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 
 use super::RunnerConfig;
+use super::identity::{self, FsGroup, Identity};
+use std::os::unix::fs::PermissionsExt as _;
 
 /// Shell script run as `sh -c SCRIPT sh PROG ARGS...`: binds (or links) each volume, changes directory, execs.
 /// All paths arrive as environment variables, never interpolated into the script.
@@ -37,8 +39,12 @@ while [ "$i" -lt "${KUBESIM_NMOUNTS:-0}" ]; do
   i=$((i+1))
 done
 if [ -n "$KUBESIM_WORKDIR" ]; then mkdir -p "$KUBESIM_WORKDIR"; cd "$KUBESIM_WORKDIR"; fi
-unset KUBESIM_NMOUNTS KUBESIM_WORKDIR KUBESIM_MODE
-exec "$@"
+uid=$KUBESIM_UID gid=$KUBESIM_GID groups=$KUBESIM_GROUPS
+unset KUBESIM_NMOUNTS KUBESIM_WORKDIR KUBESIM_MODE KUBESIM_UID KUBESIM_GID KUBESIM_GROUPS
+if [ -n "$groups" ]; then
+  exec setpriv --reuid="$uid" --regid="$gid" --groups="$groups" -- "$@"
+fi
+exec setpriv --reuid="$uid" --regid="$gid" --clear-groups -- "$@"
 "#;
 
 /// Upstream's cap on a termination message.
@@ -47,8 +53,10 @@ const MAX_MESSAGE: usize = 4096;
 /// Why a container could not start.
 #[derive(Debug)]
 pub enum StartError {
-    /// Image not mapped: the pod fails (reason ErrImagePull).
+    /// Image not mapped: the pull failed (reason ErrImagePull); retried after a back-off.
     Image(String),
+    /// A failed pull is backing off (reason ImagePullBackOff).
+    ImageBackOff(String),
     /// Missing Secret/ConfigMap key: stays Pending and is retried (reason CreateContainerConfigError).
     Config(String),
     /// Anything else (I/O, spawn).
@@ -74,6 +82,8 @@ pub struct Kubelet {
     procs: Mutex<HashMap<String, Proc>>,
     started: Mutex<HashSet<String>>,
     retry_at: Mutex<HashMap<String, Instant>>,
+    /// Failed image pulls per pod uid: when the back-off ends and how many pulls failed.
+    pulls: Mutex<HashMap<String, (Instant, u32)>>,
     /// Per-pod directories (emptyDir, secret and configMap volumes, termination log), removed with the pod.
     pod_dirs: Mutex<HashMap<String, PathBuf>>,
 }
@@ -108,6 +118,11 @@ pub fn mount_ns_available() -> bool {
 
 /// Resolve an image reference through the mapping: exact, without tag/digest, or by last path component.
 pub fn resolve_image(images: &[(String, PathBuf)], image: &str) -> Option<PathBuf> {
+    resolve(images, image)
+}
+
+/// The same matching for any per-image value (the image's default user).
+pub fn resolve<T: Clone>(images: &[(String, T)], image: &str) -> Option<T> {
     fn strip(r: &str) -> &str {
         let r = r.split('@').next().unwrap_or(r);
         match r.rfind(':') {
@@ -215,6 +230,7 @@ impl Kubelet {
             procs: Mutex::default(),
             started: Mutex::default(),
             retry_at: Mutex::default(),
+            pulls: Mutex::default(),
             pod_dirs: Mutex::default(),
         }
     }
@@ -253,6 +269,7 @@ impl Kubelet {
             lock(&self.pod_dirs).remove(&uid);
             lock(&self.started).remove(&uid);
             lock(&self.retry_at).remove(&uid);
+            lock(&self.pulls).remove(&uid);
             let _ = std::fs::remove_dir_all(&dir);
         }
         for (uid, pgid, grace) in doomed {
@@ -347,21 +364,31 @@ impl Kubelet {
         tracing::debug!(pod = ?pod.metadata.name, "kubesim kubelet: starting");
         let (mut child, pod_dir, log_path) = match self.start(&pod, &container).await {
             Ok(v) => v,
-            Err(StartError::Config(msg)) => {
-                lock(&self.started).remove(&uid);
-                lock(&self.retry_at).insert(uid, Instant::now() + Duration::from_secs(1));
-                self.patch_status(&pod, json!({"phase": "Pending", "containerStatuses": [{
-                    "name": container.name, "image": container.image, "imageID": "", "ready": false,
-                    "restartCount": 0, "started": false,
-                    "state": {"waiting": {"reason": "CreateContainerConfigError", "message": msg}}}]}))
-                    .await;
-                return;
-            }
-            Err(e @ (StartError::Image(_) | StartError::Other(_))) => {
+            Err(
+                e @ (StartError::Config(_) | StartError::Image(_) | StartError::ImageBackOff(_)),
+            ) => {
+                // The pod stays Pending and the kubelet tries again on a later sync.
                 let (reason, msg) = match e {
                     StartError::Image(m) => ("ErrImagePull", m),
-                    StartError::Other(m) | StartError::Config(m) => ("RunContainerError", m),
+                    StartError::ImageBackOff(m) => ("ImagePullBackOff", m),
+                    StartError::Config(m) | StartError::Other(m) => {
+                        ("CreateContainerConfigError", m)
+                    }
                 };
+                lock(&self.started).remove(&uid);
+                lock(&self.retry_at).insert(uid, Instant::now() + Duration::from_secs(1));
+                self.patch_status(
+                    &pod,
+                    json!({"phase": "Pending", "containerStatuses": [{
+                    "name": container.name, "image": container.image, "imageID": "", "ready": false,
+                    "restartCount": 0, "started": false,
+                    "state": {"waiting": {"reason": reason, "message": msg}}}]}),
+                )
+                .await;
+                return;
+            }
+            Err(StartError::Other(msg)) => {
+                let reason = "RunContainerError";
                 self.patch_status(
                     &pod,
                     json!({"phase": "Failed", "startTime": now.to_string(),
@@ -465,6 +492,7 @@ impl Kubelet {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let image = c.image.clone().unwrap_or_default();
+        let image_prog = self.ensure_image(&uid, &image)?;
         let (program, args): (PathBuf, Vec<String>) = match c.command.as_deref() {
             Some([first, rest @ ..]) => {
                 let prog =
@@ -477,15 +505,11 @@ impl Kubelet {
                         .collect(),
                 )
             }
-            _ => {
-                let prog = resolve_image(&self.cfg.images, &image).ok_or_else(|| {
-                    StartError::Image(format!(
-                        "image {image:?} is not mapped to a local executable"
-                    ))
-                })?;
-                (prog, c.args.clone().unwrap_or_default())
-            }
+            _ => (image_prog, c.args.clone().unwrap_or_default()),
         };
+        let image_uid = resolve(&self.cfg.image_users, &image).unwrap_or(0);
+        let ident = identity::effective(pod, c, image_uid).map_err(StartError::Config)?;
+        let fs_group = identity::fs_group(pod).map_err(StartError::Config)?;
         let env = self.env(pod, c, &ns).await?;
         let io = |e: std::io::Error| StartError::Other(e.to_string());
         let pod_dir = self
@@ -496,9 +520,11 @@ impl Kubelet {
             .join(format!("{name}-{uid}"));
         std::fs::create_dir_all(&pod_dir).map_err(io)?;
         lock(&self.pod_dirs).insert(uid.clone(), pod_dir.clone());
-        let mounts = self.volumes(pod, c, &ns, &pod_dir).await?;
+        let mounts = self.volumes(pod, c, &ns, &pod_dir, fs_group).await?;
         let term_log = pod_dir.join("termination-log");
         std::fs::write(&term_log, b"").map_err(io)?;
+        // The kubelet creates the termination-message file world-writable (kuberuntime_container.go).
+        std::fs::set_permissions(&term_log, std::fs::Permissions::from_mode(0o666)).map_err(io)?;
         let log_dir = self.cfg.data_dir.join("logs").join(&ns);
         std::fs::create_dir_all(&log_dir).map_err(io)?;
         let log_path = log_dir.join(format!("{name}.log"));
@@ -526,10 +552,42 @@ impl Kubelet {
             working_dir: c.working_dir.clone(),
             hostname,
             mount_ns: self.mount_ns,
+            identity: ident,
         };
         let child = launch(&spec, log)
             .map_err(|e| StartError::Other(format!("spawn {}: {e}", program.display())))?;
         Ok((child, pod_dir, log_path))
+    }
+
+    /// `EnsureImageExists`: a mapped image is present on the node; an unmapped one fails to pull
+    /// (ErrImagePull), then backs off (ImagePullBackOff) before the next attempt, as
+    /// pkg/kubelet/images/image_manager.go does (back-off 1 s doubling to 10 s here, 10 s to 300 s
+    /// upstream).
+    fn ensure_image(&self, uid: &str, image: &str) -> Result<PathBuf, StartError> {
+        if let Some(p) = resolve_image(&self.cfg.images, image) {
+            lock(&self.pulls).remove(uid);
+            return Ok(p);
+        }
+        let now = Instant::now();
+        let mut pulls = lock(&self.pulls);
+        let entry = pulls.entry(uid.to_string()).or_insert((now, 0));
+        if now < entry.0 {
+            return Err(StartError::ImageBackOff(format!(
+                "Back-off pulling image {image:?}"
+            )));
+        }
+        entry.1 += 1;
+        entry.0 = now + Duration::from_secs(1 << entry.1.min(4)).min(Duration::from_secs(10));
+        // applyDefaultImageTag, then the runtime's error for a reference no registry has.
+        let tagged =
+            if image.contains('@') || image.rsplit('/').next().is_some_and(|l| l.contains(':')) {
+                image.to_string()
+            } else {
+                format!("{image}:latest")
+            };
+        Err(StartError::Image(format!(
+            "rpc error: code = NotFound desc = failed to pull and unpack image {tagged:?}: failed to resolve reference {tagged:?}: {tagged}: not found"
+        )))
     }
 
     async fn env(
@@ -650,6 +708,7 @@ impl Kubelet {
         c: &Container,
         ns: &str,
         pod_dir: &Path,
+        fs_group: Option<FsGroup>,
     ) -> Result<Vec<(PathBuf, PathBuf)>, StartError> {
         let io = |e: std::io::Error| StartError::Other(e.to_string());
         let mut dirs: HashMap<String, PathBuf> = HashMap::new();
@@ -659,6 +718,9 @@ impl Kubelet {
             .and_then(|s| s.volumes.clone())
             .unwrap_or_default()
         {
+            // Secret and configMap volumes are mounted read-only (their ownership masks are r--r-----).
+            let read_only = v.secret.is_some() || v.config_map.is_some();
+            let owned = v.persistent_volume_claim.is_some() || v.empty_dir.is_some() || read_only;
             let dir = if let Some(pvc) = &v.persistent_volume_claim {
                 self.cfg.data_dir.join("pvc").join(ns).join(&pvc.claim_name)
             } else if let Some(s) = &v.secret {
@@ -707,10 +769,20 @@ impl Kubelet {
                 }
                 dir
             } else {
-                // emptyDir and anything else: a per-pod directory.
-                pod_dir.join("volumes").join(&v.name)
+                // emptyDir and anything else: a per-pod directory, world-writable as the kubelet
+                // makes emptyDir (empty_dir.go: setupDir, 0777).
+                let dir = pod_dir.join("volumes").join(&v.name);
+                if !dir.exists() {
+                    std::fs::create_dir_all(&dir).map_err(io)?;
+                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
+                        .map_err(io)?;
+                }
+                dir
             };
             std::fs::create_dir_all(&dir).map_err(io)?;
+            if let Some(fs) = fs_group.filter(|_| owned) {
+                identity::set_volume_ownership(&dir, fs, read_only).map_err(io)?;
+            }
             dirs.insert(v.name.clone(), dir);
         }
         let mut out = Vec::new();
@@ -750,6 +822,8 @@ pub struct Launch {
     pub hostname: String,
     /// Bind mounts in a private mount namespace (true) or symlinks (fallback).
     pub mount_ns: bool,
+    /// The UID, GID and supplementary groups the process runs with (set by `setpriv` after the mounts).
+    pub identity: Identity,
 }
 
 /// Start a container process in its own process group, output to `log`.
@@ -770,7 +844,12 @@ pub fn launch(l: &Launch, log: std::fs::File) -> std::io::Result<tokio::process:
         "PATH",
         "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     );
-    cmd.env("HOME", "/root");
+    // Runtimes take HOME from the image's /etc/passwd; a numeric user without an entry gets "/".
+    cmd.env("HOME", if l.identity.uid == 0 { "/root" } else { "/" });
+    cmd.env("KUBESIM_UID", l.identity.uid.to_string());
+    cmd.env("KUBESIM_GID", l.identity.gid.to_string());
+    let groups: Vec<String> = l.identity.groups.iter().map(u32::to_string).collect();
+    cmd.env("KUBESIM_GROUPS", groups.join(","));
     cmd.env("HOSTNAME", &l.hostname);
     cmd.env("KUBESIM_MODE", if l.mount_ns { "bind" } else { "link" });
     cmd.env("KUBESIM_NMOUNTS", l.mounts.len().to_string());
@@ -842,6 +921,11 @@ mod tests {
             working_dir: Some(dir.join("seen/data").display().to_string()),
             hostname: "job-0".into(),
             mount_ns,
+            identity: Identity {
+                uid: 0,
+                gid: 0,
+                groups: vec![],
+            },
         }
     }
 
@@ -902,6 +986,11 @@ mod tests {
             working_dir: None,
             hostname: "h".into(),
             mount_ns: false,
+            identity: Identity {
+                uid: 0,
+                gid: 0,
+                groups: vec![],
+            },
         };
         let mut child = launch(&l, log).expect("launch");
         let pgid = child.id().expect("pid");

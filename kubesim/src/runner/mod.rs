@@ -5,6 +5,7 @@
 //! owner references to their Job, and statuses are written through the `/status` subresource.
 //! [`job::job_step`] holds every Job rule as a pure function; this module is the thin loop around it.
 
+pub mod identity;
 pub mod job;
 pub mod kubelet;
 pub mod pod;
@@ -34,6 +35,8 @@ pub struct RunnerConfig {
     pub data_dir: PathBuf,
     /// Image reference to local executable mapping.
     pub images: Vec<(String, PathBuf)>,
+    /// Image reference to the image's default user (its `USER`); images not listed run as root (0).
+    pub image_users: Vec<(String, u32)>,
 }
 
 /// Handle on a running Job controller and pod runner; dropping it kills every pod process.
