@@ -31,6 +31,8 @@ use crate::stage_protocol::{ChunkSet, EXIT_PERMANENT, env};
 pub const OUTPUT_MOUNT: &str = "/reportjob/output";
 /// The termination-message file the stage commands write their one-line result to.
 pub const TERMINATION_LOG: &str = "/dev/termination-log";
+/// UID, GID and fsGroup of every stage pod: the worker image's non-root user.
+pub const STAGE_UID: i64 = 65532;
 /// The container's name in every stage pod.
 pub const CONTAINER: &str = "reportjob";
 /// The name of the output volume of a `pvc` destination.
@@ -271,7 +273,15 @@ fn pod_template(t: &JobContext, stage: Stage, args: &[&str], env: Vec<EnvVar>) -
     let pod = PodSpec {
         restart_policy: Some("Never".to_string()),
         automount_service_account_token: Some(false),
+        // The image's user (65532, distroless "nonroot"), stated so that a freshly provisioned
+        // volume (root-owned, 0755) is made writable for the pod through fsGroup, and only
+        // when its root does not already match (OnRootMismatch: no recursive chown of a big
+        // volume on every pod start).
         security_context: Some(PodSecurityContext {
+            run_as_user: Some(STAGE_UID),
+            run_as_group: Some(STAGE_UID),
+            fs_group: Some(STAGE_UID),
+            fs_group_change_policy: Some("OnRootMismatch".to_string()),
             seccomp_profile: Some(SeccompProfile {
                 type_: "RuntimeDefault".to_string(),
                 ..Default::default()

@@ -58,6 +58,8 @@ impl Env {
                 "reportjob".into(),
                 PathBuf::from(env!("CARGO_BIN_EXE_reportjob")),
             )],
+            // As the Dockerfile's `USER 65532:65532`.
+            image_users: vec![("reportjob".into(), 65532)],
             ..Default::default()
         })
         .await
