@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use crate::error::{EXIT_OK, EXIT_PERMANENT, EXIT_TRANSIENT, EXIT_USAGE};
+pub use crate::error::{EXIT_DAMAGED, EXIT_OK, EXIT_PERMANENT, EXIT_TRANSIENT, EXIT_USAGE};
 
 /// Names of the environment variables of the stage pods.
 pub mod env {

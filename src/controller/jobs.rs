@@ -25,7 +25,7 @@ use serde_json::json;
 
 use super::names::{self, Stage};
 use crate::api::{ReportJob, ReportJobSpec};
-use crate::stage_protocol::{ChunkSet, EXIT_PERMANENT, env};
+use crate::stage_protocol::{ChunkSet, EXIT_DAMAGED, EXIT_PERMANENT, env};
 
 /// Where a `pvc` destination's claim is mounted in the stage pods.
 pub const OUTPUT_MOUNT: &str = "/reportjob/output";
@@ -125,7 +125,7 @@ pub fn chunks_job(t: &JobContext, plan: &PlanRef, chunks: &ChunkSet) -> Job {
         parallelism: Some(i32::try_from(parallelism).unwrap_or(1)),
         backoff_limit_per_index: Some(to_i32(spec.worker.retries_per_chunk)),
         max_failed_indexes: Some(0),
-        pod_failure_policy: Some(permanent_exit_rule("FailIndex")),
+        pod_failure_policy: Some(permanent_exit_rule("FailIndex", &[EXIT_PERMANENT])),
         suspend: Some(spec.suspend),
         active_deadline_seconds: spec.worker.active_deadline_seconds,
         template,
@@ -184,14 +184,14 @@ fn to_i32(n: i64) -> i32 {
 }
 
 /// The pod failure policy that ends retries on the permanent exit code.
-fn permanent_exit_rule(action: &str) -> PodFailurePolicy {
+fn permanent_exit_rule(action: &str, codes: &[i32]) -> PodFailurePolicy {
     PodFailurePolicy {
         rules: vec![PodFailurePolicyRule {
             action: action.to_string(),
             on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
                 container_name: Some(CONTAINER.to_string()),
                 operator: "In".to_string(),
-                values: vec![EXIT_PERMANENT],
+                values: codes.to_vec(),
             }),
             ..Default::default()
         }],
@@ -203,7 +203,12 @@ fn single_pod_job(t: &JobContext, stage: Stage, args: &[&str], env: Vec<EnvVar>)
         completions: Some(1),
         parallelism: Some(1),
         backoff_limit: Some(to_i32(t.spec.worker.retries_per_chunk)),
-        pod_failure_policy: Some(permanent_exit_rule("FailJob")),
+        // A damaged part (exit 4) cannot be repaired by running assemble again: the Job fails at
+        // once with assemble's message naming the chunks, and a retry re-exports them.
+        pod_failure_policy: Some(permanent_exit_rule(
+            "FailJob",
+            &[EXIT_PERMANENT, EXIT_DAMAGED],
+        )),
         template: pod_template(t, stage, args, env),
         ..Default::default()
     };
@@ -621,7 +626,12 @@ spec:
             (codes.container_name.as_deref(), codes.operator.as_str()),
             (Some(CONTAINER), "In")
         );
-        assert_eq!(codes.values, vec![EXIT_PERMANENT]);
+        let expected = if policy_action == "FailJob" {
+            vec![EXIT_PERMANENT, EXIT_DAMAGED]
+        } else {
+            vec![EXIT_PERMANENT]
+        };
+        assert_eq!(codes.values, expected);
         let template = &spec.template;
         assert_eq!(
             template.metadata.as_ref().and_then(|m| m.labels.as_ref()),

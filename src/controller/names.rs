@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use sha2::Digest;
+
 use crate::api::{ReportJob, ReportJobSpec, RunIdentity};
 
 /// The finalizer that holds a deleted ReportJob until its staging data is removed.
@@ -88,10 +90,20 @@ pub fn run_id(rj: &ReportJob) -> String {
     RunIdentity::cluster_run_id(rj.metadata.uid.as_deref())
 }
 
-/// Hash of the spec fields that shape a run ([`RunIdentity`]), to notice changes after
-/// planning started.
+/// Hash of the spec fields frozen once planning starts (everything but `suspend`,
+/// `ttlSecondsAfterFinished` and `notify`), to notice and report changes after planning.
+/// This is a different question from [`RunIdentity`]'s (which staged data a run may
+/// resume: only what shapes the output), so it covers `worker` and `parallelism` too:
+/// the run goes on exactly as planned, and a change to them is reported as ignored.
 pub fn spec_hash(spec: &ReportJobSpec) -> String {
-    RunIdentity::of(spec).spec_hash()
+    let frozen = serde_json::json!({
+        "source": spec.source,
+        "chunking": spec.chunking,
+        "output": spec.output,
+        "worker": spec.worker,
+    });
+    let digest = sha2::Sha256::digest(frozen.to_string().as_bytes());
+    hex::encode(&digest[..8])
 }
 
 #[cfg(test)]

@@ -141,21 +141,18 @@ fn fragments_check_either_kind() {
 }
 
 #[test]
-fn parsing_a_spec_costs_well_under_five_milliseconds() {
-    // Planning parses `query` or `where` a few times (resolve, and once per statement
-    // rebuilt); the budget for the parser is 5 ms per plan, even in a debug build.
+fn regenerated_sql_parses_back_to_the_same_statement() {
+    // Regeneration is a fixed point: what runs parses back to itself (the `) ` inside the
+    // dollar quote and the escaped quote inside the E'' string stay data). The parser's cost
+    // is measured by benches/run.sh (planning), never by a timed test.
     let query = "WITH recent AS (SELECT o.id, o.customer_id, o.total FROM orders o WHERE o.created_at > now() - interval '30 days') \
                  SELECT r.id, c.name, r.total, $t$ ) $t$ AS note FROM recent r JOIN customers c ON c.id = r.customer_id WHERE c.region IN ('eu', 'us')";
-    let started = std::time::Instant::now();
-    let rounds = 50;
-    for _ in 0..rounds {
-        SelectQuery::parse(query).unwrap();
-        Filter::parse("status IN ('open', 'held') AND total > 10 AND note <> E'\\')'").unwrap();
-    }
-    let per_round = started.elapsed() / rounds;
-    assert!(
-        per_round < std::time::Duration::from_millis(5),
-        "{per_round:?} per parse"
-    );
-    eprintln!("query + filter parse and regeneration: {per_round:?}");
+    let once = SelectQuery::parse(query).unwrap().sql().to_string();
+    let twice = SelectQuery::parse(&once).unwrap().sql().to_string();
+    assert_eq!(once, twice);
+    assert!(once.contains(" ) "), "{once}");
+    let filter = "status IN ('open', 'held') AND total > 10 AND note <> E'\\')'";
+    let once = Filter::parse(filter).unwrap().sql().to_string();
+    let twice = Filter::parse(&once).unwrap().sql().to_string();
+    assert_eq!(once, twice);
 }
