@@ -257,7 +257,7 @@ async fn chunk_killed_mid_upload_is_retried_without_duplicates() {
         "s.yaml",
         // 2 ms per row: the chunk streams for ~3 s and is killed after 300 rows.
         &src_to_bucket(&db, &s3.endpoint(), "retried.csv")
-            .filter("pg_sleep(0.002) IS NOT NULL")
+            .filter(&common::slow_filter(&db.schema, 0.002))
             .chunk_size(1_000_000)
             .parallelism(1)
             .build_yaml(),
@@ -340,7 +340,7 @@ async fn worker_killed_mid_upload_is_rerun_without_duplicates() {
     let spec = work.spec(
         "s.yaml",
         &src_to_bucket(&db, &s3.endpoint(), "killed.csv")
-            .filter("pg_sleep(0.003) IS NOT NULL")
+            .filter(&common::slow_filter(&db.schema, 0.003))
             .chunk_size(1_000_000)
             .build_yaml(),
     );

@@ -175,11 +175,13 @@ async fn kubectl_applied_reportjob_completes_with_exact_output() {
     assert_eq!(status.observed_generation, done.metadata.generation);
 }
 
-/// A ReportJob whose chunks take about a second each (every row sleeps 4 ms), so that
+/// A ReportJob whose chunks take about a second each (every row sleeps 4 ms, through the schema's
+/// `slow_row`), so that
 /// tests can act while they run.
 fn slow_report(name: &str, table: &str, path: &str) -> SpecBuilder {
+    let schema = table.split_once('.').map_or("public", |(schema, _)| schema);
     report(name, table, path)
-        .filter("pg_sleep(0.004) IS NOT NULL")
+        .filter(&common::slow_filter(schema, 0.004))
         .chunk_size(250)
         .parallelism(2)
 }

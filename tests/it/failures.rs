@@ -21,9 +21,6 @@ async fn numbers(db: &mut TestDb, rows: u32) {
     .await;
 }
 
-/// A `where` that sleeps 1 ms per row. pg_sleep itself is refused in a spec (side
-/// effects), so the test schema wraps it in a function of its own.
-
 #[tokio::test]
 async fn chunk_whose_backend_is_killed_mid_stream_is_retried_exactly() {
     let mut db = TestDb::new("killed_backend").await;
@@ -34,7 +31,7 @@ async fn chunk_whose_backend_is_killed_mid_stream_is_retried_exactly() {
     let spec = work.spec(
         "spec.yaml",
         &to_r_csv(&db.table("src"), "id")
-            .filter(&common::slow_filter(&mut db, "0.002").await)
+            .filter(&common::slow_filter(&db.schema, 0.002))
             .chunk_size(1_000_000)
             .parallelism(1)
             .build_yaml(),
@@ -338,7 +335,7 @@ async fn killed_run_resumes_with_its_staged_plan() {
     let spec = work.spec(
         "s.yaml",
         &to_r_csv(&db.table("src"), "id")
-            .filter(&common::slow_filter(&mut db, "0.003").await)
+            .filter(&common::slow_filter(&db.schema, 0.003))
             .chunk_size(200)
             .parallelism(1)
             .build_yaml(),

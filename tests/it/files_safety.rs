@@ -181,7 +181,7 @@ async fn a_killed_run_leaves_its_temporary_report_in_staging_and_the_next_run_re
         "s.yaml",
         &SpecBuilder::table(&db.table("src"))
             .key("id")
-            .filter(&common::slow_filter(&mut db, "0.001").await)
+            .filter(&common::slow_filter(&db.schema, 0.001))
             .chunk_size(250)
             .parallelism(1)
             .pvc("r", "r.csv")

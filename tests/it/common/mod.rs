@@ -134,10 +134,16 @@ impl TestDb {
         ensure_database().await;
         let schema = format!("t_{name}_{:08x}", rand::random::<u32>());
         let mut conn = PgConnection::connect(&database_url()).await.unwrap();
-        sqlx::raw_sql(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        // Every schema has `slow_row(seconds)`: a filter that sleeps per row, for tests that
+        // must act while a chunk streams (a spec may not call pg_sleep itself: it is on the
+        // side-effect denylist; a function of the schema is the spec author's own code).
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE SCHEMA {schema}; CREATE FUNCTION {schema}.slow_row(seconds double precision) \
+             RETURNS boolean LANGUAGE sql AS 'SELECT pg_sleep(seconds) IS NOT NULL'"
+        )))
+        .execute(&mut conn)
+        .await
+        .unwrap();
         TestDb {
             _dropper: SchemaDropper(schema.clone()),
             schema,
@@ -355,12 +361,7 @@ pub fn terminate_copy_backend(schema: &str, after_rows: i64) -> tokio::task::Joi
     })
 }
 
-/// A filter that sleeps `seconds` per row, through a function of the test's schema (the
-/// engine refuses `pg_sleep` in a spec: it is on the side-effect denylist).
-pub async fn slow_filter(db: &mut TestDb, seconds: &str) -> String {
-    db.exec(&format!(
-        "CREATE FUNCTION slow_row() RETURNS boolean LANGUAGE sql AS 'SELECT pg_sleep({seconds}) IS NOT NULL'"
-    ))
-    .await;
-    format!("{}.slow_row()", db.schema)
+/// A `where` that sleeps `seconds` per row, through the schema's `slow_row` function.
+pub fn slow_filter(schema: &str, seconds: f64) -> String {
+    format!("{schema}.slow_row({seconds})")
 }
