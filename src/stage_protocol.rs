@@ -224,6 +224,22 @@ impl StageResult {
 
     /// What a failed pod's termination message says: the message of a `Failed` result, or
     /// the text itself when it is not a result (a crash whose log the kubelet kept).
+    /// The chunks a failed assembly deleted as damaged (a `Failed` result with reason
+    /// `damaged` whose message starts `damaged_chunks=<ranges>:`), bounded by the plan's
+    /// `total`; `None` for any other text.
+    pub fn damaged_chunks(text: &str, total: usize) -> Option<ChunkSet> {
+        let Ok(StageResult::Failed { reason, message }) = StageResult::parse(text) else {
+            return None;
+        };
+        if reason != "damaged" {
+            return None;
+        }
+        let (ranges, _) = message.strip_prefix("damaged_chunks=")?.split_once(':')?;
+        ChunkSet::parse(ranges, total)
+            .ok()
+            .filter(|chunks| !chunks.is_empty())
+    }
+
     pub fn failure_text(text: &str) -> String {
         match StageResult::parse(text) {
             Ok(StageResult::Failed { message, .. }) => message,
@@ -467,6 +483,17 @@ impl ChunkSet {
     /// The members below `total`.
     pub fn below(&self, total: usize) -> ChunkSet {
         ChunkSet(self.0.iter().copied().filter(|&i| i < total).collect())
+    }
+
+    /// This set without `other`'s members.
+    pub fn without(&self, other: &ChunkSet) -> ChunkSet {
+        ChunkSet(
+            self.0
+                .iter()
+                .copied()
+                .filter(|&i| !other.contains(i))
+                .collect(),
+        )
     }
 
     /// `0..total` without this set's members.

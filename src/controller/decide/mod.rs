@@ -21,7 +21,7 @@ use super::observe::{JobOutcome, Observed, PlannedSpec, job_failed, job_outcome}
 use crate::api::conditions::{self, reason, set_condition};
 use crate::api::validate::validation_errors;
 use crate::api::{Phase, ReportJob, ReportJobSpec, ReportJobStatus};
-use crate::stage_protocol::StageResult;
+use crate::stage_protocol::{ChunkSet, StageResult};
 
 /// The one thing the reconciler does next.
 #[derive(Clone, Debug, PartialEq)]
@@ -385,16 +385,26 @@ impl<'a> Decision<'a> {
         let failed_stage = [Stage::Plan, Stage::Chunks, Stage::Assemble]
             .into_iter()
             .find(|s| self.job(*s).is_some_and(job_failed));
+        // Damaged parts were deleted by the assembly: those chunks are exported again (a new
+        // chunks Job for exactly them), then the report is assembled again.
+        let damaged = if failed_stage == Some(Stage::Assemble) {
+            self.damaged_chunks()
+        } else {
+            None
+        };
         self.st.retry_token = token;
         self.st.failed_chunks = None;
         self.st.completion_time = None;
         if let Some(c) = self.st.chunks.as_mut() {
             c.failed = 0;
         }
-        let message = match failed_stage {
-            Some(Stage::Chunks) => "retrying the chunks not exported yet".to_string(),
-            Some(stage) => format!("retrying the {} stage", stage.as_str()),
-            None => "retrying".to_string(),
+        let message = match (failed_stage, &damaged) {
+            (_, Some(damaged)) => {
+                format!("re-exporting the damaged chunks {damaged}, then assembling again")
+            }
+            (Some(Stage::Chunks), _) => "retrying the chunks not exported yet".to_string(),
+            (Some(stage), _) => format!("retrying the {} stage", stage.as_str()),
+            (None, _) => "retrying".to_string(),
         };
         self.set_phase(Phase::Running, message.clone());
         self.condition(conditions::FAILED, false, reason::RETRYING, &message);
@@ -406,6 +416,21 @@ impl<'a> Decision<'a> {
             .push(EventNote::normal(reason::RETRYING, action::RETRY, &message));
         let name = self.rj().name_any();
         let mut doomed: Vec<String> = failed_stage.iter().map(|s| s.job_name(&name)).collect();
+        if let Some(damaged) = &damaged {
+            let total = self
+                .st
+                .plan
+                .as_ref()
+                .and_then(|p| usize::try_from(p.chunks).ok())
+                .unwrap_or(0);
+            let recorded = self.st.completed_chunks.as_deref().unwrap_or("");
+            let completed = ChunkSet::parse(recorded, total).unwrap_or_default();
+            self.st.completed_chunks = Some(completed.without(damaged).to_string());
+            if let Some(c) = self.st.chunks.as_mut() {
+                c.succeeded = i64::try_from(total - damaged.len().min(total)).unwrap_or(0);
+            }
+            doomed.push(Stage::Chunks.job_name(&name));
+        }
         if self.job(Stage::Notify).is_some() {
             doomed.push(Stage::Notify.job_name(&name));
         }
@@ -492,6 +517,23 @@ impl<'a> Decision<'a> {
 
     /// What a stage's most recently failed pod said: the message of its `Failed` result,
     /// the text the kubelet kept (a crash), or its exit code.
+    /// The chunks the failed assemble pod deleted as damaged (its typed result), bounded by
+    /// the plan.
+    fn damaged_chunks(&self) -> Option<ChunkSet> {
+        let total = usize::try_from(self.st.plan.as_ref()?.chunks).ok()?;
+        if !self.job(Stage::Assemble).is_some_and(job_failed) {
+            return None;
+        }
+        self.o
+            .pods
+            .get(&Stage::Assemble)?
+            .iter()
+            .filter(|p| p.phase == "Failed")
+            .max_by_key(|p| p.finished_at)
+            .and_then(|p| p.message.as_deref())
+            .and_then(|m| StageResult::damaged_chunks(m, total))
+    }
+
     fn pod_failure(&self, stage: Stage) -> Option<String> {
         self.o
             .pods

@@ -242,6 +242,10 @@ impl Decision<'_> {
 
     fn assembling(&mut self, spec: &ReportJobSpec, plan: &PlanRef) -> Action {
         self.condition(conditions::COMPLETE, false, reason::ASSEMBLING, "");
+        if let Some(damaged) = self.damaged_chunks() {
+            // Shown as the failed chunks: a retry exports exactly these again.
+            self.st.failed_chunks = Some(damaged.to_string());
+        }
         let line = match self.single_pod_stage(
             Stage::Assemble,
             (Phase::Assembling, "assembling the report"),

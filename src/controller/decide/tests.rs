@@ -773,6 +773,79 @@ fn a_failed_assemble_job_fails_with_the_pods_error() {
     );
 }
 
+/// An assemble pod that found parts 1 and 3 damaged, deleted them and exited 4.
+fn damaged_assembly(f: ReportJobFixture) -> ReportJobFixture {
+    let failed = StageResult::Failed {
+        reason: "damaged".into(),
+        message: "damaged_chunks=1,3: the parts of these chunks were damaged and are removed"
+            .into(),
+    };
+    f.planned(4)
+        .chunks_job("0-3", "0-3", "")
+        .job(
+            Stage::Assemble,
+            JobState::Failed("PodFailurePolicy", "exit 4"),
+        )
+        .pod(
+            Stage::Assemble,
+            PodInfo {
+                name: "orders-assemble-fghij".into(),
+                phase: "Failed".into(),
+                exit_code: Some(4),
+                message: Some(failed.to_line()),
+                finished_at: Some(Timestamp::from_second(NOW - 5).expect("time")),
+                ..Default::default()
+            },
+        )
+}
+
+#[test]
+fn damaged_parts_are_shown_as_failed_chunks_and_a_retry_exports_exactly_them() {
+    let step = damaged_assembly(ReportJobFixture::new()).decide();
+    assert_eq!(
+        condition(&step, conditions::FAILED).reason,
+        reason::ASSEMBLE_FAILED
+    );
+    assert_eq!(step.status.failed_chunks.as_deref(), Some("1,3"));
+
+    let step = damaged_assembly(ReportJobFixture::new())
+        .status(|s| {
+            s.phase = Some(Phase::Failed);
+            s.completed_chunks = Some("0-3".into());
+            s.retry_token = Some("1".into());
+        })
+        .annotate(names::RETRY_ANNOTATION, "2")
+        .decide();
+    // Both Jobs go: the chunks Job is created again for the damaged chunks only.
+    assert_eq!(
+        step.action,
+        Action::DeleteJobs(vec!["orders-assemble".into(), "orders-chunks".into()])
+    );
+    assert_eq!(step.status.completed_chunks.as_deref(), Some("0,2"));
+    assert_eq!(
+        step.status.message.as_deref(),
+        Some("re-exporting the damaged chunks 1,3, then assembling again")
+    );
+
+    // Next round, with the Jobs gone: a chunks Job listing exactly chunks 1 and 3.
+    let mut next = ReportJobFixture::new().planned(4).status(|s| {
+        s.completed_chunks = Some("0,2".into());
+        s.retry_token = Some("2".into());
+    });
+    next.jobs.remove(&Stage::Chunks);
+    let step = next.decide();
+    let job = created(&step);
+    assert_eq!(
+        job.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(names::CHUNKS_ANNOTATION))
+            .map(String::as_str),
+        Some("1,3")
+    );
+    assert_eq!(job.spec.as_ref().and_then(|s| s.completions), Some(2));
+}
+
 #[test]
 fn a_finished_reportjob_is_deleted_once_its_ttl_passed() {
     let finished = |f: ReportJobFixture| {
