@@ -361,6 +361,89 @@ async fn permanent_chunk_error_fails_at_once_and_retry_reruns_only_unfinished_ch
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_damaged_on_the_volume_is_exported_again_by_a_retry() {
+    let mut db = TestDb::new("ctl_damaged").await;
+    let table = orders(&mut db, 1_000).await;
+    let mut env = Env::start().await;
+    let ns = "damaged";
+    env.tenant(ns).await;
+    env.start_single_controller();
+    // Ten slow chunks, two at a time: the first part is in well before the last chunk ends
+    // (assembly starts only then).
+    env.apply(
+        ns,
+        &slow_report("orders", &table, "orders.csv")
+            .chunk_size(100)
+            .build_yaml(),
+    )
+    .await;
+    let staging = env.pvc_dir(ns).join("orders.csv.parts");
+    let (part, index) = common::eventually("a part exported", || async {
+        let run = std::fs::read_dir(&staging).ok()?.flatten().next()?.path();
+        let manifest = std::fs::read_dir(&run)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.extension().is_some_and(|e| e == "json")
+                    && p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("part-"))
+            })?;
+        let stem = manifest.file_stem()?.to_string_lossy().to_string();
+        let index: usize = stem.strip_prefix("part-")?.parse().ok()?;
+        Some((run.join(format!("{stem}.csv")), index))
+    })
+    .await;
+    // Flip one byte: same size, another sha256.
+    let mut bytes = std::fs::read(&part).unwrap();
+    bytes[0] ^= 0x20;
+    std::fs::write(&part, &bytes).unwrap();
+    let rj = env.rjs(ns).get("orders").await.unwrap();
+    assert!(
+        succeeded_chunks(&rj) < 10,
+        "the part was damaged before every chunk was exported"
+    );
+
+    let failed = env.wait_phase(ns, "orders", Phase::Failed, LONG).await;
+    let status = failed.status.clone().unwrap();
+    let message = status.message.clone().unwrap();
+    assert!(message.contains("damaged"), "{message}");
+    assert_eq!(
+        status.failed_chunks.as_deref(),
+        Some(index.to_string().as_str())
+    );
+    assert!(!part.exists(), "assembly deleted the damaged part");
+
+    env.rjs(ns)
+        .patch(
+            "orders",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                serde_json::json!({"metadata": {"annotations": {"reporting.dev/retry": "1"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let done = env.wait_phase(ns, "orders", Phase::Succeeded, LONG).await;
+    let jobs: Api<Job> = Api::namespaced(env.client.clone(), ns);
+    let rerun = jobs.get("orders-chunks").await.unwrap();
+    use kube::ResourceExt;
+    assert_eq!(
+        rerun.annotations()["reporting.dev/chunks"],
+        index.to_string(),
+        "the retry exports exactly the damaged chunk"
+    );
+    assert_eq!(done.status.unwrap().rows, Some(1_000));
+    db.assert_report_matches(
+        &env.pvc_dir(ns).join("orders.csv"),
+        &db.all("orders"),
+        "",
+        false,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_killed_at_each_stage_resumes_without_duplicates_through_api_faults() {
     let mut db = TestDb::new("ctl_restart").await;
     let table = orders(&mut db, 1_000).await;
