@@ -340,15 +340,32 @@ impl Kubelet {
             return;
         };
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-        if let Err(e) = api
-            .patch_status(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": status})),
-            )
-            .await
-        {
-            tracing::debug!("kubesim runner: pod {ns}/{name} status: {e}");
+        // Like the kubelet's status manager, keep trying until the API server takes the
+        // status (or the pod is gone): a pod that ends while the API server restarts must
+        // still be reported, or its Job never finishes. Bounded, so a dropped cluster's
+        // tasks end.
+        let mut pause = Duration::from_millis(50);
+        let give_up = Instant::now() + Duration::from_secs(300);
+        loop {
+            match api
+                .patch_status(
+                    name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"status": status})),
+                )
+                .await
+            {
+                Ok(_) => return,
+                Err(kube::Error::Api(e)) if e.code == 404 => return,
+                Err(e) => {
+                    tracing::debug!("kubesim runner: pod {ns}/{name} status: {e}");
+                    if Instant::now() >= give_up {
+                        return;
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+            }
         }
     }
 
