@@ -185,16 +185,7 @@ spec:
 
     /// A succeeded pod of `stage` whose termination message is `result`.
     fn result(self, stage: Stage, result: &StageResult) -> Self {
-        self.pod(
-            stage,
-            PodInfo {
-                name: format!("orders-{}-abcde", stage.as_str()),
-                phase: "Succeeded".into(),
-                exit_code: Some(0),
-                message: Some(result.to_line()),
-                ..Default::default()
-            },
-        )
+        self.raw_result(stage, &result.to_line())
     }
 
     /// A succeeded pod of `stage` with a termination message that is not a result.
@@ -211,10 +202,15 @@ spec:
         )
     }
 
-    /// A failed pod of `stage` that wrote a `Failed` result.
+    /// A failed pod of `stage` that wrote a `Failed` result with a permanent error.
     fn failed_pod(self, stage: Stage, message: &str) -> Self {
+        self.failed_with(stage, 3, "source", message)
+    }
+
+    /// A failed pod of `stage` that exited `code` with a `Failed` result.
+    fn failed_with(self, stage: Stage, code: i32, reason: &str, message: &str) -> Self {
         let failed = StageResult::Failed {
-            reason: "source".into(),
+            reason: reason.into(),
             message: message.into(),
         };
         self.pod(
@@ -222,7 +218,7 @@ spec:
             PodInfo {
                 name: format!("orders-{}-fghij", stage.as_str()),
                 phase: "Failed".into(),
-                exit_code: Some(3),
+                exit_code: Some(code),
                 message: Some(failed.to_line()),
                 finished_at: Some(Timestamp::from_second(NOW - 5).expect("time")),
                 ..Default::default()
@@ -775,27 +771,17 @@ fn a_failed_assemble_job_fails_with_the_pods_error() {
 
 /// An assemble pod that found parts 1 and 3 damaged, deleted them and exited 4.
 fn damaged_assembly(f: ReportJobFixture) -> ReportJobFixture {
-    let failed = StageResult::Failed {
-        reason: "damaged".into(),
-        message: "damaged_chunks=1,3: the parts of these chunks were damaged and are removed"
-            .into(),
-    };
     f.planned(4)
         .chunks_job("0-3", "0-3", "")
         .job(
             Stage::Assemble,
             JobState::Failed("PodFailurePolicy", "exit 4"),
         )
-        .pod(
+        .failed_with(
             Stage::Assemble,
-            PodInfo {
-                name: "orders-assemble-fghij".into(),
-                phase: "Failed".into(),
-                exit_code: Some(4),
-                message: Some(failed.to_line()),
-                finished_at: Some(Timestamp::from_second(NOW - 5).expect("time")),
-                ..Default::default()
-            },
+            4,
+            "damaged",
+            "damaged_chunks=1,3: the parts of these chunks were damaged and are removed",
         )
 }
 
