@@ -1,0 +1,433 @@
+//! The validation matrix: typed values for good specs, the field named for each bad one.
+
+use super::*;
+use crate::api::load::load_str;
+
+const GOOD: &str = r#"
+apiVersion: reporting.dev/v1alpha1
+kind: ReportJob
+metadata: {name: t}
+spec:
+  source:
+    connectionSecretRef: {name: db}
+    table: public.orders
+    keyColumn: id
+  output:
+    destination:
+      pvc: {claimName: reports, path: orders.csv}
+"#;
+
+fn errors_of(yaml: &str) -> Vec<String> {
+    match load_str(yaml, "test.yaml") {
+        Ok(_) => vec![],
+        Err(crate::api::load::LoadError::Invalid { errors, .. }) => {
+            errors.into_iter().map(|e| e.to_string()).collect()
+        }
+        Err(other) => vec![other.to_string()],
+    }
+}
+
+fn with(extra: &str, from: &str) -> String {
+    let yaml = GOOD.replace(from, extra);
+    assert_ne!(yaml, GOOD, "{from:?} is not in the spec");
+    yaml
+}
+
+/// `GOOD` with `line` added to `spec.source`.
+fn k(line: &str) -> String {
+    with(&format!("keyColumn: id\n    {line}"), "keyColumn: id")
+}
+
+/// `GOOD` with `line` added to `spec`.
+fn top(line: &str) -> String {
+    format!("{GOOD}  {line}\n")
+}
+
+/// `GOOD` with `line` added to `spec.output`.
+fn out(line: &str) -> String {
+    with(&format!("    {line}\n    destination:"), "    destination:")
+}
+
+/// `GOOD` with a bucket destination `{fields}` instead of the pvc.
+fn bucket(fields: &str) -> String {
+    with(
+        &format!("bucket: {{{fields}}}"),
+        "pvc: {claimName: reports, path: orders.csv}",
+    )
+}
+
+fn valid(yaml: &str) -> ValidSpec {
+    crate::api::load::load_valid_str(yaml, "t").unwrap().spec
+}
+
+#[test]
+fn good_spec_is_valid_and_defaulted() {
+    let rj = load_str(GOOD, "t").unwrap();
+    assert_eq!(rj.spec.chunking.chunk_size, 100_000);
+    assert_eq!(rj.spec.source.connection_secret_ref.key, "url");
+    assert_eq!(rj.spec.worker.retries_per_chunk, 3);
+    assert!(rj.spec.output.csv.header);
+}
+
+#[test]
+fn good_spec_has_typed_values() {
+    let spec = valid(GOOD);
+    assert_eq!(
+        spec.source.rows,
+        Source::Table {
+            name: parse_qualified("public.orders").unwrap(),
+            columns: None,
+            where_: None,
+        }
+    );
+    assert_eq!(spec.source.key_column, "id");
+    assert_eq!(spec.source.statement_timeout.seconds(), 600);
+    assert_eq!(
+        spec.source.statement_timeout.duration(),
+        Duration::from_secs(600)
+    );
+    assert_eq!(
+        spec.source.connection,
+        SecretKey {
+            name: "db".into(),
+            key: "url".into()
+        }
+    );
+    assert_eq!(spec.chunking.chunk_size.get(), 100_000);
+    assert_eq!(spec.chunking.parallelism.get(), 4);
+    assert_eq!(spec.chunking.max_chunks.get(), 10_000);
+    assert_eq!(
+        spec.output.csv,
+        CsvFormat {
+            header: true,
+            delimiter: b',',
+            null_string: String::new()
+        }
+    );
+    assert_eq!(spec.output.compression, crate::api::Compression::None);
+    match &spec.output.destination {
+        Destination::Pvc { claim, path } => {
+            assert_eq!(claim, "reports");
+            assert_eq!(path.as_str(), "orders.csv");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(spec.worker.retries_per_chunk, 3);
+    assert_eq!(spec.worker.active_deadline, None);
+    assert_eq!(spec.ttl_after_finished, None);
+    assert!(spec.notify.is_none() && !spec.suspend);
+    assert_eq!(spec.written(), &load_str(GOOD, "t").unwrap().spec);
+}
+
+#[test]
+fn table_options_are_parsed() {
+    let spec = valid(&with(
+        "table: Sales.\"Order Lines\"\n    columns: [ID, '\"Amount\"']\n    where: '  amount > 0  '\n    keyColumn: ID\n    statementTimeoutSeconds: 86400",
+        "table: public.orders\n    keyColumn: id",
+    ));
+    assert_eq!(
+        spec.source.rows,
+        Source::Table {
+            name: parse_qualified("sales.\"Order Lines\"").unwrap(),
+            columns: Some(vec!["id".into(), "Amount".into()]),
+            where_: Some(Filter("amount > 0".into())),
+        }
+    );
+    assert_eq!(spec.source.key_column, "id");
+    assert_eq!(spec.source.statement_timeout.seconds(), 86_400);
+}
+
+#[test]
+fn a_query_is_trimmed_of_trailing_semicolons() {
+    let spec = valid(&with(
+        "query: ' select id from t ;; '",
+        "table: public.orders",
+    ));
+    match &spec.source.rows {
+        Source::Query { sql } => assert_eq!(sql.as_str(), "select id from t"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn output_options_are_typed() {
+    let spec = valid(&GOOD.replace(
+        "    destination:\n      pvc: {claimName: reports, path: orders.csv}",
+        "    compression: gzip\n    csv: {delimiter: \"\\t\", nullString: NA, header: false}\n    destination:\n      bucket: {url: 's3://my-bucket/dir/r.csv.gz', endpoint: 'http://127.0.0.1:9000', region: eu-west-1, pathStyle: true, urlExpirySeconds: 60, credentialsSecretRef: {name: s3}}\n  worker: {retriesPerChunk: 0, activeDeadlineSeconds: 30}\n  ttlSecondsAfterFinished: 0",
+    ));
+    assert_eq!(
+        spec.output.csv,
+        CsvFormat {
+            header: false,
+            delimiter: b'\t',
+            null_string: "NA".into()
+        }
+    );
+    assert_eq!(spec.output.compression, crate::api::Compression::Gzip);
+    let Destination::Bucket(bucket) = &spec.output.destination else {
+        panic!("{:?}", spec.output.destination);
+    };
+    assert_eq!(bucket.bucket, "my-bucket");
+    assert_eq!(bucket.key.as_str(), "dir/r.csv.gz");
+    assert_eq!(bucket.url(), "s3://my-bucket/dir/r.csv.gz");
+    assert_eq!(bucket.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+    assert_eq!(bucket.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(bucket.path_style, Some(true));
+    assert_eq!(bucket.url_expiry, Duration::from_secs(60));
+    assert_eq!(bucket.credentials_secret.as_deref(), Some("s3"));
+    assert!(bucket.server_side_copy);
+    assert_eq!(spec.worker.retries_per_chunk, 0);
+    assert_eq!(spec.worker.active_deadline, Some(Duration::from_secs(30)));
+    assert_eq!(spec.ttl_after_finished, Some(Duration::ZERO));
+}
+
+#[test]
+fn validation_errors_is_the_verdict_of_validate() {
+    let mut spec = load_str(GOOD, "t").unwrap().spec;
+    assert!(validation_errors(&spec).is_empty());
+    spec.chunking.chunk_size = 0;
+    spec.source.key_column = String::new();
+    let fields: Vec<String> = validation_errors(&spec)
+        .into_iter()
+        .map(|e| e.field)
+        .collect();
+    assert_eq!(fields, ["spec.source.keyColumn", "spec.chunking.chunkSize"]);
+    assert_eq!(validate(&spec).err(), Some(validation_errors(&spec)));
+}
+
+#[test]
+fn each_bad_field_is_named() {
+    let cases = [
+        (
+            with(
+                "table: public.orders\n    query: select 1",
+                "table: public.orders",
+            ),
+            "spec.source.query",
+        ),
+        (with("", "    table: public.orders\n"), "spec.source.table"),
+        (
+            with("table: 'orders; drop table x'", "table: public.orders"),
+            "spec.source.table",
+        ),
+        (
+            with("keyColumn: 'id\"'", "keyColumn: id"),
+            "spec.source.keyColumn",
+        ),
+        (
+            with(
+                "keyColumn: id\n  chunking: {chunkSize: -5}",
+                "keyColumn: id",
+            ),
+            "spec.chunking.chunkSize",
+        ),
+        (
+            with(
+                "keyColumn: id\n  chunking: {parallelism: 0}",
+                "keyColumn: id",
+            ),
+            "spec.chunking.parallelism",
+        ),
+        (
+            with("keyColumn: id\n    colums: [a]", "keyColumn: id"),
+            "spec.source.colums",
+        ),
+        (
+            with("keyColumn: id\n    columns: [a, 'b;c']", "keyColumn: id"),
+            "spec.source.columns[1]",
+        ),
+        (
+            with(
+                "pvc: {claimName: reports, path: ../etc/passwd}",
+                "pvc: {claimName: reports, path: orders.csv}",
+            ),
+            "spec.output.destination.pvc.path",
+        ),
+        (
+            with(
+                "pvc: {claimName: Reports, path: a.csv}",
+                "pvc: {claimName: reports, path: orders.csv}",
+            ),
+            "spec.output.destination.pvc.claimName",
+        ),
+        (
+            with(
+                "bucket: {url: 's3://b/k'}\n      pvc: {claimName: reports, path: orders.csv}",
+                "pvc: {claimName: reports, path: orders.csv}",
+            ),
+            "spec.output.destination.bucket",
+        ),
+        (
+            with("", "    keyColumn: id\n"),
+            "spec.source: missing field `keyColumn`",
+        ),
+        (
+            with(
+                "keyColumn: id\n    statementTimeoutSeconds: 0",
+                "keyColumn: id",
+            ),
+            "spec.source.statementTimeoutSeconds",
+        ),
+        (
+            with(
+                "keyColumn: id\n  chunking: {chunkSize: ten}",
+                "keyColumn: id",
+            ),
+            "spec.chunking.chunkSize",
+        ),
+    ];
+    let more = [
+        (
+            k("statementTimeoutSeconds: 86401"),
+            "spec.source.statementTimeoutSeconds",
+        ),
+        (
+            k("statementTimeoutSeconds: -1"),
+            "spec.source.statementTimeoutSeconds",
+        ),
+        (
+            top("chunking: {maxChunks: 100001}"),
+            "spec.chunking.maxChunks",
+        ),
+        (top("chunking: {maxChunks: 0}"), "spec.chunking.maxChunks"),
+        (
+            top("chunking: {parallelism: 1001}"),
+            "spec.chunking.parallelism",
+        ),
+        (k("columns: []"), "spec.source.columns"),
+        (k("columns: [a, A]"), "spec.source.columns[1]"),
+        (k("where: '  '"), "spec.source.where"),
+        (k("where: 'a = (1'"), "spec.source.where"),
+        (k("where: \"a = '1\""), "spec.source.where"),
+        (
+            with("query: ';'", "table: public.orders"),
+            "spec.source.query",
+        ),
+        (
+            with("query: select (1", "table: public.orders"),
+            "spec.source.query",
+        ),
+        (
+            with("query: select 1\n    columns: [a]", "table: public.orders"),
+            "spec.source.columns",
+        ),
+        (
+            with("query: select 1\n    where: a > 1", "table: public.orders"),
+            "spec.source.where",
+        ),
+        (
+            with("{name: ''}", "{name: db}"),
+            "spec.source.connectionSecretRef.name",
+        ),
+        (
+            with("{name: db, key: ''}", "{name: db}"),
+            "spec.source.connectionSecretRef.key",
+        ),
+        (out("csv: {delimiter: ab}"), "spec.output.csv.delimiter"),
+        (out("csv: {delimiter: '\"'}"), "spec.output.csv.delimiter"),
+        (out("csv: {delimiter: é}"), "spec.output.csv.delimiter"),
+        (
+            out("csv: {delimiter: ';', nullString: 'a;b'}"),
+            "spec.output.csv.nullString",
+        ),
+        (
+            out("csv: {nullString: 'a\\b'}"),
+            "spec.output.csv.nullString",
+        ),
+        (
+            with("path: /etc/passwd", "path: orders.csv"),
+            "spec.output.destination.pvc.path",
+        ),
+        (
+            with("path: a//b.csv", "path: orders.csv"),
+            "spec.output.destination.pvc.path",
+        ),
+        (
+            with("path: dir/", "path: orders.csv"),
+            "spec.output.destination.pvc.path",
+        ),
+        (
+            bucket("url: 's3://b/'"),
+            "spec.output.destination.bucket.url",
+        ),
+        (
+            bucket("url: 's3://b/../k'"),
+            "spec.output.destination.bucket.url",
+        ),
+        (
+            bucket("url: 's3://b c/k'"),
+            "spec.output.destination.bucket.url",
+        ),
+        (
+            bucket("url: 's3://b/k', endpoint: 'ftp://host'"),
+            "spec.output.destination.bucket.endpoint",
+        ),
+        (
+            bucket("url: 's3://b/k', endpoint: 'not a url'"),
+            "spec.output.destination.bucket.endpoint",
+        ),
+        (
+            bucket("url: 's3://b/k', urlExpirySeconds: 604801"),
+            "spec.output.destination.bucket.urlExpirySeconds",
+        ),
+        (
+            bucket("url: 's3://b/k', urlExpirySeconds: 0"),
+            "spec.output.destination.bucket.urlExpirySeconds",
+        ),
+        (
+            GOOD.replace(
+                "      pvc: {claimName: reports, path: orders.csv}\n",
+                "      {}\n",
+            ),
+            "spec.output.destination.pvc",
+        ),
+        (
+            top("worker: {retriesPerChunk: 101}"),
+            "spec.worker.retriesPerChunk",
+        ),
+        (
+            top("worker: {retriesPerChunk: -1}"),
+            "spec.worker.retriesPerChunk",
+        ),
+        (
+            top("worker: {activeDeadlineSeconds: 0}"),
+            "spec.worker.activeDeadlineSeconds",
+        ),
+        (
+            top("ttlSecondsAfterFinished: -1"),
+            "spec.ttlSecondsAfterFinished",
+        ),
+    ];
+    let cases = cases.into_iter().chain(more);
+    for (yaml, field) in cases {
+        let errors = errors_of(&yaml);
+        assert!(
+            errors.iter().any(|e| e.starts_with(field)),
+            "expected an error naming {field}, got {errors:?} for\n{yaml}"
+        );
+    }
+}
+
+#[test]
+fn wrong_kind_is_named() {
+    let errors = errors_of(&GOOD.replace("kind: ReportJob", "kind: Report"));
+    assert!(errors.iter().any(|e| e.starts_with("kind:")), "{errors:?}");
+}
+
+#[test]
+fn bucket_urls() {
+    let (bucket, key) = parse_bucket_url("s3://bucket/a/b.csv").unwrap();
+    assert_eq!((bucket.as_str(), key.as_str()), ("bucket", "a/b.csv"));
+    assert!(parse_bucket_url("s3://bucket/").is_err());
+    assert!(parse_bucket_url("s3:///key").is_err());
+    assert!(parse_bucket_url("gs://bucket/key").is_err());
+    assert!(parse_bucket_url("s3://bucket/a/./b").is_err());
+}
+
+#[test]
+fn relative_paths_stay_inside() {
+    assert_eq!(RelativePath::parse("a/b.csv").unwrap().as_str(), "a/b.csv");
+    for bad in ["", "/a", "a/", "a//b", "./a", "a/../b", "..", "a\0b"] {
+        assert!(RelativePath::parse(bad).is_err(), "{bad:?}");
+    }
+}
