@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::api::SourceSpec;
+use crate::api::valid::ValidSource;
 use crate::csv_encode::{RecordCounter, header_line};
 use crate::error::{Error, Result};
 use crate::ident::quote_literal;
@@ -33,7 +33,7 @@ const WRITE_BATCH: usize = 256 * 1024;
 /// The `COPY` statement that streams chunk `index` as CSV, rebuilt from the validated
 /// `spec` (never from SQL stored in the plan) and regenerated from its parse tree: exactly
 /// one `COPY (SELECT ...) TO STDOUT`, checked like the spec's own SQL.
-pub fn copy_statement(spec: &SourceSpec, plan: &Plan, index: usize) -> Result<String> {
+pub fn copy_statement(spec: &ValidSource, plan: &Plan, index: usize) -> Result<String> {
     let chunk = plan.chunks.get(index).ok_or_else(|| {
         Error::Staging(format!(
             "chunk {index} is not in the plan ({} chunks)",
@@ -131,7 +131,7 @@ impl PartSink {
 /// [`Error::Cancelled`]: unlike dropping the future, this never leaves an upload open.
 pub async fn export_chunk(
     db: &Database,
-    spec: &SourceSpec,
+    spec: &ValidSource,
     plan: &Plan,
     index: usize,
     storage: &dyn Storage,
@@ -152,7 +152,7 @@ pub async fn export_chunk(
     let started_at = jiff::Timestamp::now().to_string();
     let statement = copy_statement(spec, plan, index).map_err(wrap)?;
     let mut session = db
-        .session(spec.statement_timeout_seconds)
+        .session(i64::from(spec.statement_timeout.seconds()))
         .await
         .map_err(wrap)?;
 

@@ -96,7 +96,7 @@ impl StageContext {
             .db
             .session(i64::from(source.statement_timeout.seconds()))
             .await?;
-        let resolved = resolve(&mut session, &self.spec.written().source).await?;
+        let resolved = resolve(&mut session, &self.spec.source).await?;
         let chunking = &self.spec.chunking;
         let stats = key_stats(
             &mut session,
@@ -139,7 +139,7 @@ impl StageContext {
                 self.storage.location(&key)
             ))
         })?;
-        if let Err(why) = plan.check_against(&self.spec.written().source) {
+        if let Err(why) = plan.check_against(&self.spec.source) {
             return Err(Error::Staging(format!(
                 "{} {why}",
                 self.storage.location(&key)
@@ -183,7 +183,7 @@ impl StageContext {
     pub async fn export_chunk(&self, plan: &Plan, index: usize) -> Result<PartManifest> {
         crate::export::export_chunk(
             &self.db,
-            &self.spec.written().source,
+            &self.spec.source,
             plan,
             index,
             self.storage.as_ref(),

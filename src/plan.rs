@@ -253,7 +253,7 @@ impl Plan {
 
     /// Checks a staged plan before reuse: its digest matches its content, and it was
     /// made for `spec` (the digest covers the spec's source fields and the ranges).
-    pub fn check_against(&self, spec: &crate::api::SourceSpec) -> Result<(), String> {
+    pub fn check_against(&self, spec: &crate::api::valid::ValidSource) -> Result<(), String> {
         if !self.digest_is_valid() {
             return Err(format!(
                 "does not match its digest {}: it was changed after planning",

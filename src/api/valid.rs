@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::ResourceRequirements;
 use super::identity::RunIdentity;
 use super::spec::{Compression, NotifySpec, ReportJobSpec};
 use crate::ident::QualifiedName;
+pub use crate::sql::{Filter, SelectQuery};
 
 /// A ReportJob spec that passed validation, in typed form.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,6 +40,13 @@ impl ValidSpec {
     /// typed fields instead of its fields.
     pub fn written(&self) -> &ReportJobSpec {
         &self.written
+    }
+
+    /// The spec as written, as JSON: the record of what a run was planned with, and what
+    /// stage pods are given.
+    pub fn written_json(&self) -> String {
+        // A ReportJobSpec is plain data with string keys: serializing it cannot fail.
+        serde_json::to_string(&self.written).expect("a ReportJobSpec serializes to JSON")
     }
 
     /// What shapes this spec's run (see [`RunIdentity`]).
@@ -78,37 +86,14 @@ pub enum Source {
         name: QualifiedName,
         /// The columns to export, parsed, non-empty and distinct; `None` is all of them.
         columns: Option<Vec<String>>,
-        /// A row filter.
+        /// A row filter, parsed by Postgres's grammar and regenerated.
         where_: Option<Filter>,
     },
     /// A SELECT query.
     Query {
-        /// The query.
+        /// The query, parsed by Postgres's grammar and regenerated.
         sql: SelectQuery,
     },
-}
-
-/// A `where` filter that passed validation: trimmed, not empty, no NUL, balanced.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Filter(pub(super) String);
-
-impl Filter {
-    /// The filter's SQL text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// A `query` that passed validation: trimmed of whitespace and trailing semicolons, not
-/// empty, no NUL, balanced.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SelectQuery(pub(super) String);
-
-impl SelectQuery {
-    /// The query's SQL text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
 /// Longest `statementTimeoutSeconds`: one day.

@@ -14,7 +14,7 @@ use super::valid::{
     BucketTarget, Chunking, CsvFormat, Destination, Filter, MAX_STATEMENT_TIMEOUT_SECONDS, Output,
     RelativePath, SecretKey, SelectQuery, Source, StatementTimeout, ValidSource, ValidSpec, Worker,
 };
-use crate::ident::{check_balanced, parse_ident, parse_qualified};
+use crate::ident::{parse_ident, parse_qualified};
 
 /// A problem with one field of a spec.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -101,12 +101,6 @@ pub fn validate(spec: &ReportJobSpec) -> Result<ValidSpec, Vec<FieldError>> {
         ttl_after_finished,
         written: spec.clone(),
     })
-}
-
-/// Every problem with a spec (empty when valid): [`validate`] for callers that only need
-/// the verdict.
-pub fn validation_errors(spec: &ReportJobSpec) -> Vec<FieldError> {
-    validate(spec).err().unwrap_or_default()
 }
 
 /// The problems found so far.
@@ -229,10 +223,10 @@ fn where_filter(filter: &str, errors: &mut Errors) -> Option<Filter> {
         errors.push(field, "is empty; omit it to export all rows")
     } else if filter.contains('\0') {
         errors.push(field, "contains a NUL byte")
-    } else if let Err(e) = check_balanced(filter) {
-        errors.push(field, e.0)
     } else {
-        Some(Filter(filter.to_string()))
+        Filter::parse(filter)
+            .map_err(|e| errors.push::<()>(field, e.0))
+            .ok()
     }
 }
 
@@ -243,10 +237,10 @@ fn select_query(query: &str, errors: &mut Errors) -> Option<SelectQuery> {
         errors.push(field, "is empty")
     } else if query.contains('\0') {
         errors.push(field, "contains a NUL byte")
-    } else if let Err(e) = check_balanced(query) {
-        errors.push(field, e.0)
     } else {
-        Some(SelectQuery(query.to_string()))
+        SelectQuery::parse(query)
+            .map_err(|e| errors.push::<()>(field, e.0))
+            .ok()
     }
 }
 

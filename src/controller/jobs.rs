@@ -24,7 +24,8 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::names::{self, Stage};
-use crate::api::{ReportJob, ReportJobSpec};
+use crate::api::ReportJob;
+use crate::api::valid::{Destination, ValidSpec};
 use crate::stage_protocol::{ChunkSet, EXIT_DAMAGED, EXIT_PERMANENT, env};
 
 /// Where a `pvc` destination's claim is mounted in the stage pods.
@@ -62,7 +63,7 @@ pub struct JobContext<'a> {
     /// The ReportJob (name, namespace, uid for the owner reference).
     pub rj: &'a ReportJob,
     /// The spec to run: the planned one, even if the ReportJob's spec changed since.
-    pub spec: &'a ReportJobSpec,
+    pub spec: &'a ValidSpec,
     /// The controller's defaults.
     pub defaults: &'a PodDefaults,
 }
@@ -74,10 +75,8 @@ pub fn plan_job(t: &JobContext, run_id: &str) -> Job {
     let env = base_env(t, run_id, Database::Needed);
     let args = ["plan", "--write", "--termination-log", TERMINATION_LOG];
     let mut job = single_pod_job(t, Stage::Plan, &args, env);
-    // A spec always serializes; an empty record would read back as "unreadable".
-    let spec = serde_json::to_string(t.spec).unwrap_or_default();
     job.annotations_mut()
-        .insert(names::SPEC_ANNOTATION.to_string(), spec);
+        .insert(names::SPEC_ANNOTATION.to_string(), t.spec.written_json());
     job
 }
 
@@ -118,16 +117,23 @@ pub fn chunks_job(t: &JobContext, plan: &PlanRef, chunks: &ChunkSet) -> Job {
             ..Default::default()
         });
     }
-    let parallelism = spec.chunking.parallelism.clamp(1, i64::from(count.max(1)));
+    let parallelism = spec
+        .chunking
+        .parallelism
+        .get()
+        .min(count.max(1).unsigned_abs());
     let job_spec = JobSpec {
         completion_mode: Some("Indexed".to_string()),
         completions: Some(count),
-        parallelism: Some(i32::try_from(parallelism).unwrap_or(1)),
+        parallelism: Some(to_i32(parallelism)),
         backoff_limit_per_index: Some(to_i32(spec.worker.retries_per_chunk)),
         max_failed_indexes: Some(0),
         pod_failure_policy: Some(permanent_exit_rule("FailIndex", &[EXIT_PERMANENT])),
         suspend: Some(spec.suspend),
-        active_deadline_seconds: spec.worker.active_deadline_seconds,
+        active_deadline_seconds: spec
+            .worker
+            .active_deadline
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
         template,
         ..Default::default()
     };
@@ -179,8 +185,9 @@ pub fn cleanup_job(t: &JobContext, run_id: &str) -> Job {
     single_pod_job(t, Stage::Cleanup, &args, env)
 }
 
-fn to_i32(n: i64) -> i32 {
-    i32::try_from(n).unwrap_or(if n < 0 { 0 } else { i32::MAX })
+/// A validated count (retries are at most 100, parallelism at most 1000) as the Job wants it.
+fn to_i32(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 /// The pod failure policy that ends retries on the permanent exit code.
@@ -224,7 +231,7 @@ fn job_object(t: &JobContext, stage: Stage, spec: JobSpec) -> Job {
             labels: Some(names::labels(&name, stage)),
             annotations: Some(BTreeMap::from([(
                 names::SPEC_HASH_ANNOTATION.to_string(),
-                names::spec_hash(t.spec),
+                names::spec_hash(t.spec.written()),
             )])),
             owner_references: Some(t.rj.controller_owner_ref(&()).into_iter().collect()),
             ..Default::default()
@@ -241,7 +248,10 @@ fn pod_template(t: &JobContext, stage: Stage, args: &[&str], env: Vec<EnvVar>) -
         .image
         .clone()
         .unwrap_or_else(|| t.defaults.worker_image.clone());
-    let pvc = spec.output.destination.pvc.as_ref();
+    let claim = match &spec.output.destination {
+        Destination::Pvc { claim, .. } => Some(claim),
+        Destination::Bucket(_) => None,
+    };
     let container = Container {
         name: CONTAINER.to_string(),
         image: Some(image),
@@ -266,7 +276,7 @@ fn pod_template(t: &JobContext, stage: Stage, args: &[&str], env: Vec<EnvVar>) -
             .as_ref()
             .or(t.defaults.resources.as_ref())
             .cloned(),
-        volume_mounts: pvc.map(|_| {
+        volume_mounts: claim.map(|_| {
             vec![VolumeMount {
                 name: OUTPUT_VOLUME.to_string(),
                 mount_path: OUTPUT_MOUNT.to_string(),
@@ -295,11 +305,11 @@ fn pod_template(t: &JobContext, stage: Stage, args: &[&str], env: Vec<EnvVar>) -
         }),
         containers: vec![container],
         service_account_name: spec.worker.service_account_name.clone(),
-        volumes: pvc.map(|pvc| {
+        volumes: claim.map(|claim| {
             vec![Volume {
                 name: OUTPUT_VOLUME.to_string(),
                 persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                    claim_name: pvc.claim_name.clone(),
+                    claim_name: claim.clone(),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -353,7 +363,7 @@ fn base_env(t: &JobContext, run_id: &str, database: Database) -> Vec<EnvVar> {
         "apiVersion": ReportJob::api_version(&()),
         "kind": ReportJob::kind(&()),
         "metadata": {"name": t.rj.name_any(), "namespace": t.rj.namespace()},
-        "spec": spec,
+        "spec": spec.written(),
     });
     let mut env = vec![
         value_env(env::SPEC, &rj.to_string()),
@@ -372,12 +382,12 @@ fn base_env(t: &JobContext, run_id: &str, database: Database) -> Vec<EnvVar> {
     if database == Database::Needed {
         env.push(secret_env(
             env::DATABASE_URL,
-            &spec.source.connection_secret_ref.name,
-            &spec.source.connection_secret_ref.key,
+            &spec.source.connection.name,
+            &spec.source.connection.key,
             false,
         ));
     }
-    if spec.output.destination.pvc.is_some() {
+    if matches!(spec.output.destination, Destination::Pvc { .. }) {
         env.push(value_env(env::OUTPUT_DIR, OUTPUT_MOUNT));
     }
     if let Some(notify) = &spec.notify {
@@ -389,15 +399,15 @@ fn base_env(t: &JobContext, run_id: &str, database: Database) -> Vec<EnvVar> {
             true,
         ));
     }
-    if let Some(bucket) = &spec.output.destination.bucket
-        && let Some(creds) = &bucket.credentials_secret_ref
+    if let Destination::Bucket(bucket) = &spec.output.destination
+        && let Some(creds) = &bucket.credentials_secret
     {
         for (var, optional) in [
             (env::AWS_ACCESS_KEY_ID, false),
             (env::AWS_SECRET_ACCESS_KEY, false),
             (env::AWS_SESSION_TOKEN, true),
         ] {
-            env.push(secret_env(var, &creds.name, var, optional));
+            env.push(secret_env(var, creds, var, optional));
         }
     }
     env
@@ -458,9 +468,10 @@ spec:
     #[test]
     fn chunks_job_is_indexed_with_per_index_retries_and_permanent_exit_code_rule() {
         let (rj, d) = (rj(), defaults());
+        let spec = valid(&rj);
         let t = JobContext {
             rj: &rj,
-            spec: &rj.spec,
+            spec: &spec,
             defaults: &d,
         };
         let plan = PlanRef {
@@ -516,9 +527,10 @@ spec:
         let (mut rj, d) = (rj(), defaults());
         rj.spec.worker.image = Some("example/reportjob:dev".into());
         rj.spec.worker.same_node = true;
+        let spec = valid(&rj);
         let t = JobContext {
             rj: &rj,
-            spec: &rj.spec,
+            spec: &spec,
             defaults: &d,
         };
         let plan = PlanRef {
@@ -552,9 +564,10 @@ spec:
     fn plan_and_cleanup_jobs_run_their_subcommands() {
         let (mut rj, d) = (rj(), defaults());
         rj.spec.output.delete_with_report_job = true;
+        let spec = valid(&rj);
         let t = JobContext {
             rj: &rj,
-            spec: &rj.spec,
+            spec: &spec,
             defaults: &d,
         };
         let plan = plan_job(&t, "rj-1");
@@ -585,12 +598,20 @@ spec:
         assert_eq!(parsed.spec, rj.spec);
     }
 
-    fn context_of<'a>(rj: &'a ReportJob, d: &'a PodDefaults) -> JobContext<'a> {
+    fn context_of<'a>(
+        rj: &'a ReportJob,
+        spec: &'a ValidSpec,
+        d: &'a PodDefaults,
+    ) -> JobContext<'a> {
         JobContext {
             rj,
-            spec: &rj.spec,
+            spec,
             defaults: d,
         }
+    }
+
+    fn valid(rj: &ReportJob) -> ValidSpec {
+        crate::api::validate::validate(&rj.spec).expect("a valid spec")
     }
 
     fn env_names(job: &Job) -> Vec<String> {
@@ -707,7 +728,7 @@ spec:
     #[test]
     fn plan_job_is_one_pod_with_database_access_and_records_the_spec() {
         let (rj, d) = (rj(), defaults());
-        let job = plan_job(&context_of(&rj, &d), "rj-1");
+        let job = plan_job(&context_of(&rj, &valid(&rj), &d), "rj-1");
         assert_stage_job(&job, Stage::Plan, "FailJob");
         let spec = job.spec.as_ref().expect("spec");
         assert_eq!(
@@ -719,7 +740,7 @@ spec:
             env_names(&job),
             with_base(&[env::DATABASE_URL, env::OUTPUT_DIR])
         );
-        let recorded: ReportJobSpec =
+        let recorded: crate::api::ReportJobSpec =
             serde_json::from_str(&job.annotations()[names::SPEC_ANNOTATION]).expect("spec");
         assert_eq!(recorded, rj.spec);
     }
@@ -732,7 +753,7 @@ spec:
             digest: "sha256:abc".into(),
         };
         let job = chunks_job(
-            &context_of(&rj, &d),
+            &context_of(&rj, &valid(&rj), &d),
             &plan,
             &ChunkSet::from_indexes([7, 19, 20, 21]),
         );
@@ -761,7 +782,7 @@ spec:
             run_id: "rj-1".into(),
             digest: "sha256:abc".into(),
         };
-        let job = assemble_job(&context_of(&rj, &d), &plan);
+        let job = assemble_job(&context_of(&rj, &valid(&rj), &d), &plan);
         assert_stage_job(&job, Stage::Assemble, "FailJob");
         assert_eq!(
             env_names(&job),
@@ -781,7 +802,7 @@ spec:
             }))
             .expect("notify"),
         );
-        let job = notify_job(&context_of(&rj, &d), "rj-1", "chunk 3 failed");
+        let job = notify_job(&context_of(&rj, &valid(&rj), &d), "rj-1", "chunk 3 failed");
         assert_stage_job(&job, Stage::Notify, "FailJob");
         assert_eq!(job.spec.as_ref().and_then(|s| s.backoff_limit), Some(0));
         assert_eq!(
@@ -812,14 +833,14 @@ spec:
     #[test]
     fn cleanup_job_needs_no_database_and_bucket_credentials_are_secret_refs() {
         let (mut rj, d) = (rj(), defaults());
-        let job = cleanup_job(&context_of(&rj, &d), "rj-1");
+        let job = cleanup_job(&context_of(&rj, &valid(&rj), &d), "rj-1");
         assert_stage_job(&job, Stage::Cleanup, "FailJob");
         assert_eq!(env_names(&job), with_base(&[env::OUTPUT_DIR]));
         rj.spec.output.destination = serde_json::from_value(serde_json::json!({
             "bucket": {"url": "s3://reports/orders.csv", "credentialsSecretRef": {"name": "s3"}}
         }))
         .expect("bucket");
-        let job = cleanup_job(&context_of(&rj, &d), "rj-1");
+        let job = cleanup_job(&context_of(&rj, &valid(&rj), &d), "rj-1");
         assert_eq!(
             env_names(&job),
             with_base(&[

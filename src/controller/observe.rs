@@ -13,7 +13,8 @@ use kube::api::{Api, ListParams};
 use super::names::{self, Stage};
 use super::{Context, Error, kube_err};
 use crate::api::conditions;
-use crate::api::{ReportJob, ReportJobSpec};
+use crate::api::validate::validate;
+use crate::api::{ReportJob, ReportJobSpec, ValidSpec};
 
 /// A stage pod, reduced to what the decisions need.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -41,8 +42,8 @@ pub struct PodInfo {
 pub enum PlannedSpec {
     /// There is no plan Job (never created, or deleted).
     NoPlanJob,
-    /// The recorded spec.
-    Recorded(Box<ReportJobSpec>),
+    /// The recorded spec, validated again as it is read.
+    Recorded(Box<ValidSpec>),
     /// The plan Job exists but its record cannot be read: why.
     Unreadable(String),
 }
@@ -67,7 +68,7 @@ pub struct Observed {
 
 impl Observed {
     /// The planned spec when it could be read.
-    pub fn planned(&self) -> Option<&ReportJobSpec> {
+    pub fn planned(&self) -> Option<&ValidSpec> {
         match &self.planned_spec {
             PlannedSpec::Recorded(spec) => Some(spec),
             _ => None,
@@ -165,12 +166,26 @@ pub fn planned_spec(plan_job: Option<&Job>) -> PlannedSpec {
             names::SPEC_ANNOTATION
         ));
     };
-    match serde_json::from_str::<ReportJobSpec>(text) {
-        Ok(spec) => PlannedSpec::Recorded(Box::new(spec)),
-        Err(e) => PlannedSpec::Unreadable(format!(
-            "the {} annotation of the plan Job {} is not a ReportJob spec: {e}",
-            names::SPEC_ANNOTATION,
-            job.name_any()
+    let spec = match serde_json::from_str::<ReportJobSpec>(text) {
+        Ok(spec) => spec,
+        Err(e) => {
+            return PlannedSpec::Unreadable(format!(
+                "the {} annotation of the plan Job {} is not a ReportJob spec: {e}",
+                names::SPEC_ANNOTATION,
+                job.name_any()
+            ));
+        }
+    };
+    match validate(&spec) {
+        Ok(valid) => PlannedSpec::Recorded(Box::new(valid)),
+        Err(errors) => PlannedSpec::Unreadable(format!(
+            "the spec recorded on the plan Job {} is not valid: {}",
+            job.name_any(),
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
         )),
     }
 }

@@ -5,11 +5,10 @@ use sqlx::{AssertSqlSafe, Column, Executor, Row, SqlSafeStr, Statement, TypeInfo
 
 use super::ReadSession;
 use super::statement::{SourceSql, spec_digest};
-use crate::api::SourceSpec;
+use crate::api::valid::{SelectQuery, Source, ValidSource};
 use crate::error::{Error, Result};
-use crate::ident::{parse_ident, parse_qualified};
+use crate::ident::QualifiedName;
 use crate::plan::{KeyType, PlannedSource, TableName};
-use crate::sql::SelectQuery;
 
 /// A table found in the catalog.
 #[derive(Clone, Debug)]
@@ -59,22 +58,24 @@ fn source_err(field: &'static str, message: String) -> Error {
 }
 
 /// Resolves `spec` inside `session`.
-pub async fn resolve(session: &mut ReadSession, spec: &SourceSpec) -> Result<Resolved> {
-    match (&spec.table, &spec.query) {
-        (Some(table), None) => resolve_table(session, spec, table).await,
-        (None, Some(query)) => resolve_query(session, spec, query).await,
-        _ => Err(Error::InvalidSpec(
-            "spec.source: set exactly one of table and query".into(),
-        )),
+pub async fn resolve(session: &mut ReadSession, spec: &ValidSource) -> Result<Resolved> {
+    match &spec.rows {
+        Source::Table {
+            name,
+            columns,
+            where_,
+        } => resolve_table(session, spec, name, columns.as_deref(), where_.is_some()).await,
+        Source::Query { sql } => resolve_query(session, spec, sql).await,
     }
 }
 
 async fn resolve_table(
     session: &mut ReadSession,
-    spec: &SourceSpec,
-    table: &str,
+    spec: &ValidSource,
+    name: &QualifiedName,
+    wanted_columns: Option<&[String]>,
+    filtered: bool,
 ) -> Result<Resolved> {
-    let name = parse_qualified(table).map_err(|e| source_err("spec.source.table", e.0))?;
     let regclass_text = name.to_string();
     let row = sqlx::query(
         "SELECT c.oid::int8 AS oid, n.nspname::text AS nsp, c.relname::text AS rel
@@ -89,7 +90,7 @@ async fn resolve_table(
     let Some(row) = row else {
         return Err(source_err(
             "spec.source.table",
-            format!("table {table:?} does not exist (or is not visible to this user)"),
+            format!("table {regclass_text} does not exist (or is not visible to this user)"),
         ));
     };
     let oid: i64 = row.get("oid");
@@ -122,13 +123,12 @@ async fn resolve_table(
             .join(", ")
     };
 
-    let columns: Vec<String> = match &spec.columns {
+    let columns: Vec<String> = match wanted_columns {
         None => all.iter().map(|(n, _, _)| n.clone()).collect(),
         Some(wanted) => {
             let mut out = Vec::new();
-            for (i, text) in wanted.iter().enumerate() {
-                let name = parse_ident(text).map_err(|e| source_err("spec.source.columns", e.0))?;
-                if !all.iter().any(|(n, _, _)| *n == name) {
+            for (i, name) in wanted.iter().enumerate() {
+                if !all.iter().any(|(n, _, _)| n == name) {
                     return Err(source_err(
                         "spec.source.columns",
                         format!(
@@ -137,13 +137,12 @@ async fn resolve_table(
                         ),
                     ));
                 }
-                out.push(name);
+                out.push(name.clone());
             }
             out
         }
     };
-    let key =
-        parse_ident(&spec.key_column).map_err(|e| source_err("spec.source.keyColumn", e.0))?;
+    let key = spec.key_column.clone();
     let key_position = all.iter().position(|(n, _, _)| *n == key);
     let key_collation = key_position.and_then(|i| collations[i].clone());
     let Some((_, key_type_name, key_not_null)) = key_position.map(|i| &all[i]) else {
@@ -180,19 +179,17 @@ async fn resolve_table(
             schema: nsp,
             name: rel,
             key_collation,
-            filtered: spec.where_.is_some(),
+            filtered,
         }),
     })
 }
 
 async fn resolve_query(
     session: &mut ReadSession,
-    spec: &SourceSpec,
-    query: &str,
+    spec: &ValidSource,
+    parsed: &SelectQuery,
 ) -> Result<Resolved> {
-    let parsed = SelectQuery::parse(query).map_err(|e| source_err("spec.source.query", e.0))?;
-    let key =
-        parse_ident(&spec.key_column).map_err(|e| source_err("spec.source.keyColumn", e.0))?;
+    let key = spec.key_column.clone();
     let wrapped = format!("SELECT * FROM (\n{}\n) AS rj_src", parsed.sql());
     // Preparing (not running) the query checks it is one valid SELECT and gives its columns.
     let described = session

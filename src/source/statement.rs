@@ -5,7 +5,9 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::ident::{Quoted, parse_ident, parse_qualified};
+use crate::api::valid::{Filter, Source, ValidSource};
+use crate::error::Error;
+use crate::ident::Quoted;
 use crate::plan::{ChunkRange, KeyType, PlannedSource};
 
 /// The SQL pieces of a source, rebuilt from the validated spec (and the plan's names)
@@ -24,10 +26,11 @@ pub struct SourceSql {
     pub key_type: KeyType,
 }
 
-/// Which fields of a spec's source shape the rows a plan selects.
+/// Which fields of a spec's source shape the rows a plan selects, in their parsed form
+/// (names folded as Postgres folds them, SQL as regenerated from its parse tree).
 #[derive(Serialize)]
 struct SpecIdentity<'a> {
-    table: Option<&'a str>,
+    table: Option<String>,
     query: Option<&'a str>,
     columns: Option<&'a [String]>,
     #[serde(rename = "where")]
@@ -36,73 +39,72 @@ struct SpecIdentity<'a> {
 }
 
 /// `sha256:<hex>` of the fields of `source` that decide which rows are exported.
-pub fn spec_digest(source: &crate::api::SourceSpec) -> String {
-    let identity = SpecIdentity {
-        table: source.table.as_deref(),
-        query: source.query.as_deref(),
-        columns: source.columns.as_deref(),
-        where_: source.where_.as_deref(),
-        key_column: &source.key_column,
+pub fn spec_digest(source: &ValidSource) -> String {
+    let identity = match &source.rows {
+        Source::Table {
+            name,
+            columns,
+            where_,
+        } => SpecIdentity {
+            table: Some(name.to_string()),
+            query: None,
+            columns: columns.as_deref(),
+            where_: where_.as_ref().map(Filter::sql),
+            key_column: &source.key_column,
+        },
+        Source::Query { sql } => SpecIdentity {
+            table: None,
+            query: Some(sql.sql()),
+            columns: None,
+            where_: None,
+            key_column: &source.key_column,
+        },
     };
-    let bytes = serde_json::to_vec(&identity).unwrap_or_default();
+    // Strings, options and slices of strings always serialize.
+    let bytes = serde_json::to_vec(&identity).expect("a SpecIdentity serializes");
     format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))
 }
 
 impl SourceSql {
-    /// Rebuilds the SQL of `planned` from `spec`: identifiers are parsed and quoted,
-    /// `query` and `where` are parsed with Postgres's grammar and regenerated. Fails when
-    /// the plan does not belong to this spec.
-    pub fn build(
-        spec: &crate::api::SourceSpec,
-        planned: &PlannedSource,
-    ) -> Result<SourceSql, crate::error::Error> {
-        use crate::error::Error;
-        let err = |field: &'static str, message: String| Error::Source { field, message };
-        if planned.spec_digest != spec_digest(spec) {
+    /// Builds the SQL of `planned` from the validated `source` (its names already parsed,
+    /// its `query` and `where` already regenerated from their parse trees). Fails when the
+    /// plan does not belong to this source.
+    pub fn build(source: &ValidSource, planned: &PlannedSource) -> Result<SourceSql, Error> {
+        if planned.spec_digest != spec_digest(source) {
             return Err(Error::Staging(format!(
                 "the plan was made for another spec (spec digest {}, this spec {}); plan again",
                 planned.spec_digest,
-                spec_digest(spec)
+                spec_digest(source)
             )));
         }
-        let key = parse_ident(&spec.key_column).map_err(|e| err("spec.source.keyColumn", e.0))?;
-        if key != planned.key_column {
+        let key = &source.key_column;
+        if *key != planned.key_column {
             return Err(Error::Staging(format!(
                 "the plan's key column {:?} is not the spec's {key:?}",
                 planned.key_column
             )));
         }
-        match (&spec.table, &spec.query) {
-            (Some(table), None) => {
-                let name = parse_qualified(table).map_err(|e| err("spec.source.table", e.0))?;
+        match &source.rows {
+            Source::Table {
+                name,
+                columns,
+                where_,
+            } => {
                 let same_table = planned.table.as_ref().is_some_and(|t| {
                     t.name == name.name && name.schema.as_ref().is_none_or(|s| *s == t.schema)
                 });
                 if !same_table {
                     return Err(Error::Staging(format!(
-                        "the plan's table {:?} is not the spec's {table:?}",
+                        "the plan's table {:?} is not the spec's {name}",
                         planned.table
                     )));
                 }
-                let columns: Vec<String> = match &spec.columns {
-                    Some(wanted) => wanted
-                        .iter()
-                        .map(|c| parse_ident(c).map_err(|e| err("spec.source.columns", e.0)))
-                        .collect::<Result<_, _>>()?,
-                    None => planned.columns.clone(),
-                };
-                if columns != planned.columns || columns.is_empty() {
+                let columns = columns.as_ref().unwrap_or(&planned.columns);
+                if *columns != planned.columns || columns.is_empty() {
                     return Err(Error::Staging(
                         "the plan's columns are not the spec's".to_string(),
                     ));
                 }
-                let filter_sql = match &spec.where_ {
-                    Some(text) => crate::sql::Filter::parse(text)
-                        .map_err(|e| err("spec.source.where", e.0))?
-                        .sql()
-                        .to_string(),
-                    None => "true".to_string(),
-                };
                 Ok(SourceSql {
                     select_list: columns
                         .iter()
@@ -110,25 +112,20 @@ impl SourceSql {
                         .collect::<Vec<_>>()
                         .join(", "),
                     from_sql: name.to_string(),
-                    filter_sql,
-                    key_sql: Quoted(&key).to_string(),
+                    filter_sql: where_
+                        .as_ref()
+                        .map_or_else(|| "true".to_string(), |f| f.sql().to_string()),
+                    key_sql: Quoted(key).to_string(),
                     key_type: planned.key_type,
                 })
             }
-            (None, Some(query)) => {
-                let query = crate::sql::SelectQuery::parse(query)
-                    .map_err(|e| err("spec.source.query", e.0))?;
-                Ok(SourceSql {
-                    select_list: "*".to_string(),
-                    from_sql: format!("(\n{}\n) AS rj_src", query.sql()),
-                    filter_sql: "true".to_string(),
-                    key_sql: format!("rj_src.{}", Quoted(&key)),
-                    key_type: planned.key_type,
-                })
-            }
-            _ => Err(Error::InvalidSpec(
-                "spec.source: set exactly one of table and query".into(),
-            )),
+            Source::Query { sql } => Ok(SourceSql {
+                select_list: "*".to_string(),
+                from_sql: format!("(\n{}\n) AS rj_src", sql.sql()),
+                filter_sql: "true".to_string(),
+                key_sql: format!("rj_src.{}", Quoted(key)),
+                key_type: planned.key_type,
+            }),
         }
     }
 
@@ -146,5 +143,30 @@ impl SourceSql {
             self.filter_sql,
             chunk.predicate(&self.key_sql, self.key_type)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spec_digest;
+    use crate::api::load::load_valid_str;
+
+    fn source_of(lines: &str) -> crate::api::valid::ValidSource {
+        let yaml = format!(
+            "apiVersion: reporting.dev/v1alpha1\nkind: ReportJob\nmetadata:\n  name: t\nspec:\n  source:\n    connectionSecretRef: {{name: db, key: url}}\n{lines}\n  output:\n    destination:\n      pvc: {{claimName: c, path: r.csv}}\n"
+        );
+        load_valid_str(&yaml, "t").expect("valid").spec.source
+    }
+
+    #[test]
+    fn the_digest_is_over_what_postgres_reads_not_how_it_is_spelled() {
+        let a = source_of("    table: Public.Orders\n    keyColumn: ID\n    where: 'amount>0'");
+        let b =
+            source_of("    table: public.orders\n    keyColumn: id\n    where: ' amount  >  0 '");
+        assert_eq!(spec_digest(&a), spec_digest(&b));
+        let c = source_of("    table: public.orders\n    keyColumn: id\n    where: 'amount>1'");
+        assert_ne!(spec_digest(&a), spec_digest(&c));
+        let d = source_of("    table: public.\"Orders\"\n    keyColumn: id\n    where: 'amount>0'");
+        assert_ne!(spec_digest(&a), spec_digest(&d));
     }
 }

@@ -124,26 +124,6 @@ impl Filter {
     }
 }
 
-/// Checks a `query` or a `where` fragment, whichever it parses as (for callers that
-/// check either kind with one function). Prefer [`SelectQuery::parse`] and
-/// [`Filter::parse`], which know which one they hold.
-pub fn check_fragment(text: &str) -> Result<(), SqlError> {
-    match SelectQuery::parse(text) {
-        Ok(_) => Ok(()),
-        Err(as_query) => match Filter::parse(text) {
-            Ok(_) => Ok(()),
-            Err(as_filter) => {
-                // The message of the reading that got further is the useful one.
-                if as_query.0.contains("not allowed") || !as_query.0.contains("not valid SQL") {
-                    Err(as_query)
-                } else {
-                    Err(as_filter)
-                }
-            }
-        },
-    }
-}
-
 /// The text to send for a `COPY (<select>) TO STDOUT ...` we composed from regenerated
 /// pieces, quoted identifiers and quoted literals: it must parse as exactly one COPY of a
 /// SELECT to the client (never to a file or program), pass the same checks as user SQL,

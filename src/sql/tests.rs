@@ -128,16 +128,36 @@ fn copy_statement_is_regenerated() {
 }
 
 #[test]
-fn fragments_check_either_kind() {
-    assert!(check_fragment("SELECT 1").is_ok());
-    assert!(check_fragment("a = 1").is_ok());
-    assert!(
-        check_fragment("pg_sleep(10) IS NULL")
-            .expect_err("denied")
-            .0
-            .contains("pg_sleep")
-    );
-    assert!(check_fragment("x) OR (true").is_err());
+fn filters_that_stay_inside_their_parentheses_pass() {
+    for ok in [
+        "a = 1 AND (b = 2 OR c = 3)",
+        "name = ')' AND x = '('",
+        "\"weird)\" = 1",
+        "x = 1 -- trailing ) comment",
+        "x = $$)$$ AND y = $t$($t$",
+        "x = 1 /* ) */",
+        "s = E'\\')'",
+        "x$a$ = 1",
+    ] {
+        assert!(Filter::parse(ok).is_ok(), "{ok:?}");
+    }
+}
+
+#[test]
+fn filters_that_escape_or_add_a_statement_are_refused() {
+    for bad in [
+        "x) OR (true",
+        "(x",
+        "x = 'open",
+        "a; DROP TABLE t",
+        "/* open",
+        "x$a$ = 1) OR (true",
+        "SELECT 1",
+    ] {
+        assert!(Filter::parse(bad).is_err(), "{bad:?}");
+    }
+    let denied = Filter::parse("pg_sleep(10) IS NULL").expect_err("denied");
+    assert!(denied.0.contains("pg_sleep"), "{denied}");
 }
 
 #[test]

@@ -130,7 +130,7 @@ fn table_options_are_parsed() {
         Source::Table {
             name: parse_qualified("sales.\"Order Lines\"").unwrap(),
             columns: Some(vec!["id".into(), "Amount".into()]),
-            where_: Some(Filter("amount > 0".into())),
+            where_: Some(Filter::parse("amount > 0").unwrap()),
         }
     );
     assert_eq!(spec.source.key_column, "id");
@@ -144,7 +144,7 @@ fn a_query_is_trimmed_of_trailing_semicolons() {
         "table: public.orders",
     ));
     match &spec.source.rows {
-        Source::Query { sql } => assert_eq!(sql.as_str(), "select id from t"),
+        Source::Query { sql } => assert_eq!(sql.sql(), "SELECT id FROM t"),
         other => panic!("{other:?}"),
     }
 }
@@ -182,17 +182,17 @@ fn output_options_are_typed() {
 }
 
 #[test]
-fn validation_errors_is_the_verdict_of_validate() {
+fn every_problem_is_reported_at_once() {
     let mut spec = load_str(GOOD, "t").unwrap().spec;
-    assert!(validation_errors(&spec).is_empty());
+    assert!(validate(&spec).is_ok());
     spec.chunking.chunk_size = 0;
     spec.source.key_column = String::new();
-    let fields: Vec<String> = validation_errors(&spec)
+    let fields: Vec<String> = validate(&spec)
+        .expect_err("two bad fields")
         .into_iter()
         .map(|e| e.field)
         .collect();
     assert_eq!(fields, ["spec.source.keyColumn", "spec.chunking.chunkSize"]);
-    assert_eq!(validate(&spec).err(), Some(validation_errors(&spec)));
 }
 
 #[test]
@@ -430,4 +430,42 @@ fn relative_paths_stay_inside() {
     for bad in ["", "/a", "a/", "a//b", "./a", "a/../b", "..", "a\0b"] {
         assert!(RelativePath::parse(bad).is_err(), "{bad:?}");
     }
+}
+
+#[test]
+fn sql_is_parsed_as_its_own_kind_at_validation() {
+    // A statement where an expression belongs, and an expression where a query belongs,
+    // are refused before anything connects; so is a side-effecting function.
+    let as_filter = errors_of(&k("where: 'SELECT 1'"));
+    assert!(
+        as_filter
+            .iter()
+            .any(|e| e.starts_with("spec.source.where:")),
+        "{as_filter:?}"
+    );
+    let as_query = errors_of(&with("query: 'amount > 0'", "table: public.orders"));
+    assert!(
+        as_query.iter().any(|e| e.starts_with("spec.source.query:")),
+        "{as_query:?}"
+    );
+    let denied = errors_of(&k("where: \"nextval('s') > 0\""));
+    assert!(
+        denied
+            .iter()
+            .any(|e| e.starts_with("spec.source.where:") && e.contains("nextval")),
+        "{denied:?}"
+    );
+}
+
+#[test]
+fn the_filter_kept_is_the_regenerated_one() {
+    let spec = valid(&k("where: \"  AMOUNT>0 -- a comment ) \""));
+    let Source::Table {
+        where_: Some(filter),
+        ..
+    } = &spec.source.rows
+    else {
+        panic!("{:?}", spec.source.rows);
+    };
+    assert_eq!(filter.sql(), "amount > 0");
 }

@@ -19,8 +19,8 @@ use super::jobs::{self, JobContext, PodDefaults};
 use super::names::{self, Stage};
 use super::observe::{JobOutcome, Observed, PlannedSpec, job_failed, job_outcome};
 use crate::api::conditions::{self, reason, set_condition};
-use crate::api::validate::validation_errors;
-use crate::api::{Phase, ReportJob, ReportJobSpec, ReportJobStatus};
+use crate::api::validate::{FieldError, validate};
+use crate::api::{Phase, ReportJob, ReportJobStatus, ValidSpec};
 use crate::stage_protocol::{ChunkSet, StageResult};
 
 /// The one thing the reconciler does next.
@@ -133,7 +133,7 @@ impl<'a> Decision<'a> {
         self.o.jobs.get(&stage)
     }
 
-    fn job_context<'b>(&'b self, spec: &'b ReportJobSpec) -> JobContext<'b> {
+    fn job_context<'b>(&'b self, spec: &'b ValidSpec) -> JobContext<'b> {
         JobContext {
             rj: &self.o.rj,
             spec,
@@ -141,12 +141,13 @@ impl<'a> Decision<'a> {
         }
     }
 
-    /// The spec to build Jobs from after planning: the planned one when it can be read.
-    fn planned_or_current(&self) -> ReportJobSpec {
+    /// The spec to build Jobs from after planning: the planned one when it can be read,
+    /// else the current one when it is valid.
+    fn planned_or_current(&self) -> Option<ValidSpec> {
         self.o
             .planned()
             .cloned()
-            .unwrap_or_else(|| self.rj().spec.clone())
+            .or_else(|| validate(&self.rj().spec).ok())
     }
 
     fn condition(&mut self, type_: &str, status: bool, reason: &str, message: &str) {
@@ -238,21 +239,15 @@ impl<'a> Decision<'a> {
     /// Before anything started: an invalid spec is Failed (until it is fixed) and creates
     /// nothing; a fixed one clears the failure.
     fn invalid_spec(&mut self) -> Option<Action> {
-        let errors = validation_errors(&self.rj().spec);
-        if errors.is_empty() {
+        let Err(errors) = validate(&self.rj().spec) else {
             if self.has_condition(conditions::FAILED) {
                 // It was invalid and has been fixed.
                 self.condition(conditions::FAILED, false, reason::NO_FAILURE, "");
                 self.st.phase = None;
             }
             return None;
-        }
-        let message = errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
-        let message = format!("invalid spec: {message}");
+        };
+        let message = format!("invalid spec: {}", joined(&errors));
         if self.st.message.as_deref() != Some(&message) {
             self.notes.push(EventNote::warning(
                 reason::INVALID_SPEC,
@@ -274,7 +269,7 @@ impl<'a> Decision<'a> {
 
     /// The spec a run is planned with is the spec it finishes with: when the ReportJob's
     /// spec changed after planning, the planned one (recorded on the plan Job) is used.
-    fn run_spec(&mut self) -> Result<ReportJobSpec, Action> {
+    fn run_spec(&mut self) -> Result<ValidSpec, Action> {
         let rj = self.rj();
         let current = names::spec_hash(&rj.spec);
         let changed = self
@@ -291,7 +286,13 @@ impl<'a> Decision<'a> {
                     "",
                 );
             }
-            return Ok(rj.spec.clone());
+            // Valid when planning started; a newer controller may have tightened the rules.
+            return validate(&rj.spec).map_err(|errors| {
+                self.fail(
+                    reason::INVALID_SPEC,
+                    format!("invalid spec: {}", joined(&errors)),
+                )
+            });
         }
         match self.o.planned_spec.clone() {
             PlannedSpec::Recorded(spec) => {
@@ -334,7 +335,8 @@ impl<'a> Decision<'a> {
             return None;
         }
         let Some(job) = self.job(Stage::Notify) else {
-            let spec = self.planned_or_current();
+            // Without a valid spec there is no Job to build; the failure stands un-notified.
+            let spec = self.planned_or_current()?;
             let message = self.st.message.clone().unwrap_or_default();
             let job = jobs::notify_job(
                 &self.job_context(&spec),
@@ -460,12 +462,20 @@ impl<'a> Decision<'a> {
         }
         let ever_started = self.st.plan.is_some() || self.st.start_time.is_some();
         match self.job(Stage::Cleanup) {
-            None if ever_started => {
-                let spec = self.planned_or_current();
-                let job = jobs::cleanup_job(&self.job_context(&spec), &names::run_id(rj));
-                self.notes.push(EventNote::cleaning_up());
-                Action::CreateJob(Box::new(job))
-            }
+            None if ever_started => match self.planned_or_current() {
+                Some(spec) => {
+                    let job = jobs::cleanup_job(&self.job_context(&spec), &names::run_id(rj));
+                    self.notes.push(EventNote::cleaning_up());
+                    Action::CreateJob(Box::new(job))
+                }
+                None => {
+                    self.notes.push(EventNote::cleanup_failed(
+                        "there is no valid spec to build the cleanup Job from (the current \
+                         spec is invalid and the planned one cannot be read)",
+                    ));
+                    Action::RemoveFinalizer
+                }
+            },
             None => Action::RemoveFinalizer,
             Some(job) => match job_outcome(job) {
                 JobOutcome::Running => {
@@ -515,8 +525,6 @@ impl<'a> Decision<'a> {
             .and_then(|p| p.message.clone())
     }
 
-    /// What a stage's most recently failed pod said: the message of its `Failed` result,
-    /// the text the kubelet kept (a crash), or its exit code.
     /// The chunks the failed assemble pod deleted as damaged (its typed result), bounded by
     /// the plan.
     fn damaged_chunks(&self) -> Option<ChunkSet> {
@@ -534,6 +542,8 @@ impl<'a> Decision<'a> {
             .and_then(|m| StageResult::damaged_chunks(m, total))
     }
 
+    /// What a stage's most recently failed pod said: the message of its `Failed` result,
+    /// the text the kubelet kept (a crash), or its exit code.
     fn pod_failure(&self, stage: Stage) -> Option<String> {
         self.o
             .pods
@@ -549,4 +559,13 @@ impl<'a> Decision<'a> {
             })
             .map(|m| m.trim().to_string())
     }
+}
+
+/// Validation errors as one line.
+fn joined(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -7,7 +7,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{Action, Decision, RUNNING_RESYNC};
 use crate::api::conditions::{self, reason};
-use crate::api::{ChunkCounts, OutputStatus, Phase, PlanStatus, ReportJobSpec};
+use crate::api::valid::Destination;
+use crate::api::{ChunkCounts, OutputStatus, Phase, PlanStatus, ValidSpec};
 use crate::controller::events::{notified_message, plan_summary};
 use crate::controller::jobs::{self, OUTPUT_MOUNT, PlanRef};
 use crate::controller::names::{self, Stage};
@@ -15,7 +16,7 @@ use crate::controller::observe::{JobOutcome, job_outcome};
 use crate::stage_protocol::{ChunkSet, MAX_CHUNKS, StageResult};
 
 impl Decision<'_> {
-    pub(super) fn planning(&mut self, spec: &ReportJobSpec, run_id: &str) -> Action {
+    pub(super) fn planning(&mut self, spec: &ValidSpec, run_id: &str) -> Action {
         self.condition(
             conditions::PLANNED,
             false,
@@ -45,7 +46,7 @@ impl Decision<'_> {
         let plan = PlanStatus {
             run_id: planned_run,
             chunks,
-            spec_hash: names::spec_hash(spec),
+            spec_hash: names::spec_hash(spec.written()),
             digest,
         };
         let message = plan_summary(chunks, &plan.digest);
@@ -106,7 +107,7 @@ impl Decision<'_> {
         }
     }
 
-    pub(super) fn after_planning(&mut self, spec: &ReportJobSpec, plan: &PlanStatus) -> Action {
+    pub(super) fn after_planning(&mut self, spec: &ValidSpec, plan: &PlanStatus) -> Action {
         let total = usize::try_from(plan.chunks).unwrap_or(0);
         let plan_ref = PlanRef {
             run_id: plan.run_id.clone(),
@@ -160,7 +161,7 @@ impl Decision<'_> {
 
     fn exporting(
         &mut self,
-        spec: &ReportJobSpec,
+        spec: &ValidSpec,
         plan: &PlanRef,
         job: Option<&Job>,
         remaining: &ChunkSet,
@@ -240,7 +241,7 @@ impl Decision<'_> {
         }
     }
 
-    fn assembling(&mut self, spec: &ReportJobSpec, plan: &PlanRef) -> Action {
+    fn assembling(&mut self, spec: &ValidSpec, plan: &PlanRef) -> Action {
         self.condition(conditions::COMPLETE, false, reason::ASSEMBLING, "");
         if let Some(damaged) = self.damaged_chunks() {
             // Shown as the failed chunks: a retry exports exactly these again.
@@ -278,10 +279,10 @@ impl Decision<'_> {
             other => return self.bad_result("assemble", &line, other),
         };
         // The pod sees the claim at its mount point; users know it by its claim name.
-        if let Some(pvc) = &spec.output.destination.pvc
+        if let Destination::Pvc { claim, .. } = &spec.output.destination
             && let Some(rest) = output.location.strip_prefix(OUTPUT_MOUNT)
         {
-            output.location = format!("pvc://{}/{}", pvc.claim_name, rest.trim_start_matches('/'));
+            output.location = format!("pvc://{}/{}", claim, rest.trim_start_matches('/'));
         }
         if let Some(report) = notified {
             let why = report.condition_reason();

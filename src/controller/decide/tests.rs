@@ -13,7 +13,7 @@ use kube::ResourceExt;
 
 use super::*;
 use crate::api::load::load_str;
-use crate::api::{ChunkCounts, PlanStatus};
+use crate::api::{ChunkCounts, PlanStatus, ReportJobSpec};
 use crate::controller::jobs::PlanRef;
 use crate::controller::observe::{PodInfo, planned_spec};
 use crate::stage_protocol::{ChunkSet, NotifyReport};
@@ -106,7 +106,7 @@ spec:
     /// The plan Job exists (built by the real builder from the current spec).
     fn plan_job(mut self, state: JobState) -> Self {
         let d = defaults();
-        let job = jobs::plan_job(&context(&self.rj, &d), "rj-0123456789ab");
+        let job = jobs::plan_job(&context(&self.rj, &valid(&self.rj), &d), "rj-0123456789ab");
         self.jobs.insert(Stage::Plan, state.apply(job));
         self
     }
@@ -140,7 +140,7 @@ spec:
             digest: "sha256:0123456789abcdef".into(),
         };
         let set = ChunkSet::parse(listed, 1000).expect("listed");
-        let mut job = jobs::chunks_job(&context(&self.rj, &d), &plan, &set);
+        let mut job = jobs::chunks_job(&context(&self.rj, &valid(&self.rj), &d), &plan, &set);
         let status = job.status.get_or_insert_with(Default::default);
         status.completed_indexes = (!completed.is_empty()).then(|| completed.to_string());
         status.failed_indexes = (!failed.is_empty()).then(|| failed.to_string());
@@ -160,7 +160,8 @@ spec:
     /// Any other stage Job, built by the real builders.
     fn job(mut self, stage: Stage, state: JobState) -> Self {
         let d = defaults();
-        let t = context(&self.rj, &d);
+        let spec = valid(&self.rj);
+        let t = context(&self.rj, &spec, &d);
         let job = match stage {
             Stage::Assemble => jobs::assemble_job(
                 &t,
@@ -247,12 +248,16 @@ spec:
     }
 }
 
-fn context<'a>(rj: &'a ReportJob, d: &'a PodDefaults) -> JobContext<'a> {
+fn context<'a>(rj: &'a ReportJob, spec: &'a ValidSpec, d: &'a PodDefaults) -> JobContext<'a> {
     JobContext {
         rj,
-        spec: &rj.spec,
+        spec,
         defaults: d,
     }
+}
+
+fn valid(rj: &ReportJob) -> ValidSpec {
+    validate(&rj.spec).expect("the fixture's spec is valid")
 }
 
 /// Where a fixture's Job is.
@@ -1045,6 +1050,28 @@ fn a_spec_changed_after_planning_without_a_readable_record_fails_saying_why() {
     }
     let message = fixture.decide().status.message.expect("message");
     assert!(message.contains("is not a ReportJob spec"), "{message}");
+
+    // A record that parses but is not a valid spec (edited by hand, say) is not trusted.
+    let mut fixture = ReportJobFixture::new()
+        .planned(3)
+        .spec(|s| s.chunking.parallelism = 7);
+    if let Some(job) = fixture.jobs.get_mut(&Stage::Plan) {
+        let mut recorded = fixture.rj.spec.clone();
+        recorded.source.where_ = Some("true) OR (true".into());
+        let text = serde_json::to_string(&recorded).expect("json");
+        job.annotations_mut()
+            .insert(names::SPEC_ANNOTATION.into(), text);
+    }
+    let step = fixture.decide();
+    assert_eq!(
+        condition(&step, conditions::FAILED).reason,
+        reason::PLANNED_SPEC_UNREADABLE
+    );
+    let message = step.status.message.expect("message");
+    assert!(
+        message.contains("is not valid: spec.source.where"),
+        "{message}"
+    );
 }
 
 // --- deletion ---
@@ -1122,7 +1149,11 @@ fn nothing_is_created_while_a_job_of_the_same_name_goes_away() {
 #[test]
 fn every_action_describes_itself() {
     let job = jobs::cleanup_job(
-        &context(&ReportJobFixture::new().rj, &defaults()),
+        &context(
+            &ReportJobFixture::new().rj,
+            &valid(&ReportJobFixture::new().rj),
+            &defaults(),
+        ),
         "rj-0123456789ab",
     );
     for (action, text) in [
