@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::api::conditions::reason;
-use crate::api::{NotifyFormat, NotifyOn, ReportJobSpec};
+use crate::api::{NotifyFormat, NotifyOn, NotifySpec};
 use crate::stage_protocol::NotifyReport;
 use crate::stage_protocol::env::{
     NAME as ENV_NAME, NAMESPACE as ENV_NAMESPACE, WEBHOOK_URL as ENV_WEBHOOK_URL,
@@ -510,11 +510,11 @@ fn skipped(reason: &str, attempts: u32, message: &str) -> NotifyReport {
 /// `NotConfigured` (no `spec.notify`), `NotRequested` (`spec.notify.on` excludes this
 /// outcome) or `NotifyMisconfigured` (a variable is missing), with 0 attempts.
 pub async fn notify_from_env(
-    spec: &ReportJobSpec,
+    notify: Option<&NotifySpec>,
     phase: Outcome,
     details: Details,
 ) -> NotifyReport {
-    notify_with(spec, phase, details, &RetryPolicy::default(), |name| {
+    notify_with(notify, phase, details, &RetryPolicy::default(), |name| {
         std::env::var(name).ok()
     })
     .await
@@ -523,13 +523,13 @@ pub async fn notify_from_env(
 /// [`notify_from_env`] with a retry policy of one's own and a lookup standing for the
 /// environment (`lookup(env::WEBHOOK_URL)`...).
 pub async fn notify_with(
-    spec: &ReportJobSpec,
+    notify: Option<&NotifySpec>,
     phase: Outcome,
     details: Details,
     policy: &RetryPolicy,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> NotifyReport {
-    let Some(notify) = &spec.notify else {
+    let Some(notify) = notify else {
         return skipped(reason::NOT_CONFIGURED, 0, "spec.notify is not set");
     };
     if !wants(notify.on, phase == Outcome::Succeeded) {

@@ -304,7 +304,6 @@ async fn controller(args: ControllerArgs) -> i32 {
             namespace: args.lease_namespace,
             identity,
             duration,
-            renew_every: duration / 3,
         }),
     };
     match crate::controller::run(client, config).await {

@@ -149,7 +149,8 @@ pub async fn notify(args: NotifyArgs) -> i32 {
         ENV_NAMESPACE => Some(namespace.clone()),
         _ => None,
     };
-    let report = notify::notify_with(&rj.spec, phase, details, &policy, lookup).await;
+    let report =
+        notify::notify_with(rj.spec.notify.as_ref(), phase, details, &policy, lookup).await;
     let result = StageResult::Notified(report);
     write_log(args.termination_log.as_ref(), &result);
     println!("{result}");

@@ -423,7 +423,7 @@ pub async fn assemble(args: AssembleArgs) -> i32 {
                     message: None,
                 };
                 let report = crate::notify::notify_from_env(
-                    stage.spec.written(),
+                    stage.spec.notify.as_ref(),
                     crate::notify::Outcome::Succeeded,
                     details,
                 )

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -113,17 +112,12 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
         });
     }
 
-    let leases = config.lease.as_ref().map(|l| {
-        (
-            Api::<Lease>::namespaced(client.clone(), &l.namespace),
-            l.clone(),
-        )
-    });
     // A standby replica is healthy and ready: it is doing its job by waiting.
     health.ready.store(true, Ordering::Relaxed);
-    if let Some((api, lease)) = &leases {
+    let mut leadership = None;
+    if let Some(lease) = &config.lease {
         tokio::select! {
-            () = leader::acquire(api, lease) => {}
+            held = leader::acquire(client.clone(), lease) => leadership = Some(held),
             () = shutdown_signal() => {
                 let _ = stop_tx.send(true);
                 return Ok(());
@@ -182,15 +176,15 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
             })
     }));
     tracing::info!("controller started");
-    let outcome = match &leases {
-        Some((api, lease)) => tokio::select! {
+    let outcome = match (leadership, &config.lease) {
+        (Some(mut held), Some(lease)) => tokio::select! {
             _ = controllers => {
-                leader::release(api, lease).await;
+                held.release(&lease.name).await;
                 Ok(())
             }
-            () = leader::hold(api, lease) => Err(anyhow::anyhow!("lost the leader lease; exiting")),
+            () = held.lost() => Err(anyhow::anyhow!("lost the leader lease; exiting")),
         },
-        None => {
+        _ => {
             controllers.await;
             Ok(())
         }

@@ -84,7 +84,7 @@ fn namespaced_rules() -> Value {
 }
 
 fn lease_rule() -> Value {
-    json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]})
+    json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "patch"]})
 }
 
 /// What every combination of values must render; `combo` names the one rendered.

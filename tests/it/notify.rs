@@ -336,7 +336,7 @@ async fn notify_with_reads_the_environment_and_follows_notify_on() {
         _ => None,
     };
     let skipped = notify::notify_with(
-        &s,
+        s.notify.as_ref(),
         Outcome::Succeeded,
         Details::default(),
         &fast(2),
@@ -354,7 +354,8 @@ async fn notify_with_reads_the_environment_and_follows_notify_on() {
         message: Some("chunk 3 failed".into()),
         ..Details::default()
     };
-    let report = notify::notify_with(&s, Outcome::Failed, details, &fast(2), env).await;
+    let report =
+        notify::notify_with(s.notify.as_ref(), Outcome::Failed, details, &fast(2), env).await;
     assert!(report.delivered, "{report:?}");
     assert_eq!((report.attempts, report.status), (1, Some(200)));
     let got = r.requests();
@@ -365,8 +366,14 @@ async fn notify_with_reads_the_environment_and_follows_notify_on() {
     assert_eq!(sent["data"]["namespace"], "analytics");
     assert_eq!(sent["data"]["message"], "chunk 3 failed");
 
-    let missing =
-        notify::notify_with(&s, Outcome::Failed, Details::default(), &fast(2), |_| None).await;
+    let missing = notify::notify_with(
+        s.notify.as_ref(),
+        Outcome::Failed,
+        Details::default(),
+        &fast(2),
+        |_| None,
+    )
+    .await;
     assert!(!missing.delivered);
     assert_eq!(
         missing.reason.as_deref(),
@@ -375,7 +382,7 @@ async fn notify_with_reads_the_environment_and_follows_notify_on() {
     );
     assert_eq!(missing.attempts, 0);
     let unset = notify::notify_with(
-        &typed(&spec().build_yaml()),
+        typed(&spec().build_yaml()).notify.as_ref(),
         Outcome::Failed,
         Details::default(),
         &fast(2),
