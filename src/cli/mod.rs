@@ -299,7 +299,7 @@ async fn controller(args: ControllerArgs) -> i32 {
             resources: None,
         },
         metrics_addr: Some(args.metrics_addr),
-        lease: args.leader_election.then(|| LeaseConfig {
+        lease: args.leader_election.then_some(LeaseConfig {
             name: args.lease_name,
             namespace: args.lease_namespace,
             identity,
