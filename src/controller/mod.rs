@@ -311,6 +311,13 @@ async fn carry_out(ctx: &Context, rj: &ReportJob, step: &Step) -> Result<Option<
     }
     match &step.action {
         Action::None => Ok(None),
+        // The finalizer is added and removed here rather than by
+        // `kube::runtime::finalizer`: that helper removes the finalizer as soon as its
+        // cleanup closure returns Ok, but our cleanup spans many reconciles (stop every
+        // stage Job, then run a cleanup Job and wait for it), so "still cleaning up" would
+        // have to be returned as an error, counted and logged as a reconcile failure and
+        // retried on the error backoff. Both patches carry the resourceVersion read, as the
+        // helper's JSON patch tests it, so a concurrent change is a conflict, not a loss.
         Action::AddFinalizer => {
             let mut finalizers = rj.finalizers().to_vec();
             finalizers.push(names::FINALIZER.to_string());
