@@ -78,7 +78,7 @@ pub enum Error {
     #[error(
         "damaged_chunks={}: the parts of these chunks were damaged and are removed; export them \
          again, then assemble: {detail}",
-        crate::staging::compact_ranges(.chunks)
+        crate::stage_protocol::ChunkSet::from_indexes(.chunks.iter().copied())
     )]
     DamagedParts {
         /// The chunks to export again, sorted.

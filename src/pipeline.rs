@@ -13,9 +13,10 @@ use crate::error::{Error, Result};
 use crate::plan::{PartFormat, Plan, chunks_from_boundaries};
 use crate::source::stats::key_stats;
 use crate::source::{Database, resolve};
+use crate::stage_protocol::ChunkSet;
 use crate::staging::{
     CoverageError, Layout, ManifestPart, OutputManifest, PartManifest, check_coverage, check_part,
-    compact_ranges, published_manifest, remove_parts,
+    published_manifest, remove_parts,
 };
 use crate::storage::{Composer, Piece, Storage};
 
@@ -394,7 +395,7 @@ impl StageContext {
             let missing: Vec<usize> = (appended.len()..plan.chunks.len()).collect();
             return Err(Error::Staging(format!(
                 "cannot assemble: chunks {} have no exported part",
-                compact_ranges(&missing)
+                ChunkSet::from_indexes(missing)
             )));
         }
         let composed = composer.finish().await?;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::plan::{ChunkRange, Plan};
+use crate::stage_protocol::ChunkSet;
 use crate::storage::Storage;
 
 /// Longest run identifier (a DNS label, so it fits a Kubernetes label value too).
@@ -284,7 +285,9 @@ pub fn check_coverage(
         .map(|c| c.index)
         .collect();
     if !missing.is_empty() {
-        return Err(CoverageError::Missing(compact_ranges(&missing)));
+        return Err(CoverageError::Missing(
+            ChunkSet::from_indexes(missing).to_string(),
+        ));
     }
     let mut damaged = Vec::new();
     let mut detail = Vec::new();
@@ -381,51 +384,6 @@ pub fn check_part(
         });
     }
     Ok(())
-}
-
-/// Parses compact ranges (`1-3,7`, as Kubernetes writes `completedIndexes`) into sorted,
-/// distinct indexes; the inverse of [`compact_ranges`].
-pub fn parse_ranges(text: &str) -> Result<Vec<usize>, String> {
-    let mut out = Vec::new();
-    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let number = |s: &str| {
-            s.trim()
-                .parse::<usize>()
-                .map_err(|_| format!("bad index range {item:?} in {text:?}"))
-        };
-        let (lo, hi) = match item.split_once('-') {
-            Some((lo, hi)) => (number(lo)?, number(hi)?),
-            None => (number(item)?, number(item)?),
-        };
-        if lo > hi || hi - lo > 10_000_000 {
-            return Err(format!("bad index range {item:?} in {text:?}"));
-        }
-        out.extend(lo..=hi);
-    }
-    out.sort_unstable();
-    out.dedup();
-    Ok(out)
-}
-
-/// Formats sorted indexes compactly: `[1,2,3,7,9,10]` -> `1-3,7,9-10`.
-pub fn compact_ranges(indexes: &[usize]) -> String {
-    let mut out: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < indexes.len() {
-        let start = indexes[i];
-        let mut end = start;
-        while i + 1 < indexes.len() && indexes[i + 1] == end + 1 {
-            end += 1;
-            i += 1;
-        }
-        out.push(if start == end {
-            start.to_string()
-        } else {
-            format!("{start}-{end}")
-        });
-        i += 1;
-    }
-    out.join(",")
 }
 
 #[cfg(test)]
@@ -541,17 +499,6 @@ mod tests {
     }
 
     #[test]
-    fn parse_ranges_inverts_compact_ranges() {
-        assert_eq!(parse_ranges("1-3,7,9-10"), Ok(vec![1, 2, 3, 7, 9, 10]));
-        assert_eq!(parse_ranges(""), Ok(vec![]));
-        assert_eq!(parse_ranges("5,4,4"), Ok(vec![4, 5]));
-        assert!(parse_ranges("3-1").is_err());
-        assert!(parse_ranges("x").is_err());
-        let many: Vec<usize> = (0..50).filter(|i| i % 3 != 0).collect();
-        assert_eq!(parse_ranges(&compact_ranges(&many)), Ok(many));
-    }
-
-    #[test]
     fn run_ids_are_bounded_lowercase_labels() {
         for good in ["a", "rj-0123456789ab", "0a1b2c3d4e5f", &"a".repeat(63)] {
             assert_eq!(good.parse::<RunId>().unwrap().as_str(), good);
@@ -578,12 +525,5 @@ mod tests {
         assert!(json.is_err(), "read back from staging, it is checked too");
         let id: RunId = serde_json::from_str("\"rj-1\"").unwrap();
         assert_eq!(serde_json::to_string(&id).unwrap(), "\"rj-1\"");
-    }
-
-    #[test]
-    fn compact_ranges_format() {
-        assert_eq!(compact_ranges(&[1, 2, 3, 7, 9, 10]), "1-3,7,9-10");
-        assert_eq!(compact_ranges(&[]), "");
-        assert_eq!(compact_ranges(&[4]), "4");
     }
 }

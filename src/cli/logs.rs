@@ -9,7 +9,7 @@ use kube::api::{Api, ListParams, LogParams};
 use super::cluster::{ClusterArgs, api_failure, connect, describe};
 use super::exit::{CommandError, CommandResult, Exit, finish};
 use crate::controller::names::{REPORTJOB_LABEL, STAGE_LABEL, Stage};
-use crate::staging::parse_ranges;
+use crate::stage_protocol::{ChunkSet, MAX_CHUNKS};
 
 /// Annotation of an Indexed Job's pods with their completion index (set by Kubernetes).
 const COMPLETION_INDEX_ANNOTATION: &str = "batch.kubernetes.io/job-completion-index";
@@ -63,8 +63,8 @@ fn pod_chunk(pod: &Pod) -> Option<usize> {
             .iter()
             .find_map(|e| (e.name == CHUNKS_ENV).then(|| e.value.clone()).flatten())
     });
-    match listed.and_then(|l| parse_ranges(&l).ok()) {
-        Some(chunks) => chunks.get(index).copied(),
+    match listed.and_then(|l| ChunkSet::parse(&l, MAX_CHUNKS).ok()) {
+        Some(chunks) => chunks.chunk_of_completion_index(index),
         None => Some(index),
     }
 }

@@ -337,13 +337,14 @@ async fn permanent_chunk_error_fails_at_once_and_retry_reruns_only_unfinished_ch
     let rerun = jobs.get("orders-chunks").await.unwrap();
     use kube::ResourceExt;
     let total = done.status.as_ref().unwrap().chunks.as_ref().unwrap().total;
-    let done_before = reportjob::staging::parse_ranges(&completed_before).unwrap();
+    let done_before =
+        reportjob::stage_protocol::ChunkSet::parse(&completed_before, usize::MAX).unwrap();
     let expected: Vec<usize> = (0..usize::try_from(total).unwrap())
-        .filter(|i| !done_before.contains(i))
+        .filter(|i| !done_before.contains(*i))
         .collect();
     assert_eq!(
         rerun.annotations()["reporting.dev/chunks"],
-        reportjob::staging::compact_ranges(&expected),
+        reportjob::stage_protocol::ChunkSet::from_indexes(expected.clone()).to_string(),
         "the retry covers exactly the chunks not exported before (failed: {failed_chunks})"
     );
     assert_eq!(
