@@ -99,6 +99,10 @@ pub enum StageResult {
         estimated_rows: u64,
         /// How the boundaries were found.
         strategy: String,
+        /// What the database role may do beyond reading (a superuser, a member of
+        /// `pg_write_server_files`...): shown in the status and as an Event.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<String>,
     },
     /// `reportjob worker`: one chunk is exported.
     Exported {
@@ -259,11 +263,18 @@ impl fmt::Display for StageResult {
                 digest,
                 estimated_rows,
                 strategy,
-            } => write!(
-                f,
-                "chunks={chunks} digest={digest} run={run_id} estimated_rows={estimated_rows} \
-                 strategy={strategy}"
-            ),
+                warnings,
+            } => {
+                write!(
+                    f,
+                    "chunks={chunks} digest={digest} run={run_id} estimated_rows={estimated_rows} \
+                     strategy={strategy}"
+                )?;
+                for warning in warnings {
+                    write!(f, "\nwarning: {warning}")?;
+                }
+                Ok(())
+            }
             StageResult::Exported {
                 chunk,
                 rows,

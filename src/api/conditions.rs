@@ -32,6 +32,8 @@ pub mod reason {
     pub const PLANNING: &str = "Planning";
     /// The plan is staged.
     pub const PLAN_STAGED: &str = "PlanStaged";
+    /// The database role may do more than read (a warning; the run goes on).
+    pub const EXCESS_PRIVILEGES: &str = "ExcessPrivileges";
     /// Chunks are being exported.
     pub const EXPORTING: &str = "Exporting";
     /// The parts are being assembled.

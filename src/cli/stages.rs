@@ -275,6 +275,7 @@ pub async fn plan(args: PlanArgs) -> i32 {
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_string))
                     .unwrap_or_default(),
+                warnings: plan.warnings.clone(),
             };
             let shown = if json {
                 serde_json::to_string_pretty(&plan)

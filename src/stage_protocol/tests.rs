@@ -20,6 +20,7 @@ fn every_variant() -> Vec<StageResult> {
             digest: "sha256:abc".into(),
             estimated_rows: 120_000,
             strategy: "keyRange".into(),
+            warnings: vec!["the database role \"rj\" is a superuser".into()],
         },
         StageResult::Exported {
             chunk: 7,

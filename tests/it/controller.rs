@@ -151,6 +151,8 @@ async fn kubectl_applied_reportjob_completes_with_exact_output() {
     }
     let reasons = event_reasons(&env, ns, "orders").await;
     for reason in [
+        // The test connects as the superuser `postgres`: the plan warns about it.
+        "ExcessPrivileges",
         "Planning",
         "PlanStaged",
         "Exporting",
@@ -167,6 +169,18 @@ async fn kubectl_applied_reportjob_completes_with_exact_output() {
     assert!(
         conditions.contains(&("Planned".into(), "True".into())),
         "{conditions:?}"
+    );
+    let planned = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Planned")
+        .unwrap();
+    assert!(
+        planned
+            .message
+            .contains("warning: the database role \"postgres\" is a superuser"),
+        "{}",
+        planned.message
     );
     assert!(
         conditions.contains(&("Failed".into(), "False".into())),

@@ -9,7 +9,7 @@ use super::{Action, Decision, RUNNING_RESYNC};
 use crate::api::conditions::{self, reason};
 use crate::api::valid::Destination;
 use crate::api::{ChunkCounts, OutputStatus, Phase, PlanStatus, ValidSpec};
-use crate::controller::events::{notified_message, plan_summary};
+use crate::controller::events::{EventNote, action, notified_message, plan_summary};
 use crate::controller::jobs::{self, OUTPUT_MOUNT, PlanRef};
 use crate::controller::names::{self, Stage};
 use crate::controller::observe::{JobOutcome, job_outcome};
@@ -34,13 +34,19 @@ impl Decision<'_> {
             Ok(line) => line,
             Err(action) => return action,
         };
-        let (planned_run, chunks, digest) = match StageResult::parse(&line) {
+        let (planned_run, chunks, digest, warnings) = match StageResult::parse(&line) {
             Ok(StageResult::Planned {
                 run_id,
                 chunks,
                 digest,
+                warnings,
                 ..
-            }) => (run_id, i64::try_from(chunks).unwrap_or(i64::MAX), digest),
+            }) => (
+                run_id,
+                i64::try_from(chunks).unwrap_or(i64::MAX),
+                digest,
+                warnings,
+            ),
             other => return self.bad_result("plan", &line, other),
         };
         let plan = PlanStatus {
@@ -49,7 +55,15 @@ impl Decision<'_> {
             spec_hash: names::spec_hash(spec.written()),
             digest,
         };
-        let message = plan_summary(chunks, &plan.digest);
+        let mut message = plan_summary(chunks, &plan.digest);
+        if let Some(warning) = privilege_warning(&warnings) {
+            self.notes.push(EventNote::warning(
+                reason::EXCESS_PRIVILEGES,
+                action::PLAN,
+                &warning,
+            ));
+            message = format!("{message}; warning: {warning}");
+        }
         self.condition(conditions::PLANNED, true, reason::PLAN_STAGED, &message);
         self.st.chunks = Some(ChunkCounts {
             total: chunks,
@@ -306,4 +320,28 @@ impl Decision<'_> {
         self.condition(conditions::FAILED, false, reason::NO_FAILURE, "");
         self.finished()
     }
+}
+
+/// Most privilege warnings shown (the pod's line is bounded anyway; this keeps the
+/// condition and the Event readable).
+const MAX_WARNINGS: usize = 4;
+
+/// The plan pod's privilege warnings as one line, or `None` when there are none. They come
+/// from a pod, so they are bounded in count and stripped of line breaks.
+fn privilege_warning(warnings: &[String]) -> Option<String> {
+    let shown: Vec<String> = warnings
+        .iter()
+        .map(|w| w.replace(['\n', '\r'], " ").trim().to_string())
+        .filter(|w| !w.is_empty())
+        .take(MAX_WARNINGS)
+        .collect();
+    if shown.is_empty() {
+        return None;
+    }
+    let more = warnings.len().saturating_sub(MAX_WARNINGS);
+    let mut line = shown.join("; ");
+    if more > 0 {
+        line.push_str(&format!(" (and {more} more)"));
+    }
+    Some(line)
 }

@@ -450,6 +450,7 @@ fn a_planned_result_records_the_plan_and_creates_the_chunks_job() {
         digest: "sha256:0123456789abcdef".into(),
         estimated_rows: 3000,
         strategy: "keyRange".into(),
+        warnings: vec![],
     };
     let step = ReportJobFixture::new()
         .status(|s| s.phase = Some(Phase::Planning))
@@ -473,6 +474,48 @@ fn a_planned_result_records_the_plan_and_creates_the_chunks_job() {
     assert_eq!(planned.status, "True");
     assert_eq!(planned.message, "3 chunks, plan digest 0123456789ab");
     assert_eq!(reasons(&step), vec![reason::PLAN_STAGED, reason::EXPORTING]);
+}
+
+#[test]
+fn privilege_warnings_of_the_plan_show_in_the_condition_and_as_one_event() {
+    let mut warnings: Vec<String> = (0..6)
+        .map(|i| {
+            format!("the database role \"rj\" may INSERT on t{i}; a report job needs only SELECT")
+        })
+        .collect();
+    warnings[0] = "the database role \"rj\" is a superuser;\nsee the README".into();
+    let planned = StageResult::Planned {
+        run_id: "rj-0123456789ab".into(),
+        chunks: 3,
+        digest: "sha256:0123456789abcdef".into(),
+        estimated_rows: 3000,
+        strategy: "keyRange".into(),
+        warnings,
+    };
+    let step = ReportJobFixture::new()
+        .status(|s| s.phase = Some(Phase::Planning))
+        .plan_job(JobState::Complete)
+        .result(Stage::Plan, &planned)
+        .decide();
+    // The run goes on: a warning, not a failure.
+    assert_eq!(created(&step).name_any(), "orders-chunks");
+    let message = condition(&step, conditions::PLANNED).message.clone();
+    assert!(
+        message.starts_with("3 chunks, plan digest 0123456789ab; warning: the database role \"rj\" is a superuser; see the README"),
+        "{message}"
+    );
+    assert!(message.contains("t3"), "{message}");
+    assert!(!message.contains("t4"), "at most four are shown: {message}");
+    assert!(message.ends_with("(and 2 more)"), "{message}");
+    assert!(!message.contains('\n'), "{message}");
+    assert_eq!(
+        reasons(&step),
+        vec![
+            reason::EXCESS_PRIVILEGES,
+            reason::PLAN_STAGED,
+            reason::EXPORTING
+        ]
+    );
 }
 
 #[test]
