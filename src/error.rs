@@ -120,7 +120,30 @@ pub fn describe_sqlx(e: &sqlx::Error) -> String {
             text.push_str(&format!(" (hint: {hint})"));
         }
     }
+    if let Some(note) = encoding_changed_note(db.code().as_deref(), db.message()) {
+        text.push_str(&note);
+    }
     text
+}
+
+/// Every session reads and writes UTF8; an encoding error that names another encoding
+/// means the spec's SQL switched the session (a function it calls ran `set_config`), and
+/// the server's own message would not say so.
+fn encoding_changed_note(code: Option<&str>, message: &str) -> Option<String> {
+    // 22021: invalid byte sequence; 22P05: character not representable.
+    if !matches!(code, Some("22021" | "22P05")) {
+        return None;
+    }
+    let encoding = message
+        .split("encoding \"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .find(|name| !name.eq_ignore_ascii_case("UTF8"))?;
+    Some(format!(
+        "; the session's client_encoding was changed to {encoding} while the spec's SQL ran \
+         (a function it calls, such as one using set_config?): a report's SQL must not change \
+         session settings, so the run is refused"
+    ))
 }
 
 /// `" at host:port, database \"db\" as user \"u\""` for a connect error's message.
@@ -341,6 +364,32 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_encoding_error_naming_another_encoding_says_the_session_was_switched() {
+        let note = encoding_changed_note(
+            Some("22021"),
+            "invalid byte sequence for encoding \"SJIS\": 0x95 0x27",
+        )
+        .expect("a note");
+        assert!(
+            note.contains("client_encoding was changed to SJIS"),
+            "{note}"
+        );
+        // UTF8's own errors (bad data) and other codes are left as the server says them.
+        assert_eq!(
+            encoding_changed_note(
+                Some("22021"),
+                "invalid byte sequence for encoding \"UTF8\": 0x00"
+            ),
+            None
+        );
+        assert_eq!(
+            encoding_changed_note(Some("42501"), "encoding \"SJIS\""),
+            None
+        );
+        assert_eq!(encoding_changed_note(None, "encoding \"SJIS\""), None);
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {
