@@ -257,6 +257,38 @@ async fn route(
         .unwrap_or_else(|| "unknown".into());
     let fv = FieldValidation::parse(q.get("fieldValidation").map(String::as_str));
     let rep = repr(h);
+    let resp = serve(
+        app, &ri, verb, ns, name, status, h, q, body, &manager, fv, rep,
+    );
+    if resp.is_ok()
+        && ri.namespaced
+        && !matches!(verb, "get" | "list" | "watch")
+        && !ns_s.is_empty()
+    {
+        // The quota controller's recalculation, done at once instead of eventually.
+        let mut st = app.store.lock();
+        super::quota::refresh(&mut st, &ns_s);
+    }
+    resp
+}
+
+#[allow(clippy::too_many_arguments)]
+fn serve(
+    app: &Arc<App>,
+    ri: &ResourceInfo,
+    verb: &str,
+    ns: Option<String>,
+    name: Option<&str>,
+    status: bool,
+    h: &HeaderMap,
+    q: &HashMap<String, String>,
+    body: &[u8],
+    manager: &str,
+    fv: FieldValidation,
+    rep: Repr,
+) -> ApiResult<Response> {
+    let ri = ri.clone();
+    let ns_s = ns.clone().unwrap_or_default();
     match verb {
         "get" => {
             let o = app.store.lock().get(&ri, &ns_s, name.unwrap_or_default())?;
@@ -607,6 +639,17 @@ fn create(
             .unwrap_or(json!(ns));
     }
     admission::builtin_create(ri, &mut obj, &app.data_dir)?;
+    // The registry generates the name before validating admission runs, so refusals name the object.
+    if obj["metadata"]["name"].as_str().is_none_or(str::is_empty)
+        && let Some(g) = obj["metadata"]["generateName"]
+            .as_str()
+            .filter(|g| !g.is_empty())
+    {
+        obj["metadata"]["name"] = json!(format!("{g}{}", super::meta::name_suffix()));
+    }
+    if ri.builtin {
+        admission::admit_create(&st, ri, ns, &mut obj)?;
+    }
     let o = st.create(ri, ns, obj, manager)?;
     Ok((o, warnings))
 }
