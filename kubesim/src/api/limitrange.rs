@@ -179,7 +179,7 @@ fn sum(lists: &[Resources]) -> Resources {
             let t = lists
                 .iter()
                 .filter_map(|l| l.get(k))
-                .fold(Quantity::zero(), |a, q| a.add(*q));
+                .fold(Quantity::zero(), |a, q| a.plus(*q));
             out.insert(k.clone(), t);
         }
     }

@@ -109,7 +109,8 @@ impl Quantity {
         })
     }
 
-    pub fn add(self, o: Quantity) -> Quantity {
+    /// `Quantity.Add`: the sum, in the first operand's format (a zero takes the other's).
+    pub fn plus(self, o: Quantity) -> Quantity {
         Quantity {
             milli: self.milli + o.milli,
             format: if self.milli == 0 && o.milli != 0 {
@@ -171,11 +172,11 @@ mod tests {
         assert_eq!(q("128Mi").render(), "128Mi");
         assert_eq!(q("1Gi").render(), "1Gi");
         assert_eq!(q("1536Mi").render(), "1536Mi");
-        assert_eq!(q("128Mi").add(q("128Mi")).render(), "256Mi");
+        assert_eq!(q("128Mi").plus(q("128Mi")).render(), "256Mi");
         assert_eq!(q("100M").render(), "100M");
         assert_eq!(q("1e3").render(), "1k");
         assert!(q("1Gi") > q("1000Mi"));
-        assert_eq!(Quantity::zero().add(q("64Mi")).render(), "64Mi");
+        assert_eq!(Quantity::zero().plus(q("64Mi")).render(), "64Mi");
         assert!(Quantity::parse("12x").is_none());
     }
 }

@@ -96,7 +96,7 @@ fn compute_usage(requests: &Usage, limits: &Usage) -> Usage {
 fn add_into(acc: &mut Usage, u: &Usage) {
     for (k, q) in u {
         let cur = acc.get(k).copied().unwrap_or_else(Quantity::zero);
-        acc.insert(k.clone(), cur.add(*q));
+        acc.insert(k.clone(), cur.plus(*q));
     }
 }
 
@@ -240,7 +240,7 @@ pub fn admit_create(st: &State, ri: &ResourceInfo, ns: &str, obj: &Value) -> Api
             .collect();
         let exceeded: Vec<&String> = requested
             .iter()
-            .filter(|(k, r)| used[*k].add(**r) > hard[*k])
+            .filter(|(k, r)| used[*k].plus(**r) > hard[*k])
             .map(|(k, _)| k)
             .collect();
         if !exceeded.is_empty() {

@@ -298,7 +298,7 @@ fn serve(
         "watch" => watch_resp(app, &ri, ns, q, rep),
         "create" => {
             let obj = parse_body(body, h, &ri)?;
-            let (o, warnings) = create(app, &ri, &ns_s, obj, &manager, fv)?;
+            let (o, warnings) = create(app, &ri, &ns_s, obj, manager, fv)?;
             Ok(with_warnings(ok_json(201, &o), &warnings))
         }
         "update" => {
@@ -310,7 +310,7 @@ fn serve(
                 name.unwrap_or_default(),
                 obj,
                 status,
-                &manager,
+                manager,
                 fv,
             )?;
             Ok(with_warnings(ok_json(200, &o), &warnings))
@@ -330,7 +330,7 @@ fn serve(
                 &ct,
                 body,
                 status,
-                &manager,
+                manager,
                 force,
                 fv,
             )?;

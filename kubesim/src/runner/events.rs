@@ -10,13 +10,16 @@ use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
+/// (involved uid, type, reason, message).
+type EventKey = (String, String, String, String);
+
 /// Who reports (`source.component`, `reportingComponent`) and from where (`source.host`).
 pub struct Recorder {
     client: kube::Client,
     component: &'static str,
     host: String,
     /// (involved uid, type, reason, message) -> (event name, count).
-    seen: Mutex<HashMap<(String, String, String, String), (String, i64)>>,
+    seen: Mutex<HashMap<EventKey, (String, i64)>>,
 }
 
 /// The object an event is about, as `involvedObject`.
@@ -94,7 +97,7 @@ impl Recorder {
         }
     }
 
-    fn remember(&self, key: (String, String, String, String), name: String, count: i64) {
+    fn remember(&self, key: EventKey, name: String, count: i64) {
         self.seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

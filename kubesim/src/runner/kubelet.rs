@@ -18,8 +18,10 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 
 use super::RunnerConfig;
-use super::events::{Involved, Recorder};
+use super::events::Recorder;
 use super::identity::{self, FsGroup, Identity};
+use super::images;
+pub use super::images::{resolve, resolve_image};
 use std::os::unix::fs::PermissionsExt as _;
 
 /// Shell script run as `sh -c SCRIPT sh PROG ARGS...`: binds (or links) each volume, changes directory, execs.
@@ -130,39 +132,6 @@ pub fn mount_ns_available() -> bool {
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
-}
-
-/// Resolve an image reference through the mapping: exact, without tag/digest, or by last path component.
-pub fn resolve_image(images: &[(String, PathBuf)], image: &str) -> Option<PathBuf> {
-    resolve(images, image)
-}
-
-/// The same matching for any per-image value (the image's default user).
-pub fn resolve<T: Clone>(images: &[(String, T)], image: &str) -> Option<T> {
-    fn strip(r: &str) -> &str {
-        let r = r.split('@').next().unwrap_or(r);
-        match r.rfind(':') {
-            Some(i) if !r[i..].contains('/') => &r[..i],
-            _ => r,
-        }
-    }
-    fn last(r: &str) -> &str {
-        strip(r).rsplit('/').next().unwrap_or(r)
-    }
-    if let Some((_, p)) = images.iter().find(|(k, _)| k == image) {
-        return Some(p.clone());
-    }
-    if let Some((_, p)) = images.iter().find(|(k, _)| strip(k) == strip(image)) {
-        return Some(p.clone());
-    }
-    let by_last: Vec<_> = images
-        .iter()
-        .filter(|(k, _)| last(k) == last(image))
-        .collect();
-    match by_last.as_slice() {
-        [(_, p)] => Some(p.clone()),
-        _ => None,
-    }
 }
 
 /// Evaluate a fieldRef path against the pod.
@@ -542,7 +511,7 @@ impl Kubelet {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let image = c.image.clone().unwrap_or_default();
-        self.check_pull_secrets(pod, &ns).await;
+        images::warn_missing_pull_secrets(&self.client, &self.recorder, pod, &ns).await;
         let image_prog = self.ensure_image(&uid, &image)?;
         let read_only_root = c
             .security_context
@@ -620,49 +589,6 @@ impl Kubelet {
         let child = launch(&spec, log)
             .map_err(|e| StartError::Other(format!("spawn {}: {e}", program.display())))?;
         Ok((child, pod_dir, log_path))
-    }
-
-    /// `getPullSecretsForPod` (pkg/kubelet/kubelet_pods.go): a missing pull secret is a Warning event
-    /// on the pod, and the pull goes ahead without it.
-    async fn check_pull_secrets(&self, pod: &Pod, ns: &str) {
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
-        let mut failed = vec![];
-        for r in pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.image_pull_secrets.clone())
-            .unwrap_or_default()
-        {
-            // Entries with empty names were allowed by validation and are ignored.
-            if r.name.is_empty() {
-                continue;
-            }
-            if !matches!(api.get_opt(&r.name).await, Ok(Some(_))) {
-                failed.push(r.name);
-            }
-        }
-        if failed.is_empty() {
-            return;
-        }
-        let m = &pod.metadata;
-        self.recorder
-            .event(
-                &Involved {
-                    api_version: "v1",
-                    kind: "Pod",
-                    namespace: ns,
-                    name: m.name.as_deref().unwrap_or_default(),
-                    uid: m.uid.as_deref().unwrap_or_default(),
-                    resource_version: m.resource_version.as_deref().unwrap_or_default(),
-                },
-                "Warning",
-                "FailedToRetrieveImagePullSecret",
-                &format!(
-                    "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
-                    failed.join(", ")
-                ),
-            )
-            .await;
     }
 
     /// `EnsureImageExists`: a mapped image is present on the node; an unmapped one fails to pull
@@ -1006,25 +932,6 @@ fn expand(v: &str, env: &[(String, String)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn images_match_with_or_without_tag_and_by_last_component() {
-        let images = vec![
-            ("ghcr.io/x/reportjob".to_string(), PathBuf::from("/bin/a")),
-            ("busybox:1.36".to_string(), PathBuf::from("/bin/b")),
-        ];
-        assert_eq!(
-            resolve_image(&images, "ghcr.io/x/reportjob:0.1.0"),
-            Some("/bin/a".into())
-        );
-        assert_eq!(resolve_image(&images, "reportjob"), Some("/bin/a".into()));
-        assert_eq!(resolve_image(&images, "busybox"), Some("/bin/b".into()));
-        assert_eq!(
-            resolve_image(&images, "docker.io/library/busybox:latest"),
-            Some("/bin/b".into())
-        );
-        assert_eq!(resolve_image(&images, "nginx"), None);
-    }
 
     fn spec(dir: &Path, script: &str, mount_ns: bool) -> Launch {
         Launch {

@@ -7,6 +7,7 @@
 
 pub mod events;
 pub mod identity;
+pub mod images;
 pub mod job;
 pub mod kubelet;
 pub mod pod;
