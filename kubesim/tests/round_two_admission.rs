@@ -421,7 +421,7 @@ async fn quota_counts_pods_and_jobs_and_refuses_with_upstream_message() {
         text(&o)
     );
     let out = ok(kc, &["-n", "q1", "get", "quota"]).await;
-    assert_eq!(header(&out), ["NAME", "AGE", "REQUEST", "LIMIT"], "{out}");
+    assert_eq!(header(&out), ["NAME", "REQUEST", "LIMIT", "AGE"], "{out}");
     assert!(out.contains("count/jobs.batch: 1/1, pods: 1/1"), "{out}");
     env.cluster.shutdown().await;
 }

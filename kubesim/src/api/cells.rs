@@ -252,7 +252,7 @@ pub fn event_cells(e: &Value) -> Vec<Value> {
 }
 
 pub fn quota_cells(q: &Value) -> Vec<Value> {
-    let mut keys: Vec<String> = q["spec"]["hard"]
+    let mut keys: Vec<String> = q["status"]["hard"]
         .as_object()
         .map(|m| m.keys().cloned().collect())
         .unwrap_or_default();
@@ -270,9 +270,9 @@ pub fn quota_cells(q: &Value) -> Vec<Value> {
     }
     vec![
         name(q),
-        created(q),
         json!(req.join(", ")),
         json!(lim.join(", ")),
+        created(q),
     ]
 }
 

@@ -287,7 +287,6 @@ pub fn builtin(ri: &ResourceInfo) -> Option<Printer> {
         ("", "resourcequotas") => Printer {
             columns: vec![
                 name_col(),
-                age_col(),
                 c(
                     "Request",
                     "string",
@@ -300,6 +299,7 @@ pub fn builtin(ri: &ResourceInfo) -> Option<Printer> {
                     0,
                     "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node.",
                 ),
+                age_col(),
             ],
             cells: quota_cells,
         },
