@@ -600,7 +600,10 @@ async fn run_as_non_root_is_refused_at_container_start() {
         Duration::from_secs(20),
         || {
             let api = api.clone();
-            async move { waiting(&api.get("rootimage").await.ok()?) }
+            async move {
+                // The kubelet reports ContainerCreating before it tries the container.
+                waiting(&api.get("rootimage").await.ok()?).filter(|(r, _)| r != "ContainerCreating")
+            }
         },
     )
     .await;
@@ -629,7 +632,10 @@ async fn run_as_non_root_is_refused_at_container_start() {
         Duration::from_secs(20),
         || {
             let api = api.clone();
-            async move { waiting(&api.get("rootuser").await.ok()?) }
+            async move {
+                // The kubelet reports ContainerCreating before it tries the container.
+                waiting(&api.get("rootuser").await.ok()?).filter(|(r, _)| r != "ContainerCreating")
+            }
         },
     )
     .await;

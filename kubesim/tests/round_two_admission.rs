@@ -749,3 +749,92 @@ async fn read_only_root_filesystem_leaves_only_volumes_writable() {
     assert_eq!(log("rw").await, "kept\nrootfs-writable\ntmp-writable\n");
     env.cluster.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Protobuf responses
+
+async fn raw_get(url: &str, accept: &str) -> (u16, String, Vec<u8>) {
+    let r = reqwest::Client::new()
+        .get(url)
+        .header("accept", accept)
+        .send()
+        .await
+        .unwrap();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (r.status().as_u16(), ct, r.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test]
+async fn protobuf_is_served_for_built_in_kinds_and_json_for_custom_resources() {
+    use kubesim::api::protobuf::decode_body;
+    let env = start(false).await;
+    let kc = &env.kc;
+    assert!(apply(kc, "default", &pod("p", "busybox", "true")).await.0);
+    let base = env.cluster.url().to_string();
+    let pb = "application/vnd.kubernetes.protobuf, application/json";
+    let (code, ct, body) = raw_get(&format!("{base}/api/v1/namespaces/default/pods/p"), pb).await;
+    assert_eq!(
+        (code, ct.as_str()),
+        (200, "application/vnd.kubernetes.protobuf")
+    );
+    assert!(body.starts_with(b"k8s\0"), "the protobuf envelope");
+    let (_, json_ct, json_body) = raw_get(
+        &format!("{base}/api/v1/namespaces/default/pods/p"),
+        "application/json",
+    )
+    .await;
+    assert_eq!(json_ct, "application/json", "JSON when JSON comes first");
+    let as_json: Value = serde_json::from_slice(&json_body).unwrap();
+    let decoded = decode_body(&body).unwrap();
+    assert_eq!(decoded["metadata"]["uid"], as_json["metadata"]["uid"]);
+    assert_eq!(decoded["spec"]["containers"], as_json["spec"]["containers"]);
+    assert_eq!(
+        decoded["metadata"]["creationTimestamp"],
+        as_json["metadata"]["creationTimestamp"]
+    );
+    let (_, ct, body) = raw_get(&format!("{base}/api/v1/namespaces/default/pods"), pb).await;
+    assert_eq!(ct, "application/vnd.kubernetes.protobuf");
+    let list = decode_body(&body).unwrap();
+    assert_eq!(list["kind"], "PodList");
+    assert_eq!(list["items"][0]["metadata"]["name"], "p");
+    // Errors are Status objects in the negotiated encoding.
+    let (code, ct, body) =
+        raw_get(&format!("{base}/api/v1/namespaces/default/pods/nope"), pb).await;
+    assert_eq!(
+        (code, ct.as_str()),
+        (404, "application/vnd.kubernetes.protobuf")
+    );
+    let status = decode_body(&body).unwrap();
+    assert_eq!(
+        (status["kind"].as_str(), status["reason"].as_str()),
+        (Some("Status"), Some("NotFound"))
+    );
+    // Custom resources have no protobuf: JSON, as the apiextensions server answers.
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}});
+    assert!(apply(kc, "default", &crd).await.0);
+    let w = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}});
+    wait_for("widget created", || async {
+        apply(kc, "default", &w).await.0.then_some(())
+    })
+    .await;
+    let (code, ct, body) = raw_get(
+        &format!("{base}/apis/example.com/v1/namespaces/default/widgets/w"),
+        pb,
+    )
+    .await;
+    assert_eq!((code, ct.as_str()), (200, "application/json"));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["metadata"]["name"],
+        "w"
+    );
+    env.cluster.shutdown().await;
+}

@@ -11,6 +11,7 @@ pub mod meta;
 pub mod patch;
 pub mod printers;
 pub mod protobuf;
+pub mod protoenc;
 pub mod quantity;
 pub mod quota;
 pub mod rbac;

@@ -125,10 +125,70 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     };
     let path = parts.uri.path().trim_end_matches('/').to_string();
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    match route(&app, &parts.method, &parts.headers, &segs, &q, &bytes).await {
+    let resp = match route(&app, &parts.method, &parts.headers, &segs, &q, &bytes).await {
         Ok(r) => r,
         Err(e) => err(&e),
+    };
+    if prefers_protobuf(&parts.headers) && !q.get("watch").is_some_and(|w| w == "true" || w == "1")
+    {
+        return as_protobuf(resp).await;
     }
+    resp
+}
+
+/// Whether the first media type of `Accept` that kubesim can serve is protobuf (without `as=`),
+/// as upstream's content negotiation picks the client's first acceptable type.
+fn prefers_protobuf(h: &HeaderMap) -> bool {
+    let a = h
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    a.split(',')
+        .map(str::trim)
+        .find(|m| {
+            let media = m.split(';').next().unwrap_or_default().trim();
+            matches!(
+                media,
+                "application/json" | "application/yaml" | "*/*" | "application/*"
+            ) || media == super::protobuf::MEDIA_TYPE
+        })
+        .is_some_and(|m| {
+            m.split(';').next().unwrap_or_default().trim() == super::protobuf::MEDIA_TYPE
+                && !m.contains("as=")
+        })
+}
+
+/// Re-encode a JSON response of a built-in kind (object, list or Status) as protobuf; anything
+/// kubesim has no protobuf schema for (custom resources, discovery, Tables) stays JSON, as upstream
+/// falls back to JSON where protobuf is not registered.
+async fn as_protobuf(resp: Response) -> Response {
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/json");
+    if !is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return err(&ApiError::internal("buffering a response"));
+    };
+    let encoded = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| super::protoenc::encode_object(&v));
+    let mut out = match encoded {
+        Some(pb) => {
+            let mut r = Response::from_parts(parts, Body::from(pb));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(super::protobuf::MEDIA_TYPE),
+            );
+            r
+        }
+        None => Response::from_parts(parts, Body::from(bytes)),
+    };
+    out.headers_mut().remove(header::CONTENT_LENGTH);
+    out
 }
 
 async fn route(
