@@ -243,7 +243,7 @@ async fn aggregated_discovery_echoes_content_type_and_lists_new_crd_group() {
 }
 
 #[tokio::test]
-async fn table_for_pods_has_name_status_age_and_partial_objects() {
+async fn table_for_pods_has_upstream_columns_and_partial_objects() {
     let (c, h) = start().await;
     post(
         &h,
@@ -266,10 +266,27 @@ async fn table_for_pods_has_name_status_age_and_partial_objects() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["Name", "Status", "Age"]);
+    // printers.go podColumnDefinitions; the wide ones at priority 1.
+    assert_eq!(
+        names,
+        [
+            "Name",
+            "Ready",
+            "Status",
+            "Restarts",
+            "Age",
+            "IP",
+            "Node",
+            "Nominated Node",
+            "Readiness Gates"
+        ]
+    );
+    assert_eq!(t["columnDefinitions"][5]["priority"], 1);
     assert_eq!(t["rows"][0]["cells"][0], "p");
-    assert_eq!(t["rows"][0]["cells"][1], "Pending");
-    assert!(t["rows"][0]["cells"][2].as_str().unwrap().ends_with('s'));
+    assert_eq!(t["rows"][0]["cells"][1], "0/1");
+    assert_eq!(t["rows"][0]["cells"][2], "Pending");
+    assert_eq!(t["rows"][0]["cells"][3], "0");
+    assert!(t["rows"][0]["cells"][4].as_str().unwrap().ends_with('s'));
     assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
 }
 

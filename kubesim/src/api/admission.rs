@@ -154,7 +154,13 @@ pub fn builtin_create(ri: &ResourceInfo, obj: &mut Value, data_dir: &Path) -> Ap
         ("", "secrets") if obj["type"].as_str().is_none_or(str::is_empty) => {
             obj["type"] = json!("Opaque");
         }
+        ("", "resourcequotas") => {
+            // The quota controller fills the status (`quota::refresh`); a client's is dropped.
+            obj["status"] = json!({});
+        }
+        ("", "limitranges") => super::limitrange::default_items(obj),
         ("", "pods") => {
+            super::limitrange::default_pod_requests(obj);
             obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
             if obj["spec"]["restartPolicy"].is_null() {
                 obj["spec"]["restartPolicy"] = json!("Always");
@@ -237,4 +243,26 @@ pub fn builtin_create(ri: &ResourceInfo, obj: &mut Value, data_dir: &Path) -> Ap
         _ => {}
     }
     Ok(())
+}
+
+/// The admission chain for a create, after defaulting and with the name generated: LimitRanger (mutating
+/// and validating) for pods, the pod's QoS class (`PrepareForCreate`), then ResourceQuota.
+pub fn admit_create(
+    st: &super::store::State,
+    ri: &ResourceInfo,
+    ns: &str,
+    obj: &mut Value,
+) -> ApiResult<()> {
+    if ri.group.is_empty() && ri.plural == "pods" {
+        let ranges = st
+            .find("", "limitranges")
+            .map(|lr| st.list(lr, Some(ns)))
+            .unwrap_or_default();
+        if let Err(why) = super::limitrange::admit_pod(&ranges, obj) {
+            let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+            return Err(ApiError::forbidden("", "pods", name, &why));
+        }
+        obj["status"]["qosClass"] = json!(super::limitrange::qos_class(obj));
+    }
+    super::quota::admit_create(st, ri, ns, obj)
 }

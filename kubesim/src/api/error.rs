@@ -69,6 +69,19 @@ impl ApiError {
         .with_details(group, plural, name)
     }
 
+    /// `pods "x" is forbidden: ...` as `apierrors.NewForbidden` (admission refusals).
+    pub fn forbidden(group: &str, plural: &str, name: &str, why: &str) -> Self {
+        let msg = if name.is_empty() {
+            format!("{} is forbidden: {why}", Self::res(group, plural))
+        } else {
+            format!(
+                "{} \"{name}\" is forbidden: {why}",
+                Self::res(group, plural)
+            )
+        };
+        Self::new(403, "Forbidden", msg).with_details(group, plural, name)
+    }
+
     pub fn bad_request(msg: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", msg)
     }

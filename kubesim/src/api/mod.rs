@@ -2,12 +2,18 @@
 
 pub mod admission;
 pub mod apply;
+pub mod cells;
 pub mod discovery;
 pub mod error;
 pub mod faults;
+pub mod limitrange;
 pub mod meta;
 pub mod patch;
+pub mod printers;
 pub mod protobuf;
+pub mod protoenc;
+pub mod quantity;
+pub mod quota;
 pub mod rbac;
 pub mod resources;
 pub mod schema;

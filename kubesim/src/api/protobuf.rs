@@ -39,7 +39,7 @@ const PROTOS: &[&str] = &[
 
 /// Embedded structs (`json:",inline"` in upstream's Go types): their fields appear in the parent.
 /// Found as the message-typed proto fields missing from the OpenAPI definition of their message.
-const INLINE_FIELDS: &[&str] = &[
+pub(super) const INLINE_FIELDS: &[&str] = &[
     "localObjectReference",
     "volumeSource",
     "persistentVolumeSource",
@@ -84,23 +84,23 @@ const POINTER_FIELDS: &[&str] = &[
 ];
 
 #[derive(Debug, Clone)]
-enum Label {
+pub(super) enum Label {
     Single,
     Repeated,
     Map(String, String),
 }
 
 #[derive(Debug, Clone)]
-struct Field {
-    name: String,
-    ty: String,
-    label: Label,
+pub(super) struct Field {
+    pub(super) name: String,
+    pub(super) ty: String,
+    pub(super) label: Label,
 }
 
 /// Messages by full name (`api.core.v1.Secret`), fields by number.
-type Schema = HashMap<String, HashMap<u64, Field>>;
+pub(super) type Schema = HashMap<String, HashMap<u64, Field>>;
 
-fn schema() -> &'static Schema {
+pub(super) fn schema() -> &'static Schema {
     static S: OnceLock<Schema> = OnceLock::new();
     S.get_or_init(|| {
         let mut all = Schema::new();
@@ -175,7 +175,7 @@ fn parse_proto(src: &str, out: &mut Schema) {
     }
 }
 
-fn is_scalar(t: &str) -> bool {
+pub(super) fn is_scalar(t: &str) -> bool {
     matches!(
         t,
         "string" | "bool" | "int32" | "int64" | "uint32" | "uint64" | "bytes" | "double" | "float"
@@ -183,7 +183,7 @@ fn is_scalar(t: &str) -> bool {
 }
 
 /// The proto package of an apiVersion (k8s-pb's names for the vendored files).
-fn package(api_version: &str) -> Option<&'static str> {
+pub(super) fn package(api_version: &str) -> Option<&'static str> {
     Some(match api_version {
         "v1" => "api.core.v1",
         "batch/v1" => "api.batch.v1",
@@ -218,7 +218,13 @@ pub fn decode_body(body: &[u8]) -> ApiResult<Value> {
         .unwrap_or_default()
         .to_string();
     let raw = raw_bytes(rest).map_err(|e| bad(&e))?;
-    let Some(pkg) = package(&api_version) else {
+    // A `Status` (kind Status, apiVersion v1) is meta/v1's message.
+    let pkg = if kind == "Status" {
+        Some("apimachinery.pkg.apis.meta.v1")
+    } else {
+        package(&api_version)
+    };
+    let Some(pkg) = pkg else {
         return Err(no_kind(&api_version, &kind));
     };
     let msg = format!("{pkg}.{kind}");
@@ -566,7 +572,7 @@ fn base64(b: &[u8]) -> String {
     out
 }
 
-fn unbase64(s: &str) -> Option<Vec<u8>> {
+pub(super) fn unbase64(s: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(s.len() / 4 * 3);
     let mut acc = 0u32;
     let mut bits = 0;

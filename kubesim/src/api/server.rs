@@ -125,10 +125,70 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     };
     let path = parts.uri.path().trim_end_matches('/').to_string();
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    match route(&app, &parts.method, &parts.headers, &segs, &q, &bytes).await {
+    let resp = match route(&app, &parts.method, &parts.headers, &segs, &q, &bytes).await {
         Ok(r) => r,
         Err(e) => err(&e),
+    };
+    if prefers_protobuf(&parts.headers) && !q.get("watch").is_some_and(|w| w == "true" || w == "1")
+    {
+        return as_protobuf(resp).await;
     }
+    resp
+}
+
+/// Whether the first media type of `Accept` that kubesim can serve is protobuf (without `as=`),
+/// as upstream's content negotiation picks the client's first acceptable type.
+fn prefers_protobuf(h: &HeaderMap) -> bool {
+    let a = h
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    a.split(',')
+        .map(str::trim)
+        .find(|m| {
+            let media = m.split(';').next().unwrap_or_default().trim();
+            matches!(
+                media,
+                "application/json" | "application/yaml" | "*/*" | "application/*"
+            ) || media == super::protobuf::MEDIA_TYPE
+        })
+        .is_some_and(|m| {
+            m.split(';').next().unwrap_or_default().trim() == super::protobuf::MEDIA_TYPE
+                && !m.contains("as=")
+        })
+}
+
+/// Re-encode a JSON response of a built-in kind (object, list or Status) as protobuf; anything
+/// kubesim has no protobuf schema for (custom resources, discovery, Tables) stays JSON, as upstream
+/// falls back to JSON where protobuf is not registered.
+async fn as_protobuf(resp: Response) -> Response {
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/json");
+    if !is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return err(&ApiError::internal("buffering a response"));
+    };
+    let encoded = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| super::protoenc::encode_object(&v));
+    let mut out = match encoded {
+        Some(pb) => {
+            let mut r = Response::from_parts(parts, Body::from(pb));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(super::protobuf::MEDIA_TYPE),
+            );
+            r
+        }
+        None => Response::from_parts(parts, Body::from(bytes)),
+    };
+    out.headers_mut().remove(header::CONTENT_LENGTH);
+    out
 }
 
 async fn route(
@@ -257,6 +317,38 @@ async fn route(
         .unwrap_or_else(|| "unknown".into());
     let fv = FieldValidation::parse(q.get("fieldValidation").map(String::as_str));
     let rep = repr(h);
+    let resp = serve(
+        app, &ri, verb, ns, name, status, h, q, body, &manager, fv, rep,
+    );
+    if resp.is_ok()
+        && ri.namespaced
+        && !matches!(verb, "get" | "list" | "watch")
+        && !ns_s.is_empty()
+    {
+        // The quota controller's recalculation, done at once instead of eventually.
+        let mut st = app.store.lock();
+        super::quota::refresh(&mut st, &ns_s);
+    }
+    resp
+}
+
+#[allow(clippy::too_many_arguments)]
+fn serve(
+    app: &Arc<App>,
+    ri: &ResourceInfo,
+    verb: &str,
+    ns: Option<String>,
+    name: Option<&str>,
+    status: bool,
+    h: &HeaderMap,
+    q: &HashMap<String, String>,
+    body: &[u8],
+    manager: &str,
+    fv: FieldValidation,
+    rep: Repr,
+) -> ApiResult<Response> {
+    let ri = ri.clone();
+    let ns_s = ns.clone().unwrap_or_default();
     match verb {
         "get" => {
             let o = app.store.lock().get(&ri, &ns_s, name.unwrap_or_default())?;
@@ -266,7 +358,7 @@ async fn route(
         "watch" => watch_resp(app, &ri, ns, q, rep),
         "create" => {
             let obj = parse_body(body, h, &ri)?;
-            let (o, warnings) = create(app, &ri, &ns_s, obj, &manager, fv)?;
+            let (o, warnings) = create(app, &ri, &ns_s, obj, manager, fv)?;
             Ok(with_warnings(ok_json(201, &o), &warnings))
         }
         "update" => {
@@ -278,7 +370,7 @@ async fn route(
                 name.unwrap_or_default(),
                 obj,
                 status,
-                &manager,
+                manager,
                 fv,
             )?;
             Ok(with_warnings(ok_json(200, &o), &warnings))
@@ -298,7 +390,7 @@ async fn route(
                 &ct,
                 body,
                 status,
-                &manager,
+                manager,
                 force,
                 fv,
             )?;
@@ -607,6 +699,17 @@ fn create(
             .unwrap_or(json!(ns));
     }
     admission::builtin_create(ri, &mut obj, &app.data_dir)?;
+    // The registry generates the name before validating admission runs, so refusals name the object.
+    if obj["metadata"]["name"].as_str().is_none_or(str::is_empty)
+        && let Some(g) = obj["metadata"]["generateName"]
+            .as_str()
+            .filter(|g| !g.is_empty())
+    {
+        obj["metadata"]["name"] = json!(format!("{g}{}", super::meta::name_suffix()));
+    }
+    if ri.builtin {
+        admission::admit_create(&st, ri, ns, &mut obj)?;
+    }
     let o = st.create(ri, ns, obj, manager)?;
     Ok((o, warnings))
 }

@@ -175,9 +175,16 @@ impl State {
 
     /// Objects of a resource, optionally in one namespace, ordered by namespace and name.
     pub fn list(&self, ri: &ResourceInfo, ns: Option<&str>) -> Vec<Value> {
+        // Keys sort by group, plural, namespace, name: a range, not a scan of the whole store.
+        let from: Key = (
+            ri.group.clone(),
+            ri.plural.clone(),
+            ns.unwrap_or_default().to_string(),
+            String::new(),
+        );
         self.objects
-            .iter()
-            .filter(|(k, _)| k.0 == ri.group && k.1 == ri.plural && ns.is_none_or(|n| k.2 == n))
+            .range(from..)
+            .take_while(|(k, _)| k.0 == ri.group && k.1 == ri.plural && ns.is_none_or(|n| k.2 == n))
             .map(|(_, v)| v.clone())
             .collect()
     }

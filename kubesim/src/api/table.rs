@@ -80,32 +80,19 @@ fn cell(obj: &Value, path: &str, ty: &str) -> Value {
     }
 }
 
-fn builtin_columns(ri: &ResourceInfo) -> Vec<(Value, String, String)> {
-    let c = |n: &str, ty: &str, p: &str| (col(n, ty, "", n, 0), p.to_string(), ty.to_string());
-    match (ri.group.as_str(), ri.plural.as_str()) {
-        ("", "pods") => vec![c("Status", "string", ".status.phase")],
-        ("batch", "jobs") => vec![
-            c(
-                "Status",
-                "string",
-                ".status.conditions[?(@.status==\"True\")].type",
-            ),
-            c("Succeeded", "integer", ".status.succeeded"),
-        ],
-        ("", "namespaces") | ("", "persistentvolumeclaims") => {
-            vec![c("Status", "string", ".status.phase")]
-        }
-        ("coordination.k8s.io", "leases") => vec![c("Holder", "string", ".spec.holderIdentity")],
-        ("", "events") | ("events.k8s.io", "events") => vec![
-            c("Type", "string", ".type"),
-            c("Reason", "string", ".reason"),
-        ],
-        _ => vec![],
-    }
-}
-
-/// A Table of objects: NAME, the CRD's printer columns (or built-in ones), AGE.
+/// A Table of objects: upstream's printer for built-in kinds; NAME, the CRD's printer columns (or AGE) otherwise.
 pub fn table(ri: &ResourceInfo, objs: &[Value], rv: &str, continue_token: Option<&str>) -> Value {
+    let mut meta = json!({"resourceVersion": rv});
+    if let Some(c) = continue_token {
+        meta["continue"] = json!(c);
+    }
+    if let Some(p) = super::printers::builtin(ri) {
+        let rows: Vec<Value> = objs
+            .iter()
+            .map(|o| json!({"cells": (p.cells)(o), "object": partial(o)}))
+            .collect();
+        return json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "columnDefinitions": p.columns, "rows": rows});
+    }
     let mut defs = vec![col(
         "Name",
         "string",
@@ -131,11 +118,6 @@ pub fn table(ri: &ResourceInfo, objs: &[Value], rv: &str, continue_token: Option
                 ty.to_string(),
             ));
         }
-    } else {
-        for (d, p, ty) in builtin_columns(ri) {
-            defs.push(d);
-            cols.push((p, ty));
-        }
     }
     if add_age {
         defs.push(col("Age", "date", "", "CreationTimestamp", 0));
@@ -149,10 +131,6 @@ pub fn table(ri: &ResourceInfo, objs: &[Value], rv: &str, continue_token: Option
             json!({"cells": cells, "object": partial(o)})
         })
         .collect();
-    let mut meta = json!({"resourceVersion": rv});
-    if let Some(c) = continue_token {
-        meta["continue"] = json!(c);
-    }
     json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "columnDefinitions": defs, "rows": rows})
 }
 

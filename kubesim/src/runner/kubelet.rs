@@ -18,7 +18,10 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 
 use super::RunnerConfig;
+use super::events::Recorder;
 use super::identity::{self, FsGroup, Identity};
+use super::images;
+pub use super::images::{resolve, resolve_image};
 use std::os::unix::fs::PermissionsExt as _;
 
 /// Shell script run as `sh -c SCRIPT sh PROG ARGS...`: binds (or links) each volume, changes directory, execs.
@@ -38,9 +41,22 @@ while [ "$i" -lt "${KUBESIM_NMOUNTS:-0}" ]; do
   unset "KUBESIM_MSRC_$i" "KUBESIM_MDST_$i"
   i=$((i+1))
 done
-if [ -n "$KUBESIM_WORKDIR" ]; then mkdir -p "$KUBESIM_WORKDIR"; cd "$KUBESIM_WORKDIR"; fi
+if [ -n "$KUBESIM_WORKDIR" ]; then mkdir -p "$KUBESIM_WORKDIR"; fi
+if [ -n "$KUBESIM_RO_ROOT" ]; then
+  # readOnlyRootFilesystem: every mount of this namespace but the volumes (and the kernel's /proc,
+  # /sys, /dev) becomes read-only; remount,bind changes only this namespace's mount, never the host's.
+  for mp in $(cut -d' ' -f5 /proc/self/mountinfo | sort -u); do
+    mp=$(printf '%b' "$mp")
+    case "$mp" in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*) continue;; esac
+    if printf '%s\n' "$KUBESIM_RW" | grep -qxF -- "$mp"; then continue; fi
+    if ! mount -o remount,bind,ro "$mp" 2>/dev/null && [ "$mp" = / ]; then
+      echo "kubesim: cannot make the root filesystem read-only" >&2; exit 126
+    fi
+  done
+fi
+if [ -n "$KUBESIM_WORKDIR" ]; then cd "$KUBESIM_WORKDIR"; fi
 uid=$KUBESIM_UID gid=$KUBESIM_GID groups=$KUBESIM_GROUPS
-unset KUBESIM_NMOUNTS KUBESIM_WORKDIR KUBESIM_MODE KUBESIM_UID KUBESIM_GID KUBESIM_GROUPS
+unset KUBESIM_NMOUNTS KUBESIM_WORKDIR KUBESIM_MODE KUBESIM_UID KUBESIM_GID KUBESIM_GROUPS KUBESIM_RO_ROOT KUBESIM_RW
 if [ -n "$groups" ]; then
   exec setpriv --reuid="$uid" --regid="$gid" --groups="$groups" -- "$@"
 fi
@@ -86,6 +102,8 @@ pub struct Kubelet {
     pulls: Mutex<HashMap<String, (Instant, u32)>>,
     /// Per-pod directories (emptyDir, secret and configMap volumes, termination log), removed with the pod.
     pod_dirs: Mutex<HashMap<String, PathBuf>>,
+    /// The kubelet's events (`source.component: kubelet`).
+    recorder: Recorder,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -114,39 +132,6 @@ pub fn mount_ns_available() -> bool {
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
-}
-
-/// Resolve an image reference through the mapping: exact, without tag/digest, or by last path component.
-pub fn resolve_image(images: &[(String, PathBuf)], image: &str) -> Option<PathBuf> {
-    resolve(images, image)
-}
-
-/// The same matching for any per-image value (the image's default user).
-pub fn resolve<T: Clone>(images: &[(String, T)], image: &str) -> Option<T> {
-    fn strip(r: &str) -> &str {
-        let r = r.split('@').next().unwrap_or(r);
-        match r.rfind(':') {
-            Some(i) if !r[i..].contains('/') => &r[..i],
-            _ => r,
-        }
-    }
-    fn last(r: &str) -> &str {
-        strip(r).rsplit('/').next().unwrap_or(r)
-    }
-    if let Some((_, p)) = images.iter().find(|(k, _)| k == image) {
-        return Some(p.clone());
-    }
-    if let Some((_, p)) = images.iter().find(|(k, _)| strip(k) == strip(image)) {
-        return Some(p.clone());
-    }
-    let by_last: Vec<_> = images
-        .iter()
-        .filter(|(k, _)| last(k) == last(image))
-        .collect();
-    match by_last.as_slice() {
-        [(_, p)] => Some(p.clone()),
-        _ => None,
-    }
 }
 
 /// Evaluate a fieldRef path against the pod.
@@ -224,7 +209,6 @@ impl Kubelet {
             );
         }
         Self {
-            client,
             cfg,
             mount_ns,
             procs: Mutex::default(),
@@ -232,6 +216,8 @@ impl Kubelet {
             retry_at: Mutex::default(),
             pulls: Mutex::default(),
             pod_dirs: Mutex::default(),
+            recorder: Recorder::new(client.clone(), "kubelet", ""),
+            client,
         }
     }
 
@@ -379,6 +365,21 @@ impl Kubelet {
             .unwrap_or_default();
         let now = Timestamp::now();
         tracing::debug!(pod = ?pod.metadata.name, "kubesim kubelet: starting");
+        if pod
+            .status
+            .as_ref()
+            .is_none_or(|s| s.container_statuses.as_ref().is_none_or(Vec::is_empty))
+        {
+            // The kubelet reports a container it is about to create as waiting, ContainerCreating.
+            self.patch_status(
+                &pod,
+                json!({"phase": "Pending", "containerStatuses": [{
+                "name": container.name, "image": container.image, "imageID": "", "ready": false,
+                "restartCount": 0, "started": false,
+                "state": {"waiting": {"reason": "ContainerCreating"}}}]}),
+            )
+            .await;
+        }
         let (mut child, pod_dir, log_path) = match self.start(&pod, &container).await {
             Ok(v) => v,
             Err(
@@ -442,7 +443,8 @@ impl Kubelet {
         self.patch_status(
             &pod,
             json!({"phase": "Running", "startTime": started, "hostIP": "127.0.0.1",
-            "podIP": "127.0.0.1", "conditions": cond("True"), "containerStatuses": [{
+            "hostIPs": [{"ip": "127.0.0.1"}], "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}],
+            "conditions": cond("True"), "containerStatuses": [{
             "name": container.name, "image": container.image, "imageID": "", "ready": true,
             "restartCount": 0, "started": true, "state": {"running": {"startedAt": started}}}]}),
         )
@@ -509,7 +511,19 @@ impl Kubelet {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let image = c.image.clone().unwrap_or_default();
+        images::warn_missing_pull_secrets(&self.client, &self.recorder, pod, &ns).await;
         let image_prog = self.ensure_image(&uid, &image)?;
+        let read_only_root = c
+            .security_context
+            .as_ref()
+            .and_then(|s| s.read_only_root_filesystem)
+            == Some(true);
+        if read_only_root && !self.mount_ns {
+            return Err(StartError::Other(
+                "kubesim: readOnlyRootFilesystem needs mount namespaces, which are unavailable here"
+                    .into(),
+            ));
+        }
         let (program, args): (PathBuf, Vec<String>) = match c.command.as_deref() {
             Some([first, rest @ ..]) => {
                 let prog =
@@ -570,6 +584,7 @@ impl Kubelet {
             hostname,
             mount_ns: self.mount_ns,
             identity: ident,
+            read_only_root,
         };
         let child = launch(&spec, log)
             .map_err(|e| StartError::Other(format!("spawn {}: {e}", program.display())))?;
@@ -841,6 +856,8 @@ pub struct Launch {
     pub mount_ns: bool,
     /// The UID, GID and supplementary groups the process runs with (set by `setpriv` after the mounts).
     pub identity: Identity,
+    /// `readOnlyRootFilesystem`: all but the mounts in `mounts` read-only (needs `mount_ns`).
+    pub read_only_root: bool,
 }
 
 /// Start a container process in its own process group, output to `log`.
@@ -875,6 +892,15 @@ pub fn launch(l: &Launch, log: std::fs::File) -> std::io::Result<tokio::process:
         cmd.env(format!("KUBESIM_MDST_{i}"), dst);
     }
     cmd.env("KUBESIM_WORKDIR", l.working_dir.clone().unwrap_or_default());
+    if l.read_only_root {
+        cmd.env("KUBESIM_RO_ROOT", "1");
+        let rw: Vec<String> = l
+            .mounts
+            .iter()
+            .map(|(_, dst)| dst.components().collect::<PathBuf>().display().to_string())
+            .collect();
+        cmd.env("KUBESIM_RW", rw.join("\n"));
+    }
     for (k, v) in &l.env {
         cmd.env(k, v);
     }
@@ -907,25 +933,6 @@ fn expand(v: &str, env: &[(String, String)]) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn images_match_with_or_without_tag_and_by_last_component() {
-        let images = vec![
-            ("ghcr.io/x/reportjob".to_string(), PathBuf::from("/bin/a")),
-            ("busybox:1.36".to_string(), PathBuf::from("/bin/b")),
-        ];
-        assert_eq!(
-            resolve_image(&images, "ghcr.io/x/reportjob:0.1.0"),
-            Some("/bin/a".into())
-        );
-        assert_eq!(resolve_image(&images, "reportjob"), Some("/bin/a".into()));
-        assert_eq!(resolve_image(&images, "busybox"), Some("/bin/b".into()));
-        assert_eq!(
-            resolve_image(&images, "docker.io/library/busybox:latest"),
-            Some("/bin/b".into())
-        );
-        assert_eq!(resolve_image(&images, "nginx"), None);
-    }
-
     fn spec(dir: &Path, script: &str, mount_ns: bool) -> Launch {
         Launch {
             program: "/bin/sh".into(),
@@ -943,6 +950,7 @@ mod tests {
                 gid: 0,
                 groups: vec![],
             },
+            read_only_root: false,
         }
     }
 
@@ -1008,6 +1016,7 @@ mod tests {
                 gid: 0,
                 groups: vec![],
             },
+            read_only_root: false,
         };
         let mut child = launch(&l, log).expect("launch");
         let pgid = child.id().expect("pid");

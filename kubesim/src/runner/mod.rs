@@ -5,7 +5,9 @@
 //! owner references to their Job, and statuses are written through the `/status` subresource.
 //! [`job::job_step`] holds every Job rule as a pure function; this module is the thin loop around it.
 
+pub mod events;
 pub mod identity;
+pub mod images;
 pub mod job;
 pub mod kubelet;
 pub mod pod;
@@ -149,6 +151,7 @@ pub async fn spawn_with_timing(
         }));
     }
     {
+        let client_for_events = client.clone();
         let mut ctl = Controller {
             client,
             jobs,
@@ -156,6 +159,8 @@ pub async fn spawn_with_timing(
             timing,
             expectations: HashMap::new(),
             latest: Mutex::new(HashMap::new()),
+            recorder: events::Recorder::new(client_for_events, "job-controller", ""),
+            create_backoff: HashMap::new(),
         };
         tasks.push(tokio::spawn(async move {
             let mut next = Duration::from_millis(250);
@@ -188,6 +193,17 @@ struct Controller {
     expectations: HashMap<String, Expectation>,
     /// Jobs as returned by our own status writes (newer than the cache until the watch catches up).
     latest: Mutex<HashMap<String, Job>>,
+    /// Records `FailedCreate` Warning events on Jobs, as the controller's pod control does.
+    recorder: events::Recorder,
+    /// Per Job uid: consecutive refused pod creations and when to try again (the workqueue's
+    /// rate limiter, `DefaultJobApiBackOff` 1 s doubling to `MaxJobApiBackOff` 60 s).
+    create_backoff: HashMap<String, (u32, Instant)>,
+}
+
+/// The requeue delay after `failures` consecutive sync errors (`ItemExponentialFailureRateLimiter`).
+pub fn api_backoff(failures: u32) -> Duration {
+    (Duration::from_secs(1) * 2u32.saturating_pow(failures.saturating_sub(1).min(6)))
+        .min(Duration::from_secs(60))
 }
 
 fn rv(obj: &Job) -> u64 {
@@ -207,6 +223,7 @@ impl Controller {
         let live: std::collections::HashSet<String> =
             jobs.iter().filter_map(|j| j.metadata.uid.clone()).collect();
         self.expectations.retain(|uid, _| live.contains(uid));
+        self.create_backoff.retain(|uid, _| live.contains(uid));
         if let Ok(mut latest) = self.latest.lock() {
             latest.retain(|uid, _| live.contains(uid));
         }
@@ -292,12 +309,54 @@ impl Controller {
                 Err(e) => return Err(e.into()),
             }
         }
-        for index in &step.pods_to_create {
-            let pod = pod::build_pod(job, *index, &pod::random_suffix());
-            match pod_api.create(&PostParams::default(), &pod).await {
-                Ok(p) => exp.created.extend(p.metadata.name),
-                Err(kube::Error::Api(e)) if e.code == 409 => {}
-                Err(e) => return Err(e.into()),
+        let mut requeue = step.requeue_after;
+        let waiting = self
+            .create_backoff
+            .get(&uid)
+            .map(|(_, at)| at.saturating_duration_since(Instant::now()))
+            .filter(|d| !d.is_zero());
+        if let Some(d) = waiting.filter(|_| !step.pods_to_create.is_empty()) {
+            requeue = Some(requeue.map_or(d, |r| r.min(d)));
+        } else {
+            for index in &step.pods_to_create {
+                let pod = pod::build_pod(job, *index, &pod::random_suffix());
+                match pod_api.create(&PostParams::default(), &pod).await {
+                    Ok(p) => {
+                        exp.created.extend(p.metadata.name);
+                        self.create_backoff.remove(&uid);
+                    }
+                    Err(kube::Error::Api(e)) if e.code == 409 => {}
+                    Err(kube::Error::Api(e)) => {
+                        // RealPodControl.createPods: a Warning event on the Job, then the sync fails and the
+                        // Job is requeued with the rate limiter's back-off; the rest waits for the retry.
+                        self.recorder
+                            .event(
+                                &events::Involved {
+                                    api_version: "batch/v1",
+                                    kind: "Job",
+                                    namespace: &ns,
+                                    name: &name,
+                                    uid: &uid,
+                                    resource_version: job
+                                        .metadata
+                                        .resource_version
+                                        .as_deref()
+                                        .unwrap_or_default(),
+                                },
+                                "Warning",
+                                "FailedCreate",
+                                &format!("Error creating: {}", e.message),
+                            )
+                            .await;
+                        let failures = self.create_backoff.get(&uid).map_or(0, |(n, _)| *n) + 1;
+                        let delay = api_backoff(failures);
+                        self.create_backoff
+                            .insert(uid.clone(), (failures, Instant::now() + delay));
+                        requeue = Some(requeue.map_or(delay, |r| r.min(delay)));
+                        break;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         if !exp.created.is_empty() || !exp.deleted.is_empty() {
@@ -329,7 +388,7 @@ impl Controller {
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(step.requeue_after)
+        Ok(requeue)
     }
 }
 
