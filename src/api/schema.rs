@@ -6,21 +6,43 @@ use serde_json::json;
 
 use super::ReportJob;
 
-/// Schema transform: exactly one of `table` and `query`.
-pub fn exactly_one_of_table_or_query(schema: &mut schemars::Schema) {
-    exactly_one_of(schema, &["table", "query"]);
+/// The message of the transition rule that keeps `spec.source` as created.
+pub const SOURCE_IMMUTABLE: &str = "spec.source cannot change once created; create a new ReportJob";
+
+/// Schema transform of `spec.source`: CEL rules a real API server enforces at admission
+/// (`kubectl apply` refuses the object): exactly one of `table` and `query`; `columns` and
+/// `where` only with `table`; the source never changes after creation (a transition rule; the
+/// controller would otherwise go on with the planned spec and record `SpecChangeIgnored`).
+/// `validate.rs` checks the same (and more) again: clusters without CEL, and `reportjob run`.
+pub fn source_rules(schema: &mut schemars::Schema) {
+    rules(
+        schema,
+        json!([
+            {"rule": "has(self.table) != has(self.query)",
+             "message": "exactly one of table and query must be set"},
+            {"rule": "!has(self.columns) || has(self.table)",
+             "message": "columns only applies to table; select the columns in the query",
+             "fieldPath": ".columns", "reason": "FieldValueForbidden"},
+            {"rule": "!has(self.where) || has(self.table)",
+             "message": "where only applies to table; filter in the query",
+             "fieldPath": ".where", "reason": "FieldValueForbidden"},
+            {"rule": "self == oldSelf", "message": SOURCE_IMMUTABLE},
+        ]),
+    );
 }
 
-/// Schema transform: exactly one of `pvc` and `bucket`.
-pub fn exactly_one_destination(schema: &mut schemars::Schema) {
-    exactly_one_of(schema, &["pvc", "bucket"]);
+/// Schema transform of `spec.output.destination`: exactly one of `pvc` and `bucket`.
+pub fn destination_rules(schema: &mut schemars::Schema) {
+    rules(
+        schema,
+        json!([{"rule": "has(self.pvc) != has(self.bucket)",
+                "message": "exactly one of pvc and bucket must be set"}]),
+    );
 }
 
-/// Adds `oneOf: [{required: [a]}, {required: [b]}]`, the structural-schema way of saying
-/// "exactly one of these fields is set" (a `oneOf` branch may only list `required`).
-fn exactly_one_of(schema: &mut schemars::Schema, fields: &[&str]) {
-    let branches: Vec<_> = fields.iter().map(|f| json!({ "required": [f] })).collect();
-    schema.insert("oneOf".to_string(), json!(branches));
+/// Sets the node's `x-kubernetes-validations` (CEL rules evaluated with `self` bound to it).
+fn rules(schema: &mut schemars::Schema, rules: serde_json::Value) {
+    schema.insert("x-kubernetes-validations".to_string(), rules);
 }
 
 /// The CustomResourceDefinition of ReportJob.

@@ -78,7 +78,7 @@ pub struct ReportJobSpec {
 /// Where the rows come from. Exactly one of `table` and `query` is set.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[schemars(transform = crate::api::schema::exactly_one_of_table_or_query)]
+#[schemars(transform = crate::api::schema::source_rules)]
 pub struct SourceSpec {
     /// The Secret key (in the ReportJob's namespace) holding a `postgres://` connection URL.
     /// `reportjob run` uses `--database-url` or `DATABASE_URL` instead.
@@ -258,7 +258,7 @@ impl Default for CsvOptions {
 /// Where the report is written: exactly one of `pvc` and `bucket`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[schemars(transform = crate::api::schema::exactly_one_destination)]
+#[schemars(transform = crate::api::schema::destination_rules)]
 pub struct DestinationSpec {
     /// A file on a PersistentVolumeClaim in the ReportJob's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]

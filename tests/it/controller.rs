@@ -733,8 +733,10 @@ async fn invalid_reportjobs_fail_with_invalid_spec_naming_the_field_and_create_n
             reached_controller += 1;
         }
     }
+    // c9 and c10 (where/columns with a query) are refused at admission by the CRD's CEL rules;
+    // everything else reaches the controller's own validation.
     assert!(
-        reached_controller >= 12,
+        reached_controller >= 11,
         "the schema accepted {reached_controller} of {}",
         cases.len()
     );

@@ -190,15 +190,25 @@ fn schema_expresses_the_validation_rules() {
     assert_eq!(required(spec), ["output", "source"]);
     let source = &spec["properties"]["source"];
     assert_eq!(required(source), ["connectionSecretRef", "keyColumn"]);
+    let rules = |node: &Value| -> Vec<String> {
+        node["x-kubernetes-validations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["rule"].as_str().unwrap().to_string())
+            .collect()
+    };
     assert_eq!(
-        source["oneOf"],
-        serde_json::json!([{"required": ["table"]}, {"required": ["query"]}])
+        rules(source),
+        [
+            "has(self.table) != has(self.query)",
+            "!has(self.columns) || has(self.table)",
+            "!has(self.where) || has(self.table)",
+            "self == oldSelf"
+        ]
     );
     let destination = &spec["properties"]["output"]["properties"]["destination"];
-    assert_eq!(
-        destination["oneOf"],
-        serde_json::json!([{"required": ["pvc"]}, {"required": ["bucket"]}])
-    );
+    assert_eq!(rules(destination), ["has(self.pvc) != has(self.bucket)"]);
     let chunking = &spec["properties"]["chunking"]["properties"];
     assert_eq!(chunking["chunkSize"]["minimum"], 1.0);
     assert_eq!(chunking["parallelism"]["maximum"], 1000.0);
@@ -232,4 +242,107 @@ fn schema_expresses_the_validation_rules() {
     let mut missing = Vec::new();
     undocumented(spec, "spec", &mut missing);
     assert!(missing.is_empty(), "fields without docs: {missing:?}");
+}
+
+/// The CEL rules of the committed CRD, enforced at admission (kubesim evaluates them as a real
+/// API server does): kubectl refuses each bad ReportJob with upstream's message.
+#[tokio::test]
+async fn kubectl_apply_refuses_what_the_cel_rules_forbid() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = kubesim::Cluster::start(kubesim::ClusterConfig {
+        data_dir: Some(dir.path().join("data")),
+        run_pods: false,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let kc = dir.path().join("kubeconfig");
+    cluster.write_kubeconfig(&kc).unwrap();
+    let kubectl = |args: Vec<String>| {
+        let kc = kc.clone();
+        async move {
+            let o = tokio::process::Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(&kc)
+                .args(&args)
+                .output()
+                .await
+                .expect("kubectl must be on PATH");
+            let out = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            (o.status.success(), out)
+        }
+    };
+    let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/reportjob.yaml");
+    let (ok, out) = kubectl(vec!["apply".into(), "-f".into(), crd.into()]).await;
+    assert!(ok, "{out}");
+    let apply = |name: &str, source: Value, destination: Value| {
+        let rj = serde_json::json!({
+            "apiVersion": "reporting.dev/v1alpha1", "kind": "ReportJob",
+            "metadata": {"name": name},
+            "spec": {"source": source, "output": {"destination": destination}}
+        });
+        let f = dir.path().join(format!("{name}.json"));
+        std::fs::write(&f, rj.to_string()).unwrap();
+        kubectl(vec!["apply".into(), "-f".into(), f.display().to_string()])
+    };
+    let pvc = serde_json::json!({"pvc": {"claimName": "reports", "path": "o.csv"}});
+    let secret = serde_json::json!({"name": "db"});
+    let source = |extra: Value| {
+        let mut s = serde_json::json!({"connectionSecretRef": secret, "keyColumn": "id"});
+        s.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        s
+    };
+    let refused = [
+        (
+            apply("both", source(serde_json::json!({"table": "t", "query": "select 1 as id"})), pvc.clone()).await,
+            r#"The ReportJob "both" is invalid: spec.source: Invalid value: "object": exactly one of table and query must be set"#,
+        ),
+        (
+            apply("cols", source(serde_json::json!({"query": "select 1 as id", "columns": ["id"]})), pvc.clone()).await,
+            r#"The ReportJob "cols" is invalid: spec.source.columns: Forbidden: columns only applies to table; select the columns in the query"#,
+        ),
+        (
+            apply("filter", source(serde_json::json!({"query": "select 1 as id", "where": "id > 1"})), pvc.clone()).await,
+            r#"The ReportJob "filter" is invalid: spec.source.where: Forbidden: where only applies to table; filter in the query"#,
+        ),
+        (
+            apply("two-places", source(serde_json::json!({"table": "t"})),
+                serde_json::json!({"pvc": {"claimName": "reports", "path": "o.csv"}, "bucket": {"url": "s3://b/k.csv"}})).await,
+            r#"The ReportJob "two-places" is invalid: spec.output.destination: Invalid value: "object": exactly one of pvc and bucket must be set"#,
+        ),
+    ];
+    for ((ok, out), want) in refused {
+        assert!(!ok && out.contains(want), "want {want:?}, got: {out}");
+    }
+    // The source is fixed once created; the rest of the spec may change.
+    let (ok, out) = apply(
+        "orders",
+        source(serde_json::json!({"table": "t"})),
+        pvc.clone(),
+    )
+    .await;
+    assert!(ok, "{out}");
+    let (ok, out) = apply(
+        "orders",
+        source(serde_json::json!({"table": "u"})),
+        pvc.clone(),
+    )
+    .await;
+    assert!(
+        !ok && out.contains(&format!(
+            r#"The ReportJob "orders" is invalid: spec.source: Invalid value: "object": {}"#,
+            reportjob::api::schema::SOURCE_IMMUTABLE
+        )),
+        "{out}"
+    );
+    let moved = serde_json::json!({"pvc": {"claimName": "reports", "path": "elsewhere.csv"}});
+    let (ok, out) = apply("orders", source(serde_json::json!({"table": "t"})), moved).await;
+    assert!(ok, "{out}");
+    cluster.shutdown().await;
 }

@@ -9,6 +9,7 @@ mod chart;
 mod client;
 mod controller;
 mod crd;
+mod demo;
 mod examples;
 mod export_exactness;
 mod failures;

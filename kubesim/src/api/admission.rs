@@ -31,6 +31,18 @@ pub fn custom_resource(
     obj: &mut Value,
     fv: FieldValidation,
 ) -> ApiResult<Vec<String>> {
+    custom_resource_update(ri, obj, None, false, fv)
+}
+
+/// [`custom_resource`] for an update of `old` (CEL transition rules and ratcheting see it);
+/// `status` for a `/status` write.
+pub fn custom_resource_update(
+    ri: &ResourceInfo,
+    obj: &mut Value,
+    old: Option<&Value>,
+    status: bool,
+    fv: FieldValidation,
+) -> ApiResult<Vec<String>> {
     let Some(s) = &ri.schema else {
         return Ok(vec![]);
     };
@@ -49,6 +61,7 @@ pub fn custom_resource(
     schema::apply_defaults(s, obj);
     let mut causes = vec![];
     schema::validate(s, obj, "", &mut causes);
+    let cel_warnings = super::cel::admit(s, obj, old, status, &mut causes);
     if !causes.is_empty() {
         let name = obj["metadata"]["name"]
             .as_str()
@@ -66,9 +79,10 @@ pub fn custom_resource(
         unknown
             .iter()
             .map(|u| format!("unknown field \"{u}\""))
+            .chain(cel_warnings)
             .collect()
     } else {
-        vec![]
+        cel_warnings
     })
 }
 
@@ -100,10 +114,9 @@ pub fn crd(ri: &ResourceInfo, obj: &mut Value) -> ApiResult<()> {
     {
         let s = &v["schema"]["openAPIV3Schema"];
         if s.is_object() {
-            causes.extend(schema::structural_errors(
-                s,
-                &format!("spec.versions[{i}].schema.openAPIV3Schema"),
-            ));
+            let at = format!("spec.versions[{i}].schema.openAPIV3Schema");
+            causes.extend(schema::structural_errors(s, &at));
+            causes.extend(super::cel::crd_rule_errors(s, &at));
         } else {
             causes.push((
                 "FieldValueRequired".into(),

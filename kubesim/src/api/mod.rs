@@ -2,6 +2,7 @@
 
 pub mod admission;
 pub mod apply;
+pub mod cel;
 pub mod cells;
 pub mod discovery;
 pub mod error;

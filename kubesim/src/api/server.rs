@@ -725,7 +725,11 @@ fn update(
     manager: &str,
     fv: FieldValidation,
 ) -> ApiResult<(Value, Vec<String>)> {
-    let warnings = admission::custom_resource(ri, &mut obj, fv)?;
+    let old = ri
+        .schema
+        .as_ref()
+        .and_then(|_| app.store.lock().get(ri, ns, name).ok());
+    let warnings = admission::custom_resource_update(ri, &mut obj, old.as_ref(), status, fv)?;
     let mut st = app.store.lock();
     let o = st.replace(ri, ns, name, obj, status, manager)?;
     Ok((o, warnings))
@@ -798,7 +802,8 @@ fn patch_obj(
         })?;
         drop(st);
         let mut result = result;
-        let warnings = admission::custom_resource(ri, &mut result, fv)?;
+        let warnings =
+            admission::custom_resource_update(ri, &mut result, Some(&current), status, fv)?;
         let mut st = app.store.lock();
         let o = st.replace(ri, ns, name, result, status, manager)?;
         st.set_managers(ri, ns, name, owners);
@@ -819,7 +824,7 @@ fn patch_obj(
         }
         other => return Err(ApiError::unsupported_media(other)),
     }
-    let warnings = admission::custom_resource(ri, &mut doc, fv)?;
+    let warnings = admission::custom_resource_update(ri, &mut doc, Some(&current), status, fv)?;
     let o = app
         .store
         .lock()

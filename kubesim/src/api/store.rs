@@ -605,6 +605,19 @@ impl State {
         if self.objects.contains_key(&key) {
             self.owners.insert(key, owners);
         }
+        if ri.group == "apiextensions.k8s.io" && ri.plural == "customresourcedefinitions" && !status
+        {
+            // An updated CRD serves its new schema (validation, CEL rules, columns) from then on.
+            for d in from_crd(&out) {
+                if let Some(r) = self
+                    .resources
+                    .iter_mut()
+                    .find(|r| r.group == d.group && r.version == d.version && r.plural == d.plural)
+                {
+                    *r = d;
+                }
+            }
+        }
         Ok(out)
     }
 
