@@ -234,6 +234,30 @@ def main():
         plan = json.loads(out)
         rows.append((f"(d) `reportjob plan` of {n10:,} rows ({len(plan['chunks'])} chunks, {plan['strategy']})",
                      f"{statistics.median(times) * 1000:.0f} ms", "median, whole process; target < 1 s"))
+        # (d) the same plan with a `where` and with a `query`: both are parsed by Postgres's own
+        # grammar (pg_query), regenerated and checked against the denylist before planning.
+        with_sql = {
+            "where": spec("bench.orders_10m", "p.csv", 100_000, 4).replace(
+                "    keyColumn: id\n",
+                "    keyColumn: id\n    where: \"status <> 'refunded' AND (note IS NULL OR note NOT LIKE 'x%')\"\n"),
+            "query": spec("bench.orders_10m", "p.csv", 100_000, 4).replace(
+                "    table: bench.orders_10m\n",
+                "    query: \"SELECT o.id, o.amount, upper(o.status) AS status FROM bench.orders_10m o "
+                "WHERE o.amount > 1\"\n"),
+        }
+        for kind, text in with_sql.items():
+            path = os.path.join(work, f"plan10-{kind}.yaml")
+            with open(path, "w") as f:
+                f.write(text)
+            times = []
+            for _ in range(ROUNDS):
+                t, out = timed([BIN, "plan", "-f", path, "--json"], env=env)
+                times.append(t)
+            plan = json.loads(out)
+            rows.append((f"(d) the same with a `{kind}` (parsed, regenerated, checked) "
+                         f"({len(plan['chunks'])} chunks, {plan['strategy']})",
+                         f"{statistics.median(times) * 1000:.0f} ms",
+                         "median, whole process; `benches/sql_parse.rs` times the parsing alone"))
         # (e) bucket output (s3s-fs on loopback): memory and assembly by server-side copy
         s3s = os.environ.get("S3S_FS") or os.path.expanduser("~/.cache/reportjob-tools/s3s-fs/bin/s3s-fs")
         if os.path.exists(s3s):
