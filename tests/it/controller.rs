@@ -39,6 +39,23 @@ fn ok(o: &std::process::Output) -> String {
     common::stdout(o)
 }
 
+/// A cluster with one controller and the tenant namespace `ns`, and a fresh `rows`-row
+/// orders table in its own schema: where most tests here start.
+async fn one_controller(db_name: &str, ns: &str, rows: i64) -> (TestDb, String, Env) {
+    let mut db = TestDb::new(db_name).await;
+    let table = orders(&mut db, rows).await;
+    let mut env = Env::start().await;
+    env.tenant(ns).await;
+    env.start_single_controller();
+    (db, table, env)
+}
+
+/// Asserts that the report at `path` on `ns`'s volume holds exactly the orders table's rows.
+async fn assert_orders_report(db: &mut TestDb, env: &Env, ns: &str, path: &str) {
+    db.assert_report_matches(&env.pvc_dir(ns).join(path), &db.all("orders"), "", false)
+        .await;
+}
+
 async fn event_reasons(env: &Env, ns: &str, name: &str) -> Vec<String> {
     let events: Api<Event> = Api::namespaced(env.client.clone(), ns);
     events
@@ -229,12 +246,8 @@ fn completion_index(pod: &k8s_openapi::api::core::v1::Pod) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_chunk_pod_is_retried_and_output_stays_exact() {
-    let mut db = TestDb::new("ctl_kill").await;
-    let table = orders(&mut db, 1_000).await;
-    let mut env = Env::start().await;
     let ns = "kill";
-    env.tenant(ns).await;
-    env.start_single_controller();
+    let (mut db, table, env) = one_controller("ctl_kill", ns, 1_000).await;
     env.apply(
         ns,
         &slow_report("orders", &table, "orders.csv").build_yaml(),
@@ -269,23 +282,13 @@ async fn killed_chunk_pod_is_retried_and_output_stays_exact() {
         .count();
     assert_eq!(runs, 2, "the killed chunk is retried once");
     assert_eq!(chunk_pods.len(), 4 + 1);
-    db.assert_report_matches(
-        &env.pvc_dir(ns).join("orders.csv"),
-        &db.all("orders"),
-        "",
-        false,
-    )
-    .await;
+    assert_orders_report(&mut db, &env, ns, "orders.csv").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permanent_chunk_error_fails_at_once_and_retry_reruns_only_unfinished_chunks() {
-    let mut db = TestDb::new("ctl_perm").await;
-    let table = orders(&mut db, 1_000).await;
-    let mut env = Env::start().await;
     let ns = "perm";
-    env.tenant(ns).await;
-    env.start_single_controller();
+    let (mut db, table, env) = one_controller("ctl_perm", ns, 1_000).await;
     // Ten chunks, two at a time: when two are done, at most two are in flight and six
     // have not started, so those fail once the column is gone.
     let spec = slow_report("orders", &table, "orders.csv")
@@ -377,12 +380,8 @@ async fn permanent_chunk_error_fails_at_once_and_retry_reruns_only_unfinished_ch
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_part_damaged_on_the_volume_is_exported_again_by_a_retry() {
-    let mut db = TestDb::new("ctl_damaged").await;
-    let table = orders(&mut db, 1_000).await;
-    let mut env = Env::start().await;
     let ns = "damaged";
-    env.tenant(ns).await;
-    env.start_single_controller();
+    let (mut db, table, env) = one_controller("ctl_damaged", ns, 1_000).await;
     // Ten slow chunks, two at a time: the first part is in well before the last chunk ends
     // (assembly starts only then).
     env.apply(
@@ -449,23 +448,13 @@ async fn a_part_damaged_on_the_volume_is_exported_again_by_a_retry() {
         "the retry exports exactly the damaged chunk"
     );
     assert_eq!(done.status.unwrap().rows, Some(1_000));
-    db.assert_report_matches(
-        &env.pvc_dir(ns).join("orders.csv"),
-        &db.all("orders"),
-        "",
-        false,
-    )
-    .await;
+    assert_orders_report(&mut db, &env, ns, "orders.csv").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_killed_at_each_stage_resumes_without_duplicates_through_api_faults() {
-    let mut db = TestDb::new("ctl_restart").await;
-    let table = orders(&mut db, 1_000).await;
-    let mut env = Env::start().await;
     let ns = "restart";
-    env.tenant(ns).await;
-    env.start_single_controller();
+    let (mut db, table, mut env) = one_controller("ctl_restart", ns, 1_000).await;
     env.apply(
         ns,
         &slow_report("orders", &table, "orders.csv").build_yaml(),
@@ -524,24 +513,14 @@ async fn controller_killed_at_each_stage_resumes_without_duplicates_through_api_
         4
     );
     assert_eq!(done.status.unwrap().rows, Some(1_000));
-    db.assert_report_matches(
-        &env.pvc_dir(ns).join("orders.csv"),
-        &db.all("orders"),
-        "",
-        false,
-    )
-    .await;
+    assert_orders_report(&mut db, &env, ns, "orders.csv").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_running_reportjob_removes_its_jobs_pods_and_staging() {
     use kube::ResourceExt;
-    let mut db = TestDb::new("ctl_delete").await;
-    let table = orders(&mut db, 1_000).await;
-    let mut env = Env::start().await;
     let ns = "del";
-    env.tenant(ns).await;
-    env.start_single_controller();
+    let (_db, table, env) = one_controller("ctl_delete", ns, 1_000).await;
     env.apply(
         ns,
         &slow_report("orders", &table, "out/orders.csv").build_yaml(),
@@ -600,12 +579,8 @@ async fn deleting_a_running_reportjob_removes_its_jobs_pods_and_staging() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suspend_pauses_the_chunks_and_resume_finishes_exactly() {
-    let mut db = TestDb::new("ctl_suspend").await;
-    let table = orders(&mut db, 1_000).await;
-    let mut env = Env::start().await;
     let ns = "susp";
-    env.tenant(ns).await;
-    env.start_single_controller();
+    let (mut db, table, env) = one_controller("ctl_suspend", ns, 1_000).await;
     env.apply(
         ns,
         &slow_report("orders", &table, "orders.csv").build_yaml(),
@@ -648,13 +623,7 @@ async fn suspend_pauses_the_chunks_and_resume_finishes_exactly() {
             .any(|c| c.type_ == "Suspended" && c.status == "False")
     );
     assert_eq!(s.rows, Some(1_000));
-    db.assert_report_matches(
-        &env.pvc_dir(ns).join("orders.csv"),
-        &db.all("orders"),
-        "",
-        false,
-    )
-    .await;
+    assert_orders_report(&mut db, &env, ns, "orders.csv").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -860,13 +829,7 @@ async fn only_the_leader_acts_and_killing_it_hands_over() {
     let second = holder().await.unwrap();
     assert_ne!(first, second, "the lease changed hands");
     assert!(env.controller_log(1 - leader).contains("became the leader"));
-    db.assert_report_matches(
-        &env.pvc_dir(ns).join("two.csv"),
-        &db.all("orders"),
-        "",
-        false,
-    )
-    .await;
+    assert_orders_report(&mut db, &env, ns, "two.csv").await;
 }
 
 /// How a test webhook receiver answers.
@@ -1053,23 +1016,13 @@ async fn a_flaky_webhook_gets_the_third_attempt_and_a_silent_one_leaves_the_repo
     assert_eq!(phase(&done), Some(Phase::Succeeded));
     assert_eq!(condition(&done), ("False".into(), "WebhookTimeout".into()));
     assert_eq!(silent.lock().unwrap().len(), 4);
-    db.assert_report_matches(
-        &env.pvc_dir(ns).join("silent.csv"),
-        &db.all("orders"),
-        "",
-        false,
-    )
-    .await;
+    assert_orders_report(&mut db, &env, ns, "silent.csv").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_wait_follows_the_real_controller() {
-    let mut db = TestDb::new("ctl_submit").await;
-    let table = orders(&mut db, 300).await;
-    let mut env = Env::start().await;
     let ns = "submit";
-    env.tenant(ns).await;
-    env.start_single_controller();
+    let (mut db, table, env) = one_controller("ctl_submit", ns, 300).await;
     let submit = |file: &std::path::Path| {
         std::process::Command::new(env!("CARGO_BIN_EXE_reportjob"))
             .args([
@@ -1097,13 +1050,7 @@ async fn submit_wait_follows_the_real_controller() {
         "{}",
         said(&out)
     );
-    db.assert_report_matches(
-        &env.pvc_dir(ns).join("good.csv"),
-        &db.all("orders"),
-        "",
-        false,
-    )
-    .await;
+    assert_orders_report(&mut db, &env, ns, "good.csv").await;
     let bad = env.dir.path().join("bad.yaml");
     std::fs::write(
         &bad,

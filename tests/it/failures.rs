@@ -13,18 +13,10 @@ fn to_r_csv(table: &str, key: &str) -> SpecBuilder {
     SpecBuilder::table(table).key(key).pvc("r", "r.csv")
 }
 
-async fn numbers(db: &mut TestDb, rows: u32) {
-    db.exec(&format!(
-        "CREATE TABLE src (id bigint PRIMARY KEY, label text);
-         INSERT INTO src SELECT g, 'row ' || g FROM generate_series(1, {rows}) AS g;"
-    ))
-    .await;
-}
-
 #[tokio::test]
 async fn chunk_whose_backend_is_killed_mid_stream_is_retried_exactly() {
     let mut db = TestDb::new("killed_backend").await;
-    numbers(&mut db, 2000).await;
+    db.numbers(2000).await;
     let work = Workdir::new();
     // A filter that sleeps 2 ms per row makes the chunk's COPY stream for ~4 s; it is
     // killed once it has sent 300 rows, long before its end.
@@ -96,7 +88,7 @@ async fn missing_table_fails_fast_naming_it() {
 #[tokio::test]
 async fn missing_columns_fail_fast_naming_them() {
     let mut db = TestDb::new("missing_column").await;
-    numbers(&mut db, 10).await;
+    db.numbers(10).await;
     let work = Workdir::new();
     let spec = work.spec(
         "s.yaml",
@@ -128,7 +120,7 @@ async fn missing_columns_fail_fast_naming_them() {
 #[tokio::test]
 async fn query_errors_fail_fast_with_sqlstate() {
     let mut db = TestDb::new("query_errors").await;
-    numbers(&mut db, 10).await;
+    db.numbers(10).await;
     let work = Workdir::new();
     let spec = |query: &str, key: &str| {
         SpecBuilder::query(query)
@@ -260,7 +252,7 @@ async fn bad_specs_get_specific_errors_and_no_output() {
 #[tokio::test]
 async fn rerun_resumes_without_exporting_finished_chunks() {
     let mut db = TestDb::new("resume").await;
-    numbers(&mut db, 3000).await;
+    db.numbers(3000).await;
     let work = Workdir::new();
     let spec = work.spec(
         "s.yaml",
@@ -328,7 +320,7 @@ async fn rerun_resumes_without_exporting_finished_chunks() {
 #[tokio::test]
 async fn killed_run_resumes_with_its_staged_plan() {
     let mut db = TestDb::new("killed_run").await;
-    numbers(&mut db, 1600).await;
+    db.numbers(1600).await;
     let work = Workdir::new();
     // 3 ms per row: 8 chunks of 200 rows take ~0.6 s each, one at a time, so the run is
     // still far from its end when the test sees three chunks done and kills it.
@@ -391,7 +383,7 @@ async fn killed_run_resumes_with_its_staged_plan() {
 #[tokio::test]
 async fn permanent_error_in_a_chunk_fails_the_run_and_publishes_nothing() {
     let mut db = TestDb::new("chunk_error").await;
-    numbers(&mut db, 3000).await;
+    db.numbers(3000).await;
     let work = Workdir::new();
     // Planning reads only the key; exporting the chunk holding id 1500 divides by zero.
     let yaml = SpecBuilder::query(&format!(
@@ -436,7 +428,7 @@ async fn permanent_error_in_a_chunk_fails_the_run_and_publishes_nothing() {
 #[tokio::test]
 async fn damaged_part_is_refused_by_assembly_and_reexported_on_resume() {
     let mut db = TestDb::new("damaged_part").await;
-    numbers(&mut db, 2000).await;
+    db.numbers(2000).await;
     let work = Workdir::new();
     let spec = work.spec(
         "s.yaml",

@@ -15,12 +15,22 @@ use std::time::{Duration, Instant};
 
 use common::{TestDb, Workdir, database_url, run_json, stderr, stdout};
 
-async fn numbers(db: &mut TestDb, rows: u32) {
-    db.exec(&format!(
-        "CREATE TABLE src (id bigint PRIMARY KEY, label text);
-         INSERT INTO src SELECT g, 'row ' || g FROM generate_series(1, {rows}) AS g;"
-    ))
-    .await;
+/// A `rows`-row `src` table in a schema of its own, a work directory, and the path of a spec
+/// exporting it in chunks of `chunk_size` to `r.csv` there.
+async fn numbers_to_r_csv(name: &str, rows: u32, chunk_size: i64) -> (TestDb, Workdir, String) {
+    let mut db = TestDb::new(name).await;
+    db.numbers(rows).await;
+    let work = Workdir::new();
+    let spec = work.spec(
+        "s.yaml",
+        &SpecBuilder::table(&db.table("src"))
+            .key("id")
+            .chunk_size(chunk_size)
+            .pvc("r", "r.csv")
+            .build_yaml(),
+    );
+    let spec = spec.to_str().expect("a UTF-8 path").to_string();
+    (db, work, spec)
 }
 
 /// Every file under `dir` (following nothing) with its content.
@@ -124,7 +134,7 @@ fn run_ids_are_refused_wherever_they_enter() {
 #[tokio::test]
 async fn symlinks_in_the_volume_never_redirect_outside() {
     let mut db = TestDb::new("symlinks").await;
-    numbers(&mut db, 600).await;
+    db.numbers(600).await;
     let spec_text = SpecBuilder::table(&db.table("src"))
         .key("id")
         .chunk_size(200)
@@ -173,7 +183,7 @@ async fn symlinks_in_the_volume_never_redirect_outside() {
 #[tokio::test]
 async fn a_killed_run_leaves_its_temporary_report_in_staging_and_the_next_run_removes_it() {
     let mut db = TestDb::new("killed_assembly").await;
-    numbers(&mut db, 2000).await;
+    db.numbers(2000).await;
     let work = Workdir::new();
     // 1 ms per row, one chunk at a time: the run takes ~2 s, and the local runner's
     // assembly (with its temporary report) is open from the start.
@@ -259,18 +269,8 @@ async fn a_killed_run_leaves_its_temporary_report_in_staging_and_the_next_run_re
 
 #[tokio::test]
 async fn a_leftover_temporary_report_is_removed_by_assembly_and_by_cleanup() {
-    let mut db = TestDb::new("leftover_temp").await;
-    numbers(&mut db, 1000).await;
-    let work = Workdir::new();
-    let spec = work.spec(
-        "s.yaml",
-        &SpecBuilder::table(&db.table("src"))
-            .key("id")
-            .chunk_size(250)
-            .pvc("r", "r.csv")
-            .build_yaml(),
-    );
-    let spec = spec.to_str().unwrap();
+    let (mut db, work, spec) = numbers_to_r_csv("leftover_temp", 1000, 250).await;
+    let spec = spec.as_str();
     stage_all(&work, spec, 4);
     // What an assembly killed mid-write leaves: a report-sized temporary in staging.
     let scratch = run_dir(&work).join("tmp");
@@ -307,18 +307,8 @@ async fn a_leftover_temporary_report_is_removed_by_assembly_and_by_cleanup() {
 
 #[tokio::test]
 async fn assembling_again_after_publishing_succeeds_and_changes_nothing() {
-    let mut db = TestDb::new("assemble_twice").await;
-    numbers(&mut db, 1000).await;
-    let work = Workdir::new();
-    let spec = work.spec(
-        "s.yaml",
-        &SpecBuilder::table(&db.table("src"))
-            .key("id")
-            .chunk_size(250)
-            .pvc("r", "r.csv")
-            .build_yaml(),
-    );
-    let spec = spec.to_str().unwrap();
+    let (mut db, work, spec) = numbers_to_r_csv("assemble_twice", 1000, 250).await;
+    let spec = spec.as_str();
     let digest = stage_all(&work, spec, 4);
     let first = work.reportjob(&["assemble", "-f", spec, "--plan-digest", &digest]);
     assert!(first.status.success(), "{}", stderr(&first));
@@ -364,18 +354,8 @@ async fn assembling_again_after_publishing_succeeds_and_changes_nothing() {
 
 #[tokio::test]
 async fn damaged_parts_are_removed_and_exactly_their_chunks_exported_again() {
-    let mut db = TestDb::new("damaged_parts").await;
-    numbers(&mut db, 2000).await;
-    let work = Workdir::new();
-    let spec = work.spec(
-        "s.yaml",
-        &SpecBuilder::table(&db.table("src"))
-            .key("id")
-            .chunk_size(400)
-            .pvc("r", "r.csv")
-            .build_yaml(),
-    );
-    let spec = spec.to_str().unwrap();
+    let (mut db, work, spec) = numbers_to_r_csv("damaged_parts", 2000, 400).await;
+    let spec = spec.as_str();
     stage_all(&work, spec, 5);
     let run = run_dir(&work);
     // Chunk 1 loses its tail (wrong size), chunk 3 gets a flipped byte (wrong sha256).

@@ -151,6 +151,15 @@ impl TestDb {
         }
     }
 
+    /// Creates `src (id bigint PRIMARY KEY, label text)` with ids 1 to `rows`.
+    pub async fn numbers(&mut self, rows: u32) {
+        self.exec(&format!(
+            "CREATE TABLE src (id bigint PRIMARY KEY, label text);
+             INSERT INTO src SELECT g, 'row ' || g FROM generate_series(1, {rows}) AS g;"
+        ))
+        .await;
+    }
+
     /// Runs SQL (several statements allowed) with the test's schema first on the search path.
     pub async fn exec(&mut self, sql: &str) {
         let full = format!("SET search_path = {}, public; {sql}", self.schema);
