@@ -11,6 +11,7 @@ pub mod leader;
 pub mod metrics;
 pub mod names;
 pub mod observe;
+pub mod results;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -11,6 +11,7 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 
 use super::names::{self, Stage};
+use super::results::created_by;
 use super::{Context, Error, kube_err};
 use crate::api::conditions;
 use crate::api::validate::validate;
@@ -262,7 +263,12 @@ pub async fn observe(ctx: &Context, rj: &ReportJob) -> Result<Observed, Error> {
                 "listing the {} pods of {ns}/{name}",
                 stage.as_str()
             )))?;
-        pods.insert(stage, listed.items.iter().map(pod_info).collect());
+        // Only pods the stage Job itself created report results (not any pod with its labels).
+        let ours = listed
+            .items
+            .iter()
+            .filter(|p| jobs.get(&stage).is_some_and(|job| created_by(p, job)));
+        pods.insert(stage, ours.map(pod_info).collect());
     }
     let planned_spec = planned_spec(jobs.get(&Stage::Plan));
     Ok(Observed {

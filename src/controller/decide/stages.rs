@@ -7,12 +7,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{Action, Decision, RUNNING_RESYNC};
 use crate::api::conditions::{self, reason};
-use crate::api::valid::Destination;
-use crate::api::{ChunkCounts, OutputStatus, Phase, PlanStatus, ValidSpec};
+use crate::api::{ChunkCounts, Phase, PlanStatus, ValidSpec};
 use crate::controller::events::{EventNote, action, notified_message, plan_summary};
-use crate::controller::jobs::{self, OUTPUT_MOUNT, PlanRef};
+use crate::controller::jobs::{self, PlanRef};
 use crate::controller::names::{self, Stage};
 use crate::controller::observe::{JobOutcome, job_outcome};
+use crate::controller::results;
 use crate::stage_protocol::{ChunkSet, MAX_CHUNKS, StageResult};
 
 impl Decision<'_> {
@@ -34,26 +34,25 @@ impl Decision<'_> {
             Ok(line) => line,
             Err(action) => return action,
         };
-        let (planned_run, chunks, digest, warnings) = match StageResult::parse(&line) {
+        let (checked, warnings) = match StageResult::parse(&line) {
             Ok(StageResult::Planned {
-                run_id,
+                run_id: planned_run,
                 chunks,
                 digest,
                 warnings,
                 ..
-            }) => (
-                run_id,
-                i64::try_from(chunks).unwrap_or(i64::MAX),
-                digest,
-                warnings,
-            ),
+            }) => match results::planned(&planned_run, chunks, &digest, run_id) {
+                Ok(checked) => (checked, warnings),
+                Err(why) => return self.refused_result("plan", &why),
+            },
             other => return self.bad_result("plan", &line, other),
         };
+        let chunks = checked.chunks;
         let plan = PlanStatus {
-            run_id: planned_run,
+            run_id: checked.run_id,
             chunks,
             spec_hash: names::spec_hash(spec.written()),
-            digest,
+            digest: checked.digest,
         };
         let mut message = plan_summary(chunks, &plan.digest);
         if let Some(warning) = privilege_warning(&warnings) {
@@ -89,6 +88,15 @@ impl Decision<'_> {
         self.fail(
             reason::BAD_RESULT,
             format!("the {stage} Job succeeded but its result is unreadable ({why}): {shown:?}"),
+        )
+    }
+
+    /// A result that parsed but does not fit this run (another run id, a report somewhere
+    /// else, a link to another host): refused, and nothing of it reaches the status.
+    fn refused_result(&mut self, stage: &str, why: &str) -> Action {
+        self.fail(
+            reason::BAD_RESULT,
+            format!("the {stage} Job succeeded but its result was refused: {why}"),
         )
     }
 
@@ -270,7 +278,7 @@ impl Decision<'_> {
             Ok(line) => line,
             Err(action) => return action,
         };
-        let (mut output, notified) = match StageResult::parse(&line) {
+        let (output, notified) = match StageResult::parse(&line) {
             Ok(StageResult::Assembled {
                 rows,
                 bytes,
@@ -279,25 +287,23 @@ impl Decision<'_> {
                 url,
                 url_expires_at,
                 notified,
-            }) => (
-                OutputStatus {
-                    location,
-                    url,
-                    url_expires_at: url_expires_at.map(Time),
-                    rows: i64::try_from(rows).unwrap_or(i64::MAX),
-                    bytes: i64::try_from(bytes).unwrap_or(i64::MAX),
-                    sha256,
-                },
-                notified,
-            ),
+            }) => {
+                let claimed = results::Assembled {
+                    rows,
+                    bytes,
+                    sha256: &sha256,
+                    location: &location,
+                    url: url.as_deref(),
+                    url_expires_at,
+                };
+                // The pod sees a claim at its mount point; the status names the claim.
+                match results::assembled(spec, &claimed) {
+                    Ok(output) => (output, notified),
+                    Err(why) => return self.refused_result("assemble", &why),
+                }
+            }
             other => return self.bad_result("assemble", &line, other),
         };
-        // The pod sees the claim at its mount point; users know it by its claim name.
-        if let Destination::Pvc { claim, .. } = &spec.output.destination
-            && let Some(rest) = output.location.strip_prefix(OUTPUT_MOUNT)
-        {
-            output.location = format!("pvc://{}/{}", claim, rest.trim_start_matches('/'));
-        }
         if let Some(report) = notified {
             let why = report.condition_reason();
             self.condition(

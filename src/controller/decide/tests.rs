@@ -120,7 +120,8 @@ spec:
             s.start_time = Some(Time(Timestamp::from_second(NOW - 60).expect("time")));
             s.plan = Some(PlanStatus {
                 run_id: "rj-0123456789ab".into(),
-                digest: "sha256:0123456789abcdef".into(),
+                digest: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+                    .into(),
                 chunks,
                 spec_hash: hash,
             });
@@ -137,7 +138,8 @@ spec:
         let d = defaults();
         let plan = PlanRef {
             run_id: "rj-0123456789ab".into(),
-            digest: "sha256:0123456789abcdef".into(),
+            digest: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+                .into(),
         };
         let set = ChunkSet::parse(listed, 1000).expect("listed");
         let mut job = jobs::chunks_job(&context(&self.rj, &valid(&self.rj), &d), &plan, &set);
@@ -167,7 +169,9 @@ spec:
                 &t,
                 &PlanRef {
                     run_id: "rj-0123456789ab".into(),
-                    digest: "sha256:0123456789abcdef".into(),
+                    digest:
+                        "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+                            .into(),
                 },
             ),
             Stage::Notify => jobs::notify_job(&t, "rj-0123456789ab", "failed"),
@@ -314,7 +318,7 @@ fn assembled(notified: Option<NotifyReport>) -> StageResult {
     StageResult::Assembled {
         rows: 2500,
         bytes: 40_000,
-        sha256: "beef".into(),
+        sha256: "beef".repeat(16),
         location: "/reportjob/output/orders.csv".into(),
         url: None,
         url_expires_at: None,
@@ -447,7 +451,7 @@ fn a_planned_result_records_the_plan_and_creates_the_chunks_job() {
     let planned = StageResult::Planned {
         run_id: "rj-0123456789ab".into(),
         chunks: 3,
-        digest: "sha256:0123456789abcdef".into(),
+        digest: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(),
         estimated_rows: 3000,
         strategy: "keyRange".into(),
         warnings: vec![],
@@ -463,7 +467,10 @@ fn a_planned_result_records_the_plan_and_creates_the_chunks_job() {
     assert_eq!(job.spec.as_ref().and_then(|s| s.completions), Some(3));
     let plan = step.status.plan.clone().expect("plan");
     assert_eq!(plan.chunks, 3);
-    assert_eq!(plan.digest, "sha256:0123456789abcdef");
+    assert_eq!(
+        plan.digest,
+        "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    );
     assert_eq!(
         plan.spec_hash,
         names::spec_hash(&ReportJobFixture::new().rj.spec)
@@ -487,7 +494,7 @@ fn privilege_warnings_of_the_plan_show_in_the_condition_and_as_one_event() {
     let planned = StageResult::Planned {
         run_id: "rj-0123456789ab".into(),
         chunks: 3,
-        digest: "sha256:0123456789abcdef".into(),
+        digest: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(),
         estimated_rows: 3000,
         strategy: "keyRange".into(),
         warnings,
