@@ -15,6 +15,7 @@ pub mod csv_encode;
 pub mod error;
 pub mod export;
 pub mod ident;
+pub mod net_guard;
 pub mod notify;
 pub mod pipeline;
 pub mod plan;

@@ -45,6 +45,8 @@ pub mod env {
     pub const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
     /// Bucket credentials (optional).
     pub const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
+    /// `true`: webhook URLs and bucket endpoints may be link-local ([`crate::net_guard`]).
+    pub const ALLOW_LINK_LOCAL: &str = "REPORTJOB_ALLOW_LINK_LOCAL";
 }
 
 /// Kubernetes keeps at most 4096 bytes of a termination message.

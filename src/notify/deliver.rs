@@ -118,8 +118,18 @@ pub async fn send(url: &str, body: &Value, policy: &RetryPolicy) -> Result<Deliv
             parsed.scheme()
         )));
     }
+    if let Some(host) = parsed.host_str() {
+        let port = parsed.port_or_known_default().unwrap_or(443);
+        crate::net_guard::check_host(host, port, "the webhook URL's host")
+            .await
+            .map_err(invalid)?;
+    }
     crate::install_crypto_provider();
-    let client = reqwest::Client::builder()
+    let mut client = reqwest::Client::builder();
+    if let Some(resolver) = crate::net_guard::resolver() {
+        client = client.dns_resolver(resolver);
+    }
+    let client = client
         .timeout(policy.timeout)
         .connect_timeout(policy.timeout)
         .redirect(reqwest::redirect::Policy::none())

