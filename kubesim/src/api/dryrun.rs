@@ -32,7 +32,7 @@ pub fn requested(verb: &str, q: &HashMap<String, String>, body: &[u8]) -> ApiRes
     };
     let v = match q.get("dryRun").filter(|d| !d.is_empty()) {
         Some(v) => v.clone(),
-        None if verb == "delete" => match from_body() {
+        None if matches!(verb, "delete" | "deletecollection") => match from_body() {
             Some(v) => v,
             None => return Ok(false),
         },
