@@ -11,6 +11,7 @@ use super::resources::ResourceInfo;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::store::{Propagation, Store};
 use super::table::{partial, table};
+use super::transform::{self, Repr, repr};
 use super::watch::{self, WatchSpec};
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -80,28 +81,6 @@ fn parse_query(q: Option<&str>) -> HashMap<String, String> {
             None => (decode(p), String::new()),
         })
         .collect()
-}
-
-/// What the client accepts, reduced to the representation kubesim serves.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Repr {
-    Full,
-    Table,
-    Metadata,
-}
-
-fn repr(h: &HeaderMap) -> Repr {
-    let a = h
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if a.contains("as=Table") {
-        Repr::Table
-    } else if a.contains("as=PartialObjectMetadata") {
-        Repr::Metadata
-    } else {
-        Repr::Full
-    }
 }
 
 /// The single entry point for every request.
@@ -255,28 +234,30 @@ async fn route(
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
         _ => return Err(not_found_path()),
     };
-    let st = app.store.lock();
-    let (ns, plural, name, sub) = match rest {
-        ["namespaces", ns, plural, tail @ ..]
-            if st
-                .find_version(group, version, plural)
-                .is_some_and(|r| r.namespaced) =>
-        {
-            (
-                Some(ns.to_string()),
-                *plural,
-                tail.first().copied(),
-                tail.get(1).copied(),
-            )
-        }
-        [plural, tail @ ..] => (None, *plural, tail.first().copied(), tail.get(1).copied()),
-        [] => return Err(not_found_path()),
+    let (ri, ns, name, sub) = {
+        let st = app.store.lock();
+        let (ns, plural, name, sub) = match rest {
+            ["namespaces", ns, plural, tail @ ..]
+                if st
+                    .find_version(group, version, plural)
+                    .is_some_and(|r| r.namespaced) =>
+            {
+                (
+                    Some(ns.to_string()),
+                    *plural,
+                    tail.first().copied(),
+                    tail.get(1).copied(),
+                )
+            }
+            [plural, tail @ ..] => (None, *plural, tail.first().copied(), tail.get(1).copied()),
+            [] => return Err(not_found_path()),
+        };
+        let ri = st
+            .find_version(group, version, plural)
+            .cloned()
+            .ok_or_else(not_found_path)?;
+        (ri, ns, name, sub)
     };
-    let ri = st
-        .find_version(group, version, plural)
-        .cloned()
-        .ok_or_else(not_found_path)?;
-    drop(st);
     let verb = match (method.as_str(), name.is_some()) {
         ("GET", true) => "get",
         ("GET", false)
@@ -292,10 +273,7 @@ async fn route(
         ("DELETE", false) => "deletecollection",
         _ => return Err(ApiError::method_not_allowed()),
     };
-    if q.get("dryRun").is_some_and(|d| !d.is_empty()) && !matches!(verb, "get" | "list" | "watch") {
-        // Refuse rather than persist a change the client asked not to persist.
-        return Err(ApiError::bad_request("kubesim does not support dryRun"));
-    }
+    let dry_run = super::dryrun::requested(verb, q, body)?;
     if let Some(code) = app.faults.take(verb, &ri.plural) {
         return Err(ApiError::for_code(code));
     }
@@ -307,7 +285,7 @@ async fn route(
         None => false,
         Some("status") if ri.status => true,
         Some("log") if ri.group.is_empty() && ri.plural == "pods" && verb == "get" => {
-            return pod_log(app, &ri, &ns_s, name.unwrap_or_default(), q);
+            return super::logs::pod_log(app, &ri, &ns_s, name.unwrap_or_default(), q);
         }
         Some(_) => return Err(not_found_path()),
     };
@@ -317,9 +295,20 @@ async fn route(
         .unwrap_or_else(|| "unknown".into());
     let fv = FieldValidation::parse(q.get("fieldValidation").map(String::as_str));
     let rep = repr(h);
+    // A dry run writes to a private copy of the store, then answers as upstream's dry-run storage.
+    let (scratch, _scratch_dir) = match dry_run {
+        true => super::dryrun::scratch(app).map(|(a, d)| (Some(a), Some(d)))?,
+        false => (None, None),
+    };
+    let before = name.and_then(|n| app.store.lock().get(&ri, &ns_s, n).ok());
+    let app = scratch.as_ref().unwrap_or(app);
     let resp = serve(
         app, &ri, verb, ns, name, status, h, q, body, &manager, fv, rep,
     );
+    let resp = match (dry_run, resp) {
+        (true, Ok(r)) => Ok(super::dryrun::finish(r, verb, before.as_ref(), body).await),
+        (_, r) => r,
+    };
     if resp.is_ok()
         && ri.namespaced
         && !matches!(verb, "get" | "list" | "watch")
@@ -359,7 +348,10 @@ fn serve(
         "create" => {
             let obj = parse_body(body, h, &ri)?;
             let (o, warnings) = create(app, &ri, &ns_s, obj, manager, fv)?;
-            Ok(with_warnings(ok_json(201, &o), &warnings))
+            Ok(with_warnings(
+                ok_json(201, &transform::object(&ri, &o, rep)),
+                &warnings,
+            ))
         }
         "update" => {
             let obj = parse_body(body, h, &ri)?;
@@ -373,7 +365,10 @@ fn serve(
                 manager,
                 fv,
             )?;
-            Ok(with_warnings(ok_json(200, &o), &warnings))
+            Ok(with_warnings(
+                ok_json(200, &transform::object(&ri, &o, rep)),
+                &warnings,
+            ))
         }
         "patch" => {
             let ct = h
@@ -394,9 +389,12 @@ fn serve(
                 force,
                 fv,
             )?;
-            Ok(with_warnings(ok_json(code, &o), &warnings))
+            Ok(with_warnings(
+                ok_json(code, &transform::object(&ri, &o, rep)),
+                &warnings,
+            ))
         }
-        "delete" => delete(app, &ri, &ns_s, name.unwrap_or_default(), body, q),
+        "delete" => delete(app, &ri, &ns_s, name.unwrap_or_default(), body, q, rep),
         "deletecollection" => {
             let labels = LabelSelector::parse(
                 q.get("labelSelector")
@@ -483,17 +481,7 @@ fn parse_body(body: &[u8], h: &HeaderMap, ri: &ResourceInfo) -> ApiResult<Value>
 }
 
 fn render_one(ri: &ResourceInfo, o: &Value, rep: Repr) -> Response {
-    match rep {
-        Repr::Full => ok_json(200, o),
-        Repr::Metadata => ok_json(200, &partial(o)),
-        Repr::Table => {
-            let rv = o["metadata"]["resourceVersion"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            ok_json(200, &table(ri, std::slice::from_ref(o), &rv, None))
-        }
-    }
+    ok_json(200, &transform::object(ri, o, rep))
 }
 
 /// events.k8s.io/v1 Event as core v1 Event (as the real server converts between them).
@@ -650,6 +638,8 @@ fn watch_resp(
                 .unwrap_or(1800),
         ),
         metadata_only: rep == Repr::Metadata,
+        table: (rep == Repr::Table).then(|| ri.clone()),
+        headers_sent: std::cell::Cell::new(false),
     };
     let rx = watch::start(app.store.clone(), spec);
     let stream = futures::stream::unfold(rx, |mut rx| async move {
@@ -843,6 +833,7 @@ fn delete(
     name: &str,
     body: &[u8],
     q: &HashMap<String, String>,
+    rep: Repr,
 ) -> ApiResult<Response> {
     let opts: Value = if body.starts_with(super::protobuf::MAGIC) {
         super::protobuf::decode_body(body)?
@@ -896,7 +887,7 @@ fn delete(
         }
     }
     match st.delete(ri, ns, name, policy)? {
-        Some(pending) => Ok(ok_json(200, &pending)),
+        Some(pending) => Ok(ok_json(200, &transform::object(ri, &pending, rep))),
         None => {
             let mut details =
                 json!({"name": name, "kind": ri.plural, "uid": cur["metadata"]["uid"]});
@@ -909,29 +900,4 @@ fn delete(
             ))
         }
     }
-}
-
-fn pod_log(
-    app: &Arc<App>,
-    ri: &ResourceInfo,
-    ns: &str,
-    name: &str,
-    q: &HashMap<String, String>,
-) -> ApiResult<Response> {
-    app.store.lock().get(ri, ns, name)?;
-    let path = app
-        .data_dir
-        .join("logs")
-        .join(ns)
-        .join(format!("{name}.log"));
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let text = match q.get("tailLines").and_then(|t| t.parse::<usize>().ok()) {
-        Some(n) => {
-            let lines: Vec<&str> = text.lines().collect();
-            let start = lines.len().saturating_sub(n);
-            lines[start..].iter().map(|l| format!("{l}\n")).collect()
-        }
-        None => text,
-    };
-    Ok(respond(200, "text/plain", text.into_bytes()))
 }

@@ -106,6 +106,29 @@ impl Store {
     pub fn drop_watches(&self) {
         self.watch_epoch.send_modify(|e| *e += 1);
     }
+
+    /// A private copy of the objects, field managers, kinds and revision, with no history and no
+    /// watchers: what a dry run writes to (`src/api/dryrun.rs`).
+    pub fn fork(&self, data_dir: PathBuf) -> Arc<Store> {
+        let (tx, _) = broadcast::channel(16);
+        let (epoch, _) = watch::channel(0);
+        let st = self.lock();
+        let copy = State {
+            rv: st.rv,
+            objects: st.objects.clone(),
+            history: VecDeque::new(),
+            compacted: st.rv,
+            owners: st.owners.clone(),
+            resources: st.resources.clone(),
+            data_dir,
+            tx: tx.clone(),
+        };
+        Arc::new(Store {
+            state: Mutex::new(copy),
+            changes: tx,
+            watch_epoch: epoch,
+        })
+    }
 }
 
 fn key_of(ri: &ResourceInfo, ns: &str, name: &str) -> Key {
@@ -242,6 +265,9 @@ impl State {
         self.owners.remove(key);
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         self.emit(key, "DELETED", obj.clone(), None);
+        if key.0.is_empty() && key.1 == "serviceaccounts" && key.3 == "default" {
+            super::serviceaccounts::ensure_default(self, &key.2);
+        }
         if key.0.is_empty() && key.1 == "namespaces" {
             let inside: Vec<Key> = self
                 .objects
@@ -508,6 +534,9 @@ impl State {
         if !owner_uids.is_empty() && !owner_uids.iter().any(|u| self.uid_exists(u)) {
             let _ = self.delete_key(&key, Propagation::Background);
             return Ok(created);
+        }
+        if ri.group.is_empty() && ri.plural == "namespaces" {
+            super::serviceaccounts::ensure_default(self, &name);
         }
         if ri.group == "apiextensions.k8s.io" && ri.plural == "customresourcedefinitions" {
             let defined = from_crd(&created);

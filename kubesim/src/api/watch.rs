@@ -1,10 +1,13 @@
 //! Watch streams: newline-delimited JSON events, bookmarks, timeouts and 410 for compacted RVs.
 
+use super::resources::ResourceInfo;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::store::{Change, Store};
 use super::table::partial;
+use super::transform::watch_table;
 use bytes::Bytes;
 use serde_json::{Value, json};
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
@@ -23,6 +26,10 @@ pub struct WatchSpec {
     pub bookmarks: bool,
     pub timeout: Duration,
     pub metadata_only: bool,
+    /// Events carry Tables of this kind (`as=Table`), see `transform::watch_table`.
+    pub table: Option<ResourceInfo>,
+    /// Whether a Table with column definitions has been sent (only the first event has them).
+    pub headers_sent: Cell<bool>,
 }
 
 impl WatchSpec {
@@ -37,10 +44,11 @@ impl WatchSpec {
     }
 
     fn line(&self, kind: &str, obj: &Value) -> Bytes {
-        let o = if self.metadata_only && kind != "ERROR" {
-            partial(obj)
-        } else {
-            obj.clone()
+        let o = match &self.table {
+            _ if kind == "ERROR" => obj.clone(),
+            Some(ri) => watch_table(ri, obj, !self.headers_sent.replace(true)),
+            None if self.metadata_only => partial(obj),
+            None => obj.clone(),
         };
         let mut s = json!({"type": kind, "object": o}).to_string();
         s.push('\n');
@@ -51,6 +59,13 @@ impl WatchSpec {
         let mut meta = json!({"resourceVersion": rv.to_string()});
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        if self.table.is_some() {
+            // A Table with no rows: only the resourceVersion matters to a client.
+            let t = json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "columnDefinitions": null, "rows": []});
+            let mut s = json!({"type": "BOOKMARK", "object": t}).to_string();
+            s.push('\n');
+            return Bytes::from(s);
         }
         let (kind, av) = if self.metadata_only {
             (
