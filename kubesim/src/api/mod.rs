@@ -26,4 +26,5 @@ pub mod serviceaccounts;
 pub mod store;
 pub mod table;
 pub mod transform;
+pub mod verbs;
 pub mod watch;
