@@ -147,10 +147,7 @@ pub fn validate_pod_settings(
     }
     let mut annotation_bytes = 0;
     for (key, value) in &settings.pod_annotations {
-        let field = format!(
-            "{field}[{key:?}]",
-            field = format!("{prefix}.podAnnotations")
-        );
+        let field = format!("{prefix}.podAnnotations[{key:?}]");
         if reserved_key(key) {
             err(
                 field.clone(),
