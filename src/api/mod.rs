@@ -4,6 +4,7 @@
 pub mod conditions;
 pub mod identity;
 pub mod load;
+pub mod pod_settings;
 pub mod schema;
 pub mod spec;
 pub mod status;

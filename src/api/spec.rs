@@ -5,6 +5,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::pod_settings::PodSettingsSpec;
 use super::status::ReportJobStatus;
 
 /// A ReportJob exports the rows of a Postgres table or query as one CSV file,
@@ -321,7 +322,8 @@ fn default_url_expiry() -> i64 {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkerSpec {
-    /// Container image of the stage pods. Default: the controller's `--worker-image`.
+    /// Container image of the stage pods. Default: the controller's `--worker-image`; any
+    /// other image must be on the controller's `--allowed-worker-images`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// Compute resources of each stage pod.
@@ -336,12 +338,17 @@ pub struct WorkerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub active_deadline_seconds: Option<i64>,
-    /// Service account of the stage pods (they need no API permissions). Default: `default`.
+    /// Service account of the stage pods (they need no API permissions and get no token).
+    /// Only when the controller allows it (`--allow-service-account-override`); by default
+    /// stage pods use the controller's `stagePods.serviceAccountName` or `default`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
     /// Keep all chunk pods on one node, so a ReadWriteOnce volume can be shared by them.
     #[serde(default)]
     pub same_node: bool,
+    /// Cluster settings of the stage pods (node selection, env, volumes...).
+    #[serde(flatten)]
+    pub pod: PodSettingsSpec,
 }
 
 fn default_retries() -> i64 {
@@ -357,6 +364,7 @@ impl Default for WorkerSpec {
             active_deadline_seconds: None,
             service_account_name: None,
             same_node: false,
+            pod: PodSettingsSpec::default(),
         }
     }
 }

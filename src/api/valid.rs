@@ -10,6 +10,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 
 use super::identity::RunIdentity;
+use super::pod_settings::PodSettings;
 use super::spec::{Compression, NotifySpec, ReportJobSpec};
 use crate::ident::QualifiedName;
 pub use crate::sql::{Filter, SelectQuery};
@@ -250,4 +251,6 @@ pub struct Worker {
     pub service_account_name: Option<String>,
     /// Keep all chunk pods on one node.
     pub same_node: bool,
+    /// Cluster settings of the stage pods, checked.
+    pub pod: PodSettings,
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::pod_settings::{Author, validate_pod_settings};
 use super::spec::{
     BucketDestination, ChunkingSpec, CsvOptions, DestinationSpec, ReportJobSpec, SourceSpec,
     WorkerSpec,
@@ -441,7 +442,11 @@ fn worker(worker: &WorkerSpec, errors: &mut Errors) -> Option<Worker> {
             |s| Some(Some(Duration::from_secs(s))),
         ),
     };
+    let pod = validate_pod_settings(&worker.pod, "spec.worker", Author::Spec)
+        .map_err(|e| errors.0.extend(e))
+        .ok();
     Some(Worker {
+        pod: pod?,
         image: worker.image.clone(),
         resources: worker.resources.clone(),
         retries_per_chunk: retries_per_chunk?,

@@ -176,6 +176,19 @@ pub struct ControllerArgs {
     /// Image of the stage pods unless a ReportJob's spec.worker.image names one.
     #[arg(long, env = "REPORTJOB_WORKER_IMAGE", default_value = concat!("ghcr.io/reportjob/reportjob:", env!("CARGO_PKG_VERSION")))]
     pub worker_image: String,
+    /// Other images a spec's worker.image may name, comma-separated: exact references or
+    /// prefixes ending in `*`. The --worker-image is always allowed; empty: only it.
+    #[arg(long, value_delimiter = ',', env = "REPORTJOB_ALLOWED_WORKER_IMAGES")]
+    pub allowed_worker_images: Vec<String>,
+    /// Let a spec choose its stage pods' service account (spec.worker.serviceAccountName).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_service_account_override: bool,
+    /// Default settings of every stage pod, as YAML or JSON: nodeSelector, tolerations,
+    /// affinity, priorityClassName, imagePullSecrets, podLabels, podAnnotations, env, volumes,
+    /// volumeMounts, securityContext (as in spec.worker), resources and serviceAccountName.
+    /// Unset resources default to requests cpu 100m / memory 64Mi, limit memory 256Mi.
+    #[arg(long, env = "REPORTJOB_STAGE_PODS", default_value = "")]
+    pub stage_pods: String,
     /// Namespaces to watch, comma-separated; all when empty.
     #[arg(long, value_delimiter = ',', env = "REPORTJOB_NAMESPACES")]
     pub namespaces: Vec<String>,
@@ -272,7 +285,15 @@ async fn run_command(command: Command) -> i32 {
 }
 
 async fn controller(args: ControllerArgs) -> i32 {
+    use crate::controller::pod_settings::StagePods;
     use crate::controller::{ControllerConfig, jobs::PodDefaults, leader::LeaseConfig};
+    let (stage_pods, pod) = match StagePods::parse(&args.stage_pods) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return crate::error::EXIT_USAGE;
+        }
+    };
     let client = match cluster::config(args.kubeconfig.as_deref(), None)
         .await
         .and_then(cluster::client)
@@ -295,8 +316,19 @@ async fn controller(args: ControllerArgs) -> i32 {
             .filter(|n| !n.is_empty())
             .collect(),
         defaults: PodDefaults {
+            policy: crate::controller::policy::Policy {
+                worker_image: args.worker_image.clone(),
+                allowed_images: args
+                    .allowed_worker_images
+                    .into_iter()
+                    .filter(|i| !i.is_empty())
+                    .collect(),
+                allow_service_account_override: args.allow_service_account_override,
+            },
             worker_image: args.worker_image,
-            resources: None,
+            resources: stage_pods.resources,
+            pod,
+            service_account_name: stage_pods.service_account_name,
         },
         metrics_addr: Some(args.metrics_addr),
         lease: args.leader_election.then_some(LeaseConfig {

@@ -24,12 +24,14 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::names::{self, Stage};
+use super::policy::Policy;
 use crate::api::ReportJob;
+use crate::api::pod_settings::PodSettings;
 use crate::api::valid::{Destination, ValidSpec};
 use crate::stage_protocol::{ChunkSet, EXIT_DAMAGED, EXIT_PERMANENT, env};
 
 /// Where a `pvc` destination's claim is mounted in the stage pods.
-pub const OUTPUT_MOUNT: &str = "/reportjob/output";
+pub use crate::api::pod_settings::OUTPUT_MOUNT;
 /// The termination-message file the stage commands write their one-line result to.
 pub const TERMINATION_LOG: &str = "/dev/termination-log";
 /// UID, GID and fsGroup of every stage pod: the worker image's non-root user.
@@ -37,7 +39,7 @@ pub const STAGE_UID: i64 = 65532;
 /// The container's name in every stage pod.
 pub const CONTAINER: &str = "reportjob";
 /// The name of the output volume of a `pvc` destination.
-const OUTPUT_VOLUME: &str = "output";
+use crate::api::pod_settings::OUTPUT_VOLUME;
 
 /// What the controller adds to every stage pod, from its own configuration.
 #[derive(Clone, Debug, Default)]
@@ -46,6 +48,12 @@ pub struct PodDefaults {
     pub worker_image: String,
     /// Resources of the stage pods unless the spec sets them.
     pub resources: Option<ResourceRequirements>,
+    /// Cluster settings of every stage pod, merged with the spec's (`--stage-pods`).
+    pub pod: PodSettings,
+    /// Service account of the stage pods unless the spec names one (and may).
+    pub service_account_name: Option<String>,
+    /// What a spec may choose (image, service account).
+    pub policy: Policy,
 }
 
 /// The plan a chunks or assemble Job works against.
@@ -102,20 +110,22 @@ pub fn chunks_job(t: &JobContext, plan: &PlanRef, chunks: &ChunkSet) -> Job {
                 Stage::Chunks.as_str().to_string(),
             ),
         ]);
-        pod.affinity = Some(Affinity {
-            pod_affinity: Some(PodAffinity {
-                required_during_scheduling_ignored_during_execution: Some(vec![PodAffinityTerm {
-                    label_selector: Some(LabelSelector {
-                        match_labels: Some(selector),
-                        ..Default::default()
-                    }),
-                    topology_key: "kubernetes.io/hostname".to_string(),
-                    ..Default::default()
-                }]),
+        let term = PodAffinityTerm {
+            label_selector: Some(LabelSelector {
+                match_labels: Some(selector),
                 ..Default::default()
             }),
+            topology_key: "kubernetes.io/hostname".to_string(),
             ..Default::default()
-        });
+        };
+        // Added to any configured pod affinity (from the spec or the controller's defaults).
+        pod.affinity
+            .get_or_insert_with(Affinity::default)
+            .pod_affinity
+            .get_or_insert_with(PodAffinity::default)
+            .required_during_scheduling_ignored_during_execution
+            .get_or_insert_with(Vec::new)
+            .push(term);
     }
     let parallelism = spec
         .chunking
@@ -304,7 +314,11 @@ fn pod_template(t: &JobContext, stage: Stage, args: &[&str], env: Vec<EnvVar>) -
             ..Default::default()
         }),
         containers: vec![container],
-        service_account_name: spec.worker.service_account_name.clone(),
+        service_account_name: spec
+            .worker
+            .service_account_name
+            .clone()
+            .or_else(|| t.defaults.service_account_name.clone()),
         volumes: claim.map(|claim| {
             vec![Volume {
                 name: OUTPUT_VOLUME.to_string(),
@@ -317,11 +331,16 @@ fn pod_template(t: &JobContext, stage: Stage, args: &[&str], env: Vec<EnvVar>) -
         }),
         ..Default::default()
     };
+    let (mut meta, mut pod) = (ObjectMeta::default(), pod);
+    super::pod_settings::apply(
+        t.defaults.pod.get(),
+        spec.worker.pod.get(),
+        names::labels(&t.rj.name_any(), stage),
+        &mut meta,
+        &mut pod,
+    );
     PodTemplateSpec {
-        metadata: Some(ObjectMeta {
-            labels: Some(names::labels(&t.rj.name_any(), stage)),
-            ..Default::default()
-        }),
+        metadata: Some(meta),
         spec: Some(pod),
     }
 }
@@ -446,7 +465,7 @@ spec:
     fn defaults() -> PodDefaults {
         PodDefaults {
             worker_image: "ghcr.io/reportjob/reportjob:0.1.0".into(),
-            resources: None,
+            ..Default::default()
         }
     }
 

@@ -11,6 +11,8 @@ pub mod leader;
 pub mod metrics;
 pub mod names;
 pub mod observe;
+pub mod pod_settings;
+pub mod policy;
 pub mod results;
 
 use std::collections::HashMap;

@@ -123,6 +123,9 @@ fn assert_renders_what_it_must(combo: &str, docs: &[Value]) {
         "controller",
         "--worker-image",
         image,
+        "--stage-pods",
+        STAGE_PODS_ARG,
+        "--allow-service-account-override=false",
         "--metrics-addr",
         "0.0.0.0:8080",
         "--log-format",
@@ -311,6 +314,64 @@ fn each_combination_of_values_renders_what_it_must() {
         let docs = render(sets).unwrap_or_else(|e| panic!("{combo}: helm template failed: {e}"));
         assert_renders_what_it_must(combo, &docs);
     }
+}
+
+/// `--stage-pods` as the default values render it: the default stage pod resources.
+const STAGE_PODS_ARG: &str =
+    r#"{"resources":{"limits":{"memory":"256Mi"},"requests":{"cpu":"100m","memory":"64Mi"}}}"#;
+
+/// The controller's arguments in a rendering.
+fn controller_args(docs: &[Value]) -> Vec<String> {
+    let dep = kinds(docs, "Deployment")[0];
+    serde_json::from_value(dep["spec"]["template"]["spec"]["containers"][0]["args"].clone())
+        .expect("args are strings")
+}
+
+fn arg_after<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    let i = args.iter().position(|a| a == flag)?;
+    args.get(i + 1).map(String::as_str)
+}
+
+#[test]
+fn stage_pods_and_worker_policy_values_reach_the_controller() {
+    use reportjob::controller::pod_settings::StagePods;
+    let defaults = controller_args(&render(&[]).expect("defaults render"));
+    let (config, _) = StagePods::parse(arg_after(&defaults, "--stage-pods").expect("--stage-pods"))
+        .expect("the default stagePods are a valid --stage-pods");
+    assert_eq!(
+        config.resources,
+        Some(reportjob::controller::pod_settings::default_resources()),
+        "values.yaml and the controller agree on the default stage pod resources"
+    );
+    assert_eq!(arg_after(&defaults, "--allowed-worker-images"), None);
+
+    let docs = render(&[
+        "stagePods.nodeSelector.pool=reports",
+        "stagePods.podLabels.team=analytics",
+        "stagePods.serviceAccountName=stage-pods",
+        "stagePods.priorityClassName=batch-low",
+        "stagePods.env[0].name=SSL_CERT_FILE",
+        "stagePods.env[0].value=/etc/ca/ca.crt",
+        "workerPolicy.allowedImages={registry.example/reportjob:1.2,registry.example/reportjob@sha256:*}",
+        "workerPolicy.allowServiceAccountOverride=true",
+    ])
+    .expect("stagePods render");
+    let args = controller_args(&docs);
+    let (config, settings) =
+        StagePods::parse(arg_after(&args, "--stage-pods").expect("--stage-pods"))
+            .expect("a valid --stage-pods");
+    let pod = settings.get();
+    assert_eq!(pod.node_selector["pool"], "reports");
+    assert_eq!(pod.pod_labels["team"], "analytics");
+    assert_eq!(pod.priority_class_name.as_deref(), Some("batch-low"));
+    assert_eq!(pod.env[0].name, "SSL_CERT_FILE");
+    assert_eq!(pod.env[0].value.as_deref(), Some("/etc/ca/ca.crt"));
+    assert_eq!(config.service_account_name.as_deref(), Some("stage-pods"));
+    assert_eq!(
+        arg_after(&args, "--allowed-worker-images"),
+        Some("registry.example/reportjob:1.2,registry.example/reportjob@sha256:*")
+    );
+    assert!(args.contains(&"--allow-service-account-override=true".to_string()));
 }
 
 #[test]

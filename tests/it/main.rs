@@ -16,5 +16,6 @@ mod failures;
 mod files_safety;
 mod notify;
 mod planner;
+mod pod_settings;
 mod rbac;
 mod security;

@@ -239,14 +239,18 @@ impl<'a> Decision<'a> {
     /// Before anything started: an invalid spec is Failed (until it is fixed) and creates
     /// nothing; a fixed one clears the failure.
     fn invalid_spec(&mut self) -> Option<Action> {
-        let Err(errors) = validate(&self.rj().spec) else {
+        let errors = match validate(&self.rj().spec) {
+            Ok(spec) => super::policy::check(&spec, &self.defaults.policy),
+            Err(errors) => errors,
+        };
+        if errors.is_empty() {
             if self.has_condition(conditions::FAILED) {
                 // It was invalid and has been fixed.
                 self.condition(conditions::FAILED, false, reason::NO_FAILURE, "");
                 self.st.phase = None;
             }
             return None;
-        };
+        }
         let message = format!("invalid spec: {}", joined(&errors));
         if self.st.message.as_deref() != Some(&message) {
             self.notes.push(EventNote::warning(

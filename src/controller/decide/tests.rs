@@ -32,7 +32,7 @@ struct ReportJobFixture {
 fn defaults() -> PodDefaults {
     PodDefaults {
         worker_image: "ghcr.io/reportjob/reportjob:test".into(),
-        resources: None,
+        ..PodDefaults::default()
     }
 }
 
