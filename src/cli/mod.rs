@@ -183,6 +183,10 @@ pub struct ControllerArgs {
     /// Let a spec choose its stage pods' service account (spec.worker.serviceAccountName).
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_service_account_override: bool,
+    /// Let webhook URLs and bucket endpoints be link-local addresses (169.254.0.0/16,
+    /// fe80::/10, fd00:ec2::254), where cloud metadata services answer; refused by default.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_link_local_endpoints: bool,
     /// Default settings of every stage pod, as YAML or JSON: nodeSelector, tolerations,
     /// affinity, priorityClassName, imagePullSecrets, podLabels, podAnnotations, env, volumes,
     /// volumeMounts, securityContext (as in spec.worker), resources and serviceAccountName.
@@ -324,6 +328,7 @@ async fn controller(args: ControllerArgs) -> i32 {
                     .filter(|i| !i.is_empty())
                     .collect(),
                 allow_service_account_override: args.allow_service_account_override,
+                allow_link_local_endpoints: args.allow_link_local_endpoints,
             },
             worker_image: args.worker_image,
             resources: stage_pods.resources,

@@ -398,6 +398,9 @@ fn base_env(t: &JobContext, run_id: &str, database: Database) -> Vec<EnvVar> {
         });
     }
     env.push(value_env(env::LOG_FORMAT, "json"));
+    if t.defaults.policy.allow_link_local_endpoints {
+        env.push(value_env(env::ALLOW_LINK_LOCAL, "true"));
+    }
     if database == Database::Needed {
         env.push(secret_env(
             env::DATABASE_URL,
@@ -880,5 +883,18 @@ spec:
         assert_eq!(token.1["valueFrom"]["secretKeyRef"]["optional"], true);
         let pod = job.spec.as_ref().and_then(|s| s.template.spec.as_ref());
         assert!(pod.expect("pod").volumes.is_none());
+    }
+
+    #[test]
+    fn stage_pods_are_told_link_local_is_allowed_only_when_the_controller_allows_it() {
+        let rj = rj();
+        let mut d = defaults();
+        let told = |d: &PodDefaults| {
+            env_names(&plan_job(&context_of(&rj, &valid(&rj), d), "rj-1"))
+                .contains(&env::ALLOW_LINK_LOCAL.to_string())
+        };
+        assert!(!told(&d));
+        d.policy.allow_link_local_endpoints = true;
+        assert!(told(&d));
     }
 }

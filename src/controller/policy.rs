@@ -16,6 +16,9 @@ pub struct Policy {
     pub allowed_images: Vec<String>,
     /// Whether a spec may set `worker.serviceAccountName`.
     pub allow_service_account_override: bool,
+    /// Whether webhook URLs and bucket endpoints may be link-local addresses (cloud
+    /// metadata services; [`crate::net_guard`]): told to the stage pods.
+    pub allow_link_local_endpoints: bool,
 }
 
 impl Policy {
@@ -88,6 +91,7 @@ mod tests {
                 "registry.example/reportjob@sha256:*".into(),
             ],
             allow_service_account_override: false,
+            allow_link_local_endpoints: false,
         }
     }
 

@@ -126,6 +126,7 @@ fn assert_renders_what_it_must(combo: &str, docs: &[Value]) {
         "--stage-pods",
         STAGE_PODS_ARG,
         "--allow-service-account-override=false",
+        "--allow-link-local-endpoints=false",
         "--metrics-addr",
         "0.0.0.0:8080",
         "--log-format",
@@ -354,6 +355,7 @@ fn stage_pods_and_worker_policy_values_reach_the_controller() {
         "stagePods.env[0].value=/etc/ca/ca.crt",
         "workerPolicy.allowedImages={registry.example/reportjob:1.2,registry.example/reportjob@sha256:*}",
         "workerPolicy.allowServiceAccountOverride=true",
+        "workerPolicy.allowLinkLocalEndpoints=true",
     ])
     .expect("stagePods render");
     let args = controller_args(&docs);
@@ -372,6 +374,7 @@ fn stage_pods_and_worker_policy_values_reach_the_controller() {
         Some("registry.example/reportjob:1.2,registry.example/reportjob@sha256:*")
     );
     assert!(args.contains(&"--allow-service-account-override=true".to_string()));
+    assert!(args.contains(&"--allow-link-local-endpoints=true".to_string()));
 }
 
 #[test]
