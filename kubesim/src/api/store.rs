@@ -1,4 +1,8 @@
 //! The object store: one revision counter, objects as JSON, watch history, GC and deletion.
+//!
+//! Over 600 lines for a reason: create, update, delete, garbage collection and the watch history
+//! share one lock and the one revision counter, which is what makes writes and events totally
+//! ordered; they stay in the one type that owns them.
 
 use super::apply::{self, Managers};
 use super::error::{ApiError, ApiResult};
