@@ -170,19 +170,7 @@ mod tests {
     use super::*;
     use crate::api::load::load_str;
 
-    const SPEC: &str = r#"
-apiVersion: reporting.dev/v1alpha1
-kind: ReportJob
-metadata: {name: t}
-spec:
-  source:
-    connectionSecretRef: {name: db}
-    table: public.orders
-    keyColumn: id
-  output:
-    destination:
-      pvc: {claimName: reports, path: orders.csv}
-"#;
+    use crate::api::test_specs::MINIMAL as SPEC;
 
     fn identity(yaml: &str) -> RunIdentity {
         RunIdentity::of(&load_str(yaml, "t").unwrap().spec)

@@ -8,6 +8,8 @@ pub mod pod_settings;
 pub mod schema;
 pub mod spec;
 pub mod status;
+#[cfg(test)]
+pub(crate) mod test_specs;
 pub mod valid;
 pub mod validate;
 

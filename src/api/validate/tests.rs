@@ -3,19 +3,7 @@
 use super::*;
 use crate::api::load::load_str;
 
-const GOOD: &str = r#"
-apiVersion: reporting.dev/v1alpha1
-kind: ReportJob
-metadata: {name: t}
-spec:
-  source:
-    connectionSecretRef: {name: db}
-    table: public.orders
-    keyColumn: id
-  output:
-    destination:
-      pvc: {claimName: reports, path: orders.csv}
-"#;
+use crate::api::test_specs::MINIMAL as GOOD;
 
 fn errors_of(yaml: &str) -> Vec<String> {
     match load_str(yaml, "test.yaml") {
