@@ -166,18 +166,24 @@ async fn kubectl_applied_reportjob_completes_with_exact_output() {
     for job in ["orders-plan", "orders-chunks", "orders-assemble"] {
         assert!(names.contains(&job.to_string()), "{names:?}");
     }
-    let reasons = event_reasons(&env, ns, "orders").await;
-    for reason in [
-        // The test connects as the superuser `postgres`: the plan warns about it.
+    // The test connects as the superuser `postgres`: the plan warns about it. Events are
+    // recorded after the status they describe, so they are waited for.
+    let expected = [
         "ExcessPrivileges",
         "Planning",
         "PlanStaged",
         "Exporting",
         "Assembling",
         "Completed",
-    ] {
-        assert!(reasons.contains(&reason.to_string()), "{reasons:?}");
-    }
+    ];
+    common::eventually("the run's events", || async {
+        let reasons = event_reasons(&env, ns, "orders").await;
+        expected
+            .iter()
+            .all(|r| reasons.contains(&r.to_string()))
+            .then_some(())
+    })
+    .await;
     let conditions: Vec<(String, String)> = status
         .conditions
         .iter()
@@ -778,11 +784,14 @@ async fn a_secret_of_another_namespace_is_never_used() {
         )
         .await;
     assert_eq!(phase(&stuck), Some(Phase::Planning));
-    let reasons = event_reasons(&env, "team-b", "steal").await;
-    assert!(
-        reasons.contains(&"PodCannotStart".to_string()),
-        "{reasons:?}"
-    );
+    // The Event is recorded after the status that says the same is written.
+    common::eventually("a PodCannotStart event", || async {
+        let reasons = event_reasons(&env, "team-b", "steal").await;
+        reasons
+            .contains(&"PodCannotStart".to_string())
+            .then_some(())
+    })
+    .await;
     assert!(!env.pvc_dir("team-b").join("x.csv").exists());
     let stored = env.rjs("team-b").get("steal").await.unwrap();
     let stored_ref = serde_json::to_value(&stored.spec.source.connection_secret_ref).unwrap();

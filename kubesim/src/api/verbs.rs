@@ -311,28 +311,42 @@ pub(super) fn patch_obj(
         st.set_managers(ri, ns, name, owners);
         return Ok((200, o, warnings));
     }
-    let current = app.store.lock().get(ri, ns, name)?;
-    let mut doc = current.clone();
-    match ct {
-        "application/merge-patch+json" => patch::merge(&mut doc, &parse_json()?),
-        "application/json-patch+json" => {
-            patch::json_patch(&mut doc, &parse_json()?).map_err(|e| match e {
-                JsonPatchError::TestFailed(m) => ApiError::new(422, "Invalid", m),
-                JsonPatchError::Invalid(m) => ApiError::new(422, "Invalid", m),
-            })?
+    // As upstream's patch handler (GuaranteedUpdate): the patch is applied to the object as
+    // stored, and when another write lands between the read and the write, it is applied
+    // again to the newer object; only a patch that names a resourceVersion of its own gets
+    // the Conflict.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let current = app.store.lock().get(ri, ns, name)?;
+        let mut doc = current.clone();
+        match ct {
+            "application/merge-patch+json" => patch::merge(&mut doc, &parse_json()?),
+            "application/json-patch+json" => {
+                patch::json_patch(&mut doc, &parse_json()?).map_err(|e| match e {
+                    JsonPatchError::TestFailed(m) => ApiError::new(422, "Invalid", m),
+                    JsonPatchError::Invalid(m) => ApiError::new(422, "Invalid", m),
+                })?
+            }
+            "application/strategic-merge-patch+json" if ri.builtin => {
+                patch::strategic(&mut doc, &parse_json()?)
+            }
+            other => return Err(ApiError::unsupported_media(other)),
         }
-        "application/strategic-merge-patch+json" if ri.builtin => {
-            patch::strategic(&mut doc, &parse_json()?)
+        let patch_names_a_version =
+            doc["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"];
+        let warnings = admission::custom_resource_update(ri, &mut doc, Some(&current), status, fv)?;
+        match app.store.lock().replace(ri, ns, name, doc, status, manager) {
+            Ok(o) => return Ok((200, o, warnings)),
+            Err(e) if e.code == 409 && !patch_names_a_version && attempt < MAX_PATCH_ATTEMPTS => {}
+            Err(e) => return Err(e),
         }
-        other => return Err(ApiError::unsupported_media(other)),
     }
-    let warnings = admission::custom_resource_update(ri, &mut doc, Some(&current), status, fv)?;
-    let o = app
-        .store
-        .lock()
-        .replace(ri, ns, name, doc, status, manager)?;
-    Ok((200, o, warnings))
 }
+
+/// How often a patch is applied again after a concurrent write (upstream retries until it
+/// lands; a bound keeps a pathological writer from spinning a request forever).
+const MAX_PATCH_ATTEMPTS: u32 = 16;
 
 pub(super) fn q_manager_given(m: &str) -> bool {
     m != "unknown" && !m.is_empty()
