@@ -4,13 +4,14 @@
 //! held by finalizers.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
+mod common;
+
+use common::{Env, text};
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use kubesim::{Cluster, ClusterConfig};
 use serde_json::{Value, json};
-use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncBufReadExt as _;
@@ -59,37 +60,6 @@ spec:
               output: {type: object, properties: {location: {type: string}}}
 "#;
 
-struct Env {
-    cluster: Cluster,
-    client: kube::Client,
-    http: reqwest::Client,
-    kc: PathBuf,
-    dir: tempfile::TempDir,
-}
-
-async fn start(run_pods: bool) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let cluster = Cluster::start(ClusterConfig {
-        data_dir: Some(dir.path().join("data")),
-        run_pods,
-        images: vec![("busybox".into(), PathBuf::from("/bin/sh"))],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let kc = dir.path().join("kubeconfig");
-    cluster.write_kubeconfig(&kc).unwrap();
-    let client = cluster.client().await.unwrap();
-    Env {
-        cluster,
-        client,
-        http: reqwest::Client::new(),
-        kc,
-        dir,
-    }
-}
-
 fn kubectl_cmd(kc: &Path, args: &[&str]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new("kubectl");
     cmd.arg("--kubeconfig").arg(kc).args(args);
@@ -98,6 +68,10 @@ fn kubectl_cmd(kc: &Path, args: &[&str]) -> tokio::process::Command {
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     cmd
+}
+
+async fn start(run_pods: bool) -> Env {
+    common::start(run_pods, &[("busybox", "/bin/sh")], &[]).await
 }
 
 async fn kubectl(kc: &Path, args: &[&str], stdin: &str) -> Output {
@@ -112,14 +86,6 @@ async fn kubectl(kc: &Path, args: &[&str], stdin: &str) -> Output {
         .await
         .expect("kubectl did not finish")
         .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 async fn ok(kc: &Path, args: &[&str], stdin: &str) -> String {
@@ -152,7 +118,7 @@ async fn call(
     content_type: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut r = env.http.request(
+    let mut r = reqwest::Client::new().request(
         method.parse().unwrap(),
         format!("{}{path}", env.cluster.url()),
     );
@@ -190,8 +156,7 @@ struct Watch {
 
 impl Watch {
     async fn open(env: &Env, path: &str, accept: &str) -> Watch {
-        let r = env
-            .http
+        let r = reqwest::Client::new()
             .get(format!("{}{path}", env.cluster.url()))
             .header("accept", accept)
             .send()

@@ -3,13 +3,15 @@
 //! supplementalGroups, runAsNonRoot) and volume ownership, image pull errors.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
+mod common;
+
+use common::{Env, text};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, ServiceAccount};
 use kube::api::{Api, PostParams};
-use kubesim::{Cluster, ClusterConfig};
 use serde_json::{Value, json};
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -23,59 +25,19 @@ async fn kubectl(kc: &Path, args: &[&str]) -> Output {
         .expect("kubectl must be on PATH; these tests do not skip without it")
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 async fn ok(kc: &Path, args: &[&str]) -> String {
     let o = kubectl(kc, args).await;
     assert!(o.status.success(), "kubectl {args:?} failed: {}", text(&o));
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-struct Env {
-    cluster: Cluster,
-    client: kube::Client,
-    kc: PathBuf,
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    /// A mount path inside the test's directory (traversable by any UID, see `start`).
-    fn mount(&self, name: &str) -> String {
-        self.dir.path().join("mnt").join(name).display().to_string()
-    }
-}
-
 async fn start(run_pods: bool) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    // Pods running as non-root must be able to reach their mount points below this directory.
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let cluster = Cluster::start(ClusterConfig {
-        data_dir: Some(dir.path().join("data")),
+    common::start(
         run_pods,
-        images: vec![
-            ("busybox".into(), PathBuf::from("/bin/sh")),
-            ("distroless-sh".into(), PathBuf::from("/bin/sh")),
-        ],
-        image_users: vec![("distroless-sh".into(), 65532)],
-        ..Default::default()
-    })
+        &[("busybox", "/bin/sh"), ("distroless-sh", "/bin/sh")],
+        &[("distroless-sh", 65532)],
+    )
     .await
-    .unwrap();
-    let kc = dir.path().join("kubeconfig");
-    cluster.write_kubeconfig(&kc).unwrap();
-    let client = cluster.client().await.unwrap();
-    Env {
-        cluster,
-        client,
-        kc,
-        dir,
-    }
 }
 
 async fn wait_for<T, F, Fut>(what: &str, ceiling: Duration, mut f: F) -> T

@@ -4,16 +4,21 @@
 //! `readOnlyRootFilesystem`.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
+mod common;
+
+use common::{Env, text};
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kubesim::{Cluster, ClusterConfig};
 use serde_json::{Value, json};
-use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
 const CEILING: Duration = Duration::from_secs(90);
+
+async fn start(run_pods: bool) -> Env {
+    common::start(run_pods, &[("busybox", "/bin/sh")], &[]).await
+}
 
 async fn kubectl_in(kc: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     use tokio::io::AsyncWriteExt as _;
@@ -34,14 +39,6 @@ async fn kubectl_in(kc: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     child.wait_with_output().await.unwrap()
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 async fn ok(kc: &Path, args: &[&str]) -> String {
     let o = kubectl_in(kc, args, None).await;
     assert!(o.status.success(), "kubectl {args:?} failed: {}", text(&o));
@@ -52,35 +49,6 @@ async fn ok(kc: &Path, args: &[&str]) -> String {
 async fn apply(kc: &Path, ns: &str, obj: &Value) -> (bool, String) {
     let o = kubectl_in(kc, &["-n", ns, "apply", "-f", "-"], Some(&obj.to_string())).await;
     (o.status.success(), text(&o))
-}
-
-struct Env {
-    cluster: Cluster,
-    client: kube::Client,
-    kc: PathBuf,
-    dir: tempfile::TempDir,
-}
-
-async fn start(run_pods: bool) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let cluster = Cluster::start(ClusterConfig {
-        data_dir: Some(dir.path().join("data")),
-        run_pods,
-        images: vec![("busybox".into(), PathBuf::from("/bin/sh"))],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let kc = dir.path().join("kubeconfig");
-    cluster.write_kubeconfig(&kc).unwrap();
-    let client = cluster.client().await.unwrap();
-    Env {
-        cluster,
-        client,
-        kc,
-        dir,
-    }
 }
 
 async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
