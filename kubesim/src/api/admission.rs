@@ -267,6 +267,10 @@ pub fn admit_create(
     obj: &mut Value,
 ) -> ApiResult<()> {
     if ri.group.is_empty() && ri.plural == "pods" {
+        if let Err(why) = super::serviceaccounts::admit_pod(st, ns, obj) {
+            let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+            return Err(ApiError::forbidden("", "pods", name, &why));
+        }
         let ranges = st
             .find("", "limitranges")
             .map(|lr| st.list(lr, Some(ns)))
@@ -277,5 +281,20 @@ pub fn admit_create(
         }
         obj["status"]["qosClass"] = json!(super::limitrange::qos_class(obj));
     }
+    if ri.group.is_empty() && ri.plural == "services" {
+        let existing = st
+            .find("", "services")
+            .map(|r| st.list(r, None))
+            .unwrap_or_default();
+        super::services::admit_create(obj, &existing)?;
+    }
     super::quota::admit_create(st, ri, ns, obj)
+}
+
+/// Checks and carried-over values of a built-in object's update (main resource, not `/status`).
+pub fn builtin_update(ri: &ResourceInfo, old: &Value, new: &mut Value) -> ApiResult<()> {
+    match (ri.group.as_str(), ri.plural.as_str()) {
+        ("", "services") => super::services::admit_update(old, new),
+        _ => Ok(()),
+    }
 }

@@ -11,6 +11,7 @@ pub mod images;
 pub mod job;
 pub mod kubelet;
 pub mod pod;
+pub mod probe;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -39,6 +40,11 @@ pub struct RunnerConfig {
     pub images: Vec<(String, PathBuf)>,
     /// Image reference to the image's default user (its `USER`); images not listed run as root (0).
     pub image_users: Vec<(String, u32)>,
+    /// The API server's TLS port on 127.0.0.1, given to pods as `KUBERNETES_SERVICE_PORT`
+    /// (0: pods get no in-cluster API access).
+    pub api_port: u16,
+    /// The cluster CA (PEM), mounted into pods as `ca.crt`.
+    pub ca_pem: String,
 }
 
 /// Handle on a running Job controller and pod runner; dropping it kills every pod process.
