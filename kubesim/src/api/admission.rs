@@ -210,6 +210,40 @@ pub fn builtin_create(ri: &ResourceInfo, obj: &mut Value, data_dir: &Path) -> Ap
             }
             obj["status"] = status;
         }
+        // SetDefaults_Deployment / SetDefaults_ReplicaSet (pkg/apis/apps/v1/defaults.go).
+        ("apps", "deployments") => {
+            let spec = &mut obj["spec"];
+            if spec["replicas"].is_null() {
+                spec["replicas"] = json!(1);
+            }
+            if spec["strategy"]["type"].is_null() {
+                spec["strategy"]["type"] = json!("RollingUpdate");
+            }
+            if spec["strategy"]["type"] == "RollingUpdate" {
+                let ru = &mut spec["strategy"]["rollingUpdate"];
+                for f in ["maxSurge", "maxUnavailable"] {
+                    if ru[f].is_null() {
+                        ru[f] = json!("25%");
+                    }
+                }
+            }
+            if spec["revisionHistoryLimit"].is_null() {
+                spec["revisionHistoryLimit"] = json!(10);
+            }
+            if spec["progressDeadlineSeconds"].is_null() {
+                spec["progressDeadlineSeconds"] = json!(600);
+            }
+            obj["status"] = json!({});
+        }
+        ("apps", "replicasets") => {
+            if obj["spec"]["replicas"].is_null() {
+                obj["spec"]["replicas"] = json!(1);
+            }
+            obj["status"] = json!({"replicas": 0});
+        }
+        ("policy", "poddisruptionbudgets") => {
+            obj["status"] = json!({"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0});
+        }
         ("batch", "jobs") => {
             let uid = new_uid();
             obj["metadata"]["uid"] = json!(uid);

@@ -178,16 +178,35 @@ pub fn admit_update(old: &Value, new: &mut Value) -> ApiResult<()> {
         }
         return Ok(());
     }
-    if given != old_ip {
+    // normalizeClusterIPs: a changed clusterIP with unchanged clusterIPs moves clusterIPs[0].
+    let mut ips: Vec<String> = new["spec"]["clusterIPs"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let old_ips = &old["spec"]["clusterIPs"];
+    if ips.is_empty() || (new["spec"]["clusterIPs"] == *old_ips && given != old_ip) {
+        if ips.is_empty() {
+            ips.push(given.clone());
+        } else {
+            ips[0] = given.clone();
+        }
+    }
+    if ips[0] != old_ip {
+        let listed: Vec<String> = ips.iter().map(|i| format!("\"{i}\"")).collect();
         return Err(invalid(
             &name,
             "spec.clusterIPs[0]",
-            format!("Invalid value: \"{given}\": may not change once set"),
+            format!(
+                "Invalid value: []string{{{}}}: may not change once set",
+                listed.join(", ")
+            ),
         ));
     }
-    if new["spec"]["clusterIPs"].is_null() {
-        new["spec"]["clusterIPs"] = json!([old_ip]);
-    }
+    new["spec"]["clusterIPs"] = json!(ips);
     Ok(())
 }
 
@@ -296,7 +315,7 @@ mod tests {
         let e = admit_update(&old, &mut changed).expect_err("immutable");
         assert_eq!(
             e.message,
-            "Service \"a\" is invalid: spec.clusterIPs[0]: Invalid value: \"10.96.7.7\": may not change once set"
+            "Service \"a\" is invalid: spec.clusterIPs[0]: Invalid value: []string{\"10.96.7.7\"}: may not change once set"
         );
     }
 }

@@ -5,6 +5,8 @@
 //! owner references to their Job, and statuses are written through the `/status` subresource.
 //! [`job::job_step`] holds every Job rule as a pure function; this module is the thin loop around it.
 
+pub mod apps;
+pub mod apps_loop;
 pub mod events;
 pub mod identity;
 pub mod images;
@@ -155,6 +157,20 @@ pub async fn spawn_with_timing(
                 kubelet.sync(&state).await;
             }
         }));
+    }
+    {
+        let wake_apps = Arc::new(Notify::new());
+        let w = Arc::clone(&wake_apps);
+        let pods_for_apps = pods.clone();
+        // Pod changes wake the apps controllers too (readiness drives rollouts).
+        let mut ticks = tokio::time::interval(Duration::from_millis(250));
+        tasks.push(tokio::spawn(async move {
+            loop {
+                ticks.tick().await;
+                w.notify_one();
+            }
+        }));
+        tasks.extend(apps_loop::spawn(client.clone(), pods_for_apps, wake_apps));
     }
     {
         let client_for_events = client.clone();
