@@ -249,6 +249,22 @@ impl Cluster {
         &self.tls.ca_pem
     }
 
+    /// The cluster CA certificate, DER-encoded (for `kube::Config::root_cert`).
+    pub fn ca_der(&self) -> &[u8] {
+        &self.tls.ca_der
+    }
+
+    /// A kube client of the TLS listener that sends `token` as its bearer token (none:
+    /// anonymous), trusting the cluster CA, as a pod's in-cluster client does.
+    pub async fn client_with_token(&self, token: Option<&str>) -> anyhow::Result<kube::Client> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut cfg = kube::Config::new(self.secure_url().parse()?);
+        cfg.default_namespace = "default".into();
+        cfg.root_cert = Some(vec![self.tls.ca_der.clone()]);
+        cfg.auth_info.token = token.map(|t| t.to_string().into());
+        Ok(kube::Client::try_from(cfg)?)
+    }
+
     /// A kube client for this cluster (default namespace `default`).
     pub async fn client(&self) -> anyhow::Result<kube::Client> {
         // kube builds a TLS connector even for http:// URLs, and rustls panics when more

@@ -17,6 +17,7 @@ use tokio_rustls::server::TlsStream;
 /// The cluster CA (PEM) and the serving configuration it signed.
 pub struct Tls {
     pub ca_pem: String,
+    pub ca_der: Vec<u8>,
     pub config: Arc<rustls::ServerConfig>,
 }
 
@@ -68,6 +69,7 @@ pub fn generate() -> anyhow::Result<Tls> {
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Tls {
         ca_pem: ca_cert.pem(),
+        ca_der: ca_cert.der().to_vec(),
         config: Arc::new(config),
     })
 }

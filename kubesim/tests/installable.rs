@@ -8,10 +8,10 @@ mod common;
 
 use common::{call, kubectl, kubectl_ok, text, wait_for};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ListParams, PostParams};
-use serde_json::{Value, json};
+use serde_json::json;
 
 async fn start() -> common::Env {
     common::start(
@@ -502,43 +502,43 @@ async fn a_pods_own_token_reads_configmaps_only_when_rbac_allows() {
     );
     assert!(tr["status"]["expirationTimestamp"].is_string());
     let token = tr["status"]["token"].as_str().unwrap();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let ca = reqwest::Certificate::from_pem(env.cluster.ca_pem().as_bytes()).unwrap();
-    let https = reqwest::Client::builder()
-        .add_root_certificate(ca)
-        .build()
-        .unwrap();
-    let get = |auth: Option<String>, path: &'static str| {
-        let mut r = https.get(format!("{}{path}", env.cluster.secure_url()));
-        if let Some(a) = auth {
-            r = r.header("authorization", a);
-        }
-        async move {
-            let resp = r.send().await.unwrap();
-            let code = resp.status().as_u16();
-            (code, resp.json::<Value>().await.unwrap_or(Value::Null))
-        }
-    };
-    let bearer = Some(format!("Bearer {token}"));
-    let (code, _) = get(bearer.clone(), "/api/v1/namespaces/team/configmaps").await;
-    assert_eq!(code, 200);
-    let (code, body) = get(bearer, "/api/v1/namespaces/default/configmaps").await;
-    assert_eq!(code, 403);
+    let as_sa = env.cluster.client_with_token(Some(token)).await.unwrap();
+    let in_team: Api<ConfigMap> = Api::namespaced(as_sa.clone(), "team");
     assert_eq!(
-        body["message"],
-        r#"configmaps is forbidden: User "system:serviceaccount:team:default" cannot list resource "configmaps" in API group "" in the namespace "default""#
+        in_team
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
     );
-    let (code, body) = get(
-        Some("Bearer not-a-token".into()),
-        "/api/v1/namespaces/team/configmaps",
-    )
-    .await;
-    assert_eq!((code, &body["reason"]), (401, &json!("Unauthorized")));
-    let (code, body) = get(None, "/api/v1/namespaces/team/configmaps").await;
-    assert_eq!(code, 403);
+    let refusal = |r: Result<kube::api::ObjectList<ConfigMap>, kube::Error>| match r {
+        Err(kube::Error::Api(e)) => (e.code, e.message),
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let in_default: Api<ConfigMap> = Api::namespaced(as_sa, "default");
     assert_eq!(
-        body["message"],
-        r#"configmaps is forbidden: User "system:anonymous" cannot list resource "configmaps" in API group "" in the namespace "team""#
+        refusal(in_default.list(&ListParams::default()).await),
+        (403, r#"configmaps is forbidden: User "system:serviceaccount:team:default" cannot list resource "configmaps" in API group "" in the namespace "default""#.to_string())
+    );
+    let forged = env
+        .cluster
+        .client_with_token(Some("not-a-token"))
+        .await
+        .unwrap();
+    assert_eq!(
+        refusal(
+            Api::<ConfigMap>::namespaced(forged, "team")
+                .list(&ListParams::default())
+                .await
+        ),
+        (401, "Unauthorized".to_string())
+    );
+    let anonymous = env.cluster.client_with_token(None).await.unwrap();
+    assert_eq!(
+        refusal(Api::<ConfigMap>::namespaced(anonymous, "team").list(&ListParams::default()).await),
+        (403, r#"configmaps is forbidden: User "system:anonymous" cannot list resource "configmaps" in API group "" in the namespace "team""#.to_string())
     );
     env.cluster.shutdown().await;
 }
