@@ -704,7 +704,12 @@ async fn partial_object_metadata_on_every_verb() {
     assert_eq!(cms.get("m").await.unwrap().data.unwrap()["k"], "w");
 
     // A watch of metadata; then DELETE of the object held by a finalizer answers 200 with it.
-    let mut w = Watch::open(&env, &format!("{base}?watch=true"), META).await;
+    let mut w = Watch::open(
+        &env,
+        &format!("{base}?watch=true&fieldSelector=metadata.name%3Dm"),
+        META,
+    )
+    .await;
     let ev = w.next().await;
     is_meta(&ev["object"], "m");
     let (code, o) = call(

@@ -218,7 +218,8 @@ async fn kubectl_get_prints_upstream_columns_and_pod_status() {
     );
     assert_eq!(
         row(&wide, "busy")[5..],
-        ["127.0.0.1", "<none>", "<none>", "<none>"],
+        // Bound to the cluster's one node by the scheduler stand-in.
+        ["127.0.0.1", "kubesim", "<none>", "<none>"],
         "{wide}"
     );
 

@@ -33,6 +33,20 @@ use std::os::unix::fs::PermissionsExt as _;
 /// Shell script run as `sh -c SCRIPT sh PROG ARGS...`: binds (or links) each volume, changes directory, execs.
 /// All paths arrive as environment variables, never interpolated into the script.
 const LAUNCH_SCRIPT: &str = r#"set -e
+if [ "$KUBESIM_MODE" = bind ] && [ "${KUBESIM_NMOUNTS:-0}" -gt 0 ]; then
+  # Every source is first bound into a private staging tmpfs, so a mount that covers the data
+  # directory (an emptyDir at /tmp while the data dir is under /tmp) cannot hide later sources.
+  mkdir -p "$KUBESIM_STAGE"
+  mount -t tmpfs kubesim-stage "$KUBESIM_STAGE"
+  i=0
+  while [ "$i" -lt "$KUBESIM_NMOUNTS" ]; do
+    eval "src=\${KUBESIM_MSRC_$i}"
+    if [ -d "$src" ]; then mkdir "$KUBESIM_STAGE/$i"; else : > "$KUBESIM_STAGE/$i"; fi
+    mount --bind "$src" "$KUBESIM_STAGE/$i"
+    eval "KUBESIM_MSRC_$i=\$KUBESIM_STAGE/$i"
+    i=$((i+1))
+  done
+fi
 i=0
 while [ "$i" -lt "${KUBESIM_NMOUNTS:-0}" ]; do
   eval "src=\${KUBESIM_MSRC_$i}; dst=\${KUBESIM_MDST_$i}"
@@ -47,6 +61,9 @@ while [ "$i" -lt "${KUBESIM_NMOUNTS:-0}" ]; do
   unset "KUBESIM_MSRC_$i" "KUBESIM_MDST_$i"
   i=$((i+1))
 done
+if [ "$KUBESIM_MODE" = bind ] && [ "${KUBESIM_NMOUNTS:-0}" -gt 0 ]; then
+  umount -R -l "$KUBESIM_STAGE"
+fi
 if [ -n "$KUBESIM_WORKDIR" ]; then mkdir -p "$KUBESIM_WORKDIR"; fi
 if [ -n "$KUBESIM_RO_ROOT" ]; then
   # readOnlyRootFilesystem: every mount of this namespace but the volumes (and the kernel's /proc,
@@ -62,7 +79,7 @@ if [ -n "$KUBESIM_RO_ROOT" ]; then
 fi
 if [ -n "$KUBESIM_WORKDIR" ]; then cd "$KUBESIM_WORKDIR"; fi
 uid=$KUBESIM_UID gid=$KUBESIM_GID groups=$KUBESIM_GROUPS
-unset KUBESIM_NMOUNTS KUBESIM_WORKDIR KUBESIM_MODE KUBESIM_UID KUBESIM_GID KUBESIM_GROUPS KUBESIM_RO_ROOT KUBESIM_RW
+unset KUBESIM_NMOUNTS KUBESIM_STAGE KUBESIM_WORKDIR KUBESIM_MODE KUBESIM_UID KUBESIM_GID KUBESIM_GROUPS KUBESIM_RO_ROOT KUBESIM_RW
 if [ -n "$groups" ]; then
   exec setpriv --reuid="$uid" --regid="$gid" --groups="$groups" -- "$@"
 fi
@@ -112,6 +129,10 @@ pub struct Kubelet {
     recorder: Recorder,
     /// Pods a binding was sent for (the scheduler stand-in binds each once).
     binding: Mutex<HashSet<String>>,
+    /// Container restarts per pod uid (`restartPolicy: Always`) and the last termination.
+    restarts: Mutex<HashMap<String, (u32, serde_json::Value)>>,
+    /// Running pods whose container exited and is to be started again.
+    restart_due: Mutex<HashSet<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -226,6 +247,8 @@ impl Kubelet {
             pod_dirs: Mutex::default(),
             recorder: Recorder::new(client.clone(), "kubelet", ""),
             binding: Mutex::default(),
+            restarts: Mutex::default(),
+            restart_due: Mutex::default(),
             client,
         }
     }
@@ -261,6 +284,8 @@ impl Kubelet {
                 .collect()
         };
         lock(&self.binding).retain(|uid| live.contains_key(uid));
+        lock(&self.restarts).retain(|uid, _| live.contains_key(uid));
+        lock(&self.restart_due).retain(|uid| live.contains_key(uid));
         for (uid, dir) in gone {
             lock(&self.pod_dirs).remove(&uid);
             lock(&self.started).remove(&uid);
@@ -291,8 +316,10 @@ impl Kubelet {
                 continue;
             }
             let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+            let restart = lock(&self.restart_due).contains(&uid);
             if pod.metadata.deletion_timestamp.is_some()
-                || matches!(phase, Some("Succeeded" | "Failed" | "Running"))
+                || matches!(phase, Some("Succeeded" | "Failed"))
+                || (phase == Some("Running") && !restart)
                 || lock(&self.started).contains(&uid)
                 || lock(&self.retry_at)
                     .get(&uid)
@@ -301,6 +328,7 @@ impl Kubelet {
                 continue;
             }
             lock(&self.started).insert(uid.clone());
+            lock(&self.restart_due).remove(&uid);
             tracing::debug!(pod = ?pod.metadata.name, "kubesim kubelet: new pod");
             let this = Arc::clone(self);
             let pod = Pod::clone(pod);
@@ -482,6 +510,9 @@ impl Kubelet {
             },
         );
         let started = now.to_string();
+        let (restarts, last_state) = lock(&self.restarts)
+            .get(&uid)
+            .map_or((0, json!({})), |(n, t)| (*n, json!({"terminated": t})));
         let cond = |ready: &str| {
             json!([
                 {"type": "PodScheduled", "status": "True", "lastTransitionTime": started},
@@ -495,7 +526,8 @@ impl Kubelet {
             "hostIPs": [{"ip": "127.0.0.1"}], "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}],
             "conditions": cond(if ready { "True" } else { "False" }), "containerStatuses": [{
             "name": container.name, "image": container.image, "imageID": "", "ready": ready,
-            "restartCount": 0, "started": true, "state": {"running": {"startedAt": started}}}]})
+            "restartCount": restarts, "started": true, "lastState": last_state,
+            "state": {"running": {"startedAt": started}}}]})
         };
         // A bad probe was refused before the start; here it is known to parse.
         let probe = container
@@ -526,7 +558,9 @@ impl Kubelet {
         }
         // The whole group goes with the main process, as when a container's init process exits.
         kill_group(pgid, "KILL");
-        let override_code = lock(&self.procs).remove(&uid).and_then(|p| p.code_override);
+        let ended = lock(&self.procs).remove(&uid);
+        let dying = ended.as_ref().is_some_and(|p| p.dying);
+        let override_code = ended.and_then(|p| p.code_override);
         let code = match status {
             Ok(s) => exit_code(s),
             Err(_) => 128 + 9,
@@ -546,12 +580,45 @@ impl Kubelet {
         if !message.is_empty() {
             terminated["message"] = json!(message);
         }
+        let always = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.as_deref())
+            .is_none_or(|p| p == "Always");
+        if always && !dying {
+            // restartPolicy Always: the container is restarted after a back-off, as the kubelet's
+            // CrashLoopBackOff (10 s doubling to 5 min upstream; 1 s doubling to 10 s here).
+            let n = {
+                let mut r = lock(&self.restarts);
+                let e = r.entry(uid.clone()).or_insert((0, json!(null)));
+                e.0 += 1;
+                e.1 = terminated.clone();
+                e.0
+            };
+            let backoff = Duration::from_secs(1 << (n - 1).min(3)).min(Duration::from_secs(10));
+            self.patch_status(
+                &pod,
+                json!({"phase": "Running", "conditions": cond("False"), "containerStatuses": [{
+                "name": container.name, "image": container.image, "imageID": "", "ready": false,
+                "restartCount": n, "started": false, "lastState": {"terminated": terminated},
+                "state": {"waiting": {"reason": "CrashLoopBackOff", "message": format!(
+                    "back-off {}s restarting failed container={} pod={}_{}({uid})", backoff.as_secs(),
+                    container.name, pod.metadata.name.as_deref().unwrap_or_default(),
+                    pod.metadata.namespace.as_deref().unwrap_or_default())}}}]}),
+            )
+            .await;
+            // The sync loop starts it again once the back-off has passed.
+            lock(&self.retry_at).insert(uid.clone(), Instant::now() + backoff);
+            lock(&self.restart_due).insert(uid.clone());
+            lock(&self.started).remove(&uid);
+            return;
+        }
         self.patch_status(
             &pod,
             json!({"phase": if code == 0 { "Succeeded" } else { "Failed" },
             "conditions": cond("False"), "containerStatuses": [{
             "name": container.name, "image": container.image, "imageID": "", "ready": false,
-            "restartCount": 0, "started": false, "state": {"terminated": terminated}}]}),
+            "restartCount": restarts, "started": false, "state": {"terminated": terminated}}]}),
         )
         .await;
         // A pod being deleted gracefully is finished off once its process is gone, as the kubelet does.
@@ -1115,6 +1182,7 @@ pub fn launch(l: &Launch, log: std::fs::File) -> std::io::Result<tokio::process:
     cmd.env("HOSTNAME", &l.hostname);
     cmd.env("KUBESIM_MODE", if l.mount_ns { "bind" } else { "link" });
     cmd.env("KUBESIM_NMOUNTS", l.mounts.len().to_string());
+    cmd.env("KUBESIM_STAGE", stage_dir(&l.mounts));
     for (i, (src, dst)) in l.mounts.iter().enumerate() {
         cmd.env(format!("KUBESIM_MSRC_{i}"), src);
         cmd.env(format!("KUBESIM_MDST_{i}"), dst);
@@ -1139,6 +1207,22 @@ pub fn launch(l: &Launch, log: std::fs::File) -> std::io::Result<tokio::process:
         .process_group(0)
         .kill_on_drop(true);
     cmd.spawn()
+}
+
+/// Where the launch script stages mount sources: the first of a few host paths that no mount
+/// destination covers (a destination equal to or above it would hide the staged sources).
+fn stage_dir(mounts: &[(PathBuf, PathBuf)]) -> String {
+    const CANDIDATES: [&str; 4] = [
+        "/run/kubesim-stage",
+        "/var/tmp/kubesim-stage",
+        "/mnt/kubesim-stage",
+        "/opt/kubesim-stage",
+    ];
+    CANDIDATES
+        .iter()
+        .find(|c| !mounts.iter().any(|(_, dst)| Path::new(c).starts_with(dst)))
+        .unwrap_or(&CANDIDATES[0])
+        .to_string()
 }
 
 /// The exit code Kubernetes reports: the process's, or 128 + signal when killed.
@@ -1216,6 +1300,50 @@ mod tests {
         if mount_ns_available() {
             run_and_check(true).await;
         }
+    }
+
+    #[tokio::test]
+    async fn a_mount_over_the_data_dirs_parent_hides_no_later_source() {
+        if !mount_ns_available() {
+            return;
+        }
+        // The data dir is under /tmp, and the pod mounts an emptyDir at /tmp first (as the
+        // chart's controller pod does): the later volume must still be its own directory.
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(dir.path().starts_with("/tmp"), "{}", dir.path().display());
+        std::fs::create_dir_all(dir.path().join("empty")).expect("empty");
+        std::fs::create_dir_all(dir.path().join("pvc")).expect("pvc");
+        let seen = dir.path().join("seen");
+        let log = std::fs::File::create(dir.path().join("log")).expect("log");
+        let l = Launch {
+            program: "/bin/sh".into(),
+            args: vec![
+                "-c".into(),
+                "echo hi > \"$0/out\"".into(),
+                seen.display().to_string(),
+            ],
+            env: vec![],
+            mounts: vec![
+                (dir.path().join("empty"), PathBuf::from("/tmp")),
+                (dir.path().join("pvc"), seen.clone()),
+            ],
+            working_dir: None,
+            hostname: "h".into(),
+            mount_ns: true,
+            identity: Identity {
+                uid: 0,
+                gid: 0,
+                groups: vec![],
+            },
+            read_only_root: false,
+        };
+        let status = launch(&l, log).expect("launch").wait().await.expect("wait");
+        let log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
+        assert_eq!(exit_code(status), 0, "log: {log}");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("pvc/out")).expect("written through the mount"),
+            "hi\n"
+        );
     }
 
     #[tokio::test]
