@@ -580,3 +580,31 @@ async fn readiness_follows_an_http_probe() {
     assert_eq!(&cols[..4], ["unserved", "0/1", "Running", "0"], "{text}");
     env.cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_policy_always_restarts_the_container_with_back_off() {
+    let env = start().await;
+    let pods: Api<Pod> = Api::default_namespaced(env.client.clone());
+    let pod: Pod = serde_json::from_value(
+        json!({"metadata": {"name": "crash"}, "spec": {"containers": [{
+        "name": "main", "image": "busybox", "args": ["-c", "echo run; exit 3"]}]}}),
+    )
+    .unwrap();
+    let made = pods.create(&PostParams::default(), &pod).await.unwrap();
+    assert_eq!(made.spec.unwrap().restart_policy.as_deref(), Some("Always"));
+    let st = wait_for("a second restart", || async {
+        let s = serde_json::to_value(pods.get("crash").await.ok()?.status).ok()?;
+        let c = &s["containerStatuses"][0];
+        (c["restartCount"].as_u64()? >= 2 && c["state"]["waiting"].is_object()).then_some(s)
+    })
+    .await;
+    let c = &st["containerStatuses"][0];
+    assert_eq!(st["phase"], "Running");
+    assert_eq!(c["state"]["waiting"]["reason"], "CrashLoopBackOff");
+    assert_eq!(c["lastState"]["terminated"]["exitCode"], 3);
+    assert_eq!(c["lastState"]["terminated"]["reason"], "Error");
+    let out = kubectl_ok(&env.kc, &["get", "pod", "crash", "--no-headers"], "").await;
+    let cols: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(&cols[..3], ["crash", "0/1", "CrashLoopBackOff"], "{out}");
+    env.cluster.shutdown().await;
+}

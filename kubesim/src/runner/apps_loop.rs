@@ -87,7 +87,22 @@ pub fn spawn(client: kube::Client, pods: Store<Pod>, wake: Arc<Notify>) -> Vec<J
             if deploys.wait_until_ready().await.is_err() || rss.wait_until_ready().await.is_err() {
                 return;
             }
-            let pods = values(&pods);
+            if rss.is_empty() && deploys.is_empty() {
+                continue;
+            }
+            // Only pods a ReplicaSet controls matter here (a cluster of Jobs pays nothing).
+            let pods: Vec<Value> = pods
+                .state()
+                .iter()
+                .filter(|p| {
+                    p.metadata
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .any(|o| o.controller == Some(true) && o.kind == "ReplicaSet")
+                })
+                .filter_map(|p| serde_json::to_value(p.as_ref()).ok())
+                .collect();
             let rs_list = values(&rss);
             let deploy_list = values(&deploys);
             if let Err(e) = sync(&client, &deploy_list, &rs_list, &pods, &mut expect).await {
