@@ -133,9 +133,39 @@ spec: {clusterIP: None, selector: {app: db}, ports: [{port: 5432}]}
     let again = serde_json::to_value(api.get("web").await.unwrap()).unwrap();
     assert_eq!(again["spec"]["clusterIP"], web_ip);
 
+    // kubectl get prints upstream's columns (printService, printNode).
+    let table = kubectl_ok(kc, &["get", "service", "web"], "").await;
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        [
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE"
+        ]
+    );
+    assert_eq!(
+        rows[1][..5],
+        ["web", "ClusterIP", web_ip, "<none>", "80/TCP"]
+    );
+
     // The node, and a pod bound to it by the scheduler (PodScheduled, spec.nodeName).
     let nodes = kubectl_ok(kc, &["get", "nodes", "-o", "name"], "").await;
     assert_eq!(nodes, "node/kubesim\n");
+    let table = kubectl_ok(kc, &["get", "nodes"], "").await;
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]);
+    assert_eq!(rows[1][..3], ["kubesim", "Ready", "<none>"]);
+    assert_eq!(rows[1][4], "v1.33.0-kubesim");
     kubectl_ok(
         kc,
         &[
@@ -226,6 +256,13 @@ async fn deployment_rollouts_replace_pods_and_pdbs_refuse_evictions() {
         );
         assert!(ready(p));
     }
+    let table = kubectl_ok(kc, &["get", "deployment", "web"], "").await;
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]);
+    assert_eq!(rows[1][..4], ["web", "2/2", "2", "2"]);
     let deploys: Api<Deployment> = Api::default_namespaced(env.client.clone());
     let st = serde_json::to_value(deploys.get("web").await.unwrap().status).unwrap();
     assert_eq!(
@@ -259,6 +296,25 @@ async fn deployment_rollouts_replace_pods_and_pdbs_refuse_evictions() {
         (&json!(2), &json!(0), &json!(2))
     );
     assert_eq!(s["conditions"][0]["reason"], "InsufficientPods");
+    let table = kubectl_ok(kc, &["get", "pdb", "web"], "").await;
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        [
+            "NAME",
+            "MIN",
+            "AVAILABLE",
+            "MAX",
+            "UNAVAILABLE",
+            "ALLOWED",
+            "DISRUPTIONS",
+            "AGE"
+        ]
+    );
+    assert_eq!(rows[1][..4], ["web", "2", "N/A", "0"]);
     let victim = v1_pods[0].metadata.name.clone().unwrap();
     let eviction =
         json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": victim}});

@@ -4,6 +4,7 @@ pub mod admission;
 pub mod apply;
 pub mod cel;
 pub mod cells;
+pub mod cells_cluster;
 pub mod discovery;
 pub mod disruption;
 pub mod dryrun;

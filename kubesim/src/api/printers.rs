@@ -6,6 +6,9 @@ use super::cells::{
     binding_cells, created, event_cells, job_cells, len_of, name, pod_cells, pvc_cells,
     quota_cells, s,
 };
+use super::cells_cluster::{
+    deployment_cells, node_cells, pdb_cells, replicaset_cells, service_cells,
+};
 use super::resources::ResourceInfo;
 use serde_json::{Value, json};
 
@@ -336,6 +339,169 @@ pub fn builtin(ri: &ResourceInfo) -> Option<Printer> {
                 ),
             ],
             cells: binding_cells,
+        },
+        ("", "services") => Printer {
+            columns: vec![
+                name_col(),
+                c("Type", "string", 0, "The type of service."),
+                c("Cluster-IP", "string", 0, "The cluster ip."),
+                c("External-IP", "string", 0, "The external ip."),
+                c("Port(s)", "string", 0, "The ports of service."),
+                age_col(),
+                c("Selector", "string", 1, "The selector of service."),
+            ],
+            cells: service_cells,
+        },
+        ("apps", "deployments") => Printer {
+            columns: vec![
+                name_col(),
+                c("Ready", "string", 0, "Number of the pod with ready state"),
+                c(
+                    "Up-to-date",
+                    "string",
+                    0,
+                    "Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
+                ),
+                c(
+                    "Available",
+                    "string",
+                    0,
+                    "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
+                ),
+                age_col(),
+                c(
+                    "Containers",
+                    "string",
+                    1,
+                    "Names of each container in the template.",
+                ),
+                c(
+                    "Images",
+                    "string",
+                    1,
+                    "Images referenced by each container in the template.",
+                ),
+                c(
+                    "Selector",
+                    "string",
+                    1,
+                    "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.",
+                ),
+            ],
+            cells: deployment_cells,
+        },
+        ("apps", "replicasets") => Printer {
+            columns: vec![
+                name_col(),
+                c(
+                    "Desired",
+                    "integer",
+                    0,
+                    "Replicas is the number of desired replicas. This is a pointer to distinguish between explicit zero and unspecified. Defaults to 1.",
+                ),
+                c(
+                    "Current",
+                    "integer",
+                    0,
+                    "Replicas is the most recently observed number of replicas.",
+                ),
+                c(
+                    "Ready",
+                    "integer",
+                    0,
+                    "The number of ready replicas for this replica set.",
+                ),
+                age_col(),
+                c(
+                    "Containers",
+                    "string",
+                    1,
+                    "Names of each container in the template.",
+                ),
+                c(
+                    "Images",
+                    "string",
+                    1,
+                    "Images referenced by each container in the template.",
+                ),
+                c(
+                    "Selector",
+                    "string",
+                    1,
+                    "Selector is a label query over pods that should match the replica count.",
+                ),
+            ],
+            cells: replicaset_cells,
+        },
+        ("", "nodes") => Printer {
+            columns: vec![
+                name_col(),
+                c("Status", "string", 0, "The status of the node"),
+                c("Roles", "string", 0, "The roles of the node"),
+                age_col(),
+                c(
+                    "Version",
+                    "string",
+                    0,
+                    "Kubelet Version reported by the node.",
+                ),
+                c(
+                    "Internal-IP",
+                    "string",
+                    1,
+                    "List of addresses reachable to the node. Queried from cloud provider, if available.",
+                ),
+                c(
+                    "External-IP",
+                    "string",
+                    1,
+                    "List of addresses reachable to the node. Queried from cloud provider, if available.",
+                ),
+                c(
+                    "OS-Image",
+                    "string",
+                    1,
+                    "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy)).",
+                ),
+                c(
+                    "Kernel-Version",
+                    "string",
+                    1,
+                    "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64).",
+                ),
+                c(
+                    "Container-Runtime",
+                    "string",
+                    1,
+                    "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2).",
+                ),
+            ],
+            cells: node_cells,
+        },
+        ("policy", "poddisruptionbudgets") => Printer {
+            columns: vec![
+                name_col(),
+                c(
+                    "Min Available",
+                    "string",
+                    0,
+                    "The minimum number of pods that must be available simultaneously",
+                ),
+                c(
+                    "Max Unavailable",
+                    "string",
+                    0,
+                    "The maximum number of pods that may be unavailable simultaneously",
+                ),
+                c(
+                    "Allowed Disruptions",
+                    "integer",
+                    0,
+                    "Calculated number of pods that may be disrupted at this time",
+                ),
+                age_col(),
+            ],
+            cells: pdb_cells,
         },
         // No printer upstream (limitranges, roles, clusterroles, CRDs): rest.DefaultTableConvertor.
         _ => Printer {
