@@ -202,9 +202,9 @@ pub fn evict(st: &mut State, ns: &str, name: &str, body: &Value) -> ApiResult<Va
         && !n.is_empty()
         && n != name
     {
-        return Err(ApiError::bad_request(format!(
-            "name in URL does not match name in Eviction object"
-        )));
+        return Err(ApiError::bad_request(
+            "name in URL does not match name in Eviction object",
+        ));
     }
     let policy = match body["deleteOptions"]["propagationPolicy"].as_str() {
         Some("Orphan") => Propagation::Orphan,

@@ -405,10 +405,10 @@ fn status(
         "readyReplicas",
         "availableReplicas",
     ] {
-        if s[f] == 0 {
-            if let Some(o) = s.as_object_mut() {
-                o.remove(f);
-            }
+        if s[f] == 0
+            && let Some(o) = s.as_object_mut()
+        {
+            o.remove(f);
         }
     }
     s

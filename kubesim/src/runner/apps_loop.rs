@@ -19,9 +19,9 @@ use tokio::task::JoinHandle;
 
 use super::apps;
 
-fn values<K: serde::Serialize + Clone>(s: &Store<K>) -> Vec<Value>
+fn values<K>(s: &Store<K>) -> Vec<Value>
 where
-    K: kube::Resource,
+    K: kube::Resource + serde::Serialize + Clone,
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
     s.state()

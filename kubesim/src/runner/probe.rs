@@ -84,7 +84,7 @@ pub async fn check(p: &HttpProbe) -> bool {
             p.path, p.port
         );
         s.write_all(req.as_bytes()).await?;
-        let mut buf = vec![0u8; 64];
+        let mut buf = [0u8; 64];
         let mut got = 0;
         while got < 12 {
             let n = s.read(&mut buf[got..]).await?;
