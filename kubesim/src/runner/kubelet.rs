@@ -2,14 +2,18 @@
 //!
 //! Volumes are host directories under the data dir, bind-mounted at the container's `mountPath` inside a
 //! private mount namespace (`unshare --mount --propagation private`), so the host's tree never sees the
-//! mounts. Mountpoints that do not exist yet are created (empty) on the host filesystem before binding;
-//! that is the one trace left outside the data dir. Without mount namespaces (checked once), the same
-//! script creates symlinks at the mount paths instead, which keeps reads and writes at the same paths.
+//! mounts. Sources are first bound into a private staging tmpfs (`/run/kubesim-stage`, or another path no
+//! mount covers), so a mount over the data dir's parent (an emptyDir at `/tmp`) hides no later source.
+//! Mountpoints that do not exist yet (and the staging directory) are created (empty) on the host
+//! filesystem before binding; that is the one trace left outside the data dir. Without mount namespaces
+//! (checked once), the same script creates symlinks at the mount paths instead, which keeps reads and
+//! writes at the same paths.
 //!
-//! Over 600 lines for a reason: one `impl Kubelet` (about 640 lines) is the pod lifecycle (start-time
-//! checks, env and volume resolution, launch, status writes retried until taken, kill and deadline
-//! handling), all of it under the runner's one lock; split across modules it would be one state
-//! machine in several places. Its unit tests add about 120 lines.
+//! Over 600 lines for a reason: one `impl Kubelet` (about 800 lines) is the pod lifecycle (binding,
+//! start-time checks, env and volume resolution, launch, readiness, status writes retried until taken,
+//! restarts, kill and deadline handling), all of it under the runner's one lock; split across modules it
+//! would be one state machine in several places (the pure parts live in `probe.rs`, `identity.rs`,
+//! `images.rs`, `incluster.rs`). Its unit tests add about 170 lines.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::process::ExitStatusExt as _;
@@ -27,6 +31,7 @@ use super::events::Recorder;
 use super::identity::{self, FsGroup, Identity};
 use super::images;
 pub use super::images::{resolve, resolve_image};
+use super::incluster;
 use super::probe;
 use std::os::unix::fs::PermissionsExt as _;
 
@@ -164,7 +169,7 @@ pub fn mount_ns_available() -> bool {
 }
 
 /// Evaluate a fieldRef path against the pod.
-fn field_ref(pod: &Pod, path: &str) -> Option<String> {
+pub(super) fn field_ref(pod: &Pod, path: &str) -> Option<String> {
     let meta = &pod.metadata;
     let lookup = |map: &Option<BTreeMap<String, String>>, rest: &str| {
         let key = rest.trim_start_matches("['").trim_end_matches("']");
@@ -190,7 +195,7 @@ fn field_ref(pod: &Pod, path: &str) -> Option<String> {
     }
 }
 
-fn secret_value(s: &Secret, key: &str) -> Option<Vec<u8>> {
+pub(super) fn secret_value(s: &Secret, key: &str) -> Option<Vec<u8>> {
     s.data
         .as_ref()
         .and_then(|d| d.get(key).map(|b| b.0.clone()))
@@ -201,7 +206,7 @@ fn secret_value(s: &Secret, key: &str) -> Option<Vec<u8>> {
         })
 }
 
-fn configmap_value(c: &ConfigMap, key: &str) -> Option<Vec<u8>> {
+pub(super) fn configmap_value(c: &ConfigMap, key: &str) -> Option<Vec<u8>> {
     c.data
         .as_ref()
         .and_then(|d| d.get(key).map(|v| v.clone().into_bytes()))
@@ -685,7 +690,7 @@ impl Kubelet {
         let image_uid = resolve(&self.cfg.image_users, &image).unwrap_or(0);
         let ident = identity::effective(pod, c, image_uid).map_err(StartError::Config)?;
         let fs_group = identity::fs_group(pod).map_err(StartError::Config)?;
-        let mut env = self.service_env();
+        let mut env = incluster::service_env(self.cfg.api_port);
         env.extend(self.env(pod, c, &ns).await?);
         let io = |e: std::io::Error| StartError::Other(e.to_string());
         let pod_dir = self
@@ -734,150 +739,6 @@ impl Kubelet {
         let child = launch(&spec, log)
             .map_err(|e| StartError::Other(format!("spawn {}: {e}", program.display())))?;
         Ok((child, pod_dir, log_path))
-    }
-
-    /// The `kubernetes` Service's variables every container gets (`kubelet_pods.go`
-    /// `getServiceEnvVarMap`): pods are processes of this host, so the host is 127.0.0.1 and the
-    /// port the API server's TLS listener, where upstream has the Service's ClusterIP and 443.
-    fn service_env(&self) -> Vec<(String, String)> {
-        let port = self.cfg.api_port;
-        if port == 0 {
-            return vec![];
-        }
-        let host = "127.0.0.1";
-        vec![
-            ("KUBERNETES_SERVICE_HOST".into(), host.into()),
-            ("KUBERNETES_SERVICE_PORT".into(), port.to_string()),
-            ("KUBERNETES_SERVICE_PORT_HTTPS".into(), port.to_string()),
-            ("KUBERNETES_PORT".into(), format!("tcp://{host}:{port}")),
-        ]
-    }
-
-    /// Fill a projected volume's directory: a service-account token bound to the pod (TokenRequest),
-    /// configMap and secret items, downwardAPI field references; files get `defaultMode` (0644).
-    async fn projected(
-        &self,
-        pod: &Pod,
-        ns: &str,
-        p: &k8s_openapi::api::core::v1::ProjectedVolumeSource,
-        dir: &Path,
-    ) -> Result<(), StartError> {
-        let io = |e: std::io::Error| StartError::Other(e.to_string());
-        let mode = u32::try_from(p.default_mode.unwrap_or(0o644)).unwrap_or(0o644) & 0o777;
-        let mut files: Vec<(String, Vec<u8>)> = vec![];
-        for src in p.sources.iter().flatten() {
-            if let Some(t) = &src.service_account_token {
-                let sa = pod
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.service_account_name.clone())
-                    .unwrap_or_else(|| "default".into());
-                let mut spec = json!({"expirationSeconds": t.expiration_seconds.unwrap_or(3600),
-                    "boundObjectRef": {"apiVersion": "v1", "kind": "Pod",
-                        "name": pod.metadata.name, "uid": pod.metadata.uid}});
-                if let Some(a) = t.audience.as_ref().filter(|a| !a.is_empty()) {
-                    spec["audiences"] = json!([a]);
-                }
-                let body = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec});
-                let req = axum::http::Request::post(format!(
-                    "/api/v1/namespaces/{ns}/serviceaccounts/{sa}/token"
-                ))
-                .header("content-type", "application/json")
-                .body(body.to_string().into_bytes())
-                .map_err(|e| StartError::Other(e.to_string()))?;
-                let answer: serde_json::Value = self
-                    .client
-                    .request(req)
-                    .await
-                    .map_err(|e| StartError::Config(format!("failed to fetch token: {e}")))?;
-                let token = answer["status"]["token"].as_str().unwrap_or_default();
-                files.push((t.path.clone(), token.as_bytes().to_vec()));
-            }
-            if let Some(cm) = &src.config_map {
-                let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
-                let name = cm.name.clone();
-                match api.get_opt(&name).await.ok().flatten() {
-                    Some(m) => {
-                        for item in cm.items.iter().flatten() {
-                            match configmap_value(&m, &item.key) {
-                                Some(v) => files.push((item.path.clone(), v)),
-                                None if cm.optional == Some(true) => {}
-                                None => {
-                                    return Err(StartError::Config(format!(
-                                        "configmap references non-existent config key: {}",
-                                        item.key
-                                    )));
-                                }
-                            }
-                        }
-                        if cm.items.is_none() {
-                            for (k, v) in m.data.iter().flatten() {
-                                files.push((k.clone(), v.clone().into_bytes()));
-                            }
-                        }
-                    }
-                    None if cm.optional == Some(true) => {}
-                    None => {
-                        return Err(StartError::Config(format!(
-                            "configmap \"{name}\" not found"
-                        )));
-                    }
-                }
-            }
-            if let Some(sec) = &src.secret {
-                let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
-                let name = sec.name.clone();
-                match api.get_opt(&name).await.ok().flatten() {
-                    Some(found) => {
-                        let keys: Vec<(String, String)> = match &sec.items {
-                            Some(items) => items
-                                .iter()
-                                .map(|i| (i.key.clone(), i.path.clone()))
-                                .collect(),
-                            None => found
-                                .data
-                                .iter()
-                                .flat_map(|d| d.keys().map(|k| (k.clone(), k.clone())))
-                                .collect(),
-                        };
-                        for (k, path) in keys {
-                            if let Some(v) = secret_value(&found, &k) {
-                                files.push((path, v));
-                            }
-                        }
-                    }
-                    None if sec.optional == Some(true) => {}
-                    None => {
-                        return Err(StartError::Config(format!("secret \"{name}\" not found")));
-                    }
-                }
-            }
-            if let Some(d) = &src.downward_api {
-                for item in d.items.iter().flatten() {
-                    if let Some(f) = &item.field_ref
-                        && let Some(v) = field_ref(pod, &f.field_path)
-                    {
-                        files.push((item.path.clone(), v.into_bytes()));
-                    }
-                }
-            }
-        }
-        for (path, data) in files {
-            // Item paths are relative and may not climb out (`validateLocalDescendingPath`).
-            if path.split('/').any(|c| c == "..") || path.starts_with('/') {
-                return Err(StartError::Config(format!(
-                    "invalid projected path {path:?}"
-                )));
-            }
-            let file = dir.join(&path);
-            if let Some(parent) = file.parent() {
-                std::fs::create_dir_all(parent).map_err(io)?;
-            }
-            std::fs::write(&file, data).map_err(io)?;
-            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).map_err(io)?;
-        }
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(io)?;
-        Ok(())
     }
 
     /// `EnsureImageExists`: a mapped image is present on the node; an unmapped one fails to pull
@@ -1071,7 +932,7 @@ impl Kubelet {
             } else if let Some(p) = &v.projected {
                 let dir = pod_dir.join("volumes").join(&v.name);
                 std::fs::create_dir_all(&dir).map_err(io)?;
-                self.projected(pod, ns, p, &dir).await?;
+                incluster::projected(&self.client, pod, ns, p, &dir).await?;
                 dir
             } else if let Some(cm) = &v.config_map {
                 let dir = pod_dir.join("volumes").join(&v.name);

@@ -10,6 +10,7 @@ pub mod apps_loop;
 pub mod events;
 pub mod identity;
 pub mod images;
+pub mod incluster;
 pub mod job;
 pub mod kubelet;
 pub mod pod;
