@@ -338,6 +338,12 @@ pub struct WorkerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub active_deadline_seconds: Option<i64>,
+    /// How long a stage may go without any pod running (pods that cannot be created, e.g.
+    /// for a ResourceQuota, or cannot start, e.g. an image that cannot be pulled) before the
+    /// ReportJob fails with `StartTimeout`, in seconds. Default 600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub start_timeout_seconds: Option<i64>,
     /// Service account of the stage pods (they need no API permissions and get no token).
     /// Only when the controller allows it (`--allow-service-account-override`); by default
     /// stage pods use the controller's `stagePods.serviceAccountName` or `default`.
@@ -362,6 +368,7 @@ impl Default for WorkerSpec {
             resources: None,
             retries_per_chunk: default_retries(),
             active_deadline_seconds: None,
+            start_timeout_seconds: None,
             service_account_name: None,
             same_node: false,
             pod: PodSettingsSpec::default(),

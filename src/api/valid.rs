@@ -247,6 +247,8 @@ pub struct Worker {
     pub retries_per_chunk: u32,
     /// Deadline of the chunk Job as a whole.
     pub active_deadline: Option<Duration>,
+    /// How long a stage may go without a running pod (default 600 s, at most a day).
+    pub start_timeout: Duration,
     /// Service account of the stage pods.
     pub service_account_name: Option<String>,
     /// Keep all chunk pods on one node.

@@ -421,6 +421,10 @@ fn bucket_target(bucket: &BucketDestination, errors: &mut Errors) -> Option<Buck
     })
 }
 
+/// `spec.worker.startTimeoutSeconds` when unset: ten minutes, long enough for a slow image
+/// pull or a node scale-up, short enough that a stuck run is not left waiting for a day.
+pub const DEFAULT_START_TIMEOUT_SECONDS: i64 = 600;
+
 fn worker(worker: &WorkerSpec, errors: &mut Errors) -> Option<Worker> {
     let retries_per_chunk = match u32::try_from(worker.retries_per_chunk) {
         Ok(n) if n <= 100 => Some(n),
@@ -442,6 +446,15 @@ fn worker(worker: &WorkerSpec, errors: &mut Errors) -> Option<Worker> {
             |s| Some(Some(Duration::from_secs(s))),
         ),
     };
+    let start_timeout = bounded(
+        worker
+            .start_timeout_seconds
+            .unwrap_or(DEFAULT_START_TIMEOUT_SECONDS),
+        86_400,
+        "spec.worker.startTimeoutSeconds",
+        errors,
+        |s| Some(Duration::from_secs(s)),
+    );
     let pod = validate_pod_settings(&worker.pod, "spec.worker", Author::Spec)
         .map_err(|e| errors.0.extend(e))
         .ok();
@@ -451,6 +464,7 @@ fn worker(worker: &WorkerSpec, errors: &mut Errors) -> Option<Worker> {
         resources: worker.resources.clone(),
         retries_per_chunk: retries_per_chunk?,
         active_deadline: active_deadline?,
+        start_timeout: start_timeout?,
         service_account_name: worker.service_account_name.clone(),
         same_node: worker.same_node,
     })

@@ -334,6 +334,7 @@ async fn controller(args: ControllerArgs) -> i32 {
             resources: stage_pods.resources,
             pod,
             service_account_name: stage_pods.service_account_name,
+            pod_security_context: stage_pods.pod_security_context,
         },
         metrics_addr: Some(args.metrics_addr),
         lease: args.leader_election.then_some(LeaseConfig {
