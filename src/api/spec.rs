@@ -378,9 +378,10 @@ pub struct NotifySpec {
     /// Body format: a CloudEvents-style JSON object, or a Slack-compatible `{"text": ...}`.
     #[serde(default)]
     pub format: NotifyFormat,
-    /// Which outcomes are notified.
+    /// Which outcomes are notified. (Not `on`: YAML 1.1 readers such as kubectl read that
+    /// key as the boolean `true`.)
     #[serde(default)]
-    pub on: NotifyOn,
+    pub when: NotifyWhen,
 }
 
 /// Body format of the webhook.
@@ -397,7 +398,7 @@ pub enum NotifyFormat {
 /// Which outcomes are notified.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum NotifyOn {
+pub enum NotifyWhen {
     /// Success and failure.
     #[default]
     Always,

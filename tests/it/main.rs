@@ -19,3 +19,4 @@ mod planner;
 mod pod_settings;
 mod rbac;
 mod security;
+mod yaml_words;
