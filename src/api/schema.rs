@@ -8,6 +8,19 @@ use super::ReportJob;
 
 /// The message of the transition rule that keeps `spec.source` as created.
 pub const SOURCE_IMMUTABLE: &str = "spec.source cannot change once created; create a new ReportJob";
+/// The message of the transition rule that keeps `spec.chunking` as created.
+pub const CHUNKING_IMMUTABLE: &str =
+    "spec.chunking cannot change once created; create a new ReportJob";
+/// The message of the transition rule that keeps `spec.output` as created.
+pub const OUTPUT_IMMUTABLE: &str = "spec.output cannot change once created; create a new ReportJob";
+/// The message of the rule on a relative path's shape (`pvc.path`).
+pub const PATH_SHAPE: &str =
+    "must be a relative path of non-empty components (no leading, trailing or double /)";
+/// The message of the rule against `.` and `..` components.
+pub const PATH_DOTS: &str = "must not contain . or .. components";
+/// The message of the rule on the shape of `bucket.url`.
+pub const BUCKET_URL_SHAPE: &str =
+    "must be s3://bucket/key with a bucket name without spaces and a relative key";
 
 /// Schema transform of `spec.source`: CEL rules a real API server enforces at admission
 /// (`kubectl apply` refuses the object): exactly one of `table` and `query`; `columns` and
@@ -27,6 +40,49 @@ pub fn source_rules(schema: &mut schemars::Schema) {
              "message": "where only applies to table; filter in the query",
              "fieldPath": ".where", "reason": "FieldValueForbidden"},
             {"rule": "self == oldSelf", "message": SOURCE_IMMUTABLE},
+        ]),
+    );
+}
+
+/// Schema transform of `spec.chunking`: fixed once created (the plan was cut with it).
+pub fn chunking_rules(schema: &mut schemars::Schema) {
+    rules(
+        schema,
+        json!([{"rule": "self == oldSelf", "message": CHUNKING_IMMUTABLE}]),
+    );
+}
+
+/// Schema transform of `spec.output`: fixed once created (the run writes where and how it
+/// was planned to; a new destination is a new ReportJob).
+pub fn output_rules(schema: &mut schemars::Schema) {
+    rules(
+        schema,
+        json!([{"rule": "self == oldSelf", "message": OUTPUT_IMMUTABLE}]),
+    );
+}
+
+/// Schema transform of `pvc.path`: what [`RelativePath`](super::valid::RelativePath) accepts
+/// (the NUL byte aside, which JSON strings of a manifest rarely carry and `validate.rs` refuses).
+pub fn path_rules(schema: &mut schemars::Schema) {
+    rules(
+        schema,
+        json!([
+            {"rule": "self.matches('^[^/]+(/[^/]+)*$')", "message": PATH_SHAPE},
+            {"rule": "!self.matches('(^|/)[.][.]?(/|$)')", "message": PATH_DOTS},
+        ]),
+    );
+}
+
+/// Schema transform of `bucket.url`: `s3://bucket/key` as
+/// [`parse_bucket_url`](super::validate::parse_bucket_url) accepts it.
+pub fn bucket_url_rules(schema: &mut schemars::Schema) {
+    rules(
+        schema,
+        json!([
+            {"rule": "self.matches('^s3://[^/[:space:][:cntrl:]]+/[^/]+(/[^/]+)*$')",
+             "message": BUCKET_URL_SHAPE},
+            {"rule": "!self.matches('^s3://[^/]*/(.*/)?[.][.]?(/.*)?$')",
+             "message": format!("its key {PATH_DOTS}")},
         ]),
     );
 }
