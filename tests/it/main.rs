@@ -6,6 +6,7 @@ mod common;
 
 mod bucket;
 mod chart;
+mod chart_install;
 mod client;
 mod controller;
 mod crd;
