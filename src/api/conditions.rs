@@ -88,7 +88,7 @@ pub mod reason {
     pub const NOTIFY_FAILED: &str = "NotifyFailed";
     /// No `spec.notify`.
     pub const NOT_CONFIGURED: &str = "NotConfigured";
-    /// `spec.notify.on` excludes this outcome.
+    /// `spec.notify.when` excludes this outcome.
     pub const NOT_REQUESTED: &str = "NotRequested";
     /// A variable the notification needs is missing.
     pub const NOTIFY_MISCONFIGURED: &str = "NotifyMisconfigured";

@@ -21,6 +21,7 @@ use super::status::ReportJobStatus;
     status = "ReportJobStatus",
     shortname = "rj",
     category = "reports",
+    doc = "A ReportJob exports the rows of a Postgres table or query as one CSV file, in key-range chunks exported in parallel by Jobs and assembled on a PersistentVolumeClaim or in a bucket. spec.source, spec.chunking and spec.output are fixed once created; suspend, ttlSecondsAfterFinished and notify may change.",
     printcolumn(
         name = "Phase",
         type_ = "string",
@@ -50,6 +51,20 @@ use super::status::ReportJobStatus;
         json_path = ".status.output.location",
         priority = "1",
         description = "Where the assembled report is"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Complete\")].reason",
+        priority = "1",
+        description = "The reason of the Complete condition: the stage, or why it failed"
+    ),
+    printcolumn(
+        name = "Message",
+        type_ = "string",
+        json_path = ".status.message",
+        priority = "1",
+        description = "The current state or the last error"
     )
 )]
 #[serde(rename_all = "camelCase")]
@@ -144,6 +159,7 @@ pub struct SecretRef {
 /// How the key range is cut into chunks.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::api::schema::chunking_rules)]
 pub struct ChunkingSpec {
     /// Target number of rows per chunk. The planner uses Postgres statistics or a sample,
     /// so chunks hold close to this many rows even when keys are sparse or clustered.
@@ -183,6 +199,7 @@ impl Default for ChunkingSpec {
 /// The report's format and destination.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::api::schema::output_rules)]
 pub struct OutputSpec {
     /// File format of the report.
     #[serde(default)]
@@ -279,7 +296,7 @@ pub struct PvcDestination {
     pub claim_name: String,
     /// Path of the report inside the volume, relative, without `..`. Staging data goes
     /// to `<path>.parts/<run id>/` and the manifest to `<path>.manifest.json`.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 1024), transform = crate::api::schema::path_rules)]
     pub path: String,
 }
 
@@ -288,7 +305,7 @@ pub struct PvcDestination {
 #[serde(rename_all = "camelCase")]
 pub struct BucketDestination {
     /// The object's URL, `s3://bucket/key`.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 2048), transform = crate::api::schema::bucket_url_rules)]
     pub url: String,
     /// A Secret with `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (and optionally
     /// `AWS_SESSION_TOKEN`) keys, given to the stage pods as environment variables.
@@ -385,9 +402,10 @@ pub struct NotifySpec {
     /// Body format: a CloudEvents-style JSON object, or a Slack-compatible `{"text": ...}`.
     #[serde(default)]
     pub format: NotifyFormat,
-    /// Which outcomes are notified.
+    /// Which outcomes are notified. (Not `on`: YAML 1.1 readers such as kubectl read that
+    /// key as the boolean `true`.)
     #[serde(default)]
-    pub on: NotifyOn,
+    pub when: NotifyWhen,
 }
 
 /// Body format of the webhook.
@@ -404,7 +422,7 @@ pub enum NotifyFormat {
 /// Which outcomes are notified.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum NotifyOn {
+pub enum NotifyWhen {
     /// Success and failure.
     #[default]
     Always,

@@ -6,6 +6,7 @@ mod common;
 
 mod bucket;
 mod chart;
+mod chart_install;
 mod client;
 mod controller;
 mod crd;
@@ -20,3 +21,4 @@ mod pod_settings;
 mod rbac;
 mod security;
 mod stage_start;
+mod yaml_words;

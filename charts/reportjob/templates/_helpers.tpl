@@ -47,9 +47,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
-{{/* The controller image: repository:tag, the tag defaulting to the chart's appVersion. */}}
+{{/* The controller image: repository@digest when a digest is set, else repository:tag, the tag
+     defaulting to the chart's appVersion. */}}
 {{- define "reportjob.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
 {{- end }}
 
 {{/* The image of the worker Jobs: workerImage, or the controller's own image. */}}

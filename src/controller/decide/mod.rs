@@ -333,7 +333,7 @@ impl<'a> Decision<'a> {
         let notify = self.rj().spec.notify.as_ref()?;
         let started = self.st.plan.is_some() || self.job(Stage::Plan).is_some();
         if !started
-            || !crate::notify::wants(notify.on, false)
+            || !crate::notify::wants(notify.when, false)
             || self.has_condition_type(conditions::NOTIFIED)
         {
             return None;
