@@ -15,6 +15,7 @@ mod examples;
 mod export_exactness;
 mod failures;
 mod files_safety;
+mod helm_install;
 mod notify;
 mod planner;
 mod pod_settings;
