@@ -125,6 +125,10 @@ pub struct RunArgs {
     /// Chunks exported at once (overrides spec.chunking.parallelism).
     #[arg(long)]
     pub parallelism: Option<usize>,
+    /// A value for `$1`, `$2`... of the spec's query or where, in order (repeat the flag);
+    /// replaces the values of spec.source.parameters, keeping their types.
+    #[arg(long = "param", value_name = "VALUE")]
+    pub params: Vec<String>,
     /// Print one JSON object with the outcome on stdout.
     #[arg(long)]
     pub json: bool,
