@@ -105,7 +105,8 @@ impl SnapshotHolder {
         let (id, taken_at): (String, String) = sqlx::query_as(
             "SELECT pg_export_snapshot(),
                     to_char(statement_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')
-               FROM (SELECT set_config('idle_in_transaction_session_timeout', $1, true)) AS s",
+               FROM (SELECT set_config('idle_in_transaction_session_timeout', $1, true),
+                            set_config('application_name', 'reportjob snapshot holder', true)) AS s",
         )
         .bind(&max_ms)
         .fetch_one(&mut conn)

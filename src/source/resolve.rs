@@ -207,28 +207,14 @@ async fn resolve_query(
     let wrapped = format!("SELECT * FROM (\n{}\n) AS rj_src", parsed.sql());
     // Preparing (not running) the query checks it is one valid SELECT and gives its columns
     // and the types of its parameters.
-    let declared = declared_types(spec);
-    let described = session
-        .conn()
-        .prepare_with(
-            AssertSqlSafe(format!("{wrapped} WHERE false")).into_sql_str(),
-            &declared,
-        )
-        .await
-        .map_err(|e| {
-            if e.as_database_error().is_some() {
-                Error::Source {
-                    field: "spec.source.query",
-                    message: format!(
-                        "the query is not valid: {}",
-                        crate::error::describe_sqlx(&e)
-                    ),
-                }
-            } else {
-                Error::db("checking the query", e)
-            }
-        })?;
-    let parameters = check_types(&described, spec, "query")?;
+    let (described, parameters) = prepare_typed(
+        session,
+        &format!("{wrapped} WHERE false"),
+        spec,
+        "spec.source.query",
+        "the query is not valid",
+    )
+    .await?;
     let columns: Vec<(String, String)> = described
         .columns()
         .iter()
@@ -382,30 +368,84 @@ async fn parameter_types(
     spec: &ValidSource,
     field: &'static str,
 ) -> Result<Vec<ParamType>> {
-    let declared = declared_types(spec);
-    let described = session
-        .conn()
-        .prepare_with(AssertSqlSafe(text.to_string()).into_sql_str(), &declared)
-        .await
-        .map_err(|e| {
-            if e.as_database_error().is_some() {
-                Error::Source {
-                    field,
-                    message: format!("is not valid: {}", crate::error::describe_sqlx(&e)),
-                }
-            } else {
-                Error::db("checking the parameters", e)
-            }
-        })?;
-    check_types(
-        &described,
-        spec,
-        if field == "spec.source.where" {
-            "where"
-        } else {
-            "query"
-        },
+    Ok(
+        prepare_typed(session, text, spec, field, "is not a valid filter")
+            .await?
+            .1,
     )
+}
+
+/// Prepares `text` with the spec's declared parameter types. When that fails and types
+/// were declared, prepares it again with none declared (inside a savepoint, as the failure
+/// ended the first attempt) to name the `$n` whose declared type the SQL does not accept.
+async fn prepare_typed(
+    session: &mut ReadSession,
+    text: &str,
+    spec: &ValidSource,
+    field: &'static str,
+    invalid: &str,
+) -> Result<(sqlx::postgres::PgStatement, Vec<ParamType>)> {
+    let declared = declared_types(spec);
+    let any_declared = spec.parameters.iter().any(|p| p.declared.is_some());
+    let sql = || AssertSqlSafe(text.to_string()).into_sql_str();
+    let what = if field == "spec.source.where" {
+        "where"
+    } else {
+        "query"
+    };
+    if any_declared {
+        savepoint(session, "SAVEPOINT rj_types").await?;
+    }
+    let first = session.conn().prepare_with(sql(), &declared).await;
+    let e = match first {
+        Ok(described) => {
+            let types = check_types(&described, spec, what)?;
+            return Ok((described, types));
+        }
+        Err(e) if e.as_database_error().is_none() => {
+            return Err(Error::db("checking the parameters", e));
+        }
+        Err(e) => e,
+    };
+    let refused = Error::Source {
+        field,
+        message: format!("{invalid}: {}", crate::error::describe_sqlx(&e)),
+    };
+    if !any_declared {
+        return Err(refused);
+    }
+    savepoint(session, "ROLLBACK TO SAVEPOINT rj_types").await?;
+    let unspecified = vec![PgTypeInfo::with_oid(Oid(0)); spec.parameters.len()];
+    let Ok(described) = session.conn().prepare_with(sql(), &unspecified).await else {
+        return Err(refused);
+    };
+    let Some(Either::Left(inferred)) = described.parameters() else {
+        return Err(refused);
+    };
+    for (i, (t, p)) in inferred.iter().zip(&spec.parameters).enumerate() {
+        if let Some(d) = p.declared
+            && ParamType::parse(t.name()) != Some(d)
+        {
+            return Err(source_err(
+                "spec.source.parameters",
+                format!(
+                    "${n} (parameters[{i}]) is declared {d}, but the {what} uses ${n} as {}: {}",
+                    t.name().to_lowercase(),
+                    crate::error::describe_sqlx(&e),
+                    n = i + 1
+                ),
+            ));
+        }
+    }
+    Err(refused)
+}
+
+async fn savepoint(session: &mut ReadSession, statement: &'static str) -> Result<()> {
+    sqlx::query(statement)
+        .execute(session.conn())
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::db("checking the parameters", e))
 }
 
 /// Checks the server's parameter count and types against the spec.
