@@ -83,6 +83,78 @@ pub struct SnapshotRecord {
     pub taken_at: jiff::Timestamp,
 }
 
+/// Environment variable of the cluster's stage pods: the generation of the run's snapshot
+/// (0, then one more per restart after a lost snapshot). Set, the plan, chunk and assemble
+/// stages read the snapshot the `<name>-snapshot` pod staged for that generation.
+pub const GENERATION_ENV: &str = "REPORTJOB_SNAPSHOT_GENERATION";
+
+/// Longest a stage pod waits for the holder to stage the snapshot of its generation.
+pub const STAGED_WAIT: Duration = Duration::from_secs(300);
+
+/// `snapshot.json` in the run's staging area: the snapshot the holder pod exported and
+/// holds, and the generation it was taken for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StagedSnapshot {
+    /// The restart it belongs to (0 for the first snapshot of a run).
+    pub generation: u32,
+    /// The snapshot.
+    pub snapshot: SnapshotRecord,
+}
+
+/// Writes the staged snapshot of the run.
+pub async fn write_staged(
+    storage: &dyn crate::storage::Storage,
+    layout: &crate::staging::Layout,
+    staged: &StagedSnapshot,
+) -> Result<()> {
+    let json = serde_json::to_vec_pretty(staged)
+        .map_err(|e| Error::Staging(format!("cannot serialize the snapshot record: {e}")))?;
+    storage.write(&layout.snapshot_key(), json.into()).await
+}
+
+/// Waits (up to `wait`) for the holder to stage the snapshot of `generation`, and returns
+/// it. The file is untrusted: it is parsed into a strict record (the id's syntax checked).
+pub async fn staged(
+    storage: &dyn crate::storage::Storage,
+    layout: &crate::staging::Layout,
+    generation: u32,
+    wait: Duration,
+) -> Result<SnapshotRecord> {
+    let key = layout.snapshot_key();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if let Some(bytes) = storage.read(&key).await? {
+            let staged: StagedSnapshot = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::Staging(format!(
+                    "{} is not a valid snapshot record: {e}",
+                    storage.location(&key)
+                ))
+            })?;
+            if staged.generation == generation {
+                return Ok(staged.snapshot);
+            }
+            if staged.generation > generation {
+                return Err(Error::SnapshotLost {
+                    id: staged.snapshot.id.to_string(),
+                    detail: format!(
+                        "this pod belongs to snapshot generation {generation}, the run is at {}",
+                        staged.generation
+                    ),
+                });
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::Staging(format!(
+                "no snapshot of generation {generation} was staged at {} within {}s: the                  snapshot holder pod did not export one",
+                storage.location(&key),
+                wait.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// The session that holds a run's snapshot open. Dropped, its connection closes and the
 /// snapshot is gone.
 pub struct SnapshotHolder {
@@ -153,6 +225,55 @@ impl SnapshotHolder {
             .await
             .map_err(|e| Error::db("releasing the run's snapshot", e))
     }
+}
+
+/// How often the holder pod checks its session is still there.
+const HOLD_CHECK: Duration = Duration::from_secs(2);
+
+/// The `<name>-snapshot` pod's work (`reportjob snapshot`): exports the run's snapshot,
+/// stages it for `generation`, and holds it until the pod is stopped (SIGTERM: the report
+/// was published or the run ended), its session is lost, or `snapshotMaxSeconds` passes
+/// (both [`Error::SnapshotLost`], which makes the controller start the export again).
+pub async fn hold(stage: &crate::pipeline::StageContext, generation: u32) -> Result<String> {
+    let max_age = stage.spec.source.snapshot_max;
+    let mut holder = SnapshotHolder::take(&stage.db, max_age).await?;
+    let record = holder.record().clone();
+    write_staged(
+        stage.storage.as_ref(),
+        &stage.layout,
+        &StagedSnapshot {
+            generation,
+            snapshot: record.clone(),
+        },
+    )
+    .await?;
+    eprintln!(
+        "holding snapshot {} (generation {generation}, taken {}) for at most {}s",
+        record.id,
+        record.taken_at,
+        max_age.as_secs()
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Error::storage("waiting for SIGTERM", e))?;
+    let deadline = tokio::time::Instant::now() + max_age;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = tokio::time::sleep_until(deadline) => {
+                return Err(Error::SnapshotLost {
+                    id: record.id.to_string(),
+                    detail: format!("held for spec.source.snapshotMaxSeconds ({}s)", max_age.as_secs()),
+                });
+            }
+            _ = tokio::time::sleep(HOLD_CHECK) => holder.check_alive().await?,
+        }
+    }
+    holder.release().await?;
+    Ok(format!(
+        "snapshot={} generation={generation} released",
+        record.id
+    ))
 }
 
 /// A server that cannot export snapshots (a hot standby before Postgres 10, a proxy that

@@ -248,14 +248,77 @@ where
     F: FnOnce(StageContext) -> Fut,
     Fut: std::future::Future<Output = Result<(StageResult, String), Error>>,
 {
-    let stage = match build_stage(common, Some(1), &[]).await {
+    let mut stage = match build_stage(common, Some(1), &[]).await {
         Ok(stage) => stage,
         Err(e) => return e.fail(log),
     };
+    if let Err(e) = attach_staged_snapshot(&mut stage).await {
+        write_termination_log(log, &engine_failure(&e));
+        return report_error(&e, false);
+    }
     match body(stage).await {
         Ok((result, shown)) => {
             write_termination_log(log, &result);
             println!("{shown}");
+            EXIT_OK
+        }
+        Err(e) => {
+            write_termination_log(log, &engine_failure(&e));
+            report_error(&e, false)
+        }
+    }
+}
+
+/// The snapshot generation the controller gave this pod (`REPORTJOB_SNAPSHOT_GENERATION`),
+/// if any; a value that is not a small number is refused.
+fn snapshot_generation() -> Result<Option<u32>, Error> {
+    match std::env::var(crate::snapshot::GENERATION_ENV) {
+        Err(_) => Ok(None),
+        Ok(text) => text.trim().parse::<u32>().map(Some).map_err(|_| {
+            Error::InvalidSpec(format!(
+                "{} must be a snapshot generation (a number), got {:?}",
+                crate::snapshot::GENERATION_ENV,
+                text.chars().take(20).collect::<String>()
+            ))
+        }),
+    }
+}
+
+/// In a cluster run under one snapshot, the stage reads the snapshot the holder pod staged
+/// for its generation (waiting a bounded time for it to appear).
+async fn attach_staged_snapshot(stage: &mut StageContext) -> Result<(), Error> {
+    if stage.spec.source.consistency != crate::api::Consistency::Snapshot {
+        return Ok(());
+    }
+    let Some(generation) = snapshot_generation()? else {
+        return Ok(());
+    };
+    let record = crate::snapshot::staged(
+        stage.storage.as_ref(),
+        &stage.layout,
+        generation,
+        crate::snapshot::STAGED_WAIT,
+    )
+    .await?;
+    stage.snapshot = Some(record);
+    Ok(())
+}
+
+/// `reportjob snapshot`: the `<name>-snapshot` pod, which holds the run's snapshot.
+pub async fn snapshot(args: super::SnapshotArgs) -> i32 {
+    let log = args.termination_log.as_deref();
+    let stage = match build_stage(&args.common, Some(1), &[]).await {
+        Ok(stage) => stage,
+        Err(e) => return e.fail(log),
+    };
+    let held = async {
+        let generation = snapshot_generation()?.unwrap_or(0);
+        crate::snapshot::hold(&stage, generation).await
+    }
+    .await;
+    match held {
+        Ok(line) => {
+            println!("{line}");
             EXIT_OK
         }
         Err(e) => {
