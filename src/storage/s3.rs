@@ -142,19 +142,23 @@ impl S3Bucket {
             .unwrap_or_else(|| "us-east-1".to_string());
         // S3-compatible stores at a custom endpoint mostly want path-style addressing.
         let path_style = dest.path_style.unwrap_or(endpoint.is_some());
+        let mut options = ClientOptions::new()
+            .with_allow_http(
+                endpoint
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("http://")),
+            )
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::from_secs(300));
+        // Every connection resolves the endpoint again: link-local answers are dropped there
+        // too, not only in `check` (a name may resolve differently the second time).
+        if let Some(resolver) = crate::net_guard::resolver() {
+            options = options.with_dns_resolver(resolver);
+        }
         let store = builder
             .with_region(region)
             .with_virtual_hosted_style_request(!path_style)
-            .with_client_options(
-                ClientOptions::new()
-                    .with_allow_http(
-                        endpoint
-                            .as_deref()
-                            .is_some_and(|e| e.starts_with("http://")),
-                    )
-                    .with_connect_timeout(Duration::from_secs(5))
-                    .with_timeout(Duration::from_secs(300)),
-            )
+            .with_client_options(options)
             .with_retry(RetryConfig {
                 backoff: BackoffConfig {
                     init_backoff: Duration::from_millis(100),
@@ -166,8 +170,11 @@ impl S3Bucket {
             })
             .build()
             .map_err(|e| s3_error(bucket, "configuring the client", e))?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
+        let mut http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+        if let Some(resolver) = crate::net_guard::resolver() {
+            http = http.dns_resolver(resolver);
+        }
+        let http = http
             .build()
             .map_err(|e| Error::storage("building an HTTP client", std::io::Error::other(e)))?;
         Ok(S3Bucket {

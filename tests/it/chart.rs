@@ -15,12 +15,54 @@ fn read(rel: &str) -> String {
 #[test]
 fn chart_crd_is_a_byte_identical_copy_of_crds_reportjob_yaml() {
     let generated = read("crds/reportjob.yaml");
-    let chart = read("charts/reportjob/crds/reportjob.yaml");
+    let chart = read("charts/reportjob/files/reportjob-crd.yaml");
     assert!(
         chart == generated,
-        "charts/reportjob/crds/reportjob.yaml differs from crds/reportjob.yaml; \
-         run `cp crds/reportjob.yaml charts/reportjob/crds/reportjob.yaml`"
+        "charts/reportjob/files/reportjob-crd.yaml differs from crds/reportjob.yaml; \
+         run `cp crds/reportjob.yaml charts/reportjob/files/reportjob-crd.yaml`"
     );
+    assert!(
+        !Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("charts/reportjob/crds")
+            .exists(),
+        "a chart crds/ directory is never upgraded by Helm; the CRD is a template"
+    );
+}
+
+#[test]
+fn the_rendered_crd_is_the_generated_one_labelled_and_kept() {
+    let generated = serde_json::to_value(reportjob::api::schema::crd()).unwrap();
+    let strip = |mut crd: Value| {
+        let meta = crd["metadata"].as_object_mut().unwrap();
+        meta.remove("labels");
+        meta.remove("annotations");
+        crd
+    };
+    let docs = render(&[]).unwrap();
+    let crds = kinds(&docs, "CustomResourceDefinition");
+    assert_eq!(crds.len(), 1);
+    assert_eq!(
+        crds[0]["metadata"]["annotations"],
+        json!({"helm.sh/resource-policy": "keep"})
+    );
+    assert_eq!(
+        crds[0]["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "Helm"
+    );
+    // Numbers compare by value (the template writes 1.0 as 1).
+    let numbers = |v: Value| -> Value {
+        serde_json::from_str(&v.to_string().replace(".0,", ",").replace(".0}", "}")).unwrap()
+    };
+    assert_eq!(
+        numbers(strip(crds[0].clone())),
+        numbers(strip(generated.clone())),
+        "the chart's CRD template renders the generator's CRD"
+    );
+    let unkept = render(&["crds.keep=false"]).unwrap();
+    let crd = kinds(&unkept, "CustomResourceDefinition")[0];
+    assert!(crd["metadata"].get("annotations").is_none(), "{crd}");
+    let none = render(&["crds.install=false"]).unwrap();
+    assert!(kinds(&none, "CustomResourceDefinition").is_empty());
 }
 
 #[test]
@@ -78,7 +120,7 @@ fn namespaced_rules() -> Value {
         {"apiGroups": ["reporting.dev"], "resources": ["reportjobs"], "verbs": ["list", "watch", "patch", "delete"]},
         {"apiGroups": ["reporting.dev"], "resources": ["reportjobs/status"], "verbs": ["patch"]},
         {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "list", "watch", "patch", "delete"]},
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+        {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["list"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
     ])
 }
@@ -204,9 +246,28 @@ fn assert_renders_what_it_must(combo: &str, docs: &[Value]) {
     assert_eq!(dep["spec"]["replicas"], replicas, "{combo}: replicas");
 
     // RBAC: exactly the controller's rules; leases only in the release namespace; no
-    // wildcards, no secrets or configmaps.
+    // wildcards, no secrets or configmaps. The aggregated roles for people are checked apart.
+    let aggregated = |r: &&Value| {
+        r["metadata"]["labels"].as_object().is_some_and(|l| {
+            l.keys()
+                .any(|k| k.starts_with("rbac.authorization.k8s.io/aggregate-to-"))
+        })
+    };
+    let user_roles: Vec<&Value> = kinds(docs, "ClusterRole")
+        .into_iter()
+        .filter(aggregated)
+        .collect();
+    assert_eq!(
+        user_roles.len(),
+        2,
+        "{combo}: reportjob-view and reportjob-edit"
+    );
+    assert_user_roles(&user_roles);
     let roles = kinds(docs, "Role");
-    let cluster_roles = kinds(docs, "ClusterRole");
+    let cluster_roles: Vec<&Value> = kinds(docs, "ClusterRole")
+        .into_iter()
+        .filter(|r| !aggregated(r))
+        .collect();
     let all_rules: Vec<&Value> = roles
         .iter()
         .chain(&cluster_roles)
@@ -292,6 +353,9 @@ fn assert_renders_what_it_must(combo: &str, docs: &[Value]) {
     };
     expect("PodDisruptionBudget", usize::from(combo == "replicas=2"));
     expect("ServiceMonitor", usize::from(combo == "serviceMonitor"));
+    expect("PodMonitor", usize::from(combo == "monitoring"));
+    expect("PrometheusRule", usize::from(combo == "monitoring"));
+    expect("ConfigMap", usize::from(combo == "monitoring"));
     expect("Service", 1);
     expect("ServiceAccount", 1);
     let crds: Vec<&str> = kinds(docs, "CustomResourceDefinition")
@@ -301,15 +365,58 @@ fn assert_renders_what_it_must(combo: &str, docs: &[Value]) {
     assert_eq!(crds, ["reportjobs.reporting.dev"], "{combo}: CRD");
 }
 
+/// `reportjob-view` reads ReportJobs and is aggregated into view, edit and admin;
+/// `reportjob-edit` writes them too and is aggregated into edit and admin. Neither touches
+/// the status or anything else.
+fn assert_user_roles(roles: &[&Value]) {
+    let role = |n: &str| *roles.iter().find(|r| name(r) == n).unwrap();
+    let view = role("reportjob-view");
+    assert_eq!(
+        view["rules"],
+        json!([{"apiGroups": ["reporting.dev"], "resources": ["reportjobs"], "verbs": ["get", "list", "watch"]}])
+    );
+    let edit = role("reportjob-edit");
+    assert_eq!(
+        edit["rules"],
+        json!([{"apiGroups": ["reporting.dev"], "resources": ["reportjobs"],
+                "verbs": ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]}])
+    );
+    let aggregates_to = |r: &Value| -> Vec<String> {
+        let mut to: Vec<String> = r["metadata"]["labels"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter_map(|(k, v)| {
+                (v == "true")
+                    .then(|| k.strip_prefix("rbac.authorization.k8s.io/aggregate-to-"))
+                    .flatten()
+                    .map(str::to_string)
+            })
+            .collect();
+        to.sort();
+        to
+    };
+    assert_eq!(aggregates_to(view), ["admin", "edit", "view"]);
+    assert_eq!(aggregates_to(edit), ["admin", "edit"]);
+}
+
 #[test]
 fn each_combination_of_values_renders_what_it_must() {
     // The combinations scripts/check-chart.sh also lints and validates against the schemas.
-    let combinations: [(&str, &[&str]); 5] = [
+    let combinations: [(&str, &[&str]); 6] = [
         ("defaults", &[]),
         ("watchNamespaces", &["watchNamespaces={team-a,team-b}"]),
         ("serviceMonitor", &["serviceMonitor.enabled=true"]),
         ("replicas=2", &["replicas=2"]),
         ("leaderElection-off", &["leaderElection.enabled=false"]),
+        (
+            "monitoring",
+            &[
+                "podMonitor.enabled=true",
+                "prometheusRule.enabled=true",
+                "grafanaDashboard.enabled=true",
+            ],
+        ),
     ];
     for (combo, sets) in combinations {
         let docs = render(sets).unwrap_or_else(|e| panic!("{combo}: helm template failed: {e}"));
@@ -385,4 +492,107 @@ fn several_replicas_without_leader_election_are_refused() {
         refused.contains("needs leaderElection.enabled=true"),
         "refused for another reason: {refused}"
     );
+}
+
+#[test]
+fn pod_settings_of_the_controller_reach_the_deployment() {
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let docs = render(&[
+        "imagePullSecrets[0].name=regcred",
+        &format!("image.digest={digest}"),
+        "priorityClassName=system-cluster-critical",
+        "topologySpreadConstraints[0].maxSkew=1",
+        "topologySpreadConstraints[0].topologyKey=topology.kubernetes.io/zone",
+        "topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway",
+        "extraArgs={--lease-duration-seconds=30}",
+    ])
+    .unwrap();
+    let dep = kinds(&docs, "Deployment")[0];
+    let pod = &dep["spec"]["template"]["spec"];
+    assert_eq!(pod["imagePullSecrets"], json!([{"name": "regcred"}]));
+    assert_eq!(pod["priorityClassName"], "system-cluster-critical");
+    assert_eq!(
+        pod["topologySpreadConstraints"],
+        json!([{
+            "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": {
+                "app.kubernetes.io/name": "reportjob", "app.kubernetes.io/instance": "reportjob"}},
+        }])
+    );
+    let image = format!("ghcr.io/reportjob/reportjob@{digest}");
+    assert_eq!(pod["containers"][0]["image"], image.as_str());
+    let args = controller_args(&docs);
+    assert_eq!(arg_after(&args, "--worker-image"), Some(image.as_str()));
+    assert_eq!(
+        args.last().map(String::as_str),
+        Some("--lease-duration-seconds=30"),
+        "extraArgs come last"
+    );
+}
+
+/// `helm lint --strict` of the chart with `--set` arguments: whether it passed, and its output.
+fn lint(sets: &[&str]) -> (bool, String) {
+    let mut command = std::process::Command::new("helm");
+    command
+        .args(["lint", "--strict"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/reportjob"));
+    for set in sets {
+        command.args(["--set", set]);
+    }
+    let out = command.output().expect("helm on PATH");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn values_schema_refuses_a_wrong_type_and_an_unknown_key() {
+    let (ok, out) = lint(&[]);
+    assert!(ok, "{out}");
+    let (ok, out) = lint(&["replicas=two"]);
+    assert!(
+        !ok && out.contains("at '/replicas': got string, want integer"),
+        "{out}"
+    );
+    let (ok, out) = lint(&["serviceMonitor.enabeld=true"]);
+    assert!(
+        !ok && out.contains("at '/serviceMonitor': additional properties 'enabeld' not allowed"),
+        "{out}"
+    );
+    let (ok, out) = lint(&["image.digest=latest"]);
+    assert!(!ok && out.contains("at '/image/digest'"), "{out}");
+}
+
+/// Every key of values.yaml is declared in values.schema.json, and every declared key of a
+/// closed object (additionalProperties: false) has a default in values.yaml.
+#[test]
+fn values_schema_and_values_yaml_name_the_same_keys() {
+    let values: Value = serde_saphyr::from_str(&read("charts/reportjob/values.yaml")).unwrap();
+    let schema: Value = serde_json::from_str(&read("charts/reportjob/values.schema.json")).unwrap();
+    fn walk(values: &Value, schema: &Value, path: &str, errors: &mut Vec<String>) {
+        let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+            return;
+        };
+        let closed = schema.get("additionalProperties") == Some(&Value::Bool(false));
+        let given = values.as_object().cloned().unwrap_or_default();
+        for (k, v) in &given {
+            match props.get(k) {
+                Some(s) => walk(v, s, &format!("{path}.{k}"), errors),
+                None if closed => errors.push(format!("{path}.{k}: not in the schema")),
+                None => {}
+            }
+        }
+        for k in props.keys() {
+            if closed && !given.contains_key(k) {
+                errors.push(format!("{path}.{k}: no default in values.yaml"));
+            }
+        }
+    }
+    let mut errors = Vec::new();
+    walk(&values, &schema, "", &mut errors);
+    assert!(errors.is_empty(), "{errors:#?}");
 }

@@ -471,7 +471,7 @@ async fn submit_applies_again_and_refuses_bad_input() {
     let changed = write(
         env.dir.path(),
         "changed.yaml",
-        &orders_spec().chunk_size(5000).build_yaml(),
+        &orders_spec().set("spec.suspend", true).build_yaml(),
     );
     let out = env.run(&["submit", "-f", changed.to_str().unwrap()]).await;
     assert!(
@@ -479,15 +479,21 @@ async fn submit_applies_again_and_refuses_bad_input() {
         "{:?}",
         text(&out)
     );
-    assert_eq!(
-        env.api()
-            .get("orders")
-            .await
-            .unwrap()
-            .spec
-            .chunking
-            .chunk_size,
-        5000
+    assert!(env.api().get("orders").await.unwrap().spec.suspend);
+    // The chunking is fixed once created: the API server refuses the change (CEL).
+    let rechunked = write(
+        env.dir.path(),
+        "rechunked.yaml",
+        &orders_spec().chunk_size(5000).build_yaml(),
+    );
+    let (code, _, stderr) = text(
+        &env.run(&["submit", "-f", rechunked.to_str().unwrap()])
+            .await,
+    );
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains(reportjob::api::schema::CHUNKING_IMMUTABLE),
+        "{stderr}"
     );
 
     // Invalid spec: refused before reaching the cluster, naming the field.

@@ -53,8 +53,17 @@ fn crd_names_and_columns_follow_the_contract() {
             ("Chunks".into(), 0),
             ("Rows".into(), 0),
             ("Age".into(), 0),
-            ("Output".into(), 1)
+            ("Output".into(), 1),
+            ("Reason".into(), 1),
+            ("Message".into(), 1)
         ]
+    );
+    let root =
+        serde_json::to_value(version.schema.as_ref().unwrap().open_api_v3_schema.as_ref()).unwrap();
+    let description = root["description"].as_str().unwrap();
+    assert!(
+        description.starts_with("A ReportJob exports the rows of a Postgres table or query"),
+        "kubectl explain reportjob shows: {description}"
     );
 }
 
@@ -209,6 +218,22 @@ fn schema_expresses_the_validation_rules() {
     );
     let destination = &spec["properties"]["output"]["properties"]["destination"];
     assert_eq!(rules(destination), ["has(self.pvc) != has(self.bucket)"]);
+    assert_eq!(rules(&spec["properties"]["chunking"]), ["self == oldSelf"]);
+    assert_eq!(rules(&spec["properties"]["output"]), ["self == oldSelf"]);
+    for mutable in ["suspend", "ttlSecondsAfterFinished", "notify", "worker"] {
+        assert!(
+            spec["properties"][mutable]
+                .get("x-kubernetes-validations")
+                .is_none(),
+            "{mutable} stays mutable"
+        );
+    }
+    let conditions = &schema["properties"]["status"]["properties"]["conditions"];
+    assert_eq!(conditions["x-kubernetes-list-type"], "map");
+    assert_eq!(
+        conditions["x-kubernetes-list-map-keys"],
+        serde_json::json!(["type"])
+    );
     let chunking = &spec["properties"]["chunking"]["properties"];
     assert_eq!(chunking["chunkSize"]["minimum"], 1.0);
     assert_eq!(chunking["parallelism"]["maximum"], 1000.0);
@@ -317,6 +342,42 @@ async fn kubectl_apply_refuses_what_the_cel_rules_forbid() {
             r#"The ReportJob "two-places" is invalid: spec.output.destination: Invalid value: "object": exactly one of pvc and bucket must be set"#,
         ),
     ];
+    let bad_pvc = |path: &str| serde_json::json!({"pvc": {"claimName": "reports", "path": path}});
+    let bad_bucket = |url: &str| serde_json::json!({"bucket": {"url": url}});
+    let table = || source(serde_json::json!({"table": "t"}));
+    let refused_paths = [
+        (
+            apply("dots", table(), bad_pvc("reports/../etc/passwd")).await,
+            r#"The ReportJob "dots" is invalid: spec.output.destination.pvc.path: Invalid value: "string": must not contain . or .. components"#.to_string(),
+        ),
+        (
+            apply("absolute", table(), bad_pvc("/etc/passwd")).await,
+            format!(r#"The ReportJob "absolute" is invalid: spec.output.destination.pvc.path: Invalid value: "string": {}"#, reportjob::api::schema::PATH_SHAPE),
+        ),
+        (
+            apply("gcs", table(), bad_bucket("gs://b/k.csv")).await,
+            format!(r#"The ReportJob "gcs" is invalid: spec.output.destination.bucket.url: Invalid value: "string": {}"#, reportjob::api::schema::BUCKET_URL_SHAPE),
+        ),
+        (
+            apply("no-key", table(), bad_bucket("s3://bucket/")).await,
+            format!(r#"The ReportJob "no-key" is invalid: spec.output.destination.bucket.url: Invalid value: "string": {}"#, reportjob::api::schema::BUCKET_URL_SHAPE),
+        ),
+        (
+            apply("key-dots", table(), bad_bucket("s3://bucket/a/../k.csv")).await,
+            r#"The ReportJob "key-dots" is invalid: spec.output.destination.bucket.url: Invalid value: "string": its key must not contain . or .. components"#.to_string(),
+        ),
+    ];
+    for ((ok, out), want) in refused_paths {
+        assert!(!ok && out.contains(&want), "want {want:?}, got: {out}");
+    }
+    // What the rules accept: nested relative paths, dotted names, a bucket key with folders.
+    for (name, destination) in [
+        ("nested", bad_pvc("a/b.c/report..csv")),
+        ("in-bucket", bad_bucket("s3://my.bucket/daily/2024/r.csv")),
+    ] {
+        let (ok, out) = apply(name, table(), destination).await;
+        assert!(ok, "{name}: {out}");
+    }
     for ((ok, out), want) in refused {
         assert!(!ok && out.contains(want), "want {want:?}, got: {out}");
     }
@@ -341,8 +402,49 @@ async fn kubectl_apply_refuses_what_the_cel_rules_forbid() {
         )),
         "{out}"
     );
+    // The output and the chunking are fixed too.
     let moved = serde_json::json!({"pvc": {"claimName": "reports", "path": "elsewhere.csv"}});
     let (ok, out) = apply("orders", source(serde_json::json!({"table": "t"})), moved).await;
-    assert!(ok, "{out}");
+    assert!(
+        !ok && out.contains(&format!(
+            r#"The ReportJob "orders" is invalid: spec.output: Invalid value: "object": {}"#,
+            reportjob::api::schema::OUTPUT_IMMUTABLE
+        )),
+        "{out}"
+    );
+    let patch = |body: Value| {
+        kubectl(vec![
+            "patch".into(),
+            "reportjob".into(),
+            "orders".into(),
+            "--type=merge".into(),
+            "-p".into(),
+            body.to_string(),
+        ])
+    };
+    let (ok, out) = patch(serde_json::json!({"spec": {"chunking": {"chunkSize": 5}}})).await;
+    assert!(
+        !ok && out.contains(&format!(
+            r#"The ReportJob "orders" is invalid: spec.chunking: Invalid value: "object": {}"#,
+            reportjob::api::schema::CHUNKING_IMMUTABLE
+        )),
+        "{out}"
+    );
+    // suspend, ttlSecondsAfterFinished and notify stay mutable.
+    let (ok, out) = patch(serde_json::json!({"spec": {
+        "suspend": true,
+        "ttlSecondsAfterFinished": 60,
+        "notify": {"webhookSecretRef": {"name": "hooks"}, "when": "failure"},
+    }}))
+    .await;
+    assert!(
+        ok && out.contains("reportjob.reporting.dev/orders patched"),
+        "{out}"
+    );
+    let (ok, out) = patch(serde_json::json!({"spec": {"suspend": false, "notify": null}})).await;
+    assert!(
+        ok && out.contains("reportjob.reporting.dev/orders patched"),
+        "{out}"
+    );
     cluster.shutdown().await;
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use reportjob::api::{NotifyFormat, NotifyOn, ReportJobSpec};
+use reportjob::api::{NotifyFormat, NotifyWhen, ReportJobSpec};
 use reportjob::notify::{self, Details, Notification, Outcome, RetryPolicy};
 use reportjob::stage_protocol::StageResult;
 
@@ -341,14 +341,14 @@ fn typed(yaml: &str) -> ReportJobSpec {
 }
 
 #[tokio::test]
-async fn notify_with_reads_the_environment_and_follows_notify_on() {
+async fn notify_with_reads_the_environment_and_follows_notify_when() {
     let r = Receiver::start(vec![Reply::Status(200)]).await;
     let s = typed(
         &spec()
             .notify("hook", Some("json"), Some("failure"))
             .build_yaml(),
     );
-    assert_eq!(s.notify.as_ref().unwrap().on, NotifyOn::Failure);
+    assert_eq!(s.notify.as_ref().unwrap().when, NotifyWhen::Failure);
     let url = r.url.clone();
     let env = move |k: &str| match k {
         "REPORTJOB_WEBHOOK_URL" => Some(url.clone()),

@@ -47,9 +47,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
-{{/* The controller image: repository:tag, the tag defaulting to the chart's appVersion. */}}
+{{/* The controller image: repository@digest when a digest is set, else repository:tag, the tag
+     defaulting to the chart's appVersion. */}}
 {{- define "reportjob.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
 {{- end }}
 
 {{/* The image of the worker Jobs: workerImage, or the controller's own image. */}}
@@ -72,7 +77,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: ["jobs"]
   verbs: ["create", "list", "watch", "patch", "delete"]
 - apiGroups: [""]
-  resources: ["pods"]
+  # pods: the stage results (termination messages); events: why a stage Job cannot create
+  # its pods (its FailedCreate events: a quota, a LimitRange, admission).
+  resources: ["pods", "events"]
   verbs: ["list"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

@@ -109,13 +109,13 @@ impl SpecBuilder {
 
     /// `spec.notify`: a webhook whose URL is in the Secret `secret` (key `url`), with an
     /// optional format (`json`, `slack`) and condition (`always`, `failure`...).
-    pub fn notify(self, secret: &str, format: Option<&str>, on: Option<&str>) -> SpecBuilder {
+    pub fn notify(self, secret: &str, format: Option<&str>, when: Option<&str>) -> SpecBuilder {
         let mut notify = json!({"webhookSecretRef": {"name": secret, "key": "url"}});
         if let Some(format) = format {
             notify["format"] = json!(format);
         }
-        if let Some(on) = on {
-            notify["on"] = json!(on);
+        if let Some(when) = when {
+            notify["when"] = json!(when);
         }
         self.set("spec.notify", notify)
     }
