@@ -288,11 +288,12 @@ mod tests {
              team-a      orders   Succeeded   4/4      4000   5m    r.csv    ReportPublished   published\n"
         );
         assert_eq!(
-            render(&[new.clone()], Some(Format::Name), true, false).ok(),
+            render(std::slice::from_ref(&new), Some(Format::Name), true, false).ok(),
             Some("reportjob.reporting.dev/x\n".to_string())
         );
         let list: Value = serde_json::from_str(
-            &render(&[new.clone()], Some(Format::Json), true, false).unwrap_or_default(),
+            &render(std::slice::from_ref(&new), Some(Format::Json), true, false)
+                .unwrap_or_default(),
         )
         .unwrap_or_default();
         assert_eq!(
