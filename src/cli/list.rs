@@ -56,8 +56,12 @@ async fn list_inner(args: ListArgs) -> CommandResult {
         (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
     });
     if items.is_empty() && args.output.is_none_or(|f| f == Format::Wide) {
-        // kubectl's words, on stderr, so that stdout stays empty for scripts.
-        eprintln!("No resources found {where_}.");
+        // kubectl's words (`kubectl get`), on stderr, so that stdout stays empty for scripts.
+        if args.all_namespaces {
+            eprintln!("No resources found");
+        } else {
+            eprintln!("No resources found in {ns} namespace.");
+        }
         return Ok(Exit::Ok);
     }
     print!(

@@ -145,10 +145,19 @@ async fn list_and_status_print_as_kubectl_does_in_every_format() {
     );
 
     let (code, out, stderr) = cli.run(&["list", "-l", "team=nobody"]).await;
+    let kubectl = cli.kubectl(&["get", "rj", "-l", "team=nobody"]);
     assert_eq!(
         (code, out.as_str(), stderr.as_str()),
-        (0, "", "No resources found in namespace default.\n")
+        (0, "", "No resources found in default namespace.\n")
     );
+    assert_eq!(
+        stderr,
+        String::from_utf8_lossy(&kubectl.stderr),
+        "kubectl's words"
+    );
+    let (_, _, stderr) = cli.run(&["list", "-A", "-l", "team=nobody"]).await;
+    let kubectl = cli.kubectl(&["get", "rj", "-A", "-l", "team=nobody"]);
+    assert_eq!(stderr, String::from_utf8_lossy(&kubectl.stderr));
     let (code, out, _) = cli.run(&["list", "-l", "team=nobody", "-o", "json"]).await;
     assert_eq!(code, 0);
     assert_eq!(

@@ -27,6 +27,9 @@ use tokio::process::{Child, Command};
 
 use crate::common::PATIENCE;
 
+/// The name kubectl runs the plugin by.
+pub(crate) const PLUGIN_BIN: &str = reportjob::cli::PLUGIN_BINARY;
+
 /// A ReportJob manifest in `ns` with labels.
 pub(crate) fn manifest(name: &str, ns: &str, team: &str) -> Value {
     json!({

@@ -69,3 +69,41 @@ async fn kubectl_runs_it_as_the_reportjob_plugin() {
         "{out}"
     );
 }
+
+#[test]
+fn the_krew_manifest_installs_this_version_as_kubectl_reportjob() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/reportjob.yaml");
+    let m: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(
+        m["apiVersion"],
+        "krew.googlecontainertools.github.com/v1alpha2"
+    );
+    assert_eq!(
+        (m["kind"].as_str(), m["metadata"]["name"].as_str()),
+        (Some("Plugin"), Some("reportjob"))
+    );
+    assert_eq!(
+        m["spec"]["version"],
+        format!("v{}", env!("CARGO_PKG_VERSION"))
+    );
+    let platforms = m["spec"]["platforms"].as_array().unwrap();
+    assert!(!platforms.is_empty());
+    for p in platforms {
+        assert_eq!(p["bin"], crate::cli_native::PLUGIN_BIN, "{p}");
+        assert!(
+            p["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["from"] == p["bin"]),
+            "{p}"
+        );
+        let uri = p["uri"].as_str().unwrap();
+        assert!(
+            uri.contains(&format!("/v{}/", env!("CARGO_PKG_VERSION"))),
+            "{uri}"
+        );
+        assert_eq!(p["sha256"].as_str().map(str::len), Some(64), "{p}");
+    }
+}
