@@ -5,6 +5,8 @@
 (b) peak RSS of one chunk worker (`run --parallelism 1`, one chunk) at 1M and 5M rows
 (c) chunk balance (largest / mean) on clustered, sparse keys
 (d) planning time on a 10M-row table
+(f) consistency: `Snapshot` (one exported snapshot for the run) vs `PerChunk`, 5M rows
+    (`benches/run.sh --consistency` runs only this one)
 
 Run it with benches/run.sh (builds the release binary first). Tables are generated once in
 the database `reportjob_bench` and reused.
@@ -19,11 +21,12 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "reportjob")
+BIN = os.environ.get("BENCH_BIN") or os.path.join(ROOT, "target", "release", "reportjob")
 SERVER = os.environ.get("BENCH_SERVER_URL", "postgres://postgres@127.0.0.1:5432")
 DB = SERVER + "/reportjob_bench"
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 QUICK = "--quick" in sys.argv
+ONLY_CONSISTENCY = "--consistency" in sys.argv
 SCALE = 10 if QUICK else 1  # --quick divides the row counts by 10
 
 
@@ -65,7 +68,7 @@ SELECT (g / ({rows} / 20))::int8 ^ 4 * 1000000000 + (g % ({rows} / 20)) * (1 + 5
   FROM generate_series(0::int8, {rows} - 1) AS g"""
 
 
-def spec(table, path, chunk_size, parallelism, key="id"):
+def spec(table, path, chunk_size, parallelism, key="id", consistency="Snapshot"):
     return f"""apiVersion: reporting.dev/v1alpha1
 kind: ReportJob
 metadata: {{name: bench}}
@@ -74,6 +77,7 @@ spec:
     connectionSecretRef: {{name: db}}
     table: {table}
     keyColumn: {key}
+    consistency: {consistency}
   chunking: {{chunkSize: {chunk_size}, parallelism: {parallelism}, maxChunks: 100000}}
   output:
     destination:
@@ -137,11 +141,48 @@ def bucket_benchmarks(s3s, work, n5, env):
     return out
 
 
+def consistency_benchmark(work, n5, env):
+    """(f) The same 5M-row export under one snapshot and per chunk, alternating, ROUNDS each."""
+    times = {"Snapshot": [], "PerChunk": []}
+    for _ in range(ROUNDS):
+        for mode in ("PerChunk", "Snapshot"):
+            path = os.path.join(work, f"c-{mode}.yaml")
+            with open(path, "w") as f:
+                f.write(spec("bench.orders_5m", "out.csv", n5 // 20, 2, consistency=mode))
+            outdir = os.path.join(work, "out")
+            t, out = timed([BIN, "run", "-f", path, "--output-dir", outdir, "--json"], env=env)
+            result = json.loads(out)
+            assert result["rows"] == n5, result
+            assert (result["snapshot"] is not None) == (mode == "Snapshot"), result
+            times[mode].append(t)
+            shutil.rmtree(outdir)
+    snap, per = statistics.median(times["Snapshot"]), statistics.median(times["PerChunk"])
+    return [
+        ("(f) 5M rows, parallelism 2, `consistency: PerChunk`, median s", f"{per:.2f}",
+         f"{n5 / per:,.0f} rows/s"),
+        ("(f) the same, `consistency: Snapshot` (one exported snapshot), median s", f"{snap:.2f}",
+         f"{n5 / snap:,.0f} rows/s; {(snap / per - 1) * 100:+.1f}% vs PerChunk (target within 3%)"),
+    ]
+
+
 def main():
     if not os.path.exists(BIN):
         sys.exit(f"{BIN} is missing: run benches/run.sh")
     ensure_db()
     n5 = 5_000_000 // SCALE
+    if ONLY_CONSISTENCY:
+        ensure_table("orders_5m", n5, ORDERS)
+        env = dict(os.environ, DATABASE_URL=DB, RUST_LOG="warn")
+        work = tempfile.mkdtemp(prefix="rj-bench-")
+        try:
+            rows = consistency_benchmark(work, n5, env)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        print("| benchmark | figure | note |")
+        print("|---|---|---|")
+        for name, figure, note in rows:
+            print(f"| {name} | {figure} | {note} |")
+        return
     n1 = 1_000_000 // SCALE
     n10 = 10_000_000 // SCALE
     ensure_table("orders_5m", n5, ORDERS)
@@ -258,6 +299,7 @@ def main():
                          f"({len(plan['chunks'])} chunks, {plan['strategy']})",
                          f"{statistics.median(times) * 1000:.0f} ms",
                          "median, whole process; `benches/sql_parse.rs` times the parsing alone"))
+        rows.extend(consistency_benchmark(work, n5, env))
         # (e) bucket output (s3s-fs on loopback): memory and assembly by server-side copy
         s3s = os.environ.get("S3S_FS") or os.path.expanduser("~/.cache/reportjob-tools/s3s-fs/bin/s3s-fs")
         if os.path.exists(s3s):

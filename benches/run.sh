@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the export benchmarks and prints a Markdown table (see benches/bench.py).
-# Usage: benches/run.sh [--quick]     (--quick: a tenth of the rows, for a smoke run)
+# Usage: benches/run.sh [--quick] [--consistency]
+#   --quick: a tenth of the rows, for a smoke run; --consistency: only (f), Snapshot vs PerChunk
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-postgres.sh

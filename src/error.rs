@@ -17,6 +17,11 @@ pub const EXIT_PERMANENT: i32 = 3;
 /// Assembling again alone cannot help. The chunks are in [`Error::DamagedParts`] and in
 /// the message as `damaged_chunks=<ranges>`.
 pub const EXIT_DAMAGED: i32 = 4;
+/// Exit code of a stage whose run's database snapshot is gone (its holder ended, the
+/// database restarted, `snapshotMaxSeconds` passed): no retry under that snapshot can
+/// succeed, and a report mixing snapshots is never made, so the whole export must start
+/// again under a new snapshot.
+pub const EXIT_SNAPSHOT_LOST: i32 = 5;
 
 /// Errors of the export engine.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +89,17 @@ pub enum Error {
         /// The chunks to export again, sorted.
         chunks: Vec<usize>,
         /// What was wrong, for people.
+        detail: String,
+    },
+    /// The run's snapshot can no longer be imported: the export must start again under a
+    /// new one (see [`EXIT_SNAPSHOT_LOST`]).
+    #[error(
+        "snapshot_lost: the run's database snapshot {id} is gone ({detail}); the export must start again under a new snapshot"
+    )]
+    SnapshotLost {
+        /// The lost snapshot's identifier.
+        id: String,
+        /// What the server said.
         detail: String,
     },
     /// The work was stopped because another part of the run failed.
@@ -256,7 +272,8 @@ impl Error {
             | Error::Source { .. }
             | Error::Staging(_)
             | Error::Damaged { .. }
-            | Error::DamagedParts { .. } => true,
+            | Error::DamagedParts { .. }
+            | Error::SnapshotLost { .. } => true,
             Error::Database { source, .. } | Error::Connect { source, .. } => {
                 sqlx_is_permanent(source)
             }
@@ -273,6 +290,8 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         if self.damaged_chunks().is_some() {
             EXIT_DAMAGED
+        } else if self.is_snapshot_lost() {
+            EXIT_SNAPSHOT_LOST
         } else if self.is_permanent() {
             EXIT_PERMANENT
         } else {
@@ -287,6 +306,15 @@ impl Error {
             Error::DamagedParts { chunks, .. } => Some(chunks),
             Error::Chunk { source, .. } => source.damaged_chunks(),
             _ => None,
+        }
+    }
+
+    /// Whether this is (or wraps) [`Error::SnapshotLost`].
+    pub fn is_snapshot_lost(&self) -> bool {
+        match self {
+            Error::SnapshotLost { .. } => true,
+            Error::Chunk { source, .. } => source.is_snapshot_lost(),
+            _ => false,
         }
     }
 
@@ -312,6 +340,7 @@ impl Error {
             Error::Storage { .. } => "storage",
             Error::Staging(_) => "staging",
             Error::Damaged { .. } | Error::DamagedParts { .. } => "damaged",
+            Error::SnapshotLost { .. } => "snapshot_lost",
             Error::Chunk { source, .. } => source.label(),
             Error::Cancelled => "cancelled",
         }

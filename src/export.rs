@@ -22,8 +22,8 @@ use crate::csv_encode::{RecordCounter, header_line};
 use crate::error::{Error, Result};
 use crate::ident::quote_literal;
 use crate::plan::Plan;
-use crate::source::Database;
 use crate::source::statement::SourceSql;
+use crate::source::{Database, SessionSetup};
 use crate::staging::{Layout, PartManifest};
 use crate::storage::{Durability, ObjectWriter, Storage};
 
@@ -129,8 +129,10 @@ impl PartSink {
 /// Exports chunk `index` of `plan` into its part and part manifest (one attempt). When
 /// `cancel` fires, the export stops between rows, aborts its part and returns
 /// [`Error::Cancelled`]: unlike dropping the future, this never leaves an upload open.
+#[allow(clippy::too_many_arguments)] // the stage context's parts, passed apart
 pub async fn export_chunk(
     db: &Database,
+    setup: &SessionSetup,
     spec: &ValidSource,
     plan: &Plan,
     index: usize,
@@ -151,10 +153,7 @@ pub async fn export_chunk(
     };
     let started_at = jiff::Timestamp::now().to_string();
     let statement = copy_statement(spec, plan, index).map_err(wrap)?;
-    let mut session = db
-        .session(i64::from(spec.statement_timeout.seconds()))
-        .await
-        .map_err(wrap)?;
+    let mut session = db.session(setup).await.map_err(wrap)?;
 
     // A stale manifest from an earlier attempt must never describe the new part.
     storage
@@ -222,6 +221,7 @@ pub async fn export_chunk(
         sha256,
         started_at,
         finished_at: jiff::Timestamp::now().to_string(),
+        snapshot: setup.snapshot.clone(),
     };
     let json = serde_json::to_vec_pretty(&manifest).map_err(|e| {
         wrap(Error::Staging(format!(

@@ -11,8 +11,9 @@ use crate::api::Compression;
 use crate::api::valid::{Destination, ValidSpec};
 use crate::error::{Error, Result};
 use crate::plan::{PartFormat, Plan, chunks_from_boundaries};
+use crate::snapshot::SnapshotRecord;
 use crate::source::stats::key_stats;
-use crate::source::{Database, resolve};
+use crate::source::{Database, SessionSetup, resolve};
 use crate::stage_protocol::ChunkSet;
 use crate::staging::{
     CoverageError, Layout, ManifestPart, OutputManifest, PartManifest, check_coverage, check_part,
@@ -46,6 +47,9 @@ pub struct StageContext {
     pub layout: Layout,
     /// Fired to stop the run's exports cleanly (see [`crate::export::export_chunk`]).
     pub cancel: CancellationToken,
+    /// The run's snapshot, which every session imports (`consistency: Snapshot`); `None`
+    /// reads each session's own.
+    pub snapshot: Option<SnapshotRecord>,
 }
 
 /// The part format a spec asks for.
@@ -90,13 +94,23 @@ impl StageContext {
         Ok(url.map(|url| DownloadLink { url, expires_at }))
     }
 
+    /// How this run's sessions are set up: the spec's timeout, time zone and parameter
+    /// values, and the run's snapshot. `planning` also checks the time zone and reads an
+    /// import failure as "this connection cannot share snapshots".
+    pub fn session_setup(&self, planning: bool) -> SessionSetup {
+        let source = &self.spec.source;
+        SessionSetup {
+            statement_timeout_seconds: i64::from(source.statement_timeout.seconds()),
+            time_zone: self.spec.output.time_zone.as_str().to_string(),
+            parameters: source.parameters.iter().map(|p| p.value.clone()).collect(),
+            snapshot: self.snapshot.as_ref().map(|s| s.id.clone()),
+            planning,
+        }
+    }
+
     /// Computes a plan from the database (writes nothing).
     pub async fn compute_plan(&self) -> Result<Plan> {
-        let source = &self.spec.source;
-        let mut session = self
-            .db
-            .session(i64::from(source.statement_timeout.seconds()))
-            .await?;
+        let mut session = self.db.session(&self.session_setup(true)).await?;
         let resolved = resolve(&mut session, &self.spec.source).await?;
         let chunking = &self.spec.chunking;
         let stats = key_stats(
@@ -122,6 +136,7 @@ impl StageContext {
             strategy: stats.strategy,
             chunks,
             created_at: jiff::Timestamp::now().to_string(),
+            snapshot: self.snapshot.clone(),
             digest: String::new(),
             warnings: resolved.warnings,
         }
@@ -184,6 +199,7 @@ impl StageContext {
     pub async fn export_chunk(&self, plan: &Plan, index: usize) -> Result<PartManifest> {
         crate::export::export_chunk(
             &self.db,
+            &self.session_setup(false),
             &self.spec.source,
             plan,
             index,
@@ -221,6 +237,11 @@ impl StageContext {
         let Some(part) = self.read_part_manifest(index).await? else {
             return Ok(None);
         };
+        // Under one snapshot, a part read under another (an earlier run's) is not this
+        // run's: it is exported again.
+        if self.snapshot_mismatch(&part).is_some() {
+            return Ok(None);
+        }
         let size = self.part_size(plan, index).await?;
         if check_part(plan, index, &part, size).is_err() {
             return Ok(None);
@@ -230,6 +251,22 @@ impl StageContext {
         let key = self.layout.part_key(index, plan.format.gzip);
         let valid = self.storage.sha256(&key).await?.as_deref() == Some(part.sha256.as_str());
         Ok(valid.then_some(part))
+    }
+
+    /// Why `part` does not belong to this run's snapshot, if it does not.
+    fn snapshot_mismatch(&self, part: &PartManifest) -> Option<String> {
+        let run = self.snapshot.as_ref()?;
+        match &part.snapshot {
+            Some(id) if *id == run.id => None,
+            Some(id) => Some(format!(
+                "chunk {} was read under snapshot {id}, the run reads snapshot {}; a report never mixes snapshots",
+                part.index, run.id
+            )),
+            None => Some(format!(
+                "chunk {} was read without the run's snapshot {}; a report never mixes snapshots",
+                part.index, run.id
+            )),
+        }
     }
 
     async fn read_part_manifest(&self, index: usize) -> Result<Option<PartManifest>> {
@@ -361,6 +398,16 @@ impl StageContext {
         part: PartManifest,
     ) -> Result<()> {
         let index = assembly.appended.len();
+        if let Some(why) = self.snapshot_mismatch(&part) {
+            return Err(Error::SnapshotLost {
+                id: self
+                    .snapshot
+                    .as_ref()
+                    .map(|s| s.id.to_string())
+                    .unwrap_or_default(),
+                detail: why,
+            });
+        }
         let size = self.part_size(plan, part.index).await?;
         match check_part(plan, index, &part, size) {
             Ok(()) => {}
@@ -412,6 +459,7 @@ impl StageContext {
             started_at: plan.created_at.clone(),
             finished_at: jiff::Timestamp::now().to_string(),
             server_side_copies: composed.server_side_copies,
+            snapshot: self.snapshot.clone(),
             parts: appended
                 .iter()
                 .map(|p| ManifestPart {

@@ -129,6 +129,9 @@ pub struct PlannedSource {
     /// ([`crate::source::statement::spec_digest`]); a staged plan is reused only for the same spec.
     #[serde(default)]
     pub spec_digest: String,
+    /// The types of `$1..$n` (declared, or inferred by the server at plan time).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parameters: Vec<crate::sql::params::ParamType>,
 }
 
 /// How parts are encoded; fixed in the plan so that every part of a run agrees.
@@ -222,6 +225,9 @@ pub struct Plan {
     pub chunks: Vec<ChunkRange>,
     /// When the plan was made (RFC 3339).
     pub created_at: String,
+    /// The database snapshot the plan was made under (`consistency: Snapshot`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<crate::snapshot::SnapshotRecord>,
     /// `sha256:<hex>` of this document with an empty digest.
     #[serde(default)]
     pub digest: String,
@@ -544,6 +550,7 @@ mod tests {
                 key_type: KeyType::Bigint,
                 columns: strings(&["id"]),
                 spec_digest: String::new(),
+                parameters: Vec::new(),
             },
             format: PartFormat {
                 delimiter: ',',
@@ -555,6 +562,7 @@ mod tests {
             strategy: Strategy::Exact,
             chunks: chunks_from_boundaries(&strings(&["5"]), 10, 0, false),
             created_at: "now".into(),
+            snapshot: None,
             digest: String::new(),
             warnings: Vec::new(),
         }

@@ -1,5 +1,8 @@
-//! The one-machine runner behind `reportjob run`: plan once, export chunks in parallel
-//! with retries, assemble; a re-run of the same spec resumes where the last one stopped.
+//! The one-machine runner behind `reportjob run`: take the run's snapshot (unless
+//! `consistency: PerChunk`), plan once, export chunks in parallel with retries, assemble,
+//! release the snapshot. A re-run of the same spec resumes where the last one stopped: with
+//! `PerChunk` it keeps the exported parts; under a snapshot it keeps the plan's ranges and
+//! exports every chunk again under its new snapshot, since a report never mixes snapshots.
 
 use std::time::{Duration, Instant};
 
@@ -8,9 +11,11 @@ use std::collections::BTreeMap;
 use futures::StreamExt;
 use futures::channel::mpsc;
 
+use crate::api::Consistency;
 use crate::error::{Error, Result};
 use crate::pipeline::StageContext;
 use crate::plan::Plan;
+use crate::snapshot::SnapshotHolder;
 use crate::staging::{OutputManifest, PartManifest};
 
 /// Knobs of a local run.
@@ -32,6 +37,9 @@ pub trait ProgressSink: Send + Sync {
     fn chunk_retry(&self, index: usize, attempt: u32, error: &crate::error::Error);
     /// All chunks are exported; the report is being finished.
     fn assembling(&self);
+    /// The run's snapshot was lost; the export starts again under a new one (`restart`
+    /// of at most `limit`).
+    fn snapshot_restart(&self, _restart: u32, _limit: u32, _error: &Error) {}
 }
 
 /// The outcome of a successful run.
@@ -53,10 +61,45 @@ pub struct RunReport {
     pub elapsed: Duration,
 }
 
-/// Runs the whole pipeline on this machine. Assembly runs alongside the exports: each
-/// part is appended to the report as soon as every part before it is in, so little is
-/// left to do when the last chunk finishes.
+/// Runs the whole pipeline on this machine. Under `consistency: Snapshot` one session
+/// holds the run's snapshot from before planning until the report is published (or the
+/// run fails); when it is lost, the export starts again under a new snapshot, up to
+/// `worker.snapshotRestarts` times.
 pub async fn run(
+    stage: &StageContext,
+    options: &RunOptions,
+    progress: &dyn ProgressSink,
+) -> Result<RunReport> {
+    let spec = &stage.spec;
+    if spec.source.consistency == Consistency::PerChunk {
+        return run_once(stage, options, progress).await;
+    }
+    let limit = spec.worker.snapshot_restarts;
+    let mut restart = 0;
+    loop {
+        let holder = SnapshotHolder::take(&stage.db, spec.source.snapshot_max).await?;
+        let under = StageContext {
+            snapshot: Some(holder.record().clone()),
+            cancel: stage.cancel.child_token(),
+            ..stage.clone()
+        };
+        let outcome = run_once(&under, options, progress).await;
+        // Released (or, when its session is gone, dropped) either way.
+        let _ = holder.release().await;
+        match outcome {
+            Err(e) if e.is_snapshot_lost() && restart < limit => {
+                restart += 1;
+                progress.snapshot_restart(restart, limit, &e);
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// One pass of the pipeline under the stage's snapshot (if any). Assembly runs alongside
+/// the exports: each part is appended to the report as soon as every part before it is
+/// in, so little is left to do when the last chunk finishes.
+async fn run_once(
     stage: &StageContext,
     options: &RunOptions,
     progress: &dyn ProgressSink,

@@ -138,6 +138,11 @@ impl Layout {
         format!("{}part-{index:05}.json", self.staging_prefix())
     }
 
+    /// Key of the run's snapshot record (written by the cluster's snapshot holder).
+    pub fn snapshot_key(&self) -> String {
+        format!("{}snapshot.json", self.staging_prefix())
+    }
+
     /// Key of the report's manifest.
     pub fn manifest_key(&self) -> String {
         format!("{}.manifest.json", self.output)
@@ -163,6 +168,9 @@ pub struct PartManifest {
     pub started_at: String,
     /// When the part was published (RFC 3339).
     pub finished_at: String,
+    /// The run's snapshot the part was read under (`consistency: Snapshot`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<crate::snapshot::SnapshotId>,
 }
 
 /// A part of the report, as listed in its manifest.
@@ -212,6 +220,10 @@ pub struct OutputManifest {
     /// Parts the object store copied server-side rather than through the assembler.
     #[serde(default)]
     pub server_side_copies: u64,
+    /// The one database snapshot every part was read under, and when it was taken: the
+    /// moment of the database the report shows (`consistency: Snapshot`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<crate::snapshot::SnapshotRecord>,
     /// The parts, in key order.
     pub parts: Vec<ManifestPart>,
 }
@@ -402,6 +414,7 @@ mod tests {
                 key_type: KeyType::Integer,
                 columns: vec!["id".into()],
                 spec_digest: String::new(),
+                parameters: Vec::new(),
             },
             format: PartFormat {
                 delimiter: ',',
@@ -413,6 +426,7 @@ mod tests {
             strategy: Strategy::Exact,
             chunks: chunks_from_boundaries(&["10".into(), "20".into()], 30, 0, true),
             created_at: "t0".into(),
+            snapshot: None,
             digest: String::new(),
             warnings: Vec::new(),
         }
@@ -430,6 +444,7 @@ mod tests {
                 sha256: "x".into(),
                 started_at: "a".into(),
                 finished_at: "b".into(),
+                snapshot: None,
             },
             Some(5),
         ))

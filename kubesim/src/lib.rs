@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod runner;
+pub mod tls;
 
 use anyhow::Context as _;
 use api::faults::FaultRules;
@@ -18,6 +19,9 @@ use tokio::task::JoinHandle;
 pub struct ClusterConfig {
     /// Port on 127.0.0.1; a random free port when `None`.
     pub port: Option<u16>,
+    /// Port of the TLS listener on 127.0.0.1 (what pods reach as the `kubernetes` Service);
+    /// a random free port when `None`.
+    pub secure_port: Option<u16>,
     /// Data directory (pod logs, PVCs); a temporary directory when `None`.
     pub data_dir: Option<PathBuf>,
     /// Container image -> local executable.
@@ -37,11 +41,13 @@ struct Serving {
 /// A running kubesim cluster.
 pub struct Cluster {
     addr: SocketAddr,
+    secure_addr: SocketAddr,
+    tls: Arc<tls::Tls>,
     store: Arc<Store>,
     faults: Arc<FaultRules>,
     data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
-    serving: Mutex<Option<Serving>>,
+    serving: Mutex<Option<(Serving, Serving)>>,
     runner: Option<runner::RunnerHandle>,
     /// The cluster's own executor: the API server and the runner never share threads with
     /// the code under test, as a real cluster runs in other processes. (Sharing them let a
@@ -82,7 +88,13 @@ impl Faults {
     }
 }
 
-fn serve(rt: &tokio::runtime::Handle, listener: std::net::TcpListener, app: Arc<App>) -> Serving {
+/// Serve `app` on `listener`, over TLS when `tls` is given.
+fn serve(
+    rt: &tokio::runtime::Handle,
+    listener: std::net::TcpListener,
+    app: Arc<App>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Serving {
     let (stop, rx) = oneshot::channel::<()>();
     let router = axum::Router::new()
         .fallback(api::server::handle)
@@ -91,13 +103,42 @@ fn serve(rt: &tokio::runtime::Handle, listener: std::net::TcpListener, app: Arc<
         let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
             return;
         };
-        let _ = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await;
+        let stopped = async move {
+            let _ = rx.await;
+        };
+        let _ = match tls {
+            Some(config) => {
+                axum::serve(tls::TlsListener::new(listener, config), router)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            }
+            None => {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            }
+        };
     });
     Serving { stop, task }
+}
+
+/// Bind 127.0.0.1:`port` (0 for any), retrying a while when the port is still held.
+async fn bind(port: u16) -> anyhow::Result<std::net::TcpListener> {
+    let mut tries = 0;
+    loop {
+        match std::net::TcpListener::bind(("127.0.0.1", port)) {
+            Ok(l) => {
+                l.set_nonblocking(true)?;
+                return Ok(l);
+            }
+            Err(e) if tries < 50 && port != 0 => {
+                tries += 1;
+                tracing::debug!("rebinding {port}: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e).with_context(|| format!("binding 127.0.0.1:{port}")),
+        }
+    }
 }
 
 impl Cluster {
@@ -112,10 +153,12 @@ impl Cluster {
         };
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
-        let listener = std::net::TcpListener::bind(("127.0.0.1", cfg.port.unwrap_or(0)))
-            .context("binding the API port")?;
-        listener.set_nonblocking(true)?;
+        let listener = bind(cfg.port.unwrap_or(0)).await?;
         let addr = listener.local_addr()?;
+        let secure_listener = bind(cfg.secure_port.unwrap_or(0)).await?;
+        let secure_addr = secure_listener.local_addr()?;
+        let tls = Arc::new(tls::generate().context("making the cluster CA")?);
+        std::fs::write(data_dir.join("ca.crt"), &tls.ca_pem).context("writing ca.crt")?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("kubesim")
@@ -123,16 +166,31 @@ impl Cluster {
             .build()
             .context("starting the cluster's runtime")?;
         let store = Store::new(data_dir.clone());
+        store.ensure_kubernetes_service(secure_addr.port());
+        store.set_ca(&tls.ca_pem);
         let faults = Arc::new(FaultRules::default());
-        let app = Arc::new(App {
-            store: store.clone(),
-            faults: faults.clone(),
-            data_dir: data_dir.clone(),
-            addr: addr.to_string(),
-        });
-        let serving = serve(rt.handle(), listener, app);
+        let app = |secure: bool| {
+            Arc::new(App {
+                store: store.clone(),
+                faults: faults.clone(),
+                data_dir: data_dir.clone(),
+                addr: addr.to_string(),
+                secure,
+            })
+        };
+        let serving = (
+            serve(rt.handle(), listener, app(false), None),
+            serve(
+                rt.handle(),
+                secure_listener,
+                app(true),
+                Some(tls.config.clone()),
+            ),
+        );
         let mut cluster = Cluster {
             addr,
+            secure_addr,
+            tls,
             store,
             faults,
             data_dir,
@@ -148,6 +206,8 @@ impl Cluster {
                 data_dir: cluster.data_dir.clone(),
                 images: cfg.images.clone(),
                 image_users: cfg.image_users.clone(),
+                api_port: secure_addr.port(),
+                ca_pem: cluster.tls.ca_pem.clone(),
             };
             let mut kube_config = kube::Config::new(cluster.url().parse()?);
             kube_config.default_namespace = "default".into();
@@ -171,6 +231,38 @@ impl Cluster {
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// `https://127.0.0.1:PORT`: the TLS listener, where requests are authenticated by
+    /// service-account bearer tokens (none: `system:anonymous`).
+    pub fn secure_url(&self) -> String {
+        format!("https://{}", self.secure_addr)
+    }
+
+    pub fn secure_port(&self) -> u16 {
+        self.secure_addr.port()
+    }
+
+    /// The cluster CA (PEM) that signed the TLS listener's certificate; also at
+    /// `<data-dir>/ca.crt` and in every pod's `ca.crt`.
+    pub fn ca_pem(&self) -> &str {
+        &self.tls.ca_pem
+    }
+
+    /// The cluster CA certificate, DER-encoded (for `kube::Config::root_cert`).
+    pub fn ca_der(&self) -> &[u8] {
+        &self.tls.ca_der
+    }
+
+    /// A kube client of the TLS listener that sends `token` as its bearer token (none:
+    /// anonymous), trusting the cluster CA, as a pod's in-cluster client does.
+    pub async fn client_with_token(&self, token: Option<&str>) -> anyhow::Result<kube::Client> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut cfg = kube::Config::new(self.secure_url().parse()?);
+        cfg.default_namespace = "default".into();
+        cfg.root_cert = Some(vec![self.tls.ca_der.clone()]);
+        cfg.auth_info.token = token.map(|t| t.to_string().into());
+        Ok(kube::Client::try_from(cfg)?)
     }
 
     /// A kube client for this cluster (default namespace `default`).
@@ -233,47 +325,49 @@ impl Cluster {
         self.runner.as_ref()
     }
 
-    /// Stop serving HTTP (the store is kept); open watches end.
+    /// Stop serving HTTP and HTTPS (the store is kept); open watches end.
     pub async fn stop_server(&self) {
         let s = self.serving.lock().ok().and_then(|mut g| g.take());
-        if let Some(s) = s {
+        if let Some((plain, secure)) = s {
             self.store.drop_watches();
-            let _ = s.stop.send(());
-            let abort = s.task.abort_handle();
-            if tokio::time::timeout(std::time::Duration::from_secs(5), s.task)
-                .await
-                .is_err()
-            {
-                abort.abort();
+            for s in [plain, secure] {
+                let _ = s.stop.send(());
+                let abort = s.task.abort_handle();
+                if tokio::time::timeout(std::time::Duration::from_secs(5), s.task)
+                    .await
+                    .is_err()
+                {
+                    abort.abort();
+                }
             }
         }
     }
 
-    /// Serve again on the same port with the same store.
+    /// Serve again on the same ports with the same store.
     pub async fn start_server(&self) -> anyhow::Result<()> {
-        let mut tries = 0;
-        let listener = loop {
-            match std::net::TcpListener::bind(self.addr) {
-                Ok(l) => break l,
-                Err(e) if tries < 50 => {
-                    tries += 1;
-                    tracing::debug!("rebinding {}: {e}", self.addr);
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-                Err(e) => return Err(e).context("rebinding the API port"),
-            }
+        let listener = bind(self.addr.port()).await?;
+        let secure_listener = bind(self.secure_addr.port()).await?;
+        let app = |secure: bool| {
+            Arc::new(App {
+                store: self.store.clone(),
+                faults: self.faults.clone(),
+                data_dir: self.data_dir.clone(),
+                addr: self.addr.to_string(),
+                secure,
+            })
         };
-        let app = Arc::new(App {
-            store: self.store.clone(),
-            faults: self.faults.clone(),
-            data_dir: self.data_dir.clone(),
-            addr: self.addr.to_string(),
-        });
-        listener.set_nonblocking(true)?;
         let Some(rt) = self.rt.as_ref() else {
             anyhow::bail!("the cluster is shut down");
         };
-        let s = serve(rt.handle(), listener, app);
+        let s = (
+            serve(rt.handle(), listener, app(false), None),
+            serve(
+                rt.handle(),
+                secure_listener,
+                app(true),
+                Some(self.tls.config.clone()),
+            ),
+        );
         if let Ok(mut g) = self.serving.lock() {
             *g = Some(s);
         }

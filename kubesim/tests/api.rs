@@ -500,7 +500,8 @@ async fn label_selectors_and_paging() {
                 .await
                 .unwrap()
         ),
-        vec!["b", "d"]
+        // Every namespace has kube-root-ca.crt, which has no tier label, as upstream.
+        vec!["b", "d", "kube-root-ca.crt"]
     );
     assert_eq!(
         names(
@@ -517,7 +518,7 @@ async fn label_selectors_and_paging() {
         .list(&ListParams::default().limit(3).continue_token(&token))
         .await
         .unwrap();
-    assert_eq!(names(rest), vec!["d"]);
+    assert_eq!(names(rest), vec!["d", "kube-root-ca.crt"]);
 }
 
 #[tokio::test]

@@ -647,7 +647,9 @@ async fn partial_object_metadata_on_every_verb() {
     is_meta(&o, "m");
     let (_, l) = call(&env, "GET", base, Some(META_LIST), "", None).await;
     assert_eq!(l["kind"], "PartialObjectMetadataList");
-    is_meta(&l["items"][0], "m");
+    // Items by name: kube-root-ca.crt (every namespace has it), then m.
+    is_meta(&l["items"][0], "kube-root-ca.crt");
+    is_meta(&l["items"][1], "m");
     let (code, o) = call(
         &env,
         "PUT",

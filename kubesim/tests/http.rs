@@ -68,18 +68,19 @@ async fn events(h: &reqwest::Client, url: String, accept: &str, n: usize) -> Vec
     out
 }
 
+// Watches below use Secrets: every namespace holds the kube-root-ca.crt ConfigMap, as upstream.
 #[tokio::test]
 async fn watch_sends_synthetic_added_then_changes_and_bookmarks_with_kind() {
     let (c, h) = start().await;
     post(
         &h,
         &c,
-        "/api/v1/namespaces/default/configmaps?",
+        "/api/v1/namespaces/default/secrets?",
         json!({"metadata": {"name": "a"}}),
     )
     .await;
     let url = format!(
-        "{}/api/v1/namespaces/default/configmaps?&watch=true&allowWatchBookmarks=true&timeoutSeconds=30",
+        "{}/api/v1/namespaces/default/secrets?&watch=true&allowWatchBookmarks=true&timeoutSeconds=30",
         c.url()
     );
     let h2 = h.clone();
@@ -88,7 +89,7 @@ async fn watch_sends_synthetic_added_then_changes_and_bookmarks_with_kind() {
     post(
         &h,
         &c,
-        "/api/v1/namespaces/default/configmaps?",
+        "/api/v1/namespaces/default/secrets?",
         json!({"metadata": {"name": "b"}}),
     )
     .await;
@@ -101,7 +102,7 @@ async fn watch_sends_synthetic_added_then_changes_and_bookmarks_with_kind() {
         .iter()
         .find(|e| e["type"] == "BOOKMARK")
         .expect("a bookmark within the watch");
-    assert_eq!(bm["object"]["kind"], "ConfigMap");
+    assert_eq!(bm["object"]["kind"], "Secret");
     assert_eq!(bm["object"]["apiVersion"], "v1");
     assert!(
         bm["object"]["metadata"]["resourceVersion"]
@@ -118,12 +119,12 @@ async fn streaming_list_ends_initial_events_with_annotated_bookmark() {
     post(
         &h,
         &c,
-        "/api/v1/namespaces/default/configmaps?",
+        "/api/v1/namespaces/default/secrets?",
         json!({"metadata": {"name": "a"}}),
     )
     .await;
     let url = format!(
-        "{}/api/v1/namespaces/default/configmaps?&watch=true&timeoutSeconds=5&allowWatchBookmarks=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&resourceVersion=0",
+        "{}/api/v1/namespaces/default/secrets?&watch=true&timeoutSeconds=5&allowWatchBookmarks=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&resourceVersion=0",
         c.url()
     );
     let evs = events(&h, url, "application/json", 2).await;
@@ -172,7 +173,7 @@ async fn metadata_only_list_and_watch_serve_partial_object_metadata() {
 async fn dropped_watches_end_cleanly() {
     let (c, h) = start().await;
     let url = format!(
-        "{}/api/v1/namespaces/default/configmaps?&watch=true&timeoutSeconds=60",
+        "{}/api/v1/namespaces/default/secrets?&watch=true&timeoutSeconds=60",
         c.url()
     );
     let h2 = h.clone();

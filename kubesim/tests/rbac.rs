@@ -138,7 +138,8 @@ async fn role_binding_grants_verbs_in_its_namespace_only() {
         .into_iter()
         .filter_map(|c| c.metadata.name)
         .collect();
-    assert_eq!(names, ["one", "two"]);
+    // Every namespace also holds kube-root-ca.crt, as upstream.
+    assert_eq!(names, ["kube-root-ca.crt", "one", "two"]);
     assert_eq!(
         in_a.get("one").await.unwrap().data.unwrap()["k"],
         "v".to_string()
@@ -182,7 +183,8 @@ async fn cluster_role_via_role_binding_is_namespaced() {
     let in_a: Api<ConfigMap> = Api::namespaced(sa.clone(), "team-a");
     assert_eq!(
         in_a.list(&ListParams::default()).await.unwrap().items.len(),
-        2
+        3,
+        "one, two and kube-root-ca.crt"
     );
     let in_b: Api<ConfigMap> = Api::namespaced(sa.clone(), "team-b");
     assert_forbidden(in_b.list(&ListParams::default()).await);
@@ -193,7 +195,8 @@ async fn cluster_role_via_role_binding_is_namespaced() {
     cluster_role_binding(&admin, "cm-viewer", worker_sa()).await;
     assert_eq!(
         all.list(&ListParams::default()).await.unwrap().items.len(),
-        4
+        4 + 5,
+        "two in each team namespace, kube-root-ca.crt in each of the five namespaces"
     );
     assert_eq!(in_b.get("two").await.unwrap().metadata.name.unwrap(), "two");
     c.shutdown().await;
@@ -403,7 +406,8 @@ async fn unimpersonated_requests_are_admin() {
             .unwrap()
             .items
             .len(),
-        0
+        5,
+        "kube-root-ca.crt in default, kube-system, kube-public, team-a, team-b"
     );
     secrets.delete("s", &Default::default()).await.unwrap();
 
@@ -458,8 +462,8 @@ async fn groups_users_and_discovery() {
                 .unwrap()
                 .items
                 .len(),
-            2,
-            "{user}"
+            3,
+            "{user}: one, two and kube-root-ca.crt"
         );
     }
     // team-b's service accounts are not in the group; explicit groups replace the implicit ones.
@@ -582,7 +586,7 @@ async fn kubectl_as_service_account_is_forbidden() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(
         String::from_utf8_lossy(&o.stdout),
-        "configmap/one\nconfigmap/two\n"
+        "configmap/kube-root-ca.crt\nconfigmap/one\nconfigmap/two\n"
     );
     c.shutdown().await;
 }

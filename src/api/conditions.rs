@@ -66,6 +66,10 @@ pub mod reason {
     pub const RETRYING: &str = "Retrying";
     /// A stage pod cannot start (e.g. its Secret is missing).
     pub const POD_CANNOT_START: &str = "PodCannotStart";
+    /// A stage Job cannot create its pods (a ResourceQuota, a LimitRange, admission).
+    pub const CANNOT_CREATE_PODS: &str = "CannotCreatePods";
+    /// No pod of a stage ran for `spec.worker.startTimeoutSeconds`.
+    pub const START_TIMEOUT: &str = "StartTimeout";
     /// The spec changed after planning started.
     pub const SPEC_CHANGED: &str = "SpecChangedAfterPlanning";
     /// The spec did not change after planning started.

@@ -4,10 +4,10 @@
 
 use sha2::{Digest, Sha256};
 
-use super::spec::{Compression, OutputFormat, ReportJobSpec};
+use super::spec::{Compression, Consistency, OutputFormat, ReportJobSpec};
 
 /// The identity of a run: a SHA-256 over the fields that shape its staging data and report
-/// (`source`, `chunking.chunkSize`, `chunking.maxChunks`, `output.format`, `output.csv`,
+/// (`source` but `snapshotMaxSeconds`, `output.timeZone`, `chunking.chunkSize`, `chunking.maxChunks`, `output.format`, `output.csv`,
 /// `output.compression` and `output.destination`'s claim, path, URL, endpoint, region and
 /// addressing style).
 ///
@@ -49,6 +49,21 @@ impl RunIdentity {
             "source.statementTimeoutSeconds",
             source.statement_timeout_seconds,
         );
+        // Written only when they differ from their defaults, so that the identity of a spec
+        // that does not use them stays what it was before they existed.
+        if !source.parameters.is_empty() {
+            c.number("source.parameters", source.parameters.len() as u64);
+            for p in &source.parameters {
+                c.text("source.parameters[].value", &p.value);
+                c.opt("source.parameters[].type", p.type_.as_deref());
+            }
+        }
+        if source.consistency == Consistency::PerChunk {
+            c.text("source.consistency", "PerChunk");
+        }
+        if spec.output.time_zone != "UTC" {
+            c.text("output.timeZone", &spec.output.time_zone);
+        }
         c.signed("chunking.chunkSize", spec.chunking.chunk_size);
         c.signed("chunking.maxChunks", spec.chunking.max_chunks);
         let output = &spec.output;

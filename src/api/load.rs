@@ -179,3 +179,45 @@ fn unknown_fields(value: &Value, schema: &Value, at: &str, errors: &mut Vec<Fiel
         _ => {}
     }
 }
+
+/// A manifest (YAML text) with `spec.source.parameters` replaced by `values`, each keeping
+/// the `type` its position had: what `--param` does. Returned as JSON text (which is YAML),
+/// to be loaded and validated like any manifest.
+pub fn with_parameters(text: &str, origin: &str, values: &[String]) -> Result<String, LoadError> {
+    let mut doc: Value = serde_saphyr::from_str(text).map_err(|e| LoadError::Yaml {
+        path: origin.to_string(),
+        message: e.to_string(),
+    })?;
+    let old = doc
+        .pointer("/spec/source/parameters")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let params: Vec<Value> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let mut p = serde_json::Map::new();
+            p.insert("value".into(), Value::String(v.clone()));
+            if let Some(t) = old.get(i).and_then(|o| o.get("type")) {
+                p.insert("type".into(), t.clone());
+            }
+            Value::Object(p)
+        })
+        .collect();
+    match doc
+        .pointer_mut("/spec/source")
+        .and_then(Value::as_object_mut)
+    {
+        Some(source) => {
+            source.insert("parameters".into(), Value::Array(params));
+        }
+        None => {
+            return Err(LoadError::Invalid {
+                path: origin.to_string(),
+                errors: vec![FieldError::new("spec.source", "is required")],
+            });
+        }
+    }
+    Ok(doc.to_string())
+}

@@ -97,11 +97,15 @@ fn reserved_env(name: &str) -> bool {
 }
 
 /// Label and annotation keys the controller and the Job controller set.
+/// Keys the controller or the Job controller set on stage pods (ours, `batch.kubernetes.io/`,
+/// and the Job controller's legacy `job-name`/`controller-uid`). Other `*.kubernetes.io` keys
+/// stay open: they are how a pod talks to cluster components (e.g.
+/// `cluster-autoscaler.kubernetes.io/safe-to-evict`).
 fn reserved_key(key: &str) -> bool {
     let prefix = key.split_once('/').map(|(p, _)| p);
     key == crate::controller::names::MANAGED_BY_LABEL
         || matches!(prefix, Some(p) if p == "reporting.dev" || p.ends_with(".reporting.dev"))
-        || matches!(prefix, Some(p) if p == "batch.kubernetes.io" || p.ends_with(".kubernetes.io") || p == "kubernetes.io")
+        || prefix == Some("batch.kubernetes.io")
         || key == "job-name"
         || key == "controller-uid"
 }

@@ -124,10 +124,55 @@ pub struct SourceSpec {
     #[serde(default = "default_statement_timeout")]
     #[schemars(range(min = 1, max = 86400))]
     pub statement_timeout_seconds: i64,
+    /// Values bound to `$1`, `$2`... in `query` and `where`, in order. They are sent to the
+    /// server as parameters, never written into the SQL text. `reportjob run --param` and
+    /// `reportjob submit --param` replace the values (keeping each position's `type`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub parameters: Vec<ParameterSpec>,
+    /// Which moment of the database the report shows. `Snapshot`: every chunk reads the one
+    /// snapshot taken when the run starts, so the report is one consistent picture (the
+    /// snapshot holds back vacuum's cleanup on that server while the run lasts). `PerChunk`:
+    /// each chunk reads the data as it is when that chunk runs.
+    #[serde(default)]
+    pub consistency: Consistency,
+    /// How long the run's snapshot may be held, in seconds (default 6 hours). A run that
+    /// outlasts it loses its snapshot and is started again under a new one.
+    #[serde(default = "default_snapshot_max_seconds")]
+    #[schemars(range(min = 60, max = 604800))]
+    pub snapshot_max_seconds: i64,
 }
 
 fn default_statement_timeout() -> i64 {
     600
+}
+
+fn default_snapshot_max_seconds() -> i64 {
+    6 * 3600
+}
+
+/// A value bound to one `$n` of `query` or `where`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ParameterSpec {
+    /// The value, in the text form Postgres reads for its type (e.g. `2024-01-01`).
+    pub value: String,
+    /// Its type: text, varchar, smallint, integer, bigint, numeric, real, double precision,
+    /// boolean, date, time, timestamp, timestamptz, interval, uuid or jsonb. Default: the
+    /// type the server infers for `$n` from the SQL (which must be one of these).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+}
+
+/// Which moment of the database the report shows.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Consistency {
+    /// One snapshot for the whole run: the report is one moment of the database.
+    #[default]
+    Snapshot,
+    /// Each chunk reads its own snapshot (holds nothing back, but rows that change during
+    /// the run may appear twice or not at all, and totals may match no moment).
+    PerChunk,
 }
 
 /// A key of a Secret in the ReportJob's namespace.
@@ -217,6 +262,15 @@ pub struct OutputSpec {
     /// report outlives the ReportJob; staging data is always removed.
     #[serde(default)]
     pub delete_with_report_job: bool,
+    /// The IANA time zone `timestamptz` values are written in (e.g. `Europe/Paris`); it
+    /// must be in the server's `pg_timezone_names`. Dates and numbers are locale-independent.
+    #[serde(default = "default_time_zone")]
+    #[schemars(length(min = 1, max = 64))]
+    pub time_zone: String,
+}
+
+fn default_time_zone() -> String {
+    "UTC".to_string()
 }
 
 /// File format of the report.
@@ -355,6 +409,12 @@ pub struct WorkerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub active_deadline_seconds: Option<i64>,
+    /// How long a stage may go without any pod running (pods that cannot be created, e.g.
+    /// for a ResourceQuota, or cannot start, e.g. an image that cannot be pulled) before the
+    /// ReportJob fails with `StartTimeout`, in seconds. Default 600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub start_timeout_seconds: Option<i64>,
     /// Service account of the stage pods (they need no API permissions and get no token).
     /// Only when the controller allows it (`--allow-service-account-override`); by default
     /// stage pods use the controller's `stagePods.serviceAccountName` or `default`.
@@ -363,6 +423,12 @@ pub struct WorkerSpec {
     /// Keep all chunk pods on one node, so a ReadWriteOnce volume can be shared by them.
     #[serde(default)]
     pub same_node: bool,
+    /// How many times the export is started again under a new snapshot after the run's
+    /// snapshot was lost (holder pod gone, database restarted, `snapshotMaxSeconds` passed)
+    /// before the ReportJob fails with reason `SnapshotLost`.
+    #[serde(default = "default_snapshot_restarts")]
+    #[schemars(range(min = 0, max = 10))]
+    pub snapshot_restarts: i64,
     /// Cluster settings of the stage pods (node selection, env, volumes...).
     #[serde(flatten)]
     pub pod: PodSettingsSpec,
@@ -372,6 +438,10 @@ fn default_retries() -> i64 {
     3
 }
 
+fn default_snapshot_restarts() -> i64 {
+    2
+}
+
 impl Default for WorkerSpec {
     fn default() -> Self {
         WorkerSpec {
@@ -379,8 +449,10 @@ impl Default for WorkerSpec {
             resources: None,
             retries_per_chunk: default_retries(),
             active_deadline_seconds: None,
+            start_timeout_seconds: None,
             service_account_name: None,
             same_node: false,
+            snapshot_restarts: default_snapshot_restarts(),
             pod: PodSettingsSpec::default(),
         }
     }

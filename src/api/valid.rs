@@ -11,8 +11,9 @@ use k8s_openapi::api::core::v1::ResourceRequirements;
 
 use super::identity::RunIdentity;
 use super::pod_settings::PodSettings;
-use super::spec::{Compression, NotifySpec, ReportJobSpec};
+use super::spec::{Compression, Consistency, NotifySpec, ReportJobSpec};
 use crate::ident::QualifiedName;
+pub use crate::sql::params::ParamType;
 pub use crate::sql::{Filter, SelectQuery};
 
 /// A ReportJob spec that passed validation, in typed form.
@@ -67,6 +68,64 @@ pub struct ValidSource {
     pub key_column: String,
     /// Each read is cancelled after this long.
     pub statement_timeout: StatementTimeout,
+    /// Values bound to `$1..$n` of `query` or `where` (at most 100).
+    pub parameters: Vec<Parameter>,
+    /// One snapshot for the run, or one per chunk.
+    pub consistency: Consistency,
+    /// Longest a run's snapshot is held (one minute to seven days).
+    pub snapshot_max: Duration,
+}
+
+/// A value bound to one `$n`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Parameter {
+    /// The value as text (no NUL, at most 64 KiB).
+    pub value: String,
+    /// The declared type; `None` takes the type the server infers.
+    pub declared: Option<ParamType>,
+}
+
+impl ValidSource {
+    /// Every `$n` the source's SQL uses, sorted and distinct.
+    pub fn param_numbers(&self) -> Vec<u32> {
+        let refs: Vec<crate::sql::params::ParamRef> = match &self.rows {
+            Source::Table { where_, .. } => where_
+                .as_ref()
+                .map(|f| f.params().to_vec())
+                .unwrap_or_default(),
+            Source::Query { sql } => sql.params().to_vec(),
+        };
+        crate::sql::params::numbers(&refs)
+    }
+}
+
+/// An IANA time zone name: letters, digits, `/`, `_`, `+`, `-`, at most 64 bytes (the
+/// server's `pg_timezone_names` decides whether it exists).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimeZone(pub(super) String);
+
+impl TimeZone {
+    /// Parses a name, saying what is wrong with it.
+    pub fn parse(name: &str) -> Result<TimeZone, String> {
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'+' | b'-'))
+            && !name.starts_with(['/', '-', '+']);
+        if ok {
+            Ok(TimeZone(name.to_string()))
+        } else {
+            Err(format!(
+                "{name:?} is not an IANA time zone name (such as UTC or Europe/Paris)"
+            ))
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// A Secret key, both parts non-empty.
@@ -138,6 +197,8 @@ pub struct Output {
     pub destination: Destination,
     /// Delete the report with the ReportJob.
     pub delete_with_report_job: bool,
+    /// The time zone `timestamptz` values are written in.
+    pub time_zone: TimeZone,
 }
 
 /// CSV encoding.
@@ -247,10 +308,14 @@ pub struct Worker {
     pub retries_per_chunk: u32,
     /// Deadline of the chunk Job as a whole.
     pub active_deadline: Option<Duration>,
+    /// How long a stage may go without a running pod (default 600 s, at most a day).
+    pub start_timeout: Duration,
     /// Service account of the stage pods.
     pub service_account_name: Option<String>,
     /// Keep all chunk pods on one node.
     pub same_node: bool,
+    /// Restarts of the export under a new snapshot after one is lost (at most 10).
+    pub snapshot_restarts: u32,
     /// Cluster settings of the stage pods, checked.
     pub pod: PodSettings,
 }

@@ -8,14 +8,16 @@ use serde::Serialize;
 
 use super::pod_settings::{Author, validate_pod_settings};
 use super::spec::{
-    BucketDestination, ChunkingSpec, CsvOptions, DestinationSpec, ReportJobSpec, SourceSpec,
-    WorkerSpec,
+    BucketDestination, ChunkingSpec, CsvOptions, DestinationSpec, ParameterSpec, ReportJobSpec,
+    SourceSpec, WorkerSpec,
 };
 use super::valid::{
     BucketTarget, Chunking, CsvFormat, Destination, Filter, MAX_STATEMENT_TIMEOUT_SECONDS, Output,
-    RelativePath, SecretKey, SelectQuery, Source, StatementTimeout, ValidSource, ValidSpec, Worker,
+    ParamType, Parameter, RelativePath, SecretKey, SelectQuery, Source, StatementTimeout, TimeZone,
+    ValidSource, ValidSpec, Worker,
 };
 use crate::ident::{parse_ident, parse_qualified};
+use crate::sql::params::MAX_PARAMS;
 
 /// A problem with one field of a spec.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -53,6 +55,12 @@ pub fn validate(spec: &ReportJobSpec) -> Result<ValidSpec, Vec<FieldError>> {
     let csv = csv_format(&spec.output.csv, &mut errors);
     let destination = destination(&spec.output.destination, &mut errors);
     let worker = worker(&spec.worker, &mut errors);
+    let time_zone = TimeZone::parse(&spec.output.time_zone)
+        .map_err(|m| errors.push::<()>("spec.output.timeZone", m))
+        .ok();
+    if let Some(source) = &source {
+        parameter_count(source, &mut errors);
+    }
     let ttl_after_finished = match spec.ttl_seconds_after_finished {
         None => Some(None),
         Some(ttl) => match u64::try_from(ttl) {
@@ -70,6 +78,7 @@ pub fn validate(spec: &ReportJobSpec) -> Result<ValidSpec, Vec<FieldError>> {
         Some(destination),
         Some(worker),
         Some(ttl_after_finished),
+        Some(time_zone),
     ) = (
         source,
         chunking,
@@ -77,6 +86,7 @@ pub fn validate(spec: &ReportJobSpec) -> Result<ValidSpec, Vec<FieldError>> {
         destination,
         worker,
         ttl_after_finished,
+        time_zone,
     )
     else {
         if errors.0.is_empty() {
@@ -95,6 +105,7 @@ pub fn validate(spec: &ReportJobSpec) -> Result<ValidSpec, Vec<FieldError>> {
             compression: spec.output.compression,
             destination,
             delete_with_report_job: spec.output.delete_with_report_job,
+            time_zone,
         },
         worker,
         notify: spec.notify.clone(),
@@ -143,6 +154,17 @@ fn source(source: &SourceSpec, errors: &mut Errors) -> Option<ValidSource> {
         .map_err(|e| errors.push::<()>("spec.source.keyColumn", e.0))
         .ok();
     let statement_timeout = statement_timeout(source.statement_timeout_seconds, errors);
+    let parameters = parameters(&source.parameters, errors);
+    let snapshot_max = match u64::try_from(source.snapshot_max_seconds) {
+        Ok(s) if (60..=MAX_SNAPSHOT_SECONDS).contains(&s) => Some(Duration::from_secs(s)),
+        _ => errors.push(
+            "spec.source.snapshotMaxSeconds",
+            format!(
+                "must be between 60 and {MAX_SNAPSHOT_SECONDS} (seven days), got {}",
+                source.snapshot_max_seconds
+            ),
+        ),
+    };
     let name = non_empty(
         &source.connection_secret_ref.name,
         "spec.source.connectionSecretRef.name",
@@ -161,7 +183,89 @@ fn source(source: &SourceSpec, errors: &mut Errors) -> Option<ValidSource> {
         rows: rows?,
         key_column: key_column?,
         statement_timeout: statement_timeout?,
+        parameters: parameters?,
+        consistency: source.consistency,
+        snapshot_max: snapshot_max?,
     })
+}
+
+/// Longest `snapshotMaxSeconds`: seven days.
+pub const MAX_SNAPSHOT_SECONDS: u64 = 7 * 24 * 3600;
+
+/// Longest parameter value: 64 KiB.
+const MAX_PARAM_BYTES: usize = 64 * 1024;
+
+fn parameters(params: &[ParameterSpec], errors: &mut Errors) -> Option<Vec<Parameter>> {
+    if params.len() > MAX_PARAMS {
+        return errors.push(
+            "spec.source.parameters",
+            format!("has {} values; at most {MAX_PARAMS}", params.len()),
+        );
+    }
+    let mut out = Vec::with_capacity(params.len());
+    let mut ok = true;
+    for (i, p) in params.iter().enumerate() {
+        let field = format!("spec.source.parameters[{i}]");
+        if p.value.contains('\0') {
+            ok = false;
+            errors.push::<()>(
+                &format!("{field}.value"),
+                format!("(${}) contains a NUL byte", i + 1),
+            );
+        } else if p.value.len() > MAX_PARAM_BYTES {
+            ok = false;
+            errors.push::<()>(
+                &format!("{field}.value"),
+                format!("(${}) is longer than {MAX_PARAM_BYTES} bytes", i + 1),
+            );
+        }
+        let declared = match &p.type_ {
+            None => None,
+            Some(name) => match ParamType::parse(name) {
+                Some(t) => Some(t),
+                None => {
+                    ok = false;
+                    errors.push::<()>(
+                        &format!("{field}.type"),
+                        format!(
+                            "(${}) {name:?} is not a supported parameter type; supported: {}",
+                            i + 1,
+                            ParamType::SUPPORTED
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        out.push(Parameter {
+            value: p.value.clone(),
+            declared,
+        });
+    }
+    ok.then_some(out)
+}
+
+/// Every `$n` the SQL uses has a value and every value is used: `$1..$n` without gaps.
+fn parameter_count(source: &ValidSource, errors: &mut Errors) {
+    let used = source.param_numbers();
+    let given = source.parameters.len();
+    let field = match source.rows {
+        Source::Table { .. } => "where",
+        Source::Query { .. } => "query",
+    };
+    if let Some(n) = used.iter().find(|&&n| n as usize > given) {
+        errors.push::<()>(
+            "spec.source.parameters",
+            format!("the {field} uses ${n} but {given} values are given"),
+        );
+        return;
+    }
+    if let Some(i) = (1..=given as u32).find(|n| !used.contains(n)) {
+        errors.push::<()>(
+            &format!("spec.source.parameters[{}]", i - 1),
+            format!("${i} is not used by the {field}"),
+        );
+    }
 }
 
 fn non_empty(value: &str, field: &str, errors: &mut Errors) -> Option<String> {
@@ -421,6 +525,10 @@ fn bucket_target(bucket: &BucketDestination, errors: &mut Errors) -> Option<Buck
     })
 }
 
+/// `spec.worker.startTimeoutSeconds` when unset: ten minutes, long enough for a slow image
+/// pull or a node scale-up, short enough that a stuck run is not left waiting for a day.
+pub const DEFAULT_START_TIMEOUT_SECONDS: i64 = 600;
+
 fn worker(worker: &WorkerSpec, errors: &mut Errors) -> Option<Worker> {
     let retries_per_chunk = match u32::try_from(worker.retries_per_chunk) {
         Ok(n) if n <= 100 => Some(n),
@@ -430,6 +538,13 @@ fn worker(worker: &WorkerSpec, errors: &mut Errors) -> Option<Worker> {
                 "must be between 0 and 100, got {}",
                 worker.retries_per_chunk
             ),
+        ),
+    };
+    let snapshot_restarts = match u32::try_from(worker.snapshot_restarts) {
+        Ok(n) if n <= 10 => Some(n),
+        _ => errors.push(
+            "spec.worker.snapshotRestarts",
+            format!("must be between 0 and 10, got {}", worker.snapshot_restarts),
         ),
     };
     let active_deadline = match worker.active_deadline_seconds {
@@ -442,6 +557,15 @@ fn worker(worker: &WorkerSpec, errors: &mut Errors) -> Option<Worker> {
             |s| Some(Some(Duration::from_secs(s))),
         ),
     };
+    let start_timeout = bounded(
+        worker
+            .start_timeout_seconds
+            .unwrap_or(DEFAULT_START_TIMEOUT_SECONDS),
+        86_400,
+        "spec.worker.startTimeoutSeconds",
+        errors,
+        |s| Some(Duration::from_secs(s)),
+    );
     let pod = validate_pod_settings(&worker.pod, "spec.worker", Author::Spec)
         .map_err(|e| errors.0.extend(e))
         .ok();
@@ -451,8 +575,10 @@ fn worker(worker: &WorkerSpec, errors: &mut Errors) -> Option<Worker> {
         resources: worker.resources.clone(),
         retries_per_chunk: retries_per_chunk?,
         active_deadline: active_deadline?,
+        start_timeout: start_timeout?,
         service_account_name: worker.service_account_name.clone(),
         same_node: worker.same_node,
+        snapshot_restarts: snapshot_restarts?,
     })
 }
 

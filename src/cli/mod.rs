@@ -75,6 +75,10 @@ pub enum Command {
     /// Assemble the staged parts into the report (the assemble Job's pod runs this).
     #[command(hide = true)]
     Assemble(AssembleArgs),
+    /// Export the run's database snapshot, stage its id and hold it until stopped (the
+    /// snapshot Job's pod runs this).
+    #[command(hide = true)]
+    Snapshot(SnapshotArgs),
     /// Print the ReportJob CustomResourceDefinition as YAML.
     Crd,
     /// Create (or update) a ReportJob in the cluster; with --wait, follow it to the end.
@@ -141,6 +145,10 @@ pub struct RunArgs {
     /// Chunks exported at once (overrides spec.chunking.parallelism).
     #[arg(long)]
     pub parallelism: Option<usize>,
+    /// A value for `$1`, `$2`... of the spec's query or where, in order (repeat the flag);
+    /// replaces the values of spec.source.parameters, keeping their types.
+    #[arg(long = "param", value_name = "VALUE")]
+    pub params: Vec<String>,
     /// Print one JSON object with the outcome on stdout.
     #[arg(long)]
     pub json: bool,
@@ -248,6 +256,16 @@ pub struct CleanupArgs {
     pub termination_log: Option<PathBuf>,
 }
 
+/// `reportjob snapshot`.
+#[derive(Args, Debug)]
+pub struct SnapshotArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Also write the error to this file, e.g. /dev/termination-log.
+    #[arg(long)]
+    pub termination_log: Option<PathBuf>,
+}
+
 /// `reportjob assemble`.
 #[derive(Args, Debug)]
 pub struct AssembleArgs {
@@ -321,6 +339,7 @@ async fn run_command(command: Command) -> i32 {
         },
         Command::Run(args) => stages::run(args).await,
         Command::Plan(args) => stages::plan(args).await,
+        Command::Snapshot(args) => stages::snapshot(args).await,
         Command::Worker(args) => stages::worker(args).await,
         Command::Assemble(args) => stages::assemble(args).await,
         Command::Submit(args) => submit::submit(args).await,
@@ -385,6 +404,7 @@ async fn controller(args: ControllerArgs) -> i32 {
             resources: stage_pods.resources,
             pod,
             service_account_name: stage_pods.service_account_name,
+            pod_security_context: stage_pods.pod_security_context,
         },
         metrics_addr: Some(args.metrics_addr),
         lease: args.leader_election.then_some(LeaseConfig {

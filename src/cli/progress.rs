@@ -162,6 +162,12 @@ impl ProgressSink for Reporter {
         ));
     }
 
+    fn snapshot_restart(&self, restart: u32, limit: u32, error: &crate::error::Error) {
+        self.out.line(&format!(
+            "{error}; starting the export again under a new snapshot (restart {restart} of {limit})"
+        ));
+    }
+
     fn assembling(&self) {
         let resumed = self.state.lock().map(|s| s.resumed).unwrap_or(0);
         if resumed > 0 {

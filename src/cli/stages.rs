@@ -32,12 +32,22 @@ fn setup_error(message: impl Into<String>) -> Setup {
     }
 }
 
-/// Loads and validates the spec (the only validation a stage does).
-fn load_spec(common: &Common) -> Result<ValidSpec, Setup> {
-    let loaded = match &common.file {
-        Some(path) => load_valid_file(path),
+/// Loads and validates the spec (the only validation a stage does); non-empty `params`
+/// replace the values of `spec.source.parameters` (`--param`).
+fn load_spec(common: &Common, params: &[String]) -> Result<ValidSpec, Setup> {
+    let (text, origin) = match &common.file {
+        Some(path) => {
+            if params.is_empty() {
+                return load_valid_file(path)
+                    .map(|loaded| loaded.spec)
+                    .map_err(|e| setup_error(e.to_string()));
+            }
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| setup_error(format!("cannot read {}: {e}", path.display())))?;
+            (text, path.display().to_string())
+        }
         None => match std::env::var(env::SPEC) {
-            Ok(text) => load_valid_str(&text, env::SPEC),
+            Ok(text) => (text, env::SPEC.to_string()),
             Err(_) => {
                 return Err(setup_error(format!(
                     "no spec: pass -f report.yaml (or set {})",
@@ -46,6 +56,12 @@ fn load_spec(common: &Common) -> Result<ValidSpec, Setup> {
             }
         },
     };
+    let loaded = if params.is_empty() {
+        load_valid_str(&text, &origin)
+    } else {
+        crate::api::load::with_parameters(&text, &origin, params)
+            .and_then(|text| load_valid_str(&text, &origin))
+    };
     loaded
         .map(|loaded| loaded.spec)
         .map_err(|e| setup_error(e.to_string()))
@@ -53,8 +69,12 @@ fn load_spec(common: &Common) -> Result<ValidSpec, Setup> {
 
 /// Loads the spec and builds the stage context; `pool_size` is how many chunks run at once
 /// (`None`: the spec's parallelism).
-async fn build_stage(common: &Common, pool_size: Option<usize>) -> Result<StageContext, Setup> {
-    let spec = load_spec(common)?;
+async fn build_stage(
+    common: &Common,
+    pool_size: Option<usize>,
+    params: &[String],
+) -> Result<StageContext, Setup> {
+    let spec = load_spec(common, params)?;
     let pool_size = pool_size.unwrap_or(parallelism(&spec));
     let database_url = common.database_url.clone().ok_or_else(|| {
         setup_error(format!(
@@ -73,6 +93,7 @@ async fn build_stage(common: &Common, pool_size: Option<usize>) -> Result<StageC
         storage,
         layout,
         cancel: Default::default(),
+        snapshot: None,
     })
 }
 
@@ -149,7 +170,13 @@ fn write_termination_log(path: Option<&Path>, result: &StageResult) {
 
 /// `reportjob run`.
 pub async fn run(args: RunArgs) -> i32 {
-    let stage = match build_stage(&args.common, args.parallelism.map(|p| p.max(1))).await {
+    let stage = match build_stage(
+        &args.common,
+        args.parallelism.map(|p| p.max(1)),
+        &args.params,
+    )
+    .await
+    {
         Ok(stage) => stage,
         Err(e) => {
             eprintln!("error: {}", e.message);
@@ -184,6 +211,7 @@ pub async fn run(args: RunArgs) -> i32 {
                         "url": link.as_ref().map(|l| &l.url),
                         "url_expires_at": link.as_ref().map(|l| l.expires_at.to_string()),
                         "plan_digest": m.plan_digest,
+                        "snapshot": m.snapshot,
                         "elapsed_seconds": report.elapsed.as_secs_f64(),
                     })
                 );
@@ -196,6 +224,9 @@ pub async fn run(args: RunArgs) -> i32 {
                     "chunks:   {} ({} resumed)",
                     report.chunks, report.resumed_chunks
                 );
+                if let Some(snapshot) = &m.snapshot {
+                    println!("snapshot: {} (taken {})", snapshot.id, snapshot.taken_at);
+                }
                 println!("elapsed:  {:.2}s", report.elapsed.as_secs_f64());
                 println!("manifest: {}", report.manifest_location);
                 if let Some(link) = link {
@@ -217,14 +248,77 @@ where
     F: FnOnce(StageContext) -> Fut,
     Fut: std::future::Future<Output = Result<(StageResult, String), Error>>,
 {
-    let stage = match build_stage(common, Some(1)).await {
+    let mut stage = match build_stage(common, Some(1), &[]).await {
         Ok(stage) => stage,
         Err(e) => return e.fail(log),
     };
+    if let Err(e) = attach_staged_snapshot(&mut stage).await {
+        write_termination_log(log, &engine_failure(&e));
+        return report_error(&e, false);
+    }
     match body(stage).await {
         Ok((result, shown)) => {
             write_termination_log(log, &result);
             println!("{shown}");
+            EXIT_OK
+        }
+        Err(e) => {
+            write_termination_log(log, &engine_failure(&e));
+            report_error(&e, false)
+        }
+    }
+}
+
+/// The snapshot generation the controller gave this pod (`REPORTJOB_SNAPSHOT_GENERATION`),
+/// if any; a value that is not a small number is refused.
+fn snapshot_generation() -> Result<Option<u32>, Error> {
+    match std::env::var(crate::snapshot::GENERATION_ENV) {
+        Err(_) => Ok(None),
+        Ok(text) => text.trim().parse::<u32>().map(Some).map_err(|_| {
+            Error::InvalidSpec(format!(
+                "{} must be a snapshot generation (a number), got {:?}",
+                crate::snapshot::GENERATION_ENV,
+                text.chars().take(20).collect::<String>()
+            ))
+        }),
+    }
+}
+
+/// In a cluster run under one snapshot, the stage reads the snapshot the holder pod staged
+/// for its generation (waiting a bounded time for it to appear).
+async fn attach_staged_snapshot(stage: &mut StageContext) -> Result<(), Error> {
+    if stage.spec.source.consistency != crate::api::Consistency::Snapshot {
+        return Ok(());
+    }
+    let Some(generation) = snapshot_generation()? else {
+        return Ok(());
+    };
+    let record = crate::snapshot::staged(
+        stage.storage.as_ref(),
+        &stage.layout,
+        generation,
+        crate::snapshot::STAGED_WAIT,
+    )
+    .await?;
+    stage.snapshot = Some(record);
+    Ok(())
+}
+
+/// `reportjob snapshot`: the `<name>-snapshot` pod, which holds the run's snapshot.
+pub async fn snapshot(args: super::SnapshotArgs) -> i32 {
+    let log = args.termination_log.as_deref();
+    let stage = match build_stage(&args.common, Some(1), &[]).await {
+        Ok(stage) => stage,
+        Err(e) => return e.fail(log),
+    };
+    let held = async {
+        let generation = snapshot_generation()?.unwrap_or(0);
+        crate::snapshot::hold(&stage, generation).await
+    }
+    .await;
+    match held {
+        Ok(line) => {
+            println!("{line}");
             EXIT_OK
         }
         Err(e) => {
@@ -369,7 +463,7 @@ fn chunk_of_index(index: usize, chunks: Option<&str>) -> Result<usize, String> {
 pub async fn cleanup(args: CleanupArgs) -> i32 {
     let log = args.termination_log.as_deref();
     let result = async {
-        let spec = load_spec(&args.common)?;
+        let spec = load_spec(&args.common, &[])?;
         let (storage, layout) = open_destination(&args.common, &spec).await?;
         let engine = |e: Error| Setup {
             code: e.exit_code(),

@@ -60,6 +60,10 @@ pub struct SubmitArgs {
     /// Take over fields another field manager set (server-side apply `force`).
     #[arg(long)]
     pub force_conflicts: bool,
+    /// A value for `$1`, `$2`... of the spec's query or where, in order (repeat the flag);
+    /// replaces the values of spec.source.parameters, keeping their types.
+    #[arg(long = "param", value_name = "VALUE")]
+    pub params: Vec<String>,
 }
 
 /// `reportjob submit`.
@@ -69,6 +73,12 @@ pub async fn submit(args: SubmitArgs) -> i32 {
 
 async fn submit_inner(args: SubmitArgs) -> CommandResult {
     let (text, shown) = read_manifest(&args.file)?;
+    let text = if args.params.is_empty() {
+        text
+    } else {
+        crate::api::load::with_parameters(&text, &shown, &args.params)
+            .map_err(|e| CommandError::refused(e.to_string()))?
+    };
     load_str(&text, &shown).map_err(|e| match e {
         LoadError::Read { .. } => CommandError::no_result(e.to_string()),
         other => CommandError::refused(other.to_string()),

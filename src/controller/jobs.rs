@@ -54,6 +54,27 @@ pub struct PodDefaults {
     pub service_account_name: Option<String>,
     /// What a spec may choose (image, service account).
     pub policy: Policy,
+    /// The pod security context of stage pods instead of [`stage_pod_security_context`].
+    pub pod_security_context: Option<PodSecurityContext>,
+}
+
+/// The pod security context of stage pods unless the controller is configured otherwise:
+/// the image's user (65532, distroless "nonroot"), stated so that a freshly provisioned
+/// volume (root-owned, 0755) is made writable for the pod through fsGroup, and only when its
+/// root does not already match (OnRootMismatch: no recursive chown of a big volume on every
+/// pod start).
+pub fn stage_pod_security_context() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_user: Some(STAGE_UID),
+        run_as_group: Some(STAGE_UID),
+        fs_group: Some(STAGE_UID),
+        fs_group_change_policy: Some("OnRootMismatch".to_string()),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_string(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 /// The plan a chunks or assemble Job works against.
@@ -298,21 +319,12 @@ fn pod_template(t: &JobContext, stage: Stage, args: &[&str], env: Vec<EnvVar>) -
     let pod = PodSpec {
         restart_policy: Some("Never".to_string()),
         automount_service_account_token: Some(false),
-        // The image's user (65532, distroless "nonroot"), stated so that a freshly provisioned
-        // volume (root-owned, 0755) is made writable for the pod through fsGroup, and only
-        // when its root does not already match (OnRootMismatch: no recursive chown of a big
-        // volume on every pod start).
-        security_context: Some(PodSecurityContext {
-            run_as_user: Some(STAGE_UID),
-            run_as_group: Some(STAGE_UID),
-            fs_group: Some(STAGE_UID),
-            fs_group_change_policy: Some("OnRootMismatch".to_string()),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".to_string(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
+        security_context: Some(
+            t.defaults
+                .pod_security_context
+                .clone()
+                .unwrap_or_else(stage_pod_security_context),
+        ),
         containers: vec![container],
         service_account_name: spec
             .worker

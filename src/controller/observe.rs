@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 
@@ -60,6 +60,9 @@ pub struct Observed {
     pub terminating: Vec<Stage>,
     /// Pods of the stages listed by [`pods_needed`].
     pub pods: BTreeMap<Stage, Vec<PodInfo>>,
+    /// Why a stage Job that has no pod cannot create one: the message of its newest
+    /// `FailedCreate` event (a ResourceQuota, a LimitRange, an admission webhook), bounded.
+    pub create_failures: BTreeMap<Stage, String>,
     /// The spec the run was planned with (when it differs from the ReportJob's current
     /// spec, the planned one is used).
     pub planned_spec: PlannedSpec,
@@ -148,11 +151,39 @@ pub fn pods_needed(rj: &ReportJob, jobs: &BTreeMap<Stage, Job>) -> Vec<Stage> {
             }
         };
         let not_ready = s.active.unwrap_or(0) > s.ready.unwrap_or(0);
-        if needed || not_ready {
+        if needed || not_ready || lacks_pods(job) {
             out.push(*stage);
         }
     }
     out
+}
+
+/// Whether a running, unsuspended stage Job has no pod at all: its pods cannot be created
+/// (quota, admission) or were not created yet. Its pods (those that finished) and its
+/// `FailedCreate` events are then read, to say why and to time how long it has been so.
+pub fn lacks_pods(job: &Job) -> bool {
+    let suspended = job.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
+    let active = job.status.as_ref().and_then(|s| s.active).unwrap_or(0);
+    !suspended && active == 0 && job_outcome(job) == JobOutcome::Running
+}
+
+/// The longest `FailedCreate` message kept: quota messages name the quota, the resources
+/// and the amounts within a few hundred characters.
+const MAX_CREATE_FAILURE: usize = 600;
+
+/// The newest of a Job's `FailedCreate` events, as the message the status shows.
+pub fn newest_create_failure(events: &[Event]) -> Option<String> {
+    events
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("FailedCreate"))
+        .max_by_key(|e| {
+            e.last_timestamp
+                .as_ref()
+                .map(|t| t.0)
+                .or_else(|| e.event_time.as_ref().map(|t| t.0))
+        })
+        .and_then(|e| e.message.as_deref())
+        .map(|m| m.trim().chars().take(MAX_CREATE_FAILURE).collect())
 }
 
 /// The spec recorded on a plan Job.
@@ -270,12 +301,32 @@ pub async fn observe(ctx: &Context, rj: &ReportJob) -> Result<Observed, Error> {
             .filter(|p| jobs.get(&stage).is_some_and(|job| created_by(p, job)));
         pods.insert(stage, ours.map(pod_info).collect());
     }
+    let mut create_failures = BTreeMap::new();
+    for (stage, job) in jobs.iter().filter(|(_, job)| lacks_pods(job)) {
+        let event_api: Api<Event> = Api::namespaced(ctx.client.clone(), &ns);
+        let fields = format!(
+            "involvedObject.uid={},reason=FailedCreate",
+            job.uid().unwrap_or_default()
+        );
+        ctx.metrics.api_requests.inc();
+        let listed = event_api
+            .list(&ListParams::default().fields(&fields))
+            .await
+            .map_err(kube_err(format!(
+                "listing the events of the {} Job of {ns}/{name}",
+                stage.as_str()
+            )))?;
+        if let Some(why) = newest_create_failure(&listed.items) {
+            create_failures.insert(*stage, why);
+        }
+    }
     let planned_spec = planned_spec(jobs.get(&Stage::Plan));
     Ok(Observed {
         rj: rj.clone(),
         jobs,
         terminating,
         pods,
+        create_failures,
         planned_spec,
         now: Timestamp::now(),
     })

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Affinity, Container, PodSpec, ResourceRequirements, SecurityContext,
+    Affinity, Container, PodSecurityContext, PodSpec, ResourceRequirements, SecurityContext,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -31,6 +31,12 @@ pub struct StagePods {
     /// namespace's `default`.
     #[serde(default)]
     pub service_account_name: Option<String>,
+    /// The pod security context of every stage pod, instead of the built-in one (UID, GID and
+    /// fsGroup 65532, `OnRootMismatch`, the runtime's default seccomp profile). `{}` sets none,
+    /// for clusters that assign users themselves (OpenShift's restricted SCC refuses fixed
+    /// UIDs); without an fsGroup a freshly provisioned volume is not writable by the pods.
+    #[serde(default)]
+    pub pod_security_context: Option<PodSecurityContext>,
 }
 
 impl Default for StagePods {
@@ -39,6 +45,7 @@ impl Default for StagePods {
             pod: PodSettingsSpec::default(),
             resources: some_default_resources(),
             service_account_name: None,
+            pod_security_context: None,
         }
     }
 }

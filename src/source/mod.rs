@@ -6,4 +6,4 @@ pub mod statement;
 pub mod stats;
 
 pub use resolve::{Resolved, resolve};
-pub use session::{Database, ReadSession};
+pub use session::{Database, ReadSession, SessionSetup};

@@ -1,11 +1,12 @@
 //! Resolving a spec's source to SQL: look every name up in the catalog, quote it, and
 //! check that the key column exists and has a supported type.
 
-use sqlx::{AssertSqlSafe, Column, Executor, Row, SqlSafeStr, Statement, TypeInfo};
+use sqlx::postgres::{PgTypeInfo, types::Oid};
+use sqlx::{AssertSqlSafe, Column, Either, Executor, Row, SqlSafeStr, Statement, TypeInfo};
 
 use super::ReadSession;
 use super::statement::{SourceSql, spec_digest};
-use crate::api::valid::{SelectQuery, Source, ValidSource};
+use crate::api::valid::{ParamType, SelectQuery, Source, ValidSource};
 use crate::error::{Error, Result};
 use crate::ident::QualifiedName;
 use crate::plan::{KeyType, PlannedSource, TableName};
@@ -155,6 +156,17 @@ async fn resolve_table(
         ));
     };
     let key_type = key_type(&key, key_type_name)?;
+    let parameters = match &spec.rows {
+        Source::Table {
+            where_: Some(filter),
+            ..
+        } => {
+            // The filter as written, `$n` and all: what the server infers types from.
+            let text = format!("SELECT 1 FROM {name} WHERE ({})\n  AND false", filter.sql());
+            parameter_types(session, &text, spec, "spec.source.where").await?
+        }
+        _ => Vec::new(),
+    };
     let source = PlannedSource {
         description: shown,
         table: Some(TableName {
@@ -165,9 +177,11 @@ async fn resolve_table(
         key_type,
         columns,
         spec_digest: spec_digest(spec),
+        parameters,
     };
     let sql = SourceSql::build(spec, &source)?;
     check_parses(session, &sql, "spec.source.where").await?;
+    check_values(session, spec, &source.parameters).await?;
     let warnings = privilege_warnings(session, &[oid]).await?;
     Ok(Resolved {
         source,
@@ -191,24 +205,16 @@ async fn resolve_query(
 ) -> Result<Resolved> {
     let key = spec.key_column.clone();
     let wrapped = format!("SELECT * FROM (\n{}\n) AS rj_src", parsed.sql());
-    // Preparing (not running) the query checks it is one valid SELECT and gives its columns.
-    let described = session
-        .conn()
-        .prepare(AssertSqlSafe(format!("{wrapped} WHERE false")).into_sql_str())
-        .await
-        .map_err(|e| {
-            if e.as_database_error().is_some() {
-                Error::Source {
-                    field: "spec.source.query",
-                    message: format!(
-                        "the query is not valid: {}",
-                        crate::error::describe_sqlx(&e)
-                    ),
-                }
-            } else {
-                Error::db("checking the query", e)
-            }
-        })?;
+    // Preparing (not running) the query checks it is one valid SELECT and gives its columns
+    // and the types of its parameters.
+    let (described, parameters) = prepare_typed(
+        session,
+        &format!("{wrapped} WHERE false"),
+        spec,
+        "spec.source.query",
+        "the query is not valid",
+    )
+    .await?;
     let columns: Vec<(String, String)> = described
         .columns()
         .iter()
@@ -257,8 +263,10 @@ async fn resolve_query(
         key_type,
         columns: columns.into_iter().map(|(n, _)| n).collect(),
         spec_digest: spec_digest(spec),
+        parameters,
     };
     let sql = SourceSql::build(spec, &source)?;
+    check_values(session, spec, &source.parameters).await?;
     let mut oids = Vec::new();
     for table in parsed.tables() {
         let oid: Option<i64> = sqlx::query_scalar("SELECT to_regclass($1)::oid::int8")
@@ -339,6 +347,188 @@ pub async fn privilege_warnings(session: &mut ReadSession, oids: &[i64]) -> Resu
         tracing::warn!("{warning}");
     }
     Ok(warnings)
+}
+
+/// The spec's declared parameter types for the server (`0`, unspecified, where undeclared).
+fn declared_types(spec: &ValidSource) -> Vec<PgTypeInfo> {
+    spec.parameters
+        .iter()
+        .map(|p| match p.declared {
+            Some(t) => PgTypeInfo::with_name(t.sql_name()),
+            None => PgTypeInfo::with_oid(Oid(0)),
+        })
+        .collect()
+}
+
+/// Prepares `text` (the spec's SQL with its `$n`) with the declared types and returns the
+/// type of each parameter as the server sees it; errors name `$n` and `field`.
+async fn parameter_types(
+    session: &mut ReadSession,
+    text: &str,
+    spec: &ValidSource,
+    field: &'static str,
+) -> Result<Vec<ParamType>> {
+    Ok(
+        prepare_typed(session, text, spec, field, "is not a valid filter")
+            .await?
+            .1,
+    )
+}
+
+/// Prepares `text` with the spec's declared parameter types. When that fails and types
+/// were declared, prepares it again with none declared (inside a savepoint, as the failure
+/// ended the first attempt) to name the `$n` whose declared type the SQL does not accept.
+async fn prepare_typed(
+    session: &mut ReadSession,
+    text: &str,
+    spec: &ValidSource,
+    field: &'static str,
+    invalid: &str,
+) -> Result<(sqlx::postgres::PgStatement, Vec<ParamType>)> {
+    let declared = declared_types(spec);
+    let any_declared = spec.parameters.iter().any(|p| p.declared.is_some());
+    let sql = || AssertSqlSafe(text.to_string()).into_sql_str();
+    let what = if field == "spec.source.where" {
+        "where"
+    } else {
+        "query"
+    };
+    if any_declared {
+        savepoint(session, "SAVEPOINT rj_types").await?;
+    }
+    let first = session.conn().prepare_with(sql(), &declared).await;
+    let e = match first {
+        Ok(described) => {
+            let types = check_types(&described, spec, what)?;
+            return Ok((described, types));
+        }
+        Err(e) if e.as_database_error().is_none() => {
+            return Err(Error::db("checking the parameters", e));
+        }
+        Err(e) => e,
+    };
+    let refused = Error::Source {
+        field,
+        message: format!("{invalid}: {}", crate::error::describe_sqlx(&e)),
+    };
+    if !any_declared {
+        return Err(refused);
+    }
+    savepoint(session, "ROLLBACK TO SAVEPOINT rj_types").await?;
+    let unspecified = vec![PgTypeInfo::with_oid(Oid(0)); spec.parameters.len()];
+    let Ok(described) = session.conn().prepare_with(sql(), &unspecified).await else {
+        return Err(refused);
+    };
+    let Some(Either::Left(inferred)) = described.parameters() else {
+        return Err(refused);
+    };
+    for (i, (t, p)) in inferred.iter().zip(&spec.parameters).enumerate() {
+        if let Some(d) = p.declared
+            && ParamType::parse(t.name()) != Some(d)
+        {
+            return Err(source_err(
+                "spec.source.parameters",
+                format!(
+                    "${n} (parameters[{i}]) is declared {d}, but the {what} uses ${n} as {}: {}",
+                    t.name().to_lowercase(),
+                    crate::error::describe_sqlx(&e),
+                    n = i + 1
+                ),
+            ));
+        }
+    }
+    Err(refused)
+}
+
+async fn savepoint(session: &mut ReadSession, statement: &'static str) -> Result<()> {
+    sqlx::query(statement)
+        .execute(session.conn())
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::db("checking the parameters", e))
+}
+
+/// Checks the server's parameter count and types against the spec.
+fn check_types(
+    described: &sqlx::postgres::PgStatement,
+    spec: &ValidSource,
+    what: &str,
+) -> Result<Vec<ParamType>> {
+    let field = "spec.source.parameters";
+    let inferred: Vec<String> = match described.parameters() {
+        Some(Either::Left(types)) => types.iter().map(|t| t.name().to_string()).collect(),
+        Some(Either::Right(n)) => vec![String::new(); n],
+        None => Vec::new(),
+    };
+    if inferred.len() != spec.parameters.len() {
+        return Err(source_err(
+            field,
+            format!(
+                "the server finds {} parameters in the {what} ($1 to ${}), the spec gives {} values",
+                inferred.len(),
+                inferred.len(),
+                spec.parameters.len()
+            ),
+        ));
+    }
+    let mut types = Vec::with_capacity(inferred.len());
+    for (i, (name, p)) in inferred.iter().zip(&spec.parameters).enumerate() {
+        let n = i + 1;
+        let Some(found) = ParamType::parse(name) else {
+            return Err(source_err(
+                field,
+                format!(
+                    "${n}: the server types it {name}, which is not a supported parameter type; declare                      parameters[{i}].type as one of: {} (and cast in the SQL, e.g. ${n}::text, if needed)",
+                    ParamType::SUPPORTED
+                ),
+            ));
+        };
+        if let Some(declared) = p.declared
+            && declared != found
+        {
+            return Err(source_err(
+                field,
+                format!("${n}: declared {declared}, but the server uses it as {found}"),
+            ));
+        }
+        types.push(found);
+    }
+    Ok(types)
+}
+
+/// Reads each bound value as its type, so a value its type cannot read (`1; DROP TABLE x`
+/// as an integer) is refused now, naming `$n`, instead of failing every chunk.
+async fn check_values(
+    session: &mut ReadSession,
+    spec: &ValidSource,
+    types: &[ParamType],
+) -> Result<()> {
+    for (i, ty) in types.iter().enumerate() {
+        let n = i as u32 + 1;
+        let sql = format!(
+            "SELECT CAST(current_setting('{}') AS {})::text",
+            crate::sql::params::setting_name(n),
+            ty.sql_name()
+        );
+        if let Err(e) = sqlx::query(AssertSqlSafe(sql))
+            .execute(session.conn())
+            .await
+        {
+            if e.as_database_error().is_none() {
+                return Err(Error::db("checking the parameters", e));
+            }
+            let value = spec.parameters.get(i).map_or("", |p| p.value.as_str());
+            let shown: String = value.chars().take(80).collect();
+            return Err(source_err(
+                "spec.source.parameters",
+                format!(
+                    "${n} (parameters[{i}]): {shown:?} is not a valid {ty}: {}",
+                    crate::error::describe_sqlx(&e)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Prepares the source's SELECT with its filter, so a bad `where` fails now, naming the

@@ -26,6 +26,37 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Postgres};
 
 use crate::error::{Error, Result};
+use crate::snapshot::SnapshotId;
+
+/// How a session is set up besides its read-only transaction: the statement timeout, the
+/// time zone values are written in, the bound parameter values and the snapshot it reads.
+#[derive(Clone, Debug)]
+pub struct SessionSetup {
+    /// Each read is cancelled after this many seconds.
+    pub statement_timeout_seconds: i64,
+    /// The session's `TimeZone` (an IANA name checked by validation and at plan time).
+    pub time_zone: String,
+    /// The values of `$1..$n`, bound to `reportjob.param_<n>` (see [`crate::sql::params`]).
+    pub parameters: Vec<String>,
+    /// The run's snapshot, imported first; `None` reads the session's own.
+    pub snapshot: Option<SnapshotId>,
+    /// Whether this is the plan's session, right after the snapshot was taken (an import
+    /// failure then means the connection cannot share snapshots at all).
+    pub planning: bool,
+}
+
+impl SessionSetup {
+    /// A session with a statement timeout and nothing else (UTC, no parameters, own snapshot).
+    pub fn plain(statement_timeout_seconds: i64) -> SessionSetup {
+        SessionSetup {
+            statement_timeout_seconds,
+            time_zone: "UTC".to_string(),
+            parameters: Vec::new(),
+            snapshot: None,
+            planning: false,
+        }
+    }
+}
 
 /// Where sessions come from: a lazily connecting pool of at most `size` connections.
 #[derive(Clone, Debug)]
@@ -53,15 +84,24 @@ impl Database {
         Ok(Database { pool })
     }
 
-    /// Starts a read-only session with the given statement timeout.
-    pub async fn session(&self, statement_timeout_seconds: i64) -> Result<ReadSession> {
+    /// Starts a read-only session set up as `setup` says.
+    pub async fn session(&self, setup: &SessionSetup) -> Result<ReadSession> {
         let conn = match self.pool.acquire().await {
             Ok(conn) => conn,
             Err(e) => {
                 return Err(crate::error::connect_error(&self.pool.connect_options(), e).await);
             }
         };
-        ReadSession::begin(conn, statement_timeout_seconds).await
+        ReadSession::begin(conn, setup).await
+    }
+
+    /// A connection of its own, outside the pool (the snapshot holder's).
+    pub async fn connect_alone(&self) -> Result<PgConnection> {
+        let options = self.pool.connect_options();
+        match options.connect().await {
+            Ok(conn) => Ok(conn),
+            Err(e) => Err(crate::error::connect_error(&options, e).await),
+        }
     }
 }
 
@@ -73,11 +113,11 @@ pub struct ReadSession {
 }
 
 /// Session settings that make the text form of values the same for every worker:
-/// ISO dates, UTC, shortest exact floats, hex bytea, standard string literals.
+/// ISO dates, shortest exact floats, hex bytea, standard string literals (and the spec's
+/// time zone, set apart).
 const OUTPUT_SETTINGS: &[(&str, &str)] = &[
     ("client_encoding", "UTF8"),
     ("DateStyle", "ISO, YMD"),
-    ("TimeZone", "UTC"),
     ("IntervalStyle", "postgres"),
     ("extra_float_digits", "1"),
     ("bytea_output", "hex"),
@@ -104,7 +144,7 @@ const RESET_SESSION: &[&str] = &[
 ];
 
 impl ReadSession {
-    async fn begin(conn: PoolConnection<Postgres>, statement_timeout_seconds: i64) -> Result<Self> {
+    async fn begin(conn: PoolConnection<Postgres>, setup: &SessionSetup) -> Result<Self> {
         let mut session = ReadSession { conn: Some(conn) };
         for statement in RESET_SESSION {
             sqlx::query(*statement)
@@ -116,14 +156,39 @@ impl ReadSession {
             .execute(session.conn())
             .await
             .map_err(|e| Error::db("starting a read-only transaction", e))?;
+        // Importing a snapshot must come before any query of the transaction.
+        if let Some(id) = &setup.snapshot {
+            sqlx::query(sqlx::AssertSqlSafe(id.import_statement()))
+                .execute(session.conn())
+                .await
+                .map_err(|e| crate::snapshot::import_failed(id, e, setup.planning))?;
+        }
+        if setup.planning {
+            check_time_zone(session.conn(), &setup.time_zone).await?;
+        }
         let timeout = format!(
             "{}s",
-            statement_timeout_seconds.clamp(1, MAX_STATEMENT_TIMEOUT_SECONDS)
+            setup
+                .statement_timeout_seconds
+                .clamp(1, MAX_STATEMENT_TIMEOUT_SECONDS)
         );
-        let mut names = vec!["statement_timeout", "idle_in_transaction_session_timeout"];
-        let mut values = vec![timeout.as_str(), IDLE_IN_TRANSACTION_TIMEOUT];
+        let mut names: Vec<String> = vec![
+            "statement_timeout".into(),
+            "idle_in_transaction_session_timeout".into(),
+            "TimeZone".into(),
+        ];
+        let mut values: Vec<&str> = vec![
+            timeout.as_str(),
+            IDLE_IN_TRANSACTION_TIMEOUT,
+            setup.time_zone.as_str(),
+        ];
         for (name, value) in OUTPUT_SETTINGS {
-            names.push(name);
+            names.push((*name).to_string());
+            values.push(value);
+        }
+        // Bound like every other value: the parameters never enter SQL text.
+        for (i, value) in setup.parameters.iter().enumerate() {
+            names.push(crate::sql::params::setting_name(i as u32 + 1));
             values.push(value);
         }
         sqlx::query(
@@ -184,6 +249,26 @@ impl ReadSession {
             .map_err(|e| Error::db("ending the read-only transaction", e))?;
         drop(self.conn.take());
         Ok(())
+    }
+}
+
+/// Checks the spec's time zone is one the server knows (`pg_timezone_names`).
+async fn check_time_zone(conn: &mut PgConnection, name: &str) -> Result<()> {
+    let known: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $1)")
+            .bind(name)
+            .fetch_one(conn)
+            .await
+            .map_err(|e| Error::db("checking the time zone", e))?;
+    if known {
+        Ok(())
+    } else {
+        Err(Error::Source {
+            field: "spec.output.timeZone",
+            message: format!(
+                "{name:?} is not a time zone this server knows (pg_timezone_names); use an IANA name such as UTC or America/Sao_Paulo"
+            ),
+        })
     }
 }
 

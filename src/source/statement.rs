@@ -36,11 +36,20 @@ struct SpecIdentity<'a> {
     #[serde(rename = "where")]
     where_: Option<&'a str>,
     key_column: &'a str,
+    /// The bound values and declared types (left out when there are none, so the digest
+    /// of a source without parameters is what it was before they existed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    parameters: Vec<(&'a str, Option<&'static str>)>,
 }
 
 /// `sha256:<hex>` of the fields of `source` that decide which rows are exported.
 pub fn spec_digest(source: &ValidSource) -> String {
-    let identity = match &source.rows {
+    let parameters: Vec<(&str, Option<&'static str>)> = source
+        .parameters
+        .iter()
+        .map(|p| (p.value.as_str(), p.declared.map(|t| t.sql_name())))
+        .collect();
+    let mut identity = match &source.rows {
         Source::Table {
             name,
             columns,
@@ -51,6 +60,7 @@ pub fn spec_digest(source: &ValidSource) -> String {
             columns: columns.as_deref(),
             where_: where_.as_ref().map(Filter::sql),
             key_column: &source.key_column,
+            parameters: Vec::new(),
         },
         Source::Query { sql } => SpecIdentity {
             table: None,
@@ -58,8 +68,10 @@ pub fn spec_digest(source: &ValidSource) -> String {
             columns: None,
             where_: None,
             key_column: &source.key_column,
+            parameters: Vec::new(),
         },
     };
+    identity.parameters = parameters;
     // Strings, options and slices of strings always serialize.
     let bytes = serde_json::to_vec(&identity).expect("a SpecIdentity serializes");
     format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))
@@ -77,6 +89,26 @@ impl SourceSql {
                 spec_digest(source)
             )));
         }
+        let types = &planned.parameters;
+        if types.len() != source.parameters.len() {
+            return Err(Error::Staging(format!(
+                "the plan has {} parameter types, the spec {} parameters",
+                types.len(),
+                source.parameters.len()
+            )));
+        }
+        for (i, (p, t)) in source.parameters.iter().zip(types).enumerate() {
+            if p.declared.is_some_and(|d| d != *t) {
+                return Err(Error::Staging(format!(
+                    "the plan types ${} as {t}, the spec declares it {}",
+                    i + 1,
+                    p.declared.map_or("", |d| d.sql_name())
+                )));
+            }
+        }
+        let bound = |r: Result<String, crate::sql::SqlError>| {
+            r.map_err(|e| Error::Staging(format!("cannot bind the parameters: {e}")))
+        };
         let key = &source.key_column;
         if *key != planned.key_column {
             return Err(Error::Staging(format!(
@@ -112,16 +144,17 @@ impl SourceSql {
                         .collect::<Vec<_>>()
                         .join(", "),
                     from_sql: name.to_string(),
-                    filter_sql: where_
-                        .as_ref()
-                        .map_or_else(|| "true".to_string(), |f| f.sql().to_string()),
+                    filter_sql: match where_ {
+                        Some(f) => bound(f.bound_sql(types))?,
+                        None => "true".to_string(),
+                    },
                     key_sql: Quoted(key).to_string(),
                     key_type: planned.key_type,
                 })
             }
             Source::Query { sql } => Ok(SourceSql {
                 select_list: "*".to_string(),
-                from_sql: format!("(\n{}\n) AS rj_src", sql.sql()),
+                from_sql: format!("(\n{}\n) AS rj_src", bound(sql.bound_sql(types))?),
                 filter_sql: "true".to_string(),
                 key_sql: format!("rj_src.{}", Quoted(key)),
                 key_type: planned.key_type,

@@ -5,10 +5,13 @@
 //! parenthesis it did not open, end a string it did not start, or add a statement.
 
 pub mod denylist;
+pub mod params;
 
 use pg_query::NodeEnum;
 use pg_query::protobuf::SetOperation;
 use serde_json::Value;
+
+use params::{ParamRef, ParamType, param_refs};
 
 /// Why a piece of SQL was refused (the caller names the field).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -20,6 +23,7 @@ pub struct SqlError(pub String);
 pub struct SelectQuery {
     sql: String,
     tables: Vec<String>,
+    params: Vec<ParamRef>,
 }
 
 impl SelectQuery {
@@ -37,15 +41,30 @@ impl SelectQuery {
         // The regenerated text must itself pass (it is what runs).
         let again = parse_one(&sql)?;
         check_tree(&again.protobuf)?;
+        let params = param_refs(&again.protobuf, &sql, 0)?;
         let mut tables: Vec<String> = parsed.tables().into_iter().collect();
         tables.sort();
         tables.dedup();
-        Ok(SelectQuery { sql, tables })
+        Ok(SelectQuery {
+            sql,
+            tables,
+            params,
+        })
     }
 
-    /// The regenerated SELECT.
+    /// The regenerated SELECT, with its `$n` as written.
     pub fn sql(&self) -> &str {
         &self.sql
+    }
+
+    /// Where the SELECT uses `$n`.
+    pub fn params(&self) -> &[ParamRef] {
+        &self.params
+    }
+
+    /// The SELECT with each `$n` reading its bound value ([`params::bind_through_settings`]).
+    pub fn bound_sql(&self, types: &[ParamType]) -> Result<String, SqlError> {
+        params::bind_through_settings(&self.sql, &self.params, types)
     }
 
     /// The relations the query reads (as written, possibly schema-qualified).
@@ -58,6 +77,7 @@ impl SelectQuery {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Filter {
     sql: String,
+    params: Vec<ParamRef>,
 }
 
 /// What a filter is parsed inside of; the deparsed text starts with it.
@@ -113,14 +133,26 @@ impl Filter {
                 "does not read back as the same expression after regeneration".into(),
             ));
         }
+        let params = param_refs(&again.protobuf, expr, FILTER_PREFIX.len())?;
         Ok(Filter {
             sql: expr.to_string(),
+            params,
         })
     }
 
-    /// The regenerated expression (to be wrapped in parentheses).
+    /// The regenerated expression (to be wrapped in parentheses), with its `$n` as written.
     pub fn sql(&self) -> &str {
         &self.sql
+    }
+
+    /// Where the expression uses `$n`.
+    pub fn params(&self) -> &[ParamRef] {
+        &self.params
+    }
+
+    /// The expression with each `$n` reading its bound value.
+    pub fn bound_sql(&self, types: &[ParamType]) -> Result<String, SqlError> {
+        params::bind_through_settings(&self.sql, &self.params, types)
     }
 }
 

@@ -120,7 +120,7 @@ fn namespaced_rules() -> Value {
         {"apiGroups": ["reporting.dev"], "resources": ["reportjobs"], "verbs": ["list", "watch", "patch", "delete"]},
         {"apiGroups": ["reporting.dev"], "resources": ["reportjobs/status"], "verbs": ["patch"]},
         {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "list", "watch", "patch", "delete"]},
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+        {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["list"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
     ])
 }

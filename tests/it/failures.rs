@@ -256,9 +256,12 @@ async fn rerun_resumes_without_exporting_finished_chunks() {
     let work = Workdir::new();
     let spec = work.spec(
         "s.yaml",
+        // Keeping exported parts across runs is what PerChunk does (a new run's snapshot
+        // cannot be an old one's).
         &to_r_csv(&db.table("src"), "id")
             .chunk_size(500)
             .parallelism(2)
+            .set("spec.source.consistency", "PerChunk")
             .build_yaml(),
     );
     let spec = spec.to_str().unwrap();
@@ -330,6 +333,7 @@ async fn killed_run_resumes_with_its_staged_plan() {
             .filter(&common::slow_filter(&db.schema, 0.003))
             .chunk_size(200)
             .parallelism(1)
+            .set("spec.source.consistency", "PerChunk")
             .build_yaml(),
     );
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_reportjob"))
@@ -434,6 +438,7 @@ async fn damaged_part_is_refused_by_assembly_and_reexported_on_resume() {
         "s.yaml",
         &to_r_csv(&db.table("src"), "id")
             .chunk_size(500)
+            .set("spec.source.consistency", "PerChunk")
             .build_yaml(),
     );
     let spec = spec.to_str().unwrap();

@@ -26,6 +26,8 @@ async fn numbers_to_r_csv(name: &str, rows: u32, chunk_size: i64) -> (TestDb, Wo
         &SpecBuilder::table(&db.table("src"))
             .key("id")
             .chunk_size(chunk_size)
+            // Parts staged by separate stage commands are resumed only without one snapshot.
+            .set("spec.source.consistency", "PerChunk")
             .pvc("r", "r.csv")
             .build_yaml(),
     );

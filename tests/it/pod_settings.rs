@@ -182,3 +182,112 @@ async fn policy_refuses_images_and_service_accounts_and_pod_settings_reach_the_p
     );
     assert!(names.contains(&"labelled-chunks".to_string()), "{names:?}");
 }
+
+/// The controller's arguments as the chart renders them for `stagePods`, less those the
+/// test sets itself (image, metrics address, log format).
+fn chart_controller_args(stage_pods: &serde_json::Value) -> Vec<String> {
+    let out = std::process::Command::new("helm")
+        .args([
+            "template",
+            "reportjob",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/charts/reportjob"),
+        ])
+        .args(["--show-only", "templates/deployment.yaml"])
+        .args(["--set", "leaderElection.enabled=false"])
+        .arg("--set-json")
+        .arg(format!("stagePods={stage_pods}"))
+        .output()
+        .expect("helm on PATH (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deployment: serde_json::Value =
+        serde_saphyr::from_str(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    let args: Vec<String> = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(args[0], "controller");
+    let mut kept = Vec::new();
+    let mut rest = args[1..].iter();
+    while let Some(arg) = rest.next() {
+        if ["--worker-image", "--metrics-addr", "--log-format"].contains(&arg.as_str()) {
+            rest.next();
+        } else {
+            kept.push(arg.clone());
+        }
+    }
+    kept
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_charts_stage_pods_values_reach_the_pods() {
+    let mut db = TestDb::new("chart_stage_pods").await;
+    db.numbers(600).await;
+    let table = db.table("src");
+    let mut env = Env::start().await;
+    let ns = "chartpods";
+    env.tenant(ns).await;
+    let stage_pods = json!({
+        "resources": {"requests": {"cpu": "50m", "memory": "48Mi"}, "limits": {"memory": "200Mi"}},
+        "podLabels": {"sidecar.istio.io/inject": "false"},
+        "podAnnotations": {"cluster-autoscaler.kubernetes.io/safe-to-evict": "true"},
+        "tolerations": [{"key": "reports", "operator": "Exists", "effect": "NoSchedule"}],
+        "env": [{"name": "SSL_CERT_FILE", "value": "/etc/ca/ca.crt"}],
+    });
+    let args = chart_controller_args(&stage_pods);
+    assert!(
+        args.contains(&"--leader-election=false".to_string()),
+        "{args:?}"
+    );
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+    all.extend(["--metrics-addr", &addr]);
+    env.start_controller(&all);
+
+    env.apply(ns, &report("charted", &table, "charted.csv").build_yaml())
+        .await;
+    env.wait_phase(ns, "charted", Phase::Succeeded, common::PATIENCE)
+        .await;
+    db.assert_report_matches(
+        &env.pvc_dir(ns).join("charted.csv"),
+        &db.all("src"),
+        "",
+        false,
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), ns);
+    let listed = pods
+        .list(&ListParams::default().labels("reporting.dev/reportjob=charted"))
+        .await
+        .unwrap()
+        .items;
+    let chunk_pod = listed
+        .iter()
+        .find(|p| p.metadata.labels.as_ref().unwrap()["reporting.dev/stage"] == "chunks")
+        .expect("a chunk pod");
+    let pod = serde_json::to_value(chunk_pod).unwrap();
+    assert_eq!(
+        pod["metadata"]["labels"]["sidecar.istio.io/inject"],
+        "false"
+    );
+    assert_eq!(
+        pod["metadata"]["annotations"]["cluster-autoscaler.kubernetes.io/safe-to-evict"],
+        "true"
+    );
+    assert_eq!(pod["spec"]["tolerations"], stage_pods["tolerations"]);
+    let container = &pod["spec"]["containers"][0];
+    assert_eq!(container["resources"], stage_pods["resources"]);
+    let env_vars = container["env"].as_array().unwrap();
+    assert!(
+        env_vars.contains(&json!({"name": "SSL_CERT_FILE", "value": "/etc/ca/ca.crt"})),
+        "{env_vars:?}"
+    );
+    // The built-in pod security context: the image's user, and fsGroup for the volume.
+    assert_eq!(pod["spec"]["securityContext"]["runAsUser"], 65532);
+    assert_eq!(pod["spec"]["securityContext"]["fsGroup"], 65532);
+}

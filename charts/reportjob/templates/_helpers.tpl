@@ -77,7 +77,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: ["jobs"]
   verbs: ["create", "list", "watch", "patch", "delete"]
 - apiGroups: [""]
-  resources: ["pods"]
+  # pods: the stage results (termination messages); events: why a stage Job cannot create
+  # its pods (its FailedCreate events: a quota, a LimitRange, admission).
+  resources: ["pods", "events"]
   verbs: ["list"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

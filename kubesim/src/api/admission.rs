@@ -210,6 +210,40 @@ pub fn builtin_create(ri: &ResourceInfo, obj: &mut Value, data_dir: &Path) -> Ap
             }
             obj["status"] = status;
         }
+        // SetDefaults_Deployment / SetDefaults_ReplicaSet (pkg/apis/apps/v1/defaults.go).
+        ("apps", "deployments") => {
+            let spec = &mut obj["spec"];
+            if spec["replicas"].is_null() {
+                spec["replicas"] = json!(1);
+            }
+            if spec["strategy"]["type"].is_null() {
+                spec["strategy"]["type"] = json!("RollingUpdate");
+            }
+            if spec["strategy"]["type"] == "RollingUpdate" {
+                let ru = &mut spec["strategy"]["rollingUpdate"];
+                for f in ["maxSurge", "maxUnavailable"] {
+                    if ru[f].is_null() {
+                        ru[f] = json!("25%");
+                    }
+                }
+            }
+            if spec["revisionHistoryLimit"].is_null() {
+                spec["revisionHistoryLimit"] = json!(10);
+            }
+            if spec["progressDeadlineSeconds"].is_null() {
+                spec["progressDeadlineSeconds"] = json!(600);
+            }
+            obj["status"] = json!({});
+        }
+        ("apps", "replicasets") => {
+            if obj["spec"]["replicas"].is_null() {
+                obj["spec"]["replicas"] = json!(1);
+            }
+            obj["status"] = json!({"replicas": 0});
+        }
+        ("policy", "poddisruptionbudgets") => {
+            obj["status"] = json!({"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0});
+        }
         ("batch", "jobs") => {
             let uid = new_uid();
             obj["metadata"]["uid"] = json!(uid);
@@ -267,6 +301,10 @@ pub fn admit_create(
     obj: &mut Value,
 ) -> ApiResult<()> {
     if ri.group.is_empty() && ri.plural == "pods" {
+        if let Err(why) = super::serviceaccounts::admit_pod(st, ns, obj) {
+            let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+            return Err(ApiError::forbidden("", "pods", name, &why));
+        }
         let ranges = st
             .find("", "limitranges")
             .map(|lr| st.list(lr, Some(ns)))
@@ -277,5 +315,20 @@ pub fn admit_create(
         }
         obj["status"]["qosClass"] = json!(super::limitrange::qos_class(obj));
     }
+    if ri.group.is_empty() && ri.plural == "services" {
+        let existing = st
+            .find("", "services")
+            .map(|r| st.list(r, None))
+            .unwrap_or_default();
+        super::services::admit_create(obj, &existing)?;
+    }
     super::quota::admit_create(st, ri, ns, obj)
+}
+
+/// Checks and carried-over values of a built-in object's update (main resource, not `/status`).
+pub fn builtin_update(ri: &ResourceInfo, old: &Value, new: &mut Value) -> ApiResult<()> {
+    match (ri.group.as_str(), ri.plural.as_str()) {
+        ("", "services") => super::services::admit_update(old, new),
+        _ => Ok(()),
+    }
 }

@@ -39,6 +39,53 @@ fn grouped(rs: &[ResourceInfo]) -> BTreeMap<String, BTreeMap<String, Vec<&Resour
     out
 }
 
+/// One served subresource as discovery lists it.
+struct Subresource {
+    name: &'static str,
+    group: String,
+    version: String,
+    kind: String,
+    verbs: &'static [&'static str],
+}
+
+/// The subresources kubesim serves for `r`, with the kinds and verbs upstream's discovery lists
+/// (`status` and `scale` as the registries' `Update`/`Patch`/`Get` storage; `pods/eviction`
+/// `policy/v1 Eviction`, `pods/binding` `Binding`, `serviceaccounts/token`
+/// `authentication.k8s.io/v1 TokenRequest`, create only; `pods/log` get only).
+fn subresources(r: &ResourceInfo) -> Vec<Subresource> {
+    let sub = |name, group: &str, version: &str, kind: &str, verbs| Subresource {
+        name,
+        group: group.into(),
+        version: version.into(),
+        kind: kind.into(),
+        verbs,
+    };
+    const RW: &[&str] = &["get", "patch", "update"];
+    let mut out = vec![];
+    let core = r.group.is_empty();
+    if core && r.plural == "pods" {
+        out.push(sub("binding", "", "v1", "Binding", &["create"]));
+        out.push(sub("eviction", "policy", "v1", "Eviction", &["create"]));
+        out.push(sub("log", "", "v1", "Pod", &["get"]));
+    }
+    if r.scale.is_some() {
+        out.push(sub("scale", "autoscaling", "v1", "Scale", RW));
+    }
+    if r.status {
+        out.push(sub("status", &r.group, &r.version, &r.kind, RW));
+    }
+    if core && r.plural == "serviceaccounts" {
+        out.push(sub(
+            "token",
+            "authentication.k8s.io",
+            "v1",
+            "TokenRequest",
+            &["create"],
+        ));
+    }
+    out
+}
+
 fn agg_resource(r: &ResourceInfo) -> Value {
     let mut v = json!({
         "resource": r.plural,
@@ -53,13 +100,12 @@ fn agg_resource(r: &ResourceInfo) -> Value {
     if !r.categories.is_empty() {
         v["categories"] = json!(r.categories);
     }
-    let mut subs = vec![];
-    if r.status {
-        subs.push(json!({"subresource": "status", "responseKind": {"group": r.group, "version": r.version, "kind": r.kind}, "verbs": ["get", "patch", "update"]}));
-    }
-    if r.group.is_empty() && r.plural == "pods" {
-        subs.push(json!({"subresource": "log", "responseKind": {"group": "", "version": "v1", "kind": "Pod"}, "verbs": ["get"]}));
-    }
+    let subs: Vec<Value> = subresources(r)
+        .iter()
+        .map(|sr| {
+            json!({"subresource": sr.name, "responseKind": {"group": sr.group, "version": sr.version, "kind": sr.kind}, "verbs": sr.verbs})
+        })
+        .collect();
     if !subs.is_empty() {
         v["subresources"] = json!(subs);
     }
@@ -138,11 +184,14 @@ pub fn resource_list(rs: &[ResourceInfo], group: &str, version: &str) -> Option<
             v["categories"] = json!(r.categories);
         }
         resources.push(v);
-        if r.status {
-            resources.push(json!({"name": format!("{}/status", r.plural), "singularName": "", "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]}));
-        }
-        if r.group.is_empty() && r.plural == "pods" {
-            resources.push(json!({"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]}));
+        for sr in subresources(r) {
+            let mut v = json!({"name": format!("{}/{}", r.plural, sr.name), "singularName": "", "namespaced": r.namespaced, "kind": sr.kind, "verbs": sr.verbs});
+            // Upstream names the group and version of a subresource whose kind lives elsewhere.
+            if sr.group != r.group || sr.version != r.version {
+                v["group"] = json!(sr.group);
+                v["version"] = json!(sr.version);
+            }
+            resources.push(v);
         }
     }
     let gv = if group.is_empty() {

@@ -77,6 +77,7 @@ pub fn scratch(app: &App) -> ApiResult<(Arc<App>, tempfile::TempDir)> {
             faults: app.faults.clone(),
             data_dir: dir.path().to_path_buf(),
             addr: app.addr.clone(),
+            secure: app.secure,
         }),
         dir,
     ))

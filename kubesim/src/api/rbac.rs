@@ -576,23 +576,70 @@ pub fn impersonated_user(headers: &HeaderMap) -> Result<Option<UserInfo>, ApiErr
     }
 }
 
-/// The hook the HTTP layer calls before dispatching a request: impersonated requests must be
-/// allowed by RBAC; others pass (they act as cluster-admin).
+/// The hook the HTTP layer calls before dispatching a request. A bearer token authenticates as
+/// its service account (an invalid one is 401, `src/api/tokens.rs`); on the TLS listener
+/// (`secure`) a request without one is `system:anonymous`. An authenticated user that sends
+/// impersonation headers must be allowed to `impersonate` the user (`users`) and each group
+/// (`groups`), or service account (`serviceaccounts`), as upstream's impersonation filter. Requests
+/// on the plain listener without a token act as cluster-admin, impersonating freely. Whoever
+/// the request ends up acting as must be allowed by RBAC.
 pub fn check(
     st: &State,
     method: &Method,
     path: &str,
     query: &HashMap<String, String>,
     headers: &HeaderMap,
+    secure: bool,
 ) -> Result<(), ApiError> {
-    let Some(user) = impersonated_user(headers)? else {
-        return Ok(());
+    let authenticated = match super::tokens::bearer(headers) {
+        Some(token) => Some(super::tokens::authenticate(st, token)?),
+        None if secure => Some(UserInfo::impersonated(ANONYMOUS, &[])),
+        None => None,
+    };
+    let impersonated = impersonated_user(headers)?;
+    let user = match (authenticated, impersonated) {
+        (None, None) => return Ok(()),
+        (Some(u), None) | (None, Some(u)) => u,
+        (Some(caller), Some(target)) => {
+            check_impersonation(st, &caller, &target)?;
+            target
+        }
     };
     let attrs = Attributes::from_request(user, method.as_str(), path, query);
     match authorize(&attrs, &RbacObjects::from_state(st)) {
         Decision::Allow => Ok(()),
         Decision::Deny { reason } => Err(forbidden(&attrs, &reason)),
     }
+}
+
+/// Whether `caller` may impersonate `target` (`impersonate` on `serviceaccounts` in the account's
+/// namespace, or on `users`, and on `groups` for each group asked for explicitly).
+fn check_impersonation(st: &State, caller: &UserInfo, target: &UserInfo) -> Result<(), ApiError> {
+    let objects = RbacObjects::from_state(st);
+    let mut wanted: Vec<(String, String, String)> = vec![];
+    match split_service_account(&target.name) {
+        Some((ns, name)) => {
+            wanted.push(("serviceaccounts".into(), ns.to_string(), name.to_string()))
+        }
+        None => wanted.push(("users".into(), String::new(), target.name.clone())),
+    }
+    for g in &target.groups {
+        if g != AUTHENTICATED && !g.starts_with("system:serviceaccounts") {
+            wanted.push(("groups".into(), String::new(), g.clone()));
+        }
+    }
+    for (resource, ns, name) in wanted {
+        let path = match ns.is_empty() {
+            true => format!("/api/v1/{resource}/{name}"),
+            false => format!("/api/v1/namespaces/{ns}/{resource}/{name}"),
+        };
+        let mut attrs = Attributes::from_request(caller.clone(), "GET", &path, &HashMap::new());
+        attrs.verb = "impersonate".into();
+        if let Decision::Deny { reason } = authorize(&attrs, &objects) {
+            return Err(forbidden(&attrs, &reason));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

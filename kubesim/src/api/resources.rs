@@ -23,6 +23,19 @@ pub struct ResourceInfo {
     pub printer_columns: Vec<Value>,
     /// CRD `openAPIV3Schema`.
     pub schema: Option<Value>,
+    /// The `/scale` subresource, when served.
+    pub scale: Option<ScalePaths>,
+}
+
+/// Where a resource keeps what its `/scale` subresource shows (a CRD's `subresources.scale`, or
+/// the fixed paths of Deployments and ReplicaSets), as JSON paths like `.spec.replicas`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScalePaths {
+    pub spec_replicas: String,
+    pub status_replicas: String,
+    /// A path to a serialized label selector string (CRDs); `None` for built-ins, whose
+    /// selector is rendered from `spec.selector`.
+    pub label_selector: Option<String>,
 }
 
 impl ResourceInfo {
@@ -79,7 +92,18 @@ fn builtin(
         generation,
         printer_columns: vec![],
         schema: None,
+        scale: None,
     }
+}
+
+/// Deployments' and ReplicaSets' `/scale`: `spec.replicas`, `status.replicas`, `spec.selector`.
+fn with_scale(mut r: ResourceInfo) -> ResourceInfo {
+    r.scale = Some(ScalePaths {
+        spec_replicas: ".spec.replicas".into(),
+        status_replicas: ".status.replicas".into(),
+        label_selector: None,
+    });
+    r
 }
 
 /// The built-in kinds kubesim serves.
@@ -174,6 +198,51 @@ pub fn builtins() -> Vec<ResourceInfo> {
             false,
             false,
         ),
+        builtin(
+            "",
+            "v1",
+            "Service",
+            "services",
+            true,
+            &["svc"],
+            &["all"],
+            true,
+            false,
+        ),
+        builtin("", "v1", "Node", "nodes", false, &["no"], &[], true, false),
+        builtin(
+            "policy",
+            "v1",
+            "PodDisruptionBudget",
+            "poddisruptionbudgets",
+            true,
+            &["pdb"],
+            &[],
+            true,
+            true,
+        ),
+        with_scale(builtin(
+            "apps",
+            "v1",
+            "Deployment",
+            "deployments",
+            true,
+            &["deploy"],
+            &["all"],
+            true,
+            true,
+        )),
+        with_scale(builtin(
+            "apps",
+            "v1",
+            "ReplicaSet",
+            "replicasets",
+            true,
+            &["rs"],
+            &["all"],
+            true,
+            true,
+        )),
         builtin(
             "batch",
             "v1",
@@ -308,6 +377,11 @@ pub fn from_crd(crd: &Value) -> Vec<ResourceInfo> {
             schema: v["schema"]["openAPIV3Schema"]
                 .as_object()
                 .map(|_| v["schema"]["openAPIV3Schema"].clone()),
+            scale: v["subresources"]["scale"].as_object().map(|sc| ScalePaths {
+                spec_replicas: s(&sc["specReplicasPath"].clone()),
+                status_replicas: s(&sc["statusReplicasPath"].clone()),
+                label_selector: sc["labelSelectorPath"].as_str().map(String::from),
+            }),
         });
     }
     out

@@ -25,6 +25,8 @@ pub struct App {
     pub faults: Arc<FaultRules>,
     pub data_dir: PathBuf,
     pub addr: String,
+    /// The TLS listener's app: requests authenticate with bearer tokens (none is anonymous).
+    pub secure: bool,
 }
 
 pub(super) fn respond(code: u16, ct: &str, body: Vec<u8>) -> Response {
@@ -90,6 +92,7 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         parts.uri.path(),
         &q,
         &parts.headers,
+        app.secure,
     );
     if let Err(e) = authz {
         return err(&e);
@@ -254,6 +257,20 @@ async fn route(
             .ok_or_else(not_found_path)?;
         (ri, ns, name, sub)
     };
+    if let (Some(n), Some(s)) = (name, sub)
+        && let Some(r) = super::subresources::serve(
+            app,
+            &ri,
+            ns.as_deref().unwrap_or_default(),
+            n,
+            s,
+            method,
+            h,
+            body,
+        )
+    {
+        return r;
+    }
     let verb = match (method.as_str(), name.is_some()) {
         ("GET", true) => "get",
         ("GET", false)
@@ -313,6 +330,8 @@ async fn route(
         // The quota controller's recalculation, done at once instead of eventually.
         let mut st = app.store.lock();
         super::quota::refresh(&mut st, &ns_s);
+        // The disruption controller's sync, likewise.
+        super::disruption::refresh(&mut st, &ns_s);
     }
     resp
 }

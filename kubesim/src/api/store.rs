@@ -47,6 +47,10 @@ pub struct State {
     pub owners: HashMap<Key, Managers>,
     pub resources: Vec<ResourceInfo>,
     pub data_dir: PathBuf,
+    /// The key service-account tokens are signed with (made at start, `src/api/tokens.rs`).
+    pub signing_key: Vec<u8>,
+    /// The cluster CA (PEM), once the TLS listener made it; published as `kube-root-ca.crt`.
+    pub ca_pem: Option<String>,
     tx: broadcast::Sender<Arc<Change>>,
 }
 
@@ -72,6 +76,11 @@ impl Store {
             owners: HashMap::new(),
             resources: builtins(),
             data_dir,
+            signing_key: {
+                use rand::Rng as _;
+                rand::rng().random::<[u8; 32]>().to_vec()
+            },
+            ca_pem: None,
             tx: tx.clone(),
         };
         for ns in ["default", "kube-system", "kube-public"] {
@@ -85,11 +94,49 @@ impl Store {
                 );
             }
         }
+        if let Some(ri) = st.find("", "nodes").cloned() {
+            let _ = st.create(&ri, "", super::services::node(), "kubesim");
+        }
         Arc::new(Store {
             state: Mutex::new(st),
             changes: tx,
             watch_epoch: epoch,
         })
+    }
+
+    /// Publish the cluster CA as `kube-root-ca.crt` in every namespace (and in later ones).
+    pub fn set_ca(&self, pem: &str) {
+        let mut st = self.lock();
+        st.ca_pem = Some(pem.to_string());
+        let Some(ri) = st.find("", "namespaces").cloned() else {
+            return;
+        };
+        let names: Vec<String> = st
+            .list(&ri, None)
+            .iter()
+            .filter_map(|n| n["metadata"]["name"].as_str().map(String::from))
+            .collect();
+        for ns in names {
+            super::serviceaccounts::ensure_root_ca(&mut st, &ns);
+        }
+    }
+
+    /// Create (or point at `secure_port`) the `kubernetes` Service in `default`.
+    pub fn ensure_kubernetes_service(&self, secure_port: u16) {
+        let mut st = self.lock();
+        let Some(ri) = st.find("", "services").cloned() else {
+            return;
+        };
+        let svc = super::services::kubernetes_service(secure_port);
+        match st.get(&ri, "default", "kubernetes") {
+            Ok(mut cur) => {
+                cur["spec"]["ports"] = svc["spec"]["ports"].clone();
+                let _ = st.replace(&ri, "default", "kubernetes", cur, false, "kube-apiserver");
+            }
+            Err(_) => {
+                let _ = st.create(&ri, "default", svc, "kube-apiserver");
+            }
+        }
     }
 
     pub fn lock(&self) -> MutexGuard<'_, State> {
@@ -125,6 +172,8 @@ impl Store {
             owners: st.owners.clone(),
             resources: st.resources.clone(),
             data_dir,
+            signing_key: st.signing_key.clone(),
+            ca_pem: st.ca_pem.clone(),
             tx: tx.clone(),
         };
         Arc::new(Store {
@@ -271,6 +320,12 @@ impl State {
         self.emit(key, "DELETED", obj.clone(), None);
         if key.0.is_empty() && key.1 == "serviceaccounts" && key.3 == "default" {
             super::serviceaccounts::ensure_default(self, &key.2);
+        }
+        if key.0.is_empty()
+            && key.1 == "configmaps"
+            && key.3 == super::serviceaccounts::ROOT_CA_CONFIGMAP
+        {
+            super::serviceaccounts::ensure_root_ca(self, &key.2);
         }
         if key.0.is_empty() && key.1 == "namespaces" {
             let inside: Vec<Key> = self
@@ -600,6 +655,9 @@ impl State {
         } else {
             if !new["metadata"].is_object() {
                 new["metadata"] = json!({});
+            }
+            if ri.builtin {
+                super::admission::builtin_update(ri, &old, &mut new)?;
             }
             for f in [
                 "uid",

@@ -27,6 +27,7 @@ use super::events::Recorder;
 use super::identity::{self, FsGroup, Identity};
 use super::images;
 pub use super::images::{resolve, resolve_image};
+use super::probe;
 use std::os::unix::fs::PermissionsExt as _;
 
 /// Shell script run as `sh -c SCRIPT sh PROG ARGS...`: binds (or links) each volume, changes directory, execs.
@@ -109,6 +110,8 @@ pub struct Kubelet {
     pod_dirs: Mutex<HashMap<String, PathBuf>>,
     /// The kubelet's events (`source.component: kubelet`).
     recorder: Recorder,
+    /// Pods a binding was sent for (the scheduler stand-in binds each once).
+    binding: Mutex<HashSet<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -222,6 +225,7 @@ impl Kubelet {
             pulls: Mutex::default(),
             pod_dirs: Mutex::default(),
             recorder: Recorder::new(client.clone(), "kubelet", ""),
+            binding: Mutex::default(),
             client,
         }
     }
@@ -256,6 +260,7 @@ impl Kubelet {
                 .map(|(uid, dir)| (uid.clone(), dir.clone()))
                 .collect()
         };
+        lock(&self.binding).retain(|uid| live.contains_key(uid));
         for (uid, dir) in gone {
             lock(&self.pod_dirs).remove(&uid);
             lock(&self.started).remove(&uid);
@@ -271,6 +276,20 @@ impl Kubelet {
             let Some(uid) = pod.metadata.uid.clone() else {
                 continue;
             };
+            let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+            if node.is_none_or(str::is_empty) && pod.metadata.deletion_timestamp.is_none() {
+                // The scheduler's part: bind the pod to the one node, then run it once the
+                // binding is seen.
+                if lock(&self.binding).insert(uid.clone()) {
+                    let this = Arc::clone(self);
+                    let pod = Pod::clone(pod);
+                    tokio::spawn(async move { this.bind(&pod).await });
+                }
+                continue;
+            }
+            if node != Some(crate::api::services::NODE_NAME) {
+                continue;
+            }
             let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
             if pod.metadata.deletion_timestamp.is_some()
                 || matches!(phase, Some("Succeeded" | "Failed" | "Running"))
@@ -286,6 +305,32 @@ impl Kubelet {
             let this = Arc::clone(self);
             let pod = Pod::clone(pod);
             tokio::spawn(async move { this.run(pod).await });
+        }
+    }
+
+    /// Bind `pod` to the node through `pods/<name>/binding`, as kube-scheduler does.
+    async fn bind(&self, pod: &Pod) {
+        let (Some(ns), Some(name)) = (
+            pod.metadata.namespace.as_deref(),
+            pod.metadata.name.as_deref(),
+        ) else {
+            return;
+        };
+        let binding = json!({"apiVersion": "v1", "kind": "Binding",
+            "metadata": {"name": name, "namespace": ns, "uid": pod.metadata.uid},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": crate::api::services::NODE_NAME}});
+        let req = axum::http::Request::post(format!("/api/v1/namespaces/{ns}/pods/{name}/binding"))
+            .header("content-type", "application/json")
+            .body(binding.to_string().into_bytes());
+        let Ok(req) = req else {
+            return;
+        };
+        if let Err(e) = self.client.request_text(req).await {
+            tracing::debug!("kubesim scheduler: binding {ns}/{name}: {e}");
+            // Try again on a later sync unless the pod was bound meanwhile.
+            if let Some(uid) = pod.metadata.uid.as_deref() {
+                lock(&self.binding).remove(uid);
+            }
         }
     }
 
@@ -445,16 +490,40 @@ impl Kubelet {
                 {"type": "Ready", "status": ready, "lastTransitionTime": Timestamp::now().to_string()},
             ])
         };
-        self.patch_status(
-            &pod,
+        let running = |ready: bool| {
             json!({"phase": "Running", "startTime": started, "hostIP": "127.0.0.1",
             "hostIPs": [{"ip": "127.0.0.1"}], "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}],
-            "conditions": cond("True"), "containerStatuses": [{
-            "name": container.name, "image": container.image, "imageID": "", "ready": true,
-            "restartCount": 0, "started": true, "state": {"running": {"startedAt": started}}}]}),
-        )
-        .await;
+            "conditions": cond(if ready { "True" } else { "False" }), "containerStatuses": [{
+            "name": container.name, "image": container.image, "imageID": "", "ready": ready,
+            "restartCount": 0, "started": true, "state": {"running": {"startedAt": started}}}]})
+        };
+        // A bad probe was refused before the start; here it is known to parse.
+        let probe = container
+            .readiness_probe
+            .as_ref()
+            .and_then(|p| probe::http_probe(p, &container).ok().flatten());
+        self.patch_status(&pod, running(probe.is_none())).await;
+        let prober = probe.map(|p| {
+            let (this, pod) = (Arc::clone(&self), pod.clone());
+            let (ready, not_ready) = (running(true), running(false));
+            let uid = uid.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(p.initial_delay).await;
+                let mut r = probe::Readiness::default();
+                while lock(&this.procs).contains_key(&uid) {
+                    let ok = probe::check(&p).await;
+                    if let Some(now) = r.record(ok, &p) {
+                        let status = if now { &ready } else { &not_ready };
+                        this.patch_status(&pod, status.clone()).await;
+                    }
+                    tokio::time::sleep(p.period).await;
+                }
+            })
+        });
         let status = child.wait().await;
+        if let Some(t) = prober {
+            t.abort();
+        }
         // The whole group goes with the main process, as when a container's init process exits.
         kill_group(pgid, "KILL");
         let override_code = lock(&self.procs).remove(&uid).and_then(|p| p.code_override);
@@ -543,10 +612,14 @@ impl Kubelet {
             }
             _ => (image_prog, c.args.clone().unwrap_or_default()),
         };
+        if let Some(p) = &c.readiness_probe {
+            probe::http_probe(p, c).map_err(StartError::Config)?;
+        }
         let image_uid = resolve(&self.cfg.image_users, &image).unwrap_or(0);
         let ident = identity::effective(pod, c, image_uid).map_err(StartError::Config)?;
         let fs_group = identity::fs_group(pod).map_err(StartError::Config)?;
-        let env = self.env(pod, c, &ns).await?;
+        let mut env = self.service_env();
+        env.extend(self.env(pod, c, &ns).await?);
         let io = |e: std::io::Error| StartError::Other(e.to_string());
         let pod_dir = self
             .cfg
@@ -594,6 +667,150 @@ impl Kubelet {
         let child = launch(&spec, log)
             .map_err(|e| StartError::Other(format!("spawn {}: {e}", program.display())))?;
         Ok((child, pod_dir, log_path))
+    }
+
+    /// The `kubernetes` Service's variables every container gets (`kubelet_pods.go`
+    /// `getServiceEnvVarMap`): pods are processes of this host, so the host is 127.0.0.1 and the
+    /// port the API server's TLS listener, where upstream has the Service's ClusterIP and 443.
+    fn service_env(&self) -> Vec<(String, String)> {
+        let port = self.cfg.api_port;
+        if port == 0 {
+            return vec![];
+        }
+        let host = "127.0.0.1";
+        vec![
+            ("KUBERNETES_SERVICE_HOST".into(), host.into()),
+            ("KUBERNETES_SERVICE_PORT".into(), port.to_string()),
+            ("KUBERNETES_SERVICE_PORT_HTTPS".into(), port.to_string()),
+            ("KUBERNETES_PORT".into(), format!("tcp://{host}:{port}")),
+        ]
+    }
+
+    /// Fill a projected volume's directory: a service-account token bound to the pod (TokenRequest),
+    /// configMap and secret items, downwardAPI field references; files get `defaultMode` (0644).
+    async fn projected(
+        &self,
+        pod: &Pod,
+        ns: &str,
+        p: &k8s_openapi::api::core::v1::ProjectedVolumeSource,
+        dir: &Path,
+    ) -> Result<(), StartError> {
+        let io = |e: std::io::Error| StartError::Other(e.to_string());
+        let mode = u32::try_from(p.default_mode.unwrap_or(0o644)).unwrap_or(0o644) & 0o777;
+        let mut files: Vec<(String, Vec<u8>)> = vec![];
+        for src in p.sources.iter().flatten() {
+            if let Some(t) = &src.service_account_token {
+                let sa = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.service_account_name.clone())
+                    .unwrap_or_else(|| "default".into());
+                let mut spec = json!({"expirationSeconds": t.expiration_seconds.unwrap_or(3600),
+                    "boundObjectRef": {"apiVersion": "v1", "kind": "Pod",
+                        "name": pod.metadata.name, "uid": pod.metadata.uid}});
+                if let Some(a) = t.audience.as_ref().filter(|a| !a.is_empty()) {
+                    spec["audiences"] = json!([a]);
+                }
+                let body = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec});
+                let req = axum::http::Request::post(format!(
+                    "/api/v1/namespaces/{ns}/serviceaccounts/{sa}/token"
+                ))
+                .header("content-type", "application/json")
+                .body(body.to_string().into_bytes())
+                .map_err(|e| StartError::Other(e.to_string()))?;
+                let answer: serde_json::Value = self
+                    .client
+                    .request(req)
+                    .await
+                    .map_err(|e| StartError::Config(format!("failed to fetch token: {e}")))?;
+                let token = answer["status"]["token"].as_str().unwrap_or_default();
+                files.push((t.path.clone(), token.as_bytes().to_vec()));
+            }
+            if let Some(cm) = &src.config_map {
+                let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
+                let name = cm.name.clone();
+                match api.get_opt(&name).await.ok().flatten() {
+                    Some(m) => {
+                        for item in cm.items.iter().flatten() {
+                            match configmap_value(&m, &item.key) {
+                                Some(v) => files.push((item.path.clone(), v)),
+                                None if cm.optional == Some(true) => {}
+                                None => {
+                                    return Err(StartError::Config(format!(
+                                        "configmap references non-existent config key: {}",
+                                        item.key
+                                    )));
+                                }
+                            }
+                        }
+                        if cm.items.is_none() {
+                            for (k, v) in m.data.iter().flatten() {
+                                files.push((k.clone(), v.clone().into_bytes()));
+                            }
+                        }
+                    }
+                    None if cm.optional == Some(true) => {}
+                    None => {
+                        return Err(StartError::Config(format!(
+                            "configmap \"{name}\" not found"
+                        )));
+                    }
+                }
+            }
+            if let Some(sec) = &src.secret {
+                let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+                let name = sec.name.clone();
+                match api.get_opt(&name).await.ok().flatten() {
+                    Some(found) => {
+                        let keys: Vec<(String, String)> = match &sec.items {
+                            Some(items) => items
+                                .iter()
+                                .map(|i| (i.key.clone(), i.path.clone()))
+                                .collect(),
+                            None => found
+                                .data
+                                .iter()
+                                .flat_map(|d| d.keys().map(|k| (k.clone(), k.clone())))
+                                .collect(),
+                        };
+                        for (k, path) in keys {
+                            if let Some(v) = secret_value(&found, &k) {
+                                files.push((path, v));
+                            }
+                        }
+                    }
+                    None if sec.optional == Some(true) => {}
+                    None => {
+                        return Err(StartError::Config(format!("secret \"{name}\" not found")));
+                    }
+                }
+            }
+            if let Some(d) = &src.downward_api {
+                for item in d.items.iter().flatten() {
+                    if let Some(f) = &item.field_ref
+                        && let Some(v) = field_ref(pod, &f.field_path)
+                    {
+                        files.push((item.path.clone(), v.into_bytes()));
+                    }
+                }
+            }
+        }
+        for (path, data) in files {
+            // Item paths are relative and may not climb out (`validateLocalDescendingPath`).
+            if path.split('/').any(|c| c == "..") || path.starts_with('/') {
+                return Err(StartError::Config(format!(
+                    "invalid projected path {path:?}"
+                )));
+            }
+            let file = dir.join(&path);
+            if let Some(parent) = file.parent() {
+                std::fs::create_dir_all(parent).map_err(io)?;
+            }
+            std::fs::write(&file, data).map_err(io)?;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).map_err(io)?;
+        }
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(io)?;
+        Ok(())
     }
 
     /// `EnsureImageExists`: a mapped image is present on the node; an unmapped one fails to pull
@@ -755,8 +972,9 @@ impl Kubelet {
             .and_then(|s| s.volumes.clone())
             .unwrap_or_default()
         {
-            // Secret and configMap volumes are mounted read-only (their ownership masks are r--r-----).
-            let read_only = v.secret.is_some() || v.config_map.is_some();
+            // Secret, configMap and projected volumes are mounted read-only (their ownership masks
+            // are r--r-----).
+            let read_only = v.secret.is_some() || v.config_map.is_some() || v.projected.is_some();
             let owned = v.persistent_volume_claim.is_some() || v.empty_dir.is_some() || read_only;
             let dir = if let Some(pvc) = &v.persistent_volume_claim {
                 self.cfg.data_dir.join("pvc").join(ns).join(&pvc.claim_name)
@@ -782,6 +1000,11 @@ impl Kubelet {
                     _ if s.optional == Some(true) => {}
                     _ => return Err(StartError::Config(format!("secret \"{name}\" not found"))),
                 }
+                dir
+            } else if let Some(p) = &v.projected {
+                let dir = pod_dir.join("volumes").join(&v.name);
+                std::fs::create_dir_all(&dir).map_err(io)?;
+                self.projected(pod, ns, p, &dir).await?;
                 dir
             } else if let Some(cm) = &v.config_map {
                 let dir = pod_dir.join("volumes").join(&v.name);

@@ -5,12 +5,15 @@
 //! owner references to their Job, and statuses are written through the `/status` subresource.
 //! [`job::job_step`] holds every Job rule as a pure function; this module is the thin loop around it.
 
+pub mod apps;
+pub mod apps_loop;
 pub mod events;
 pub mod identity;
 pub mod images;
 pub mod job;
 pub mod kubelet;
 pub mod pod;
+pub mod probe;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -39,6 +42,11 @@ pub struct RunnerConfig {
     pub images: Vec<(String, PathBuf)>,
     /// Image reference to the image's default user (its `USER`); images not listed run as root (0).
     pub image_users: Vec<(String, u32)>,
+    /// The API server's TLS port on 127.0.0.1, given to pods as `KUBERNETES_SERVICE_PORT`
+    /// (0: pods get no in-cluster API access).
+    pub api_port: u16,
+    /// The cluster CA (PEM), mounted into pods as `ca.crt`.
+    pub ca_pem: String,
 }
 
 /// Handle on a running Job controller and pod runner; dropping it kills every pod process.
@@ -149,6 +157,20 @@ pub async fn spawn_with_timing(
                 kubelet.sync(&state).await;
             }
         }));
+    }
+    {
+        let wake_apps = Arc::new(Notify::new());
+        let w = Arc::clone(&wake_apps);
+        let pods_for_apps = pods.clone();
+        // Pod changes wake the apps controllers too (readiness drives rollouts).
+        let mut ticks = tokio::time::interval(Duration::from_millis(250));
+        tasks.push(tokio::spawn(async move {
+            loop {
+                ticks.tick().await;
+                w.notify_one();
+            }
+        }));
+        tasks.extend(apps_loop::spawn(client.clone(), pods_for_apps, wake_apps));
     }
     {
         let client_for_events = client.clone();

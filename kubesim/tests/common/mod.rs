@@ -63,3 +63,76 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// The longest any one wait may take (a loaded machine starts processes slowly).
+pub const CEILING: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Runs kubectl against the cluster with `stdin`.
+pub async fn kubectl(kc: &std::path::Path, args: &[&str], stdin: &str) -> Output {
+    use std::process::Stdio;
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = tokio::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kc)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("kubectl must be on PATH; these tests do not skip without it");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    tokio::time::timeout(CEILING, child.wait_with_output())
+        .await
+        .expect("kubectl did not finish")
+        .unwrap()
+}
+
+/// kubectl's stdout, asserting it succeeded.
+pub async fn kubectl_ok(kc: &std::path::Path, args: &[&str], stdin: &str) -> String {
+    let o = kubectl(kc, args, stdin).await;
+    assert!(o.status.success(), "kubectl {args:?} failed: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Polls `f` until it yields a value, failing after [`CEILING`].
+pub async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + CEILING;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// One plain-HTTP request as cluster-admin; status and JSON body.
+pub async fn call(
+    env: &Env,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut r = reqwest::Client::new().request(
+        method.parse().unwrap(),
+        format!("{}{path}", env.cluster.url()),
+    );
+    if let Some(b) = body {
+        r = r
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let resp = r.send().await.unwrap();
+    let code = resp.status().as_u16();
+    (code, resp.json().await.unwrap_or(serde_json::Value::Null))
+}

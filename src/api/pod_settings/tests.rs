@@ -77,6 +77,15 @@ fn engine_env_vars_are_refused() {
 }
 
 #[test]
+fn keys_for_cluster_components_are_accepted() {
+    let spec = "{podAnnotations: {cluster-autoscaler.kubernetes.io/safe-to-evict: 'false', \
+                kubectl.kubernetes.io/default-container: reportjob}, \
+                podLabels: {sidecar.istio.io/inject: 'false'}}";
+    let settings: PodSettingsSpec = serde_saphyr::from_str(spec).unwrap();
+    assert!(validate_pod_settings(&settings, "spec.worker", Author::Spec).is_ok());
+}
+
+#[test]
 fn controller_labels_and_bad_keys_are_refused() {
     for key in [
         "reporting.dev/stage",

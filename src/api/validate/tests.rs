@@ -102,6 +102,7 @@ fn good_spec_has_typed_values() {
     }
     assert_eq!(spec.worker.retries_per_chunk, 3);
     assert_eq!(spec.worker.active_deadline, None);
+    assert_eq!(spec.worker.start_timeout, Duration::from_secs(600));
     assert_eq!(spec.ttl_after_finished, None);
     assert!(spec.notify.is_none() && !spec.suspend);
     assert_eq!(spec.written(), &load_str(GOOD, "t").unwrap().spec);
@@ -141,7 +142,7 @@ fn a_query_is_trimmed_of_trailing_semicolons() {
 fn output_options_are_typed() {
     let spec = valid(&GOOD.replace(
         "    destination:\n      pvc: {claimName: reports, path: orders.csv}",
-        "    compression: gzip\n    csv: {delimiter: \"\\t\", nullString: NA, header: false}\n    destination:\n      bucket: {url: 's3://my-bucket/dir/r.csv.gz', endpoint: 'http://127.0.0.1:9000', region: eu-west-1, pathStyle: true, urlExpirySeconds: 60, credentialsSecretRef: {name: s3}}\n  worker: {retriesPerChunk: 0, activeDeadlineSeconds: 30}\n  ttlSecondsAfterFinished: 0",
+        "    compression: gzip\n    csv: {delimiter: \"\\t\", nullString: NA, header: false}\n    destination:\n      bucket: {url: 's3://my-bucket/dir/r.csv.gz', endpoint: 'http://127.0.0.1:9000', region: eu-west-1, pathStyle: true, urlExpirySeconds: 60, credentialsSecretRef: {name: s3}}\n  worker: {retriesPerChunk: 0, activeDeadlineSeconds: 30, startTimeoutSeconds: 45}\n  ttlSecondsAfterFinished: 0",
     ));
     assert_eq!(
         spec.output.csv,
@@ -166,6 +167,7 @@ fn output_options_are_typed() {
     assert!(bucket.server_side_copy);
     assert_eq!(spec.worker.retries_per_chunk, 0);
     assert_eq!(spec.worker.active_deadline, Some(Duration::from_secs(30)));
+    assert_eq!(spec.worker.start_timeout, Duration::from_secs(45));
     assert_eq!(spec.ttl_after_finished, Some(Duration::ZERO));
 }
 
@@ -380,6 +382,14 @@ fn each_bad_field_is_named() {
         (
             top("worker: {activeDeadlineSeconds: 0}"),
             "spec.worker.activeDeadlineSeconds",
+        ),
+        (
+            top("worker: {startTimeoutSeconds: 0}"),
+            "spec.worker.startTimeoutSeconds",
+        ),
+        (
+            top("worker: {startTimeoutSeconds: 86401}"),
+            "spec.worker.startTimeoutSeconds",
         ),
         (
             top("ttlSecondsAfterFinished: -1"),

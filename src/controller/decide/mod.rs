@@ -17,7 +17,7 @@ use kube::ResourceExt;
 use super::events::{EventNote, action, notified_message, phase_notes};
 use super::jobs::{self, JobContext, PodDefaults};
 use super::names::{self, Stage};
-use super::observe::{JobOutcome, Observed, PlannedSpec, job_failed, job_outcome};
+use super::observe::{self, JobOutcome, Observed, PlannedSpec, PodInfo, job_failed, job_outcome};
 use crate::api::conditions::{self, reason, set_condition};
 use crate::api::validate::{FieldError, validate};
 use crate::api::{Phase, ReportJob, ReportJobStatus, ValidSpec};
@@ -483,7 +483,9 @@ impl<'a> Decision<'a> {
             None => Action::RemoveFinalizer,
             Some(job) => match job_outcome(job) {
                 JobOutcome::Running => {
-                    self.watch_pods(Stage::Cleanup);
+                    // No start timeout: the finalizer waits for the cleanup (deleting the
+                    // ReportJob again is how a user gives up on it).
+                    let _ = self.watch_pods(Stage::Cleanup, None);
                     Action::None
                 }
                 JobOutcome::Complete => Action::RemoveFinalizer,
@@ -496,27 +498,69 @@ impl<'a> Decision<'a> {
         }
     }
 
-    /// Notes pods that cannot start (a missing Secret, an unknown image) in the message
-    /// and as a warning, and looks again soon.
-    fn watch_pods(&mut self, stage: Stage) {
-        let stuck = self.o.pods.get(&stage).into_iter().flatten().find_map(|p| {
+    /// Notes why a stage's pods do not run (a Job that cannot create them, e.g. for a
+    /// ResourceQuota; a pod that cannot start, e.g. a missing Secret or an image that cannot
+    /// be pulled) in the message and as a warning, and looks again soon. With a
+    /// `start_timeout`, a stage that has had no running pod for that long fails the run with
+    /// `StartTimeout`, and its Job is deleted so that its pods stop retrying.
+    fn watch_pods(&mut self, stage: Stage, start_timeout: Option<Duration>) -> Option<Action> {
+        let job = self.job(stage)?;
+        let pods = self.o.pods.get(&stage).map_or(&[][..], Vec::as_slice);
+        let created = self.o.create_failures.get(&stage).map(|why| {
+            (
+                reason::CANNOT_CREATE_PODS,
+                format!("the {} Job cannot create pods: {why}", stage.as_str()),
+            )
+        });
+        let waiting = pods.iter().find_map(|p| {
             p.waiting
                 .clone()
                 .filter(|(r, _)| r != "ContainerCreating")
-                .map(|w| (p.name.clone(), w))
+                .map(|(why, text)| {
+                    (
+                        reason::POD_CANNOT_START,
+                        format!("pod {} cannot start: {why}: {text}", p.name),
+                    )
+                })
         });
-        if let Some((pod, (why, text))) = stuck {
-            let message = format!("pod {pod} cannot start: {why}: {text}");
-            if self.st.message.as_deref() != Some(&message) {
-                self.notes.push(EventNote::warning(
-                    reason::POD_CANNOT_START,
-                    action::RECONCILE,
-                    &message,
-                ));
+        let why = created.or(waiting);
+        if let Some((reason, message)) = &why {
+            if self.st.message.as_deref() != Some(message) {
+                self.notes
+                    .push(EventNote::warning(reason, action::RECONCILE, message));
             }
-            self.st.message = Some(message);
+            self.st.message = Some(message.clone());
             self.requeue = Some(PENDING_POD_RESYNC);
         }
+        let since = not_running_since(job, pods)?;
+        if observe::lacks_pods(job) {
+            // Pods may simply not be created yet; their events are read again soon.
+            self.requeue = Some(PENDING_POD_RESYNC);
+        }
+        let limit = start_timeout?;
+        let waited = self.o.now.duration_since(since);
+        let limit_signed =
+            jiff::SignedDuration::try_from(limit).unwrap_or(jiff::SignedDuration::MAX);
+        if waited < limit_signed {
+            let left = limit_signed - waited;
+            let left = Duration::try_from(left).unwrap_or(limit);
+            self.requeue = Some(self.requeue.unwrap_or(RUNNING_RESYNC).min(left));
+            return None;
+        }
+        let last = why.map_or_else(
+            || "no pod was created and no reason was reported".to_string(),
+            |(_, message)| message,
+        );
+        let action = Action::DeleteJobs(vec![job.name_any()]);
+        self.fail(
+            reason::START_TIMEOUT,
+            format!(
+                "no pod of the {} Job ran for {}s (spec.worker.startTimeoutSeconds): {last}",
+                stage.as_str(),
+                limit.as_secs()
+            ),
+        );
+        Some(action)
     }
 
     /// The termination message of a stage's succeeded pod.
@@ -563,6 +607,32 @@ impl<'a> Decision<'a> {
             })
             .map(|m| m.trim().to_string())
     }
+}
+
+/// Since when a running stage Job has had no running pod, or `None` while one runs (or
+/// the Job is suspended or finished): the later of the Job's creation and the end of its
+/// last finished pod. A Job whose every active pod is ready has running pods (its pods were
+/// not read).
+fn not_running_since(job: &Job, pods: &[PodInfo]) -> Option<jiff::Timestamp> {
+    if job_outcome(job) != JobOutcome::Running
+        || job.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false)
+    {
+        return None;
+    }
+    let status = job.status.clone().unwrap_or_default();
+    let active = status.active.unwrap_or(0);
+    if active > 0 && status.ready.unwrap_or(0) >= active {
+        return None;
+    }
+    if pods.iter().any(|p| p.phase == "Running") {
+        return None;
+    }
+    let created = job.metadata.creation_timestamp.as_ref()?.0;
+    Some(
+        pods.iter()
+            .filter_map(|p| p.finished_at)
+            .fold(created, std::cmp::max),
+    )
 }
 
 /// Validation errors as one line.

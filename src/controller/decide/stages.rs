@@ -29,6 +29,7 @@ impl Decision<'_> {
             Stage::Plan,
             (Phase::Planning, "planning chunks"),
             (reason::PLAN_FAILED, "planning"),
+            spec.worker.start_timeout,
             |d| jobs::plan_job(&d.job_context(spec), run_id),
         ) {
             Ok(line) => line,
@@ -108,6 +109,7 @@ impl Decision<'_> {
         stage: Stage,
         (phase, doing): (Phase, &str),
         (failed_reason, what): (&str, &str),
+        start_timeout: std::time::Duration,
         job: impl FnOnce(&Self) -> Job,
     ) -> Result<String, Action> {
         let Some(existing) = self.job(stage) else {
@@ -118,8 +120,9 @@ impl Decision<'_> {
         match job_outcome(existing) {
             JobOutcome::Running => {
                 self.set_phase(phase, doing);
-                self.watch_pods(stage);
-                Err(Action::None)
+                Err(self
+                    .watch_pods(stage, Some(start_timeout))
+                    .unwrap_or(Action::None))
             }
             JobOutcome::Failed { reason: r, message } => {
                 let last = self.pod_failure(stage).unwrap_or(message);
@@ -227,7 +230,9 @@ impl Decision<'_> {
         if job_suspended != suspend {
             return Action::SuspendChunks(suspend);
         }
-        self.watch_pods(Stage::Chunks);
+        if let Some(action) = self.watch_pods(Stage::Chunks, Some(spec.worker.start_timeout)) {
+            return action;
+        }
         if self.requeue.is_none() {
             self.requeue = Some(RUNNING_RESYNC);
         }
@@ -273,6 +278,7 @@ impl Decision<'_> {
             Stage::Assemble,
             (Phase::Assembling, "assembling the report"),
             (reason::ASSEMBLE_FAILED, "assembly"),
+            spec.worker.start_timeout,
             |d| jobs::assemble_job(&d.job_context(spec), plan),
         ) {
             Ok(line) => line,

@@ -26,6 +26,7 @@ struct ReportJobFixture {
     jobs: BTreeMap<Stage, Job>,
     terminating: Vec<Stage>,
     pods: BTreeMap<Stage, Vec<PodInfo>>,
+    create_failures: BTreeMap<Stage, String>,
     now: Timestamp,
 }
 
@@ -67,6 +68,7 @@ spec:
             jobs: BTreeMap::new(),
             terminating: Vec::new(),
             pods: BTreeMap::new(),
+            create_failures: BTreeMap::new(),
             now: Timestamp::from_second(NOW).expect("time"),
         }
     }
@@ -183,6 +185,24 @@ spec:
         self
     }
 
+    /// The stage's Job was created `seconds` ago and has no pod (none created yet, or
+    /// none can be).
+    fn without_pods_for(mut self, stage: Stage, seconds: i64) -> Self {
+        let job = self.jobs.get_mut(&stage).expect("job exists");
+        job.metadata.creation_timestamp =
+            Some(Time(Timestamp::from_second(NOW - seconds).expect("time")));
+        let status = job.status.get_or_insert_with(Default::default);
+        status.active = Some(0);
+        status.ready = Some(0);
+        self
+    }
+
+    /// The stage's Job has a `FailedCreate` event saying `why`.
+    fn create_failure(mut self, stage: Stage, why: &str) -> Self {
+        self.create_failures.insert(stage, why.into());
+        self
+    }
+
     fn terminating(mut self, stage: Stage) -> Self {
         self.terminating.push(stage);
         self
@@ -242,6 +262,7 @@ spec:
             jobs: self.jobs.clone(),
             terminating: self.terminating.clone(),
             pods: self.pods.clone(),
+            create_failures: self.create_failures.clone(),
             planned_spec: planned_spec(self.jobs.get(&Stage::Plan)),
             now: self.now,
         }
@@ -444,6 +465,103 @@ fn a_pod_that_cannot_start_is_shown_and_looked_at_soon() {
     );
     assert_eq!(reasons(&step), vec![reason::POD_CANNOT_START]);
     assert_eq!(step.requeue, Some(PENDING_POD_RESYNC));
+}
+
+const QUOTA: &str = "Error creating: pods \"orders-plan-x\" is forbidden: failed quota: \
+                     limits: must specify limits.memory for: worker";
+
+#[test]
+fn a_job_that_cannot_create_pods_says_why_and_fails_after_the_start_timeout() {
+    let stuck = |after: i64| {
+        ReportJobFixture::new()
+            .status(|s| s.phase = Some(Phase::Planning))
+            .plan_job(JobState::Running)
+            .without_pods_for(Stage::Plan, after)
+            .create_failure(Stage::Plan, QUOTA)
+            .decide()
+    };
+    // Within the timeout: the quota is named in the message and an event, looked at soon.
+    let step = stuck(30);
+    assert_eq!(step.action, Action::None);
+    assert_eq!(step.status.phase, Some(Phase::Planning));
+    let message = format!("the plan Job cannot create pods: {QUOTA}");
+    assert_eq!(step.status.message.as_deref(), Some(message.as_str()));
+    assert_eq!(reasons(&step), vec![reason::CANNOT_CREATE_PODS]);
+    assert_eq!(step.requeue, Some(PENDING_POD_RESYNC));
+
+    // Past the default 600 s: Failed with StartTimeout, and the stuck Job is deleted.
+    let step = stuck(600);
+    assert_eq!(step.action, Action::DeleteJobs(vec!["orders-plan".into()]));
+    assert_eq!(step.status.phase, Some(Phase::Failed));
+    let failed = condition(&step, conditions::FAILED);
+    assert_eq!(failed.reason, reason::START_TIMEOUT);
+    assert_eq!(
+        failed.message,
+        format!("no pod of the plan Job ran for 600s (spec.worker.startTimeoutSeconds): {message}")
+    );
+}
+
+#[test]
+fn the_start_timeout_is_the_specs_and_counts_from_the_last_pod_that_ran() {
+    let pulling = PodInfo {
+        name: "orders-chunks-1-x".into(),
+        phase: "Pending".into(),
+        waiting: Some(("ImagePullBackOff".into(), "Back-off pulling image".into())),
+        ..Default::default()
+    };
+    let finished = PodInfo {
+        name: "orders-chunks-0-y".into(),
+        phase: "Succeeded".into(),
+        exit_code: Some(0),
+        finished_at: Some(Timestamp::from_second(NOW - 20).expect("time")),
+        ..Default::default()
+    };
+    let fixture = |timeout: i64, pods: Vec<PodInfo>| {
+        let mut f = ReportJobFixture::new()
+            .spec(|s| s.worker.start_timeout_seconds = Some(timeout))
+            .planned(3)
+            .chunks_job("0-2", "0", "")
+            .without_pods_for(Stage::Chunks, 100);
+        f.jobs
+            .get_mut(&Stage::Chunks)
+            .and_then(|j| j.status.as_mut())
+            .expect("status")
+            .active = Some(1);
+        for p in pods {
+            f = f.pod(Stage::Chunks, p);
+        }
+        f.decide()
+    };
+    // The Job is 100 s old, but a chunk pod finished 20 s ago: 30 s have not passed.
+    let step = fixture(30, vec![finished.clone(), pulling.clone()]);
+    assert_eq!(step.action, Action::None);
+    assert_eq!(
+        step.status.message.as_deref(),
+        Some("pod orders-chunks-1-x cannot start: ImagePullBackOff: Back-off pulling image")
+    );
+    assert_eq!(step.requeue, Some(PENDING_POD_RESYNC));
+    // 15 s: the pull has been failing for longer than that.
+    let step = fixture(15, vec![finished.clone(), pulling.clone()]);
+    assert_eq!(
+        step.action,
+        Action::DeleteJobs(vec!["orders-chunks".into()])
+    );
+    let failed = condition(&step, conditions::FAILED);
+    assert_eq!(failed.reason, reason::START_TIMEOUT);
+    assert!(
+        failed.message.contains("ImagePullBackOff"),
+        "{}",
+        failed.message
+    );
+    // A running pod: nothing is stuck, however old the Job.
+    let running = PodInfo {
+        name: "orders-chunks-2-z".into(),
+        phase: "Running".into(),
+        ..Default::default()
+    };
+    let step = fixture(15, vec![finished, pulling, running]);
+    assert_eq!(step.action, Action::None);
+    assert_eq!(step.status.phase, Some(Phase::Running));
 }
 
 #[test]

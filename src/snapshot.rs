@@ -1,0 +1,349 @@
+//! One database snapshot for a whole run: a holder session opens a `REPEATABLE READ, READ
+//! ONLY` transaction, exports its snapshot (`pg_export_snapshot()`) and stays open; every
+//! other session of the run imports it (`SET TRANSACTION SNAPSHOT`), so planning and all
+//! chunks read the same moment of the database, as pg_dump's parallel workers do.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
+
+use crate::error::{Error, Result};
+use crate::source::Database;
+
+/// A snapshot identifier as `pg_export_snapshot()` prints it: `0000000A-0000001B-1`
+/// (Postgres 13 and later) or `0000000A-1` (earlier), upper-case hex and a decimal count.
+/// Only such text is ever written into `SET TRANSACTION SNAPSHOT '...'`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SnapshotId(String);
+
+impl SnapshotId {
+    /// Parses an identifier read from the server or from staging (untrusted).
+    pub fn parse(text: &str) -> std::result::Result<SnapshotId, String> {
+        let parts: Vec<&str> = text.split('-').collect();
+        let hex8 =
+            |p: &str| p.len() == 8 && p.bytes().all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'F'));
+        let count = |p: &str| (1..=10).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit());
+        let ok = match parts.as_slice() {
+            [a, b, n] => hex8(a) && hex8(b) && count(n),
+            [a, n] => hex8(a) && count(n),
+            _ => false,
+        };
+        if ok {
+            Ok(SnapshotId(text.to_string()))
+        } else {
+            Err(format!(
+                "{:?} is not a snapshot identifier (like 0000000A-0000001B-1)",
+                text.chars().take(40).collect::<String>()
+            ))
+        }
+    }
+
+    /// The identifier.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The statement that imports this snapshot (the first of a transaction).
+    pub fn import_statement(&self) -> String {
+        // The identifier is only hex digits, digits and dashes (see `parse`).
+        format!("SET TRANSACTION SNAPSHOT '{}'", self.0)
+    }
+}
+
+impl TryFrom<String> for SnapshotId {
+    type Error = String;
+    fn try_from(text: String) -> std::result::Result<Self, String> {
+        SnapshotId::parse(&text)
+    }
+}
+
+impl From<SnapshotId> for String {
+    fn from(id: SnapshotId) -> String {
+        id.0
+    }
+}
+
+impl std::fmt::Display for SnapshotId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Which snapshot a run reads, and when it was taken: recorded in the plan, in each part
+/// manifest and in the report's manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SnapshotRecord {
+    /// The exported snapshot's identifier.
+    pub id: SnapshotId,
+    /// When it was taken (the server's clock, RFC 3339).
+    pub taken_at: jiff::Timestamp,
+}
+
+/// Environment variable of the cluster's stage pods: the generation of the run's snapshot
+/// (0, then one more per restart after a lost snapshot). Set, the plan, chunk and assemble
+/// stages read the snapshot the `<name>-snapshot` pod staged for that generation.
+pub const GENERATION_ENV: &str = "REPORTJOB_SNAPSHOT_GENERATION";
+
+/// Longest a stage pod waits for the holder to stage the snapshot of its generation.
+pub const STAGED_WAIT: Duration = Duration::from_secs(300);
+
+/// `snapshot.json` in the run's staging area: the snapshot the holder pod exported and
+/// holds, and the generation it was taken for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StagedSnapshot {
+    /// The restart it belongs to (0 for the first snapshot of a run).
+    pub generation: u32,
+    /// The snapshot.
+    pub snapshot: SnapshotRecord,
+}
+
+/// Writes the staged snapshot of the run.
+pub async fn write_staged(
+    storage: &dyn crate::storage::Storage,
+    layout: &crate::staging::Layout,
+    staged: &StagedSnapshot,
+) -> Result<()> {
+    let json = serde_json::to_vec_pretty(staged)
+        .map_err(|e| Error::Staging(format!("cannot serialize the snapshot record: {e}")))?;
+    storage.write(&layout.snapshot_key(), json.into()).await
+}
+
+/// Waits (up to `wait`) for the holder to stage the snapshot of `generation`, and returns
+/// it. The file is untrusted: it is parsed into a strict record (the id's syntax checked).
+pub async fn staged(
+    storage: &dyn crate::storage::Storage,
+    layout: &crate::staging::Layout,
+    generation: u32,
+    wait: Duration,
+) -> Result<SnapshotRecord> {
+    let key = layout.snapshot_key();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if let Some(bytes) = storage.read(&key).await? {
+            let staged: StagedSnapshot = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::Staging(format!(
+                    "{} is not a valid snapshot record: {e}",
+                    storage.location(&key)
+                ))
+            })?;
+            if staged.generation == generation {
+                return Ok(staged.snapshot);
+            }
+            if staged.generation > generation {
+                return Err(Error::SnapshotLost {
+                    id: staged.snapshot.id.to_string(),
+                    detail: format!(
+                        "this pod belongs to snapshot generation {generation}, the run is at {}",
+                        staged.generation
+                    ),
+                });
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::Staging(format!(
+                "no snapshot of generation {generation} was staged at {} within {}s: the                  snapshot holder pod did not export one",
+                storage.location(&key),
+                wait.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The session that holds a run's snapshot open. Dropped, its connection closes and the
+/// snapshot is gone.
+pub struct SnapshotHolder {
+    conn: PgConnection,
+    record: SnapshotRecord,
+}
+
+impl SnapshotHolder {
+    /// Opens a connection of its own (outside the pool), starts a `REPEATABLE READ, READ
+    /// ONLY` transaction and exports its snapshot. The server ends the transaction (and
+    /// with it the snapshot) once it has been idle for `max_age`.
+    pub async fn take(db: &Database, max_age: Duration) -> Result<SnapshotHolder> {
+        let mut conn = db.connect_alone().await?;
+        let db_err = |e| Error::db("exporting the run's snapshot", e);
+        sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut conn)
+            .await
+            .map_err(db_err)?;
+        let max_ms = max_age.as_millis().min(i32::MAX as u128).to_string();
+        let (id, taken_at): (String, String) = sqlx::query_as(
+            "SELECT pg_export_snapshot(),
+                    to_char(statement_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')
+               FROM (SELECT set_config('idle_in_transaction_session_timeout', $1, true),
+                            set_config('application_name', 'reportjob snapshot holder', true)) AS s",
+        )
+        .bind(&max_ms)
+        .fetch_one(&mut conn)
+        .await
+        .map_err(|e| snapshot_unavailable(&e).unwrap_or_else(|| db_err(e)))?;
+        let id = SnapshotId::parse(&id)
+            .map_err(|m| Error::Staging(format!("the server exported a snapshot whose id {m}")))?;
+        let taken_at = taken_at.parse().map_err(|e| {
+            Error::Staging(format!(
+                "the snapshot's time {taken_at:?} is not a timestamp: {e}"
+            ))
+        })?;
+        Ok(SnapshotHolder {
+            conn,
+            record: SnapshotRecord { id, taken_at },
+        })
+    }
+
+    /// The held snapshot.
+    pub fn record(&self) -> &SnapshotRecord {
+        &self.record
+    }
+
+    /// Checks the holding session is still there (its transaction open).
+    pub async fn check_alive(&mut self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&mut self.conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::SnapshotLost {
+                id: self.record.id.to_string(),
+                detail: format!(
+                    "the session holding it ended: {}",
+                    crate::error::describe_sqlx(&e)
+                ),
+            })
+    }
+
+    /// Ends the holding transaction: the snapshot is released.
+    pub async fn release(mut self) -> Result<()> {
+        let _ = sqlx::query("COMMIT").execute(&mut self.conn).await;
+        self.conn
+            .close()
+            .await
+            .map_err(|e| Error::db("releasing the run's snapshot", e))
+    }
+}
+
+/// How often the holder pod checks its session is still there.
+const HOLD_CHECK: Duration = Duration::from_secs(2);
+
+/// The `<name>-snapshot` pod's work (`reportjob snapshot`): exports the run's snapshot,
+/// stages it for `generation`, and holds it until the pod is stopped (SIGTERM: the report
+/// was published or the run ended), its session is lost, or `snapshotMaxSeconds` passes
+/// (both [`Error::SnapshotLost`], which makes the controller start the export again).
+pub async fn hold(stage: &crate::pipeline::StageContext, generation: u32) -> Result<String> {
+    let max_age = stage.spec.source.snapshot_max;
+    let mut holder = SnapshotHolder::take(&stage.db, max_age).await?;
+    let record = holder.record().clone();
+    write_staged(
+        stage.storage.as_ref(),
+        &stage.layout,
+        &StagedSnapshot {
+            generation,
+            snapshot: record.clone(),
+        },
+    )
+    .await?;
+    eprintln!(
+        "holding snapshot {} (generation {generation}, taken {}) for at most {}s",
+        record.id,
+        record.taken_at,
+        max_age.as_secs()
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Error::storage("waiting for SIGTERM", e))?;
+    let deadline = tokio::time::Instant::now() + max_age;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = tokio::time::sleep_until(deadline) => {
+                return Err(Error::SnapshotLost {
+                    id: record.id.to_string(),
+                    detail: format!("held for spec.source.snapshotMaxSeconds ({}s)", max_age.as_secs()),
+                });
+            }
+            _ = tokio::time::sleep(HOLD_CHECK) => holder.check_alive().await?,
+        }
+    }
+    holder.release().await?;
+    Ok(format!(
+        "snapshot={} generation={generation} released",
+        record.id
+    ))
+}
+
+/// A server that cannot export snapshots (a hot standby before Postgres 10, a proxy that
+/// refuses it) says so; the error then says what to do instead.
+fn snapshot_unavailable(e: &sqlx::Error) -> Option<Error> {
+    let db = e.as_database_error()?;
+    Some(Error::Source {
+        field: "spec.source.consistency",
+        message: format!(
+            "this database cannot export a snapshot ({}); use consistency: PerChunk or a direct connection",
+            crate::error::describe_sqlx(e)
+        ),
+    })
+    .filter(|_| db.code().is_some())
+}
+
+/// The error of a failed import: the snapshot is gone (its holder ended) or, when `at_plan`
+/// (right after it was taken), this connection cannot reach it (a transaction-pooling proxy
+/// or another server behind the URL).
+pub fn import_failed(id: &SnapshotId, e: sqlx::Error, at_plan: bool) -> Error {
+    let invalid = e
+        .as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "22023" || c == "0A000");
+    if !invalid {
+        return Error::db("importing the run's snapshot", e);
+    }
+    if at_plan {
+        return Error::Source {
+            field: "spec.source.consistency",
+            message: format!(
+                "the snapshot {id} exported by the run's holder session cannot be imported by another session ({}): \
+                 the connection probably goes through a transaction-pooling proxy (PgBouncer pool_mode=transaction) \
+                 or reaches another server; use consistency: PerChunk or a direct connection (or PgBouncer in session mode)",
+                crate::error::describe_sqlx(&e)
+            ),
+        };
+    }
+    Error::SnapshotLost {
+        id: id.to_string(),
+        detail: crate::error::describe_sqlx(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SnapshotId;
+
+    #[test]
+    fn snapshot_ids_are_parsed_strictly() {
+        for ok in [
+            "00000003-0000001B-1",
+            "0000000A-1",
+            "00000003-00000002-4294967295",
+        ] {
+            assert_eq!(SnapshotId::parse(ok).unwrap().as_str(), ok);
+        }
+        for bad in [
+            "",
+            "00000003-0000001b-1",
+            "00000003-0000001B-",
+            "00000003-0000001B-1'; DROP TABLE x; --",
+            "0000003-0000001B-1",
+            "00000003-0000001B-1-1",
+        ] {
+            assert!(SnapshotId::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            SnapshotId::parse("0000000A-1").unwrap().import_statement(),
+            "SET TRANSACTION SNAPSHOT '0000000A-1'"
+        );
+    }
+}

@@ -1,0 +1,226 @@
+//! One snapshot per run, against the real Postgres: while the report is exported, a writer
+//! keeps moving amounts between rows whose keys lie in different chunks (the total over the
+//! table never changes). Under `Snapshot` the report's total is the invariant and every key
+//! appears once; under `PerChunk` how often it is not is printed. The snapshot's holder
+//! killed mid-run: the export starts again under a new snapshot, or fails as `snapshot_lost`
+//! when no restart is left.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
+
+use crate::common;
+
+use common::spec::SpecBuilder;
+use common::{TestDb, Workdir, database_url, run_json, stderr};
+
+const ACCOUNTS: i64 = 2000;
+const START: i64 = 1000;
+const INVARIANT: i64 = ACCOUNTS * START;
+
+async fn accounts(db: &mut TestDb) {
+    db.exec(&format!(
+        "CREATE TABLE accounts (id int PRIMARY KEY, amount bigint NOT NULL);
+         INSERT INTO accounts SELECT g, {START} FROM generate_series(1, {ACCOUNTS}) AS g;"
+    ))
+    .await;
+}
+
+/// Moves amounts from a key in the lower half to one in the upper half (different chunks),
+/// one transaction per move, until `stop`; counts the moves.
+fn writer(
+    table: String,
+    stop: Arc<AtomicBool>,
+    moves: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut conn = PgConnection::connect(&database_url()).await.unwrap();
+        let sql = format!(
+            "UPDATE {table} SET amount = amount + CASE WHEN id = $1 THEN -$3 ELSE $3 END WHERE id IN ($1, $2)"
+        );
+        let mut i: i64 = 0;
+        while !stop.load(Ordering::Relaxed) {
+            i += 1;
+            let from = 1 + (i * 7919) % (ACCOUNTS / 2);
+            let to = ACCOUNTS / 2 + 1 + (i * 104_729) % (ACCOUNTS / 2);
+            sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(from as i32)
+                .bind(to as i32)
+                .bind(1 + i % 50)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            moves.fetch_add(1, Ordering::Relaxed);
+        }
+    })
+}
+
+/// The report's total and whether every key 1..=ACCOUNTS appears exactly once.
+fn total_and_keys(csv: &str) -> (i64, bool) {
+    let mut seen = vec![0u32; ACCOUNTS as usize + 1];
+    let mut total = 0;
+    for line in csv.lines().skip(1) {
+        let (id, amount) = line.split_once(',').unwrap();
+        seen[id.parse::<usize>().unwrap()] += 1;
+        total += amount.parse::<i64>().unwrap();
+    }
+    (total, seen[1..].iter().all(|&n| n == 1))
+}
+
+fn spec(db: &TestDb, consistency: &str, restarts: i64) -> String {
+    SpecBuilder::table(&db.table("accounts"))
+        .key("id")
+        .filter(&common::slow_filter(&db.schema, 0.0005))
+        .chunk_size(100)
+        .parallelism(2)
+        .set("spec.source.consistency", consistency)
+        .set("spec.worker.snapshotRestarts", restarts)
+        .pvc("reports", "r.csv")
+        .build_yaml()
+}
+
+/// Exports the accounts while the writer runs; returns the run's output, the report and
+/// how many moves the writer made during the export.
+async fn export_while_writing(db: &TestDb, yaml: String) -> (std::process::Output, String, u64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let moves = Arc::new(AtomicU64::new(0));
+    let writing = writer(db.table("accounts"), stop.clone(), moves.clone());
+    common::eventually("the writer to start", || {
+        let n = moves.load(Ordering::Relaxed);
+        async move { (n > 0).then_some(()) }
+    })
+    .await;
+    let before = moves.load(Ordering::Relaxed);
+    let (out, csv) = tokio::task::spawn_blocking(move || {
+        let work = Workdir::new();
+        let spec = work.spec("spec.yaml", &yaml);
+        let out = work.reportjob(&["run", "-f", spec.to_str().unwrap(), "--json"]);
+        let csv = std::fs::read_to_string(work.output_dir().join("r.csv")).unwrap_or_default();
+        (out, csv)
+    })
+    .await
+    .unwrap();
+    let during = moves.load(Ordering::Relaxed) - before;
+    stop.store(true, Ordering::Relaxed);
+    writing.await.unwrap();
+    (out, csv, during)
+}
+
+#[tokio::test]
+async fn one_snapshot_gives_the_invariant_total_and_every_key_once() {
+    let mut db = TestDb::new("snap_total").await;
+    accounts(&mut db).await;
+    for _ in 0..2 {
+        let (out, csv, moves) = export_while_writing(&db, spec(&db, "Snapshot", 2)).await;
+        assert!(out.status.success(), "run failed: {}", stderr(&out));
+        let result = run_json(&out);
+        assert_eq!(result["rows"], ACCOUNTS);
+        assert!(result["chunks"].as_u64().unwrap() >= 15, "{result}");
+        assert!(
+            moves > 20,
+            "the export spans many writer transactions ({moves})"
+        );
+        let snapshot = &result["snapshot"];
+        assert!(snapshot["id"].as_str().unwrap().contains('-'), "{result}");
+        assert!(
+            snapshot["takenAt"].as_str().unwrap().ends_with('Z'),
+            "{result}"
+        );
+        let (total, keys_once) = total_and_keys(&csv);
+        assert_eq!(
+            total, INVARIANT,
+            "the report's total over {moves} concurrent moves"
+        );
+        assert!(keys_once, "every key appears exactly once");
+    }
+    let now = db
+        .checksum(&format!("SELECT sum(amount) FROM {}", db.table("accounts")))
+        .await;
+    assert_eq!(now.0, 1);
+
+    let mut differing = 0;
+    let runs = 3;
+    for _ in 0..runs {
+        let (out, csv, moves) = export_while_writing(&db, spec(&db, "PerChunk", 2)).await;
+        assert!(out.status.success(), "run failed: {}", stderr(&out));
+        assert!(run_json(&out)["snapshot"].is_null());
+        let (total, keys_once) = total_and_keys(&csv);
+        assert!(keys_once, "keys do not move between chunks in this test");
+        if total != INVARIANT {
+            differing += 1;
+        }
+        println!(
+            "PerChunk: report total {total} (invariant {INVARIANT}, off by {}) over {moves} moves",
+            total - INVARIANT
+        );
+    }
+    println!("PerChunk: the total differed from the invariant in {differing} of {runs} runs");
+}
+
+/// Kills the snapshot holder of the run reading `schema` once one of its COPYs runs (the
+/// COPY's session shares the holder's xmin: it imported the holder's snapshot).
+fn kill_holder(schema: &str) -> tokio::task::JoinHandle<bool> {
+    let schema = schema.to_string();
+    tokio::spawn(async move {
+        let mut conn = PgConnection::connect(&database_url()).await.unwrap();
+        let deadline = std::time::Instant::now() + common::PATIENCE;
+        while std::time::Instant::now() < deadline {
+            let pid: Option<i32> = sqlx::query_scalar(
+                "SELECT h.pid FROM pg_stat_activity h
+                  WHERE h.application_name = 'reportjob snapshot holder'
+                    AND h.backend_xmin IN (
+                      SELECT c.backend_xmin FROM pg_stat_activity c
+                       WHERE c.state = 'active' AND c.query LIKE 'COPY%'
+                         AND c.query LIKE '%' || $1 || '%')
+                  LIMIT 1",
+            )
+            .bind(&schema)
+            .fetch_optional(&mut conn)
+            .await
+            .unwrap();
+            if let Some(pid) = pid {
+                return sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+                    .bind(pid)
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    })
+}
+
+#[tokio::test]
+async fn a_lost_snapshot_restarts_the_export_under_a_new_one() {
+    let mut db = TestDb::new("snap_lost").await;
+    accounts(&mut db).await;
+    let killer = kill_holder(&db.schema);
+    let (out, csv, _) = export_while_writing(&db, spec(&db, "Snapshot", 2)).await;
+    assert!(killer.await.unwrap(), "the holder was killed");
+    assert!(out.status.success(), "run failed: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("starting the export again under a new snapshot (restart 1 of 2)"),
+        "{}",
+        stderr(&out)
+    );
+    let result = run_json(&out);
+    assert_eq!(result["rows"], ACCOUNTS);
+    let (total, keys_once) = total_and_keys(&csv);
+    assert_eq!(total, INVARIANT);
+    assert!(keys_once);
+
+    let killer = kill_holder(&db.schema);
+    let (out, csv, _) = export_while_writing(&db, spec(&db, "Snapshot", 0)).await;
+    assert!(killer.await.unwrap(), "the holder was killed");
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("snapshot_lost: the run's database snapshot"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(csv.is_empty(), "no report mixing snapshots");
+}
