@@ -1,9 +1,7 @@
 //! The `reportjob` command line.
 
-use clap::Parser;
-
 fn main() {
-    let cli = reportjob::cli::Cli::parse();
+    let cli = reportjob::cli::parse_args();
     reportjob::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

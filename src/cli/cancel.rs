@@ -62,8 +62,6 @@ async fn cancel_inner(args: CancelArgs) -> CommandResult {
         "ReportJob {ns}/{name} suspended (spec.suspend=true): its chunk pods are stopped and no \
          new ones start"
     );
-    println!(
-        "resume: kubectl patch reportjob {name} -n {ns} --type merge -p '{{\"spec\":{{\"suspend\":false}}}}'"
-    );
+    println!("resume: reportjob resume {name} -n {ns}");
     Ok(Exit::Ok)
 }

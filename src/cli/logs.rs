@@ -1,13 +1,17 @@
 //! `reportjob logs NAME`: the logs of a ReportJob's pods, one header per pod, by stage
-//! and chunk.
+//! and chunk; with `-f`, every stage pod followed as it starts until the ReportJob ends
+//! ([`follow_logs`](super::follow_logs)).
 
 use clap::Args;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, LogParams};
 
-use super::cluster::{ClusterArgs, api_failure, connect, describe};
+use super::cluster::{ClusterArgs, api_failure, connect, describe, get_reportjob};
 use super::exit::{CommandError, CommandResult, Exit, finish};
+use super::follow_logs::{self, Filter, Sink};
+use super::output::outcome;
+use crate::api::ReportJob;
 use crate::controller::names::{REPORTJOB_LABEL, STAGE_LABEL, Stage};
 use crate::stage_protocol::{ChunkSet, MAX_CHUNKS};
 
@@ -43,13 +47,28 @@ pub struct LogsArgs {
     #[arg(long)]
     pub chunk: Option<usize>,
     /// Only the last N lines of each pod's log.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "follow")]
     pub tail: Option<i64>,
+    /// Follow the logs of every stage pod as it starts, each line prefixed `[stage/chunk]`,
+    /// until the ReportJob completes, fails or is deleted.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+}
+
+/// The label selector of a ReportJob's pods, of one stage (the chunk pods for a chunk).
+pub fn selector(name: &str, stage: Option<Stage>, chunk: Option<usize>) -> String {
+    let mut selector = format!("{REPORTJOB_LABEL}={name}");
+    if let Some(stage) = stage {
+        selector.push_str(&format!(",{STAGE_LABEL}={}", stage.as_str()));
+    } else if chunk.is_some() {
+        selector.push_str(&format!(",{STAGE_LABEL}={}", Stage::Chunks.as_str()));
+    }
+    selector
 }
 
 /// The plan chunk a chunk pod exports: its completion index, mapped through the
 /// `REPORTJOB_CHUNKS` list the pod was given when the Job covers only some chunks.
-fn pod_chunk(pod: &Pod) -> Option<usize> {
+pub fn pod_chunk(pod: &Pod) -> Option<usize> {
     let index: usize = pod
         .annotations()
         .get(COMPLETION_INDEX_ANNOTATION)?
@@ -86,14 +105,12 @@ pub async fn logs(args: LogsArgs) -> i32 {
 
 async fn logs_inner(args: LogsArgs) -> CommandResult {
     let (client, ns) = connect(&args.cluster).await?;
+    if args.follow {
+        return follow(client, &ns, &args).await;
+    }
     let pods: Api<Pod> = Api::namespaced(client, &ns);
     let name = &args.name;
-    let mut selector = format!("{REPORTJOB_LABEL}={name}");
-    if let Some(stage) = args.stage {
-        selector.push_str(&format!(",{STAGE_LABEL}={}", stage.as_str()));
-    } else if args.chunk.is_some() {
-        selector.push_str(&format!(",{STAGE_LABEL}={}", Stage::Chunks.as_str()));
-    }
+    let selector = selector(name, args.stage, args.chunk);
     let list = pods
         .list(&ListParams::default().labels(&selector))
         .await
@@ -150,6 +167,43 @@ async fn logs_inner(args: LogsArgs) -> CommandResult {
             Err(e) => println!("<no logs: {}>", describe(&e)),
         }
     }
+    Ok(Exit::Ok)
+}
+
+/// `logs -f`: the pods followed until the ReportJob has an outcome or is gone.
+async fn follow(client: kube::Client, ns: &str, args: &LogsArgs) -> CommandResult {
+    use futures::StreamExt;
+    use kube::runtime::WatchStreamExt;
+    let api: Api<ReportJob> = Api::namespaced(client.clone(), ns);
+    let name = args.name.clone();
+    get_reportjob(&api, &name, ns).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let ended = async move {
+        let changes = kube::runtime::watcher::watch_object(api, &name).default_backoff();
+        futures::pin_mut!(changes);
+        while let Some(change) = changes.next().await {
+            match change {
+                Ok(Some(rj)) if outcome(&rj).is_none() => {}
+                Ok(_) => break,
+                Err(_) => {} // retried with backoff
+            }
+        }
+        let _ = stop_tx.send(true);
+    };
+    let filter = Filter {
+        stage: args.stage,
+        chunk: args.chunk,
+    };
+    let following = follow_logs::follow(
+        client,
+        ns.to_string(),
+        args.name.clone(),
+        filter,
+        Sink::Stdout,
+        stop_rx,
+    );
+    let ((), followed) = tokio::join!(ended, following);
+    followed?;
     Ok(Exit::Ok)
 }
 

@@ -1,21 +1,28 @@
 //! The command line: parses arguments and delegates to one module per command.
 //!
 //! Client commands (for people and CI, talking to the Kubernetes API): [`submit`],
-//! [`status`], [`retry`], [`cancel`], [`logs`], with [`wait`] (following a ReportJob),
-//! [`cluster`] (the one place a kube client is built), [`output`] and [`progress`]; their
-//! exit codes and error type are in [`exit`]. Stage commands (run by the controller's pods,
+//! [`list`], [`status`], [`wait`], [`retry`], [`cancel`], [`resume`], [`logs`] (with
+//! [`follow_logs`]), [`download`], with [`cluster`] (the one place a kube client is built),
+//! [`output`], [`print`] (`-o`) and [`progress`]; their exit codes and error type are in
+//! [`exit`]. Installed or linked as `kubectl-reportjob`, the binary is a kubectl plugin
+//! ([`parse_args`]). Stage commands (run by the controller's pods,
 //! hidden from the top-level help, called by name): `plan`, `worker`, `assemble`, `cleanup`
 //! ([`stages`]) and `notify` ([`notify`]).
 
 pub mod cancel;
 pub mod cluster;
 pub mod completion;
+pub mod download;
 pub mod duration;
 pub mod exit;
+pub mod follow_logs;
+pub mod list;
 pub mod logs;
 pub mod notify;
 pub mod output;
+pub mod print;
 mod progress;
+pub mod resume;
 pub mod retry;
 mod stages;
 pub mod status;
@@ -24,7 +31,7 @@ pub mod wait;
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::error::{EXIT_OK, EXIT_PERMANENT};
 
@@ -76,14 +83,23 @@ pub enum Command {
     Crd,
     /// Create (or update) a ReportJob in the cluster; with --wait, follow it to the end.
     Submit(submit::SubmitArgs),
+    /// List ReportJobs (-A: in every namespace; -l: by labels).
+    #[command(visible_alias = "ls")]
+    List(list::ListArgs),
     /// Show a ReportJob's progress, output, conditions and recent events.
     Status(status::StatusArgs),
+    /// Follow an existing ReportJob to its end; exits as `submit --wait` does.
+    Wait(wait::WaitArgs),
     /// Re-run the failed chunks of a failed ReportJob.
     Retry(retry::RetryArgs),
     /// Suspend a ReportJob (or delete it with --delete).
     Cancel(cancel::CancelArgs),
-    /// Print the logs of a ReportJob's pods.
+    /// Resume a suspended ReportJob.
+    Resume(resume::ResumeArgs),
+    /// Print the logs of a ReportJob's pods (-f: follow them as they run).
     Logs(logs::LogsArgs),
+    /// Download a bucket report through its signed link, checking its size and sha256.
+    Download(download::DownloadArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion(completion::CompletionArgs),
     /// Send the completion webhook of spec.notify (stage pods run this).
@@ -263,6 +279,37 @@ pub struct AssembleArgs {
     pub termination_log: Option<PathBuf>,
 }
 
+/// The name kubectl runs a plugin by: `kubectl reportjob ...` executes `kubectl-reportjob`.
+pub const PLUGIN_BINARY: &str = "kubectl-reportjob";
+
+/// How the program is called in help and usage: `kubectl reportjob` when the binary is
+/// installed or linked as `kubectl-reportjob` (a kubectl plugin), else `reportjob`.
+pub fn program_name(argv0: &std::ffi::OsStr) -> &'static str {
+    let base = std::path::Path::new(argv0)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
+    if base == PLUGIN_BINARY {
+        "kubectl reportjob"
+    } else {
+        "reportjob"
+    }
+}
+
+/// The command-line definition, named for how it was called.
+pub fn command_named(name: &'static str) -> clap::Command {
+    Cli::command().name(name).bin_name(name)
+}
+
+/// Parses the process arguments (exiting with clap's usage error on bad input), with help and
+/// usage naming `kubectl reportjob` when run as a kubectl plugin.
+pub fn parse_args() -> Cli {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let name = program_name(args.first().map(|a| a.as_os_str()).unwrap_or_default());
+    let matches = command_named(name).get_matches_from(args);
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 /// Runs the parsed command and returns the process exit code.
 pub async fn dispatch(cli: Cli) -> i32 {
     init_tracing(cli.log_format);
@@ -296,10 +343,14 @@ async fn run_command(command: Command) -> i32 {
         Command::Worker(args) => stages::worker(args).await,
         Command::Assemble(args) => stages::assemble(args).await,
         Command::Submit(args) => submit::submit(args).await,
+        Command::List(args) => list::list(args).await,
         Command::Status(args) => status::status(args).await,
+        Command::Wait(args) => wait::wait(args).await,
         Command::Retry(args) => retry::retry(args).await,
         Command::Cancel(args) => cancel::cancel(args).await,
+        Command::Resume(args) => resume::resume(args).await,
         Command::Logs(args) => logs::logs(args).await,
+        Command::Download(args) => download::download(args).await,
         Command::Completion(args) => completion::completion(args),
         Command::Notify(args) => notify::notify(args).await,
         Command::Cleanup(args) => stages::cleanup(args).await,

@@ -10,6 +10,7 @@ use super::cluster::{ClusterArgs, connect, describe, get_reportjob};
 use super::duration::{human_duration, since};
 use super::exit::{CommandResult, Exit, finish};
 use super::output::{result_word, status_json, table};
+use super::print::{Format, render};
 use crate::api::{KIND, ReportJob};
 use crate::notify::{group_digits, human_bytes};
 
@@ -22,8 +23,11 @@ pub struct StatusArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
     /// Print the ReportJob's status as JSON instead.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "output")]
     pub json: bool,
+    /// Print the ReportJob in this format instead (json and yaml: the whole object).
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<Format>,
 }
 
 /// `reportjob status`.
@@ -37,6 +41,13 @@ async fn status_inner(args: StatusArgs) -> CommandResult {
     let rj = get_reportjob(&api, &args.name, &ns).await?;
     if args.json {
         println!("{}", status_json(&rj, result_word(&rj)));
+        return Ok(Exit::Ok);
+    }
+    if args.output.is_some() {
+        print!(
+            "{}",
+            render(std::slice::from_ref(&rj), args.output, false, false)?
+        );
         return Ok(Exit::Ok);
     }
     let events: Api<Event> = Api::namespaced(client, &ns);

@@ -14,7 +14,8 @@ use super::cluster::{ClusterArgs, api_code, connect, describe};
 use super::duration::parse_duration;
 use super::exit::{CommandError, CommandResult, Exit, finish};
 use super::output::{outcome, status_json};
-use super::wait::follow;
+use super::print::{Format, render};
+use super::wait::{follow, with_logs};
 use crate::api::load::{LoadError, load_str};
 use crate::api::{API_VERSION, KIND, ReportJob};
 
@@ -47,8 +48,15 @@ pub struct SubmitArgs {
     #[arg(long, value_parser = parse_duration, default_value = "60s")]
     pub reconnect_timeout: Duration,
     /// Print the final status as one JSON object on stdout.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "output")]
     pub json: bool,
+    /// Print the ReportJob (the final one with --wait) in this format on stdout, instead of
+    /// its name.
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<Format>,
+    /// With --wait: also follow the logs of its stage pods (as `logs -f`), on stderr.
+    #[arg(long, requires = "wait")]
+    pub log: bool,
     /// Take over fields another field manager set (server-side apply `force`).
     #[arg(long)]
     pub force_conflicts: bool,
@@ -189,24 +197,33 @@ async fn submit_inner(args: SubmitArgs) -> CommandResult {
     };
     let name = rj.name_any();
     eprintln!("reportjob.reporting.dev/{name} {what} in namespace {ns}");
-    if !args.json {
+    if !args.json && args.output.is_none() {
         println!("{name}");
     }
     if !args.wait {
         if args.json {
             println!("{}", status_json(&rj, "submitted"));
+        } else if args.output.is_some() {
+            print!(
+                "{}",
+                render(std::slice::from_ref(&rj), args.output, false, false)?
+            );
         }
         return Ok(Exit::Ok);
     }
-    Ok(follow(
+    let end_shown = super::wait::shown(args.json, args.output);
+    let following = follow(
         api,
         rj,
         &ns,
         args.timeout,
         args.reconnect_timeout,
-        args.json,
-    )
-    .await)
+        end_shown,
+    );
+    if args.log {
+        return Ok(with_logs(client, &ns, &name, following).await);
+    }
+    Ok(following.await)
 }
 
 /// The manifest's text and how to name it in messages: the file, or stdin for `-`.

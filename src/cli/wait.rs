@@ -1,4 +1,4 @@
-//! Following a ReportJob until it is done (`submit --wait`): a watch re-established by
+//! Following a ReportJob until it is done (`submit --wait`, `reportjob wait`): a watch re-established by
 //! kube's watcher (dropped watches, 410s, API-server restarts) with kube's default backoff,
 //! `--timeout` and `--reconnect-timeout`, and the exit code and lines of how it ended.
 
@@ -9,9 +9,11 @@ use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::watch_object;
 
-use super::duration::human_duration;
-use super::exit::Exit;
+use super::cluster::{ClusterArgs, connect, get_reportjob};
+use super::duration::{human_duration, parse_duration};
+use super::exit::{CommandResult, Exit, finish};
 use super::output::{failure_message, outcome, output_lines, status_json};
+use super::print::{Format, render};
 use super::progress::WaitProgress;
 use crate::api::ReportJob;
 
@@ -97,8 +99,21 @@ pub async fn wait_for(
     }
 }
 
+/// How the end of a wait is printed on stdout: the lines for people, the one-object JSON of
+/// `--json`, or the final ReportJob in an `-o` format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shown {
+    /// The lines for people.
+    Lines,
+    /// `--json`.
+    Json,
+    /// `-o json|yaml|wide|name`.
+    Format(Format),
+}
+
 /// Prints how waiting ended and returns the exit code.
-pub fn report_end(end: &WaitEnd, ns: &str, name: &str, as_json: bool, waited: Duration) -> Exit {
+pub fn report_end(end: &WaitEnd, ns: &str, name: &str, shown: Shown, waited: Duration) -> Exit {
+    let as_json = shown != Shown::Lines;
     let (rj, result, code) = match end {
         WaitEnd::Finished(rj, true) => (rj, "succeeded", Exit::Ok),
         WaitEnd::Finished(rj, false) => (rj, "failed", Exit::Failed),
@@ -107,8 +122,15 @@ pub fn report_end(end: &WaitEnd, ns: &str, name: &str, as_json: bool, waited: Du
         WaitEnd::Lost(rj, _) => (rj, "lost", Exit::NoResult),
     };
     let status = rj.status.clone().unwrap_or_default();
-    if as_json {
-        println!("{}", status_json(rj, result));
+    match shown {
+        Shown::Lines => {}
+        Shown::Json => println!("{}", status_json(rj, result)),
+        Shown::Format(format) => {
+            match render(std::slice::from_ref(&**rj), Some(format), false, false) {
+                Ok(text) => print!("{text}"),
+                Err(e) => eprintln!("error: {e}"),
+            }
+        }
     }
     let phase = status.phase.map_or("Pending", |p| p.as_str());
     let chunks = status
@@ -170,12 +192,92 @@ pub async fn follow(
     ns: &str,
     timeout: Option<Duration>,
     reconnect: Duration,
-    as_json: bool,
+    shown: Shown,
 ) -> Exit {
     let started = Instant::now();
     let name = kube::ResourceExt::name_any(&rj);
     let mut progress = WaitProgress::new();
     let end = wait_for(api, &name, timeout, reconnect, &mut progress, rj).await;
     progress.finish();
-    report_end(&end, ns, &name, as_json, started.elapsed())
+    report_end(&end, ns, &name, shown, started.elapsed())
+}
+
+/// `reportjob wait`.
+#[derive(clap::Args, Debug)]
+pub struct WaitArgs {
+    /// Name of the ReportJob.
+    pub name: String,
+    /// Cluster and namespace.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Give up after this long (`90` seconds, `30s`, `30m`, `2h`, `1h30m`): exit 2.
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Give up when the API server has been unreachable this long: exit 2.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub reconnect_timeout: Duration,
+    /// Print the final status as one JSON object on stdout.
+    #[arg(long, conflicts_with = "output")]
+    pub json: bool,
+    /// Print the final ReportJob in this format on stdout.
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<Format>,
+    /// Also follow the logs of its stage pods (as `logs -f`), on stderr.
+    #[arg(long)]
+    pub log: bool,
+}
+
+/// `reportjob wait NAME`: follows an existing ReportJob to its end, with the exit codes of
+/// `submit --wait` (0 complete, 1 failed or deleted, 2 timeout or no server).
+pub async fn wait(args: WaitArgs) -> i32 {
+    finish(wait_inner(args).await)
+}
+
+async fn wait_inner(args: WaitArgs) -> CommandResult {
+    let (client, ns) = connect(&args.cluster).await?;
+    let api: Api<ReportJob> = Api::namespaced(client.clone(), &ns);
+    let rj = get_reportjob(&api, &args.name, &ns).await?;
+    let shown = shown(args.json, args.output);
+    let following = follow(api, rj, &ns, args.timeout, args.reconnect_timeout, shown);
+    if args.log {
+        return Ok(with_logs(client, &ns, &args.name, following).await);
+    }
+    Ok(following.await)
+}
+
+/// How `--json` and `-o` ask for the end to be shown.
+pub fn shown(json: bool, output: Option<Format>) -> Shown {
+    match (json, output) {
+        (_, Some(format)) => Shown::Format(format),
+        (true, None) => Shown::Json,
+        (false, None) => Shown::Lines,
+    }
+}
+
+/// Runs `following` while the stage pods' logs are followed on stderr; the logs stop when it
+/// ends (after the lines already read are printed).
+pub async fn with_logs(
+    client: kube::Client,
+    ns: &str,
+    name: &str,
+    following: impl std::future::Future<Output = Exit>,
+) -> Exit {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let logs = super::follow_logs::follow(
+        client,
+        ns.to_string(),
+        name.to_string(),
+        super::follow_logs::Filter::default(),
+        super::follow_logs::Sink::Stderr,
+        stop_rx,
+    );
+    let (exit, _) = tokio::join!(
+        async {
+            let exit = following.await;
+            let _ = stop_tx.send(true);
+            exit
+        },
+        logs
+    );
+    exit
 }

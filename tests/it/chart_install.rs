@@ -93,6 +93,111 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A copy of the chart under `dir` whose CRD has one more spec field, `reviewer` (the next
+/// chart version, as far as the CRD goes).
+fn next_chart(dir: &Path) -> PathBuf {
+    let next = dir.join("chart-next");
+    copy_dir(&chart_dir(), &next);
+    let crd_file = next.join("files/reportjob-crd.yaml");
+    let crd = std::fs::read_to_string(&crd_file).unwrap();
+    let anchor = "            properties:\n              chunking:\n";
+    assert_eq!(crd.matches(anchor).count(), 1, "spec.properties found once");
+    let crd = crd.replace(
+        anchor,
+        "            properties:\n              reviewer:\n                description: Who reviews the report.\n                type: string\n              chunking:\n",
+    );
+    std::fs::write(&crd_file, crd).unwrap();
+    next
+}
+
+/// A ReportJob in `default` with `spec.reviewer: alice` (a field only the next CRD has).
+fn reviewed_reportjob(dir: &Path) -> PathBuf {
+    let file = dir.join("reviewed.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: reporting.dev/v1alpha1\nkind: ReportJob\nmetadata: {name: reviewed, namespace: default}\n\
+         spec:\n  source: {connectionSecretRef: {name: db}, table: orders, keyColumn: id}\n  \
+         output: {destination: {pvc: {claimName: reports, path: o.csv}}}\n  reviewer: alice\n",
+    )
+    .unwrap();
+    file
+}
+
+/// `helm ARGS CHART --kubeconfig <kubesim> -n reportjob-system`.
+fn helm(env: &Env, args: &[&str], chart: &Path) -> String {
+    let out = Command::new("helm")
+        .args(args)
+        .arg(chart)
+        .arg("--kubeconfig")
+        .arg(&env.kubeconfig)
+        .args(["-n", SYSTEM_NS])
+        .output()
+        .expect("helm on PATH");
+    assert!(out.status.success(), "helm {args:?}: {}", text(&out));
+    text(&out)
+}
+
+/// `helm install`, then `helm upgrade` to a chart whose CRD has a new field: the upgrade
+/// updates the CRD (a `crds/` directory would not be), and `helm uninstall` keeps it.
+#[tokio::test]
+async fn helm_upgrade_upgrades_the_crd_and_uninstall_keeps_it() {
+    let env = Env::bare().await;
+    // The controller's image is not run here (nothing waits for it): only the CRD matters.
+    helm(
+        &env,
+        &["install", "reportjob", "--create-namespace"],
+        &chart_dir(),
+    );
+    let reviewed = reviewed_reportjob(env.dir.path());
+    let o = env.kubectl(&["apply", "-f", reviewed.to_str().unwrap()]);
+    assert!(
+        !o.status.success() && text(&o).contains(r#"unknown field "spec.reviewer""#),
+        "{}",
+        text(&o)
+    );
+    let next = next_chart(env.dir.path());
+    helm(&env, &["upgrade", "reportjob"], &next);
+    let o = env.kubectl(&["apply", "-f", reviewed.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = env.kubectl(&[
+        "get",
+        "rj",
+        "reviewed",
+        "-n",
+        "default",
+        "-o",
+        "jsonpath={.spec.reviewer}",
+    ]);
+    assert_eq!(text(&o), "alice");
+
+    let out = Command::new("helm")
+        .args(["uninstall", "reportjob", "--kubeconfig"])
+        .arg(&env.kubeconfig)
+        .args(["-n", SYSTEM_NS])
+        .output()
+        .unwrap();
+    // kubesim gap: helm's last step, purging the release Secret, fails there with `no kind
+    // "DeleteOptions" is registered for version "v1"` after the release's objects are deleted;
+    // tolerated (only it) until kubesim answers that delete as upstream does.
+    assert!(
+        out.status.success() || text(&out).contains("uninstall: Failed to purge the release"),
+        "{}",
+        text(&out)
+    );
+    let o = env.kubectl(&["get", "rj", "reviewed", "-n", "default", "-o", "name"]);
+    assert_eq!(
+        text(&o),
+        "reportjob.reporting.dev/reviewed\n",
+        "the CRD and its ReportJobs are kept"
+    );
+    let o = env.kubectl(&["get", "clusterrole", "reportjob-edit", "-o", "name"]);
+    assert!(
+        !o.status.success(),
+        "the rest of the release is gone: {}",
+        text(&o)
+    );
+}
+
 #[tokio::test]
 async fn helm_template_applies_and_an_upgrade_serves_a_new_crd_field() {
     let env = Env::bare().await;
@@ -136,17 +241,7 @@ async fn helm_template_applies_and_an_upgrade_serves_a_new_crd_field() {
 
     // The next chart version's CRD has spec.reviewer; applying its rendering (what `helm
     // upgrade` sends) updates the CRD, and the field is served.
-    let next = env.dir.path().join("chart-next");
-    copy_dir(&chart_dir(), &next);
-    let crd_file = next.join("files/reportjob-crd.yaml");
-    let crd = std::fs::read_to_string(&crd_file).unwrap();
-    let anchor = "            properties:\n              chunking:\n";
-    assert_eq!(crd.matches(anchor).count(), 1, "spec.properties found once");
-    let crd = crd.replace(
-        anchor,
-        "            properties:\n              reviewer:\n                description: Who reviews the report.\n                type: string\n              chunking:\n",
-    );
-    std::fs::write(&crd_file, crd).unwrap();
+    let next = next_chart(env.dir.path());
     let out = apply_rendered(&env, &template(&next, &[]), "v2.json");
     assert!(
         out.contains(

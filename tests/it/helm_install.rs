@@ -98,7 +98,7 @@ async fn export(env: &Env, db: &mut TestDb, table: &str, name: &str) {
 async fn helm_install_runs_the_controller_in_cluster_and_upgrade_replaces_it() {
     let mut db = TestDb::new("helm_install").await;
     let table = orders(&mut db).await;
-    // No CRD yet: the chart installs it.
+    // No CRD yet: the chart's CRD template installs it.
     let env = Env::bare().await;
     let first_port = free_port().to_string();
     helm(

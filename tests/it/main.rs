@@ -7,6 +7,7 @@ mod common;
 mod bucket;
 mod chart;
 mod chart_install;
+mod cli_native;
 mod client;
 mod controller;
 mod crd;

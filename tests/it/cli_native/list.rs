@@ -1,0 +1,185 @@
+//! `list` and `status -o`, checked against `kubectl get`.
+
+use serde_json::{Value, json};
+
+use super::{Cli, cells_without_age, complete, failed, manifest};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_and_status_print_as_kubectl_does_in_every_format() {
+    let cli = Cli::start().await;
+    cli.create("orders", "default", "analytics").await;
+    cli.create("refunds", "default", "billing").await;
+    cli.create("invoices", "team-b", "billing").await;
+    cli.set_status(
+        "orders",
+        "default",
+        complete(json!({"location": "orders.csv", "rows": 4000, "bytes": 9, "sha256": "ab"})),
+    )
+    .await;
+    cli.set_status("refunds", "default", failed()).await;
+    cli.set_status(
+        "invoices",
+        "team-b",
+        complete(json!({"location": "invoices.csv", "rows": 4000, "bytes": 9, "sha256": "ab"})),
+    )
+    .await;
+
+    let (code, table, stderr) = cli.run(&["list"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        cells_without_age(&table),
+        [
+            vec!["NAME", "PHASE", "CHUNKS", "ROWS"],
+            vec!["orders", "Succeeded", "4/4", "4000"],
+            vec!["refunds", "Failed", "3/4", "3000"],
+        ],
+        "{table}"
+    );
+    // The same cells as kubectl's table from the CRD's printer columns.
+    let kubectl = cli.kubectl(&["get", "rj"]);
+    assert_eq!(
+        cells_without_age(&String::from_utf8_lossy(&kubectl.stdout)),
+        cells_without_age(&table)
+    );
+    let ages: Vec<&str> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().nth(4).unwrap())
+        .collect();
+    assert!(
+        ages.iter()
+            .all(|a| a.ends_with('s') && a[..a.len() - 1].parse::<u32>().is_ok()),
+        "{table}"
+    );
+
+    let (code, wide, _) = cli.run(&["list", "-A", "-o", "wide"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        cells_without_age(&wide),
+        [
+            vec![
+                "NAMESPACE",
+                "NAME",
+                "PHASE",
+                "CHUNKS",
+                "ROWS",
+                "OUTPUT",
+                "REASON",
+                "MESSAGE"
+            ],
+            vec![
+                "default",
+                "orders",
+                "Succeeded",
+                "4/4",
+                "4000",
+                "orders.csv",
+                "ReportPublished",
+                "published"
+            ],
+            vec![
+                "default",
+                "refunds",
+                "Failed",
+                "3/4",
+                "3000",
+                "ChunksFailed",
+                "chunk",
+                "3",
+                "failed"
+            ],
+            vec![
+                "team-b",
+                "invoices",
+                "Succeeded",
+                "4/4",
+                "4000",
+                "invoices.csv",
+                "ReportPublished",
+                "published"
+            ],
+        ],
+        "{wide}"
+    );
+    let kubectl = cli.kubectl(&["get", "rj", "-A", "-o", "wide"]);
+    assert_eq!(
+        cells_without_age(&String::from_utf8_lossy(&kubectl.stdout)),
+        cells_without_age(&wide)
+    );
+
+    let (code, names, _) = cli
+        .run(&["list", "-A", "-l", "team=billing", "-o", "name"])
+        .await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        names,
+        "reportjob.reporting.dev/refunds\nreportjob.reporting.dev/invoices\n"
+    );
+    let kubectl = cli.kubectl(&["get", "rj", "-A", "-l", "team=billing", "-o", "name"]);
+    let mut theirs: Vec<String> = String::from_utf8_lossy(&kubectl.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let mut ours: Vec<String> = names.lines().map(str::to_string).collect();
+    theirs.sort();
+    ours.sort();
+    assert_eq!(ours, theirs);
+
+    let (code, json_text, _) = cli.run(&["list", "-n", "team-b", "-o", "json"]).await;
+    assert_eq!(code, 0);
+    let list: Value = serde_json::from_str(&json_text).unwrap();
+    assert_eq!(list["kind"], "List");
+    assert_eq!(list["items"][0]["metadata"]["name"], "invoices");
+    assert_eq!(list["items"][0]["status"]["phase"], "Succeeded");
+    let (code, yaml_text, _) = cli.run(&["status", "refunds", "-o", "yaml"]).await;
+    assert_eq!(code, 0);
+    let one: Value = serde_saphyr::from_str(&yaml_text).unwrap();
+    assert_eq!(
+        (one["kind"].as_str(), one["status"]["failedChunks"].as_str()),
+        (Some("ReportJob"), Some("3"))
+    );
+    let (code, name, _) = cli.run(&["status", "refunds", "-o", "name"]).await;
+    assert_eq!(
+        (code, name.as_str()),
+        (0, "reportjob.reporting.dev/refunds\n")
+    );
+
+    let (code, out, stderr) = cli.run(&["list", "-l", "team=nobody"]).await;
+    let kubectl = cli.kubectl(&["get", "rj", "-l", "team=nobody"]);
+    assert_eq!(
+        (code, out.as_str(), stderr.as_str()),
+        (0, "", "No resources found in default namespace.\n")
+    );
+    assert_eq!(
+        stderr,
+        String::from_utf8_lossy(&kubectl.stderr),
+        "kubectl's words"
+    );
+    let (_, _, stderr) = cli.run(&["list", "-A", "-l", "team=nobody"]).await;
+    let kubectl = cli.kubectl(&["get", "rj", "-A", "-l", "team=nobody"]);
+    assert_eq!(stderr, String::from_utf8_lossy(&kubectl.stderr));
+    let (code, out, _) = cli.run(&["list", "-l", "team=nobody", "-o", "json"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["items"],
+        json!([])
+    );
+    let (code, _, stderr) = cli.run(&["list", "-o", "toml"]).await;
+    assert_eq!(code, 2, "{stderr}");
+
+    // `submit -o name` prints what it created.
+    let file = cli.dir.path().join("rj.json");
+    std::fs::write(
+        &file,
+        manifest("payments", "default", "billing").to_string(),
+    )
+    .unwrap();
+    let (code, out, stderr) = cli
+        .run(&["submit", "-f", file.to_str().unwrap(), "-o", "name"])
+        .await;
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "reportjob.reporting.dev/payments\n"),
+        "{stderr}"
+    );
+}

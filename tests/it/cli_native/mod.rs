@@ -1,0 +1,265 @@
+//! The kubectl-style client commands against kubesim: `list` (`-A`, `-l`, every `-o`, checked
+//! against `kubectl get`), `status -o`, `wait` and its exit codes, `resume`, `logs -f` and
+//! `submit --wait --log` following pods the test creates, `download` through a real presigned
+//! link of a real S3 server, and the binary as the kubectl plugin `kubectl reportjob`. This
+//! file holds the shared fixture (a cluster that runs no pods, the command runner); one file
+//! per command family beside it.
+
+mod download;
+mod list;
+mod logs;
+mod plugin;
+mod wait;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use reportjob::api::ReportJob;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::common::PATIENCE;
+
+/// The name kubectl runs the plugin by.
+pub(crate) const PLUGIN_BIN: &str = reportjob::cli::PLUGIN_BINARY;
+
+/// A ReportJob manifest in `ns` with labels.
+pub(crate) fn manifest(name: &str, ns: &str, team: &str) -> Value {
+    json!({
+        "apiVersion": "reporting.dev/v1alpha1", "kind": "ReportJob",
+        "metadata": {"name": name, "namespace": ns, "labels": {"team": team}},
+        "spec": {
+            "source": {"connectionSecretRef": {"name": "db"}, "table": "orders", "keyColumn": "id"},
+            "output": {"destination": {"pvc": {"claimName": "reports", "path": format!("{name}.csv")}}},
+        },
+    })
+}
+
+pub(crate) fn now() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+pub(crate) fn condition(type_: &str, status: &str, reason: &str) -> Value {
+    json!({"type": type_, "status": status, "reason": reason, "message": "",
+           "lastTransitionTime": now()})
+}
+
+pub(crate) fn complete(output: Value) -> Value {
+    json!({"phase": "Succeeded", "progress": "4/4", "rows": 4000, "message": "published",
+           "output": output, "completionTime": now(),
+           "conditions": [condition("Complete", "True", "ReportPublished")]})
+}
+
+pub(crate) fn failed() -> Value {
+    json!({"phase": "Failed", "progress": "3/4", "rows": 3000, "message": "chunk 3 failed",
+           "failedChunks": "3",
+           "conditions": [condition("Complete", "False", "ChunksFailed"),
+                          condition("Failed", "True", "ChunksFailed")]})
+}
+
+pub(crate) struct Cli {
+    pub(crate) cluster: kubesim::Cluster,
+    pub(crate) client: Client,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) kubeconfig: PathBuf,
+}
+
+impl Cli {
+    /// kubesim (running no pods: the test plays the kubelet) with the CRD and the namespace
+    /// `team-b`.
+    pub(crate) async fn start() -> Cli {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = kubesim::Cluster::start(kubesim::ClusterConfig {
+            data_dir: Some(dir.path().join("cluster")),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let client = cluster.client().await.unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        cluster.write_kubeconfig(&kubeconfig).unwrap();
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        crds.create(&PostParams::default(), &reportjob::api::schema::crd())
+            .await
+            .unwrap();
+        let nss: Api<Namespace> = Api::all(client.clone());
+        nss.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "team-b"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+        Cli {
+            cluster,
+            client,
+            dir,
+            kubeconfig,
+        }
+    }
+
+    /// kubectl against the cluster.
+    pub(crate) fn kubectl(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .expect("kubectl on PATH")
+    }
+
+    pub(crate) fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    pub(crate) async fn create(&self, name: &str, ns: &str, team: &str) {
+        let api: Api<ReportJob> = Api::namespaced(self.client(), ns);
+        api.create(
+            &PostParams::default(),
+            &serde_json::from_value(manifest(name, ns, team)).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+
+    pub(crate) async fn set_status(&self, name: &str, ns: &str, status: Value) {
+        let api: Api<ReportJob> = Api::namespaced(self.client(), ns);
+        api.patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": status })),
+        )
+        .await
+        .unwrap();
+    }
+
+    pub(crate) fn command(&self, program: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// `reportjob ARGS` (KUBECONFIG points at kubesim): exit code, stdout, stderr.
+    pub(crate) async fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let bin = PathBuf::from(env!("CARGO_BIN_EXE_reportjob"));
+        let out = tokio::time::timeout(PATIENCE, self.command(&bin, args).output())
+            .await
+            .expect("the command ends")
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub(crate) fn spawn(&self, args: &[&str]) -> Running {
+        let bin = PathBuf::from(env!("CARGO_BIN_EXE_reportjob"));
+        Running::new(self.command(&bin, args).spawn().unwrap())
+    }
+}
+
+/// A running command whose stdout and stderr are read as they come.
+pub(crate) struct Running {
+    child: Child,
+    out: Arc<Mutex<String>>,
+    err: Arc<Mutex<String>>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn collect(
+    pipe: impl AsyncRead + Unpin + Send + 'static,
+) -> (Arc<Mutex<String>>, tokio::task::JoinHandle<()>) {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = text.clone();
+    let reader = tokio::spawn(async move {
+        let mut lines = BufReader::new(pipe).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let mut s = sink.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+        }
+    });
+    (text, reader)
+}
+
+impl Running {
+    fn new(mut child: Child) -> Running {
+        let (out, r1) = collect(child.stdout.take().unwrap());
+        let (err, r2) = collect(child.stderr.take().unwrap());
+        Running {
+            child,
+            out,
+            err,
+            readers: vec![r1, r2],
+        }
+    }
+
+    /// Waits until stdout or stderr shows `text`.
+    pub(crate) async fn shows(&self, text: &str) {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            let (out, err) = (
+                self.out.lock().unwrap().clone(),
+                self.err.lock().unwrap().clone(),
+            );
+            if out.contains(text) || err.contains(text) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{text:?} never shown; stdout:\n{out}\nstderr:\n{err}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub(crate) async fn finished(mut self) -> (i32, String, String) {
+        let status = tokio::time::timeout(PATIENCE, self.child.wait())
+            .await
+            .expect("the command ends")
+            .unwrap();
+        for reader in self.readers {
+            tokio::time::timeout(PATIENCE, reader)
+                .await
+                .expect("pipes close")
+                .unwrap();
+        }
+        let out = self.out.lock().unwrap().clone();
+        let err = self.err.lock().unwrap().clone();
+        (status.code().unwrap_or(-1), out, err)
+    }
+}
+
+/// Table rows as cells, the AGE column (whose value moves with the clock) dropped.
+pub(crate) fn cells_without_age(table: &str) -> Vec<Vec<String>> {
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let age = header.iter().position(|h| *h == "AGE");
+    table
+        .lines()
+        .map(|l| {
+            l.split_whitespace()
+                .enumerate()
+                .filter(|(i, _)| Some(*i) != age)
+                .map(|(_, c)| c.to_string())
+                .collect()
+        })
+        .collect()
+}
