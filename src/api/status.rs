@@ -30,6 +30,11 @@ pub struct ReportJobStatus {
     /// only the chunks not listed here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_chunks: Option<String>,
+    /// How many times the export started again under a new database snapshot after the
+    /// run's snapshot was lost (`consistency: Snapshot`); also the generation of the
+    /// snapshot the run reads now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_restarts: Option<i64>,
     /// The last `reporting.dev/retry` annotation value the controller acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_token: Option<String>,

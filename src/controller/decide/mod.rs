@@ -4,6 +4,7 @@
 //! [`stages`]; the lifecycle around it (validation, retry, failure notification, TTL,
 //! deletion) is here.
 
+mod snapshot;
 mod stages;
 #[cfg(test)]
 mod tests;
@@ -89,8 +90,19 @@ pub fn decide(o: &Observed, defaults: &PodDefaults) -> Step {
         st,
         notes: Vec::new(),
         requeue: None,
+        snapshot_generation: None,
     };
-    let action = d.next_action();
+    let mut action = d.next_action();
+    // Under one snapshot, the plan, chunks and assemble pods read the current generation's.
+    if let (Some(generation), Action::CreateJob(job)) = (d.snapshot_generation, &mut action) {
+        let stage = job
+            .labels()
+            .get(names::STAGE_LABEL)
+            .and_then(|s| Stage::parse(s));
+        if matches!(stage, Some(Stage::Plan | Stage::Chunks | Stage::Assemble)) {
+            jobs::read_snapshot(job, generation);
+        }
+    }
     let Decision {
         mut st,
         mut notes,
@@ -122,6 +134,8 @@ struct Decision<'a> {
     st: ReportJobStatus,
     notes: Vec<EventNote>,
     requeue: Option<Duration>,
+    /// The generation of the run's snapshot, when the run reads one.
+    snapshot_generation: Option<u32>,
 }
 
 impl<'a> Decision<'a> {
@@ -208,6 +222,11 @@ impl<'a> Decision<'a> {
         if !started && let Some(action) = self.invalid_spec() {
             return action;
         }
+        if matches!(self.st.phase, Some(Phase::Succeeded | Phase::Failed))
+            && let Some(action) = self.release_snapshot()
+        {
+            return action;
+        }
         match self.st.phase {
             Some(Phase::Succeeded) => return self.finished(),
             Some(Phase::Failed) => {
@@ -230,6 +249,9 @@ impl<'a> Decision<'a> {
             Err(action) => return action,
         };
         let run_id = names::run_id(rj);
+        if let Some(action) = self.snapshot_holder(&spec, &run_id) {
+            return action;
+        }
         match self.st.plan.clone() {
             None => self.planning(&spec, &run_id),
             Some(plan) => self.after_planning(&spec, &plan),
