@@ -477,11 +477,17 @@ impl<'a> Decision<'a> {
             return Action::None;
         }
         let name = rj.name_any();
-        let stages: Vec<String> = [Stage::Plan, Stage::Chunks, Stage::Assemble, Stage::Notify]
-            .into_iter()
-            .filter(|s| self.job(*s).is_some())
-            .map(|s| s.job_name(&name))
-            .collect();
+        let stages: Vec<String> = [
+            Stage::Plan,
+            Stage::Chunks,
+            Stage::Assemble,
+            Stage::Notify,
+            Stage::Snapshot,
+        ]
+        .into_iter()
+        .filter(|s| self.job(*s).is_some())
+        .map(|s| s.job_name(&name))
+        .collect();
         if !stages.is_empty() {
             // Stop every writer before removing what they write.
             return Action::DeleteJobs(stages);
