@@ -31,10 +31,13 @@ pub struct ReportJobStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_chunks: Option<String>,
     /// How many times the export started again under a new database snapshot after the
-    /// run's snapshot was lost (`consistency: Snapshot`); also the generation of the
-    /// snapshot the run reads now.
+    /// run's snapshot was lost (`consistency: Snapshot`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_restarts: Option<i64>,
+    /// The generation of the snapshot the run reads now: one more for every new snapshot
+    /// after the first (a restart after a loss, or a retry of a failed run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_generation: Option<i64>,
     /// The last `reporting.dev/retry` annotation value the controller acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_token: Option<String>,

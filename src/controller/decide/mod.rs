@@ -420,6 +420,16 @@ impl<'a> Decision<'a> {
         } else {
             None
         };
+        // Under one snapshot, the failed run's snapshot is gone (its holder was deleted): a
+        // retry exports every chunk again under a new one, never joining parts of two.
+        let new_snapshot = self
+            .planned_or_current()
+            .is_some_and(|s| s.source.consistency == crate::api::Consistency::Snapshot)
+            && self.st.plan.is_some();
+        let damaged = if new_snapshot { None } else { damaged };
+        if new_snapshot {
+            self.next_snapshot();
+        }
         self.st.retry_token = token;
         self.st.failed_chunks = None;
         self.st.completion_time = None;
@@ -427,6 +437,9 @@ impl<'a> Decision<'a> {
             c.failed = 0;
         }
         let message = match (failed_stage, &damaged) {
+            _ if new_snapshot => {
+                "retrying under a new database snapshot: every chunk is exported again".to_string()
+            }
             (_, Some(damaged)) => {
                 format!("re-exporting the damaged chunks {damaged}, then assembling again")
             }
@@ -457,6 +470,10 @@ impl<'a> Decision<'a> {
             if let Some(c) = self.st.chunks.as_mut() {
                 c.succeeded = i64::try_from(total - damaged.len().min(total)).unwrap_or(0);
             }
+            doomed.push(Stage::Chunks.job_name(&name));
+        }
+        if new_snapshot && failed_stage != Some(Stage::Chunks) && self.job(Stage::Chunks).is_some()
+        {
             doomed.push(Stage::Chunks.job_name(&name));
         }
         if self.job(Stage::Notify).is_some() {

@@ -20,7 +20,20 @@ pub(super) const LOST_MARK: &str = "snapshot_lost";
 impl Decision<'_> {
     /// The generation of the run's snapshot: how many times it was lost and taken again.
     pub(super) fn snapshot_generation(&self) -> u32 {
-        u32::try_from(self.st.snapshot_restarts.unwrap_or(0)).unwrap_or(0)
+        u32::try_from(self.st.snapshot_generation.unwrap_or(0)).unwrap_or(0)
+    }
+
+    /// A new snapshot for the run: every chunk is exported again under it.
+    pub(super) fn next_snapshot(&mut self) {
+        self.st.snapshot_generation = Some(i64::from(self.snapshot_generation()) + 1);
+        self.st.completed_chunks = None;
+        self.st.failed_chunks = None;
+        if let Some(c) = self.st.chunks.as_mut() {
+            *c = ChunkCounts {
+                total: c.total,
+                ..Default::default()
+            };
+        }
     }
 
     /// Keeps the holder of an active run: creates it when missing; when it ended, the
@@ -55,7 +68,7 @@ impl Decision<'_> {
     /// under another, so every chunk is exported again under a new snapshot (the plan's
     /// ranges are kept), or the ReportJob fails once the restarts are used up.
     pub(super) fn snapshot_lost(&mut self, spec: &ValidSpec, why: String) -> Action {
-        let used = self.snapshot_generation();
+        let used = u32::try_from(self.st.snapshot_restarts.unwrap_or(0)).unwrap_or(0);
         let limit = spec.worker.snapshot_restarts;
         if used >= limit {
             return self.fail(
@@ -67,14 +80,7 @@ impl Decision<'_> {
             );
         }
         self.st.snapshot_restarts = Some(i64::from(used) + 1);
-        self.st.completed_chunks = None;
-        self.st.failed_chunks = None;
-        if let Some(c) = self.st.chunks.as_mut() {
-            *c = ChunkCounts {
-                total: c.total,
-                ..Default::default()
-            };
-        }
+        self.next_snapshot();
         let message = format!(
             "the run's database snapshot was lost ({why}); exporting every chunk again under a \
              new snapshot (restart {} of {limit})",

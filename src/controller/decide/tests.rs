@@ -1302,6 +1302,7 @@ fn a_lost_snapshot_restarts_the_export_then_fails_as_snapshot_lost() {
         Action::DeleteJobs(vec!["orders-chunks".into(), "orders-snapshot".into()])
     );
     assert_eq!(step.status.snapshot_restarts, Some(1));
+    assert_eq!(step.status.snapshot_generation, Some(1));
     assert_eq!(step.status.completed_chunks, None);
     assert_eq!(step.status.chunks.as_ref().unwrap().succeeded, 0);
     assert!(
@@ -1317,7 +1318,10 @@ fn a_lost_snapshot_restarts_the_export_then_fails_as_snapshot_lost() {
     // The next holder and chunks Job read generation 1.
     let step = under_snapshot()
         .planned(3)
-        .status(|s| s.snapshot_restarts = Some(1))
+        .status(|s| {
+            s.snapshot_restarts = Some(1);
+            s.snapshot_generation = Some(1);
+        })
         .decide();
     let Action::CreateJob(holder) = &step.action else {
         panic!("{:?}", step.action);
@@ -1353,4 +1357,24 @@ fn a_finished_run_releases_its_snapshot() {
         step.action,
         Action::DeleteJobs(vec!["orders-snapshot".into()])
     );
+}
+
+#[test]
+fn a_retry_under_one_snapshot_exports_every_chunk_again_under_a_new_one() {
+    let step = under_snapshot()
+        .planned(3)
+        .chunks_job("0-2", "0-1", "2")
+        .status(|s| {
+            s.phase = Some(Phase::Failed);
+            s.completed_chunks = Some("0-1".into());
+        })
+        .annotate(names::RETRY_ANNOTATION, "1")
+        .decide();
+    assert_eq!(
+        step.action,
+        Action::DeleteJobs(vec!["orders-chunks".into()])
+    );
+    assert_eq!(step.status.snapshot_generation, Some(1));
+    assert_eq!(step.status.snapshot_restarts, None);
+    assert_eq!(step.status.completed_chunks, None);
 }
