@@ -151,4 +151,17 @@ pub struct OutputStatus {
     pub bytes: i64,
     /// sha256 of the report's bytes, hex.
     pub sha256: String,
+    /// The database snapshot the report shows (`consistency: Snapshot`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<OutputSnapshot>,
+}
+
+/// The moment of the database a report shows.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputSnapshot {
+    /// The exported snapshot's identifier.
+    pub id: String,
+    /// When it was taken.
+    pub taken_at: Time,
 }

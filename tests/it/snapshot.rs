@@ -344,10 +344,18 @@ mod cluster {
             &std::fs::read(env.pvc_dir(ns).join("accounts.csv.manifest.json")).unwrap(),
         )
         .unwrap();
-        assert!(
-            manifest["snapshot"]["id"].as_str().unwrap().contains('-'),
-            "{manifest}"
+        let recorded = status.output.unwrap().snapshot.unwrap();
+        assert_eq!(
+            manifest["snapshot"]["id"].as_str(),
+            Some(recorded.id.as_str())
         );
+        let taken: jiff::Timestamp = manifest["snapshot"]["takenAt"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        // The status keeps whole seconds (a Kubernetes Time).
+        assert_eq!(taken.as_second(), recorded.taken_at.0.as_second());
         holder_released(&env, ns).await;
     }
 

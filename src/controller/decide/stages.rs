@@ -298,6 +298,7 @@ impl Decision<'_> {
                 url,
                 url_expires_at,
                 notified,
+                snapshot,
             }) => {
                 let claimed = results::Assembled {
                     rows,
@@ -306,6 +307,7 @@ impl Decision<'_> {
                     location: &location,
                     url: url.as_deref(),
                     url_expires_at,
+                    snapshot: snapshot.as_ref(),
                 };
                 // The pod sees a claim at its mount point; the status names the claim.
                 match results::assembled(spec, &claimed) {

@@ -325,6 +325,7 @@ fn assembled(notified: Option<NotifyReport>) -> StageResult {
         url: None,
         url_expires_at: None,
         notified,
+        snapshot: None,
     }
 }
 
