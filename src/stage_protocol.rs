@@ -136,6 +136,9 @@ pub enum StageResult {
         /// The success notification, when `spec.notify` is set.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         notified: Option<NotifyReport>,
+        /// The database snapshot every part was read under (`consistency: Snapshot`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        snapshot: Option<crate::snapshot::SnapshotRecord>,
     },
     /// `reportjob notify`: the webhook outcome.
     Notified(NotifyReport),
@@ -291,6 +294,7 @@ impl fmt::Display for StageResult {
                 url,
                 url_expires_at,
                 notified,
+                ..
             } => {
                 write!(
                     f,

@@ -54,6 +54,10 @@ pub mod reason {
     pub const FAILED: &str = "Failed";
     /// The plan Job failed.
     pub const PLAN_FAILED: &str = "PlanFailed";
+    /// The run's database snapshot was lost more often than `worker.snapshotRestarts` allows.
+    pub const SNAPSHOT_LOST: &str = "SnapshotLost";
+    /// The run's database snapshot was lost; the export starts again under a new one.
+    pub const SNAPSHOT_RESTARTED: &str = "SnapshotRestarted";
     /// A chunk failed after its retries (or at once, permanently).
     pub const CHUNKS_FAILED: &str = "ChunksFailed";
     /// The assemble Job failed.

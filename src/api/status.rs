@@ -31,6 +31,14 @@ pub struct ReportJobStatus {
     /// only the chunks not listed here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_chunks: Option<String>,
+    /// How many times the export started again under a new database snapshot after the
+    /// run's snapshot was lost (`consistency: Snapshot`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_restarts: Option<i64>,
+    /// The generation of the snapshot the run reads now: one more for every new snapshot
+    /// after the first (a restart after a loss, or a retry of a failed run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_generation: Option<i64>,
     /// The last `reporting.dev/retry` annotation value the controller acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_token: Option<String>,
@@ -144,4 +152,17 @@ pub struct OutputStatus {
     pub bytes: i64,
     /// sha256 of the report's bytes, hex.
     pub sha256: String,
+    /// The database snapshot the report shows (`consistency: Snapshot`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<OutputSnapshot>,
+}
+
+/// The moment of the database a report shows.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputSnapshot {
+    /// The exported snapshot's identifier.
+    pub id: String,
+    /// When it was taken.
+    pub taken_at: Time,
 }

@@ -527,6 +527,7 @@ pub async fn assemble(args: AssembleArgs) -> i32 {
                 notified = Some(report);
             }
             let result = StageResult::Assembled {
+                snapshot: m.snapshot.clone(),
                 rows: m.rows,
                 bytes: m.bytes,
                 sha256: m.sha256.clone(),

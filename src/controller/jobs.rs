@@ -109,6 +109,51 @@ pub fn plan_job(t: &JobContext, run_id: &str) -> Job {
     job
 }
 
+/// `<name>-snapshot`: one pod that exports the run's database snapshot, stages its id for
+/// `generation` and holds it until the controller deletes the Job (the report is published
+/// or the run ended). Never retried: a new holder is a new snapshot, which the controller
+/// starts itself, with the export, under the next generation.
+pub fn snapshot_job(t: &JobContext, run_id: &str, generation: u32) -> Job {
+    let mut env = base_env(t, run_id, Database::Needed);
+    env.push(value_env(
+        crate::snapshot::GENERATION_ENV,
+        &generation.to_string(),
+    ));
+    let args = ["snapshot", "--termination-log", TERMINATION_LOG];
+    let mut job = single_pod_job(t, Stage::Snapshot, &args, env);
+    if let Some(spec) = job.spec.as_mut() {
+        spec.backoff_limit = Some(0);
+    }
+    job
+}
+
+/// Tells a plan, chunks or assemble Job's pods to read the run's snapshot of `generation`;
+/// a lost snapshot (exit code 5) then ends the Job at once, as a permanent error does: no
+/// retry under that snapshot can succeed.
+pub fn read_snapshot(job: &mut Job, generation: u32) {
+    let rules = job
+        .spec
+        .as_mut()
+        .and_then(|s| s.pod_failure_policy.as_mut())
+        .map(|p| p.rules.iter_mut());
+    for rule in rules.into_iter().flatten() {
+        if let Some(codes) = rule.on_exit_codes.as_mut() {
+            codes.values.push(crate::error::EXIT_SNAPSHOT_LOST);
+        }
+    }
+    let containers = job
+        .spec
+        .as_mut()
+        .and_then(|s| s.template.spec.as_mut())
+        .map(|p| p.containers.iter_mut());
+    for container in containers.into_iter().flatten() {
+        container.env.get_or_insert_with(Vec::new).push(value_env(
+            crate::snapshot::GENERATION_ENV,
+            &generation.to_string(),
+        ));
+    }
+}
+
 /// `<name>-chunks`: an Indexed Job over `chunks` (the plan's indexes still to export);
 /// completion index `i` exports the `i`-th of `chunks`. Permanent failures (exit code 3)
 /// fail their index at once, and one failed index fails the Job.
@@ -740,6 +785,7 @@ spec:
             Stage::Assemble => "assemble",
             Stage::Cleanup => "cleanup",
             Stage::Notify => "notify",
+            Stage::Snapshot => "snapshot",
         }
     }
 

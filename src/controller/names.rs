@@ -42,6 +42,8 @@ pub enum Stage {
     Cleanup,
     /// Sends the failure notification (success is sent by the assemble pod).
     Notify,
+    /// Holds the run's database snapshot (`consistency: Snapshot`).
+    Snapshot,
 }
 
 impl Stage {
@@ -53,6 +55,7 @@ impl Stage {
             Stage::Assemble => "assemble",
             Stage::Cleanup => "cleanup",
             Stage::Notify => "notify",
+            Stage::Snapshot => "snapshot",
         }
     }
 
@@ -64,6 +67,7 @@ impl Stage {
             Stage::Assemble,
             Stage::Cleanup,
             Stage::Notify,
+            Stage::Snapshot,
         ]
         .into_iter()
         .find(|s| s.as_str() == value)

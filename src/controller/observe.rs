@@ -141,7 +141,7 @@ pub fn pods_needed(rj: &ReportJob, jobs: &BTreeMap<Stage, Job>) -> Vec<Stage> {
                 s.failed.unwrap_or(0) > 0
                     || s.failed_indexes.as_deref().is_some_and(|f| !f.is_empty())
             }
-            Stage::Cleanup => matches!(outcome, JobOutcome::Failed { .. }),
+            Stage::Cleanup | Stage::Snapshot => matches!(outcome, JobOutcome::Failed { .. }),
             Stage::Notify => {
                 finished
                     && !status

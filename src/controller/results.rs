@@ -9,8 +9,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use url::Url;
 
 use super::jobs::OUTPUT_MOUNT;
-use crate::api::OutputStatus;
 use crate::api::valid::{Destination, ValidSpec};
+use crate::api::{OutputSnapshot, OutputStatus};
 use crate::stage_protocol::MAX_CHUNKS;
 use crate::staging::RunId;
 
@@ -85,6 +85,8 @@ pub struct Assembled<'a> {
     pub url: Option<&'a str>,
     /// When the link expires.
     pub url_expires_at: Option<jiff::Timestamp>,
+    /// The snapshot the report was read under (parsed strictly with the result).
+    pub snapshot: Option<&'a crate::snapshot::SnapshotRecord>,
 }
 
 /// Checks an `Assembled` result against the destination of `spec`: the location must be the
@@ -130,6 +132,10 @@ pub fn assembled(spec: &ValidSpec, result: &Assembled) -> Result<OutputStatus, S
         location,
         url: result.url.map(str::to_string),
         url_expires_at: result.url_expires_at.map(Time),
+        snapshot: result.snapshot.map(|s| OutputSnapshot {
+            id: s.id.to_string(),
+            taken_at: Time(s.taken_at),
+        }),
         rows,
         bytes,
         sha256: result.sha256.to_string(),
@@ -214,6 +220,7 @@ mod tests {
             location,
             url,
             url_expires_at: None,
+            snapshot: None,
         }
     }
 

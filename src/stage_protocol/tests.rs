@@ -36,6 +36,10 @@ fn every_variant() -> Vec<StageResult> {
             url: Some("https://s3.example/reports/orders.csv?X-Amz-Signature=abc def".into()),
             url_expires_at: Some(Timestamp::from_second(1_700_000_000).expect("time")),
             notified: Some(report(false)),
+            snapshot: Some(crate::snapshot::SnapshotRecord {
+                id: crate::snapshot::SnapshotId::parse("00000003-0000001B-1").expect("id"),
+                taken_at: Timestamp::from_second(1_699_999_000).expect("time"),
+            }),
         },
         StageResult::Assembled {
             rows: 0,
@@ -45,6 +49,7 @@ fn every_variant() -> Vec<StageResult> {
             url: None,
             url_expires_at: None,
             notified: None,
+            snapshot: None,
         },
         StageResult::Notified(report(true)),
         StageResult::Notified(report(false)),
@@ -120,6 +125,7 @@ fn long_strings_are_cut_so_the_line_still_parses() {
         url: Some(format!("https://example/{}", "y".repeat(3000))),
         url_expires_at: None,
         notified: Some(report(false)),
+        snapshot: None,
     };
     let line = assembled.to_line();
     assert!(line.len() <= MAX_RESULT_BYTES);

@@ -297,9 +297,12 @@ async fn permanent_chunk_error_fails_at_once_and_retry_reruns_only_unfinished_ch
     let (mut db, table, env) = one_controller("ctl_perm", ns, 1_000).await;
     // Ten chunks, two at a time: when two are done, at most two are in flight and six
     // have not started, so those fail once the column is gone.
+    // Re-running only the unfinished chunks is what PerChunk does (under one snapshot a
+    // retry exports every chunk again under a new one).
     let spec = slow_report("orders", &table, "orders.csv")
         .columns(&["id", "customer", "amount"])
-        .chunk_size(100);
+        .chunk_size(100)
+        .set("spec.source.consistency", "PerChunk");
     env.apply(ns, &spec.build_yaml()).await;
     env.wait_for(ns, "orders", LONG, "2 chunks done", |rj| {
         succeeded_chunks(rj) >= 2
@@ -394,6 +397,8 @@ async fn a_part_damaged_on_the_volume_is_exported_again_by_a_retry() {
         ns,
         &slow_report("orders", &table, "orders.csv")
             .chunk_size(100)
+            // Re-exporting exactly the damaged chunks is what PerChunk does.
+            .set("spec.source.consistency", "PerChunk")
             .build_yaml(),
     )
     .await;

@@ -224,3 +224,207 @@ async fn a_lost_snapshot_restarts_the_export_under_a_new_one() {
     );
     assert!(csv.is_empty(), "no report mixing snapshots");
 }
+
+mod cluster {
+    //! The same on kubesim: the `<name>-snapshot` holder pod, the plan and chunk pods
+    //! importing its snapshot, the holder killed mid-run.
+
+    use super::*;
+    use common::cluster::{Env, report};
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::ResourceExt;
+    use kube::api::{Api, ListParams};
+    use reportjob::api::Phase;
+
+    const NAME: &str = "accounts";
+
+    async fn setup(db_name: &str, ns: &str) -> (TestDb, Env) {
+        let mut db = TestDb::new(db_name).await;
+        accounts(&mut db).await;
+        let mut env = Env::start().await;
+        env.tenant(ns).await;
+        env.start_single_controller();
+        (db, env)
+    }
+
+    fn cluster_spec(db: &TestDb, restarts: i64) -> String {
+        report(NAME, &db.table("accounts"), "accounts.csv")
+            .filter(&common::slow_filter(&db.schema, 0.001))
+            .chunk_size(200)
+            .parallelism(2)
+            .set("spec.worker.snapshotRestarts", restarts)
+            .build_yaml()
+    }
+
+    async fn running_pod(env: &Env, ns: &str, stage: &str) -> Pod {
+        let pods: Api<Pod> = Api::namespaced(env.client.clone(), ns);
+        let selector = format!("reporting.dev/stage={stage}");
+        common::eventually(&format!("a running {stage} pod"), || {
+            let pods = pods.clone();
+            let selector = selector.clone();
+            async move {
+                pods.list(&ListParams::default().labels(&selector))
+                    .await
+                    .ok()?
+                    .items
+                    .into_iter()
+                    .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            }
+        })
+        .await
+    }
+
+    /// Runs the ReportJob while the writer moves amounts; returns the finished ReportJob
+    /// and the report's text (empty when there is none).
+    async fn run_while_writing(
+        env: &Env,
+        db: &TestDb,
+        ns: &str,
+        yaml: String,
+        kill_holder: bool,
+        end: Phase,
+    ) -> (reportjob::api::ReportJob, String) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let moves = Arc::new(AtomicU64::new(0));
+        let writing = writer(db.table("accounts"), stop.clone(), moves.clone());
+        env.apply(ns, &yaml).await;
+        if kill_holder {
+            // Once chunks are being exported under it, the holder pod is killed.
+            running_pod(env, ns, "chunks").await;
+            let holder = running_pod(env, ns, "snapshot").await;
+            env.cluster
+                .runner()
+                .unwrap()
+                .kill_pod(ns, &holder.name_any())
+                .await
+                .unwrap();
+        }
+        let done = env.wait_phase(ns, NAME, end, common::PATIENCE).await;
+        stop.store(true, Ordering::Relaxed);
+        writing.await.unwrap();
+        assert!(
+            moves.load(Ordering::Relaxed) > 20,
+            "the writer ran during the export"
+        );
+        let csv = std::fs::read_to_string(env.pvc_dir(ns).join("accounts.csv")).unwrap_or_default();
+        (done, csv)
+    }
+
+    async fn holder_released(env: &Env, ns: &str) {
+        let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(env.client.clone(), ns);
+        common::eventually("the snapshot holder Job to be deleted", || {
+            let jobs = jobs.clone();
+            async move {
+                jobs.get_opt(&format!("{NAME}-snapshot"))
+                    .await
+                    .ok()?
+                    .is_none()
+                    .then_some(())
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_snapshot_across_pods_gives_the_exact_invariant() {
+        let ns = "snap";
+        let (db, env) = setup("ksnap_total", ns).await;
+        let (done, csv) =
+            run_while_writing(&env, &db, ns, cluster_spec(&db, 2), false, Phase::Succeeded).await;
+        let status = done.status.unwrap();
+        assert_eq!(status.rows, Some(ACCOUNTS));
+        assert_eq!(status.snapshot_restarts, None);
+        let (total, keys_once) = total_and_keys(&csv);
+        assert_eq!(
+            total, INVARIANT,
+            "one moment of the database across all pods"
+        );
+        assert!(keys_once);
+        let manifest: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(env.pvc_dir(ns).join("accounts.csv.manifest.json")).unwrap(),
+        )
+        .unwrap();
+        let recorded = status.output.unwrap().snapshot.unwrap();
+        assert_eq!(
+            manifest["snapshot"]["id"].as_str(),
+            Some(recorded.id.as_str())
+        );
+        let taken: jiff::Timestamp = manifest["snapshot"]["takenAt"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        // The status keeps whole seconds (a Kubernetes Time).
+        assert_eq!(taken.as_second(), recorded.taken_at.0.as_second());
+        holder_released(&env, ns).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_killed_holder_restarts_the_export_under_a_new_snapshot_then_fails_at_the_limit() {
+        let ns = "snaplost";
+        let (db, env) = setup("ksnap_lost", ns).await;
+        let (done, csv) =
+            run_while_writing(&env, &db, ns, cluster_spec(&db, 2), true, Phase::Succeeded).await;
+        let status = done.status.unwrap();
+        assert_eq!(status.snapshot_restarts, Some(1));
+        assert_eq!(status.rows, Some(ACCOUNTS));
+        let (total, keys_once) = total_and_keys(&csv);
+        assert_eq!(total, INVARIANT, "no report mixes snapshots");
+        assert!(keys_once);
+        holder_released(&env, ns).await;
+
+        let second = cluster_spec(&db, 0)
+            .replace("name: accounts", "name: accounts2")
+            .replace("accounts.csv", "accounts2.csv");
+        let stop = Arc::new(AtomicBool::new(false));
+        let moves = Arc::new(AtomicU64::new(0));
+        let writing = writer(db.table("accounts"), stop.clone(), moves.clone());
+        env.apply(ns, &second).await;
+        running_pod(&env, ns, "chunks").await;
+        let pods: Api<Pod> = Api::namespaced(env.client.clone(), ns);
+        let holder = common::eventually("the second run's holder pod", || {
+            let pods = pods.clone();
+            async move {
+                pods.list(
+                    &ListParams::default()
+                        .labels("reporting.dev/reportjob=accounts2,reporting.dev/stage=snapshot"),
+                )
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            }
+        })
+        .await;
+        env.cluster
+            .runner()
+            .unwrap()
+            .kill_pod(ns, &holder.name_any())
+            .await
+            .unwrap();
+        let failed = env
+            .wait_phase(ns, "accounts2", Phase::Failed, common::PATIENCE)
+            .await;
+        stop.store(true, Ordering::Relaxed);
+        writing.await.unwrap();
+        let status = failed.status.unwrap();
+        let condition = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Failed")
+            .unwrap();
+        assert_eq!(condition.reason, "SnapshotLost");
+        assert!(
+            condition
+                .message
+                .contains("worker.snapshotRestarts (0) restarts are used up"),
+            "{}",
+            condition.message
+        );
+        assert!(
+            !env.pvc_dir(ns).join("accounts2.csv").exists(),
+            "nothing published"
+        );
+    }
+}

@@ -4,6 +4,7 @@
 //! [`stages`]; the lifecycle around it (validation, retry, failure notification, TTL,
 //! deletion) is here.
 
+mod snapshot;
 mod stages;
 #[cfg(test)]
 mod tests;
@@ -89,8 +90,19 @@ pub fn decide(o: &Observed, defaults: &PodDefaults) -> Step {
         st,
         notes: Vec::new(),
         requeue: None,
+        snapshot_generation: None,
     };
-    let action = d.next_action();
+    let mut action = d.next_action();
+    // Under one snapshot, the plan, chunks and assemble pods read the current generation's.
+    if let (Some(generation), Action::CreateJob(job)) = (d.snapshot_generation, &mut action) {
+        let stage = job
+            .labels()
+            .get(names::STAGE_LABEL)
+            .and_then(|s| Stage::parse(s));
+        if matches!(stage, Some(Stage::Plan | Stage::Chunks | Stage::Assemble)) {
+            jobs::read_snapshot(job, generation);
+        }
+    }
     let Decision {
         mut st,
         mut notes,
@@ -122,6 +134,8 @@ struct Decision<'a> {
     st: ReportJobStatus,
     notes: Vec<EventNote>,
     requeue: Option<Duration>,
+    /// The generation of the run's snapshot, when the run reads one.
+    snapshot_generation: Option<u32>,
 }
 
 impl<'a> Decision<'a> {
@@ -208,6 +222,11 @@ impl<'a> Decision<'a> {
         if !started && let Some(action) = self.invalid_spec() {
             return action;
         }
+        if matches!(self.st.phase, Some(Phase::Succeeded | Phase::Failed))
+            && let Some(action) = self.release_snapshot()
+        {
+            return action;
+        }
         match self.st.phase {
             Some(Phase::Succeeded) => return self.finished(),
             Some(Phase::Failed) => {
@@ -230,6 +249,9 @@ impl<'a> Decision<'a> {
             Err(action) => return action,
         };
         let run_id = names::run_id(rj);
+        if let Some(action) = self.snapshot_holder(&spec, &run_id) {
+            return action;
+        }
         match self.st.plan.clone() {
             None => self.planning(&spec, &run_id),
             Some(plan) => self.after_planning(&spec, &plan),
@@ -398,6 +420,16 @@ impl<'a> Decision<'a> {
         } else {
             None
         };
+        // Under one snapshot, the failed run's snapshot is gone (its holder was deleted): a
+        // retry exports every chunk again under a new one, never joining parts of two.
+        let new_snapshot = self
+            .planned_or_current()
+            .is_some_and(|s| s.source.consistency == crate::api::Consistency::Snapshot)
+            && self.st.plan.is_some();
+        let damaged = if new_snapshot { None } else { damaged };
+        if new_snapshot {
+            self.next_snapshot();
+        }
         self.st.retry_token = token;
         self.st.failed_chunks = None;
         self.st.completion_time = None;
@@ -405,6 +437,9 @@ impl<'a> Decision<'a> {
             c.failed = 0;
         }
         let message = match (failed_stage, &damaged) {
+            _ if new_snapshot => {
+                "retrying under a new database snapshot: every chunk is exported again".to_string()
+            }
             (_, Some(damaged)) => {
                 format!("re-exporting the damaged chunks {damaged}, then assembling again")
             }
@@ -437,6 +472,10 @@ impl<'a> Decision<'a> {
             }
             doomed.push(Stage::Chunks.job_name(&name));
         }
+        if new_snapshot && failed_stage != Some(Stage::Chunks) && self.job(Stage::Chunks).is_some()
+        {
+            doomed.push(Stage::Chunks.job_name(&name));
+        }
         if self.job(Stage::Notify).is_some() {
             doomed.push(Stage::Notify.job_name(&name));
         }
@@ -455,11 +494,17 @@ impl<'a> Decision<'a> {
             return Action::None;
         }
         let name = rj.name_any();
-        let stages: Vec<String> = [Stage::Plan, Stage::Chunks, Stage::Assemble, Stage::Notify]
-            .into_iter()
-            .filter(|s| self.job(*s).is_some())
-            .map(|s| s.job_name(&name))
-            .collect();
+        let stages: Vec<String> = [
+            Stage::Plan,
+            Stage::Chunks,
+            Stage::Assemble,
+            Stage::Notify,
+            Stage::Snapshot,
+        ]
+        .into_iter()
+        .filter(|s| self.job(*s).is_some())
+        .map(|s| s.job_name(&name))
+        .collect();
         if !stages.is_empty() {
             // Stop every writer before removing what they write.
             return Action::DeleteJobs(stages);

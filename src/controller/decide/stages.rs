@@ -126,6 +126,11 @@ impl Decision<'_> {
             }
             JobOutcome::Failed { reason: r, message } => {
                 let last = self.pod_failure(stage).unwrap_or(message);
+                if last.contains(super::snapshot::LOST_MARK)
+                    && let Some(spec) = self.planned_or_current()
+                {
+                    return Err(self.snapshot_lost(&spec, format!("{what} failed: {last}")));
+                }
                 Err(self.fail(failed_reason, format!("{what} failed ({r}): {last}")))
             }
             JobOutcome::Complete => Ok(self.pod_message(stage).unwrap_or_default()),
@@ -208,6 +213,12 @@ impl Decision<'_> {
         let outcome = job_outcome(job);
         if !failed.is_empty() || matches!(outcome, JobOutcome::Failed { .. }) {
             let last = self.pod_failure(Stage::Chunks);
+            if let Some(lost) = last
+                .as_deref()
+                .filter(|m| m.contains(super::snapshot::LOST_MARK))
+            {
+                return self.snapshot_lost(spec, format!("chunks {failed} failed: {lost}"));
+            }
             let message = match (&outcome, failed.is_empty()) {
                 (JobOutcome::Failed { reason: r, message }, true) => {
                     format!("the chunks Job failed ({r}): {message}")
@@ -293,6 +304,7 @@ impl Decision<'_> {
                 url,
                 url_expires_at,
                 notified,
+                snapshot,
             }) => {
                 let claimed = results::Assembled {
                     rows,
@@ -301,6 +313,7 @@ impl Decision<'_> {
                     location: &location,
                     url: url.as_deref(),
                     url_expires_at,
+                    snapshot: snapshot.as_ref(),
                 };
                 // The pod sees a claim at its mount point; the status names the claim.
                 match results::assembled(spec, &claimed) {

@@ -51,6 +51,7 @@ spec:
     connectionSecretRef: {name: db, key: url}
     table: public.orders
     keyColumn: id
+    consistency: PerChunk
   chunking: {chunkSize: 1000, parallelism: 2}
   output:
     destination:
@@ -180,6 +181,7 @@ spec:
             Stage::Cleanup => jobs::cleanup_job(&t, "rj-0123456789ab"),
             Stage::Plan => jobs::plan_job(&t, "rj-0123456789ab"),
             Stage::Chunks => panic!("use chunks_job"),
+            Stage::Snapshot => jobs::snapshot_job(&t, "rj-0123456789ab", 0),
         };
         self.jobs.insert(stage, state.apply(job));
         self
@@ -344,6 +346,7 @@ fn assembled(notified: Option<NotifyReport>) -> StageResult {
         url: None,
         url_expires_at: None,
         notified,
+        snapshot: None,
     }
 }
 
@@ -1344,4 +1347,153 @@ fn every_action_describes_itself() {
     ] {
         assert_eq!(action.describe(), text);
     }
+}
+
+/// The fixture under one snapshot (`consistency: Snapshot`, the default).
+fn under_snapshot() -> ReportJobFixture {
+    ReportJobFixture::new().spec(|s| s.source.consistency = crate::api::Consistency::Snapshot)
+}
+
+fn generation_env(job: &Job) -> Option<String> {
+    job.spec
+        .as_ref()?
+        .template
+        .spec
+        .as_ref()?
+        .containers
+        .first()?
+        .env
+        .as_ref()?
+        .iter()
+        .find(|e| e.name == crate::snapshot::GENERATION_ENV)
+        .and_then(|e| e.value.clone())
+}
+
+#[test]
+fn under_one_snapshot_the_holder_comes_first_and_stages_read_its_generation() {
+    let step = under_snapshot().decide();
+    let Action::CreateJob(holder) = &step.action else {
+        panic!("{:?}", step.action);
+    };
+    assert_eq!(holder.name_any(), "orders-snapshot");
+    assert_eq!(generation_env(holder).as_deref(), Some("0"));
+    assert_eq!(holder.spec.as_ref().unwrap().backoff_limit, Some(0));
+
+    let step = under_snapshot()
+        .job(Stage::Snapshot, JobState::Running)
+        .decide();
+    let Action::CreateJob(plan) = &step.action else {
+        panic!("{:?}", step.action);
+    };
+    assert_eq!(plan.name_any(), "orders-plan");
+    assert_eq!(generation_env(plan).as_deref(), Some("0"));
+    let codes = &plan
+        .spec
+        .as_ref()
+        .unwrap()
+        .pod_failure_policy
+        .as_ref()
+        .unwrap()
+        .rules[0]
+        .on_exit_codes
+        .as_ref()
+        .unwrap()
+        .values;
+    assert!(
+        codes.contains(&crate::error::EXIT_SNAPSHOT_LOST),
+        "{codes:?}"
+    );
+}
+
+#[test]
+fn a_lost_snapshot_restarts_the_export_then_fails_as_snapshot_lost() {
+    let step = under_snapshot()
+        .planned(3)
+        .job(
+            Stage::Snapshot,
+            JobState::Failed("BackoffLimitExceeded", "pod failed"),
+        )
+        .chunks_job("0-2", "0", "")
+        .status(|s| s.completed_chunks = Some("0".into()))
+        .decide();
+    assert_eq!(
+        step.action,
+        Action::DeleteJobs(vec!["orders-chunks".into(), "orders-snapshot".into()])
+    );
+    assert_eq!(step.status.snapshot_restarts, Some(1));
+    assert_eq!(step.status.snapshot_generation, Some(1));
+    assert_eq!(step.status.completed_chunks, None);
+    assert_eq!(step.status.chunks.as_ref().unwrap().succeeded, 0);
+    assert!(
+        step.status
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("(restart 1 of 2)"),
+        "{:?}",
+        step.status.message
+    );
+
+    // The next holder and chunks Job read generation 1.
+    let step = under_snapshot()
+        .planned(3)
+        .status(|s| {
+            s.snapshot_restarts = Some(1);
+            s.snapshot_generation = Some(1);
+        })
+        .decide();
+    let Action::CreateJob(holder) = &step.action else {
+        panic!("{:?}", step.action);
+    };
+    assert_eq!(generation_env(holder).as_deref(), Some("1"));
+
+    let step = under_snapshot()
+        .planned(3)
+        .status(|s| s.snapshot_restarts = Some(2))
+        .job(
+            Stage::Snapshot,
+            JobState::Failed("BackoffLimitExceeded", "pod failed"),
+        )
+        .decide();
+    assert_eq!(step.status.phase, Some(Phase::Failed));
+    let failed = step
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == conditions::FAILED)
+        .unwrap();
+    assert_eq!(failed.reason, reason::SNAPSHOT_LOST);
+}
+
+#[test]
+fn a_finished_run_releases_its_snapshot() {
+    let step = under_snapshot()
+        .planned(3)
+        .job(Stage::Snapshot, JobState::Running)
+        .status(|s| s.phase = Some(Phase::Succeeded))
+        .decide();
+    assert_eq!(
+        step.action,
+        Action::DeleteJobs(vec!["orders-snapshot".into()])
+    );
+}
+
+#[test]
+fn a_retry_under_one_snapshot_exports_every_chunk_again_under_a_new_one() {
+    let step = under_snapshot()
+        .planned(3)
+        .chunks_job("0-2", "0-1", "2")
+        .status(|s| {
+            s.phase = Some(Phase::Failed);
+            s.completed_chunks = Some("0-1".into());
+        })
+        .annotate(names::RETRY_ANNOTATION, "1")
+        .decide();
+    assert_eq!(
+        step.action,
+        Action::DeleteJobs(vec!["orders-chunks".into()])
+    );
+    assert_eq!(step.status.snapshot_generation, Some(1));
+    assert_eq!(step.status.snapshot_restarts, None);
+    assert_eq!(step.status.completed_chunks, None);
 }
