@@ -56,6 +56,8 @@ pub mod reason {
     pub const PLAN_FAILED: &str = "PlanFailed";
     /// The run's database snapshot was lost more often than `worker.snapshotRestarts` allows.
     pub const SNAPSHOT_LOST: &str = "SnapshotLost";
+    /// The snapshot holder failed for a reason a new snapshot cannot fix (exit code 3).
+    pub const SNAPSHOT_FAILED: &str = "SnapshotFailed";
     /// The run's database snapshot was lost; the export starts again under a new one.
     pub const SNAPSHOT_RESTARTED: &str = "SnapshotRestarted";
     /// A chunk failed after its retries (or at once, permanently).

@@ -596,7 +596,16 @@ impl<'a> Decision<'a> {
             || "no pod was created and no reason was reported".to_string(),
             |(_, message)| message,
         );
-        let action = Action::DeleteJobs(vec![job.name_any()]);
+        // The run failed: every stage Job still running stops (their pods would go on
+        // retrying, or holding a snapshot).
+        let running: Vec<String> = self
+            .o
+            .jobs
+            .values()
+            .filter(|j| job_outcome(j) == JobOutcome::Running)
+            .map(ResourceExt::name_any)
+            .collect();
+        let action = Action::DeleteJobs(running);
         self.fail(
             reason::START_TIMEOUT,
             format!(
@@ -633,6 +642,17 @@ impl<'a> Decision<'a> {
             .max_by_key(|p| p.finished_at)
             .and_then(|p| p.message.as_deref())
             .and_then(|m| StageResult::damaged_chunks(m, total))
+    }
+
+    /// The exit code of a stage's most recently failed pod.
+    fn last_exit_code(&self, stage: Stage) -> Option<i32> {
+        self.o
+            .pods
+            .get(&stage)?
+            .iter()
+            .filter(|p| p.phase == "Failed")
+            .max_by_key(|p| p.finished_at)
+            .and_then(|p| p.exit_code)
     }
 
     /// What a stage's most recently failed pod said: the message of its `Failed` result,

@@ -51,14 +51,21 @@ impl Decision<'_> {
         };
         match job_outcome(job) {
             JobOutcome::Running => {
-                self.watch_pods(Stage::Snapshot);
-                None
+                self.watch_pods(Stage::Snapshot, Some(spec.worker.start_timeout))
             }
             JobOutcome::Complete => {
                 Some(self.snapshot_lost(spec, "the snapshot holder pod ended".into()))
             }
             JobOutcome::Failed { message, .. } => {
                 let last = self.pod_failure(Stage::Snapshot).unwrap_or(message);
+                // A holder that could never work (the staging area not writable, the role not
+                // allowed to export a snapshot) fails the run: a new snapshot cannot help.
+                if self.last_exit_code(Stage::Snapshot) == Some(crate::error::EXIT_PERMANENT) {
+                    return Some(self.fail(
+                        reason::SNAPSHOT_FAILED,
+                        format!("the snapshot holder pod failed: {last}"),
+                    ));
+                }
                 Some(self.snapshot_lost(spec, format!("the snapshot holder pod failed: {last}")))
             }
         }
