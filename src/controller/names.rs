@@ -115,6 +115,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_frozen_spec_of_a_spec_that_uses_no_new_field_is_what_older_controllers_hashed() {
+        let rj = crate::api::load::load_str(crate::api::test_specs::MINIMAL, "t").unwrap();
+        let frozen = serde_json::to_string(&serde_json::json!({
+            "source": rj.spec.source,
+            "output": rj.spec.output,
+            "worker": rj.spec.worker,
+        }))
+        .unwrap();
+        for added in [
+            "consistency",
+            "snapshotMaxSeconds",
+            "parameters",
+            "timeZone",
+            "snapshotRestarts",
+            "startTimeoutSeconds",
+        ] {
+            assert!(!frozen.contains(added), "{added} in {frozen}");
+        }
+    }
+
+    #[test]
     fn job_names_and_stage_labels_round_trip() {
         assert_eq!(Stage::Chunks.job_name("orders"), "orders-chunks");
         for stage in [Stage::Plan, Stage::Chunks, Stage::Assemble, Stage::Cleanup] {

@@ -1466,6 +1466,34 @@ fn a_lost_snapshot_restarts_the_export_then_fails_as_snapshot_lost() {
 }
 
 #[test]
+fn a_holder_that_fails_permanently_fails_the_run_without_a_new_snapshot() {
+    let step = under_snapshot()
+        .job(
+            Stage::Snapshot,
+            JobState::Failed("BackoffLimitExceeded", "pod failed"),
+        )
+        .failed_with(
+            Stage::Snapshot,
+            crate::error::EXIT_PERMANENT,
+            "staging",
+            "cannot create orders.csv.parts: Permission denied (os error 13)",
+        )
+        .decide();
+    assert_eq!(step.status.phase, Some(Phase::Failed));
+    assert_eq!(step.status.snapshot_restarts, None);
+    let failed = condition(&step, conditions::FAILED);
+    assert_eq!(failed.reason, reason::SNAPSHOT_FAILED);
+    assert!(
+        failed
+            .message
+            .starts_with("the snapshot holder pod failed: ")
+            && failed.message.contains("Permission denied"),
+        "{}",
+        failed.message
+    );
+}
+
+#[test]
 fn a_finished_run_releases_its_snapshot() {
     let step = under_snapshot()
         .planned(3)
