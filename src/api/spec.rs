@@ -134,14 +134,11 @@ pub struct SourceSpec {
     /// snapshot taken when the run starts, so the report is one consistent picture (the
     /// snapshot holds back vacuum's cleanup on that server while the run lasts). `PerChunk`:
     /// each chunk reads the data as it is when that chunk runs.
-    #[serde(default, skip_serializing_if = "Consistency::is_default")]
+    #[serde(default)]
     pub consistency: Consistency,
     /// How long the run's snapshot may be held, in seconds (default 6 hours). A run that
     /// outlasts it loses its snapshot and is started again under a new one.
-    #[serde(
-        default = "default_snapshot_max_seconds",
-        skip_serializing_if = "is_default_snapshot_max_seconds"
-    )]
+    #[serde(default = "default_snapshot_max_seconds")]
     #[schemars(range(min = 60, max = 604800))]
     pub snapshot_max_seconds: i64,
 }
@@ -150,15 +147,8 @@ fn default_statement_timeout() -> i64 {
     600
 }
 
-fn default_snapshot_max_seconds() -> i64 {
+pub(crate) fn default_snapshot_max_seconds() -> i64 {
     6 * 3600
-}
-
-// Fields added after v0.1 are left out of the serialized spec while they hold their
-// defaults, so the frozen-spec hash (`names::spec_hash`) of a spec that does not use them
-// is what an older controller computed.
-fn is_default_snapshot_max_seconds(v: &i64) -> bool {
-    *v == default_snapshot_max_seconds()
 }
 
 /// A value bound to one `$n` of `query` or `where`.
@@ -183,12 +173,6 @@ pub enum Consistency {
     /// Each chunk reads its own snapshot (holds nothing back, but rows that change during
     /// the run may appear twice or not at all, and totals may match no moment).
     PerChunk,
-}
-
-impl Consistency {
-    fn is_default(&self) -> bool {
-        *self == Consistency::default()
-    }
 }
 
 /// A key of a Secret in the ReportJob's namespace.
@@ -280,20 +264,13 @@ pub struct OutputSpec {
     pub delete_with_report_job: bool,
     /// The IANA time zone `timestamptz` values are written in (e.g. `Europe/Paris`); it
     /// must be in the server's `pg_timezone_names`. Dates and numbers are locale-independent.
-    #[serde(
-        default = "default_time_zone",
-        skip_serializing_if = "is_default_time_zone"
-    )]
+    #[serde(default = "default_time_zone")]
     #[schemars(length(min = 1, max = 64))]
     pub time_zone: String,
 }
 
-fn default_time_zone() -> String {
+pub(crate) fn default_time_zone() -> String {
     "UTC".to_string()
-}
-
-fn is_default_time_zone(v: &str) -> bool {
-    v == "UTC"
 }
 
 /// File format of the report.
@@ -449,10 +426,7 @@ pub struct WorkerSpec {
     /// How many times the export is started again under a new snapshot after the run's
     /// snapshot was lost (holder pod gone, database restarted, `snapshotMaxSeconds` passed)
     /// before the ReportJob fails with reason `SnapshotLost`.
-    #[serde(
-        default = "default_snapshot_restarts",
-        skip_serializing_if = "is_default_snapshot_restarts"
-    )]
+    #[serde(default = "default_snapshot_restarts")]
     #[schemars(range(min = 0, max = 10))]
     pub snapshot_restarts: i64,
     /// Cluster settings of the stage pods (node selection, env, volumes...).
@@ -464,12 +438,8 @@ fn default_retries() -> i64 {
     3
 }
 
-fn default_snapshot_restarts() -> i64 {
+pub(crate) fn default_snapshot_restarts() -> i64 {
     2
-}
-
-fn is_default_snapshot_restarts(v: &i64) -> bool {
-    *v == default_snapshot_restarts()
 }
 
 impl Default for WorkerSpec {

@@ -100,12 +100,44 @@ pub fn run_id(rj: &ReportJob) -> String {
 /// resume: only what shapes the output), so it covers `worker` and `parallelism` too:
 /// the run goes on exactly as planned, and a change to them is reported as ignored.
 pub fn spec_hash(spec: &ReportJobSpec) -> String {
-    let frozen = serde_json::json!({
+    let mut frozen = serde_json::json!({
         "source": spec.source,
         "chunking": spec.chunking,
         "output": spec.output,
         "worker": spec.worker,
     });
+    // Fields added after the first release are left out while they hold their defaults, so
+    // the hash of a spec that does not use them is what an older controller computed (a run
+    // in flight across an upgrade is not taken for an edited one).
+    let later = [
+        (
+            "source",
+            "consistency",
+            serde_json::json!(crate::api::Consistency::default()),
+        ),
+        (
+            "source",
+            "snapshotMaxSeconds",
+            serde_json::json!(crate::api::spec::default_snapshot_max_seconds()),
+        ),
+        (
+            "output",
+            "timeZone",
+            serde_json::json!(crate::api::spec::default_time_zone()),
+        ),
+        (
+            "worker",
+            "snapshotRestarts",
+            serde_json::json!(crate::api::spec::default_snapshot_restarts()),
+        ),
+    ];
+    for (part, field, default) in later {
+        if let Some(map) = frozen[part].as_object_mut()
+            && map.get(field) == Some(&default)
+        {
+            map.remove(field);
+        }
+    }
     let digest = sha2::Sha256::digest(frozen.to_string().as_bytes());
     hex::encode(&digest[..8])
 }
@@ -115,24 +147,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_frozen_spec_of_a_spec_that_uses_no_new_field_is_what_older_controllers_hashed() {
+    fn the_hash_of_a_spec_that_uses_no_new_field_ignores_their_defaults() {
         let rj = crate::api::load::load_str(crate::api::test_specs::MINIMAL, "t").unwrap();
-        let frozen = serde_json::to_string(&serde_json::json!({
+        let mut explicit = rj.spec.clone();
+        explicit.source.consistency = crate::api::Consistency::Snapshot;
+        assert_eq!(spec_hash(&rj.spec), spec_hash(&explicit));
+        // What a controller without these fields hashed: the spec's JSON without them.
+        let mut old = serde_json::json!({
             "source": rj.spec.source,
+            "chunking": rj.spec.chunking,
             "output": rj.spec.output,
             "worker": rj.spec.worker,
-        }))
-        .unwrap();
-        for added in [
-            "consistency",
-            "snapshotMaxSeconds",
-            "parameters",
-            "timeZone",
-            "snapshotRestarts",
-            "startTimeoutSeconds",
+        });
+        for (part, field) in [
+            ("source", "consistency"),
+            ("source", "snapshotMaxSeconds"),
+            ("output", "timeZone"),
+            ("worker", "snapshotRestarts"),
         ] {
-            assert!(!frozen.contains(added), "{added} in {frozen}");
+            assert!(
+                old[part].as_object_mut().unwrap().remove(field).is_some(),
+                "{field}"
+            );
         }
+        let digest = sha2::Sha256::digest(old.to_string().as_bytes());
+        assert_eq!(spec_hash(&rj.spec), hex::encode(&digest[..8]));
+        // A value other than the default still counts.
+        let mut per_chunk = rj.spec.clone();
+        per_chunk.source.consistency = crate::api::Consistency::PerChunk;
+        assert_ne!(spec_hash(&rj.spec), spec_hash(&per_chunk));
     }
 
     #[test]
