@@ -221,8 +221,19 @@ pub fn decode_body(body: &[u8]) -> ApiResult<Value> {
         .unwrap_or_default()
         .to_string();
     let raw = raw_bytes(rest).map_err(|e| bad(&e))?;
-    // A `Status` (kind Status, apiVersion v1) is meta/v1's message.
-    let pkg = if kind == "Status" {
+    // A `Status` (kind Status, apiVersion v1) is meta/v1's message, and so are the options kinds,
+    // which upstream registers in every group version (`metav1.AddToGroupVersion`): helm deletes
+    // its release Secret with a `DeleteOptions` of apiVersion `v1`.
+    let meta_kinds = [
+        "Status",
+        "DeleteOptions",
+        "CreateOptions",
+        "UpdateOptions",
+        "PatchOptions",
+        "GetOptions",
+        "ListOptions",
+    ];
+    let pkg = if meta_kinds.contains(&kind.as_str()) {
         Some("apimachinery.pkg.apis.meta.v1")
     } else {
         package(&api_version)
@@ -679,6 +690,12 @@ mod tests {
     #[test]
     fn refusals() {
         assert!(decode_body(b"{}").is_err());
+        // DeleteOptions in any group version decodes as meta/v1's (propagationPolicy: field 4).
+        let mut options = vec![];
+        bytes_field(4, b"Background", &mut options);
+        let v = decode_body(&envelope("v1", "DeleteOptions", &options)).expect("decodes");
+        assert_eq!(v["kind"], "DeleteOptions");
+        assert_eq!(v["propagationPolicy"], "Background");
         assert!(decode_body(&envelope("example.com/v1", "Widget", &[])).is_err());
         // a length running past the end
         let mut bad = MAGIC.to_vec();

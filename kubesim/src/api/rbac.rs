@@ -269,7 +269,39 @@ impl RbacObjects {
                 out.cluster_role_bindings.push(b);
             }
         }
+        out.aggregate();
         out
+    }
+
+    /// Upstream's ClusterRole aggregation controller
+    /// (`pkg/controller/clusterroleaggregation`, `syncClusterRole`): a ClusterRole with an
+    /// `aggregationRule` has the rules of every other ClusterRole whose labels match one of its
+    /// selectors, in name order, without duplicates. kubesim computes them when authorizing
+    /// instead of writing them into the object.
+    fn aggregate(&mut self) {
+        let snapshot = self.cluster_roles.clone();
+        for role in &mut self.cluster_roles {
+            let Some(rule) = &role.aggregation_rule else {
+                continue;
+            };
+            let selectors = rule.cluster_role_selectors.clone().unwrap_or_default();
+            let mut sources: Vec<&ClusterRole> = snapshot
+                .iter()
+                .filter(|c| c.metadata.name != role.metadata.name)
+                .filter(|c| {
+                    let labels = c.metadata.labels.clone().unwrap_or_default();
+                    selectors.iter().any(|sel| selector_matches(sel, &labels))
+                })
+                .collect();
+            sources.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+            let mut rules: Vec<PolicyRule> = Vec::new();
+            for rule in sources.iter().flat_map(|c| c.rules.iter().flatten()) {
+                if !rules.contains(rule) {
+                    rules.push(rule.clone());
+                }
+            }
+            role.rules = Some(rules);
+        }
     }
 
     /// The part of upstream's bootstrap policy that matters here (not stored as objects):
@@ -281,6 +313,11 @@ impl RbacObjects {
     pub fn bootstrap() -> RbacObjects {
         let role = |name: &str, rules: Value| -> Option<ClusterRole> {
             serde_json::from_value(json!({"metadata": {"name": name}, "rules": rules})).ok()
+        };
+        let aggregated = |name: &str, label: &str| -> Option<ClusterRole> {
+            serde_json::from_value(json!({"metadata": {"name": name},
+                "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {label: "true"}}]}}))
+            .ok()
         };
         let binding = |name: &str, groups: &[&str]| -> Option<ClusterRoleBinding> {
             let subjects: Vec<Value> = groups
@@ -319,6 +356,11 @@ impl RbacObjects {
                     "system:public-info-viewer",
                     json!([{"nonResourceURLs": public_urls, "verbs": ["get"]}]),
                 ),
+                // The user-facing roles, which upstream fills by aggregation; their own
+                // built-in rules for core resources (system:aggregate-to-*) are not modelled.
+                aggregated("admin", "rbac.authorization.k8s.io/aggregate-to-admin"),
+                aggregated("edit", "rbac.authorization.k8s.io/aggregate-to-edit"),
+                aggregated("view", "rbac.authorization.k8s.io/aggregate-to-view"),
                 role(
                     "system:basic-user",
                     json!([{"apiGroups": ["authorization.k8s.io"], "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"], "verbs": ["create"]},
@@ -343,6 +385,31 @@ impl RbacObjects {
             ..RbacObjects::default()
         }
     }
+}
+
+/// Whether `labels` match a label selector (`matchLabels` and `matchExpressions`, as
+/// `metav1.LabelSelectorAsSelector`).
+fn selector_matches(
+    sel: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    let plain = sel
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let expressions = sel.match_expressions.iter().flatten().all(|e| {
+        let values = e.values.clone().unwrap_or_default();
+        let have = labels.get(&e.key);
+        match e.operator.as_str() {
+            "In" => have.is_some_and(|v| values.contains(v)),
+            "NotIn" => have.is_none_or(|v| !values.contains(v)),
+            "Exists" => have.is_some(),
+            "DoesNotExist" => have.is_none(),
+            _ => false,
+        }
+    });
+    plain && expressions
 }
 
 /// An authorization decision.
@@ -673,7 +740,39 @@ mod tests {
                 k => panic!("{k}"),
             }
         }
+        o.aggregate();
         o
+    }
+
+    #[test]
+    fn edit_and_view_aggregate_the_roles_labelled_for_them() {
+        let o = objects(json!([
+            {"kind": "ClusterRole", "metadata": {"name": "widgets-edit", "labels": {
+                "rbac.authorization.k8s.io/aggregate-to-edit": "true"}},
+             "rules": [{"apiGroups": ["example.com"], "resources": ["widgets"], "verbs": ["create", "delete", "list"]}]},
+            {"kind": "ClusterRole", "metadata": {"name": "widgets-view", "labels": {
+                "rbac.authorization.k8s.io/aggregate-to-view": "true"}},
+             "rules": [{"apiGroups": ["example.com"], "resources": ["widgets"], "verbs": ["list"]}]},
+            {"kind": "ClusterRole", "metadata": {"name": "unlabelled"},
+             "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]}]},
+            {"kind": "RoleBinding", "metadata": {"name": "alice", "namespace": "a"},
+             "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": "edit"},
+             "subjects": [{"kind": "User", "name": "alice"}]},
+            {"kind": "RoleBinding", "metadata": {"name": "bob", "namespace": "a"},
+             "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": "view"},
+             "subjects": [{"kind": "User", "name": "bob"}]}
+        ]));
+        let may = |who: &str, m: &str, p: &str| {
+            let u = UserInfo::impersonated(who, &[]);
+            authorize(&attrs(u, m, p, &[]), &o) == Decision::Allow
+        };
+        let widgets = "/apis/example.com/v1/namespaces/a/widgets";
+        assert!(may("alice", "POST", widgets));
+        assert!(may("alice", "DELETE", &format!("{widgets}/w")));
+        assert!(!may("alice", "POST", "/apis/example.com/v1/namespaces/b/widgets"));
+        assert!(!may("alice", "GET", "/api/v1/namespaces/a/secrets"));
+        assert!(may("bob", "GET", widgets));
+        assert!(!may("bob", "POST", widgets));
     }
 
     #[test]
