@@ -72,8 +72,12 @@ pub enum Command {
     /// snapshot Job's pod runs this).
     #[command(hide = true)]
     Snapshot(SnapshotArgs),
-    /// Print the ReportJob CustomResourceDefinition as YAML.
-    Crd,
+    /// Print the ReportJob CustomResourceDefinition as YAML (with --schedule, ReportSchedule's).
+    Crd {
+        /// Print the ReportSchedule CRD instead.
+        #[arg(long)]
+        schedule: bool,
+    },
     /// Create (or update) a ReportJob in the cluster; with --wait, follow it to the end.
     Submit(submit::SubmitArgs),
     /// Show a ReportJob's progress, output, conditions and recent events.
@@ -280,7 +284,11 @@ pub async fn dispatch(cli: Cli) -> i32 {
 
 async fn run_command(command: Command) -> i32 {
     match command {
-        Command::Crd => match crate::api::schema::crd_yaml() {
+        Command::Crd { schedule } => match if schedule {
+            crate::schedule::crd::crd_yaml()
+        } else {
+            crate::api::schema::crd_yaml()
+        } {
             Ok(yaml) => {
                 print!("{yaml}");
                 EXIT_OK
