@@ -229,6 +229,10 @@ pub struct ControllerArgs {
     /// Kubeconfig file (default: in-cluster config, or KUBECONFIG / ~/.kube/config).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
+    /// Tests only: a file holding the time (RFC 3339) the ReportSchedule loop takes as now,
+    /// read at each sync (the loop then looks again every second).
+    #[arg(long, env = "REPORTJOB_CLOCK_FILE", hide = true)]
+    pub clock_file: Option<PathBuf>,
 }
 
 /// `reportjob cleanup`.
@@ -364,6 +368,7 @@ async fn controller(args: ControllerArgs) -> i32 {
             pod_security_context: stage_pods.pod_security_context,
         },
         metrics_addr: Some(args.metrics_addr),
+        clock_file: args.clock_file,
         lease: args.leader_election.then_some(LeaseConfig {
             name: args.lease_name,
             namespace: args.lease_namespace,

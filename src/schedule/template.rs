@@ -136,7 +136,8 @@ pub fn run_report_job(
         name: rs.name_any(),
         uid: rs.metadata.uid.clone().ok_or("the schedule has no uid")?,
         controller: Some(true),
-        block_owner_deletion: Some(true),
+        // Unset, unlike upstream's: setting it would need update on reportschedules/finalizers.
+        block_owner_deletion: None,
     };
     Ok(ReportJob {
         metadata: ObjectMeta {
@@ -208,7 +209,10 @@ mod tests {
             (owner.kind.as_str(), owner.uid.as_str()),
             ("ReportSchedule", "u-1")
         );
-        assert_eq!(owner.controller, Some(true));
+        assert_eq!(
+            (owner.controller, owner.block_owner_deletion),
+            (Some(true), None)
+        );
     }
 
     #[test]

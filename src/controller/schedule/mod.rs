@@ -2,11 +2,13 @@
 //! the calls, writes the status and records the Events. Runs beside the ReportJob controller.
 //!
 //! The time is the system clock, or (for tests only) the RFC 3339 timestamp in the file
-//! named by `REPORTJOB_CLOCK_FILE`, read at each sync; with it the loop looks again every
-//! second, so a test moves time by rewriting the file instead of sleeping.
+//! given by the hidden `reportjob controller --clock-file` (or `REPORTJOB_CLOCK_FILE`), read
+//! at each sync; with it the loop looks again every second, so a test moves time by
+//! rewriting the file instead of sleeping.
 
 pub mod decide;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,24 +27,22 @@ use crate::api::ReportJob;
 use crate::schedule::ReportSchedule;
 use crate::schedule::template::SCHEDULE_LABEL;
 
-/// The environment variable naming the test clock file.
-pub const CLOCK_FILE_ENV: &str = "REPORTJOB_CLOCK_FILE";
-
 /// What every sync shares.
 pub struct Context {
     client: Client,
     recorder: Recorder,
+    clock_file: Option<PathBuf>,
 }
 
-/// The time now: the test clock file's when `REPORTJOB_CLOCK_FILE` is set, else the system's.
-pub fn now() -> Result<jiff::Timestamp, String> {
-    match std::env::var_os(CLOCK_FILE_ENV) {
+/// The time now: the test clock file's when there is one, else the system's.
+pub fn now(clock_file: Option<&Path>) -> Result<jiff::Timestamp, String> {
+    match clock_file {
         Some(path) => {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("{CLOCK_FILE_ENV} {}: {e}", path.to_string_lossy()))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--clock-file {}: {e}", path.display()))?;
             text.trim().parse().map_err(|e| {
                 format!(
-                    "{CLOCK_FILE_ENV}: {:?} is not an RFC 3339 time: {e}",
+                    "--clock-file: {:?} is not an RFC 3339 time: {e}",
                     text.trim()
                 )
             })
@@ -52,10 +52,16 @@ pub fn now() -> Result<jiff::Timestamp, String> {
 }
 
 /// Runs the schedule loop over `scopes` (a namespace each, `None`: all) until shutdown.
-pub async fn run(client: Client, recorder: Recorder, scopes: Vec<Option<String>>) {
+pub async fn run(
+    client: Client,
+    recorder: Recorder,
+    scopes: Vec<Option<String>>,
+    clock_file: Option<PathBuf>,
+) {
     let ctx = Arc::new(Context {
         client: client.clone(),
         recorder,
+        clock_file,
     });
     let loops = scopes.into_iter().map(|ns| {
         let (schedules, runs): (Api<ReportSchedule>, Api<ReportJob>) = match &ns {
@@ -90,7 +96,7 @@ fn error_policy(_rs: Arc<ReportSchedule>, _error: &Error, _ctx: Arc<Context>) ->
 async fn reconcile(rs: Arc<ReportSchedule>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let ns = rs.namespace().unwrap_or_default();
     let name = rs.name_any();
-    let now = match now() {
+    let now = match now(ctx.clock_file.as_deref()) {
         Ok(now) => now,
         Err(message) => {
             tracing::error!(%message, "cannot read the clock");
@@ -160,9 +166,8 @@ async fn reconcile(rs: Arc<ReportSchedule>, ctx: Arc<Context>) -> Result<Requeue
     for note in &sync.notes {
         publish(&ctx, &rs, note).await;
     }
-    let test_clock = std::env::var_os(CLOCK_FILE_ENV).is_some();
     Ok(match sync.requeue {
-        _ if test_clock => Requeue::requeue(Duration::from_secs(1)),
+        _ if ctx.clock_file.is_some() => Requeue::requeue(Duration::from_secs(1)),
         Some(after) => Requeue::requeue(after),
         None => Requeue::await_change(),
     })
