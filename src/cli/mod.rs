@@ -1,7 +1,7 @@
 //! The command line: parses arguments and delegates to one module per command.
 //!
 //! Client commands (for people and CI, talking to the Kubernetes API): [`submit`],
-//! [`status`], [`retry`], [`cancel`], [`logs`], with [`wait`] (following a ReportJob),
+//! [`status`], [`retry`], [`cancel`], [`logs`], [`schedule`], with [`wait`] (following a ReportJob),
 //! [`cluster`] (the one place a kube client is built), [`output`] and [`progress`]; their
 //! exit codes and error type are in [`exit`]. Stage commands (run by the controller's pods,
 //! hidden from the top-level help, called by name): `plan`, `worker`, `assemble`, `cleanup`
@@ -17,6 +17,7 @@ pub mod notify;
 pub mod output;
 mod progress;
 pub mod retry;
+pub mod schedule;
 mod stages;
 pub mod status;
 pub mod submit;
@@ -88,6 +89,8 @@ pub enum Command {
     Cancel(cancel::CancelArgs),
     /// Print the logs of a ReportJob's pods.
     Logs(logs::LogsArgs),
+    /// Work with ReportSchedules: `trigger NAME` creates one run now.
+    Schedule(schedule::ScheduleArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion(completion::CompletionArgs),
     /// Send the completion webhook of spec.notify (stage pods run this).
@@ -312,6 +315,7 @@ async fn run_command(command: Command) -> i32 {
         Command::Retry(args) => retry::retry(args).await,
         Command::Cancel(args) => cancel::cancel(args).await,
         Command::Logs(args) => logs::logs(args).await,
+        Command::Schedule(args) => schedule::schedule(args).await,
         Command::Completion(args) => completion::completion(args),
         Command::Notify(args) => notify::notify(args).await,
         Command::Cleanup(args) => stages::cleanup(args).await,

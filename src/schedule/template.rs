@@ -153,6 +153,29 @@ pub fn run_report_job(
     })
 }
 
+/// The ReportJob `name` of a run started by hand at `now`: the window of the most recent
+/// scheduled time (at or before `now`), annotated `reporting.dev/instantiate: manual`.
+pub fn manual_run(
+    rs: &ReportSchedule,
+    cron: &super::cron::Cron,
+    name: &str,
+    now: jiff::Timestamp,
+) -> Result<ReportJob, String> {
+    let after = now
+        .checked_add(jiff::SignedDuration::from_secs(1))
+        .map_err(|e| e.to_string())?;
+    let scheduled = cron
+        .previous(after)
+        .ok_or("the schedule has no time in the last five years")?;
+    let window_start = cron.previous(scheduled).unwrap_or(scheduled);
+    let times = RunTimes {
+        scheduled,
+        window_start,
+        tz: cron.time_zone().clone(),
+    };
+    run_report_job(rs, name, &times, true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -475,3 +475,65 @@ async fn bad_input_is_named_on_the_status_and_in_an_event_and_runs_nothing() {
             .is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_creates_one_manual_run_of_the_last_period() {
+    let scene = Scene::start(t0() - HOUR).await;
+    scene
+        .apply(
+            "hourly",
+            json!({"schedule": "@hourly",
+                   "reportJobTemplate": template("events", "m/${windowStart:%H}.csv", true)}),
+        )
+        .await;
+    let trigger = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_reportjob"))
+            .args(["schedule", "trigger"])
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(&scene.env.kubeconfig)
+            .args(["-n", NS])
+            .output()
+            .unwrap()
+    };
+    let hour = |t: Timestamp| {
+        Timestamp::from_second(t.as_second() - t.as_second().rem_euclid(3600)).unwrap()
+    };
+    let before = hour(Timestamp::now());
+    let out = trigger(&["hourly", "--run-name", "by-hand"]);
+    let after = hour(Timestamp::now());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ReportJob tenant/by-hand created from ReportSchedule hourly\n"
+    );
+    let rj = scene.env.rjs(NS).get("by-hand").await.unwrap();
+    let rs = scene.schedules().get("hourly").await.unwrap();
+    assert_eq!(rj.owner_references()[0].uid, rs.uid().unwrap());
+    assert_eq!(rj.annotations()["reporting.dev/instantiate"], "manual");
+    assert_eq!(rj.labels()[SCHEDULE_LABEL], "hourly");
+    let values: Vec<_> = rj
+        .spec
+        .source
+        .parameters
+        .iter()
+        .map(|p| p.value.clone())
+        .collect();
+    let rfc = |t: Timestamp| t.strftime("%Y-%m-%dT%H:%M:%S+00:00").to_string();
+    assert!(
+        [before, after]
+            .iter()
+            .any(|h| values == [rfc(*h - HOUR), rfc(*h)]),
+        "{values:?}"
+    );
+    let out = trigger(&["nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: ReportSchedule tenant/nope not found\n"
+    );
+}
