@@ -97,17 +97,9 @@ pub fn run_name(schedule: &str, scheduled: jiff::Timestamp) -> String {
     format!("{schedule}-{}", scheduled.as_second().div_euclid(60))
 }
 
-/// The ReportJob `name` of the schedule for a run at `times`, owned by the schedule
-/// (deleting the schedule deletes its runs; their reports stay unless the template's
-/// `output.deleteWithReportJob` says otherwise).
-pub fn run_report_job(
-    rs: &ReportSchedule,
-    name: &str,
-    times: &RunTimes,
-    manual: bool,
-) -> Result<ReportJob, String> {
-    let template = &rs.spec.report_job_template;
-    let mut spec = template.spec.clone();
+/// The template's spec with the run's times substituted.
+pub fn run_spec(template: &ReportJobSpec, times: &RunTimes) -> Result<ReportJobSpec, String> {
+    let mut spec = template.clone();
     for (i, p) in spec.source.parameters.iter_mut().enumerate() {
         p.value = placeholders::substitute(&p.value, times)
             .map_err(|e| format!("{SPEC}.source.parameters[{i}].value: {e}"))?;
@@ -120,6 +112,20 @@ pub fn run_report_job(
         bucket.url = placeholders::substitute(&bucket.url, times)
             .map_err(|e| format!("{SPEC}.output.destination.bucket.url: {e}"))?;
     }
+    Ok(spec)
+}
+
+/// The ReportJob `name` of the schedule for a run at `times`, owned by the schedule
+/// (deleting the schedule deletes its runs; their reports stay unless the template's
+/// `output.deleteWithReportJob` says otherwise).
+pub fn run_report_job(
+    rs: &ReportSchedule,
+    name: &str,
+    times: &RunTimes,
+    manual: bool,
+) -> Result<ReportJob, String> {
+    let template = &rs.spec.report_job_template;
+    let spec = run_spec(&template.spec, times)?;
     let mut labels: BTreeMap<String, String> = template.metadata.labels.clone();
     labels.insert(SCHEDULE_LABEL.into(), rs.name_any());
     let mut annotations = template.metadata.annotations.clone();

@@ -226,6 +226,22 @@ pub fn check(rs: &ReportSchedule) -> Result<Cron, (&'static str, String)> {
             .join("; ");
         return Err(("InvalidTemplate", message));
     }
+    // The spec rules of any ReportJob, on the template with its placeholders filled in.
+    let sample = RunTimes {
+        scheduled: Timestamp::UNIX_EPOCH,
+        window_start: Timestamp::UNIX_EPOCH,
+        tz: cron.time_zone().clone(),
+    };
+    let spec = template::run_spec(&rs.spec.report_job_template.spec, &sample)
+        .map_err(|message| ("InvalidTemplate", message))?;
+    if let Err(errors) = crate::api::validate::validate(&spec) {
+        let message = errors
+            .iter()
+            .map(|e| format!("spec.reportJobTemplate.{e}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(("InvalidTemplate", message));
+    }
     Ok(cron)
 }
 

@@ -167,3 +167,17 @@ fn suspended_schedules_create_nothing() {
     assert!(s.actions.is_empty());
     assert_eq!(s.status.next_schedule_time, None);
 }
+
+#[test]
+fn the_template_must_pass_the_reportjob_rules_with_its_times_filled_in() {
+    let mut rs = schedule(serde_json::json!({}));
+    rs.spec.report_job_template.spec.source.table = Some("orders;drop".into());
+    let s = sync(&rs, &[], ts("2026-01-01T00:10:00Z"));
+    assert!(s.actions.is_empty());
+    let c = &s.status.conditions[0];
+    assert_eq!(c.reason, "InvalidTemplate");
+    assert_eq!(
+        c.message,
+        "spec.reportJobTemplate.spec.source.table: \"orders;drop\" is not a valid name: unexpected ';' (double-quote names with special characters)"
+    );
+}
