@@ -312,7 +312,7 @@ async fn forbid_skips_while_a_run_is_active_and_replace_deletes_it() {
             .then_some(())
     })
     .await;
-    assert_eq!(scene.runs("held").await, [first.clone()]);
+    assert_eq!(scene.runs("held").await, std::slice::from_ref(&first));
     let rs = scene.schedules().get("held").await.unwrap();
     let active: Vec<_> = rs
         .status
@@ -321,7 +321,7 @@ async fn forbid_skips_while_a_run_is_active_and_replace_deletes_it() {
         .into_iter()
         .map(|a| a.name.unwrap())
         .collect();
-    assert_eq!(active, [first.clone()]);
+    assert_eq!(active, std::slice::from_ref(&first));
 
     // Replace: the due time (t0 + 1h, not yet run) deletes the active run and starts its own.
     let patch = json!({"spec": {"concurrencyPolicy": "Replace"}});
