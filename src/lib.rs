@@ -20,6 +20,7 @@ pub mod notify;
 pub mod pipeline;
 pub mod plan;
 pub mod run_local;
+pub mod schedule;
 pub mod snapshot;
 pub mod source;
 pub mod sql;

@@ -1,7 +1,7 @@
 //! The command line: parses arguments and delegates to one module per command.
 //!
 //! Client commands (for people and CI, talking to the Kubernetes API): [`submit`],
-//! [`list`], [`status`], [`wait`], [`retry`], [`cancel`], [`resume`], [`logs`] (with
+//! [`list`], [`status`], [`wait`], [`retry`], [`cancel`], [`resume`], [`schedule`], [`logs`] (with
 //! [`follow_logs`]), [`download`], with [`cluster`] (the one place a kube client is built),
 //! [`output`], [`print`] (`-o`) and [`progress`]; their exit codes and error type are in
 //! [`exit`]. Installed or linked as `kubectl-reportjob`, the binary is a kubectl plugin
@@ -24,6 +24,7 @@ pub mod print;
 mod progress;
 pub mod resume;
 pub mod retry;
+pub mod schedule;
 mod stages;
 pub mod status;
 pub mod submit;
@@ -79,8 +80,12 @@ pub enum Command {
     /// snapshot Job's pod runs this).
     #[command(hide = true)]
     Snapshot(SnapshotArgs),
-    /// Print the ReportJob CustomResourceDefinition as YAML.
-    Crd,
+    /// Print the ReportJob CustomResourceDefinition as YAML (with --schedule, ReportSchedule's).
+    Crd {
+        /// Print the ReportSchedule CRD instead.
+        #[arg(long)]
+        schedule: bool,
+    },
     /// Create (or update) a ReportJob in the cluster; with --wait, follow it to the end.
     Submit(submit::SubmitArgs),
     /// List ReportJobs (-A: in every namespace; -l: by labels).
@@ -100,6 +105,8 @@ pub enum Command {
     Logs(logs::LogsArgs),
     /// Download a bucket report through its signed link, checking its size and sha256.
     Download(download::DownloadArgs),
+    /// Work with ReportSchedules: `trigger NAME` creates one run now.
+    Schedule(schedule::ScheduleArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion(completion::CompletionArgs),
     /// Send the completion webhook of spec.notify (stage pods run this).
@@ -241,6 +248,10 @@ pub struct ControllerArgs {
     /// Kubeconfig file (default: in-cluster config, or KUBECONFIG / ~/.kube/config).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
+    /// Tests only: a file holding the time (RFC 3339) the ReportSchedule loop takes as now,
+    /// read at each sync (the loop then looks again every second).
+    #[arg(long, env = "REPORTJOB_CLOCK_FILE", hide = true)]
+    pub clock_file: Option<PathBuf>,
 }
 
 /// `reportjob cleanup`.
@@ -327,7 +338,11 @@ pub async fn dispatch(cli: Cli) -> i32 {
 
 async fn run_command(command: Command) -> i32 {
     match command {
-        Command::Crd => match crate::api::schema::crd_yaml() {
+        Command::Crd { schedule } => match if schedule {
+            crate::schedule::crd::crd_yaml()
+        } else {
+            crate::api::schema::crd_yaml()
+        } {
             Ok(yaml) => {
                 print!("{yaml}");
                 EXIT_OK
@@ -351,6 +366,7 @@ async fn run_command(command: Command) -> i32 {
         Command::Resume(args) => resume::resume(args).await,
         Command::Logs(args) => logs::logs(args).await,
         Command::Download(args) => download::download(args).await,
+        Command::Schedule(args) => schedule::schedule(args).await,
         Command::Completion(args) => completion::completion(args),
         Command::Notify(args) => notify::notify(args).await,
         Command::Cleanup(args) => stages::cleanup(args).await,
@@ -407,6 +423,7 @@ async fn controller(args: ControllerArgs) -> i32 {
             pod_security_context: stage_pods.pod_security_context,
         },
         metrics_addr: Some(args.metrics_addr),
+        clock_file: args.clock_file,
         lease: args.leader_election.then_some(LeaseConfig {
             name: args.lease_name,
             namespace: args.lease_namespace,

@@ -14,6 +14,7 @@ pub mod observe;
 pub mod pod_settings;
 pub mod policy;
 pub mod results;
+pub mod schedule;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -49,6 +50,8 @@ pub struct ControllerConfig {
     pub metrics_addr: Option<SocketAddr>,
     /// Leader election settings; `None`: reconcile without a lease (one replica only).
     pub lease: Option<LeaseConfig>,
+    /// Tests only: the file the ReportSchedule loop reads the time from (see [`schedule`]).
+    pub clock_file: Option<std::path::PathBuf>,
 }
 
 /// A failed reconcile.
@@ -147,6 +150,12 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
     } else {
         config.namespaces.iter().cloned().map(Some).collect()
     };
+    let schedules = schedule::run(
+        client.clone(),
+        ctx.recorder.clone(),
+        scopes.clone(),
+        config.clock_file.clone(),
+    );
     let controllers = futures::future::join_all(scopes.into_iter().map(|ns| {
         let (rjs, jobs): (Api<ReportJob>, Api<Job>) = match &ns {
             Some(ns) => (
@@ -178,6 +187,8 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
                 }
             })
     }));
+    // ReportSchedules create ReportJobs beside the loop that runs them.
+    let controllers = futures::future::join(controllers, schedules);
     tracing::info!("controller started");
     let outcome = match (leadership, &config.lease) {
         (Some(mut held), Some(lease)) => tokio::select! {

@@ -40,7 +40,7 @@ fn the_rendered_crd_is_the_generated_one_labelled_and_kept() {
     };
     let docs = render(&[]).unwrap();
     let crds = kinds(&docs, "CustomResourceDefinition");
-    assert_eq!(crds.len(), 1);
+    assert_eq!(crds.len(), 2);
     assert_eq!(
         crds[0]["metadata"]["annotations"],
         json!({"helm.sh/resource-policy": "keep"})
@@ -57,6 +57,12 @@ fn the_rendered_crd_is_the_generated_one_labelled_and_kept() {
         numbers(strip(crds[0].clone())),
         numbers(strip(generated.clone())),
         "the chart's CRD template renders the generator's CRD"
+    );
+    let schedule = serde_json::to_value(reportjob::schedule::crd::crd()).unwrap();
+    assert_eq!(
+        numbers(strip(crds[1].clone())),
+        numbers(strip(schedule)),
+        "the chart's CRD template renders the generator's ReportSchedule CRD"
     );
     let unkept = render(&["crds.keep=false"]).unwrap();
     let crd = kinds(&unkept, "CustomResourceDefinition")[0];
@@ -119,6 +125,9 @@ fn namespaced_rules() -> Value {
     json!([
         {"apiGroups": ["reporting.dev"], "resources": ["reportjobs"], "verbs": ["list", "watch", "patch", "delete"]},
         {"apiGroups": ["reporting.dev"], "resources": ["reportjobs/status"], "verbs": ["patch"]},
+        {"apiGroups": ["reporting.dev"], "resources": ["reportjobs"], "verbs": ["create"]},
+        {"apiGroups": ["reporting.dev"], "resources": ["reportschedules"], "verbs": ["list", "watch"]},
+        {"apiGroups": ["reporting.dev"], "resources": ["reportschedules/status"], "verbs": ["patch"]},
         {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "list", "watch", "patch", "delete"]},
         {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["list"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
@@ -362,7 +371,11 @@ fn assert_renders_what_it_must(combo: &str, docs: &[Value]) {
         .into_iter()
         .map(name)
         .collect();
-    assert_eq!(crds, ["reportjobs.reporting.dev"], "{combo}: CRD");
+    assert_eq!(
+        crds,
+        ["reportjobs.reporting.dev", "reportschedules.reporting.dev"],
+        "{combo}: CRD"
+    );
 }
 
 /// `reportjob-view` reads ReportJobs and is aggregated into view, edit and admin;
@@ -373,12 +386,12 @@ fn assert_user_roles(roles: &[&Value]) {
     let view = role("reportjob-view");
     assert_eq!(
         view["rules"],
-        json!([{"apiGroups": ["reporting.dev"], "resources": ["reportjobs"], "verbs": ["get", "list", "watch"]}])
+        json!([{"apiGroups": ["reporting.dev"], "resources": ["reportjobs", "reportschedules"], "verbs": ["get", "list", "watch"]}])
     );
     let edit = role("reportjob-edit");
     assert_eq!(
         edit["rules"],
-        json!([{"apiGroups": ["reporting.dev"], "resources": ["reportjobs"],
+        json!([{"apiGroups": ["reporting.dev"], "resources": ["reportjobs", "reportschedules"],
                 "verbs": ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]}])
     );
     let aggregates_to = |r: &Value| -> Vec<String> {

@@ -280,7 +280,7 @@ async fn an_edit_user_manages_reportjobs_in_one_namespace_and_nothing_more() {
                     .contains(&d["metadata"]["name"].as_str().unwrap_or_default())
         })
         .collect();
-    assert_eq!(wanted.len(), 3, "the CRD and the two user roles");
+    assert_eq!(wanted.len(), 4, "the two CRDs and the two user roles");
     apply_rendered(&env, &wanted, "roles.json");
     // The users are bound to the cluster's own edit and view roles, which aggregate the
     // chart's roles through their labels.

@@ -448,3 +448,25 @@ async fn kubectl_apply_refuses_what_the_cel_rules_forbid() {
     );
     cluster.shutdown().await;
 }
+
+#[test]
+fn the_schedule_schema_is_structural() {
+    let crd = reportjob::schedule::crd::crd();
+    let schema = serde_json::to_value(
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap();
+    let mut errors = Vec::new();
+    check_structural(&schema, "", false, &mut errors);
+    assert!(
+        errors.is_empty(),
+        "non-structural ReportSchedule schema:\n{}",
+        errors.join("\n")
+    );
+}

@@ -22,6 +22,7 @@ mod parameters;
 mod planner;
 mod pod_settings;
 mod rbac;
+mod schedule;
 mod security;
 mod snapshot;
 mod stage_start;

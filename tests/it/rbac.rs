@@ -14,8 +14,10 @@ use common::cluster::{Env, free_port, report};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
-use kube::api::{Api, ListParams, PostParams};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use reportjob::api::Phase;
+use reportjob::schedule::ReportSchedule;
 
 const SYSTEM_NS: &str = "reportjob-system";
 const IDENTITY: &str = "system:serviceaccount:reportjob-system:reportjob";
@@ -48,6 +50,10 @@ fn rendered() -> Vec<serde_json::Value> {
 /// Installs the rendered RBAC (as kubectl would) and returns the kubeconfig of a client
 /// impersonating the chart's ServiceAccount.
 async fn install(env: &Env) -> std::path::PathBuf {
+    let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
+    crds.create(&PostParams::default(), &reportjob::schedule::crd::crd())
+        .await
+        .unwrap();
     let system = env.dir.path().join("system.yaml");
     std::fs::write(
         &system,
@@ -87,7 +93,19 @@ async fn install(env: &Env) -> std::path::PathBuf {
 fn start_impersonated(env: &mut Env, kubeconfig: &std::path::Path) {
     let addr = format!("127.0.0.1:{}", free_port());
     let path = kubeconfig.to_str().unwrap().to_string();
+    // The ReportSchedule loop's test clock: two hours ahead, so an hourly schedule created
+    // now has a run due at once.
+    let clock = env.dir.path().join("clock");
+    let now = jiff::Timestamp::now();
+    std::fs::write(
+        &clock,
+        (now + jiff::SignedDuration::from_hours(2)).to_string(),
+    )
+    .unwrap();
+    let clock = clock.to_str().unwrap().to_string();
     env.start_controller(&[
+        "--clock-file",
+        &clock,
         "--kubeconfig",
         &path,
         "--metrics-addr",
@@ -99,6 +117,30 @@ fn start_impersonated(env: &mut Env, kubeconfig: &std::path::Path) {
         "--lease-duration-seconds",
         "3",
     ]);
+}
+
+/// An hourly ReportSchedule `name` whose runs are suspended ReportJobs (they export nothing).
+async fn schedule(env: &Env, name: &str, table: &str) {
+    let api: Api<ReportSchedule> = Api::namespaced(env.client.clone(), "tenant");
+    let body = serde_json::json!({"apiVersion": "reporting.dev/v1alpha1", "kind": "ReportSchedule",
+        "metadata": {"name": name}, "spec": {"schedule": "@hourly", "reportJobTemplate": {"spec": {
+            "source": {"connectionSecretRef": {"name": "db"}, "table": table, "keyColumn": "id"},
+            "output": {"destination": {"pvc": {"claimName": "reports", "path": format!("{name}.csv")}}},
+            "suspend": true}}}});
+    api.patch(
+        name,
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(body),
+    )
+    .await
+    .unwrap();
+}
+
+/// The ReportSchedule `name`'s last scheduled time, if its status says it ran.
+async fn last_scheduled(env: &Env, name: &str) -> Option<String> {
+    let api: Api<ReportSchedule> = Api::namespaced(env.client.clone(), "tenant");
+    let rs = api.get(name).await.unwrap();
+    rs.status?.last_schedule_time.map(|t| t.0.to_string())
 }
 
 async fn orders(db: &mut TestDb) -> String {
@@ -122,6 +164,16 @@ async fn the_charts_rbac_is_enough_and_cannot_read_secrets() {
         "tenant",
         &report("orders", &table, "orders.csv").build_yaml(),
     )
+    .await;
+    schedule(&env, "hourly", &table).await;
+    common::eventually("the schedule's run and status", || async {
+        let runs = env
+            .rjs("tenant")
+            .list(&ListParams::default().labels("reporting.dev/schedule=hourly"))
+            .await
+            .unwrap();
+        (runs.items.len() == 1 && last_scheduled(&env, "hourly").await.is_some()).then_some(())
+    })
     .await;
     let done = env
         .wait_phase("tenant", "orders", Phase::Succeeded, common::PATIENCE)
@@ -204,6 +256,11 @@ async fn without_any_one_rule_the_controller_fails_visibly() {
             &report(&name, &table, &format!("{name}.csv")).build_yaml(),
         )
         .await;
+        let schedule_name = format!("sched-{case}");
+        schedule(&env, &schedule_name, &table).await;
+        // Rules only the ReportSchedule loop uses: ReportJobs still complete without them.
+        let schedule_rule = resources.iter().any(|r| r.starts_with("reportschedules"))
+            || what == r#"["reportjobs"] ["create"]"#;
         let start = std::time::Instant::now();
         loop {
             let log = env.controller_log(n).to_lowercase();
@@ -234,12 +291,22 @@ async fn without_any_one_rule_the_controller_fails_visibly() {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let rj = env.rjs("tenant").get(&name).await.unwrap();
-        assert_ne!(
-            rj.status.and_then(|s| s.phase),
-            Some(Phase::Succeeded),
-            "without {what} the ReportJob still completed: the rule is not needed"
-        );
+        if schedule_rule {
+            // Without it the schedule never records a run (its loop fails before, or at,
+            // writing the status).
+            assert_eq!(
+                last_scheduled(&env, &schedule_name).await,
+                None,
+                "without {what} the schedule still ran: the rule is not needed"
+            );
+        } else {
+            let rj = env.rjs("tenant").get(&name).await.unwrap();
+            assert_ne!(
+                rj.status.and_then(|s| s.phase),
+                Some(Phase::Succeeded),
+                "without {what} the ReportJob still completed: the rule is not needed"
+            );
+        }
         env.kill_controller(n);
     }
 }

@@ -63,6 +63,9 @@ async fn kubectl_applies_every_readme_manifest_and_example() {
     let crd = root.join("crds/reportjob.yaml");
     let o = env.kubectl(&["apply", "-f", crd.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
+    let crd = root.join("crds/reportschedule.yaml");
+    let o = env.kubectl(&["apply", "-f", crd.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
 
     let mut files = Vec::new();
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();

@@ -1,0 +1,13 @@
+//! Recurring reports: the ReportSchedule resource ([`spec`], [`crd`]), its cron schedule in a
+//! time zone ([`cron`]), which time is due ([`missed`]), the per-run placeholders
+//! ([`placeholders`]) and the ReportJob of a run ([`template`]). All pure; the controller
+//! loop is `controller::schedule`.
+
+pub mod crd;
+pub mod cron;
+pub mod missed;
+pub mod placeholders;
+pub mod spec;
+pub mod template;
+
+pub use spec::{ConcurrencyPolicy, ReportSchedule, ReportScheduleSpec, ReportScheduleStatus};

@@ -1,0 +1,539 @@
+//! ReportSchedules on kubesim with the controller's test clock (`--clock-file`): runs at their
+//! times with exact reports per window, history limits, Forbid and Replace, one catch-up run
+//! after downtime, deletion keeping the reports, and bad input refused on the status. Also
+//! the committed CRD against the generator.
+#![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
+
+use std::path::{Path, PathBuf};
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use reportjob::api::{Phase, ReportJob};
+use reportjob::schedule::ReportSchedule;
+use reportjob::schedule::template::SCHEDULE_LABEL;
+use serde_json::{Value, json};
+
+use crate::common::cluster::{Env, free_port};
+use crate::common::{PATIENCE, TestDb, eventually};
+
+const NS: &str = "tenant";
+const HOUR: SignedDuration = SignedDuration::from_hours(1);
+
+#[test]
+fn committed_crd_matches_the_generator_and_the_chart_copy() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let committed = std::fs::read_to_string(format!("{root}/crds/reportschedule.yaml")).unwrap();
+    let generated = reportjob::schedule::crd::crd_yaml().unwrap();
+    assert!(
+        committed == generated,
+        "crds/reportschedule.yaml is stale: run `cargo run -- crd --schedule > crds/reportschedule.yaml`"
+    );
+    let chart = std::fs::read_to_string(format!(
+        "{root}/charts/reportjob/files/reportschedule-crd.yaml"
+    ))
+    .unwrap();
+    assert!(
+        chart == committed,
+        "run `cp crds/reportschedule.yaml charts/reportjob/files/reportschedule-crd.yaml`"
+    );
+    let crd = reportjob::schedule::crd::crd();
+    assert_eq!(
+        crd.metadata.name.as_deref(),
+        Some("reportschedules.reporting.dev")
+    );
+    assert_eq!(crd.spec.names.short_names, Some(vec!["rs".to_string()]));
+    assert_eq!(crd.spec.names.categories, Some(vec!["reports".to_string()]));
+    let columns: Vec<String> = crd.spec.versions[0]
+        .additional_printer_columns
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            "Schedule",
+            "TimeZone",
+            "Suspend",
+            "Active",
+            "Last Schedule",
+            "Next",
+            "Age"
+        ]
+    );
+}
+
+/// A cluster with both CRDs, the tenant namespace and a controller on a test clock.
+struct Scene {
+    env: Env,
+    clock: PathBuf,
+}
+
+impl Scene {
+    async fn start(now: Timestamp) -> Scene {
+        let env = Env::start().await;
+        let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
+        crds.create(&PostParams::default(), &reportjob::schedule::crd::crd())
+            .await
+            .unwrap();
+        env.tenant(NS).await;
+        let clock = env.dir.path().join("clock");
+        set(&clock, now);
+        let scene = Scene { env, clock };
+        let mut scene = scene;
+        scene.controller();
+        scene
+    }
+
+    fn controller(&mut self) {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let clock = self.clock.to_str().unwrap().to_string();
+        self.env.start_controller(&[
+            "--leader-election=false",
+            "--metrics-addr",
+            &addr,
+            "--clock-file",
+            &clock,
+        ]);
+    }
+
+    fn at(&self, t: Timestamp) {
+        set(&self.clock, t);
+    }
+
+    fn schedules(&self) -> Api<ReportSchedule> {
+        Api::namespaced(self.env.client.clone(), NS)
+    }
+
+    async fn apply(&self, name: &str, spec: Value) {
+        let body = json!({"apiVersion": "reporting.dev/v1alpha1", "kind": "ReportSchedule",
+                          "metadata": {"name": name}, "spec": spec});
+        self.schedules()
+            .patch(
+                name,
+                &PatchParams::apply("test").force(),
+                &Patch::Apply(body),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// The names of `schedule`'s ReportJobs, sorted.
+    async fn runs(&self, schedule: &str) -> Vec<String> {
+        let lp = ListParams::default().labels(&format!("{SCHEDULE_LABEL}={schedule}"));
+        let mut names: Vec<String> = self
+            .env
+            .rjs(NS)
+            .list(&lp)
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|r| r.metadata.deletion_timestamp.is_none())
+            .map(ResourceExt::name_any)
+            .collect();
+        names.sort();
+        names
+    }
+
+    async fn wait_runs(&self, schedule: &str, want: &[String]) {
+        eventually(&format!("runs {want:?}"), || async {
+            (self.runs(schedule).await == want).then_some(())
+        })
+        .await;
+    }
+
+    /// Reasons and notes of the Events about `name`.
+    async fn events(&self, name: &str) -> Vec<(String, String)> {
+        let events: Api<Event> = Api::namespaced(self.env.client.clone(), NS);
+        events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("ReportSchedule")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+            })
+            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect()
+    }
+}
+
+fn set(clock: &Path, t: Timestamp) {
+    // Written whole, then renamed: the controller never reads half a time.
+    let tmp = clock.with_extension("tmp");
+    std::fs::write(&tmp, t.to_string()).unwrap();
+    std::fs::rename(&tmp, clock).unwrap();
+}
+
+/// The start of the hour two hours from now: later than any creation time, so a
+/// schedule created now has all its times ahead on the test clock.
+fn t0() -> Timestamp {
+    let now = Timestamp::now().as_second();
+    Timestamp::from_second(now - now.rem_euclid(3600) + 7200).unwrap()
+}
+
+fn run_name(schedule: &str, t: Timestamp) -> String {
+    reportjob::schedule::template::run_name(schedule, t)
+}
+
+fn template(table: &str, path: &str, suspend: bool) -> Value {
+    json!({"spec": {
+        "source": {"connectionSecretRef": {"name": "db"},
+                   "query": format!("SELECT id, at, v FROM {table} WHERE at >= $1 AND at < $2"),
+                   "keyColumn": "id",
+                   "parameters": [{"value": "${windowStart}", "type": "timestamptz"},
+                                  {"value": "${windowEnd}", "type": "timestamptz"}]},
+        "chunking": {"chunkSize": 500},
+        "output": {"destination": {"pvc": {"claimName": "reports", "path": path}}},
+        "suspend": suspend
+    }})
+}
+
+/// A table of one row a minute from `t0 - 1h` to `t0 + 3h`.
+async fn events_table(db: &mut TestDb, t0: Timestamp) -> String {
+    db.exec(&format!(
+        "CREATE TABLE events (id bigint PRIMARY KEY, at timestamptz NOT NULL, v text);
+         INSERT INTO events SELECT g, '{}'::timestamptz + g * interval '1 minute', md5(g::text)
+           FROM generate_series(0, 239) g;",
+        t0 - HOUR
+    ))
+    .await;
+    db.table("events")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_runs_write_three_window_reports_history_holds_and_deletion_keeps_them() {
+    let t0 = t0();
+    let mut db = TestDb::new("schedule_runs").await;
+    let table = events_table(&mut db, t0).await;
+    let scene = Scene::start(t0 - SignedDuration::from_mins(30)).await;
+    scene
+        .apply(
+            "hourly",
+            json!({"schedule": "0 * * * *", "timeZone": "Europe/Berlin",
+                   "successfulRunsHistoryLimit": 2,
+                   "reportJobTemplate": template(&table, "hourly/${windowStart:%Y%m%d-%H%M%z}.csv", false)}),
+        )
+        .await;
+    let mut names = Vec::new();
+    for k in 0..3i64 {
+        let at = t0 + HOUR * i32::try_from(k).unwrap();
+        scene.at(at);
+        let name = run_name("hourly", at);
+        let rj = scene
+            .env
+            .wait_phase(NS, &name, Phase::Succeeded, PATIENCE)
+            .await;
+        assert_eq!(rj.status.unwrap().rows, Some(60), "{name}");
+        names.push(name);
+        let start = (at - HOUR).to_zoned(jiff::tz::TimeZone::get("Europe/Berlin").unwrap());
+        let path = format!("hourly/{}.csv", start.strftime("%Y%m%d-%H%M%z"));
+        db.assert_report_matches(
+            &scene.env.pvc_dir(NS).join(&path),
+            &format!(
+                "SELECT id, at, v FROM {table} WHERE at >= '{}' AND at < '{at}' ORDER BY id",
+                at - HOUR
+            ),
+            "",
+            false,
+        )
+        .await;
+    }
+    // successfulRunsHistoryLimit 2: the oldest run is deleted, its report stays.
+    scene.wait_runs("hourly", &names[1..]).await;
+    let rs = scene.schedules().get("hourly").await.unwrap();
+    let status = rs.status.unwrap();
+    assert_eq!(status.last_schedule_time.unwrap().0, t0 + HOUR * 2);
+    assert_eq!(status.next_schedule_time.unwrap().0, t0 + HOUR * 3);
+    assert!(status.active.is_empty());
+    let reports = |scene: &Scene| {
+        let mut files: Vec<String> = std::fs::read_dir(scene.env.pvc_dir(NS).join("hourly"))
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".csv"))
+            .collect();
+        files.sort();
+        files
+    };
+    assert_eq!(reports(&scene).len(), 3, "{:?}", reports(&scene));
+
+    // Deleting the schedule deletes its runs (ownerReferences), not their reports.
+    scene
+        .schedules()
+        .delete("hourly", &DeleteParams::background())
+        .await
+        .unwrap();
+    eventually("the runs gone", || async {
+        let all = scene
+            .env
+            .rjs(NS)
+            .list(&ListParams::default())
+            .await
+            .unwrap();
+        all.items.is_empty().then_some(())
+    })
+    .await;
+    assert_eq!(reports(&scene).len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forbid_skips_while_a_run_is_active_and_replace_deletes_it() {
+    let t0 = t0();
+    let scene = Scene::start(t0 - SignedDuration::from_mins(1)).await;
+    // Suspended runs stay active until deleted.
+    scene
+        .apply(
+            "held",
+            json!({"schedule": "@hourly", "concurrencyPolicy": "Forbid",
+                   "reportJobTemplate": template("events", "held/${windowStart:%H}.csv", true)}),
+        )
+        .await;
+    scene.at(t0);
+    let first = run_name("held", t0);
+    scene.wait_runs("held", std::slice::from_ref(&first)).await;
+    scene.at(t0 + HOUR);
+    eventually("JobAlreadyActive", || async {
+        scene
+            .events("held")
+            .await
+            .iter()
+            .any(|(r, n)| {
+                r == "JobAlreadyActive"
+                    && n == "Not starting ReportJob because prior execution is running and concurrency policy is Forbid"
+            })
+            .then_some(())
+    })
+    .await;
+    assert_eq!(scene.runs("held").await, std::slice::from_ref(&first));
+    let rs = scene.schedules().get("held").await.unwrap();
+    let active: Vec<_> = rs
+        .status
+        .unwrap()
+        .active
+        .into_iter()
+        .map(|a| a.name.unwrap())
+        .collect();
+    assert_eq!(active, std::slice::from_ref(&first));
+
+    // Replace: the due time (t0 + 1h, not yet run) deletes the active run and starts its own.
+    let patch = json!({"spec": {"concurrencyPolicy": "Replace"}});
+    scene
+        .schedules()
+        .patch("held", &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .unwrap();
+    let second = run_name("held", t0 + HOUR);
+    scene.wait_runs("held", std::slice::from_ref(&second)).await;
+    eventually("the replaced run gone", || async {
+        scene
+            .env
+            .rjs(NS)
+            .get_opt(&first)
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let notes = scene.events("held").await;
+    assert!(
+        notes.contains(&(
+            "SuccessfulDelete".into(),
+            format!("Deleted ReportJob {first} (concurrency policy Replace)")
+        )),
+        "{notes:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_six_missed_periods_exactly_one_catch_up_run() {
+    let t0 = t0();
+    let mut scene = Scene::start(t0 - SignedDuration::from_mins(1)).await;
+    scene
+        .apply(
+            "nightly",
+            json!({"schedule": "0 * * * *",
+                   "reportJobTemplate": template("events", "n/${windowStart:%H}.csv", true)}),
+        )
+        .await;
+    scene.at(t0);
+    let first = run_name("nightly", t0);
+    scene
+        .wait_runs("nightly", std::slice::from_ref(&first))
+        .await;
+    eventually("lastScheduleTime t0", || async {
+        let rs = scene.schedules().get("nightly").await.unwrap();
+        (rs.status.and_then(|s| s.last_schedule_time).map(|t| t.0) == Some(t0)).then_some(())
+    })
+    .await;
+    scene.env.kill_controller(0);
+    // Six periods pass with the controller down.
+    let back = t0 + HOUR * 6 + SignedDuration::from_mins(5);
+    scene.at(back);
+    scene.controller();
+    let caught_up = run_name("nightly", t0 + HOUR * 6);
+    scene
+        .wait_runs("nightly", &[first.clone(), caught_up.clone()])
+        .await;
+    let rs = eventually("the status after the catch-up", || async {
+        let rs = scene.schedules().get("nightly").await.unwrap();
+        let status = rs.status.clone()?;
+        (status.next_schedule_time.map(|t| t.0) == Some(t0 + HOUR * 7)).then_some(rs)
+    })
+    .await;
+    let status = rs.status.unwrap();
+    assert_eq!(status.last_schedule_time.unwrap().0, t0 + HOUR * 6);
+    // The decision is written: nothing else is due until t0 + 7h.
+    assert_eq!(scene.runs("nightly").await, [first, caught_up.clone()]);
+    let created: Vec<_> = scene
+        .events("nightly")
+        .await
+        .into_iter()
+        .filter(|(r, _)| r == "SuccessfulCreate")
+        .collect();
+    assert_eq!(created.len(), 2, "{created:?}");
+    // The catch-up run's window is the period before its time.
+    let rj: ReportJob = scene.env.rjs(NS).get(&caught_up).await.unwrap();
+    let values: Vec<_> = rj
+        .spec
+        .source
+        .parameters
+        .iter()
+        .map(|p| p.value.clone())
+        .collect();
+    let rfc = |t: Timestamp| t.strftime("%Y-%m-%dT%H:%M:%S+00:00").to_string();
+    assert_eq!(values, [rfc(t0 + HOUR * 5), rfc(t0 + HOUR * 6)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_named_on_the_status_and_in_an_event_and_runs_nothing() {
+    let t0 = t0();
+    let scene = Scene::start(t0 + HOUR).await;
+    let mut sql = template("events", "x/${windowStart:%H}.csv", false);
+    sql["spec"]["source"]["query"] = json!("SELECT id FROM events WHERE at >= '${windowStart}'");
+    let cases = [
+        (
+            "bad-cron",
+            json!({"schedule": "0 25 * * *", "reportJobTemplate": template("events", "a.csv", false)}),
+            "InvalidSchedule",
+            "spec.schedule: invalid schedule \"0 25 * * *\": hour: \"25\" is out of range 0-23",
+        ),
+        (
+            "bad-zone",
+            json!({"schedule": "@daily", "timeZone": "Europe/Atlantis", "reportJobTemplate": template("events", "a.csv", false)}),
+            "UnknownTimeZone",
+            "spec.timeZone: unknown time zone \"Europe/Atlantis\" (an IANA name such as Europe/Berlin)",
+        ),
+        (
+            "bad-sql",
+            json!({"schedule": "@hourly", "reportJobTemplate": sql}),
+            "InvalidTemplate",
+            "spec.reportJobTemplate.spec.source.query: placeholders are never written into SQL; use $n here and put the placeholder in source.parameters[n-1].value",
+        ),
+    ];
+    for (name, spec, _, _) in &cases {
+        scene.apply(name, spec.clone()).await;
+    }
+    scene.at(t0 + HOUR * 3);
+    for (name, _, reason, message) in cases {
+        eventually(&format!("{name}: Ready=False {reason}"), || async {
+            let rs = scene.schedules().get(name).await.unwrap();
+            let c = rs
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Ready")?;
+            (c.status == "False" && c.reason == reason && c.message == message).then_some(())
+        })
+        .await;
+        eventually(&format!("{name}: a {reason} Event"), || async {
+            scene
+                .events(name)
+                .await
+                .contains(&(reason.to_string(), message.to_string()))
+                .then_some(())
+        })
+        .await;
+        assert!(scene.runs(name).await.is_empty());
+    }
+    assert!(
+        scene
+            .env
+            .rjs(NS)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_creates_one_manual_run_of_the_last_period() {
+    let scene = Scene::start(t0() - HOUR).await;
+    scene
+        .apply(
+            "hourly",
+            json!({"schedule": "@hourly",
+                   "reportJobTemplate": template("events", "m/${windowStart:%H}.csv", true)}),
+        )
+        .await;
+    let trigger = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_reportjob"))
+            .args(["schedule", "trigger"])
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(&scene.env.kubeconfig)
+            .args(["-n", NS])
+            .output()
+            .unwrap()
+    };
+    let hour = |t: Timestamp| {
+        Timestamp::from_second(t.as_second() - t.as_second().rem_euclid(3600)).unwrap()
+    };
+    let before = hour(Timestamp::now());
+    let out = trigger(&["hourly", "--run-name", "by-hand"]);
+    let after = hour(Timestamp::now());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ReportJob tenant/by-hand created from ReportSchedule hourly\n"
+    );
+    let rj = scene.env.rjs(NS).get("by-hand").await.unwrap();
+    let rs = scene.schedules().get("hourly").await.unwrap();
+    assert_eq!(rj.owner_references()[0].uid, rs.uid().unwrap());
+    assert_eq!(rj.annotations()["reporting.dev/instantiate"], "manual");
+    assert_eq!(rj.labels()[SCHEDULE_LABEL], "hourly");
+    let values: Vec<_> = rj
+        .spec
+        .source
+        .parameters
+        .iter()
+        .map(|p| p.value.clone())
+        .collect();
+    let rfc = |t: Timestamp| t.strftime("%Y-%m-%dT%H:%M:%S+00:00").to_string();
+    assert!(
+        [before, after]
+            .iter()
+            .any(|h| values == [rfc(*h - HOUR), rfc(*h)]),
+        "{values:?}"
+    );
+    let out = trigger(&["nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: ReportSchedule tenant/nope not found\n"
+    );
+}
