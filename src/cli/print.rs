@@ -2,6 +2,7 @@
 //! `reportjob.reporting.dev/NAME`, or a table of the CRD's printer columns with upstream's
 //! ages), for `list`, `status`, `submit` and `wait`.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use serde_json::{Value, json};
 
@@ -129,6 +130,71 @@ pub fn table(
         for (row, rj) in rows.iter_mut().skip(1).zip(items) {
             row.insert(0, rj.namespace().unwrap_or_default());
         }
+    }
+    columns(&rows)
+}
+
+/// The table of ReportSchedules `list` prints after the ReportJobs: the CRD's printer
+/// columns, with times as ages (and the next run as `in 5m`).
+pub fn schedule_table(
+    items: &[crate::schedule::ReportSchedule],
+    all_namespaces: bool,
+    now: jiff::Timestamp,
+) -> String {
+    let since = |t: Option<&Time>| {
+        t.map_or_else(
+            || "<none>".to_string(),
+            |t| kube_age(now.duration_since(t.0).as_secs()),
+        )
+    };
+    let until = |t: Option<&Time>| {
+        t.map_or_else(
+            || "<none>".to_string(),
+            |t| format!("in {}", kube_age(t.0.duration_since(now).as_secs().max(0))),
+        )
+    };
+    let mut rows = vec![
+        [
+            "NAME",
+            "SCHEDULE",
+            "TIMEZONE",
+            "SUSPEND",
+            "ACTIVE",
+            "LAST SCHEDULE",
+            "NEXT",
+            "AGE",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for rs in items {
+        let status = rs.status.clone().unwrap_or_default();
+        let active: Vec<String> = status
+            .active
+            .iter()
+            .filter_map(|r| r.name.clone())
+            .collect();
+        let mut row = vec![
+            rs.name_any(),
+            rs.spec.schedule.clone(),
+            rs.spec.time_zone.clone(),
+            if rs.spec.suspend { "True" } else { "False" }.to_string(),
+            if active.is_empty() {
+                "<none>".to_string()
+            } else {
+                active.join(",")
+            },
+            since(status.last_schedule_time.as_ref()),
+            until(status.next_schedule_time.as_ref()),
+            since(rs.metadata.creation_timestamp.as_ref()),
+        ];
+        if all_namespaces {
+            row.insert(0, rs.namespace().unwrap_or_default());
+        }
+        rows.push(row);
+    }
+    if all_namespaces {
+        rows[0].insert(0, "NAMESPACE".into());
     }
     columns(&rows)
 }

@@ -769,7 +769,11 @@ mod tests {
         let widgets = "/apis/example.com/v1/namespaces/a/widgets";
         assert!(may("alice", "POST", widgets));
         assert!(may("alice", "DELETE", &format!("{widgets}/w")));
-        assert!(!may("alice", "POST", "/apis/example.com/v1/namespaces/b/widgets"));
+        assert!(!may(
+            "alice",
+            "POST",
+            "/apis/example.com/v1/namespaces/b/widgets"
+        ));
         assert!(!may("alice", "GET", "/api/v1/namespaces/a/secrets"));
         assert!(may("bob", "GET", widgets));
         assert!(!may("bob", "POST", widgets));

@@ -183,3 +183,108 @@ async fn list_and_status_print_as_kubectl_does_in_every_format() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_shows_the_schedules_after_their_runs() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Api, Patch, PatchParams, PostParams};
+    use reportjob::schedule::ReportSchedule;
+
+    let cli = Cli::start().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(cli.client());
+    crds.create(&PostParams::default(), &reportjob::schedule::crd::crd())
+        .await
+        .unwrap();
+    // Without schedules, list is the ReportJobs alone.
+    cli.create("orders", "default", "analytics").await;
+    let (code, alone, stderr) = cli.run(&["list"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(alone.lines().count(), 2, "{alone}");
+
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/orders-monthly-schedule.yaml"
+    ))
+    .unwrap();
+    let schedule: ReportSchedule = serde_saphyr::from_str(&example).unwrap();
+    let schedules: Api<ReportSchedule> = Api::namespaced(cli.client(), "default");
+    schedules
+        .create(&PostParams::default(), &schedule)
+        .await
+        .unwrap();
+    cli.create("monthly-paid-orders-29000000", "default", "finance")
+        .await;
+    let now = jiff::Timestamp::now();
+    let status = json!({"status": {
+        "active": [{"kind": "ReportJob", "name": "monthly-paid-orders-29000000", "namespace": "default"}],
+        "lastScheduleTime": (now - jiff::SignedDuration::from_secs(300)).to_string(),
+        "nextScheduleTime": (now + jiff::SignedDuration::from_secs(7200)).to_string(),
+    }});
+    schedules
+        .patch_status(
+            "monthly-paid-orders",
+            &PatchParams::default(),
+            &Patch::Merge(status),
+        )
+        .await
+        .unwrap();
+
+    let (code, out, stderr) = cli.run(&["list"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let (jobs, schedules_table) = out.split_once("\n\n").expect("two tables");
+    assert_eq!(
+        cells_without_age(jobs)
+            .iter()
+            .map(|r| r[0].clone())
+            .collect::<Vec<_>>(),
+        ["NAME", "monthly-paid-orders-29000000", "orders"]
+    );
+    let rows: Vec<Vec<String>> = schedules_table
+        .lines()
+        .map(|l| {
+            l.split("   ")
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        rows[0],
+        [
+            "NAME",
+            "SCHEDULE",
+            "TIMEZONE",
+            "SUSPEND",
+            "ACTIVE",
+            "LAST SCHEDULE",
+            "NEXT",
+            "AGE"
+        ]
+    );
+    let row = &rows[1];
+    assert_eq!(
+        &row[..5],
+        [
+            "monthly-paid-orders",
+            "0 6 1 * *",
+            "Europe/Berlin",
+            "False",
+            "monthly-paid-orders-29000000"
+        ]
+    );
+    assert!(row[5] == "5m" || row[5] == "5m1s", "{row:?}");
+    assert!(row[6] == "in 120m" || row[6] == "in 119m", "{row:?}");
+
+    // -A adds the namespace; -o formats print the ReportJobs only.
+    let (_, all, _) = cli.run(&["list", "-A"]).await;
+    let (_, schedules_all) = all.split_once("\n\n").expect("two tables");
+    assert!(
+        schedules_all.starts_with("NAMESPACE") && schedules_all.contains("\ndefault "),
+        "{schedules_all}"
+    );
+    let (_, names, _) = cli.run(&["list", "-o", "name"]).await;
+    assert_eq!(
+        names,
+        "reportjob.reporting.dev/monthly-paid-orders-29000000\nreportjob.reporting.dev/orders\n"
+    );
+}
