@@ -94,6 +94,7 @@ k() { kubectl --kubeconfig "$kubeconfig" "$@"; }
 
 ns=demo
 k apply -f crds/reportjob.yaml >/dev/null
+k apply -f crds/reportschedule.yaml >/dev/null
 k create namespace "$ns" >/dev/null
 k -n "$ns" create secret generic reporting-db --from-literal=url="$database_url" >/dev/null
 k -n "$ns" apply -f - >/dev/null <<'EOF'
@@ -112,10 +113,11 @@ RUST_LOG=${RUST_LOG:-info,kube=warn} "$reportjob_bin" controller --kubeconfig "$
   --leader-election=false --metrics-addr 127.0.0.1:0 2>"$dir/controller.log" &
 pids+=($!)
 
-# The cluster examples: those writing to the PVC (the bucket example needs an S3 endpoint).
+# The cluster examples: the ReportJobs writing to the PVC (the bucket example needs an S3
+# endpoint; a ReportSchedule's runs come at its scheduled times, not now).
 examples=()
 for f in examples/*.yaml; do
-  grep -q 'claimName: reports' "$f" && examples+=("$f")
+  grep -q '^kind: ReportJob$' "$f" && grep -q 'claimName: reports' "$f" && examples+=("$f")
 done
 [ ${#examples[@]} -gt 0 ] || die "no PVC examples in examples/"
 for f in "${examples[@]}"; do k -n "$ns" apply -f "$f"; done

@@ -188,7 +188,21 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
             })
     }));
     // ReportSchedules create ReportJobs beside the loop that runs them.
-    let controllers = futures::future::join(controllers, schedules);
+    let both = futures::future::join(controllers, schedules);
+    // Both loops stop on SIGTERM themselves (`shutdown_on_signal`), after their reconciles in
+    // flight; a loop still retrying a watch (say, of a CRD not installed) must not keep the
+    // process alive past the pod's grace period, so it gets ten seconds.
+    let controllers = async move {
+        futures::pin_mut!(both);
+        tokio::select! {
+            _ = &mut both => {}
+            () = shutdown_signal() => {
+                if tokio::time::timeout(Duration::from_secs(10), &mut both).await.is_err() {
+                    tracing::warn!("the loops did not stop within 10 s of the signal; exiting");
+                }
+            }
+        }
+    };
     tracing::info!("controller started");
     let outcome = match (leadership, &config.lease) {
         (Some(mut held), Some(lease)) => tokio::select! {

@@ -33,8 +33,9 @@ fn failure(rj: &ReportJob) -> (String, String) {
     (c.reason, c.message)
 }
 
-/// The notes of the Events recorded on ReportJob `name` with `reason`.
-async fn event_notes(env: &Env, ns: &str, name: &str, reason: &str) -> Vec<String> {
+/// The notes of the Events of a namespace, or of those recorded on ReportJob `name` with
+/// `reason`.
+async fn event_notes(env: &Env, ns: &str, about: Option<(&str, &str)>) -> Vec<String> {
     let events: Api<Event> = Api::namespaced(env.client.clone(), ns);
     events
         .list(&ListParams::default())
@@ -43,7 +44,10 @@ async fn event_notes(env: &Env, ns: &str, name: &str, reason: &str) -> Vec<Strin
         .items
         .into_iter()
         .filter(|e| {
-            e.involved_object.name.as_deref() == Some(name) && e.reason.as_deref() == Some(reason)
+            about.is_none_or(|(name, reason)| {
+                e.involved_object.name.as_deref() == Some(name)
+                    && e.reason.as_deref() == Some(reason)
+            })
         })
         .filter_map(|e| e.message)
         .collect()
@@ -158,7 +162,7 @@ async fn quotas_pulls_and_volume_ownership_are_met_by_the_defaults_or_named_in_t
             && message.contains("compute"),
         "{message}"
     );
-    let notes = event_notes(&env, "quota", "unfit", "CannotCreatePods").await;
+    let notes = event_notes(&env, "quota", Some(("unfit", "CannotCreatePods"))).await;
     assert!(
         notes.iter().any(|n| n.contains("compute")),
         "an Event names the quota: {notes:?}"
@@ -184,7 +188,7 @@ async fn quotas_pulls_and_volume_ownership_are_met_by_the_defaults_or_named_in_t
         message.contains("cannot start: ") && message.contains("ImagePull"),
         "{message}"
     );
-    let notes = event_notes(&env, "pull", "unpulled", "PodCannotStart").await;
+    let notes = event_notes(&env, "pull", Some(("unpulled", "PodCannotStart"))).await;
     assert!(
         notes.iter().any(|n| n.contains(missing_image)),
         "an Event names the image: {notes:?}"
@@ -348,7 +352,7 @@ async fn forged_results_and_remote_bodies_never_reach_the_status() {
     let everything = format!(
         "{}\n{:?}\n{}\n{}",
         serde_json::to_string(&failed.status).unwrap(),
-        event_notes_all(&env, "victim").await,
+        event_notes(&env, "victim", None).await,
         env.pod_logs("victim"),
         env.controller_log(0),
     );
@@ -368,17 +372,4 @@ async fn forged_results_and_remote_bodies_never_reach_the_status() {
             "{secret} leaked into the status, events or logs:\n{everything}"
         );
     }
-}
-
-/// Every Event note of a namespace.
-async fn event_notes_all(env: &Env, ns: &str) -> Vec<String> {
-    let events: Api<Event> = Api::namespaced(env.client.clone(), ns);
-    events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|e| e.message)
-        .collect()
 }

@@ -634,36 +634,30 @@ impl<'a> Decision<'a> {
         if !self.job(Stage::Assemble).is_some_and(job_failed) {
             return None;
         }
-        self.o
-            .pods
-            .get(&Stage::Assemble)?
-            .iter()
-            .filter(|p| p.phase == "Failed")
-            .max_by_key(|p| p.finished_at)
+        self.last_failed_pod(Stage::Assemble)
             .and_then(|p| p.message.as_deref())
             .and_then(|m| StageResult::damaged_chunks(m, total))
     }
 
-    /// The exit code of a stage's most recently failed pod.
-    fn last_exit_code(&self, stage: Stage) -> Option<i32> {
+    /// A stage's most recently failed pod.
+    fn last_failed_pod(&self, stage: Stage) -> Option<&'a PodInfo> {
         self.o
             .pods
             .get(&stage)?
             .iter()
             .filter(|p| p.phase == "Failed")
             .max_by_key(|p| p.finished_at)
-            .and_then(|p| p.exit_code)
+    }
+
+    /// The exit code of a stage's most recently failed pod.
+    fn last_exit_code(&self, stage: Stage) -> Option<i32> {
+        self.last_failed_pod(stage).and_then(|p| p.exit_code)
     }
 
     /// What a stage's most recently failed pod said: the message of its `Failed` result,
     /// the text the kubelet kept (a crash), or its exit code.
     fn pod_failure(&self, stage: Stage) -> Option<String> {
-        self.o
-            .pods
-            .get(&stage)?
-            .iter()
-            .filter(|p| p.phase == "Failed")
-            .max_by_key(|p| p.finished_at)
+        self.last_failed_pod(stage)
             .and_then(|p| {
                 p.message
                     .as_deref()
