@@ -333,10 +333,20 @@ impl Cluster {
             for s in [plain, secure] {
                 let _ = s.stop.send(());
                 let abort = s.task.abort_handle();
-                if tokio::time::timeout(std::time::Duration::from_secs(5), s.task)
-                    .await
-                    .is_err()
-                {
+                let mut task = s.task;
+                let mut stopped = false;
+                // Graceful shutdown waits for requests in flight; a watch a client started
+                // again while the server was stopping keeps its connection (and so the
+                // server) alive, so watches are ended again until the server has stopped.
+                for _ in 0..20 {
+                    let tick = std::time::Duration::from_millis(250);
+                    if tokio::time::timeout(tick, &mut task).await.is_ok() {
+                        stopped = true;
+                        break;
+                    }
+                    self.store.drop_watches();
+                }
+                if !stopped {
                     abort.abort();
                 }
             }

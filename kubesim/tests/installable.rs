@@ -602,17 +602,23 @@ async fn a_pods_own_token_reads_configmaps_only_when_rbac_allows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_follows_an_http_probe() {
     let env = start().await;
-    let (up, other, down) = (free_port(), free_port(), free_port());
+    let (up, down) = (free_port(), free_port());
     let pods: Api<Pod> = Api::default_namespaced(env.client.clone());
-    let pod = |name: &str, serve_port: u16, probe_port: u16| -> Pod {
+    // The unprobed pod serves nothing at all (a port picked as free may be taken by another
+    // test by the time a server binds it, and the pod would restart).
+    let pod = |name: &str, serve_port: Option<u16>, probe_port: u16| -> Pod {
+        let args = match serve_port {
+            Some(port) => json!(["-m", "http.server", port.to_string(), "--bind", "127.0.0.1"]),
+            None => json!(["-c", "import time; time.sleep(3600)"]),
+        };
         serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"containers": [{
             "name": "main", "image": "python",
-            "args": ["-m", "http.server", serve_port.to_string(), "--bind", "127.0.0.1"],
+            "args": args,
             "ports": [{"name": "http", "containerPort": probe_port}],
             "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1}}]}}))
         .unwrap()
     };
-    pods.create(&PostParams::default(), &pod("serving", up, up))
+    pods.create(&PostParams::default(), &pod("serving", Some(up), up))
         .await
         .unwrap();
     wait_for("the probed pod to be Ready", || async {
@@ -620,7 +626,7 @@ async fn readiness_follows_an_http_probe() {
     })
     .await;
     // Probing a port nobody serves: running, never Ready.
-    pods.create(&PostParams::default(), &pod("unserved", other, down))
+    pods.create(&PostParams::default(), &pod("unserved", None, down))
         .await
         .unwrap();
     let running = wait_for("the second pod to run for a few probes", || async {

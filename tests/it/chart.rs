@@ -126,7 +126,7 @@ fn namespaced_rules() -> Value {
         {"apiGroups": ["reporting.dev"], "resources": ["reportjobs"], "verbs": ["list", "watch", "patch", "delete"]},
         {"apiGroups": ["reporting.dev"], "resources": ["reportjobs/status"], "verbs": ["patch"]},
         {"apiGroups": ["reporting.dev"], "resources": ["reportjobs"], "verbs": ["create"]},
-        {"apiGroups": ["reporting.dev"], "resources": ["reportschedules"], "verbs": ["list", "watch"]},
+        {"apiGroups": ["reporting.dev"], "resources": ["reportschedules"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": ["reporting.dev"], "resources": ["reportschedules/status"], "verbs": ["patch"]},
         {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "list", "watch", "patch", "delete"]},
         {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["list"]},

@@ -79,7 +79,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   verbs: ["create"]
 - apiGroups: ["reporting.dev"]
   resources: ["reportschedules"]
-  verbs: ["list", "watch"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["reporting.dev"]
   resources: ["reportschedules/status"]
   verbs: ["patch"]

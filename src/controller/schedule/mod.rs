@@ -93,9 +93,21 @@ fn error_policy(_rs: Arc<ReportSchedule>, _error: &Error, _ctx: Arc<Context>) ->
     Requeue::requeue(Duration::from_secs(2))
 }
 
-async fn reconcile(rs: Arc<ReportSchedule>, ctx: Arc<Context>) -> Result<Requeue, Error> {
-    let ns = rs.namespace().unwrap_or_default();
-    let name = rs.name_any();
+async fn reconcile(cached: Arc<ReportSchedule>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let ns = cached.namespace().unwrap_or_default();
+    let name = cached.name_any();
+    // The schedule as stored now, not as the cache last saw it: the status the previous sync
+    // wrote (lastScheduleTime) may not have reached the cache yet, and deciding from the older
+    // one would write that older time back (upstream guards its UpdateStatus with the
+    // resourceVersion instead).
+    let schedules: Api<ReportSchedule> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(rs) = schedules
+        .get_opt(&name)
+        .await
+        .map_err(kube_err("reading the schedule"))?
+    else {
+        return Ok(Requeue::await_change());
+    };
     let now = match now(ctx.clock_file.as_deref()) {
         Ok(now) => now,
         Err(message) => {
