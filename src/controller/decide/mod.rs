@@ -266,8 +266,15 @@ impl<'a> Decision<'a> {
             Err(errors) => errors,
         };
         if errors.is_empty() {
-            if self.has_condition(conditions::FAILED) {
-                // It was invalid and has been fixed.
+            let was_invalid = self.st.conditions.iter().any(|c| {
+                c.type_ == conditions::FAILED
+                    && c.status == "True"
+                    && c.reason == reason::INVALID_SPEC
+            });
+            if was_invalid {
+                // It was invalid and has been fixed. (Only that failure: a run that failed
+                // before its plan existed, e.g. StartTimeout, whose Jobs are gone, stays
+                // failed.)
                 self.condition(conditions::FAILED, false, reason::NO_FAILURE, "");
                 self.st.phase = None;
             }

@@ -505,6 +505,29 @@ fn a_job_that_cannot_create_pods_says_why_and_fails_after_the_start_timeout() {
 }
 
 #[test]
+fn a_run_that_timed_out_before_planning_stays_failed_once_its_jobs_are_gone() {
+    let step = ReportJobFixture::new()
+        .status(|s| {
+            s.phase = Some(Phase::Failed);
+            s.conditions = vec![Condition {
+                type_: conditions::FAILED.into(),
+                status: "True".into(),
+                reason: reason::START_TIMEOUT.into(),
+                message: "no pod of the plan Job ran for 600s".into(),
+                observed_generation: Some(1),
+                last_transition_time: Time(Timestamp::from_second(NOW - 5).expect("time")),
+            }];
+        })
+        .decide();
+    assert_eq!(step.action, Action::None);
+    assert_eq!(step.status.phase, Some(Phase::Failed));
+    assert_eq!(
+        condition(&step, conditions::FAILED).reason,
+        reason::START_TIMEOUT
+    );
+}
+
+#[test]
 fn the_start_timeout_is_the_specs_and_counts_from_the_last_pod_that_ran() {
     let pulling = PodInfo {
         name: "orders-chunks-1-x".into(),
