@@ -502,6 +502,16 @@ async fn controller_killed_at_each_stage_resumes_without_duplicates_through_api_
     let done = env.wait_phase(ns, "orders", Phase::Succeeded, LONG).await;
     println!("killed while {:?}", phase(&seen));
 
+    // The finished run releases its snapshot: the holder Job is deleted by the reconcile
+    // after the one that wrote Succeeded, so it is waited for.
+    common::eventually("the snapshot holder Job released", || async {
+        jobs.get_opt("orders-snapshot")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
     // One Job per stage, one pod per plan and assembly, one per chunk.
     let all = jobs.list(&ListParams::default()).await.unwrap().items;
     assert_eq!(
