@@ -1,5 +1,6 @@
 //! ReportSchedules on kubesim with the controller's test clock (`--clock-file`): runs at their
-//! times with exact reports per window, history limits, Forbid and Replace, one catch-up run
+//! times with exact reports per window, history limits, Forbid and Replace (also of a run
+//! mid-export, with its staging), one catch-up run
 //! after downtime, deletion keeping the reports, and bad input refused on the status. Also
 //! the committed CRD against the generator.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
@@ -351,6 +352,167 @@ async fn forbid_skips_while_a_run_is_active_and_replace_deletes_it() {
         )),
         "{notes:?}"
     );
+}
+
+/// failedRunsHistoryLimit on runs that really fail (their table does not exist, which only
+/// the plan can find out): the older failed run is deleted, the newest kept for inspection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_runs_history_keeps_the_newest_failures() {
+    let t0 = t0();
+    let db = TestDb::new("schedule_failed").await;
+    let missing = db.table("no_such_table");
+    let scene = Scene::start(t0 - SignedDuration::from_mins(1)).await;
+    scene
+        .apply(
+            "broken",
+            json!({"schedule": "@hourly", "failedRunsHistoryLimit": 1,
+                   "reportJobTemplate": template(&missing, "broken/${windowStart:%H}.csv", false)}),
+        )
+        .await;
+    let mut failed = Vec::new();
+    for k in 0..2 {
+        let at = t0 + HOUR * k;
+        scene.at(at);
+        let name = run_name("broken", at);
+        let rj = scene
+            .env
+            .wait_phase(NS, &name, Phase::Failed, PATIENCE)
+            .await;
+        let message = rj.status.unwrap().message.unwrap_or_default();
+        assert!(message.contains("no_such_table"), "{name}: {message}");
+        failed.push(name);
+    }
+    scene.wait_runs("broken", &failed[1..]).await;
+    let status = scene
+        .schedules()
+        .get("broken")
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_eq!(status.last_schedule_time.unwrap().0, t0 + HOUR);
+    assert!(status.last_successful_time.is_none());
+    assert!(status.active.is_empty());
+}
+
+/// Replace on a run that is exporting: the run, its Jobs and its staging go, and the new
+/// window's run writes its exact report. The first run is held mid-export, not raced: its
+/// column `v` comes through `held(id, v)`, which waits on an advisory lock the test holds for
+/// the ids 30..59. The function is STABLE, so the planner's key-only queries never call it
+/// (Postgres drops an unused non-volatile column of a subquery) and only the chunk COPY waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replace_deletes_the_exporting_run_and_its_staging() {
+    use sqlx::{Connection, Executor};
+    let t0 = t0();
+    let mut db = TestDb::new("schedule_replace").await;
+    let table = events_table(&mut db, t0).await;
+    let held = db.table("held");
+    db.exec(&format!(
+        "CREATE FUNCTION {held}(id bigint, v text) RETURNS text LANGUAGE plpgsql STABLE AS $$
+         BEGIN
+           IF id BETWEEN 30 AND 59 THEN PERFORM pg_advisory_xact_lock_shared(4242); END IF;
+           RETURN v;
+         END $$;"
+    ))
+    .await;
+    let mut lock = sqlx::PgConnection::connect(&crate::common::database_url())
+        .await
+        .unwrap();
+    lock.execute("SELECT pg_advisory_lock(4242)").await.unwrap();
+
+    let scene = Scene::start(t0 - SignedDuration::from_mins(1)).await;
+    let mut spec = template(&table, "busy/${windowStart:%H%M}.csv", false);
+    spec["spec"]["source"]["query"] = json!(format!(
+        "SELECT id, at, {held}(id, v) AS v FROM {table} WHERE at >= $1 AND at < $2"
+    ));
+    spec["spec"]["chunking"] = json!({"chunkSize": 10});
+    scene
+        .apply(
+            "busy",
+            json!({"schedule": "@hourly", "concurrencyPolicy": "Replace",
+                   "reportJobTemplate": spec}),
+        )
+        .await;
+    scene.at(t0);
+    let first = run_name("busy", t0);
+    let exporting = scene
+        .env
+        .wait_for(
+            NS,
+            &first,
+            PATIENCE,
+            "a chunk of the first run done",
+            |rj| {
+                rj.status
+                    .as_ref()
+                    .and_then(|s| s.chunks.as_ref())
+                    .is_some_and(|c| c.succeeded >= 1)
+            },
+        )
+        .await;
+    let status = exporting.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Running), "held mid-export");
+    let run = status.plan.unwrap().run_id;
+    let first_path = (t0 - HOUR)
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .strftime("busy/%H%M.csv")
+        .to_string();
+    let staging = scene
+        .env
+        .pvc_dir(NS)
+        .join(format!("{first_path}.parts/{run}"));
+    assert!(
+        staging.join("plan.json").exists(),
+        "staging while exporting"
+    );
+
+    scene.at(t0 + HOUR);
+    let second = run_name("busy", t0 + HOUR);
+    let done = scene
+        .env
+        .wait_phase(NS, &second, Phase::Succeeded, PATIENCE)
+        .await;
+    assert_eq!(done.status.unwrap().rows, Some(60));
+    eventually("the replaced run gone", || async {
+        scene
+            .env
+            .rjs(NS)
+            .get_opt(&first)
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(!staging.exists(), "the replaced run's staging removed");
+    assert!(
+        !scene.env.pvc_dir(NS).join(&first_path).exists(),
+        "the replaced run published nothing"
+    );
+    let second_path = t0
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .strftime("busy/%H%M.csv")
+        .to_string();
+    db.assert_report_matches(
+        &scene.env.pvc_dir(NS).join(&second_path),
+        &format!(
+            "SELECT id, at, v FROM {table} WHERE at >= '{t0}' AND at < '{}' ORDER BY id",
+            t0 + HOUR
+        ),
+        "",
+        false,
+    )
+    .await;
+    assert!(
+        scene.events("busy").await.contains(&(
+            "SuccessfulDelete".into(),
+            format!("Deleted ReportJob {first} (concurrency policy Replace)")
+        )),
+        "a SuccessfulDelete event"
+    );
+    lock.execute("SELECT pg_advisory_unlock(4242)")
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
