@@ -1,7 +1,15 @@
 //! The `reportjob` command line.
 
+use reportjob::cli::{self, plugin_complete};
+
 fn main() {
-    let cli = reportjob::cli::parse_args();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // Completion words are not a command line: they go around the parser.
+    let completing = plugin_complete::requested(&args);
+    let cli = match completing {
+        Some(_) => None,
+        None => Some(cli::parse_args()),
+    };
     reportjob::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -13,6 +21,9 @@ fn main() {
             std::process::exit(reportjob::error::EXIT_TRANSIENT);
         }
     };
-    let code = runtime.block_on(reportjob::cli::dispatch(cli));
+    let code = match (cli, completing) {
+        (Some(cli), _) => runtime.block_on(cli::dispatch(cli)),
+        (None, words) => runtime.block_on(plugin_complete::run(words.unwrap_or_default())),
+    };
     std::process::exit(code);
 }

@@ -5,7 +5,7 @@
 //! [`follow_logs`]), [`download`], with [`cluster`] (the one place a kube client is built),
 //! [`output`], [`print`] (`-o`) and [`progress`]; their exit codes and error type are in
 //! [`exit`]. Installed or linked as `kubectl-reportjob`, the binary is a kubectl plugin
-//! ([`parse_args`]). Stage commands (run by the controller's pods,
+//! ([`parse_args`]), completed by [`plugin_complete`]. Stage commands (run by the controller's pods,
 //! hidden from the top-level help, called by name): `plan`, `worker`, `assemble`, `cleanup`
 //! ([`stages`]) and `notify` ([`notify`]).
 
@@ -20,6 +20,7 @@ pub mod list;
 pub mod logs;
 pub mod notify;
 pub mod output;
+pub mod plugin_complete;
 pub mod print;
 mod progress;
 pub mod resume;

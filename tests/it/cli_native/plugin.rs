@@ -1,4 +1,5 @@
-//! The binary as the kubectl plugin `kubectl reportjob`, through kubectl's plugin mechanism.
+//! The binary as the kubectl plugin `kubectl reportjob`, through kubectl's plugin mechanism,
+//! with kubectl's completion of plugin words (`kubectl_complete-reportjob`).
 
 use std::path::Path;
 
@@ -62,6 +63,37 @@ async fn kubectl_runs_it_as_the_reportjob_plugin() {
     let (code, _, err) = kubectl(&["reportjob", "wait"]).await;
     assert_eq!(code, 2);
     assert!(err.contains("Usage: kubectl reportjob wait"), "{err}");
+    // `kubectl reportjob <TAB>`: kubectl runs kubectl_complete-reportjob (here a link to the
+    // binary) and reads Cobra's completion protocol back.
+    std::os::unix::fs::symlink(
+        env!("CARGO_BIN_EXE_reportjob"),
+        bin_dir.path().join("kubectl_complete-reportjob"),
+    )
+    .unwrap();
+    let complete = |line: &'static str| {
+        let mut args = vec!["__complete", "reportjob"];
+        args.extend(line.split(' '));
+        let run = kubectl(&args);
+        async move {
+            let (code, out, err) = run.await;
+            assert_eq!(code, 0, "{line:?}: {err}");
+            out.lines()
+                .map(|l| l.split('\t').next().unwrap_or_default().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    let top = complete("").await;
+    assert!(
+        ["list", "status", "wait", "logs", "download"]
+            .iter()
+            .all(|c| top.contains(&c.to_string()))
+            && !top.contains(&"worker".to_string()),
+        "{top:?}"
+    );
+    assert_eq!(complete("status o").await, ["orders", ":4"]);
+    assert_eq!(complete("wait -n default ").await, ["orders", ":4"]);
+    assert_eq!(complete("list -o y").await, ["yaml", ":4"]);
+    assert_eq!(complete("wait --time").await, ["--timeout", ":4"]);
     // Called by its own name it is `reportjob`.
     let (_, out, _) = cli.run(&["--help"]).await;
     assert!(
