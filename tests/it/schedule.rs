@@ -148,6 +148,25 @@ impl Scene {
         .await;
     }
 
+    /// Waits until the ReportJob `name` is gone (deleted and its finalizer done).
+    async fn wait_gone(&self, name: &str) {
+        eventually(&format!("{name} gone"), || async {
+            let rj = self.env.rjs(NS).get_opt(name).await.unwrap();
+            rj.is_none().then_some(())
+        })
+        .await;
+    }
+
+    /// Asserts `schedule` recorded deleting `run` for concurrency policy Replace.
+    async fn assert_replaced(&self, schedule: &str, run: &str) {
+        let notes = self.events(schedule).await;
+        let deleted = (
+            "SuccessfulDelete".to_string(),
+            format!("Deleted ReportJob {run} (concurrency policy Replace)"),
+        );
+        assert!(notes.contains(&deleted), "{notes:?}");
+    }
+
     /// Reasons and notes of the Events about `name`.
     async fn events(&self, name: &str) -> Vec<(String, String)> {
         let events: Api<Event> = Api::namespaced(self.env.client.clone(), NS);
@@ -333,25 +352,8 @@ async fn forbid_skips_while_a_run_is_active_and_replace_deletes_it() {
         .unwrap();
     let second = run_name("held", t0 + HOUR);
     scene.wait_runs("held", std::slice::from_ref(&second)).await;
-    eventually("the replaced run gone", || async {
-        scene
-            .env
-            .rjs(NS)
-            .get_opt(&first)
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
-    let notes = scene.events("held").await;
-    assert!(
-        notes.contains(&(
-            "SuccessfulDelete".into(),
-            format!("Deleted ReportJob {first} (concurrency policy Replace)")
-        )),
-        "{notes:?}"
-    );
+    scene.wait_gone(&first).await;
+    scene.assert_replaced("held", &first).await;
 }
 
 /// failedRunsHistoryLimit on runs that really fail (their table does not exist, which only
@@ -473,17 +475,7 @@ async fn replace_deletes_the_exporting_run_and_its_staging() {
         .wait_phase(NS, &second, Phase::Succeeded, PATIENCE)
         .await;
     assert_eq!(done.status.unwrap().rows, Some(60));
-    eventually("the replaced run gone", || async {
-        scene
-            .env
-            .rjs(NS)
-            .get_opt(&first)
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    scene.wait_gone(&first).await;
     assert!(!staging.exists(), "the replaced run's staging removed");
     assert!(
         !scene.env.pvc_dir(NS).join(&first_path).exists(),
@@ -503,13 +495,7 @@ async fn replace_deletes_the_exporting_run_and_its_staging() {
         false,
     )
     .await;
-    assert!(
-        scene.events("busy").await.contains(&(
-            "SuccessfulDelete".into(),
-            format!("Deleted ReportJob {first} (concurrency policy Replace)")
-        )),
-        "a SuccessfulDelete event"
-    );
+    scene.assert_replaced("busy", &first).await;
     lock.execute("SELECT pg_advisory_unlock(4242)")
         .await
         .unwrap();
