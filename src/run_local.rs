@@ -77,7 +77,13 @@ pub async fn run(
     let limit = spec.worker.snapshot_restarts;
     let mut restart = 0;
     loop {
-        let holder = SnapshotHolder::take(&stage.db, spec.source.snapshot_max).await?;
+        // The holder's connection and the pool's first one (the plan's) are opened
+        // together: the snapshot costs the run no extra connection round trips.
+        let (holder, ()) = futures::join!(
+            SnapshotHolder::take(&stage.db, spec.source.snapshot_max),
+            stage.db.warm_up()
+        );
+        let holder = holder?;
         let under = StageContext {
             snapshot: Some(holder.record().clone()),
             cancel: stage.cancel.child_token(),

@@ -95,6 +95,14 @@ impl Database {
         ReadSession::begin(conn, setup).await
     }
 
+    /// Opens the pool's first connection now (when it has none), so that a later session
+    /// does not wait for it; errors are left for that session to report.
+    pub async fn warm_up(&self) {
+        if self.pool.size() == 0 {
+            drop(self.pool.acquire().await);
+        }
+    }
+
     /// A connection of its own, outside the pool (the snapshot holder's).
     pub async fn connect_alone(&self) -> Result<PgConnection> {
         let options = self.pool.connect_options();
@@ -254,6 +262,11 @@ impl ReadSession {
 
 /// Checks the spec's time zone is one the server knows (`pg_timezone_names`).
 async fn check_time_zone(conn: &mut PgConnection, name: &str) -> Result<()> {
+    // The default needs no lookup: every server knows UTC, and pg_timezone_names reads the
+    // whole time zone database (tens of milliseconds) on each call.
+    if name == "UTC" {
+        return Ok(());
+    }
     let known: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $1)")
             .bind(name)
