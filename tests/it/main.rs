@@ -27,4 +27,5 @@ mod schedule;
 mod security;
 mod snapshot;
 mod stage_start;
+mod standby;
 mod yaml_words;
