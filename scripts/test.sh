@@ -14,6 +14,7 @@ ensure_libclang
 ensure_kubectl
 ensure_helm
 ensure_s3s_fs
+ensure_python_readers
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
