@@ -191,9 +191,8 @@ pub async fn export_chunk(
             if cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
-            encoded.clear();
-            rows.feed(&bytes, &mut encoded)?;
-            sink.push(&encoded).await?;
+            let part_bytes = rows.feed(&bytes, &mut encoded)?;
+            sink.push(part_bytes).await?;
         }
         rows.finish()
     }

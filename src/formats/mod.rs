@@ -94,14 +94,23 @@ pub enum RowStream {
 }
 
 impl RowStream {
-    /// Appends the part bytes for `bytes` (the next piece of the stream) to `out`.
-    pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    /// The part bytes for `bytes` (the next piece of the stream): `bytes` itself when the
+    /// format passes them on unchanged (plain CSV, no copy), else `scratch` filled anew.
+    pub fn feed<'a>(&mut self, bytes: &'a [u8], scratch: &'a mut Vec<u8>) -> Result<&'a [u8]> {
+        scratch.clear();
         match self {
-            RowStream::Csv(s) => {
-                s.feed(bytes, out);
-                Ok(())
+            RowStream::Csv(s) if s.passes_through() => {
+                s.feed(bytes, scratch);
+                Ok(bytes)
             }
-            RowStream::Jsonl(s) => s.feed(bytes, out).map_err(Error::Staging),
+            RowStream::Csv(s) => {
+                s.feed(bytes, scratch);
+                Ok(scratch)
+            }
+            RowStream::Jsonl(s) => {
+                s.feed(bytes, scratch).map_err(Error::Staging)?;
+                Ok(scratch)
+            }
         }
     }
 

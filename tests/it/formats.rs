@@ -1,7 +1,8 @@
 //! Formats beside plain CSV, end to end with `reportjob run` against the real Postgres: JSON
 //! Lines read back by Python's json module and compared value by value with the source
 //! (every mapped type, NULLs, empty strings, unicode, big numerics, negative zero,
-//! infinities, dates before 1970 and after 2038, a 50 KB text), plain and zstd; Excel-style
+//! infinities, dates before 1970 and after 2038, a 50 KB text), plain and zstd, from a table
+//! and from a query, on a volume and in a bucket (fetched through its presigned link); Excel-style
 //! CSV (BOM once, CRLF records) read by Python's csv module and loaded back exactly; specs
 //! that mix formats' options refused by name with nothing written.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
@@ -11,6 +12,7 @@ use std::path::Path;
 
 use crate::common;
 
+use common::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
 use common::spec::SpecBuilder;
 use common::{TestDb, Workdir, run_json, stderr};
 
@@ -158,35 +160,69 @@ async fn jsonl_reports_hold_every_value_of_the_source() {
     let expected = work.path().join("expected.json");
     let source_rows = write_expected(&mut db, &expected).await;
     assert_eq!(source_rows, 300);
-    // (file, compression, numericAsNumber)
-    for (file, compression, numbers) in [
-        ("typed.jsonl", "none", false),
-        ("typed.jsonl.zst", "zstd", true),
+    let s3 = S3Server::start("reports");
+    // (file, compression, numericAsNumber, query mode, in the bucket)
+    for (file, compression, numbers, query, bucket) in [
+        ("typed.jsonl", "none", false, false, false),
+        ("typed.jsonl.zst", "zstd", true, false, false),
+        ("query.jsonl", "none", false, true, false),
+        ("exports/typed.jsonl.zst", "zstd", false, false, true),
     ] {
-        let mut spec = SpecBuilder::table(&db.table("typed"))
-            .key("id")
-            .chunk_size(40)
-            .set("spec.output.format", "jsonl")
-            .set("spec.output.timeZone", "Asia/Kolkata")
-            .compression(compression)
-            .pvc("reports", file);
+        let mut spec = if query {
+            SpecBuilder::query(&format!("SELECT * FROM {} WHERE id > 0", db.table("typed")))
+        } else {
+            SpecBuilder::table(&db.table("typed"))
+        }
+        .key("id")
+        .chunk_size(40)
+        .set("spec.output.format", "jsonl")
+        .set("spec.output.timeZone", "Asia/Kolkata")
+        .compression(compression);
+        spec = if bucket {
+            spec.bucket(&format!("s3://reports/{file}"))
+                .bucket_field("endpoint", s3.endpoint())
+                .bucket_field("region", "us-east-1")
+        } else {
+            spec.pvc("reports", file)
+        };
         if numbers {
             spec = spec.set("spec.output.jsonl.numericAsNumber", true);
         }
         let spec = work.spec("spec.yaml", &spec.build_yaml());
-        let out = work.reportjob(&[
-            "run",
-            "-f",
-            spec.to_str().unwrap(),
-            "--json",
-            "--parallelism",
-            "3",
-        ]);
+        let out = work.reportjob_with(
+            &[
+                "run",
+                "-f",
+                spec.to_str().unwrap(),
+                "--json",
+                "--parallelism",
+                "3",
+            ],
+            &[
+                ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+                ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+            ],
+        );
         assert!(out.status.success(), "run failed: {}", stderr(&out));
         let result = run_json(&out);
         assert_eq!(result["rows"].as_u64().unwrap(), 300, "{result}");
         assert!(result["chunks"].as_u64().unwrap() >= 5, "{result}");
-        let stored = std::fs::read(work.output_dir().join(file)).unwrap();
+        let (stored, manifest) = if bucket {
+            // Through its presigned link, with a plain HTTP client.
+            let url = result["url"].as_str().expect("a signed link");
+            let response = reqwest::Client::new().get(url).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            let manifest =
+                std::fs::read(s3.object_path("reports", &format!("{file}.manifest.json")));
+            (response.bytes().await.unwrap().to_vec(), manifest.unwrap())
+        } else {
+            let manifest = std::fs::read(work.output_dir().join(format!("{file}.manifest.json")));
+            (
+                std::fs::read(work.output_dir().join(file)).unwrap(),
+                manifest.unwrap(),
+            )
+        };
+        assert_eq!(result["sha256"].as_str().unwrap(), sha256_hex(&stored));
         let plain = if compression == "zstd" {
             unzstd(&stored)
         } else {
@@ -208,13 +244,15 @@ async fn jsonl_reports_hold_every_value_of_the_source() {
             format!("rows=300 values={}", 300 * EXPECTED.len()),
             "{file}"
         );
-        let manifest: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(work.output_dir().join(format!("{file}.manifest.json"))).unwrap(),
-        )
-        .unwrap();
+        let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
         assert_eq!(manifest["compression"], compression);
         assert_eq!(manifest["rows"], 300);
     }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// Nasty CSV text (quotes, line breaks inside values, unicode) keyed by `id`.
