@@ -205,6 +205,12 @@ mod tests {
         let mut per_chunk = rj.spec.clone();
         per_chunk.source.consistency = crate::api::Consistency::PerChunk;
         assert_ne!(spec_hash(&rj.spec), spec_hash(&per_chunk));
+        let mut bom = rj.spec.clone();
+        bom.output.csv.bom = true;
+        assert_ne!(spec_hash(&rj.spec), spec_hash(&bom));
+        let mut crlf = rj.spec.clone();
+        crlf.output.csv.line_ending = crate::api::LineEnding::Crlf;
+        assert_ne!(spec_hash(&rj.spec), spec_hash(&crlf));
     }
 
     #[test]
