@@ -7,6 +7,9 @@
 (d) planning time on a 10M-row table
 (f) consistency: `Snapshot` (one exported snapshot for the run) vs `PerChunk`, 5M rows
     (`benches/run.sh --consistency` runs only this one)
+(g) formats: the 5M-row table as csv, csv+zstd, jsonl and jsonl+zstd: time, report size, and a
+    chunk worker's peak RSS at 1M and 5M rows in one chunk (`benches/run.sh --formats` runs
+    only this one)
 
 Run it with benches/run.sh (builds the release binary first). Tables are generated once in
 the database `reportjob_bench` and reused.
@@ -27,6 +30,7 @@ DB = SERVER + "/reportjob_bench"
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 QUICK = "--quick" in sys.argv
 ONLY_CONSISTENCY = "--consistency" in sys.argv
+ONLY_FORMATS = "--formats" in sys.argv
 SCALE = 10 if QUICK else 1  # --quick divides the row counts by 10
 
 
@@ -68,7 +72,7 @@ SELECT (g / ({rows} / 20))::int8 ^ 4 * 1000000000 + (g % ({rows} / 20)) * (1 + 5
   FROM generate_series(0::int8, {rows} - 1) AS g"""
 
 
-def spec(table, path, chunk_size, parallelism, key="id", consistency="Snapshot"):
+def spec(table, path, chunk_size, parallelism, key="id", consistency="Snapshot", output=""):
     return f"""apiVersion: reporting.dev/v1alpha1
 kind: ReportJob
 metadata: {{name: bench}}
@@ -79,7 +83,7 @@ spec:
     keyColumn: {key}
     consistency: {consistency}
   chunking: {{chunkSize: {chunk_size}, parallelism: {parallelism}, maxChunks: 100000}}
-  output:
+  output:{output}
     destination:
       pvc: {{claimName: r, path: {path}}}
 """
@@ -165,11 +169,64 @@ def consistency_benchmark(work, n5, env):
     ]
 
 
+FORMATS = [("csv", "none", "csv"), ("csv", "zstd", "csv.zst"), ("jsonl", "none", "jsonl"),
+           ("jsonl", "zstd", "jsonl.zst")]
+
+
+def formats_benchmark(work, n1, n5, env):
+    """(g) Each format on the 5M-row table (parallelism 2, 20 chunks; median of ROUNDS) and the
+    peak RSS of one chunk of 1M and of 5M rows."""
+    rows = []
+    for fmt, compression, ext in FORMATS:
+        output = f"\n    format: {fmt}\n    compression: {compression}"
+        path = os.path.join(work, f"g-{fmt}-{compression}.yaml")
+        with open(path, "w") as f:
+            f.write(spec("bench.orders_5m", f"out.{ext}", n5 // 20, 2, output=output))
+        times, size = [], 0
+        for _ in range(ROUNDS):
+            outdir = os.path.join(work, "out")
+            t, out = timed([BIN, "run", "-f", path, "--output-dir", outdir, "--json"], env=env)
+            result = json.loads(out)
+            assert result["rows"] == n5, result
+            times.append(t)
+            size = os.path.getsize(os.path.join(outdir, f"out.{ext}"))
+            shutil.rmtree(outdir)
+        rss = {}
+        for table, n in (("orders_1m", n1), ("orders_5m", n5)):
+            rpath = os.path.join(work, f"g-rss-{fmt}-{table}.yaml")
+            with open(rpath, "w") as f:
+                f.write(spec(f"bench.{table}", f"one.{ext}", 1_000_000_000, 1, output=output))
+            mib, _ = peak_rss_mib([BIN, "run", "-f", rpath, "--output-dir", os.path.join(work, "rss")], env)
+            shutil.rmtree(os.path.join(work, "rss"))
+            rss[n] = mib
+        median = statistics.median(times)
+        rows.append((f"(g) {fmt}, compression {compression}: 5M rows, parallelism 2, median s",
+                     f"{median:.2f}",
+                     f"{size / 1e6:,.0f} MB; peak RSS one chunk {rss[n1]:.1f} MiB (1M) -> {rss[n5]:.1f} MiB (5M), "
+                     f"{(rss[n5] / rss[n1] - 1) * 100:+.1f}%"))
+    return rows
+
+
 def main():
     if not os.path.exists(BIN):
         sys.exit(f"{BIN} is missing: run benches/run.sh")
     ensure_db()
     n5 = 5_000_000 // SCALE
+    if ONLY_FORMATS:
+        n1 = 1_000_000 // SCALE
+        ensure_table("orders_5m", n5, ORDERS)
+        ensure_table("orders_1m", n1, ORDERS)
+        env = dict(os.environ, DATABASE_URL=DB, RUST_LOG="warn")
+        work = tempfile.mkdtemp(prefix="rj-bench-")
+        try:
+            rows = formats_benchmark(work, n1, n5, env)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        print("| benchmark | figure | note |")
+        print("|---|---|---|")
+        for name, figure, note in rows:
+            print(f"| {name} | {figure} | {note} |")
+        return
     if ONLY_CONSISTENCY:
         ensure_table("orders_5m", n5, ORDERS)
         env = dict(os.environ, DATABASE_URL=DB, RUST_LOG="warn")

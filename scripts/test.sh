@@ -16,6 +16,7 @@ ensure_kubectl
 ensure_helm
 ensure_s3s_fs
 ensure_pgbouncer
+ensure_python_readers
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

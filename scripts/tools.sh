@@ -77,6 +77,23 @@ ensure_kubernetes_validate() {
   export VENV_PYTHON="$venv/bin/python"
 }
 
+# The independent readers the format tests load reports back with (PyPI, in the same venv as
+# kubernetes-validate, installed once per machine): Python's own json and csv modules (3.11 or
+# later, for datetime.fromisoformat of RFC 3339), pyarrow and DuckDB for Parquet, openpyxl for
+# XLSX. Sets REPORTJOB_PYTHON, which the tests run.
+ensure_python_readers() {
+  local venv="${REPORTJOB_TOOLS_CACHE:-$HOME/.cache/reportjob-tools}/venv"
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/python" -c 'import sys; assert sys.version_info >= (3, 11), sys.version' \
+    || { echo "error: the readers need Python 3.11 or later" >&2; return 1; }
+  if ! "$venv/bin/python" -c 'import pyarrow, duckdb, openpyxl' >/dev/null 2>&1; then
+    echo "installing pyarrow, duckdb and openpyxl into $venv (once per machine) ..." >&2
+    "$venv/bin/pip" install --quiet --disable-pip-version-check \
+      "pyarrow==26.0.1" "duckdb==2.0.1" "openpyxl==3.1.5"
+  fi
+  export REPORTJOB_PYTHON="$venv/bin/python"
+}
+
 # libclang and clang, which the pg_query crate (libpg_query, Postgres's own parser, compiled
 # from crates.io) needs for its bindings: Debian packages, installed once per machine.
 ensure_libclang() {

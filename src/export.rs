@@ -1,26 +1,23 @@
-//! Exporting one chunk: stream `COPY (<chunk query>) TO STDOUT (FORMAT csv)`, rebuilt from
+//! Exporting one chunk: stream the format's `COPY (<chunk query>) TO STDOUT`, rebuilt from
 //! the spec and regenerated from its parse tree ([`copy_statement`]), from a
-//! read-only transaction into a part, optionally gzip, with bounded memory, then publish
-//! the part and its manifest. A re-run overwrites both, so retries never duplicate rows.
+//! read-only transaction into a part, optionally gzip or zstd, with bounded memory, then
+//! publish the part and its manifest. A re-run overwrites both, so retries never duplicate
+//! rows. What the bytes are is the format's business ([`crate::formats`]).
 //!
-//! Postgres's own CSV encoder is used rather than encoding rows here: it is the fastest
+//! For CSV, Postgres's own encoder is used rather than encoding rows here: it is the fastest
 //! path (no per-value decoding in the client) and gives exactly the bytes `psql \copy`
 //! gives: RFC 4180 quoting, NULL written as the spec's `nullString` unquoted, an empty
 //! string as `""`, and any value equal to the NULL string quoted.
 
-use std::io::Write;
-
-use flate2::Compression;
-use flate2::write::GzEncoder;
 use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::api::valid::ValidSource;
-use crate::csv_encode::{RecordCounter, header_line};
 use crate::error::{Error, Result};
-use crate::ident::quote_literal;
+use crate::formats::PartEncoding;
+use crate::formats::compress::Compressor;
 use crate::plan::Plan;
 use crate::source::statement::SourceSql;
 use crate::source::{Database, SessionSetup};
@@ -30,7 +27,7 @@ use crate::storage::{Durability, ObjectWriter, Storage};
 /// Bytes gathered before they are handed to storage.
 const WRITE_BATCH: usize = 256 * 1024;
 
-/// The `COPY` statement that streams chunk `index` as CSV, rebuilt from the validated
+/// The `COPY` statement that streams chunk `index` in the plan's format, rebuilt from the validated
 /// `spec` (never from SQL stored in the plan) and regenerated from its parse tree: exactly
 /// one `COPY (SELECT ...) TO STDOUT`, checked like the spec's own SQL.
 pub fn copy_statement(spec: &ValidSource, plan: &Plan, index: usize) -> Result<String> {
@@ -40,14 +37,8 @@ pub fn copy_statement(spec: &ValidSource, plan: &Plan, index: usize) -> Result<S
             plan.chunks.len()
         ))
     })?;
-    let format = &plan.format;
     let sql = SourceSql::build(spec, &plan.source)?;
-    let text = format!(
-        "COPY (\n{}\n) TO STDOUT WITH (FORMAT csv, DELIMITER {}, NULL {})",
-        sql.chunk_query(chunk),
-        quote_literal(&format.delimiter.to_string()),
-        quote_literal(&format.null_string)
-    );
+    let text = PartEncoding::new(&plan.format).copy_statement(&sql, &plan.source, chunk)?;
     crate::sql::regenerate_copy_to_stdout(&text)
         .map_err(|e| Error::Staging(format!("the statement of chunk {index} was refused: {e}")))
 }
@@ -56,16 +47,16 @@ pub fn copy_statement(spec: &ValidSource, plan: &Plan, index: usize) -> Result<S
 /// chunks exported at once compress in parallel), hashes and stores them.
 struct PartSink {
     writer: Box<dyn ObjectWriter>,
-    gzip: Option<GzEncoder<Vec<u8>>>,
+    compressor: Option<Compressor>,
     batch: Vec<u8>,
     hasher: Sha256,
 }
 
 impl PartSink {
-    fn new(writer: Box<dyn ObjectWriter>, gzip: bool) -> PartSink {
+    fn new(writer: Box<dyn ObjectWriter>, compressor: Option<Compressor>) -> PartSink {
         PartSink {
             writer,
-            gzip: gzip.then(|| GzEncoder::new(Vec::new(), Compression::default())),
+            compressor,
             batch: Vec::with_capacity(WRITE_BATCH),
             hasher: Sha256::new(),
         }
@@ -82,7 +73,7 @@ impl PartSink {
     /// Sends the batch on (through the compressor, which is finished when `last`).
     async fn flush_batch(&mut self, last: bool) -> Result<()> {
         let batch = std::mem::take(&mut self.batch);
-        match self.gzip.take() {
+        match self.compressor.take() {
             Some(mut encoder) => {
                 let (encoder, out, batch) = tokio::task::spawn_blocking(move || {
                     encoder.write_all(&batch)?;
@@ -90,13 +81,13 @@ impl PartSink {
                         let out = encoder.finish()?;
                         return Ok((None, out, batch));
                     }
-                    let out = std::mem::take(encoder.get_mut());
+                    let out = encoder.take_output();
                     Ok::<_, std::io::Error>((Some(encoder), out, batch))
                 })
                 .await
                 .map_err(|e| Error::storage("compressing a part", std::io::Error::other(e)))?
                 .map_err(|e| Error::storage("compressing a part", e))?;
-                self.gzip = encoder;
+                self.compressor = encoder;
                 self.batch = batch;
                 self.emit(&out).await?;
             }
@@ -160,22 +151,29 @@ pub async fn export_chunk(
         .delete(&layout.part_manifest_key(index))
         .await
         .map_err(wrap)?;
-    let part_key = layout.part_key(index, plan.format.gzip);
+    let part_key = layout.part_key(index, &plan.format);
+    let compression = plan
+        .format
+        .compression()
+        .map_err(|e| wrap(Error::Staging(e)))?;
+    let compressor = Compressor::new(compression)
+        .map_err(|e| wrap(Error::storage("starting the part's compressor", e)))?;
     let mut sink = PartSink::new(
         storage
             .create(&part_key, Durability::Checked)
             .await
             .map_err(wrap)?,
-        plan.format.gzip,
+        compressor,
     );
-    let mut counter = RecordCounter::default();
+    let encoding = PartEncoding::new(&plan.format);
+    let mut rows = encoding.stream();
+    let mut encoded = Vec::new();
     let streamed: Result<()> = async {
-        // The report's header opens the first chunk's part, so that the report is the
-        // plain concatenation of the parts (which object stores can copy server-side).
-        if index == 0 && plan.format.header {
-            let format = &plan.format;
-            let header = header_line(&plan.source.columns, format.delimiter, &format.null_string);
-            sink.push(header.as_bytes()).await?;
+        // What opens the report (BOM, header) opens the first chunk's part, so that the
+        // report is the plain concatenation of the parts (which object stores can copy
+        // server-side).
+        if index == 0 {
+            sink.push(&encoding.preamble(&plan.source.columns)).await?;
         }
         session.verify_before_copy().await?;
         let mut stream = session
@@ -193,21 +191,15 @@ pub async fn export_chunk(
             if cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
-            counter.feed(&bytes);
-            sink.push(&bytes).await?;
+            let part_bytes = rows.feed(&bytes, &mut encoded)?;
+            sink.push(part_bytes).await?;
         }
-        Ok(())
+        rows.finish()
     }
     .await;
     if let Err(e) = streamed {
         let _ = sink.writer.abort().await;
         return Err(wrap(e));
-    }
-    if !counter.at_boundary() {
-        let _ = sink.writer.abort().await;
-        return Err(wrap(Error::Staging(
-            "the CSV stream ended inside a quoted field".into(),
-        )));
     }
     let (bytes, sha256) = sink.finish().await.map_err(wrap)?;
     session.finish().await.map_err(wrap)?;
@@ -216,7 +208,7 @@ pub async fn export_chunk(
         index,
         range: chunk.clone(),
         plan_digest: plan.digest.clone(),
-        rows: counter.records(),
+        rows: rows.rows(),
         bytes,
         sha256,
         started_at,

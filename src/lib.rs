@@ -14,6 +14,7 @@ pub mod controller;
 pub mod csv_encode;
 pub mod error;
 pub mod export;
+pub mod formats;
 pub mod ident;
 pub mod net_guard;
 pub mod notify;

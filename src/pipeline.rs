@@ -8,9 +8,9 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::Compression;
-use crate::api::valid::{Destination, ValidSpec};
+use crate::api::valid::{Destination, Encoding, ValidSpec};
 use crate::error::{Error, Result};
-use crate::plan::{PartFormat, Plan, chunks_from_boundaries};
+use crate::plan::{PartFormat, PartKind, Plan, chunks_from_boundaries};
 use crate::snapshot::SnapshotRecord;
 use crate::source::stats::key_stats;
 use crate::source::{Database, SessionSetup, resolve};
@@ -54,13 +54,32 @@ pub struct StageContext {
 
 /// The part format a spec asks for.
 pub fn part_format(spec: &ValidSpec) -> PartFormat {
-    let csv = &spec.output.csv;
-    PartFormat {
-        delimiter: char::from(csv.delimiter),
-        null_string: csv.null_string.clone(),
-        header: csv.header,
-        gzip: spec.output.compression == Compression::Gzip,
+    let compression = spec.output.compression;
+    let mut format = PartFormat {
+        delimiter: ',',
+        null_string: String::new(),
+        header: false,
+        gzip: compression == Compression::Gzip,
+        zstd: compression == Compression::Zstd,
+        bom: false,
+        crlf: false,
+        kind: PartKind::Csv,
+    };
+    match &spec.output.encoding {
+        Encoding::Csv(csv) => {
+            format.delimiter = char::from(csv.delimiter);
+            format.null_string = csv.null_string.clone();
+            format.header = csv.header;
+            format.bom = csv.bom;
+            format.crlf = csv.crlf;
+        }
+        Encoding::Jsonl(jsonl) => {
+            format.kind = PartKind::Jsonl {
+                numeric_as_number: jsonl.numeric_as_number,
+            };
+        }
     }
+    format
 }
 
 /// `value` as pretty JSON, or an error naming `what` (never an empty document).
@@ -248,7 +267,7 @@ impl StageContext {
         }
         // Parts are not synced when written: after a crash one may be damaged, so its
         // content is checked before it is reused.
-        let key = self.layout.part_key(index, plan.format.gzip);
+        let key = self.layout.part_key(index, &plan.format);
         let valid = self.storage.sha256(&key).await?.as_deref() == Some(part.sha256.as_str());
         Ok(valid.then_some(part))
     }
@@ -331,21 +350,14 @@ impl StageContext {
 
     /// Whether the stored part's sha256 is the one its manifest recorded.
     async fn part_is_intact(&self, plan: &Plan, part: &PartManifest) -> Result<bool> {
-        let key = self.layout.part_key(part.index, plan.format.gzip);
+        let key = self.layout.part_key(part.index, &plan.format);
         Ok(self.storage.sha256(&key).await?.as_deref() == Some(part.sha256.as_str()))
     }
 
     /// Removes the damaged parts of `chunks` (and their manifests) so that they are
     /// exported again, and returns the error that names them.
     async fn damaged(&self, plan: &Plan, chunks: Vec<usize>, detail: String) -> Error {
-        match remove_parts(
-            self.storage.as_ref(),
-            &self.layout,
-            plan.format.gzip,
-            &chunks,
-        )
-        .await
-        {
+        match remove_parts(self.storage.as_ref(), &self.layout, &plan.format, &chunks).await {
             Ok(()) => Error::DamagedParts { chunks, detail },
             Err(e) => e,
         }
@@ -372,7 +384,7 @@ impl StageContext {
 
     async fn part_size(&self, plan: &Plan, index: usize) -> Result<Option<u64>> {
         self.storage
-            .size(&self.layout.part_key(index, plan.format.gzip))
+            .size(&self.layout.part_key(index, &plan.format))
             .await
     }
 
@@ -419,7 +431,7 @@ impl StageContext {
         let appended = assembly
             .composer
             .append(Piece {
-                key: self.layout.part_key(index, plan.format.gzip),
+                key: self.layout.part_key(index, &plan.format),
                 sha256: Some(part.sha256.clone()),
             })
             .await;
@@ -455,7 +467,7 @@ impl StageContext {
             plan_digest: plan.digest.clone(),
             source: plan.source.description.clone(),
             columns: plan.source.columns.clone(),
-            compression: if plan.format.gzip { "gzip" } else { "none" }.to_string(),
+            compression: plan.format.compression_name().to_string(),
             started_at: plan.created_at.clone(),
             finished_at: jiff::Timestamp::now().to_string(),
             server_side_copies: composed.server_side_copies,

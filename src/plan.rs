@@ -10,6 +10,9 @@ use sha2::{Digest, Sha256};
 
 use crate::ident::{Quoted, quote_literal};
 
+mod part_format;
+pub use part_format::{PartCompression, PartFormat, PartKind};
+
 /// Types a key column may have.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -132,19 +135,10 @@ pub struct PlannedSource {
     /// The types of `$1..$n` (declared, or inferred by the server at plan time).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parameters: Vec<crate::sql::params::ParamType>,
-}
-
-/// How parts are encoded; fixed in the plan so that every part of a run agrees.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct PartFormat {
-    /// Field delimiter.
-    pub delimiter: char,
-    /// How NULL is written.
-    pub null_string: String,
-    /// Write a header line (once, at assembly).
-    pub header: bool,
-    /// Parts are gzip members.
-    pub gzip: bool,
+    /// The exported columns' types as Postgres names them, in column order (left out of
+    /// plans made before they were recorded; formats that need them refuse such a plan).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub column_types: Vec<String>,
 }
 
 /// One chunk: a half-open key range `lo <= key < hi`, or the rows with a NULL key.
@@ -271,6 +265,16 @@ impl Plan {
                 "was made for another spec (spec digest {}, this spec {}); remove it to plan again",
                 self.source.spec_digest,
                 crate::source::statement::spec_digest(spec)
+            ));
+        }
+        self.format.compression()?;
+        if !self.source.column_types.is_empty()
+            && self.source.column_types.len() != self.source.columns.len()
+        {
+            return Err(format!(
+                "has {} column types for {} columns",
+                self.source.column_types.len(),
+                self.source.columns.len()
             ));
         }
         for chunk in &self.chunks {
@@ -551,12 +555,17 @@ mod tests {
                 columns: strings(&["id"]),
                 spec_digest: String::new(),
                 parameters: Vec::new(),
+                column_types: Vec::new(),
             },
             format: PartFormat {
                 delimiter: ',',
                 null_string: String::new(),
                 header: true,
                 gzip: false,
+                zstd: false,
+                bom: false,
+                crlf: false,
+                kind: PartKind::Csv,
             },
             estimated_rows: 10,
             strategy: Strategy::Exact,

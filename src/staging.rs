@@ -7,7 +7,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::plan::{ChunkRange, Plan};
+use crate::plan::{ChunkRange, PartFormat, Plan};
 use crate::stage_protocol::ChunkSet;
 use crate::storage::Storage;
 
@@ -128,8 +128,8 @@ impl Layout {
     }
 
     /// Key of chunk `index`'s part.
-    pub fn part_key(&self, index: usize, gzip: bool) -> String {
-        let ext = if gzip { "csv.gz" } else { "csv" };
+    pub fn part_key(&self, index: usize, format: &PartFormat) -> String {
+        let ext = format.extension();
         format!("{}part-{index:05}.{ext}", self.staging_prefix())
     }
 
@@ -211,7 +211,7 @@ pub struct OutputManifest {
     pub source: String,
     /// The columns, in order.
     pub columns: Vec<String>,
-    /// `none` or `gzip`.
+    /// `none`, `gzip` or `zstd`.
     pub compression: String,
     /// When the plan was made (RFC 3339).
     pub started_at: String,
@@ -330,12 +330,12 @@ pub fn check_coverage(
 pub async fn remove_parts(
     storage: &dyn Storage,
     layout: &Layout,
-    gzip: bool,
+    format: &PartFormat,
     chunks: &[usize],
 ) -> Result<()> {
     for &index in chunks {
         storage.delete(&layout.part_manifest_key(index)).await?;
-        storage.delete(&layout.part_key(index, gzip)).await?;
+        storage.delete(&layout.part_key(index, format)).await?;
     }
     Ok(())
 }
@@ -401,7 +401,9 @@ pub fn check_part(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{KeyType, PartFormat, PlannedSource, Strategy, chunks_from_boundaries};
+    use crate::plan::{
+        KeyType, PartFormat, PartKind, PlannedSource, Strategy, chunks_from_boundaries,
+    };
 
     fn plan() -> Plan {
         Plan {
@@ -415,12 +417,17 @@ mod tests {
                 columns: vec!["id".into()],
                 spec_digest: String::new(),
                 parameters: Vec::new(),
+                column_types: Vec::new(),
             },
             format: PartFormat {
                 delimiter: ',',
                 null_string: String::new(),
                 header: true,
                 gzip: false,
+                zstd: false,
+                bom: false,
+                crlf: false,
+                kind: PartKind::Csv,
             },
             estimated_rows: 30,
             strategy: Strategy::Exact,

@@ -4,7 +4,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::spec::{Compression, Consistency, OutputFormat, ReportJobSpec};
+use super::spec::{Compression, Consistency, LineEnding, OutputFormat, ReportJobSpec};
 
 /// The identity of a run: a SHA-256 over the fields that shape its staging data and report
 /// (`source` but `snapshotMaxSeconds`, `output.timeZone`, `chunking.chunkSize`, `chunking.maxChunks`, `output.format`, `output.csv`,
@@ -71,16 +71,28 @@ impl RunIdentity {
             "output.format",
             match output.format {
                 OutputFormat::Csv => "csv",
+                OutputFormat::Jsonl => "jsonl",
             },
         );
         c.flag("output.csv.header", output.csv.header);
         c.text("output.csv.delimiter", &output.csv.delimiter);
         c.text("output.csv.nullString", &output.csv.null_string);
+        // Later fields, again only when they differ from their defaults.
+        if output.csv.bom {
+            c.flag("output.csv.bom", true);
+        }
+        if output.csv.line_ending == LineEnding::Crlf {
+            c.text("output.csv.lineEnding", "crlf");
+        }
+        if let Some(jsonl) = &output.jsonl {
+            c.flag("output.jsonl.numericAsNumber", jsonl.numeric_as_number);
+        }
         c.text(
             "output.compression",
             match output.compression {
                 Compression::None => "none",
                 Compression::Gzip => "gzip",
+                Compression::Zstd => "zstd",
             },
         );
         let destination = &output.destination;
@@ -223,6 +235,16 @@ mod tests {
                 "    destination:",
                 "    csv: {header: false}\n    destination:",
             ),
+            (
+                "    destination:",
+                "    compression: zstd\n    destination:",
+            ),
+            ("    destination:", "    csv: {bom: true}\n    destination:"),
+            (
+                "    destination:",
+                "    csv: {lineEnding: crlf}\n    destination:",
+            ),
+            ("    destination:", "    format: jsonl\n    destination:"),
         ];
         for (from, to) in shaping {
             assert_ne!(identity(&SPEC.replace(from, to)), base, "{to}");
@@ -249,6 +271,27 @@ mod tests {
         for (from, to) in not_shaping {
             assert_eq!(identity(&SPEC.replace(from, to)), base, "{to}");
         }
+        // This round's fields at their defaults leave an existing spec's identity alone.
+        let defaults = "    csv: {bom: false, lineEnding: lf}\n    destination:";
+        assert_eq!(identity(&SPEC.replace("    destination:", defaults)), base);
+        let jsonl = "    format: jsonl\n    jsonl: {numericAsNumber: true}\n    destination:";
+        assert_ne!(
+            identity(&SPEC.replace("    destination:", jsonl)),
+            identity(&SPEC.replace("    destination:", "    format: jsonl\n    destination:"))
+        );
+    }
+
+    #[test]
+    fn the_identity_of_a_spec_that_uses_no_new_field_is_what_it_was() {
+        // The digest of the minimal spec as the identity was computed before this round's
+        // output fields existed (recomputed outside Rust from the field list of that
+        // version): a local run started then resumes its staging data after the upgrade.
+        assert_eq!(identity(SPEC).spec_hash(), "2c41bfea86ac0506");
+        let defaults = "    format: csv\n    csv: {bom: false, lineEnding: lf}\n    destination:";
+        assert_eq!(
+            identity(&SPEC.replace("    destination:", defaults)).spec_hash(),
+            "2c41bfea86ac0506"
+        );
     }
 
     #[test]

@@ -52,12 +52,29 @@ pub fn chunking_rules(schema: &mut schemars::Schema) {
     );
 }
 
-/// Schema transform of `spec.output`: fixed once created (the run writes where and how it
-/// was planned to; a new destination is a new ReportJob).
+/// The message of the rule that keeps CSV options to format `csv`.
+pub const CSV_ONLY: &str = "csv options are only for format csv";
+/// The message of the rule that keeps `jsonl` options to format `jsonl`.
+pub const JSONL_ONLY: &str = "jsonl options are only for format jsonl";
+
+/// Schema transform of `spec.output`: each format's option block only with that format
+/// (the CSV block, defaulted by the server, only at its defaults); fixed once created (the
+/// run writes where and how it was planned to; a new destination is a new ReportJob).
 pub fn output_rules(schema: &mut schemars::Schema) {
+    let csv_at_defaults = "(!has(self.csv.header) || self.csv.header) \
+        && (!has(self.csv.delimiter) || self.csv.delimiter == ',') \
+        && (!has(self.csv.nullString) || self.csv.nullString == '') \
+        && (!has(self.csv.bom) || !self.csv.bom) \
+        && (!has(self.csv.lineEnding) || self.csv.lineEnding == 'lf')";
     rules(
         schema,
-        json!([{"rule": "self == oldSelf", "message": OUTPUT_IMMUTABLE}]),
+        json!([
+            {"rule": format!("!has(self.format) || self.format == 'csv' || !has(self.csv) || ({csv_at_defaults})"),
+             "message": CSV_ONLY, "fieldPath": ".csv", "reason": "FieldValueForbidden"},
+            {"rule": "!has(self.jsonl) || (has(self.format) && self.format == 'jsonl')",
+             "message": JSONL_ONLY, "fieldPath": ".jsonl", "reason": "FieldValueForbidden"},
+            {"rule": "self == oldSelf", "message": OUTPUT_IMMUTABLE},
+        ]),
     );
 }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::pod_settings::PodSettingsSpec;
 use super::status::ReportJobStatus;
 
-/// A ReportJob exports the rows of a Postgres table or query as one CSV file,
+/// A ReportJob exports the rows of a Postgres table or query as one CSV or JSON Lines file,
 /// planned into key-range chunks that are exported in parallel by Jobs, retried,
 /// and assembled into a single output on a PersistentVolumeClaim or in a bucket.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -21,7 +21,7 @@ use super::status::ReportJobStatus;
     status = "ReportJobStatus",
     shortname = "rj",
     category = "reports",
-    doc = "A ReportJob exports the rows of a Postgres table or query as one CSV file, in key-range chunks exported in parallel by Jobs and assembled on a PersistentVolumeClaim or in a bucket. spec.source, spec.chunking and spec.output are fixed once created; suspend, ttlSecondsAfterFinished and notify may change.",
+    doc = "A ReportJob exports the rows of a Postgres table or query as one CSV or JSON Lines file, in key-range chunks exported in parallel by Jobs and assembled on a PersistentVolumeClaim or in a bucket. spec.source, spec.chunking and spec.output are fixed once created; suspend, ttlSecondsAfterFinished and notify may change.",
     printcolumn(
         name = "Phase",
         type_ = "string",
@@ -249,11 +249,15 @@ pub struct OutputSpec {
     /// File format of the report.
     #[serde(default)]
     pub format: OutputFormat,
-    /// CSV options.
+    /// CSV options (only for format `csv`; left at their defaults otherwise).
     #[serde(default)]
     pub csv: CsvOptions,
-    /// Compression of the report. With `gzip` each chunk is compressed on its own and the
-    /// report is a multi-member gzip file, which every gzip reader reads as one stream.
+    /// JSON Lines options (only for format `jsonl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jsonl: Option<JsonlOptions>,
+    /// Compression of the report. With `gzip` or `zstd` each chunk is compressed on its own
+    /// (one gzip member or zstd frame per chunk) and the report is their concatenation, which
+    /// every gzip or zstd reader reads as one stream.
     #[serde(default)]
     pub compression: Compression,
     /// Where the report is written: exactly one of `pvc` and `bucket`.
@@ -277,9 +281,11 @@ pub(crate) fn default_time_zone() -> String {
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
-    /// RFC 4180 CSV with `\n` line endings.
+    /// RFC 4180 CSV (`\n` line endings unless `csv.lineEnding: crlf`).
     #[default]
     Csv,
+    /// JSON Lines: one JSON object per row, keys in column order.
+    Jsonl,
 }
 
 /// Compression of the report.
@@ -291,6 +297,29 @@ pub enum Compression {
     None,
     /// gzip (`.gz`), one member per chunk.
     Gzip,
+    /// Zstandard (`.zst`), one frame per chunk.
+    Zstd,
+}
+
+/// Line ending of CSV records.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LineEnding {
+    /// `\n`.
+    #[default]
+    Lf,
+    /// `\r\n`, as RFC 4180 and Excel write it.
+    Crlf,
+}
+
+/// JSON Lines options.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JsonlOptions {
+    /// Write `numeric` values as JSON numbers. By default they are strings, since many JSON
+    /// readers parse numbers as doubles and would silently round them.
+    #[serde(default)]
+    pub numeric_as_number: bool,
 }
 
 /// CSV options.
@@ -308,6 +337,14 @@ pub struct CsvOptions {
     /// the empty string, which is written as `""`. A value equal to this string is quoted.
     #[serde(default)]
     pub null_string: String,
+    /// Start the report with a UTF-8 byte order mark (once, before the header), so that
+    /// Excel reads the file as UTF-8.
+    #[serde(default)]
+    pub bom: bool,
+    /// Line ending of records: `lf` or `crlf` (Excel's). Line breaks inside quoted values
+    /// are written as they are stored.
+    #[serde(default)]
+    pub line_ending: LineEnding,
 }
 
 fn default_true() -> bool {
@@ -323,6 +360,8 @@ impl Default for CsvOptions {
             header: true,
             delimiter: default_delimiter(),
             null_string: String::new(),
+            bom: false,
+            line_ending: LineEnding::Lf,
         }
     }
 }

@@ -189,8 +189,8 @@ pub struct Chunking {
 /// The validated `spec.output`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Output {
-    /// CSV encoding.
-    pub csv: CsvFormat,
+    /// The file format and its options.
+    pub encoding: Encoding,
     /// Compression of parts and report.
     pub compression: Compression,
     /// Where the report goes.
@@ -199,6 +199,22 @@ pub struct Output {
     pub delete_with_report_job: bool,
     /// The time zone `timestamptz` values are written in.
     pub time_zone: TimeZone,
+}
+
+/// The report's file format with its options: each format carries only its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    /// RFC 4180 CSV.
+    Csv(CsvFormat),
+    /// JSON Lines.
+    Jsonl(JsonlFormat),
+}
+
+/// JSON Lines encoding.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JsonlFormat {
+    /// `numeric` values as JSON numbers rather than strings.
+    pub numeric_as_number: bool,
 }
 
 /// CSV encoding.
@@ -210,6 +226,10 @@ pub struct CsvFormat {
     pub delimiter: u8,
     /// How NULL is written (no delimiter, quote, backslash, CR or LF in it).
     pub null_string: String,
+    /// A UTF-8 byte order mark opens the report.
+    pub bom: bool,
+    /// Records end in `\r\n` rather than `\n`.
+    pub crlf: bool,
 }
 
 /// Where the report is written.

@@ -8,12 +8,12 @@ use serde::Serialize;
 
 use super::pod_settings::{Author, validate_pod_settings};
 use super::spec::{
-    BucketDestination, ChunkingSpec, CsvOptions, DestinationSpec, ParameterSpec, ReportJobSpec,
-    SourceSpec, WorkerSpec,
+    BucketDestination, ChunkingSpec, DestinationSpec, ParameterSpec, ReportJobSpec, SourceSpec,
+    WorkerSpec,
 };
 use super::valid::{
-    BucketTarget, Chunking, CsvFormat, Destination, Filter, MAX_STATEMENT_TIMEOUT_SECONDS, Output,
-    ParamType, Parameter, RelativePath, SecretKey, SelectQuery, Source, StatementTimeout, TimeZone,
+    BucketTarget, Chunking, Destination, Filter, MAX_STATEMENT_TIMEOUT_SECONDS, Output, ParamType,
+    Parameter, RelativePath, SecretKey, SelectQuery, Source, StatementTimeout, TimeZone,
     ValidSource, ValidSpec, Worker,
 };
 use crate::ident::{parse_ident, parse_qualified};
@@ -52,7 +52,7 @@ pub fn validate(spec: &ReportJobSpec) -> Result<ValidSpec, Vec<FieldError>> {
     let mut errors = Errors(Vec::new());
     let source = source(&spec.source, &mut errors);
     let chunking = chunking(&spec.chunking, &mut errors);
-    let csv = csv_format(&spec.output.csv, &mut errors);
+    let encoding = format::encoding(&spec.output, &mut errors);
     let destination = destination(&spec.output.destination, &mut errors);
     let worker = worker(&spec.worker, &mut errors);
     let time_zone = TimeZone::parse(&spec.output.time_zone)
@@ -74,7 +74,7 @@ pub fn validate(spec: &ReportJobSpec) -> Result<ValidSpec, Vec<FieldError>> {
     let (
         Some(source),
         Some(chunking),
-        Some(csv),
+        Some(encoding),
         Some(destination),
         Some(worker),
         Some(ttl_after_finished),
@@ -82,7 +82,7 @@ pub fn validate(spec: &ReportJobSpec) -> Result<ValidSpec, Vec<FieldError>> {
     ) = (
         source,
         chunking,
-        csv,
+        encoding,
         destination,
         worker,
         ttl_after_finished,
@@ -101,7 +101,7 @@ pub fn validate(spec: &ReportJobSpec) -> Result<ValidSpec, Vec<FieldError>> {
         source,
         chunking,
         output: Output {
-            csv,
+            encoding,
             compression: spec.output.compression,
             destination,
             delete_with_report_job: spec.output.delete_with_report_job,
@@ -114,6 +114,8 @@ pub fn validate(spec: &ReportJobSpec) -> Result<ValidSpec, Vec<FieldError>> {
         written: spec.clone(),
     })
 }
+
+mod format;
 
 /// The problems found so far.
 struct Errors(Vec<FieldError>);
@@ -410,40 +412,6 @@ fn chunking(chunking: &ChunkingSpec, errors: &mut Errors) -> Option<Chunking> {
         chunk_size: chunk_size?,
         parallelism: parallelism?,
         max_chunks: max_chunks?,
-    })
-}
-
-fn csv_format(csv: &CsvOptions, errors: &mut Errors) -> Option<CsvFormat> {
-    let mut ok = true;
-    if csv.null_string.contains(['"', '\r', '\n', '\\']) {
-        ok = false;
-        errors.push::<()>(
-            "spec.output.csv.nullString",
-            "must not contain a quote, a backslash, CR or LF",
-        );
-    }
-    let delimiter = match csv.delimiter.as_bytes() {
-        [b] if b.is_ascii() && !matches!(b, b'"' | b'\r' | b'\n') => *b,
-        _ => {
-            return errors.push(
-                "spec.output.csv.delimiter",
-                format!(
-                    "must be one ASCII character other than a quote, CR or LF, got {:?}",
-                    csv.delimiter
-                ),
-            );
-        }
-    };
-    if csv.null_string.contains(char::from(delimiter)) {
-        return errors.push(
-            "spec.output.csv.nullString",
-            "must not contain the delimiter",
-        );
-    }
-    ok.then(|| CsvFormat {
-        header: csv.header,
-        delimiter,
-        null_string: csv.null_string.clone(),
     })
 }
 

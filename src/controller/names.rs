@@ -138,6 +138,23 @@ pub fn spec_hash(spec: &ReportJobSpec) -> String {
             map.remove(field);
         }
     }
+    // Fields added inside an older block (`output.csv`), likewise.
+    let later_nested = [
+        ("output", "csv", "bom", serde_json::json!(false)),
+        (
+            "output",
+            "csv",
+            "lineEnding",
+            serde_json::json!(crate::api::LineEnding::default()),
+        ),
+    ];
+    for (part, block, field, default) in later_nested {
+        if let Some(map) = frozen[part][block].as_object_mut()
+            && map.get(field) == Some(&default)
+        {
+            map.remove(field);
+        }
+    }
     let digest = sha2::Sha256::digest(frozen.to_string().as_bytes());
     hex::encode(&digest[..8])
 }
@@ -170,12 +187,30 @@ mod tests {
                 "{field}"
             );
         }
+        for field in ["bom", "lineEnding"] {
+            assert!(
+                old["output"]["csv"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove(field)
+                    .is_some(),
+                "{field}"
+            );
+        }
+        // `output.jsonl` is absent unless set: not in the JSON at all.
+        assert!(old["output"].get("jsonl").is_none());
         let digest = sha2::Sha256::digest(old.to_string().as_bytes());
         assert_eq!(spec_hash(&rj.spec), hex::encode(&digest[..8]));
         // A value other than the default still counts.
         let mut per_chunk = rj.spec.clone();
         per_chunk.source.consistency = crate::api::Consistency::PerChunk;
         assert_ne!(spec_hash(&rj.spec), spec_hash(&per_chunk));
+        let mut bom = rj.spec.clone();
+        bom.output.csv.bom = true;
+        assert_ne!(spec_hash(&rj.spec), spec_hash(&bom));
+        let mut crlf = rj.spec.clone();
+        crlf.output.csv.line_ending = crate::api::LineEnding::Crlf;
+        assert_ne!(spec_hash(&rj.spec), spec_hash(&crlf));
     }
 
     #[test]

@@ -167,6 +167,15 @@ async fn resolve_table(
         }
         _ => Vec::new(),
     };
+    let column_types = columns
+        .iter()
+        .map(|c| {
+            all.iter()
+                .find(|(n, _, _)| n == c)
+                .map(|(_, t, _)| t.clone())
+                .unwrap_or_default()
+        })
+        .collect();
     let source = PlannedSource {
         description: shown,
         table: Some(TableName {
@@ -178,6 +187,7 @@ async fn resolve_table(
         columns,
         spec_digest: spec_digest(spec),
         parameters,
+        column_types,
     };
     let sql = SourceSql::build(spec, &source)?;
     check_parses(session, &sql, "spec.source.where").await?;
@@ -261,6 +271,7 @@ async fn resolve_query(
         table: None,
         key_column: key.clone(),
         key_type,
+        column_types: columns.iter().map(|(_, t)| t.clone()).collect(),
         columns: columns.into_iter().map(|(n, _)| n).collect(),
         spec_digest: spec_digest(spec),
         parameters,

@@ -219,7 +219,14 @@ fn schema_expresses_the_validation_rules() {
     let destination = &spec["properties"]["output"]["properties"]["destination"];
     assert_eq!(rules(destination), ["has(self.pvc) != has(self.bucket)"]);
     assert_eq!(rules(&spec["properties"]["chunking"]), ["self == oldSelf"]);
-    assert_eq!(rules(&spec["properties"]["output"]), ["self == oldSelf"]);
+    let output_rules = rules(&spec["properties"]["output"]);
+    assert_eq!(output_rules.len(), 3, "{output_rules:?}");
+    assert!(output_rules[0].starts_with("!has(self.format) || self.format == 'csv'"));
+    assert_eq!(
+        output_rules[1],
+        "!has(self.jsonl) || (has(self.format) && self.format == 'jsonl')"
+    );
+    assert_eq!(output_rules[2], "self == oldSelf");
     for mutable in ["suspend", "ttlSecondsAfterFinished", "notify", "worker"] {
         assert!(
             spec["properties"][mutable]
@@ -239,7 +246,7 @@ fn schema_expresses_the_validation_rules() {
     assert_eq!(chunking["parallelism"]["maximum"], 1000.0);
     assert_eq!(
         spec["properties"]["output"]["properties"]["compression"]["enum"],
-        serde_json::json!(["none", "gzip"])
+        serde_json::json!(["none", "gzip", "zstd"])
     );
     assert_eq!(
         spec["properties"]["worker"]["default"]["retriesPerChunk"], 3,

@@ -16,6 +16,8 @@ mod examples;
 mod export_exactness;
 mod failures;
 mod files_safety;
+mod formats;
+mod formats_cluster;
 mod helm_install;
 mod notify;
 mod parameters;

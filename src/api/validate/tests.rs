@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::api::load::load_str;
+use crate::api::valid::{CsvFormat, Encoding, JsonlFormat};
 
 use crate::api::test_specs::MINIMAL as GOOD;
 
@@ -85,12 +86,14 @@ fn good_spec_has_typed_values() {
     assert_eq!(spec.chunking.parallelism.get(), 4);
     assert_eq!(spec.chunking.max_chunks.get(), 10_000);
     assert_eq!(
-        spec.output.csv,
-        CsvFormat {
+        spec.output.encoding,
+        Encoding::Csv(CsvFormat {
             header: true,
             delimiter: b',',
-            null_string: String::new()
-        }
+            null_string: String::new(),
+            bom: false,
+            crlf: false,
+        })
     );
     assert_eq!(spec.output.compression, crate::api::Compression::None);
     match &spec.output.destination {
@@ -145,12 +148,14 @@ fn output_options_are_typed() {
         "    compression: gzip\n    csv: {delimiter: \"\\t\", nullString: NA, header: false}\n    destination:\n      bucket: {url: 's3://my-bucket/dir/r.csv.gz', endpoint: 'http://127.0.0.1:9000', region: eu-west-1, pathStyle: true, urlExpirySeconds: 60, credentialsSecretRef: {name: s3}}\n  worker: {retriesPerChunk: 0, activeDeadlineSeconds: 30, startTimeoutSeconds: 45}\n  ttlSecondsAfterFinished: 0",
     ));
     assert_eq!(
-        spec.output.csv,
-        CsvFormat {
+        spec.output.encoding,
+        Encoding::Csv(CsvFormat {
             header: false,
             delimiter: b'\t',
-            null_string: "NA".into()
-        }
+            null_string: "NA".into(),
+            bom: false,
+            crlf: false,
+        })
     );
     assert_eq!(spec.output.compression, crate::api::Compression::Gzip);
     let Destination::Bucket(bucket) = &spec.output.destination else {
@@ -466,4 +471,73 @@ fn the_filter_kept_is_the_regenerated_one() {
         panic!("{:?}", spec.source.rows);
     };
     assert_eq!(filter.sql(), "amount > 0");
+}
+
+#[test]
+fn format_options_are_typed() {
+    let spec = valid(&out("csv: {bom: true, lineEnding: crlf}"));
+    let Encoding::Csv(csv) = &spec.output.encoding else {
+        panic!("{:?}", spec.output.encoding);
+    };
+    assert!(csv.bom && csv.crlf);
+    let spec = valid(&out("format: jsonl\n    compression: zstd"));
+    assert_eq!(
+        spec.output.encoding,
+        Encoding::Jsonl(JsonlFormat::default())
+    );
+    assert_eq!(spec.output.compression, crate::api::Compression::Zstd);
+    let spec = valid(&out("format: jsonl\n    jsonl: {numericAsNumber: true}"));
+    assert_eq!(
+        spec.output.encoding,
+        Encoding::Jsonl(JsonlFormat {
+            numeric_as_number: true
+        })
+    );
+}
+
+#[test]
+fn an_option_of_another_format_is_named() {
+    assert_eq!(
+        errors_of(&out(
+            "format: jsonl\n    csv: {bom: true, lineEnding: crlf}"
+        )),
+        [
+            "spec.output.csv.bom: only for format csv",
+            "spec.output.csv.lineEnding: only for format csv"
+        ]
+    );
+    assert_eq!(
+        errors_of(&out(
+            "format: jsonl\n    csv: {delimiter: ';', header: false}"
+        )),
+        [
+            "spec.output.csv.header: only for format csv",
+            "spec.output.csv.delimiter: only for format csv"
+        ]
+    );
+    assert_eq!(
+        errors_of(&out("jsonl: {numericAsNumber: true}")),
+        ["spec.output.jsonl: only for format jsonl"]
+    );
+    // The CSV block at its defaults (as a server's defaulting writes it) is no error.
+    valid(&out(
+        "format: jsonl\n    csv: {header: true, delimiter: ',', nullString: '', bom: false, lineEnding: lf}",
+    ));
+}
+
+#[test]
+fn unknown_formats_and_options_are_refused() {
+    let errors = errors_of(&out("format: parquet"));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("spec.output.format") && errors[0].contains("parquet"),
+        "{errors:?}"
+    );
+    let errors = errors_of(&out("csv: {lineEnding: cr}"));
+    assert!(
+        errors[0].contains("spec.output.csv.lineEnding"),
+        "{errors:?}"
+    );
+    let errors = errors_of(&out("compression: brotli"));
+    assert!(errors[0].contains("spec.output.compression"), "{errors:?}");
 }

@@ -1,0 +1,412 @@
+//! Formats beside plain CSV, end to end with `reportjob run` against the real Postgres: JSON
+//! Lines read back by Python's json module and compared value by value with the source
+//! (every mapped type, NULLs, empty strings, unicode, big numerics, negative zero,
+//! infinities, dates before 1970 and after 2038, a 50 KB text), plain and zstd, from a table
+//! and from a query, on a volume and in a bucket (fetched through its presigned link); Excel-style
+//! CSV (BOM once, CRLF records) read by Python's csv module and loaded back exactly; specs
+//! that mix formats' options refused by name with nothing written.
+#![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
+
+use std::io::Read;
+use std::path::Path;
+
+use crate::common;
+
+use common::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
+use common::spec::SpecBuilder;
+use common::{TestDb, Workdir, run_json, stderr};
+
+/// The Python the readers run under (`ensure_python_readers` in scripts/tools.sh sets it).
+pub fn python() -> String {
+    std::env::var("REPORTJOB_PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
+/// Runs a reader script of tests/readers and returns what it printed (it must succeed).
+pub fn reader(script: &str, args: &[&str]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/readers")
+        .join(script);
+    let out = std::process::Command::new(python())
+        .arg(&path)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script} found differences:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn unzstd(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    zstd::stream::read::Decoder::new(bytes)
+        .unwrap()
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+/// Every column type JSON Lines maps, with the values formats get wrong.
+pub const TYPED: &str = r#"
+CREATE TABLE typed (id bigint PRIMARY KEY, i2 smallint, i4 integer, i8 bigint, f4 real,
+    f8 double precision, num numeric(36,10), numu numeric, b boolean, t text, vc varchar(20),
+    d date, ts timestamp, tstz timestamptz, u uuid, j json, jb jsonb, by bytea, ai integer[],
+    at text[], an numeric[]);
+INSERT INTO typed
+SELECT g,
+       CASE WHEN g % 11 = 0 THEN NULL WHEN g = 1 THEN -32768 ELSE g % 200 - 100 END,
+       CASE WHEN g % 5 = 0 THEN 2147483647 ELSE -g * 1000 END,
+       CASE g % 5 WHEN 0 THEN 9223372036854775807 WHEN 1 THEN -9223372036854775808
+                  WHEN 2 THEN NULL ELSE g * 1234567890123 END,
+       (ARRAY['1.1', '-0', 'Infinity', '-Infinity', 'NaN', '3.4028235e38', '1e-45', NULL])[1 + g % 8]::real,
+       (ARRAY['0.1', '-0', 'Infinity', '-Infinity', 'NaN', '1.7976931348623157e308', '5e-324',
+              '123456789.123456789', NULL])[1 + g % 9]::float8,
+       (ARRAY['12345678901234567890123456.1234567890', '-0.0000000001', '0', NULL, '1.5'])[1 + g % 5]::numeric(36,10),
+       (ARRAY['NaN', '123456789012345678901234567890.123456789012345678901', '-1e-30', 'Infinity',
+              NULL, '7', '-Infinity'])[1 + g % 7]::numeric,
+       CASE g % 3 WHEN 0 THEN true WHEN 1 THEN false END,
+       (ARRAY['', 'naïve café — 東京 🚀', E'line\nbreak\ttab\r', E'back\\slash "quoted"', NULL,
+              E'ctl\x01char', repeat('x', 51200)])[1 + g % 7],
+       left(md5(g::text), g % 21)::varchar(20),
+       (ARRAY['1901-12-13', '1969-12-31', '1970-01-01', '2038-01-19', '2100-02-28', '9999-12-31',
+              NULL, 'infinity'])[1 + g % 8]::date,
+       CASE WHEN g % 13 = 0 THEN NULL
+            ELSE timestamp '1950-01-01 00:00:00.000001' + g * interval '330 days 7 hours 0.5 seconds' END,
+       CASE WHEN g % 17 = 0 THEN NULL
+            ELSE timestamptz '1950-06-30 12:34:56.789+00' + g * interval '331 days 0.25 seconds' END,
+       md5(g::text)::uuid,
+       (ARRAY[E'{"b": 1,\n  "a": [1, 2.50, "x"]}', '[]', 'null', '"s"', NULL,
+              '{"big": 123456789012345678901234567890}'])[1 + g % 6]::json,
+       (ARRAY['{"z": -0.0, "a": {"k": [true, null]}}', '{}', NULL, '"\u00e9"', '1e400'])[1 + g % 5]::jsonb,
+       CASE g % 4 WHEN 0 THEN NULL WHEN 1 THEN ''::bytea ELSE decode(md5(g::text), 'hex') END,
+       CASE g % 4 WHEN 0 THEN NULL WHEN 1 THEN ARRAY[]::int[] ELSE ARRAY[g, -g, NULL] END,
+       CASE g % 3 WHEN 0 THEN NULL ELSE ARRAY['a,b', 'q"uote', NULL, 'é', ''] END,
+       CASE g % 3 WHEN 0 THEN NULL ELSE ARRAY[g / 3.0, 1e20, NULL, 'NaN'] END
+  FROM generate_series(1, 300) AS g;
+"#;
+
+/// Columns of `typed` with the kind the reader compares them as, and the source's text
+/// form of each value (timestamptz as microseconds since the epoch; arrays as JSON arrays of
+/// the elements' text).
+pub const EXPECTED: &[(&str, &str, &str)] = &[
+    ("id", "int", "id::text"),
+    ("i2", "int", "i2::text"),
+    ("i4", "int", "i4::text"),
+    ("i8", "int", "i8::text"),
+    ("f4", "float4", "f4::text"),
+    ("f8", "float8", "f8::text"),
+    ("num", "numeric", "num::text"),
+    ("numu", "numeric", "numu::text"),
+    ("b", "bool", "b::text"),
+    ("t", "text", "t"),
+    ("vc", "text", "vc::text"),
+    ("d", "text", "d::text"),
+    ("ts", "timestamp", "ts::text"),
+    (
+        "tstz",
+        "timestamptz",
+        "(extract(epoch from tstz) * 1000000)::numeric(30,0)::text",
+    ),
+    ("u", "text", "u::text"),
+    ("j", "json", "j::text"),
+    ("jb", "json", "jb::text"),
+    ("by", "text", "by::text"),
+    ("ai", "array_int", "array_text(ai)"),
+    ("at", "array_text", "array_text(at)"),
+    ("an", "array_numeric", "array_text(an)"),
+];
+
+/// Writes what the reader compares with: the columns, their kinds and every row of `typed`
+/// in key order, each value as the source's text.
+pub async fn write_expected(db: &mut TestDb, path: &Path) -> usize {
+    db.exec(
+        "CREATE FUNCTION array_text(anyarray) RETURNS text LANGUAGE sql AS
+         $$ SELECT CASE WHEN $1 IS NULL THEN NULL
+                   ELSE coalesce((SELECT json_agg(x::text) FROM unnest($1) AS x), '[]')::text END $$",
+    )
+    .await;
+    let exprs: Vec<&str> = EXPECTED.iter().map(|(_, _, e)| *e).collect();
+    // `exec` sets the session's search path; the output settings follow.
+    db.exec("SET DateStyle = 'ISO, YMD'; SET TimeZone = 'UTC'")
+        .await;
+    let sql = format!(
+        "SELECT coalesce(json_agg(json_build_array({}) ORDER BY id), '[]')::text FROM typed",
+        exprs.join(", ")
+    );
+    use sqlx::Row;
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_one(&mut db.conn)
+        .await
+        .unwrap();
+    let rows: serde_json::Value = serde_json::from_str(&row.get::<String, _>(0)).unwrap();
+    let count = rows.as_array().unwrap().len();
+    let doc = serde_json::json!({
+        "columns": EXPECTED.iter().map(|(c, _, _)| *c).collect::<Vec<_>>(),
+        "kinds": EXPECTED.iter().map(|(_, k, _)| *k).collect::<Vec<_>>(),
+        "rows": rows,
+    });
+    std::fs::write(path, serde_json::to_vec(&doc).unwrap()).unwrap();
+    count
+}
+
+#[tokio::test]
+async fn jsonl_reports_hold_every_value_of_the_source() {
+    let mut db = TestDb::new("jsonl_exact").await;
+    db.exec(TYPED).await;
+    let work = Workdir::new();
+    let expected = work.path().join("expected.json");
+    let source_rows = write_expected(&mut db, &expected).await;
+    assert_eq!(source_rows, 300);
+    let s3 = S3Server::start("reports");
+    // (file, compression, numericAsNumber, query mode, in the bucket)
+    for (file, compression, numbers, query, bucket) in [
+        ("typed.jsonl", "none", false, false, false),
+        ("typed.jsonl.zst", "zstd", true, false, false),
+        ("query.jsonl", "none", false, true, false),
+        ("exports/typed.jsonl.zst", "zstd", false, false, true),
+    ] {
+        let mut spec = if query {
+            SpecBuilder::query(&format!("SELECT * FROM {} WHERE id > 0", db.table("typed")))
+        } else {
+            SpecBuilder::table(&db.table("typed"))
+        }
+        .key("id")
+        .chunk_size(40)
+        .set("spec.output.format", "jsonl")
+        .set("spec.output.timeZone", "Asia/Kolkata")
+        .compression(compression);
+        spec = if bucket {
+            spec.bucket(&format!("s3://reports/{file}"))
+                .bucket_field("endpoint", s3.endpoint())
+                .bucket_field("region", "us-east-1")
+        } else {
+            spec.pvc("reports", file)
+        };
+        if numbers {
+            spec = spec.set("spec.output.jsonl.numericAsNumber", true);
+        }
+        let spec = work.spec("spec.yaml", &spec.build_yaml());
+        let out = work.reportjob_with(
+            &[
+                "run",
+                "-f",
+                spec.to_str().unwrap(),
+                "--json",
+                "--parallelism",
+                "3",
+            ],
+            &[
+                ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+                ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+            ],
+        );
+        assert!(out.status.success(), "run failed: {}", stderr(&out));
+        let result = run_json(&out);
+        assert_eq!(result["rows"].as_u64().unwrap(), 300, "{result}");
+        assert!(result["chunks"].as_u64().unwrap() >= 5, "{result}");
+        let (stored, manifest) = if bucket {
+            // Through its presigned link, with a plain HTTP client.
+            let url = result["url"].as_str().expect("a signed link");
+            let response = reqwest::Client::new().get(url).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            let manifest =
+                std::fs::read(s3.object_path("reports", &format!("{file}.manifest.json")));
+            (response.bytes().await.unwrap().to_vec(), manifest.unwrap())
+        } else {
+            let manifest = std::fs::read(work.output_dir().join(format!("{file}.manifest.json")));
+            (
+                std::fs::read(work.output_dir().join(file)).unwrap(),
+                manifest.unwrap(),
+            )
+        };
+        assert_eq!(result["sha256"].as_str().unwrap(), sha256_hex(&stored));
+        let plain = if compression == "zstd" {
+            unzstd(&stored)
+        } else {
+            stored
+        };
+        let plain_path = work.path().join("plain.jsonl");
+        std::fs::write(&plain_path, &plain).unwrap();
+        let printed = reader(
+            "jsonl_check.py",
+            &[
+                plain_path.to_str().unwrap(),
+                expected.to_str().unwrap(),
+                if numbers { "number" } else { "string" },
+                "+05:30",
+            ],
+        );
+        assert_eq!(
+            printed.trim(),
+            format!("rows=300 values={}", 300 * EXPECTED.len()),
+            "{file}"
+        );
+        let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+        assert_eq!(manifest["compression"], compression);
+        assert_eq!(manifest["rows"], 300);
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Nasty CSV text (quotes, line breaks inside values, unicode) keyed by `id`.
+async fn csv_source(db: &mut TestDb) {
+    db.exec(
+        r#"CREATE TABLE src (id integer PRIMARY KEY, t text, n numeric);
+           INSERT INTO src
+           SELECT g, (ARRAY['plain', E'multi\nline', E'cr\r\nlf', 'say "hi", ok', '', NULL,
+                            'naïve café — 東京 🚀'])[1 + g % 7], g / 7.0
+             FROM generate_series(1, 500) AS g;"#,
+    )
+    .await;
+}
+
+/// Turns the CRLF record ends of `bytes` back into LF, asserting every record (outside
+/// quotes) ends in CRLF.
+fn crlf_to_lf(bytes: &[u8]) -> (Vec<u8>, usize) {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut in_quotes = false;
+    let mut records = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'"' => in_quotes = !in_quotes,
+            b'\n' if !in_quotes => {
+                assert_eq!(
+                    out.pop(),
+                    Some(b'\r'),
+                    "record ending at byte {i} is not CRLF"
+                );
+                records += 1;
+            }
+            _ => {}
+        }
+        out.push(b);
+    }
+    (out, records)
+}
+
+#[tokio::test]
+async fn excel_csv_has_one_bom_and_crlf_records_and_loads_back_exactly() {
+    let mut db = TestDb::new("csv_excel").await;
+    csv_source(&mut db).await;
+    let work = Workdir::new();
+    let table = db.table("src");
+    let run = |file: &str, excel: bool, compression: &str| {
+        let mut spec = SpecBuilder::table(&table)
+            .key("id")
+            .chunk_size(60)
+            .compression(compression)
+            .pvc("reports", file);
+        if excel {
+            spec = spec
+                .set("spec.output.csv.bom", true)
+                .set("spec.output.csv.lineEnding", "crlf");
+        }
+        let spec = work.spec(&format!("{file}.yaml"), &spec.build_yaml());
+        let out = work.reportjob(&[
+            "run",
+            "-f",
+            spec.to_str().unwrap(),
+            "--json",
+            "--parallelism",
+            "3",
+        ]);
+        assert!(out.status.success(), "run failed: {}", stderr(&out));
+        let result = run_json(&out);
+        assert_eq!(result["rows"].as_u64().unwrap(), 500, "{result}");
+        assert!(result["chunks"].as_u64().unwrap() >= 5, "{result}");
+        std::fs::read(work.output_dir().join(file)).unwrap()
+    };
+    let lf = run("plain.csv", false, "none");
+    for (file, compression) in [("excel.csv", "none"), ("excel.csv.zst", "zstd")] {
+        let stored = run(file, true, compression);
+        let excel = if compression == "zstd" {
+            unzstd(&stored)
+        } else {
+            stored
+        };
+        // One BOM, at the start (not one per chunk), then the header.
+        let bom = b"\xEF\xBB\xBF";
+        assert!(excel.starts_with(bom), "{file}");
+        assert_eq!(excel.windows(3).filter(|w| w == bom).count(), 1, "{file}");
+        assert!(excel[3..].starts_with(b"id,t,n\r\n"), "{file}");
+        // Every record ends in CRLF; with them back to LF it is the plain report, byte for
+        // byte (line breaks inside values untouched).
+        let (back, records) = crlf_to_lf(&excel[3..]);
+        assert_eq!(records, 501, "{file}: header and 500 rows");
+        assert!(
+            back == lf,
+            "{file}: differs from the LF report beyond BOM and CRLF"
+        );
+        // Python's csv module, told what Excel is told (utf-8-sig, the excel dialect).
+        let path = work.path().join("excel-plain.csv");
+        std::fs::write(&path, &excel).unwrap();
+        assert_eq!(
+            reader("csv_check.py", &[path.to_str().unwrap()]),
+            "id,t,n\nrecords=500\n"
+        );
+        // And Postgres loads it back to exactly the source rows.
+        std::fs::write(&path, &excel[3..]).unwrap();
+        db.assert_report_matches(&path, &db.all("src"), "", false)
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn options_of_another_format_and_unknown_formats_are_refused_before_anything_is_written() {
+    let mut db = TestDb::new("format_refusals").await;
+    db.numbers(50).await;
+    let work = Workdir::new();
+    let base = || {
+        SpecBuilder::table(&db.table("src"))
+            .key("id")
+            .pvc("reports", "r.out")
+    };
+    let cases = [
+        (
+            base().set("spec.output.format", "parquet"),
+            "spec.output.format",
+        ),
+        (
+            base()
+                .set("spec.output.format", "jsonl")
+                .set("spec.output.csv.bom", true),
+            "spec.output.csv.bom: only for format csv",
+        ),
+        (
+            base()
+                .set("spec.output.format", "jsonl")
+                .set("spec.output.csv.delimiter", ";"),
+            "spec.output.csv.delimiter: only for format csv",
+        ),
+        (
+            base().set("spec.output.jsonl.numericAsNumber", true),
+            "spec.output.jsonl: only for format jsonl",
+        ),
+        (
+            base().set("spec.output.compression", "lz4"),
+            "spec.output.compression",
+        ),
+        (
+            base().set("spec.output.csv.lineEnding", "cr"),
+            "spec.output.csv.lineEnding",
+        ),
+    ];
+    for (spec, message) in cases {
+        let path = work.spec("spec.yaml", &spec.build_yaml());
+        let out = work.reportjob(&["run", "-f", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(3), "{message}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(message),
+            "expected {message:?} in: {}",
+            stderr(&out)
+        );
+        assert!(!work.output_dir().exists(), "{message}: nothing written");
+    }
+}
