@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the export benchmarks and prints a Markdown table (see benches/bench.py).
-# Usage: benches/run.sh [--quick] [--consistency] [--formats]
-#   --quick: a tenth of the rows, for a smoke run; --consistency: only (f), Snapshot vs PerChunk;
+# Usage: benches/run.sh [--quick] [--throughput] [--consistency] [--formats]
+#   --quick: a tenth of the rows, for a smoke run; --throughput: only (a), reportjob vs psql;
+#   --consistency: only (f), Snapshot vs PerChunk;
 #   --formats: only (g), csv and jsonl (plain and zstd) side by side
 set -euo pipefail
 cd "$(dirname "$0")/.."
