@@ -148,6 +148,22 @@ impl Scene {
         .await;
     }
 
+    /// The schedule's status once it has scheduled `last` and lists no active run. A sync
+    /// writes the status after its creates and deletes, so a test that saw those waits.
+    async fn settled_status(
+        &self,
+        name: &str,
+        last: Timestamp,
+    ) -> reportjob::schedule::ReportScheduleStatus {
+        eventually(&format!("{name}'s status settled at {last}"), || async {
+            let rs = self.schedules().get(name).await.unwrap();
+            rs.status.filter(|s| {
+                s.active.is_empty() && s.last_schedule_time.as_ref().map(|t| t.0) == Some(last)
+            })
+        })
+        .await
+    }
+
     /// Waits until the ReportJob `name` is gone (deleted and its finalizer done).
     async fn wait_gone(&self, name: &str) {
         eventually(&format!("{name} gone"), || async {
@@ -268,11 +284,8 @@ async fn three_runs_write_three_window_reports_history_holds_and_deletion_keeps_
     }
     // successfulRunsHistoryLimit 2: the oldest run is deleted, its report stays.
     scene.wait_runs("hourly", &names[1..]).await;
-    let rs = scene.schedules().get("hourly").await.unwrap();
-    let status = rs.status.unwrap();
-    assert_eq!(status.last_schedule_time.unwrap().0, t0 + HOUR * 2);
+    let status = scene.settled_status("hourly", t0 + HOUR * 2).await;
     assert_eq!(status.next_schedule_time.unwrap().0, t0 + HOUR * 3);
-    assert!(status.active.is_empty());
     let reports = |scene: &Scene| {
         let mut files: Vec<String> = std::fs::read_dir(scene.env.pvc_dir(NS).join("hourly"))
             .unwrap()
@@ -385,16 +398,8 @@ async fn failed_runs_history_keeps_the_newest_failures() {
         failed.push(name);
     }
     scene.wait_runs("broken", &failed[1..]).await;
-    let status = scene
-        .schedules()
-        .get("broken")
-        .await
-        .unwrap()
-        .status
-        .unwrap();
-    assert_eq!(status.last_schedule_time.unwrap().0, t0 + HOUR);
+    let status = scene.settled_status("broken", t0 + HOUR).await;
     assert!(status.last_successful_time.is_none());
-    assert!(status.active.is_empty());
 }
 
 /// Replace on a run that is exporting: the run, its Jobs and its staging go, and the new
