@@ -319,6 +319,7 @@ pub async fn observe(ctx: &Context, rj: &ReportJob) -> Result<Observed, Error> {
             pods.insert(stage, cached.iter().map(pod_info).collect());
             continue;
         }
+        tracing::debug!(reportjob = %format!("{ns}/{name}"), stage = stage.as_str(), cached = cached.len(), "listing pods: the cache lacks a finished pod");
         let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
         let selector = format!("{selector},{}={}", names::STAGE_LABEL, stage.as_str());
         ctx.metrics.api_requests.inc();
@@ -342,6 +343,11 @@ pub async fn observe(ctx: &Context, rj: &ReportJob) -> Result<Observed, Error> {
         .iter()
         .filter(|(_, job)| create_failures_worth_reading(job, now))
     {
+        // The Job's status lags its pods (a loaded cluster): pods it made say it can.
+        if pod_cache::pods_show_progress(job, &ctx.pods.pods_of(&ns, &name, *stage, job)) {
+            continue;
+        }
+        tracing::debug!(reportjob = %format!("{ns}/{name}"), stage = stage.as_str(), "listing FailedCreate events: the Job has no pod");
         let event_api: Api<Event> = Api::namespaced(ctx.client.clone(), &ns);
         let fields = format!(
             "involvedObject.uid={},reason=FailedCreate",

@@ -78,6 +78,24 @@ pub fn tells_results(job: &Job, pods: &[Pod]) -> bool {
     i64::try_from(finished).unwrap_or(i64::MAX) >= i64::from(counted)
 }
 
+/// Whether a Job whose status shows no active pod has made pods after all, as far as the
+/// cache shows: one not finished yet, or as many succeeded as it needs. Its `FailedCreate`
+/// events are then not worth reading (its status has not caught up with its pods).
+pub fn pods_show_progress(job: &Job, pods: &[Pod]) -> bool {
+    let phase = |p: &Pod| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default()
+    };
+    let running = pods
+        .iter()
+        .any(|p| !matches!(phase(p).as_str(), "Succeeded" | "Failed"));
+    let completions = job.spec.as_ref().and_then(|s| s.completions).unwrap_or(1);
+    let succeeded = pods.iter().filter(|p| phase(p) == "Succeeded").count();
+    running || i64::try_from(succeeded).unwrap_or(i64::MAX) >= i64::from(completions)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +132,29 @@ mod tests {
             &job(1, 1),
             &[pod("Failed"), pod("Succeeded")]
         ));
+    }
+
+    #[test]
+    fn pods_made_by_a_job_whose_status_lags_show_progress() {
+        let mut chunks = job(0, 0);
+        chunks.spec = Some(k8s_openapi::api::batch::v1::JobSpec {
+            completions: Some(2),
+            ..Default::default()
+        });
+        assert!(!pods_show_progress(&chunks, &[]));
+        assert!(pods_show_progress(&chunks, &[pod("Pending")]));
+        assert!(pods_show_progress(&chunks, &[pod("Running")]));
+        assert!(!pods_show_progress(&chunks, &[pod("Succeeded")]));
+        assert!(!pods_show_progress(
+            &chunks,
+            &[pod("Failed"), pod("Succeeded")]
+        ));
+        assert!(pods_show_progress(
+            &chunks,
+            &[pod("Succeeded"), pod("Succeeded")]
+        ));
+        // Without completions a Job needs one pod to succeed.
+        assert!(pods_show_progress(&job(0, 0), &[pod("Succeeded")]));
     }
 
     #[test]
