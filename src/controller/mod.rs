@@ -4,6 +4,7 @@
 //! exists ([`observe`]), carries out the one action decided, writes the status when it
 //! changed and records the [`events`].
 
+pub mod cache;
 pub mod decide;
 pub mod events;
 pub mod jobs;
@@ -11,6 +12,7 @@ pub mod leader;
 pub mod metrics;
 pub mod names;
 pub mod observe;
+pub mod pod_cache;
 pub mod pod_settings;
 pub mod policy;
 pub mod results;
@@ -24,19 +26,22 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
+use self::cache::{JobCache, WatchErrors};
 use self::decide::{Action, Step};
 use self::events::EventNote;
 use self::jobs::PodDefaults;
 use self::leader::LeaseConfig;
 use self::metrics::{Health, Metrics, ReasonLabel, ResultLabel};
 use self::names::Stage;
+use self::pod_cache::PodCache;
 use crate::api::ReportJob;
 
 /// How the controller runs.
@@ -65,6 +70,14 @@ pub enum Error {
         /// The API error.
         source: kube::Error,
     },
+    /// A cache a reconcile reads has not listed yet (its watch fails).
+    #[error("cannot read {what}: {message}")]
+    Cache {
+        /// What the reconcile needed.
+        what: String,
+        /// The watch's error.
+        message: String,
+    },
 }
 
 impl Error {
@@ -81,6 +94,7 @@ impl Error {
                 }
             }
             Error::Kube { .. } => "Transport".into(),
+            Error::Cache { .. } => "WatchNotListed".into(),
         }
     }
 }
@@ -97,6 +111,11 @@ pub struct Context {
     metrics: Arc<Metrics>,
     defaults: PodDefaults,
     failures: Mutex<HashMap<String, u32>>,
+    /// The stage Jobs, from the watches that also trigger reconciles (never listed per
+    /// reconcile).
+    jobs: JobCache,
+    /// The stage pods, from a watch of their own (they trigger nothing).
+    pods: PodCache,
 }
 
 /// Runs the controller until SIGTERM/SIGINT (or until leadership is lost, which is an
@@ -132,6 +151,65 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
         metrics.leader.set(1);
     }
 
+    let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
+        vec![None]
+    } else {
+        config.namespaces.iter().cloned().map(Some).collect()
+    };
+    // One watch of the stage Jobs per scope feeds a cache (read by reconciles) and then
+    // triggers the owners' reconciles, so a reconcile a Job's change triggers sees it.
+    let owned = watcher::Config::default().labels(&format!(
+        "{}={}",
+        names::MANAGED_BY_LABEL,
+        names::MANAGED_BY
+    ));
+    let mut job_streams = Vec::new();
+    let mut job_stores = Vec::new();
+    let mut pod_stores = Vec::new();
+    let mut pod_watches = Vec::new();
+    let pod_errors = WatchErrors::default();
+    let job_errors = WatchErrors::default();
+    for ns in &scopes {
+        let pod_api: Api<Pod> = match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        let (reader, writer) = reflector::store::<Pod>();
+        let stream = watcher(pod_api, owned.clone())
+            .default_backoff()
+            .modify(pod_cache::reduce)
+            .reflect(writer);
+        let errors = pod_errors.clone();
+        pod_watches.push(tokio::spawn(async move {
+            futures::pin_mut!(stream);
+            while let Some(event) = stream.next().await {
+                errors.note(&event);
+                if let Err(e) = event {
+                    tracing::warn!(error = %crate::error::error_chain(&e), "watching pods failed");
+                }
+            }
+        }));
+        pod_stores.push(reader);
+        let jobs: Api<Job> = match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        let (reader, writer) = reflector::store::<Job>();
+        let stream = watcher(jobs, owned.clone())
+            .default_backoff()
+            // What reconciles never read: the cache holds less.
+            .modify(|job: &mut Job| {
+                job.metadata.managed_fields = None;
+                if let Some(spec) = job.spec.as_mut() {
+                    spec.template = Default::default();
+                }
+            })
+            .reflect(writer)
+            .touched_objects();
+        let errors = job_errors.clone();
+        job_streams.push(stream.inspect(move |event| errors.note(event)));
+        job_stores.push(reader);
+    }
     let ctx = Arc::new(Context {
         recorder: Recorder::new(
             client.clone(),
@@ -144,33 +222,23 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
         metrics: metrics.clone(),
         defaults: config.defaults.clone(),
         failures: Mutex::new(HashMap::new()),
+        jobs: JobCache::new(job_stores, job_errors),
+        pods: PodCache::new(pod_stores, pod_errors),
     });
-    let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
-        vec![None]
-    } else {
-        config.namespaces.iter().cloned().map(Some).collect()
-    };
     let schedules = schedule::run(
         client.clone(),
         ctx.recorder.clone(),
         scopes.clone(),
         config.clock_file.clone(),
     );
-    let controllers = futures::future::join_all(scopes.into_iter().map(|ns| {
-        let (rjs, jobs): (Api<ReportJob>, Api<Job>) = match &ns {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-            ),
-            None => (Api::all(client.clone()), Api::all(client.clone())),
-        };
-        let owned = watcher::Config::default().labels(&format!(
-            "{}={}",
-            names::MANAGED_BY_LABEL,
-            names::MANAGED_BY
-        ));
-        Controller::new(rjs, watcher::Config::default())
-            .owns(jobs, owned)
+    let controllers =
+        futures::future::join_all(scopes.into_iter().zip(job_streams).map(|(ns, jobs)| {
+            let rjs: Api<ReportJob> = match &ns {
+                Some(ns) => Api::namespaced(client.clone(), ns),
+                None => Api::all(client.clone()),
+            };
+            Controller::new(rjs, watcher::Config::default())
+            .owns_stream(jobs)
             .shutdown_on_signal()
             .run(reconcile, error_policy, ctx.clone())
             .for_each(|result| async move {
@@ -186,7 +254,7 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
                     }
                 }
             })
-    }));
+        }));
     // ReportSchedules create ReportJobs beside the loop that runs them.
     let both = futures::future::join(controllers, schedules);
     // Both loops stop on SIGTERM themselves (`shutdown_on_signal`), after their reconciles in
@@ -217,6 +285,9 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
             Ok(())
         }
     };
+    for w in pod_watches {
+        w.abort();
+    }
     let _ = stop_tx.send(true);
     tracing::info!("controller stopped");
     outcome
@@ -382,7 +453,8 @@ async fn carry_out(ctx: &Context, rj: &ReportJob, step: &Step) -> Result<Option<
         Action::CreateJob(job) => {
             let job_name = job.name_any();
             match job_api.create(&PostParams::default(), job).await {
-                Ok(_) => {
+                Ok(created) => {
+                    ctx.jobs.wrote(&name, &created);
                     tracing::info!(reportjob = %key(rj), job = %job_name, "created Job");
                     Ok(None)
                 }
@@ -393,7 +465,7 @@ async fn carry_out(ctx: &Context, rj: &ReportJob, step: &Step) -> Result<Option<
         }
         Action::SuspendChunks(suspend) => {
             let job_name = Stage::Chunks.job_name(&name);
-            job_api
+            let patched = job_api
                 .patch(
                     &job_name,
                     &PatchParams::default(),
@@ -401,12 +473,24 @@ async fn carry_out(ctx: &Context, rj: &ReportJob, step: &Step) -> Result<Option<
                 )
                 .await
                 .map_err(kube_err(format!("setting suspend on Job {job_name}")))?;
+            ctx.jobs.wrote(&name, &patched);
             Ok(None)
         }
         Action::DeleteJobs(names) => {
             for job_name in names {
                 match job_api.delete(job_name, &DeleteParams::foreground()).await {
-                    Ok(_) => tracing::info!(reportjob = %key(rj), job = %job_name, "deleting Job"),
+                    Ok(deleted) => {
+                        match deleted.left() {
+                            // Still there, being deleted (its pods go first).
+                            Some(job) => ctx.jobs.wrote(&name, &job),
+                            None => {
+                                if let Some(uid) = ctx.jobs.uid_of(&ns, &name, job_name) {
+                                    ctx.jobs.deleted(&ns, &name, job_name, &uid);
+                                }
+                            }
+                        }
+                        tracing::info!(reportjob = %key(rj), job = %job_name, "deleting Job")
+                    }
                     Err(kube::Error::Api(e)) if e.code == 404 => {}
                     Err(e) => return Err(kube_err(format!("deleting Job {job_name}"))(e)),
                 }

@@ -10,7 +10,9 @@ use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 
+use super::cache::Seen;
 use super::names::{self, Stage};
+use super::pod_cache;
 use super::results::created_by;
 use super::{Context, Error, kube_err};
 use crate::api::conditions;
@@ -126,8 +128,9 @@ pub fn job_failed(job: &Job) -> bool {
 }
 
 /// The stages whose pods the decisions need: a finished stage whose result is not yet in
-/// the status, a chunks Job with failures, and any stage with pods that are not ready.
-pub fn pods_needed(rj: &ReportJob, jobs: &BTreeMap<Stage, Job>) -> Vec<Stage> {
+/// the status, a chunks Job with failures (these two for their results: `true`), and any
+/// stage with pods that are not ready (`false`).
+pub fn pods_needed(rj: &ReportJob, jobs: &BTreeMap<Stage, Job>) -> Vec<(Stage, bool)> {
     let status = rj.status.clone().unwrap_or_default();
     let mut out = Vec::new();
     for (stage, job) in jobs {
@@ -152,7 +155,7 @@ pub fn pods_needed(rj: &ReportJob, jobs: &BTreeMap<Stage, Job>) -> Vec<Stage> {
         };
         let not_ready = s.active.unwrap_or(0) > s.ready.unwrap_or(0);
         if needed || not_ready || lacks_pods(job) {
-            out.push(*stage);
+            out.push((*stage, needed));
         }
     }
     out
@@ -165,6 +168,22 @@ pub fn lacks_pods(job: &Job) -> bool {
     let suspended = job.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
     let active = job.status.as_ref().and_then(|s| s.active).unwrap_or(0);
     !suspended && active == 0 && job_outcome(job) == JobOutcome::Running
+}
+
+/// How long a stage Job has had no pod before its `FailedCreate` events are read: a Job just
+/// created has none yet because its controller has not created them (the reconcile its
+/// creation triggers would otherwise read events every time). The decisions look again
+/// within [`super::decide::PENDING_POD_RESYNC`] while a Job lacks pods.
+pub const EVENTS_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether to read a Job's `FailedCreate` events now: it lacks pods (see [`lacks_pods`]) and
+/// has for [`EVENTS_AFTER`] (its creation time, as the API server wrote it, is that old).
+pub fn create_failures_worth_reading(job: &Job, now: Timestamp) -> bool {
+    let created = job.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    let old_enough = created.is_none_or(|c| {
+        now.duration_since(c) >= jiff::SignedDuration::try_from(EVENTS_AFTER).unwrap_or_default()
+    });
+    lacks_pods(job) && old_enough
 }
 
 /// The longest `FailedCreate` message kept: quota messages name the quota, the resources
@@ -250,21 +269,24 @@ pub fn pod_info(pod: &Pod) -> PodInfo {
     }
 }
 
-/// Reads the ReportJob's Jobs and, when the decisions need them, their pods.
+/// Reads the ReportJob's Jobs (from the cache the Job watch keeps) and, when the decisions
+/// need them, their pods.
 pub async fn observe(ctx: &Context, rj: &ReportJob) -> Result<Observed, Error> {
     let ns = rj.namespace().unwrap_or_default();
     let name = rj.name_any();
     let uid = rj.uid().unwrap_or_default();
-    let job_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
     let selector = format!("{}={}", names::REPORTJOB_LABEL, name);
-    ctx.metrics.api_requests.inc();
-    let listed = job_api
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(kube_err(format!("listing the Jobs of {ns}/{name}")))?;
     let mut jobs = BTreeMap::new();
     let mut terminating = Vec::new();
-    for job in listed.items {
+    ctx.jobs.ready().await.map_err(|message| Error::Cache {
+        what: format!("the Jobs of {ns}/{name}"),
+        message,
+    })?;
+    for seen in ctx.jobs.jobs_of(&ns, &name) {
+        let (job, going) = match seen {
+            Seen::Live(job) => (job, false),
+            Seen::Terminating(job) => (job, true),
+        };
         let ours = job
             .owner_references()
             .iter()
@@ -276,14 +298,28 @@ pub async fn observe(ctx: &Context, rj: &ReportJob) -> Result<Observed, Error> {
         let (true, Some(stage)) = (ours, stage) else {
             continue;
         };
-        if job.metadata.deletion_timestamp.is_some() {
+        if going {
             terminating.push(stage);
         } else {
             jobs.insert(stage, job);
         }
     }
     let mut pods = BTreeMap::new();
-    for stage in pods_needed(rj, &jobs) {
+    ctx.pods.ready().await.map_err(|message| Error::Cache {
+        what: format!("the pods of {ns}/{name}"),
+        message,
+    })?;
+    for (stage, for_result) in pods_needed(rj, &jobs) {
+        let Some(job) = jobs.get(&stage) else {
+            continue;
+        };
+        // The pod watch's cache, unless a result is needed that it does not show yet.
+        let cached = ctx.pods.pods_of(&ns, &name, stage, job);
+        if !for_result || pod_cache::tells_results(job, &cached) {
+            pods.insert(stage, cached.iter().map(pod_info).collect());
+            continue;
+        }
+        tracing::debug!(reportjob = %format!("{ns}/{name}"), stage = stage.as_str(), cached = cached.len(), "listing pods: the cache lacks a finished pod");
         let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
         let selector = format!("{selector},{}={}", names::STAGE_LABEL, stage.as_str());
         ctx.metrics.api_requests.inc();
@@ -302,7 +338,16 @@ pub async fn observe(ctx: &Context, rj: &ReportJob) -> Result<Observed, Error> {
         pods.insert(stage, ours.map(pod_info).collect());
     }
     let mut create_failures = BTreeMap::new();
-    for (stage, job) in jobs.iter().filter(|(_, job)| lacks_pods(job)) {
+    let now = Timestamp::now();
+    for (stage, job) in jobs
+        .iter()
+        .filter(|(_, job)| create_failures_worth_reading(job, now))
+    {
+        // The Job's status lags its pods (a loaded cluster): pods it made say it can.
+        if pod_cache::pods_show_progress(job, &ctx.pods.pods_of(&ns, &name, *stage, job)) {
+            continue;
+        }
+        tracing::debug!(reportjob = %format!("{ns}/{name}"), stage = stage.as_str(), "listing FailedCreate events: the Job has no pod");
         let event_api: Api<Event> = Api::namespaced(ctx.client.clone(), &ns);
         let fields = format!(
             "involvedObject.uid={},reason=FailedCreate",
@@ -328,6 +373,36 @@ pub async fn observe(ctx: &Context, rj: &ReportJob) -> Result<Observed, Error> {
         pods,
         create_failures,
         planned_spec,
-        now: Timestamp::now(),
+        now,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn job_created(at: Timestamp) -> Job {
+        let mut job = Job::default();
+        job.metadata.creation_timestamp = Some(Time(at));
+        job
+    }
+
+    #[test]
+    fn events_of_a_job_without_pods_are_read_once_it_is_not_new() {
+        let created = Timestamp::from_second(1_000).unwrap_or_default();
+        let job = job_created(created);
+        assert!(lacks_pods(&job));
+        assert!(!create_failures_worth_reading(&job, created));
+        let later = Timestamp::from_second(1_001).unwrap_or_default();
+        assert!(!create_failures_worth_reading(&job, later));
+        let later = Timestamp::from_second(1_002).unwrap_or_default();
+        assert!(create_failures_worth_reading(&job, later));
+        let mut running = job_created(created);
+        running.status = Some(k8s_openapi::api::batch::v1::JobStatus {
+            active: Some(1),
+            ..Default::default()
+        });
+        assert!(!create_failures_worth_reading(&running, later));
+    }
 }

@@ -129,7 +129,7 @@ fn namespaced_rules() -> Value {
         {"apiGroups": ["reporting.dev"], "resources": ["reportschedules"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": ["reporting.dev"], "resources": ["reportschedules/status"], "verbs": ["patch"]},
         {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "list", "watch", "patch", "delete"]},
-        {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["list"]},
+        {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["list", "watch"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
     ])
 }

@@ -87,10 +87,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: ["jobs"]
   verbs: ["create", "list", "watch", "patch", "delete"]
 - apiGroups: [""]
-  # pods: the stage results (termination messages); events: why a stage Job cannot create
-  # its pods (its FailedCreate events: a quota, a LimitRange, admission).
+  # pods: the stage results (termination messages), watched into a cache; events: why a stage
+  # Job cannot create its pods (its FailedCreate events: a quota, a LimitRange, admission).
   resources: ["pods", "events"]
-  verbs: ["list"]
+  verbs: ["list", "watch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

@@ -10,6 +10,7 @@ pub mod disruption;
 pub mod dryrun;
 pub mod error;
 pub mod faults;
+pub mod index;
 pub mod limitrange;
 pub mod logs;
 pub mod meta;

@@ -17,6 +17,7 @@ use axum::http::{HeaderMap, Method};
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
 };
+use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
@@ -235,19 +236,22 @@ impl RbacObjects {
     /// object of the same name replaces a bootstrap one. Objects that do not parse are skipped.
     pub fn from_state(st: &State) -> RbacObjects {
         let mut out = RbacObjects::default();
-        for ((group, plural, _, _), obj) in &st.objects {
-            if group != RBAC_GROUP {
-                continue;
-            }
-            let o = obj.clone();
-            match plural.as_str() {
-                "roles" => out.roles.extend(serde_json::from_value(o).ok()),
-                "clusterroles" => out.cluster_roles.extend(serde_json::from_value(o).ok()),
-                "rolebindings" => out.role_bindings.extend(serde_json::from_value(o).ok()),
-                "clusterrolebindings" => out
-                    .cluster_role_bindings
-                    .extend(serde_json::from_value(o).ok()),
-                _ => {}
+        for plural in [
+            "roles",
+            "clusterroles",
+            "rolebindings",
+            "clusterrolebindings",
+        ] {
+            for (_, obj) in st.range(RBAC_GROUP, plural, None) {
+                let o: &Value = obj;
+                match plural {
+                    "roles" => out.roles.extend(Deserialize::deserialize(o).ok()),
+                    "clusterroles" => out.cluster_roles.extend(Deserialize::deserialize(o).ok()),
+                    "rolebindings" => out.role_bindings.extend(Deserialize::deserialize(o).ok()),
+                    _ => out
+                        .cluster_role_bindings
+                        .extend(Deserialize::deserialize(o).ok()),
+                }
             }
         }
         let boot = RbacObjects::bootstrap();

@@ -6,18 +6,20 @@
 
 use super::apply::{self, Managers};
 use super::error::{ApiError, ApiResult};
+use super::index::Indexes;
 use super::meta::{finalizers, new_uid, normalize, now};
 use super::resources::{ResourceInfo, builtins, from_crd};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use tokio::sync::{broadcast, watch};
 
 /// `(group, plural, namespace, name)`; namespace is empty for cluster-scoped objects.
 pub type Key = (String, String, String, String);
 
-/// One change, as watchers see it.
+/// One change, as watchers see it. The objects are shared with the store, never copied per
+/// watcher; the object's JSON text is made once, by the first watcher that sends it.
 #[derive(Debug)]
 pub struct Change {
     pub rv: u64,
@@ -25,8 +27,16 @@ pub struct Change {
     pub plural: String,
     pub namespace: String,
     pub kind: &'static str,
-    pub object: Value,
-    pub old: Option<Value>,
+    pub object: Arc<Value>,
+    pub old: Option<Arc<Value>>,
+    json: OnceLock<String>,
+}
+
+impl Change {
+    /// The object as JSON text, serialized once for every watcher.
+    pub fn object_json(&self) -> &str {
+        self.json.get_or_init(|| self.object.to_string())
+    }
 }
 
 /// Deletion propagation policy.
@@ -40,7 +50,10 @@ pub enum Propagation {
 /// Mutable store state, guarded by one lock so every write gets the next revision in order.
 pub struct State {
     pub rv: u64,
-    pub objects: BTreeMap<Key, Value>,
+    /// Objects are immutable once stored: a write stores a new `Arc`, so readers (lists,
+    /// watches, history) share them without copying.
+    pub objects: BTreeMap<Key, Arc<Value>>,
+    index: Indexes,
     pub history: VecDeque<Arc<Change>>,
     /// Watches from revisions below this get 410 Expired.
     pub compacted: u64,
@@ -71,6 +84,7 @@ impl Store {
         let mut st = State {
             rv: 1,
             objects: BTreeMap::new(),
+            index: Indexes::default(),
             history: VecDeque::new(),
             compacted: 0,
             owners: HashMap::new(),
@@ -167,6 +181,7 @@ impl Store {
         let copy = State {
             rv: st.rv,
             objects: st.objects.clone(),
+            index: st.index.clone(),
             history: VecDeque::new(),
             compacted: st.rv,
             owners: st.owners.clone(),
@@ -223,7 +238,7 @@ impl State {
             .find(|r| r.group == group && r.version == version && r.plural == plural)
     }
 
-    fn emit(&mut self, key: &Key, kind: &'static str, object: Value, old: Option<Value>) {
+    fn emit(&mut self, key: &Key, kind: &'static str, object: Arc<Value>, old: Option<Arc<Value>>) {
         let c = Arc::new(Change {
             rv: self.rv,
             group: key.0.clone(),
@@ -232,6 +247,7 @@ impl State {
             kind,
             object,
             old,
+            json: OnceLock::new(),
         });
         self.history.push_back(c.clone());
         while self.history.len() > HISTORY_CAP {
@@ -242,27 +258,68 @@ impl State {
         let _ = self.tx.send(c);
     }
 
+    /// A private copy of an object (to change and write back).
     pub fn get(&self, ri: &ResourceInfo, ns: &str, name: &str) -> ApiResult<Value> {
+        self.get_shared(ri, ns, name).map(|v| (*v).clone())
+    }
+
+    /// An object as stored, shared.
+    pub fn get_shared(&self, ri: &ResourceInfo, ns: &str, name: &str) -> ApiResult<Arc<Value>> {
         self.objects
             .get(&key_of(ri, ns, name))
             .cloned()
             .ok_or_else(|| ApiError::not_found(&ri.group, &ri.plural, name))
     }
 
-    /// Objects of a resource, optionally in one namespace, ordered by namespace and name.
+    /// Private copies of the objects of a resource, optionally in one namespace, ordered by
+    /// namespace and name.
     pub fn list(&self, ri: &ResourceInfo, ns: Option<&str>) -> Vec<Value> {
-        // Keys sort by group, plural, namespace, name: a range, not a scan of the whole store.
-        let from: Key = (
-            ri.group.clone(),
-            ri.plural.clone(),
-            ns.unwrap_or_default().to_string(),
-            String::new(),
-        );
-        self.objects
-            .range(from..)
-            .take_while(|(k, _)| k.0 == ri.group && k.1 == ri.plural && ns.is_none_or(|n| k.2 == n))
-            .map(|(_, v)| v.clone())
+        self.range(&ri.group, &ri.plural, ns)
+            .map(|(_, v)| (**v).clone())
             .collect()
+    }
+
+    /// The stored objects of a resource, optionally in one namespace, in key order: a range of
+    /// the map (keys sort by group, plural, namespace, name), not a scan of the whole store.
+    pub fn range<'a>(
+        &'a self,
+        group: &'a str,
+        plural: &'a str,
+        ns: Option<&'a str>,
+    ) -> impl Iterator<Item = (&'a Key, &'a Arc<Value>)> + 'a {
+        // The first key past the range: the next namespace (or resource); "\0" sorts first.
+        let (from, to): (Key, Key) = match ns {
+            Some(n) => (
+                (group.into(), plural.into(), n.into(), String::new()),
+                (group.into(), plural.into(), format!("{n}\0"), String::new()),
+            ),
+            None => (
+                (group.into(), plural.into(), String::new(), String::new()),
+                (
+                    group.into(),
+                    format!("{plural}\0"),
+                    String::new(),
+                    String::new(),
+                ),
+            ),
+        };
+        self.objects.range(from..to)
+    }
+
+    /// Store `obj` under `key`, keeping the indexes in step.
+    fn put(&mut self, key: &Key, obj: Arc<Value>) {
+        if let Some(old) = self.objects.get(key) {
+            self.index.remove(key, old);
+        }
+        self.index.add(key, &obj);
+        self.objects.insert(key.clone(), obj);
+    }
+
+    /// Take the object under `key` out of the store and its indexes.
+    fn take(&mut self, key: &Key) -> Option<Arc<Value>> {
+        let old = self.objects.remove(key)?;
+        self.index.remove(key, &old);
+        Some(old)
     }
 
     fn set_type_meta(ri: &ResourceInfo, obj: &mut Value) {
@@ -275,10 +332,10 @@ impl State {
         normalize(&mut new);
         let old = self.objects.get(key).cloned();
         if let Some(old) = &old {
-            let mut cmp = new.clone();
-            cmp["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
-            if &cmp == old {
-                return Ok(old.clone());
+            // Compared as if at the old revision; every path below sets the revision anew.
+            new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
+            if new == **old {
+                return Ok((**old).clone());
             }
             if old["metadata"]["deletionTimestamp"].is_string() {
                 let before = finalizers(old);
@@ -304,20 +361,22 @@ impl State {
         }
         self.rv += 1;
         new["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        self.objects.insert(key.clone(), new.clone());
+        let new = Arc::new(new);
+        self.put(key, new.clone());
         let kind = if old.is_some() { "MODIFIED" } else { "ADDED" };
         self.emit(key, kind, new.clone(), old);
-        Ok(new)
+        Ok((*new).clone())
     }
 
     /// Remove an object at the current revision, emit DELETED and collect its dependents.
     fn remove(&mut self, key: &Key) -> Value {
-        let Some(mut obj) = self.objects.remove(key) else {
+        let Some(obj) = self.take(key) else {
             return Value::Null;
         };
         self.owners.remove(key);
+        let mut obj = Arc::unwrap_or_clone(obj);
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        self.emit(key, "DELETED", obj.clone(), None);
+        self.emit(key, "DELETED", Arc::new(obj.clone()), None);
         if key.0.is_empty() && key.1 == "serviceaccounts" && key.3 == "default" {
             super::serviceaccounts::ensure_default(self, &key.2);
         }
@@ -368,23 +427,15 @@ impl State {
     }
 
     fn dependents(&self, uid: &str) -> Vec<Key> {
-        self.objects
-            .iter()
-            .filter(|(_, v)| {
-                v["metadata"]["ownerReferences"]
-                    .as_array()
-                    .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid))
-            })
-            .map(|(k, _)| k.clone())
-            .collect()
+        self.index.dependents(uid)
     }
 
     fn uid_exists(&self, uid: &str) -> bool {
-        self.objects.values().any(|v| v["metadata"]["uid"] == uid)
+        self.index.uid_exists(uid)
     }
 
     fn strip_owner(&mut self, key: &Key, uid: &str) {
-        if let Some(mut v) = self.objects.get(key).cloned() {
+        if let Some(mut v) = self.objects.get(key).map(|v| (**v).clone()) {
             if let Some(refs) = v["metadata"]["ownerReferences"].as_array_mut() {
                 refs.retain(|r| r["uid"] != uid);
             }
@@ -415,22 +466,20 @@ impl State {
     /// Owners deleted in the foreground go once their dependents are gone.
     fn release_foreground_owners(&mut self) {
         let waiting: Vec<(Key, String)> = self
-            .objects
-            .iter()
-            .filter(|(_, v)| finalizers(v).iter().any(|f| f == "foregroundDeletion"))
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    v["metadata"]["uid"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string(),
-                )
+            .index
+            .foreground()
+            .into_iter()
+            .filter_map(|k| {
+                let uid = self.objects.get(&k)?["metadata"]["uid"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                Some((k, uid))
             })
             .collect();
         for (k, uid) in waiting {
             if self.dependents(&uid).is_empty()
-                && let Some(mut v) = self.objects.get(&k).cloned()
+                && let Some(mut v) = self.objects.get(&k).map(|v| (**v).clone())
             {
                 if let Some(f) = v["metadata"]["finalizers"].as_array_mut() {
                     f.retain(|x| x != "foregroundDeletion");
@@ -449,7 +498,7 @@ impl State {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        let mut obj2 = obj.clone();
+        let mut obj2 = (*obj).clone();
         match policy {
             Propagation::Orphan => {
                 for dep in self.dependents(&uid) {
@@ -475,8 +524,9 @@ impl State {
                 // Written directly: commit would refuse the finalizer added for foreground deletion.
                 self.rv += 1;
                 obj2["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-                self.objects.insert(key.clone(), obj2.clone());
-                self.emit(key, "MODIFIED", obj2.clone(), Some(obj));
+                let obj2 = Arc::new(obj2);
+                self.put(key, obj2.clone());
+                self.emit(key, "MODIFIED", obj2, Some(obj));
                 if policy == Propagation::Foreground {
                     for dep in self.dependents(&uid) {
                         let _ = self.delete_key(&dep, Propagation::Foreground);
@@ -484,7 +534,7 @@ impl State {
                     self.release_foreground_owners();
                 }
             }
-            return Ok(self.objects.get(key).cloned());
+            return Ok(self.objects.get(key).map(|v| (**v).clone()));
         }
         self.rv += 1;
         self.remove(key);

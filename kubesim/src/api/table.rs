@@ -81,7 +81,12 @@ fn cell(obj: &Value, path: &str, ty: &str) -> Value {
 }
 
 /// A Table of objects: upstream's printer for built-in kinds; NAME, the CRD's printer columns (or AGE) otherwise.
-pub fn table(ri: &ResourceInfo, objs: &[Value], rv: &str, continue_token: Option<&str>) -> Value {
+pub fn table<V: std::borrow::Borrow<Value>>(
+    ri: &ResourceInfo,
+    objs: &[V],
+    rv: &str,
+    continue_token: Option<&str>,
+) -> Value {
     let mut meta = json!({"resourceVersion": rv});
     if let Some(c) = continue_token {
         meta["continue"] = json!(c);
@@ -89,6 +94,7 @@ pub fn table(ri: &ResourceInfo, objs: &[Value], rv: &str, continue_token: Option
     if let Some(p) = super::printers::builtin(ri) {
         let rows: Vec<Value> = objs
             .iter()
+            .map(|o| o.borrow())
             .map(|o| json!({"cells": (p.cells)(o), "object": partial(o)}))
             .collect();
         return json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "columnDefinitions": p.columns, "rows": rows});
@@ -125,6 +131,7 @@ pub fn table(ri: &ResourceInfo, objs: &[Value], rv: &str, continue_token: Option
     }
     let rows: Vec<Value> = objs
         .iter()
+        .map(|o| o.borrow())
         .map(|o| {
             let mut cells = vec![o["metadata"]["name"].clone()];
             cells.extend(cols.iter().map(|(p, ty)| cell(o, p, ty)));

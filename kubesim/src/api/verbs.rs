@@ -7,7 +7,7 @@ use super::error::{ApiError, ApiResult};
 use super::patch::{self, JsonPatchError};
 use super::resources::ResourceInfo;
 use super::selectors::{FieldSelector, LabelSelector};
-use super::server::{App, core_event, ok_json};
+use super::server::{App, core_event, ok_json, respond};
 use super::store::Propagation;
 use super::table::{partial, table};
 use super::transform::{self, Repr};
@@ -37,18 +37,28 @@ pub(super) fn list(
             .map(String::as_str)
             .unwrap_or_default(),
     )?;
+    // Selected under the lock from the namespace's range; only shared handles leave it.
     let (mut items, rv) = {
         let st = app.store.lock();
-        let mut items = st.list(ri, ns);
+        let selected = |o: &Value| labels.matches(o) && fields.matches(o);
+        let mut items: Vec<Arc<Value>> = st
+            .range(&ri.group, &ri.plural, ns)
+            .filter(|(_, o)| selected(o))
+            .map(|(_, o)| o.clone())
+            .collect();
         if ri.group.is_empty()
             && ri.plural == "events"
             && let Some(er) = st.find("events.k8s.io", "events")
         {
-            items.extend(st.list(er, ns).iter().map(core_event));
+            items.extend(
+                st.range(&er.group, &er.plural, ns)
+                    .map(|(_, o)| core_event(o))
+                    .filter(|o| selected(o))
+                    .map(Arc::new),
+            );
         }
         (items, st.rv)
     };
-    items.retain(|o| labels.matches(o) && fields.matches(o));
     let pos = |o: &Value| {
         format!(
             "{}/{}",
@@ -56,7 +66,7 @@ pub(super) fn list(
             o["metadata"]["name"].as_str().unwrap_or_default()
         )
     };
-    items.sort_by_key(pos);
+    items.sort_by_cached_key(|o| pos(o));
     if let Some(c) = q.get("continue").filter(|c| !c.is_empty()) {
         let after = decode_continue(c)?;
         items.retain(|o| pos(o) > after);
@@ -83,13 +93,34 @@ pub(super) fn list(
                 meta["remainingItemCount"] = json!(remaining);
             }
             if rep == Repr::Metadata {
-                json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items.iter().map(partial).collect::<Vec<_>>()})
+                json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items.iter().map(|o| partial(o)).collect::<Vec<_>>()})
             } else {
-                json!({"kind": format!("{}List", ri.kind), "apiVersion": ri.api_version(), "metadata": meta, "items": items})
+                // Serialized from the shared objects: no copy of the list as a Value.
+                let list = ListOut {
+                    api_version: ri.api_version(),
+                    items: items.iter().map(|o| &**o).collect(),
+                    kind: format!("{}List", ri.kind),
+                    metadata: meta,
+                };
+                return Ok(respond(
+                    200,
+                    "application/json",
+                    serde_json::to_vec(&list).unwrap_or_default(),
+                ));
             }
         }
     };
     Ok(ok_json(200, &out))
+}
+
+/// A list response, its keys in the order `json!` gives them.
+#[derive(serde::Serialize)]
+struct ListOut<'a> {
+    #[serde(rename = "apiVersion")]
+    api_version: String,
+    items: Vec<&'a Value>,
+    kind: String,
+    metadata: Value,
 }
 
 pub(super) fn encode_continue(s: &str) -> String {

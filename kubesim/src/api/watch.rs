@@ -44,15 +44,25 @@ impl WatchSpec {
     }
 
     fn line(&self, kind: &str, obj: &Value) -> Bytes {
-        let o = match &self.table {
-            _ if kind == "ERROR" => obj.clone(),
-            Some(ri) => watch_table(ri, obj, !self.headers_sent.replace(true)),
-            None if self.metadata_only => partial(obj),
-            None => obj.clone(),
-        };
-        let mut s = json!({"type": kind, "object": o}).to_string();
-        s.push('\n');
-        Bytes::from(s)
+        match &self.table {
+            _ if kind == "ERROR" => event_line(kind, &obj.to_string()),
+            Some(ri) => event_line(
+                kind,
+                &watch_table(ri, obj, !self.headers_sent.replace(true)).to_string(),
+            ),
+            None if self.metadata_only => event_line(kind, &partial(obj).to_string()),
+            None => event_line(kind, &obj.to_string()),
+        }
+    }
+
+    /// The line for a change's object: whole objects use the change's JSON text, shared by
+    /// every watcher.
+    fn change_line(&self, kind: &str, c: &Change) -> Bytes {
+        if self.table.is_none() && !self.metadata_only {
+            event_line(kind, c.object_json())
+        } else {
+            self.line(kind, &c.object)
+        }
     }
 
     fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
@@ -84,15 +94,28 @@ impl WatchSpec {
     fn event_for(&self, c: &Change) -> Option<Bytes> {
         let now_in = self.selected(&c.object);
         let was_in = c.old.as_ref().is_some_and(|o| self.selected(o));
-        match (c.kind, was_in, now_in) {
-            ("DELETED", _, true) => Some(self.line("DELETED", &c.object)),
-            ("ADDED", _, true) => Some(self.line("ADDED", &c.object)),
-            ("MODIFIED", true, true) => Some(self.line("MODIFIED", &c.object)),
-            ("MODIFIED", false, true) => Some(self.line("ADDED", &c.object)),
-            ("MODIFIED", true, false) => Some(self.line("DELETED", &c.object)),
-            _ => None,
-        }
+        let kind = match (c.kind, was_in, now_in) {
+            ("DELETED", _, true) => "DELETED",
+            ("ADDED", _, true) => "ADDED",
+            ("MODIFIED", true, true) => "MODIFIED",
+            ("MODIFIED", false, true) => "ADDED",
+            ("MODIFIED", true, false) => "DELETED",
+            _ => return None,
+        };
+        Some(self.change_line(kind, c))
     }
+}
+
+/// `{"object":<object>,"type":<kind>}` and a newline (the key order `json!` gives); `kind` is
+/// one of the fixed event types.
+fn event_line(kind: &str, object_json: &str) -> Bytes {
+    let mut s = String::with_capacity(object_json.len() + kind.len() + 24);
+    s.push_str("{\"object\":");
+    s.push_str(object_json);
+    s.push_str(",\"type\":\"");
+    s.push_str(kind);
+    s.push_str("\"}\n");
+    Bytes::from(s)
 }
 
 fn expired(rv: u64, oldest: u64) -> Value {
@@ -116,7 +139,9 @@ pub fn start(store: Arc<Store>, spec: WatchSpec) -> mpsc::Receiver<Bytes> {
                 if rv < st.compacted {
                     too_old = Some(expired(rv, st.compacted));
                 } else {
-                    for c in st.history.iter().filter(|c| c.rv > rv && spec.matches(c)) {
+                    // History is in revision order: start at the first change after `rv`.
+                    let first = st.history.partition_point(|c| c.rv <= rv);
+                    for c in st.history.range(first..).filter(|c| spec.matches(c)) {
                         if let Some(b) = spec.event_for(c) {
                             initial.push(b);
                         }
@@ -124,12 +149,8 @@ pub fn start(store: Arc<Store>, spec: WatchSpec) -> mpsc::Receiver<Bytes> {
                 }
             }
             _ => {
-                for ((g, p, ns, _), v) in &st.objects {
-                    if *g == spec.group
-                        && *p == spec.plural
-                        && spec.namespace.as_ref().is_none_or(|n| n == ns)
-                        && spec.selected(v)
-                    {
+                for (_, v) in st.range(&spec.group, &spec.plural, spec.namespace.as_deref()) {
+                    if spec.selected(v) {
                         initial.push(spec.line("ADDED", v));
                     }
                 }
@@ -185,4 +206,16 @@ pub fn start(store: Arc<Store>, spec: WatchSpec) -> mpsc::Receiver<Bytes> {
         }
     });
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_lines_are_what_json_gives() {
+        let obj = json!({"kind": "ConfigMap", "metadata": {"name": "a\"b"}, "data": {"k": "v\n"}});
+        let want = format!("{}\n", json!({"type": "MODIFIED", "object": obj}));
+        assert_eq!(event_line("MODIFIED", &obj.to_string()), Bytes::from(want));
+    }
 }
