@@ -56,14 +56,10 @@ pub struct StageContext {
 pub fn part_format(spec: &ValidSpec) -> PartFormat {
     let compression = spec.output.compression;
     let mut format = PartFormat {
-        delimiter: ',',
-        null_string: String::new(),
         header: false,
         gzip: compression == Compression::Gzip,
         zstd: compression == Compression::Zstd,
-        bom: false,
-        crlf: false,
-        kind: PartKind::Csv,
+        ..PartFormat::plain_csv()
     };
     match &spec.output.encoding {
         Encoding::Csv(csv) => {

@@ -401,9 +401,7 @@ pub fn check_part(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{
-        KeyType, PartFormat, PartKind, PlannedSource, Strategy, chunks_from_boundaries,
-    };
+    use crate::plan::{KeyType, PartFormat, PlannedSource, Strategy, chunks_from_boundaries};
 
     fn plan() -> Plan {
         Plan {
@@ -419,16 +417,7 @@ mod tests {
                 parameters: Vec::new(),
                 column_types: Vec::new(),
             },
-            format: PartFormat {
-                delimiter: ',',
-                null_string: String::new(),
-                header: true,
-                gzip: false,
-                zstd: false,
-                bom: false,
-                crlf: false,
-                kind: PartKind::Csv,
-            },
+            format: PartFormat::plain_csv(),
             estimated_rows: 30,
             strategy: Strategy::Exact,
             chunks: chunks_from_boundaries(&["10".into(), "20".into()], 30, 0, true),

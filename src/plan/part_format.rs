@@ -71,6 +71,20 @@ pub struct PartFormat {
 }
 
 impl PartFormat {
+    /// Plain CSV as Postgres writes it: comma, empty NULL, a header, no compression.
+    pub fn plain_csv() -> PartFormat {
+        PartFormat {
+            delimiter: ',',
+            null_string: String::new(),
+            header: true,
+            gzip: false,
+            zstd: false,
+            bom: false,
+            crlf: false,
+            kind: PartKind::Csv,
+        }
+    }
+
     /// The compression of the parts, or why the (staged, untrusted) format is contradictory.
     pub fn compression(&self) -> Result<PartCompression, String> {
         match (self.gzip, self.zstd) {
@@ -109,16 +123,7 @@ mod tests {
     use super::*;
 
     fn csv() -> PartFormat {
-        PartFormat {
-            delimiter: ',',
-            null_string: String::new(),
-            header: true,
-            gzip: false,
-            zstd: false,
-            bom: false,
-            crlf: false,
-            kind: PartKind::Csv,
-        }
+        PartFormat::plain_csv()
     }
 
     #[test]

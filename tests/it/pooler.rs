@@ -98,7 +98,9 @@ async fn orders(db: &mut TestDb) -> String {
     db.table("orders")
 }
 
-fn run_through(bouncer: &Bouncer, table: &str) -> (Workdir, std::process::Output) {
+/// `reportjob run` of `table` (key `id`, 500-row chunks, parallelism 2, one snapshot) against
+/// `database_url`, into a new work directory (shared with the standby test).
+pub(crate) fn snapshot_run(table: &str, database_url: &str) -> (Workdir, std::process::Output) {
     let work = Workdir::new();
     let yaml = SpecBuilder::table(table)
         .key("id")
@@ -110,7 +112,7 @@ fn run_through(bouncer: &Bouncer, table: &str) -> (Workdir, std::process::Output
     let spec = work.spec("spec.yaml", &yaml);
     let out = work.reportjob_with(
         &["run", "-f", spec.to_str().unwrap(), "--json"],
-        &[("DATABASE_URL", &bouncer.database_url())],
+        &[("DATABASE_URL", database_url)],
     );
     (work, out)
 }
@@ -120,7 +122,7 @@ async fn session_pooling_runs_under_one_snapshot_exactly() {
     let mut db = TestDb::new("pooler_session").await;
     let table = orders(&mut db).await;
     let bouncer = Bouncer::start("session");
-    let (work, out) = tokio::task::block_in_place(|| run_through(&bouncer, &table));
+    let (work, out) = tokio::task::block_in_place(|| snapshot_run(&table, &bouncer.database_url()));
     assert!(out.status.success(), "{}", common::stderr(&out));
     let result = common::run_json(&out);
     assert_eq!(result["rows"], 5000);
@@ -145,7 +147,7 @@ async fn transaction_pooling_is_refused_with_what_to_use_instead() {
     let mut db = TestDb::new("pooler_transaction").await;
     let table = orders(&mut db).await;
     let bouncer = Bouncer::start("transaction");
-    let (work, out) = tokio::task::block_in_place(|| run_through(&bouncer, &table));
+    let (work, out) = tokio::task::block_in_place(|| snapshot_run(&table, &bouncer.database_url()));
     let err = common::stderr(&out);
     assert_eq!(
         out.status.code(),

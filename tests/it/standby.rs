@@ -9,8 +9,7 @@ use std::process::Command;
 use sqlx::{Connection, PgConnection};
 
 use crate::common::cluster::free_port;
-use crate::common::spec::SpecBuilder;
-use crate::common::{self, Workdir, eventually};
+use crate::common::{self, eventually};
 
 /// The directory of the Postgres server binaries (`PG_BINDIR`, else the newest under
 /// /usr/lib/postgresql).
@@ -193,22 +192,9 @@ async fn a_hot_standby_exports_under_one_snapshot_exactly() {
     })
     .await;
 
-    let work = Workdir::new();
-    let yaml = SpecBuilder::table("public.orders")
-        .key("id")
-        .chunk_size(500)
-        .parallelism(2)
-        .set("spec.source.consistency", "Snapshot")
-        .pvc("reports", "orders.csv")
-        .build_yaml();
-    let spec = work.spec("spec.yaml", &yaml);
     let url = standby.url();
-    let out = tokio::task::block_in_place(|| {
-        work.reportjob_with(
-            &["run", "-f", spec.to_str().unwrap(), "--json"],
-            &[("DATABASE_URL", &url)],
-        )
-    });
+    let (work, out) =
+        tokio::task::block_in_place(|| crate::pooler::snapshot_run("public.orders", &url));
     assert!(out.status.success(), "{}", common::stderr(&out));
     let result = common::run_json(&out);
     assert_eq!(result["rows"], 6000);
