@@ -170,10 +170,7 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
     let pod_errors = WatchErrors::default();
     let job_errors = WatchErrors::default();
     for ns in &scopes {
-        let pod_api: Api<Pod> = match ns {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        };
+        let pod_api: Api<Pod> = scoped_api(&client, ns.as_deref());
         let (reader, writer) = reflector::store::<Pod>();
         let stream = watcher(pod_api, owned.clone())
             .default_backoff()
@@ -190,10 +187,7 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
             }
         }));
         pod_stores.push(reader);
-        let jobs: Api<Job> = match ns {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        };
+        let jobs: Api<Job> = scoped_api(&client, ns.as_deref());
         let (reader, writer) = reflector::store::<Job>();
         let stream = watcher(jobs, owned.clone())
             .default_backoff()
@@ -233,10 +227,7 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
     );
     let controllers =
         futures::future::join_all(scopes.into_iter().zip(job_streams).map(|(ns, jobs)| {
-            let rjs: Api<ReportJob> = match &ns {
-                Some(ns) => Api::namespaced(client.clone(), ns),
-                None => Api::all(client.clone()),
-            };
+            let rjs: Api<ReportJob> = scoped_api(&client, ns.as_deref());
             Controller::new(rjs, watcher::Config::default())
             .owns_stream(jobs)
             .shutdown_on_signal()
@@ -545,5 +536,17 @@ async fn publish(ctx: &Context, rj: &ReportJob, note: &EventNote) {
     ctx.metrics.api_requests.inc();
     if let Err(e) = ctx.recorder.publish(&event, &rj.object_ref(&())).await {
         tracing::warn!(reportjob = %key(rj), error = %e, reason = %note.reason, "cannot record event");
+    }
+}
+
+/// The API of a namespaced kind in one watched scope: a namespace, or all of them.
+fn scoped_api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
     }
 }
