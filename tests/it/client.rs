@@ -312,13 +312,11 @@ async fn submit_wait_exits_1_when_failed_with_the_message() {
 async fn submit_wait_times_out_with_exit_2() {
     let env = Env::start().await;
     let spec = env.spec.to_str().unwrap().to_string();
-    let started = std::time::Instant::now();
     let out = env
         .run(&["submit", "-f", &spec, "--wait", "--timeout", "1s", "--json"])
         .await;
     let (code, stdout, stderr) = text(&out);
     assert_eq!(code, 2, "stdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(started.elapsed() < Duration::from_secs(20));
     assert!(
         stderr.contains("timed out after 1s waiting for ReportJob default/orders"),
         "{stderr}"

@@ -401,7 +401,6 @@ async fn permanent_error_in_a_chunk_fails_the_run_and_publishes_nothing() {
     .pvc("r", "r.csv")
     .build_yaml();
     let spec = work.spec("s.yaml", &yaml);
-    let started = std::time::Instant::now();
     let out = work.reportjob(&["run", "-f", spec.to_str().unwrap(), "--json"]);
     assert_fails_naming(
         &out,
@@ -413,7 +412,6 @@ async fn permanent_error_in_a_chunk_fails_the_run_and_publishes_nothing() {
         "permanent errors are not retried: {}",
         stderr(&out)
     );
-    assert!(started.elapsed() < std::time::Duration::from_secs(20));
     let result = run_json(&out);
     assert_eq!(result["status"], "failed");
     assert_eq!(result["sqlstate"], "22012");

@@ -284,10 +284,8 @@ async fn a_silent_receiver_times_out_after_the_attempts() {
         e.message
     );
     assert!(started.elapsed() >= Duration::from_secs(3 * 2));
-    assert!(
-        started.elapsed() < Duration::from_secs(25),
-        "gave up before the receiver's 30 s silence ended"
-    );
+    // WebhookTimeout (not a closed connection after the receiver's 30 s silence) shows each
+    // attempt gave up at its own timeout; no upper bound on the clock, which load can stretch.
     assert_eq!(r.wait_for(3).await.len(), 3);
 }
 
