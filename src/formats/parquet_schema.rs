@@ -182,7 +182,9 @@ impl ColumnType {
             "numeric" | "decimal" => Some(numeric(modifier)),
             "text" => Some(Scalar::Text(TextType::Text)),
             "character varying" | "varchar" => Some(Scalar::Text(TextType::Varchar)),
-            "character" | "bpchar" => Some(Scalar::Text(TextType::Bpchar)),
+            // The driver names `bpchar` `CHAR` (and the one-byte `"char"` type `"CHAR"`,
+            // quotes included, which falls back to text like every unmapped type).
+            "character" | "bpchar" | "char" => Some(Scalar::Text(TextType::Bpchar)),
             "date" => Some(Scalar::Date),
             "timestamp" | "timestamp without time zone" => Some(Scalar::Timestamp),
             "timestamptz" | "timestamp with time zone" => Some(Scalar::TimestampTz),
@@ -301,6 +303,7 @@ mod tests {
             ("timestamp without time zone", "TIMESTAMP"),
             ("character varying(20)", "VARCHAR"),
             ("character(5)", "BPCHAR"),
+            ("character(5)", "CHAR"),
             ("double precision", "FLOAT8"),
             ("jsonb", "JSONB"),
         ] {
@@ -349,6 +352,7 @@ mod tests {
 
     #[test]
     fn unmapped_types_fall_back_to_text_with_a_warning() {
+        assert!(t("\"char\"").fallback && t("\"CHAR\"").fallback);
         let c = t("interval");
         assert!(c.fallback);
         assert_eq!(c.cast(), "::text");
