@@ -238,7 +238,7 @@ fn numeric(modifier: Option<&str>) -> Scalar {
     };
     match (precision, scale, parts.next()) {
         (Some(precision), Some(scale), None)
-            if precision >= 1 && precision <= DECIMAL256_MAX && scale <= precision =>
+            if (1..=DECIMAL256_MAX).contains(&precision) && scale <= precision =>
         {
             Scalar::Decimal { precision, scale }
         }
