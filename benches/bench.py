@@ -9,15 +9,19 @@
 (d) planning time on a 10M-row table
 (f) consistency: `Snapshot` (one exported snapshot for the run) vs `PerChunk`, 5M rows
     (`benches/run.sh --consistency` runs only this one)
-(g) formats: the 5M-row table as csv, csv+zstd, jsonl and jsonl+zstd: time, report size, and a
-    chunk worker's peak RSS at 1M and 5M rows in one chunk (`benches/run.sh --formats` runs
-    only this one)
+(g) formats: the 5M-row table as csv, csv+zstd, jsonl, jsonl+zstd and parquet: time, report
+    size, and a chunk worker's peak RSS at 1M and 5M rows in one chunk (`benches/run.sh
+    --formats` runs only this one)
+(h) assembly CPU vs export CPU, csv and parquet: the 5M-row table staged as a cluster runs it
+    (`plan --write`, one `worker` process per chunk, one `assemble` process), each process's CPU
+    time measured by GNU time (`benches/run.sh --assembly` runs only this one)
 
 Run it with benches/run.sh (builds the release binary first). Tables are generated once in
 the database `reportjob_bench` and reused.
 """
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -34,6 +38,7 @@ QUICK = "--quick" in sys.argv
 ONLY_CONSISTENCY = "--consistency" in sys.argv
 ONLY_FORMATS = "--formats" in sys.argv
 ONLY_THROUGHPUT = "--throughput" in sys.argv
+ONLY_ASSEMBLY = "--assembly" in sys.argv
 SCALE = 10 if QUICK else 1  # --quick divides the row counts by 10
 
 
@@ -173,7 +178,47 @@ def consistency_benchmark(work, n5, env):
 
 
 FORMATS = [("csv", "none", "csv"), ("csv", "zstd", "csv.zst"), ("jsonl", "none", "jsonl"),
-           ("jsonl", "zstd", "jsonl.zst")]
+           ("jsonl", "zstd", "jsonl.zst"), ("parquet", "none", "parquet")]
+
+
+def cpu_of(cmd, env):
+    """User+system CPU seconds, wall seconds and peak RSS (MiB) of cmd alone (GNU time)."""
+    out = subprocess.run(["/usr/bin/time", "-f", "%U %S %e %M"] + cmd, check=True, capture_output=True,
+                         text=True, env=env)
+    user, system, wall, kib = out.stderr.strip().splitlines()[-1].split()
+    return float(user) + float(system), float(wall), int(kib) / 1024.0
+
+
+def staged_cpu(work, n5, env, fmt, ext, chunks=20):
+    """The 5M-row table run stage by stage, as a cluster runs it (plan, one worker process per
+    chunk, one assemble process): CPU seconds of all the exports and of the assembly."""
+    path = os.path.join(work, f"h-{fmt}.yaml")
+    with open(path, "w") as f:
+        f.write(spec("bench.orders_5m", f"staged.{ext}", n5 // chunks, 1, consistency="PerChunk",
+                     output=f"\n    format: {fmt}"))
+    outdir = os.path.join(work, "staged")
+    common = ["-f", path, "--output-dir", outdir]
+    planned = subprocess.run([BIN, "plan", "--write"] + common, check=True, capture_output=True,
+                             text=True, env=env).stdout
+    count = int(re.search(r"(\d+) chunks", planned).group(1))
+    export_cpu, export_peak = 0.0, 0.0
+    for i in range(count):
+        cpu, _, mib = cpu_of([BIN, "worker", "--index", str(i)] + common, env)
+        export_cpu += cpu
+        export_peak = max(export_peak, mib)
+    assemble_cpu, assemble_wall, assemble_mib = cpu_of([BIN, "assemble"] + common, env)
+    size = os.path.getsize(os.path.join(outdir, f"staged.{ext}"))
+    shutil.rmtree(outdir)
+    return (f"(h) {fmt}: {count} chunks exported by {count} worker processes, then one assemble process",
+            f"export {export_cpu:.2f} CPU s, assemble {assemble_cpu:.2f} CPU s",
+            f"assembly/export CPU {assemble_cpu / export_cpu * 100:.1f}%; assemble wall {assemble_wall:.2f} s, "
+            f"peak RSS {assemble_mib:.0f} MiB (workers {export_peak:.0f} MiB); {size / 1e6:,.0f} MB")
+
+
+def assembly_benchmark(work, n5, env):
+    """(h) Assembly CPU vs export CPU: CSV parts concatenate; Parquet parts' column chunks are
+    copied into one file without decoding, so its assembly should cost as little."""
+    return [staged_cpu(work, n5, env, "csv", "csv"), staged_cpu(work, n5, env, "parquet", "parquet")]
 
 
 def formats_benchmark(work, n1, n5, env):
@@ -282,7 +327,7 @@ def main():
         sys.exit(f"{BIN} is missing: run benches/run.sh")
     ensure_db()
     n5 = 5_000_000 // SCALE
-    if ONLY_FORMATS or ONLY_THROUGHPUT or ONLY_CONSISTENCY:
+    if ONLY_FORMATS or ONLY_THROUGHPUT or ONLY_CONSISTENCY or ONLY_ASSEMBLY:
         ensure_table("orders_5m", n5, ORDERS)
         env = dict(os.environ, DATABASE_URL=DB, RUST_LOG="warn")
         work = tempfile.mkdtemp(prefix="rj-bench-")
@@ -293,6 +338,8 @@ def main():
                 rows = formats_benchmark(work, n1, n5, env)
             elif ONLY_THROUGHPUT:
                 rows = throughput_benchmark(work, n5, env)
+            elif ONLY_ASSEMBLY:
+                rows = assembly_benchmark(work, n5, env)
             else:
                 rows = consistency_benchmark(work, n5, env)
         finally:

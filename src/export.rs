@@ -166,7 +166,7 @@ pub async fn export_chunk(
         compressor,
     );
     let encoding = PartEncoding::new(&plan.format);
-    let mut rows = encoding.stream();
+    let mut rows = encoding.stream(&plan.source).map_err(wrap)?;
     let mut encoded = Vec::new();
     let streamed: Result<()> = async {
         // What opens the report (BOM, header) opens the first chunk's part, so that the
@@ -194,7 +194,8 @@ pub async fn export_chunk(
             let part_bytes = rows.feed(&bytes, &mut encoded)?;
             sink.push(part_bytes).await?;
         }
-        rows.finish()
+        let last = rows.finish(&mut encoded)?;
+        sink.push(last).await
     }
     .await;
     if let Err(e) = streamed {

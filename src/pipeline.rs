@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 use crate::api::Compression;
 use crate::api::valid::{Destination, Encoding, ValidSpec};
 use crate::error::{Error, Result};
-use crate::plan::{PartFormat, PartKind, Plan, chunks_from_boundaries};
+use crate::formats::PartEncoding;
+use crate::plan::{ParquetCompression, PartFormat, PartKind, Plan, chunks_from_boundaries};
 use crate::snapshot::SnapshotRecord;
 use crate::source::stats::key_stats;
 use crate::source::{Database, SessionSetup, resolve};
@@ -72,6 +73,19 @@ pub fn part_format(spec: &ValidSpec) -> PartFormat {
         Encoding::Jsonl(jsonl) => {
             format.kind = PartKind::Jsonl {
                 numeric_as_number: jsonl.numeric_as_number,
+            };
+        }
+        Encoding::Parquet(parquet) => {
+            // Parquet compresses its pages itself (validation keeps `compression: none`).
+            format.gzip = false;
+            format.zstd = false;
+            format.kind = PartKind::Parquet {
+                row_group_rows: parquet.row_group_rows,
+                compression: match parquet.compression {
+                    crate::api::ParquetCompression::Zstd => ParquetCompression::Zstd,
+                    crate::api::ParquetCompression::Snappy => ParquetCompression::Snappy,
+                    crate::api::ParquetCompression::None => ParquetCompression::None,
+                },
             };
         }
     }
@@ -142,18 +156,21 @@ impl StageContext {
             stats.null_rows,
             resolved.key_nullable,
         );
+        let format = part_format(&self.spec);
+        let mut warnings = resolved.warnings;
+        warnings.extend(PartEncoding::new(&format).warnings(&resolved.source));
         Ok(Plan {
             version: PLAN_VERSION,
             run_id: self.layout.run_id.to_string(),
             source: resolved.source,
-            format: part_format(&self.spec),
+            format,
             estimated_rows: stats.estimated_rows + stats.null_rows,
             strategy: stats.strategy,
             chunks,
             created_at: jiff::Timestamp::now().to_string(),
             snapshot: self.snapshot.clone(),
             digest: String::new(),
-            warnings: resolved.warnings,
+            warnings,
         }
         .seal())
     }
@@ -387,9 +404,12 @@ impl StageContext {
     /// Starts writing the report from the parts, appended in key order (the first part
     /// opens with the header).
     pub async fn begin_assembly(&self, plan: &Plan) -> Result<Assembly> {
-        let composer = self
-            .storage
-            .compose(&self.layout.output, &self.layout.scratch_prefix())
+        let composer = PartEncoding::new(&plan.format)
+            .composer(
+                &self.storage,
+                &self.layout.output,
+                &self.layout.scratch_prefix(),
+            )
             .await?;
         Ok(Assembly {
             composer,

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::ident::{Quoted, quote_literal};
 
 mod part_format;
-pub use part_format::{PartCompression, PartFormat, PartKind};
+pub use part_format::{ParquetCompression, PartCompression, PartFormat, PartKind};
 
 /// Types a key column may have.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,7 +4,9 @@
 
 use sha2::{Digest, Sha256};
 
-use super::spec::{Compression, Consistency, LineEnding, OutputFormat, ReportJobSpec};
+use super::spec::{
+    Compression, Consistency, LineEnding, OutputFormat, ParquetCompression, ReportJobSpec,
+};
 
 /// The identity of a run: a SHA-256 over the fields that shape its staging data and report
 /// (`source` but `snapshotMaxSeconds`, `output.timeZone`, `chunking.chunkSize`, `chunking.maxChunks`, `output.format`, `output.csv`,
@@ -72,6 +74,7 @@ impl RunIdentity {
             match output.format {
                 OutputFormat::Csv => "csv",
                 OutputFormat::Jsonl => "jsonl",
+                OutputFormat::Parquet => "parquet",
             },
         );
         c.flag("output.csv.header", output.csv.header);
@@ -86,6 +89,19 @@ impl RunIdentity {
         }
         if let Some(jsonl) = &output.jsonl {
             c.flag("output.jsonl.numericAsNumber", jsonl.numeric_as_number);
+        }
+        if let Some(parquet) = &output.parquet {
+            if let Some(rows) = parquet.row_group_rows {
+                c.signed("output.parquet.rowGroupRows", rows);
+            }
+            c.text(
+                "output.parquet.compression",
+                match parquet.compression {
+                    ParquetCompression::Zstd => "zstd",
+                    ParquetCompression::Snappy => "snappy",
+                    ParquetCompression::None => "none",
+                },
+            );
         }
         c.text(
             "output.compression",

@@ -56,6 +56,10 @@ pub fn chunking_rules(schema: &mut schemars::Schema) {
 pub const CSV_ONLY: &str = "csv options are only for format csv";
 /// The message of the rule that keeps `jsonl` options to format `jsonl`.
 pub const JSONL_ONLY: &str = "jsonl options are only for format jsonl";
+/// The message of the rule that keeps `parquet` options to format `parquet`.
+pub const PARQUET_ONLY: &str = "parquet options are only for format parquet";
+/// The message of the rule that keeps `compression` to the byte-stream formats.
+pub const PARQUET_COMPRESSION: &str = "compression is only for formats csv and jsonl; parquet compresses its pages (parquet.compression)";
 
 /// Schema transform of `spec.output`: each format's option block only with that format
 /// (the CSV block, defaulted by the server, only at its defaults); fixed once created (the
@@ -73,6 +77,10 @@ pub fn output_rules(schema: &mut schemars::Schema) {
              "message": CSV_ONLY, "fieldPath": ".csv", "reason": "FieldValueForbidden"},
             {"rule": "!has(self.jsonl) || (has(self.format) && self.format == 'jsonl')",
              "message": JSONL_ONLY, "fieldPath": ".jsonl", "reason": "FieldValueForbidden"},
+            {"rule": "!has(self.parquet) || (has(self.format) && self.format == 'parquet')",
+             "message": PARQUET_ONLY, "fieldPath": ".parquet", "reason": "FieldValueForbidden"},
+            {"rule": "!has(self.format) || self.format != 'parquet' || !has(self.compression) || self.compression == 'none'",
+             "message": PARQUET_COMPRESSION, "fieldPath": ".compression", "reason": "FieldValueForbidden"},
             {"rule": "self == oldSelf", "message": OUTPUT_IMMUTABLE},
         ]),
     );

@@ -255,6 +255,9 @@ pub struct OutputSpec {
     /// JSON Lines options (only for format `jsonl`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jsonl: Option<JsonlOptions>,
+    /// Parquet options (only for format `parquet`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parquet: Option<ParquetOptions>,
     /// Compression of the report. With `gzip` or `zstd` each chunk is compressed on its own
     /// (one gzip member or zstd frame per chunk) and the report is their concatenation, which
     /// every gzip or zstd reader reads as one stream.
@@ -286,6 +289,10 @@ pub enum OutputFormat {
     Csv,
     /// JSON Lines: one JSON object per row, keys in column order.
     Jsonl,
+    /// Apache Parquet: typed columns (see the type mapping in the reference); the report is
+    /// one file whose row groups are the chunks' parts, copied without re-encoding. Pages
+    /// are compressed by `parquet.compression` (`compression` stays `none`).
+    Parquet,
 }
 
 /// Compression of the report.
@@ -320,6 +327,39 @@ pub struct JsonlOptions {
     /// readers parse numbers as doubles and would silently round them.
     #[serde(default)]
     pub numeric_as_number: bool,
+}
+
+/// Most rows in a Parquet row group by default.
+pub const DEFAULT_ROW_GROUP_ROWS: i64 = 131_072;
+/// Most rows in a Parquet row group that a spec may ask for.
+pub const MAX_ROW_GROUP_ROWS: i64 = 16_777_216;
+
+/// Parquet options.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ParquetOptions {
+    /// Most rows in a row group (default 131072). A row group is also closed when its
+    /// encoded size passes 128 MiB, and never spans two chunks: each chunk's rows end its
+    /// last row group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 16777216))]
+    pub row_group_rows: Option<i64>,
+    /// Compression of the column chunks' pages: `zstd` (default), `snappy` or `none`.
+    #[serde(default)]
+    pub compression: ParquetCompression,
+}
+
+/// Compression of Parquet pages.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ParquetCompression {
+    /// Zstandard (level 1).
+    #[default]
+    Zstd,
+    /// Snappy.
+    Snappy,
+    /// Uncompressed pages.
+    None,
 }
 
 /// CSV options.

@@ -208,6 +208,17 @@ pub enum Encoding {
     Csv(CsvFormat),
     /// JSON Lines.
     Jsonl(JsonlFormat),
+    /// Apache Parquet.
+    Parquet(ParquetFormat),
+}
+
+/// Parquet encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParquetFormat {
+    /// Most rows in a row group (1 to 16777216).
+    pub row_group_rows: u64,
+    /// Compression of pages.
+    pub compression: super::spec::ParquetCompression,
 }
 
 /// JSON Lines encoding.

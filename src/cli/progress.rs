@@ -123,6 +123,9 @@ impl ProgressSink for Reporter {
             plan.estimated_rows,
             plan.strategy
         ));
+        for warning in &plan.warnings {
+            self.out.line(&format!("warning: {warning}"));
+        }
     }
 
     fn chunk_done(&self, part: &PartManifest, resumed: bool) {

@@ -6,11 +6,18 @@
 pub mod compress;
 pub mod csv;
 pub mod jsonl;
+pub mod parquet;
+pub mod parquet_assemble;
+pub mod parquet_builder;
+pub mod parquet_schema;
+pub mod pgbinary;
+pub mod pgvalue;
 
 use crate::error::{Error, Result};
 use crate::ident::quote_literal;
 use crate::plan::{ChunkRange, PartFormat, PartKind, PlannedSource};
 use crate::source::statement::SourceSql;
+use crate::storage::{Composer, Storage};
 
 /// The UTF-8 byte order mark.
 pub const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -47,6 +54,11 @@ impl<'a> PartEncoding<'a> {
                     .map_err(Error::Staging)?;
                 Ok(format!("COPY (\n{select}\n) TO STDOUT"))
             }
+            PartKind::Parquet { .. } => {
+                let schema = parquet::part_schema(planned).map_err(Error::Staging)?;
+                let select = parquet::select_typed(&query, &schema);
+                Ok(format!("COPY (\n{select}\n) TO STDOUT (FORMAT binary)"))
+            }
         }
     }
 
@@ -75,11 +87,52 @@ impl<'a> PartEncoding<'a> {
         out
     }
 
-    /// A fresh stream for one part.
-    pub fn stream(&self) -> RowStream {
-        match self.format.kind {
+    /// A fresh stream for one part of `planned`'s rows.
+    pub fn stream(&self, planned: &PlannedSource) -> Result<RowStream> {
+        Ok(match self.format.kind {
             PartKind::Csv => RowStream::Csv(csv::CsvStream::new(self.format.crlf)),
             PartKind::Jsonl { .. } => RowStream::Jsonl(jsonl::JsonlStream::default()),
+            PartKind::Parquet {
+                row_group_rows,
+                compression,
+            } => RowStream::Parquet(Box::new(
+                parquet::ParquetStream::new(planned, row_group_rows, compression)
+                    .map_err(Error::Staging)?,
+            )),
+        })
+    }
+
+    /// Whether the report is the concatenation of the parts (CSV, JSON Lines) rather
+    /// than a file rewritten from them (Parquet: its row groups copied into one file).
+    pub fn concatenates(&self) -> bool {
+        !matches!(self.format.kind, PartKind::Parquet { .. })
+    }
+
+    /// What writes the report from the parts, in key order: the storage's own composer
+    /// when the report is their concatenation (which may copy server-side), else the
+    /// format's rewriter.
+    pub async fn composer(
+        &self,
+        storage: &std::sync::Arc<dyn Storage>,
+        target: &str,
+        scratch: &str,
+    ) -> Result<Box<dyn Composer>> {
+        match self.format.kind {
+            PartKind::Parquet { .. } => Ok(Box::new(
+                parquet_assemble::ParquetComposer::start(storage.clone(), target).await?,
+            )),
+            PartKind::Csv | PartKind::Jsonl { .. } => storage.compose(target, scratch).await,
+        }
+    }
+
+    /// Warnings about how the plan's columns are written (Parquet: the columns whose
+    /// types have no mapping and are written as text).
+    pub fn warnings(&self, planned: &PlannedSource) -> Vec<String> {
+        match self.format.kind {
+            PartKind::Parquet { .. } => {
+                parquet_schema::PartSchema::warnings(&planned.columns, &planned.column_types)
+            }
+            _ => Vec::new(),
         }
     }
 }
@@ -91,6 +144,8 @@ pub enum RowStream {
     Csv(csv::CsvStream),
     /// `COPY` text lines of one JSON value each, unescaped into JSON Lines.
     Jsonl(jsonl::JsonlStream),
+    /// A binary `COPY` stream, decoded into Parquet row groups.
+    Parquet(Box<parquet::ParquetStream>),
 }
 
 impl RowStream {
@@ -111,6 +166,10 @@ impl RowStream {
                 s.feed(bytes, scratch).map_err(Error::Staging)?;
                 Ok(scratch)
             }
+            RowStream::Parquet(s) => {
+                s.feed(bytes, scratch).map_err(Error::Staging)?;
+                Ok(scratch)
+            }
         }
     }
 
@@ -119,17 +178,24 @@ impl RowStream {
         match self {
             RowStream::Csv(s) => s.records(),
             RowStream::Jsonl(s) => s.rows(),
+            RowStream::Parquet(s) => s.rows(),
         }
     }
 
-    /// Checks the stream ended at a row boundary.
-    pub fn finish(&self) -> Result<()> {
+    /// Checks the stream ended at a row boundary; returns the part's last bytes (the
+    /// Parquet footer), in `scratch` filled anew.
+    pub fn finish<'a>(&mut self, scratch: &'a mut Vec<u8>) -> Result<&'a [u8]> {
+        scratch.clear();
         let ended = match self {
             RowStream::Csv(s) => s.at_boundary(),
             RowStream::Jsonl(s) => s.at_boundary(),
+            RowStream::Parquet(s) => {
+                s.finish(scratch).map_err(Error::Staging)?;
+                true
+            }
         };
         if ended {
-            Ok(())
+            Ok(scratch)
         } else {
             Err(Error::Staging("the COPY stream ended inside a row".into()))
         }

@@ -20,6 +20,26 @@ pub enum PartKind {
         #[serde(default)]
         numeric_as_number: bool,
     },
+    /// One Parquet file per part; the report is rewritten from their row groups.
+    Parquet {
+        /// Most rows in a row group.
+        row_group_rows: u64,
+        /// The codec of column chunk pages.
+        compression: ParquetCompression,
+    },
+}
+
+/// The codec of a Parquet report's pages.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ParquetCompression {
+    /// Zstandard (level 1).
+    #[default]
+    Zstd,
+    /// Snappy.
+    Snappy,
+    /// Uncompressed.
+    None,
 }
 
 impl PartKind {
@@ -87,6 +107,9 @@ impl PartFormat {
 
     /// The compression of the parts, or why the (staged, untrusted) format is contradictory.
     pub fn compression(&self) -> Result<PartCompression, String> {
+        if matches!(self.kind, PartKind::Parquet { .. }) && (self.gzip || self.zstd) {
+            return Err("its format compresses Parquet parts as a whole".into());
+        }
         match (self.gzip, self.zstd) {
             (false, false) => Ok(PartCompression::None),
             (true, false) => Ok(PartCompression::Gzip),
@@ -105,11 +128,20 @@ impl PartFormat {
             (PartKind::Jsonl { .. }, false, false) => "jsonl",
             (PartKind::Jsonl { .. }, true, _) => "jsonl.gz",
             (PartKind::Jsonl { .. }, false, true) => "jsonl.zst",
+            // Parquet compresses its pages itself; the plan never sets gzip or zstd for it.
+            (PartKind::Parquet { .. }, _, _) => "parquet",
         }
     }
 
     /// The compression's name in the report manifest.
     pub fn compression_name(&self) -> &'static str {
+        if let PartKind::Parquet { compression, .. } = self.kind {
+            return match compression {
+                ParquetCompression::Zstd => "zstd",
+                ParquetCompression::Snappy => "snappy",
+                ParquetCompression::None => "none",
+            };
+        }
         match self.compression() {
             Ok(PartCompression::None) | Err(_) => "none",
             Ok(PartCompression::Gzip) => "gzip",

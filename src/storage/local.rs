@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use super::beneath::{OpenDir, Root};
-use super::{Composed, Composer, Durability, ObjectWriter, Piece, Storage};
+use super::{Composed, Composer, Durability, ObjectWriter, Piece, PieceStream, Storage};
 use crate::error::{Error, Result};
 
 /// Buffer size for file writes and copies.
@@ -215,6 +215,34 @@ impl Storage for LocalDir {
         Ok(Box::new(
             self.temp_writer(key, dir_of(key), durability).await?,
         ))
+    }
+
+    async fn read_pieces(&self, key: &str) -> Result<Option<PieceStream>> {
+        use futures::StreamExt;
+        use tokio::io::AsyncReadExt;
+        let k = key.to_string();
+        let location = self.location(key);
+        let what = format!("reading {location}");
+        let Some(file) = self
+            .blocking(what.clone(), move |root| root.open_file(&k))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let file = tokio::fs::File::from_std(file);
+        let pieces = futures::stream::try_unfold((file, what), |(mut file, what)| async move {
+            let mut buf = vec![0u8; IO_BUFFER];
+            let n = file
+                .read(&mut buf)
+                .await
+                .map_err(|e| Error::storage(what.clone(), e))?;
+            if n == 0 {
+                return Ok(None);
+            }
+            buf.truncate(n);
+            Ok(Some((Bytes::from(buf), (file, what))))
+        });
+        Ok(Some(pieces.boxed()))
     }
 
     async fn sha256(&self, key: &str) -> Result<Option<String>> {

@@ -39,6 +39,9 @@ impl Piece {
     }
 }
 
+/// The content of an object, piece by piece.
+pub type PieceStream = futures::stream::BoxStream<'static, Result<Bytes>>;
+
 /// How hard a write tries to survive a crash of the machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
@@ -89,6 +92,9 @@ pub trait Storage: Send + Sync {
     }
     /// Opens a streaming writer for `key`; the object replaces any previous one at finish.
     async fn create(&self, key: &str, durability: Durability) -> Result<Box<dyn ObjectWriter>>;
+    /// An object's content as a stream of pieces (memory stays bounded whatever its
+    /// size), or `None` when it does not exist.
+    async fn read_pieces(&self, key: &str) -> Result<Option<PieceStream>>;
     /// sha256 (hex) of an object's content, or `None` when it does not exist.
     async fn sha256(&self, key: &str) -> Result<Option<String>>;
     /// Size of an object, or `None` when it does not exist.

@@ -23,7 +23,7 @@ use object_store::{
 };
 use sha2::{Digest, Sha256};
 
-use super::{Composed, Composer, Durability, ObjectWriter, Piece, Storage};
+use super::{Composed, Composer, Durability, ObjectWriter, Piece, PieceStream, Storage};
 use crate::api::valid::BucketTarget;
 use crate::error::{Error, Result};
 
@@ -428,6 +428,21 @@ impl Storage for S3Bucket {
             key: key.to_string(),
             bucket: self.bucket.clone(),
         }))
+    }
+
+    async fn read_pieces(&self, key: &str) -> Result<Option<PieceStream>> {
+        let result = match self.store.get(&Path::from(key)).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.err("reading", key, e)),
+        };
+        let (bucket, key) = (self.bucket.clone(), key.to_string());
+        Ok(Some(
+            result
+                .into_stream()
+                .map_err(move |e| s3_error(&bucket, &format!("reading {key}"), e))
+                .boxed(),
+        ))
     }
 
     async fn sha256(&self, key: &str) -> Result<Option<String>> {

@@ -370,7 +370,7 @@ async fn options_of_another_format_and_unknown_formats_are_refused_before_anythi
     };
     let cases = [
         (
-            base().set("spec.output.format", "parquet"),
+            base().set("spec.output.format", "avro"),
             "spec.output.format",
         ),
         (

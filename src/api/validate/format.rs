@@ -1,8 +1,11 @@
 //! Rules of `spec.output`'s format: each format's options (and only those), typed.
 
 use super::Errors;
-use crate::api::spec::{CsvOptions, LineEnding, OutputFormat, OutputSpec};
-use crate::api::valid::{CsvFormat, Encoding, JsonlFormat};
+use crate::api::spec::{
+    Compression, CsvOptions, DEFAULT_ROW_GROUP_ROWS, LineEnding, MAX_ROW_GROUP_ROWS, OutputFormat,
+    OutputSpec,
+};
+use crate::api::valid::{CsvFormat, Encoding, JsonlFormat, ParquetFormat};
 
 /// The format and its options: each option block only with its format, and the
 /// compression only where the format is a byte stream that concatenates.
@@ -19,11 +22,24 @@ pub(super) fn encoding(output: &OutputSpec, errors: &mut Errors) -> Option<Encod
         ok = false;
         errors.push::<()>("spec.output.jsonl", "only for format jsonl");
     }
+    if format != OutputFormat::Parquet && output.parquet.is_some() {
+        ok = false;
+        errors.push::<()>("spec.output.parquet", "only for format parquet");
+    }
+    if format == OutputFormat::Parquet && output.compression != Compression::None {
+        ok = false;
+        errors.push::<()>(
+            "spec.output.compression",
+            "only for formats csv and jsonl; Parquet compresses its pages \
+             (spec.output.parquet.compression)",
+        );
+    }
     let encoding = match format {
         OutputFormat::Csv => Encoding::Csv(csv_format(&output.csv, errors)?),
         OutputFormat::Jsonl => Encoding::Jsonl(JsonlFormat {
             numeric_as_number: output.jsonl.as_ref().is_some_and(|j| j.numeric_as_number),
         }),
+        OutputFormat::Parquet => Encoding::Parquet(parquet_format(output, errors)?),
     };
     ok.then_some(encoding)
 }
@@ -83,5 +99,21 @@ fn csv_format(csv: &CsvOptions, errors: &mut Errors) -> Option<CsvFormat> {
         null_string: csv.null_string.clone(),
         bom: csv.bom,
         crlf: csv.line_ending == LineEnding::Crlf,
+    })
+}
+
+fn parquet_format(output: &OutputSpec, errors: &mut Errors) -> Option<ParquetFormat> {
+    let options = output.parquet.clone().unwrap_or_default();
+    let rows = options.row_group_rows.unwrap_or(DEFAULT_ROW_GROUP_ROWS);
+    let row_group_rows = super::bounded(
+        rows,
+        MAX_ROW_GROUP_ROWS,
+        "spec.output.parquet.rowGroupRows",
+        errors,
+        Some,
+    )?;
+    Some(ParquetFormat {
+        row_group_rows,
+        compression: options.compression,
     })
 }

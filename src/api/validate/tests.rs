@@ -527,10 +527,10 @@ fn an_option_of_another_format_is_named() {
 
 #[test]
 fn unknown_formats_and_options_are_refused() {
-    let errors = errors_of(&out("format: parquet"));
+    let errors = errors_of(&out("format: avro"));
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
-        errors[0].contains("spec.output.format") && errors[0].contains("parquet"),
+        errors[0].contains("spec.output.format") && errors[0].contains("avro"),
         "{errors:?}"
     );
     let errors = errors_of(&out("csv: {lineEnding: cr}"));
@@ -540,4 +540,45 @@ fn unknown_formats_and_options_are_refused() {
     );
     let errors = errors_of(&out("compression: brotli"));
     assert!(errors[0].contains("spec.output.compression"), "{errors:?}");
+}
+
+#[test]
+fn parquet_takes_its_own_options_and_no_stream_compression() {
+    use crate::api::spec::ParquetCompression;
+    use crate::api::valid::ParquetFormat;
+    assert_eq!(
+        valid(&out("format: parquet")).output.encoding,
+        Encoding::Parquet(ParquetFormat {
+            row_group_rows: 131_072,
+            compression: ParquetCompression::Zstd,
+        })
+    );
+    assert_eq!(
+        valid(&out(
+            "format: parquet\n    parquet: {rowGroupRows: 1000, compression: snappy}"
+        ))
+        .output
+        .encoding,
+        Encoding::Parquet(ParquetFormat {
+            row_group_rows: 1000,
+            compression: ParquetCompression::Snappy,
+        })
+    );
+    assert_eq!(
+        errors_of(&out(
+            "format: parquet\n    compression: gzip\n    csv: {bom: true}"
+        )),
+        [
+            "spec.output.csv.bom: only for format csv",
+            "spec.output.compression: only for formats csv and jsonl; Parquet compresses its pages (spec.output.parquet.compression)"
+        ]
+    );
+    assert_eq!(
+        errors_of(&out("parquet: {rowGroupRows: 10}")),
+        ["spec.output.parquet: only for format parquet"]
+    );
+    assert_eq!(
+        errors_of(&out("format: parquet\n    parquet: {rowGroupRows: 0}")),
+        ["spec.output.parquet.rowGroupRows: must be between 1 and 16777216, got 0"]
+    );
 }
