@@ -9,9 +9,10 @@
 (d) planning time on a 10M-row table
 (f) consistency: `Snapshot` (one exported snapshot for the run) vs `PerChunk`, 5M rows
     (`benches/run.sh --consistency` runs only this one)
-(g) formats: the 5M-row table as csv, csv+zstd, jsonl and jsonl+zstd: time, report size, and a
-    chunk worker's peak RSS at 1M and 5M rows in one chunk (`benches/run.sh --formats` runs
-    only this one)
+(g) formats: the 5M-row table as csv, csv+zstd, jsonl, jsonl+zstd and xlsx: time, report
+    size, and the peak RSS of a run of 1M and of 5M rows in one chunk (for xlsx that run
+    includes the assembly that re-encodes the rows into the workbook) (`benches/run.sh
+    --formats` runs only this one; `BENCH_FORMATS=csv,xlsx` picks formats by name)
 
 Run it with benches/run.sh (builds the release binary first). Tables are generated once in
 the database `reportjob_bench` and reused.
@@ -173,7 +174,8 @@ def consistency_benchmark(work, n5, env):
 
 
 FORMATS = [("csv", "none", "csv"), ("csv", "zstd", "csv.zst"), ("jsonl", "none", "jsonl"),
-           ("jsonl", "zstd", "jsonl.zst")]
+           ("jsonl", "zstd", "jsonl.zst"), ("xlsx", "none", "xlsx")]
+PICKED = [f for f in os.environ.get("BENCH_FORMATS", "").split(",") if f]
 
 
 def formats_benchmark(work, n1, n5, env):
@@ -181,6 +183,8 @@ def formats_benchmark(work, n1, n5, env):
     peak RSS of one chunk of 1M and of 5M rows."""
     rows = []
     for fmt, compression, ext in FORMATS:
+        if PICKED and fmt not in PICKED:
+            continue
         output = f"\n    format: {fmt}\n    compression: {compression}"
         path = os.path.join(work, f"g-{fmt}-{compression}.yaml")
         with open(path, "w") as f:

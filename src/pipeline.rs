@@ -10,6 +10,8 @@ use tokio_util::sync::CancellationToken;
 use crate::api::Compression;
 use crate::api::valid::{Destination, Encoding, ValidSpec};
 use crate::error::{Error, Result};
+use crate::formats::xlsx::assemble as xlsx_assemble;
+use crate::formats::xlsx::workbook::BookOptions;
 use crate::plan::{PartFormat, PartKind, Plan, chunks_from_boundaries};
 use crate::snapshot::SnapshotRecord;
 use crate::source::stats::key_stats;
@@ -74,6 +76,7 @@ pub fn part_format(spec: &ValidSpec) -> PartFormat {
                 numeric_as_number: jsonl.numeric_as_number,
             };
         }
+        Encoding::Xlsx(_) => format.kind = PartKind::Xlsx,
     }
     format
 }
@@ -325,6 +328,9 @@ impl StageContext {
             Err(e) => return Err(Error::Staging(format!("cannot assemble: {e}"))),
         }
         let parts: Vec<PartManifest> = parts.into_iter().flatten().map(|(p, _)| p).collect();
+        if plan.format.kind == PartKind::Xlsx {
+            return self.assemble_workbook(plan, parts).await;
+        }
         let mut assembly = self.begin_assembly(plan).await?;
         for (i, part) in parts.iter().enumerate() {
             if let Err(e) = self.append_part(plan, &mut assembly, part.clone()).await {
@@ -342,6 +348,64 @@ impl StageContext {
             }
         }
         self.finish_assembly(plan, assembly).await
+    }
+
+    /// Re-encodes the parts (checked to cover the plan) into one workbook, publishes it and
+    /// its manifest, and removes the staging data.
+    async fn assemble_workbook(
+        &self,
+        plan: &Plan,
+        parts: Vec<PartManifest>,
+    ) -> Result<OutputManifest> {
+        let Encoding::Xlsx(xlsx) = &self.spec.output.encoding else {
+            return Err(Error::Staging(
+                "the plan's parts are workbook rows, but the spec's format is not xlsx".into(),
+            ));
+        };
+        for part in &parts {
+            if let Some(why) = self.snapshot_mismatch(part) {
+                return Err(Error::SnapshotLost {
+                    id: self
+                        .snapshot
+                        .as_ref()
+                        .map(|s| s.id.to_string())
+                        .unwrap_or_default(),
+                    detail: why,
+                });
+            }
+        }
+        let options = BookOptions {
+            sheet_name: xlsx.sheet_name.clone(),
+            truncate_long_text: xlsx.truncate_long_text,
+            rows_per_sheet: xlsx_assemble::rows_per_sheet()?,
+        };
+        let written = xlsx_assemble::write_workbook(
+            self.storage.as_ref(),
+            &self.layout,
+            plan,
+            &parts,
+            options,
+        )
+        .await;
+        let composed = match written {
+            Ok(composed) => composed,
+            Err(Error::Damaged {
+                key,
+                found,
+                expected,
+            }) => {
+                let index = parts
+                    .iter()
+                    .find(|p| self.layout.part_key(p.index, &plan.format) == key)
+                    .map_or(0, |p| p.index);
+                let detail = format!(
+                    "{key} is damaged: its sha256 is {found}, its manifest says {expected}"
+                );
+                return Err(self.damaged(plan, vec![index], detail).await);
+            }
+            Err(e) => return Err(e),
+        };
+        self.publish(plan, parts, composed).await
     }
 
     /// Whether the stored part's sha256 is the one its manifest recorded.
@@ -454,6 +518,17 @@ impl StageContext {
             )));
         }
         let composed = composer.finish().await?;
+        self.publish(plan, appended, composed).await
+    }
+
+    /// Writes the manifest of the published report `composed` made of the parts
+    /// `appended`, and removes the staging data.
+    async fn publish(
+        &self,
+        plan: &Plan,
+        appended: Vec<PartManifest>,
+        composed: crate::storage::Composed,
+    ) -> Result<OutputManifest> {
         let manifest = OutputManifest {
             location: self.storage.location(&self.layout.output),
             rows: appended.iter().map(|p| p.rows).sum(),

@@ -72,6 +72,7 @@ impl RunIdentity {
             match output.format {
                 OutputFormat::Csv => "csv",
                 OutputFormat::Jsonl => "jsonl",
+                OutputFormat::Xlsx => "xlsx",
             },
         );
         c.flag("output.csv.header", output.csv.header);
@@ -86,6 +87,10 @@ impl RunIdentity {
         }
         if let Some(jsonl) = &output.jsonl {
             c.flag("output.jsonl.numericAsNumber", jsonl.numeric_as_number);
+        }
+        if let Some(xlsx) = &output.xlsx {
+            c.opt("output.xlsx.sheetName", xlsx.sheet_name.as_deref());
+            c.flag("output.xlsx.truncateLongText", xlsx.truncate_long_text);
         }
         c.text(
             "output.compression",

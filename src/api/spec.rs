@@ -255,6 +255,9 @@ pub struct OutputSpec {
     /// JSON Lines options (only for format `jsonl`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jsonl: Option<JsonlOptions>,
+    /// Excel workbook options (only for format `xlsx`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xlsx: Option<XlsxOptions>,
     /// Compression of the report. With `gzip` or `zstd` each chunk is compressed on its own
     /// (one gzip member or zstd frame per chunk) and the report is their concatenation, which
     /// every gzip or zstd reader reads as one stream.
@@ -286,6 +289,9 @@ pub enum OutputFormat {
     Csv,
     /// JSON Lines: one JSON object per row, keys in column order.
     Jsonl,
+    /// An Excel workbook (`.xlsx`): a bold header row, typed cells, a new sheet every
+    /// 1,048,575 rows. No compression (the workbook is a zip already); `timeZone` stays UTC.
+    Xlsx,
 }
 
 /// Compression of the report.
@@ -320,6 +326,23 @@ pub struct JsonlOptions {
     /// readers parse numbers as doubles and would silently round them.
     #[serde(default)]
     pub numeric_as_number: bool,
+}
+
+/// Excel workbook options.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct XlsxOptions {
+    /// Name of the first sheet (later ones are `<name> (2)`, `<name> (3)`, ...): at most 31
+    /// characters, none of `[ ] : * ? / \`, not starting or ending with `'`. By default the
+    /// report's file name without its extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 31))]
+    pub sheet_name: Option<String>,
+    /// Cut text longer than Excel's 32,767-character cell limit to its first 32,767
+    /// characters. By default such a value fails the report, naming the column and the
+    /// row's key, and nothing is published.
+    #[serde(default)]
+    pub truncate_long_text: bool,
 }
 
 /// CSV options.

@@ -208,6 +208,18 @@ pub enum Encoding {
     Csv(CsvFormat),
     /// JSON Lines.
     Jsonl(JsonlFormat),
+    /// An Excel workbook.
+    Xlsx(XlsxFormat),
+}
+
+/// Excel workbook encoding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XlsxFormat {
+    /// Name of the first sheet, checked against Excel's rules (see
+    /// [`crate::formats::xlsx::sheet_name`]).
+    pub sheet_name: String,
+    /// Cut text over Excel's cell limit instead of failing.
+    pub truncate_long_text: bool,
 }
 
 /// JSON Lines encoding.

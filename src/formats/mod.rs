@@ -6,6 +6,7 @@
 pub mod compress;
 pub mod csv;
 pub mod jsonl;
+pub mod xlsx;
 
 use crate::error::{Error, Result};
 use crate::ident::quote_literal;
@@ -47,6 +48,11 @@ impl<'a> PartEncoding<'a> {
                     .map_err(Error::Staging)?;
                 Ok(format!("COPY (\n{select}\n) TO STDOUT"))
             }
+            PartKind::Xlsx => {
+                let select =
+                    xlsx::copy_text::select_rows(&query, planned).map_err(Error::Staging)?;
+                Ok(format!("COPY (\n{select}\n) TO STDOUT"))
+            }
         }
     }
 
@@ -80,6 +86,7 @@ impl<'a> PartEncoding<'a> {
         match self.format.kind {
             PartKind::Csv => RowStream::Csv(csv::CsvStream::new(self.format.crlf)),
             PartKind::Jsonl { .. } => RowStream::Jsonl(jsonl::JsonlStream::default()),
+            PartKind::Xlsx => RowStream::CopyText(xlsx::copy_text::CopyTextStream::default()),
         }
     }
 }
@@ -91,6 +98,8 @@ pub enum RowStream {
     Csv(csv::CsvStream),
     /// `COPY` text lines of one JSON value each, unescaped into JSON Lines.
     Jsonl(jsonl::JsonlStream),
+    /// `COPY` text rows, passed on; a workbook is made of them at assembly.
+    CopyText(xlsx::copy_text::CopyTextStream),
 }
 
 impl RowStream {
@@ -111,6 +120,10 @@ impl RowStream {
                 s.feed(bytes, scratch).map_err(Error::Staging)?;
                 Ok(scratch)
             }
+            RowStream::CopyText(s) => {
+                s.feed(bytes);
+                Ok(bytes)
+            }
         }
     }
 
@@ -119,6 +132,7 @@ impl RowStream {
         match self {
             RowStream::Csv(s) => s.records(),
             RowStream::Jsonl(s) => s.rows(),
+            RowStream::CopyText(s) => s.rows(),
         }
     }
 
@@ -127,6 +141,7 @@ impl RowStream {
         let ended = match self {
             RowStream::Csv(s) => s.at_boundary(),
             RowStream::Jsonl(s) => s.at_boundary(),
+            RowStream::CopyText(s) => s.at_boundary(),
         };
         if ended {
             Ok(())

@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// What a part holds: CSV records or JSON Lines.
+/// What a part holds: CSV records, JSON Lines, or the `COPY` text rows a workbook is
+/// assembled from.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[serde(
     rename_all = "camelCase",
@@ -20,6 +21,8 @@ pub enum PartKind {
         #[serde(default)]
         numeric_as_number: bool,
     },
+    /// Rows in Postgres's `COPY` text format, re-encoded into one workbook at assembly.
+    Xlsx,
 }
 
 impl PartKind {
@@ -105,6 +108,8 @@ impl PartFormat {
             (PartKind::Jsonl { .. }, false, false) => "jsonl",
             (PartKind::Jsonl { .. }, true, _) => "jsonl.gz",
             (PartKind::Jsonl { .. }, false, true) => "jsonl.zst",
+            // Parts are never compressed (validation refuses it for xlsx).
+            (PartKind::Xlsx, _, _) => "tsv",
         }
     }
 

@@ -18,6 +18,7 @@ mod failures;
 mod files_safety;
 mod formats;
 mod formats_cluster;
+mod formats_xlsx;
 mod helm_install;
 mod notify;
 mod parameters;
