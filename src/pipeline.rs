@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::Compression;
 use crate::api::valid::{Destination, Encoding, ValidSpec};
 use crate::error::{Error, Result};
-use crate::formats::xlsx::assemble as xlsx_assemble;
+use crate::formats::xlsx::assemble::{self as xlsx_assemble, WorkbookAssembly};
 use crate::formats::xlsx::workbook::BookOptions;
 use crate::plan::{PartFormat, PartKind, Plan, chunks_from_boundaries};
 use crate::snapshot::SnapshotRecord;
@@ -328,9 +328,6 @@ impl StageContext {
             Err(e) => return Err(Error::Staging(format!("cannot assemble: {e}"))),
         }
         let parts: Vec<PartManifest> = parts.into_iter().flatten().map(|(p, _)| p).collect();
-        if plan.format.kind == PartKind::Xlsx {
-            return self.assemble_workbook(plan, parts).await;
-        }
         let mut assembly = self.begin_assembly(plan).await?;
         for (i, part) in parts.iter().enumerate() {
             if let Err(e) = self.append_part(plan, &mut assembly, part.clone()).await {
@@ -348,64 +345,6 @@ impl StageContext {
             }
         }
         self.finish_assembly(plan, assembly).await
-    }
-
-    /// Re-encodes the parts (checked to cover the plan) into one workbook, publishes it and
-    /// its manifest, and removes the staging data.
-    async fn assemble_workbook(
-        &self,
-        plan: &Plan,
-        parts: Vec<PartManifest>,
-    ) -> Result<OutputManifest> {
-        let Encoding::Xlsx(xlsx) = &self.spec.output.encoding else {
-            return Err(Error::Staging(
-                "the plan's parts are workbook rows, but the spec's format is not xlsx".into(),
-            ));
-        };
-        for part in &parts {
-            if let Some(why) = self.snapshot_mismatch(part) {
-                return Err(Error::SnapshotLost {
-                    id: self
-                        .snapshot
-                        .as_ref()
-                        .map(|s| s.id.to_string())
-                        .unwrap_or_default(),
-                    detail: why,
-                });
-            }
-        }
-        let options = BookOptions {
-            sheet_name: xlsx.sheet_name.clone(),
-            truncate_long_text: xlsx.truncate_long_text,
-            rows_per_sheet: xlsx_assemble::rows_per_sheet()?,
-        };
-        let written = xlsx_assemble::write_workbook(
-            self.storage.as_ref(),
-            &self.layout,
-            plan,
-            &parts,
-            options,
-        )
-        .await;
-        let composed = match written {
-            Ok(composed) => composed,
-            Err(Error::Damaged {
-                key,
-                found,
-                expected,
-            }) => {
-                let index = parts
-                    .iter()
-                    .find(|p| self.layout.part_key(p.index, &plan.format) == key)
-                    .map_or(0, |p| p.index);
-                let detail = format!(
-                    "{key} is damaged: its sha256 is {found}, its manifest says {expected}"
-                );
-                return Err(self.damaged(plan, vec![index], detail).await);
-            }
-            Err(e) => return Err(e),
-        };
-        self.publish(plan, parts, composed).await
     }
 
     /// Whether the stored part's sha256 is the one its manifest recorded.
@@ -451,13 +390,32 @@ impl StageContext {
     /// Starts writing the report from the parts, appended in key order (the first part
     /// opens with the header).
     pub async fn begin_assembly(&self, plan: &Plan) -> Result<Assembly> {
-        let composer = self
-            .storage
-            .compose(&self.layout.output, &self.layout.scratch_prefix())
-            .await?;
+        let sink = if plan.format.kind == PartKind::Xlsx {
+            Sink::Workbook(WorkbookAssembly::start(plan, self.book_options()?)?)
+        } else {
+            Sink::Composer(
+                self.storage
+                    .compose(&self.layout.output, &self.layout.scratch_prefix())
+                    .await?,
+            )
+        };
         Ok(Assembly {
-            composer,
+            sink,
             appended: Vec::with_capacity(plan.chunks.len()),
+        })
+    }
+
+    /// How the workbook of an xlsx report is shaped, from the spec.
+    fn book_options(&self) -> Result<BookOptions> {
+        let Encoding::Xlsx(xlsx) = &self.spec.output.encoding else {
+            return Err(Error::Staging(
+                "the plan's parts are workbook rows, but the spec's format is not xlsx".into(),
+            ));
+        };
+        Ok(BookOptions {
+            sheet_name: xlsx.sheet_name.clone(),
+            truncate_long_text: xlsx.truncate_long_text,
+            rows_per_sheet: xlsx_assemble::rows_per_sheet()?,
         })
     }
 
@@ -488,13 +446,18 @@ impl StageContext {
             }
             Err(e) => return Err(Error::Staging(format!("cannot assemble: {e}"))),
         }
-        let appended = assembly
-            .composer
-            .append(Piece {
-                key: self.layout.part_key(index, &plan.format),
-                sha256: Some(part.sha256.clone()),
-            })
-            .await;
+        let key = self.layout.part_key(index, &plan.format);
+        let appended = match &mut assembly.sink {
+            Sink::Composer(composer) => {
+                composer
+                    .append(Piece {
+                        key,
+                        sha256: Some(part.sha256.clone()),
+                    })
+                    .await
+            }
+            Sink::Workbook(book) => book.append(self.storage.as_ref(), &key, &part).await,
+        };
         match appended {
             Ok(()) => {}
             Err(e @ Error::Damaged { .. }) => {
@@ -509,7 +472,7 @@ impl StageContext {
     /// Publishes the report once every chunk's part is in, writes its manifest and
     /// removes the staging data.
     pub async fn finish_assembly(&self, plan: &Plan, assembly: Assembly) -> Result<OutputManifest> {
-        let Assembly { composer, appended } = assembly;
+        let Assembly { sink, appended } = assembly;
         if appended.len() != plan.chunks.len() {
             let missing: Vec<usize> = (appended.len()..plan.chunks.len()).collect();
             return Err(Error::Staging(format!(
@@ -517,7 +480,10 @@ impl StageContext {
                 ChunkSet::from_indexes(missing)
             )));
         }
-        let composed = composer.finish().await?;
+        let composed = match sink {
+            Sink::Composer(composer) => composer.finish().await?,
+            Sink::Workbook(book) => book.finish(self.storage.as_ref(), &self.layout).await?,
+        };
         self.publish(plan, appended, composed).await
     }
 
@@ -571,16 +537,30 @@ impl StageContext {
     }
 }
 
-/// A report being written: the composer and the parts appended so far, in key order.
+/// A report being written: its sink and the parts appended so far, in key order.
 /// Dropped unfinished, it leaves nothing behind.
 pub struct Assembly {
-    composer: Box<dyn Composer>,
+    sink: Sink,
     appended: Vec<PartManifest>,
+}
+
+/// Where the parts go: concatenated by the storage's composer, or re-encoded into a workbook.
+enum Sink {
+    /// The report is the parts' bytes, concatenated.
+    Composer(Box<dyn Composer>),
+    /// The report is a workbook made of the parts' rows.
+    Workbook(WorkbookAssembly),
 }
 
 impl Assembly {
     /// Discards the unfinished report (and aborts its upload).
     pub async fn abort(self) -> Result<()> {
-        self.composer.abort().await
+        match self.sink {
+            Sink::Composer(composer) => composer.abort().await,
+            Sink::Workbook(book) => {
+                book.abort().await;
+                Ok(())
+            }
+        }
     }
 }

@@ -55,94 +55,132 @@ enum Feed {
     Finish,
 }
 
-/// Writes the workbook of `parts` (in key order, checked to tile the plan) to the report's
-/// key and returns its size and sha256.
-pub async fn write_workbook(
-    storage: &dyn Storage,
-    layout: &Layout,
-    plan: &Plan,
-    parts: &[PartManifest],
-    options: BookOptions,
-) -> Result<Composed> {
-    let temp = tempfile::Builder::new()
-        .prefix("reportjob-xlsx-")
-        .tempdir()
-        .map_err(|e| Error::storage("creating a temporary directory for the workbook", e))?;
-    let columns = plan.source.columns.clone();
-    let kinds: Vec<ColumnKind> = plan
-        .source
-        .column_types
-        .iter()
-        .map(|t| ColumnKind::of(t))
-        .collect();
-    let key_column = plan.source.key_column.clone();
-    let temp_path = temp.path().to_path_buf();
-    let (tx, rx) = mpsc::channel::<Feed>(IN_FLIGHT);
-    let encoder = tokio::task::spawn_blocking(move || {
-        encode(rx, columns, kinds, &key_column, options, &temp_path)
-    });
-    let fed = feed_parts(storage, layout, plan, parts, &tx).await;
-    if fed.is_ok() {
-        // A closed channel means the encoder stopped: its result says why.
-        let _ = tx.send(Feed::Finish).await;
-    }
-    drop(tx);
-    let encoded = encoder
-        .await
-        .map_err(|e| Error::Staging(format!("the workbook encoder failed: {e}")))?;
-    // A damaged part is the reader's error; otherwise the encoder's tells what went wrong.
-    fed?;
-    let file = encoded.map_err(|e| Error::Staging(format!("cannot write the workbook: {e}")))?;
-    let composed = upload(storage, layout, file).await;
-    drop(temp);
-    composed
+/// A workbook being assembled: parts are fed in key order to the encoder thread, which
+/// writes their rows as they come; [`WorkbookAssembly::finish`] saves and publishes it.
+pub struct WorkbookAssembly {
+    tx: mpsc::Sender<Feed>,
+    encoder: Option<tokio::task::JoinHandle<std::result::Result<std::fs::File, String>>>,
+    /// The sheets' temporary files and the saved workbook live here until the end.
+    temp: tempfile::TempDir,
 }
 
-/// Reads every part in pieces into `tx`, checking each one's sha256.
-async fn feed_parts(
-    storage: &dyn Storage,
-    layout: &Layout,
-    plan: &Plan,
-    parts: &[PartManifest],
-    tx: &mpsc::Sender<Feed>,
-) -> Result<()> {
-    for part in parts {
-        let key = layout.part_key(part.index, &plan.format);
+impl WorkbookAssembly {
+    /// Starts the encoder for the rows of `plan`'s parts.
+    pub fn start(plan: &Plan, options: BookOptions) -> Result<WorkbookAssembly> {
+        let temp = tempfile::Builder::new()
+            .prefix("reportjob-xlsx-")
+            .tempdir()
+            .map_err(|e| Error::storage("creating a temporary directory for the workbook", e))?;
+        let columns = plan.source.columns.clone();
+        if plan.source.column_types.len() != columns.len() {
+            return Err(Error::Staging(format!(
+                "the plan records {} column types for {} columns; delete the run's staging \
+                 data to plan again",
+                plan.source.column_types.len(),
+                columns.len()
+            )));
+        }
+        let kinds: Vec<ColumnKind> = plan
+            .source
+            .column_types
+            .iter()
+            .map(|t| ColumnKind::of(t))
+            .collect();
+        let key_column = plan.source.key_column.clone();
+        let temp_path = temp.path().to_path_buf();
+        let (tx, rx) = mpsc::channel::<Feed>(IN_FLIGHT);
+        let encoder = tokio::task::spawn_blocking(move || {
+            encode(rx, columns, kinds, &key_column, options, &temp_path)
+        });
+        Ok(WorkbookAssembly {
+            tx,
+            encoder: Some(encoder),
+            temp,
+        })
+    }
+
+    /// Feeds the part at `key` (described by `part`) to the encoder, checking its sha256.
+    pub async fn append(
+        &mut self,
+        storage: &dyn Storage,
+        key: &str,
+        part: &PartManifest,
+    ) -> Result<()> {
         let mut hasher = Sha256::new();
         let mut start = 0u64;
         while start < part.bytes {
             let len = PIECE.min(part.bytes - start);
-            let bytes = storage.read_range(&key, start, len).await?;
+            let bytes = storage.read_range(key, start, len).await?;
             if bytes.len() as u64 != len {
                 return Err(Error::Damaged {
-                    key,
+                    key: key.to_string(),
                     found: format!("{} bytes at {start}", bytes.len()),
-                    expected: format!("{len}"),
+                    expected: format!("{len} bytes"),
                 });
             }
             hasher.update(&bytes);
             start += len;
-            if tx.send(Feed::Bytes(bytes)).await.is_err() {
-                return Ok(());
-            }
+            self.send(Feed::Bytes(bytes)).await?;
         }
         let found = hex::encode(hasher.finalize());
         if found != part.sha256 {
             return Err(Error::Damaged {
-                key,
+                key: key.to_string(),
                 found,
                 expected: part.sha256.clone(),
             });
         }
-        let end = Feed::End {
+        self.send(Feed::End {
             index: part.index,
             rows: part.rows,
-        };
-        if tx.send(end).await.is_err() {
+        })
+        .await
+    }
+
+    /// Sends to the encoder; when it has stopped, returns why.
+    async fn send(&mut self, feed: Feed) -> Result<()> {
+        if self.tx.send(feed).await.is_ok() {
             return Ok(());
         }
+        match self.encoder.take() {
+            Some(encoder) => match encoder.await {
+                Ok(Err(why)) => Err(workbook_error(why)),
+                Ok(Ok(_)) => Err(Error::Staging("the workbook encoder ended early".into())),
+                Err(e) => Err(Error::Staging(format!("the workbook encoder failed: {e}"))),
+            },
+            None => Err(Error::Staging("the workbook encoder has stopped".into())),
+        }
     }
-    Ok(())
+
+    /// Saves the workbook and publishes it at `layout`'s report key (through a temporary
+    /// file under the run's scratch prefix where the storage uses one).
+    pub async fn finish(mut self, storage: &dyn Storage, layout: &Layout) -> Result<Composed> {
+        self.send(Feed::Finish).await?;
+        let encoder = self
+            .encoder
+            .take()
+            .ok_or_else(|| Error::Staging("the workbook encoder has stopped".into()))?;
+        let file = encoder
+            .await
+            .map_err(|e| Error::Staging(format!("the workbook encoder failed: {e}")))?
+            .map_err(workbook_error)?;
+        let composed = upload(storage, layout, file).await;
+        drop(self.temp);
+        composed
+    }
+
+    /// Stops the encoder and removes the temporary files.
+    pub async fn abort(mut self) {
+        drop(self.tx);
+        if let Some(encoder) = self.encoder.take() {
+            let _ = encoder.await;
+        }
+    }
+}
+
+/// The error for what stopped the encoder.
+fn workbook_error(why: String) -> Error {
+    Error::Staging(format!("cannot write the workbook: {why}"))
 }
 
 /// The encoder: rows of the fed parts into a workbook, saved into an unnamed temporary file
