@@ -5,7 +5,9 @@
 //! timestamps, timestamptz, uuid, json), in several chunks, on a volume and in a bucket
 //! (fetched through its presigned link); a 40 KB cell refused naming its key with nothing
 //! published, or truncated when asked; sheets rolling over with the header repeated; specs
-//! that mix xlsx with other formats' options refused by name.
+//! that mix xlsx with other formats' options refused by name; and in a cluster (kubesim,
+//! the real binary as stage pods, the assemble pod writing the workbook in its `/tmp`
+//! emptyDir), with compression refused at admission.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
 use std::path::Path;
@@ -18,7 +20,7 @@ use common::spec::SpecBuilder;
 use common::{TestDb, Workdir, run_json, stderr};
 
 /// Every type the workbook maps, with the values spreadsheets get wrong.
-const TYPED: &str = r#"
+pub const TYPED: &str = r#"
 CREATE TABLE xl (id bigint PRIMARY KEY, i2 smallint, i4 integer, i8 bigint, f4 real,
     f8 double precision, num numeric(36,10), numu numeric, b boolean, t text, vc varchar(20),
     d date, ts timestamp, tstz timestamptz, u uuid, j json, jb jsonb);
@@ -37,7 +39,7 @@ SELECT g,
               NULL, '7', '-Infinity', '0.1234567890123456', '123456789012345'])[1 + g % 9]::numeric,
        CASE g % 3 WHEN 0 THEN true WHEN 1 THEN false END,
        (ARRAY['', 'naïve café — 東京 🚀', E'line\nbreak\ttab', E'back\\slash "quoted"', NULL,
-              '=1+1', '  spaced  ', '0123', repeat('y', 32767)])[1 + g % 9],
+              '=1+1', '  spaced  ', '0123', repeat('y', 32767), E'cr\r\nlf\x01ctl _x0041_'])[1 + g % 10],
        left(md5(g::text), g % 21)::varchar(20),
        (ARRAY['1899-12-31', '1969-12-31', '1970-01-01', '2038-01-19', '2100-02-28', '9999-12-31',
               NULL, 'infinity', '1900-01-15', '1900-03-01', '0044-03-15 BC'])[1 + g % 11]::date,
@@ -54,7 +56,7 @@ SELECT g,
 
 /// Columns of `xl` with the kind the reader compares them as, and the source's text form
 /// of each value (timestamptz in UTC, without its offset).
-const EXPECTED: &[(&str, &str, &str)] = &[
+pub const EXPECTED: &[(&str, &str, &str)] = &[
     ("id", "int", "id::text"),
     ("i2", "int", "i2::text"),
     ("i4", "int", "i4::text"),
@@ -76,7 +78,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
 
 /// Writes what the reader compares with: columns, kinds and every row of `table` in key
 /// order, each value as the source's text.
-async fn write_expected(
+pub async fn write_expected(
     db: &mut TestDb,
     table: &str,
     expected: &[(&str, &str, &str)],
@@ -110,16 +112,16 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
-/// Runs openpyxl over `book` and returns what it printed.
-fn check_book(
-    work: &Workdir,
+/// Runs openpyxl over `book` (written into `dir`) and returns what it printed.
+pub fn check_book(
+    dir: &Path,
     book: &[u8],
     expected: &Path,
     sheet: &str,
     per_sheet: u32,
     truncate: bool,
 ) -> String {
-    let path = work.path().join("check.xlsx");
+    let path = dir.join("check.xlsx");
     std::fs::write(&path, book).unwrap();
     reader(
         "xlsx_check.py",
@@ -198,7 +200,7 @@ async fn xlsx_workbooks_hold_every_value_of_the_source() {
         assert_eq!(manifest["sha256"].as_str().unwrap(), sha256_hex(&stored));
         assert_eq!(manifest["compression"], "none");
         assert_eq!(
-            check_book(&work, &stored, &expected, "typed", 1_048_575, false),
+            check_book(work.path(), &stored, &expected, "typed", 1_048_575, false),
             format!("sheets=1 rows=300 values={}", 300 * EXPECTED.len()),
             "{file}"
         );
@@ -266,7 +268,7 @@ async fn a_40kb_cell_is_refused_naming_its_key_or_truncated_when_asked() {
     write_expected(&mut db, &table, &columns, &expected).await;
     let book = std::fs::read(work.output_dir().join("long.xlsx")).unwrap();
     assert_eq!(
-        check_book(&work, &book, &expected, "long", 1_048_575, true),
+        check_book(work.path(), &book, &expected, "long", 1_048_575, true),
         "sheets=1 rows=50 values=100"
     );
 }
@@ -295,7 +297,7 @@ async fn sheets_roll_over_with_the_header_repeated() {
     write_expected(&mut db, &table, &columns, &expected).await;
     let book = std::fs::read(work.output_dir().join("numbers.xlsx")).unwrap();
     assert_eq!(
-        check_book(&work, &book, &expected, "Orders 2024", 100, false),
+        check_book(work.path(), &book, &expected, "Orders 2024", 100, false),
         format!("sheets=3 rows=250 values={}", 250 * columns.len())
     );
 }
@@ -356,4 +358,61 @@ async fn xlsx_specs_with_other_formats_options_are_refused_before_anything_is_wr
         );
         assert!(!work.output_dir().exists(), "{message}: nothing written");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xlsx_report_from_stage_pods_is_exact_and_compression_is_refused_at_admission() {
+    use common::cluster::{Env, output_file, report};
+    use kube::api::PostParams;
+    use reportjob::api::{Phase, ReportJob};
+
+    let mut db = TestDb::new("xlsx_cluster").await;
+    db.exec(TYPED).await;
+    let table = db.table("xl");
+    let mut env = Env::start().await;
+    let ns = "workbooks";
+    env.tenant(ns).await;
+    env.start_single_controller();
+
+    let zipped = report("zipped", &table, "zipped.xlsx")
+        .set("spec.output.format", "xlsx")
+        .set("spec.output.compression", "gzip")
+        .build();
+    let zipped: ReportJob = serde_json::from_value(zipped).unwrap();
+    let refused = env.rjs(ns).create(&PostParams::default(), &zipped).await;
+    let message = format!("{:?}", refused.expect_err("refused at admission"));
+    assert!(
+        message.contains(reportjob::api::schema::XLSX_COMPRESSION),
+        "{message}"
+    );
+
+    let path = "exports/typed.xlsx";
+    let rj = report("typed", &table, path)
+        .chunk_size(40)
+        .set("spec.output.format", "xlsx")
+        .build_yaml();
+    env.apply(ns, &rj).await;
+    let done = env
+        .wait_phase(ns, "typed", Phase::Succeeded, common::PATIENCE)
+        .await;
+    let status = done.status.unwrap();
+    assert!(status.chunks.unwrap().total >= 5);
+    let output = status.output.unwrap();
+    assert_eq!(output.rows, 300);
+    let stored = std::fs::read(output_file(&env, ns, path)).unwrap();
+    assert_eq!(stored.len() as i64, output.bytes);
+    assert_eq!(output.sha256, sha256_hex(&stored));
+    let expected = env.dir.path().join("expected.json");
+    write_expected(&mut db, &table, EXPECTED, &expected).await;
+    assert_eq!(
+        check_book(
+            env.dir.path(),
+            &stored,
+            &expected,
+            "typed",
+            1_048_575,
+            false
+        ),
+        format!("sheets=1 rows=300 values={}", 300 * EXPECTED.len())
+    );
 }

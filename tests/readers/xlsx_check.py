@@ -10,6 +10,7 @@ first mismatches otherwise.
 import datetime
 import json
 import math
+import re
 import sys
 from decimal import Decimal
 
@@ -98,7 +99,14 @@ def matches(kind, cell, e):
                 and cell.number_format == "yyyy-mm-dd hh:mm:ss.000")
     # text, uuid, json, ...
     want = e[:32767] if truncate else e
-    return isinstance(v, str) and v == want
+    return isinstance(v, str) and ooxml_unescape(v) == want
+
+
+def ooxml_unescape(text):
+    """What Excel shows for a stored string: OOXML writes characters XML cannot hold (control
+    characters, CR) as _xHHHH_, and a literal "_xHHHH_" as "_x005F_xHHHH_". openpyxl 3.1
+    leaves them as stored, Excel decodes them."""
+    return re.sub(r"_x([0-9A-Fa-f]{4})_", lambda m: chr(int(m.group(1), 16)), text)
 
 
 book = openpyxl.load_workbook(report)

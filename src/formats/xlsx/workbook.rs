@@ -212,3 +212,61 @@ impl BookWriter {
             .map_err(xlsx_err("writing the workbook"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn book(rows_per_sheet: u32, truncate: bool, dir: &Path) -> BookWriter {
+        BookWriter::new(
+            vec!["note".into(), "n".into()],
+            vec![ColumnKind::Text, ColumnKind::Int32],
+            "id",
+            BookOptions {
+                sheet_name: "Notes".into(),
+                truncate_long_text: truncate,
+                rows_per_sheet,
+            },
+            dir,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn sheets_roll_over_and_the_workbook_is_a_zip_with_one_sheet_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = book(2, false, dir.path());
+        for i in 0..5 {
+            b.write_row(&[Some("x"), Some(&i.to_string())]).unwrap();
+        }
+        assert_eq!((b.rows(), b.sheets()), (5, 3));
+        let mut out = std::io::Cursor::new(Vec::new());
+        b.save(&mut out).unwrap();
+        let bytes = out.into_inner();
+        assert!(bytes.starts_with(b"PK\x03\x04"));
+        let text = String::from_utf8_lossy(&bytes);
+        for sheet in ["sheet1.xml", "sheet2.xml", "sheet3.xml"] {
+            assert!(text.contains(sheet), "{sheet}");
+        }
+        assert!(!text.contains("sheet4.xml"));
+    }
+
+    #[test]
+    fn long_text_without_the_key_column_names_the_sheet_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = book(10, false, dir.path());
+        b.write_row(&[Some("short"), None]).unwrap();
+        let long = "z".repeat(40_000);
+        let err = b.write_row(&[Some(&long), Some("1")]).unwrap_err();
+        assert!(
+            err.starts_with("column \"note\" of row 3 of sheet \"Notes\" holds 40000 characters"),
+            "{err}"
+        );
+        let mut b = book(10, true, dir.path());
+        b.write_row(&[Some(&long), Some("1")]).unwrap();
+        assert!(
+            b.write_row(&[Some("a")]).is_err(),
+            "a row of the wrong width"
+        );
+    }
+}
