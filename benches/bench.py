@@ -9,9 +9,10 @@
 (d) planning time on a 10M-row table
 (f) consistency: `Snapshot` (one exported snapshot for the run) vs `PerChunk`, 5M rows
     (`benches/run.sh --consistency` runs only this one)
-(g) formats: the 5M-row table as csv, csv+zstd, jsonl, jsonl+zstd and parquet: time, report
-    size, and a chunk worker's peak RSS at 1M and 5M rows in one chunk (`benches/run.sh
-    --formats` runs only this one)
+(g) formats: the 5M-row table as csv, csv+zstd, jsonl, jsonl+zstd, parquet and xlsx: time,
+    report size, and the peak RSS of a run of 1M and of 5M rows in one chunk (for xlsx that run
+    includes the assembly that re-encodes the rows into the workbook) (`benches/run.sh
+    --formats` runs only this one; `BENCH_FORMATS=csv,xlsx` picks formats by name)
 (h) assembly CPU vs export CPU, csv and parquet: the 5M-row table staged as a cluster runs it
     (`plan --write`, one `worker` process per chunk, one `assemble` process), each process's CPU
     time measured by GNU time (`benches/run.sh --assembly` runs only this one)
@@ -178,7 +179,9 @@ def consistency_benchmark(work, n5, env):
 
 
 FORMATS = [("csv", "none", "csv"), ("csv", "zstd", "csv.zst"), ("jsonl", "none", "jsonl"),
-           ("jsonl", "zstd", "jsonl.zst"), ("parquet", "none", "parquet")]
+           ("jsonl", "zstd", "jsonl.zst"), ("parquet", "none", "parquet"),
+           ("xlsx", "none", "xlsx")]
+PICKED = [f for f in os.environ.get("BENCH_FORMATS", "").split(",") if f]
 
 
 def cpu_of(cmd, env):
@@ -226,6 +229,8 @@ def formats_benchmark(work, n1, n5, env):
     peak RSS of one chunk of 1M and of 5M rows."""
     rows = []
     for fmt, compression, ext in FORMATS:
+        if PICKED and fmt not in PICKED:
+            continue
         output = f"\n    format: {fmt}\n    compression: {compression}"
         path = os.path.join(work, f"g-{fmt}-{compression}.yaml")
         with open(path, "w") as f:
@@ -239,20 +244,38 @@ def formats_benchmark(work, n1, n5, env):
             times.append(t)
             size = os.path.getsize(os.path.join(outdir, f"out.{ext}"))
             shutil.rmtree(outdir)
-        rss = {}
+        rss, tail = {}, {}
         for table, n in (("orders_1m", n1), ("orders_5m", n5)):
             rpath = os.path.join(work, f"g-rss-{fmt}-{table}.yaml")
             with open(rpath, "w") as f:
                 f.write(spec(f"bench.{table}", f"one.{ext}", 1_000_000_000, 1, output=output))
-            mib, _ = peak_rss_mib([BIN, "run", "-f", rpath, "--output-dir", os.path.join(work, "rss")], env)
+            mib, secs = peak_rss_mib([BIN, "run", "-f", rpath, "--output-dir", os.path.join(work, "rss")], env)
+            tail[n] = (secs, assembly_seconds(os.path.join(work, "rss", f"one.{ext}.manifest.json")))
             shutil.rmtree(os.path.join(work, "rss"))
             rss[n] = mib
         median = statistics.median(times)
         rows.append((f"(g) {fmt}, compression {compression}: 5M rows, parallelism 2, median s",
                      f"{median:.2f}",
                      f"{size / 1e6:,.0f} MB; peak RSS one chunk {rss[n1]:.1f} MiB (1M) -> {rss[n5]:.1f} MiB (5M), "
-                     f"{(rss[n5] / rss[n1] - 1) * 100:+.1f}%"))
+                     f"{(rss[n5] / rss[n1] - 1) * 100:+.1f}%; one 5M-row chunk: {tail[n5][0]:.1f} s, "
+                     f"of which {tail[n5][1]:.1f} s after its export (assembly)"))
     return rows
+
+
+def assembly_seconds(manifest_path):
+    """Seconds from the last part's export to the report's publication, from its manifest."""
+    import datetime
+    import re
+
+    def parse(text):
+        # RFC 3339 with up to nanoseconds; Python takes microseconds.
+        text = re.sub(r"(\.\d{6})\d+", r"\1", text).replace("Z", "+00:00")
+        return datetime.datetime.fromisoformat(text)
+
+    with open(manifest_path) as f:
+        manifest = json.load(f)
+    last = max(parse(p["finished_at"]) for p in manifest["parts"])
+    return (parse(manifest["finished_at"]) - last).total_seconds()
 
 
 def throughput_benchmark(work, n5, env):

@@ -11,6 +11,8 @@ use crate::api::Compression;
 use crate::api::valid::{Destination, Encoding, ValidSpec};
 use crate::error::{Error, Result};
 use crate::formats::PartEncoding;
+use crate::formats::xlsx::assemble::{self as xlsx_assemble, WorkbookAssembly};
+use crate::formats::xlsx::workbook::BookOptions;
 use crate::plan::{ParquetCompression, PartFormat, PartKind, Plan, chunks_from_boundaries};
 use crate::snapshot::SnapshotRecord;
 use crate::source::stats::key_stats;
@@ -88,6 +90,7 @@ pub fn part_format(spec: &ValidSpec) -> PartFormat {
                 },
             };
         }
+        Encoding::Xlsx(_) => format.kind = PartKind::Xlsx,
     }
     format
 }
@@ -404,16 +407,36 @@ impl StageContext {
     /// Starts writing the report from the parts, appended in key order (the first part
     /// opens with the header).
     pub async fn begin_assembly(&self, plan: &Plan) -> Result<Assembly> {
-        let composer = PartEncoding::new(&plan.format)
-            .composer(
-                &self.storage,
-                &self.layout.output,
-                &self.layout.scratch_prefix(),
+        let sink = if plan.format.kind == PartKind::Xlsx {
+            Sink::Workbook(WorkbookAssembly::start(plan, self.book_options()?)?)
+        } else {
+            Sink::Composer(
+                PartEncoding::new(&plan.format)
+                    .composer(
+                        &self.storage,
+                        &self.layout.output,
+                        &self.layout.scratch_prefix(),
+                    )
+                    .await?,
             )
-            .await?;
+        };
         Ok(Assembly {
-            composer,
+            sink,
             appended: Vec::with_capacity(plan.chunks.len()),
+        })
+    }
+
+    /// How the workbook of an xlsx report is shaped, from the spec.
+    fn book_options(&self) -> Result<BookOptions> {
+        let Encoding::Xlsx(xlsx) = &self.spec.output.encoding else {
+            return Err(Error::Staging(
+                "the plan's parts are workbook rows, but the spec's format is not xlsx".into(),
+            ));
+        };
+        Ok(BookOptions {
+            sheet_name: xlsx.sheet_name.clone(),
+            truncate_long_text: xlsx.truncate_long_text,
+            rows_per_sheet: xlsx_assemble::rows_per_sheet()?,
         })
     }
 
@@ -444,13 +467,18 @@ impl StageContext {
             }
             Err(e) => return Err(Error::Staging(format!("cannot assemble: {e}"))),
         }
-        let appended = assembly
-            .composer
-            .append(Piece {
-                key: self.layout.part_key(index, &plan.format),
-                sha256: Some(part.sha256.clone()),
-            })
-            .await;
+        let key = self.layout.part_key(index, &plan.format);
+        let appended = match &mut assembly.sink {
+            Sink::Composer(composer) => {
+                composer
+                    .append(Piece {
+                        key,
+                        sha256: Some(part.sha256.clone()),
+                    })
+                    .await
+            }
+            Sink::Workbook(book) => book.append(self.storage.as_ref(), &key, &part).await,
+        };
         match appended {
             Ok(()) => {}
             Err(e @ Error::Damaged { .. }) => {
@@ -465,7 +493,7 @@ impl StageContext {
     /// Publishes the report once every chunk's part is in, writes its manifest and
     /// removes the staging data.
     pub async fn finish_assembly(&self, plan: &Plan, assembly: Assembly) -> Result<OutputManifest> {
-        let Assembly { composer, appended } = assembly;
+        let Assembly { sink, appended } = assembly;
         if appended.len() != plan.chunks.len() {
             let missing: Vec<usize> = (appended.len()..plan.chunks.len()).collect();
             return Err(Error::Staging(format!(
@@ -473,7 +501,21 @@ impl StageContext {
                 ChunkSet::from_indexes(missing)
             )));
         }
-        let composed = composer.finish().await?;
+        let composed = match sink {
+            Sink::Composer(composer) => composer.finish().await?,
+            Sink::Workbook(book) => book.finish(self.storage.as_ref(), &self.layout).await?,
+        };
+        self.publish(plan, appended, composed).await
+    }
+
+    /// Writes the manifest of the published report `composed` made of the parts
+    /// `appended`, and removes the staging data.
+    async fn publish(
+        &self,
+        plan: &Plan,
+        appended: Vec<PartManifest>,
+        composed: crate::storage::Composed,
+    ) -> Result<OutputManifest> {
         let manifest = OutputManifest {
             location: self.storage.location(&self.layout.output),
             rows: appended.iter().map(|p| p.rows).sum(),
@@ -516,16 +558,30 @@ impl StageContext {
     }
 }
 
-/// A report being written: the composer and the parts appended so far, in key order.
+/// A report being written: its sink and the parts appended so far, in key order.
 /// Dropped unfinished, it leaves nothing behind.
 pub struct Assembly {
-    composer: Box<dyn Composer>,
+    sink: Sink,
     appended: Vec<PartManifest>,
+}
+
+/// Where the parts go: concatenated by the storage's composer, or re-encoded into a workbook.
+enum Sink {
+    /// The report is the parts' bytes, concatenated.
+    Composer(Box<dyn Composer>),
+    /// The report is a workbook made of the parts' rows.
+    Workbook(WorkbookAssembly),
 }
 
 impl Assembly {
     /// Discards the unfinished report (and aborts its upload).
     pub async fn abort(self) -> Result<()> {
-        self.composer.abort().await
+        match self.sink {
+            Sink::Composer(composer) => composer.abort().await,
+            Sink::Workbook(book) => {
+                book.abort().await;
+                Ok(())
+            }
+        }
     }
 }

@@ -75,6 +75,7 @@ impl RunIdentity {
                 OutputFormat::Csv => "csv",
                 OutputFormat::Jsonl => "jsonl",
                 OutputFormat::Parquet => "parquet",
+                OutputFormat::Xlsx => "xlsx",
             },
         );
         c.flag("output.csv.header", output.csv.header);
@@ -102,6 +103,10 @@ impl RunIdentity {
                     ParquetCompression::None => "none",
                 },
             );
+        }
+        if let Some(xlsx) = &output.xlsx {
+            c.opt("output.xlsx.sheetName", xlsx.sheet_name.as_deref());
+            c.flag("output.xlsx.truncateLongText", xlsx.truncate_long_text);
         }
         c.text(
             "output.compression",

@@ -61,6 +61,18 @@ pub const PARQUET_ONLY: &str = "parquet options are only for format parquet";
 /// The message of the rule that keeps `compression` to the byte-stream formats.
 pub const PARQUET_COMPRESSION: &str = "compression is only for formats csv and jsonl; parquet compresses its pages (parquet.compression)";
 
+/// The message of the rule that keeps `xlsx` options to format `xlsx`.
+pub const XLSX_ONLY: &str = "xlsx options are only for format xlsx";
+/// The message of the rule on Excel's sheet-name characters.
+pub const XLSX_SHEET_NAME: &str =
+    "a sheet name holds none of [ ] : * ? / \\ and does not start or end with '";
+/// The message of the rule that refuses compression for format `xlsx`.
+pub const XLSX_COMPRESSION: &str =
+    "format xlsx takes no compression (a workbook is a zip archive already)";
+/// The message of the rule that keeps `timeZone` at UTC for format `xlsx`.
+pub const XLSX_TIME_ZONE: &str =
+    "format xlsx writes timestamptz values in UTC (Excel dates carry no zone)";
+
 /// Schema transform of `spec.output`: each format's option block only with that format
 /// (the CSV block, defaulted by the server, only at its defaults); fixed once created (the
 /// run writes where and how it was planned to; a new destination is a new ReportJob).
@@ -81,6 +93,14 @@ pub fn output_rules(schema: &mut schemars::Schema) {
              "message": PARQUET_ONLY, "fieldPath": ".parquet", "reason": "FieldValueForbidden"},
             {"rule": "!has(self.format) || self.format != 'parquet' || !has(self.compression) || self.compression == 'none'",
              "message": PARQUET_COMPRESSION, "fieldPath": ".compression", "reason": "FieldValueForbidden"},
+            {"rule": "!has(self.xlsx) || (has(self.format) && self.format == 'xlsx')",
+             "message": XLSX_ONLY, "fieldPath": ".xlsx", "reason": "FieldValueForbidden"},
+            {"rule": r#"!has(self.xlsx) || !has(self.xlsx.sheetName) || (!self.xlsx.sheetName.matches('[\\[\\]:*?/\\\\]') && !self.xlsx.sheetName.startsWith("'") && !self.xlsx.sheetName.endsWith("'"))"#,
+             "message": XLSX_SHEET_NAME, "fieldPath": ".xlsx.sheetName", "reason": "FieldValueInvalid"},
+            {"rule": "!has(self.format) || self.format != 'xlsx' || !has(self.compression) || self.compression == 'none'",
+             "message": XLSX_COMPRESSION, "fieldPath": ".compression", "reason": "FieldValueForbidden"},
+            {"rule": "!has(self.format) || self.format != 'xlsx' || !has(self.timeZone) || self.timeZone == 'UTC'",
+             "message": XLSX_TIME_ZONE, "fieldPath": ".timeZone", "reason": "FieldValueForbidden"},
             {"rule": "self == oldSelf", "message": OUTPUT_IMMUTABLE},
         ]),
     );

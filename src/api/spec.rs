@@ -258,6 +258,9 @@ pub struct OutputSpec {
     /// Parquet options (only for format `parquet`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parquet: Option<ParquetOptions>,
+    /// Excel workbook options (only for format `xlsx`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xlsx: Option<XlsxOptions>,
     /// Compression of the report. With `gzip` or `zstd` each chunk is compressed on its own
     /// (one gzip member or zstd frame per chunk) and the report is their concatenation, which
     /// every gzip or zstd reader reads as one stream.
@@ -293,6 +296,9 @@ pub enum OutputFormat {
     /// one file whose row groups are the chunks' parts, copied without re-encoding. Pages
     /// are compressed by `parquet.compression` (`compression` stays `none`).
     Parquet,
+    /// An Excel workbook (`.xlsx`): a bold header row, typed cells, a new sheet every
+    /// 1,048,575 rows. No compression (the workbook is a zip already); `timeZone` stays UTC.
+    Xlsx,
 }
 
 /// Compression of the report.
@@ -360,6 +366,23 @@ pub enum ParquetCompression {
     Snappy,
     /// Uncompressed pages.
     None,
+}
+
+/// Excel workbook options.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct XlsxOptions {
+    /// Name of the first sheet (later ones are `<name> (2)`, `<name> (3)`, ...): at most 31
+    /// characters, none of `[ ] : * ? / \`, not starting or ending with `'`. By default the
+    /// report's file name without its extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 31))]
+    pub sheet_name: Option<String>,
+    /// Cut text longer than Excel's 32,767-character cell limit to its first 32,767
+    /// characters. By default such a value fails the report, naming the column and the
+    /// row's key, and nothing is published.
+    #[serde(default)]
+    pub truncate_long_text: bool,
 }
 
 /// CSV options.

@@ -210,6 +210,8 @@ pub enum Encoding {
     Jsonl(JsonlFormat),
     /// Apache Parquet.
     Parquet(ParquetFormat),
+    /// An Excel workbook.
+    Xlsx(XlsxFormat),
 }
 
 /// Parquet encoding.
@@ -219,6 +221,16 @@ pub struct ParquetFormat {
     pub row_group_rows: u64,
     /// Compression of pages.
     pub compression: super::spec::ParquetCompression,
+}
+
+/// Excel workbook encoding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XlsxFormat {
+    /// Name of the first sheet, checked against Excel's rules (see
+    /// [`crate::formats::xlsx::sheet_name`]).
+    pub sheet_name: String,
+    /// Cut text over Excel's cell limit instead of failing.
+    pub truncate_long_text: bool,
 }
 
 /// JSON Lines encoding.

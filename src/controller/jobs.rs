@@ -15,9 +15,10 @@ use k8s_openapi::api::batch::v1::{
     Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, Container, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource,
-    PodAffinity, PodAffinityTerm, PodSecurityContext, PodSpec, PodTemplateSpec,
-    ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    Affinity, Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    PersistentVolumeClaimVolumeSource, PodAffinity, PodAffinityTerm, PodSecurityContext, PodSpec,
+    PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::{Resource, ResourceExt};
@@ -27,7 +28,7 @@ use super::names::{self, Stage};
 use super::policy::Policy;
 use crate::api::ReportJob;
 use crate::api::pod_settings::PodSettings;
-use crate::api::valid::{Destination, ValidSpec};
+use crate::api::valid::{Destination, Encoding, ValidSpec};
 use crate::stage_protocol::{ChunkSet, EXIT_DAMAGED, EXIT_PERMANENT, env};
 
 /// Where a `pvc` destination's claim is mounted in the stage pods.
@@ -388,6 +389,15 @@ fn pod_template(t: &JobContext, stage: Stage, args: &[&str], env: Vec<EnvVar>) -
         }),
         ..Default::default()
     };
+    let mut pod = pod;
+    if stage == Stage::Assemble
+        && matches!(
+            spec.output.encoding,
+            Encoding::Xlsx(_) | Encoding::Parquet(_)
+        )
+    {
+        assembly_scratch(&mut pod);
+    }
     let (mut meta, mut pod) = (ObjectMeta::default(), pod);
     super::pod_settings::apply(
         t.defaults.pod.get(),
@@ -401,6 +411,30 @@ fn pod_template(t: &JobContext, stage: Stage, args: &[&str], env: Vec<EnvVar>) -
         spec: Some(pod),
     }
 }
+
+/// The writable `/tmp` (an `emptyDir`) where an assembly that rewrites its parts works
+/// (xlsx builds the workbook there, Parquet copies each part there to read its footer),
+/// since the root filesystem is read-only.
+fn assembly_scratch(pod: &mut PodSpec) {
+    pod.volumes.get_or_insert_with(Vec::new).push(Volume {
+        name: ASSEMBLY_VOLUME.to_string(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Default::default()
+    });
+    for container in &mut pod.containers {
+        container
+            .volume_mounts
+            .get_or_insert_with(Vec::new)
+            .push(VolumeMount {
+                name: ASSEMBLY_VOLUME.to_string(),
+                mount_path: "/tmp".to_string(),
+                ..Default::default()
+            });
+    }
+}
+
+/// The name of the assemble pod's `/tmp` volume for xlsx and Parquet reports.
+const ASSEMBLY_VOLUME: &str = "assembly-tmp";
 
 /// Whether a stage pod connects to the source database (cleanup and notify do not).
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -12,6 +12,7 @@ pub mod parquet_builder;
 pub mod parquet_schema;
 pub mod pgbinary;
 pub mod pgvalue;
+pub mod xlsx;
 
 use crate::error::{Error, Result};
 use crate::ident::quote_literal;
@@ -59,6 +60,11 @@ impl<'a> PartEncoding<'a> {
                 let select = parquet::select_typed(&query, &schema);
                 Ok(format!("COPY (\n{select}\n) TO STDOUT (FORMAT binary)"))
             }
+            PartKind::Xlsx => {
+                let select =
+                    xlsx::copy_text::select_rows(&query, planned).map_err(Error::Staging)?;
+                Ok(format!("COPY (\n{select}\n) TO STDOUT"))
+            }
         }
     }
 
@@ -99,13 +105,15 @@ impl<'a> PartEncoding<'a> {
                 parquet::ParquetStream::new(planned, row_group_rows, compression)
                     .map_err(Error::Staging)?,
             )),
+            PartKind::Xlsx => RowStream::CopyText(xlsx::copy_text::CopyTextStream::default()),
         })
     }
 
     /// Whether the report is the concatenation of the parts (CSV, JSON Lines) rather
-    /// than a file rewritten from them (Parquet: its row groups copied into one file).
+    /// than a file rewritten from them (Parquet: its row groups copied into one file;
+    /// xlsx: a workbook re-encoded from their rows).
     pub fn concatenates(&self) -> bool {
-        !matches!(self.format.kind, PartKind::Parquet { .. })
+        matches!(self.format.kind, PartKind::Csv | PartKind::Jsonl { .. })
     }
 
     /// What writes the report from the parts, in key order: the storage's own composer
@@ -122,6 +130,9 @@ impl<'a> PartEncoding<'a> {
                 parquet_assemble::ParquetComposer::start(storage.clone(), target).await?,
             )),
             PartKind::Csv | PartKind::Jsonl { .. } => storage.compose(target, scratch).await,
+            PartKind::Xlsx => Err(Error::Staging(
+                "a workbook is assembled by re-encoding its parts, not by a composer".into(),
+            )),
         }
     }
 
@@ -146,6 +157,8 @@ pub enum RowStream {
     Jsonl(jsonl::JsonlStream),
     /// A binary `COPY` stream, decoded into Parquet row groups.
     Parquet(Box<parquet::ParquetStream>),
+    /// `COPY` text rows, passed on; a workbook is made of them at assembly.
+    CopyText(xlsx::copy_text::CopyTextStream),
 }
 
 impl RowStream {
@@ -170,6 +183,10 @@ impl RowStream {
                 s.feed(bytes, scratch).map_err(Error::Staging)?;
                 Ok(scratch)
             }
+            RowStream::CopyText(s) => {
+                s.feed(bytes);
+                Ok(bytes)
+            }
         }
     }
 
@@ -179,6 +196,7 @@ impl RowStream {
             RowStream::Csv(s) => s.records(),
             RowStream::Jsonl(s) => s.rows(),
             RowStream::Parquet(s) => s.rows(),
+            RowStream::CopyText(s) => s.rows(),
         }
     }
 
@@ -193,6 +211,7 @@ impl RowStream {
                 s.finish(scratch).map_err(Error::Staging)?;
                 true
             }
+            RowStream::CopyText(s) => s.at_boundary(),
         };
         if ended {
             Ok(scratch)

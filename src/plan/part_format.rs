@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// What a part holds: CSV records or JSON Lines.
+/// What a part holds: CSV records, JSON Lines, or the `COPY` text rows a workbook is
+/// assembled from.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[serde(
     rename_all = "camelCase",
@@ -27,6 +28,8 @@ pub enum PartKind {
         /// The codec of column chunk pages.
         compression: ParquetCompression,
     },
+    /// Rows in Postgres's `COPY` text format, re-encoded into one workbook at assembly.
+    Xlsx,
 }
 
 /// The codec of a Parquet report's pages.
@@ -130,6 +133,8 @@ impl PartFormat {
             (PartKind::Jsonl { .. }, false, true) => "jsonl.zst",
             // Parquet compresses its pages itself; the plan never sets gzip or zstd for it.
             (PartKind::Parquet { .. }, _, _) => "parquet",
+            // Parts are never compressed (validation refuses it for xlsx).
+            (PartKind::Xlsx, _, _) => "tsv",
         }
     }
 

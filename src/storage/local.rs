@@ -245,6 +245,34 @@ impl Storage for LocalDir {
         Ok(Some(pieces.boxed()))
     }
 
+    async fn create_via(
+        &self,
+        key: &str,
+        scratch: &str,
+        durability: Durability,
+    ) -> Result<Box<dyn ObjectWriter>> {
+        let scratch = scratch.trim_end_matches('/').to_string();
+        Ok(Box::new(self.temp_writer(key, scratch, durability).await?))
+    }
+
+    async fn read_range(&self, key: &str, start: u64, len: u64) -> Result<Bytes> {
+        let k = key.to_string();
+        self.blocking(format!("reading {}", self.location(key)), move |root| {
+            use std::io::{Seek, SeekFrom};
+            let Some(mut file) = root.open_file(&k)? else {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the file does not exist",
+                ));
+            };
+            file.seek(SeekFrom::Start(start))?;
+            let mut data = Vec::new();
+            file.take(len).read_to_end(&mut data)?;
+            Ok(Bytes::from(data))
+        })
+        .await
+    }
+
     async fn sha256(&self, key: &str) -> Result<Option<String>> {
         let k = key.to_string();
         self.blocking(format!("reading {}", self.location(key)), move |root| {

@@ -95,6 +95,22 @@ pub trait Storage: Send + Sync {
     /// An object's content as a stream of pieces (memory stays bounded whatever its
     /// size), or `None` when it does not exist.
     async fn read_pieces(&self, key: &str) -> Result<Option<PieceStream>>;
+    /// Like [`Storage::create`], for a key outside the run's staging data (a report): a
+    /// backend that writes through a temporary file keeps it under `scratch`, as
+    /// [`Storage::write_via`] does.
+    async fn create_via(
+        &self,
+        key: &str,
+        scratch: &str,
+        durability: Durability,
+    ) -> Result<Box<dyn ObjectWriter>> {
+        let _ = scratch;
+        self.create(key, durability).await
+    }
+    /// Reads the bytes `start..start + len` of `key`, which must lie within the object
+    /// (the caller knows its size), so that a large object is read piece by piece with
+    /// bounded memory.
+    async fn read_range(&self, key: &str, start: u64, len: u64) -> Result<Bytes>;
     /// sha256 (hex) of an object's content, or `None` when it does not exist.
     async fn sha256(&self, key: &str) -> Result<Option<String>>;
     /// Size of an object, or `None` when it does not exist.

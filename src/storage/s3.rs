@@ -408,6 +408,17 @@ impl Storage for S3Bucket {
         }
     }
 
+    async fn read_range(&self, key: &str, start: u64, len: u64) -> Result<Bytes> {
+        let end = start.saturating_add(len);
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        self.store
+            .get_range(&Path::from(key), start..end)
+            .await
+            .map_err(|e| self.err("reading", key, e))
+    }
+
     async fn write(&self, key: &str, data: Bytes) -> Result<()> {
         self.store
             .put(&Path::from(key), PutPayload::from(data))

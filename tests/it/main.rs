@@ -19,6 +19,7 @@ mod files_safety;
 mod formats;
 mod formats_cluster;
 mod formats_parquet;
+mod formats_xlsx;
 mod helm_install;
 mod notify;
 mod parameters;

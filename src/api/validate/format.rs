@@ -5,7 +5,8 @@ use crate::api::spec::{
     Compression, CsvOptions, DEFAULT_ROW_GROUP_ROWS, LineEnding, MAX_ROW_GROUP_ROWS, OutputFormat,
     OutputSpec,
 };
-use crate::api::valid::{CsvFormat, Encoding, JsonlFormat, ParquetFormat};
+use crate::api::valid::{CsvFormat, Encoding, JsonlFormat, ParquetFormat, XlsxFormat};
+use crate::formats::xlsx::sheet_name;
 
 /// The format and its options: each option block only with its format, and the
 /// compression only where the format is a byte stream that concatenates.
@@ -34,14 +35,58 @@ pub(super) fn encoding(output: &OutputSpec, errors: &mut Errors) -> Option<Encod
              (spec.output.parquet.compression)",
         );
     }
+    if format != OutputFormat::Xlsx && output.xlsx.is_some() {
+        ok = false;
+        errors.push::<()>("spec.output.xlsx", "only for format xlsx");
+    }
+    if format == OutputFormat::Xlsx && output.compression != Compression::None {
+        ok = false;
+        errors.push::<()>(
+            "spec.output.compression",
+            "only none for format xlsx (a workbook is a zip archive already)",
+        );
+    }
+    if format == OutputFormat::Xlsx && output.time_zone != "UTC" {
+        ok = false;
+        errors.push::<()>(
+            "spec.output.timeZone",
+            "only UTC for format xlsx (Excel dates carry no zone: timestamptz values are written in UTC)",
+        );
+    }
     let encoding = match format {
         OutputFormat::Csv => Encoding::Csv(csv_format(&output.csv, errors)?),
         OutputFormat::Jsonl => Encoding::Jsonl(JsonlFormat {
             numeric_as_number: output.jsonl.as_ref().is_some_and(|j| j.numeric_as_number),
         }),
         OutputFormat::Parquet => Encoding::Parquet(parquet_format(output, errors)?),
+        OutputFormat::Xlsx => Encoding::Xlsx(xlsx_format(output, errors)?),
     };
     ok.then_some(encoding)
+}
+
+/// The workbook options: the sheet name given (checked against Excel's rules) or derived
+/// from the report's file name.
+fn xlsx_format(output: &OutputSpec, errors: &mut Errors) -> Option<XlsxFormat> {
+    let options = output.xlsx.clone().unwrap_or_default();
+    let sheet_name = match &options.sheet_name {
+        Some(name) => match sheet_name::check(name) {
+            Ok(()) => name.clone(),
+            Err(why) => return errors.push("spec.output.xlsx.sheetName", why),
+        },
+        None => {
+            let destination = &output.destination;
+            let path = match (&destination.pvc, &destination.bucket) {
+                (Some(pvc), _) => pvc.path.as_str(),
+                (None, Some(bucket)) => bucket.url.as_str(),
+                (None, None) => "",
+            };
+            sheet_name::from_file_name(path)
+        }
+    };
+    Some(XlsxFormat {
+        sheet_name,
+        truncate_long_text: options.truncate_long_text,
+    })
 }
 
 /// The CSV options set to something other than their defaults, by name.

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::api::load::load_str;
-use crate::api::valid::{CsvFormat, Encoding, JsonlFormat};
+use crate::api::valid::{CsvFormat, Encoding, JsonlFormat, XlsxFormat};
 
 use crate::api::test_specs::MINIMAL as GOOD;
 
@@ -581,4 +581,67 @@ fn parquet_takes_its_own_options_and_no_stream_compression() {
         errors_of(&out("format: parquet\n    parquet: {rowGroupRows: 0}")),
         ["spec.output.parquet.rowGroupRows: must be between 1 and 16777216, got 0"]
     );
+}
+
+#[test]
+fn xlsx_options_are_typed_and_the_sheet_name_defaults_to_the_file_name() {
+    let spec = valid(&out("format: xlsx"));
+    assert_eq!(
+        spec.output.encoding,
+        Encoding::Xlsx(XlsxFormat {
+            sheet_name: "orders".into(),
+            truncate_long_text: false
+        })
+    );
+    let spec = valid(&out(
+        "format: xlsx\n    xlsx: {sheetName: \"Q1 sales\", truncateLongText: true}",
+    ));
+    assert_eq!(
+        spec.output.encoding,
+        Encoding::Xlsx(XlsxFormat {
+            sheet_name: "Q1 sales".into(),
+            truncate_long_text: true
+        })
+    );
+}
+
+#[test]
+fn xlsx_refuses_other_formats_options_compression_and_bad_sheet_names() {
+    assert_eq!(
+        errors_of(&out("format: xlsx\n    csv: {bom: true}")),
+        ["spec.output.csv.bom: only for format csv"]
+    );
+    assert_eq!(
+        errors_of(&out("format: xlsx\n    jsonl: {numericAsNumber: true}")),
+        ["spec.output.jsonl: only for format jsonl"]
+    );
+    assert_eq!(
+        errors_of(&out("xlsx: {truncateLongText: true}")),
+        ["spec.output.xlsx: only for format xlsx"]
+    );
+    for compression in ["gzip", "zstd"] {
+        assert_eq!(
+            errors_of(&out(&format!(
+                "format: xlsx\n    compression: {compression}"
+            ))),
+            [
+                "spec.output.compression: only none for format xlsx (a workbook is a zip archive already)"
+            ]
+        );
+    }
+    let errors = errors_of(&out("format: xlsx\n    timeZone: Europe/Paris"));
+    assert!(
+        errors[0].starts_with("spec.output.timeZone: only UTC for format xlsx"),
+        "{errors:?}"
+    );
+    for bad in ["'a/b'", "\"x[1]\"", "\"'quoted'\""] {
+        let errors = errors_of(&out(&format!(
+            "format: xlsx\n    xlsx: {{sheetName: {bad}}}"
+        )));
+        assert_eq!(errors.len(), 1, "{bad}: {errors:?}");
+        assert!(
+            errors[0].starts_with("spec.output.xlsx.sheetName: "),
+            "{bad}: {errors:?}"
+        );
+    }
 }
