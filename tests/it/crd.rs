@@ -220,13 +220,21 @@ fn schema_expresses_the_validation_rules() {
     assert_eq!(rules(destination), ["has(self.pvc) != has(self.bucket)"]);
     assert_eq!(rules(&spec["properties"]["chunking"]), ["self == oldSelf"]);
     let output_rules = rules(&spec["properties"]["output"]);
-    assert_eq!(output_rules.len(), 3, "{output_rules:?}");
+    assert_eq!(output_rules.len(), 5, "{output_rules:?}");
     assert!(output_rules[0].starts_with("!has(self.format) || self.format == 'csv'"));
     assert_eq!(
         output_rules[1],
         "!has(self.jsonl) || (has(self.format) && self.format == 'jsonl')"
     );
-    assert_eq!(output_rules[2], "self == oldSelf");
+    assert_eq!(
+        output_rules[2],
+        "!has(self.parquet) || (has(self.format) && self.format == 'parquet')"
+    );
+    assert_eq!(
+        output_rules[3],
+        "!has(self.format) || self.format != 'parquet' || !has(self.compression) || self.compression == 'none'"
+    );
+    assert_eq!(output_rules[4], "self == oldSelf");
     for mutable in ["suspend", "ttlSecondsAfterFinished", "notify", "worker"] {
         assert!(
             spec["properties"][mutable]
