@@ -203,7 +203,7 @@ def staged_cpu(work, n5, env, fmt, ext, chunks=20):
     common = ["-f", path, "--output-dir", outdir]
     planned = subprocess.run([BIN, "plan", "--write"] + common, check=True, capture_output=True,
                              text=True, env=env).stdout
-    count = int(re.search(r"(\d+) chunks", planned).group(1))
+    count = int(re.search(r"chunks=(\d+)", planned).group(1))
     export_cpu, export_peak = 0.0, 0.0
     for i in range(count):
         cpu, _, mib = cpu_of([BIN, "worker", "--index", str(i)] + common, env)

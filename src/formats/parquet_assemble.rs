@@ -1,5 +1,6 @@
 //! Assembling a Parquet report: each part (a Parquet file) is fetched into a local
-//! temporary file, its sha256 checked, and its row groups' column chunks are copied byte
+//! temporary file (or, where `TMPDIR` is not writable, as in stage pods with a read-only
+//! root file system, into memory: one part at a time), its sha256 checked, and its row groups' column chunks are copied byte
 //! for byte into the report (the parquet crate's `append_column`), with their statistics
 //! and page indexes; nothing is decoded or re-encoded, so assembly costs I/O, not CPU. The
 //! report is streamed to storage one row group at a time (memory holds one row group's
@@ -25,8 +26,8 @@ type ReportWriter = SerializedFileWriter<Vec<u8>>;
 pub struct ParquetComposer {
     storage: Arc<dyn Storage>,
     target: String,
-    /// Holds the part being copied.
-    temp: tempfile::TempDir,
+    /// Holds the part being copied; `None` keeps it in memory.
+    temp: Option<tempfile::TempDir>,
     out: Box<dyn ObjectWriter>,
     /// Created with the first part's schema.
     writer: Option<ReportWriter>,
@@ -46,7 +47,7 @@ impl ParquetComposer {
         let temp = tempfile::Builder::new()
             .prefix("reportjob-assemble-")
             .tempdir()
-            .map_err(|e| Error::storage("creating a temporary directory for assembly", e))?;
+            .ok();
         let out = storage.create(target, Durability::Durable).await?;
         Ok(ParquetComposer {
             storage,
@@ -60,20 +61,34 @@ impl ParquetComposer {
         })
     }
 
-    /// Copies `piece` into the temporary directory `dir`, checking its sha256.
-    async fn fetch(storage: &dyn Storage, dir: &std::path::Path, piece: &Piece) -> Result<File> {
-        let path = dir.join("part.parquet");
-        let what = format!("copying {} to {}", piece.key, path.display());
+    /// Copies `piece` into the temporary directory `dir` (into memory without one),
+    /// checking its sha256.
+    async fn fetch(
+        storage: &dyn Storage,
+        dir: Option<&std::path::Path>,
+        piece: &Piece,
+    ) -> Result<PartData> {
         let mut pieces = storage.read_pieces(&piece.key).await?.ok_or_else(|| {
             Error::Staging(format!(
                 "cannot assemble: {} is missing",
                 storage.location(&piece.key)
             ))
         })?;
+        let mut hasher = Sha256::new();
+        let Some(dir) = dir else {
+            let mut data = Vec::new();
+            while let Some(bytes) = pieces.try_next().await? {
+                hasher.update(&bytes);
+                data.extend_from_slice(&bytes);
+            }
+            piece.verify(&hex::encode(hasher.finalize()))?;
+            return Ok(PartData::Memory(bytes::Bytes::from(data)));
+        };
+        let path = dir.join("part.parquet");
+        let what = format!("copying {} to {}", piece.key, path.display());
         let mut file = tokio::fs::File::create(&path)
             .await
             .map_err(|e| Error::storage(what.clone(), e))?;
-        let mut hasher = Sha256::new();
         while let Some(bytes) = pieces.try_next().await? {
             hasher.update(&bytes);
             tokio::io::AsyncWriteExt::write_all(&mut file, &bytes)
@@ -84,7 +99,8 @@ impl ParquetComposer {
             .await
             .map_err(|e| Error::storage(what.clone(), e))?;
         piece.verify(&hex::encode(hasher.finalize()))?;
-        std::fs::File::open(&path).map_err(|e| Error::storage(what, e))
+        let file = std::fs::File::open(&path).map_err(|e| Error::storage(what, e))?;
+        Ok(PartData::File(file))
     }
 
     /// Hands the report bytes written so far to storage.
@@ -102,12 +118,20 @@ impl ParquetComposer {
     }
 }
 
+/// A fetched part: a local file, or its bytes.
+enum PartData {
+    File(File),
+    Memory(bytes::Bytes),
+}
+
 /// A part's footer (with its page indexes when it has them).
-fn read_footer(file: &File, key: &str) -> Result<ParquetMetaData> {
-    ParquetMetaDataReader::new()
-        .with_page_index_policy(PageIndexPolicy::Optional)
-        .parse_and_finish(file)
-        .map_err(parquet_err(format!("{key} is not a readable Parquet file")))
+fn read_footer(part: &PartData, key: &str) -> Result<ParquetMetaData> {
+    let reader = ParquetMetaDataReader::new().with_page_index_policy(PageIndexPolicy::Optional);
+    match part {
+        PartData::File(file) => reader.parse_and_finish(file),
+        PartData::Memory(bytes) => reader.parse_and_finish(bytes),
+    }
+    .map_err(parquet_err(format!("{key} is not a readable Parquet file")))
 }
 
 /// The report's writer, with the schema and key-value metadata (Arrow's schema) of its
@@ -128,7 +152,7 @@ fn report_writer(first: &ParquetMetaData) -> Result<ReportWriter> {
 /// Copies row group `index` of `part` into the report, column chunk by column chunk.
 fn copy_row_group(
     writer: &mut ReportWriter,
-    file: &File,
+    part: &PartData,
     footer: &ParquetMetaData,
     index: usize,
     key: &str,
@@ -147,17 +171,18 @@ fn copy_row_group(
         })?;
         let bytes = u64::try_from(column.compressed_size())
             .map_err(|_| Error::Staging(format!("a column chunk of {key} has a negative size")))?;
-        out.append_column(
-            file,
-            ColumnCloseResult {
-                bytes_written: bytes,
-                rows_written: rows,
-                metadata: column.clone(),
-                bloom_filter: None,
-                column_index: column_index.and_then(|c| c.get(i)).cloned(),
-                offset_index: offset_index.and_then(|o| o.get(i)).cloned(),
-            },
-        )
+        let close = ColumnCloseResult {
+            bytes_written: bytes,
+            rows_written: rows,
+            metadata: column.clone(),
+            bloom_filter: None,
+            column_index: column_index.and_then(|c| c.get(i)).cloned(),
+            offset_index: offset_index.and_then(|o| o.get(i)).cloned(),
+        };
+        match part {
+            PartData::File(file) => out.append_column(file, close),
+            PartData::Memory(bytes) => out.append_column(bytes, close),
+        }
         .map_err(err())?;
     }
     out.close().map_err(err())?;
@@ -168,7 +193,8 @@ fn copy_row_group(
 impl Composer for ParquetComposer {
     async fn append(&mut self, piece: Piece) -> Result<()> {
         let storage = self.storage.clone();
-        let file = Arc::new(Self::fetch(storage.as_ref(), self.temp.path(), &piece).await?);
+        let dir = self.temp.as_ref().map(tempfile::TempDir::path);
+        let file = Arc::new(Self::fetch(storage.as_ref(), dir, &piece).await?);
         let key = piece.key.clone();
         let footer = {
             let (file, key) = (file.clone(), key.clone());

@@ -5,7 +5,8 @@
 //! text with a warning) exported in several chunks of several row groups each, on a volume
 //! and in a bucket, read back by pyarrow and DuckDB and compared value by value with what
 //! Postgres says; footer statistics checked by pyarrow; infinite dates refused by name with
-//! nothing published; and options of other formats refused.
+//! nothing published; options of other formats refused; and the same report written by
+//! plan, chunk and assemble pods on kubesim, with gzip around Parquet refused at admission.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
 use std::path::Path;
@@ -373,4 +374,68 @@ async fn options_that_parquet_does_not_take_are_refused_by_name() {
         );
         assert!(!work.output_dir().exists(), "{message}: nothing written");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parquet_report_from_stage_pods_is_exact_and_stream_compression_is_refused_at_admission() {
+    use common::cluster::{Env, output_file, report};
+    use kube::api::PostParams;
+    use reportjob::api::{Phase, ReportJob};
+
+    let mut db = TestDb::new("parquet_cluster").await;
+    db.exec(PTYPED).await;
+    let mut env = Env::start().await;
+    let ns = "parquet";
+    env.tenant(ns).await;
+    env.start_single_controller();
+
+    // gzip around Parquet never gets in.
+    let mixed = report("mixed", &db.table("ptyped"), "mixed.parquet")
+        .set("spec.output.format", "parquet")
+        .set("spec.output.compression", "gzip")
+        .build();
+    let mixed: ReportJob = serde_json::from_value(mixed).unwrap();
+    let refused = env.rjs(ns).create(&PostParams::default(), &mixed).await;
+    let message = format!("{:?}", refused.expect_err("refused at admission"));
+    assert!(
+        message.contains(reportjob::api::schema::PARQUET_COMPRESSION),
+        "{message}"
+    );
+
+    // Plan, chunk and assemble pods, each its own process.
+    let path = "exports/typed.parquet";
+    let rj = report("typed", &db.table("ptyped"), path)
+        .chunk_size(40)
+        .set("spec.output.format", "parquet")
+        .set("spec.output.parquet.rowGroupRows", 16)
+        .build_yaml();
+    env.apply(ns, &rj).await;
+    let done = env
+        .wait_phase(ns, "typed", Phase::Succeeded, common::PATIENCE)
+        .await;
+    let status = done.status.unwrap();
+    assert!(status.chunks.unwrap().total >= 5);
+    let output = status.output.unwrap();
+    assert_eq!(output.rows, 300);
+    let stored = std::fs::read(output_file(&env, ns, path)).unwrap();
+    assert_eq!(stored.len() as i64, output.bytes);
+    assert_eq!(output.sha256, sha256_hex(&stored));
+
+    let file = env.dir.path().join("typed.parquet");
+    std::fs::write(&file, &stored).unwrap();
+    let expected = env.dir.path().join("expected.json");
+    write_expected(&mut db, "ptyped", false, &expected).await;
+    let printed = reader(
+        "parquet_check.py",
+        &[file.to_str().unwrap(), expected.to_str().unwrap()],
+    );
+    let values = 300 * EXPECTED.len();
+    assert!(
+        printed.starts_with(&format!("pyarrow rows=300 values={values} row_groups=")),
+        "{printed}"
+    );
+    assert!(
+        printed.ends_with(&format!("duckdb rows=300 values={values}\n")),
+        "{printed}"
+    );
 }
