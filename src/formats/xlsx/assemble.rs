@@ -19,7 +19,7 @@ use crate::staging::{Layout, PartManifest};
 use crate::storage::{Composed, Durability, Storage};
 
 /// Bytes of a part read at once.
-const PIECE: u64 = 8 * 1024 * 1024;
+const PIECE: u64 = 2 * 1024 * 1024;
 /// Pieces in flight between the reader and the encoder.
 const IN_FLIGHT: usize = 2;
 /// Bytes of the workbook sent to storage at once.
