@@ -8,6 +8,7 @@ pub mod admission;
 pub mod budget;
 pub mod cache;
 pub mod decide;
+pub mod event_cache;
 pub mod events;
 pub mod jobs;
 pub mod leader;
@@ -19,6 +20,7 @@ pub mod pod_settings;
 pub mod policy;
 pub mod results;
 pub mod schedule;
+pub mod status_writes;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -124,6 +126,11 @@ pub struct Context {
     jobs: JobCache,
     /// The stage pods, from a watch of their own (they trigger nothing).
     pods: PodCache,
+    /// The stage Jobs' `FailedCreate` events, from a watch of their own.
+    events: event_cache::EventCache,
+    /// When each ReportJob's status was last written (progress is written at most every
+    /// few seconds).
+    progress_writes: status_writes::ProgressWrites,
     /// The cap on runs in flight.
     gate: admission::RunGate,
     /// The per-namespace budget of chunk pods.
@@ -180,6 +187,8 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
     let mut pod_stores = Vec::new();
     let mut pod_watches = Vec::new();
     let pod_errors = WatchErrors::default();
+    let event_errors = WatchErrors::default();
+    let mut event_stores = Vec::new();
     let job_errors = WatchErrors::default();
     for ns in &scopes {
         let pod_api: Api<Pod> = scoped_api(&client, ns.as_deref());
@@ -199,6 +208,26 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
             }
         }));
         pod_stores.push(reader);
+        let event_api: Api<CoreEvent> = scoped_api(&client, ns.as_deref());
+        let (reader, writer) = reflector::store::<CoreEvent>();
+        let stream = watcher(
+            event_api,
+            watcher::Config::default().fields(event_cache::FAILED_CREATE),
+        )
+        .default_backoff()
+        .modify(event_cache::reduce)
+        .reflect(writer);
+        let errors = event_errors.clone();
+        pod_watches.push(tokio::spawn(async move {
+            futures::pin_mut!(stream);
+            while let Some(event) = stream.next().await {
+                errors.note(&event);
+                if let Err(e) = event {
+                    tracing::warn!(error = %crate::error::error_chain(&e), "watching FailedCreate events failed");
+                }
+            }
+        }));
+        event_stores.push(reader);
         let jobs: Api<Job> = scoped_api(&client, ns.as_deref());
         let (reader, writer) = reflector::store::<Job>();
         let stream = watcher(jobs, owned.clone())
@@ -246,6 +275,8 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
         failures: Mutex::new(HashMap::new()),
         jobs: JobCache::new(job_stores, job_errors),
         pods: PodCache::new(pod_stores, pod_errors),
+        events: event_cache::EventCache::new(event_stores, event_errors),
+        progress_writes: status_writes::ProgressWrites::default(),
         gate: admission::RunGate::new(config.max_concurrent_runs, rj_stores, wakers),
         budget: budget::PodBudget::new(config.max_stage_pods_per_namespace),
     });
@@ -397,9 +428,28 @@ async fn reconcile_inner(rj: &ReportJob, ctx: &Context) -> Result<Requeue, Error
         step.action,
         Action::RemoveFinalizer | Action::DeleteReportJob
     );
-    if step.status != old && !gone {
-        write_status(ctx, rj, &step).await?;
-        count_progress(ctx, &old, &step);
+    // The finalizer's own patch brings the next reconcile, which writes the status (of a
+    // queued run, this one writes it: nothing else would).
+    let accepting = step.action == Action::AddFinalizer
+        && !step
+            .status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == crate::api::conditions::QUEUED);
+    let mut later = None;
+    if step.status != old && !gone && !accepting {
+        let waits = status_writes::progress_only(&old, &step.status)
+            .then(|| ctx.progress_writes.wait(&key(rj)))
+            .flatten();
+        match waits {
+            // Progress only, written a moment ago: it is written when the wait is over.
+            Some(wait) => later = Some(wait),
+            None => {
+                write_status(ctx, rj, &step).await?;
+                ctx.progress_writes.wrote(&key(rj));
+                count_progress(ctx, &old, &step);
+            }
+        }
     }
     let ended =
         |s: &crate::api::ReportJobStatus| s.phase.is_some_and(crate::api::Phase::is_terminal);
@@ -412,7 +462,11 @@ async fn reconcile_inner(rj: &ReportJob, ctx: &Context) -> Result<Requeue, Error
     }
     ctx.metrics
         .set_phase(&key(rj), if gone { None } else { step.status.phase });
-    Ok(match requeue.or(step.requeue) {
+    let requeue = match (requeue.or(step.requeue), later) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(match requeue {
         Some(after) => Requeue::requeue(after),
         None => Requeue::await_change(),
     })

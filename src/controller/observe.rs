@@ -353,21 +353,15 @@ pub async fn observe(ctx: &Context, rj: &ReportJob) -> Result<Observed, Error> {
         if pod_cache::pods_show_progress(job, &ctx.pods.pods_of(&ns, &name, *stage, job)) {
             continue;
         }
-        tracing::debug!(reportjob = %format!("{ns}/{name}"), stage = stage.as_str(), "listing FailedCreate events: the Job has no pod");
-        let event_api: Api<Event> = Api::namespaced(ctx.client.clone(), &ns);
-        let fields = format!(
-            "involvedObject.uid={},reason=FailedCreate",
-            job.uid().unwrap_or_default()
-        );
-        ctx.metrics.api_requests.inc();
-        let listed = event_api
-            .list(&ListParams::default().fields(&fields))
-            .await
-            .map_err(kube_err(format!(
-                "listing the events of the {} Job of {ns}/{name}",
-                stage.as_str()
-            )))?;
-        if let Some(why) = newest_create_failure(&listed.items) {
+        // From the watch of FailedCreate events: no list per reconcile.
+        ctx.events.ready().await.map_err(|message| Error::Cache {
+            what: format!("the FailedCreate events of {ns}/{name}"),
+            message,
+        })?;
+        let events = ctx
+            .events
+            .failed_creates(&ns, &job.uid().unwrap_or_default());
+        if let Some(why) = newest_create_failure(&events) {
             create_failures.insert(*stage, why);
         }
     }

@@ -16,7 +16,8 @@ use crate::controller::results;
 use crate::stage_protocol::{ChunkSet, MAX_CHUNKS, StageResult};
 
 impl Decision<'_> {
-    pub(super) fn planning(&mut self, spec: &ValidSpec, run_id: &str) -> Action {
+    /// The status of a run that is planning (its snapshot holder, then its plan Job).
+    pub(super) fn planning_status(&mut self) {
         self.condition(
             conditions::PLANNED,
             false,
@@ -25,6 +26,11 @@ impl Decision<'_> {
         );
         self.condition(conditions::COMPLETE, false, reason::PLANNING, "");
         self.condition(conditions::FAILED, false, reason::NO_FAILURE, "");
+        self.set_phase(Phase::Planning, "planning chunks");
+    }
+
+    pub(super) fn planning(&mut self, spec: &ValidSpec, run_id: &str) -> Action {
+        self.planning_status();
         let line = match self.single_pod_stage(
             Stage::Plan,
             (Phase::Planning, "planning chunks"),

@@ -672,7 +672,7 @@ fn a_planned_result_records_the_plan_and_creates_the_chunks_job() {
     let planned = condition(&step, conditions::PLANNED);
     assert_eq!(planned.status, "True");
     assert_eq!(planned.message, "3 chunks, plan digest 0123456789ab");
-    assert_eq!(reasons(&step), vec![reason::PLAN_STAGED, reason::EXPORTING]);
+    assert_eq!(reasons(&step), vec![reason::PLAN_STAGED]);
 }
 
 #[test]
@@ -709,11 +709,7 @@ fn privilege_warnings_of_the_plan_show_in_the_condition_and_as_one_event() {
     assert!(!message.contains('\n'), "{message}");
     assert_eq!(
         reasons(&step),
-        vec![
-            reason::EXCESS_PRIVILEGES,
-            reason::PLAN_STAGED,
-            reason::EXPORTING
-        ]
+        vec![reason::EXCESS_PRIVILEGES, reason::PLAN_STAGED]
     );
 }
 
