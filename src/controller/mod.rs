@@ -437,8 +437,11 @@ async fn reconcile_inner(rj: &ReportJob, ctx: &Context) -> Result<Requeue, Error
             .iter()
             .any(|c| c.type_ == crate::api::conditions::QUEUED);
     let mut later = None;
-    if step.status != old && !gone && !accepting {
-        let waits = status_writes::progress_only(&old, &step.status)
+    // The active pod count alone is carried by the next write.
+    let active_only = status_writes::active_only(&old, &step.status);
+    if step.status != old && !gone && !accepting && !active_only {
+        let progress = status_writes::progress_only(&old, &step.status);
+        let waits = progress
             .then(|| ctx.progress_writes.wait(&key(rj)))
             .flatten();
         match waits {
@@ -446,7 +449,9 @@ async fn reconcile_inner(rj: &ReportJob, ctx: &Context) -> Result<Requeue, Error
             Some(wait) => later = Some(wait),
             None => {
                 write_status(ctx, rj, &step).await?;
-                ctx.progress_writes.wrote(&key(rj));
+                if progress {
+                    ctx.progress_writes.wrote(&key(rj));
+                }
                 count_progress(ctx, &old, &step);
             }
         }

@@ -1,8 +1,11 @@
 //! When a changed status is written: at once when anything but progress changed (phase,
-//! conditions, plan, output, failed chunks...), and progress alone (chunk counts, completed
-//! chunks, the progress message) at most once per [`PROGRESS_EVERY`] per ReportJob, so that
-//! a run's status writes do not grow with its chunks or with how often its Job's counts move.
-//! The decision is pure ([`progress_only`]); [`ProgressWrites`] remembers the last writes.
+//! conditions, plan, output, failed chunks...); progress alone (chunks done, completed
+//! chunks, the progress message) at once when no progress was written in the last
+//! [`PROGRESS_EVERY`], else once that has passed; a change of the active pod count alone
+//! not by itself (the next write carries it). So a run's status writes do not grow with its
+//! chunks or with how often its Job's counts move. The decisions are pure
+//! ([`progress_only`], [`active_only`]); [`ProgressWrites`] remembers the last progress
+//! writes.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -26,7 +29,19 @@ pub fn progress_only(old: &ReportJobStatus, new: &ReportJobStatus) -> bool {
     old != new && old.phase.is_some() && strip(old) == strip(new)
 }
 
-/// When each ReportJob's status was last written.
+/// Whether `new` differs from `old` only in the count of active chunk pods.
+pub fn active_only(old: &ReportJobStatus, new: &ReportJobStatus) -> bool {
+    let strip = |s: &ReportJobStatus| {
+        let mut s = s.clone();
+        if let Some(c) = s.chunks.as_mut() {
+            c.active = 0;
+        }
+        s
+    };
+    old != new && strip(old) == strip(new)
+}
+
+/// When each ReportJob's progress was last written.
 #[derive(Default)]
 pub struct ProgressWrites {
     last: Mutex<HashMap<String, Instant>>,
@@ -83,6 +98,12 @@ mod tests {
         assert!(!progress_only(&running(3), &failed));
         // The first status of a ReportJob is always written.
         assert!(!progress_only(&ReportJobStatus::default(), &running(0)));
+        let mut busier = running(2);
+        if let Some(c) = busier.chunks.as_mut() {
+            c.active = 3;
+        }
+        assert!(active_only(&running(2), &busier));
+        assert!(!active_only(&running(1), &busier));
     }
 
     #[test]
