@@ -121,9 +121,12 @@ spec:
                     return le
             return float("inf")
         requests = float(re.search(r"reportjob_api_requests_total (\d+)", text).group(1))
-        # The same from kubesim's side: kube-rs sends no User-Agent ("unknown"), kubectl does.
+        # The same from kubesim's side: kube-rs sends no User-Agent ("unknown"), kubectl does;
+        # kubesim's own Job controller and kubelet (pods, pods/status, jobs/status, secrets,
+        # deployments, replicasets) send none either, so only the controller's resources count.
         served = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/debug/requests").read())
-        ctl_served = served.get("unknown", {})
+        ours = ("reportjobs", "reportjobs/status", "reportschedules", "events", "jobs")
+        ctl_served = {k: v for k, v in served.get("unknown", {}).items() if k.split(" ", 1)[1] in ours}
         writes = {k: v for k, v in ctl_served.items() if not k.startswith(("watch ", "list ", "get "))}
         reads = {k: v for k, v in ctl_served.items() if k.startswith(("list ", "get "))}
         rows = sum(((i.get("status") or {}).get("rows") or 0) for i in items)
