@@ -169,6 +169,7 @@ impl Cluster {
         store.ensure_kubernetes_service(secure_addr.port());
         store.set_ca(&tls.ca_pem);
         let faults = Arc::new(FaultRules::default());
+        let requests = Arc::new(api::requests::RequestCounts::default());
         let app = |secure: bool| {
             Arc::new(App {
                 store: store.clone(),
@@ -176,6 +177,7 @@ impl Cluster {
                 data_dir: data_dir.clone(),
                 addr: addr.to_string(),
                 secure,
+                requests: requests.clone(),
             })
         };
         let serving = (
@@ -364,6 +366,7 @@ impl Cluster {
                 data_dir: self.data_dir.clone(),
                 addr: self.addr.to_string(),
                 secure,
+                requests: Default::default(),
             })
         };
         let Some(rt) = self.rt.as_ref() else {

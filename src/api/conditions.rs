@@ -18,6 +18,10 @@ pub const SUSPENDED: &str = "Suspended";
 /// The completion notification of `spec.notify` was delivered (or why not).
 pub const NOTIFIED: &str = "Notified";
 
+/// Condition type: the run waits for one of the controller's run slots
+/// (`--max-concurrent-runs`) or for stage pod budget (`--max-stage-pods-per-namespace`).
+pub const QUEUED: &str = "Queued";
+
 /// Condition type: the spec changed after planning started and the change is ignored.
 pub const SPEC_CHANGE_IGNORED: &str = "SpecChangeIgnored";
 
@@ -86,6 +90,12 @@ pub mod reason {
     pub const CLEANING_UP: &str = "CleaningUp";
     /// The cleanup Job failed (event).
     pub const CLEANUP_FAILED: &str = "CleanupFailed";
+    /// As many runs are in flight as the controller runs at once (`--max-concurrent-runs`).
+    pub const RUN_LIMIT_REACHED: &str = "RunLimitReached";
+    /// The run got a run slot and started (or its chunks Job got pods of the budget).
+    pub const ADMITTED: &str = "Admitted";
+    /// The namespace's chunk pods (`--max-stage-pods-per-namespace`) are all in use.
+    pub const STAGE_POD_BUDGET: &str = "StagePodBudgetInUse";
     /// A reconcile failed (event).
     pub const RECONCILE_ERROR: &str = "ReconcileError";
     /// The webhook accepted the notification.

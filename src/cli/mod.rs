@@ -225,6 +225,22 @@ pub struct ControllerArgs {
     /// Unset resources default to requests cpu 100m / memory 64Mi, limit memory 256Mi.
     #[arg(long, env = "REPORTJOB_STAGE_PODS", default_value = "")]
     pub stage_pods: String,
+    /// Most ReportJob runs in flight at once, all namespaces together (0: no cap). A run
+    /// holds database connections from its start (under consistency: Snapshot one for its
+    /// whole run), so the default keeps a burst of runs well within a Postgres
+    /// max_connections of 100; the others wait in phase Pending (condition Queued) and
+    /// start in creation order as runs end.
+    #[arg(long, env = "REPORTJOB_MAX_CONCURRENT_RUNS", default_value_t = 25)]
+    pub max_concurrent_runs: usize,
+    /// Most chunk worker pods running at once in one namespace, all its ReportJobs together
+    /// (0: no budget). Each run's chunks Job gets a fair share (round robin over the
+    /// namespace's exporting runs, oldest first) of what the others leave free.
+    #[arg(
+        long,
+        env = "REPORTJOB_MAX_STAGE_PODS_PER_NAMESPACE",
+        default_value_t = 0
+    )]
+    pub max_stage_pods_per_namespace: u32,
     /// Namespaces to watch, comma-separated; all when empty.
     #[arg(long, value_delimiter = ',', env = "REPORTJOB_NAMESPACES")]
     pub namespaces: Vec<String>,
@@ -425,6 +441,9 @@ async fn controller(args: ControllerArgs) -> i32 {
         },
         metrics_addr: Some(args.metrics_addr),
         clock_file: args.clock_file,
+        max_concurrent_runs: (args.max_concurrent_runs > 0).then_some(args.max_concurrent_runs),
+        max_stage_pods_per_namespace: (args.max_stage_pods_per_namespace > 0)
+            .then_some(args.max_stage_pods_per_namespace),
         lease: args.leader_election.then_some(LeaseConfig {
             name: args.lease_name,
             namespace: args.lease_namespace,

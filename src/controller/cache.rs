@@ -188,6 +188,46 @@ impl JobCache {
     }
 }
 
+impl JobCache {
+    /// The Jobs of `stage` of every ReportJob in `ns`, as best known, with their
+    /// ReportJob's name.
+    pub fn stage_jobs_in(&self, ns: &str, stage: names::Stage) -> Vec<(String, Seen)> {
+        let label = |j: &Job, key: &str| j.labels().get(key).cloned();
+        let mut owners: std::collections::BTreeSet<String> = self
+            .stores
+            .iter()
+            .flat_map(|s| {
+                s.state_filter(|j| {
+                    j.namespace().as_deref() == Some(ns)
+                        && label(j, names::STAGE_LABEL).as_deref() == Some(stage.as_str())
+                })
+            })
+            .filter_map(|j| label(&j, names::REPORTJOB_LABEL))
+            .collect();
+        if let Ok(written) = self.written.lock() {
+            owners.extend(
+                written
+                    .keys()
+                    .filter(|(n, _)| n == ns)
+                    .map(|(_, rj)| rj.clone()),
+            );
+        }
+        owners
+            .into_iter()
+            .flat_map(|rj| {
+                self.jobs_of(ns, &rj)
+                    .into_iter()
+                    .filter(|s| {
+                        let (Seen::Live(j) | Seen::Terminating(j)) = s;
+                        label(j, names::STAGE_LABEL).as_deref() == Some(stage.as_str())
+                    })
+                    .map(move |s| (rj.clone(), s))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
+
 fn seen(j: Job) -> Seen {
     if j.metadata.deletion_timestamp.is_some() {
         Seen::Terminating(j)

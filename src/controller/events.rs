@@ -110,20 +110,23 @@ pub fn phase_notes(old: &ReportJobStatus, new: &ReportJobStatus) -> Vec<EventNot
         Some(Phase::Planning) => vec![EventNote::normal(
             reason::PLANNING,
             action::PLAN,
-            "created the plan Job",
+            "planning",
         )],
         Some(Phase::Running) => {
             let mut notes = Vec::new();
             if let Some(plan) = &new.plan
                 && old.plan.is_none()
             {
+                // One event for both: the plan is staged and its chunks are exporting.
                 notes.push(EventNote::normal(
                     reason::PLAN_STAGED,
                     action::PLAN,
-                    &plan_summary(plan.chunks, &plan.digest),
+                    &format!(
+                        "{}; exporting chunks",
+                        plan_summary(plan.chunks, &plan.digest)
+                    ),
                 ));
-            }
-            if old.phase == Some(Phase::Suspended) {
+            } else if old.phase == Some(Phase::Suspended) {
                 notes.push(EventNote::normal(
                     reason::RESUMED,
                     action::EXPORT,

@@ -4,8 +4,11 @@
 //! exists ([`observe`]), carries out the one action decided, writes the status when it
 //! changed and records the [`events`].
 
+pub mod admission;
+pub mod budget;
 pub mod cache;
 pub mod decide;
+pub mod event_cache;
 pub mod events;
 pub mod jobs;
 pub mod leader;
@@ -17,6 +20,7 @@ pub mod pod_settings;
 pub mod policy;
 pub mod results;
 pub mod schedule;
+pub mod status_writes;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -57,6 +61,12 @@ pub struct ControllerConfig {
     pub lease: Option<LeaseConfig>,
     /// Tests only: the file the ReportSchedule loop reads the time from (see [`schedule`]).
     pub clock_file: Option<std::path::PathBuf>,
+    /// At most this many runs in flight at once, all namespaces together (see
+    /// [`admission`]); `None`: no cap.
+    pub max_concurrent_runs: Option<usize>,
+    /// At most this many chunk pods running per namespace (see [`budget`]); `None`: no
+    /// budget.
+    pub max_stage_pods_per_namespace: Option<u32>,
 }
 
 /// A failed reconcile.
@@ -116,6 +126,15 @@ pub struct Context {
     jobs: JobCache,
     /// The stage pods, from a watch of their own (they trigger nothing).
     pods: PodCache,
+    /// The stage Jobs' `FailedCreate` events, from a watch of their own.
+    events: event_cache::EventCache,
+    /// When each ReportJob's status was last written (progress is written at most every
+    /// few seconds).
+    progress_writes: status_writes::ProgressWrites,
+    /// The cap on runs in flight.
+    gate: admission::RunGate,
+    /// The per-namespace budget of chunk pods.
+    budget: budget::PodBudget,
 }
 
 /// Runs the controller until SIGTERM/SIGINT (or until leadership is lost, which is an
@@ -168,6 +187,8 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
     let mut pod_stores = Vec::new();
     let mut pod_watches = Vec::new();
     let pod_errors = WatchErrors::default();
+    let event_errors = WatchErrors::default();
+    let mut event_stores = Vec::new();
     let job_errors = WatchErrors::default();
     for ns in &scopes {
         let pod_api: Api<Pod> = scoped_api(&client, ns.as_deref());
@@ -187,6 +208,26 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
             }
         }));
         pod_stores.push(reader);
+        let event_api: Api<CoreEvent> = scoped_api(&client, ns.as_deref());
+        let (reader, writer) = reflector::store::<CoreEvent>();
+        let stream = watcher(
+            event_api,
+            watcher::Config::default().fields(event_cache::FAILED_CREATE),
+        )
+        .default_backoff()
+        .modify(event_cache::reduce)
+        .reflect(writer);
+        let errors = event_errors.clone();
+        pod_watches.push(tokio::spawn(async move {
+            futures::pin_mut!(stream);
+            while let Some(event) = stream.next().await {
+                errors.note(&event);
+                if let Err(e) = event {
+                    tracing::warn!(error = %crate::error::error_chain(&e), "watching FailedCreate events failed");
+                }
+            }
+        }));
+        event_stores.push(reader);
         let jobs: Api<Job> = scoped_api(&client, ns.as_deref());
         let (reader, writer) = reflector::store::<Job>();
         let stream = watcher(jobs, owned.clone())
@@ -204,6 +245,22 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
         job_streams.push(stream.inspect(move |event| errors.note(event)));
         job_stores.push(reader);
     }
+    // The ReportJob controllers (one per scope) are built first: the run cap reads their
+    // stores and wakes queued ReportJobs through them.
+    let mut wakers = Vec::new();
+    let mut rj_stores = Vec::new();
+    let mut built = Vec::new();
+    for (ns, jobs) in scopes.iter().cloned().zip(job_streams) {
+        let rjs: Api<ReportJob> = scoped_api(&client, ns.as_deref());
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let controller = Controller::new(rjs, watcher::Config::default())
+            .owns_stream(jobs)
+            .reconcile_on(rx)
+            .shutdown_on_signal();
+        rj_stores.push(controller.store());
+        wakers.push((ns, tx));
+        built.push(controller);
+    }
     let ctx = Arc::new(Context {
         recorder: Recorder::new(
             client.clone(),
@@ -218,6 +275,10 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
         failures: Mutex::new(HashMap::new()),
         jobs: JobCache::new(job_stores, job_errors),
         pods: PodCache::new(pod_stores, pod_errors),
+        events: event_cache::EventCache::new(event_stores, event_errors),
+        progress_writes: status_writes::ProgressWrites::default(),
+        gate: admission::RunGate::new(config.max_concurrent_runs, rj_stores, wakers),
+        budget: budget::PodBudget::new(config.max_stage_pods_per_namespace),
     });
     let schedules = schedule::run(
         client.clone(),
@@ -225,12 +286,8 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
         scopes.clone(),
         config.clock_file.clone(),
     );
-    let controllers =
-        futures::future::join_all(scopes.into_iter().zip(job_streams).map(|(ns, jobs)| {
-            let rjs: Api<ReportJob> = scoped_api(&client, ns.as_deref());
-            Controller::new(rjs, watcher::Config::default())
-            .owns_stream(jobs)
-            .shutdown_on_signal()
+    let controllers = futures::future::join_all(built.into_iter().map(|controller| {
+        controller
             .run(reconcile, error_policy, ctx.clone())
             .for_each(|result| async move {
                 use kube::runtime::controller::Error as RunError;
@@ -245,7 +302,7 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
                     }
                 }
             })
-        }));
+    }));
     // ReportSchedules create ReportJobs beside the loop that runs them.
     let both = futures::future::join(controllers, schedules);
     // Both loops stop on SIGTERM themselves (`shutdown_on_signal`), after their reconciles in
@@ -348,28 +405,101 @@ fn error_policy(rj: Arc<ReportJob>, _error: &Error, ctx: Arc<Context>) -> Requeu
 }
 
 async fn reconcile_inner(rj: &ReportJob, ctx: &Context) -> Result<Requeue, Error> {
+    let finished = rj
+        .status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .is_some_and(crate::api::Phase::is_terminal);
+    // Under a chunk pod budget, the namespace's runs decide one at a time, from what they
+    // observe to what they write, so that two never take the same free pods.
+    let ns = rj.namespace().unwrap_or_default();
+    let _budget = if finished {
+        None
+    } else {
+        ctx.budget.lock(&ns).await
+    };
     let observed = observe::observe(ctx, rj).await?;
     let step = decide::decide(&observed, &ctx.defaults);
     tracing::debug!(reportjob = %key(rj), action = %step.action.describe(), phase = ?step.status.phase, "decided");
     let requeue = carry_out(ctx, rj, &step).await?;
+    wake_starved(ctx, &ns, &observed, &step);
     let old = rj.status.clone().unwrap_or_default();
     let gone = matches!(
         step.action,
         Action::RemoveFinalizer | Action::DeleteReportJob
     );
-    if step.status != old && !gone {
-        write_status(ctx, rj, &step).await?;
-        count_progress(ctx, &old, &step);
+    // The finalizer's own patch brings the next reconcile, which writes the status (of a
+    // queued run, this one writes it: nothing else would).
+    let accepting = step.action == Action::AddFinalizer
+        && !step
+            .status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == crate::api::conditions::QUEUED);
+    let mut later = None;
+    // The active pod count alone is carried by the next write.
+    let active_only = status_writes::active_only(&old, &step.status);
+    if step.status != old && !gone && !accepting && !active_only {
+        let progress = status_writes::progress_only(&old, &step.status);
+        let waits = progress
+            .then(|| ctx.progress_writes.wait(&key(rj)))
+            .flatten();
+        match waits {
+            // Progress only, written a moment ago: it is written when the wait is over.
+            Some(wait) => later = Some(wait),
+            None => {
+                write_status(ctx, rj, &step).await?;
+                if progress {
+                    ctx.progress_writes.wrote(&key(rj));
+                }
+                count_progress(ctx, &old, &step);
+            }
+        }
+    }
+    let ended =
+        |s: &crate::api::ReportJobStatus| s.phase.is_some_and(crate::api::Phase::is_terminal);
+    if gone || (ended(&step.status) && !ended(&old)) {
+        // Its run slot is free: the next queued runs are woken.
+        ctx.gate.ended(rj);
     }
     for note in &step.notes {
         publish(ctx, rj, note).await;
     }
     ctx.metrics
         .set_phase(&key(rj), if gone { None } else { step.status.phase });
-    Ok(match requeue.or(step.requeue) {
+    let requeue = match (requeue.or(step.requeue), later) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(match requeue {
         Some(after) => Requeue::requeue(after),
         None => Requeue::await_change(),
     })
+}
+
+/// Under a chunk pod budget: when pods are left free after this run's step, the runs below
+/// their share are woken to take them.
+fn wake_starved(ctx: &Context, ns: &str, observed: &observe::Observed, step: &Step) {
+    let Some(budget) = &observed.budget else {
+        return;
+    };
+    let job = observed.jobs.get(&Stage::Chunks);
+    let mine = match &step.action {
+        Action::SetParallelism(n) => *n,
+        Action::CreateJob(job) => job
+            .spec
+            .as_ref()
+            .filter(|_| job.labels().get(names::STAGE_LABEL).map(String::as_str) == Some("chunks"))
+            .and_then(|s| s.parallelism)
+            .unwrap_or(0)
+            .unsigned_abs(),
+        _ => job.map_or(0, budget::charge),
+    };
+    if budget.free_after(mine) {
+        for name in &budget.starved {
+            ctx.gate.wake(ns, name);
+        }
+    }
 }
 
 fn count_progress(ctx: &Context, old: &crate::api::ReportJobStatus, step: &Step) {
@@ -453,6 +583,19 @@ async fn carry_out(ctx: &Context, rj: &ReportJob, step: &Step) -> Result<Option<
                 Err(kube::Error::Api(e)) if e.code == 409 => Ok(Some(Duration::from_secs(1))),
                 Err(e) => Err(kube_err(format!("creating Job {job_name}"))(e)),
             }
+        }
+        Action::SetParallelism(parallelism) => {
+            let job_name = Stage::Chunks.job_name(&name);
+            let patched = job_api
+                .patch(
+                    &job_name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"parallelism": parallelism}})),
+                )
+                .await
+                .map_err(kube_err(format!("setting parallelism on Job {job_name}")))?;
+            ctx.jobs.wrote(&name, &patched);
+            Ok(None)
         }
         Action::SuspendChunks(suspend) => {
             let job_name = Stage::Chunks.job_name(&name);

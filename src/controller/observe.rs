@@ -2,7 +2,7 @@
 //! of the stages whose results are needed, and the spec the run was planned with; and the
 //! reduction of Jobs and pods to what the decisions look at.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 
+use super::admission::Admission;
 use super::cache::Seen;
 use super::names::{self, Stage};
 use super::pod_cache;
@@ -68,6 +69,11 @@ pub struct Observed {
     /// The spec the run was planned with (when it differs from the ReportJob's current
     /// spec, the planned one is used).
     pub planned_spec: PlannedSpec,
+    /// Whether a run that has not started may start (`--max-concurrent-runs`).
+    pub admission: Admission,
+    /// The namespace's chunk pod budget as this run sees it
+    /// (`--max-stage-pods-per-namespace`); `None`: unlimited.
+    pub budget: Option<super::budget::View>,
     /// Now.
     pub now: Timestamp,
 }
@@ -347,25 +353,21 @@ pub async fn observe(ctx: &Context, rj: &ReportJob) -> Result<Observed, Error> {
         if pod_cache::pods_show_progress(job, &ctx.pods.pods_of(&ns, &name, *stage, job)) {
             continue;
         }
-        tracing::debug!(reportjob = %format!("{ns}/{name}"), stage = stage.as_str(), "listing FailedCreate events: the Job has no pod");
-        let event_api: Api<Event> = Api::namespaced(ctx.client.clone(), &ns);
-        let fields = format!(
-            "involvedObject.uid={},reason=FailedCreate",
-            job.uid().unwrap_or_default()
-        );
-        ctx.metrics.api_requests.inc();
-        let listed = event_api
-            .list(&ListParams::default().fields(&fields))
-            .await
-            .map_err(kube_err(format!(
-                "listing the events of the {} Job of {ns}/{name}",
-                stage.as_str()
-            )))?;
-        if let Some(why) = newest_create_failure(&listed.items) {
+        // From the watch of FailedCreate events: no list per reconcile.
+        ctx.events.ready().await.map_err(|message| Error::Cache {
+            what: format!("the FailedCreate events of {ns}/{name}"),
+            message,
+        })?;
+        let events = ctx
+            .events
+            .failed_creates(&ns, &job.uid().unwrap_or_default());
+        if let Some(why) = newest_create_failure(&events) {
             create_failures.insert(*stage, why);
         }
     }
     let planned_spec = planned_spec(jobs.get(&Stage::Plan));
+    let admission = ctx.gate.admit(rj).await;
+    let budget = budget_view(ctx, rj);
     Ok(Observed {
         rj: rj.clone(),
         jobs,
@@ -373,8 +375,83 @@ pub async fn observe(ctx: &Context, rj: &ReportJob) -> Result<Observed, Error> {
         pods,
         create_failures,
         planned_spec,
+        admission,
+        budget,
         now,
     })
+}
+
+/// The pods a run can use: its parallelism, at most its chunks not yet exported.
+fn wanted_pods(rj: &ReportJob) -> u32 {
+    let parallelism = u32::try_from(rj.spec.chunking.parallelism).unwrap_or(0);
+    let left = rj
+        .status
+        .as_ref()
+        .and_then(|s| s.chunks.as_ref())
+        .filter(|c| c.total > 0)
+        .map(|c| u32::try_from(c.total - c.succeeded).unwrap_or(0));
+    left.map_or(parallelism, |l| parallelism.min(l))
+}
+
+/// This run's view of its namespace's chunk pod budget: the namespace's exporting runs
+/// (itself included), the grants of their chunks Jobs and what the others' Jobs may run.
+fn budget_view(ctx: &Context, rj: &ReportJob) -> Option<super::budget::View> {
+    use super::budget::{Contender, charge, view};
+    let limit = ctx.budget.limit()?;
+    let finished = |r: &ReportJob| {
+        r.status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .is_some_and(crate::api::Phase::is_terminal)
+    };
+    if finished(rj) {
+        return None;
+    }
+    let ns = rj.namespace().unwrap_or_default();
+    let me = rj.name_any();
+    let mut others = 0u32;
+    let mut granted: HashMap<String, u32> = HashMap::new();
+    for (owner, seen) in ctx.jobs.stage_jobs_in(&ns, Stage::Chunks) {
+        let (claim, parallelism) = match &seen {
+            Seen::Live(job) => (
+                charge(job),
+                job.spec.as_ref().and_then(|s| s.parallelism).unwrap_or(0),
+            ),
+            Seen::Terminating(job) => (
+                job.status
+                    .as_ref()
+                    .and_then(|s| s.active)
+                    .unwrap_or(0)
+                    .unsigned_abs(),
+                0,
+            ),
+        };
+        if owner != me {
+            others = others.saturating_add(claim);
+        }
+        granted.insert(owner, parallelism.unsigned_abs());
+    }
+    let exporting = |r: &ReportJob| {
+        r.status.as_ref().is_some_and(|s| s.plan.is_some()) && !finished(r) && !r.spec.suspend
+    };
+    let contender = |r: &ReportJob| Contender {
+        key: r.name_any(),
+        order: (
+            r.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            r.name_any(),
+        ),
+        want: wanted_pods(r),
+        granted: granted.get(&r.name_any()).copied().unwrap_or(0),
+    };
+    let mut contenders: Vec<Contender> = ctx
+        .gate
+        .reportjobs_in(&ns)
+        .iter()
+        .filter(|r| r.name_any() != me && exporting(r))
+        .map(|r| contender(r))
+        .collect();
+    contenders.push(contender(rj));
+    Some(view(limit, &me, &mut contenders, others))
 }
 
 #[cfg(test)]

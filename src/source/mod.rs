@@ -2,6 +2,7 @@
 
 pub mod resolve;
 pub mod session;
+pub mod slots;
 pub mod statement;
 pub mod stats;
 

@@ -85,13 +85,16 @@ impl Database {
     }
 
     /// Starts a read-only session set up as `setup` says.
+    /// A server without a free connection slot (SQLSTATE 53300) is waited for (see
+    /// [`super::slots`]).
     pub async fn session(&self, setup: &SessionSetup) -> Result<ReadSession> {
-        let conn = match self.pool.acquire().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                return Err(crate::error::connect_error(&self.pool.connect_options(), e).await);
+        let conn = super::slots::with_slot_wait("a read session", || async {
+            match self.pool.acquire().await {
+                Ok(conn) => Ok(conn),
+                Err(e) => Err(crate::error::connect_error(&self.pool.connect_options(), e).await),
             }
-        };
+        })
+        .await?;
         ReadSession::begin(conn, setup).await
     }
 
@@ -103,13 +106,17 @@ impl Database {
         }
     }
 
-    /// A connection of its own, outside the pool (the snapshot holder's).
+    /// A connection of its own, outside the pool (the snapshot holder's); a server without
+    /// a free connection slot (SQLSTATE 53300) is waited for (see [`super::slots`]).
     pub async fn connect_alone(&self) -> Result<PgConnection> {
         let options = self.pool.connect_options();
-        match options.connect().await {
-            Ok(conn) => Ok(conn),
-            Err(e) => Err(crate::error::connect_error(&options, e).await),
-        }
+        super::slots::with_slot_wait("the snapshot holder's connection", || async {
+            match options.connect().await {
+                Ok(conn) => Ok(conn),
+                Err(e) => Err(crate::error::connect_error(&options, e).await),
+            }
+        })
+        .await
     }
 }
 

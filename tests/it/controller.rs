@@ -172,7 +172,6 @@ async fn kubectl_applied_reportjob_completes_with_exact_output() {
         "ExcessPrivileges",
         "Planning",
         "PlanStaged",
-        "Exporting",
         "Assembling",
         "Completed",
     ];

@@ -78,6 +78,7 @@ pub fn scratch(app: &App) -> ApiResult<(Arc<App>, tempfile::TempDir)> {
             data_dir: dir.path().to_path_buf(),
             addr: app.addr.clone(),
             secure: app.secure,
+            requests: app.requests.clone(),
         }),
         dir,
     ))

@@ -21,6 +21,7 @@ pub mod protoenc;
 pub mod quantity;
 pub mod quota;
 pub mod rbac;
+pub mod requests;
 pub mod resources;
 pub mod scale;
 pub mod schema;

@@ -27,6 +27,8 @@ pub struct App {
     pub addr: String,
     /// The TLS listener's app: requests authenticate with bearer tokens (none is anonymous).
     pub secure: bool,
+    /// Requests served, by client, verb and resource.
+    pub requests: Arc<super::requests::RequestCounts>,
 }
 
 pub(super) fn respond(code: u16, ct: &str, body: Vec<u8>) -> Response {
@@ -85,6 +87,20 @@ fn parse_query(q: Option<&str>) -> HashMap<String, String> {
 pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let q = parse_query(parts.uri.query());
+    if parts.uri.path() == super::requests::PATH {
+        return respond(200, "application/json", app.requests.to_json());
+    }
+    {
+        let segs: Vec<&str> = parts
+            .uri
+            .path()
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect();
+        let watch = q.get("watch").is_some_and(|w| w == "true" || w == "1");
+        app.requests
+            .record(&parts.method, &parts.headers, &segs, watch);
+    }
     // Authorization comes before anything else looks at the request, as upstream's filter chain.
     let authz = rbac::check(
         &app.store.lock(),

@@ -15,6 +15,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
+use super::admission::{Admission, QUEUED_RESYNC};
 use super::events::{EventNote, action, notified_message, phase_notes};
 use super::jobs::{self, JobContext, PodDefaults};
 use super::names::{self, Stage};
@@ -35,6 +36,9 @@ pub enum Action {
     CreateJob(Box<Job>),
     /// Set `spec.suspend` of the chunks Job.
     SuspendChunks(bool),
+    /// Raise `spec.parallelism` of the chunks Job to this grant of the namespace's chunk
+    /// pod budget.
+    SetParallelism(u32),
     /// Delete these Jobs (and their pods) in the foreground.
     DeleteJobs(Vec<String>),
     /// Remove the finalizer: the ReportJob may go.
@@ -51,6 +55,7 @@ impl Action {
             Action::AddFinalizer => "add finalizer".into(),
             Action::CreateJob(job) => format!("create Job {}", job.name_any()),
             Action::SuspendChunks(s) => format!("set suspend={s} on the chunks Job"),
+            Action::SetParallelism(n) => format!("set parallelism={n} on the chunks Job"),
             Action::DeleteJobs(names) => format!("delete Jobs {}", names.join(", ")),
             Action::RemoveFinalizer => "remove finalizer".into(),
             Action::DeleteReportJob => "delete the ReportJob (ttl)".into(),
@@ -216,6 +221,8 @@ impl<'a> Decision<'a> {
             if self.st.phase.is_none() {
                 self.set_phase(Phase::Pending, "accepted");
             }
+            // Queued in the same status write as the acceptance.
+            self.held_back();
             return Action::AddFinalizer;
         }
         let started = self.st.plan.is_some() || self.job(Stage::Plan).is_some();
@@ -242,6 +249,12 @@ impl<'a> Decision<'a> {
             _ => {}
         }
         if self.st.start_time.is_none() {
+            if self.held_back() {
+                return Action::None;
+            }
+            if self.has_condition(conditions::QUEUED) {
+                self.condition(conditions::QUEUED, false, reason::ADMITTED, "");
+            }
             self.st.start_time = Some(Time(self.o.now));
         }
         let spec = match self.run_spec() {
@@ -256,6 +269,28 @@ impl<'a> Decision<'a> {
             None => self.planning(&spec, &run_id),
             Some(plan) => self.after_planning(&spec, &plan),
         }
+    }
+
+    /// A run not started yet that the controller's run cap holds back: it waits in phase
+    /// `Pending` with the condition `Queued` (the text stays the same while it waits, so
+    /// waiting writes no status); `true` when held back.
+    fn held_back(&mut self) -> bool {
+        let Admission::Queued { limit, .. } = self.o.admission else {
+            return false;
+        };
+        let message = format!(
+            "queued: {limit} runs are in flight, as many as the controller runs at once \
+             (--max-concurrent-runs); this one starts when one of them ends, in creation order"
+        );
+        self.set_phase(Phase::Pending, message.clone());
+        self.condition(
+            conditions::QUEUED,
+            true,
+            reason::RUN_LIMIT_REACHED,
+            &message,
+        );
+        self.requeue = Some(QUEUED_RESYNC);
+        true
     }
 
     /// Before anything started: an invalid spec is Failed (until it is fixed) and creates

@@ -45,6 +45,10 @@ impl Decision<'_> {
         self.snapshot_generation = Some(self.snapshot_generation());
         let Some(job) = self.job(Stage::Snapshot) else {
             self.requeue = Some(RUNNING_RESYNC);
+            if self.st.plan.is_none() {
+                // The plan Job follows at once: one status write for both.
+                self.planning_status();
+            }
             let job =
                 jobs::snapshot_job(&self.job_context(spec), run_id, self.snapshot_generation());
             return Some(Action::CreateJob(Box::new(job)));

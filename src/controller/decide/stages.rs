@@ -16,7 +16,8 @@ use crate::controller::results;
 use crate::stage_protocol::{ChunkSet, MAX_CHUNKS, StageResult};
 
 impl Decision<'_> {
-    pub(super) fn planning(&mut self, spec: &ValidSpec, run_id: &str) -> Action {
+    /// The status of a run that is planning (its snapshot holder, then its plan Job).
+    pub(super) fn planning_status(&mut self) {
         self.condition(
             conditions::PLANNED,
             false,
@@ -25,6 +26,11 @@ impl Decision<'_> {
         );
         self.condition(conditions::COMPLETE, false, reason::PLANNING, "");
         self.condition(conditions::FAILED, false, reason::NO_FAILURE, "");
+        self.set_phase(Phase::Planning, "planning chunks");
+    }
+
+    pub(super) fn planning(&mut self, spec: &ValidSpec, run_id: &str) -> Action {
+        self.planning_status();
         let line = match self.single_pod_stage(
             Stage::Plan,
             (Phase::Planning, "planning chunks"),
@@ -204,11 +210,21 @@ impl Decision<'_> {
             self.requeue = Some(RUNNING_RESYNC);
             let mut spec = spec.clone();
             spec.suspend = suspend;
-            return Action::CreateJob(Box::new(jobs::chunks_job(
-                &self.job_context(&spec),
-                plan,
-                remaining,
-            )));
+            let mut job = jobs::chunks_job(&self.job_context(&spec), plan, remaining);
+            if let Some(budget) = self.o.budget.as_ref().filter(|_| !suspend) {
+                let grant = budget.grant(0);
+                if grant == 0 {
+                    return self.waiting_for_pods(budget.limit);
+                }
+                if let Some(s) = job.spec.as_mut() {
+                    let p = s.parallelism.unwrap_or(1).unsigned_abs().min(grant);
+                    s.parallelism = Some(i32::try_from(p).unwrap_or(1));
+                }
+                if self.has_condition(conditions::QUEUED) {
+                    self.condition(conditions::QUEUED, false, reason::ADMITTED, "");
+                }
+            }
+            return Action::CreateJob(Box::new(job));
         };
         let outcome = job_outcome(job);
         if !failed.is_empty() || matches!(outcome, JobOutcome::Failed { .. }) {
@@ -241,12 +257,37 @@ impl Decision<'_> {
         if job_suspended != suspend {
             return Action::SuspendChunks(suspend);
         }
+        if let Some(budget) = self.o.budget.as_ref().filter(|_| !suspend) {
+            let current = job
+                .spec
+                .as_ref()
+                .and_then(|s| s.parallelism)
+                .unwrap_or(1)
+                .unsigned_abs();
+            let grant = budget.grant(current);
+            if grant > current {
+                return Action::SetParallelism(grant);
+            }
+        }
         if let Some(action) = self.watch_pods(Stage::Chunks, Some(spec.worker.start_timeout)) {
             return action;
         }
         if self.requeue.is_none() {
             self.requeue = Some(RUNNING_RESYNC);
         }
+        Action::None
+    }
+
+    /// No chunk pod of the namespace's budget is free for this run: its chunks Job waits
+    /// (the text stays the same while it waits, so waiting writes no status).
+    fn waiting_for_pods(&mut self, limit: u32) -> Action {
+        let message = format!(
+            "waiting for chunk pods: the namespace's {limit} (--max-stage-pods-per-namespace) \
+             are in use; this run gets its share as other runs' chunks finish"
+        );
+        self.set_phase(Phase::Running, message.clone());
+        self.condition(conditions::QUEUED, true, reason::STAGE_POD_BUDGET, &message);
+        self.requeue = Some(RUNNING_RESYNC);
         Action::None
     }
 

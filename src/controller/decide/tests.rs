@@ -27,6 +27,8 @@ struct ReportJobFixture {
     terminating: Vec<Stage>,
     pods: BTreeMap<Stage, Vec<PodInfo>>,
     create_failures: BTreeMap<Stage, String>,
+    admission: Admission,
+    budget: Option<crate::controller::budget::View>,
     now: Timestamp,
 }
 
@@ -70,8 +72,16 @@ spec:
             terminating: Vec::new(),
             pods: BTreeMap::new(),
             create_failures: BTreeMap::new(),
+            admission: Admission::Admitted,
+            budget: None,
             now: Timestamp::from_second(NOW).expect("time"),
         }
+    }
+
+    /// The controller's run cap holds the ReportJob back.
+    fn queued(mut self) -> Self {
+        self.admission = Admission::Queued { limit: 2, ahead: 0 };
+        self
     }
 
     fn without_finalizer(mut self) -> Self {
@@ -266,6 +276,8 @@ spec:
             pods: self.pods.clone(),
             create_failures: self.create_failures.clone(),
             planned_spec: planned_spec(self.jobs.get(&Stage::Plan)),
+            admission: self.admission,
+            budget: self.budget.clone(),
             now: self.now,
         }
     }
@@ -359,6 +371,42 @@ fn a_new_reportjob_gets_the_finalizer_first() {
     assert_eq!(step.status.phase, Some(Phase::Pending));
     assert_eq!(step.status.message.as_deref(), Some("accepted"));
     assert_eq!(step.status.observed_generation, Some(1));
+}
+
+#[test]
+fn a_reportjob_beyond_the_run_cap_waits_queued_and_starts_once_admitted() {
+    // Accepted and queued in one status write.
+    let step = ReportJobFixture::new()
+        .without_finalizer()
+        .queued()
+        .decide();
+    assert_eq!(step.action, Action::AddFinalizer);
+    assert_eq!(step.status.phase, Some(Phase::Pending));
+    let queued = condition(&step, conditions::QUEUED);
+    assert_eq!(
+        (queued.status.as_str(), queued.reason.as_str()),
+        ("True", reason::RUN_LIMIT_REACHED)
+    );
+    // Waiting creates nothing, does not start the clock and writes the same status again.
+    let status = step.status.clone();
+    let waiting = ReportJobFixture::new()
+        .queued()
+        .status(|s| *s = status.clone())
+        .decide();
+    assert_eq!(waiting.action, Action::None);
+    assert_eq!(waiting.status, status);
+    assert_eq!(waiting.status.start_time, None);
+    assert_eq!(waiting.requeue, Some(QUEUED_RESYNC));
+    // Admitted: planning starts and the condition says so.
+    let admitted = ReportJobFixture::new().status(|s| *s = status).decide();
+    assert_eq!(created(&admitted).name_any(), "orders-plan");
+    assert_eq!(admitted.status.phase, Some(Phase::Planning));
+    assert!(admitted.status.start_time.is_some());
+    let queued = condition(&admitted, conditions::QUEUED);
+    assert_eq!(
+        (queued.status.as_str(), queued.reason.as_str()),
+        ("False", reason::ADMITTED)
+    );
 }
 
 #[test]
@@ -624,7 +672,7 @@ fn a_planned_result_records_the_plan_and_creates_the_chunks_job() {
     let planned = condition(&step, conditions::PLANNED);
     assert_eq!(planned.status, "True");
     assert_eq!(planned.message, "3 chunks, plan digest 0123456789ab");
-    assert_eq!(reasons(&step), vec![reason::PLAN_STAGED, reason::EXPORTING]);
+    assert_eq!(reasons(&step), vec![reason::PLAN_STAGED]);
 }
 
 #[test]
@@ -661,11 +709,7 @@ fn privilege_warnings_of_the_plan_show_in_the_condition_and_as_one_event() {
     assert!(!message.contains('\n'), "{message}");
     assert_eq!(
         reasons(&step),
-        vec![
-            reason::EXCESS_PRIVILEGES,
-            reason::PLAN_STAGED,
-            reason::EXPORTING
-        ]
+        vec![reason::EXCESS_PRIVILEGES, reason::PLAN_STAGED]
     );
 }
 
@@ -752,6 +796,56 @@ fn running_chunks_count_progress_through_the_chunk_list() {
     );
     assert_eq!(step.status.phase, Some(Phase::Running));
     assert_eq!(step.requeue, Some(RUNNING_RESYNC));
+}
+
+fn budget(limit: u32, others: u32, share: u32) -> Option<crate::controller::budget::View> {
+    Some(crate::controller::budget::View {
+        limit,
+        others,
+        share,
+        starved: Vec::new(),
+    })
+}
+
+#[test]
+fn under_a_pod_budget_the_chunks_job_waits_for_free_pods_then_gets_its_share_and_grows() {
+    // Every pod of the namespace's budget is taken: no Job, the run says it waits.
+    let mut fixture = ReportJobFixture::new().planned(3);
+    fixture.budget = budget(2, 2, 1);
+    let step = fixture.decide();
+    assert_eq!(step.action, Action::None);
+    assert_eq!(step.status.phase, Some(Phase::Running));
+    let queued = condition(&step, conditions::QUEUED);
+    assert_eq!(
+        (queued.status.as_str(), queued.reason.as_str()),
+        ("True", reason::STAGE_POD_BUDGET)
+    );
+    // One pod free: the Job is created with that grant (its spec asks for 2).
+    let status = step.status.clone();
+    let mut fixture = ReportJobFixture::new()
+        .planned(3)
+        .status(|s| *s = status.clone());
+    fixture.budget = budget(2, 1, 1);
+    let step = fixture.decide();
+    assert_eq!(
+        created(&step).spec.as_ref().and_then(|s| s.parallelism),
+        Some(1)
+    );
+    assert_eq!(condition(&step, conditions::QUEUED).status, "False");
+    // More pods free and a larger share: the running Job's parallelism is raised.
+    let mut fixture = ReportJobFixture::new().planned(3).chunks_job("0-2", "", "");
+    if let Some(spec) = fixture
+        .jobs
+        .get_mut(&Stage::Chunks)
+        .and_then(|j| j.spec.as_mut())
+    {
+        spec.parallelism = Some(1);
+    }
+    fixture.budget = budget(4, 0, 2);
+    assert_eq!(fixture.decide().action, Action::SetParallelism(2));
+    // Never lowered: a Job above its share keeps its pods.
+    fixture.budget = budget(4, 4, 0);
+    assert_eq!(fixture.decide().action, Action::None);
 }
 
 #[test]
