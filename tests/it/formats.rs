@@ -40,6 +40,90 @@ pub fn reader(script: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// What one `reportjob run --json --parallelism 3` wrote: its output, its `--json` result,
+/// and the report and manifest as stored.
+pub struct Exported {
+    pub out: std::process::Output,
+    pub result: serde_json::Value,
+    pub report: Vec<u8>,
+    pub manifest: Vec<u8>,
+}
+
+/// Runs `spec` into `file`: on the volume, or in the `reports` bucket of `s3` when `bucket`,
+/// the report then fetched through its presigned link with a plain HTTP client. The run
+/// must succeed.
+pub async fn export_to(
+    work: &Workdir,
+    s3: &S3Server,
+    spec: SpecBuilder,
+    file: &str,
+    bucket: bool,
+) -> Exported {
+    let spec = if bucket {
+        spec.bucket(&format!("s3://reports/{file}"))
+            .bucket_field("endpoint", s3.endpoint())
+            .bucket_field("region", "us-east-1")
+    } else {
+        spec.pvc("reports", file)
+    };
+    let spec = work.spec("spec.yaml", &spec.build_yaml());
+    let out = work.reportjob_with(
+        &[
+            "run",
+            "-f",
+            spec.to_str().unwrap(),
+            "--json",
+            "--parallelism",
+            "3",
+        ],
+        &[
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+        ],
+    );
+    assert!(out.status.success(), "run failed: {}", stderr(&out));
+    let result = run_json(&out);
+    let manifest_key = format!("{file}.manifest.json");
+    let (report, manifest) = if bucket {
+        let url = result["url"].as_str().expect("a signed link");
+        let response = reqwest::Client::new().get(url).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let manifest = std::fs::read(s3.object_path("reports", &manifest_key)).unwrap();
+        (response.bytes().await.unwrap().to_vec(), manifest)
+    } else {
+        let dir = work.output_dir();
+        (
+            std::fs::read(dir.join(file)).unwrap(),
+            std::fs::read(dir.join(&manifest_key)).unwrap(),
+        )
+    };
+    Exported {
+        out,
+        result,
+        report,
+        manifest,
+    }
+}
+
+/// Each spec is refused by `reportjob run` with exit code 3 and its message on stderr, and
+/// nothing is written.
+pub fn assert_refused_before_writing<'a>(
+    work: &Workdir,
+    cases: impl IntoIterator<Item = (SpecBuilder, &'a str)>,
+) {
+    for (spec, message) in cases {
+        let path = work.spec("spec.yaml", &spec.build_yaml());
+        let out = work.reportjob(&["run", "-f", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(3), "{message}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(message),
+            "expected {message:?} in: {}",
+            stderr(&out)
+        );
+        assert!(!work.output_dir().exists(), "{message}: nothing written");
+    }
+}
+
 pub fn unzstd(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     zstd::stream::read::Decoder::new(bytes)
@@ -178,50 +262,17 @@ async fn jsonl_reports_hold_every_value_of_the_source() {
         .set("spec.output.format", "jsonl")
         .set("spec.output.timeZone", "Asia/Kolkata")
         .compression(compression);
-        spec = if bucket {
-            spec.bucket(&format!("s3://reports/{file}"))
-                .bucket_field("endpoint", s3.endpoint())
-                .bucket_field("region", "us-east-1")
-        } else {
-            spec.pvc("reports", file)
-        };
         if numbers {
             spec = spec.set("spec.output.jsonl.numericAsNumber", true);
         }
-        let spec = work.spec("spec.yaml", &spec.build_yaml());
-        let out = work.reportjob_with(
-            &[
-                "run",
-                "-f",
-                spec.to_str().unwrap(),
-                "--json",
-                "--parallelism",
-                "3",
-            ],
-            &[
-                ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
-                ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
-            ],
-        );
-        assert!(out.status.success(), "run failed: {}", stderr(&out));
-        let result = run_json(&out);
+        let Exported {
+            result,
+            report: stored,
+            manifest,
+            ..
+        } = export_to(&work, &s3, spec, file, bucket).await;
         assert_eq!(result["rows"].as_u64().unwrap(), 300, "{result}");
         assert!(result["chunks"].as_u64().unwrap() >= 5, "{result}");
-        let (stored, manifest) = if bucket {
-            // Through its presigned link, with a plain HTTP client.
-            let url = result["url"].as_str().expect("a signed link");
-            let response = reqwest::Client::new().get(url).send().await.unwrap();
-            assert_eq!(response.status(), 200);
-            let manifest =
-                std::fs::read(s3.object_path("reports", &format!("{file}.manifest.json")));
-            (response.bytes().await.unwrap().to_vec(), manifest.unwrap())
-        } else {
-            let manifest = std::fs::read(work.output_dir().join(format!("{file}.manifest.json")));
-            (
-                std::fs::read(work.output_dir().join(file)).unwrap(),
-                manifest.unwrap(),
-            )
-        };
         assert_eq!(result["sha256"].as_str().unwrap(), sha256_hex(&stored));
         let plain = if compression == "zstd" {
             unzstd(&stored)
@@ -398,15 +449,5 @@ async fn options_of_another_format_and_unknown_formats_are_refused_before_anythi
             "spec.output.csv.lineEnding",
         ),
     ];
-    for (spec, message) in cases {
-        let path = work.spec("spec.yaml", &spec.build_yaml());
-        let out = work.reportjob(&["run", "-f", path.to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(3), "{message}: {}", stderr(&out));
-        assert!(
-            stderr(&out).contains(message),
-            "expected {message:?} in: {}",
-            stderr(&out)
-        );
-        assert!(!work.output_dir().exists(), "{message}: nothing written");
-    }
+    assert_refused_before_writing(&work, cases);
 }

@@ -13,9 +13,9 @@
 use std::path::Path;
 
 use crate::common;
-use crate::formats::reader;
+use crate::formats::{Exported, assert_refused_before_writing, export_to, reader};
 
-use common::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
+use common::s3::S3Server;
 use common::spec::SpecBuilder;
 use common::{TestDb, Workdir, run_json, stderr};
 
@@ -152,46 +152,14 @@ async fn xlsx_workbooks_hold_every_value_of_the_source() {
             .key("id")
             .chunk_size(40)
             .set("spec.output.format", "xlsx");
-        let spec = if bucket {
-            spec.bucket(&format!("s3://reports/{file}"))
-                .bucket_field("endpoint", s3.endpoint())
-                .bucket_field("region", "us-east-1")
-        } else {
-            spec.pvc("reports", file)
-        };
-        let spec = work.spec("spec.yaml", &spec.build_yaml());
-        let out = work.reportjob_with(
-            &[
-                "run",
-                "-f",
-                spec.to_str().unwrap(),
-                "--json",
-                "--parallelism",
-                "3",
-            ],
-            &[
-                ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
-                ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
-            ],
-        );
-        assert!(out.status.success(), "run failed: {}", stderr(&out));
-        let result = run_json(&out);
+        let Exported {
+            result,
+            report: stored,
+            manifest,
+            ..
+        } = export_to(&work, &s3, spec, file, bucket).await;
         assert_eq!(result["rows"].as_u64().unwrap(), 300, "{result}");
         assert!(result["chunks"].as_u64().unwrap() >= 5, "{result}");
-        let (stored, manifest) = if bucket {
-            let url = result["url"].as_str().expect("a signed link");
-            let response = reqwest::Client::new().get(url).send().await.unwrap();
-            assert_eq!(response.status(), 200);
-            let manifest =
-                std::fs::read(s3.object_path("reports", &format!("{file}.manifest.json")));
-            (response.bytes().await.unwrap().to_vec(), manifest.unwrap())
-        } else {
-            let manifest = std::fs::read(work.output_dir().join(format!("{file}.manifest.json")));
-            (
-                std::fs::read(work.output_dir().join(file)).unwrap(),
-                manifest.unwrap(),
-            )
-        };
         assert!(stored.starts_with(b"PK\x03\x04"), "{file}: a zip archive");
         assert_eq!(result["sha256"].as_str().unwrap(), sha256_hex(&stored));
         let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
@@ -347,17 +315,7 @@ async fn xlsx_specs_with_other_formats_options_are_refused_before_anything_is_wr
             "spec.output.xlsx.sheetName",
         ),
     ];
-    for (spec, message) in cases {
-        let path = work.spec("spec.yaml", &spec.build_yaml());
-        let out = work.reportjob(&["run", "-f", path.to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(3), "{message}: {}", stderr(&out));
-        assert!(
-            stderr(&out).contains(message),
-            "expected {message:?} in: {}",
-            stderr(&out)
-        );
-        assert!(!work.output_dir().exists(), "{message}: nothing written");
-    }
+    assert_refused_before_writing(&work, cases);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
