@@ -451,27 +451,3 @@ fn a_missing_database_is_named_and_permanent() {
     assert!(!err.contains("hunter2secret"), "{err}");
 }
 
-#[tokio::test]
-async fn too_many_connections_is_named_and_transient() {
-    let mut db = TestDb::new("conn_limit").await;
-    let role = format!("rj_nolimit_{:08x}", rand::random::<u32>());
-    // A role that may open no connection at all: the server answers 53300.
-    db.exec(&format!("CREATE ROLE {role} LOGIN CONNECTION LIMIT 0"))
-        .await;
-    let mut url = url::Url::parse(&common::database_url()).unwrap();
-    url.set_username(&role).unwrap();
-    let url = url.to_string();
-    let work = Workdir::new();
-    let (code, err) = tokio::task::spawn_blocking(move || {
-        let r = plan_with(&work, &url);
-        drop(work);
-        r
-    })
-    .await
-    .unwrap();
-    db.exec(&format!("DROP ROLE {role}")).await;
-    assert_eq!(code, Some(1), "transient: {err}");
-    assert!(err.contains("too many connections"), "{err}");
-    assert!(err.contains("SQLSTATE 53300"), "{err}");
-    assert!(err.contains("reportjob_test"), "{err}");
-}
