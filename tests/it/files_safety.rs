@@ -450,4 +450,3 @@ fn a_missing_database_is_named_and_permanent() {
     assert!(err.contains("SQLSTATE 3D000"), "{err}");
     assert!(!err.contains("hunter2secret"), "{err}");
 }
-
