@@ -141,6 +141,23 @@ pub struct PlannedSource {
     pub column_types: Vec<String>,
 }
 
+impl PlannedSource {
+    /// Checks the plan records one type per column, as the typed formats (JSON Lines,
+    /// Parquet, xlsx) need: a staged plan is untrusted, and plans made before the types
+    /// were recorded have none.
+    pub fn check_column_types(&self) -> Result<(), String> {
+        if self.column_types.len() == self.columns.len() {
+            return Ok(());
+        }
+        Err(format!(
+            "the plan records {} column types for {} columns (plans made before they were \
+             recorded have none); delete the run's staging data to plan again",
+            self.column_types.len(),
+            self.columns.len()
+        ))
+    }
+}
+
 /// One chunk: a half-open key range `lo <= key < hi`, or the rows with a NULL key.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct ChunkRange {

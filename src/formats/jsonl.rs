@@ -29,14 +29,7 @@ pub fn select_objects(
     planned: &PlannedSource,
     numeric_as_number: bool,
 ) -> Result<String, String> {
-    if planned.column_types.len() != planned.columns.len() {
-        return Err(format!(
-            "the plan records {} column types for {} columns (plans made before JSON Lines \
-             existed record none); delete the run's staging data to plan again",
-            planned.column_types.len(),
-            planned.columns.len()
-        ));
-    }
+    planned.check_column_types()?;
     let exprs: Vec<String> = planned
         .columns
         .iter()

@@ -30,14 +30,7 @@ pub const ROW_GROUP_MAX_BYTES: usize = 128 << 20;
 
 /// The typed schema of a plan's columns, or why the plan cannot have Parquet parts.
 pub fn part_schema(planned: &PlannedSource) -> Result<PartSchema, String> {
-    if planned.column_types.len() != planned.columns.len() {
-        return Err(format!(
-            "the plan records {} column types for {} columns (plans made before Parquet \
-             existed record none); delete the run's staging data to plan again",
-            planned.column_types.len(),
-            planned.columns.len()
-        ));
-    }
+    planned.check_column_types()?;
     Ok(PartSchema::new(&planned.columns, &planned.column_types))
 }
 

@@ -72,14 +72,7 @@ impl WorkbookAssembly {
             .tempdir()
             .map_err(|e| Error::storage("creating a temporary directory for the workbook", e))?;
         let columns = plan.source.columns.clone();
-        if plan.source.column_types.len() != columns.len() {
-            return Err(Error::Staging(format!(
-                "the plan records {} column types for {} columns; delete the run's staging \
-                 data to plan again",
-                plan.source.column_types.len(),
-                columns.len()
-            )));
-        }
+        plan.source.check_column_types().map_err(Error::Staging)?;
         let kinds: Vec<ColumnKind> = plan
             .source
             .column_types

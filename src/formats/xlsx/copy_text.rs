@@ -13,14 +13,7 @@ use super::cell::ColumnKind;
 
 /// The SELECT whose rows (in `chunk_query`'s order) a workbook part holds.
 pub fn select_rows(chunk_query: &str, planned: &PlannedSource) -> Result<String, String> {
-    if planned.column_types.len() != planned.columns.len() {
-        return Err(format!(
-            "the plan records {} column types for {} columns; delete the run's staging data \
-             to plan again",
-            planned.column_types.len(),
-            planned.columns.len()
-        ));
-    }
+    planned.check_column_types()?;
     let exprs: Vec<String> = planned
         .columns
         .iter()
