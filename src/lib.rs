@@ -24,6 +24,7 @@ pub mod run_local;
 pub mod schedule;
 pub mod snapshot;
 pub mod source;
+pub mod split;
 pub mod sql;
 pub mod stage_protocol;
 pub mod staging;

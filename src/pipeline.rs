@@ -17,10 +17,11 @@ use crate::plan::{ParquetCompression, PartFormat, PartKind, Plan, chunks_from_bo
 use crate::snapshot::SnapshotRecord;
 use crate::source::stats::key_stats;
 use crate::source::{Database, SessionSetup, resolve};
+use crate::split::{OutputFile, SplitLimits, file_key};
 use crate::stage_protocol::ChunkSet;
 use crate::staging::{
     CoverageError, Layout, ManifestPart, OutputManifest, PartManifest, check_coverage, check_part,
-    published_manifest, remove_parts,
+    listed_files, published_manifest, remove_parts,
 };
 use crate::storage::{Composer, Piece, Storage};
 
@@ -103,18 +104,28 @@ fn to_json(value: &impl serde::Serialize, what: &str) -> Result<Bytes> {
 }
 
 impl StageContext {
-    /// A signed link to the report, for destinations that have them (buckets), valid for
-    /// the spec's `urlExpirySeconds`.
+    /// A signed link to the report (to the manifest of a split report), for destinations
+    /// that have them (buckets), valid for the spec's `urlExpirySeconds`.
     pub async fn download_link(&self) -> Result<Option<DownloadLink>> {
         let Destination::Bucket(bucket) = &self.spec.output.destination else {
             return Ok(None);
         };
-        let expires_in = bucket.url_expiry;
+        // A split report is its manifest, which links every file.
+        let key = match self.spec.output.split {
+            Some(_) => self.layout.manifest_key(),
+            None => self.layout.output.clone(),
+        };
+        self.link_to(&key, bucket.url_expiry).await
+    }
+
+    /// A signed link to `key`, valid for `expires_in`, where the storage makes them.
+    async fn link_to(
+        &self,
+        key: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<Option<DownloadLink>> {
         let issued = jiff::Timestamp::now();
-        let url = self
-            .storage
-            .download_link(&self.layout.output, expires_in)
-            .await?;
+        let url = self.storage.download_link(key, expires_in).await?;
         let expires_at = jiff::SignedDuration::try_from(expires_in)
             .ok()
             .and_then(|d| issued.checked_add(d).ok())
@@ -145,10 +156,14 @@ impl StageContext {
         let mut session = self.db.session(&self.session_setup(true)).await?;
         let resolved = resolve(&mut session, &self.spec.source).await?;
         let chunking = &self.spec.chunking;
+        let chunk_size = match &self.spec.output.split {
+            Some(split) => split.chunk_size(chunking.chunk_size),
+            None => chunking.chunk_size,
+        };
         let stats = key_stats(
             &mut session,
             &resolved,
-            chunking.chunk_size.get(),
+            chunk_size.get(),
             u64::from(chunking.max_chunks.get()),
         )
         .await?;
@@ -405,25 +420,87 @@ impl StageContext {
     }
 
     /// Starts writing the report from the parts, appended in key order (the first part
-    /// opens with the header).
+    /// opens with the header). A split report first loses its old manifest, so that no
+    /// reader takes a mix of old and new files for a whole report.
     pub async fn begin_assembly(&self, plan: &Plan) -> Result<Assembly> {
-        let sink = if plan.format.kind == PartKind::Xlsx {
-            Sink::Workbook(WorkbookAssembly::start(plan, self.book_options()?)?)
-        } else {
-            Sink::Composer(
-                PartEncoding::new(&plan.format)
-                    .composer(
-                        &self.storage,
-                        &self.layout.output,
-                        &self.layout.scratch_prefix(),
-                    )
-                    .await?,
-            )
+        let replaced = listed_files(self.storage.as_ref(), &self.layout).await?;
+        let split = match self.spec.output.split {
+            None => None,
+            Some(limits) => {
+                self.storage.delete(&self.layout.manifest_key()).await?;
+                Some(SplitFiles {
+                    limits,
+                    done: Vec::new(),
+                    first: 0,
+                    rows: 0,
+                    bytes: 0,
+                    copies: 0,
+                })
+            }
         };
+        let target = match split {
+            Some(_) => file_key(&self.layout.output, 1),
+            None => self.layout.output.clone(),
+        };
+        let sink = self.open_sink(plan, &target, 1).await?;
         Ok(Assembly {
             sink,
+            target,
             appended: Vec::with_capacity(plan.chunks.len()),
+            split,
+            replaced,
         })
+    }
+
+    /// A sink writing file `number` (from 1) of the report at `target`; a later file of a
+    /// split CSV report opens with its own BOM and header.
+    async fn open_sink(&self, plan: &Plan, target: &str, number: usize) -> Result<Sink> {
+        if plan.format.kind == PartKind::Xlsx {
+            return Ok(Sink::Workbook(WorkbookAssembly::start(
+                plan,
+                self.book_options()?,
+            )?));
+        }
+        let scratch = match number {
+            1 => self.layout.scratch_prefix(),
+            n => format!("{}file-{n:05}/", self.layout.scratch_prefix()),
+        };
+        let encoding = PartEncoding::new(&plan.format);
+        let mut composer = encoding.composer(&self.storage, target, &scratch).await?;
+        let preamble = encoding.preamble(&plan.source.columns);
+        if number > 1 && !preamble.is_empty() {
+            let key = self.preamble_key(plan, preamble).await?;
+            if let Err(e) = composer.append(Piece { key, sha256: None }).await {
+                let _ = composer.abort().await;
+                return Err(e);
+            }
+        }
+        Ok(Sink::Composer(composer))
+    }
+
+    /// Stages what opens every file of a split CSV report (BOM, header), compressed as
+    /// its parts are (its own gzip member or zstd frame), and returns its key.
+    async fn preamble_key(&self, plan: &Plan, preamble: Vec<u8>) -> Result<String> {
+        let key = format!(
+            "{}preamble.{}",
+            self.layout.staging_prefix(),
+            plan.format.extension()
+        );
+        let compression = plan.format.compression().map_err(Error::Staging)?;
+        let bytes = match crate::formats::compress::Compressor::new(compression) {
+            Ok(None) => preamble,
+            Ok(Some(mut compressor)) => compressor
+                .write_all(&preamble)
+                .and_then(|()| {
+                    let mut out = compressor.take_output();
+                    out.extend(compressor.finish()?);
+                    Ok(out)
+                })
+                .map_err(|e| Error::Staging(format!("cannot compress the header: {e}")))?,
+            Err(e) => return Err(Error::Staging(format!("cannot compress the header: {e}"))),
+        };
+        self.storage.write(&key, Bytes::from(bytes)).await?;
+        Ok(key)
     }
 
     /// How the workbook of an xlsx report is shaped, from the spec.
@@ -467,6 +544,17 @@ impl StageContext {
             }
             Err(e) => return Err(Error::Staging(format!("cannot assemble: {e}"))),
         }
+        if let Some(split) = &assembly.split
+            && split.limits.closes_before(
+                assembly.appended.len() - split.first,
+                split.rows,
+                split.bytes,
+                part.rows,
+                part.bytes,
+            )
+        {
+            self.next_file(plan, assembly).await?;
+        }
         let key = self.layout.part_key(index, &plan.format);
         let appended = match &mut assembly.sink {
             Sink::Composer(composer) => {
@@ -478,6 +566,9 @@ impl StageContext {
                     .await
             }
             Sink::Workbook(book) => book.append(self.storage.as_ref(), &key, &part).await,
+            Sink::Closed => Err(Error::Staging(
+                "the report's file was closed before its end".into(),
+            )),
         };
         match appended {
             Ok(()) => {}
@@ -486,14 +577,81 @@ impl StageContext {
             }
             Err(e) => return Err(e),
         }
+        if let Some(split) = &mut assembly.split {
+            split.rows += part.rows;
+            split.bytes += part.bytes;
+        }
         assembly.appended.push(part);
         Ok(())
+    }
+
+    /// Publishes the open file of a split report and opens the next one.
+    async fn next_file(&self, plan: &Plan, assembly: &mut Assembly) -> Result<()> {
+        let Some(split) = &assembly.split else {
+            return Ok(());
+        };
+        let number = split.done.len() + 2;
+        let target = file_key(&self.layout.output, number);
+        // The open file is published before the next one starts: they may share scratch.
+        let sink = std::mem::replace(&mut assembly.sink, Sink::Closed);
+        let composed = self.finish_sink(sink, &assembly.target).await?;
+        let Some(split) = &mut assembly.split else {
+            return Ok(());
+        };
+        split.copies += composed.server_side_copies;
+        split.done.push(self.output_file(
+            &assembly.target,
+            &assembly.appended[split.first..],
+            composed,
+        ));
+        (split.first, split.rows, split.bytes) = (assembly.appended.len(), 0, 0);
+        assembly.sink = self.open_sink(plan, &target, number).await?;
+        assembly.target = target;
+        Ok(())
+    }
+
+    /// Publishes what `sink` wrote at `target`.
+    async fn finish_sink(&self, sink: Sink, target: &str) -> Result<crate::storage::Composed> {
+        match sink {
+            Sink::Composer(composer) => composer.finish().await,
+            Sink::Workbook(book) => {
+                book.finish(self.storage.as_ref(), &self.layout, target)
+                    .await
+            }
+            Sink::Closed => Err(Error::Staging(
+                "the report's file was closed before its end".into(),
+            )),
+        }
+    }
+
+    /// The manifest entry of a published file of a split report (its link comes later).
+    fn output_file(
+        &self,
+        key: &str,
+        parts: &[PartManifest],
+        composed: crate::storage::Composed,
+    ) -> OutputFile {
+        OutputFile {
+            location: self.storage.location(key),
+            rows: parts.iter().map(|p| p.rows).sum(),
+            bytes: composed.bytes,
+            sha256: composed.sha256,
+            chunks: ChunkSet::from_indexes(parts.iter().map(|p| p.index)).to_string(),
+            url: None,
+            url_expires_at: None,
+        }
     }
 
     /// Publishes the report once every chunk's part is in, writes its manifest and
     /// removes the staging data.
     pub async fn finish_assembly(&self, plan: &Plan, assembly: Assembly) -> Result<OutputManifest> {
-        let Assembly { sink, appended } = assembly;
+        let Assembly {
+            sink,
+            target,
+            appended,
+            split,
+            replaced,
+        } = assembly;
         if appended.len() != plan.chunks.len() {
             let missing: Vec<usize> = (appended.len()..plan.chunks.len()).collect();
             return Err(Error::Staging(format!(
@@ -501,11 +659,45 @@ impl StageContext {
                 ChunkSet::from_indexes(missing)
             )));
         }
-        let composed = match sink {
-            Sink::Composer(composer) => composer.finish().await?,
-            Sink::Workbook(book) => book.finish(self.storage.as_ref(), &self.layout).await?,
+        let composed = self.finish_sink(sink, &target).await?;
+        let Some(mut split) = split else {
+            let manifest = self.publish(plan, appended, composed, Vec::new()).await?;
+            self.remove_replaced(&replaced, &[target]).await?;
+            return Ok(manifest);
         };
-        self.publish(plan, appended, composed).await
+        split.copies += composed.server_side_copies;
+        split
+            .done
+            .push(self.output_file(&target, &appended[split.first..], composed));
+        if let Destination::Bucket(bucket) = &self.spec.output.destination {
+            for (i, file) in split.done.iter_mut().enumerate() {
+                let key = file_key(&self.layout.output, i + 1);
+                if let Some(link) = self.link_to(&key, bucket.url_expiry).await? {
+                    file.url = Some(link.url);
+                    file.url_expires_at = Some(link.expires_at.to_string());
+                }
+            }
+        }
+        let total = crate::storage::Composed {
+            bytes: split.done.iter().map(|f| f.bytes).sum(),
+            sha256: String::new(),
+            server_side_copies: split.copies,
+        };
+        let current: Vec<String> = (1..=split.done.len())
+            .map(|n| file_key(&self.layout.output, n))
+            .collect();
+        let manifest = self.publish(plan, appended, total, split.done).await?;
+        self.remove_replaced(&replaced, &current).await?;
+        Ok(manifest)
+    }
+
+    /// Removes the files of the report this one replaced that it did not overwrite (a
+    /// split report's further files, or a one-file report's own key).
+    async fn remove_replaced(&self, replaced: &[String], current: &[String]) -> Result<()> {
+        for key in replaced.iter().filter(|k| !current.contains(k)) {
+            self.storage.delete(key).await?;
+        }
+        Ok(())
     }
 
     /// Writes the manifest of the published report `composed` made of the parts
@@ -515,6 +707,7 @@ impl StageContext {
         plan: &Plan,
         appended: Vec<PartManifest>,
         composed: crate::storage::Composed,
+        files: Vec<OutputFile>,
     ) -> Result<OutputManifest> {
         let manifest = OutputManifest {
             location: self.storage.location(&self.layout.output),
@@ -542,6 +735,7 @@ impl StageContext {
                     finished_at: p.finished_at.clone(),
                 })
                 .collect(),
+            files,
         };
         let json = to_json(&manifest, "report manifest")?;
         self.storage
@@ -559,10 +753,30 @@ impl StageContext {
 }
 
 /// A report being written: its sink and the parts appended so far, in key order.
-/// Dropped unfinished, it leaves nothing behind.
+/// Dropped unfinished, it leaves nothing behind (but the files a split report published).
 pub struct Assembly {
     sink: Sink,
+    /// The key `sink` writes.
+    target: String,
     appended: Vec<PartManifest>,
+    /// The files of a split report.
+    split: Option<SplitFiles>,
+    /// Keys of the files of the report this one replaces.
+    replaced: Vec<String>,
+}
+
+/// Where a split report stands: the files published and the open one's fill.
+struct SplitFiles {
+    limits: SplitLimits,
+    /// The files published so far.
+    done: Vec<OutputFile>,
+    /// Index in `appended` of the open file's first part.
+    first: usize,
+    /// Rows and part bytes in the open file.
+    rows: u64,
+    bytes: u64,
+    /// Pieces the store copied server-side, over the published files.
+    copies: u64,
 }
 
 /// Where the parts go: concatenated by the storage's composer, or re-encoded into a workbook.
@@ -571,6 +785,8 @@ enum Sink {
     Composer(Box<dyn Composer>),
     /// The report is a workbook made of the parts' rows.
     Workbook(WorkbookAssembly),
+    /// Between two files of a split report.
+    Closed,
 }
 
 impl Assembly {
@@ -582,6 +798,7 @@ impl Assembly {
                 book.abort().await;
                 Ok(())
             }
+            Sink::Closed => Ok(()),
         }
     }
 }

@@ -139,6 +139,14 @@ pub enum StageResult {
         /// The database snapshot every part was read under (`consistency: Snapshot`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         snapshot: Option<crate::snapshot::SnapshotRecord>,
+        /// How many files a split report has (`location` is then its manifest's, and the
+        /// figures above are totals).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file_count: Option<u64>,
+        /// The first of those files, as many as fit the termination message; the manifest
+        /// lists them all.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        files: Vec<AssembledFile>,
     },
     /// `reportjob notify`: the webhook outcome.
     Notified(NotifyReport),
@@ -157,6 +165,55 @@ pub enum StageResult {
         /// What went wrong.
         message: String,
     },
+}
+
+/// A file of a split report in an `Assembled` result: its place is its number's (file `i`
+/// of the list is `<name>-0000<i+1>.<ext>`), so only its figures travel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssembledFile {
+    /// Data rows.
+    pub rows: u64,
+    /// Bytes.
+    pub bytes: u64,
+    /// SHA-256, hex.
+    pub sha256: String,
+}
+
+impl StageResult {
+    /// An `Assembled` result with the files of a split report: as many of them, first
+    /// first, as keep the line within [`MAX_RESULT_BYTES`] (never a cut hash).
+    pub fn with_files(mut self, all: &[crate::split::OutputFile]) -> StageResult {
+        if all.is_empty() {
+            return self;
+        }
+        if let StageResult::Assembled {
+            file_count, files, ..
+        } = &mut self
+        {
+            *file_count = Some(all.len() as u64);
+            *files = all
+                .iter()
+                .map(|f| AssembledFile {
+                    rows: f.rows,
+                    bytes: f.bytes,
+                    sha256: f.sha256.clone(),
+                })
+                .collect();
+        }
+        while self.to_json_len() > MAX_RESULT_BYTES {
+            let StageResult::Assembled { files, .. } = &mut self else {
+                break;
+            };
+            if files.pop().is_none() {
+                break;
+            }
+        }
+        self
+    }
+
+    fn to_json_len(&self) -> usize {
+        serde_json::to_string(self).map_or(usize::MAX, |line| line.len())
+    }
 }
 
 /// A termination message that is not a stage result.

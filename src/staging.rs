@@ -201,7 +201,8 @@ pub struct OutputManifest {
     pub rows: u64,
     /// Size in bytes.
     pub bytes: u64,
-    /// sha256 of the report's bytes, hex.
+    /// sha256 of the report's bytes, hex (not written for a split report: see `files`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sha256: String,
     /// The run.
     pub run_id: String,
@@ -226,6 +227,11 @@ pub struct OutputManifest {
     pub snapshot: Option<crate::snapshot::SnapshotRecord>,
     /// The parts, in key order.
     pub parts: Vec<ManifestPart>,
+    /// The files of a split report (`spec.output.split`), in key order; `location`,
+    /// `rows` and `bytes` above are then the report's name and totals. Empty for a
+    /// report of one file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<crate::split::OutputFile>,
 }
 
 /// Why the staged parts do not make up the plan.
@@ -367,8 +373,37 @@ pub async fn published_manifest(
     {
         return Ok(None);
     }
-    let size = storage.size(&layout.output).await?;
-    Ok((size == Some(manifest.bytes)).then_some(manifest))
+    if manifest.files.is_empty() {
+        let size = storage.size(&layout.output).await?;
+        return Ok((size == Some(manifest.bytes)).then_some(manifest));
+    }
+    for (i, file) in manifest.files.iter().enumerate() {
+        let key = crate::split::file_key(&layout.output, i + 1);
+        if storage.location(&key) != file.location || storage.size(&key).await? != Some(file.bytes)
+        {
+            return Ok(None);
+        }
+    }
+    Ok(Some(manifest))
+}
+
+/// The keys of the files the manifest at `layout`'s manifest key lists (the report itself
+/// for one file), when it is readable: what a new report at the same place replaces.
+pub async fn listed_files(storage: &dyn Storage, layout: &Layout) -> Result<Vec<String>> {
+    let Some(bytes) = storage.read(&layout.manifest_key()).await? else {
+        return Ok(Vec::new());
+    };
+    let Ok(manifest) = serde_json::from_slice::<OutputManifest>(&bytes) else {
+        return Ok(Vec::new());
+    };
+    if manifest.files.is_empty() {
+        return Ok(vec![layout.output.clone()]);
+    }
+    Ok(
+        (1..=manifest.files.len().min(crate::stage_protocol::MAX_CHUNKS))
+            .map(|n| crate::split::file_key(&layout.output, n))
+            .collect(),
+    )
 }
 
 /// Checks that `part` (stored with `size` bytes) is the export of chunk `index` of `plan`.

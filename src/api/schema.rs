@@ -106,6 +106,17 @@ pub fn output_rules(schema: &mut schemars::Schema) {
     );
 }
 
+/// What `spec.output.split` without a limit is told.
+pub const SPLIT_LIMIT: &str = "set maxRows, maxBytes or both (or leave split out for one file)";
+
+/// Schema transform of `spec.output.split`: at least one limit.
+pub fn split_rules(schema: &mut schemars::Schema) {
+    rules(
+        schema,
+        json!([{"rule": "has(self.maxRows) || has(self.maxBytes)", "message": SPLIT_LIMIT}]),
+    );
+}
+
 /// Schema transform of `pvc.path`: what [`RelativePath`](super::valid::RelativePath) accepts
 /// (the NUL byte aside, which JSON strings of a manifest rarely carry and `validate.rs` refuses).
 pub fn path_rules(schema: &mut schemars::Schema) {

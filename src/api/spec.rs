@@ -266,6 +266,11 @@ pub struct OutputSpec {
     /// every gzip or zstd reader reads as one stream.
     #[serde(default)]
     pub compression: Compression,
+    /// Write the report as several files, `<name>-00001.<ext>`, `<name>-00002.<ext>`,
+    /// ..., each complete on its own (a header, a valid Parquet file or workbook), cut at
+    /// chunk boundaries; the manifest lists them all. Unset: one file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<SplitSpec>,
     /// Where the report is written: exactly one of `pvc` and `bucket`.
     pub destination: DestinationSpec,
     /// Delete the report (and its manifest) when the ReportJob is deleted. By default the
@@ -281,6 +286,26 @@ pub struct OutputSpec {
 
 pub(crate) fn default_time_zone() -> String {
     "UTC".to_string()
+}
+
+/// How a report is split into files. A file is closed before the next chunk would take it
+/// past a limit, so a file exceeds one only when a single chunk does: with `maxRows`,
+/// chunks are planned at most nine tenths of it (`chunkSize` is lowered when larger), which
+/// keeps them within it unless the keys are far more skewed than the planner saw. Set at
+/// least one.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::api::schema::split_rules)]
+pub struct SplitSpec {
+    /// Most data rows in a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_rows: Option<i64>,
+    /// Most bytes in a file, counted as the chunks' exported bytes (for xlsx, the rows'
+    /// text before it becomes a workbook).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_bytes: Option<i64>,
 }
 
 /// File format of the report.

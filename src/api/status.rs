@@ -155,6 +155,29 @@ pub struct OutputStatus {
     /// The database snapshot the report shows (`consistency: Snapshot`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<OutputSnapshot>,
+    /// How many files a split report (`spec.output.split`) has. `location`, `url` and
+    /// `sha256` are then its manifest's, which lists every file with its own link, and
+    /// `rows` and `bytes` are totals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_count: Option<i64>,
+    /// The first files of a split report (at most about 30, as many as a pod's
+    /// termination message carries), in key order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<OutputFileStatus>,
+}
+
+/// One file of a split report.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputFileStatus {
+    /// Path on the volume or object URL of the file.
+    pub location: String,
+    /// Data rows in the file.
+    pub rows: i64,
+    /// Size of the file in bytes.
+    pub bytes: i64,
+    /// sha256 of the file's bytes, hex.
+    pub sha256: String,
 }
 
 /// The moment of the database a report shows.

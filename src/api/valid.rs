@@ -195,6 +195,8 @@ pub struct Output {
     pub compression: Compression,
     /// Where the report goes.
     pub destination: Destination,
+    /// How the report is split into files; `None` writes one.
+    pub split: Option<crate::split::SplitLimits>,
     /// Delete the report with the ReportJob.
     pub delete_with_report_job: bool,
     /// The time zone `timestamptz` values are written in.

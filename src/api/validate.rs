@@ -71,6 +71,7 @@ pub fn validate(spec: &ReportJobSpec) -> Result<ValidSpec, Vec<FieldError>> {
             ),
         },
     };
+    let split = split(spec.output.split.as_ref(), &mut errors);
     let (
         Some(source),
         Some(chunking),
@@ -79,6 +80,7 @@ pub fn validate(spec: &ReportJobSpec) -> Result<ValidSpec, Vec<FieldError>> {
         Some(worker),
         Some(ttl_after_finished),
         Some(time_zone),
+        Some(split),
     ) = (
         source,
         chunking,
@@ -87,6 +89,7 @@ pub fn validate(spec: &ReportJobSpec) -> Result<ValidSpec, Vec<FieldError>> {
         worker,
         ttl_after_finished,
         time_zone,
+        split,
     )
     else {
         if errors.0.is_empty() {
@@ -104,6 +107,7 @@ pub fn validate(spec: &ReportJobSpec) -> Result<ValidSpec, Vec<FieldError>> {
             encoding,
             compression: spec.output.compression,
             destination,
+            split,
             delete_with_report_job: spec.output.delete_with_report_job,
             time_zone,
         },
@@ -116,6 +120,33 @@ pub fn validate(spec: &ReportJobSpec) -> Result<ValidSpec, Vec<FieldError>> {
 }
 
 mod format;
+
+/// `spec.output.split`: `None` for one file, else limits of at least 1, at least one set.
+fn split(
+    split: Option<&crate::api::spec::SplitSpec>,
+    errors: &mut Errors,
+) -> Option<Option<crate::split::SplitLimits>> {
+    let Some(split) = split else {
+        return Some(None);
+    };
+    let limit = |value: Option<i64>, field: &str, errors: &mut Errors| match value {
+        None => Some(None),
+        Some(v) => match u64::try_from(v).ok().and_then(std::num::NonZeroU64::new) {
+            Some(v) => Some(Some(v)),
+            None => errors.push(field, format!("must be at least 1, got {v}")),
+        },
+    };
+    let max_rows = limit(split.max_rows, "spec.output.split.maxRows", errors);
+    let max_bytes = limit(split.max_bytes, "spec.output.split.maxBytes", errors);
+    let (max_rows, max_bytes) = (max_rows?, max_bytes?);
+    if max_rows.is_none() && max_bytes.is_none() {
+        return errors.push("spec.output.split", crate::api::schema::SPLIT_LIMIT);
+    }
+    Some(Some(crate::split::SplitLimits {
+        max_rows,
+        max_bytes,
+    }))
+}
 
 /// The problems found so far.
 struct Errors(Vec<FieldError>);

@@ -213,13 +213,25 @@ pub async fn run(args: RunArgs) -> i32 {
                         "plan_digest": m.plan_digest,
                         "snapshot": m.snapshot,
                         "elapsed_seconds": report.elapsed.as_secs_f64(),
+                        "files": (!m.files.is_empty()).then_some(&m.files),
                     })
                 );
             } else {
                 println!("report:   {}", m.location);
                 println!("rows:     {}", m.rows);
                 println!("bytes:    {}", m.bytes);
-                println!("sha256:   {}", m.sha256);
+                if m.files.is_empty() {
+                    println!("sha256:   {}", m.sha256);
+                }
+                for file in &m.files {
+                    println!(
+                        "file:     {} ({} rows, {} bytes, sha256 {})",
+                        file.location, file.rows, file.bytes, file.sha256
+                    );
+                    if let Some(url) = &file.url {
+                        println!("          {url}");
+                    }
+                }
                 println!(
                     "chunks:   {} ({} resumed)",
                     report.chunks, report.resumed_chunks
@@ -475,7 +487,17 @@ pub async fn cleanup(args: CleanupArgs) -> i32 {
             .map_err(engine)?;
         let mut deleted = None;
         if args.delete_output {
-            storage.delete(&layout.output).await.map_err(engine)?;
+            // Every file the manifest lists (a split report's), then the manifest; the
+            // report's own key also when the manifest is gone.
+            let mut files = crate::staging::listed_files(storage.as_ref(), &layout)
+                .await
+                .map_err(engine)?;
+            if !files.contains(&layout.output) {
+                files.push(layout.output.clone());
+            }
+            for key in &files {
+                storage.delete(key).await.map_err(engine)?;
+            }
             storage
                 .delete(&layout.manifest_key())
                 .await
@@ -507,13 +529,26 @@ pub async fn assemble(args: AssembleArgs) -> i32 {
         |stage| async move {
             let m = stage.assemble_staged(digest.as_deref()).await?;
             let link = stage.download_link().await?;
+            // A split report is its manifest: the result names it, with the files that fit.
+            let (sha256, location) = if m.files.is_empty() {
+                (m.sha256.clone(), m.location.clone())
+            } else {
+                let key = stage.layout.manifest_key();
+                let sha256 = stage.storage.sha256(&key).await?.ok_or_else(|| {
+                    Error::Staging(format!(
+                        "the manifest {} is gone",
+                        stage.storage.location(&key)
+                    ))
+                })?;
+                (sha256, stage.storage.location(&key))
+            };
             // The success notification goes from here, the one pod that knows the outcome.
             let mut notified = None;
             if stage.spec.notify.is_some() {
                 let details = crate::notify::Details {
                     rows: i64::try_from(m.rows).ok(),
                     bytes: i64::try_from(m.bytes).ok(),
-                    location: Some(m.location.clone()),
+                    location: Some(location.clone()),
                     url: link.as_ref().map(|l| l.url.clone()),
                     message: None,
                 };
@@ -530,12 +565,15 @@ pub async fn assemble(args: AssembleArgs) -> i32 {
                 snapshot: m.snapshot.clone(),
                 rows: m.rows,
                 bytes: m.bytes,
-                sha256: m.sha256.clone(),
-                location: m.location.clone(),
+                sha256,
+                location,
                 url_expires_at: link.as_ref().map(|l| l.expires_at),
                 url: link.map(|l| l.url),
                 notified,
-            };
+                file_count: None,
+                files: Vec::new(),
+            }
+            .with_files(&m.files);
             let shown = result.to_string();
             Ok((result, shown))
         },

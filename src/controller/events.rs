@@ -107,11 +107,10 @@ pub fn phase_notes(old: &ReportJobStatus, new: &ReportJobStatus) -> Vec<EventNot
     }
     let message = new.message.clone().unwrap_or_default();
     match new.phase {
-        Some(Phase::Planning) => vec![EventNote::normal(
-            reason::PLANNING,
-            action::PLAN,
-            "planning",
-        )],
+        // Planning starts every run: the status says so (phase, `startTime`), and the
+        // `PlanStaged` event that ends it is the one worth a request (issue #19 counts
+        // every request per run).
+        Some(Phase::Planning) => Vec::new(),
         Some(Phase::Running) => {
             let mut notes = Vec::new();
             if let Some(plan) = &new.plan

@@ -10,7 +10,7 @@ use url::Url;
 
 use super::jobs::OUTPUT_MOUNT;
 use crate::api::valid::{Destination, ValidSpec};
-use crate::api::{OutputSnapshot, OutputStatus};
+use crate::api::{OutputFileStatus, OutputSnapshot, OutputStatus};
 use crate::stage_protocol::MAX_CHUNKS;
 use crate::staging::RunId;
 
@@ -87,6 +87,10 @@ pub struct Assembled<'a> {
     pub url_expires_at: Option<jiff::Timestamp>,
     /// The snapshot the report was read under (parsed strictly with the result).
     pub snapshot: Option<&'a crate::snapshot::SnapshotRecord>,
+    /// How many files a split report has.
+    pub file_count: Option<u64>,
+    /// The first of them.
+    pub files: &'a [crate::stage_protocol::AssembledFile],
 }
 
 /// Checks an `Assembled` result against the destination of `spec`: the location must be the
@@ -101,8 +105,16 @@ pub fn assembled(spec: &ValidSpec, result: &Assembled) -> Result<OutputStatus, S
             shorten(result.sha256)
         ));
     }
+    // A split report is its manifest; its files are named after the report.
+    let split = spec.output.split.is_some();
+    let named = |report: &str| match split {
+        true => format!("{report}.manifest.json"),
+        false => report.to_string(),
+    };
+    let files = checked_files(spec, result)?;
     let location = match &spec.output.destination {
         Destination::Pvc { claim, path } => {
+            let path = named(path.as_str());
             if result.location != format!("{OUTPUT_MOUNT}/{path}") {
                 return Err(format!(
                     "it places the report at {:?}, not at the spec's path {path:?}",
@@ -115,7 +127,7 @@ pub fn assembled(spec: &ValidSpec, result: &Assembled) -> Result<OutputStatus, S
             format!("pvc://{claim}/{path}")
         }
         Destination::Bucket(bucket) => {
-            let wanted = bucket.url();
+            let wanted = named(&bucket.url());
             if result.location != wanted {
                 return Err(format!(
                     "it places the report at {:?}, not at the spec's {wanted}",
@@ -139,7 +151,58 @@ pub fn assembled(spec: &ValidSpec, result: &Assembled) -> Result<OutputStatus, S
         rows,
         bytes,
         sha256: result.sha256.to_string(),
+        file_count: result.file_count.map(|n| n as i64),
+        files,
     })
+}
+
+/// The files of a split report's result: only for a spec that splits, at most as many as
+/// it counts, each with figures in range and a hash; their places come from the spec.
+fn checked_files(spec: &ValidSpec, result: &Assembled) -> Result<Vec<OutputFileStatus>, String> {
+    let Some(count) = result.file_count else {
+        return match (spec.output.split, result.files.is_empty()) {
+            (None, true) => Ok(Vec::new()),
+            (Some(_), _) => Err("it does not say how many files the split report has".into()),
+            (None, false) => Err("it lists files, but the spec does not split the report".into()),
+        };
+    };
+    if spec.output.split.is_none() {
+        return Err("it counts files, but the spec does not split the report".into());
+    }
+    if count == 0 || count > MAX_CHUNKS as u64 || result.files.len() as u64 > count {
+        return Err(format!(
+            "it counts {count} files and lists {}: a split report has 1 to {MAX_CHUNKS}, and lists no more than it counts",
+            result.files.len()
+        ));
+    }
+    let base = match &spec.output.destination {
+        Destination::Pvc { claim, path } => format!("pvc://{claim}/{path}"),
+        Destination::Bucket(bucket) => bucket.url(),
+    };
+    result
+        .files
+        .iter()
+        .enumerate()
+        .map(|(i, file)| {
+            if !is_hex_sha256(&file.sha256) {
+                return Err(format!(
+                    "the sha256 {:?} of its file {} is not 64 hex digits",
+                    shorten(&file.sha256),
+                    i + 1
+                ));
+            }
+            let figure = |n: u64| {
+                i64::try_from(n)
+                    .map_err(|_| format!("the figures of its file {} are out of range", i + 1))
+            };
+            Ok(OutputFileStatus {
+                location: crate::split::file_key(&base, i + 1),
+                rows: figure(file.rows)?,
+                bytes: figure(file.bytes)?,
+                sha256: file.sha256.clone(),
+            })
+        })
+        .collect()
 }
 
 /// A download link must be http(s) on the destination's endpoint (or, for the bucket's
@@ -221,6 +284,8 @@ mod tests {
             url,
             url_expires_at: None,
             snapshot: None,
+            file_count: None,
+            files: &[],
         }
     }
 
@@ -291,6 +356,85 @@ mod tests {
         let mut bad_hash = result("/reportjob/output/out/r.csv", None);
         bad_hash.sha256 = "not a hash";
         assert!(assembled(&pvc(), &bad_hash).is_err());
+    }
+
+    #[test]
+    fn a_split_report_is_its_manifest_and_its_files_are_named_by_the_spec() {
+        let split =
+            spec("      pvc: {claimName: reports, path: out/r.csv}\n    split: {maxRows: 10}");
+        let file = |sha256: &str| crate::stage_protocol::AssembledFile {
+            rows: 10,
+            bytes: 50,
+            sha256: sha256.into(),
+        };
+        let files = [file(HASH), file(HASH)];
+        let mut claim = result("/reportjob/output/out/r.csv.manifest.json", None);
+        claim.file_count = Some(5);
+        claim.files = &files;
+        let ok = assembled(&split, &claim).expect("ok");
+        assert_eq!(ok.location, "pvc://reports/out/r.csv.manifest.json");
+        assert_eq!(ok.file_count, Some(5));
+        let locations: Vec<&str> = ok.files.iter().map(|f| f.location.as_str()).collect();
+        assert_eq!(
+            locations,
+            [
+                "pvc://reports/out/r-00001.csv",
+                "pvc://reports/out/r-00002.csv"
+            ]
+        );
+        // What a forged or confused pod might claim.
+        let bad = [file("not a hash")];
+        let cases: [(&ValidSpec, &str, Option<u64>, &[_], &str); 6] = [
+            (
+                &split,
+                "/reportjob/output/out/r.csv",
+                Some(5),
+                &files,
+                "not at the spec's path",
+            ),
+            (
+                &split,
+                "/reportjob/output/out/r.csv.manifest.json",
+                None,
+                &files,
+                "how many files",
+            ),
+            (
+                &split,
+                "/reportjob/output/out/r.csv.manifest.json",
+                Some(1),
+                &files,
+                "lists no more",
+            ),
+            (
+                &split,
+                "/reportjob/output/out/r.csv.manifest.json",
+                Some(0),
+                &[],
+                "1 to",
+            ),
+            (
+                &split,
+                "/reportjob/output/out/r.csv.manifest.json",
+                Some(3),
+                &bad,
+                "not 64 hex",
+            ),
+            (
+                &pvc(),
+                "/reportjob/output/out/r.csv",
+                Some(2),
+                &files,
+                "does not split",
+            ),
+        ];
+        for (spec, location, count, files, why) in cases {
+            let mut claim = result(location, None);
+            claim.file_count = count;
+            claim.files = files;
+            let err = assembled(spec, &claim).expect_err(why);
+            assert!(err.contains(why), "{why}: {err}");
+        }
     }
 
     #[test]

@@ -40,6 +40,8 @@ fn every_variant() -> Vec<StageResult> {
                 id: crate::snapshot::SnapshotId::parse("00000003-0000001B-1").expect("id"),
                 taken_at: Timestamp::from_second(1_699_999_000).expect("time"),
             }),
+            file_count: None,
+            files: Vec::new(),
         },
         StageResult::Assembled {
             rows: 0,
@@ -50,6 +52,8 @@ fn every_variant() -> Vec<StageResult> {
             url_expires_at: None,
             notified: None,
             snapshot: None,
+            file_count: None,
+            files: Vec::new(),
         },
         StageResult::Notified(report(true)),
         StageResult::Notified(report(false)),
@@ -126,6 +130,8 @@ fn long_strings_are_cut_so_the_line_still_parses() {
         url_expires_at: None,
         notified: Some(report(false)),
         snapshot: None,
+        file_count: None,
+        files: Vec::new(),
     };
     let line = assembled.to_line();
     assert!(line.len() <= MAX_RESULT_BYTES);
@@ -223,4 +229,60 @@ fn chunk_sets_parse_display_and_map_completion_indexes() {
     assert_eq!(listed.union(&done).to_string(), "0-1,5,7,9");
     assert_eq!(listed.below(8).to_string(), "7");
     assert!(listed.contains(9) && !listed.contains(8));
+}
+
+#[test]
+fn a_split_result_carries_the_files_that_fit_and_counts_them_all() {
+    let files: Vec<crate::split::OutputFile> = (0..500)
+        .map(|i| crate::split::OutputFile {
+            location: format!("s3://reports/r-{i:05}.csv"),
+            rows: 1_000_000,
+            bytes: 123_456_789,
+            sha256: "ab".repeat(32),
+            chunks: format!("{i}"),
+            url: Some(format!(
+                "https://s3.example/reports/r-{i:05}.csv?X-Amz-Signature={}",
+                "c".repeat(64)
+            )),
+            url_expires_at: None,
+        })
+        .collect();
+    let result = StageResult::Assembled {
+        rows: 500_000_000,
+        bytes: 500 * 123_456_789,
+        sha256: "cd".repeat(32),
+        location: "s3://reports/r.csv.manifest.json".into(),
+        url: Some(format!(
+            "https://s3.example/reports/r.csv.manifest.json?X-Amz-Signature={}",
+            "e".repeat(600)
+        )),
+        url_expires_at: None,
+        notified: None,
+        snapshot: None,
+        file_count: None,
+        files: Vec::new(),
+    }
+    .with_files(&files);
+    let line = result.to_line();
+    assert!(line.len() <= MAX_RESULT_BYTES, "{}", line.len());
+    let Ok(StageResult::Assembled {
+        file_count,
+        files: carried,
+        url,
+        ..
+    }) = StageResult::parse(&line)
+    else {
+        panic!("{line}");
+    };
+    assert_eq!(file_count, Some(500));
+    assert!(
+        carried.len() >= 20 && carried.len() < 500,
+        "{}",
+        carried.len()
+    );
+    assert!(
+        carried.iter().all(|f| f.sha256 == "ab".repeat(32)),
+        "no hash is cut"
+    );
+    assert!(url.is_some_and(|u| !u.ends_with('…')), "nor the link");
 }

@@ -168,13 +168,7 @@ async fn kubectl_applied_reportjob_completes_with_exact_output() {
     }
     // The test connects as the superuser `postgres`: the plan warns about it. Events are
     // recorded after the status they describe, so they are waited for.
-    let expected = [
-        "ExcessPrivileges",
-        "Planning",
-        "PlanStaged",
-        "Assembling",
-        "Completed",
-    ];
+    let expected = ["ExcessPrivileges", "PlanStaged", "Assembling", "Completed"];
     common::eventually("the run's events", || async {
         let reasons = event_reasons(&env, ns, "orders").await;
         expected

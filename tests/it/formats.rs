@@ -50,8 +50,8 @@ pub struct Exported {
 }
 
 /// Runs `spec` into `file`: on the volume, or in the `reports` bucket of `s3` when `bucket`,
-/// the report then fetched through its presigned link with a plain HTTP client. The run
-/// must succeed.
+/// the report then fetched through its presigned link with a plain HTTP client (for a split
+/// report, its manifest). The run must succeed.
 pub async fn export_to(
     work: &Workdir,
     s3: &S3Server,
@@ -92,8 +92,10 @@ pub async fn export_to(
         (response.bytes().await.unwrap().to_vec(), manifest)
     } else {
         let dir = work.output_dir();
+        // A split report is its manifest, as its link is in a bucket.
+        let split = result.get("files").is_some_and(|f| !f.is_null());
         (
-            std::fs::read(dir.join(file)).unwrap(),
+            std::fs::read(dir.join(if split { &manifest_key } else { file })).unwrap(),
             std::fs::read(dir.join(&manifest_key)).unwrap(),
         )
     };

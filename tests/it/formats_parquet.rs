@@ -247,6 +247,83 @@ async fn parquet_reports_hold_every_value_of_the_source_for_pyarrow_and_duckdb()
 }
 
 #[tokio::test]
+async fn a_split_parquet_report_in_a_bucket_is_valid_files_each_fetched_by_its_own_link() {
+    let mut db = TestDb::new("parquet_split").await;
+    db.exec(PTYPED).await;
+    let work = Workdir::new();
+    let expected = work.path().join("expected.json");
+    assert_eq!(
+        write_expected(&mut db, "ptyped", false, &expected).await,
+        300
+    );
+    let s3 = S3Server::start("reports");
+    // Chunks of 1000 rows asked for, planned at most 100 (maxRows): one chunk per file.
+    let spec = SpecBuilder::table(&db.table("ptyped"))
+        .key("id")
+        .chunk_size(1000)
+        .set("spec.output.format", "parquet")
+        .set("spec.output.split.maxRows", 100);
+    // The run's link is the manifest's, which lists every file with its own link.
+    let Exported {
+        result,
+        report: linked,
+        manifest,
+        ..
+    } = export_to(&work, &s3, spec, "exports/typed.parquet", true).await;
+    assert_eq!(linked, manifest, "the run's link fetches the manifest");
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    let files = result["files"].as_array().expect("files").clone();
+    assert_eq!(manifest["files"], serde_json::Value::Array(files.clone()));
+    assert!(files.len() >= 3, "{result}");
+    let client = reqwest::Client::new();
+    let mut paths = Vec::new();
+    for (i, file) in files.iter().enumerate() {
+        let key = format!("exports/typed-{:05}.parquet", i + 1);
+        assert_eq!(file["location"], format!("s3://reports/{key}"));
+        let rows = file["rows"].as_u64().unwrap();
+        assert!(rows > 0 && rows <= 100, "{file}");
+        let url = file["url"].as_str().expect("a link per file");
+        assert!(url.contains(&key), "{url}");
+        let response = client.get(url).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{key}");
+        let stored = response.bytes().await.unwrap().to_vec();
+        assert_eq!(
+            file["sha256"].as_str().unwrap(),
+            sha256_hex(&stored),
+            "{key}"
+        );
+        assert_eq!(file["bytes"].as_u64().unwrap(), stored.len() as u64);
+        assert!(
+            stored.starts_with(b"PAR1") && stored.ends_with(b"PAR1"),
+            "{key}"
+        );
+        let path = work.path().join(format!("file-{i}.parquet"));
+        std::fs::write(&path, &stored).unwrap();
+        paths.push(path.to_str().unwrap().to_string());
+    }
+    // pyarrow opens each file on its own (its own footer) and DuckDB reads them as one
+    // dataset: together every value of the source.
+    let mut args = vec![paths[0].as_str(), expected.to_str().unwrap()];
+    args.extend(paths[1..].iter().map(String::as_str));
+    let printed = reader("parquet_check.py", &args);
+    let values = 300 * EXPECTED.len();
+    assert!(
+        printed.contains(&format!("pyarrow rows=300 values={values} ")),
+        "{printed}"
+    );
+    assert!(printed.contains(" key_min=1 key_max=300"), "{printed}");
+    assert!(
+        printed.contains(&format!("duckdb rows=300 values={values}")),
+        "{printed}"
+    );
+    let rows: Vec<String> = files.iter().map(|f| f["rows"].to_string()).collect();
+    assert!(
+        printed.contains(&format!("files={} rows={}", files.len(), rows.join(","))),
+        "{printed}"
+    );
+}
+
+#[tokio::test]
 async fn infinite_dates_are_refused_naming_the_column_and_the_row_and_nothing_is_published() {
     let mut db = TestDb::new("parquet_infinity").await;
     db.exec(

@@ -185,6 +185,57 @@ async fn xlsx_workbooks_hold_every_value_of_the_source() {
     }
 }
 
+/// A split xlsx report: each file is a workbook of its own (sheet named after it, bold
+/// header), and openpyxl finds in each exactly its slice of the source, in key order.
+#[tokio::test]
+async fn a_split_xlsx_report_is_workbooks_each_holding_its_slice_of_the_source() {
+    let mut db = TestDb::new("xlsx_split").await;
+    db.exec(TYPED).await;
+    let work = Workdir::new();
+    let expected = work.path().join("expected.json");
+    let table = db.table("xl");
+    assert_eq!(
+        write_expected(&mut db, &table, EXPECTED, &expected).await,
+        300
+    );
+    let all: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&expected).unwrap()).unwrap();
+    let s3 = S3Server::start("reports");
+    let spec = SpecBuilder::table(&table)
+        .key("id")
+        .chunk_size(40)
+        .set("spec.output.format", "xlsx")
+        .set("spec.output.split.maxRows", 120);
+    let Exported { result, .. } = export_to(&work, &s3, spec, "typed.xlsx", false).await;
+    let files = result["files"].as_array().expect("files");
+    assert!(files.len() >= 3, "{result}");
+    let mut first = 0;
+    for (i, file) in files.iter().enumerate() {
+        let name = format!("typed-{:05}.xlsx", i + 1);
+        let book = std::fs::read(work.output_dir().join(&name)).unwrap();
+        assert_eq!(
+            file["sha256"].as_str().unwrap(),
+            sha256_hex(&book),
+            "{name}"
+        );
+        let rows = file["rows"].as_u64().unwrap() as usize;
+        assert!(rows > 0 && rows <= 120, "{name}: {rows}");
+        // This file's slice of the expected rows.
+        let mut slice = all.clone();
+        slice["rows"] =
+            serde_json::Value::Array(all["rows"].as_array().unwrap()[first..first + rows].to_vec());
+        first += rows;
+        let part = work.path().join(format!("expected-{i}.json"));
+        std::fs::write(&part, serde_json::to_vec(&slice).unwrap()).unwrap();
+        assert_eq!(
+            check_book(work.path(), &book, &part, "typed", 1_048_575, false),
+            format!("sheets=1 rows={rows} values={}", rows * EXPECTED.len()),
+            "{name}"
+        );
+    }
+    assert_eq!(first, 300);
+}
+
 /// A table whose row 7 holds 40 KB of text.
 const LONG: &str = r#"
 CREATE TABLE long (id integer PRIMARY KEY, note text);

@@ -31,6 +31,7 @@ mod scale;
 mod schedule;
 mod security;
 mod snapshot;
+mod split;
 mod stage_start;
 mod standby;
 mod yaml_words;

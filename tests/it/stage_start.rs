@@ -269,6 +269,8 @@ async fn forged_results_and_remote_bodies_never_reach_the_status() {
                 url_expires_at: None,
                 notified: None,
                 snapshot: None,
+                file_count: None,
+                files: Vec::new(),
             },
         ),
     ];

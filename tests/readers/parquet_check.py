@@ -3,7 +3,10 @@ compare every value with the source rows Postgres gave as text (expected.json); 
 also checks the footer (row count, row groups, the key column's min/max statistics) and the
 logical types (UUID, JSON, DECIMAL, timestamps adjusted to UTC or not).
 
-usage: parquet_check.py REPORT EXPECTED
+usage: parquet_check.py REPORT EXPECTED [REPORT ...]
+More REPORTs are the further files of a split report, in order: each is opened as a Parquet
+file of its own (its own footer), and together they must hold the expected rows; then also
+`files=<n> rows=<r1>,<r2>,...` is printed.
 Prints `pyarrow rows=<n> values=<m> row_groups=<g> key_min=<a> key_max=<b>` and
 `duckdb rows=<n> values=<m>`, and exits 0 when every value matches; exits 1 naming the
 first mismatches otherwise.
@@ -24,6 +27,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 report, expected_path = sys.argv[1:3]
+reports = [report] + sys.argv[3:]
 expected = json.load(open(expected_path, encoding="utf-8"))
 columns, kinds, rows = expected["columns"], expected["kinds"], expected["rows"]
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
@@ -99,8 +103,11 @@ def compare(reader, got_rows):
 
 
 # pyarrow: the whole file, in file order (the report is in key order).
-parquet = pq.ParquetFile(report)
-table = parquet.read()
+import pyarrow
+files = [pq.ParquetFile(r) for r in reports]
+parquet = files[0]
+file_rows = [f.metadata.num_rows for f in files]
+table = pyarrow.concat_tables([f.read() for f in files])
 if table.column_names != columns:
     problems.append(f"pyarrow: columns {table.column_names}, expected {columns}")
 by_column = [table.column(c).to_pylist() for c in columns]
@@ -108,16 +115,19 @@ py_rows = [list(r) for r in zip(*by_column)] if columns else []
 py_values = compare("pyarrow", py_rows)
 
 meta = parquet.metadata
-if meta.num_rows != len(rows):
-    problems.append(f"footer: num_rows {meta.num_rows}, expected {len(rows)}")
+if sum(file_rows) != len(rows):
+    problems.append(f"footer: num_rows {sum(file_rows)}, expected {len(rows)}")
 key_mins, key_maxs = [], []
-for g in range(meta.num_row_groups):
-    stats = meta.row_group(g).column(0).statistics
-    if stats is None or not stats.has_min_max:
-        problems.append(f"footer: row group {g} has no min/max for {columns[0]}")
-        continue
-    key_mins.append(stats.min)
-    key_maxs.append(stats.max)
+row_groups = 0
+for f in files:
+    for g in range(f.metadata.num_row_groups):
+        row_groups += 1
+        stats = f.metadata.row_group(g).column(0).statistics
+        if stats is None or not stats.has_min_max:
+            problems.append(f"footer: row group {g} has no min/max for {columns[0]}")
+            continue
+        key_mins.append(stats.min)
+        key_maxs.append(stats.max)
 keys = [int(r[0]) for r in rows]
 key_min, key_max = (min(key_mins), max(key_maxs)) if key_mins else (None, None)
 if keys and (key_min, key_max) != (min(keys), max(keys)):
@@ -136,11 +146,13 @@ for i, (c, kind) in enumerate(zip(columns, kinds)):
 con = duckdb.connect()
 con.execute("SET TimeZone = 'UTC'")
 duck_rows = [list(r) for r in con.execute(
-    f"SELECT * FROM read_parquet(?) ORDER BY {columns[0]}", [report]).fetchall()]
+    f"SELECT * FROM read_parquet(?) ORDER BY {columns[0]}", [reports]).fetchall()]
 duck_values = compare("duckdb", duck_rows)
 
 if problems:
     print("\n".join(problems))
     sys.exit(1)
-print(f"pyarrow rows={len(py_rows)} values={py_values} row_groups={meta.num_row_groups} key_min={key_min} key_max={key_max}")
+print(f"pyarrow rows={len(py_rows)} values={py_values} row_groups={row_groups} key_min={key_min} key_max={key_max}")
 print(f"duckdb rows={len(duck_rows)} values={duck_values}")
+if len(files) > 1:
+    print(f"files={len(files)} rows={','.join(map(str, file_rows))}")

@@ -645,3 +645,34 @@ fn xlsx_refuses_other_formats_options_compression_and_bad_sheet_names() {
         );
     }
 }
+
+#[test]
+fn split_limits_are_typed_and_zero_or_none_is_refused() {
+    let split = valid(&out("split: {maxRows: 1000, maxBytes: 5000000}"))
+        .output
+        .split
+        .expect("split");
+    assert_eq!(split.max_rows.map(|n| n.get()), Some(1000));
+    assert_eq!(split.max_bytes.map(|n| n.get()), Some(5_000_000));
+    assert_eq!(valid(GOOD).output.split, None);
+    assert_eq!(
+        errors_of(&out("split: {maxRows: 0}")),
+        vec!["spec.output.split.maxRows: must be at least 1, got 0"]
+    );
+    assert_eq!(
+        errors_of(&out("split: {maxBytes: -5}")),
+        vec!["spec.output.split.maxBytes: must be at least 1, got -5"]
+    );
+    assert_eq!(
+        errors_of(&out("split: {}")),
+        vec![format!(
+            "spec.output.split: {}",
+            crate::api::schema::SPLIT_LIMIT
+        )]
+    );
+    let unknown = errors_of(&out("split: {maxFiles: 3}"));
+    assert!(
+        unknown.iter().any(|e| e.contains("maxFiles")),
+        "{unknown:?}"
+    );
+}

@@ -346,6 +346,8 @@ impl Decision<'_> {
                 url_expires_at,
                 notified,
                 snapshot,
+                file_count,
+                files,
             }) => {
                 let claimed = results::Assembled {
                     rows,
@@ -355,6 +357,8 @@ impl Decision<'_> {
                     url: url.as_deref(),
                     url_expires_at,
                     snapshot: snapshot.as_ref(),
+                    file_count,
+                    files: &files,
                 };
                 // The pod sees a claim at its mount point; the status names the claim.
                 match results::assembled(spec, &claimed) {

@@ -145,9 +145,14 @@ impl WorkbookAssembly {
         }
     }
 
-    /// Saves the workbook and publishes it at `layout`'s report key (through a temporary
-    /// file under the run's scratch prefix where the storage uses one).
-    pub async fn finish(mut self, storage: &dyn Storage, layout: &Layout) -> Result<Composed> {
+    /// Saves the workbook and publishes it at `target` (through a temporary file under
+    /// `layout`'s scratch prefix where the storage uses one).
+    pub async fn finish(
+        mut self,
+        storage: &dyn Storage,
+        layout: &Layout,
+        target: &str,
+    ) -> Result<Composed> {
         self.send(Feed::Finish).await?;
         let encoder = self
             .encoder
@@ -157,7 +162,7 @@ impl WorkbookAssembly {
             .await
             .map_err(|e| Error::Staging(format!("the workbook encoder failed: {e}")))?
             .map_err(workbook_error)?;
-        let composed = upload(storage, layout, file).await;
+        let composed = upload(storage, layout, target, file).await;
         drop(self.temp);
         composed
     }
@@ -239,14 +244,15 @@ fn encode(
     Err("the parts stopped before their end".into())
 }
 
-/// Sends the workbook in `file` to the report's key, hashing it on the way.
-async fn upload(storage: &dyn Storage, layout: &Layout, file: std::fs::File) -> Result<Composed> {
+/// Sends the workbook in `file` to `target`, hashing it on the way.
+async fn upload(
+    storage: &dyn Storage,
+    layout: &Layout,
+    target: &str,
+    file: std::fs::File,
+) -> Result<Composed> {
     let mut writer = storage
-        .create_via(
-            &layout.output,
-            &layout.scratch_prefix(),
-            Durability::Durable,
-        )
+        .create_via(target, &layout.scratch_prefix(), Durability::Durable)
         .await?;
     let mut hasher = Sha256::new();
     let mut file = Some(file);
