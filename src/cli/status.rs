@@ -161,6 +161,24 @@ fn render_status(rj: &ReportJob, events: &[Event], events_error: Option<&str>) -
             o.bytes
         ));
         out.push_str(&format!("  SHA256:    {}\n", o.sha256));
+        if let Some(count) = o.file_count {
+            // A split report: the location is its manifest, which lists every file.
+            out.push_str(&format!("  Files:     {count} (listed in the manifest)\n"));
+            for file in &o.files {
+                out.push_str(&format!(
+                    "    {}  {} rows  {}\n",
+                    file.location,
+                    group_digits(file.rows),
+                    human_bytes(file.bytes)
+                ));
+            }
+            if o.files.len() < count as usize {
+                out.push_str(&format!(
+                    "    ... {} more in the manifest\n",
+                    count as usize - o.files.len()
+                ));
+            }
+        }
     }
     out.push_str("Conditions:\n");
     if status.conditions.is_empty() {

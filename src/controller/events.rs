@@ -145,11 +145,8 @@ pub fn phase_notes(old: &ReportJobStatus, new: &ReportJobStatus) -> Vec<EventNot
             action::EXPORT,
             &message,
         )],
-        Some(Phase::Assembling) => vec![EventNote::normal(
-            reason::ASSEMBLING,
-            action::ASSEMBLE,
-            "all chunks exported; assembling",
-        )],
+        // Likewise the status shows assembling; `Completed` (or the failure) ends it.
+        Some(Phase::Assembling) => Vec::new(),
         Some(Phase::Succeeded) => vec![EventNote::normal(
             reason::COMPLETED,
             action::ASSEMBLE,

@@ -21,6 +21,7 @@ pub mod policy;
 pub mod results;
 pub mod schedule;
 pub mod status_writes;
+pub mod trim;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -32,7 +33,7 @@ use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{Action as Requeue, Controller};
+use kube::runtime::controller::{Action as Requeue, Config as RuntimeConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -137,6 +138,11 @@ pub struct Context {
     budget: budget::PodBudget,
 }
 
+/// Most reconciles of one scope in flight at once. Unbounded (kube-runtime's default), a
+/// thousand ReportJobs applied at once are a thousand reconciles and their requests in
+/// memory together; each takes milliseconds, so a few at a time keep up.
+pub const MAX_CONCURRENT_RECONCILES: u16 = 8;
+
 /// Runs the controller until SIGTERM/SIGINT (or until leadership is lost, which is an
 /// error: the process exits and its replacement stands for election again).
 pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()> {
@@ -233,12 +239,7 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
         let stream = watcher(jobs, owned.clone())
             .default_backoff()
             // What reconciles never read: the cache holds less.
-            .modify(|job: &mut Job| {
-                job.metadata.managed_fields = None;
-                if let Some(spec) = job.spec.as_mut() {
-                    spec.template = Default::default();
-                }
-            })
+            .modify(trim::job)
             .reflect(writer)
             .touched_objects();
         let errors = job_errors.clone();
@@ -253,7 +254,14 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
     for (ns, jobs) in scopes.iter().cloned().zip(job_streams) {
         let rjs: Api<ReportJob> = scoped_api(&client, ns.as_deref());
         let (tx, rx) = futures::channel::mpsc::unbounded();
-        let controller = Controller::new(rjs, watcher::Config::default())
+        // As `Controller::new` watches, but the store keeps trimmed ReportJobs.
+        let (reader, writer) = reflector::store::<ReportJob>();
+        let reportjobs = watcher(rjs, watcher::Config::default())
+            .modify(trim::reportjob)
+            .reflect(writer)
+            .applied_objects();
+        let controller = Controller::for_stream(reportjobs, reader)
+            .with_config(RuntimeConfig::default().concurrency(MAX_CONCURRENT_RECONCILES))
             .owns_stream(jobs)
             .reconcile_on(rx)
             .shutdown_on_signal();
@@ -449,9 +457,9 @@ async fn reconcile_inner(rj: &ReportJob, ctx: &Context) -> Result<Requeue, Error
             Some(wait) => later = Some(wait),
             None => {
                 write_status(ctx, rj, &step).await?;
-                if progress {
-                    ctx.progress_writes.wrote(&key(rj));
-                }
+                // Any write starts the interval: progress moving just after a phase
+                // change waits for the next write (a short run's often is its last).
+                ctx.progress_writes.wrote(&key(rj));
                 count_progress(ctx, &old, &step);
             }
         }

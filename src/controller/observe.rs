@@ -265,7 +265,7 @@ pub fn pod_info(pod: &Pod) -> PodInfo {
         name: pod.name_any(),
         completion_index: pod
             .annotations()
-            .get("batch.kubernetes.io/job-completion-index")
+            .get(super::pod_cache::COMPLETION_INDEX)
             .and_then(|i| i.parse().ok()),
         phase: status.phase.unwrap_or_default(),
         exit_code: terminated.as_ref().map(|t| t.exit_code),

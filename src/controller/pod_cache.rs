@@ -2,7 +2,7 @@
 //! reconciles read pods without listing them; and the rule for when the cache is not enough.
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
@@ -49,15 +49,28 @@ impl PodCache {
     }
 }
 
-/// What the cache keeps of a pod: its metadata but the managed fields, and the phase and
-/// container states of its status (what [`super::observe::pod_info`] reads).
+/// The annotation of an indexed Job's pod that holds its completion index.
+pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
+
+/// What the cache keeps of a pod: its identity, owners, our labels and its completion
+/// index, and the phase and container states of its status (what
+/// [`super::observe::pod_info`] reads).
 pub fn reduce(pod: &mut Pod) {
-    pod.metadata.managed_fields = None;
+    super::trim::keep_ours(&mut pod.metadata, &[COMPLETION_INDEX]);
     pod.spec = None;
     if let Some(status) = pod.status.take() {
         pod.status = Some(PodStatus {
             phase: status.phase,
-            container_statuses: status.container_statuses,
+            container_statuses: status.container_statuses.map(|statuses| {
+                statuses
+                    .into_iter()
+                    .map(|c| ContainerStatus {
+                        name: c.name,
+                        state: c.state,
+                        ..ContainerStatus::default()
+                    })
+                    .collect()
+            }),
             ..PodStatus::default()
         });
     }

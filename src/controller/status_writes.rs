@@ -1,7 +1,8 @@
 //! When a changed status is written: at once when anything but progress changed (phase,
 //! conditions, plan, output, failed chunks...); progress alone (chunks done, completed
-//! chunks, the progress message) at once when no progress was written in the last
-//! [`PROGRESS_EVERY`], else once that has passed; a change of the active pod count alone
+//! chunks, the progress message) at once when no status was written in the last
+//! [`PROGRESS_EVERY`], else once that has passed (or with the next write, whichever is
+//! first); a change of the active pod count alone
 //! not by itself (the next write carries it). So a run's status writes do not grow with its
 //! chunks or with how often its Job's counts move. The decisions are pure
 //! ([`progress_only`], [`active_only`]); [`ProgressWrites`] remembers the last progress
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::api::ReportJobStatus;
 
-/// The least time between two status writes that only move progress.
+/// The least time between a status write and a write that only moves progress.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// Whether `new` differs from `old` only in progress: the chunk counts, the completed
@@ -41,7 +42,7 @@ pub fn active_only(old: &ReportJobStatus, new: &ReportJobStatus) -> bool {
     old != new && strip(old) == strip(new)
 }
 
-/// When each ReportJob's progress was last written.
+/// When each ReportJob's status was last written.
 #[derive(Default)]
 pub struct ProgressWrites {
     last: Mutex<HashMap<String, Instant>>,

@@ -967,7 +967,7 @@ fn all_chunks_exported_creates_the_assemble_job() {
     assert_eq!(created(&step).name_any(), "orders-assemble");
     assert_eq!(step.status.phase, Some(Phase::Assembling));
     assert_eq!(step.status.progress.as_deref(), Some("3/3"));
-    assert_eq!(reasons(&step), vec![reason::ASSEMBLING]);
+    assert!(reasons(&step).is_empty(), "{:?}", reasons(&step));
 }
 
 #[test]
