@@ -131,7 +131,7 @@ pub struct Context {
     events: event_cache::EventCache,
     /// When each ReportJob's status was last written (progress is written at most every
     /// few seconds).
-    progress_writes: status_writes::ProgressWrites,
+    status_writes: status_writes::StatusWrites,
     /// The cap on runs in flight.
     gate: admission::RunGate,
     /// The per-namespace budget of chunk pods.
@@ -284,7 +284,7 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
         jobs: JobCache::new(job_stores, job_errors),
         pods: PodCache::new(pod_stores, pod_errors),
         events: event_cache::EventCache::new(event_stores, event_errors),
-        progress_writes: status_writes::ProgressWrites::default(),
+        status_writes: status_writes::StatusWrites::default(),
         gate: admission::RunGate::new(config.max_concurrent_runs, rj_stores, wakers),
         budget: budget::PodBudget::new(config.max_stage_pods_per_namespace),
     });
@@ -436,22 +436,18 @@ async fn reconcile_inner(rj: &ReportJob, ctx: &Context) -> Result<Requeue, Error
         step.action,
         Action::RemoveFinalizer | Action::DeleteReportJob
     );
-    // The finalizer's own patch brings the next reconcile, which writes the status (of a
-    // queued run, this one writes it: nothing else would).
-    let accepting = step.action == Action::AddFinalizer
-        && !step
-            .status
-            .conditions
-            .iter()
-            .any(|c| c.type_ == crate::api::conditions::QUEUED);
+    // The finalizer's own patch brings the next reconcile, which writes the status (a
+    // queued run's too: writing it here as well wrote it twice, a second apart).
+    let accepting = step.action == Action::AddFinalizer;
     let mut later = None;
     // The active pod count alone is carried by the next write.
     let active_only = status_writes::active_only(&old, &step.status);
-    if step.status != old && !gone && !accepting && !active_only {
+    let repeat =
+        ctx.status_writes
+            .repeats(&key(rj), rj.resource_version().as_deref(), &step.status);
+    if step.status != old && !gone && !accepting && !active_only && !repeat {
         let progress = status_writes::progress_only(&old, &step.status);
-        let waits = progress
-            .then(|| ctx.progress_writes.wait(&key(rj)))
-            .flatten();
+        let waits = progress.then(|| ctx.status_writes.wait(&key(rj))).flatten();
         match waits {
             // Progress only, written a moment ago: it is written when the wait is over.
             Some(wait) => later = Some(wait),
@@ -459,7 +455,8 @@ async fn reconcile_inner(rj: &ReportJob, ctx: &Context) -> Result<Requeue, Error
                 write_status(ctx, rj, &step).await?;
                 // Any write starts the interval: progress moving just after a phase
                 // change waits for the next write (a short run's often is its last).
-                ctx.progress_writes.wrote(&key(rj));
+                ctx.status_writes
+                    .wrote(&key(rj), rj.resource_version(), &step.status);
                 count_progress(ctx, &old, &step);
             }
         }

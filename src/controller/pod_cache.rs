@@ -57,6 +57,7 @@ pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
 /// [`super::observe::pod_info`] reads).
 pub fn reduce(pod: &mut Pod) {
     super::trim::keep_ours(&mut pod.metadata, &[COMPLETION_INDEX]);
+    pod.metadata.generate_name = None;
     pod.spec = None;
     if let Some(status) = pod.status.take() {
         pod.status = Some(PodStatus {

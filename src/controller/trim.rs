@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::names;
@@ -33,11 +33,21 @@ pub fn keep_ours(meta: &mut ObjectMeta, also: &[&str]) {
 }
 
 /// A stage Job as the cache keeps it: our labels and annotations (the plan Job's spec),
-/// its spec without the pod template, its whole status.
+/// of its spec what reconciles read (completions, parallelism, suspend), its status but
+/// the conditions' probe times.
 pub fn job(job: &mut Job) {
     keep_ours(&mut job.metadata, &[]);
-    if let Some(spec) = job.spec.as_mut() {
-        spec.template = Default::default();
+    job.metadata.generate_name = None;
+    job.spec = job.spec.take().map(|spec| JobSpec {
+        completions: spec.completions,
+        parallelism: spec.parallelism,
+        suspend: spec.suspend,
+        ..JobSpec::default()
+    });
+    if let Some(conditions) = job.status.as_mut().and_then(|s| s.conditions.as_mut()) {
+        for condition in conditions {
+            condition.last_probe_time = None;
+        }
     }
 }
 
