@@ -488,10 +488,11 @@ pub async fn cleanup(args: CleanupArgs) -> i32 {
         let mut deleted = None;
         if args.delete_output {
             // Every file the manifest lists (a split report's), then the manifest; the
-            // report's own key also when the manifest is gone.
+            // report's own key also when the manifest is gone or cannot be read (a
+            // symbolic link planted there is removed, never followed).
             let mut files = crate::staging::listed_files(storage.as_ref(), &layout)
                 .await
-                .map_err(engine)?;
+                .unwrap_or_default();
             if !files.contains(&layout.output) {
                 files.push(layout.output.clone());
             }
