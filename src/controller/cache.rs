@@ -12,6 +12,7 @@ use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
 use super::names;
+use super::trim::StageJob;
 
 /// How long a write of the controller's own overlays the cache at most: a watch that has not
 /// shown it by then missed it (the Job went again), and the cache is right.
@@ -32,7 +33,7 @@ type Writes = HashMap<(String, String), HashMap<String, (Written, Instant)>>;
 /// The stage Jobs of every watched scope.
 #[derive(Default)]
 pub struct JobCache {
-    stores: Vec<Store<Job>>,
+    stores: Vec<Store<StageJob>>,
     written: Mutex<Writes>,
     /// The errors of the watches feeding `stores`.
     pub errors: WatchErrors,
@@ -96,7 +97,7 @@ pub enum Seen {
 
 impl JobCache {
     /// A cache over these reflector stores (disjoint scopes).
-    pub fn new(stores: Vec<Store<Job>>, errors: WatchErrors) -> Self {
+    pub fn new(stores: Vec<Store<StageJob>>, errors: WatchErrors) -> Self {
         JobCache {
             stores,
             written: Mutex::new(HashMap::new()),
@@ -153,14 +154,14 @@ impl JobCache {
 
     /// The Jobs labelled as `reportjob`'s in `ns`, by name, as best known.
     pub fn jobs_of(&self, ns: &str, reportjob: &str) -> Vec<Seen> {
-        let ours = |j: &Job| {
+        let ours = |j: &StageJob| {
             j.namespace().as_deref() == Some(ns)
                 && j.labels().get(names::REPORTJOB_LABEL).map(String::as_str) == Some(reportjob)
         };
         let mut cached: HashMap<String, Job> = HashMap::new();
         for store in &self.stores {
             for j in store.state_filter(ours) {
-                cached.insert(j.name_any(), (*j).clone());
+                cached.insert(j.name_any(), j.to_job());
             }
         }
         let mut out = HashMap::new();
@@ -192,7 +193,9 @@ impl JobCache {
     /// The Jobs of `stage` of every ReportJob in `ns`, as best known, with their
     /// ReportJob's name.
     pub fn stage_jobs_in(&self, ns: &str, stage: names::Stage) -> Vec<(String, Seen)> {
-        let label = |j: &Job, key: &str| j.labels().get(key).cloned();
+        fn label(j: &impl ResourceExt, key: &str) -> Option<String> {
+            j.labels().get(key).cloned()
+        }
         let mut owners: std::collections::BTreeSet<String> = self
             .stores
             .iter()
@@ -202,7 +205,7 @@ impl JobCache {
                         && label(j, names::STAGE_LABEL).as_deref() == Some(stage.as_str())
                 })
             })
-            .filter_map(|j| label(&j, names::REPORTJOB_LABEL))
+            .filter_map(|j| label(j.as_ref(), names::REPORTJOB_LABEL))
             .collect();
         if let Ok(written) = self.written.lock() {
             owners.extend(

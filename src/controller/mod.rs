@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
+use k8s_openapi::api::core::v1::Event as CoreEvent;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action as Requeue, Config as RuntimeConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -197,11 +197,11 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
     let mut event_stores = Vec::new();
     let job_errors = WatchErrors::default();
     for ns in &scopes {
-        let pod_api: Api<Pod> = scoped_api(&client, ns.as_deref());
-        let (reader, writer) = reflector::store::<Pod>();
+        let pod_api: Api<trim::StagePod> = scoped_api(&client, ns.as_deref());
+        let (reader, writer) = reflector::store::<trim::StagePod>();
         let stream = watcher(pod_api, owned.clone())
             .default_backoff()
-            .modify(pod_cache::reduce)
+            .modify(trim::stage_pod)
             .reflect(writer);
         let errors = pod_errors.clone();
         pod_watches.push(tokio::spawn(async move {
@@ -234,12 +234,12 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
             }
         }));
         event_stores.push(reader);
-        let jobs: Api<Job> = scoped_api(&client, ns.as_deref());
-        let (reader, writer) = reflector::store::<Job>();
+        let jobs: Api<trim::StageJob> = scoped_api(&client, ns.as_deref());
+        let (reader, writer) = reflector::store::<trim::StageJob>();
         let stream = watcher(jobs, owned.clone())
             .default_backoff()
             // What reconciles never read: the cache holds less.
-            .modify(trim::job)
+            .modify(trim::stage_job)
             .reflect(writer)
             .touched_objects();
         let errors = job_errors.clone();

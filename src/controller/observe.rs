@@ -340,7 +340,7 @@ pub async fn observe(ctx: &Context, rj: &ReportJob) -> Result<Observed, Error> {
         let ours = listed
             .items
             .iter()
-            .filter(|p| jobs.get(&stage).is_some_and(|job| created_by(p, job)));
+            .filter(|p| jobs.get(&stage).is_some_and(|job| created_by(*p, job)));
         pods.insert(stage, ours.map(pod_info).collect());
     }
     let mut create_failures = BTreeMap::new();

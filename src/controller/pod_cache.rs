@@ -2,25 +2,26 @@
 //! reconciles read pods without listing them; and the rule for when the cache is not enough.
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
+use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
 use super::cache::{WatchErrors, wait_ready};
 use super::names::{self, Stage};
 use super::results::created_by;
+use super::trim::StagePod;
 
 /// The stage pods of every watched scope.
 #[derive(Default)]
 pub struct PodCache {
-    stores: Vec<Store<Pod>>,
+    stores: Vec<Store<StagePod>>,
     /// The errors of the watches feeding `stores`.
     pub errors: WatchErrors,
 }
 
 impl PodCache {
     /// A cache over these reflector stores (disjoint scopes).
-    pub fn new(stores: Vec<Store<Pod>>, errors: WatchErrors) -> Self {
+    pub fn new(stores: Vec<Store<StagePod>>, errors: WatchErrors) -> Self {
         PodCache { stores, errors }
     }
 
@@ -31,7 +32,7 @@ impl PodCache {
 
     /// The pods `job` (the `stage` Job of `reportjob` in `ns`) created, as cached.
     pub fn pods_of(&self, ns: &str, reportjob: &str, stage: Stage, job: &Job) -> Vec<Pod> {
-        let ours = |p: &Pod| {
+        let ours = |p: &StagePod| {
             let labels = p.labels();
             p.namespace().as_deref() == Some(ns)
                 && labels.get(names::REPORTJOB_LABEL).map(String::as_str) == Some(reportjob)
@@ -42,7 +43,7 @@ impl PodCache {
             .stores
             .iter()
             .flat_map(|s| s.state_filter(ours))
-            .map(|p| (*p).clone())
+            .map(|p| p.to_pod())
             .collect();
         pods.sort_by_key(ResourceExt::name_any);
         pods
@@ -51,31 +52,6 @@ impl PodCache {
 
 /// The annotation of an indexed Job's pod that holds its completion index.
 pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
-
-/// What the cache keeps of a pod: its identity, owners, our labels and its completion
-/// index, and the phase and container states of its status (what
-/// [`super::observe::pod_info`] reads).
-pub fn reduce(pod: &mut Pod) {
-    super::trim::keep_ours(&mut pod.metadata, &[COMPLETION_INDEX]);
-    pod.metadata.generate_name = None;
-    pod.spec = None;
-    if let Some(status) = pod.status.take() {
-        pod.status = Some(PodStatus {
-            phase: status.phase,
-            container_statuses: status.container_statuses.map(|statuses| {
-                statuses
-                    .into_iter()
-                    .map(|c| ContainerStatus {
-                        name: c.name,
-                        state: c.state,
-                        ..ContainerStatus::default()
-                    })
-                    .collect()
-            }),
-            ..PodStatus::default()
-        });
-    }
-}
 
 /// Whether the cached pods of a finished stage whose result is needed can tell it: they
 /// include as many finished pods as the Job counts (the pod watch may lag the Job watch).
@@ -114,6 +90,7 @@ pub fn pods_show_progress(job: &Job, pods: &[Pod]) -> bool {
 mod tests {
     use super::*;
     use k8s_openapi::api::batch::v1::JobStatus;
+    use k8s_openapi::api::core::v1::PodStatus;
 
     fn pod(phase: &str) -> Pod {
         Pod {
@@ -169,19 +146,5 @@ mod tests {
         ));
         // Without completions a Job needs one pod to succeed.
         assert!(pods_show_progress(&job(0, 0), &[pod("Succeeded")]));
-    }
-
-    #[test]
-    fn reduce_keeps_what_pod_info_reads() {
-        let mut p = pod("Failed");
-        p.spec = Some(Default::default());
-        if let Some(s) = p.status.as_mut() {
-            s.host_ip = Some("10.0.0.1".into());
-        }
-        reduce(&mut p);
-        assert!(p.spec.is_none());
-        let s = p.status.unwrap_or_default();
-        assert_eq!(s.phase.as_deref(), Some("Failed"));
-        assert_eq!(s.host_ip, None);
     }
 }

@@ -4,7 +4,6 @@
 //! refused, never shown.
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use url::Url;
 
@@ -17,11 +16,11 @@ use crate::staging::RunId;
 /// Whether `pod` was created by `job`: its controller owner reference carries the Job's
 /// UID. Labels alone prove nothing (anyone who may create pods in the namespace can copy
 /// them), so only such pods' results count.
-pub fn created_by(pod: &Pod, job: &Job) -> bool {
+pub fn created_by(pod: &impl kube::Resource, job: &Job) -> bool {
     let Some(uid) = job.metadata.uid.as_deref() else {
         return false;
     };
-    pod.metadata
+    pod.meta()
         .owner_references
         .iter()
         .flatten()
@@ -250,6 +249,7 @@ fn shorten(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::api::load::load_valid_str;
+    use k8s_openapi::api::core::v1::Pod;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
     const HASH: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";

@@ -4,8 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::batch::v1::{Job, JobSpec, JobStatus};
+use k8s_openapi::api::core::v1::{ContainerState, ContainerStatus, Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Deserialize;
 
 use super::names;
 use crate::api::ReportJob;
@@ -32,23 +34,122 @@ pub fn keep_ours(meta: &mut ObjectMeta, also: &[&str]) {
     meta.annotations = keep(meta.annotations.take());
 }
 
+/// A stage Job as the caches keep it: a type of its own, read from the API as a `Job` but
+/// holding only what reconciles read (a `Job` holds its pod template's ~2 KB of fields even
+/// when empty; a thousand finished runs keep three each).
+#[derive(kube::Resource, Clone, Debug, Deserialize)]
+#[resource(inherit = Job)]
+pub struct StageJob {
+    /// Its metadata (trimmed by [`stage_job`]).
+    pub metadata: ObjectMeta,
+    /// What reconciles read of its spec.
+    #[serde(default)]
+    pub spec: Option<StageJobSpec>,
+    /// Its status.
+    #[serde(default)]
+    pub status: Option<JobStatus>,
+}
+
+/// The fields of a Job's spec reconciles read.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct StageJobSpec {
+    /// `spec.completions`.
+    pub completions: Option<i32>,
+    /// `spec.parallelism`.
+    pub parallelism: Option<i32>,
+    /// `spec.suspend`.
+    pub suspend: Option<bool>,
+}
+
+impl StageJob {
+    /// The Job as reconciles read it.
+    pub fn to_job(&self) -> Job {
+        Job {
+            metadata: self.metadata.clone(),
+            spec: self.spec.as_ref().map(|s| JobSpec {
+                completions: s.completions,
+                parallelism: s.parallelism,
+                suspend: s.suspend,
+                ..JobSpec::default()
+            }),
+            status: self.status.clone(),
+        }
+    }
+}
+
 /// A stage Job as the cache keeps it: our labels and annotations (the plan Job's spec),
-/// of its spec what reconciles read (completions, parallelism, suspend), its status but
-/// the conditions' probe times.
-pub fn job(job: &mut Job) {
+/// its status but the conditions' probe times.
+pub fn stage_job(job: &mut StageJob) {
     keep_ours(&mut job.metadata, &[]);
     job.metadata.generate_name = None;
-    job.spec = job.spec.take().map(|spec| JobSpec {
-        completions: spec.completions,
-        parallelism: spec.parallelism,
-        suspend: spec.suspend,
-        ..JobSpec::default()
-    });
     if let Some(conditions) = job.status.as_mut().and_then(|s| s.conditions.as_mut()) {
         for condition in conditions {
             condition.last_probe_time = None;
         }
     }
+}
+
+/// A stage pod as the caches keep it: read from the API as a `Pod`, holding its metadata
+/// and of its status the phase and container states (a `Pod` holds its spec's ~1.4 KB of
+/// fields even when empty).
+#[derive(kube::Resource, Clone, Debug, Deserialize)]
+#[resource(inherit = Pod)]
+pub struct StagePod {
+    /// Its metadata (trimmed by [`stage_pod`]).
+    pub metadata: ObjectMeta,
+    /// Its phase and container states.
+    #[serde(default)]
+    pub status: Option<StagePodStatus>,
+}
+
+/// What reconciles read of a pod's status.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StagePodStatus {
+    /// `status.phase`.
+    pub phase: Option<String>,
+    /// Each container's name and state.
+    pub container_statuses: Option<Vec<StageContainer>>,
+}
+
+/// A container's name and state.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct StageContainer {
+    /// Its name.
+    #[serde(default)]
+    pub name: String,
+    /// Its state (the termination message is in it).
+    pub state: Option<ContainerState>,
+}
+
+impl StagePod {
+    /// The pod as reconciles read it.
+    pub fn to_pod(&self) -> Pod {
+        Pod {
+            metadata: self.metadata.clone(),
+            spec: None,
+            status: self.status.as_ref().map(|s| PodStatus {
+                phase: s.phase.clone(),
+                container_statuses: s.container_statuses.as_ref().map(|cs| {
+                    cs.iter()
+                        .map(|c| ContainerStatus {
+                            name: c.name.clone(),
+                            state: c.state.clone(),
+                            ..ContainerStatus::default()
+                        })
+                        .collect()
+                }),
+                ..PodStatus::default()
+            }),
+        }
+    }
+}
+
+/// A stage pod as the cache keeps it: its identity, owners, our labels and its completion
+/// index.
+pub fn stage_pod(pod: &mut StagePod) {
+    keep_ours(&mut pod.metadata, &[super::pod_cache::COMPLETION_INDEX]);
+    pod.metadata.generate_name = None;
 }
 
 /// A ReportJob as the cache keeps it: everything but its managed fields and the copy of
@@ -121,5 +222,75 @@ mod tests {
             .map(|(k, _)| k)
             .collect();
         assert_eq!(kept, [names::RETRY_ANNOTATION]);
+    }
+
+    #[test]
+    fn stage_objects_read_a_whole_pod_and_job_and_keep_what_reconciles_read() {
+        let pod: StagePod = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "r-plan-x", "namespace": "ns", "generateName": "r-plan-",
+                "labels": {"reporting.dev/stage": "plan", "job-name": "r-plan"},
+                "annotations": {"batch.kubernetes.io/job-completion-index": "0", "x": "y"},
+                "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "r-plan",
+                    "uid": "u1", "controller": true}]},
+            "spec": {"containers": [{"name": "reportjob", "image": "i"}]},
+            "status": {"phase": "Succeeded", "hostIP": "10.0.0.1",
+                "containerStatuses": [{"name": "reportjob", "image": "i", "imageID": "",
+                    "ready": false, "restartCount": 0,
+                    "state": {"terminated": {"exitCode": 0, "message": "{\"result\":\"Planned\"}"}}}]}
+        }))
+        .expect("a pod reads as a stage pod");
+        let mut pod = pod;
+        stage_pod(&mut pod);
+        let pod = pod.to_pod();
+        assert_eq!(pod.metadata.generate_name, None);
+        assert_eq!(
+            pod.metadata.owner_references.as_ref().map(Vec::len),
+            Some(1)
+        );
+        let kept: Vec<&String> = pod
+            .metadata
+            .annotations
+            .iter()
+            .flatten()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(kept, [super::super::pod_cache::COMPLETION_INDEX]);
+        let status = pod.status.expect("status");
+        assert_eq!(status.phase.as_deref(), Some("Succeeded"));
+        assert_eq!(status.host_ip, None);
+        let terminated = status.container_statuses.expect("containers")[0]
+            .state
+            .clone()
+            .and_then(|s| s.terminated)
+            .expect("terminated");
+        assert_eq!(
+            terminated.message.as_deref(),
+            Some("{\"result\":\"Planned\"}")
+        );
+
+        let mut job: StageJob = serde_json::from_value(serde_json::json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "r-chunks", "namespace": "ns",
+                "annotations": {"reporting.dev/chunks": "0-3"}},
+            "spec": {"completions": 4, "parallelism": 2, "suspend": true,
+                "template": {"spec": {"containers": [{"name": "reportjob"}]}}},
+            "status": {"succeeded": 3, "conditions": [{"type": "Complete", "status": "True",
+                "lastProbeTime": "2026-12-01T00:00:00Z"}]}
+        }))
+        .expect("a job reads as a stage job");
+        stage_job(&mut job);
+        let job = job.to_job();
+        let spec = job.spec.expect("spec");
+        assert_eq!(
+            (spec.completions, spec.parallelism, spec.suspend),
+            (Some(4), Some(2), Some(true))
+        );
+        let status = job.status.expect("status");
+        assert_eq!(status.succeeded, Some(3));
+        assert_eq!(
+            status.conditions.expect("conditions")[0].last_probe_time,
+            None
+        );
     }
 }
