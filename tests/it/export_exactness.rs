@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
 use crate::common;
+use common::sha256_hex;
 
 use common::spec::SpecBuilder;
 use common::{TestDb, Workdir, run_json, stderr};
@@ -108,11 +109,6 @@ async fn assert_exact_exports(db: &mut TestDb, chunk_size: u32) {
             case.parallelism, case.gzip, case.null_string
         );
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 macro_rules! key_type_test {

@@ -11,6 +11,7 @@ use std::io::Read;
 use std::path::Path;
 
 use crate::common;
+use common::sha256_hex;
 
 use common::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
 use common::spec::SpecBuilder;
@@ -301,11 +302,6 @@ async fn jsonl_reports_hold_every_value_of_the_source() {
         assert_eq!(manifest["compression"], compression);
         assert_eq!(manifest["rows"], 300);
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// Nasty CSV text (quotes, line breaks inside values, unicode) keyed by `id`.

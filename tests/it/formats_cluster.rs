@@ -5,6 +5,7 @@
 
 use crate::common;
 use crate::formats::{EXPECTED, TYPED, reader, unzstd, write_expected};
+use common::sha256_hex;
 
 use common::TestDb;
 use common::cluster::{Env, output_file, report};
@@ -136,9 +137,4 @@ async fn split_report_from_stage_pods_lists_its_files_in_the_status() {
         db.checksum(&loaded.join(" UNION ALL ")).await,
         db.checksum(&source).await
     );
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
 }

@@ -14,6 +14,7 @@ use std::path::Path;
 
 use crate::common;
 use crate::formats::{Exported, assert_refused_before_writing, export_to, reader};
+use common::sha256_hex;
 
 use common::s3::S3Server;
 use common::spec::SpecBuilder;
@@ -105,11 +106,6 @@ pub async fn write_expected(
     });
     std::fs::write(path, serde_json::to_vec(&doc).unwrap()).unwrap();
     count
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// Runs openpyxl over `book` (written into `dir`) and returns what it printed.

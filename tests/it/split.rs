@@ -9,14 +9,10 @@ use std::io::Read;
 
 use crate::common;
 use crate::formats::assert_refused_before_writing;
+use common::sha256_hex;
 
 use common::spec::SpecBuilder;
 use common::{TestDb, Workdir, run_json, stderr};
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
 
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();

@@ -374,3 +374,9 @@ pub fn terminate_copy_backend(schema: &str, after_rows: i64) -> tokio::task::Joi
 pub fn slow_filter(schema: &str, seconds: f64) -> String {
     format!("{schema}.slow_row({seconds})")
 }
+
+/// sha256 of `bytes`, hex: what manifests, results and statuses record.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
