@@ -37,7 +37,17 @@ ensure_layer_tool() {
   command -v "$1" >/dev/null 2>&1 || { echo "error: $1 could not be installed" >&2; return 1; }
 }
 
-ensure_kubectl() { ensure_layer_tool kubectl; }
+# The test cluster's control plane (kube-apiserver, etcd, kube-controller-manager,
+# kube-scheduler) and kubectl of the same release, built from testbed/k8s once per machine
+# into ~/.cache/reportjob-testbed (Go from the machine). Sets REPORTJOB_TESTBED_BIN, which
+# the harness then uses as it is, and puts that kubectl first on PATH.
+ensure_testbed() {
+  REPORTJOB_TESTBED_BIN=$(testbed/k8s/build.sh)
+  export REPORTJOB_TESTBED_BIN
+  ln -sf "$REPORTJOB_TESTBED_BIN/kubectl" "$TOOLS_DIR/bin/kubectl"
+}
+
+ensure_kubectl() { ensure_testbed; }
 
 # s3s-fs, the S3-protocol server the bucket tests run against, built from crates.io once
 # per machine into ~/.cache/reportjob-tools (reused by later runs and clones).
