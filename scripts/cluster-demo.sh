@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# Playground: the operator on kubesim (the in-repo Kubernetes API emulator) without a cluster.
-# Starts kubesim with the reportjob binary mapped as the worker image, the controller, seeds the
-# demo database in the local Postgres, creates the database Secret and a PVC with kubectl, applies
-# the cluster examples (examples/*.yaml writing to the PVC) and watches them with
-# `kubectl get rj -w`. Prints the kubeconfig path; the cluster runs until Ctrl-C.
+# Playground: the operator on a real Kubernetes control plane without a cluster of your own.
+# `scripts/testbed.sh up` starts kube-apiserver, etcd, kube-controller-manager and
+# kube-scheduler (built from Go modules once per machine) and our node agent, which runs pods
+# as local processes, with the reportjob binary as the worker image. Then this script seeds
+# the demo database in the local Postgres, installs the CRDs, creates the database Secret
+# and a PVC with kubectl, starts the controller, applies the cluster examples
+# (examples/*.yaml writing to the PVC) and watches them with `kubectl get rj -w`. Prints the
+# kubeconfig path; the cluster runs until Ctrl-C.
 #
 #   scripts/cluster-demo.sh                     # interactive: watch, Ctrl-C stops everything
 #   scripts/cluster-demo.sh --until-complete    # exit 0 once every example succeeded
 #                                               # (also DEMO_NONINTERACTIVE=1)
 #
 # Environment:
-#   REPORTJOB_BIN  the reportjob binary (default: target/release/reportjob, built if missing)
-#   KUBESIM_BIN    the kubesim binary (default: next to REPORTJOB_BIN, built if missing)
-#   DEMO_DIR       where the kubeconfig, kubesim's data (PVCs, pod logs) and logs go
-#                  (default: a new temporary directory)
+#   REPORTJOB_BIN  the reportjob binary (default: $CARGO_TARGET_DIR/release/reportjob, or
+#                  target/release/reportjob; built if missing)
+#   DEMO_DIR       where the kubeconfig, the cluster's data (PV data under pv/, pod logs)
+#                  and logs go (default: a new temporary directory)
 #   DEMO_DATABASE  the database to seed (default: reportjob_demo; seeded once)
 #   DEMO_SERVER_URL  the Postgres server (default: postgres://postgres@127.0.0.1:5432)
 #   DEMO_TIMEOUT   seconds --until-complete waits for the examples (default: 900)
@@ -25,7 +28,7 @@ until_complete=${DEMO_NONINTERACTIVE:-0}
 for arg in "$@"; do
   case "$arg" in
     --until-complete) until_complete=1 ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "error: unknown argument $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -33,21 +36,17 @@ done
 die() { echo "cluster-demo: error: $*" >&2; exit 1; }
 say() { echo "cluster-demo: $*" >&2; }
 
-# The binaries: a release build unless told otherwise.
-reportjob_bin=${REPORTJOB_BIN:-$root/target/release/reportjob}
+# The binary: a release build unless told otherwise.
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+reportjob_bin=${REPORTJOB_BIN:-$target_dir/release/reportjob}
 if [ ! -x "$reportjob_bin" ]; then
   [ -z "${REPORTJOB_BIN:-}" ] || die "REPORTJOB_BIN=$reportjob_bin is not an executable"
-  say "building the release binaries (cargo build --release) ..."
+  say "building the release binary (cargo build --release) ..."
   cargo build --release --quiet --bin reportjob -p reportjob
 fi
-kubesim_bin=${KUBESIM_BIN:-$(dirname "$reportjob_bin")/kubesim}
-if [ ! -x "$kubesim_bin" ]; then
-  [ -z "${KUBESIM_BIN:-}" ] || die "KUBESIM_BIN=$kubesim_bin is not an executable"
-  profile=$([ "$(basename "$(dirname "$reportjob_bin")")" = release ] && echo --release || true)
-  say "building kubesim (cargo build $profile -p kubesim) ..."
-  cargo build $profile --quiet -p kubesim --bin kubesim
-fi
-command -v kubectl >/dev/null || die "kubectl is not on PATH (scripts/tools.sh installs it)"
+# kubectl of the cluster's own release (built with the control plane, once per machine).
+source scripts/tools.sh
+ensure_kubectl
 
 # The demo database, seeded once (examples/seed.sql: demo.orders, 300,000 rows).
 scripts/ensure-postgres.sh
@@ -75,21 +74,15 @@ cleanup() {
   trap - EXIT INT TERM
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  scripts/testbed.sh down --dir "$dir" 2>/dev/null || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# kubesim: the image the controller names by default (ghcr.io/reportjob/reportjob:<version>) is
-# matched by its last path component and runs as the Dockerfile's USER 65532.
-"$kubesim_bin" --write-kubeconfig "$kubeconfig" --data-dir "$dir/kubesim-data" \
-  --image "reportjob=$reportjob_bin:65532" 2>"$dir/kubesim.log" &
-pids+=($!)
-for _ in $(seq 1 600); do
-  [ -s "$kubeconfig" ] && break
-  kill -0 "${pids[0]}" 2>/dev/null || die "kubesim exited: $(tail -n 20 "$dir/kubesim.log")"
-  sleep 0.1
-done
-[ -s "$kubeconfig" ] || die "kubesim wrote no kubeconfig within 60s: $(tail -n 20 "$dir/kubesim.log")"
+# The image the controller names by default (ghcr.io/reportjob/reportjob:<version>) is
+# matched by its repository's last path component and runs as the Dockerfile's USER 65532.
+say "starting the test cluster (scripts/testbed.sh up; the first run builds it) ..."
+scripts/testbed.sh up --dir "$dir" --image "reportjob=$reportjob_bin:65532"
 k() { kubectl --kubeconfig "$kubeconfig" "$@"; }
 
 ns=demo
@@ -122,28 +115,25 @@ done
 [ ${#examples[@]} -gt 0 ] || die "no PVC examples in examples/"
 for f in "${examples[@]}"; do k -n "$ns" apply -f "$f"; done
 
-pvc_dir="$dir/kubesim-data/pvc/$ns/reports"
+pvc_dir="$dir/pv/$ns/reports"
 cat >&2 <<EOF
 
   kubeconfig:   $kubeconfig
   try:          kubectl --kubeconfig $kubeconfig -n $ns get rj -o wide
                 kubectl --kubeconfig $kubeconfig -n $ns describe rj orders
   reports:      $pvc_dir
-  logs:         $dir/controller.log, $dir/kubesim.log, $dir/kubesim-data/logs/
+  logs:         $dir/controller.log, $dir/logs/ (control plane and pods), $dir/testbed.log
 
 EOF
 
 if [ "$until_complete" != "1" ]; then
   say "watching the ReportJobs; Ctrl-C stops the cluster"
-  # Explicit columns: kubectl decodes the objects itself (kubesim serves Tables on lists, not yet
-  # on watches, where plain `get -w` would fall back to NAME and AGE).
-  k -n "$ns" get rj -w \
-    -o custom-columns='NAME:.metadata.name,PHASE:.status.phase,CHUNKS:.status.progress,ROWS:.status.rows,OUTPUT:.status.output.location' &
+  k -n "$ns" get rj -w &
   pids+=($!)
-  while kill -0 "${pids[0]}" 2>/dev/null && kill -0 "${pids[1]}" 2>/dev/null; do
+  while kill -0 "${pids[0]}" 2>/dev/null; do
     sleep 1
   done
-  die "kubesim or the controller exited; see $dir/kubesim.log and $dir/controller.log"
+  die "the controller exited; see $dir/controller.log"
 fi
 
 # Non-interactive: wait until every example succeeded, fail on the first failure.
@@ -161,8 +151,7 @@ while :; do
   if [ "$(grep -c '=Succeeded$' <<<"$phases" || true)" = "$(wc -l <<<"$names")" ]; then
     break
   fi
-  kill -0 "${pids[0]}" 2>/dev/null || die "kubesim exited; see $dir/kubesim.log"
-  kill -0 "${pids[1]}" 2>/dev/null || die "the controller exited; see $dir/controller.log"
+  kill -0 "${pids[0]}" 2>/dev/null || die "the controller exited; see $dir/controller.log"
   if [ $SECONDS -ge $deadline ]; then
     k -n "$ns" get rj -o wide >&2 || true
     die "the examples did not complete within ${DEMO_TIMEOUT:-900}s: $(tr '\n' ' ' <<<"$phases")"
