@@ -27,6 +27,7 @@ mod planner;
 mod pod_settings;
 mod pooler;
 mod rbac;
+mod redirects;
 mod scale;
 mod schedule;
 mod security;
