@@ -634,7 +634,10 @@ fn xlsx_refuses_other_formats_options_compression_and_bad_sheet_names() {
         errors[0].starts_with("spec.output.timeZone: only UTC for format xlsx"),
         "{errors:?}"
     );
-    for bad in ["'a/b'", "\"x[1]\"", "\"'quoted'\""] {
+    // Sixteen emoji are 16 characters (within the schema's maxLength) but 32 UTF-16 code
+    // units, which the workbook writer refuses at assembly: refused here instead.
+    let emoji = format!("\"{}\"", "\u{1F600}".repeat(16));
+    for bad in ["'a/b'", "\"x[1]\"", "\"'quoted'\"", emoji.as_str()] {
         let errors = errors_of(&out(&format!(
             "format: xlsx\n    xlsx: {{sheetName: {bad}}}"
         )));
