@@ -16,6 +16,7 @@ mod examples;
 mod export_exactness;
 mod failures;
 mod files_safety;
+mod forged_results;
 mod formats;
 mod formats_cluster;
 mod formats_parquet;
