@@ -72,6 +72,7 @@ pub fn part_format(spec: &ValidSpec) -> PartFormat {
             format.header = csv.header;
             format.bom = csv.bom;
             format.crlf = csv.crlf;
+            format.escape_formulas = csv.escape_formulas;
         }
         Encoding::Jsonl(jsonl) => {
             format.kind = PartKind::Jsonl {

@@ -406,6 +406,22 @@ pub async fn listed_files(storage: &dyn Storage, layout: &Layout) -> Result<Vec<
     )
 }
 
+/// The keys of the files a run wrote at `layout`, as its own record says: the report's key,
+/// or for a split report files 1 to `recorded` (at most [`crate::stage_protocol::MAX_CHUNKS`])
+/// of the split naming scheme, none when nothing was recorded.
+pub fn recorded_files(layout: &Layout, split: bool, recorded: Option<u64>) -> Vec<String> {
+    if !split {
+        return vec![layout.output.clone()];
+    }
+    let count = recorded
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(0)
+        .min(crate::stage_protocol::MAX_CHUNKS);
+    (1..=count)
+        .map(|n| crate::split::file_key(&layout.output, n))
+        .collect()
+}
+
 /// Checks that `part` (stored with `size` bytes) is the export of chunk `index` of `plan`.
 pub fn check_part(
     plan: &Plan,
@@ -436,6 +452,21 @@ pub fn check_part(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_files_a_run_recorded_are_named_by_the_spec_and_the_count() {
+        let layout = Layout::new("out/r.csv", "rj-1".parse().expect("run id"));
+        assert_eq!(recorded_files(&layout, false, Some(9)), ["out/r.csv"]);
+        assert_eq!(
+            recorded_files(&layout, true, Some(2)),
+            ["out/r-00001.csv", "out/r-00002.csv"]
+        );
+        assert!(recorded_files(&layout, true, None).is_empty());
+        assert_eq!(
+            recorded_files(&layout, true, Some(u64::MAX)).len(),
+            crate::stage_protocol::MAX_CHUNKS
+        );
+    }
     use crate::plan::{KeyType, PartFormat, PlannedSource, Strategy, chunks_from_boundaries};
 
     fn plan() -> Plan {

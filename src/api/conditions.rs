@@ -25,6 +25,11 @@ pub const QUEUED: &str = "Queued";
 /// Condition type: the spec changed after planning started and the change is ignored.
 pub const SPEC_CHANGE_IGNORED: &str = "SpecChangeIgnored";
 
+/// Condition type: a stage Job counted the success of a pod it did not build from its
+/// template (someone else created it naming the Job as owner); its result was refused and
+/// the stage ran again. The message starts with how many times.
+pub const RESULT_REFUSED: &str = "ForeignResultRefused";
+
 /// Reason: the spec breaks a rule the schema cannot express.
 pub const REASON_INVALID_SPEC: &str = reason::INVALID_SPEC;
 
@@ -32,6 +37,8 @@ pub const REASON_INVALID_SPEC: &str = reason::INVALID_SPEC;
 pub mod reason {
     /// The spec breaks a rule the schema cannot express.
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// A stage Job counted a pod it did not build; the stage runs again.
+    pub const FOREIGN_POD: &str = "ForeignPodResult";
     /// The plan Job is running.
     pub const PLANNING: &str = "Planning";
     /// The plan is staged.

@@ -88,6 +88,9 @@ impl RunIdentity {
         if output.csv.line_ending == LineEnding::Crlf {
             c.text("output.csv.lineEnding", "crlf");
         }
+        if output.csv.escape_formulas {
+            c.flag("output.csv.escapeFormulas", true);
+        }
         if let Some(jsonl) = &output.jsonl {
             c.flag("output.jsonl.numericAsNumber", jsonl.numeric_as_number);
         }

@@ -433,10 +433,21 @@ pub struct CsvOptions {
     /// are written as they are stored.
     #[serde(default)]
     pub line_ending: LineEnding,
+    /// Guard against formula injection when the report is opened in a spreadsheet (OWASP's
+    /// rule): a cell or header name that starts with `=`, `+`, `-`, `@`, a tab or a carriage
+    /// return gets a single quote (`'`) in front, so that Excel, LibreOffice or Google Sheets
+    /// show it as text rather than run it. This changes the bytes (a negative number `-5`
+    /// becomes `'-5`); recommended for reports people open in spreadsheets. The NULL string
+    /// may then not start with one of those characters.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub escape_formulas: bool,
 }
 
 fn default_true() -> bool {
     true
+}
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 fn default_delimiter() -> String {
     ",".to_string()
@@ -450,6 +461,7 @@ impl Default for CsvOptions {
             null_string: String::new(),
             bom: false,
             line_ending: LineEnding::Lf,
+            escape_formulas: false,
         }
     }
 }

@@ -255,6 +255,8 @@ pub struct CsvFormat {
     pub bom: bool,
     /// Records end in `\r\n` rather than `\n`.
     pub crlf: bool,
+    /// Cells and header names that a spreadsheet would read as a formula get a `'` first.
+    pub escape_formulas: bool,
 }
 
 /// Where the report is written.

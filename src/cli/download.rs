@@ -135,7 +135,7 @@ fn partial_path(file: &Path) -> PathBuf {
 
 /// Downloads `url` into `partial`, hashing as it goes; errors when the size or the digest
 /// differ from `expected`.
-async fn fetch(
+pub async fn fetch(
     url: &url::Url,
     partial: &Path,
     expected: &OutputStatus,
@@ -147,16 +147,16 @@ async fn fetch(
         url.host_str().unwrap_or_default(),
         url.path()
     );
-    let mut response = reqwest::Client::new()
-        .get(url.clone())
-        .send()
-        .await
-        .map_err(|e| {
-            CommandError::no_result(format!(
-                "downloading {shown}: {}",
-                crate::error::error_chain(&e.without_url())
-            ))
-        })?;
+    // The link was checked against the bucket's endpoint; where a redirect points was not.
+    let client = crate::net_guard::client_builder()
+        .and_then(|b| b.build().map_err(|e| e.to_string()))
+        .map_err(|why| CommandError::failed(format!("downloading {shown}: {why}")))?;
+    let mut response = client.get(url.clone()).send().await.map_err(|e| {
+        CommandError::no_result(format!(
+            "downloading {shown}: {}",
+            crate::error::error_chain(&e.without_url())
+        ))
+    })?;
     if !response.status().is_success() {
         return Err(CommandError::failed(format!(
             "downloading {shown}: HTTP {}",

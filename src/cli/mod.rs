@@ -279,6 +279,12 @@ pub struct CleanupArgs {
     /// Delete the report and its manifest too.
     #[arg(long)]
     pub delete_output: bool,
+    /// With --delete-output, how many files the run recorded for a split report
+    /// (status.output.fileCount): files 1 to N of the split naming scheme are deleted.
+    /// Without it a split report's files stay; a manifest at the destination is never
+    /// taken for the list.
+    #[arg(long, value_name = "N", requires = "delete_output")]
+    pub output_files: Option<u64>,
     /// Also write the summary (or the error) to this file, e.g. /dev/termination-log.
     #[arg(long)]
     pub termination_log: Option<PathBuf>,

@@ -487,15 +487,15 @@ pub async fn cleanup(args: CleanupArgs) -> i32 {
             .map_err(engine)?;
         let mut deleted = None;
         if args.delete_output {
-            // Every file the manifest lists (a split report's), then the manifest; the
-            // report's own key also when the manifest is gone or cannot be read (a
-            // symbolic link planted there is removed, never followed).
-            let mut files = crate::staging::listed_files(storage.as_ref(), &layout)
-                .await
-                .unwrap_or_default();
-            if !files.contains(&layout.output) {
-                files.push(layout.output.clone());
-            }
+            // What the run wrote, by the names the spec and the run's record give: the
+            // report's key, or files 1 to --output-files of a split report; never the list
+            // of a manifest at the destination (anyone who can write there can plant one
+            // naming files the report never wrote). Then the manifest.
+            let files = crate::staging::recorded_files(
+                &layout,
+                spec.output.split.is_some(),
+                args.output_files,
+            );
             for key in &files {
                 storage.delete(key).await.map_err(engine)?;
             }

@@ -256,8 +256,20 @@ pub fn notify_job(t: &JobContext, run_id: &str, message: &str) -> Job {
 pub fn cleanup_job(t: &JobContext, run_id: &str) -> Job {
     let env = base_env(t, run_id, Database::NotNeeded);
     let mut args = vec!["cleanup", "--termination-log", TERMINATION_LOG];
+    // A split report's files are deleted as far as the run recorded them, never as far as
+    // a manifest at the destination says (anyone who can write there can plant one).
+    let recorded =
+        t.rj.status
+            .as_ref()
+            .and_then(|s| s.output.as_ref())
+            .and_then(|o| o.file_count)
+            .filter(|_| t.spec.output.split.is_some())
+            .map(|n| n.to_string());
     if t.spec.output.delete_with_report_job {
         args.push("--delete-output");
+        if let Some(n) = recorded.as_deref() {
+            args.extend(["--output-files", n]);
+        }
     }
     single_pod_job(t, Stage::Cleanup, &args, env)
 }
@@ -709,6 +721,31 @@ spec:
         let text = spec_env.1["value"].as_str().expect("text").to_string();
         let parsed = load_str(&text, "env").expect("spec env parses");
         assert_eq!(parsed.spec, rj.spec);
+        assert!(!args(&cleanup).contains(&"--output-files".to_string()));
+    }
+
+    #[test]
+    fn cleanup_deletes_as_many_split_files_as_the_run_recorded() {
+        let (mut rj, d) = (rj(), defaults());
+        rj.spec.output.delete_with_report_job = true;
+        rj.spec.output.split =
+            serde_json::from_value(serde_json::json!({"maxRows": 10})).expect("split");
+        rj.status = Some(crate::api::ReportJobStatus {
+            output: Some(crate::api::OutputStatus {
+                file_count: Some(3),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let spec = valid(&rj);
+        let job = cleanup_job(&context_of(&rj, &spec, &d), "rj-1");
+        let pod = job.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+        let args = pod.expect("pod").containers[0].args.clone().expect("args");
+        let at = args
+            .iter()
+            .position(|a| a == "--output-files")
+            .expect("count");
+        assert_eq!(args[at + 1], "3");
     }
 
     fn context_of<'a>(

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod names;
 pub mod observe;
 pub mod pod_cache;
+pub mod pod_identity;
 pub mod pod_settings;
 pub mod policy;
 pub mod results;

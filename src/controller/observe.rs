@@ -14,6 +14,7 @@ use super::admission::Admission;
 use super::cache::Seen;
 use super::names::{self, Stage};
 use super::pod_cache;
+use super::pod_identity::{built_by, pod_fingerprint};
 use super::results::created_by;
 use super::{Context, Error, kube_err};
 use crate::api::conditions;
@@ -63,6 +64,10 @@ pub struct Observed {
     pub terminating: Vec<Stage>,
     /// Pods of the stages listed by [`pods_needed`].
     pub pods: BTreeMap<Stage, Vec<PodInfo>>,
+    /// Succeeded pods of those stages that name the stage Job as their controller but whose
+    /// spec is not the Job's template (someone else created them): their names. The Job
+    /// may have counted their success; their results never count.
+    pub refused_pods: BTreeMap<Stage, Vec<String>>,
     /// Why a stage Job that has no pod cannot create one: the message of its newest
     /// `FailedCreate` event (a ResourceQuota, a LimitRange, an admission webhook), bounded.
     pub create_failures: BTreeMap<Stage, String>,
@@ -311,6 +316,7 @@ pub async fn observe(ctx: &Context, rj: &ReportJob) -> Result<Observed, Error> {
         }
     }
     let mut pods = BTreeMap::new();
+    let mut refused_pods = BTreeMap::new();
     ctx.pods.ready().await.map_err(|message| Error::Cache {
         what: format!("the pods of {ns}/{name}"),
         message,
@@ -320,11 +326,19 @@ pub async fn observe(ctx: &Context, rj: &ReportJob) -> Result<Observed, Error> {
             continue;
         };
         // The pod watch's cache, unless a result is needed that it does not show yet.
-        let cached = ctx.pods.pods_of(&ns, &name, stage, job);
+        let (cached, refused) = ctx.pods.members(&ns, &name, stage, job);
+        let succeeded = |pods: &[Pod]| -> Vec<String> {
+            pods.iter()
+                .map(pod_info)
+                .filter(|p| p.phase == "Succeeded")
+                .map(|p| p.name)
+                .collect()
+        };
         if !for_result || pod_cache::tells_results(job, &cached) {
             pods.insert(stage, cached.iter().map(pod_info).collect());
             continue;
         }
+        drop(refused);
         tracing::debug!(reportjob = %format!("{ns}/{name}"), stage = stage.as_str(), cached = cached.len(), "listing pods: the cache lacks a finished pod");
         let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
         let selector = format!("{selector},{}={}", names::STAGE_LABEL, stage.as_str());
@@ -336,12 +350,25 @@ pub async fn observe(ctx: &Context, rj: &ReportJob) -> Result<Observed, Error> {
                 "listing the {} pods of {ns}/{name}",
                 stage.as_str()
             )))?;
-        // Only pods the stage Job itself created report results (not any pod with its labels).
-        let ours = listed
+        // Only pods the stage Job itself built report results: not any pod with its labels,
+        // nor a pod naming it as owner with a spec other than its template.
+        let (ours, foreign): (Vec<Pod>, Vec<Pod>) = listed
             .items
-            .iter()
-            .filter(|p| jobs.get(&stage).is_some_and(|job| created_by(*p, job)));
-        pods.insert(stage, ours.map(pod_info).collect());
+            .into_iter()
+            .filter(|p| created_by(p, job))
+            .partition(|p| {
+                built_by(
+                    pod_fingerprint(p).as_deref(),
+                    p.metadata.creation_timestamp.as_ref(),
+                    job,
+                )
+            });
+        let foreign = succeeded(&foreign);
+        if !foreign.is_empty() {
+            tracing::warn!(reportjob = %format!("{ns}/{name}"), stage = stage.as_str(), pods = ?foreign, "pods owned by a stage Job but not built from its template: their results are refused");
+            refused_pods.insert(stage, foreign);
+        }
+        pods.insert(stage, ours.iter().map(pod_info).collect());
     }
     let mut create_failures = BTreeMap::new();
     let now = Timestamp::now();
@@ -373,6 +400,7 @@ pub async fn observe(ctx: &Context, rj: &ReportJob) -> Result<Observed, Error> {
         jobs,
         terminating,
         pods,
+        refused_pods,
         create_failures,
         planned_spec,
         admission,

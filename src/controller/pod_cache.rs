@@ -8,6 +8,7 @@ use kube::runtime::reflector::Store;
 
 use super::cache::{WatchErrors, wait_ready};
 use super::names::{self, Stage};
+use super::pod_identity::built_by;
 use super::results::created_by;
 use super::trim::StagePod;
 
@@ -30,8 +31,21 @@ impl PodCache {
         wait_ready(&self.stores, &self.errors).await
     }
 
-    /// The pods `job` (the `stage` Job of `reportjob` in `ns`) created, as cached.
+    /// The pods `job` (the `stage` Job of `reportjob` in `ns`) built, as cached.
     pub fn pods_of(&self, ns: &str, reportjob: &str, stage: Stage, job: &Job) -> Vec<Pod> {
+        self.members(ns, reportjob, stage, job).0
+    }
+
+    /// The pods naming `job` as their controller, as cached: those it built from its
+    /// template, and those whose spec is not its template's (created by someone else; their
+    /// results never count).
+    pub fn members(
+        &self,
+        ns: &str,
+        reportjob: &str,
+        stage: Stage,
+        job: &Job,
+    ) -> (Vec<Pod>, Vec<Pod>) {
         let ours = |p: &StagePod| {
             let labels = p.labels();
             p.namespace().as_deref() == Some(ns)
@@ -39,14 +53,21 @@ impl PodCache {
                 && labels.get(names::STAGE_LABEL).map(String::as_str) == Some(stage.as_str())
                 && created_by(p, job)
         };
-        let mut pods: Vec<Pod> = self
-            .stores
-            .iter()
-            .flat_map(|s| s.state_filter(ours))
-            .map(|p| p.to_pod())
-            .collect();
-        pods.sort_by_key(ResourceExt::name_any);
-        pods
+        let (mut built, mut refused) = (Vec::new(), Vec::new());
+        for pod in self.stores.iter().flat_map(|s| s.state_filter(ours)) {
+            let is_built = built_by(
+                pod.spec_fingerprint.as_deref(),
+                pod.metadata.creation_timestamp.as_ref(),
+                job,
+            );
+            match is_built {
+                true => built.push(pod.to_pod()),
+                false => refused.push(pod.to_pod()),
+            }
+        }
+        built.sort_by_key(ResourceExt::name_any);
+        refused.sort_by_key(ResourceExt::name_any);
+        (built, refused)
     }
 }
 

@@ -10,6 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 
 use super::names;
+use super::pod_identity::TEMPLATE_FINGERPRINT;
 use crate::api::ReportJob;
 
 /// The annotation kubectl apply keeps the whole applied manifest in.
@@ -59,13 +60,33 @@ pub struct StageJobSpec {
     pub parallelism: Option<i32>,
     /// `spec.suspend`.
     pub suspend: Option<bool>,
+    /// The fingerprint of `spec.template.spec` ([`super::pod_identity`]): what the pods it
+    /// built run, to tell them from pods that only name it as their owner.
+    #[serde(
+        default,
+        rename = "template",
+        deserialize_with = "super::pod_identity::template_fingerprint"
+    )]
+    pub template_fingerprint: Option<String>,
 }
 
 impl StageJob {
     /// The Job as reconciles read it.
     pub fn to_job(&self) -> Job {
+        let mut metadata = self.metadata.clone();
+        // The template's fingerprint rides on the in-memory copy, set from the template
+        // itself (whatever the API's annotations say).
+        let annotations = metadata.annotations.get_or_insert_with(Default::default);
+        match self
+            .spec
+            .as_ref()
+            .and_then(|s| s.template_fingerprint.clone())
+        {
+            Some(f) => annotations.insert(TEMPLATE_FINGERPRINT.to_string(), f),
+            None => annotations.remove(TEMPLATE_FINGERPRINT),
+        };
         Job {
-            metadata: self.metadata.clone(),
+            metadata,
             spec: self.spec.as_ref().map(|s| JobSpec {
                 completions: s.completions,
                 parallelism: s.parallelism,
@@ -97,6 +118,14 @@ pub fn stage_job(job: &mut StageJob) {
 pub struct StagePod {
     /// Its metadata (trimmed by [`stage_pod`]).
     pub metadata: ObjectMeta,
+    /// The fingerprint of its spec ([`super::pod_identity`]), compared with its Job's
+    /// template's before its result counts.
+    #[serde(
+        default,
+        rename = "spec",
+        deserialize_with = "super::pod_identity::spec_fingerprint"
+    )]
+    pub spec_fingerprint: Option<String>,
     /// Its phase and container states.
     #[serde(default)]
     pub status: Option<StagePodStatus>,

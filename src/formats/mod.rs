@@ -78,6 +78,13 @@ impl<'a> PartEncoding<'a> {
                 out.extend_from_slice(BOM);
             }
             if self.format.header {
+                let escaped: Vec<String>;
+                let columns = if self.format.escape_formulas {
+                    escaped = columns.iter().map(|c| csv::escape_formula(c)).collect();
+                    &escaped
+                } else {
+                    columns
+                };
                 let mut line = crate::csv_encode::header_line(
                     columns,
                     self.format.delimiter,
@@ -96,7 +103,11 @@ impl<'a> PartEncoding<'a> {
     /// A fresh stream for one part of `planned`'s rows.
     pub fn stream(&self, planned: &PlannedSource) -> Result<RowStream> {
         Ok(match self.format.kind {
-            PartKind::Csv => RowStream::Csv(csv::CsvStream::new(self.format.crlf)),
+            PartKind::Csv => RowStream::Csv(csv::CsvStream::new(
+                self.format.crlf,
+                self.format.escape_formulas,
+                self.format.delimiter,
+            )),
             PartKind::Jsonl { .. } => RowStream::Jsonl(jsonl::JsonlStream::default()),
             PartKind::Parquet {
                 row_group_rows,

@@ -125,11 +125,8 @@ pub async fn send(url: &str, body: &Value, policy: &RetryPolicy) -> Result<Deliv
             .map_err(invalid)?;
     }
     crate::install_crypto_provider();
-    let mut client = reqwest::Client::builder();
-    if let Some(resolver) = crate::net_guard::resolver() {
-        client = client.dns_resolver(resolver);
-    }
-    let client = client
+    let client = crate::net_guard::client_builder()
+        .map_err(invalid)?
         .timeout(policy.timeout)
         .connect_timeout(policy.timeout)
         .redirect(reqwest::redirect::Policy::none())

@@ -88,6 +88,9 @@ pub struct PartFormat {
     /// CSV records end in CRLF.
     #[serde(default, skip_serializing_if = "is_false")]
     pub crlf: bool,
+    /// CSV cells and header names a spreadsheet would read as a formula get a `'` first.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub escape_formulas: bool,
     /// What the parts hold.
     #[serde(default, skip_serializing_if = "PartKind::is_csv")]
     pub kind: PartKind,
@@ -104,6 +107,7 @@ impl PartFormat {
             zstd: false,
             bom: false,
             crlf: false,
+            escape_formulas: false,
             kind: PartKind::Csv,
         }
     }

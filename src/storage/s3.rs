@@ -64,9 +64,13 @@ fn s3_error(bucket: &str, what: &str, e: object_store::Error) -> Error {
     } else {
         std::io::ErrorKind::Other
     };
+    let mut message = without_body(&e.to_string());
+    if let Some(refused) = crate::net_guard::refused_redirect(&e) {
+        message = format!("{message}: {refused}");
+    }
     Error::storage(
         format!("bucket {bucket:?}: {what}"),
-        std::io::Error::new(kind, without_body(&e.to_string())),
+        std::io::Error::new(kind, message),
     )
 }
 
@@ -120,6 +124,40 @@ async fn capped_body(mut response: reqwest::Response) -> reqwest::Result<Option<
     Ok(Some(String::from_utf8_lossy(&body).into_owned()))
 }
 
+/// The HTTP client object_store's S3 client is given: reqwest as object_store builds it
+/// (timeouts, plain http only where allowed), with the network guard on
+/// ([`crate::net_guard::client_builder`]): no redirect is followed (object_store's own
+/// client follows up to ten, to any address), link-local answers are dropped, a link-local
+/// proxy is refused.
+#[derive(Debug)]
+struct GuardedConnector;
+
+impl object_store::client::HttpConnector for GuardedConnector {
+    fn connect(
+        &self,
+        options: &ClientOptions,
+    ) -> object_store::Result<object_store::client::HttpClient> {
+        use object_store::ClientConfigKey as Key;
+        let generic =
+            |source: Box<dyn std::error::Error + Send + Sync>| object_store::Error::Generic {
+                store: "S3",
+                source,
+            };
+        let allow_http = options
+            .get_config_value(&Key::AllowHttp)
+            .is_some_and(|v| v == "true");
+        let client = crate::net_guard::client_builder()
+            .map_err(|why| generic(why.into()))?
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(300))
+            .user_agent(concat!("reportjob/", env!("CARGO_PKG_VERSION")))
+            .https_only(!allow_http)
+            .build()
+            .map_err(|e| generic(Box::new(e)))?;
+        Ok(object_store::client::HttpClient::new(client))
+    }
+}
+
 impl S3Bucket {
     /// A client for the destination's bucket. Credentials and, when the spec does not name
     /// them, the endpoint and region come from the standard AWS variables
@@ -156,6 +194,7 @@ impl S3Bucket {
             options = options.with_dns_resolver(resolver);
         }
         let store = builder
+            .with_http_connector(GuardedConnector)
             .with_region(region)
             .with_virtual_hosted_style_request(!path_style)
             .with_client_options(options)
@@ -170,11 +209,14 @@ impl S3Bucket {
             })
             .build()
             .map_err(|e| s3_error(bucket, "configuring the client", e))?;
-        let mut http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
-        if let Some(resolver) = crate::net_guard::resolver() {
-            http = http.dns_resolver(resolver);
-        }
-        let http = http
+        let http = crate::net_guard::client_builder()
+            .map_err(|why| {
+                Error::storage(
+                    format!("using the bucket {bucket}"),
+                    std::io::Error::new(std::io::ErrorKind::PermissionDenied, why),
+                )
+            })?
+            .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| Error::storage("building an HTTP client", std::io::Error::other(e)))?;
         Ok(S3Bucket {

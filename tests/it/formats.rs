@@ -449,3 +449,161 @@ async fn options_of_another_format_and_unknown_formats_are_refused_before_anythi
     ];
     assert_refused_before_writing(&work, cases);
 }
+
+/// Values a spreadsheet would run as formulas, and their neighbours that it would not.
+const FORMULA_LIKE: [&str; 13] = [
+    "=1+1",
+    "+a",
+    "-5",
+    "@SUM(A1)",
+    "\tx",
+    "\rcr",
+    "plain",
+    "",
+    "a=b",
+    "multi\nline",
+    "\"=q",
+    "=HYPERLINK(\"http://x\",\"y\")",
+    "-",
+];
+
+#[tokio::test]
+async fn escape_formulas_quotes_formula_cells_and_headers_and_is_exact_otherwise() {
+    let mut db = TestDb::new("csv_formulas").await;
+    let literal = |v: &str| {
+        format!(
+            "E'{}'",
+            v.replace('\\', "\\\\")
+                .replace('\'', "\\'")
+                .replace('\t', "\\t")
+                .replace('\r', "\\r")
+                .replace('\n', "\\n")
+        )
+    };
+    let rows: Vec<String> = FORMULA_LIKE
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("({}, {}, 'v{}')", i + 1, literal(v), i + 1))
+        .chain(std::iter::once(format!(
+            "({}, NULL, '-{}')",
+            FORMULA_LIKE.len() + 1,
+            FORMULA_LIKE.len() + 1
+        )))
+        .collect();
+    db.exec(&format!(
+        "CREATE TABLE src (id integer PRIMARY KEY, \"=cmd\" text, t text);
+         INSERT INTO src VALUES {};",
+        rows.join(", ")
+    ))
+    .await;
+    let table = db.table("src");
+    let work = Workdir::new();
+    let run = |file: &str, escape: bool| {
+        let mut spec = SpecBuilder::table(&table)
+            .key("id")
+            .chunk_size(4)
+            .pvc("reports", file);
+        if escape {
+            spec = spec.set("spec.output.csv.escapeFormulas", true);
+        }
+        let spec = work.spec(&format!("{file}.yaml"), &spec.build_yaml());
+        let out = work.reportjob(&["run", "-f", spec.to_str().unwrap(), "--parallelism", "2"]);
+        assert!(out.status.success(), "run failed: {}", stderr(&out));
+        std::fs::read(work.output_dir().join(file)).unwrap()
+    };
+
+    // Without the flag: psql's bytes exactly.
+    let plain = run("plain.csv", false);
+    let psql = std::process::Command::new("psql")
+        .arg(common::database_url())
+        .args(["-X", "-q", "-c"])
+        .arg(format!(
+            "\\copy (SELECT * FROM {table} ORDER BY id) TO STDOUT WITH (FORMAT csv, HEADER)"
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        psql.status.success(),
+        "{}",
+        String::from_utf8_lossy(&psql.stderr)
+    );
+    assert!(plain == psql.stdout, "differs from psql's \\copy");
+
+    // With it: what Python's csv module reads is each value, with a ' before those that start
+    // like a formula (the header name too), and nothing else changed.
+    let escaped = run("escaped.csv", true);
+    let path = work.path().join("escaped-copy.csv");
+    std::fs::write(&path, &escaped).unwrap();
+    let out = std::process::Command::new(python())
+        .args([
+            "-c",
+            "import csv, json, sys\nwith open(sys.argv[1], newline='') as f:\n    print(json.dumps(list(csv.reader(f))))",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read: Vec<Vec<String>> = serde_json::from_slice(&out.stdout).unwrap();
+    let quote = |v: &str| {
+        if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+            format!("'{v}")
+        } else {
+            v.to_string()
+        }
+    };
+    let mut want = vec![vec!["id".to_string(), "'=cmd".to_string(), "t".to_string()]];
+    for (i, v) in FORMULA_LIKE.iter().enumerate() {
+        want.push(vec![(i + 1).to_string(), quote(v), format!("v{}", i + 1)]);
+    }
+    let n = FORMULA_LIKE.len() + 1;
+    want.push(vec![n.to_string(), String::new(), format!("'-{n}")]);
+    assert_eq!(read, want);
+    // Removing the inserted quotes gives back psql's bytes: the only change is the escaping.
+    let unescaped = String::from_utf8(escaped)
+        .unwrap()
+        .replace(",'", ",")
+        .replace(",\"'", ",\"");
+    assert!(
+        unescaped.as_bytes() == psql.stdout.as_slice(),
+        "{unescaped}"
+    );
+}
+
+#[tokio::test]
+async fn xlsx_cells_that_look_like_formulas_are_strings() {
+    let mut db = TestDb::new("xlsx_formulas").await;
+    db.exec(
+        "CREATE TABLE src (id integer PRIMARY KEY, f text);
+         INSERT INTO src VALUES (1, '=1+1'), (2, '=HYPERLINK(\"http://x\")'), (3, '@SUM(A1)');",
+    )
+    .await;
+    let work = Workdir::new();
+    let spec = SpecBuilder::table(&db.table("src"))
+        .key("id")
+        .set("spec.output.format", "xlsx")
+        .pvc("reports", "f.xlsx");
+    let spec = work.spec("f.yaml", &spec.build_yaml());
+    let out = work.reportjob(&["run", "-f", spec.to_str().unwrap()]);
+    assert!(out.status.success(), "run failed: {}", stderr(&out));
+    let path = work.output_dir().join("f.xlsx");
+    // openpyxl: a formula cell has data_type 'f'; ours are strings ('s') holding the text.
+    let script = "import sys, openpyxl\nws = openpyxl.load_workbook(sys.argv[1]).active\nfor row in ws.iter_rows(min_row=2):\n    c = row[1]\n    print(c.data_type, c.value)";
+    let out = std::process::Command::new(python())
+        .args(["-c", script])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "s =1+1\ns =HYPERLINK(\"http://x\")\ns @SUM(A1)\n"
+    );
+}

@@ -175,3 +175,68 @@ async fn split_limits_of_zero_or_none_are_refused_before_anything_is_written() {
         ],
     );
 }
+
+#[tokio::test]
+async fn cleanup_deletes_only_the_files_the_run_recorded_not_what_a_planted_manifest_lists() {
+    let mut db = TestDb::new("split_cleanup").await;
+    db.exec(
+        "CREATE TABLE src (id integer PRIMARY KEY, t text);
+         INSERT INTO src SELECT g, 'row ' || g FROM generate_series(1, 300) AS g;",
+    )
+    .await;
+    let work = Workdir::new();
+    let spec = SpecBuilder::table(&db.table("src"))
+        .key("id")
+        .chunk_size(50)
+        .set("spec.output.split.maxRows", 110)
+        .pvc("reports", "out/r.csv");
+    let spec = work.spec("spec.yaml", &spec.build_yaml());
+    let spec = spec.to_str().unwrap();
+    let out = work.reportjob(&["run", "-f", spec, "--json", "--run-id", "r1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let count = run_json(&out)["files"].as_array().unwrap().len();
+    assert!((2..9).contains(&count), "{count}");
+    let dir = work.output_dir().join("out");
+    // Someone who can write to the destination plants a sibling the report never wrote and
+    // a manifest that lists it (as file 9 of 9).
+    std::fs::write(dir.join("r-00009.csv"), "not the report's\n").unwrap();
+    let manifest_path = dir.join("r.csv.manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    let files = manifest["files"].as_array_mut().unwrap();
+    let last = files.last().unwrap().clone();
+    while files.len() < 9 {
+        files.push(last.clone());
+    }
+    std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+
+    // Without the run's record, the numbered files stay (only the manifest goes).
+    let out = work.reportjob(&["cleanup", "-f", spec, "--run-id", "r1", "--delete-output"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(dir.join("r-00001.csv").exists());
+    assert!(!manifest_path.exists());
+    // With it, exactly files 1 to N go; the sibling stays.
+    std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let recorded = count.to_string();
+    let out = work.reportjob(&[
+        "cleanup",
+        "-f",
+        spec,
+        "--run-id",
+        "r1",
+        "--delete-output",
+        "--output-files",
+        &recorded,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["r-00009.csv"], "only the planted sibling is left");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("r-00009.csv")).unwrap(),
+        "not the report's\n"
+    );
+}

@@ -108,6 +108,9 @@ fn csv_fields_set(csv: &CsvOptions) -> Vec<&'static str> {
     if csv.line_ending != default.line_ending {
         set.push("lineEnding");
     }
+    if csv.escape_formulas != default.escape_formulas {
+        set.push("escapeFormulas");
+    }
     set
 }
 
@@ -138,12 +141,23 @@ fn csv_format(csv: &CsvOptions, errors: &mut Errors) -> Option<CsvFormat> {
             "must not contain the delimiter",
         );
     }
+    if csv.escape_formulas
+        && csv
+            .null_string
+            .starts_with(crate::formats::csv::FORMULA_STARTS.map(char::from))
+    {
+        return errors.push(
+            "spec.output.csv.nullString",
+            "must not start with =, +, -, @, a tab or CR with escapeFormulas (NULL would read as an escaped value)",
+        );
+    }
     ok.then(|| CsvFormat {
         header: csv.header,
         delimiter,
         null_string: csv.null_string.clone(),
         bom: csv.bom,
         crlf: csv.line_ending == LineEnding::Crlf,
+        escape_formulas: csv.escape_formulas,
     })
 }
 

@@ -93,6 +93,7 @@ fn good_spec_has_typed_values() {
             null_string: String::new(),
             bom: false,
             crlf: false,
+            escape_formulas: false,
         })
     );
     assert_eq!(spec.output.compression, crate::api::Compression::None);
@@ -155,6 +156,7 @@ fn output_options_are_typed() {
             null_string: "NA".into(),
             bom: false,
             crlf: false,
+            escape_formulas: false,
         })
     );
     assert_eq!(spec.output.compression, crate::api::Compression::Gzip);
@@ -606,6 +608,25 @@ fn xlsx_options_are_typed_and_the_sheet_name_defaults_to_the_file_name() {
 }
 
 #[test]
+fn escape_formulas_is_a_csv_option_and_its_null_string_cannot_look_escaped() {
+    let spec = valid(&out("csv: {escapeFormulas: true, nullString: NA}"));
+    match &spec.output.encoding {
+        Encoding::Csv(csv) => assert!(csv.escape_formulas),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        errors_of(&out("csv: {escapeFormulas: true, nullString: '-'}")),
+        [
+            "spec.output.csv.nullString: must not start with =, +, -, @, a tab or CR with escapeFormulas (NULL would read as an escaped value)"
+        ]
+    );
+    assert_eq!(
+        errors_of(&out("format: jsonl\n    csv: {escapeFormulas: true}")),
+        ["spec.output.csv.escapeFormulas: only for format csv"]
+    );
+}
+
+#[test]
 fn xlsx_refuses_other_formats_options_compression_and_bad_sheet_names() {
     assert_eq!(
         errors_of(&out("format: xlsx\n    csv: {bom: true}")),
@@ -634,7 +655,10 @@ fn xlsx_refuses_other_formats_options_compression_and_bad_sheet_names() {
         errors[0].starts_with("spec.output.timeZone: only UTC for format xlsx"),
         "{errors:?}"
     );
-    for bad in ["'a/b'", "\"x[1]\"", "\"'quoted'\""] {
+    // Sixteen emoji are 16 characters (within the schema's maxLength) but 32 UTF-16 code
+    // units, which the workbook writer refuses at assembly: refused here instead.
+    let emoji = format!("\"{}\"", "\u{1F600}".repeat(16));
+    for bad in ["'a/b'", "\"x[1]\"", "\"'quoted'\"", emoji.as_str()] {
         let errors = errors_of(&out(&format!(
             "format: xlsx\n    xlsx: {{sheetName: {bad}}}"
         )));

@@ -4,6 +4,7 @@
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
 
 use super::{Action, Decision, RUNNING_RESYNC};
 use crate::api::conditions::{self, reason};
@@ -14,6 +15,9 @@ use crate::controller::names::{self, Stage};
 use crate::controller::observe::{JobOutcome, job_outcome};
 use crate::controller::results;
 use crate::stage_protocol::{ChunkSet, MAX_CHUNKS, StageResult};
+
+/// How many times a stage runs again after its Job counted a pod it did not build.
+pub const MAX_FOREIGN_RERUNS: u32 = 3;
 
 impl Decision<'_> {
     /// The status of a run that is planning (its snapshot holder, then its plan Job).
@@ -139,8 +143,58 @@ impl Decision<'_> {
                 }
                 Err(self.fail(failed_reason, format!("{what} failed ({r}): {last}")))
             }
-            JobOutcome::Complete => Ok(self.pod_message(stage).unwrap_or_default()),
+            JobOutcome::Complete => match self.pod_message(stage) {
+                Some(line) => Ok(line),
+                None => match self.o.refused_pods.get(&stage) {
+                    Some(foreign) if !foreign.is_empty() => {
+                        Err(self.foreign_result(stage, foreign))
+                    }
+                    _ => Ok(String::new()),
+                },
+            },
         }
+    }
+
+    /// A stage Job that completed on the success of a pod it did not build (its spec is not
+    /// the Job's template: someone who may create pods named the Job as its owner): the
+    /// result is never read, and the stage runs again under a new Job, at most
+    /// [`MAX_FOREIGN_RERUNS`] times before the ReportJob fails.
+    fn foreign_result(&mut self, stage: Stage, pods: &[String]) -> Action {
+        let before = self
+            .st
+            .conditions
+            .iter()
+            .find(|c| c.type_ == conditions::RESULT_REFUSED)
+            .and_then(|c| c.message.split(':').next()?.trim().parse::<u32>().ok())
+            .unwrap_or(0);
+        let shown: Vec<&str> = pods.iter().take(3).map(String::as_str).collect();
+        let what = format!(
+            "the {} Job counted the success of pod {} whose spec is not the Job's template \
+             (created by someone else, naming the Job as its owner); its result is refused",
+            stage.as_str(),
+            shown.join(", ")
+        );
+        if before >= MAX_FOREIGN_RERUNS {
+            return self.fail(
+                reason::BAD_RESULT,
+                format!("{what}, and the stage already ran again {before} times"),
+            );
+        }
+        let count = before + 1;
+        let message = format!("{count}: {what}; the stage runs again");
+        self.condition(
+            conditions::RESULT_REFUSED,
+            true,
+            reason::FOREIGN_POD,
+            &message,
+        );
+        self.notes.push(EventNote::warning(
+            reason::FOREIGN_POD,
+            action::RECONCILE,
+            &message,
+        ));
+        self.requeue = Some(RUNNING_RESYNC);
+        Action::DeleteJobs(vec![stage.job_name(&self.rj().name_any())])
     }
 
     pub(super) fn after_planning(&mut self, spec: &ValidSpec, plan: &PlanStatus) -> Action {

@@ -26,6 +26,7 @@ struct ReportJobFixture {
     jobs: BTreeMap<Stage, Job>,
     terminating: Vec<Stage>,
     pods: BTreeMap<Stage, Vec<PodInfo>>,
+    refused_pods: BTreeMap<Stage, Vec<String>>,
     create_failures: BTreeMap<Stage, String>,
     admission: Admission,
     budget: Option<crate::controller::budget::View>,
@@ -71,6 +72,7 @@ spec:
             jobs: BTreeMap::new(),
             terminating: Vec::new(),
             pods: BTreeMap::new(),
+            refused_pods: BTreeMap::new(),
             create_failures: BTreeMap::new(),
             admission: Admission::Admitted,
             budget: None,
@@ -274,6 +276,7 @@ spec:
             jobs: self.jobs.clone(),
             terminating: self.terminating.clone(),
             pods: self.pods.clone(),
+            refused_pods: self.refused_pods.clone(),
             create_failures: self.create_failures.clone(),
             planned_spec: planned_spec(self.jobs.get(&Stage::Plan)),
             admission: self.admission,
@@ -1019,6 +1022,53 @@ fn an_assembled_result_completes_the_reportjob() {
     assert_eq!(reasons(&step), vec![reason::COMPLETED]);
     assert!(step.status.completion_time.is_some());
     assert_eq!(step.requeue, None);
+}
+
+#[test]
+fn a_success_counted_from_a_pod_the_job_did_not_build_runs_the_stage_again() {
+    let forged = || {
+        let mut f = ReportJobFixture::new()
+            .planned(1)
+            .chunks_job("0", "0", "")
+            .job(Stage::Assemble, JobState::Complete);
+        f.refused_pods
+            .insert(Stage::Assemble, vec!["orders-assemble-forged".into()]);
+        f
+    };
+    let step = forged().decide();
+    assert_eq!(
+        step.action,
+        Action::DeleteJobs(vec!["orders-assemble".to_string()])
+    );
+    assert_ne!(step.status.phase, Some(Phase::Succeeded));
+    assert!(step.status.output.is_none(), "nothing of the forged result");
+    let refused = condition(&step, conditions::RESULT_REFUSED);
+    assert!(
+        refused
+            .message
+            .starts_with("1: the assemble Job counted the success of pod orders-assemble-forged"),
+        "{}",
+        refused.message
+    );
+    assert!(reasons(&step).contains(&reason::FOREIGN_POD));
+    // After three reruns the ReportJob fails rather than loop.
+    let step = forged()
+        .status(|s| {
+            s.conditions
+                .push(k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+                    type_: conditions::RESULT_REFUSED.into(),
+                    status: "True".into(),
+                    reason: reason::FOREIGN_POD.into(),
+                    message: "3: earlier".into(),
+                    observed_generation: Some(1),
+                    last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                        Timestamp::from_second(NOW).expect("time"),
+                    ),
+                })
+        })
+        .decide();
+    assert_eq!(step.status.phase, Some(Phase::Failed));
+    assert!(step.status.output.is_none());
 }
 
 #[test]

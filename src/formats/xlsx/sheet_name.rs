@@ -1,9 +1,27 @@
-//! Excel's sheet names: the rules a name must keep (at most 31 characters, none of
-//! `[ ] : * ? / \`, not starting or ending with `'`), the default name derived from the
-//! report's file name, and the names of the sheets a long report rolls over into.
+//! Excel's sheet names: the rules a name must keep (at most 31 UTF-16 code units, so an
+//! emoji or another character outside the Basic Multilingual Plane counts twice; none of
+//! `[ ] : * ? / \`, not starting or ending with `'`, not "History"), the default name
+//! derived from the report's file name, and the names of the sheets a long report rolls
+//! over into. What passes here is what the workbook writer accepts at assembly.
 
-/// Most characters in a sheet name.
+/// Most UTF-16 code units in a sheet name (Excel counts them, not characters).
 pub const MAX_CHARS: usize = 31;
+
+/// The length of `text` as Excel counts it: UTF-16 code units.
+fn units(text: &str) -> usize {
+    text.encode_utf16().count()
+}
+
+/// The longest start of `text` within `max` UTF-16 code units.
+fn cut(text: &str, max: usize) -> String {
+    let mut used = 0;
+    text.chars()
+        .take_while(|c| {
+            used += c.len_utf16();
+            used <= max
+        })
+        .collect()
+}
 
 /// Characters Excel refuses in a sheet name.
 const FORBIDDEN: &[char] = &['[', ']', ':', '*', '?', '/', '\\'];
@@ -13,13 +31,14 @@ const FALLBACK: &str = "Report";
 
 /// Checks `name` against Excel's rules, saying what is wrong.
 pub fn check(name: &str) -> Result<(), String> {
-    let chars = name.chars().count();
+    let chars = units(name);
     if chars == 0 {
         return Err("must not be empty".into());
     }
     if chars > MAX_CHARS {
         return Err(format!(
-            "{name:?} has {chars} characters; Excel allows at most {MAX_CHARS}"
+            "{name:?} is {chars} UTF-16 code units long; Excel allows at most {MAX_CHARS} \
+             (a character outside the Basic Multilingual Plane, such as an emoji, counts as two)"
         ));
     }
     if let Some(c) = name
@@ -38,7 +57,9 @@ pub fn check(name: &str) -> Result<(), String> {
     if name.eq_ignore_ascii_case("History") {
         return Err("\"History\" is reserved by Excel".into());
     }
-    Ok(())
+    // The workbook writer's own rules, so that nothing valid here is refused at assembly.
+    rust_xlsxwriter::utility::check_sheet_name(name)
+        .map_err(|e| format!("{name:?} is refused by the workbook writer: {e}"))
 }
 
 /// The default sheet name for a report at `path` (a volume path or an `s3://` URL): its
@@ -55,8 +76,8 @@ pub fn from_file_name(path: &str) -> String {
                 c
             }
         })
-        .take(MAX_CHARS)
         .collect();
+    let cleaned = cut(&cleaned, MAX_CHARS);
     let cleaned = cleaned.trim_matches('\'').to_string();
     if check(&cleaned).is_ok() {
         cleaned
@@ -72,8 +93,8 @@ pub fn nth(base: &str, n: u32) -> String {
         return base.to_string();
     }
     let suffix = format!(" ({n})");
-    let keep = MAX_CHARS.saturating_sub(suffix.chars().count());
-    let mut head: String = base.chars().take(keep).collect();
+    let keep = MAX_CHARS.saturating_sub(units(&suffix));
+    let mut head = cut(base, keep);
     // A cut that leaves an apostrophe or space at the end would read oddly; a cut base never
     // ends in an apostrophe before the suffix matters, since the suffix ends the name.
     while head.ends_with(' ') {
@@ -100,6 +121,35 @@ mod tests {
         assert!(check("quoted'").is_err());
         assert!(check("it's").is_ok());
         assert!(check("history").is_err());
+    }
+
+    #[test]
+    fn astral_characters_count_twice_as_excel_counts_them() {
+        // 16 emoji: 16 characters, 32 UTF-16 code units.
+        let emoji = "\u{1F600}".repeat(16);
+        let err = check(&emoji).expect_err("too long for Excel");
+        assert!(err.contains("32 UTF-16 code units"), "{err}");
+        assert!(check(&"\u{1F600}".repeat(15)).is_ok());
+        assert!(check(&format!("{}x", "\u{1F600}".repeat(15))).is_ok());
+        assert!(check(&format!("{}xy", "\u{1F600}".repeat(15))).is_err());
+        // Whatever passes is what the workbook writer accepts.
+        for name in [
+            "\u{1F600}".repeat(15),
+            "Orders \u{1F680} 2024".into(),
+            "é".repeat(31),
+        ] {
+            assert!(check(&name).is_ok(), "{name}");
+            assert!(
+                rust_xlsxwriter::utility::check_sheet_name(&name).is_ok(),
+                "{name}"
+            );
+        }
+        // Derived and rolled-over names are cut by the same count, never inside a pair.
+        let derived = from_file_name(&format!("{}.xlsx", "\u{1F600}".repeat(20)));
+        assert_eq!(derived, "\u{1F600}".repeat(15));
+        let second = nth(&"\u{1F600}".repeat(15), 2);
+        assert!(check(&second).is_ok(), "{second}");
+        assert_eq!(second, format!("{} (2)", "\u{1F600}".repeat(13)));
     }
 
     #[test]
