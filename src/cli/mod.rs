@@ -29,6 +29,7 @@ pub mod schedule;
 mod stages;
 pub mod status;
 pub mod submit;
+pub mod uninstall;
 pub mod wait;
 
 use std::path::PathBuf;
@@ -115,6 +116,9 @@ pub enum Command {
     Notify(notify::NotifyArgs),
     /// Run the Kubernetes controller (the operator) that reconciles ReportJobs into Jobs.
     Controller(ControllerArgs),
+    /// Delete every ReportJob and wait until the controller has finalized them (the chart's
+    /// pre-delete hook runs this, so `helm uninstall` leaves none stuck on its finalizer).
+    Uninstall(uninstall::UninstallArgs),
     /// Remove a run's staging data (the cleanup Job's pod runs this after a ReportJob is
     /// deleted); with --delete-output, the report too.
     #[command(hide = true)]
@@ -394,6 +398,7 @@ async fn run_command(command: Command) -> i32 {
         Command::Notify(args) => notify::notify(args).await,
         Command::Cleanup(args) => stages::cleanup(args).await,
         Command::Controller(args) => controller(args).await,
+        Command::Uninstall(args) => uninstall::uninstall(args).await,
     }
 }
 
