@@ -34,4 +34,5 @@ mod snapshot;
 mod split;
 mod stage_start;
 mod standby;
+mod worker_settings;
 mod yaml_words;
