@@ -129,7 +129,10 @@ pub async fn send(url: &str, body: &Value, policy: &RetryPolicy) -> Result<Deliv
     if let Some(resolver) = crate::net_guard::resolver() {
         client = client.dns_resolver(resolver);
     }
+    // No proxy from the environment (HTTP_PROXY and the like): the webhook URL is a secret,
+    // and where it goes is the spec's URL, nothing else.
     let client = client
+        .no_proxy()
         .timeout(policy.timeout)
         .connect_timeout(policy.timeout)
         .redirect(reqwest::redirect::Policy::none())

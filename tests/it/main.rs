@@ -4,6 +4,7 @@
 
 mod common;
 
+mod ambient_env;
 mod bucket;
 mod chart;
 mod chart_install;
