@@ -32,6 +32,7 @@ mod scale;
 mod schedule;
 mod security;
 mod snapshot;
+mod spec_limits;
 mod split;
 mod stage_start;
 mod standby;
