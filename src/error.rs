@@ -221,7 +221,17 @@ pub fn describe_connect(e: &sqlx::Error) -> String {
         }
         Some("3D000") => "the database does not exist",
         Some("57P03") => "the server is starting up or shutting down",
-        _ => return describe_sqlx(e),
+        // Any other refusal while connecting: the server's text may repeat what the client
+        // sent at startup (`invalid value for parameter "work_mem": "<value>"` for a server
+        // option), and those values may come from a Secret, so only the code is shown.
+        Some(code) => {
+            return format!(
+                "the server refused the connection (SQLSTATE {code}; its message is not shown, \
+                 as it may repeat connection settings: check the options and parameters of the \
+                 connection URL)"
+            );
+        }
+        None => return describe_sqlx(e),
     };
     format!("{cause} ({})", describe_sqlx(e))
 }

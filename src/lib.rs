@@ -29,6 +29,13 @@ pub mod sql;
 pub mod stage_protocol;
 pub mod staging;
 pub mod storage;
+#[cfg(test)]
+pub(crate) mod test_alloc;
+
+/// Unit tests count what a piece of work allocates ([`test_alloc`]).
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: test_alloc::Counting = test_alloc::Counting;
 
 /// Picks the TLS crypto provider for the whole process. Two are compiled in (the database
 /// driver's and the object store client's), and rustls refuses to guess between them.

@@ -3,6 +3,11 @@
 use reportjob::cli::{self, plugin_complete};
 
 fn main() {
+    // SAFETY: the first thing main does, while the process has one thread.
+    #[allow(unsafe_code)]
+    unsafe {
+        reportjob::source::session::forget_libpq_environment();
+    }
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // Completion words are not a command line: they go around the parser.
     let completing = plugin_complete::requested(&args);

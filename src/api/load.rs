@@ -107,7 +107,20 @@ pub fn load_valid_str(text: &str, origin: &str) -> Result<Loaded, LoadError> {
         let field = e.path().to_string();
         invalid(vec![FieldError::new(&field, &e.inner().to_string())])
     })?;
-    let spec = validate(&resource.spec).map_err(invalid)?;
+    let name_error = resource
+        .metadata
+        .name
+        .as_deref()
+        .and_then(|name| crate::controller::names::check_reportjob_name(name).err());
+    let spec = validate(&resource.spec).map_err(|mut errors| {
+        if let Some(m) = &name_error {
+            errors.insert(0, FieldError::new("metadata.name", m));
+        }
+        invalid(errors)
+    })?;
+    if let Some(m) = name_error {
+        return Err(invalid(vec![FieldError::new("metadata.name", &m)]));
+    }
     Ok(Loaded { resource, spec })
 }
 

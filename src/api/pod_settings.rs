@@ -3,6 +3,13 @@
 //! validation into [`PodSettings`], which keeps a spec from overriding what the engine and
 //! the controller set themselves (their env vars, labels, the output volume and mount) and
 //! from asking for more than a restricted pod may have.
+//!
+//! What changes which code runs, where traffic goes or what the pod may do is the platform
+//! team's (the controller's `--stage-pods`, the chart's `stagePods:`), never a spec's: a spec
+//! may not set the env names of [`REFUSED_ENV`], mount a service-account token or anything
+//! of the node, mount over [`SYSTEM_PATHS`] or the pod's own volumes, loosen the container's
+//! security context in any field, or set AppArmor, seccomp or SELinux annotations. The
+//! platform team's own settings are checked only for shape.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,6 +25,125 @@ use super::validate::FieldError;
 pub const OUTPUT_VOLUME: &str = "output";
 /// Where the output volume is mounted; no setting may mount at or beneath it.
 pub const OUTPUT_MOUNT: &str = "/reportjob/output";
+/// The assemble pod's `/tmp` (an `emptyDir`) for xlsx and Parquet reports.
+pub const ASSEMBLY_VOLUME: &str = "assembly-tmp";
+/// Volumes the controller puts on stage pods itself; no setting may use their names.
+pub const OWN_VOLUMES: &[&str] = &[OUTPUT_VOLUME, ASSEMBLY_VOLUME];
+
+/// Why an env name is refused in a spec: it changes which code runs.
+const CHANGES_CODE: &str = "it changes which code runs in stage pods";
+/// Why an env name is refused in a spec: it changes where traffic goes or how it is trusted.
+const CHANGES_TRAFFIC: &str = "it changes where stage pods connect or whom they trust";
+/// Why an env name is refused in a spec: the Postgres client reads it.
+const CHANGES_DATABASE: &str = "it changes how stage pods connect to the database";
+/// Why an env name is refused in a spec: it moves where the engine writes.
+const CHANGES_FILES: &str = "it changes where stage pods write temporary files";
+/// Why an env name is refused in a spec: the stage protocol sets it.
+const ENGINE_OWN: &str = "the controller sets it for the stage itself";
+
+/// Env names a spec may not set, each with why. A trailing `*` matches any rest; names are
+/// compared ignoring case (`http_proxy` is read as much as `HTTP_PROXY`). The platform
+/// team sets what it needs of these for every stage pod in `--stage-pods` (the chart's
+/// `stagePods.env`).
+pub const REFUSED_ENV: &[(&str, &str)] = &[
+    // The dynamic loader, libc and allocators: code or behaviour loaded into the process.
+    ("LD_*", CHANGES_CODE),
+    ("GLIBC_TUNABLES", CHANGES_CODE),
+    ("GCONV_PATH", CHANGES_CODE),
+    ("MALLOC_*", CHANGES_CODE),
+    ("OPENSSL_*", CHANGES_CODE),
+    ("PATH", CHANGES_CODE),
+    ("RUST_*", CHANGES_CODE), // RUST_LOG is allowed (see env_refusal)
+    // Proxies, trust stores, the resolver and TLS key logs.
+    ("HTTP_PROXY", CHANGES_TRAFFIC),
+    ("HTTPS_PROXY", CHANGES_TRAFFIC),
+    ("ALL_PROXY", CHANGES_TRAFFIC),
+    ("NO_PROXY", CHANGES_TRAFFIC),
+    ("SSL_CERT_*", CHANGES_TRAFFIC),
+    ("SSLKEYLOGFILE", CHANGES_TRAFFIC),
+    ("RES_OPTIONS", CHANGES_TRAFFIC),
+    ("HOSTALIASES", CHANGES_TRAFFIC),
+    ("LOCALDOMAIN", CHANGES_TRAFFIC),
+    // libpq's variables (PGOPTIONS, PGHOST, PGSSLMODE, PGPASSFILE...).
+    ("PG*", CHANGES_DATABASE),
+    ("TMPDIR", CHANGES_FILES),
+    // The stage protocol's own (stage_protocol::env) and the Job controller's.
+    ("REPORTJOB_*", ENGINE_OWN),
+    ("AWS_*", ENGINE_OWN),
+    ("DATABASE_URL", ENGINE_OWN),
+    ("JOB_COMPLETION_INDEX", ENGINE_OWN),
+];
+
+/// Env names of [`REFUSED_ENV`]'s patterns a spec may still set.
+const ALLOWED_ENV_EXCEPTIONS: &[&str] = &["RUST_LOG"];
+
+/// Why a spec may not set the env var `name`, or `None` when it may.
+pub fn env_refusal(name: &str) -> Option<&'static str> {
+    let upper = name.to_ascii_uppercase();
+    if ALLOWED_ENV_EXCEPTIONS.contains(&upper.as_str()) {
+        return None;
+    }
+    REFUSED_ENV.iter().find_map(|(pattern, why)| {
+        let hit = match pattern.strip_suffix('*') {
+            Some(prefix) => upper.starts_with(prefix),
+            None => upper == *pattern,
+        };
+        hit.then_some(*why)
+    })
+}
+
+/// Paths a spec may not mount at or beneath: the image's programs and libraries, system
+/// configuration, kernel interfaces, `/tmp` (the assemble pod's own scratch, and where a
+/// mounted Secret would be read as scratch), service-account token locations and the
+/// engine's `/reportjob` (the output mount's parent). `/` itself is refused too.
+pub const SYSTEM_PATHS: &[&str] = &[
+    "/bin",
+    "/sbin",
+    "/usr",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/etc",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/tmp",
+    "/run/secrets",
+    "/var/run/secrets",
+    "/reportjob",
+];
+
+/// The components of an absolute path without empty or `.` ones (`//usr/./bin` is `/usr/bin`).
+fn path_parts(path: &str) -> Vec<&str> {
+    path.split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect()
+}
+
+/// The system path `path` is at or beneath, if any (`/` for the root itself).
+fn system_path(path: &str) -> Option<&'static str> {
+    let parts = path_parts(path);
+    if parts.is_empty() {
+        return Some("/");
+    }
+    SYSTEM_PATHS.iter().copied().find(|sys| {
+        let sys_parts = path_parts(sys);
+        parts.len() >= sys_parts.len() && parts[..sys_parts.len()] == sys_parts[..]
+    })
+}
+
+/// Annotation keys a spec may not set: AppArmor, seccomp and SELinux settings by annotation
+/// (`container.apparmor.security.beta.kubernetes.io/<container>` and the like).
+fn security_annotation(key: &str) -> bool {
+    let prefix = key
+        .split_once('/')
+        .map_or("", |(p, _)| p)
+        .to_ascii_lowercase();
+    ["apparmor", "seccomp", "selinux"]
+        .iter()
+        .any(|word| prefix.contains(word))
+}
 /// Most entries of each list or map setting.
 pub const MAX_ENTRIES: usize = 64;
 
@@ -48,21 +174,31 @@ pub struct PodSettingsSpec {
     /// Extra annotations of the stage pods.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pod_annotations: BTreeMap<String, String>,
-    /// Extra environment variables of the stage container (e.g. `SSL_CERT_FILE`, proxies).
-    /// Names starting with `REPORTJOB_` or `AWS_`, `DATABASE_URL` and `JOB_COMPLETION_INDEX`
-    /// are the engine's own and refused.
+    /// Extra environment variables of the stage container. Names that change which code
+    /// runs, where traffic goes or how the database is reached are the platform team's
+    /// (`--stage-pods`) and refused here: `LD_*`, `GLIBC_TUNABLES`, `GCONV_PATH`, `MALLOC_*`,
+    /// `OPENSSL_*`, `PATH`, `RUST_*` (but `RUST_LOG`), proxies (`HTTP_PROXY`, `HTTPS_PROXY`,
+    /// `ALL_PROXY`, `NO_PROXY`, any case), `SSL_CERT_*`, `SSLKEYLOGFILE`, `RES_OPTIONS`,
+    /// `HOSTALIASES`, `LOCALDOMAIN`, `PG*`, `TMPDIR`, and the engine's own `REPORTJOB_*`,
+    /// `AWS_*`, `DATABASE_URL` and `JOB_COMPLETION_INDEX`, whatever the value's source.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
-    /// Extra volumes of the stage pods (e.g. a CA bundle): `configMap`, `secret`, `projected`,
-    /// `downwardAPI` or `emptyDir`. The name `output` is the controller's.
+    /// Extra volumes of the stage pods: `configMap`, `secret`, `downwardAPI`, `emptyDir`, or
+    /// `projected` of those (no service-account token or cluster trust bundle). The names
+    /// `output` and `assembly-tmp` are the controller's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<Volume>,
-    /// Mounts of those volumes in the stage container (not at or beneath `/reportjob/output`).
+    /// Mounts of those volumes in the stage container: not `/` nor at or beneath `/bin`,
+    /// `/sbin`, `/usr`, `/lib*`, `/etc`, `/proc`, `/sys`, `/dev`, `/tmp`, `/run/secrets`,
+    /// `/var/run/secrets` or `/reportjob`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volume_mounts: Vec<VolumeMount>,
     /// Overrides of the stage container's security context (field by field over the default:
     /// non-root, read-only root filesystem, no privilege escalation, all capabilities dropped).
-    /// Nothing that loosens it (privileged, added capabilities, root) is accepted.
+    /// Only what tightens it is accepted: not `privileged`, `allowPrivilegeEscalation: true`,
+    /// `readOnlyRootFilesystem: false`, `runAsNonRoot: false`, `runAsUser` or `runAsGroup`
+    /// (the user is the platform team's), added capabilities, `seLinuxOptions`,
+    /// `windowsOptions`, or a seccomp or AppArmor profile other than `RuntimeDefault`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_context: Option<SecurityContext>,
 }
@@ -88,12 +224,10 @@ pub enum Author {
     Controller,
 }
 
-/// Env var names the engine sets or reads itself (see `stage_protocol::env`).
+/// Env var names the engine sets or reads itself (see `stage_protocol::env`): refused
+/// whoever sets them, the platform team too.
 fn reserved_env(name: &str) -> bool {
-    name.starts_with("REPORTJOB_")
-        || name.starts_with("AWS_")
-        || name == "DATABASE_URL"
-        || name == "JOB_COMPLETION_INDEX"
+    env_refusal(name) == Some(ENGINE_OWN)
 }
 
 /// Label and annotation keys the controller and the Job controller set.
@@ -158,6 +292,14 @@ pub fn validate_pod_settings(
                 "is set by the controller or Kubernetes; choose another key".into(),
             );
         }
+        if author == Author::Spec && security_annotation(key) {
+            err(
+                field.clone(),
+                "AppArmor, seccomp and SELinux settings are the platform team's (--stage-pods); \
+                 remove it"
+                    .into(),
+            );
+        }
         if let Err(m) = qualified_name(key) {
             err(field, format!("is not a valid annotation key: {m}"));
         }
@@ -202,8 +344,17 @@ pub fn validate_pod_settings(
             err(
                 format!("{field}.name"),
                 format!(
-                    "{name:?} is the engine's own (REPORTJOB_*, AWS_*, DATABASE_URL and \
-                     JOB_COMPLETION_INDEX are set by the controller); choose another name"
+                    "{name} is not allowed: it is the engine's own (REPORTJOB_*, AWS_*, \
+                     DATABASE_URL and JOB_COMPLETION_INDEX are set by the controller); choose \
+                     another name"
+                ),
+            );
+        } else if let Some(why) = env_refusal(name).filter(|_| author == Author::Spec) {
+            err(
+                format!("{field}.name"),
+                format!(
+                    "{name} is not allowed: {why} (the platform team sets these in the chart: \
+                     stagePods.env)"
                 ),
             );
         } else if !env_names.insert(name.as_str()) {
@@ -220,6 +371,14 @@ pub fn validate_pod_settings(
             err(
                 format!("{field}.name"),
                 format!("{OUTPUT_VOLUME:?} is the controller's output volume; choose another name"),
+            );
+        } else if OWN_VOLUMES.contains(&volume.name.as_str()) {
+            err(
+                format!("{field}.name"),
+                format!(
+                    "{:?} is a volume the controller adds to stage pods; choose another name",
+                    volume.name
+                ),
             );
         } else if !is_dns_label(&volume.name) {
             err(
@@ -239,6 +398,23 @@ pub fn validate_pod_settings(
                  set in a ReportJob"
                     .into(),
             );
+        } else if author == Author::Spec
+            && let Some(projected) = &volume.projected
+        {
+            for (j, source) in projected.sources.iter().flatten().enumerate() {
+                let only_data = source.config_map.is_some()
+                    || source.secret.is_some()
+                    || source.downward_api.is_some();
+                if !only_data || projected_source_count(source) != 1 {
+                    err(
+                        format!("{field}.projected.sources[{j}]"),
+                        "only configMap, secret and downwardAPI may be projected in a \
+                         ReportJob (a serviceAccountToken would give the pod a token it must \
+                         not have)"
+                            .into(),
+                    );
+                }
+            }
         }
     }
     let mut mount_paths = BTreeSet::new();
@@ -248,6 +424,14 @@ pub fn validate_pod_settings(
             err(
                 format!("{field}.name"),
                 format!("{OUTPUT_VOLUME:?} is the controller's output volume"),
+            );
+        } else if OWN_VOLUMES.contains(&mount.name.as_str()) {
+            err(
+                format!("{field}.name"),
+                format!(
+                    "{:?} is a volume the controller adds to stage pods",
+                    mount.name
+                ),
             );
         } else if author == Author::Spec && !volume_names.contains(mount.name.as_str()) {
             err(
@@ -280,6 +464,18 @@ pub fn validate_pod_settings(
                 format!("{field}.mountPath"),
                 format!("{:?} would hide what the stage needs", mount.mount_path),
             );
+        } else if author == Author::Spec
+            && let Some(sys) = system_path(&mount.mount_path)
+        {
+            err(
+                format!("{field}.mountPath"),
+                format!(
+                    "{:?} is not allowed: it is at or beneath {sys}, which holds the image's \
+                     programs, system settings or the pod's own files; mount elsewhere \
+                     (e.g. /config/...)",
+                    mount.mount_path
+                ),
+            );
         } else if !mount_paths.insert(path) {
             err(
                 format!("{field}.mountPath"),
@@ -297,6 +493,9 @@ pub fn validate_pod_settings(
     }
     if let Some(sc) = &settings.security_context {
         security_context(&format!("{prefix}.securityContext"), sc, &mut err);
+        if author == Author::Spec {
+            only_tightening(&format!("{prefix}.securityContext"), sc, &mut err);
+        }
     }
     if errors.is_empty() {
         Ok(PodSettings(settings.clone()))
@@ -317,6 +516,59 @@ fn restricted_volume(v: &Volume) -> bool {
         .and_then(|j| j.as_object().map(|o| o.len().saturating_sub(1)))
         .unwrap_or(0);
     allowed && sources == 1
+}
+
+/// How many sources one entry of a projected volume sets.
+fn projected_source_count(source: &k8s_openapi::api::core::v1::VolumeProjection) -> usize {
+    serde_json::to_value(source)
+        .ok()
+        .and_then(|j| j.as_object().map(serde_json::Map::len))
+        .unwrap_or(0)
+}
+
+/// A spec's security context may only tighten the stage container's: what the platform team
+/// chose (user, SELinux, Windows, profiles) or left hardened stays as it is.
+fn only_tightening(field: &str, sc: &SecurityContext, err: &mut impl FnMut(String, String)) {
+    let mut no = |name: &str, why: &str| err(format!("{field}.{name}"), why.to_string());
+    const PLATFORM: &str = "is the platform team's to set (--stage-pods); remove it";
+    if sc.read_only_root_filesystem == Some(false) {
+        no(
+            "readOnlyRootFilesystem",
+            "must not be false: the root filesystem of stage pods stays read-only",
+        );
+    }
+    if sc.run_as_user.is_some() {
+        no("runAsUser", PLATFORM);
+    }
+    if sc.run_as_group.is_some() {
+        no("runAsGroup", PLATFORM);
+    }
+    if sc.se_linux_options.is_some() {
+        no("seLinuxOptions", PLATFORM);
+    }
+    if sc.windows_options.is_some() {
+        no("windowsOptions", PLATFORM);
+    }
+    if sc
+        .seccomp_profile
+        .as_ref()
+        .is_some_and(|p| p.type_ != "RuntimeDefault")
+    {
+        no(
+            "seccompProfile.type",
+            "must be RuntimeDefault (other profiles are the platform team's)",
+        );
+    }
+    if sc
+        .app_armor_profile
+        .as_ref()
+        .is_some_and(|p| p.type_ != "RuntimeDefault")
+    {
+        no(
+            "appArmorProfile.type",
+            "must be RuntimeDefault (other profiles are the platform team's)",
+        );
+    }
 }
 
 /// Refuses what would loosen the stage container's hardening.

@@ -159,7 +159,44 @@ fn rules(schema: &mut schemars::Schema, rules: serde_json::Value) {
 
 /// The CustomResourceDefinition of ReportJob.
 pub fn crd() -> CustomResourceDefinition {
-    ReportJob::crd()
+    let mut crd = ReportJob::crd();
+    name_rule(
+        &mut crd,
+        crate::controller::names::MAX_REPORTJOB_NAME,
+        &NAME_TOO_LONG,
+    );
+    crd
+}
+
+/// The message of the rule on the length of a ReportJob's name.
+pub static NAME_TOO_LONG: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "metadata.name must be at most {} characters: the controller's Job and pod names add \
+         13 (-chunks- and a chunk index) and Kubernetes allows 63",
+        crate::controller::names::MAX_REPORTJOB_NAME
+    )
+});
+
+/// Adds a root rule to every version of `crd` (the root is the only place a rule may read
+/// `metadata.name`): the name has at most `max` characters.
+pub fn name_rule(crd: &mut CustomResourceDefinition, max: usize, message: &str) {
+    for version in &mut crd.spec.versions {
+        if let Some(root) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            let rule = serde_json::from_value(json!({
+                "rule": format!("self.metadata.name.size() <= {max}"),
+                "message": message,
+            }));
+            if let Ok(rule) = rule {
+                root.x_kubernetes_validations
+                    .get_or_insert_with(Vec::new)
+                    .push(rule);
+            }
+        }
+    }
 }
 
 /// The CRD as the YAML document committed in `crds/reportjob.yaml`.

@@ -105,15 +105,17 @@ pub struct SourceSpec {
     #[schemars(length(min = 1))]
     pub table: Option<String>,
     /// A SELECT query whose rows are exported. It is wrapped as a subquery, so the chunk
-    /// range predicate on `keyColumn` is pushed down into it.
+    /// range predicate on `keyColumn` is pushed down into it. At most 64 KiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 65536))]
     pub query: Option<String>,
     /// Columns of `table` to export, in this order (identifier syntax). Default: all columns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub columns: Option<Vec<String>>,
-    /// A SQL boolean expression filtering the rows of `table` (only with `table`).
+    /// A SQL boolean expression filtering the rows of `table` (only with `table`). At most
+    /// 64 KiB.
     #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
     pub where_: Option<String>,
     /// The column whose value range is cut into chunks; rows are written in its order.
     /// Supported types: smallint, integer, bigint, numeric, date, timestamp, timestamptz,

@@ -72,6 +72,7 @@ pub fn validate(spec: &ReportJobSpec) -> Result<ValidSpec, Vec<FieldError>> {
         },
     };
     let split = split(spec.output.split.as_ref(), &mut errors);
+    printable(spec, &mut errors);
     let (
         Some(source),
         Some(chunking),
@@ -120,6 +121,85 @@ pub fn validate(spec: &ReportJobSpec) -> Result<ValidSpec, Vec<FieldError>> {
 }
 
 mod format;
+
+/// Fields that may hold line breaks and tabs (SQL and values); every other string of a spec
+/// may hold no control character at all.
+const MULTI_LINE: &[&str] = &[
+    "spec.source.query",
+    "spec.source.where",
+    "spec.source.parameters[].value",
+    "spec.worker.env[].value",
+    "spec.worker.podAnnotations.*",
+    "spec.output.csv.delimiter",
+    "spec.output.csv.nullString",
+];
+
+/// Refuses control characters (C0, DEL, C1, ESC among them) and bidirectional overrides in
+/// the spec's strings: names, paths, URLs and sheet names are printed by `reportjob`, by
+/// kubectl and in logs, where a newline forges a line and an ESC sequence colours or moves
+/// the cursor. SQL and values may hold tabs and line breaks, nothing else.
+fn printable(spec: &ReportJobSpec, errors: &mut Errors) {
+    fn bad(c: char, multi_line: bool) -> bool {
+        let control = c.is_control() && !(multi_line && matches!(c, '\t' | '\n' | '\r'));
+        control || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    fn walk(v: &serde_json::Value, path: &str, pattern: &str, errors: &mut Errors) {
+        match v {
+            serde_json::Value::String(text) => {
+                let multi_line = MULTI_LINE.contains(&pattern);
+                if let Some(c) = text.chars().find(|&c| bad(c, multi_line)) {
+                    errors.push::<()>(
+                        path,
+                        format!(
+                            "contains the control character U+{:04X}; control characters are \
+                             refused{} (printed, they would act on the terminal)",
+                            c as u32,
+                            if multi_line {
+                                " except tab and line breaks"
+                            } else {
+                                ""
+                            }
+                        ),
+                    );
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(
+                        item,
+                        &format!("{path}[{i}]"),
+                        &format!("{pattern}[]"),
+                        errors,
+                    );
+                }
+            }
+            serde_json::Value::Object(map) => {
+                let is_map = pattern.ends_with("Annotations")
+                    || pattern.ends_with("Labels")
+                    || pattern.ends_with("nodeSelector");
+                for (key, child) in map {
+                    if let Some(c) = key.chars().find(|&c| bad(c, false)) {
+                        errors.push::<()>(
+                            &format!("{path}[{key:?}]"),
+                            format!("the key contains the control character U+{:04X}", c as u32),
+                        );
+                        continue;
+                    }
+                    let (child_path, child_pattern) = if is_map {
+                        (format!("{path}[{key:?}]"), format!("{pattern}.*"))
+                    } else {
+                        (format!("{path}.{key}"), format!("{pattern}.{key}"))
+                    };
+                    walk(child, &child_path, &child_pattern, errors);
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Ok(value) = serde_json::to_value(spec) {
+        walk(&value, "spec", "spec", errors);
+    }
+}
 
 /// `spec.output.split`: `None` for one file, else limits of at least 1, at least one set.
 fn split(

@@ -23,6 +23,57 @@ pub enum Format {
     Name,
 }
 
+/// Whether `c` would act on a terminal instead of showing: control characters (C0, DEL, C1,
+/// ESC among them) and the bidirectional overrides that reorder what follows them.
+fn acts_on_terminal(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` as it may be printed on a terminal: each character of [`acts_on_terminal`]
+/// written as an escape (`\n`, `\t`, `\r`, `\u{1b}`), so that a value written by someone
+/// else (a status, an event) cannot start a line, forge a row or colour the output.
+pub fn for_terminal(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(acts_on_terminal) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if acts_on_terminal(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// `value` with every string in it passed through [`for_terminal`] (an object read from the
+/// API, before it is rendered as text).
+pub fn for_terminal_object<T>(value: &T) -> T
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + Clone,
+{
+    fn walk(v: &mut Value) {
+        match v {
+            Value::String(s) => {
+                if let std::borrow::Cow::Owned(safe) = for_terminal(s) {
+                    *s = safe;
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            Value::Object(map) => map.values_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let Ok(mut json) = serde_json::to_value(value) else {
+        return value.clone();
+    };
+    walk(&mut json);
+    serde_json::from_value(json).unwrap_or_else(|_| value.clone())
+}
+
 /// `reportjob.reporting.dev/NAME`, as `kubectl get -o name`.
 pub fn resource_name(rj: &ReportJob) -> String {
     format!("reportjob.reporting.dev/{}", rj.name_any())
@@ -207,7 +258,7 @@ fn columns(rows: &[Vec<String>]) -> String {
         .map(|i| {
             rows.iter()
                 .filter_map(|r| r.get(i))
-                .map(|c| c.chars().count())
+                .map(|c| for_terminal(c).chars().count())
                 .max()
                 .unwrap_or(0)
         })
@@ -216,8 +267,9 @@ fn columns(rows: &[Vec<String>]) -> String {
     for row in rows {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
+            let cell = for_terminal(cell);
             if i + 1 == row.len() {
-                line.push_str(cell);
+                line.push_str(&cell);
             } else {
                 line.push_str(&format!("{cell:<w$}   ", w = widths[i]));
             }
@@ -374,5 +426,29 @@ mod tests {
         )
         .unwrap_or_default();
         assert_eq!(one["kind"], "ReportJob");
+    }
+
+    #[test]
+    fn a_status_written_by_someone_else_cannot_forge_rows_or_colours() {
+        let now: jiff::Timestamp = "2024-05-01T12:00:00Z".parse().unwrap();
+        let forged = rj(
+            "orders",
+            json!({"phase": "Failed",
+                   "message": "oops\nevil         Succeeded   9/9   999   1s   \u{1b}[32mall good\u{1b}[0m",
+                   "output": {"location": "r.csv\r\u{9b}2K", "rows": 1, "bytes": 1,
+                              "sha256": "x"}}),
+        );
+        let text = table(&[forged], true, false, now);
+        assert_eq!(text.lines().count(), 2, "one header, one row: {text}");
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(text.contains("oops\\nevil"), "{text}");
+        assert!(text.contains("\\u{1b}[32m"), "{text}");
+        assert!(text.contains("r.csv\\r\\u{9b}2K"), "{text}");
+        // Columns stay aligned on the escaped text.
+        assert_eq!(for_terminal("a\u{202e}b"), "a\\u{202e}b");
+        assert_eq!(for_terminal("plain"), "plain");
     }
 }

@@ -75,6 +75,12 @@ fn event_time(e: &Event) -> Option<jiff::Timestamp> {
 
 /// The readable summary `reportjob status` prints.
 fn render_status(rj: &ReportJob, events: &[Event], events_error: Option<&str>) -> String {
+    // Everything shown comes from objects others may write: no control character of theirs
+    // reaches the terminal (a newline would start a forged line, an ESC a colour).
+    let rj = &super::print::for_terminal_object(rj);
+    let events = &super::print::for_terminal_object(&events.to_vec());
+    let events_error = events_error.map(|e| super::print::for_terminal(e).into_owned());
+    let events_error = events_error.as_deref();
     let status = rj.status.clone().unwrap_or_default();
     let mut out = String::new();
     let mut field = |label: &str, value: String| {
@@ -239,4 +245,40 @@ fn render_status(rj: &ReportJob, events: &[Event], events_error: Option<&str>) -
         out.push_str(&table(&rows));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forged_status_prints_as_escaped_text_on_its_own_lines() {
+        let rj: ReportJob = serde_json::from_value(serde_json::json!({
+            "apiVersion": crate::api::API_VERSION, "kind": crate::api::KIND,
+            "metadata": {"name": "orders", "namespace": "team-a"},
+            "spec": {
+                "source": {"connectionSecretRef": {"name": "db"}, "table": "t", "keyColumn": "id"},
+                "output": {"destination": {"pvc": {"claimName": "c", "path": "r.csv"}}}
+            },
+            "status": {"phase": "Failed",
+                       "message": "x\nPhase:       Succeeded\u{1b}[32m",
+                       "output": {"location": "r.csv\u{1b}]8;;http://evil\u{7}", "rows": 1,
+                                  "bytes": 1, "sha256": "x"}},
+        }))
+        .expect("a ReportJob");
+        let text = render_status(&rj, &[], Some("events: \u{1b}[2J"));
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with("Phase:")).count(),
+            1,
+            "{text}"
+        );
+        assert!(
+            text.contains("x\\nPhase:       Succeeded\\u{1b}[32m"),
+            "{text}"
+        );
+    }
 }

@@ -40,7 +40,7 @@ pub const STAGE_UID: i64 = 65532;
 /// The container's name in every stage pod.
 pub const CONTAINER: &str = "reportjob";
 /// The name of the output volume of a `pvc` destination.
-use crate::api::pod_settings::OUTPUT_VOLUME;
+use crate::api::pod_settings::{ASSEMBLY_VOLUME, OUTPUT_VOLUME};
 
 /// What the controller adds to every stage pod, from its own configuration.
 #[derive(Clone, Debug, Default)]
@@ -444,9 +444,6 @@ fn assembly_scratch(pod: &mut PodSpec) {
             });
     }
 }
-
-/// The name of the assemble pod's `/tmp` volume for xlsx and Parquet reports.
-const ASSEMBLY_VOLUME: &str = "assembly-tmp";
 
 /// Whether a stage pod connects to the source database (cleanup and notify do not).
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -79,6 +79,36 @@ impl Stage {
     }
 }
 
+/// Longest name Kubernetes allows in a label value or a pod's hostname.
+pub const MAX_LABEL: usize = 63;
+
+/// Most digits of a chunk's completion index (`spec.chunking.maxChunks` is at most 100,000:
+/// indexes 0 to 99999).
+const MAX_INDEX_DIGITS: usize = 5;
+
+/// Longest ReportJob name: every name and label the controller derives from it fits in
+/// [`MAX_LABEL`]. The longest is the chunks Job's pods' hostname, `<name>-chunks-<index>`
+/// (an Indexed Job names each pod's host after the Job and the index); the Job names
+/// (`<name>-assemble`, `<name>-snapshot`...) and their `job-name` labels are shorter.
+pub const MAX_REPORTJOB_NAME: usize = MAX_LABEL - "-chunks-".len() - MAX_INDEX_DIGITS;
+
+/// Longest ReportSchedule name: its ReportJobs are named `<schedule>-<minutes since the
+/// epoch>` (8 digits until the year 2160; 9 are allowed for).
+pub const MAX_SCHEDULE_NAME: usize = MAX_REPORTJOB_NAME - 1 - 9;
+
+/// Refuses a ReportJob name longer than [`MAX_REPORTJOB_NAME`], saying why.
+pub fn check_reportjob_name(name: &str) -> Result<(), String> {
+    if name.chars().count() > MAX_REPORTJOB_NAME {
+        return Err(format!(
+            "is {} characters long; at most {MAX_REPORTJOB_NAME}: the names and labels of the \
+             Jobs and pods the controller creates add up to 13 more (`-chunks-` and a chunk \
+             index) and Kubernetes allows {MAX_LABEL}",
+            name.chars().count()
+        ));
+    }
+    Ok(())
+}
+
 /// The labels of an object that belongs to `reportjob`'s `stage`.
 pub fn labels(reportjob: &str, stage: Stage) -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -211,6 +241,32 @@ mod tests {
         let mut crlf = rj.spec.clone();
         crlf.output.csv.line_ending = crate::api::LineEnding::Crlf;
         assert_ne!(spec_hash(&rj.spec), spec_hash(&crlf));
+    }
+
+    #[test]
+    fn every_derived_name_of_the_longest_name_fits_in_a_label() {
+        let name = "a".repeat(MAX_REPORTJOB_NAME);
+        for stage in [
+            Stage::Plan,
+            Stage::Chunks,
+            Stage::Assemble,
+            Stage::Cleanup,
+            Stage::Notify,
+            Stage::Snapshot,
+        ] {
+            assert!(stage.job_name(&name).len() <= MAX_LABEL, "{stage:?}");
+        }
+        // The chunks Job's pods' hostname, with the highest index maxChunks allows.
+        let hostname = format!("{}-99999", Stage::Chunks.job_name(&name));
+        assert_eq!(hostname.len(), MAX_LABEL);
+        assert!(check_reportjob_name(&name).is_ok());
+        let e = check_reportjob_name(&format!("{name}x")).expect_err("one too long");
+        assert!(e.contains("at most 50"), "{e}");
+        // A 60-character name (the issue's) gave 65 to 69 character job-name labels.
+        assert!(check_reportjob_name(&"r".repeat(60)).is_err());
+        // A schedule's runs: `<schedule>-<minutes>` with 9 digits still fits.
+        let run = format!("{}-{}", "s".repeat(MAX_SCHEDULE_NAME), 999_999_999);
+        assert!(check_reportjob_name(&run).is_ok(), "{run}");
     }
 
     #[test]

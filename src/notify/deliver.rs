@@ -125,8 +125,11 @@ pub async fn send(url: &str, body: &Value, policy: &RetryPolicy) -> Result<Deliv
             .map_err(invalid)?;
     }
     crate::install_crypto_provider();
+    // No proxy from the environment (HTTP_PROXY and the like): the webhook URL is a secret,
+    // and where it goes is the spec's URL, nothing else.
     let client = crate::net_guard::client_builder()
         .map_err(invalid)?
+        .no_proxy()
         .timeout(policy.timeout)
         .connect_timeout(policy.timeout)
         .redirect(reqwest::redirect::Policy::none())

@@ -64,14 +64,74 @@ pub struct Database {
     pool: PgPool,
 }
 
+/// The libpq environment variables sqlx reads when it builds connection options, even from
+/// a URL (`PgConnectOptions::from_str` starts from `PgConnectOptions::new()`, which takes the
+/// host, port, user, password, database, TLS files and mode, application name and server
+/// `options` from them, then a password from `PGPASSFILE`).
+pub const LIBPQ_ENV: &[&str] = &[
+    "PGHOST",
+    "PGHOSTADDR",
+    "PGPORT",
+    "PGUSER",
+    "PGPASSWORD",
+    "PGPASSFILE",
+    "PGDATABASE",
+    "PGSSLMODE",
+    "PGSSLROOTCERT",
+    "PGSSLCERT",
+    "PGSSLKEY",
+    "PGAPPNAME",
+    "PGOPTIONS",
+];
+
+/// Removes [`LIBPQ_ENV`] from this process's environment, so that a connection is made from
+/// its URL alone: a `PGOPTIONS` (or `PGSSLMODE`, `PGPASSFILE`...) set around the process can
+/// neither change the session nor be echoed back by the server in an error message. Settings
+/// the connection needs go into the URL (`?sslmode=verify-full&sslrootcert=/config/ca.crt`).
+///
+/// # Safety
+///
+/// Must be called while the process has one thread (at the start of `main`, before the async
+/// runtime or anything else starts a thread): changing the environment races with any other
+/// thread reading it.
+#[allow(unsafe_code)]
+pub unsafe fn forget_libpq_environment() {
+    for name in LIBPQ_ENV {
+        // SAFETY: the caller guarantees no other thread exists (see above).
+        unsafe { std::env::remove_var(name) };
+    }
+}
+
+/// Connection options from `url` alone. It must be a `postgres://` or `postgresql://` URL;
+/// a value that is not (say, a Secret key holding something else) is refused without being
+/// repeated, since it may be a secret.
+pub fn connect_options(url: &str) -> Result<PgConnectOptions> {
+    let scheme_ok = ["postgres://", "postgresql://"].iter().any(|scheme| {
+        url.get(..scheme.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+    });
+    if !scheme_ok {
+        return Err(Error::Connect {
+            target: String::new(),
+            source: sqlx::Error::Configuration(
+                "the connection URL must start with postgres:// or postgresql:// (its value is \
+                 not shown)"
+                    .into(),
+            ),
+        });
+    }
+    PgConnectOptions::from_str(url).map_err(|_| Error::Connect {
+        target: String::new(),
+        source: sqlx::Error::Configuration(
+            "the connection URL is not a valid postgres:// URL (its value is not shown)".into(),
+        ),
+    })
+}
+
 impl Database {
     /// A pool for the `postgres://` URL; nothing connects until the first session.
     pub fn new(url: &str, size: usize) -> Result<Database> {
-        let options = PgConnectOptions::from_str(url)
-            .map_err(|source| Error::Connect {
-                target: String::new(),
-                source,
-            })?
+        let options = connect_options(url)?
             .application_name("reportjob")
             .log_statements(tracing::log::LevelFilter::Debug)
             .log_slow_statements(tracing::log::LevelFilter::Debug, Duration::from_secs(60));

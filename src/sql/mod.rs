@@ -6,10 +6,10 @@
 
 pub mod denylist;
 pub mod params;
+pub mod tree;
 
 use pg_query::NodeEnum;
 use pg_query::protobuf::SetOperation;
-use serde_json::Value;
 
 use params::{ParamRef, ParamType, param_refs};
 
@@ -29,6 +29,7 @@ pub struct SelectQuery {
 impl SelectQuery {
     /// Parses and checks `text`; the kept SQL is the deparsed tree.
     pub fn parse(text: &str) -> Result<SelectQuery, SqlError> {
+        within_limit(text)?;
         let parsed = parse_one(text)?;
         let Some(NodeEnum::SelectStmt(_)) = top_node(&parsed) else {
             return Err(SqlError(format!(
@@ -36,15 +37,17 @@ impl SelectQuery {
                 statement_kind(&parsed)
             )));
         };
-        check_tree(&parsed.protobuf)?;
+        tree::inspect(&parsed.protobuf)?;
         let sql = deparse(&parsed)?;
-        // The regenerated text must itself pass (it is what runs).
-        let again = parse_one(&sql)?;
-        check_tree(&again.protobuf)?;
-        let params = param_refs(&again.protobuf, &sql, 0)?;
         let mut tables: Vec<String> = parsed.tables().into_iter().collect();
         tables.sort();
         tables.dedup();
+        // A tree takes ~600 bytes per node (64 KiB of SQL: ~35 MB): one at a time.
+        drop(parsed);
+        // The regenerated text must itself pass (it is what runs).
+        let again = parse_one(&sql)?;
+        let found = tree::inspect(&again.protobuf)?;
+        let params = param_refs(found.params, &sql, 0)?;
         Ok(SelectQuery {
             sql,
             tables,
@@ -91,6 +94,7 @@ impl Filter {
         if text.trim().is_empty() {
             return Err(SqlError("is empty".into()));
         }
+        within_limit(text)?;
         // The newline ends a trailing `--` comment before anything we might add.
         let parsed = parse_one(&format!("{FILTER_PREFIX}{text}\n"))?;
         let Some(NodeEnum::SelectStmt(s)) = top_node(&parsed) else {
@@ -118,8 +122,10 @@ impl Filter {
                 "must be exactly one boolean expression (it is followed by another clause, such as ORDER BY, LIMIT, UNION or FOR UPDATE)".into(),
             ));
         }
-        check_tree(&parsed.protobuf)?;
+        tree::inspect(&parsed.protobuf)?;
         let whole = deparse(&parsed)?;
+        // One tree at a time (see SelectQuery::parse).
+        drop(parsed);
         let Some(expr) = whole.strip_prefix(FILTER_PREFIX) else {
             return Err(SqlError(format!(
                 "could not be regenerated as one expression (got {whole:?})"
@@ -127,13 +133,13 @@ impl Filter {
         };
         // The regenerated expression must parse back the same way on its own.
         let again = parse_one(&format!("{FILTER_PREFIX}{expr}"))?;
-        check_tree(&again.protobuf)?;
+        let found = tree::inspect(&again.protobuf)?;
         if deparse(&again)? != whole {
             return Err(SqlError(
                 "does not read back as the same expression after regeneration".into(),
             ));
         }
-        let params = param_refs(&again.protobuf, expr, FILTER_PREFIX.len())?;
+        let params = param_refs(found.params, expr, FILTER_PREFIX.len())?;
         Ok(Filter {
             sql: expr.to_string(),
             params,
@@ -177,8 +183,24 @@ pub fn regenerate_copy_to_stdout(text: &str) -> Result<String, SqlError> {
             "the export statement must be COPY (SELECT ...) TO STDOUT".into(),
         ));
     }
-    check_tree(&parsed.protobuf)?;
+    tree::inspect(&parsed.protobuf)?;
     deparse(&parsed)
+}
+
+/// Longest `query` or `where` a spec may hold, in bytes: 64 KiB. The CRD says the same
+/// (`maxLength`), so the API server refuses a longer one at admission; this refuses it in
+/// `reportjob run` and in any spec that reached the controller another way.
+pub const MAX_SQL_BYTES: usize = 64 * 1024;
+
+/// Refuses a text longer than [`MAX_SQL_BYTES`] before it is parsed.
+pub fn within_limit(text: &str) -> Result<(), SqlError> {
+    if text.len() > MAX_SQL_BYTES {
+        return Err(SqlError(format!(
+            "is {} bytes long; at most {MAX_SQL_BYTES} bytes (64 KiB) are allowed",
+            text.len()
+        )));
+    }
+    Ok(())
 }
 
 fn parse_one(text: &str) -> Result<pg_query::ParseResult, SqlError> {
@@ -213,16 +235,11 @@ fn top_node(parsed: &pg_query::ParseResult) -> Option<&NodeEnum> {
 }
 
 fn statement_kind(parsed: &pg_query::ParseResult) -> String {
-    let Some(node) = top_node(parsed) else {
-        return "nothing".into();
-    };
-    // The variant name (e.g. `InsertStmt`, `TransactionStmt`) is what Postgres calls it.
-    let debug = format!("{node:?}");
-    debug
-        .split(|c: char| !c.is_alphanumeric())
-        .next()
-        .unwrap_or("another statement")
-        .to_string()
+    match top_node(parsed) {
+        // The node's kind (e.g. `InsertStmt`, `TransactionStmt`) is what Postgres calls it.
+        Some(node) => tree::top_kind(node),
+        None => "nothing".into(),
+    }
 }
 
 fn deparse(parsed: &pg_query::ParseResult) -> Result<String, SqlError> {
@@ -230,77 +247,6 @@ fn deparse(parsed: &pg_query::ParseResult) -> Result<String, SqlError> {
         .protobuf
         .deparse(pg_query::DeparseOptions::default())
         .map_err(|e| SqlError(format!("could not be regenerated: {e}")))
-}
-
-/// Walks every node of the tree (through its serialized form, so that no node kind is
-/// skipped): refuses statements other than SELECT anywhere (data-modifying CTEs), locking
-/// clauses, SELECT INTO, and calls of denied functions.
-fn check_tree(tree: &pg_query::protobuf::ParseResult) -> Result<(), SqlError> {
-    let value =
-        serde_json::to_value(tree).map_err(|e| SqlError(format!("could not be inspected: {e}")))?;
-    walk(&value)
-}
-
-fn walk(value: &Value) -> Result<(), SqlError> {
-    match value {
-        Value::Array(items) => items.iter().try_for_each(walk),
-        Value::Object(map) => {
-            for (key, child) in map {
-                match key.as_str() {
-                    "FuncCall" => check_call(child)?,
-                    "LockingClause" => {
-                        return Err(SqlError(
-                            "a locking clause (FOR UPDATE / FOR SHARE) is not allowed".into(),
-                        ));
-                    }
-                    "locking_clause" if child.as_array().is_some_and(|a| !a.is_empty()) => {
-                        return Err(SqlError(
-                            "a locking clause (FOR UPDATE / FOR SHARE) is not allowed".into(),
-                        ));
-                    }
-                    "IntoClause" => {
-                        return Err(SqlError("SELECT INTO is not allowed".into()));
-                    }
-                    "into_clause" if !child.is_null() => {
-                        return Err(SqlError("SELECT INTO is not allowed".into()));
-                    }
-                    k if k.ends_with("Stmt") && k != "SelectStmt" && k != "CopyStmt" => {
-                        return Err(SqlError(format!(
-                            "only SELECT is allowed, found {} (data-modifying statements are refused, also inside WITH)",
-                            k.trim_end_matches("Stmt").to_uppercase()
-                        )));
-                    }
-                    _ => {}
-                }
-                walk(child)?;
-            }
-            Ok(())
-        }
-        _ => Ok(()),
-    }
-}
-
-fn check_call(call: &Value) -> Result<(), SqlError> {
-    let parts: Vec<&str> = call
-        .get("funcname")
-        .and_then(Value::as_array)
-        .map(|names| {
-            names
-                .iter()
-                .filter_map(|n| n.pointer("/node/String/sval").and_then(Value::as_str))
-                .collect()
-        })
-        .unwrap_or_default();
-    let Some(name) = parts.last() else {
-        return Err(SqlError("a function call without a name".into()));
-    };
-    if denylist::is_denied(name) {
-        return Err(SqlError(format!(
-            "function {} is not allowed (side effects)",
-            name.to_lowercase()
-        )));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -11,7 +11,6 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::SqlError;
 
@@ -145,18 +144,15 @@ pub struct ParamRef {
     pub number: u32,
 }
 
-/// Every `$n` of a parse tree, in text order, with offsets shifted back by `prefix`
-/// (the length of text parsed before the fragment). Checks each offset points at `$n` in
-/// `text` (the fragment) and that numbers are within [`MAX_PARAMS`].
+/// Every `$n` of a parse tree (`found`: location and number, from [`super::tree::inspect`]),
+/// in text order, with offsets shifted back by `prefix` (the length of text parsed before
+/// the fragment). Checks each offset points at `$n` in `text` (the fragment) and that
+/// numbers are within [`MAX_PARAMS`].
 pub(crate) fn param_refs(
-    tree: &pg_query::protobuf::ParseResult,
+    found: Vec<(i64, i64)>,
     text: &str,
     prefix: usize,
 ) -> Result<Vec<ParamRef>, SqlError> {
-    let value =
-        serde_json::to_value(tree).map_err(|e| SqlError(format!("could not be inspected: {e}")))?;
-    let mut found = Vec::new();
-    collect(&value, &mut found);
     let mut refs = Vec::with_capacity(found.len());
     for (location, number) in found {
         let number = u32::try_from(number)
@@ -183,23 +179,6 @@ pub(crate) fn param_refs(
     }
     refs.sort_by_key(|r| r.offset);
     Ok(refs)
-}
-
-fn collect(value: &Value, found: &mut Vec<(i64, i64)>) {
-    match value {
-        Value::Array(items) => items.iter().for_each(|v| collect(v, found)),
-        Value::Object(map) => {
-            for (key, child) in map {
-                if key == "ParamRef" {
-                    let get = |k: &str| child.get(k).and_then(Value::as_i64).unwrap_or(0);
-                    found.push((get("location"), get("number")));
-                } else {
-                    collect(child, found);
-                }
-            }
-        }
-        _ => {}
-    }
 }
 
 /// `text` with each `$n` of `refs` replaced by a read of its setting, cast to

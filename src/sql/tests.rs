@@ -176,3 +176,110 @@ fn regenerated_sql_parses_back_to_the_same_statement() {
     let twice = Filter::parse(&once).unwrap().sql().to_string();
     assert_eq!(once, twice);
 }
+
+/// `n` ANDed comparisons, as the attacker's 220 KB query had 20,000.
+fn anded_terms(n: usize) -> String {
+    let terms: Vec<String> = (0..n).map(|i| format!("c{} = {i}", i % 10)).collect();
+    terms.join(" AND ")
+}
+
+/// The longest ANDed filter that fits in [`MAX_SQL_BYTES`].
+fn anded_at_the_limit(prefix: &str) -> String {
+    let mut text = format!("{prefix}c0 = 0");
+    for i in 1.. {
+        let term = format!(" AND c{} = {i}", i % 10);
+        if text.len() + term.len() > MAX_SQL_BYTES {
+            break;
+        }
+        text.push_str(&term);
+    }
+    text
+}
+
+#[test]
+fn a_hostile_query_at_the_limit_validates_in_bounded_memory() {
+    // 64 KiB of ANDed terms: accepted, and what checking it holds at once is one parse
+    // tree (pg_query's protobuf nodes take ~600 bytes each: ~35 MB here), never two, and
+    // the walk builds nothing per node. Before, the tree was also turned into a JSON value
+    // whole: 110 KB of such a query held 273 MB.
+    let query = anded_at_the_limit("SELECT id FROM t WHERE ");
+    assert!(query.len() > MAX_SQL_BYTES - 200 && query.len() <= MAX_SQL_BYTES);
+    let (parsed, peak) = crate::test_alloc::peak_of(|| SelectQuery::parse(&query));
+    parsed.expect("a query at the limit is valid");
+    eprintln!("query peak {peak}");
+    assert!(
+        peak < 48 * 1024 * 1024,
+        "checking a {} byte query held {peak} bytes at once",
+        query.len()
+    );
+    let filter = anded_at_the_limit("");
+    let (parsed, peak) = crate::test_alloc::peak_of(|| Filter::parse(&filter));
+    parsed.expect("a filter at the limit is valid");
+    assert!(peak < 48 * 1024 * 1024, "{peak} bytes");
+}
+
+#[test]
+fn the_walk_holds_nothing_per_node() {
+    // The walk itself (after parsing) allocates only its path and what it returns: the
+    // same few hundred bytes for 100 terms as for 6,000.
+    let small = pg_query::parse(&format!("SELECT 1 WHERE {}", anded_terms(100)), 0).ok();
+    let big = pg_query::parse(&anded_at_the_limit("SELECT 1 WHERE "), 0).unwrap();
+    let (found, big_peak) = crate::test_alloc::peak_of(|| tree::inspect(&big.protobuf));
+    let found = found.unwrap();
+    assert!(found.nodes > 30_000, "{} nodes", found.nodes);
+    assert!(big_peak < 64 * 1024, "the walk held {big_peak} bytes");
+    if let Some(small) = small {
+        let (_, small_peak) = crate::test_alloc::peak_of(|| tree::inspect(&small.protobuf));
+        assert!(small_peak < 64 * 1024, "{small_peak}");
+    }
+}
+
+#[test]
+fn the_densest_sql_at_the_limit_fits_the_node_budget() {
+    // `SELECT 1,1,1...` gives about the most nodes per byte (`1+1+1...` nests, and the
+    // parser's own stack limit stops it first); at 64 KiB it must still be within
+    // MAX_TREE_NODES, so the budget refuses only what the length limit would not.
+    let dense = format!("SELECT {}", vec!["1"; (MAX_SQL_BYTES - 8) / 2].join(","));
+    assert!(dense.len() <= MAX_SQL_BYTES);
+    let parsed = pg_query::parse(&dense, 0).expect("parses");
+    let found = tree::inspect(&parsed.protobuf).expect("within the budget");
+    assert!(
+        found.nodes < tree::MAX_TREE_NODES,
+        "{} nodes for {} bytes",
+        found.nodes,
+        dense.len()
+    );
+}
+
+#[test]
+fn a_text_over_the_limit_is_refused_before_parsing_naming_the_limit() {
+    // The attacker's 220 KB query of 20,000 terms.
+    let query = format!("SELECT id FROM t WHERE {}", anded_terms(20_000));
+    assert!(query.len() > 200_000);
+    let (refused, peak) = crate::test_alloc::peak_of(|| SelectQuery::parse(&query));
+    let e = refused.expect_err("too long");
+    assert!(e.0.contains("at most 65536 bytes"), "{e}");
+    assert!(peak < 4096, "refusing held {peak} bytes: it parsed");
+    let e = Filter::parse(&anded_terms(20_000)).expect_err("too long");
+    assert!(e.0.contains("at most 65536 bytes"), "{e}");
+}
+
+#[test]
+fn the_node_budget_refuses_a_larger_tree() {
+    // Beyond the length limit (the COPY statements the engine composes have none), the
+    // budget still stops the walk.
+    let dense = format!("SELECT {}", vec!["1"; tree::MAX_TREE_NODES / 2].join(","));
+    let parsed = pg_query::parse(&dense, 0).expect("parses");
+    let e = tree::inspect(&parsed.protobuf).expect_err("over the budget");
+    assert!(e.0.contains("more than 200000 nodes"), "{e}");
+}
+
+#[test]
+fn the_walk_reports_params_and_the_top_kind() {
+    let parsed = pg_query::parse("SELECT f($2) FROM t WHERE a = $1", 0).unwrap();
+    let found = tree::inspect(&parsed.protobuf).unwrap();
+    assert_eq!(found.params, vec![(9, 2), (30, 1)]);
+    let parsed = pg_query::parse("INSERT INTO t VALUES (1)", 0).unwrap();
+    let top = parsed.protobuf.stmts[0].stmt.as_ref().unwrap();
+    assert_eq!(tree::top_kind(top.node.as_ref().unwrap()), "InsertStmt");
+}

@@ -193,6 +193,7 @@ impl S3Bucket {
         if let Some(resolver) = crate::net_guard::resolver() {
             options = options.with_dns_resolver(resolver);
         }
+        let options = without_ambient_proxy(options);
         let store = builder
             .with_http_connector(GuardedConnector)
             .with_region(region)
@@ -216,6 +217,7 @@ impl S3Bucket {
                     std::io::Error::new(std::io::ErrorKind::PermissionDenied, why),
                 )
             })?
+            .no_proxy()
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| Error::storage("building an HTTP client", std::io::Error::other(e)))?;
@@ -700,6 +702,17 @@ impl Composer for S3Composer {
         }
         Ok(())
     }
+}
+
+/// `options` whose client takes no proxy from the environment (`HTTP_PROXY`, `HTTPS_PROXY`,
+/// `ALL_PROXY`): object_store has no switch for it, but reqwest stops reading the
+/// environment once a proxy is configured, so one is configured that no host uses
+/// (excluded for every name, `*`, and every address, which `*` does not cover). Requests go
+/// to the endpoint itself.
+fn without_ambient_proxy(options: ClientOptions) -> ClientOptions {
+    options
+        .with_proxy_url("http://127.0.0.1:9")
+        .with_proxy_excludes("*,0.0.0.0/0,::/0")
 }
 
 #[cfg(test)]

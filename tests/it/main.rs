@@ -4,6 +4,7 @@
 
 mod common;
 
+mod ambient_env;
 mod bucket;
 mod chart;
 mod chart_install;
@@ -33,7 +34,9 @@ mod scale;
 mod schedule;
 mod security;
 mod snapshot;
+mod spec_limits;
 mod split;
 mod stage_start;
 mod standby;
+mod worker_settings;
 mod yaml_words;

@@ -40,11 +40,15 @@ fn every_setting_is_accepted_when_well_formed() {
             priorityClassName: batch-low, imagePullSecrets: [{name: regcred}],
             podLabels: {team: analytics, example.com/cost-center: "42"},
             podAnnotations: {example.com/note: "any text: here"},
-            env: [{name: SSL_CERT_FILE, value: /etc/ca/ca.crt},
+            env: [{name: REPORT_LABEL, value: daily}, {name: RUST_LOG, value: debug},
                   {name: TOKEN, valueFrom: {secretKeyRef: {name: t, key: k}}}],
-            volumes: [{name: ca, configMap: {name: ca-bundle}}],
-            volumeMounts: [{name: ca, mountPath: /etc/ca, readOnly: true}],
-            securityContext: {runAsUser: 1000, readOnlyRootFilesystem: true}}"#,
+            volumes: [{name: ca, configMap: {name: ca-bundle}},
+                      {name: both, projected: {sources: [{configMap: {name: a}}, {secret: {name: b}}]}}],
+            volumeMounts: [{name: ca, mountPath: /config/ca, readOnly: true},
+                           {name: both, mountPath: /config/both}],
+            securityContext: {readOnlyRootFilesystem: true, runAsNonRoot: true,
+                              allowPrivilegeEscalation: false, capabilities: {drop: [ALL]},
+                              seccompProfile: {type: RuntimeDefault}}}"#,
     );
     assert_eq!(errors, Vec::new());
 }
@@ -194,6 +198,19 @@ fn security_context_overrides_cannot_loosen_the_hardening() {
         ),
         ("{runAsNonRoot: false}", "runAsNonRoot"),
         ("{runAsUser: 0}", "runAsUser"),
+        ("{runAsUser: 1}", "runAsUser"),
+        ("{runAsGroup: 1000}", "runAsGroup"),
+        ("{readOnlyRootFilesystem: false}", "readOnlyRootFilesystem"),
+        ("{seLinuxOptions: {type: spc_t}}", "seLinuxOptions"),
+        ("{windowsOptions: {hostProcess: false}}", "windowsOptions"),
+        (
+            "{seccompProfile: {type: Localhost, localhostProfile: x.json}}",
+            "seccompProfile.type",
+        ),
+        (
+            "{appArmorProfile: {type: Unconfined}}",
+            "appArmorProfile.type",
+        ),
         (
             "{capabilities: {add: [NET_ADMIN], drop: [ALL]}}",
             "capabilities.add",
@@ -231,4 +248,190 @@ fn names_and_counts_are_bounded() {
         "spec.worker.podLabels",
         "at most 64",
     );
+}
+
+#[test]
+fn env_names_that_change_code_traffic_or_the_database_are_refused() {
+    for (name, why) in [
+        ("LD_PRELOAD", "changes which code runs"),
+        ("LD_LIBRARY_PATH", "changes which code runs"),
+        ("GLIBC_TUNABLES", "changes which code runs"),
+        ("MALLOC_CONF", "changes which code runs"),
+        ("RUST_BACKTRACE", "changes which code runs"),
+        ("OPENSSL_CONF", "changes which code runs"),
+        ("HTTP_PROXY", "where stage pods connect"),
+        ("https_proxy", "where stage pods connect"),
+        ("All_Proxy", "where stage pods connect"),
+        ("no_proxy", "where stage pods connect"),
+        ("SSL_CERT_FILE", "whom they trust"),
+        ("SSL_CERT_DIR", "whom they trust"),
+        ("RES_OPTIONS", "where stage pods connect"),
+        ("HOSTALIASES", "where stage pods connect"),
+        ("LOCALDOMAIN", "where stage pods connect"),
+        ("PGOPTIONS", "connect to the database"),
+        ("PGHOST", "connect to the database"),
+        ("PGSSLMODE", "connect to the database"),
+        ("TMPDIR", "temporary files"),
+        ("REPORTJOB_SNAPSHOT_GENERATION", "engine's own"),
+    ] {
+        let errors = errors_of(&format!("{{env: [{{name: {name}, value: x}}]}}"));
+        let e = errors
+            .iter()
+            .find(|e| e.field == "spec.worker.env[0].name")
+            .unwrap_or_else(|| panic!("{name}: {errors:?}"));
+        assert!(
+            e.message.starts_with(&format!("{name} is not allowed: ")) && e.message.contains(why),
+            "{name}: {e}"
+        );
+    }
+    // The message says whose setting it is.
+    let errors = errors_of("{env: [{name: LD_PRELOAD, value: /opt/evil/evil.so}]}");
+    assert_eq!(
+        errors[0].to_string(),
+        "spec.worker.env[0].name: LD_PRELOAD is not allowed: it changes which code runs in \
+         stage pods (the platform team sets these in the chart: stagePods.env)"
+    );
+    // Whatever the value's source: a Secret the author can only name is refused too.
+    assert_refused(
+        "{env: [{name: PGOPTIONS, valueFrom: {secretKeyRef: {name: victim, key: password}}}]}",
+        "spec.worker.env[0].name",
+        "PGOPTIONS is not allowed",
+    );
+    assert_refused(
+        "{env: [{name: TMPDIR, valueFrom: {secretKeyRef: {name: victim, key: password}}}]}",
+        "spec.worker.env[0].name",
+        "TMPDIR is not allowed",
+    );
+    // RUST_LOG and ordinary names pass.
+    assert_eq!(
+        errors_of("{env: [{name: RUST_LOG, value: debug}]}"),
+        Vec::new()
+    );
+    assert_eq!(
+        errors_of("{env: [{name: PAGE_TITLE, value: x}]}"),
+        Vec::new()
+    );
+    // The platform team may set them for every stage pod.
+    let platform: PodSettingsSpec =
+        serde_saphyr::from_str("{env: [{name: HTTPS_PROXY, value: 'http://proxy:3128'}]}")
+            .expect("parses");
+    assert!(validate_pod_settings(&platform, "stagePods", Author::Controller).is_ok());
+    assert!(validate_pod_settings(&platform, "spec.worker", Author::Spec).is_err());
+}
+
+#[test]
+fn the_refused_env_list_is_one_table() {
+    for (pattern, why) in REFUSED_ENV {
+        let example = pattern.replace('*', "X");
+        assert_eq!(env_refusal(&example), Some(*why), "{pattern}");
+    }
+    assert_eq!(env_refusal("RUST_LOG"), None);
+    assert_eq!(env_refusal("rust_log"), None);
+    assert_eq!(env_refusal("REPORT_NAME"), None);
+}
+
+#[test]
+fn token_and_host_volumes_are_refused() {
+    assert_refused(
+        "{volumes: [{name: tok, projected: {sources: [{serviceAccountToken: {path: token}}]}}]}",
+        "spec.worker.volumes[0].projected.sources[0]",
+        "serviceAccountToken",
+    );
+    assert_refused(
+        "{volumes: [{name: tok, projected: {sources: [{configMap: {name: a}}, \
+          {clusterTrustBundle: {path: b, signerName: x/y}}]}}]}",
+        "spec.worker.volumes[0].projected.sources[1]",
+        "only configMap, secret and downwardAPI",
+    );
+    for source in [
+        "hostPath: {path: /var/run/docker.sock}",
+        "nfs: {server: nfs.example, path: /}",
+        "csi: {driver: x}",
+        "ephemeral: {volumeClaimTemplate: {spec: {}}}",
+        "image: {reference: evil}",
+        "iscsi: {targetPortal: t, iqn: i, lun: 0}",
+    ] {
+        assert_refused(
+            &format!("{{volumes: [{{name: v, {source}}}]}}"),
+            "spec.worker.volumes[0]",
+            "only configMap",
+        );
+    }
+}
+
+#[test]
+fn mounts_over_system_paths_or_the_pods_own_volumes_are_refused() {
+    for path in [
+        "/",
+        "/usr/local/bin",
+        "/usr",
+        "/bin",
+        "/sbin",
+        "/lib",
+        "/lib64/x",
+        "/etc",
+        "/etc/ssl/certs",
+        "/proc",
+        "/sys/fs",
+        "/dev/termination-log",
+        "/dev",
+        "/tmp",
+        "/tmp/x",
+        "//usr/./local/bin",
+        "/var/run/secrets/kubernetes.io/serviceaccount",
+        "/reportjob",
+    ] {
+        let errors = errors_of(&format!(
+            "{{volumes: [{{name: cm, configMap: {{name: c}}}}], \
+              volumeMounts: [{{name: cm, mountPath: '{path}'}}]}}"
+        ));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.field == "spec.worker.volumeMounts[0].mountPath"),
+            "{path}: {errors:?}"
+        );
+    }
+    // A Secret over /tmp, as the attacker mounted it.
+    assert_refused(
+        "{volumes: [{name: s, secret: {secretName: victim}}], \
+          volumeMounts: [{name: s, mountPath: /tmp}]}",
+        "spec.worker.volumeMounts[0].mountPath",
+        "beneath /tmp",
+    );
+    // The pod's own volumes by name: a second `assembly-tmp` gave a Job two of that name.
+    assert_refused(
+        "{volumes: [{name: assembly-tmp, emptyDir: {}}]}",
+        "spec.worker.volumes[0].name",
+        "the controller adds",
+    );
+    assert_refused(
+        "{volumeMounts: [{name: assembly-tmp, mountPath: /data}]}",
+        "spec.worker.volumeMounts[0].name",
+        "the controller adds",
+    );
+    // Elsewhere is fine.
+    assert_eq!(
+        errors_of(
+            "{volumes: [{name: cm, configMap: {name: c}}], \
+              volumeMounts: [{name: cm, mountPath: /config/ca}, {name: cm, mountPath: /usrdata, subPath: x}]}"
+        ),
+        Vec::new()
+    );
+}
+
+#[test]
+fn security_annotations_are_refused() {
+    for key in [
+        "container.apparmor.security.beta.kubernetes.io/main",
+        "seccomp.security.alpha.kubernetes.io/pod",
+        "container.seccomp.security.alpha.kubernetes.io/main",
+        "example.selinux.io/label",
+    ] {
+        assert_refused(
+            &format!("{{podAnnotations: {{'{key}': unconfined}}}}"),
+            &format!("spec.worker.podAnnotations[{key:?}]"),
+            "AppArmor, seccomp and SELinux",
+        );
+    }
 }

@@ -700,3 +700,118 @@ fn split_limits_are_typed_and_zero_or_none_is_refused() {
         "{unknown:?}"
     );
 }
+
+/// A valid spec as a typed value, to put hostile strings where YAML could not carry them.
+fn typed_good() -> ReportJobSpec {
+    load_str(GOOD, "test.yaml").expect("valid").spec
+}
+
+#[test]
+fn control_characters_are_refused_in_printed_fields() {
+    let esc = "\u{1b}[31mred\u{1b}[0m";
+    type Hostile = Box<dyn Fn(&mut ReportJobSpec)>;
+    let cases: Vec<(&str, Hostile)> = vec![
+        (
+            "spec.output.destination.pvc.path",
+            Box::new(|s| {
+                s.output.destination.pvc.as_mut().unwrap().path =
+                    "r.csv\nforged-row   Succeeded".into()
+            }),
+        ),
+        (
+            "spec.output.destination.pvc.path",
+            Box::new(move |s| s.output.destination.pvc.as_mut().unwrap().path = esc.into()),
+        ),
+        (
+            "spec.source.table",
+            Box::new(|s| s.source.table = Some("\"t\u{1b}]0;title\u{7}\"".into())),
+        ),
+        (
+            "spec.source.keyColumn",
+            Box::new(|s| s.source.key_column = "\"id\u{9b}31m\"".into()),
+        ),
+        (
+            "spec.source.connectionSecretRef.name",
+            Box::new(|s| s.source.connection_secret_ref.name = "db\r".into()),
+        ),
+        (
+            "spec.source.query",
+            Box::new(|s| {
+                s.source.table = None;
+                s.source.query = Some("SELECT 1 AS id -- \u{1b}[2J".into())
+            }),
+        ),
+        (
+            "spec.output.destination.pvc.path",
+            Box::new(|s| {
+                s.output.destination.pvc.as_mut().unwrap().path = "a\u{202e}vsc.exe".into()
+            }),
+        ),
+    ];
+    for (field, hostile) in cases {
+        let mut spec = typed_good();
+        hostile(&mut spec);
+        let errors = validate(&spec).expect_err(field);
+        assert!(
+            errors.iter().any(|e| e.field == field
+                && (e.message.contains("control character") || e.message.contains("U+202E"))),
+            "{field}: {errors:?}"
+        );
+    }
+    // SQL keeps its tabs and line breaks.
+    let mut spec = typed_good();
+    spec.source.table = None;
+    spec.source.query = Some("SELECT id\n\tFROM t\r\n WHERE id > 0".into());
+    validate(&spec).expect("tabs and line breaks in SQL are fine");
+    // A bucket URL with a newline in its key.
+    let mut spec = typed_good();
+    spec.output.destination.pvc = None;
+    spec.output.destination.bucket =
+        Some(serde_json::from_value(serde_json::json!({"url": "s3://b/k\n.csv"})).unwrap());
+    let errors = validate(&spec).expect_err("newline in the key");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.field == "spec.output.destination.bucket.url"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn a_sheet_name_with_a_control_character_is_refused() {
+    let mut spec = typed_good();
+    spec.output.format = crate::api::spec::OutputFormat::Xlsx;
+    spec.output.xlsx =
+        Some(serde_json::from_value(serde_json::json!({"sheetName": "Orders\u{1b}[5m"})).unwrap());
+    let errors = validate(&spec).expect_err("refused");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.field == "spec.output.xlsx.sheetName"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn an_sql_text_over_64_kib_is_refused_naming_the_field_and_the_limit() {
+    let long = format!("id > 0{}", " AND id > 0".repeat(7000));
+    let errors = errors_of(&k(&format!("where: '{long}'")));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("spec.source.where: is ") && e.contains("at most 65536 bytes")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn a_name_too_long_for_the_jobs_is_refused_by_run() {
+    let yaml = GOOD.replacen("name: ", &format!("name: {}", "r".repeat(51)), 1);
+    let errors = errors_of(&yaml);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("metadata.name: is ") && e.contains("at most 50")),
+        "{errors:?}"
+    );
+}

@@ -296,10 +296,18 @@ impl<'a> Decision<'a> {
     /// Before anything started: an invalid spec is Failed (until it is fixed) and creates
     /// nothing; a fixed one clears the failure.
     fn invalid_spec(&mut self) -> Option<Action> {
-        let errors = match validate(&self.rj().spec) {
+        let mut errors = match validate(&self.rj().spec) {
             Ok(spec) => super::policy::check(&spec, &self.defaults.policy),
             Err(errors) => errors,
         };
+        // A name the CRD's rule would refuse (a ReportJob created before it existed): its
+        // Jobs' names and labels would not fit.
+        if let Err(m) = names::check_reportjob_name(&self.rj().name_any()) {
+            errors.insert(
+                0,
+                crate::api::validate::FieldError::new("metadata.name", &m),
+            );
+        }
         if errors.is_empty() {
             let was_invalid = self.st.conditions.iter().any(|c| {
                 c.type_ == conditions::FAILED

