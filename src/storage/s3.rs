@@ -146,8 +146,10 @@ impl object_store::client::HttpConnector for GuardedConnector {
         let allow_http = options
             .get_config_value(&Key::AllowHttp)
             .is_some_and(|v| v == "true");
+        // No proxy from the environment: the bucket is the spec's endpoint, nothing else.
         let client = crate::net_guard::client_builder()
             .map_err(|why| generic(why.into()))?
+            .no_proxy()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(300))
             .user_agent(concat!("reportjob/", env!("CARGO_PKG_VERSION")))
@@ -193,7 +195,6 @@ impl S3Bucket {
         if let Some(resolver) = crate::net_guard::resolver() {
             options = options.with_dns_resolver(resolver);
         }
-        let options = without_ambient_proxy(options);
         let store = builder
             .with_http_connector(GuardedConnector)
             .with_region(region)
@@ -702,17 +703,6 @@ impl Composer for S3Composer {
         }
         Ok(())
     }
-}
-
-/// `options` whose client takes no proxy from the environment (`HTTP_PROXY`, `HTTPS_PROXY`,
-/// `ALL_PROXY`): object_store has no switch for it, but reqwest stops reading the
-/// environment once a proxy is configured, so one is configured that no host uses
-/// (excluded for every name, `*`, and every address, which `*` does not cover). Requests go
-/// to the endpoint itself.
-fn without_ambient_proxy(options: ClientOptions) -> ClientOptions {
-    options
-        .with_proxy_url("http://127.0.0.1:9")
-        .with_proxy_excludes("*,0.0.0.0/0,::/0")
 }
 
 #[cfg(test)]
