@@ -1,7 +1,13 @@
-//! The client commands against kubesim: `submit --wait` follows a ReportJob whose status the
-//! test writes (playing the controller) to its exit code, through dropped watches, a 410
-//! compaction and an API-server restart; `status`, `retry`, `cancel` and `logs` on objects
-//! the test creates (pod logs are the files kubesim serves them from).
+//! The client commands (`submit`, `status`, `retry`, `cancel`, `logs`) against the real
+//! Kubernetes control plane of the test binary (`common::testbed`), each test in namespaces of
+//! its own and with no controller: the test writes the ReportJob's status itself (playing the
+//! controller) and `submit --wait` follows it to its exit code, also through the test's fault
+//! proxy while watches are ended, expired with 410 Gone, connections dropped and every request
+//! reset (the API server away for a while, or for good); `status` shows the progress, output,
+//! conditions and Events the test recorded; `retry` and `cancel` annotate, suspend and delete;
+//! `logs` prints the logs of real pods the node agent ran, read through the API server, under
+//! one header per pod by stage and chunk. `completion` and the hidden pod-only commands need
+//! no cluster.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
 use std::path::{Path, PathBuf};
@@ -10,16 +16,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
-use kubesim::{Cluster, ClusterConfig};
 use reportjob::api::ReportJob;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::common::spec::SpecBuilder;
+use crate::common::testbed::{self, Fault, WORKER_IMAGE};
 use crate::common::{PATIENCE, eventually};
 
 /// The ReportJob the client tests submit: `orders`, labelled `team: analytics`.
@@ -38,56 +43,96 @@ fn orders_spec() -> SpecBuilder {
         .unset("spec.worker")
 }
 
+/// One test's namespace on the shared cluster, a kubeconfig whose context is that namespace
+/// (so the commands take it from there, as they would from a user's), and the manifest of
+/// [`orders_spec`].
 struct Env {
-    cluster: Cluster,
-    client: Client,
-    dir: tempfile::TempDir,
+    cluster: testbed::Env,
+    ns: &'static str,
     kubeconfig: PathBuf,
     spec: PathBuf,
 }
 
 impl Env {
-    async fn start() -> Env {
-        let cluster = Cluster::start(ClusterConfig::default()).await.unwrap();
-        let client = cluster.client().await.unwrap();
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        crds.create(&PostParams::default(), &reportjob::api::schema::crd())
-            .await
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = dir.path().join("kubeconfig");
-        cluster.write_kubeconfig(&kubeconfig).unwrap();
-        let spec = write(dir.path(), "report.yaml", &orders_spec().build_yaml());
+    /// A new namespace `<prefix>-<n>` of the shared cluster (CRDs installed); no controller.
+    async fn start(prefix: &str) -> Env {
+        let mut cluster = testbed::Env::start().await;
+        let ns = cluster.namespace(prefix).await;
+        let kubeconfig = cluster.kubeconfig_in(ns);
+        let spec = write(
+            cluster.dir.path(),
+            "report.yaml",
+            &orders_spec().build_yaml(),
+        );
         Env {
             cluster,
-            client,
-            dir,
+            ns,
             kubeconfig,
             spec,
         }
     }
 
-    fn api(&self) -> Api<ReportJob> {
-        Api::default_namespaced(self.client.clone())
+    fn dir(&self) -> &Path {
+        self.cluster.dir.path()
     }
 
-    /// `reportjob ARGS --kubeconfig <the cluster's>`.
+    fn api(&self) -> Api<ReportJob> {
+        self.cluster.rjs(self.ns)
+    }
+
+    /// A kubeconfig through this test's fault proxy (started on first use), its context's
+    /// namespace the test's: the commands run with it meet the faults the test sets.
+    fn proxy_kubeconfig(&mut self) -> PathBuf {
+        self.cluster.proxy();
+        let proxied = self.dir().join("proxy-kubeconfig");
+        let text = std::fs::read_to_string(&proxied).unwrap();
+        assert!(text.contains("namespace: default"), "{text}");
+        let path = self.dir().join(format!("proxy-kubeconfig-{}", self.ns));
+        std::fs::write(
+            &path,
+            text.replace("namespace: default", &format!("namespace: {}", self.ns)),
+        )
+        .unwrap();
+        path
+    }
+
+    fn proxy(&mut self) -> &faultproxy::FaultProxy {
+        self.cluster.proxy()
+    }
+
+    /// How many requests of `verb` on ReportJobs the proxy has seen.
+    fn proxied(&mut self, verb: &str) -> u64 {
+        let key = (verb.to_string(), "reportjobs".to_string());
+        self.proxy().requests().get(&key).copied().unwrap_or(0)
+    }
+
+    /// Waits until the proxy has seen more than `than` watches of ReportJobs start.
+    async fn watches_beyond(&mut self, than: u64) {
+        let proxy = self.proxy();
+        eventually(
+            &format!("more than {than} watches through the proxy"),
+            || {
+                let key = ("watch".to_string(), "reportjobs".to_string());
+                let seen = proxy.requests().get(&key).copied().unwrap_or(0);
+                async move { (seen > than).then_some(()) }
+            },
+        )
+        .await;
+    }
+
+    /// `reportjob ARGS --kubeconfig <the test's namespace's>`.
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_reportjob"));
-        cmd.args(args)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .env_remove("KUBECONFIG")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        cmd
+        command_with(&self.kubeconfig, args)
     }
 
     fn spawn(&self, args: &[&str]) -> Waiting {
         Waiting::new(self.command(args).spawn().unwrap())
+    }
+
+    /// [`Env::spawn`] through the fault proxy.
+    fn spawn_through_proxy(&mut self, args: &[&str]) -> Waiting {
+        let kubeconfig = self.proxy_kubeconfig();
+        Waiting::new(command_with(&kubeconfig, args).spawn().unwrap())
     }
 
     async fn run(&self, args: &[&str]) -> Output {
@@ -116,6 +161,21 @@ impl Env {
             .await
             .unwrap();
     }
+}
+
+/// `reportjob ARGS --kubeconfig KUBECONFIG`, its output piped.
+fn command_with(kubeconfig: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reportjob"));
+    cmd.args(args)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .env_remove("KUBECONFIG")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -237,7 +297,7 @@ fn text(out: &Output) -> (i32, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_wait_exits_0_when_complete_and_prints_the_output() {
-    let env = Env::start().await;
+    let env = Env::start("submit-ok").await;
     let spec = env.spec.to_str().unwrap().to_string();
     let child = env.spawn(&["submit", "-f", &spec, "--wait", "--timeout", "10m"]);
     let rj = env.created("orders").await;
@@ -256,14 +316,17 @@ async fn submit_wait_exits_0_when_complete_and_prints_the_output() {
         "the name first: {stdout}"
     );
     assert!(
-        stdout.contains("ReportJob default/orders succeeded"),
+        stdout.contains(&format!("ReportJob {}/orders succeeded", env.ns)),
         "{stdout}"
     );
     assert!(stdout.contains("location: demo/orders.csv"), "{stdout}");
     assert!(stdout.contains("rows:     4000"), "{stdout}");
     assert!(stdout.contains("bytes:    123456 (120.6 KiB)"), "{stdout}");
     assert!(stdout.contains("sha256:   9f86d081"), "{stdout}");
-    assert!(stderr.contains("created in namespace default"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("created in namespace {}", env.ns)),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("Running: 1/4 chunks, 1,000 rows"),
         "{stderr}"
@@ -276,7 +339,7 @@ async fn submit_wait_exits_0_when_complete_and_prints_the_output() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_wait_exits_1_when_failed_with_the_message() {
-    let env = Env::start().await;
+    let env = Env::start("submit-failed").await;
     let spec = env.spec.to_str().unwrap().to_string();
     let child = env.spawn(&["submit", "-f", &spec, "--name", "broken", "--wait"]);
     env.created("broken").await;
@@ -295,9 +358,10 @@ async fn submit_wait_exits_1_when_failed_with_the_message() {
     let (code, stdout, stderr) = child.finished().await;
     assert_eq!(code, 1, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(
-        stderr.contains(
-            "ReportJob default/broken failed: chunk 2 [100, 200): SQLSTATE 42501: permission denied"
-        ),
+        stderr.contains(&format!(
+            "ReportJob {}/broken failed: chunk 2 [100, 200): SQLSTATE 42501: permission denied",
+            env.ns
+        )),
         "{stderr}"
     );
     assert!(stderr.contains("failed chunks: 2"), "{stderr}");
@@ -310,7 +374,7 @@ async fn submit_wait_exits_1_when_failed_with_the_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_wait_times_out_with_exit_2() {
-    let env = Env::start().await;
+    let env = Env::start("submit-timeout").await;
     let spec = env.spec.to_str().unwrap().to_string();
     let out = env
         .run(&["submit", "-f", &spec, "--wait", "--timeout", "1s", "--json"])
@@ -318,7 +382,10 @@ async fn submit_wait_times_out_with_exit_2() {
     let (code, stdout, stderr) = text(&out);
     assert_eq!(code, 2, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(
-        stderr.contains("timed out after 1s waiting for ReportJob default/orders"),
+        stderr.contains(&format!(
+            "timed out after 1s waiting for ReportJob {}/orders",
+            env.ns
+        )),
         "{stderr}"
     );
     let v: Value = serde_json::from_str(stdout.trim()).unwrap();
@@ -327,56 +394,91 @@ async fn submit_wait_times_out_with_exit_2() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn submit_wait_survives_dropped_watches_compaction_and_a_restart() {
-    let env = Env::start().await;
+async fn submit_wait_survives_ended_and_expired_watches_and_dropped_connections() {
+    let mut env = Env::start("submit-watch").await;
     let spec = env.spec.to_str().unwrap().to_string();
-    let child = env.spawn(&["submit", "-f", &spec, "--wait", "--timeout", "10m"]);
+    let child = env.spawn_through_proxy(&["submit", "-f", &spec, "--wait", "--timeout", "10m"]);
     env.created("orders").await;
+    // Listed and watching: what follows reaches it through the watch.
+    env.watches_beyond(0).await;
     env.set_status("orders", running(1, 100)).await;
     child.shows("Running: 1/4 chunks").await;
 
-    env.cluster.faults().drop_watches();
+    // The watch ends cleanly (as the API server ends watches at their timeout): it watches
+    // again from where it was.
+    let watches = env.proxied("watch");
+    env.proxy().end_watches();
     env.set_status("orders", running(2, 200)).await;
     child.shows("Running: 2/4 chunks").await;
+    assert!(env.proxied("watch") > watches, "watched again");
 
-    // History forgotten while the watch is away: it comes back to a 410 and lists again.
-    env.cluster.faults().compact();
-    env.cluster.faults().drop_watches();
+    // History forgotten (the watch gets 410 Expired, as after a compaction): it lists again.
+    let lists = env.proxied("list");
+    env.proxy().expire_watches();
     env.set_status("orders", running(3, 300)).await;
     child.shows("Running: 3/4 chunks").await;
+    assert!(env.proxied("list") > lists, "listed again after the 410");
 
-    // The API server restarts on the same port (same store).
-    env.cluster.restart().await.unwrap();
+    // The API server restarts: every connection closed, and the next requests refused.
+    env.proxy().fail_next("*", "*", 3, Fault::Reset);
+    env.proxy().drop_connections();
     env.set_status("orders", complete(None)).await;
 
     let (code, stdout, stderr) = child.finished().await;
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("location: demo/orders.csv"), "{stdout}");
+    assert_eq!(env.proxy().pending_faults(), 0, "every reset was met");
+    // Back after the 410 and after the restart.
+    assert!(
+        stderr
+            .matches("connection to the API server restored")
+            .count()
+            >= 2,
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_wait_completes_when_the_api_server_is_down_for_a_while() {
-    let env = Env::start().await;
+    let mut env = Env::start("submit-down").await;
     let spec = env.spec.to_str().unwrap().to_string();
-    let child = env.spawn(&["submit", "-f", &spec, "--wait", "--timeout", "10m"]);
+    let child = env.spawn_through_proxy(&["submit", "-f", &spec, "--wait", "--timeout", "10m"]);
     env.created("orders").await;
-    env.cluster.stop_server().await;
-    // Down until the command has noticed, however long that takes on a loaded machine.
+    env.watches_beyond(0).await;
+    // The API server goes away: every connection closed, every new one reset.
+    env.proxy().fail_next("*", "*", u32::MAX, Fault::Reset);
+    env.proxy().drop_connections();
+    // Down until the command has noticed and tried again a few times, however long that
+    // takes on a loaded machine; the ReportJob completes meanwhile.
     child.shows("reconnecting").await;
-    env.cluster.start_server().await.unwrap();
+    let proxy = env.proxy();
+    eventually("three refused attempts to reconnect", || async {
+        (u64::from(u32::MAX) - proxy.pending_faults() >= 3).then_some(())
+    })
+    .await;
     env.set_status("orders", complete(None)).await;
-    let (code, _, stderr) = child.finished().await;
+    env.proxy().clear_faults();
+    let (code, stdout, stderr) = child.finished().await;
     assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("location: demo/orders.csv"), "{stdout}");
     assert!(stderr.contains("reconnecting"), "{stderr}");
+    assert!(
+        stderr.contains("connection to the API server restored"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_wait_gives_up_with_exit_2_when_the_api_server_stays_away() {
-    let env = Env::start().await;
+    let mut env = Env::start("submit-gone").await;
     let spec = env.spec.to_str().unwrap().to_string();
-    let child = env.spawn(&["submit", "-f", &spec, "--wait", "--reconnect-timeout", "2s"]);
+    let child =
+        env.spawn_through_proxy(&["submit", "-f", &spec, "--wait", "--reconnect-timeout", "2s"]);
     env.created("orders").await;
-    env.cluster.stop_server().await;
+    env.watches_beyond(0).await;
+    // Gone for good: every connection closed, every new one reset.
+    env.proxy().fail_next("*", "*", u32::MAX, Fault::Reset);
+    env.proxy().drop_connections();
     let (code, _, stderr) = child.finished().await;
     assert_eq!(code, 2, "{stderr}");
     assert!(
@@ -387,7 +489,7 @@ async fn submit_wait_gives_up_with_exit_2_when_the_api_server_stays_away() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_generate_name_json_prints_one_object() {
-    let env = Env::start().await;
+    let env = Env::start("submit-generate").await;
     let spec = env.spec.to_str().unwrap().to_string();
     let child = env.spawn(&[
         "submit",
@@ -420,7 +522,7 @@ async fn submit_generate_name_json_prints_one_object() {
     assert_eq!(code, 0, "{stderr}");
     let v: Value = serde_json::from_str(stdout.trim()).expect("stdout is one JSON object");
     assert_eq!(v["name"], name.as_str());
-    assert_eq!(v["namespace"], "default");
+    assert_eq!(v["namespace"], env.ns);
     assert_eq!(v["result"], "succeeded");
     assert_eq!(v["phase"], "Succeeded");
     assert_eq!(v["location"], "demo/orders.csv");
@@ -456,7 +558,7 @@ async fn submit_generate_name_json_prints_one_object() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_applies_again_and_refuses_bad_input() {
-    let env = Env::start().await;
+    let mut env = Env::start("submit-apply").await;
     let spec = env.spec.to_str().unwrap().to_string();
     let out = env.run(&["submit", "-f", &spec]).await;
     let (code, stdout, stderr) = text(&out);
@@ -467,7 +569,7 @@ async fn submit_applies_again_and_refuses_bad_input() {
     assert_eq!(code, 0);
     assert!(stderr.contains("orders unchanged"), "{stderr}");
     let changed = write(
-        env.dir.path(),
+        env.dir(),
         "changed.yaml",
         &orders_spec().set("spec.suspend", true).build_yaml(),
     );
@@ -480,7 +582,7 @@ async fn submit_applies_again_and_refuses_bad_input() {
     assert!(env.api().get("orders").await.unwrap().spec.suspend);
     // The chunking is fixed once created: the API server refuses the change (CEL).
     let rechunked = write(
-        env.dir.path(),
+        env.dir(),
         "rechunked.yaml",
         &orders_spec().chunk_size(5000).build_yaml(),
     );
@@ -496,7 +598,7 @@ async fn submit_applies_again_and_refuses_bad_input() {
 
     // Invalid spec: refused before reaching the cluster, naming the field.
     let bad = write(
-        env.dir.path(),
+        env.dir(),
         "bad.yaml",
         &orders_spec().chunk_size(-5).build_yaml(),
     );
@@ -506,7 +608,7 @@ async fn submit_applies_again_and_refuses_bad_input() {
 
     // No name anywhere.
     let nameless = write(
-        env.dir.path(),
+        env.dir(),
         "nameless.yaml",
         &orders_spec().unset("metadata.name").build_yaml(),
     );
@@ -526,9 +628,14 @@ async fn submit_applies_again_and_refuses_bad_input() {
     assert_eq!(code, 2);
     assert!(stderr.contains("invalid duration"), "{stderr}");
 
-    // A namespace that does not exist.
-    let (code, _, stderr) = text(&env.run(&["submit", "-f", &spec, "-n", "nowhere"]).await);
-    assert_ne!(code, 0, "{stderr}");
+    // A namespace that does not exist (a name no test creates).
+    let nowhere = env.cluster.reserve("nowhere");
+    let (code, _, stderr) = text(&env.run(&["submit", "-f", &spec, "-n", nowhere]).await);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!("namespaces \"{nowhere}\" not found")),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -577,7 +684,7 @@ async fn create_reportjob(env: &Env, name: &str) -> ReportJob {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_shows_progress_output_conditions_and_events() {
-    let env = Env::start().await;
+    let env = Env::start("status").await;
     let rj = create_reportjob(&env, "orders").await;
     let mut status = running(1, 1234);
     status["chunks"]["failed"] = json!(1);
@@ -586,7 +693,7 @@ async fn status_shows_progress_output_conditions_and_events() {
     status["message"] = json!("exporting");
     env.set_status("orders", status).await;
     let events: Api<k8s_openapi::api::events::v1::Event> =
-        Api::default_namespaced(env.client.clone());
+        Api::namespaced(env.cluster.client.clone(), env.ns);
     let event = |name: &str, regarding: Value, reason: &str, note: &str| {
         serde_json::from_value::<k8s_openapi::api::events::v1::Event>(json!({
             "metadata": {"name": name},
@@ -607,7 +714,7 @@ async fn status_shows_progress_output_conditions_and_events() {
             &event(
                 "orders.1",
                 json!({"apiVersion": "reporting.dev/v1alpha1", "kind": "ReportJob",
-                       "name": "orders", "namespace": "default", "uid": rj.uid()}),
+                       "name": "orders", "namespace": env.ns, "uid": rj.uid()}),
                 "Planned",
                 "planned 4 chunks",
             ),
@@ -620,7 +727,7 @@ async fn status_shows_progress_output_conditions_and_events() {
             &event(
                 "other.1",
                 json!({"apiVersion": "reporting.dev/v1alpha1", "kind": "ReportJob",
-                       "name": "other", "namespace": "default"}),
+                       "name": "other", "namespace": env.ns}),
                 "Planned",
                 "not about orders",
             ),
@@ -630,9 +737,10 @@ async fn status_shows_progress_output_conditions_and_events() {
 
     let (code, stdout, stderr) = text(&env.run(&["status", "orders"]).await);
     assert_eq!(code, 0, "{stderr}");
+    let namespace = format!("Namespace:   {}", env.ns);
     for expected in [
         "Name:        orders",
-        "Namespace:   default",
+        &namespace,
         "Phase:       Running",
         "Progress:    1/4 chunks (2 active, 1 failed)",
         "Failed:      chunks 2",
@@ -653,7 +761,7 @@ async fn status_shows_progress_output_conditions_and_events() {
 
     env.set_status("orders", complete(Some("https://dl.example/x")))
         .await;
-    let (code, stdout, _) = text(&env.run(&["status", "orders", "-n", "default"]).await);
+    let (code, stdout, _) = text(&env.run(&["status", "orders", "-n", env.ns]).await);
     assert_eq!(code, 0);
     for expected in [
         "Phase:       Succeeded",
@@ -675,14 +783,14 @@ async fn status_shows_progress_output_conditions_and_events() {
     let (code, _, stderr) = text(&env.run(&["status", "nope"]).await);
     assert_eq!(code, 1);
     assert!(
-        stderr.contains("ReportJob default/nope not found"),
+        stderr.contains(&format!("ReportJob {}/nope not found", env.ns)),
         "{stderr}"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_annotates_and_cancel_suspends_or_deletes() {
-    let env = Env::start().await;
+    let env = Env::start("retry-cancel").await;
     create_reportjob(&env, "orders").await;
     env.set_status(
         "orders",
@@ -711,7 +819,7 @@ async fn retry_annotates_and_cancel_suspends_or_deletes() {
     let (code, _, stderr) = text(&env.run(&["retry", "busy"]).await);
     assert_eq!(code, 1, "{stderr}");
     assert!(
-        stderr.contains("ReportJob default/busy is Running, not failed"),
+        stderr.contains(&format!("ReportJob {}/busy is Running, not failed", env.ns)),
         "{stderr}"
     );
     assert!(
@@ -726,7 +834,7 @@ async fn retry_annotates_and_cancel_suspends_or_deletes() {
     let (code, stdout, stderr) = text(&env.run(&["cancel", "orders"]).await);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains("ReportJob default/orders suspended"),
+        stdout.contains(&format!("ReportJob {}/orders suspended", env.ns)),
         "{stdout}"
     );
     assert!(env.api().get("orders").await.unwrap().spec.suspend);
@@ -734,7 +842,7 @@ async fn retry_annotates_and_cancel_suspends_or_deletes() {
     let (code, stdout, _) = text(&env.run(&["cancel", "orders", "--delete"]).await);
     assert_eq!(code, 0);
     assert!(
-        stdout.contains("ReportJob default/orders deleted"),
+        stdout.contains(&format!("ReportJob {}/orders deleted", env.ns)),
         "{stdout}"
     );
     assert!(env.api().get_opt("orders").await.unwrap().is_none());
@@ -750,12 +858,20 @@ async fn retry_annotates_and_cancel_suspends_or_deletes() {
     }
 }
 
-fn pod(name: &str, stage: &str, index: Option<&str>, chunks: Option<&str>) -> Pod {
+/// A pod of ReportJob `orders` in stage `stage` (a chunk pod with its completion index and,
+/// for a retry Job, the chunks it exports) that prints `lines` and exits: the node agent runs
+/// `/bin/sh` for it.
+fn pod(name: &str, stage: &str, index: Option<&str>, chunks: Option<&str>, lines: &[&str]) -> Pod {
+    let script: Vec<String> = lines.iter().map(|l| format!("echo '{l}'")).collect();
     let mut p = json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "labels": {
             "reporting.dev/reportjob": "orders", "reporting.dev/stage": stage}},
-        "spec": {"containers": [{"name": "reportjob", "image": "reportjob"}]},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "reportjob", "image": WORKER_IMAGE,
+                            "command": ["/bin/sh", "-c", script.join("; ")]}],
+        },
     });
     if let Some(i) = index {
         p["metadata"]["annotations"] = json!({"batch.kubernetes.io/job-completion-index": i});
@@ -768,41 +884,53 @@ fn pod(name: &str, stage: &str, index: Option<&str>, chunks: Option<&str>) -> Po
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_prints_each_pod_with_a_header() {
-    let env = Env::start().await;
-    let pods: Api<Pod> = Api::default_namespaced(env.client.clone());
-    let logs = env.cluster.data_dir().join("logs").join("default");
-    std::fs::create_dir_all(&logs).unwrap();
-    for (p, log) in [
-        (
-            pod("orders-assemble-x1", "assemble", None, None),
-            "assembled\n",
-        ),
-        (
-            pod("orders-chunks-1-aa", "chunks", Some("1"), None),
-            "chunk one\nline two\n",
-        ),
-        (
-            pod("orders-chunks-0-bb", "chunks", Some("0"), None),
-            "chunk zero\n",
-        ),
-        (
-            pod("orders-plan-x2", "plan", None, None),
-            "planned 2 chunks\n",
-        ),
-        // A retry Job over chunks 7 and 9: completion index 1 is chunk 9.
-        (
-            pod("orders-chunks-1-cc", "chunks", Some("1"), Some("7,9")),
-            "chunk nine\n",
-        ),
-    ] {
-        std::fs::write(logs.join(format!("{}.log", p.name_any())), log).unwrap();
-        pods.create(&PostParams::default(), &p).await.unwrap();
-    }
-    let mut other = pod("unrelated", "plan", None, None);
+    let env = Env::start("logs").await;
+    let pods: Api<Pod> = Api::namespaced(env.cluster.client.clone(), env.ns);
+    let mut other = pod("unrelated", "plan", None, None, &["not about orders"]);
     other
         .labels_mut()
         .insert("reporting.dev/reportjob".into(), "other".into());
-    pods.create(&PostParams::default(), &other).await.unwrap();
+    for p in [
+        pod("orders-assemble-x1", "assemble", None, None, &["assembled"]),
+        pod(
+            "orders-chunks-1-aa",
+            "chunks",
+            Some("1"),
+            None,
+            &["chunk one", "line two"],
+        ),
+        pod(
+            "orders-chunks-0-bb",
+            "chunks",
+            Some("0"),
+            None,
+            &["chunk zero"],
+        ),
+        pod("orders-plan-x2", "plan", None, None, &["planned 2 chunks"]),
+        // A retry Job over chunks 7 and 9: completion index 1 is chunk 9.
+        pod(
+            "orders-chunks-1-cc",
+            "chunks",
+            Some("1"),
+            Some("7,9"),
+            &["chunk nine"],
+        ),
+        other,
+    ] {
+        pods.create(&PostParams::default(), &p).await.unwrap();
+    }
+    // Every pod has run and exited: its log is whole.
+    eventually("the six pods to have succeeded", || async {
+        let list = pods.list(&ListParams::default()).await.ok()?;
+        let phases: Vec<Option<String>> = list
+            .items
+            .iter()
+            .map(|p| p.status.as_ref().and_then(|s| s.phase.clone()))
+            .collect();
+        (phases.len() == 6 && phases.iter().all(|p| p.as_deref() == Some("Succeeded")))
+            .then_some(())
+    })
+    .await;
 
     let (code, stdout, stderr) = text(&env.run(&["logs", "orders"]).await);
     assert_eq!(code, 0, "{stderr}");
@@ -810,19 +938,21 @@ async fn logs_prints_each_pod_with_a_header() {
     assert_eq!(
         headers,
         [
-            "==> pod/orders-plan-x2 (stage plan, Pending) <==",
-            "==> pod/orders-chunks-0-bb (stage chunks, chunk 0, Pending) <==",
-            "==> pod/orders-chunks-1-aa (stage chunks, chunk 1, Pending) <==",
-            "==> pod/orders-chunks-1-cc (stage chunks, chunk 9, Pending) <==",
-            "==> pod/orders-assemble-x1 (stage assemble, Pending) <==",
+            "==> pod/orders-plan-x2 (stage plan, Succeeded) <==",
+            "==> pod/orders-chunks-0-bb (stage chunks, chunk 0, Succeeded) <==",
+            "==> pod/orders-chunks-1-aa (stage chunks, chunk 1, Succeeded) <==",
+            "==> pod/orders-chunks-1-cc (stage chunks, chunk 9, Succeeded) <==",
+            "==> pod/orders-assemble-x1 (stage assemble, Succeeded) <==",
         ],
         "{stdout}"
     );
-    assert!(
-        stdout.contains(
-            "==> pod/orders-chunks-1-aa (stage chunks, chunk 1, Pending) <==\nchunk one\nline two\n"
-        ),
-        "{stdout}"
+    assert_eq!(
+        stdout,
+        "==> pod/orders-plan-x2 (stage plan, Succeeded) <==\nplanned 2 chunks\n\
+         ==> pod/orders-chunks-0-bb (stage chunks, chunk 0, Succeeded) <==\nchunk zero\n\
+         ==> pod/orders-chunks-1-aa (stage chunks, chunk 1, Succeeded) <==\nchunk one\nline two\n\
+         ==> pod/orders-chunks-1-cc (stage chunks, chunk 9, Succeeded) <==\nchunk nine\n\
+         ==> pod/orders-assemble-x1 (stage assemble, Succeeded) <==\nassembled\n"
     );
     assert!(!stdout.contains("unrelated"), "{stdout}");
 
@@ -830,13 +960,13 @@ async fn logs_prints_each_pod_with_a_header() {
     assert_eq!(code, 0);
     assert_eq!(
         stdout,
-        "==> pod/orders-chunks-1-cc (stage chunks, chunk 9, Pending) <==\nchunk nine\n"
+        "==> pod/orders-chunks-1-cc (stage chunks, chunk 9, Succeeded) <==\nchunk nine\n"
     );
     let (code, stdout, _) = text(&env.run(&["logs", "orders", "--stage", "plan"]).await);
     assert_eq!(code, 0);
     assert_eq!(
         stdout,
-        "==> pod/orders-plan-x2 (stage plan, Pending) <==\nplanned 2 chunks\n"
+        "==> pod/orders-plan-x2 (stage plan, Succeeded) <==\nplanned 2 chunks\n"
     );
     let (code, stdout, _) = text(
         &env.run(&[
@@ -847,12 +977,15 @@ async fn logs_prints_each_pod_with_a_header() {
     assert_eq!(code, 0);
     assert_eq!(
         stdout,
-        "==> pod/orders-chunks-1-aa (stage chunks, chunk 1, Pending) <==\nline two\n"
+        "==> pod/orders-chunks-1-aa (stage chunks, chunk 1, Succeeded) <==\nline two\n"
     );
     let (code, _, stderr) = text(&env.run(&["logs", "orders", "--chunk", "5"]).await);
     assert_eq!(code, 1);
     assert!(
-        stderr.contains("no pods of ReportJob default/orders for chunk 5"),
+        stderr.contains(&format!(
+            "no pods of ReportJob {}/orders for chunk 5",
+            env.ns
+        )),
         "{stderr}"
     );
 }
@@ -926,7 +1059,7 @@ async fn pod_only_commands_are_hidden_from_the_help_but_still_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_reads_the_manifest_from_stdin() {
     use tokio::io::AsyncWriteExt;
-    let env = Env::start().await;
+    let env = Env::start("submit-stdin").await;
     let submit_stdin = |manifest: String| {
         let mut cmd = env.command(&["submit", "-f", "-"]);
         cmd.stdin(Stdio::piped());

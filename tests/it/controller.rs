@@ -7,8 +7,8 @@ use crate::common;
 use std::time::Duration;
 
 use common::TestDb;
-use common::cluster::{Env, output_file, report};
 use common::spec::SpecBuilder;
+use common::testbed::{Env, Fault, output_file, report, testbed};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
@@ -39,15 +39,19 @@ fn ok(o: &std::process::Output) -> String {
     common::stdout(o)
 }
 
-/// A cluster with one controller and the tenant namespace `ns`, and a fresh `rows`-row
+/// The cluster with one controller and a tenant namespace of the test's own (named after `prefix`), and a fresh `rows`-row
 /// orders table in its own schema: where most tests here start.
-async fn one_controller(db_name: &str, ns: &str, rows: i64) -> (TestDb, String, Env) {
+async fn one_controller(
+    db_name: &str,
+    prefix: &str,
+    rows: i64,
+) -> (TestDb, String, Env, &'static str) {
     let mut db = TestDb::new(db_name).await;
     let table = orders(&mut db, rows).await;
     let mut env = Env::start().await;
-    env.tenant(ns).await;
+    let ns = env.tenant(prefix).await;
     env.start_single_controller();
-    (db, table, env)
+    (db, table, env, ns)
 }
 
 /// Asserts that the report at `path` on `ns`'s volume holds exactly the orders table's rows.
@@ -73,9 +77,8 @@ async fn event_reasons(env: &Env, ns: &str, name: &str) -> Vec<String> {
 async fn kubectl_applied_reportjob_completes_with_exact_output() {
     let mut db = TestDb::new("ctl_basic").await;
     let table = orders(&mut db, 4_000).await;
-    let env = Env::bare().await;
-    let mut env = env;
-    let ns = "analytics";
+    let mut env = Env::bare().await;
+    let ns = env.reserve("analytics");
     // As a user would: CRD, namespace, Secret, then the ReportJob, all with kubectl.
     ok(&env.kubectl(&[
         "apply",
@@ -245,8 +248,7 @@ fn completion_index(pod: &k8s_openapi::api::core::v1::Pod) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_chunk_pod_is_retried_and_output_stays_exact() {
-    let ns = "kill";
-    let (mut db, table, env) = one_controller("ctl_kill", ns, 1_000).await;
+    let (mut db, table, env, ns) = one_controller("ctl_kill", "kill", 1_000).await;
     env.apply(
         ns,
         &slow_report("orders", &table, "orders.csv").build_yaml(),
@@ -262,12 +264,7 @@ async fn killed_chunk_pod_is_retried_and_output_stays_exact() {
     })
     .await;
     use kube::ResourceExt;
-    env.cluster
-        .runner()
-        .unwrap()
-        .kill_pod(ns, &victim.name_any())
-        .await
-        .unwrap();
+    testbed().agent().kill_pod(ns, &victim.name_any()).unwrap();
     let done = env.wait_phase(ns, "orders", Phase::Succeeded, LONG).await;
     let status = done.status.unwrap();
     assert_eq!(status.chunks.as_ref().unwrap().failed, 0);
@@ -286,8 +283,7 @@ async fn killed_chunk_pod_is_retried_and_output_stays_exact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permanent_chunk_error_fails_at_once_and_retry_reruns_only_unfinished_chunks() {
-    let ns = "perm";
-    let (mut db, table, env) = one_controller("ctl_perm", ns, 1_000).await;
+    let (mut db, table, env, ns) = one_controller("ctl_perm", "perm", 1_000).await;
     // Ten chunks of about 3 s each, two at a time: when two are done (the status may show
     // it up to 5 s late: progress-only writes are spaced), at most four are done and two in
     // flight, so at least four fail once the column is gone.
@@ -387,8 +383,7 @@ async fn permanent_chunk_error_fails_at_once_and_retry_reruns_only_unfinished_ch
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_part_damaged_on_the_volume_is_exported_again_by_a_retry() {
-    let ns = "damaged";
-    let (mut db, table, env) = one_controller("ctl_damaged", ns, 1_000).await;
+    let (mut db, table, env, ns) = one_controller("ctl_damaged", "damaged", 1_000).await;
     // Ten slow chunks, two at a time: the first part is in well before the last chunk ends
     // (assembly starts only then).
     env.apply(
@@ -462,8 +457,12 @@ async fn a_part_damaged_on_the_volume_is_exported_again_by_a_retry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_killed_at_each_stage_resumes_without_duplicates_through_api_faults() {
-    let ns = "restart";
-    let (mut db, table, mut env) = one_controller("ctl_restart", ns, 1_000).await;
+    let mut db = TestDb::new("ctl_restart").await;
+    let table = orders(&mut db, 1_000).await;
+    let mut env = Env::start().await;
+    let ns = env.tenant("restart").await;
+    // Every controller here reaches the API server through the fault proxy.
+    env.start_controller_through_proxy();
     env.apply(
         ns,
         &slow_report("orders", &table, "orders.csv").build_yaml(),
@@ -474,29 +473,44 @@ async fn controller_killed_at_each_stage_resumes_without_duplicates_through_api_
     let jobs: Api<Job> = Api::namespaced(env.client.clone(), ns);
     env.wait_phase(ns, "orders", Phase::Planning, LONG).await;
     env.kill_controller(0);
-    env.start_single_controller();
-    // Chunks running: kill it again, and break the API around the new one.
+    env.start_controller_through_proxy();
+    // Chunks running: kill it again, and break the API around the new one: failed status
+    // writes, a conflict, throttling, and its watches answered 410 Gone (it must re-list).
     env.wait_for(ns, "orders", LONG, "a chunk done", |rj| {
         succeeded_chunks(rj) >= 1
     })
     .await;
     env.kill_controller(1);
-    env.cluster
-        .faults()
-        .fail_next("patch", "reportjobs", 3, 500);
-    env.cluster.faults().compact();
-    env.cluster.faults().drop_watches();
-    env.start_single_controller();
-    // Assembling: kill it the moment it is seen.
+    let proxy = env.proxy();
+    proxy.fail_next("patch", "reportjobs/status", 3, Fault::Status(500));
+    proxy.fail_next("patch", "reportjobs/status", 1, Fault::Status(409));
+    proxy.fail_next(
+        "list",
+        "jobs",
+        1,
+        Fault::TooManyRequests {
+            retry_after_seconds: 1,
+        },
+    );
+    proxy.fail_next("watch", "*", 2, Fault::WatchGone);
+    env.start_controller_through_proxy();
+    // Its watches are cut while the chunks run.
+    env.wait_for(ns, "orders", LONG, "two chunks done", |rj| {
+        succeeded_chunks(rj) >= 2
+    })
+    .await;
+    env.proxy().end_watches();
+    // Assembling: kill it the moment it is seen, then the API goes away for a moment (every
+    // connection reset) under the next controller.
     let seen = env
         .wait_for(ns, "orders", LONG, "assembling or done", |rj| {
             matches!(phase(rj), Some(Phase::Assembling | Phase::Succeeded))
         })
         .await;
     env.kill_controller(2);
-    env.cluster.faults().drop_watches();
-    env.cluster.restart().await.unwrap();
-    env.start_single_controller();
+    env.proxy().drop_connections();
+    env.proxy().fail_next("*", "*", 3, Fault::Reset);
+    env.start_controller_through_proxy();
     let done = env.wait_phase(ns, "orders", Phase::Succeeded, LONG).await;
     println!("killed while {:?}", phase(&seen));
 
@@ -538,8 +552,7 @@ async fn controller_killed_at_each_stage_resumes_without_duplicates_through_api_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_running_reportjob_removes_its_jobs_pods_and_staging() {
     use kube::ResourceExt;
-    let ns = "del";
-    let (_db, table, env) = one_controller("ctl_delete", ns, 1_000).await;
+    let (_db, table, env, ns) = one_controller("ctl_delete", "del", 1_000).await;
     env.apply(
         ns,
         &slow_report("orders", &table, "out/orders.csv").build_yaml(),
@@ -598,8 +611,7 @@ async fn deleting_a_running_reportjob_removes_its_jobs_pods_and_staging() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suspend_pauses_the_chunks_and_resume_finishes_exactly() {
-    let ns = "susp";
-    let (mut db, table, env) = one_controller("ctl_suspend", ns, 1_000).await;
+    let (mut db, table, env, ns) = one_controller("ctl_suspend", "susp", 1_000).await;
     // Chunks of 5 s (250 rows at 20 ms): the suspend comes while the first ones export
     // (the status shows progress only 5 s after its last write, so a done chunk is not
     // waited for: it could be the run's end).
@@ -651,8 +663,7 @@ async fn suspend_pauses_the_chunks_and_resume_finishes_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_reportjobs_fail_with_invalid_spec_naming_the_field_and_create_nothing() {
     let mut env = Env::start().await;
-    let ns = "invalid";
-    env.tenant(ns).await;
+    let ns = env.tenant("invalid").await;
     env.start_single_controller();
     let base = |name: &str| report(name, "public.orders", "ok.csv");
     let cases: Vec<(String, &str)> = vec![
@@ -774,21 +785,41 @@ async fn a_secret_of_another_namespace_is_never_used() {
     let mut db = TestDb::new("ctl_secret").await;
     let table = orders(&mut db, 100).await;
     let mut env = Env::start().await;
-    env.tenant("team-a").await;
-    env.tenant("team-b").await;
-    env.secret("team-a", "only-in-a", &[("url", &common::database_url())])
+    let team_a = env.tenant("team-a").await;
+    let team_b = env.tenant("team-b").await;
+    env.secret(team_a, "only-in-a", &[("url", &common::database_url())])
         .await;
     env.start_single_controller();
-    // A namespace field on the reference is not part of the API: it is pruned, and the
-    // pods of team-b look for the Secret in team-b, where it does not exist.
+    // A namespace field on the reference is not part of the API. Server-side apply refuses
+    // it (a field not declared in the schema); a create prunes it, and the pods of team-b
+    // look for the Secret in team-b, where it does not exist.
     let yaml = report("steal", &table, "x.csv").set(
         "spec.source.connectionSecretRef",
-        serde_json::json!({"name": "only-in-a", "key": "url", "namespace": "team-a"}),
+        serde_json::json!({"name": "only-in-a", "key": "url", "namespace": team_a}),
     );
-    env.apply("team-b", &yaml.build_yaml()).await;
+    let refused = env
+        .rjs(team_b)
+        .patch(
+            "steal",
+            &kube::api::PatchParams::apply("test").force(),
+            &kube::api::Patch::Apply(yaml.build()),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("field not declared in schema"),
+        "{refused}"
+    );
+    // Sent as it is (a typed ReportJob would drop the field before it leaves the test).
+    let raw: kube::api::DynamicObject = serde_json::from_value(yaml.build()).unwrap();
+    let resource = kube::api::ApiResource::erase::<reportjob::api::ReportJob>(&());
+    kube::Api::<kube::api::DynamicObject>::namespaced_with(env.client.clone(), team_b, &resource)
+        .create(&kube::api::PostParams::default(), &raw)
+        .await
+        .unwrap();
     let stuck = env
         .wait_for(
-            "team-b",
+            team_b,
             "steal",
             LONG,
             "reporting the missing Secret",
@@ -803,14 +834,14 @@ async fn a_secret_of_another_namespace_is_never_used() {
     assert_eq!(phase(&stuck), Some(Phase::Planning));
     // The Event is recorded after the status that says the same is written.
     common::eventually("a PodCannotStart event", || async {
-        let reasons = event_reasons(&env, "team-b", "steal").await;
+        let reasons = event_reasons(&env, team_b, "steal").await;
         reasons
             .contains(&"PodCannotStart".to_string())
             .then_some(())
     })
     .await;
-    assert!(!env.pvc_dir("team-b").join("x.csv").exists());
-    let stored = env.rjs("team-b").get("steal").await.unwrap();
+    assert!(!env.pvc_dir(team_b).join("x.csv").exists());
+    let stored = env.rjs(team_b).get("steal").await.unwrap();
     let stored_ref = serde_json::to_value(&stored.spec.source.connection_secret_ref).unwrap();
     assert!(stored_ref.get("namespace").is_none(), "{stored_ref}");
 }
@@ -821,13 +852,19 @@ async fn only_the_leader_acts_and_killing_it_hands_over() {
     let mut db = TestDb::new("ctl_leader").await;
     let table = orders(&mut db, 500).await;
     let mut env = Env::start().await;
-    let ns = "lead";
-    env.tenant(ns).await;
+    let ns = env.tenant("lead").await;
     for _ in 0..2 {
-        let addr = format!("127.0.0.1:{}", common::cluster::free_port());
-        env.start_controller(&["--lease-duration-seconds", "3", "--metrics-addr", &addr]);
+        let addr = format!("127.0.0.1:{}", common::testbed::free_port());
+        env.start_controller(&[
+            "--lease-duration-seconds",
+            "3",
+            "--metrics-addr",
+            &addr,
+            "--lease-namespace",
+            ns,
+        ]);
     }
-    let leases: Api<Lease> = Api::namespaced(env.client.clone(), "default");
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), ns);
     let holder = || async {
         leases
             .get_opt("reportjob-controller")
@@ -944,8 +981,7 @@ async fn notifications_are_sent_once_per_outcome_from_the_pods() {
     let mut db = TestDb::new("ctl_notify").await;
     let table = orders(&mut db, 500).await;
     let mut env = Env::start().await;
-    let ns = "notify";
-    env.tenant(ns).await;
+    let ns = env.tenant("notify").await;
     let (url, bodies) = receiver().await;
     env.secret(ns, "hook", &[("url", &url)]).await;
     env.start_single_controller();
@@ -1005,8 +1041,7 @@ async fn a_flaky_webhook_gets_the_third_attempt_and_a_silent_one_leaves_the_repo
     let mut db = TestDb::new("ctl_hooks").await;
     let table = orders(&mut db, 200).await;
     let mut env = Env::start().await;
-    let ns = "hooks";
-    env.tenant(ns).await;
+    let ns = env.tenant("hooks").await;
     let (flaky_url, flaky) = receiver_answering(Answer::FailTwice).await;
     let (silent_url, silent) = receiver_answering(Answer::Silent).await;
     env.secret(ns, "flaky", &[("url", &flaky_url)]).await;
@@ -1047,8 +1082,7 @@ async fn a_flaky_webhook_gets_the_third_attempt_and_a_silent_one_leaves_the_repo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_wait_follows_the_real_controller() {
-    let ns = "submit";
-    let (mut db, table, env) = one_controller("ctl_submit", ns, 300).await;
+    let (mut db, table, env, ns) = one_controller("ctl_submit", "submit", 300).await;
     let submit = |file: &std::path::Path| {
         std::process::Command::new(env!("CARGO_BIN_EXE_reportjob"))
             .args([

@@ -1,33 +1,17 @@
-//! The playground `scripts/cluster-demo.sh --until-complete`: kubesim, the controller, the demo
-//! database and the cluster examples, run to completion; every report holds exactly the rows of
-//! its example's source.
+//! The playground `scripts/cluster-demo.sh --until-complete`: the test cluster (the real control
+//! plane and our node agent, through `scripts/testbed.sh`), the controller, the demo database and
+//! the cluster examples, run to completion; every report holds exactly the rows of its example's
+//! source.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
 use reportjob::api::load::load_file;
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection};
 use std::io::Read as _;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 /// The demo's own database, so that the test neither depends on nor disturbs `scripts/demo.sh`'s.
 const DATABASE: &str = "reportjob_demo_it";
-
-/// The kubesim binary beside the reportjob test binary (`cargo test --workspace` builds it for
-/// kubesim's own tests); built here when only this package's tests were built.
-fn kubesim_bin() -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_reportjob")).with_file_name("kubesim");
-    if !bin.exists() {
-        let status = Command::new(option_env!("CARGO").unwrap_or("cargo"))
-            .args(["build", "--quiet", "-p", "kubesim", "--bin", "kubesim"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "cargo build -p kubesim failed");
-    }
-    assert!(bin.exists(), "no kubesim binary at {}", bin.display());
-    bin
-}
 
 /// The rows an example exports, as SQL over the demo database.
 fn source_query(example: &Path) -> String {
@@ -90,12 +74,10 @@ async fn scalar(conn: &mut PgConnection, sql: String) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cluster_demo_runs_every_example_to_an_exact_report() {
     let dir = tempfile::tempdir().unwrap();
-    let kubesim = kubesim_bin();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = tokio::process::Command::new(root.join("scripts/cluster-demo.sh"))
         .arg("--until-complete")
         .env("REPORTJOB_BIN", env!("CARGO_BIN_EXE_reportjob"))
-        .env("KUBESIM_BIN", &kubesim)
         .env("DEMO_DIR", dir.path())
         .env("DEMO_DATABASE", DATABASE)
         .env("DEMO_SERVER_URL", crate::common::server_url())
@@ -109,9 +91,9 @@ async fn the_cluster_demo_runs_every_example_to_an_exact_report() {
     let logs = || {
         let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap_or_default();
         format!(
-            "--- controller.log\n{}\n--- kubesim.log\n{}",
+            "--- controller.log\n{}\n--- testbed.log\n{}",
             read("controller.log"),
-            read("kubesim.log")
+            read("testbed.log")
         )
     };
     assert!(
@@ -126,7 +108,7 @@ async fn the_cluster_demo_runs_every_example_to_an_exact_report() {
     );
 
     // Every example that writes to the PVC produced its report, holding exactly its source rows.
-    let pvc = dir.path().join("kubesim-data/pvc/demo/reports");
+    let pvc = dir.path().join("pv/demo/reports");
     let mut conn = PgConnection::connect(&format!("{}/{DATABASE}", crate::common::server_url()))
         .await
         .unwrap();

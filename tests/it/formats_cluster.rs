@@ -1,4 +1,4 @@
-//! Formats in a cluster (kubesim, the real `reportjob` binary as stage pods): a JSON Lines
+//! Formats in a cluster (the real control plane, the real `reportjob` binary as stage pods): a JSON Lines
 //! report with zstd written by plan, chunk and assemble pods holds every value of the
 //! source; the API server refuses at admission (CEL) an option block of another format.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
@@ -8,7 +8,7 @@ use crate::formats::{EXPECTED, TYPED, reader, unzstd, write_expected};
 use common::sha256_hex;
 
 use common::TestDb;
-use common::cluster::{Env, output_file, report};
+use common::testbed::{Env, output_file, report};
 use kube::api::PostParams;
 use reportjob::api::{Phase, ReportJob};
 
@@ -17,8 +17,7 @@ async fn jsonl_report_from_stage_pods_is_exact_and_mixed_options_are_refused_at_
     let mut db = TestDb::new("jsonl_cluster").await;
     db.exec(TYPED).await;
     let mut env = Env::start().await;
-    let ns = "formats";
-    env.tenant(ns).await;
+    let ns = env.tenant("formats").await;
     env.start_single_controller();
 
     // An option block of another format never gets in.
@@ -79,8 +78,7 @@ async fn split_report_from_stage_pods_lists_its_files_in_the_status() {
     let mut db = TestDb::new("split_cluster").await;
     db.numbers(500).await;
     let mut env = Env::start().await;
-    let ns = "split";
-    env.tenant(ns).await;
+    let ns = env.tenant("split").await;
     env.start_single_controller();
 
     let zero = report("zero", &db.table("src"), "zero.csv")

@@ -6,7 +6,7 @@
 //! and in a bucket, read back by pyarrow and DuckDB and compared value by value with what
 //! Postgres says; footer statistics checked by pyarrow; infinite dates refused by name with
 //! nothing published; options of other formats refused; and the same report written by
-//! plan, chunk and assemble pods on kubesim, with gzip around Parquet refused at admission.
+//! plan, chunk and assemble pods on the real control plane, with gzip around Parquet refused at admission.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
 use std::path::Path;
@@ -409,15 +409,14 @@ async fn options_that_parquet_does_not_take_are_refused_by_name() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parquet_report_from_stage_pods_is_exact_and_stream_compression_is_refused_at_admission() {
-    use common::cluster::{Env, output_file, report};
+    use common::testbed::{Env, output_file, report};
     use kube::api::PostParams;
     use reportjob::api::{Phase, ReportJob};
 
     let mut db = TestDb::new("parquet_cluster").await;
     db.exec(PTYPED).await;
     let mut env = Env::start().await;
-    let ns = "parquet";
-    env.tenant(ns).await;
+    let ns = env.tenant("parquet").await;
     env.start_single_controller();
 
     // gzip around Parquet never gets in.

@@ -5,7 +5,7 @@
 //! timestamps, timestamptz, uuid, json), in several chunks, on a volume and in a bucket
 //! (fetched through its presigned link); a 40 KB cell refused naming its key with nothing
 //! published, or truncated when asked; sheets rolling over with the header repeated; specs
-//! that mix xlsx with other formats' options refused by name; and in a cluster (kubesim,
+//! that mix xlsx with other formats' options refused by name; and in a cluster (the real control plane,
 //! the real binary as stage pods, the assemble pod writing the workbook in its `/tmp`
 //! emptyDir), with compression refused at admission.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
@@ -367,7 +367,7 @@ async fn xlsx_specs_with_other_formats_options_are_refused_before_anything_is_wr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xlsx_report_from_stage_pods_is_exact_and_compression_is_refused_at_admission() {
-    use common::cluster::{Env, output_file, report};
+    use common::testbed::{Env, output_file, report};
     use kube::api::PostParams;
     use reportjob::api::{Phase, ReportJob};
 
@@ -375,8 +375,7 @@ async fn xlsx_report_from_stage_pods_is_exact_and_compression_is_refused_at_admi
     db.exec(TYPED).await;
     let table = db.table("xl");
     let mut env = Env::start().await;
-    let ns = "workbooks";
-    env.tenant(ns).await;
+    let ns = env.tenant("workbooks").await;
     env.start_single_controller();
 
     let zipped = report("zipped", &table, "zipped.xlsx")

@@ -1,39 +1,70 @@
-//! `helm install` of the chart into kubesim, as a new user would: the controller runs as the pod of
-//! its Deployment (image mapped to the `reportjob` binary under test), in-cluster, with the token of
-//! the chart's ServiceAccount against kubesim's TLS listener and RBAC enforced; it completes a
-//! ReportJob with exact output; `helm upgrade` with a changed value replaces the controller pod
-//! through the Deployment; without the chart's ClusterRoleBinding its requests are refused.
+//! `helm install` of the chart into the real control plane, as a new user would: the controller
+//! runs as the pod of its Deployment (the image mapped to the `reportjob` binary under test) with
+//! in-cluster config from its projected service-account token, RBAC enforced by the real API
+//! server; it completes ReportJobs with exact output; `helm upgrade` with a changed value
+//! replaces its pod through the Deployment; `helm uninstall` deletes every ReportJob while the
+//! controller still runs, so none is left on its finalizer and the namespace can go; without its
+//! RoleBinding the controller's requests are refused.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
 use crate::common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use common::TestDb;
-use common::cluster::{Env, free_port, report};
-use k8s_openapi::api::core::v1::Pod;
+use common::testbed::{Env, free_port, report};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, DeleteParams, ListParams};
 use reportjob::api::Phase;
 
-const NS: &str = "reportjob-system";
-const IDENTITY: &str = "system:serviceaccount:reportjob-system:reportjob";
-
-fn helm(env: &Env, args: &[&str]) {
+fn helm(env: &Env, ns: &str, args: &[&str]) -> String {
     let out = Command::new("helm")
         .args(args)
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/charts/reportjob"))
         .arg("--kubeconfig")
         .arg(&env.kubeconfig)
-        .args(["-n", NS])
+        .args(["-n", ns])
         .output()
         .expect("helm on PATH (scripts/test.sh installs it)");
-    assert!(
-        out.status.success(),
-        "helm {args:?}: {}{}",
+    let text = format!(
+        "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(out.status.success(), "helm {args:?}: {text}");
+    text
+}
+
+const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/reportjob");
+
+/// `helm install reportjob` into `system`, the controller watching only `tenant` (so it
+/// leaves the other tests' namespaces to their own controllers, and needs no cluster-wide
+/// role), with the CRDs the suite installed (the chart's own CRD templates are checked by
+/// `chart_install.rs`).
+fn install(env: &Env, system: &str, tenant: &str, extra: &[&str]) {
+    let port = format!("metrics.port={}", free_port());
+    let watch = format!("watchNamespaces={{{tenant}}}");
+    let mut args = vec![
+        "install",
+        "reportjob",
+        CHART,
+        "--set",
+        "image.repository=reportjob",
+        "--set",
+        "image.tag=dev",
+        "--set",
+        "logFormat=text",
+        "--set",
+        "crds.install=false",
+        "--set",
+        "aggregatedRoles.enabled=false",
+        "--set",
+        &watch,
+        "--set",
+        &port,
+    ];
+    args.extend_from_slice(extra);
+    helm(env, system, &args);
 }
 
 fn ready(p: &Pod) -> bool {
@@ -43,29 +74,22 @@ fn ready(p: &Pod) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// The one controller pod, once it is Ready and alone (no other pod of the release left).
-async fn sole_ready_controller(env: &Env) -> Pod {
-    let pods: Api<Pod> = Api::namespaced(env.client.clone(), NS);
+/// The one controller pod of `system`, once it is Ready and alone (no other pod of the
+/// release left), other than `not`.
+async fn sole_ready_controller(env: &Env, system: &str, not: Option<&str>) -> Pod {
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), system);
     let lp = ListParams::default().labels("app.kubernetes.io/name=reportjob");
-    let start = Instant::now();
-    loop {
-        let items = pods.list(&lp).await.unwrap().items;
-        if let [p] = items.as_slice()
-            && ready(p)
-        {
-            return p.clone();
+    common::eventually("a sole Ready controller pod", || {
+        let (pods, lp) = (pods.clone(), lp.clone());
+        async move {
+            let items = pods.list(&lp).await.ok()?.items;
+            match items.as_slice() {
+                [p] if ready(p) && p.metadata.name.as_deref() != not => Some(p.clone()),
+                _ => None,
+            }
         }
-        assert!(
-            start.elapsed() < common::PATIENCE,
-            "no sole Ready controller pod: {:?}\npod logs:\n{}",
-            items
-                .iter()
-                .map(|p| (p.metadata.name.clone(), p.status.clone()))
-                .collect::<Vec<_>>(),
-            env.pod_logs(NS)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
 }
 
 async fn orders(db: &mut TestDb) -> String {
@@ -77,145 +101,155 @@ async fn orders(db: &mut TestDb) -> String {
     db.table("orders")
 }
 
-async fn export(env: &Env, db: &mut TestDb, table: &str, name: &str) {
+async fn export(env: &Env, db: &mut TestDb, ns: &str, table: &str, name: &str) {
     let file = format!("{name}.csv");
-    env.apply("tenant", &report(name, table, &file).build_yaml())
+    env.apply(ns, &report(name, table, &file).build_yaml())
         .await;
     let done = env
-        .wait_phase("tenant", name, Phase::Succeeded, common::PATIENCE)
+        .wait_phase(ns, name, Phase::Succeeded, common::PATIENCE)
         .await;
     assert_eq!(done.status.unwrap().rows, Some(300));
-    db.assert_report_matches(
-        &env.pvc_dir("tenant").join(&file),
-        &db.all("orders"),
-        "",
-        false,
-    )
-    .await;
+    db.assert_report_matches(&env.pvc_dir(ns).join(&file), &db.all("orders"), "", false)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn helm_install_runs_the_controller_in_cluster_and_upgrade_replaces_it() {
+async fn helm_install_runs_the_controller_in_cluster_upgrade_replaces_it_and_uninstall_leaves_nothing_stuck()
+ {
     let mut db = TestDb::new("helm_install").await;
     let table = orders(&mut db).await;
-    // No CRD yet: the chart's CRD template installs it.
-    let env = Env::bare().await;
-    let first_port = free_port().to_string();
-    helm(
-        &env,
-        &[
-            "install",
-            "reportjob",
-            "--create-namespace",
-            "--set",
-            "image.repository=reportjob",
-            "--set",
-            "image.tag=dev",
-            "--set",
-            "logFormat=text",
-            "--set",
-            &format!("metrics.port={first_port}"),
-        ],
-    );
-    let first = sole_ready_controller(&env).await;
+    let mut env = Env::start().await;
+    let system = env.namespace("reportjob-system").await;
+    let tenant = env.tenant("tenant").await;
+    install(&env, system, tenant, &[]);
+    let first = sole_ready_controller(&env, system, None).await;
     let spec = first.spec.clone().unwrap();
     assert_eq!(spec.service_account_name.as_deref(), Some("reportjob"));
-    assert_eq!(spec.node_name.as_deref(), Some("kubesim"));
+    assert_eq!(spec.node_name.as_deref(), Some(testbed::NODE_NAME));
     assert!(
         spec.volumes
             .iter()
             .flatten()
             .any(|v| v.name.starts_with("kube-api-access-") && v.projected.is_some()),
-        "{:?}",
+        "the ServiceAccount admission mounts a projected token: {:?}",
         spec.volumes
     );
-    env.tenant("tenant").await;
-    export(&env, &mut db, &table, "first").await;
+    export(&env, &mut db, tenant, &table, "first").await;
     let first_name = first.metadata.name.clone().unwrap();
-    let log_of = |pod: &str| {
-        std::fs::read_to_string(
-            env.cluster
-                .data_dir()
-                .join("logs")
-                .join(NS)
-                .join(format!("{pod}.log")),
-        )
-        .unwrap_or_default()
-    };
-    assert!(
-        !log_of(&first_name).to_lowercase().contains("forbidden"),
-        "{}",
-        log_of(&first_name)
-    );
+    let logs = env.pod_logs(system);
+    assert!(!logs.to_lowercase().contains("forbidden"), "{logs}");
 
     // A changed value: the Deployment's template changes, a new ReplicaSet's pod replaces the old.
     let second_port = free_port().to_string();
+    let port = format!("metrics.port={second_port}");
     helm(
         &env,
+        system,
         &[
             "upgrade",
             "reportjob",
+            CHART,
             "--reuse-values",
             "--set",
-            &format!("metrics.port={second_port}"),
+            &port,
         ],
     );
-    let second = loop {
-        let p = sole_ready_controller(&env).await;
-        if p.metadata.name.as_deref() != Some(first_name.as_str()) {
-            break p;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let port_arg = second.spec.as_ref().unwrap().containers[0]
+    let second = sole_ready_controller(&env, system, Some(&first_name)).await;
+    let args = second.spec.as_ref().unwrap().containers[0]
         .args
         .clone()
         .unwrap();
-    assert!(
-        port_arg.contains(&format!("0.0.0.0:{second_port}")),
-        "{port_arg:?}"
-    );
+    assert!(args.contains(&format!("0.0.0.0:{second_port}")), "{args:?}");
     let out = env.kubectl(&[
         "-n",
-        NS,
+        system,
         "rollout",
         "status",
         "deployment/reportjob",
         "--timeout=120s",
     ]);
-    // kubectl may first print that old replicas are still terminating; it ends rolled out.
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success()
             && printed.ends_with("deployment \"reportjob\" successfully rolled out\n"),
         "{printed}"
     );
-    export(&env, &mut db, &table, "second").await;
+    export(&env, &mut db, tenant, &table, "second").await;
 
+    // Uninstall while a run is in flight: the pre-delete hook deletes every ReportJob and
+    // waits until the controller has finalized each; then the controller goes.
+    let slow = report("inflight", &table, "inflight.csv")
+        .filter(&common::slow_filter(&db.schema, 0.02))
+        .chunk_size(50);
+    env.apply(tenant, &slow.build_yaml()).await;
+    env.wait_phase(tenant, "inflight", Phase::Running, common::PATIENCE)
+        .await;
+    let out = helm(&env, system, &["uninstall", "reportjob", "--timeout", "5m"]);
+    assert!(out.contains("uninstalled"), "{out}");
+    let left = env.rjs(tenant).list(&ListParams::default()).await.unwrap();
+    assert!(
+        left.items.is_empty(),
+        "ReportJobs left after uninstall: {:?}",
+        left.items
+            .iter()
+            .map(|r| (&r.metadata.name, &r.metadata.finalizers))
+            .collect::<Vec<_>>()
+    );
+    // Reports stay; the runs' Jobs went with their ReportJobs.
+    for name in ["first", "second"] {
+        assert!(env.pvc_dir(tenant).join(format!("{name}.csv")).exists());
+    }
+    let jobs: Api<Job> = Api::namespaced(env.client.clone(), tenant);
+    common::eventually("the stage Jobs to go", || async {
+        jobs.list(&ListParams::default().labels("app.kubernetes.io/managed-by=reportjob"))
+            .await
+            .ok()?
+            .items
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    // Nothing holds the tenant's namespace: it is deleted.
+    let nss: Api<Namespace> = Api::all(env.client.clone());
+    nss.delete(tenant, &DeleteParams::default()).await.unwrap();
+    common::eventually("the tenant namespace to be deleted", || async {
+        nss.get_opt(tenant).await.ok()?.is_none().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_its_role_binding_the_installed_controller_is_refused() {
+    let mut env = Env::start().await;
+    let system = env.namespace("reportjob-system").await;
+    let tenant = env.tenant("tenant").await;
+    install(
+        &env,
+        system,
+        tenant,
+        &["--set", "uninstall.deleteReportJobs=false"],
+    );
+    let first = sole_ready_controller(&env, system, None).await;
     // The controller acts as its ServiceAccount: without the chart's binding it is refused.
-    let second_name = second.metadata.name.clone().unwrap();
-    let bindings: Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> =
-        Api::all(env.client.clone());
+    let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> =
+        Api::namespaced(env.client.clone(), tenant);
     bindings
         .delete("reportjob", &DeleteParams::default())
         .await
         .unwrap();
-    let pods: Api<Pod> = Api::namespaced(env.client.clone(), NS);
-    pods.delete(&second_name, &DeleteParams::default())
-        .await
-        .unwrap();
-    let start = Instant::now();
-    loop {
-        let logs = env.pod_logs(NS);
-        if logs.contains(&format!("User \\\"{IDENTITY}\\\" cannot"))
-            || logs.contains(&format!("User \"{IDENTITY}\" cannot"))
-        {
-            break;
-        }
-        assert!(
-            start.elapsed() < common::PATIENCE,
-            "no refusal naming {IDENTITY} in:\n{logs}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), system);
+    pods.delete(
+        first.metadata.name.as_deref().unwrap(),
+        &DeleteParams::default(),
+    )
+    .await
+    .unwrap();
+    let identity = format!("system:serviceaccount:{system}:reportjob");
+    common::eventually("a refusal naming the controller's identity", || {
+        let logs = env.pod_logs(system);
+        let refused = logs.contains(&format!("User \\\"{identity}\\\" cannot"))
+            || logs.contains(&format!("User \"{identity}\" cannot"));
+        async move { refused.then_some(()) }
+    })
+    .await;
 }

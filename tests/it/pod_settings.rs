@@ -1,4 +1,4 @@
-//! Stage pod settings and the controller's policy end to end on kubesim: a ReportJob outside
+//! Stage pod settings and the controller's policy end to end on the real control plane: a ReportJob outside
 //! the policy (an image not allowed, a service account it may not choose) fails as
 //! `InvalidSpec` and creates nothing; one with pod labels, annotations and env completes with
 //! exact output, and its stage pods, read back through the API, carry them merged with the
@@ -8,7 +8,7 @@
 use crate::common;
 
 use common::TestDb;
-use common::cluster::{Env, free_port, report};
+use common::testbed::{Env, free_port, report};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
@@ -26,8 +26,7 @@ async fn policy_refuses_images_and_service_accounts_and_pod_settings_reach_the_p
     db.numbers(2_000).await;
     let table = db.table("src");
     let mut env = Env::start().await;
-    let ns = "podsettings";
-    env.tenant(ns).await;
+    let ns = env.tenant("podsettings").await;
     let addr = format!("127.0.0.1:{}", free_port());
     env.start_controller(&[
         "--leader-election=false",
@@ -230,8 +229,7 @@ async fn the_charts_stage_pods_values_reach_the_pods() {
     db.numbers(600).await;
     let table = db.table("src");
     let mut env = Env::start().await;
-    let ns = "chartpods";
-    env.tenant(ns).await;
+    let ns = env.tenant("chartpods").await;
     let stage_pods = json!({
         "resources": {"requests": {"cpu": "50m", "memory": "48Mi"}, "limits": {"memory": "200Mi"}},
         "podLabels": {"sidecar.istio.io/inject": "false"},
@@ -279,7 +277,17 @@ async fn the_charts_stage_pods_values_reach_the_pods() {
         pod["metadata"]["annotations"]["cluster-autoscaler.kubernetes.io/safe-to-evict"],
         "true"
     );
-    assert_eq!(pod["spec"]["tolerations"], stage_pods["tolerations"]);
+    // The pod's own tolerations, then the ones the DefaultTolerationSeconds admission adds to
+    // every pod (not-ready and unreachable, 300 s).
+    let tolerations = pod["spec"]["tolerations"].as_array().unwrap();
+    let ours = stage_pods["tolerations"].as_array().unwrap();
+    assert_eq!(&tolerations[..ours.len()], &ours[..], "{tolerations:?}");
+    assert!(
+        tolerations[ours.len()..]
+            .iter()
+            .all(|t| t["tolerationSeconds"] == 300),
+        "{tolerations:?}"
+    );
     let container = &pod["spec"]["containers"][0];
     assert_eq!(container["resources"], stage_pods["resources"]);
     let env_vars = container["env"].as_array().unwrap();

@@ -13,8 +13,8 @@ use reportjob::api::{Phase, ReportJob};
 use sqlx::{Connection, postgres::PgConnection};
 use tokio::io::AsyncBufReadExt;
 
-use crate::common::cluster::{Env, report};
 use crate::common::spec::SpecBuilder;
+use crate::common::testbed::{Env, report};
 use crate::common::{self, TestDb, Workdir};
 
 async fn orders(db: &mut TestDb, rows: i64) -> String {
@@ -84,9 +84,8 @@ async fn runs_beyond_the_cap_wait_queued_and_start_in_creation_order_then_all_co
     let mut db = TestDb::new("run_cap").await;
     let table = orders(&mut db, 3_000).await;
     let mut env = Env::start().await;
-    let ns = "capped";
-    env.tenant(ns).await;
-    let addr = format!("127.0.0.1:{}", common::cluster::free_port());
+    let ns = env.tenant("capped").await;
+    let addr = format!("127.0.0.1:{}", common::testbed::free_port());
     env.start_controller(&[
         "--leader-election=false",
         "--metrics-addr",
@@ -316,9 +315,8 @@ async fn a_namespaces_chunk_pods_never_exceed_its_budget_and_every_run_completes
     let mut db = TestDb::new("pod_budget").await;
     let table = orders(&mut db, 2_000).await;
     let mut env = Env::start().await;
-    let ns = "budgeted";
-    env.tenant(ns).await;
-    let addr = format!("127.0.0.1:{}", common::cluster::free_port());
+    let ns = env.tenant("budgeted").await;
+    let addr = format!("127.0.0.1:{}", common::testbed::free_port());
     env.start_controller(&[
         "--leader-election=false",
         "--metrics-addr",

@@ -9,18 +9,16 @@ use std::path::{Path, PathBuf};
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use reportjob::api::{Phase, ReportJob};
 use reportjob::schedule::ReportSchedule;
 use reportjob::schedule::template::SCHEDULE_LABEL;
 use serde_json::{Value, json};
 
-use crate::common::cluster::{Env, free_port};
+use crate::common::testbed::{Env, free_port};
 use crate::common::{PATIENCE, TestDb, eventually};
 
-const NS: &str = "tenant";
 const HOUR: SignedDuration = SignedDuration::from_hours(1);
 
 #[test]
@@ -71,20 +69,18 @@ fn committed_crd_matches_the_generator_and_the_chart_copy() {
 /// A cluster with both CRDs, the tenant namespace and a controller on a test clock.
 struct Scene {
     env: Env,
+    /// The tenant namespace, the test's own.
+    ns: &'static str,
     clock: PathBuf,
 }
 
 impl Scene {
     async fn start(now: Timestamp) -> Scene {
-        let env = Env::start().await;
-        let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
-        crds.create(&PostParams::default(), &reportjob::schedule::crd::crd())
-            .await
-            .unwrap();
-        env.tenant(NS).await;
+        let mut env = Env::start().await;
+        let ns = env.tenant("tenant").await;
         let clock = env.dir.path().join("clock");
         set(&clock, now);
-        let scene = Scene { env, clock };
+        let scene = Scene { env, ns, clock };
         let mut scene = scene;
         scene.controller();
         scene
@@ -107,7 +103,7 @@ impl Scene {
     }
 
     fn schedules(&self) -> Api<ReportSchedule> {
-        Api::namespaced(self.env.client.clone(), NS)
+        Api::namespaced(self.env.client.clone(), self.ns)
     }
 
     async fn apply(&self, name: &str, spec: Value) {
@@ -128,7 +124,7 @@ impl Scene {
         let lp = ListParams::default().labels(&format!("{SCHEDULE_LABEL}={schedule}"));
         let mut names: Vec<String> = self
             .env
-            .rjs(NS)
+            .rjs(self.ns)
             .list(&lp)
             .await
             .unwrap()
@@ -167,7 +163,7 @@ impl Scene {
     /// Waits until the ReportJob `name` is gone (deleted and its finalizer done).
     async fn wait_gone(&self, name: &str) {
         eventually(&format!("{name} gone"), || async {
-            let rj = self.env.rjs(NS).get_opt(name).await.unwrap();
+            let rj = self.env.rjs(self.ns).get_opt(name).await.unwrap();
             rj.is_none().then_some(())
         })
         .await;
@@ -185,7 +181,7 @@ impl Scene {
 
     /// Reasons and notes of the Events about `name`.
     async fn events(&self, name: &str) -> Vec<(String, String)> {
-        let events: Api<Event> = Api::namespaced(self.env.client.clone(), NS);
+        let events: Api<Event> = Api::namespaced(self.env.client.clone(), self.ns);
         events
             .list(&ListParams::default())
             .await
@@ -265,14 +261,14 @@ async fn three_runs_write_three_window_reports_history_holds_and_deletion_keeps_
         let name = run_name("hourly", at);
         let rj = scene
             .env
-            .wait_phase(NS, &name, Phase::Succeeded, PATIENCE)
+            .wait_phase(scene.ns, &name, Phase::Succeeded, PATIENCE)
             .await;
         assert_eq!(rj.status.unwrap().rows, Some(60), "{name}");
         names.push(name);
         let start = (at - HOUR).to_zoned(jiff::tz::TimeZone::get("Europe/Berlin").unwrap());
         let path = format!("hourly/{}.csv", start.strftime("%Y%m%d-%H%M%z"));
         db.assert_report_matches(
-            &scene.env.pvc_dir(NS).join(&path),
+            &scene.env.pvc_dir(scene.ns).join(&path),
             &format!(
                 "SELECT id, at, v FROM {table} WHERE at >= '{}' AND at < '{at}' ORDER BY id",
                 at - HOUR
@@ -287,7 +283,7 @@ async fn three_runs_write_three_window_reports_history_holds_and_deletion_keeps_
     let status = scene.settled_status("hourly", t0 + HOUR * 2).await;
     assert_eq!(status.next_schedule_time.unwrap().0, t0 + HOUR * 3);
     let reports = |scene: &Scene| {
-        let mut files: Vec<String> = std::fs::read_dir(scene.env.pvc_dir(NS).join("hourly"))
+        let mut files: Vec<String> = std::fs::read_dir(scene.env.pvc_dir(scene.ns).join("hourly"))
             .unwrap()
             .filter_map(Result::ok)
             .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -307,7 +303,7 @@ async fn three_runs_write_three_window_reports_history_holds_and_deletion_keeps_
     eventually("the runs gone", || async {
         let all = scene
             .env
-            .rjs(NS)
+            .rjs(scene.ns)
             .list(&ListParams::default())
             .await
             .unwrap();
@@ -391,7 +387,7 @@ async fn failed_runs_history_keeps_the_newest_failures() {
         let name = run_name("broken", at);
         let rj = scene
             .env
-            .wait_phase(NS, &name, Phase::Failed, PATIENCE)
+            .wait_phase(scene.ns, &name, Phase::Failed, PATIENCE)
             .await;
         let message = rj.status.unwrap().message.unwrap_or_default();
         assert!(message.contains("no_such_table"), "{name}: {message}");
@@ -445,7 +441,7 @@ async fn replace_deletes_the_exporting_run_and_its_staging() {
     let exporting = scene
         .env
         .wait_for(
-            NS,
+            scene.ns,
             &first,
             PATIENCE,
             "a chunk of the first run done",
@@ -466,7 +462,7 @@ async fn replace_deletes_the_exporting_run_and_its_staging() {
         .to_string();
     let staging = scene
         .env
-        .pvc_dir(NS)
+        .pvc_dir(scene.ns)
         .join(format!("{first_path}.parts/{run}"));
     assert!(
         staging.join("plan.json").exists(),
@@ -477,13 +473,13 @@ async fn replace_deletes_the_exporting_run_and_its_staging() {
     let second = run_name("busy", t0 + HOUR);
     let done = scene
         .env
-        .wait_phase(NS, &second, Phase::Succeeded, PATIENCE)
+        .wait_phase(scene.ns, &second, Phase::Succeeded, PATIENCE)
         .await;
     assert_eq!(done.status.unwrap().rows, Some(60));
     scene.wait_gone(&first).await;
     assert!(!staging.exists(), "the replaced run's staging removed");
     assert!(
-        !scene.env.pvc_dir(NS).join(&first_path).exists(),
+        !scene.env.pvc_dir(scene.ns).join(&first_path).exists(),
         "the replaced run published nothing"
     );
     let second_path = t0
@@ -491,7 +487,7 @@ async fn replace_deletes_the_exporting_run_and_its_staging() {
         .strftime("busy/%H%M.csv")
         .to_string();
     db.assert_report_matches(
-        &scene.env.pvc_dir(NS).join(&second_path),
+        &scene.env.pvc_dir(scene.ns).join(&second_path),
         &format!(
             "SELECT id, at, v FROM {table} WHERE at >= '{t0}' AND at < '{}' ORDER BY id",
             t0 + HOUR
@@ -554,7 +550,7 @@ async fn after_six_missed_periods_exactly_one_catch_up_run() {
         .collect();
     assert_eq!(created.len(), 2, "{created:?}");
     // The catch-up run's window is the period before its time.
-    let rj: ReportJob = scene.env.rjs(NS).get(&caught_up).await.unwrap();
+    let rj: ReportJob = scene.env.rjs(scene.ns).get(&caught_up).await.unwrap();
     let values: Vec<_> = rj
         .spec
         .source
@@ -620,7 +616,7 @@ async fn bad_input_is_named_on_the_status_and_in_an_event_and_runs_nothing() {
     assert!(
         scene
             .env
-            .rjs(NS)
+            .rjs(scene.ns)
             .list(&ListParams::default())
             .await
             .unwrap()
@@ -645,7 +641,7 @@ async fn trigger_creates_one_manual_run_of_the_last_period() {
             .args(args)
             .arg("--kubeconfig")
             .arg(&scene.env.kubeconfig)
-            .args(["-n", NS])
+            .args(["-n", scene.ns])
             .output()
             .unwrap()
     };
@@ -662,9 +658,12 @@ async fn trigger_creates_one_manual_run_of_the_last_period() {
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "ReportJob tenant/by-hand created from ReportSchedule hourly\n"
+        format!(
+            "ReportJob {}/by-hand created from ReportSchedule hourly\n",
+            scene.ns
+        )
     );
-    let rj = scene.env.rjs(NS).get("by-hand").await.unwrap();
+    let rj = scene.env.rjs(scene.ns).get("by-hand").await.unwrap();
     let rs = scene.schedules().get("hourly").await.unwrap();
     assert_eq!(rj.owner_references()[0].uid, rs.uid().unwrap());
     assert_eq!(rj.annotations()["reporting.dev/instantiate"], "manual");
@@ -687,6 +686,6 @@ async fn trigger_creates_one_manual_run_of_the_last_period() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
-        "error: ReportSchedule tenant/nope not found\n"
+        format!("error: ReportSchedule {}/nope not found\n", scene.ns)
     );
 }

@@ -226,11 +226,11 @@ async fn a_lost_snapshot_restarts_the_export_under_a_new_one() {
 }
 
 mod cluster {
-    //! The same on kubesim: the `<name>-snapshot` holder pod, the plan and chunk pods
+    //! The same on the real control plane: the `<name>-snapshot` holder pod, the plan and chunk pods
     //! importing its snapshot, the holder killed mid-run.
 
     use super::*;
-    use common::cluster::{Env, report};
+    use common::testbed::{Env, report, testbed};
     use k8s_openapi::api::core::v1::Pod;
     use kube::ResourceExt;
     use kube::api::{Api, ListParams};
@@ -238,13 +238,13 @@ mod cluster {
 
     const NAME: &str = "accounts";
 
-    async fn setup(db_name: &str, ns: &str) -> (TestDb, Env) {
+    async fn setup(db_name: &str, prefix: &str) -> (TestDb, Env, &'static str) {
         let mut db = TestDb::new(db_name).await;
         accounts(&mut db).await;
         let mut env = Env::start().await;
-        env.tenant(ns).await;
+        let ns = env.tenant(prefix).await;
         env.start_single_controller();
-        (db, env)
+        (db, env, ns)
     }
 
     fn cluster_spec(db: &TestDb, restarts: i64) -> String {
@@ -292,12 +292,7 @@ mod cluster {
             // Once chunks are being exported under it, the holder pod is killed.
             running_pod(env, ns, "chunks").await;
             let holder = running_pod(env, ns, "snapshot").await;
-            env.cluster
-                .runner()
-                .unwrap()
-                .kill_pod(ns, &holder.name_any())
-                .await
-                .unwrap();
+            testbed().agent().kill_pod(ns, &holder.name_any()).unwrap();
         }
         let done = env.wait_phase(ns, NAME, end, common::PATIENCE).await;
         stop.store(true, Ordering::Relaxed);
@@ -327,8 +322,7 @@ mod cluster {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_snapshot_across_pods_gives_the_exact_invariant() {
-        let ns = "snap";
-        let (db, env) = setup("ksnap_total", ns).await;
+        let (db, env, ns) = setup("ksnap_total", "snap").await;
         let (done, csv) =
             run_while_writing(&env, &db, ns, cluster_spec(&db, 2), false, Phase::Succeeded).await;
         let status = done.status.unwrap();
@@ -361,8 +355,7 @@ mod cluster {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_killed_holder_restarts_the_export_under_a_new_snapshot_then_fails_at_the_limit() {
-        let ns = "snaplost";
-        let (db, env) = setup("ksnap_lost", ns).await;
+        let (db, env, ns) = setup("ksnap_lost", "snaplost").await;
         let (done, csv) =
             run_while_writing(&env, &db, ns, cluster_spec(&db, 2), true, Phase::Succeeded).await;
         let status = done.status.unwrap();
@@ -397,12 +390,7 @@ mod cluster {
             }
         })
         .await;
-        env.cluster
-            .runner()
-            .unwrap()
-            .kill_pod(ns, &holder.name_any())
-            .await
-            .unwrap();
+        testbed().agent().kill_pod(ns, &holder.name_any()).unwrap();
         let failed = env
             .wait_phase(ns, "accounts2", Phase::Failed, common::PATIENCE)
             .await;

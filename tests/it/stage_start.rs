@@ -1,4 +1,4 @@
-//! Stage pods on a cluster as a platform team meets it, on kubesim: a namespace whose
+//! Stage pods on a cluster as a platform team meets it, on the real control plane: a namespace whose
 //! ResourceQuota requires limits (met by the controller's default resources; named in the
 //! status when they are off), an image that cannot be pulled, a freshly provisioned volume
 //! (root-owned, 0755) written through fsGroup (and refused without it), a forged pod that
@@ -11,7 +11,7 @@ use std::net::TcpListener;
 use crate::common;
 
 use common::TestDb;
-use common::cluster::{Env, WORKER_IMAGE, free_port, report};
+use common::testbed::{Env, WORKER_IMAGE, free_port, report};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Pod, ResourceQuota};
 use kube::api::{Api, ListParams, PostParams};
@@ -59,17 +59,18 @@ async fn quotas_pulls_and_volume_ownership_are_met_by_the_defaults_or_named_in_t
     db.numbers(1_500).await;
     let table = db.table("src");
     let mut env = Env::start().await;
-    for ns in ["quota", "pull", "fresh-a", "fresh-b"] {
-        env.tenant(ns).await;
-    }
+    let quota = env.tenant("quota").await;
+    let pull = env.tenant("pull").await;
+    let fresh_a = env.tenant("fresh-a").await;
+    let fresh_b = env.tenant("fresh-b").await;
     // Every pod of `quota` must state its memory limit and requests.
-    let quotas: Api<ResourceQuota> = Api::namespaced(env.client.clone(), "quota");
-    let quota = json!({"metadata": {"name": "compute"}, "spec": {"hard": {
+    let quotas: Api<ResourceQuota> = Api::namespaced(env.client.clone(), quota);
+    let compute = json!({"metadata": {"name": "compute"}, "spec": {"hard": {
         "requests.cpu": "4", "requests.memory": "4Gi", "limits.memory": "8Gi"}}});
     quotas
         .create(
             &PostParams::default(),
-            &serde_json::from_value(quota).unwrap(),
+            &serde_json::from_value(compute).unwrap(),
         )
         .await
         .unwrap();
@@ -78,11 +79,11 @@ async fn quotas_pulls_and_volume_ownership_are_met_by_the_defaults_or_named_in_t
     // volumes. Both ReportJobs complete, exactly.
     let addr = format!("127.0.0.1:{}", free_port());
     env.start_controller(&["--leader-election=false", "--metrics-addr", &addr]);
-    for ns in ["quota", "fresh-a"] {
+    for ns in [quota, fresh_a] {
         env.apply(ns, &report("fits", &table, "fits.csv").build_yaml())
             .await;
     }
-    for ns in ["quota", "fresh-a"] {
+    for ns in [quota, fresh_a] {
         env.wait_phase(ns, "fits", Phase::Succeeded, common::PATIENCE)
             .await;
         db.assert_report_matches(&env.pvc_dir(ns).join("fits.csv"), &db.all("src"), "", false)
@@ -106,33 +107,27 @@ async fn quotas_pulls_and_volume_ownership_are_met_by_the_defaults_or_named_in_t
     let quick = |spec: common::spec::SpecBuilder| {
         spec.set("spec.worker.startTimeoutSeconds", 30).build_yaml()
     };
-    env.apply("quota", &quick(report("unfit", &table, "unfit.csv")))
+    env.apply(quota, &quick(report("unfit", &table, "unfit.csv")))
         .await;
     env.apply(
-        "pull",
+        pull,
         &quick(report("unpulled", &table, "unpulled.csv").set("spec.worker.image", missing_image)),
     )
     .await;
     env.apply(
-        "fresh-b",
+        fresh_b,
         &report("no-fsgroup", &table, "no.csv").build_yaml(),
     )
     .await;
 
     // The quota is named while the run waits, in the message and in an Event.
     let waiting = env
-        .wait_for(
-            "quota",
-            "unfit",
-            common::PATIENCE,
-            "named the quota",
-            |rj| {
-                rj.status
-                    .as_ref()
-                    .and_then(|s| s.message.as_deref())
-                    .is_some_and(|m| m.contains("cannot create pods"))
-            },
-        )
+        .wait_for(quota, "unfit", common::PATIENCE, "named the quota", |rj| {
+            rj.status
+                .as_ref()
+                .and_then(|s| s.message.as_deref())
+                .is_some_and(|m| m.contains("cannot create pods"))
+        })
         .await;
     let message = waiting.status.unwrap().message.unwrap();
     // The snapshot holder and the plan Job both start at once (the plan pod waits for the
@@ -151,7 +146,7 @@ async fn quotas_pulls_and_volume_ownership_are_met_by_the_defaults_or_named_in_t
     );
     // Then the start timeout fails it, and the stuck Job goes.
     let failed = env
-        .wait_phase("quota", "unfit", Phase::Failed, common::PATIENCE)
+        .wait_phase(quota, "unfit", Phase::Failed, common::PATIENCE)
         .await;
     let (reason, message) = failure(&failed);
     assert_eq!(reason, "StartTimeout");
@@ -162,12 +157,12 @@ async fn quotas_pulls_and_volume_ownership_are_met_by_the_defaults_or_named_in_t
             && message.contains("compute"),
         "{message}"
     );
-    let notes = event_notes(&env, "quota", Some(("unfit", "CannotCreatePods"))).await;
+    let notes = event_notes(&env, quota, Some(("unfit", "CannotCreatePods"))).await;
     assert!(
         notes.iter().any(|n| n.contains("compute")),
         "an Event names the quota: {notes:?}"
     );
-    let jobs: Api<Job> = Api::namespaced(env.client.clone(), "quota");
+    let jobs: Api<Job> = Api::namespaced(env.client.clone(), quota);
     common::eventually("every stuck Job to be deleted", || async {
         let left = jobs
             .list(&ListParams::default().labels("reporting.dev/reportjob=unfit"))
@@ -180,7 +175,7 @@ async fn quotas_pulls_and_volume_ownership_are_met_by_the_defaults_or_named_in_t
 
     // The image that cannot be pulled: named, then the timeout, and no pod left trying.
     let failed = env
-        .wait_phase("pull", "unpulled", Phase::Failed, common::PATIENCE)
+        .wait_phase(pull, "unpulled", Phase::Failed, common::PATIENCE)
         .await;
     let (reason, message) = failure(&failed);
     assert_eq!(reason, "StartTimeout");
@@ -188,12 +183,12 @@ async fn quotas_pulls_and_volume_ownership_are_met_by_the_defaults_or_named_in_t
         message.contains("cannot start: ") && message.contains("ImagePull"),
         "{message}"
     );
-    let notes = event_notes(&env, "pull", Some(("unpulled", "PodCannotStart"))).await;
+    let notes = event_notes(&env, pull, Some(("unpulled", "PodCannotStart"))).await;
     assert!(
         notes.iter().any(|n| n.contains(missing_image)),
         "an Event names the image: {notes:?}"
     );
-    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "pull");
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), pull);
     common::eventually("no pod left pulling", || async {
         pods.list(&ListParams::default())
             .await
@@ -206,14 +201,14 @@ async fn quotas_pulls_and_volume_ownership_are_met_by_the_defaults_or_named_in_t
 
     // Without fsGroup the fresh volume is root's: the plan cannot stage, and says why.
     let failed = env
-        .wait_phase("fresh-b", "no-fsgroup", Phase::Failed, common::PATIENCE)
+        .wait_phase(fresh_b, "no-fsgroup", Phase::Failed, common::PATIENCE)
         .await;
     let (reason, message) = failure(&failed);
     // The snapshot holder is the first to write to the volume; a permission error is
     // permanent, so the run fails at once rather than trying new snapshots.
     assert_eq!(reason, "SnapshotFailed");
     assert!(message.contains("ermission denied"), "{message}");
-    assert!(!env.pvc_dir("fresh-b").join("no.csv").exists());
+    assert!(!env.pvc_dir(fresh_b).join("no.csv").exists());
 }
 
 /// A pod (not created by the ReportJob's Jobs) that carries the stage labels and writes a
@@ -240,8 +235,8 @@ async fn forged_results_and_remote_bodies_never_reach_the_status() {
     db.numbers(2_000).await;
     let table = db.table("src");
     let mut env = Env::start().await;
-    env.tenant("victim").await;
-    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "victim");
+    let victim = env.tenant("victim").await;
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), victim);
     let forgeries = [
         forged_pod(
             "a-forged-plan",
@@ -305,7 +300,7 @@ async fn forged_results_and_remote_bodies_never_reach_the_status() {
         }
     });
     env.secret(
-        "victim",
+        victim,
         "s3",
         &[
             ("AWS_ACCESS_KEY_ID", "reportjob"),
@@ -315,7 +310,7 @@ async fn forged_results_and_remote_bodies_never_reach_the_status() {
     .await;
 
     env.start_single_controller();
-    env.apply("victim", &report("real", &table, "real.csv").build_yaml())
+    env.apply(victim, &report("real", &table, "real.csv").build_yaml())
         .await;
     let bucket = report("leaky", &table, "leaky.csv")
         .bucket("s3://reports/leaky.csv")
@@ -323,11 +318,11 @@ async fn forged_results_and_remote_bodies_never_reach_the_status() {
         .bucket_field("region", "us-east-1")
         .bucket_field("pathStyle", true)
         .bucket_field("credentialsSecretRef", json!({"name": "s3"}));
-    env.apply("victim", &bucket.build_yaml()).await;
+    env.apply(victim, &bucket.build_yaml()).await;
 
     // The real run's own results, not the forged ones.
     let done = env
-        .wait_phase("victim", "real", Phase::Succeeded, common::PATIENCE)
+        .wait_phase(victim, "real", Phase::Succeeded, common::PATIENCE)
         .await;
     let status = done.status.unwrap();
     assert_eq!(status.plan.as_ref().unwrap().chunks, 4, "2000 rows / 500");
@@ -340,7 +335,7 @@ async fn forged_results_and_remote_bodies_never_reach_the_status() {
     assert_eq!(output.location, "pvc://reports/real.csv");
     assert_eq!(output.url, None);
     db.assert_report_matches(
-        &env.pvc_dir("victim").join("real.csv"),
+        &env.pvc_dir(victim).join("real.csv"),
         &db.all("src"),
         "",
         false,
@@ -349,13 +344,13 @@ async fn forged_results_and_remote_bodies_never_reach_the_status() {
 
     // The bucket run fails, and nothing of the endpoint's body is shown anywhere.
     let failed = env
-        .wait_phase("victim", "leaky", Phase::Failed, common::PATIENCE)
+        .wait_phase(victim, "leaky", Phase::Failed, common::PATIENCE)
         .await;
     let everything = format!(
         "{}\n{:?}\n{}\n{}",
         serde_json::to_string(&failed.status).unwrap(),
-        event_notes(&env, "victim", None).await,
-        env.pod_logs("victim"),
+        event_notes(&env, victim, None).await,
+        env.pod_logs(victim),
         env.controller_log(0),
     );
     let (_, message) = failure(&failed);

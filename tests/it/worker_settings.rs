@@ -1,12 +1,12 @@
-//! `spec.worker` as an attacker filled it in (issue: a spec author gets a report, nothing
-//! more): each setting that would run the author's code in stage pods, give them a token,
+//! `spec.worker` as an attacker filled it in (a spec author gets a report, nothing more):
+//! each setting that would run the author's code in stage pods, give them a token,
 //! redirect their traffic, read a Secret into the status or loosen their confinement is
-//! refused on kubesim with `InvalidSpec` naming the field and why, and no Job is created.
+//! refused on the real control plane with `InvalidSpec` naming the field and why, and no Job is created.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
 use crate::common;
 
-use common::cluster::{Env, free_port, report};
+use common::testbed::{Env, free_port, report};
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ListParams};
 use reportjob::api::Phase;
@@ -176,8 +176,7 @@ fn attacks() -> Vec<Attack> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_worker_settings_are_refused_and_create_nothing() {
     let mut env = Env::start().await;
-    let ns = "workerattacks";
-    env.tenant(ns).await;
+    let ns = env.tenant("workerattacks").await;
     let addr = format!("127.0.0.1:{}", free_port());
     env.start_controller(&["--leader-election=false", "--metrics-addr", &addr]);
     let attacks = attacks();

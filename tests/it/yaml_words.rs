@@ -1,12 +1,12 @@
 //! What the README and `examples/` show can be written with kubectl: every manifest in a
 //! README YAML block and every example file is applied with `kubectl apply --dry-run=server`
-//! on kubesim with the committed CRD (kubectl reads YAML 1.1, where `on` is `true`).
+//! on the real API server with the committed CRD (kubectl reads YAML 1.1, where `on` is `true`).
 
 use std::path::Path;
 
 use serde_json::Value;
 
-use super::common::cluster::Env;
+use super::common::testbed::Env;
 
 /// The ```yaml blocks of a Markdown text, in order.
 fn yaml_blocks(markdown: &str) -> Vec<String> {

@@ -6,6 +6,7 @@
 pub mod cluster;
 pub mod s3;
 pub mod spec;
+pub mod testbed;
 
 use std::future::Future;
 use std::io::Read;

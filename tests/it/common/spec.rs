@@ -180,3 +180,17 @@ fn built_yaml_reads_back_as_the_manifest_and_as_a_valid_spec() {
     assert!(unset["spec"]["source"].get("keyColumn").is_none());
     assert_eq!(unset["spec"]["source"]["table"], "public.orders");
 }
+
+/// A ReportJob `name` exporting `table` by `id` to the PVC `reports` at `path`, in chunks
+/// of 500 rows, three at a time, with the connection Secret `db` (key `url`) that `tenant`
+/// creates.
+pub fn report(name: &str, table: &str, path: &str) -> SpecBuilder {
+    SpecBuilder::table(table)
+        .name(name)
+        .secret_key("url")
+        .key("id")
+        .chunk_size(500)
+        .parallelism(3)
+        .pvc("reports", path)
+        .retries(2)
+}
