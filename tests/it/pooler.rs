@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 
 use sqlx::postgres::PgConnectOptions;
 
-use crate::common::cluster::free_port;
+use crate::common::testbed::free_port;
 use crate::common::spec::SpecBuilder;
 use crate::common::{self, TestDb, Workdir, eventually_blocking};
 
