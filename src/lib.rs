@@ -16,6 +16,7 @@ pub mod error;
 pub mod export;
 pub mod formats;
 pub mod ident;
+pub mod names;
 pub mod net_guard;
 pub mod notify;
 pub mod pipeline;

@@ -111,7 +111,7 @@ pub fn load_valid_str(text: &str, origin: &str) -> Result<Loaded, LoadError> {
         .metadata
         .name
         .as_deref()
-        .and_then(|name| crate::controller::names::check_reportjob_name(name).err());
+        .and_then(|name| crate::names::check_reportjob_name(name).err());
     let spec = validate(&resource.spec).map_err(|mut errors| {
         if let Some(m) = &name_error {
             errors.insert(0, FieldError::new("metadata.name", m));

@@ -237,7 +237,7 @@ fn reserved_env(name: &str) -> bool {
 /// `cluster-autoscaler.kubernetes.io/safe-to-evict`).
 fn reserved_key(key: &str) -> bool {
     let prefix = key.split_once('/').map(|(p, _)| p);
-    key == crate::controller::names::MANAGED_BY_LABEL
+    key == crate::names::MANAGED_BY_LABEL
         || matches!(prefix, Some(p) if p == "reporting.dev" || p.ends_with(".reporting.dev"))
         || prefix == Some("batch.kubernetes.io")
         || key == "job-name"

@@ -160,11 +160,7 @@ fn rules(schema: &mut schemars::Schema, rules: serde_json::Value) {
 /// The CustomResourceDefinition of ReportJob.
 pub fn crd() -> CustomResourceDefinition {
     let mut crd = ReportJob::crd();
-    name_rule(
-        &mut crd,
-        crate::controller::names::MAX_REPORTJOB_NAME,
-        &NAME_TOO_LONG,
-    );
+    name_rule(&mut crd, crate::names::MAX_REPORTJOB_NAME, &NAME_TOO_LONG);
     crd
 }
 
@@ -173,7 +169,7 @@ pub static NAME_TOO_LONG: std::sync::LazyLock<String> = std::sync::LazyLock::new
     format!(
         "metadata.name must be at most {} characters: the controller's Job and pod names add \
          13 (-chunks- and a chunk index) and Kubernetes allows 63",
-        crate::controller::names::MAX_REPORTJOB_NAME
+        crate::names::MAX_REPORTJOB_NAME
     )
 });
 

@@ -5,19 +5,15 @@ use std::collections::BTreeMap;
 use sha2::Digest;
 
 use crate::api::{ReportJob, ReportJobSpec, RunIdentity};
+pub use crate::names::{
+    MANAGED_BY, MANAGED_BY_LABEL, MAX_LABEL, MAX_REPORTJOB_NAME, MAX_SCHEDULE_NAME,
+    REPORTJOB_LABEL, STAGE_LABEL, check_reportjob_name,
+};
 
 /// The finalizer that holds a deleted ReportJob until its staging data is removed.
 pub const FINALIZER: &str = "reporting.dev/cleanup";
 /// Set to a new value to re-run the failed stage (only the failed chunks) of a failed ReportJob.
 pub const RETRY_ANNOTATION: &str = "reporting.dev/retry";
-/// Label: the ReportJob an object belongs to.
-pub const REPORTJOB_LABEL: &str = "reporting.dev/reportjob";
-/// Label: the stage an object belongs to.
-pub const STAGE_LABEL: &str = "reporting.dev/stage";
-/// Label: who manages the object.
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-/// Value of [`MANAGED_BY_LABEL`].
-pub const MANAGED_BY: &str = "reportjob";
 /// Annotation on the chunks Job: the plan's chunk indexes it exports, as compact ranges;
 /// completion index `i` exports the `i`-th of them.
 pub const CHUNKS_ANNOTATION: &str = "reporting.dev/chunks";
@@ -77,36 +73,6 @@ impl Stage {
     pub fn job_name(self, reportjob: &str) -> String {
         format!("{reportjob}-{}", self.as_str())
     }
-}
-
-/// Longest name Kubernetes allows in a label value or a pod's hostname.
-pub const MAX_LABEL: usize = 63;
-
-/// Most digits of a chunk's completion index (`spec.chunking.maxChunks` is at most 100,000:
-/// indexes 0 to 99999).
-const MAX_INDEX_DIGITS: usize = 5;
-
-/// Longest ReportJob name: every name and label the controller derives from it fits in
-/// [`MAX_LABEL`]. The longest is the chunks Job's pods' hostname, `<name>-chunks-<index>`
-/// (an Indexed Job names each pod's host after the Job and the index); the Job names
-/// (`<name>-assemble`, `<name>-snapshot`...) and their `job-name` labels are shorter.
-pub const MAX_REPORTJOB_NAME: usize = MAX_LABEL - "-chunks-".len() - MAX_INDEX_DIGITS;
-
-/// Longest ReportSchedule name: its ReportJobs are named `<schedule>-<minutes since the
-/// epoch>` (8 digits until the year 2160; 9 are allowed for).
-pub const MAX_SCHEDULE_NAME: usize = MAX_REPORTJOB_NAME - 1 - 9;
-
-/// Refuses a ReportJob name longer than [`MAX_REPORTJOB_NAME`], saying why.
-pub fn check_reportjob_name(name: &str) -> Result<(), String> {
-    if name.chars().count() > MAX_REPORTJOB_NAME {
-        return Err(format!(
-            "is {} characters long; at most {MAX_REPORTJOB_NAME}: the names and labels of the \
-             Jobs and pods the controller creates add up to 13 more (`-chunks-` and a chunk \
-             index) and Kubernetes allows {MAX_LABEL}",
-            name.chars().count()
-        ));
-    }
-    Ok(())
 }
 
 /// The labels of an object that belongs to `reportjob`'s `stage`.

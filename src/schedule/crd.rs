@@ -11,11 +11,7 @@ use super::spec::ReportSchedule;
 /// is fixed once created, a schedule's template may change for the runs to come.
 pub fn crd() -> CustomResourceDefinition {
     let mut crd = ReportSchedule::crd();
-    crate::api::schema::name_rule(
-        &mut crd,
-        crate::controller::names::MAX_SCHEDULE_NAME,
-        &NAME_TOO_LONG,
-    );
+    crate::api::schema::name_rule(&mut crd, crate::names::MAX_SCHEDULE_NAME, &NAME_TOO_LONG);
     for version in &mut crd.spec.versions {
         if let Some(schema) = version
             .schema
@@ -37,8 +33,8 @@ pub static NAME_TOO_LONG: std::sync::LazyLock<String> = std::sync::LazyLock::new
     format!(
         "metadata.name must be at most {} characters: its ReportJobs are named \
          <schedule>-<minutes since the epoch>, and theirs at most {}",
-        crate::controller::names::MAX_SCHEDULE_NAME,
-        crate::controller::names::MAX_REPORTJOB_NAME
+        crate::names::MAX_SCHEDULE_NAME,
+        crate::names::MAX_REPORTJOB_NAME
     )
 });
 
