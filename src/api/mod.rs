@@ -6,6 +6,7 @@ pub mod identity;
 pub mod load;
 pub mod pod_settings;
 pub mod schema;
+pub mod sheet_name;
 pub mod spec;
 pub mod status;
 #[cfg(test)]

@@ -229,7 +229,7 @@ pub struct ParquetFormat {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct XlsxFormat {
     /// Name of the first sheet, checked against Excel's rules (see
-    /// [`crate::formats::xlsx::sheet_name`]).
+    /// [`crate::api::sheet_name`]).
     pub sheet_name: String,
     /// Cut text over Excel's cell limit instead of failing.
     pub truncate_long_text: bool,
@@ -258,6 +258,10 @@ pub struct CsvFormat {
     /// Cells and header names that a spreadsheet would read as a formula get a `'` first.
     pub escape_formulas: bool,
 }
+
+/// The first characters that make a spreadsheet read a cell as a formula (OWASP's list):
+/// `=`, `+`, `-`, `@`, tab, carriage return.
+pub const FORMULA_STARTS: [u8; 6] = [b'=', b'+', b'-', b'@', b'\t', b'\r'];
 
 /// Where the report is written.
 #[derive(Clone, Debug, PartialEq)]

@@ -7,9 +7,7 @@
 
 use crate::csv_encode::RecordCounter;
 
-/// The first characters that make a spreadsheet read a cell as a formula (OWASP's list):
-/// `=`, `+`, `-`, `@`, tab, carriage return.
-pub const FORMULA_STARTS: [u8; 6] = [b'=', b'+', b'-', b'@', b'\t', b'\r'];
+use crate::api::valid::FORMULA_STARTS;
 
 /// `text` with a `'` in front when it starts like a formula.
 pub fn escape_formula(text: &str) -> String {

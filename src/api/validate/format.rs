@@ -1,12 +1,12 @@
 //! Rules of `spec.output`'s format: each format's options (and only those), typed.
 
 use super::Errors;
+use crate::api::sheet_name;
 use crate::api::spec::{
     Compression, CsvOptions, DEFAULT_ROW_GROUP_ROWS, LineEnding, MAX_ROW_GROUP_ROWS, OutputFormat,
     OutputSpec,
 };
 use crate::api::valid::{CsvFormat, Encoding, JsonlFormat, ParquetFormat, XlsxFormat};
-use crate::formats::xlsx::sheet_name;
 
 /// The format and its options: each option block only with its format, and the
 /// compression only where the format is a byte stream that concatenates.
@@ -144,7 +144,7 @@ fn csv_format(csv: &CsvOptions, errors: &mut Errors) -> Option<CsvFormat> {
     if csv.escape_formulas
         && csv
             .null_string
-            .starts_with(crate::formats::csv::FORMULA_STARTS.map(char::from))
+            .starts_with(crate::api::valid::FORMULA_STARTS.map(char::from))
     {
         return errors.push(
             "spec.output.csv.nullString",

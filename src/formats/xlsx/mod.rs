@@ -6,5 +6,4 @@
 pub mod assemble;
 pub mod cell;
 pub mod copy_text;
-pub mod sheet_name;
 pub mod workbook;

@@ -9,7 +9,7 @@ use std::path::Path;
 use rust_xlsxwriter::{Format, Workbook, XlsxError};
 
 use super::cell::{Cell, ColumnKind, cell, fit_text};
-use super::sheet_name;
+use crate::api::sheet_name;
 
 /// Data rows per sheet: Excel's 1,048,576 rows less the header.
 pub const MAX_ROWS_PER_SHEET: u32 = 1_048_575;
@@ -216,6 +216,23 @@ impl BookWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_sheet_name_the_spec_may_give_the_writer_accepts() {
+        for name in [
+            "\u{1F600}".repeat(15),
+            "Orders \u{1F680} 2024".into(),
+            "é".repeat(31),
+            "x".repeat(31),
+            "it's".into(),
+        ] {
+            assert!(sheet_name::check(&name).is_ok(), "{name}");
+            assert!(
+                rust_xlsxwriter::utility::check_sheet_name(&name).is_ok(),
+                "{name}"
+            );
+        }
+    }
 
     fn book(rows_per_sheet: u32, truncate: bool, dir: &Path) -> BookWriter {
         BookWriter::new(
