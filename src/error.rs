@@ -2,26 +2,9 @@
 
 use std::time::Duration;
 
-/// Exit code of a stage that succeeded.
-pub const EXIT_OK: i32 = 0;
-/// Exit code of a transient failure: running the same stage again may succeed.
-pub const EXIT_TRANSIENT: i32 = 1;
-/// Exit code of a usage error (bad command-line arguments), as clap uses.
-pub const EXIT_USAGE: i32 = 2;
-/// Exit code of a permanent failure: bad spec, bad SQL, missing table or column,
-/// permission denied, corrupt staging data. Retrying cannot help; the chunk Job's
-/// `podFailurePolicy` fails the index at once on this code.
-pub const EXIT_PERMANENT: i32 = 3;
-/// Exit code of an assembly that found damaged parts: it removed them (and their
-/// manifests), so exporting the chunks it names again and assembling then succeeds.
-/// Assembling again alone cannot help. The chunks are in [`Error::DamagedParts`] and in
-/// the message as `damaged_chunks=<ranges>`.
-pub const EXIT_DAMAGED: i32 = 4;
-/// Exit code of a stage whose run's database snapshot is gone (its holder ended, the
-/// database restarted, `snapshotMaxSeconds` passed): no retry under that snapshot can
-/// succeed, and a report mixing snapshots is never made, so the whole export must start
-/// again under a new snapshot.
-pub const EXIT_SNAPSHOT_LOST: i32 = 5;
+pub use crate::stage_protocol::{
+    EXIT_DAMAGED, EXIT_OK, EXIT_PERMANENT, EXIT_SNAPSHOT_LOST, EXIT_TRANSIENT, EXIT_USAGE,
+};
 
 /// Errors of the export engine.
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,26 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use crate::error::{EXIT_DAMAGED, EXIT_OK, EXIT_PERMANENT, EXIT_TRANSIENT, EXIT_USAGE};
+/// Exit code of a stage that succeeded.
+pub const EXIT_OK: i32 = 0;
+/// Exit code of a transient failure: running the same stage again may succeed.
+pub const EXIT_TRANSIENT: i32 = 1;
+/// Exit code of a usage error (bad command-line arguments), as clap uses.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code of a permanent failure: bad spec, bad SQL, missing table or column,
+/// permission denied, corrupt staging data. Retrying cannot help; the chunk Job's
+/// `podFailurePolicy` fails the index at once on this code.
+pub const EXIT_PERMANENT: i32 = 3;
+/// Exit code of an assembly that found damaged parts: it removed them (and their
+/// manifests), so exporting the chunks it names again and assembling then succeeds.
+/// Assembling again alone cannot help. The message names the chunks as
+/// `damaged_chunks=<ranges>`.
+pub const EXIT_DAMAGED: i32 = 4;
+/// Exit code of a stage whose run's database snapshot is gone (its holder ended, the
+/// database restarted, `snapshotMaxSeconds` passed): no retry under that snapshot can
+/// succeed, and a report mixing snapshots is never made, so the whole export must start
+/// again under a new snapshot.
+pub const EXIT_SNAPSHOT_LOST: i32 = 5;
 
 /// Names of the environment variables of the stage pods.
 pub mod env {
@@ -45,7 +64,8 @@ pub mod env {
     pub const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
     /// Bucket credentials (optional).
     pub const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
-    /// `true`: webhook URLs and bucket endpoints may be link-local ([`crate::net_guard`]).
+    /// `true`: webhook URLs and bucket endpoints may be link-local (the engine's
+    /// `net_guard` otherwise refuses them).
     pub const ALLOW_LINK_LOCAL: &str = "REPORTJOB_ALLOW_LINK_LOCAL";
 }
 
