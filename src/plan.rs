@@ -11,7 +11,9 @@ use sha2::{Digest, Sha256};
 use crate::ident::{Quoted, quote_literal};
 
 mod part_format;
+mod spec_digest;
 pub use part_format::{ParquetCompression, PartCompression, PartFormat, PartKind};
+pub use spec_digest::spec_digest;
 
 /// Types a key column may have.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,7 +115,7 @@ pub struct TableName {
 }
 
 /// What a plan exports, as data: names and types, never SQL. The statement of a chunk is
-/// rebuilt from the validated spec at export time ([`crate::source::statement::SourceSql::build`]), so a staged
+/// rebuilt from the validated spec at export time (`SourceSql::build` in the engine), so a staged
 /// plan cannot carry SQL into the next run.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct PlannedSource {
@@ -129,7 +131,7 @@ pub struct PlannedSource {
     /// The exported columns, in order (the CSV header).
     pub columns: Vec<String>,
     /// `sha256:<hex>` of the spec's source fields this plan was made for
-    /// ([`crate::source::statement::spec_digest`]); a staged plan is reused only for the same spec.
+    /// ([`spec_digest`]); a staged plan is reused only for the same spec.
     #[serde(default)]
     pub spec_digest: String,
     /// The types of `$1..$n` (declared, or inferred by the server at plan time).
@@ -277,11 +279,11 @@ impl Plan {
                 self.digest
             ));
         }
-        if self.source.spec_digest != crate::source::statement::spec_digest(spec) {
+        if self.source.spec_digest != spec_digest(spec) {
             return Err(format!(
                 "was made for another spec (spec digest {}, this spec {}); remove it to plan again",
                 self.source.spec_digest,
-                crate::source::statement::spec_digest(spec)
+                spec_digest(spec)
             ));
         }
         self.format.compression()?;

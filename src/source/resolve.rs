@@ -5,10 +5,11 @@ use sqlx::postgres::{PgTypeInfo, types::Oid};
 use sqlx::{AssertSqlSafe, Column, Either, Executor, Row, SqlSafeStr, Statement, TypeInfo};
 
 use super::ReadSession;
-use super::statement::{SourceSql, spec_digest};
+use super::statement::SourceSql;
 use crate::api::valid::{ParamType, SelectQuery, Source, ValidSource};
 use crate::error::{Error, Result};
 use crate::ident::QualifiedName;
+use crate::plan::spec_digest;
 use crate::plan::{KeyType, PlannedSource, TableName};
 
 /// A table found in the catalog.
