@@ -232,15 +232,21 @@ const HOLD_CHECK: Duration = Duration::from_secs(2);
 
 /// The `<name>-snapshot` pod's work (`reportjob snapshot`): exports the run's snapshot,
 /// stages it for `generation`, and holds it until the pod is stopped (SIGTERM: the report
-/// was published or the run ended), its session is lost, or `snapshotMaxSeconds` passes
-/// (both [`Error::SnapshotLost`], which makes the controller start the export again).
-pub async fn hold(stage: &crate::pipeline::StageContext, generation: u32) -> Result<String> {
-    let max_age = stage.spec.source.snapshot_max;
-    let mut holder = SnapshotHolder::take(&stage.db, max_age).await?;
+/// was published or the run ended), its session is lost, or `max_age` (the spec's
+/// `snapshotMaxSeconds`) passes (both [`Error::SnapshotLost`], which makes the controller
+/// start the export again).
+pub async fn hold(
+    db: &Database,
+    storage: &dyn crate::storage::Storage,
+    layout: &crate::staging::Layout,
+    max_age: Duration,
+    generation: u32,
+) -> Result<String> {
+    let mut holder = SnapshotHolder::take(db, max_age).await?;
     let record = holder.record().clone();
     write_staged(
-        stage.storage.as_ref(),
-        &stage.layout,
+        storage,
+        layout,
         &StagedSnapshot {
             generation,
             snapshot: record.clone(),

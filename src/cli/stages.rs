@@ -325,7 +325,14 @@ pub async fn snapshot(args: super::SnapshotArgs) -> i32 {
     };
     let held = async {
         let generation = snapshot_generation()?.unwrap_or(0);
-        crate::snapshot::hold(&stage, generation).await
+        crate::snapshot::hold(
+            &stage.db,
+            stage.storage.as_ref(),
+            &stage.layout,
+            stage.spec.source.snapshot_max,
+            generation,
+        )
+        .await
     }
     .await;
     match held {
