@@ -16,7 +16,7 @@ use crate::run_local::{RunOptions, run as run_local};
 use crate::source::Database;
 use crate::stage_protocol::{ChunkSet, MAX_CHUNKS, StageResult, env};
 use crate::staging::Layout;
-use crate::storage::s3::S3Bucket;
+use crate::storage::s3::{BucketConfig, S3Bucket};
 use crate::storage::{LocalDir, Storage};
 
 /// Why a command could not start.
@@ -112,8 +112,15 @@ async fn open_destination(
                 code: e.exit_code(),
                 message: e.to_string(),
             };
+            let config = BucketConfig {
+                bucket: bucket.bucket.clone(),
+                endpoint: bucket.endpoint.clone(),
+                region: bucket.region.clone(),
+                path_style: bucket.path_style,
+                server_side_copy: bucket.server_side_copy,
+            };
             let s3 =
-                S3Bucket::connect(bucket, common.s3_endpoint.as_deref()).map_err(from_engine)?;
+                S3Bucket::connect(&config, common.s3_endpoint.as_deref()).map_err(from_engine)?;
             s3.check().await.map_err(from_engine)?;
             (Arc::new(s3), bucket.key.as_str().to_string())
         }

@@ -24,7 +24,6 @@ use object_store::{
 use sha2::{Digest, Sha256};
 
 use super::{Composed, Composer, Durability, ObjectWriter, Piece, PieceStream, Storage};
-use crate::api::valid::BucketTarget;
 use crate::error::{Error, Result};
 
 /// S3's smallest part, except the last one of an upload.
@@ -160,12 +159,27 @@ impl object_store::client::HttpConnector for GuardedConnector {
     }
 }
 
+/// Which bucket a client talks to, and how: the storage's view of a bucket destination.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BucketConfig {
+    /// The bucket's name.
+    pub bucket: String,
+    /// An `http://` or `https://` endpoint of an S3-compatible store.
+    pub endpoint: Option<String>,
+    /// The bucket's region.
+    pub region: Option<String>,
+    /// Path-style addressing; `None` lets the endpoint decide.
+    pub path_style: Option<bool>,
+    /// Assemble from server-side copies where possible.
+    pub server_side_copy: bool,
+}
+
 impl S3Bucket {
     /// A client for the destination's bucket. Credentials and, when the spec does not name
     /// them, the endpoint and region come from the standard AWS variables
     /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_ENDPOINT_URL`,
     /// `AWS_REGION`); `endpoint` overrides the spec's.
-    pub fn connect(dest: &BucketTarget, endpoint: Option<&str>) -> Result<S3Bucket> {
+    pub fn connect(dest: &BucketConfig, endpoint: Option<&str>) -> Result<S3Bucket> {
         let bucket = dest.bucket.as_str();
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
         let endpoint = endpoint
