@@ -149,7 +149,7 @@ fn default_statement_timeout() -> i64 {
     600
 }
 
-pub(crate) fn default_snapshot_max_seconds() -> i64 {
+pub fn default_snapshot_max_seconds() -> i64 {
     6 * 3600
 }
 
@@ -286,7 +286,7 @@ pub struct OutputSpec {
     pub time_zone: String,
 }
 
-pub(crate) fn default_time_zone() -> String {
+pub fn default_time_zone() -> String {
     "UTC".to_string()
 }
 
@@ -579,7 +579,7 @@ fn default_retries() -> i64 {
     3
 }
 
-pub(crate) fn default_snapshot_restarts() -> i64 {
+pub fn default_snapshot_restarts() -> i64 {
     2
 }
 

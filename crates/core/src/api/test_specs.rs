@@ -1,4 +1,5 @@
-//! Spec texts shared by the unit tests of the API types (test builds only).
+//! Spec texts shared by unit tests (test builds, and the `test-specs` feature for the
+//! unit tests of the crates built on this one).
 
 /// The smallest valid ReportJob: a table, its key, a PVC destination; everything else
 /// defaulted.

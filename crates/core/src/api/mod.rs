@@ -9,8 +9,8 @@ pub mod schema;
 pub mod sheet_name;
 pub mod spec;
 pub mod status;
-#[cfg(test)]
-pub(crate) mod test_specs;
+#[cfg(any(test, feature = "test-specs"))]
+pub mod test_specs;
 pub mod valid;
 pub mod validate;
 
