@@ -209,31 +209,3 @@ fn snapshot_unavailable(e: &sqlx::Error) -> Option<Error> {
     })
     .filter(|_| db.code().is_some())
 }
-
-/// The error of a failed import: the snapshot is gone (its holder ended) or, when `at_plan`
-/// (right after it was taken), this connection cannot reach it (a transaction-pooling proxy
-/// or another server behind the URL).
-pub fn import_failed(id: &SnapshotId, e: sqlx::Error, at_plan: bool) -> Error {
-    let invalid = e
-        .as_database_error()
-        .and_then(|d| d.code())
-        .is_some_and(|c| c == "22023" || c == "0A000");
-    if !invalid {
-        return Error::db("importing the run's snapshot", e);
-    }
-    if at_plan {
-        return Error::Source {
-            field: "spec.source.consistency",
-            message: format!(
-                "the snapshot {id} exported by the run's holder session cannot be imported by another session ({}): \
-                 the connection probably goes through a transaction-pooling proxy (PgBouncer pool_mode=transaction) \
-                 or reaches another server; use consistency: PerChunk or a direct connection (or PgBouncer in session mode)",
-                crate::error::describe_sqlx(&e)
-            ),
-        };
-    }
-    Error::SnapshotLost {
-        id: id.to_string(),
-        detail: crate::error::describe_sqlx(&e),
-    }
-}

@@ -26,7 +26,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Postgres};
 
 use crate::error::{Error, Result};
-use crate::snapshot::SnapshotId;
+use reportjob_core::snapshot::SnapshotId;
 
 /// How a session is set up besides its read-only transaction: the statement timeout, the
 /// time zone values are written in, the bound parameter values and the snapshot it reads.
@@ -236,7 +236,7 @@ impl ReadSession {
             sqlx::query(sqlx::AssertSqlSafe(id.import_statement()))
                 .execute(session.conn())
                 .await
-                .map_err(|e| crate::snapshot::import_failed(id, e, setup.planning))?;
+                .map_err(|e| import_failed(id, e, setup.planning))?;
         }
         if setup.planning {
             check_time_zone(session.conn(), &setup.time_zone).await?;
@@ -364,4 +364,32 @@ impl Drop for ReadSession {
 fn unreachable_session() -> ! {
     // `conn` is only taken by `finish` and `drop`, which consume the session.
     panic!("read session used after it ended")
+}
+
+/// The error of a failed import: the snapshot is gone (its holder ended) or, when `at_plan`
+/// (right after it was taken), this connection cannot reach it (a transaction-pooling proxy
+/// or another server behind the URL).
+fn import_failed(id: &SnapshotId, e: sqlx::Error, at_plan: bool) -> Error {
+    let invalid = e
+        .as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "22023" || c == "0A000");
+    if !invalid {
+        return Error::db("importing the run's snapshot", e);
+    }
+    if at_plan {
+        return Error::Source {
+            field: "spec.source.consistency",
+            message: format!(
+                "the snapshot {id} exported by the run's holder session cannot be imported by another session ({}): \
+                 the connection probably goes through a transaction-pooling proxy (PgBouncer pool_mode=transaction) \
+                 or reaches another server; use consistency: PerChunk or a direct connection (or PgBouncer in session mode)",
+                crate::error::describe_sqlx(&e)
+            ),
+        };
+    }
+    Error::SnapshotLost {
+        id: id.to_string(),
+        detail: crate::error::describe_sqlx(&e),
+    }
 }
