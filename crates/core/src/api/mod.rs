@@ -2,13 +2,13 @@
 //! typed [`ValidSpec`], and the [`RunIdentity`] of a run.
 
 pub mod conditions;
-pub mod identity;
+pub(crate) mod identity;
 pub mod load;
 pub mod pod_settings;
 pub mod schema;
 pub mod sheet_name;
 pub mod spec;
-pub mod status;
+pub(crate) mod status;
 #[cfg(any(test, feature = "test-specs"))]
 pub mod test_specs;
 pub mod valid;

@@ -4,9 +4,9 @@
 //! parse tree (deparsed), never the text as written, so a fragment can never close a
 //! parenthesis it did not open, end a string it did not start, or add a statement.
 
-pub mod denylist;
+pub(crate) mod denylist;
 pub mod params;
-pub mod tree;
+pub(crate) mod tree;
 
 use pg_query::NodeEnum;
 use pg_query::protobuf::SetOperation;
