@@ -2,6 +2,7 @@
 //! typed [`ValidSpec`], and the [`RunIdentity`] of a run.
 
 pub mod conditions;
+mod field_error;
 pub(crate) mod identity;
 pub mod load;
 pub mod pod_settings;

@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::{
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::validate::FieldError;
+use super::field_error::FieldError;
 
 /// The output volume of a `pvc` destination, which no setting may replace.
 pub const OUTPUT_VOLUME: &str = "output";

@@ -1,11 +1,9 @@
 //! Rules of a valid ReportJob spec that go beyond its schema; each error names its field.
 
-use std::fmt;
 use std::num::{NonZeroU32, NonZeroU64};
 use std::time::Duration;
 
-use serde::Serialize;
-
+pub use super::field_error::FieldError;
 use super::pod_settings::{Author, validate_pod_settings};
 use super::spec::{
     BucketDestination, ChunkingSpec, DestinationSpec, ParameterSpec, ReportJobSpec, SourceSpec,
@@ -18,31 +16,6 @@ use super::valid::{
 };
 use crate::ident::{parse_ident, parse_qualified};
 use crate::sql::params::MAX_PARAMS;
-
-/// A problem with one field of a spec.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    /// The field, as a path like `spec.chunking.chunkSize`.
-    pub field: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-impl FieldError {
-    /// A new error about `field`.
-    pub fn new(field: &str, message: &str) -> FieldError {
-        FieldError {
-            field: field.to_string(),
-            message: message.to_string(),
-        }
-    }
-}
-
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
 
 /// Largest signed-URL lifetime SigV4 allows: 7 days.
 pub const MAX_URL_EXPIRY_SECONDS: i64 = 7 * 24 * 3600;
