@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::exit::CommandError;
-use super::logs::{pod_chunk, selector};
+use super::stage_pods::{pod_chunk, selector};
 use crate::controller::names::{STAGE_LABEL, Stage};
 
 /// Which pods are followed.

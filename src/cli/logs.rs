@@ -11,15 +11,9 @@ use super::cluster::{ClusterArgs, api_failure, connect, describe, get_reportjob}
 use super::exit::{CommandError, CommandResult, Exit, finish};
 use super::follow_logs::{self, Filter, Sink};
 use super::output::outcome;
+use super::stage_pods::{pod_chunk, selector};
 use crate::api::ReportJob;
-use crate::controller::names::{REPORTJOB_LABEL, STAGE_LABEL, Stage};
-use crate::stage_protocol::{ChunkSet, MAX_CHUNKS};
-
-/// Annotation of an Indexed Job's pods with their completion index (set by Kubernetes).
-const COMPLETION_INDEX_ANNOTATION: &str = "batch.kubernetes.io/job-completion-index";
-/// The chunk pods' env var listing the plan chunks their Job exports (`0-6,9`): completion
-/// index `i` exports the `i`-th of them. Named where the controller builds the chunks Job.
-const CHUNKS_ENV: &str = "REPORTJOB_CHUNKS";
+use crate::controller::names::{STAGE_LABEL, Stage};
 
 /// The stages whose pods `logs` shows, as `--stage` takes them.
 fn stage_parser() -> impl clap::builder::TypedValueParser<Value = Stage> {
@@ -53,39 +47,6 @@ pub struct LogsArgs {
     /// until the ReportJob completes, fails or is deleted.
     #[arg(short = 'f', long)]
     pub follow: bool,
-}
-
-/// The label selector of a ReportJob's pods, of one stage (the chunk pods for a chunk).
-pub fn selector(name: &str, stage: Option<Stage>, chunk: Option<usize>) -> String {
-    let mut selector = format!("{REPORTJOB_LABEL}={name}");
-    if let Some(stage) = stage {
-        selector.push_str(&format!(",{STAGE_LABEL}={}", stage.as_str()));
-    } else if chunk.is_some() {
-        selector.push_str(&format!(",{STAGE_LABEL}={}", Stage::Chunks.as_str()));
-    }
-    selector
-}
-
-/// The plan chunk a chunk pod exports: its completion index, mapped through the
-/// `REPORTJOB_CHUNKS` list the pod was given when the Job covers only some chunks.
-pub fn pod_chunk(pod: &Pod) -> Option<usize> {
-    let index: usize = pod
-        .annotations()
-        .get(COMPLETION_INDEX_ANNOTATION)?
-        .parse()
-        .ok()?;
-    let listed = pod.spec.as_ref().and_then(|s| {
-        s.containers
-            .first()?
-            .env
-            .as_ref()?
-            .iter()
-            .find_map(|e| (e.name == CHUNKS_ENV).then(|| e.value.clone()).flatten())
-    });
-    match listed.and_then(|l| ChunkSet::parse(&l, MAX_CHUNKS).ok()) {
-        Some(chunks) => chunks.chunk_of_completion_index(index),
-        None => Some(index),
-    }
 }
 
 /// Plan, chunks, assemble, then the rest.
@@ -213,32 +174,18 @@ mod tests {
     use clap::builder::TypedValueParser;
     use serde_json::json;
 
-    fn chunk_pod(index: &str, listed: Option<&str>) -> Pod {
-        let env: Vec<_> = listed
-            .map(|l| json!({"name": CHUNKS_ENV, "value": l}))
-            .into_iter()
-            .collect();
-        serde_json::from_value(json!({
-            "metadata": {
-                "name": "p",
-                "labels": {STAGE_LABEL: "chunks"},
-                "annotations": {COMPLETION_INDEX_ANNOTATION: index},
-            },
-            "spec": {"containers": [{"name": "worker", "env": env}]},
-        }))
-        .expect("a pod")
-    }
-
     #[test]
-    fn a_chunk_pod_exports_its_index_mapped_through_the_listed_chunks() {
-        assert_eq!(pod_chunk(&chunk_pod("2", None)), Some(2));
-        assert_eq!(pod_chunk(&chunk_pod("2", Some("0-1,7,9-10"))), Some(7));
-        assert_eq!(pod_chunk(&chunk_pod("4", Some("0-1,7,9-10"))), Some(10));
-        assert_eq!(pod_chunk(&chunk_pod("5", Some("0-1,7,9-10"))), None);
-        // An unreadable list falls back to the index, as before.
-        assert_eq!(pod_chunk(&chunk_pod("1", Some("x"))), Some(1));
-        assert_eq!(pod_chunk(&chunk_pod("x", None)), None);
-        assert_eq!(stage_rank(&chunk_pod("0", None)), 1);
+    fn plan_chunks_and_assemble_pods_come_in_that_order() {
+        let pod = |stage: &str| -> Pod {
+            serde_json::from_value(
+                json!({"metadata": {"name": "p", "labels": {STAGE_LABEL: stage}}}),
+            )
+            .expect("a pod")
+        };
+        assert_eq!(stage_rank(&pod("plan")), 0);
+        assert_eq!(stage_rank(&pod("chunks")), 1);
+        assert_eq!(stage_rank(&pod("assemble")), 2);
+        assert_eq!(stage_rank(&pod("cleanup")), 3);
     }
 
     #[test]

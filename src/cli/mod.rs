@@ -26,6 +26,7 @@ mod progress;
 pub mod resume;
 pub mod retry;
 pub mod schedule;
+mod stage_pods;
 mod stages;
 pub mod status;
 pub mod submit;
