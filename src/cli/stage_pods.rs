@@ -5,10 +5,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 
 use crate::controller::names::{REPORTJOB_LABEL, STAGE_LABEL, Stage};
+use crate::names::COMPLETION_INDEX_ANNOTATION;
 use crate::stage_protocol::{ChunkSet, MAX_CHUNKS, env};
-
-/// Annotation of an Indexed Job's pods with their completion index (set by Kubernetes).
-const COMPLETION_INDEX_ANNOTATION: &str = "batch.kubernetes.io/job-completion-index";
 
 /// The label selector of a ReportJob's pods, of one stage (the chunk pods for a chunk).
 pub fn selector(name: &str, stage: Option<Stage>, chunk: Option<usize>) -> String {

@@ -270,7 +270,7 @@ pub fn pod_info(pod: &Pod) -> PodInfo {
         name: pod.name_any(),
         completion_index: pod
             .annotations()
-            .get(super::pod_cache::COMPLETION_INDEX)
+            .get(crate::names::COMPLETION_INDEX_ANNOTATION)
             .and_then(|i| i.parse().ok()),
         phase: status.phase.unwrap_or_default(),
         exit_code: terminated.as_ref().map(|t| t.exit_code),

@@ -71,9 +71,6 @@ impl PodCache {
     }
 }
 
-/// The annotation of an indexed Job's pod that holds its completion index.
-pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
-
 /// Whether the cached pods of a finished stage whose result is needed can tell it: they
 /// include as many finished pods as the Job counts (the pod watch may lag the Job watch).
 pub fn tells_results(job: &Job, pods: &[Pod]) -> bool {

@@ -177,7 +177,10 @@ impl StagePod {
 /// A stage pod as the cache keeps it: its identity, owners, our labels and its completion
 /// index.
 pub fn stage_pod(pod: &mut StagePod) {
-    keep_ours(&mut pod.metadata, &[super::pod_cache::COMPLETION_INDEX]);
+    keep_ours(
+        &mut pod.metadata,
+        &[crate::names::COMPLETION_INDEX_ANNOTATION],
+    );
     pod.metadata.generate_name = None;
 }
 
@@ -284,7 +287,7 @@ mod tests {
             .flatten()
             .map(|(k, _)| k)
             .collect();
-        assert_eq!(kept, [super::super::pod_cache::COMPLETION_INDEX]);
+        assert_eq!(kept, [crate::names::COMPLETION_INDEX_ANNOTATION]);
         let status = pod.status.expect("status");
         assert_eq!(status.phase.as_deref(), Some("Succeeded"));
         assert_eq!(status.host_ip, None);

@@ -9,6 +9,8 @@ pub const STAGE_LABEL: &str = "reporting.dev/stage";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// Value of [`MANAGED_BY_LABEL`].
 pub const MANAGED_BY: &str = "reportjob";
+/// Annotation Kubernetes sets on an Indexed Job's pods: their completion index.
+pub const COMPLETION_INDEX_ANNOTATION: &str = "batch.kubernetes.io/job-completion-index";
 
 /// Longest name Kubernetes allows in a label value or a pod's hostname.
 pub const MAX_LABEL: usize = 63;
