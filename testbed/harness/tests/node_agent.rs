@@ -1400,11 +1400,8 @@ async fn pod_active_deadline_fails_the_pod_with_deadline_exceeded() {
 }
 
 /// Upstream's kubelet reads `activeDeadlineSeconds` at every sync, so a deadline set or
-/// shortened on a running pod (the API allows both) ends it. The node agent computes the
-/// deadline once, when its worker for the pod starts (`Worker::new` in
-/// `testbed/node-agent/src/pods.rs`), and misses the change: the pod runs on.
+/// shortened on a running pod (the API allows both) ends it; so does the node agent.
 #[tokio::test]
-#[ignore = "node-agent reads a pod's activeDeadlineSeconds only when the pod starts"]
 async fn pod_active_deadline_shortened_while_running_ends_the_pod() {
     let ns = Ns::new("na-deadline-later").await;
     let mut p = pod("later", "exec sleep 600");
