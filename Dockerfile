@@ -10,7 +10,7 @@ WORKDIR /src
 # libclang: the pg_query crate (Postgres's own parser) generates its bindings with bindgen.
 RUN apt-get update && apt-get install -y --no-install-recommends libclang-dev clang \
     && rm -rf /var/lib/apt/lists/*
-# The whole workspace (kubesim is a member, so cargo needs its manifest); .dockerignore keeps
+# The whole workspace (the test cluster crates are members, so cargo needs their manifests); .dockerignore keeps
 # target/, caches and reports out of the context.
 COPY . .
 # Cache mounts keep the registry and build artefacts between builds; the binary is copied out of

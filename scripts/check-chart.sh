@@ -32,6 +32,7 @@ COMBINATIONS=(
   "monitoring|--set podMonitor.enabled=true --set prometheusRule.enabled=true --set grafanaDashboard.enabled=true"
   "pod-settings|--set imagePullSecrets[0].name=regcred --set image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef --set priorityClassName=high --set topologySpreadConstraints[0].maxSkew=1 --set topologySpreadConstraints[0].topologyKey=zone --set topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway --set extraArgs={--lease-duration-seconds=30}"
   "no-crds|--set crds.install=false --set aggregatedRoles.enabled=false"
+  "uninstall-hook|--set uninstall.deleteReportJobs=true --set watchNamespaces={team-a}"
 )
 
 echo "helm $(helm version --template '{{.Version}}'), kubernetes-validate $("$KUBERNETES_VALIDATE" --version), Kubernetes $KUBE_VERSION"

@@ -234,9 +234,19 @@ pub struct ControllerArgs {
     /// holds database connections from its start (under consistency: Snapshot one for its
     /// whole run), so the default keeps a burst of runs well within a Postgres
     /// max_connections of 100; the others wait in phase Pending (condition Queued) and
-    /// start in creation order as runs end.
+    /// start as runs end or are suspended (a suspended run holds no slot), the namespaces
+    /// with the fewest runs in flight first.
     #[arg(long, env = "REPORTJOB_MAX_CONCURRENT_RUNS", default_value_t = 25)]
     pub max_concurrent_runs: usize,
+    /// Most ReportJob runs in flight at once in one namespace (0: no cap but the one above).
+    /// Whatever it is, free slots go first to the namespaces with the fewest runs in flight,
+    /// and a suspended run holds none.
+    #[arg(
+        long,
+        env = "REPORTJOB_MAX_CONCURRENT_RUNS_PER_NAMESPACE",
+        default_value_t = 0
+    )]
+    pub max_concurrent_runs_per_namespace: usize,
     /// Most chunk worker pods running at once in one namespace, all its ReportJobs together
     /// (0: no budget). Each run's chunks Job gets a fair share (round robin over the
     /// namespace's exporting runs, oldest first) of what the others leave free.
@@ -453,7 +463,11 @@ async fn controller(args: ControllerArgs) -> i32 {
         },
         metrics_addr: Some(args.metrics_addr),
         clock_file: args.clock_file,
-        max_concurrent_runs: (args.max_concurrent_runs > 0).then_some(args.max_concurrent_runs),
+        run_limits: crate::controller::admission::Limits {
+            total: (args.max_concurrent_runs > 0).then_some(args.max_concurrent_runs),
+            per_namespace: (args.max_concurrent_runs_per_namespace > 0)
+                .then_some(args.max_concurrent_runs_per_namespace),
+        },
         max_stage_pods_per_namespace: (args.max_stage_pods_per_namespace > 0)
             .then_some(args.max_stage_pods_per_namespace),
         lease: args.leader_election.then_some(LeaseConfig {

@@ -239,7 +239,7 @@ fn seen(j: Job) -> Seen {
     }
 }
 
-/// The resourceVersion as a number (an etcd revision, as kubesim's and the API server's
+/// The resourceVersion as a number (an etcd revision, as the API server's
 /// are); `None` when it is not one, and then the cache is trusted.
 fn revision(j: &Job) -> Option<u64> {
     j.metadata.resource_version.as_deref()?.parse().ok()

@@ -63,9 +63,9 @@ pub struct ControllerConfig {
     pub lease: Option<LeaseConfig>,
     /// Tests only: the file the ReportSchedule loop reads the time from (see [`schedule`]).
     pub clock_file: Option<std::path::PathBuf>,
-    /// At most this many runs in flight at once, all namespaces together (see
-    /// [`admission`]); `None`: no cap.
-    pub max_concurrent_runs: Option<usize>,
+    /// At most this many runs in flight at once, all namespaces together, and in one
+    /// namespace (see [`admission`]).
+    pub run_limits: admission::Limits,
     /// At most this many chunk pods running per namespace (see [`budget`]); `None`: no
     /// budget.
     pub max_stage_pods_per_namespace: Option<u32>,
@@ -286,7 +286,7 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
         pods: PodCache::new(pod_stores, pod_errors),
         events: event_cache::EventCache::new(event_stores, event_errors),
         status_writes: status_writes::StatusWrites::default(),
-        gate: admission::RunGate::new(config.max_concurrent_runs, rj_stores, wakers),
+        gate: admission::RunGate::new(config.run_limits, rj_stores, wakers),
         budget: budget::PodBudget::new(config.max_stage_pods_per_namespace),
     });
     let schedules = schedule::run(
@@ -464,8 +464,9 @@ async fn reconcile_inner(rj: &ReportJob, ctx: &Context) -> Result<Requeue, Error
     }
     let ended =
         |s: &crate::api::ReportJobStatus| s.phase.is_some_and(crate::api::Phase::is_terminal);
-    if gone || (ended(&step.status) && !ended(&old)) {
-        // Its run slot is free: the next queued runs are woken.
+    let paused = |s: &crate::api::ReportJobStatus| s.phase == Some(crate::api::Phase::Suspended);
+    if gone || (ended(&step.status) && !ended(&old)) || (paused(&step.status) && !paused(&old)) {
+        // Its run slot is free (a suspended run holds none): the next queued runs are woken.
         ctx.gate.ended(rj);
     }
     for note in &step.notes {

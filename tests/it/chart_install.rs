@@ -1,17 +1,41 @@
-//! The chart on kubesim: its `helm template` output applied with kubectl, then a chart upgrade
-//! whose CRD adds a field (served afterwards); the aggregated user roles under enforced RBAC;
-//! and the alerts and dashboard naming only metrics a running controller exports.
+//! The chart on the real control plane (kube-apiserver with discovery, CRD schema validation and
+//! the RBAC authorizer; kube-controller-manager's clusterrole-aggregation controller): its `helm
+//! template` output applied with kubectl, every rendered object accepted, then the rendering of
+//! a chart whose CRD adds a field (served once the API server has taken the new schema); `helm
+//! install` taking over the CRDs the cluster already has, `helm upgrade` upgrading them and
+//! `helm uninstall` keeping them and their ReportJobs; the chart's user roles aggregated into
+//! the built-in `view`, `edit` and `admin` roles, and what users bound to `edit` or `view` in
+//! one namespace may do; and the alerts and dashboard naming only metrics a running controller
+//! exports. The chart's CRDs are the ones every test of the binary uses, and its ClusterRoles
+//! are cluster-scoped: the tests that change them hold the cluster-scoped lock and, when they
+//! end, put back the committed `crds/*.yaml` and delete the ClusterRoles. Nothing the chart
+//! renders runs here (its image is one the node agent maps to no program).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Instant;
 
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
+use kube::api::Api;
 use serde_json::Value;
 
-use super::common::cluster::{Env, free_port};
-use super::common::eventually;
+use super::common::testbed::{Env, Fault, cluster_scoped_lock, free_port, report};
+use super::common::{PATIENCE, eventually, eventually_blocking};
 
+/// Where `helm template` output goes when no test namespace is involved (only cluster-scoped
+/// objects of it are applied).
 const SYSTEM_NS: &str = "reportjob-system";
+
+/// The chart's image as a `--set`: a reference the node agent maps to no program, so the
+/// rendered Deployment and uninstall-hook Job are created and validated but never run a process
+/// on the shared node. (The default, `ghcr.io/reportjob/reportjob`, maps to the binary under
+/// test, and with the default values its controller would watch, and its hook delete the
+/// ReportJobs of, every namespace of the cluster.)
+const NOT_RUN: &str = "image.repository=registry.invalid/not-run";
+
+const REPORTJOB_CRD: &str = "reportjobs.reporting.dev";
+const SCHEDULE_CRD: &str = "reportschedules.reporting.dev";
 
 fn chart_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/reportjob")
@@ -25,13 +49,13 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// `helm template` of `chart` with `--set` arguments, as JSON documents.
-fn template(chart: &Path, sets: &[&str]) -> Vec<Value> {
+/// `helm template` of `chart` for a release in `ns` with `--set` arguments, as JSON documents.
+fn template(chart: &Path, ns: &str, sets: &[&str]) -> Vec<Value> {
     let mut command = Command::new("helm");
     command
         .args(["template", "reportjob"])
         .arg(chart)
-        .args(["--namespace", SYSTEM_NS]);
+        .args(["--namespace", ns]);
     for set in sets {
         command.args(["--set", set]);
     }
@@ -40,6 +64,20 @@ fn template(chart: &Path, sets: &[&str]) -> Vec<Value> {
     let docs: Vec<Value> = serde_saphyr::from_multiple(&String::from_utf8(out.stdout).unwrap())
         .expect("the rendered chart parses");
     docs.into_iter().filter(|d| !d.is_null()).collect()
+}
+
+fn is_crd(doc: &Value) -> bool {
+    doc["kind"] == "CustomResourceDefinition"
+}
+
+/// How kubectl names a rendered object in what it prints: `kind[.group]/name`.
+fn kubectl_name(doc: &Value) -> String {
+    let kind = doc["kind"].as_str().unwrap().to_lowercase();
+    let name = doc["metadata"]["name"].as_str().unwrap();
+    match doc["apiVersion"].as_str().unwrap().split_once('/') {
+        Some((group, _)) => format!("{kind}.{group}/{name}"),
+        None => format!("{kind}/{name}"),
+    }
 }
 
 /// The kinds the cluster serves, from discovery (`kubectl api-resources`).
@@ -57,23 +95,19 @@ fn served_kinds(env: &Env) -> BTreeSet<String> {
         .collect()
 }
 
-/// Applies the documents with kubectl; kinds kubesim does not serve (yet) are left out, and
-/// only those the chart renders for the controller's own pod (Deployment, Service, PDB).
-/// Returns kubectl's output.
+/// Applies the documents with kubectl (every kind they have must be served); returns kubectl's
+/// output.
 fn apply_rendered(env: &Env, docs: &[Value], file: &str) -> String {
     let served = served_kinds(env);
-    let (kept, skipped): (Vec<&Value>, Vec<&Value>) = docs
-        .iter()
-        .partition(|d| served.contains(d["kind"].as_str().unwrap_or_default()));
-    for d in &skipped {
+    for d in docs {
         let kind = d["kind"].as_str().unwrap_or_default();
         assert!(
-            ["Deployment", "Service", "PodDisruptionBudget"].contains(&kind),
-            "kubesim does not serve {kind}, which the chart renders"
+            served.contains(kind),
+            "the cluster does not serve {kind}, which the chart renders"
         );
     }
     let path = env.dir.path().join(file);
-    let body: Vec<String> = kept.iter().map(|d| d.to_string()).collect();
+    let body: Vec<String> = docs.iter().map(|d| d.to_string()).collect();
     std::fs::write(&path, body.join("\n---\n")).unwrap();
     let o = env.kubectl(&["apply", "-f", path.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
@@ -110,53 +144,292 @@ fn next_chart(dir: &Path) -> PathBuf {
     next
 }
 
-/// A ReportJob in `default` with `spec.reviewer: alice` (a field only the next CRD has).
-fn reviewed_reportjob(dir: &Path) -> PathBuf {
-    let file = dir.join("reviewed.yaml");
+/// A ReportJob `name` in `ns` with `spec.reviewer: alice` (a field only the next CRD has),
+/// written under `dir`.
+fn reviewed_reportjob(dir: &Path, ns: &str, name: &str) -> PathBuf {
+    let file = dir.join(format!("{name}.yaml"));
     std::fs::write(
         &file,
-        "apiVersion: reporting.dev/v1alpha1\nkind: ReportJob\nmetadata: {name: reviewed, namespace: default}\n\
-         spec:\n  source: {connectionSecretRef: {name: db}, table: orders, keyColumn: id}\n  \
-         output: {destination: {pvc: {claimName: reports, path: o.csv}}}\n  reviewer: alice\n",
+        format!(
+            "apiVersion: reporting.dev/v1alpha1\nkind: ReportJob\nmetadata: {{name: {name}, namespace: {ns}}}\n\
+             spec:\n  source: {{connectionSecretRef: {{name: db}}, table: orders, keyColumn: id}}\n  \
+             output: {{destination: {{pvc: {{claimName: reports, path: o.csv}}}}}}\n  reviewer: alice\n"
+        ),
     )
     .unwrap();
     file
 }
 
-/// `helm ARGS CHART --kubeconfig <kubesim> -n reportjob-system`.
-fn helm(env: &Env, args: &[&str], chart: &Path) -> String {
-    let out = Command::new("helm")
-        .args(args)
-        .arg(chart)
+const UNKNOWN_REVIEWER: &str = r#"unknown field "spec.reviewer""#;
+
+/// Whether the API server serves `spec.reviewer` now: a server-side dry run (strict field
+/// validation, as kubectl does by default; nothing is stored) of a ReportJob with it is
+/// taken, or refused for that field. Any other answer is an error.
+fn reviewer_served(kubeconfig: &Path, dir: &Path) -> Result<bool, String> {
+    let probe = reviewed_reportjob(dir, "default", "reviewer-probe");
+    let o = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["create", "--dry-run=server", "-o", "name", "-f"])
+        .arg(&probe)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if o.status.success() {
+        Ok(true)
+    } else if text(&o).contains(UNKNOWN_REVIEWER) {
+        Ok(false)
+    } else {
+        Err(text(&o))
+    }
+}
+
+/// Puts back what a test changed in the cluster's shared objects: the CRDs, replaced whole by
+/// the committed `crds/*.yaml` (so no field, label or annotation of a chart's stays), and the
+/// other objects a chart rendering made, deleted (the CRDs never: that would delete every
+/// ReportJob of every test). [`Restore::finish`] does it at the end of the test and waits until
+/// the committed schema is served; on drop, when the test failed, it is done without panicking.
+/// Declared after the cluster-scoped lock, so done before the lock is released.
+struct Restore {
+    kubeconfig: PathBuf,
+    dir: PathBuf,
+    namespace: String,
+    crds: bool,
+    delete: Vec<String>,
+    done: bool,
+}
+
+impl Restore {
+    fn new(env: &Env, namespace: &str, crds: bool) -> Restore {
+        Restore {
+            kubeconfig: env.kubeconfig.clone(),
+            dir: env.dir.path().to_path_buf(),
+            namespace: namespace.to_string(),
+            crds,
+            delete: Vec::new(),
+            done: false,
+        }
+    }
+
+    /// Deletes, at the end, every object of `docs` but the CRDs.
+    fn delete_rendered(&mut self, docs: &[Value]) {
+        self.delete
+            .extend(docs.iter().filter(|d| !is_crd(d)).map(kubectl_name));
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Result<(), String> {
+        let o = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if o.status.success() {
+            Ok(())
+        } else {
+            Err(format!("kubectl {args:?}: {}", text(&o)))
+        }
+    }
+
+    fn run(&self) -> Result<(), String> {
+        let mut failed = Vec::new();
+        if self.crds {
+            let root = env!("CARGO_MANIFEST_DIR");
+            let replaced = self.kubectl(&[
+                "replace",
+                "-f",
+                &format!("{root}/crds/reportjob.yaml"),
+                "-f",
+                &format!("{root}/crds/reportschedule.yaml"),
+            ]);
+            failed.extend(replaced.err());
+        }
+        if !self.delete.is_empty() {
+            let mut args = vec!["-n", &self.namespace, "delete", "--ignore-not-found"];
+            args.extend(self.delete.iter().map(String::as_str));
+            failed.extend(self.kubectl(&args).err());
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed.join("\n"))
+        }
+    }
+
+    fn finish(mut self) {
+        self.run().unwrap();
+        if self.crds {
+            eventually_blocking("the committed CRD schema to be served again", || {
+                (!reviewer_served(&self.kubeconfig, &self.dir).unwrap()).then_some(())
+            });
+            for crd in [REPORTJOB_CRD, SCHEDULE_CRD] {
+                let o = Command::new("kubectl")
+                    .arg("--kubeconfig")
+                    .arg(&self.kubeconfig)
+                    .args(["get", "crd", crd, "-o", "json"])
+                    .output()
+                    .unwrap();
+                assert!(o.status.success(), "{}", text(&o));
+                let crd: Value = serde_json::from_slice(&o.stdout).unwrap();
+                // (Other tests may apply the committed CRDs with kubectl meanwhile, which adds
+                // its last-applied annotation: only the chart's own metadata is checked.)
+                let chart_keys: Vec<&String> = ["labels", "annotations"]
+                    .iter()
+                    .filter_map(|m| crd["metadata"][m].as_object())
+                    .flat_map(|m| m.keys())
+                    .filter(|k| k.contains("helm.sh") || k.starts_with("app.kubernetes.io/"))
+                    .collect();
+                assert!(
+                    chart_keys.is_empty(),
+                    "the CRDs keep no chart label or annotation: {chart_keys:?}"
+                );
+            }
+        }
+        self.done = true;
+    }
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if let Err(e) = self.run() {
+            eprintln!("warning: the cluster's shared objects were not all put back: {e}");
+        }
+        if self.crds {
+            let deadline = Instant::now() + PATIENCE;
+            while reviewer_served(&self.kubeconfig, &self.dir) != Ok(false) {
+                if Instant::now() > deadline {
+                    eprintln!("warning: the committed CRD schema is still not served");
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// `helm ARGS CHART --set SETS... --kubeconfig <admin> -n ns`: whether it succeeded, and what
+/// it printed.
+fn helm(env: &Env, ns: &str, args: &[&str], chart: Option<&Path>, sets: &[&str]) -> (bool, String) {
+    let mut command = Command::new("helm");
+    command.args(args);
+    if let Some(chart) = chart {
+        command.arg(chart);
+    }
+    for set in sets {
+        command.args(["--set", set]);
+    }
+    let out = command
         .arg("--kubeconfig")
         .arg(&env.kubeconfig)
-        .args(["-n", SYSTEM_NS])
+        .args(["-n", ns])
         .output()
         .expect("helm on PATH");
-    assert!(out.status.success(), "helm {args:?}: {}", text(&out));
-    text(&out)
+    (out.status.success(), text(&out))
+}
+
+fn helm_ok(env: &Env, ns: &str, args: &[&str], chart: Option<&Path>, sets: &[&str]) -> String {
+    let (ok, out) = helm(env, ns, args, chart, sets);
+    assert!(ok, "helm {args:?}: {out}");
+    out
 }
 
 /// `helm install`, then `helm upgrade` to a chart whose CRD has a new field: the upgrade
 /// updates the CRD (a `crds/` directory would not be), and `helm uninstall` keeps it.
 #[tokio::test]
 async fn helm_upgrade_upgrades_the_crd_and_uninstall_keeps_it() {
-    let env = Env::bare().await;
-    // The controller's image is not run here (nothing waits for it): only the CRD matters.
-    helm(
+    let _lock = cluster_scoped_lock().await;
+    let mut env = Env::start().await;
+    let system = env.namespace("reportjob-system").await;
+    let tenant = env.namespace("reports").await;
+    // The chart's image does not run (nothing here waits for it: only the CRD matters), so
+    // its uninstall hook could not run either: it is left out, and the ReportJobs stay.
+    let sets = [NOT_RUN, "uninstall.deleteReportJobs=false"];
+    let mut restore = Restore::new(&env, system, true);
+    restore.delete_rendered(&template(&chart_dir(), system, &sets));
+
+    // The cluster has the CRDs already (the suite's, as `reportjob crd | kubectl apply` makes
+    // them): Helm does not take over objects it did not make...
+    let (ok, out) = helm(
         &env,
-        &["install", "reportjob", "--create-namespace"],
-        &chart_dir(),
+        system,
+        &["install", "reportjob"],
+        Some(&chart_dir()),
+        &sets,
     );
-    let reviewed = reviewed_reportjob(env.dir.path());
+    assert!(
+        !ok && out.contains(&format!(
+            r#"CustomResourceDefinition "{REPORTJOB_CRD}" in namespace "" exists and cannot be imported into the current release: invalid ownership metadata"#
+        )),
+        "{out}"
+    );
+    // ...until they carry its ownership label and annotations.
+    let o = env.kubectl(&[
+        "label",
+        "crd",
+        REPORTJOB_CRD,
+        SCHEDULE_CRD,
+        "app.kubernetes.io/managed-by=Helm",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let release_ns = format!("meta.helm.sh/release-namespace={system}");
+    let o = env.kubectl(&[
+        "annotate",
+        "crd",
+        REPORTJOB_CRD,
+        SCHEDULE_CRD,
+        "meta.helm.sh/release-name=reportjob",
+        &release_ns,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    helm_ok(
+        &env,
+        system,
+        &["install", "reportjob"],
+        Some(&chart_dir()),
+        &sets,
+    );
+    let o = env.kubectl(&[
+        "get",
+        "crd",
+        REPORTJOB_CRD,
+        "-o",
+        "jsonpath={.metadata.annotations.helm\\.sh/resource-policy}",
+    ]);
+    assert_eq!(text(&o), "keep");
+
+    let reviewed = reviewed_reportjob(env.dir.path(), tenant, "reviewed");
     let o = env.kubectl(&["apply", "-f", reviewed.to_str().unwrap()]);
     assert!(
-        !o.status.success() && text(&o).contains(r#"unknown field "spec.reviewer""#),
+        !o.status.success() && text(&o).contains(UNKNOWN_REVIEWER),
         "{}",
         text(&o)
     );
+    // Helm applies server-side: the CRDs' fields it took over stay owned by whoever applied
+    // them before too (the suite; a restore of an earlier test), so an upgrade that changes
+    // them conflicts, until Helm is told to take them.
     let next = next_chart(env.dir.path());
-    helm(&env, &["upgrade", "reportjob"], &next);
+    let (ok, out) = helm(&env, system, &["upgrade", "reportjob"], Some(&next), &sets);
+    assert!(
+        !ok && out.contains(&format!(
+            "UPGRADE FAILED: conflict occurred while applying object /{REPORTJOB_CRD} apiextensions.k8s.io/v1, Kind=CustomResourceDefinition: Apply failed with"
+        )) && out.contains(": .spec.versions"),
+        "{out}"
+    );
+    helm_ok(
+        &env,
+        system,
+        &["upgrade", "reportjob", "--force-conflicts"],
+        Some(&next),
+        &sets,
+    );
+    // The API server serves a CRD's new schema once it has rebuilt the kind's handler.
+    eventually_blocking("the upgraded CRD's new field to be served", || {
+        reviewer_served(&env.kubeconfig, env.dir.path())
+            .unwrap()
+            .then_some(())
+    });
     let o = env.kubectl(&["apply", "-f", reviewed.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     let o = env.kubectl(&[
@@ -164,45 +437,53 @@ async fn helm_upgrade_upgrades_the_crd_and_uninstall_keeps_it() {
         "rj",
         "reviewed",
         "-n",
-        "default",
+        tenant,
         "-o",
         "jsonpath={.spec.reviewer}",
     ]);
     assert_eq!(text(&o), "alice");
 
-    let out = Command::new("helm")
-        .args(["uninstall", "reportjob", "--kubeconfig"])
-        .arg(&env.kubeconfig)
-        .args(["-n", SYSTEM_NS])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    let o = env.kubectl(&["get", "rj", "reviewed", "-n", "default", "-o", "name"]);
+    let out = helm_ok(&env, system, &["uninstall", "reportjob"], None, &[]);
+    assert!(out.contains(r#"release "reportjob" uninstalled"#), "{out}");
+    let o = env.kubectl(&["get", "rj", "reviewed", "-n", tenant, "-o", "name"]);
     assert_eq!(
         text(&o),
         "reportjob.reporting.dev/reviewed\n",
         "the CRD and its ReportJobs are kept"
     );
-    let o = env.kubectl(&["get", "clusterrole", "reportjob-edit", "-o", "name"]);
-    assert!(
-        !o.status.success(),
-        "the rest of the release is gone: {}",
-        text(&o)
-    );
+    for role in ["reportjob-edit", "reportjob-view", "reportjob"] {
+        let o = env.kubectl(&["get", "clusterrole", role, "-o", "name"]);
+        assert!(
+            !o.status.success() && text(&o).contains("NotFound"),
+            "the rest of the release is gone: {}",
+            text(&o)
+        );
+    }
+    let o = env.kubectl(&["-n", tenant, "delete", "rj", "reviewed"]);
+    assert!(o.status.success(), "{}", text(&o));
+    restore.finish();
 }
 
 #[tokio::test]
 async fn helm_template_applies_and_an_upgrade_serves_a_new_crd_field() {
-    let env = Env::bare().await;
-    let o = env.kubectl(&["create", "namespace", SYSTEM_NS]);
-    assert!(o.status.success(), "{}", text(&o));
-    let out = apply_rendered(&env, &template(&chart_dir(), &[]), "v1.json");
-    assert!(
-        out.contains(
-            "customresourcedefinition.apiextensions.k8s.io/reportjobs.reporting.dev created"
-        ),
-        "{out}"
-    );
+    let _lock = cluster_scoped_lock().await;
+    let mut env = Env::start().await;
+    let system = env.namespace("reportjob-system").await;
+    let tenant = env.namespace("reports").await;
+    let v1 = template(&chart_dir(), system, &[NOT_RUN]);
+    let mut restore = Restore::new(&env, system, true);
+    restore.delete_rendered(&v1);
+    let out = apply_rendered(&env, &v1, "v1.json");
+    // Every object is taken as rendered; the CRDs, already there (the suite's), take the
+    // chart's labels and keep annotation.
+    for doc in &v1 {
+        let want = if is_crd(doc) { "configured" } else { "created" };
+        assert!(
+            out.contains(&format!("{} {want}\n", kubectl_name(doc))),
+            "{} not {want}: {out}",
+            kubectl_name(doc)
+        );
+    }
     assert!(
         out.contains("clusterrole.rbac.authorization.k8s.io/reportjob-edit created"),
         "{out}"
@@ -210,38 +491,42 @@ async fn helm_template_applies_and_an_upgrade_serves_a_new_crd_field() {
     let o = env.kubectl(&[
         "get",
         "crd",
-        "reportjobs.reporting.dev",
+        REPORTJOB_CRD,
         "-o",
         "jsonpath={.metadata.annotations.helm\\.sh/resource-policy}",
     ]);
     assert_eq!(text(&o), "keep");
 
-    let rj = |extra: &str| {
-        format!(
-            "apiVersion: reporting.dev/v1alpha1\nkind: ReportJob\nmetadata: {{name: orders, namespace: default}}\n\
-             spec:\n  source: {{connectionSecretRef: {{name: db}}, table: orders, keyColumn: id}}\n  \
-             output: {{destination: {{pvc: {{claimName: reports, path: o.csv}}}}}}\n{extra}"
-        )
-    };
-    let file = env.dir.path().join("rj.yaml");
-    std::fs::write(&file, rj("  reviewer: alice\n")).unwrap();
+    let file = reviewed_reportjob(env.dir.path(), tenant, "orders");
     let o = env.kubectl(&["apply", "-f", file.to_str().unwrap()]);
     assert!(
-        !o.status.success() && text(&o).contains(r#"unknown field "spec.reviewer""#),
+        !o.status.success() && text(&o).contains(UNKNOWN_REVIEWER),
         "{}",
         text(&o)
     );
 
     // The next chart version's CRD has spec.reviewer; applying its rendering (what `helm
-    // upgrade` sends) updates the CRD, and the field is served.
+    // upgrade` sends) updates that CRD alone, and the field is served.
     let next = next_chart(env.dir.path());
-    let out = apply_rendered(&env, &template(&next, &[]), "v2.json");
-    assert!(
-        out.contains(
-            "customresourcedefinition.apiextensions.k8s.io/reportjobs.reporting.dev configured"
-        ),
-        "{out}"
-    );
+    let v2 = template(&next, system, &[NOT_RUN]);
+    let out = apply_rendered(&env, &v2, "v2.json");
+    for doc in &v2 {
+        let want = if doc["metadata"]["name"] == REPORTJOB_CRD {
+            "configured"
+        } else {
+            "unchanged"
+        };
+        assert!(
+            out.contains(&format!("{} {want}\n", kubectl_name(doc))),
+            "{} not {want}: {out}",
+            kubectl_name(doc)
+        );
+    }
+    eventually_blocking("the new CRD field to be served", || {
+        reviewer_served(&env.kubeconfig, env.dir.path())
+            .unwrap()
+            .then_some(())
+    });
     let o = env.kubectl(&["apply", "-f", file.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     let o = env.kubectl(&[
@@ -249,14 +534,18 @@ async fn helm_template_applies_and_an_upgrade_serves_a_new_crd_field() {
         "rj",
         "orders",
         "-n",
-        "default",
+        tenant,
         "-o",
         "jsonpath={.spec.reviewer}",
     ]);
     assert_eq!(text(&o), "alice");
+    let o = env.kubectl(&["-n", tenant, "delete", "rj", "orders"]);
+    assert!(o.status.success(), "{}", text(&o));
+    restore.finish();
 }
 
-/// Runs kubectl as `user` (impersonated: kubesim enforces RBAC for it).
+/// Runs kubectl as `user` (impersonated by the admin, who may: the authorizer decides for
+/// `user`, in the group `system:authenticated`).
 fn kubectl_as(env: &Env, user: &str, args: &[&str]) -> (bool, String) {
     let mut all = vec!["--as", user];
     all.extend_from_slice(args);
@@ -266,37 +555,105 @@ fn kubectl_as(env: &Env, user: &str, args: &[&str]) -> (bool, String) {
 
 #[tokio::test]
 async fn an_edit_user_manages_reportjobs_in_one_namespace_and_nothing_more() {
-    let env = Env::bare().await;
-    for ns in [SYSTEM_NS, "team-a", "team-b"] {
-        let o = env.kubectl(&["create", "namespace", ns]);
-        assert!(o.status.success(), "{}", text(&o));
-    }
-    let docs = template(&chart_dir(), &[]);
+    let _lock = cluster_scoped_lock().await;
+    let mut env = Env::start().await;
+    let team_a = env.namespace("team-a").await;
+    let team_b = env.namespace("team-b").await;
+    let docs = template(&chart_dir(), SYSTEM_NS, &[]);
     let wanted: Vec<Value> = docs
         .into_iter()
         .filter(|d| {
-            d["kind"] == "CustomResourceDefinition"
-                || ["reportjob-view", "reportjob-edit"]
-                    .contains(&d["metadata"]["name"].as_str().unwrap_or_default())
+            ["reportjob-view", "reportjob-edit"]
+                .contains(&d["metadata"]["name"].as_str().unwrap_or_default())
         })
         .collect();
-    assert_eq!(wanted.len(), 4, "the two CRDs and the two user roles");
-    apply_rendered(&env, &wanted, "roles.json");
-    // The users are bound to the cluster's own edit and view roles, which aggregate the
-    // chart's roles through their labels.
+    assert_eq!(wanted.len(), 2, "the two user roles");
+    let mut restore = Restore::new(&env, SYSTEM_NS, false);
+    restore.delete_rendered(&wanted);
+    let out = apply_rendered(&env, &wanted, "roles.json");
+    for doc in &wanted {
+        assert!(
+            out.contains(&format!("{} created\n", kubectl_name(doc))),
+            "{out}"
+        );
+    }
+
+    // The clusterrole-aggregation controller copies their rules into the built-in roles
+    // their labels select: view into view, edit and admin; edit into edit and admin.
+    let rules_of = |name: &str| -> PolicyRule {
+        let doc = wanted
+            .iter()
+            .find(|d| d["metadata"]["name"] == name)
+            .unwrap();
+        let rules: Vec<PolicyRule> = serde_json::from_value(doc["rules"].clone()).unwrap();
+        assert_eq!(rules.len(), 1, "{name}: {rules:?}");
+        rules.into_iter().next().unwrap()
+    };
+    let (view_rule, edit_rule) = (rules_of("reportjob-view"), rules_of("reportjob-edit"));
+    let cluster_roles: Api<ClusterRole> = Api::all(env.client.clone());
+    for (role, want) in [
+        ("view", vec![&view_rule]),
+        ("edit", vec![&view_rule, &edit_rule]),
+        ("admin", vec![&view_rule, &edit_rule]),
+    ] {
+        let rules = eventually(&format!("the chart's rules aggregated into {role}"), || {
+            let cluster_roles = cluster_roles.clone();
+            let want = want.clone();
+            async move {
+                let rules = cluster_roles
+                    .get(role)
+                    .await
+                    .ok()?
+                    .rules
+                    .unwrap_or_default();
+                want.iter().all(|r| rules.contains(r)).then_some(rules)
+            }
+        })
+        .await;
+        if role == "view" {
+            assert!(
+                !rules.contains(&edit_rule),
+                "view got the edit rules: {rules:?}"
+            );
+        }
+    }
+
+    // The users are bound to the cluster's own edit and view roles.
     for (user, role) in [("alice", "edit"), ("bob", "view")] {
         let o = env.kubectl(&[
             "create",
             "rolebinding",
             user,
             "-n",
-            "team-a",
+            team_a,
             "--clusterrole",
             role,
             "--user",
             user,
         ]);
         assert!(o.status.success(), "{}", text(&o));
+    }
+    // The authorizer sees the bindings through its informers, a moment after they are made.
+    for (user, verb) in [("alice", "create"), ("bob", "list")] {
+        eventually(
+            &format!("{user} to be allowed to {verb} ReportJobs"),
+            || async {
+                let (_, out) = kubectl_as(
+                    &env,
+                    user,
+                    &[
+                        "auth",
+                        "can-i",
+                        verb,
+                        "reportjobs.reporting.dev",
+                        "-n",
+                        team_a,
+                    ],
+                );
+                (out == "yes\n").then_some(())
+            },
+        )
+        .await;
     }
     let rj = env.dir.path().join("rj.yaml");
     std::fs::write(
@@ -308,31 +665,36 @@ async fn an_edit_user_manages_reportjobs_in_one_namespace_and_nothing_more() {
     .unwrap();
     let rj = rj.to_str().unwrap();
 
-    let (ok, out) = kubectl_as(&env, "alice", &["apply", "-n", "team-a", "-f", rj]);
+    let (ok, out) = kubectl_as(&env, "alice", &["apply", "-n", team_a, "-f", rj]);
     assert!(
         ok && out.contains("reportjob.reporting.dev/orders created"),
         "{out}"
     );
-    let (ok, out) = kubectl_as(&env, "alice", &["get", "rj", "-n", "team-a", "-o", "name"]);
+    let (ok, out) = kubectl_as(&env, "alice", &["get", "rj", "-n", team_a, "-o", "name"]);
     assert!(ok && out == "reportjob.reporting.dev/orders\n", "{out}");
-    let (ok, out) = kubectl_as(&env, "bob", &["get", "rj", "-n", "team-a", "-o", "name"]);
+    let (ok, out) = kubectl_as(&env, "bob", &["get", "rj", "-n", team_a, "-o", "name"]);
     assert!(ok && out == "reportjob.reporting.dev/orders\n", "{out}");
 
     let forbidden = [
         (
             "bob",
-            vec!["delete", "rj", "orders", "-n", "team-a"],
-            r#"reportjobs.reporting.dev "orders" is forbidden: User "bob" cannot delete resource "reportjobs" in API group "reporting.dev" in the namespace "team-a""#,
+            vec!["delete", "rj", "orders", "-n", team_a],
+            format!(
+                r#"reportjobs.reporting.dev "orders" is forbidden: User "bob" cannot delete resource "reportjobs" in API group "reporting.dev" in the namespace "{team_a}""#
+            ),
         ),
         (
             "alice",
-            vec!["apply", "-n", "team-b", "-f", rj],
-            r#"User "alice" cannot get resource "reportjobs" in API group "reporting.dev" in the namespace "team-b""#,
+            vec!["apply", "-n", team_b, "-f", rj],
+            format!(
+                r#"User "alice" cannot get resource "reportjobs" in API group "reporting.dev" in the namespace "{team_b}""#
+            ),
         ),
         (
             "alice",
             vec!["get", "rj", "-A"],
-            r#"User "alice" cannot list resource "reportjobs" in API group "reporting.dev" at the cluster scope"#,
+            r#"User "alice" cannot list resource "reportjobs" in API group "reporting.dev" at the cluster scope"#
+                .to_string(),
         ),
         (
             "alice",
@@ -341,28 +703,33 @@ async fn an_edit_user_manages_reportjobs_in_one_namespace_and_nothing_more() {
                 "rj",
                 "orders",
                 "-n",
-                "team-a",
+                team_a,
                 "--subresource=status",
                 "--type=merge",
                 "-p",
                 r#"{"status":{"phase":"Succeeded"}}"#,
             ],
-            r#"User "alice" cannot get resource "reportjobs/status" in API group "reporting.dev" in the namespace "team-a""#,
+            format!(
+                r#"User "alice" cannot get resource "reportjobs/status" in API group "reporting.dev" in the namespace "{team_a}""#
+            ),
         ),
     ];
     for (user, args, want) in forbidden {
         let (ok, out) = kubectl_as(&env, user, &args);
         assert!(
-            !ok && out.contains(want),
+            !ok && out.contains(&want),
             "{user} {args:?}: want {want:?}, got {out}"
         );
     }
 
-    let (ok, out) = kubectl_as(&env, "alice", &["delete", "rj", "orders", "-n", "team-a"]);
+    let (ok, out) = kubectl_as(&env, "alice", &["delete", "rj", "orders", "-n", team_a]);
     assert!(
         ok && out.contains(r#"reportjob.reporting.dev "orders" deleted"#),
         "{out}"
     );
+    let o = env.kubectl(&["get", "rj", "-n", team_a, "-o", "name"]);
+    assert!(o.status.success() && text(&o).is_empty(), "{}", text(&o));
+    restore.finish();
 }
 
 /// The sample names a Prometheus text exposition can carry, from its `# TYPE` lines.
@@ -424,34 +791,30 @@ fn metric_names_are_read_from_types_and_queries() {
 
 #[tokio::test]
 async fn alerts_and_dashboard_use_only_metrics_the_controller_exports() {
-    let mut env = Env::bare().await;
-    let crds: kube::Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-        kube::Api::all(env.client.clone());
-    crds.create(&Default::default(), &reportjob::api::schema::crd())
-        .await
-        .unwrap();
+    let mut env = Env::start().await;
+    let ns = env.namespace("metrics").await;
+    // A family appears in /metrics once it has a sample: a ReportJob the controller fails as
+    // InvalidSpec (a table name of four parts) after a reconcile error (a 500 on its first
+    // patch, from the fault proxy the controller reaches the API server through), and the
+    // leader gauge (leader election on, its Lease in the test's namespace).
+    let kubeconfig = env.dir.path().join("metrics-kubeconfig");
+    let proxy = env.proxy();
+    proxy.write_kubeconfig(&kubeconfig).unwrap();
+    proxy.fail_next("patch", "reportjobs", 1, Fault::Status(500));
     let addr = format!("127.0.0.1:{}", free_port());
     env.start_controller(&[
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
         "--lease-namespace",
-        "default",
+        ns,
         "--lease-duration-seconds",
         "3",
         "--metrics-addr",
         &addr,
     ]);
-    // A family appears in /metrics once it has a sample: a ReportJob the controller fails as
-    // InvalidSpec (a table name of four parts) after a reconcile error (a 500 on its first patch).
-    env.cluster
-        .faults()
-        .fail_next("patch", "reportjobs", 1, 500);
-    let bad: reportjob::api::ReportJob = serde_saphyr::from_str(
-        &super::common::cluster::report("bad", "a.b.c.d", "bad.csv").build_yaml(),
-    )
-    .unwrap();
-    env.rjs("default")
-        .create(&Default::default(), &bad)
-        .await
-        .unwrap();
+    let bad: reportjob::api::ReportJob =
+        serde_saphyr::from_str(&report("bad", "a.b.c.d", "bad.csv").build_yaml()).unwrap();
+    env.rjs(ns).create(&Default::default(), &bad).await.unwrap();
     let url = format!("http://{addr}/metrics");
     let metrics = eventually("the controller's /metrics with every family", || async {
         let body = reqwest::get(&url).await.ok()?.text().await.ok()?;
@@ -466,11 +829,13 @@ async fn alerts_and_dashboard_use_only_metrics_the_controller_exports() {
         all.then_some(body)
     })
     .await;
+    assert_eq!(env.proxy().pending_faults(), 0, "the 500 was answered");
     let exported = exported_names(&metrics);
     assert_eq!(exported.len(), 10, "{metrics}");
 
     let docs = template(
         &chart_dir(),
+        SYSTEM_NS,
         &[
             "prometheusRule.enabled=true",
             "grafanaDashboard.enabled=true",

@@ -1,4 +1,4 @@
-//! The controller end to end on kubesim: real HTTP, the real `reportjob` binary as stage
+//! The controller end to end on the real control plane: the real `reportjob` binary as stage
 //! pods, the real Postgres; every report is loaded back and compared with its source.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
@@ -79,13 +79,15 @@ async fn kubectl_applied_reportjob_completes_with_exact_output() {
     let table = orders(&mut db, 4_000).await;
     let mut env = Env::bare().await;
     let ns = env.reserve("analytics");
-    // As a user would: CRD, namespace, Secret, then the ReportJob, all with kubectl.
+    // As a user would: CRD, namespace, Secret, then the ReportJob, all with kubectl (the CRD
+    // is shared: not while a chart test has changed it).
+    let crd_lock = common::testbed::cluster_scoped_lock().await;
     ok(&env.kubectl(&[
         "apply",
         "-f",
         concat!(env!("CARGO_MANIFEST_DIR"), "/crds/reportjob.yaml"),
     ]));
-    // (`kubectl create ...` sends protobuf, which kubesim does not decode; manifests are JSON.)
+    drop(crd_lock);
     let setup = env.dir.path().join("setup.yaml");
     std::fs::write(
         &setup,

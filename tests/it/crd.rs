@@ -1,5 +1,7 @@
 //! The committed CRD matches the generator, and its schema is structural (what a real
-//! API server accepts): every node typed, value validations free of types and defaults.
+//! API server accepts): every node typed, value validations free of types and defaults; its
+//! CEL rules refuse bad ReportJobs at admission on the real API server of the test binary's
+//! cluster (`common::testbed`).
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
 use serde_json::Value;
@@ -297,20 +299,15 @@ fn schema_expresses_the_validation_rules() {
     assert!(missing.is_empty(), "fields without docs: {missing:?}");
 }
 
-/// The CEL rules of the committed CRD, enforced at admission (kubesim evaluates them as a real
-/// API server does): kubectl refuses each bad ReportJob with upstream's message.
-#[tokio::test]
+/// The CEL rules of the CRD (the generator's, which is the committed file), enforced at
+/// admission by the real API server of the test binary's cluster, in a namespace of the test's
+/// own: kubectl refuses each bad ReportJob with the server's message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_apply_refuses_what_the_cel_rules_forbid() {
-    let dir = tempfile::tempdir().unwrap();
-    let cluster = kubesim::Cluster::start(kubesim::ClusterConfig {
-        data_dir: Some(dir.path().join("data")),
-        run_pods: false,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let kc = dir.path().join("kubeconfig");
-    cluster.write_kubeconfig(&kc).unwrap();
+    let mut env = crate::common::testbed::Env::start().await;
+    let ns = env.namespace("crd-cel").await;
+    let kc = env.kubeconfig_in(ns);
+    let dir = env.dir.path();
     let kubectl = |args: Vec<String>| {
         let kc = kc.clone();
         async move {
@@ -329,16 +326,13 @@ async fn kubectl_apply_refuses_what_the_cel_rules_forbid() {
             (o.status.success(), out)
         }
     };
-    let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/reportjob.yaml");
-    let (ok, out) = kubectl(vec!["apply".into(), "-f".into(), crd.into()]).await;
-    assert!(ok, "{out}");
     let apply = |name: &str, source: Value, destination: Value| {
         let rj = serde_json::json!({
             "apiVersion": "reporting.dev/v1alpha1", "kind": "ReportJob",
             "metadata": {"name": name},
             "spec": {"source": source, "output": {"destination": destination}}
         });
-        let f = dir.path().join(format!("{name}.json"));
+        let f = dir.join(format!("{name}.json"));
         std::fs::write(&f, rj.to_string()).unwrap();
         kubectl(vec!["apply".into(), "-f".into(), f.display().to_string()])
     };
@@ -354,7 +348,7 @@ async fn kubectl_apply_refuses_what_the_cel_rules_forbid() {
     let refused = [
         (
             apply("both", source(serde_json::json!({"table": "t", "query": "select 1 as id"})), pvc.clone()).await,
-            r#"The ReportJob "both" is invalid: spec.source: Invalid value: "object": exactly one of table and query must be set"#,
+            r#"The ReportJob "both" is invalid: spec.source: Invalid value: exactly one of table and query must be set"#,
         ),
         (
             apply("cols", source(serde_json::json!({"query": "select 1 as id", "columns": ["id"]})), pvc.clone()).await,
@@ -367,7 +361,7 @@ async fn kubectl_apply_refuses_what_the_cel_rules_forbid() {
         (
             apply("two-places", source(serde_json::json!({"table": "t"})),
                 serde_json::json!({"pvc": {"claimName": "reports", "path": "o.csv"}, "bucket": {"url": "s3://b/k.csv"}})).await,
-            r#"The ReportJob "two-places" is invalid: spec.output.destination: Invalid value: "object": exactly one of pvc and bucket must be set"#,
+            r#"The ReportJob "two-places" is invalid: spec.output.destination: Invalid value: exactly one of pvc and bucket must be set"#,
         ),
     ];
     let bad_pvc = |path: &str| serde_json::json!({"pvc": {"claimName": "reports", "path": path}});
@@ -376,23 +370,23 @@ async fn kubectl_apply_refuses_what_the_cel_rules_forbid() {
     let refused_paths = [
         (
             apply("dots", table(), bad_pvc("reports/../etc/passwd")).await,
-            r#"The ReportJob "dots" is invalid: spec.output.destination.pvc.path: Invalid value: "string": must not contain . or .. components"#.to_string(),
+            r#"The ReportJob "dots" is invalid: spec.output.destination.pvc.path: Invalid value: "reports/../etc/passwd": must not contain . or .. components"#.to_string(),
         ),
         (
             apply("absolute", table(), bad_pvc("/etc/passwd")).await,
-            format!(r#"The ReportJob "absolute" is invalid: spec.output.destination.pvc.path: Invalid value: "string": {}"#, reportjob::api::schema::PATH_SHAPE),
+            format!(r#"The ReportJob "absolute" is invalid: spec.output.destination.pvc.path: Invalid value: "/etc/passwd": {}"#, reportjob::api::schema::PATH_SHAPE),
         ),
         (
             apply("gcs", table(), bad_bucket("gs://b/k.csv")).await,
-            format!(r#"The ReportJob "gcs" is invalid: spec.output.destination.bucket.url: Invalid value: "string": {}"#, reportjob::api::schema::BUCKET_URL_SHAPE),
+            format!(r#"The ReportJob "gcs" is invalid: spec.output.destination.bucket.url: Invalid value: "gs://b/k.csv": {}"#, reportjob::api::schema::BUCKET_URL_SHAPE),
         ),
         (
             apply("no-key", table(), bad_bucket("s3://bucket/")).await,
-            format!(r#"The ReportJob "no-key" is invalid: spec.output.destination.bucket.url: Invalid value: "string": {}"#, reportjob::api::schema::BUCKET_URL_SHAPE),
+            format!(r#"The ReportJob "no-key" is invalid: spec.output.destination.bucket.url: Invalid value: "s3://bucket/": {}"#, reportjob::api::schema::BUCKET_URL_SHAPE),
         ),
         (
             apply("key-dots", table(), bad_bucket("s3://bucket/a/../k.csv")).await,
-            r#"The ReportJob "key-dots" is invalid: spec.output.destination.bucket.url: Invalid value: "string": its key must not contain . or .. components"#.to_string(),
+            r#"The ReportJob "key-dots" is invalid: spec.output.destination.bucket.url: Invalid value: "s3://bucket/a/../k.csv": its key must not contain . or .. components"#.to_string(),
         ),
     ];
     for ((ok, out), want) in refused_paths {
@@ -425,7 +419,7 @@ async fn kubectl_apply_refuses_what_the_cel_rules_forbid() {
     .await;
     assert!(
         !ok && out.contains(&format!(
-            r#"The ReportJob "orders" is invalid: spec.source: Invalid value: "object": {}"#,
+            r#"The ReportJob "orders" is invalid: spec.source: Invalid value: {}"#,
             reportjob::api::schema::SOURCE_IMMUTABLE
         )),
         "{out}"
@@ -435,7 +429,7 @@ async fn kubectl_apply_refuses_what_the_cel_rules_forbid() {
     let (ok, out) = apply("orders", source(serde_json::json!({"table": "t"})), moved).await;
     assert!(
         !ok && out.contains(&format!(
-            r#"The ReportJob "orders" is invalid: spec.output: Invalid value: "object": {}"#,
+            r#"The ReportJob "orders" is invalid: spec.output: Invalid value: {}"#,
             reportjob::api::schema::OUTPUT_IMMUTABLE
         )),
         "{out}"
@@ -453,7 +447,7 @@ async fn kubectl_apply_refuses_what_the_cel_rules_forbid() {
     let (ok, out) = patch(serde_json::json!({"spec": {"chunking": {"chunkSize": 5}}})).await;
     assert!(
         !ok && out.contains(&format!(
-            r#"The ReportJob "orders" is invalid: spec.chunking: Invalid value: "object": {}"#,
+            r#"The ReportJob "orders" is invalid: spec.chunking: Invalid value: {}"#,
             reportjob::api::schema::CHUNKING_IMMUTABLE
         )),
         "{out}"
@@ -474,7 +468,6 @@ async fn kubectl_apply_refuses_what_the_cel_rules_forbid() {
         ok && out.contains("reportjob.reporting.dev/orders patched"),
         "{out}"
     );
-    cluster.shutdown().await;
 }
 
 #[test]

@@ -121,7 +121,12 @@ async fn helm_install_runs_the_controller_in_cluster_upgrade_replaces_it_and_uni
     let mut env = Env::start().await;
     let system = env.namespace("reportjob-system").await;
     let tenant = env.tenant("tenant").await;
-    install(&env, system, tenant, &[]);
+    install(
+        &env,
+        system,
+        tenant,
+        &["--set", "uninstall.deleteReportJobs=true"],
+    );
     let first = sole_ready_controller(&env, system, None).await;
     let spec = first.spec.clone().unwrap();
     assert_eq!(spec.service_account_name.as_deref(), Some("reportjob"));
@@ -223,12 +228,7 @@ async fn without_its_role_binding_the_installed_controller_is_refused() {
     let mut env = Env::start().await;
     let system = env.namespace("reportjob-system").await;
     let tenant = env.tenant("tenant").await;
-    install(
-        &env,
-        system,
-        tenant,
-        &["--set", "uninstall.deleteReportJobs=false"],
-    );
+    install(&env, system, tenant, &[]);
     let first = sole_ready_controller(&env, system, None).await;
     // The controller acts as its ServiceAccount: without the chart's binding it is refused.
     let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> =

@@ -1,8 +1,9 @@
-//! Database connection pressure (issue #19): the controller's cap on runs in flight
+//! Database connection pressure: the controller's cap on runs in flight
 //! (`--max-concurrent-runs`) holds the ReportJobs beyond it in `Pending` (condition `Queued`)
-//! and starts them in creation order, each completing exactly; and a stage whose connect is
-//! refused for want of a slot (SQLSTATE 53300, here a role's `CONNECTION LIMIT`) waits for
-//! one instead of failing.
+//! and starts them in creation order, each completing exactly; suspended runs hold no slot,
+//! so another namespace's run goes ahead, and resuming waits for a slot like a start; and a
+//! stage whose connect is refused for want of a slot (SQLSTATE 53300, here a role's
+//! `CONNECTION LIMIT`) waits for one instead of failing.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -361,4 +362,97 @@ async fn a_namespaces_chunk_pods_never_exceed_its_budget_and_every_run_completes
         )
         .await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspended_runs_hold_no_slot_so_another_namespace_runs_and_resumes_wait_their_turn() {
+    let mut db = TestDb::new("fair_slots").await;
+    let table = orders(&mut db, 1_200).await;
+    let mut env = Env::start().await;
+    let team_a = env.tenant("team-a").await;
+    let team_b = env.tenant("team-b").await;
+    let addr = format!("127.0.0.1:{}", common::testbed::free_port());
+    env.start_controller(&[
+        "--leader-election=false",
+        "--metrics-addr",
+        &addr,
+        "--max-concurrent-runs",
+        "2",
+    ]);
+    // Team a's three runs, created suspended: each is planned, then pauses holding no slot,
+    // so the third gets one although the cap is two.
+    let names = ["a1", "a2", "a3"];
+    for name in names {
+        let yaml = report(name, &table, &format!("{name}.csv"))
+            .set("spec.suspend", true)
+            .build_yaml();
+        env.apply(team_a, &yaml).await;
+    }
+    for name in names {
+        env.wait_phase(team_a, name, Phase::Suspended, common::PATIENCE)
+            .await;
+    }
+    // Another team's run is not starved by them.
+    env.apply(team_b, &report("b1", &table, "b1.csv").build_yaml())
+        .await;
+    env.wait_phase(team_b, "b1", Phase::Succeeded, common::PATIENCE)
+        .await;
+    db.assert_report_matches(
+        &env.pvc_dir(team_b).join("b1.csv"),
+        &db.all("orders"),
+        "",
+        false,
+    )
+    .await;
+    // Team b runs a slow one, holding a slot; all three of a's resume: one slot is free, so
+    // one resumes and two wait, suspended, saying why.
+    let slow = report("b2", &table, "b2.csv")
+        .filter(&common::slow_filter(&db.schema, 0.01))
+        .chunk_size(200)
+        .parallelism(1);
+    env.apply(team_b, &slow.build_yaml()).await;
+    env.wait_phase(team_b, "b2", Phase::Running, common::PATIENCE)
+        .await;
+    for name in names {
+        env.rjs(team_a)
+            .patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(serde_json::json!({"spec": {"suspend": false}})),
+            )
+            .await
+            .unwrap();
+    }
+    let waiting = common::eventually("two resumes waiting for a run slot", || async {
+        let mut waiting = 0;
+        for name in names {
+            let rj = env.rjs(team_a).get(name).await.ok()?;
+            let status = rj.status?;
+            if status.phase == Some(Phase::Suspended)
+                && status
+                    .message
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with("resuming when a run slot frees: queued: 2"))
+            {
+                waiting += 1;
+            }
+        }
+        (waiting == 2).then_some(waiting)
+    })
+    .await;
+    assert_eq!(waiting, 2);
+    // As runs end, the others resume; every report is exact.
+    for name in names {
+        env.wait_phase(team_a, name, Phase::Succeeded, common::PATIENCE)
+            .await;
+        db.assert_report_matches(
+            &env.pvc_dir(team_a).join(format!("{name}.csv")),
+            &db.all("orders"),
+            "",
+            false,
+        )
+        .await;
+    }
+    env.wait_phase(team_b, "b2", Phase::Succeeded, common::PATIENCE)
+        .await;
 }

@@ -1,4 +1,4 @@
-//! ReportSchedules on kubesim with the controller's test clock (`--clock-file`): runs at their
+//! ReportSchedules on the real control plane with the controller's test clock (`--clock-file`): runs at their
 //! times with exact reports per window, history limits, Forbid and Replace (also of a run
 //! mid-export, with its staging), one catch-up run
 //! after downtime, deletion keeping the reports, and bad input refused on the status. Also

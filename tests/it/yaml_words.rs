@@ -60,12 +60,15 @@ fn readme_yaml_blocks_are_found() {
 async fn kubectl_applies_every_readme_manifest_and_example() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let env = Env::bare().await;
+    // The CRDs are shared: not while a chart test has changed them.
+    let crd_lock = super::common::testbed::cluster_scoped_lock().await;
     let crd = root.join("crds/reportjob.yaml");
     let o = env.kubectl(&["apply", "-f", crd.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     let crd = root.join("crds/reportschedule.yaml");
     let o = env.kubectl(&["apply", "-f", crd.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
+    drop(crd_lock);
 
     let mut files = Vec::new();
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();

@@ -271,24 +271,51 @@ impl<'a> Decision<'a> {
         }
     }
 
-    /// A run not started yet that the controller's run cap holds back: it waits in phase
+    /// Why the run caps hold this run back, if they do: the message and the reason.
+    fn queued(&self) -> Option<(String, &'static str)> {
+        match self.o.admission {
+            Admission::Admitted => None,
+            Admission::Queued { limit, .. } => Some((
+                format!(
+                    "queued: {limit} runs are in flight, as many as the controller runs at once \
+                     (--max-concurrent-runs); this one starts when one of them ends (within a \
+                     namespace in creation order; the namespaces with fewest runs in flight first)"
+                ),
+                reason::RUN_LIMIT_REACHED,
+            )),
+            Admission::NamespaceFull { limit } => Some((
+                format!(
+                    "queued: {limit} runs of this namespace are in flight, as many as one \
+                     namespace runs at once (--max-concurrent-runs-per-namespace); this one \
+                     starts when one of them ends"
+                ),
+                reason::NAMESPACE_RUN_LIMIT_REACHED,
+            )),
+        }
+    }
+
+    /// A run not started yet that the controller's run caps hold back: it waits in phase
     /// `Pending` with the condition `Queued` (the text stays the same while it waits, so
     /// waiting writes no status); `true` when held back.
     fn held_back(&mut self) -> bool {
-        let Admission::Queued { limit, .. } = self.o.admission else {
+        let Some((message, why)) = self.queued() else {
             return false;
         };
-        let message = format!(
-            "queued: {limit} runs are in flight, as many as the controller runs at once \
-             (--max-concurrent-runs); this one starts when one of them ends, in creation order"
-        );
         self.set_phase(Phase::Pending, message.clone());
-        self.condition(
-            conditions::QUEUED,
-            true,
-            reason::RUN_LIMIT_REACHED,
-            &message,
-        );
+        self.condition(conditions::QUEUED, true, why, &message);
+        self.requeue = Some(QUEUED_RESYNC);
+        true
+    }
+
+    /// A suspended run asked to resume that the run caps hold back: it stays `Suspended`
+    /// (its chunks Job too) with the condition `Queued`; `true` when held back.
+    pub(super) fn resume_held_back(&mut self) -> bool {
+        let Some((message, why)) = self.queued() else {
+            return false;
+        };
+        let message = format!("resuming when a run slot frees: {message}");
+        self.set_phase(Phase::Suspended, message.clone());
+        self.condition(conditions::QUEUED, true, why, &message);
         self.requeue = Some(QUEUED_RESYNC);
         true
     }

@@ -307,8 +307,19 @@ impl Decision<'_> {
             return self.fail(why, message);
         }
         let job_suspended = job.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
+        // Resuming takes a run slot, as a start does: a suspended run held none.
+        if job_suspended
+            && !suspend
+            && self.st.phase == Some(Phase::Suspended)
+            && self.resume_held_back()
+        {
+            return Action::None;
+        }
         self.suspended_or_running(suspend, remaining);
         if job_suspended != suspend {
+            if !suspend && self.has_condition(conditions::QUEUED) {
+                self.condition(conditions::QUEUED, false, reason::ADMITTED, "");
+            }
             return Action::SuspendChunks(suspend);
         }
         if let Some(budget) = self.o.budget.as_ref().filter(|_| !suspend) {

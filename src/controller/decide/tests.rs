@@ -894,6 +894,66 @@ fn suspend_and_resume_patch_the_chunks_job() {
 }
 
 #[test]
+fn a_resume_waits_for_a_run_slot_and_a_namespace_at_its_cap_waits_too() {
+    let suspended = ReportJobFixture::new()
+        .planned(3)
+        .chunks_job("0-2", "", "")
+        .spec(|s| s.suspend = true)
+        .decide()
+        .status;
+    let fixture = |admission: Admission| {
+        let mut f = ReportJobFixture::new()
+            .planned(3)
+            .chunks_job("0-2", "", "")
+            .status(|s| *s = suspended.clone());
+        if let Some(spec) = f.jobs.get_mut(&Stage::Chunks).and_then(|j| j.spec.as_mut()) {
+            spec.suspend = Some(true);
+        }
+        f.admission = admission;
+        f
+    };
+    // Every slot is taken: the run stays suspended, its chunks Job too, and says why.
+    let step = fixture(Admission::Queued { limit: 2, ahead: 0 }).decide();
+    assert_eq!(step.action, Action::None);
+    assert_eq!(step.status.phase, Some(Phase::Suspended));
+    let queued = condition(&step, conditions::QUEUED);
+    assert_eq!(
+        (queued.status.as_str(), queued.reason.as_str()),
+        ("True", reason::RUN_LIMIT_REACHED)
+    );
+    assert!(
+        step.status
+            .message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("resuming when a run slot frees: queued: 2 runs")),
+        "{:?}",
+        step.status.message
+    );
+    // Its namespace is at its own cap: the same, naming that cap.
+    let step = fixture(Admission::NamespaceFull { limit: 1 }).decide();
+    assert_eq!(step.action, Action::None);
+    let queued = condition(&step, conditions::QUEUED);
+    assert_eq!(queued.reason, reason::NAMESPACE_RUN_LIMIT_REACHED);
+    assert!(
+        queued
+            .message
+            .contains("--max-concurrent-runs-per-namespace")
+    );
+    // A slot frees: it resumes, and the queue condition says it was admitted.
+    let waited = step.status.clone();
+    let mut f = fixture(Admission::Admitted).status(|s| *s = waited);
+    f.admission = Admission::Admitted;
+    let step = f.decide();
+    assert_eq!(step.action, Action::SuspendChunks(false));
+    assert_eq!(step.status.phase, Some(Phase::Running));
+    let admitted = condition(&step, conditions::QUEUED);
+    assert_eq!(
+        (admitted.status.as_str(), admitted.reason.as_str()),
+        ("False", reason::ADMITTED)
+    );
+}
+
+#[test]
 fn a_suspended_reportjob_creates_its_chunks_job_suspended() {
     let step = ReportJobFixture::new()
         .planned(2)

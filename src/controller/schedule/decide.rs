@@ -13,6 +13,10 @@ use kube::{Resource, ResourceExt};
 use crate::api::{Phase, ReportJob};
 use crate::schedule::cron::{Cron, CronError};
 use crate::schedule::missed::{self, MANY_MISSED};
+
+/// The most runs one schedule has active at once (running, queued or suspended), whatever its
+/// concurrency policy: the next due run is skipped while as many are active.
+pub const MAX_ACTIVE_RUNS: usize = 10;
 use crate::schedule::placeholders::RunTimes;
 use crate::schedule::template::{self, MAX_NAME};
 use crate::schedule::{ConcurrencyPolicy, ReportSchedule, ReportScheduleStatus};
@@ -142,6 +146,22 @@ pub fn sync(rs: &ReportSchedule, runs: &[ReportJob], now: Timestamp) -> Sync {
     }
     let name = template::run_name(&rs.name_any(), scheduled);
     if runs.iter().any(|r| r.name_any() == name) || last.is_some_and(|l| l >= scheduled) {
+        out.status = status;
+        return out;
+    }
+    // Under Allow, runs that do not end (a template with `suspend: true`, runs queued behind
+    // the run cap) would pile up one per period without bound.
+    if rs.spec.concurrency_policy == ConcurrencyPolicy::Allow
+        && status.active.len() >= MAX_ACTIVE_RUNS
+    {
+        out.notes.push(Note {
+            warning: true,
+            reason: "TooManyActiveRuns",
+            message: format!(
+                "Not starting ReportJob: {MAX_ACTIVE_RUNS} runs of this schedule are active \
+                 (running, queued or suspended), as many as a schedule may have"
+            ),
+        });
         out.status = status;
         return out;
     }

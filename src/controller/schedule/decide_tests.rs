@@ -109,6 +109,32 @@ fn forbid_skips_and_replace_deletes_the_active_run() {
 }
 
 #[test]
+fn a_schedule_never_has_more_active_runs_than_the_bound() {
+    // Ten runs that never end (their template is suspended): the eleventh is not started.
+    let active: Vec<ReportJob> = (0..MAX_ACTIVE_RUNS)
+        .map(|i| {
+            run(
+                &format!("s-{}", 29450000 + i),
+                Some("Suspended"),
+                "2026-01-01T00:00:00Z",
+            )
+        })
+        .collect();
+    let mut rs = schedule(serde_json::json!({}));
+    rs.status = Some(ReportScheduleStatus {
+        last_schedule_time: Some(Time(ts("2026-01-01T00:10:00Z"))),
+        ..Default::default()
+    });
+    let s = sync(&rs, &active, ts("2026-01-01T00:20:00Z"));
+    assert!(created(&s).is_empty());
+    assert_eq!(s.notes[0].reason, "TooManyActiveRuns");
+    assert_eq!(s.status.active.len(), MAX_ACTIVE_RUNS);
+    // One fewer: the due run starts.
+    let s = sync(&rs, &active[1..], ts("2026-01-01T00:20:00Z"));
+    assert_eq!(created(&s), ["s-29453780"]);
+}
+
+#[test]
 fn history_limits_delete_the_oldest_finished_runs() {
     let mut rs =
         schedule(serde_json::json!({"successfulRunsHistoryLimit": 2, "failedRunsHistoryLimit": 1}));

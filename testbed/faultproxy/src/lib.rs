@@ -72,6 +72,26 @@ impl Fault {
     }
 }
 
+/// How to start a proxy beyond its upstream: [`FaultProxy::start_with`].
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The address to listen on; `127.0.0.1:0` (any free port) by default.
+    pub listen: SocketAddr,
+    /// Answer `GET /debug/requests` on the proxy's own port (not forwarded, not counted)
+    /// with the counts of [`FaultProxy::requests_by_agent`] as JSON, `{agent: {"verb
+    /// resource": count}}`. Off by default; no Kubernetes API path starts with `/debug`.
+    pub debug_requests: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            debug_requests: false,
+        }
+    }
+}
+
 /// `(verb, resource)`, e.g. `("patch", "reportjobs/status")`.
 pub type RequestKey = (String, String);
 
@@ -118,6 +138,8 @@ struct Shared {
     rules: Mutex<Vec<Rule>>,
     counts: Mutex<Counts>,
     watch_commands: broadcast::Sender<watch::Command>,
+    /// Whether `GET /debug/requests` is answered here ([`Options::debug_requests`]).
+    debug_requests: bool,
     /// Bumped to close every client connection.
     connections: tokio::sync::watch::Sender<u64>,
 }
@@ -156,6 +178,20 @@ impl Shared {
         }
         Some(fault)
     }
+
+    /// The counts by agent as `GET /debug/requests` answers them: `{agent: {"verb
+    /// resource": count}}`.
+    fn requests_json(&self) -> serde_json::Value {
+        let counts = lock(&self.counts);
+        let by_agent = counts.by_agent.iter().map(|(agent, keys)| {
+            let keys = keys
+                .iter()
+                .map(|((verb, resource), n)| (format!("{verb} {resource}"), (*n).into()))
+                .collect::<serde_json::Map<_, _>>();
+            (agent.clone(), serde_json::Value::Object(keys))
+        });
+        serde_json::Value::Object(by_agent.collect())
+    }
 }
 
 /// A running proxy on `127.0.0.1`, serving plain HTTP/1.1 on its own runtime (its own
@@ -171,9 +207,16 @@ impl FaultProxy {
     /// Binds `127.0.0.1:0` and starts serving. Does not block on the upstream: a wrong
     /// address shows as 502s. May be called from inside or outside an async context.
     pub fn start(upstream: Upstream) -> anyhow::Result<FaultProxy> {
+        FaultProxy::start_with(upstream, Options::default())
+    }
+
+    /// [`FaultProxy::start`] with [`Options`]: another listening address, the
+    /// `/debug/requests` endpoint.
+    pub fn start_with(upstream: Upstream, options: Options) -> anyhow::Result<FaultProxy> {
         let base = upstream::base_url(&upstream)?;
         let client = upstream::client(&upstream)?;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
+        let listener = std::net::TcpListener::bind(options.listen)
+            .with_context(|| format!("binding {}", options.listen))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -202,6 +245,7 @@ impl FaultProxy {
             rules: Mutex::new(Vec::new()),
             counts: Mutex::new(Counts::default()),
             watch_commands,
+            debug_requests: options.debug_requests,
             connections,
         });
         runtime.spawn(server::serve(listener, shared.clone()));
@@ -212,7 +256,7 @@ impl FaultProxy {
         })
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://ADDRESS:PORT` (`http://127.0.0.1:PORT` unless [`Options::listen`] said otherwise).
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

@@ -64,6 +64,13 @@ async fn handle(
     reset: Arc<Notify>,
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    if shared.debug_requests
+        && request.method() == http::Method::GET
+        && request.uri().path() == "/debug/requests"
+    {
+        // The proxy's own endpoint: neither forwarded nor counted.
+        return Ok(json_response(StatusCode::OK, &shared.requests_json()));
+    }
     let info = request_info::resolve(
         request.method(),
         request.uri().path(),

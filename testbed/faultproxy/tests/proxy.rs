@@ -7,7 +7,7 @@
 mod common;
 
 use common::{FakeUpstream, Item, ProxyClient, counts, eventually, within};
-use faultproxy::{Fault, FaultProxy, Upstream};
+use faultproxy::{Fault, FaultProxy, Options, Upstream};
 use futures::StreamExt as _;
 use http::{Method, StatusCode, header};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -460,6 +460,49 @@ async fn requests_are_counted_by_verb_resource_and_client() {
             ("delete", "configmaps", 1),
             ("deletecollection", "configmaps", 1),
         ])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_requests_serves_the_counts_by_client_when_asked() {
+    let fake = FakeUpstream::start().await;
+    // Off by default: forwarded (the fake echoes it) and counted like any path.
+    let plain = FaultProxy::start(fake.upstream.clone()).unwrap();
+    let got = ProxyClient::new(&plain.url()).get("/debug/requests").await;
+    assert_eq!(got.json()["path"], "/debug/requests", "forwarded upstream");
+    assert_eq!(plain.requests(), counts(&[("get", "/debug/requests", 1)]));
+
+    let proxy = FaultProxy::start_with(
+        fake.upstream.clone(),
+        Options {
+            debug_requests: true,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    assert!(proxy.url().starts_with("http://127.0.0.1:"));
+    let client = ProxyClient::new(&proxy.url());
+    let ua = [("user-agent", "reportjob/0.1.0 (linux)")];
+    client
+        .send(Method::PATCH, RJ_STATUS, &[MERGE_PATCH, ua[0]], "{}")
+        .await
+        .unwrap();
+    client.send(Method::GET, CMS, &ua, "").await.unwrap();
+    client.get(CMS).await;
+    let served = client.get("/debug/requests").await;
+    assert_eq!(served.status, StatusCode::OK);
+    assert_eq!(served.headers[header::CONTENT_TYPE], "application/json");
+    assert_eq!(
+        served.json(),
+        json!({
+            "reportjob": {"patch reportjobs/status": 1, "list configmaps": 1},
+            "unknown": {"list configmaps": 1},
+        })
+    );
+    // The endpoint itself is neither forwarded nor counted.
+    assert_eq!(
+        proxy.requests(),
+        counts(&[("patch", "reportjobs/status", 1), ("list", "configmaps", 2)])
     );
 }
 

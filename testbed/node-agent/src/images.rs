@@ -141,7 +141,46 @@ pub fn install_program(src: &Path, image_dir: &Path) -> std::io::Result<PathBuf>
     std::fs::rename(&tmp, &dst).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
     })?;
+    prune_stale(image_dir, &base, &dst);
     Ok(dst)
+}
+
+/// How long a copy no build links to any more is kept: longer than any agent that may still
+/// start pods from it (another test run beside this one) lives.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Removes the earlier copies of the program named `base` that only this directory still
+/// holds (one link: the build that made them replaced its file, as cargo does on every
+/// rebuild, so each kept copy would hold a whole old binary) and that were installed over a
+/// day ago. Copies whose source still exists share its inode and cost nothing.
+fn prune_stale(image_dir: &Path, base: &str, keep: &Path) {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(entries) = std::fs::read_dir(image_dir) else {
+        return;
+    };
+    let now = std::time::SystemTime::now();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let ours = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.strip_prefix(base))
+            .is_some_and(|rest| rest.starts_with('-'));
+        if !ours || path == keep {
+            continue;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let installed = std::time::UNIX_EPOCH
+            + std::time::Duration::from_secs(u64::try_from(meta.ctime()).unwrap_or(0));
+        let old = now
+            .duration_since(installed)
+            .is_ok_and(|age| age > STALE_AFTER);
+        if meta.is_file() && meta.nlink() == 1 && old {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 /// FNV-1a: a stable hash (the same name for the same program in every run and build).

@@ -432,16 +432,7 @@ impl Worker {
             .unwrap_or_else(|| "default".into());
         let name = pod.metadata.name.clone().unwrap_or_default();
         let model = PodModel::new(&pod);
-        let active_deadline = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.active_deadline_seconds)
-            .map(|secs| {
-                let end = model.start_time.as_nanosecond() + i128::from(secs) * 1_000_000_000;
-                let left = end - Timestamp::now().as_nanosecond();
-                Instant::now()
-                    + Duration::from_nanos(u64::try_from(left.max(0)).unwrap_or(u64::MAX))
-            });
+        let active_deadline = deadline_of(&pod, model.start_time);
         let pod_dir = k
             .data_dir
             .join("pods")
@@ -550,6 +541,9 @@ impl Worker {
             None => return Some(Stop::Gone),
             Some(p) => self.pod = p,
         }
+        // activeDeadlineSeconds may be set or shortened on a running pod: read it again, as
+        // the kubelet does on every sync.
+        self.active_deadline = deadline_of(&self.pod, self.model.start_time);
         if self.deleting() {
             return Some(Stop::Deleted);
         }
@@ -807,6 +801,14 @@ impl Worker {
             ));
         }
     }
+}
+
+/// When `pod`'s `activeDeadlineSeconds`, counted from its start, runs out.
+fn deadline_of(pod: &Pod, start_time: Timestamp) -> Option<Instant> {
+    let secs = pod.spec.as_ref()?.active_deadline_seconds?;
+    let end = start_time.as_nanosecond() + i128::from(secs) * 1_000_000_000;
+    let left = end - Timestamp::now().as_nanosecond();
+    Some(Instant::now() + Duration::from_nanos(u64::try_from(left.max(0)).unwrap_or(u64::MAX)))
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! `download` through a real presigned link of a real S3 server (s3s-fs).
+//! `download` through a real presigned link of a real S3 server (s3s-fs), the link in the
+//! status of a ReportJob of the test's namespace (written by the test).
 
 use std::time::Duration;
 
@@ -12,7 +13,8 @@ async fn download_fetches_the_presigned_link_and_checks_the_sha256() {
     use object_store::ObjectStoreExt;
     use object_store::signer::Signer;
     use sha2::Digest;
-    let cli = Cli::start().await;
+    let cli = Cli::start("download").await;
+    let ns = cli.ns;
     let s3 = S3Server::start("reports");
     let store = object_store::aws::AmazonS3Builder::new()
         .with_endpoint(s3.endpoint())
@@ -38,8 +40,8 @@ async fn download_fetches_the_presigned_link_and_checks_the_sha256() {
         json!({"location": "s3://reports/daily/orders.csv", "rows": 200000, "bytes": body.len(),
                "sha256": sha, "url": url, "urlExpiresAt": "2099-01-01T00:00:00Z"})
     };
-    cli.create("orders", "default", "a").await;
-    cli.set_status("orders", "default", complete(output(&url, &sha)))
+    cli.create("orders", ns, "a").await;
+    cli.set_status("orders", ns, complete(output(&url, &sha)))
         .await;
 
     let dir = tempfile::tempdir().unwrap();
@@ -63,7 +65,7 @@ async fn download_fetches_the_presigned_link_and_checks_the_sha256() {
 
     // A digest that is not the manifest's: nothing kept, exit 1.
     let other = dir.path().join("other.csv");
-    cli.set_status("orders", "default", complete(output(&url, &"0".repeat(64))))
+    cli.set_status("orders", ns, complete(output(&url, &"0".repeat(64))))
         .await;
     let (code, _, err) = cli
         .run(&["download", "orders", "-o", other.to_str().unwrap()])
@@ -88,7 +90,7 @@ async fn download_fetches_the_presigned_link_and_checks_the_sha256() {
         &url[..url.len() - 1],
         if last == '0' { '1' } else { '0' }
     );
-    cli.set_status("orders", "default", complete(output(&tampered, &sha)))
+    cli.set_status("orders", ns, complete(output(&tampered, &sha)))
         .await;
     let (code, _, err) = cli
         .run(&["download", "orders", "-o", other.to_str().unwrap()])
@@ -100,14 +102,19 @@ async fn download_fetches_the_presigned_link_and_checks_the_sha256() {
     );
 
     // A PVC report has no link.
-    cli.create("local", "default", "a").await;
+    cli.create("local", ns, "a").await;
     cli.set_status(
         "local",
-        "default",
+        ns,
         complete(json!({"location": "local.csv", "rows": 1, "bytes": 1, "sha256": sha})),
     )
     .await;
     let (code, _, err) = cli.run(&["download", "local"]).await;
     assert_eq!(code, 1);
-    assert!(err.contains("ReportJob default/local wrote its report to local.csv on a volume: there is no download link"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "ReportJob {ns}/local wrote its report to local.csv on a volume: there is no download link"
+        )),
+        "{err}"
+    );
 }

@@ -1,25 +1,30 @@
-//! `list` and `status -o`, checked against `kubectl get`.
+//! `list` and `status -o`, checked against `kubectl get`, and `list` with ReportSchedules, on
+//! the shared cluster: `-A` is narrowed to the test's objects by their [`RUN_LABEL`].
 
 use serde_json::{Value, json};
 
-use super::{Cli, cells_without_age, complete, failed, manifest};
+use super::{Cli, RUN_LABEL, cells_without_age, complete, failed, manifest};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_and_status_print_as_kubectl_does_in_every_format() {
-    let cli = Cli::start().await;
-    cli.create("orders", "default", "analytics").await;
-    cli.create("refunds", "default", "billing").await;
-    cli.create("invoices", "team-b", "billing").await;
+    let mut cli = Cli::start("list").await;
+    // Sorted after the first namespace, as `team-b` was after `default`.
+    let (ns, team_b) = (cli.ns, cli.namespace("list-team-b").await);
+    assert!(ns < team_b);
+    let mine = format!("{RUN_LABEL}={ns}");
+    cli.create("orders", ns, "analytics").await;
+    cli.create("refunds", ns, "billing").await;
+    cli.create("invoices", team_b, "billing").await;
     cli.set_status(
         "orders",
-        "default",
+        ns,
         complete(json!({"location": "orders.csv", "rows": 4000, "bytes": 9, "sha256": "ab"})),
     )
     .await;
-    cli.set_status("refunds", "default", failed()).await;
+    cli.set_status("refunds", ns, failed()).await;
     cli.set_status(
         "invoices",
-        "team-b",
+        team_b,
         complete(json!({"location": "invoices.csv", "rows": 4000, "bytes": 9, "sha256": "ab"})),
     )
     .await;
@@ -52,7 +57,7 @@ async fn list_and_status_print_as_kubectl_does_in_every_format() {
         "{table}"
     );
 
-    let (code, wide, _) = cli.run(&["list", "-A", "-o", "wide"]).await;
+    let (code, wide, _) = cli.run(&["list", "-A", "-l", &mine, "-o", "wide"]).await;
     assert_eq!(code, 0);
     assert_eq!(
         cells_without_age(&wide),
@@ -68,7 +73,7 @@ async fn list_and_status_print_as_kubectl_does_in_every_format() {
                 "MESSAGE"
             ],
             vec![
-                "default",
+                ns,
                 "orders",
                 "Succeeded",
                 "4/4",
@@ -78,7 +83,7 @@ async fn list_and_status_print_as_kubectl_does_in_every_format() {
                 "published"
             ],
             vec![
-                "default",
+                ns,
                 "refunds",
                 "Failed",
                 "3/4",
@@ -89,7 +94,7 @@ async fn list_and_status_print_as_kubectl_does_in_every_format() {
                 "failed"
             ],
             vec![
-                "team-b",
+                team_b,
                 "invoices",
                 "Succeeded",
                 "4/4",
@@ -101,21 +106,20 @@ async fn list_and_status_print_as_kubectl_does_in_every_format() {
         ],
         "{wide}"
     );
-    let kubectl = cli.kubectl(&["get", "rj", "-A", "-o", "wide"]);
+    let kubectl = cli.kubectl(&["get", "rj", "-A", "-l", &mine, "-o", "wide"]);
     assert_eq!(
         cells_without_age(&String::from_utf8_lossy(&kubectl.stdout)),
         cells_without_age(&wide)
     );
 
-    let (code, names, _) = cli
-        .run(&["list", "-A", "-l", "team=billing", "-o", "name"])
-        .await;
+    let billing = format!("team=billing,{mine}");
+    let (code, names, _) = cli.run(&["list", "-A", "-l", &billing, "-o", "name"]).await;
     assert_eq!(code, 0);
     assert_eq!(
         names,
         "reportjob.reporting.dev/refunds\nreportjob.reporting.dev/invoices\n"
     );
-    let kubectl = cli.kubectl(&["get", "rj", "-A", "-l", "team=billing", "-o", "name"]);
+    let kubectl = cli.kubectl(&["get", "rj", "-A", "-l", &billing, "-o", "name"]);
     let mut theirs: Vec<String> = String::from_utf8_lossy(&kubectl.stdout)
         .lines()
         .map(str::to_string)
@@ -125,7 +129,7 @@ async fn list_and_status_print_as_kubectl_does_in_every_format() {
     ours.sort();
     assert_eq!(ours, theirs);
 
-    let (code, json_text, _) = cli.run(&["list", "-n", "team-b", "-o", "json"]).await;
+    let (code, json_text, _) = cli.run(&["list", "-n", team_b, "-o", "json"]).await;
     assert_eq!(code, 0);
     let list: Value = serde_json::from_str(&json_text).unwrap();
     assert_eq!(list["kind"], "List");
@@ -148,15 +152,20 @@ async fn list_and_status_print_as_kubectl_does_in_every_format() {
     let kubectl = cli.kubectl(&["get", "rj", "-l", "team=nobody"]);
     assert_eq!(
         (code, out.as_str(), stderr.as_str()),
-        (0, "", "No resources found in default namespace.\n")
+        (
+            0,
+            "",
+            format!("No resources found in {ns} namespace.\n").as_str()
+        )
     );
     assert_eq!(
         stderr,
         String::from_utf8_lossy(&kubectl.stderr),
         "kubectl's words"
     );
-    let (_, _, stderr) = cli.run(&["list", "-A", "-l", "team=nobody"]).await;
-    let kubectl = cli.kubectl(&["get", "rj", "-A", "-l", "team=nobody"]);
+    let nobody = format!("team=nobody,{mine}");
+    let (_, _, stderr) = cli.run(&["list", "-A", "-l", &nobody]).await;
+    let kubectl = cli.kubectl(&["get", "rj", "-A", "-l", &nobody]);
     assert_eq!(stderr, String::from_utf8_lossy(&kubectl.stderr));
     let (code, out, _) = cli.run(&["list", "-l", "team=nobody", "-o", "json"]).await;
     assert_eq!(code, 0);
@@ -168,12 +177,8 @@ async fn list_and_status_print_as_kubectl_does_in_every_format() {
     assert_eq!(code, 2, "{stderr}");
 
     // `submit -o name` prints what it created.
-    let file = cli.dir.path().join("rj.json");
-    std::fs::write(
-        &file,
-        manifest("payments", "default", "billing").to_string(),
-    )
-    .unwrap();
+    let file = cli.dir().join("rj.json");
+    std::fs::write(&file, manifest("payments", ns, "billing").to_string()).unwrap();
     let (code, out, stderr) = cli
         .run(&["submit", "-f", file.to_str().unwrap(), "-o", "name"])
         .await;
@@ -186,17 +191,14 @@ async fn list_and_status_print_as_kubectl_does_in_every_format() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_shows_the_schedules_after_their_runs() {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     use kube::api::{Api, Patch, PatchParams, PostParams};
     use reportjob::schedule::ReportSchedule;
 
-    let cli = Cli::start().await;
-    let crds: Api<CustomResourceDefinition> = Api::all(cli.client());
-    crds.create(&PostParams::default(), &reportjob::schedule::crd::crd())
-        .await
-        .unwrap();
+    // The ReportSchedule CRD is installed with the ReportJob one.
+    let cli = Cli::start("list-schedules").await;
+    let ns = cli.ns;
     // Without schedules, list is the ReportJobs alone.
-    cli.create("orders", "default", "analytics").await;
+    cli.create("orders", ns, "analytics").await;
     let (code, alone, stderr) = cli.run(&["list"]).await;
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(alone.lines().count(), 2, "{alone}");
@@ -206,17 +208,22 @@ async fn list_shows_the_schedules_after_their_runs() {
         "/examples/orders-monthly-schedule.yaml"
     ))
     .unwrap();
-    let schedule: ReportSchedule = serde_saphyr::from_str(&example).unwrap();
-    let schedules: Api<ReportSchedule> = Api::namespaced(cli.client(), "default");
+    let mut schedule: ReportSchedule = serde_saphyr::from_str(&example).unwrap();
+    schedule
+        .metadata
+        .labels
+        .get_or_insert_default()
+        .insert(RUN_LABEL.into(), ns.into());
+    let schedules: Api<ReportSchedule> = Api::namespaced(cli.client(), ns);
     schedules
         .create(&PostParams::default(), &schedule)
         .await
         .unwrap();
-    cli.create("monthly-paid-orders-29000000", "default", "finance")
+    cli.create("monthly-paid-orders-29000000", ns, "finance")
         .await;
     let now = jiff::Timestamp::now();
     let status = json!({"status": {
-        "active": [{"kind": "ReportJob", "name": "monthly-paid-orders-29000000", "namespace": "default"}],
+        "active": [{"kind": "ReportJob", "name": "monthly-paid-orders-29000000", "namespace": ns}],
         "lastScheduleTime": (now - jiff::SignedDuration::from_secs(300)).to_string(),
         "nextScheduleTime": (now + jiff::SignedDuration::from_secs(7200)).to_string(),
     }});
@@ -276,10 +283,13 @@ async fn list_shows_the_schedules_after_their_runs() {
     assert!(row[6] == "in 120m" || row[6] == "in 119m", "{row:?}");
 
     // -A adds the namespace; -o formats print the ReportJobs only.
-    let (_, all, _) = cli.run(&["list", "-A"]).await;
+    let mine = format!("{RUN_LABEL}={ns}");
+    let (_, all, _) = cli.run(&["list", "-A", "-l", &mine]).await;
     let (_, schedules_all) = all.split_once("\n\n").expect("two tables");
     assert!(
-        schedules_all.starts_with("NAMESPACE") && schedules_all.contains("\ndefault "),
+        schedules_all.starts_with("NAMESPACE")
+            && schedules_all.lines().count() == 2
+            && schedules_all.contains(&format!("\n{ns} ")),
         "{schedules_all}"
     );
     let (_, names, _) = cli.run(&["list", "-o", "name"]).await;

@@ -1,9 +1,12 @@
-//! The kubectl-style client commands against kubesim: `list` (`-A`, `-l`, every `-o`, checked
-//! against `kubectl get`), `status -o`, `wait` and its exit codes, `resume`, `logs -f` and
-//! `submit --wait --log` following pods the test creates, `download` through a real presigned
-//! link of a real S3 server, and the binary as the kubectl plugin `kubectl reportjob`. This
-//! file holds the shared fixture (a cluster that runs no pods, the command runner); one file
-//! per command family beside it.
+//! The kubectl-style client commands against the real Kubernetes control plane of the test
+//! binary (`common::testbed`), each test in namespaces of its own and with no controller: the
+//! test writes the ReportJobs' statuses itself. `list` (`-A`, `-l`, every `-o`, checked against
+//! `kubectl get`), `status -o`, `wait` and its exit codes, `resume`, `logs -f` and `submit
+//! --wait --log` following real pods the node agent runs (they print lines, and more lines when
+//! the test hands them some through their volume, until told to end), `download` through a real
+//! presigned link of a real S3 server, and the binary as the kubectl plugin `kubectl
+//! reportjob`. This file holds the shared fixture (a namespace, a kubeconfig whose context is
+//! that namespace, the command runner); one file per command family beside it.
 
 mod download;
 mod list;
@@ -16,8 +19,6 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use reportjob::api::ReportJob;
@@ -26,9 +27,14 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::common::PATIENCE;
+use crate::common::testbed;
 
 /// The name kubectl runs the plugin by.
 pub(crate) const PLUGIN_BIN: &str = reportjob::cli::PLUGIN_BINARY;
+
+/// The label every ReportJob a test creates carries, its value the test's first namespace: on
+/// the shared cluster, `-A` with `-l RUN_LABEL=<ns>` is the test's objects alone.
+pub(crate) const RUN_LABEL: &str = "test-run";
 
 /// A ReportJob manifest in `ns` with labels.
 pub(crate) fn manifest(name: &str, ns: &str, team: &str) -> Value {
@@ -64,47 +70,55 @@ pub(crate) fn failed() -> Value {
                           condition("Failed", "True", "ChunksFailed")]})
 }
 
+/// One test's namespace `ns` on the shared cluster (CRDs installed, no controller) and a
+/// kubeconfig whose context's namespace is `ns`: the commands run without `-n` work there.
 pub(crate) struct Cli {
-    pub(crate) cluster: kubesim::Cluster,
-    pub(crate) client: Client,
-    pub(crate) dir: tempfile::TempDir,
+    pub(crate) env: testbed::Env,
+    pub(crate) ns: &'static str,
     pub(crate) kubeconfig: PathBuf,
 }
 
 impl Cli {
-    /// kubesim (running no pods: the test plays the kubelet) with the CRD and the namespace
-    /// `team-b`.
-    pub(crate) async fn start() -> Cli {
-        let dir = tempfile::tempdir().unwrap();
-        let cluster = kubesim::Cluster::start(kubesim::ClusterConfig {
-            data_dir: Some(dir.path().join("cluster")),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        let client = cluster.client().await.unwrap();
-        let kubeconfig = dir.path().join("kubeconfig");
-        cluster.write_kubeconfig(&kubeconfig).unwrap();
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        crds.create(&PostParams::default(), &reportjob::api::schema::crd())
-            .await
-            .unwrap();
-        let nss: Api<Namespace> = Api::all(client.clone());
-        nss.create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "team-b"}})).unwrap(),
-        )
-        .await
-        .unwrap();
+    /// A new namespace `<prefix>-<n>`.
+    pub(crate) async fn start(prefix: &str) -> Cli {
+        let mut env = testbed::Env::start().await;
+        let ns = env.namespace(prefix).await;
+        Cli::with(env, ns)
+    }
+
+    /// A new namespace `<prefix>-<n>` with a bound PVC `reports` (and a Secret `db`), whose
+    /// directory the test reaches from the host ([`Cli::volume`]).
+    pub(crate) async fn with_volume(prefix: &str) -> Cli {
+        let mut env = testbed::Env::start().await;
+        let ns = env.tenant(prefix).await;
+        Cli::with(env, ns)
+    }
+
+    fn with(env: testbed::Env, ns: &'static str) -> Cli {
+        let kubeconfig = env.kubeconfig_in(ns);
         Cli {
-            cluster,
-            client,
-            dir,
+            env,
+            ns,
             kubeconfig,
         }
     }
 
-    /// kubectl against the cluster.
+    /// Another namespace of this test, `<prefix>-<n>`.
+    pub(crate) async fn namespace(&mut self, prefix: &str) -> &'static str {
+        self.env.namespace(prefix).await
+    }
+
+    /// A directory of this test's own.
+    pub(crate) fn dir(&self) -> &Path {
+        self.env.dir.path()
+    }
+
+    /// The host directory of the PVC `reports` ([`Cli::with_volume`]).
+    pub(crate) fn volume(&self) -> PathBuf {
+        self.env.pvc_dir(self.ns)
+    }
+
+    /// kubectl against the cluster, in the test's namespace unless told otherwise.
     pub(crate) fn kubectl(&self, args: &[&str]) -> std::process::Output {
         std::process::Command::new("kubectl")
             .arg("--kubeconfig")
@@ -115,19 +129,20 @@ impl Cli {
     }
 
     pub(crate) fn client(&self) -> Client {
-        self.client.clone()
+        self.env.client.clone()
     }
 
+    /// Creates ReportJob `ns/name` labelled `team` and [`RUN_LABEL`].
     pub(crate) async fn create(&self, name: &str, ns: &str, team: &str) {
+        let mut rj = manifest(name, ns, team);
+        rj["metadata"]["labels"][RUN_LABEL] = json!(self.ns);
         let api: Api<ReportJob> = Api::namespaced(self.client(), ns);
-        api.create(
-            &PostParams::default(),
-            &serde_json::from_value(manifest(name, ns, team)).unwrap(),
-        )
-        .await
-        .unwrap();
+        api.create(&PostParams::default(), &serde_json::from_value(rj).unwrap())
+            .await
+            .unwrap();
     }
 
+    /// Writes the status subresource, as the controller would.
     pub(crate) async fn set_status(&self, name: &str, ns: &str, status: Value) {
         let api: Api<ReportJob> = Api::namespaced(self.client(), ns);
         api.patch_status(
@@ -151,7 +166,7 @@ impl Cli {
         cmd
     }
 
-    /// `reportjob ARGS` (KUBECONFIG points at kubesim): exit code, stdout, stderr.
+    /// `reportjob ARGS` (KUBECONFIG the test's namespace's): exit code, stdout, stderr.
     pub(crate) async fn run(&self, args: &[&str]) -> (i32, String, String) {
         let bin = PathBuf::from(env!("CARGO_BIN_EXE_reportjob"));
         let out = tokio::time::timeout(PATIENCE, self.command(&bin, args).output())

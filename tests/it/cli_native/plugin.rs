@@ -1,5 +1,6 @@
 //! The binary as the kubectl plugin `kubectl reportjob`, through kubectl's plugin mechanism,
-//! with kubectl's completion of plugin words (`kubectl_complete-reportjob`).
+//! with kubectl's completion of plugin words (`kubectl_complete-reportjob`), against a
+//! ReportJob of the test's namespace (the kubeconfig's).
 
 use std::path::Path;
 
@@ -8,8 +9,9 @@ use crate::common::PATIENCE;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_runs_it_as_the_reportjob_plugin() {
-    let cli = Cli::start().await;
-    cli.create("orders", "default", "a").await;
+    let cli = Cli::start("plugin").await;
+    let ns = cli.ns;
+    cli.create("orders", ns, "a").await;
     let bin_dir = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(
         env!("CARGO_BIN_EXE_reportjob"),
@@ -70,7 +72,7 @@ async fn kubectl_runs_it_as_the_reportjob_plugin() {
         bin_dir.path().join("kubectl_complete-reportjob"),
     )
     .unwrap();
-    let complete = |line: &'static str| {
+    let complete = |line: String| {
         let mut args = vec!["__complete", "reportjob"];
         args.extend(line.split(' '));
         let run = kubectl(&args);
@@ -82,7 +84,7 @@ async fn kubectl_runs_it_as_the_reportjob_plugin() {
                 .collect::<Vec<_>>()
         }
     };
-    let top = complete("").await;
+    let top = complete(String::new()).await;
     assert!(
         ["list", "status", "wait", "logs", "download"]
             .iter()
@@ -90,10 +92,10 @@ async fn kubectl_runs_it_as_the_reportjob_plugin() {
             && !top.contains(&"worker".to_string()),
         "{top:?}"
     );
-    assert_eq!(complete("status o").await, ["orders", ":4"]);
-    assert_eq!(complete("wait -n default ").await, ["orders", ":4"]);
-    assert_eq!(complete("list -o y").await, ["yaml", ":4"]);
-    assert_eq!(complete("wait --time").await, ["--timeout", ":4"]);
+    assert_eq!(complete("status o".into()).await, ["orders", ":4"]);
+    assert_eq!(complete(format!("wait -n {ns} ")).await, ["orders", ":4"]);
+    assert_eq!(complete("list -o y".into()).await, ["yaml", ":4"]);
+    assert_eq!(complete("wait --time".into()).await, ["--timeout", ":4"]);
     // Called by its own name it is `reportjob`.
     let (_, out, _) = cli.run(&["--help"]).await;
     assert!(

@@ -3,7 +3,6 @@
 //! running the real binary, and waiting on conditions with a generous ceiling.
 #![allow(clippy::unwrap_used, dead_code)] // tests fail loudly on unexpected errors
 
-pub mod cluster;
 pub mod s3;
 pub mod spec;
 pub mod testbed;

@@ -99,6 +99,9 @@ pub mod reason {
     pub const CLEANUP_FAILED: &str = "CleanupFailed";
     /// As many runs are in flight as the controller runs at once (`--max-concurrent-runs`).
     pub const RUN_LIMIT_REACHED: &str = "RunLimitReached";
+    /// As many runs of the namespace are in flight as one namespace runs at once
+    /// (`--max-concurrent-runs-per-namespace`).
+    pub const NAMESPACE_RUN_LIMIT_REACHED: &str = "NamespaceRunLimitReached";
     /// The run got a run slot and started (or its chunks Job got pods of the budget).
     pub const ADMITTED: &str = "Admitted";
     /// The namespace's chunk pods (`--max-stage-pods-per-namespace`) are all in use.

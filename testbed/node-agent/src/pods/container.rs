@@ -220,6 +220,8 @@ impl Worker {
                         }
                         Some(p) => {
                             self.pod = p;
+                            // A deadline set or shortened on the running pod applies at once.
+                            self.active_deadline = super::deadline_of(&self.pod, self.model.start_time);
                             if self.deleting() && matches!(stop, None | Some(Stop::Deadline)) {
                                 let since = *term_since.get_or_insert_with(Instant::now);
                                 if stop.is_none() {
