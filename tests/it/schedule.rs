@@ -523,6 +523,17 @@ async fn after_six_missed_periods_exactly_one_catch_up_run() {
         (rs.status.and_then(|s| s.last_schedule_time).map(|t| t.0) == Some(t0)).then_some(())
     })
     .await;
+    // Its event too, before the controller goes (events are written after the run).
+    eventually("the first run's SuccessfulCreate event", || async {
+        let note = format!("Created ReportJob {first}");
+        scene
+            .events("nightly")
+            .await
+            .iter()
+            .any(|(r, n)| r == "SuccessfulCreate" && *n == note)
+            .then_some(())
+    })
+    .await;
     scene.env.kill_controller(0);
     // Six periods pass with the controller down.
     let back = t0 + HOUR * 6 + SignedDuration::from_mins(5);
@@ -542,12 +553,17 @@ async fn after_six_missed_periods_exactly_one_catch_up_run() {
     assert_eq!(status.last_schedule_time.unwrap().0, t0 + HOUR * 6);
     // The decision is written: nothing else is due until t0 + 7h.
     assert_eq!(scene.runs("nightly").await, [first, caught_up.clone()]);
-    let created: Vec<_> = scene
-        .events("nightly")
-        .await
-        .into_iter()
-        .filter(|(r, _)| r == "SuccessfulCreate")
-        .collect();
+    // Events are recorded after the runs they tell of: both creations, and only two.
+    let created = eventually("both SuccessfulCreate events", || async {
+        let created: Vec<_> = scene
+            .events("nightly")
+            .await
+            .into_iter()
+            .filter(|(r, _)| r == "SuccessfulCreate")
+            .collect();
+        (created.len() >= 2).then_some(created)
+    })
+    .await;
     assert_eq!(created.len(), 2, "{created:?}");
     // The catch-up run's window is the period before its time.
     let rj: ReportJob = scene.env.rjs(scene.ns).get(&caught_up).await.unwrap();
