@@ -10,9 +10,6 @@
 //! errors and missing pull secrets; `activeDeadlineSeconds` of pods and Jobs; the deletion
 //! handshake; restarts with back-off; readiness probes; logs through the API server; programs
 //! under a pod's volumes; the Node and its Lease; `Agent::kill_pod` and `Agent::fail_pod`.
-//! These replace kubesim's tests of how pods are run (`kubesim/tests/jobs_runner.rs` and the
-//! pod parts of `round_two.rs`, `round_two_admission.rs`, `client_behaviours.rs` and
-//! `installable.rs`).
 //!
 //! One testbed serves the whole test binary; each test works in a namespace of its own. Pods
 //! run `/bin/sh` through image rules; their mount paths live under the testbed's directory (the
