@@ -88,6 +88,13 @@ async fn kubectl_applied_reportjob_completes_with_exact_output() {
         concat!(env!("CARGO_MANIFEST_DIR"), "/crds/reportjob.yaml"),
     ]));
     drop(crd_lock);
+    // A new CRD is served once it is established, as a user's script would wait for.
+    ok(&env.kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/reportjobs.reporting.dev",
+        "--timeout=180s",
+    ]));
     let setup = env.dir.path().join("setup.yaml");
     std::fs::write(
         &setup,

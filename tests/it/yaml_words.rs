@@ -69,6 +69,15 @@ async fn kubectl_applies_every_readme_manifest_and_example() {
     let o = env.kubectl(&["apply", "-f", crd.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     drop(crd_lock);
+    // New CRDs are served once they are established.
+    let o = env.kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/reportjobs.reporting.dev",
+        "crd/reportschedules.reporting.dev",
+        "--timeout=180s",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
 
     let mut files = Vec::new();
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
