@@ -333,12 +333,14 @@ async fn worker_killed_mid_upload_is_rerun_without_duplicates() {
     source(&mut db, 1200, 1).await;
     let s3 = S3Server::start(BUCKET);
     let work = Workdir::new();
-    // One chunk that streams for ~3.6 s (3 ms per row), as a chunk pod would run it: far
-    // from done when the test sees its upload open and kills it.
+    // One chunk, as a chunk pod would run it, that waits at row 600 while the test holds the
+    // gate: its upload is open, and far from done, when the test kills it.
+    let gate = i64::from(rand::random::<u32>());
+    db.hold_gate(gate).await;
     let spec = work.spec(
         "s.yaml",
         &src_to_bucket(&db, &s3.endpoint(), "killed.csv")
-            .filter(&common::slow_filter(&db.schema, 0.003))
+            .filter(&common::gate_filter(&db.schema, "id", 600, gate))
             .chunk_size(1_000_000)
             .build_yaml(),
     );
@@ -361,6 +363,7 @@ async fn worker_killed_mid_upload_is_rerun_without_duplicates() {
     });
     worker.kill().unwrap();
     worker.wait().unwrap();
+    db.release_gate(gate).await;
     assert!(
         !s3.objects(BUCKET)
             .iter()

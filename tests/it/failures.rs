@@ -325,12 +325,14 @@ async fn killed_run_resumes_with_its_staged_plan() {
     let mut db = TestDb::new("killed_run").await;
     db.numbers(1600).await;
     let work = Workdir::new();
-    // 3 ms per row: 8 chunks of 200 rows take ~0.6 s each, one at a time, so the run is
-    // still far from its end when the test sees three chunks done and kills it.
+    // 8 chunks of 200 rows, one at a time; the export waits at row 1000 (the sixth chunk)
+    // while the test holds the gate, so the run is far from its end when it is killed.
+    let gate = i64::from(rand::random::<u32>());
+    db.hold_gate(gate).await;
     let spec = work.spec(
         "s.yaml",
         &to_r_csv(&db.table("src"), "id")
-            .filter(&common::slow_filter(&db.schema, 0.003))
+            .filter(&common::gate_filter(&db.schema, "id", 1000, gate))
             .chunk_size(200)
             .parallelism(1)
             .set("spec.source.consistency", "PerChunk")
@@ -367,6 +369,7 @@ async fn killed_run_resumes_with_its_staged_plan() {
     });
     child.kill().unwrap();
     let _ = child.wait();
+    db.release_gate(gate).await;
     assert!(
         !work.output_dir().join("r.csv").exists(),
         "killed run published nothing"

@@ -187,56 +187,69 @@ async fn a_killed_run_leaves_its_temporary_report_in_staging_and_the_next_run_re
     let mut db = TestDb::new("killed_assembly").await;
     db.numbers(2000).await;
     let work = Workdir::new();
-    // 1 ms per row, one chunk at a time: the run takes ~2 s, and the local runner's
-    // assembly (with its temporary report) is open from the start.
+    // One chunk at a time, and the export stops at row 600 while the test holds the gate:
+    // the chunks before it are appended to the local runner's temporary report (open from the
+    // start), which is mid-write when the run is killed.
+    let gate = i64::from(rand::random::<u32>());
+    db.hold_gate(gate).await;
     let spec = work.spec(
         "s.yaml",
         &SpecBuilder::table(&db.table("src"))
             .key("id")
-            .filter(&common::slow_filter(&db.schema, 0.001))
+            .filter(&common::gate_filter(&db.schema, "id", 600, gate))
             .chunk_size(250)
             .parallelism(1)
             .pvc("r", "r.csv")
             .build_yaml(),
     );
+    let run_stderr = work.output_dir().with_file_name("killed-run.stderr");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_reportjob"))
         .args(["run", "-f", spec.to_str().unwrap(), "--output-dir"])
         .arg(work.output_dir())
         .env("DATABASE_URL", database_url())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&run_stderr).unwrap())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // Bounded only against a hang: the run waits at the gate until the test releases it.
+    let deadline = Instant::now() + Duration::from_secs(120);
     let temp = loop {
+        // Waiting at the gate: the third chunk's part is being written beside the temporary
+        // report, which has taken in (buffered) the two chunks before it.
         let found = std::fs::read_dir(work.output_dir().join("r.csv.parts"))
             .ok()
             .and_then(|mut d| d.next())
             .and_then(|e| e.ok())
             .and_then(|run| {
-                let parts = std::fs::read_dir(run.path())
-                    .unwrap()
-                    .filter(|e| {
-                        e.as_ref()
-                            .unwrap()
-                            .file_name()
-                            .to_string_lossy()
-                            .starts_with("part-0")
-                    })
-                    .count();
+                let writing_a_part = std::fs::read_dir(run.path())
+                    .ok()?
+                    .filter_map(|e| e.ok())
+                    .any(|e| e.file_name().to_string_lossy().starts_with(".part-"));
                 let temp = std::fs::read_dir(run.path().join("tmp"))
                     .ok()?
                     .filter_map(|e| e.ok())
                     .find(|e| e.file_name().to_string_lossy().starts_with(".r.csv.tmp-"))?;
-                (parts >= 2).then(|| temp.path())
+                writing_a_part.then(|| temp.path())
             });
         if let Some(temp) = found {
             break temp;
         }
-        assert!(Instant::now() < deadline, "run made no progress");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "the run ended ({status}) before it reached the gate:\n{}",
+                std::fs::read_to_string(&run_stderr).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run never reached the gate:\n{}",
+            std::fs::read_to_string(&run_stderr).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     child.kill().unwrap();
     let _ = child.wait();
+    // The killed run's session waits at the gate; releasing it lets that session end.
+    db.release_gate(gate).await;
     assert!(
         temp.exists(),
         "the crash left the temporary report in staging"

@@ -137,9 +137,17 @@ impl TestDb {
         // Every schema has `slow_row(seconds)`: a filter that sleeps per row, for tests that
         // must act while a chunk streams (a spec may not call pg_sleep itself: it is on the
         // side-effect denylist; a function of the schema is the spec author's own code).
+        // `gate_row(id, at, key)` blocks the row `at` of an export (a `COPY`: the plan's
+        // counts pass) while the test holds advisory lock `key`: a run stopped at a chosen row
+        // for as long as the test needs, not for a guessed time.
         sqlx::raw_sql(AssertSqlSafe(format!(
             "CREATE SCHEMA {schema}; CREATE FUNCTION {schema}.slow_row(seconds double precision) \
-             RETURNS boolean LANGUAGE sql AS 'SELECT pg_sleep(seconds) IS NOT NULL'"
+             RETURNS boolean LANGUAGE sql AS 'SELECT pg_sleep(seconds) IS NOT NULL'; \
+             CREATE FUNCTION {schema}.gate_row(id bigint, at bigint, key bigint) \
+             RETURNS boolean LANGUAGE sql AS 'SELECT CASE \
+             WHEN id = at AND position(''COPY ('' in current_query()) > 0 THEN \
+             pg_advisory_lock_shared(key) IS NOT NULL AND pg_advisory_unlock_shared(key) \
+             ELSE true END'"
         )))
         .execute(&mut conn)
         .await
@@ -158,6 +166,18 @@ impl TestDb {
              INSERT INTO src SELECT g, 'row ' || g FROM generate_series(1, {rows}) AS g;"
         ))
         .await;
+    }
+
+    /// Takes advisory lock `key` on this connection: a run whose filter is
+    /// [`gate_filter`] with the same key waits at its row until [`TestDb::release_gate`].
+    pub async fn hold_gate(&mut self, key: i64) {
+        self.exec(&format!("SELECT pg_advisory_lock({key})")).await;
+    }
+
+    /// Releases the advisory lock taken by [`TestDb::hold_gate`].
+    pub async fn release_gate(&mut self, key: i64) {
+        self.exec(&format!("SELECT pg_advisory_unlock({key})"))
+            .await;
     }
 
     /// Runs SQL (several statements allowed) with the test's schema first on the search path.
@@ -373,6 +393,12 @@ pub fn terminate_copy_backend(schema: &str, after_rows: i64) -> tokio::task::Joi
 /// A `where` that sleeps `seconds` per row, through the schema's `slow_row` function.
 pub fn slow_filter(schema: &str, seconds: f64) -> String {
     format!("{schema}.slow_row({seconds})")
+}
+
+/// A `where` that stops the export at row `at` of `key_column` while the test holds advisory
+/// lock `key` (see [`TestDb::hold_gate`]), through the schema's `gate_row` function.
+pub fn gate_filter(schema: &str, key_column: &str, at: i64, key: i64) -> String {
+    format!("{schema}.gate_row({key_column}, {at}, {key})")
 }
 
 /// sha256 of `bytes`, hex: what manifests, results and statuses record.
