@@ -85,6 +85,22 @@ pub enum Error {
         /// What the server said.
         detail: String,
     },
+    /// A value over `output.maxValueBytes`, refused by the server before it was sent.
+    #[error(
+        "column {column:?} holds a value of {bytes} bytes at key {key}, over \
+         spec.output.maxValueBytes ({limit}): raise the limit (and the worker's memory limit \
+         with it), or leave the column out of the report"
+    )]
+    ValueTooLarge {
+        /// The column's name.
+        column: String,
+        /// The row's key, as text (escaped, cut).
+        key: String,
+        /// The value's size as measured.
+        bytes: u64,
+        /// The spec's limit.
+        limit: u64,
+    },
     /// The work was stopped because another part of the run failed.
     #[error("cancelled")]
     Cancelled,
@@ -281,6 +297,7 @@ impl Error {
             | Error::Staging(_)
             | Error::Damaged { .. }
             | Error::DamagedParts { .. }
+            | Error::ValueTooLarge { .. }
             | Error::SnapshotLost { .. } => true,
             Error::Database { source, .. } | Error::Connect { source, .. } => {
                 sqlx_is_permanent(source)
@@ -349,6 +366,7 @@ impl Error {
             Error::Staging(_) => "staging",
             Error::Damaged { .. } | Error::DamagedParts { .. } => "damaged",
             Error::SnapshotLost { .. } => "snapshot_lost",
+            Error::ValueTooLarge { .. } => "value_too_large",
             Error::Chunk { source, .. } => source.label(),
             Error::Cancelled => "cancelled",
         }

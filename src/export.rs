@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::api::valid::ValidSource;
+use crate::api::valid::ValidSpec;
 use crate::error::{Error, Result};
 use crate::formats::PartEncoding;
 use crate::formats::compress::Compressor;
@@ -30,17 +30,37 @@ const WRITE_BATCH: usize = 256 * 1024;
 /// The `COPY` statement that streams chunk `index` in the plan's format, rebuilt from the validated
 /// `spec` (never from SQL stored in the plan) and regenerated from its parse tree: exactly
 /// one `COPY (SELECT ...) TO STDOUT`, checked like the spec's own SQL.
-pub fn copy_statement(spec: &ValidSource, plan: &Plan, index: usize) -> Result<String> {
+pub fn copy_statement(spec: &ValidSpec, plan: &Plan, index: usize) -> Result<String> {
     let chunk = plan.chunks.get(index).ok_or_else(|| {
         Error::Staging(format!(
             "chunk {index} is not in the plan ({} chunks)",
             plan.chunks.len()
         ))
     })?;
-    let sql = SourceSql::build(spec, &plan.source)?;
+    let mut sql = SourceSql::build(&spec.source, &plan.source)?;
+    sql.limit_values(spec.output.max_value_bytes, &plan.source);
     let text = PartEncoding::new(&plan.format).copy_statement(&sql, &plan.source, chunk)?;
     crate::sql::regenerate_copy_to_stdout(&text)
         .map_err(|e| Error::Staging(format!("the statement of chunk {index} was refused: {e}")))
+}
+
+/// A failed `COPY`: a value over `output.maxValueBytes` (the guard's failed cast, see
+/// [`crate::source::value_limit`]) or the server's error as it is.
+fn copy_error(context: &str, e: sqlx::Error, spec: &ValidSpec, plan: &Plan) -> Error {
+    let over = e.as_database_error().and_then(|db| {
+        (db.code().as_deref() == Some("22P02"))
+            .then(|| crate::source::value_limit::read_error(db.message(), &plan.source.columns))
+            .flatten()
+    });
+    match over {
+        Some(v) => Error::ValueTooLarge {
+            column: v.column,
+            key: v.key,
+            bytes: v.bytes,
+            limit: spec.output.max_value_bytes,
+        },
+        None => Error::db(context, e),
+    }
 }
 
 /// Gathers a part's bytes in batches, compresses them (on a blocking thread, so that
@@ -124,7 +144,7 @@ impl PartSink {
 pub async fn export_chunk(
     db: &Database,
     setup: &SessionSetup,
-    spec: &ValidSource,
+    spec: &ValidSpec,
     plan: &Plan,
     index: usize,
     storage: &dyn Storage,
@@ -180,11 +200,11 @@ pub async fn export_chunk(
             .conn()
             .copy_out_raw(&statement)
             .await
-            .map_err(|e| Error::db("starting the chunk's COPY", e))?;
+            .map_err(|e| copy_error("starting the chunk's COPY", e, spec, plan))?;
         while let Some(bytes) = stream
             .try_next()
             .await
-            .map_err(|e| Error::db("streaming the chunk", e))?
+            .map_err(|e| copy_error("streaming the chunk", e, spec, plan))?
         {
             // Checked per row (an atomic load): rows arrive continuously, and a stalled
             // server is stopped by the statement timeout.

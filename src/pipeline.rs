@@ -251,7 +251,7 @@ impl StageContext {
         crate::export::export_chunk(
             &self.db,
             &self.session_setup(false),
-            &self.spec.source,
+            &self.spec,
             plan,
             index,
             self.storage.as_ref(),

@@ -5,6 +5,7 @@ pub mod session;
 pub mod slots;
 pub mod statement;
 pub mod stats;
+pub mod value_limit;
 
 pub use resolve::{Resolved, resolve};
 pub use session::{Database, ReadSession, SessionSetup};

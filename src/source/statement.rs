@@ -108,6 +108,39 @@ impl SourceSql {
         }
     }
 
+    /// Guards every variable-width column against values over `limit` bytes
+    /// (`output.maxValueBytes`, see [`super::value_limit`]). A query whose result names a
+    /// column twice cannot name its columns apart and is left unguarded (`false`).
+    pub fn limit_values(&mut self, limit: u64, planned: &PlannedSource) -> bool {
+        let columns = &planned.columns;
+        let unique = columns
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+            == columns.len();
+        if !unique {
+            return false;
+        }
+        let in_query = self.select_list == "*";
+        let value = |c: &str| {
+            if in_query {
+                format!("rj_src.{}", Quoted(c))
+            } else {
+                Quoted(c).to_string()
+            }
+        };
+        if let Some(list) = super::value_limit::guarded_select_list(
+            columns,
+            &planned.column_types,
+            value,
+            &self.key_sql,
+            limit,
+        ) {
+            self.select_list = list;
+        }
+        true
+    }
+
     /// The SELECT that reads the chunk's rows in key order.
     pub fn chunk_query(&self, chunk: &ChunkRange) -> String {
         let order = if chunk.nulls {

@@ -38,5 +38,6 @@ mod spec_limits;
 mod split;
 mod stage_start;
 mod standby;
+mod value_limit;
 mod worker_settings;
 mod yaml_words;

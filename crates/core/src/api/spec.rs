@@ -284,10 +284,24 @@ pub struct OutputSpec {
     #[serde(default = "default_time_zone")]
     #[schemars(length(min = 1, max = 64))]
     pub time_zone: String,
+    /// The largest value, in bytes, one cell of the report may take from the database (1 KiB
+    /// to 1 GiB; 64 MiB by default). Text, varchar, bytea, json and xml values are measured
+    /// exactly, other variable-width values by their stored size. A larger value fails its
+    /// chunk with an error naming the column and the row's key before the server sends it:
+    /// a worker holds one row at a time, so its memory limit must exceed a few times the
+    /// widest row it exports.
+    #[serde(default = "default_max_value_bytes")]
+    #[schemars(range(min = 1024, max = 1073741824))]
+    pub max_value_bytes: i64,
 }
 
 pub fn default_time_zone() -> String {
     "UTC".to_string()
+}
+
+/// The default `output.maxValueBytes`: 64 MiB.
+pub fn default_max_value_bytes() -> i64 {
+    64 * 1024 * 1024
 }
 
 /// How a report is split into files. A file is closed before the next chunk would take it

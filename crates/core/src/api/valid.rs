@@ -201,6 +201,8 @@ pub struct Output {
     pub delete_with_report_job: bool,
     /// The time zone `timestamptz` values are written in.
     pub time_zone: TimeZone,
+    /// The largest value one cell may take from the database, in bytes.
+    pub max_value_bytes: u64,
 }
 
 /// The report's file format with its options: each format carries only its own.

@@ -45,6 +45,7 @@ pub fn validate(spec: &ReportJobSpec) -> Result<ValidSpec, Vec<FieldError>> {
         },
     };
     let split = split(spec.output.split.as_ref(), &mut errors);
+    let max_value_bytes = max_value_bytes(spec.output.max_value_bytes, &mut errors);
     printable(spec, &mut errors);
     let (
         Some(source),
@@ -55,6 +56,7 @@ pub fn validate(spec: &ReportJobSpec) -> Result<ValidSpec, Vec<FieldError>> {
         Some(ttl_after_finished),
         Some(time_zone),
         Some(split),
+        Some(max_value_bytes),
     ) = (
         source,
         chunking,
@@ -64,6 +66,7 @@ pub fn validate(spec: &ReportJobSpec) -> Result<ValidSpec, Vec<FieldError>> {
         ttl_after_finished,
         time_zone,
         split,
+        max_value_bytes,
     )
     else {
         if errors.0.is_empty() {
@@ -84,6 +87,7 @@ pub fn validate(spec: &ReportJobSpec) -> Result<ValidSpec, Vec<FieldError>> {
             split,
             delete_with_report_job: spec.output.delete_with_report_job,
             time_zone,
+            max_value_bytes,
         },
         worker,
         notify: spec.notify.clone(),
@@ -468,6 +472,23 @@ fn bounded<T>(
 
 fn non_zero_u32(n: u64) -> Option<NonZeroU32> {
     u32::try_from(n).ok().and_then(NonZeroU32::new)
+}
+
+/// Bounds of `output.maxValueBytes`: 1 KiB to 1 GiB (the most a Postgres value can hold).
+pub const MAX_VALUE_BYTES_RANGE: std::ops::RangeInclusive<u64> = 1024..=1024 * 1024 * 1024;
+
+fn max_value_bytes(bytes: i64, errors: &mut Errors) -> Option<u64> {
+    match u64::try_from(bytes) {
+        Ok(b) if MAX_VALUE_BYTES_RANGE.contains(&b) => Some(b),
+        _ => errors.push(
+            "spec.output.maxValueBytes",
+            format!(
+                "must be between {} (1 KiB) and {} (1 GiB), got {bytes}",
+                MAX_VALUE_BYTES_RANGE.start(),
+                MAX_VALUE_BYTES_RANGE.end()
+            ),
+        ),
+    }
 }
 
 fn chunking(chunking: &ChunkingSpec, errors: &mut Errors) -> Option<Chunking> {
