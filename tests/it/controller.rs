@@ -620,7 +620,7 @@ async fn deleting_a_running_reportjob_removes_its_jobs_pods_and_staging() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn suspend_pauses_the_chunks_and_resume_finishes_exactly() {
+async fn suspend_pauses_the_chunks_releases_the_snapshot_and_resume_finishes_exactly() {
     let (mut db, table, env, ns) = one_controller("ctl_suspend", "susp", 1_000).await;
     // Chunks of 5 s (250 rows at 20 ms): the suspend comes while the first ones export
     // (the status shows progress only 5 s after its last write, so a done chunk is not
@@ -647,12 +647,22 @@ async fn suspend_pauses_the_chunks_and_resume_finishes_exactly() {
             .iter()
             .any(|c| c.type_ == "Suspended" && c.status == "True")
     );
+    assert!(
+        s.message
+            .as_deref()
+            .is_some_and(|m| m.contains("snapshot is released")),
+        "{:?}",
+        s.message
+    );
+    // Under one snapshot (the default) the holder goes, and the chunks read under it: the
+    // chunks Job is created again, suspended, for the next snapshot.
     let jobs: Api<Job> = Api::namespaced(env.client.clone(), ns);
-    common::eventually("the chunks Job suspended", || async {
-        let job = jobs.get("orders-chunks").await.unwrap();
+    common::eventually("the chunks Job suspended and no holder", || async {
+        let job = jobs.get("orders-chunks").await.ok()?;
         let spec_suspended = job.spec.as_ref().and_then(|s| s.suspend) == Some(true);
         let active = job.status.as_ref().and_then(|s| s.active).unwrap_or(0);
-        (spec_suspended && active == 0).then_some(())
+        let holder = jobs.get_opt("orders-snapshot").await.ok()?;
+        (spec_suspended && active == 0 && holder.is_none()).then_some(())
     })
     .await;
     env.rjs(ns)

@@ -392,6 +392,35 @@ async fn suspended_runs_hold_no_slot_so_another_namespace_runs_and_resumes_wait_
         env.wait_phase(team_a, name, Phase::Suspended, common::PATIENCE)
             .await;
     }
+    // Nor a snapshot: each holder Job (an open transaction, holding back vacuum) is deleted,
+    // and its pod with it.
+    let jobs: kube::Api<k8s_openapi::api::batch::v1::Job> =
+        kube::Api::namespaced(env.client.clone(), team_a);
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(env.client.clone(), team_a);
+    common::eventually(
+        "the suspended runs' snapshot holders to be gone",
+        || async {
+            let jobs = jobs.list(&Default::default()).await.ok()?;
+            let pods = pods.list(&Default::default()).await.ok()?;
+            let holding = |name: Option<&String>| name.is_some_and(|n| n.contains("-snapshot"));
+            let held = jobs.items.iter().any(|j| holding(j.metadata.name.as_ref()))
+                || pods.items.iter().any(|p| holding(p.metadata.name.as_ref()));
+            (!held).then_some(())
+        },
+    )
+    .await;
+    for name in names {
+        let status = env.rjs(team_a).get(name).await.unwrap().status.unwrap();
+        assert!(
+            status
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("snapshot is released")),
+            "{name}: {:?}",
+            status.message
+        );
+    }
     // Another team's run is not starved by them.
     env.apply(team_b, &report("b1", &table, "b1.csv").build_yaml())
         .await;
@@ -441,7 +470,7 @@ async fn suspended_runs_hold_no_slot_so_another_namespace_runs_and_resumes_wait_
     })
     .await;
     assert_eq!(waiting, 2);
-    // As runs end, the others resume; every report is exact.
+    // As runs end, the others resume, each under a new snapshot; every report is exact.
     for name in names {
         env.wait_phase(team_a, name, Phase::Succeeded, common::PATIENCE)
             .await;

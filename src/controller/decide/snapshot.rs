@@ -3,16 +3,26 @@
 //! failed or ended) or a stage reports the snapshot lost, the export starts again under a
 //! new snapshot (the next generation) until `worker.snapshotRestarts` is used up, then the
 //! ReportJob fails with reason `SnapshotLost`.
+//!
+//! A suspended export holds no snapshot: the holder is a transaction left open, which holds
+//! back vacuum on the whole database for as long as it lasts, so suspending releases it (and
+//! the chunks read under it) and resuming, once admitted, exports every chunk again under a
+//! new one. This does not count as a lost snapshot.
 
 use kube::ResourceExt;
 
 use super::{Action, Decision, RUNNING_RESYNC};
-use crate::api::conditions::reason;
-use crate::api::{ChunkCounts, Consistency, ValidSpec};
+use crate::api::conditions::{self, reason};
+use crate::api::{ChunkCounts, Consistency, Phase, ValidSpec};
 use crate::controller::events::{EventNote, action};
 use crate::controller::jobs;
 use crate::controller::names::Stage;
 use crate::controller::observe::{JobOutcome, job_outcome};
+
+/// The status of a suspended `Snapshot` run.
+pub(super) const SUSPENDED_RELEASED: &str = "suspended by spec.suspend; the run's database \
+     snapshot is released (an open transaction would hold back vacuum while suspended), so \
+     resuming exports every chunk again under a new one";
 
 /// What a stage pod's failure says when the run's snapshot was lost.
 pub(super) const LOST_MARK: &str = "snapshot_lost";
@@ -43,7 +53,20 @@ impl Decision<'_> {
             return None;
         }
         self.snapshot_generation = Some(self.snapshot_generation());
+        let exporting = self.st.plan.is_some()
+            && self
+                .st
+                .chunks
+                .as_ref()
+                .is_none_or(|c| c.succeeded < c.total);
+        if exporting && self.rj().spec.suspend {
+            return self.release_while_suspended();
+        }
         let Some(job) = self.job(Stage::Snapshot) else {
+            // Resuming a suspended export takes a run slot before it takes a snapshot.
+            if exporting && self.st.phase == Some(Phase::Suspended) && self.resume_held_back() {
+                return Some(Action::None);
+            }
             self.requeue = Some(RUNNING_RESYNC);
             if self.st.plan.is_none() {
                 // The plan Job follows at once: one status write for both.
@@ -73,6 +96,35 @@ impl Decision<'_> {
                 Some(self.snapshot_lost(spec, format!("the snapshot holder pod failed: {last}")))
             }
         }
+    }
+
+    /// A suspended export: its holder (and the chunks Job whose parts were read under its
+    /// snapshot) is deleted, and the next generation is taken when the run resumes. `None`
+    /// once released: the stages keep the run `Suspended`.
+    fn release_while_suspended(&mut self) -> Option<Action> {
+        let holder = self.job(Stage::Snapshot)?.name_any();
+        let name = self.rj().name_any();
+        let mut doomed = Vec::new();
+        if self.job(Stage::Chunks).is_some() {
+            doomed.push(Stage::Chunks.job_name(&name));
+        }
+        doomed.push(holder);
+        self.next_snapshot();
+        let message = SUSPENDED_RELEASED;
+        self.set_phase(Phase::Suspended, message);
+        self.condition(
+            conditions::SUSPENDED,
+            true,
+            reason::SUSPENDED_BY_SPEC,
+            "spec.suspend is set",
+        );
+        self.notes.push(EventNote::normal(
+            reason::SNAPSHOT_RELEASED,
+            action::RECONCILE,
+            message,
+        ));
+        self.requeue = Some(RUNNING_RESYNC);
+        Some(Action::DeleteJobs(doomed))
     }
 
     /// The run's snapshot is lost: parts read under it can never be joined with parts read

@@ -8,7 +8,7 @@ use kube::ResourceExt;
 
 use super::{Action, Decision, RUNNING_RESYNC};
 use crate::api::conditions::{self, reason};
-use crate::api::{ChunkCounts, Phase, PlanStatus, ValidSpec};
+use crate::api::{ChunkCounts, Consistency, Phase, PlanStatus, ValidSpec};
 use crate::controller::events::{EventNote, action, notified_message, plan_summary};
 use crate::controller::jobs::{self, PlanRef};
 use crate::controller::names::{self, Stage};
@@ -259,8 +259,9 @@ impl Decision<'_> {
     ) -> Action {
         self.condition(conditions::COMPLETE, false, reason::EXPORTING, "");
         let suspend = self.rj().spec.suspend;
+        let snapshot = spec.source.consistency == Consistency::Snapshot;
         let Some(job) = job else {
-            self.suspended_or_running(suspend, remaining);
+            self.suspended_or_running(suspend, snapshot, remaining);
             self.requeue = Some(RUNNING_RESYNC);
             let mut spec = spec.clone();
             spec.suspend = suspend;
@@ -315,7 +316,7 @@ impl Decision<'_> {
         {
             return Action::None;
         }
-        self.suspended_or_running(suspend, remaining);
+        self.suspended_or_running(suspend, snapshot, remaining);
         if job_suspended != suspend {
             if !suspend && self.has_condition(conditions::QUEUED) {
                 self.condition(conditions::QUEUED, false, reason::ADMITTED, "");
@@ -356,11 +357,15 @@ impl Decision<'_> {
         Action::None
     }
 
-    fn suspended_or_running(&mut self, suspend: bool, remaining: &ChunkSet) {
+    fn suspended_or_running(&mut self, suspend: bool, snapshot: bool, remaining: &ChunkSet) {
         if suspend {
             self.set_phase(
                 Phase::Suspended,
-                "suspended by spec.suspend; clear it to resume",
+                if snapshot {
+                    super::snapshot::SUSPENDED_RELEASED
+                } else {
+                    "suspended by spec.suspend; clear it to resume"
+                },
             );
             self.condition(
                 conditions::SUSPENDED,

@@ -1754,3 +1754,93 @@ fn a_retry_under_one_snapshot_exports_every_chunk_again_under_a_new_one() {
     assert_eq!(step.status.snapshot_restarts, None);
     assert_eq!(step.status.completed_chunks, None);
 }
+
+#[test]
+fn a_suspended_export_releases_its_snapshot_and_resumes_under_a_new_one_once_admitted() {
+    // Suspended while exporting: the holder and the chunks Job read under it are deleted.
+    let step = under_snapshot()
+        .planned(3)
+        .job(Stage::Snapshot, JobState::Running)
+        .chunks_job("0-2", "0", "")
+        .status(|s| s.completed_chunks = Some("0".into()))
+        .spec(|s| s.suspend = true)
+        .decide();
+    assert_eq!(
+        step.action,
+        Action::DeleteJobs(vec!["orders-chunks".into(), "orders-snapshot".into()])
+    );
+    assert_eq!(step.status.phase, Some(Phase::Suspended));
+    assert_eq!(step.status.snapshot_generation, Some(1));
+    assert_eq!(step.status.snapshot_restarts, None, "not a lost snapshot");
+    assert_eq!(step.status.completed_chunks, None);
+    assert!(
+        step.status
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("snapshot is released")),
+        "{:?}",
+        step.status.message
+    );
+    assert_eq!(
+        reasons(&step),
+        vec![reason::SNAPSHOT_RELEASED, reason::SUSPENDED]
+    );
+
+    // Still suspended, nothing held: no holder is taken; the chunks Job waits suspended.
+    let released = step.status.clone();
+    let step = under_snapshot()
+        .planned(3)
+        .spec(|s| s.suspend = true)
+        .status(|s| *s = released.clone())
+        .decide();
+    let job = created(&step);
+    assert_eq!(job.name_any(), "orders-chunks");
+    assert_eq!(job.spec.as_ref().and_then(|s| s.suspend), Some(true));
+    assert_eq!(generation_env(job).as_deref(), Some("1"));
+    assert_eq!(step.status.phase, Some(Phase::Suspended));
+
+    // Resumed while every run slot is taken: no snapshot is taken while it waits.
+    let waiting = step.status.clone();
+    let mut fixture = under_snapshot()
+        .planned(3)
+        .chunks_job("0-2", "", "")
+        .status(|s| *s = waiting.clone())
+        .queued();
+    if let Some(spec) = fixture
+        .jobs
+        .get_mut(&Stage::Chunks)
+        .and_then(|j| j.spec.as_mut())
+    {
+        spec.suspend = Some(true);
+    }
+    let step = fixture.decide();
+    assert_eq!(step.action, Action::None);
+    assert_eq!(step.status.phase, Some(Phase::Suspended));
+    assert_eq!(
+        condition(&step, conditions::QUEUED).reason,
+        reason::RUN_LIMIT_REACHED
+    );
+
+    // Admitted: the next generation's holder comes first.
+    fixture.admission = Admission::Admitted;
+    let step = fixture.decide();
+    let Action::CreateJob(holder) = &step.action else {
+        panic!("{:?}", step.action);
+    };
+    assert_eq!(holder.name_any(), "orders-snapshot");
+    assert_eq!(generation_env(holder).as_deref(), Some("1"));
+}
+
+#[test]
+fn a_suspended_per_chunk_run_keeps_its_chunks_job() {
+    let step = ReportJobFixture::new()
+        .planned(3)
+        .chunks_job("0-2", "0", "")
+        .spec(|s| s.suspend = true)
+        .decide();
+    assert_eq!(step.action, Action::SuspendChunks(true));
+    assert_eq!(
+        step.status.message.as_deref(),
+        Some("suspended by spec.suspend; clear it to resume")
+    );
+}

@@ -71,6 +71,8 @@ pub mod reason {
     pub const SNAPSHOT_FAILED: &str = "SnapshotFailed";
     /// The run's database snapshot was lost; the export starts again under a new one.
     pub const SNAPSHOT_RESTARTED: &str = "SnapshotRestarted";
+    /// A suspended run released its database snapshot; resuming exports under a new one.
+    pub const SNAPSHOT_RELEASED: &str = "SnapshotReleased";
     /// A chunk failed after its retries (or at once, permanently).
     pub const CHUNKS_FAILED: &str = "ChunksFailed";
     /// The assemble Job failed.
