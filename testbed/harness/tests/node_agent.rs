@@ -1049,7 +1049,7 @@ async fn fs_group_change_policy_on_root_mismatch_skips_a_volume_whose_root_match
         c["volumeMounts"] = json!([{"name": "data", "mountPath": data}]);
         p
     };
-    // The stage pods' policy (src/controller/jobs.rs).
+    // The stage pods' policy (crates/operator/src/controller/jobs.rs).
     let on_mismatch =
         json!({"runAsUser": 65532, "fsGroup": 2000, "fsGroupChangePolicy": "OnRootMismatch"});
     ns.create_pod(make("first", on_mismatch.clone(), r#"mkdir "$DATA/d""#))
@@ -1086,7 +1086,7 @@ async fn read_only_root_filesystem_leaves_volumes_and_the_termination_log_writab
     let (output, scratch) = (ns.mnt("output"), ns.mnt("scratch"));
     // On the host's `/`, shared with other test processes: named by this process too.
     let probe = format!("/node-agent-ro-probe-{}-{}", std::process::id(), ns.name);
-    // A stage pod's shape (src/controller/jobs.rs): the image's non-root user with fsGroup
+    // A stage pod's shape (crates/operator/src/controller/jobs.rs): the image's non-root user with fsGroup
     // OnRootMismatch, a read-only root, no privileges, the claim and a scratch emptyDir.
     let script = r#"id -u; id -g
 if (echo x > "$PROBE") 2>/dev/null; then echo root-writable; else echo root-refused; fi

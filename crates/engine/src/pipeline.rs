@@ -1,0 +1,807 @@
+//! The three stages every runner schedules: plan, export a chunk, assemble. The local
+//! runner calls them in one process; in a cluster each runs in its own pod.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+use crate::formats::PartEncoding;
+use crate::formats::xlsx::assemble::{self as xlsx_assemble, WorkbookAssembly};
+use crate::formats::xlsx::workbook::BookOptions;
+use crate::snapshot::SnapshotRecord;
+use crate::source::stats::key_stats;
+use crate::source::{Database, SessionSetup, resolve};
+use crate::staging::{
+    CoverageError, Layout, ManifestPart, OutputManifest, PartManifest, check_coverage, check_part,
+    listed_files, published_manifest, remove_parts,
+};
+use crate::storage::{Composer, Piece, Storage};
+use reportjob_core::api::Compression;
+use reportjob_core::api::valid::{Destination, Encoding, ValidSpec};
+use reportjob_core::plan::{
+    ParquetCompression, PartFormat, PartKind, Plan, chunks_from_boundaries,
+};
+use reportjob_core::split::{OutputFile, SplitLimits, file_key};
+use reportjob_core::stage_protocol::ChunkSet;
+
+/// A signed download link to the report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DownloadLink {
+    /// The URL.
+    pub url: String,
+    /// When it stops working.
+    pub expires_at: jiff::Timestamp,
+}
+
+/// Version of the plan document.
+pub const PLAN_VERSION: u32 = 1;
+
+/// Everything a stage needs: the validated spec, the database, the storage and the run's
+/// layout.
+#[derive(Clone)]
+pub struct StageContext {
+    /// The validated ReportJob spec.
+    pub spec: ValidSpec,
+    /// The database (a pool of read-only sessions).
+    pub db: Database,
+    /// Where staging data and the report go.
+    pub storage: Arc<dyn Storage>,
+    /// Keys of this run.
+    pub layout: Layout,
+    /// Fired to stop the run's exports cleanly (see [`crate::export::export_chunk`]).
+    pub cancel: CancellationToken,
+    /// The run's snapshot, which every session imports (`consistency: Snapshot`); `None`
+    /// reads each session's own.
+    pub snapshot: Option<SnapshotRecord>,
+}
+
+/// The part format a spec asks for.
+pub fn part_format(spec: &ValidSpec) -> PartFormat {
+    let compression = spec.output.compression;
+    let mut format = PartFormat {
+        header: false,
+        gzip: compression == Compression::Gzip,
+        zstd: compression == Compression::Zstd,
+        ..PartFormat::plain_csv()
+    };
+    match &spec.output.encoding {
+        Encoding::Csv(csv) => {
+            format.delimiter = char::from(csv.delimiter);
+            format.null_string = csv.null_string.clone();
+            format.header = csv.header;
+            format.bom = csv.bom;
+            format.crlf = csv.crlf;
+            format.escape_formulas = csv.escape_formulas;
+        }
+        Encoding::Jsonl(jsonl) => {
+            format.kind = PartKind::Jsonl {
+                numeric_as_number: jsonl.numeric_as_number,
+            };
+        }
+        Encoding::Parquet(parquet) => {
+            // Parquet compresses its pages itself (validation keeps `compression: none`).
+            format.gzip = false;
+            format.zstd = false;
+            format.kind = PartKind::Parquet {
+                row_group_rows: parquet.row_group_rows,
+                compression: match parquet.compression {
+                    reportjob_core::api::ParquetCompression::Zstd => ParquetCompression::Zstd,
+                    reportjob_core::api::ParquetCompression::Snappy => ParquetCompression::Snappy,
+                    reportjob_core::api::ParquetCompression::None => ParquetCompression::None,
+                },
+            };
+        }
+        Encoding::Xlsx(_) => format.kind = PartKind::Xlsx,
+    }
+    format
+}
+
+/// `value` as pretty JSON, or an error naming `what` (never an empty document).
+fn to_json(value: &impl serde::Serialize, what: &str) -> Result<Bytes> {
+    serde_json::to_vec_pretty(value)
+        .map(Bytes::from)
+        .map_err(|e| Error::Staging(format!("cannot serialize the {what}: {e}")))
+}
+
+impl StageContext {
+    /// A signed link to the report (to the manifest of a split report), for destinations
+    /// that have them (buckets), valid for the spec's `urlExpirySeconds`.
+    pub async fn download_link(&self) -> Result<Option<DownloadLink>> {
+        let Destination::Bucket(bucket) = &self.spec.output.destination else {
+            return Ok(None);
+        };
+        // A split report is its manifest, which links every file.
+        let key = match self.spec.output.split {
+            Some(_) => self.layout.manifest_key(),
+            None => self.layout.output.clone(),
+        };
+        self.link_to(&key, bucket.url_expiry).await
+    }
+
+    /// A signed link to `key`, valid for `expires_in`, where the storage makes them.
+    async fn link_to(
+        &self,
+        key: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<Option<DownloadLink>> {
+        let issued = jiff::Timestamp::now();
+        let url = self.storage.download_link(key, expires_in).await?;
+        let expires_at = jiff::SignedDuration::try_from(expires_in)
+            .ok()
+            .and_then(|d| issued.checked_add(d).ok())
+            .ok_or_else(|| {
+                Error::Staging(format!(
+                    "a link issued at {issued} cannot expire {expires_in:?} later"
+                ))
+            })?;
+        Ok(url.map(|url| DownloadLink { url, expires_at }))
+    }
+
+    /// How this run's sessions are set up: the spec's timeout, time zone and parameter
+    /// values, and the run's snapshot. `planning` also checks the time zone and reads an
+    /// import failure as "this connection cannot share snapshots".
+    pub fn session_setup(&self, planning: bool) -> SessionSetup {
+        let source = &self.spec.source;
+        SessionSetup {
+            statement_timeout_seconds: i64::from(source.statement_timeout.seconds()),
+            time_zone: self.spec.output.time_zone.as_str().to_string(),
+            parameters: source.parameters.iter().map(|p| p.value.clone()).collect(),
+            snapshot: self.snapshot.as_ref().map(|s| s.id.clone()),
+            planning,
+        }
+    }
+
+    /// Computes a plan from the database (writes nothing).
+    pub async fn compute_plan(&self) -> Result<Plan> {
+        let mut session = self.db.session(&self.session_setup(true)).await?;
+        let resolved = resolve(&mut session, &self.spec.source).await?;
+        let chunking = &self.spec.chunking;
+        let chunk_size = match &self.spec.output.split {
+            Some(split) => split.chunk_size(chunking.chunk_size),
+            None => chunking.chunk_size,
+        };
+        let stats = key_stats(
+            &mut session,
+            &resolved,
+            chunk_size.get(),
+            u64::from(chunking.max_chunks.get()),
+        )
+        .await?;
+        session.finish().await?;
+        let chunks = chunks_from_boundaries(
+            &stats.boundaries,
+            stats.estimated_rows,
+            stats.null_rows,
+            resolved.key_nullable,
+        );
+        let format = part_format(&self.spec);
+        let mut warnings = resolved.warnings;
+        warnings.extend(PartEncoding::new(&format).warnings(&resolved.source));
+        Ok(Plan {
+            version: PLAN_VERSION,
+            run_id: self.layout.run_id.to_string(),
+            source: resolved.source,
+            format,
+            estimated_rows: stats.estimated_rows + stats.null_rows,
+            strategy: stats.strategy,
+            chunks,
+            created_at: jiff::Timestamp::now().to_string(),
+            snapshot: self.snapshot.clone(),
+            digest: String::new(),
+            warnings,
+        }
+        .seal())
+    }
+
+    /// The staged plan of this run, if one was written and is intact.
+    pub async fn staged_plan(&self) -> Result<Option<Plan>> {
+        let key = self.layout.plan_key();
+        let Some(bytes) = self.storage.read(&key).await? else {
+            return Ok(None);
+        };
+        let plan: Plan = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::Staging(format!(
+                "{} is not a valid plan: {e}",
+                self.storage.location(&key)
+            ))
+        })?;
+        if let Err(why) = plan.check_against(&self.spec.source) {
+            return Err(Error::Staging(format!(
+                "{} {why}",
+                self.storage.location(&key)
+            )));
+        }
+        Ok(Some(plan))
+    }
+
+    /// Loads the staged plan, checking it against `expected_digest` when given.
+    pub async fn load_plan(&self, expected_digest: Option<&str>) -> Result<Plan> {
+        let plan = self.staged_plan().await?.ok_or_else(|| {
+            Error::Staging(format!(
+                "no plan at {}; run `reportjob plan --write` first",
+                self.storage.location(&self.layout.plan_key())
+            ))
+        })?;
+        if let Some(expected) = expected_digest
+            && expected != plan.digest
+        {
+            return Err(Error::Staging(format!(
+                "the staged plan has digest {}, expected {expected}",
+                plan.digest
+            )));
+        }
+        Ok(plan)
+    }
+
+    /// Returns the staged plan when there is one (a resumed run), else plans and stages.
+    /// The plan is computed once per run and never recomputed.
+    pub async fn plan_once(&self) -> Result<(Plan, bool)> {
+        if let Some(plan) = self.staged_plan().await? {
+            return Ok((plan, true));
+        }
+        let plan = self.compute_plan().await?;
+        let json = to_json(&plan, "plan")?;
+        self.storage.write(&self.layout.plan_key(), json).await?;
+        Ok((plan, false))
+    }
+
+    /// Exports chunk `index` (one attempt).
+    pub async fn export_chunk(&self, plan: &Plan, index: usize) -> Result<PartManifest> {
+        crate::export::export_chunk(
+            &self.db,
+            &self.session_setup(false),
+            &self.spec,
+            plan,
+            index,
+            self.storage.as_ref(),
+            &self.layout,
+            &self.cancel,
+        )
+        .await
+    }
+
+    /// Exports chunk `index`, retrying transient failures with backoff up to `retries`
+    /// times; `on_retry` hears of each failed attempt. Permanent failures end at once.
+    pub async fn export_chunk_retrying(
+        &self,
+        plan: &Plan,
+        index: usize,
+        retries: u32,
+        on_retry: impl Fn(u32, &Error),
+    ) -> Result<PartManifest> {
+        let mut attempt = 0;
+        loop {
+            match self.export_chunk(plan, index).await {
+                Err(e) if !e.is_permanent() && !e.is_cancelled() && attempt < retries => {
+                    attempt += 1;
+                    on_retry(attempt, &e);
+                    tokio::time::sleep(crate::error::backoff(attempt)).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// The part manifest of chunk `index` when its part is complete and intact for this plan.
+    pub async fn finished_part(&self, plan: &Plan, index: usize) -> Result<Option<PartManifest>> {
+        let Some(part) = self.read_part_manifest(index).await? else {
+            return Ok(None);
+        };
+        // Under one snapshot, a part read under another (an earlier run's) is not this
+        // run's: it is exported again.
+        if self.snapshot_mismatch(&part).is_some() {
+            return Ok(None);
+        }
+        let size = self.part_size(plan, index).await?;
+        if check_part(plan, index, &part, size).is_err() {
+            return Ok(None);
+        }
+        // Parts are not synced when written: after a crash one may be damaged, so its
+        // content is checked before it is reused.
+        let key = self.layout.part_key(index, &plan.format);
+        let valid = self.storage.sha256(&key).await?.as_deref() == Some(part.sha256.as_str());
+        Ok(valid.then_some(part))
+    }
+
+    /// Why `part` does not belong to this run's snapshot, if it does not.
+    fn snapshot_mismatch(&self, part: &PartManifest) -> Option<String> {
+        let run = self.snapshot.as_ref()?;
+        match &part.snapshot {
+            Some(id) if *id == run.id => None,
+            Some(id) => Some(format!(
+                "chunk {} was read under snapshot {id}, the run reads snapshot {}; a report never mixes snapshots",
+                part.index, run.id
+            )),
+            None => Some(format!(
+                "chunk {} was read without the run's snapshot {}; a report never mixes snapshots",
+                part.index, run.id
+            )),
+        }
+    }
+
+    async fn read_part_manifest(&self, index: usize) -> Result<Option<PartManifest>> {
+        let key = self.layout.part_manifest_key(index);
+        match self.storage.read(&key).await? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                Error::Staging(format!(
+                    "{} is not a valid part manifest: {e}",
+                    self.storage.location(&key)
+                ))
+            }),
+        }
+    }
+
+    /// Checks the staged parts cover the plan, writes the report atomically with its
+    /// manifest, and removes the staging data.
+    pub async fn assemble(&self, plan: &Plan) -> Result<OutputManifest> {
+        let mut parts = Vec::with_capacity(plan.chunks.len());
+        for chunk in &plan.chunks {
+            let manifest = self.read_part_manifest(chunk.index).await?;
+            let size = match &manifest {
+                Some(_) => self.part_size(plan, chunk.index).await?,
+                None => None,
+            };
+            parts.push(manifest.map(|m| (m, size)));
+        }
+        // Every problem is reported before anything is written.
+        match check_coverage(plan, &parts) {
+            Ok(()) => {}
+            Err(CoverageError::Damaged { mut chunks, detail }) => {
+                // Name every damaged part at once, so one re-export repairs the run.
+                for (part, _) in parts.iter().flatten() {
+                    if !chunks.contains(&part.index) && !self.part_is_intact(plan, part).await? {
+                        chunks.push(part.index);
+                    }
+                }
+                chunks.sort_unstable();
+                return Err(self.damaged(plan, chunks, detail).await);
+            }
+            Err(e) => return Err(Error::Staging(format!("cannot assemble: {e}"))),
+        }
+        let parts: Vec<PartManifest> = parts.into_iter().flatten().map(|(p, _)| p).collect();
+        let mut assembly = self.begin_assembly(plan).await?;
+        for (i, part) in parts.iter().enumerate() {
+            if let Err(e) = self.append_part(plan, &mut assembly, part.clone()).await {
+                let _ = assembly.abort().await;
+                let Error::DamagedParts { mut chunks, detail } = e else {
+                    return Err(e);
+                };
+                // Name every damaged part at once, so one re-export repairs the run.
+                for later in &parts[i + 1..] {
+                    if !self.part_is_intact(plan, later).await? {
+                        chunks.push(later.index);
+                    }
+                }
+                return Err(self.damaged(plan, chunks, detail).await);
+            }
+        }
+        self.finish_assembly(plan, assembly).await
+    }
+
+    /// Whether the stored part's sha256 is the one its manifest recorded.
+    async fn part_is_intact(&self, plan: &Plan, part: &PartManifest) -> Result<bool> {
+        let key = self.layout.part_key(part.index, &plan.format);
+        Ok(self.storage.sha256(&key).await?.as_deref() == Some(part.sha256.as_str()))
+    }
+
+    /// Removes the damaged parts of `chunks` (and their manifests) so that they are
+    /// exported again, and returns the error that names them.
+    async fn damaged(&self, plan: &Plan, chunks: Vec<usize>, detail: String) -> Error {
+        match remove_parts(self.storage.as_ref(), &self.layout, &plan.format, &chunks).await {
+            Ok(()) => Error::DamagedParts { chunks, detail },
+            Err(e) => e,
+        }
+    }
+
+    /// The assemble stage: assembles the staged plan's parts (checked against
+    /// `expected_digest` when given) or, when this run already published its report (an
+    /// assembly run again after its pod was killed), returns that report's manifest without
+    /// writing anything, finishing the removal of the staging data.
+    pub async fn assemble_staged(&self, expected_digest: Option<&str>) -> Result<OutputManifest> {
+        let staged = self.staged_plan().await?;
+        let digest = expected_digest.or(staged.as_ref().map(|p| p.digest.as_str()));
+        if let Some(manifest) =
+            published_manifest(self.storage.as_ref(), &self.layout, digest).await?
+        {
+            self.storage
+                .delete_prefix(&self.layout.staging_prefix())
+                .await?;
+            return Ok(manifest);
+        }
+        let plan = self.load_plan(expected_digest).await?;
+        self.assemble(&plan).await
+    }
+
+    async fn part_size(&self, plan: &Plan, index: usize) -> Result<Option<u64>> {
+        self.storage
+            .size(&self.layout.part_key(index, &plan.format))
+            .await
+    }
+
+    /// Starts writing the report from the parts, appended in key order (the first part
+    /// opens with the header). A split report first loses its old manifest, so that no
+    /// reader takes a mix of old and new files for a whole report.
+    pub async fn begin_assembly(&self, plan: &Plan) -> Result<Assembly> {
+        let replaced = listed_files(self.storage.as_ref(), &self.layout).await?;
+        let split = match self.spec.output.split {
+            None => None,
+            Some(limits) => {
+                self.storage.delete(&self.layout.manifest_key()).await?;
+                Some(SplitFiles {
+                    limits,
+                    done: Vec::new(),
+                    first: 0,
+                    rows: 0,
+                    bytes: 0,
+                    copies: 0,
+                })
+            }
+        };
+        let target = match split {
+            Some(_) => file_key(&self.layout.output, 1),
+            None => self.layout.output.clone(),
+        };
+        let sink = self.open_sink(plan, &target, 1).await?;
+        Ok(Assembly {
+            sink,
+            target,
+            appended: Vec::with_capacity(plan.chunks.len()),
+            split,
+            replaced,
+        })
+    }
+
+    /// A sink writing file `number` (from 1) of the report at `target`; a later file of a
+    /// split CSV report opens with its own BOM and header.
+    async fn open_sink(&self, plan: &Plan, target: &str, number: usize) -> Result<Sink> {
+        if plan.format.kind == PartKind::Xlsx {
+            return Ok(Sink::Workbook(WorkbookAssembly::start(
+                plan,
+                self.book_options()?,
+            )?));
+        }
+        let scratch = match number {
+            1 => self.layout.scratch_prefix(),
+            n => format!("{}file-{n:05}/", self.layout.scratch_prefix()),
+        };
+        let encoding = PartEncoding::new(&plan.format);
+        let mut composer = encoding.composer(&self.storage, target, &scratch).await?;
+        let preamble = encoding.preamble(&plan.source.columns);
+        if number > 1 && !preamble.is_empty() {
+            let key = self.preamble_key(plan, preamble).await?;
+            if let Err(e) = composer.append(Piece { key, sha256: None }).await {
+                let _ = composer.abort().await;
+                return Err(e);
+            }
+        }
+        Ok(Sink::Composer(composer))
+    }
+
+    /// Stages what opens every file of a split CSV report (BOM, header), compressed as
+    /// its parts are (its own gzip member or zstd frame), and returns its key.
+    async fn preamble_key(&self, plan: &Plan, preamble: Vec<u8>) -> Result<String> {
+        let key = format!(
+            "{}preamble.{}",
+            self.layout.staging_prefix(),
+            plan.format.extension()
+        );
+        let compression = plan.format.compression().map_err(Error::Staging)?;
+        let bytes = match crate::formats::compress::Compressor::new(compression) {
+            Ok(None) => preamble,
+            Ok(Some(mut compressor)) => compressor
+                .write_all(&preamble)
+                .and_then(|()| {
+                    let mut out = compressor.take_output();
+                    out.extend(compressor.finish()?);
+                    Ok(out)
+                })
+                .map_err(|e| Error::Staging(format!("cannot compress the header: {e}")))?,
+            Err(e) => return Err(Error::Staging(format!("cannot compress the header: {e}"))),
+        };
+        self.storage.write(&key, Bytes::from(bytes)).await?;
+        Ok(key)
+    }
+
+    /// How the workbook of an xlsx report is shaped, from the spec.
+    fn book_options(&self) -> Result<BookOptions> {
+        let Encoding::Xlsx(xlsx) = &self.spec.output.encoding else {
+            return Err(Error::Staging(
+                "the plan's parts are workbook rows, but the spec's format is not xlsx".into(),
+            ));
+        };
+        Ok(BookOptions {
+            sheet_name: xlsx.sheet_name.clone(),
+            truncate_long_text: xlsx.truncate_long_text,
+            rows_per_sheet: xlsx_assemble::rows_per_sheet()?,
+        })
+    }
+
+    /// Appends the next chunk's part; it must belong to this plan, cover its chunk's
+    /// range and have the size its manifest says.
+    pub async fn append_part(
+        &self,
+        plan: &Plan,
+        assembly: &mut Assembly,
+        part: PartManifest,
+    ) -> Result<()> {
+        let index = assembly.appended.len();
+        if let Some(why) = self.snapshot_mismatch(&part) {
+            return Err(Error::SnapshotLost {
+                id: self
+                    .snapshot
+                    .as_ref()
+                    .map(|s| s.id.to_string())
+                    .unwrap_or_default(),
+                detail: why,
+            });
+        }
+        let size = self.part_size(plan, part.index).await?;
+        match check_part(plan, index, &part, size) {
+            Ok(()) => {}
+            Err(e @ CoverageError::WrongSize { .. }) => {
+                return Err(self.damaged(plan, vec![index], e.to_string()).await);
+            }
+            Err(e) => return Err(Error::Staging(format!("cannot assemble: {e}"))),
+        }
+        if let Some(split) = &assembly.split
+            && split.limits.closes_before(
+                assembly.appended.len() - split.first,
+                split.rows,
+                split.bytes,
+                part.rows,
+                part.bytes,
+            )
+        {
+            self.next_file(plan, assembly).await?;
+        }
+        let key = self.layout.part_key(index, &plan.format);
+        let appended = match &mut assembly.sink {
+            Sink::Composer(composer) => {
+                composer
+                    .append(Piece {
+                        key,
+                        sha256: Some(part.sha256.clone()),
+                    })
+                    .await
+            }
+            Sink::Workbook(book) => book.append(self.storage.as_ref(), &key, &part).await,
+            Sink::Closed => Err(Error::Staging(
+                "the report's file was closed before its end".into(),
+            )),
+        };
+        match appended {
+            Ok(()) => {}
+            Err(e @ Error::Damaged { .. }) => {
+                return Err(self.damaged(plan, vec![index], e.to_string()).await);
+            }
+            Err(e) => return Err(e),
+        }
+        if let Some(split) = &mut assembly.split {
+            split.rows += part.rows;
+            split.bytes += part.bytes;
+        }
+        assembly.appended.push(part);
+        Ok(())
+    }
+
+    /// Publishes the open file of a split report and opens the next one.
+    async fn next_file(&self, plan: &Plan, assembly: &mut Assembly) -> Result<()> {
+        let Some(split) = &assembly.split else {
+            return Ok(());
+        };
+        let number = split.done.len() + 2;
+        let target = file_key(&self.layout.output, number);
+        // The open file is published before the next one starts: they may share scratch.
+        let sink = std::mem::replace(&mut assembly.sink, Sink::Closed);
+        let composed = self.finish_sink(sink, &assembly.target).await?;
+        let Some(split) = &mut assembly.split else {
+            return Ok(());
+        };
+        split.copies += composed.server_side_copies;
+        split.done.push(self.output_file(
+            &assembly.target,
+            &assembly.appended[split.first..],
+            composed,
+        ));
+        (split.first, split.rows, split.bytes) = (assembly.appended.len(), 0, 0);
+        assembly.sink = self.open_sink(plan, &target, number).await?;
+        assembly.target = target;
+        Ok(())
+    }
+
+    /// Publishes what `sink` wrote at `target`.
+    async fn finish_sink(&self, sink: Sink, target: &str) -> Result<crate::storage::Composed> {
+        match sink {
+            Sink::Composer(composer) => composer.finish().await,
+            Sink::Workbook(book) => {
+                book.finish(self.storage.as_ref(), &self.layout, target)
+                    .await
+            }
+            Sink::Closed => Err(Error::Staging(
+                "the report's file was closed before its end".into(),
+            )),
+        }
+    }
+
+    /// The manifest entry of a published file of a split report (its link comes later).
+    fn output_file(
+        &self,
+        key: &str,
+        parts: &[PartManifest],
+        composed: crate::storage::Composed,
+    ) -> OutputFile {
+        OutputFile {
+            location: self.storage.location(key),
+            rows: parts.iter().map(|p| p.rows).sum(),
+            bytes: composed.bytes,
+            sha256: composed.sha256,
+            chunks: ChunkSet::from_indexes(parts.iter().map(|p| p.index)).to_string(),
+            url: None,
+            url_expires_at: None,
+        }
+    }
+
+    /// Publishes the report once every chunk's part is in, writes its manifest and
+    /// removes the staging data.
+    pub async fn finish_assembly(&self, plan: &Plan, assembly: Assembly) -> Result<OutputManifest> {
+        let Assembly {
+            sink,
+            target,
+            appended,
+            split,
+            replaced,
+        } = assembly;
+        if appended.len() != plan.chunks.len() {
+            let missing: Vec<usize> = (appended.len()..plan.chunks.len()).collect();
+            return Err(Error::Staging(format!(
+                "cannot assemble: chunks {} have no exported part",
+                ChunkSet::from_indexes(missing)
+            )));
+        }
+        let composed = self.finish_sink(sink, &target).await?;
+        let Some(mut split) = split else {
+            let manifest = self.publish(plan, appended, composed, Vec::new()).await?;
+            self.remove_replaced(&replaced, &[target]).await?;
+            return Ok(manifest);
+        };
+        split.copies += composed.server_side_copies;
+        split
+            .done
+            .push(self.output_file(&target, &appended[split.first..], composed));
+        if let Destination::Bucket(bucket) = &self.spec.output.destination {
+            for (i, file) in split.done.iter_mut().enumerate() {
+                let key = file_key(&self.layout.output, i + 1);
+                if let Some(link) = self.link_to(&key, bucket.url_expiry).await? {
+                    file.url = Some(link.url);
+                    file.url_expires_at = Some(link.expires_at.to_string());
+                }
+            }
+        }
+        let total = crate::storage::Composed {
+            bytes: split.done.iter().map(|f| f.bytes).sum(),
+            sha256: String::new(),
+            server_side_copies: split.copies,
+        };
+        let current: Vec<String> = (1..=split.done.len())
+            .map(|n| file_key(&self.layout.output, n))
+            .collect();
+        let manifest = self.publish(plan, appended, total, split.done).await?;
+        self.remove_replaced(&replaced, &current).await?;
+        Ok(manifest)
+    }
+
+    /// Removes the files of the report this one replaced that it did not overwrite (a
+    /// split report's further files, or a one-file report's own key).
+    async fn remove_replaced(&self, replaced: &[String], current: &[String]) -> Result<()> {
+        for key in replaced.iter().filter(|k| !current.contains(k)) {
+            self.storage.delete(key).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the manifest of the published report `composed` made of the parts
+    /// `appended`, and removes the staging data.
+    async fn publish(
+        &self,
+        plan: &Plan,
+        appended: Vec<PartManifest>,
+        composed: crate::storage::Composed,
+        files: Vec<OutputFile>,
+    ) -> Result<OutputManifest> {
+        let manifest = OutputManifest {
+            location: self.storage.location(&self.layout.output),
+            rows: appended.iter().map(|p| p.rows).sum(),
+            bytes: composed.bytes,
+            sha256: composed.sha256,
+            run_id: plan.run_id.clone(),
+            plan_digest: plan.digest.clone(),
+            source: plan.source.description.clone(),
+            columns: plan.source.columns.clone(),
+            compression: plan.format.compression_name().to_string(),
+            started_at: plan.created_at.clone(),
+            finished_at: jiff::Timestamp::now().to_string(),
+            server_side_copies: composed.server_side_copies,
+            snapshot: self.snapshot.clone(),
+            parts: appended
+                .iter()
+                .map(|p| ManifestPart {
+                    index: p.index,
+                    range: p.range.describe(),
+                    rows: p.rows,
+                    bytes: p.bytes,
+                    sha256: p.sha256.clone(),
+                    started_at: p.started_at.clone(),
+                    finished_at: p.finished_at.clone(),
+                })
+                .collect(),
+            files,
+        };
+        let json = to_json(&manifest, "report manifest")?;
+        self.storage
+            .write_via(
+                &self.layout.manifest_key(),
+                json,
+                &self.layout.scratch_prefix(),
+            )
+            .await?;
+        self.storage
+            .delete_prefix(&self.layout.staging_prefix())
+            .await?;
+        Ok(manifest)
+    }
+}
+
+/// A report being written: its sink and the parts appended so far, in key order.
+/// Dropped unfinished, it leaves nothing behind (but the files a split report published).
+pub struct Assembly {
+    sink: Sink,
+    /// The key `sink` writes.
+    target: String,
+    appended: Vec<PartManifest>,
+    /// The files of a split report.
+    split: Option<SplitFiles>,
+    /// Keys of the files of the report this one replaces.
+    replaced: Vec<String>,
+}
+
+/// Where a split report stands: the files published and the open one's fill.
+struct SplitFiles {
+    limits: SplitLimits,
+    /// The files published so far.
+    done: Vec<OutputFile>,
+    /// Index in `appended` of the open file's first part.
+    first: usize,
+    /// Rows and part bytes in the open file.
+    rows: u64,
+    bytes: u64,
+    /// Pieces the store copied server-side, over the published files.
+    copies: u64,
+}
+
+/// Where the parts go: concatenated by the storage's composer, or re-encoded into a workbook.
+enum Sink {
+    /// The report is the parts' bytes, concatenated.
+    Composer(Box<dyn Composer>),
+    /// The report is a workbook made of the parts' rows.
+    Workbook(WorkbookAssembly),
+    /// Between two files of a split report.
+    Closed,
+}
+
+impl Assembly {
+    /// Discards the unfinished report (and aborts its upload).
+    pub async fn abort(self) -> Result<()> {
+        match self.sink {
+            Sink::Composer(composer) => composer.abort().await,
+            Sink::Workbook(book) => {
+                book.abort().await;
+                Ok(())
+            }
+            Sink::Closed => Ok(()),
+        }
+    }
+}

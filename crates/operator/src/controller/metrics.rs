@@ -1,0 +1,234 @@
+//! Prometheus metrics of the controller and the HTTP endpoint that serves them with the
+//! health checks: `/metrics`, `/healthz`, `/readyz`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use reportjob_core::api::Phase;
+
+/// Label of a reconcile result.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `ok` or `error`.
+    pub result: String,
+}
+
+/// Label of an error reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Short reason, e.g. `Conflict`, `Forbidden`, `ServerError`.
+    pub reason: String,
+}
+
+/// Label of a phase.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabel {
+    /// The ReportJob phase.
+    pub phase: String,
+}
+
+/// The controller's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Reconciles by result.
+    pub reconciles: Family<ResultLabel, Counter>,
+    /// Reconcile errors by reason.
+    pub errors: Family<ReasonLabel, Counter>,
+    /// Reconcile duration in seconds.
+    pub duration: Histogram,
+    /// ReportJobs by phase.
+    pub phases: Family<PhaseLabel, Gauge>,
+    /// Chunks exported (counted as the controller sees them finish).
+    pub chunks_finished: Counter,
+    /// Rows in published reports.
+    pub rows_exported: Counter,
+    /// API requests the reconciler made.
+    pub api_requests: Counter,
+    /// 1 while this replica holds the leader lease.
+    pub leader: Gauge,
+    known: Mutex<HashMap<String, Phase>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("reportjob");
+        let reconciles = Family::<ResultLabel, Counter>::default();
+        let errors = Family::<ReasonLabel, Counter>::default();
+        let duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        let phases = Family::<PhaseLabel, Gauge>::default();
+        let chunks_finished = Counter::default();
+        let rows_exported = Counter::default();
+        let api_requests = Counter::default();
+        let leader = Gauge::default();
+        registry.register("reconciles", "Reconciles by result", reconciles.clone());
+        registry.register(
+            "reconcile_errors",
+            "Reconcile errors by reason",
+            errors.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time spent in one reconcile",
+            duration.clone(),
+        );
+        registry.register("reportjobs", "ReportJobs by phase", phases.clone());
+        registry.register(
+            "chunks_finished",
+            "Chunks exported",
+            chunks_finished.clone(),
+        );
+        registry.register(
+            "rows_exported",
+            "Rows in published reports",
+            rows_exported.clone(),
+        );
+        registry.register(
+            "api_requests",
+            "Kubernetes API requests made by reconciles",
+            api_requests.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica is the leader",
+            leader.clone(),
+        );
+        Metrics {
+            registry,
+            reconciles,
+            errors,
+            duration,
+            phases,
+            chunks_finished,
+            rows_exported,
+            api_requests,
+            leader,
+            known: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Metrics {
+    /// Records the phase of a ReportJob (`None`: it is gone).
+    pub fn set_phase(&self, key: &str, phase: Option<Phase>) {
+        let Ok(mut known) = self.known.lock() else {
+            return;
+        };
+        let old = match phase {
+            Some(p) => known.insert(key.to_string(), p),
+            None => known.remove(key),
+        };
+        if old == phase {
+            return;
+        }
+        if let Some(old) = old {
+            self.phases
+                .get_or_create(&PhaseLabel {
+                    phase: old.as_str().into(),
+                })
+                .dec();
+        }
+        if let Some(new) = phase {
+            self.phases
+                .get_or_create(&PhaseLabel {
+                    phase: new.as_str().into(),
+                })
+                .inc();
+        }
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// What the health endpoints report.
+#[derive(Default)]
+pub struct Health {
+    /// Set once the controller's watches are running (or it stands by for the lease).
+    pub ready: AtomicBool,
+}
+
+#[derive(Clone)]
+struct Shared {
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until `shutdown` resolves.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(render_metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(Shared { metrics, health });
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "serving metrics and health checks");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn render_metrics(State(s): State<Shared>) -> ([(&'static str, &'static str); 1], String) {
+    (
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+}
+
+async fn readyz(State(s): State<Shared>) -> (StatusCode, &'static str) {
+    if s.health.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phase_gauge_follows_transitions() {
+        let m = Metrics::default();
+        m.set_phase("a/x", Some(Phase::Running));
+        m.set_phase("a/y", Some(Phase::Running));
+        m.set_phase("a/x", Some(Phase::Succeeded));
+        m.set_phase("a/y", None);
+        let text = m.render();
+        assert!(
+            text.contains("reportjob_reportjobs{phase=\"Running\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("reportjob_reportjobs{phase=\"Succeeded\"} 1"),
+            "{text}"
+        );
+    }
+}
