@@ -23,6 +23,7 @@ mod formats_cluster;
 mod formats_parquet;
 mod formats_xlsx;
 mod helm_install;
+mod layers;
 mod notify;
 mod parameters;
 mod planner;

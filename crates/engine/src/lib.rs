@@ -14,6 +14,7 @@ pub mod error;
 pub mod export;
 pub mod formats;
 pub mod net_guard;
+pub mod notify;
 pub mod pipeline;
 pub mod run_local;
 pub mod snapshot;

@@ -1,6 +1,6 @@
 //! reportjob's operator: the controller that runs a ReportJob's stages as Jobs and keeps its
-//! status, the ReportSchedule controller, and completion notifications. It schedules the
-//! engine's stages (`reportjob-engine`) and never reads the database or the report itself.
+//! status, and the ReportSchedule controller. It depends on the core alone: it schedules the
+//! engine's stages in pods (the `reportjob` binary's stage commands) but cannot read the
+//! database, the staged parts or the report itself, and the compiler keeps it that way.
 
 pub mod controller;
-pub mod notify;

@@ -651,3 +651,14 @@ pub enum NotifyWhen {
     /// Only failure.
     Failure,
 }
+
+impl NotifyWhen {
+    /// Whether an outcome (success or failure) is notified.
+    pub fn wants(self, succeeded: bool) -> bool {
+        match self {
+            NotifyWhen::Always => true,
+            NotifyWhen::Success => succeeded,
+            NotifyWhen::Failure => !succeeded,
+        }
+    }
+}

@@ -51,7 +51,7 @@ impl WatchErrors {
             *last = event
                 .as_ref()
                 .err()
-                .map(|e| reportjob_engine::error::error_chain(e));
+                .map(|e| reportjob_core::error_text::error_chain(e));
         }
     }
 

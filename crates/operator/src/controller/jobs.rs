@@ -117,7 +117,7 @@ pub fn plan_job(t: &JobContext, run_id: &str) -> Job {
 pub fn snapshot_job(t: &JobContext, run_id: &str, generation: u32) -> Job {
     let mut env = base_env(t, run_id, Database::Needed);
     env.push(value_env(
-        reportjob_engine::snapshot::GENERATION_ENV,
+        reportjob_core::snapshot::GENERATION_ENV,
         &generation.to_string(),
     ));
     let args = ["snapshot", "--termination-log", TERMINATION_LOG];
@@ -141,7 +141,7 @@ pub fn read_snapshot(job: &mut Job, generation: u32) {
         if let Some(codes) = rule.on_exit_codes.as_mut() {
             codes
                 .values
-                .push(reportjob_engine::error::EXIT_SNAPSHOT_LOST);
+                .push(reportjob_core::stage_protocol::EXIT_SNAPSHOT_LOST);
         }
     }
     let containers = job
@@ -151,7 +151,7 @@ pub fn read_snapshot(job: &mut Job, generation: u32) {
         .map(|p| p.containers.iter_mut());
     for container in containers.into_iter().flatten() {
         container.env.get_or_insert_with(Vec::new).push(value_env(
-            reportjob_engine::snapshot::GENERATION_ENV,
+            reportjob_core::snapshot::GENERATION_ENV,
             &generation.to_string(),
         ));
     }

@@ -210,7 +210,7 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
             while let Some(event) = stream.next().await {
                 errors.note(&event);
                 if let Err(e) = event {
-                    tracing::warn!(error = %reportjob_engine::error::error_chain(&e), "watching pods failed");
+                    tracing::warn!(error = %reportjob_core::error_text::error_chain(&e), "watching pods failed");
                 }
             }
         }));
@@ -230,7 +230,7 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
             while let Some(event) = stream.next().await {
                 errors.note(&event);
                 if let Err(e) = event {
-                    tracing::warn!(error = %reportjob_engine::error::error_chain(&e), "watching FailedCreate events failed");
+                    tracing::warn!(error = %reportjob_core::error_text::error_chain(&e), "watching FailedCreate events failed");
                 }
             }
         }));
@@ -307,7 +307,7 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
                     // Watch errors (a 403 on list/watch, a lost connection) stop nothing
                     // but must not go unseen.
                     Err(e) => {
-                        tracing::warn!(error = %reportjob_engine::error::error_chain(&e), "watching failed")
+                        tracing::warn!(error = %reportjob_core::error_text::error_chain(&e), "watching failed")
                     }
                 }
             })

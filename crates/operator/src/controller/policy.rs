@@ -17,7 +17,7 @@ pub struct Policy {
     /// Whether a spec may set `worker.serviceAccountName`.
     pub allow_service_account_override: bool,
     /// Whether webhook URLs and bucket endpoints may be link-local addresses (cloud
-    /// metadata services; [`reportjob_engine::net_guard`]): told to the stage pods.
+    /// metadata services; the engine's `net_guard`): told to the stage pods.
     pub allow_link_local_endpoints: bool,
 }
 

@@ -11,7 +11,7 @@ use super::jobs::OUTPUT_MOUNT;
 use reportjob_core::api::valid::{Destination, ValidSpec};
 use reportjob_core::api::{OutputFileStatus, OutputSnapshot, OutputStatus};
 use reportjob_core::stage_protocol::MAX_CHUNKS;
-use reportjob_engine::staging::RunId;
+use reportjob_core::staging::RunId;
 
 /// Whether `pod` was created by `job`: its controller owner reference carries the Job's
 /// UID. Labels alone prove nothing (anyone who may create pods in the namespace can copy
@@ -85,7 +85,7 @@ pub struct Assembled<'a> {
     /// When the link expires.
     pub url_expires_at: Option<jiff::Timestamp>,
     /// The snapshot the report was read under (parsed strictly with the result).
-    pub snapshot: Option<&'a reportjob_engine::snapshot::SnapshotRecord>,
+    pub snapshot: Option<&'a reportjob_core::snapshot::SnapshotRecord>,
     /// How many files a split report has.
     pub file_count: Option<u64>,
     /// The first of them.

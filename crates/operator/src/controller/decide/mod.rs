@@ -431,10 +431,7 @@ impl<'a> Decision<'a> {
     fn notify_failure(&mut self) -> Option<Action> {
         let notify = self.rj().spec.notify.as_ref()?;
         let started = self.st.plan.is_some() || self.job(Stage::Plan).is_some();
-        if !started
-            || !crate::notify::wants(notify.when, false)
-            || self.has_condition_type(conditions::NOTIFIED)
-        {
+        if !started || !notify.when.wants(false) || self.has_condition_type(conditions::NOTIFIED) {
             return None;
         }
         let Some(job) = self.job(Stage::Notify) else {

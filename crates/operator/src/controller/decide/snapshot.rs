@@ -88,7 +88,7 @@ impl Decision<'_> {
                 // A holder that could never work (the staging area not writable, the role not
                 // allowed to export a snapshot) fails the run: a new snapshot cannot help.
                 if self.last_exit_code(Stage::Snapshot)
-                    == Some(reportjob_engine::error::EXIT_PERMANENT)
+                    == Some(reportjob_core::stage_protocol::EXIT_PERMANENT)
                 {
                     return Some(self.fail(
                         reason::SNAPSHOT_FAILED,

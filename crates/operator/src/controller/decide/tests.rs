@@ -1595,7 +1595,7 @@ fn generation_env(job: &Job) -> Option<String> {
         .env
         .as_ref()?
         .iter()
-        .find(|e| e.name == reportjob_engine::snapshot::GENERATION_ENV)
+        .find(|e| e.name == reportjob_core::snapshot::GENERATION_ENV)
         .and_then(|e| e.value.clone())
 }
 
@@ -1630,7 +1630,7 @@ fn under_one_snapshot_the_holder_comes_first_and_stages_read_its_generation() {
         .unwrap()
         .values;
     assert!(
-        codes.contains(&reportjob_engine::error::EXIT_SNAPSHOT_LOST),
+        codes.contains(&reportjob_core::stage_protocol::EXIT_SNAPSHOT_LOST),
         "{codes:?}"
     );
 }
@@ -1704,7 +1704,7 @@ fn a_holder_that_fails_permanently_fails_the_run_without_a_new_snapshot() {
         )
         .failed_with(
             Stage::Snapshot,
-            reportjob_engine::error::EXIT_PERMANENT,
+            reportjob_core::stage_protocol::EXIT_PERMANENT,
             "staging",
             "cannot create orders.csv.parts: Permission denied (os error 13)",
         )

@@ -82,7 +82,7 @@ pub async fn run(
                     Err(RunError::ReconcilerFailed(e, obj)) => {
                         tracing::warn!(reportschedule = %obj, error = %e, "sync failed")
                     }
-                    Err(e) => tracing::warn!(error = %reportjob_engine::error::error_chain(&e), "watching schedules failed"),
+                    Err(e) => tracing::warn!(error = %reportjob_core::error_text::error_chain(&e), "watching schedules failed"),
                 }
             })
     });

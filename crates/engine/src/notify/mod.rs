@@ -65,15 +65,6 @@ pub struct Details {
     pub message: Option<String>,
 }
 
-/// Whether an outcome is notified under `spec.notify.when`.
-pub fn wants(when: NotifyWhen, succeeded: bool) -> bool {
-    match when {
-        NotifyWhen::Always => true,
-        NotifyWhen::Success => succeeded,
-        NotifyWhen::Failure => !succeeded,
-    }
-}
-
 fn skipped(reason: &str, attempts: u32, message: &str) -> NotifyReport {
     NotifyReport {
         delivered: false,
@@ -113,7 +104,7 @@ pub async fn notify_with(
     let Some(notify) = notify else {
         return skipped(reason::NOT_CONFIGURED, 0, "spec.notify is not set");
     };
-    if !wants(notify.when, phase == Outcome::Succeeded) {
+    if !notify.when.wants(phase == Outcome::Succeeded) {
         return skipped(
             reason::NOT_REQUESTED,
             0,
@@ -160,11 +151,11 @@ mod tests {
 
     #[test]
     fn wants_follows_notify_when() {
-        assert!(wants(NotifyWhen::Always, true));
-        assert!(wants(NotifyWhen::Always, false));
-        assert!(wants(NotifyWhen::Success, true));
-        assert!(!wants(NotifyWhen::Success, false));
-        assert!(!wants(NotifyWhen::Failure, true));
-        assert!(wants(NotifyWhen::Failure, false));
+        assert!(NotifyWhen::Always.wants(true));
+        assert!(NotifyWhen::Always.wants(false));
+        assert!(NotifyWhen::Success.wants(true));
+        assert!(!NotifyWhen::Success.wants(false));
+        assert!(!NotifyWhen::Failure.wants(true));
+        assert!(NotifyWhen::Failure.wants(false));
     }
 }

@@ -120,14 +120,14 @@ pub async fn send(url: &str, body: &Value, policy: &RetryPolicy) -> Result<Deliv
     }
     if let Some(host) = parsed.host_str() {
         let port = parsed.port_or_known_default().unwrap_or(443);
-        reportjob_engine::net_guard::check_host(host, port, "the webhook URL's host")
+        crate::net_guard::check_host(host, port, "the webhook URL's host")
             .await
             .map_err(invalid)?;
     }
-    reportjob_engine::install_crypto_provider();
+    crate::install_crypto_provider();
     // No proxy from the environment (HTTP_PROXY and the like): the webhook URL is a secret,
     // and where it goes is the spec's URL, nothing else.
-    let client = reportjob_engine::net_guard::client_builder()
+    let client = crate::net_guard::client_builder()
         .map_err(invalid)?
         .no_proxy()
         .timeout(policy.timeout)
@@ -242,7 +242,7 @@ async fn classify(result: Result<reqwest::Response, reqwest::Error>) -> Attempt 
             };
             return Attempt::Retry {
                 reason,
-                message: reportjob_engine::error::error_chain(&e),
+                message: crate::error::error_chain(&e),
                 status: None,
                 after: None,
             };
