@@ -463,7 +463,7 @@ async fn controller(args: ControllerArgs) -> i32 {
         },
         metrics_addr: Some(args.metrics_addr),
         clock_file: args.clock_file,
-        run_limits: crate::controller::admission::Limits {
+        run_limits: crate::controller::run_queue::Limits {
             total: (args.max_concurrent_runs > 0).then_some(args.max_concurrent_runs),
             per_namespace: (args.max_concurrent_runs_per_namespace > 0)
                 .then_some(args.max_concurrent_runs_per_namespace),

@@ -2,7 +2,7 @@
 //! `query` beyond 64 KiB (the 220 KB query of 20,000 ANDed terms that took the controller
 //! out of memory) by the CRD's `maxLength` at admission and by `reportjob run`; names whose
 //! Jobs' names and labels would not fit in 63 characters by the CRDs' root rules; control
-//! characters in printed fields by `reportjob run`. Admission is the real API server of the
+//! characters in printed fields by `reportjob run`. RunSlot is the real API server of the
 //! test binary's cluster (`common::testbed`, the CRDs as generated, which are the committed
 //! files), in a namespace of the test's own.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors

@@ -307,8 +307,8 @@ mod tests {
 
     #[test]
     fn the_identity_of_a_spec_that_uses_no_new_field_is_what_it_was() {
-        // The digest of the minimal spec as the identity was computed before this round's
-        // output fields existed (recomputed outside Rust from the field list of that
+        // The digest of the minimal spec as the identity was computed before the later
+        // output fields (format options, time zone, consistency) existed (recomputed outside Rust from the field list of that
         // version): a local run started then resumes its staging data after the upgrade.
         assert_eq!(identity(SPEC).spec_hash(), "2c41bfea86ac0506");
         let defaults = "    format: csv\n    csv: {bom: false, lineEnding: lf}\n    destination:";

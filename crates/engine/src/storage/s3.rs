@@ -2,10 +2,6 @@
 //! uploads (memory stays bounded), the report is one multipart upload completed only after
 //! every part is in (aborted on failure), built from server-side copies of the parts when
 //! they are large enough, and a signed GET link is made for the result.
-//!
-//! Over 600 lines for a reason: the client, the signed UploadPartCopy request, the reply
-//! handling that keeps remote bodies out of messages and the composer share private state
-//! and helpers, and splitting them would only widen their visibility.
 
 use std::sync::Arc;
 use std::time::Duration;

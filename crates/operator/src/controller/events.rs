@@ -108,8 +108,8 @@ pub fn phase_notes(old: &ReportJobStatus, new: &ReportJobStatus) -> Vec<EventNot
     let message = new.message.clone().unwrap_or_default();
     match new.phase {
         // Planning starts every run: the status says so (phase, `startTime`), and the
-        // `PlanStaged` event that ends it is the one worth a request (issue #19 counts
-        // every request per run).
+        // `PlanStaged` event that ends it is the one worth a request (every request per run
+        // counts at scale; BENCHMARKS.md measures them).
         Some(Phase::Planning) => Vec::new(),
         Some(Phase::Running) => {
             let mut notes = Vec::new();

@@ -4,7 +4,6 @@
 //! exists ([`observe`]), carries out the one action decided, writes the status when it
 //! changed and records the [`events`].
 
-pub mod admission;
 pub mod budget;
 pub mod cache;
 pub mod decide;
@@ -20,6 +19,7 @@ pub mod pod_identity;
 pub mod pod_settings;
 pub mod policy;
 pub mod results;
+pub mod run_queue;
 pub mod schedule;
 pub mod status_writes;
 pub mod trim;
@@ -64,8 +64,8 @@ pub struct ControllerConfig {
     /// Tests only: the file the ReportSchedule loop reads the time from (see [`schedule`]).
     pub clock_file: Option<std::path::PathBuf>,
     /// At most this many runs in flight at once, all namespaces together, and in one
-    /// namespace (see [`admission`]).
-    pub run_limits: admission::Limits,
+    /// namespace (see [`run_queue`]).
+    pub run_limits: run_queue::Limits,
     /// At most this many chunk pods running per namespace (see [`budget`]); `None`: no
     /// budget.
     pub max_stage_pods_per_namespace: Option<u32>,
@@ -73,7 +73,7 @@ pub struct ControllerConfig {
 
 /// A failed reconcile.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub enum ReconcileError {
     /// A Kubernetes API call failed.
     #[error("{action}: {source}")]
     Kube {
@@ -92,10 +92,10 @@ pub enum Error {
     },
 }
 
-impl Error {
+impl ReconcileError {
     fn reason(&self) -> String {
         match self {
-            Error::Kube {
+            ReconcileError::Kube {
                 source: kube::Error::Api(e),
                 ..
             } => {
@@ -105,15 +105,15 @@ impl Error {
                     e.reason.clone()
                 }
             }
-            Error::Kube { .. } => "Transport".into(),
-            Error::Cache { .. } => "WatchNotListed".into(),
+            ReconcileError::Kube { .. } => "Transport".into(),
+            ReconcileError::Cache { .. } => "WatchNotListed".into(),
         }
     }
 }
 
-fn kube_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+fn kube_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> ReconcileError {
     let action = action.into();
-    move |source| Error::Kube { action, source }
+    move |source| ReconcileError::Kube { action, source }
 }
 
 /// What every reconcile shares.
@@ -134,7 +134,7 @@ pub struct Context {
     /// few seconds).
     status_writes: status_writes::StatusWrites,
     /// The cap on runs in flight.
-    gate: admission::RunGate,
+    gate: run_queue::RunGate,
     /// The per-namespace budget of chunk pods.
     budget: budget::PodBudget,
 }
@@ -286,7 +286,7 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
         pods: PodCache::new(pod_stores, pod_errors),
         events: event_cache::EventCache::new(event_stores, event_errors),
         status_writes: status_writes::StatusWrites::default(),
-        gate: admission::RunGate::new(config.run_limits, rj_stores, wakers),
+        gate: run_queue::RunGate::new(config.run_limits, rj_stores, wakers),
         budget: budget::PodBudget::new(config.max_stage_pods_per_namespace),
     });
     let schedules = schedule::run(
@@ -369,7 +369,7 @@ fn key(rj: &ReportJob) -> String {
     format!("{}/{}", rj.namespace().unwrap_or_default(), rj.name_any())
 }
 
-async fn reconcile(rj: Arc<ReportJob>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+async fn reconcile(rj: Arc<ReportJob>, ctx: Arc<Context>) -> Result<Requeue, ReconcileError> {
     let started = Instant::now();
     let result = reconcile_inner(&rj, &ctx).await;
     ctx.metrics
@@ -398,7 +398,7 @@ async fn reconcile(rj: Arc<ReportJob>, ctx: Arc<Context>) -> Result<Requeue, Err
     result
 }
 
-fn error_policy(rj: Arc<ReportJob>, _error: &Error, ctx: Arc<Context>) -> Requeue {
+fn error_policy(rj: Arc<ReportJob>, _error: &ReconcileError, ctx: Arc<Context>) -> Requeue {
     let attempts = ctx
         .failures
         .lock()
@@ -413,7 +413,7 @@ fn error_policy(rj: Arc<ReportJob>, _error: &Error, ctx: Arc<Context>) -> Requeu
     Requeue::requeue(delay.min(Duration::from_secs(300)))
 }
 
-async fn reconcile_inner(rj: &ReportJob, ctx: &Context) -> Result<Requeue, Error> {
+async fn reconcile_inner(rj: &ReportJob, ctx: &Context) -> Result<Requeue, ReconcileError> {
     let finished = rj
         .status
         .as_ref()
@@ -532,7 +532,11 @@ fn count_progress(ctx: &Context, old: &reportjob_core::api::ReportJobStatus, ste
 
 /// Carries out the decided action; returns an earlier requeue when the action's effect
 /// will not come back as a watch event.
-async fn carry_out(ctx: &Context, rj: &ReportJob, step: &Step) -> Result<Option<Duration>, Error> {
+async fn carry_out(
+    ctx: &Context,
+    rj: &ReportJob,
+    step: &Step,
+) -> Result<Option<Duration>, ReconcileError> {
     let ns = rj.namespace().unwrap_or_default();
     let name = rj.name_any();
     let rj_api: Api<ReportJob> = Api::namespaced(ctx.client.clone(), &ns);
@@ -653,7 +657,7 @@ async fn carry_out(ctx: &Context, rj: &ReportJob, step: &Step) -> Result<Option<
     }
 }
 
-async fn write_status(ctx: &Context, rj: &ReportJob, step: &Step) -> Result<(), Error> {
+async fn write_status(ctx: &Context, rj: &ReportJob, step: &Step) -> Result<(), ReconcileError> {
     let ns = rj.namespace().unwrap_or_default();
     let api: Api<ReportJob> = Api::namespaced(ctx.client.clone(), &ns);
     let body = json!({

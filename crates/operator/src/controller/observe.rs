@@ -10,13 +10,13 @@ use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 
-use super::admission::Admission;
 use super::cache::Seen;
 use super::names::{self, Stage};
 use super::pod_cache;
 use super::pod_identity::{built_by, pod_fingerprint};
 use super::results::created_by;
-use super::{Context, Error, kube_err};
+use super::run_queue::RunSlot;
+use super::{Context, ReconcileError, kube_err};
 use reportjob_core::api::conditions;
 use reportjob_core::api::validate::validate;
 use reportjob_core::api::{ReportJob, ReportJobSpec, ValidSpec};
@@ -75,7 +75,7 @@ pub struct Observed {
     /// spec, the planned one is used).
     pub planned_spec: PlannedSpec,
     /// Whether a run that has not started may start (`--max-concurrent-runs`).
-    pub admission: Admission,
+    pub run_slot: RunSlot,
     /// The namespace's chunk pod budget as this run sees it
     /// (`--max-stage-pods-per-namespace`); `None`: unlimited.
     pub budget: Option<super::budget::View>,
@@ -282,17 +282,20 @@ pub fn pod_info(pod: &Pod) -> PodInfo {
 
 /// Reads the ReportJob's Jobs (from the cache the Job watch keeps) and, when the decisions
 /// need them, their pods.
-pub async fn observe(ctx: &Context, rj: &ReportJob) -> Result<Observed, Error> {
+pub async fn observe(ctx: &Context, rj: &ReportJob) -> Result<Observed, ReconcileError> {
     let ns = rj.namespace().unwrap_or_default();
     let name = rj.name_any();
     let uid = rj.uid().unwrap_or_default();
     let selector = format!("{}={}", names::REPORTJOB_LABEL, name);
     let mut jobs = BTreeMap::new();
     let mut terminating = Vec::new();
-    ctx.jobs.ready().await.map_err(|message| Error::Cache {
-        what: format!("the Jobs of {ns}/{name}"),
-        message,
-    })?;
+    ctx.jobs
+        .ready()
+        .await
+        .map_err(|message| ReconcileError::Cache {
+            what: format!("the Jobs of {ns}/{name}"),
+            message,
+        })?;
     for seen in ctx.jobs.jobs_of(&ns, &name) {
         let (job, going) = match seen {
             Seen::Live(job) => (job, false),
@@ -317,10 +320,13 @@ pub async fn observe(ctx: &Context, rj: &ReportJob) -> Result<Observed, Error> {
     }
     let mut pods = BTreeMap::new();
     let mut refused_pods = BTreeMap::new();
-    ctx.pods.ready().await.map_err(|message| Error::Cache {
-        what: format!("the pods of {ns}/{name}"),
-        message,
-    })?;
+    ctx.pods
+        .ready()
+        .await
+        .map_err(|message| ReconcileError::Cache {
+            what: format!("the pods of {ns}/{name}"),
+            message,
+        })?;
     for (stage, for_result) in pods_needed(rj, &jobs) {
         let Some(job) = jobs.get(&stage) else {
             continue;
@@ -381,10 +387,13 @@ pub async fn observe(ctx: &Context, rj: &ReportJob) -> Result<Observed, Error> {
             continue;
         }
         // From the watch of FailedCreate events: no list per reconcile.
-        ctx.events.ready().await.map_err(|message| Error::Cache {
-            what: format!("the FailedCreate events of {ns}/{name}"),
-            message,
-        })?;
+        ctx.events
+            .ready()
+            .await
+            .map_err(|message| ReconcileError::Cache {
+                what: format!("the FailedCreate events of {ns}/{name}"),
+                message,
+            })?;
         let events = ctx
             .events
             .failed_creates(&ns, &job.uid().unwrap_or_default());
@@ -393,7 +402,7 @@ pub async fn observe(ctx: &Context, rj: &ReportJob) -> Result<Observed, Error> {
         }
     }
     let planned_spec = planned_spec(jobs.get(&Stage::Plan));
-    let admission = ctx.gate.admit(rj).await;
+    let run_slot = ctx.gate.admit(rj).await;
     let budget = budget_view(ctx, rj);
     Ok(Observed {
         rj: rj.clone(),
@@ -403,7 +412,7 @@ pub async fn observe(ctx: &Context, rj: &ReportJob) -> Result<Observed, Error> {
         refused_pods,
         create_failures,
         planned_spec,
-        admission,
+        run_slot,
         budget,
         now,
     })

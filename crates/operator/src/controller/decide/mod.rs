@@ -15,11 +15,11 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
-use super::admission::{Admission, QUEUED_RESYNC};
 use super::events::{EventNote, action, notified_message, phase_notes};
 use super::jobs::{self, JobContext, PodDefaults};
 use super::names::{self, Stage};
 use super::observe::{self, JobOutcome, Observed, PlannedSpec, PodInfo, job_failed, job_outcome};
+use super::run_queue::{QUEUED_RESYNC, RunSlot};
 use reportjob_core::api::conditions::{self, reason, set_condition};
 use reportjob_core::api::validate::{FieldError, validate};
 use reportjob_core::api::{Phase, ReportJob, ReportJobStatus, ValidSpec};
@@ -273,9 +273,9 @@ impl<'a> Decision<'a> {
 
     /// Why the run caps hold this run back, if they do: the message and the reason.
     fn queued(&self) -> Option<(String, &'static str)> {
-        match self.o.admission {
-            Admission::Admitted => None,
-            Admission::Queued { limit, .. } => Some((
+        match self.o.run_slot {
+            RunSlot::Admitted => None,
+            RunSlot::Queued { limit, .. } => Some((
                 format!(
                     "queued: {limit} runs are in flight, as many as the controller runs at once \
                      (--max-concurrent-runs); this one starts when one of them ends (within a \
@@ -283,7 +283,7 @@ impl<'a> Decision<'a> {
                 ),
                 reason::RUN_LIMIT_REACHED,
             )),
-            Admission::NamespaceFull { limit } => Some((
+            RunSlot::NamespaceFull { limit } => Some((
                 format!(
                     "queued: {limit} runs of this namespace are in flight, as many as one \
                      namespace runs at once (--max-concurrent-runs-per-namespace); this one \

@@ -28,7 +28,7 @@ struct ReportJobFixture {
     pods: BTreeMap<Stage, Vec<PodInfo>>,
     refused_pods: BTreeMap<Stage, Vec<String>>,
     create_failures: BTreeMap<Stage, String>,
-    admission: Admission,
+    run_slot: RunSlot,
     budget: Option<crate::controller::budget::View>,
     now: Timestamp,
 }
@@ -74,7 +74,7 @@ spec:
             pods: BTreeMap::new(),
             refused_pods: BTreeMap::new(),
             create_failures: BTreeMap::new(),
-            admission: Admission::Admitted,
+            run_slot: RunSlot::Admitted,
             budget: None,
             now: Timestamp::from_second(NOW).expect("time"),
         }
@@ -82,7 +82,7 @@ spec:
 
     /// The controller's run cap holds the ReportJob back.
     fn queued(mut self) -> Self {
-        self.admission = Admission::Queued { limit: 2, ahead: 0 };
+        self.run_slot = RunSlot::Queued { limit: 2, ahead: 0 };
         self
     }
 
@@ -279,7 +279,7 @@ spec:
             refused_pods: self.refused_pods.clone(),
             create_failures: self.create_failures.clone(),
             planned_spec: planned_spec(self.jobs.get(&Stage::Plan)),
-            admission: self.admission,
+            run_slot: self.run_slot,
             budget: self.budget.clone(),
             now: self.now,
         }
@@ -901,7 +901,7 @@ fn a_resume_waits_for_a_run_slot_and_a_namespace_at_its_cap_waits_too() {
         .spec(|s| s.suspend = true)
         .decide()
         .status;
-    let fixture = |admission: Admission| {
+    let fixture = |run_slot: RunSlot| {
         let mut f = ReportJobFixture::new()
             .planned(3)
             .chunks_job("0-2", "", "")
@@ -909,11 +909,11 @@ fn a_resume_waits_for_a_run_slot_and_a_namespace_at_its_cap_waits_too() {
         if let Some(spec) = f.jobs.get_mut(&Stage::Chunks).and_then(|j| j.spec.as_mut()) {
             spec.suspend = Some(true);
         }
-        f.admission = admission;
+        f.run_slot = run_slot;
         f
     };
     // Every slot is taken: the run stays suspended, its chunks Job too, and says why.
-    let step = fixture(Admission::Queued { limit: 2, ahead: 0 }).decide();
+    let step = fixture(RunSlot::Queued { limit: 2, ahead: 0 }).decide();
     assert_eq!(step.action, Action::None);
     assert_eq!(step.status.phase, Some(Phase::Suspended));
     let queued = condition(&step, conditions::QUEUED);
@@ -930,7 +930,7 @@ fn a_resume_waits_for_a_run_slot_and_a_namespace_at_its_cap_waits_too() {
         step.status.message
     );
     // Its namespace is at its own cap: the same, naming that cap.
-    let step = fixture(Admission::NamespaceFull { limit: 1 }).decide();
+    let step = fixture(RunSlot::NamespaceFull { limit: 1 }).decide();
     assert_eq!(step.action, Action::None);
     let queued = condition(&step, conditions::QUEUED);
     assert_eq!(queued.reason, reason::NAMESPACE_RUN_LIMIT_REACHED);
@@ -941,8 +941,8 @@ fn a_resume_waits_for_a_run_slot_and_a_namespace_at_its_cap_waits_too() {
     );
     // A slot frees: it resumes, and the queue condition says it was admitted.
     let waited = step.status.clone();
-    let mut f = fixture(Admission::Admitted).status(|s| *s = waited);
-    f.admission = Admission::Admitted;
+    let mut f = fixture(RunSlot::Admitted).status(|s| *s = waited);
+    f.run_slot = RunSlot::Admitted;
     let step = f.decide();
     assert_eq!(step.action, Action::SuspendChunks(false));
     assert_eq!(step.status.phase, Some(Phase::Running));
@@ -1823,7 +1823,7 @@ fn a_suspended_export_releases_its_snapshot_and_resumes_under_a_new_one_once_adm
     );
 
     // Admitted: the next generation's holder comes first.
-    fixture.admission = Admission::Admitted;
+    fixture.run_slot = RunSlot::Admitted;
     let step = fixture.decide();
     let Action::CreateJob(holder) = &step.action else {
         panic!("{:?}", step.action);

@@ -22,7 +22,7 @@ use serde_json::json;
 
 use self::decide::{Action, Note};
 use super::names::FIELD_MANAGER;
-use super::{Error, kube_err};
+use super::{ReconcileError, kube_err};
 use reportjob_core::api::ReportJob;
 use reportjob_core::schedule::ReportSchedule;
 use reportjob_core::schedule::template::SCHEDULE_LABEL;
@@ -89,11 +89,14 @@ pub async fn run(
     futures::future::join_all(loops).await;
 }
 
-fn error_policy(_rs: Arc<ReportSchedule>, _error: &Error, _ctx: Arc<Context>) -> Requeue {
+fn error_policy(_rs: Arc<ReportSchedule>, _error: &ReconcileError, _ctx: Arc<Context>) -> Requeue {
     Requeue::requeue(Duration::from_secs(2))
 }
 
-async fn reconcile(cached: Arc<ReportSchedule>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+async fn reconcile(
+    cached: Arc<ReportSchedule>,
+    ctx: Arc<Context>,
+) -> Result<Requeue, ReconcileError> {
     let ns = cached.namespace().unwrap_or_default();
     let name = cached.name_any();
     // The schedule as stored now, not as the cache last saw it: the status the previous sync

@@ -25,7 +25,7 @@ pub const QUEUED_RESYNC: std::time::Duration = std::time::Duration::from_secs(30
 
 /// What the cap says about one ReportJob.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Admission {
+pub enum RunSlot {
     /// It may run (it runs already, it fits, or there is no cap).
     Admitted,
     /// It waits: `limit` runs are in flight, and `ahead` queued ones go before it.
@@ -166,36 +166,36 @@ fn queue<'a>(
 }
 
 /// Whether the run `me` (one of `runs`) may start (or resume) under `limits`.
-pub fn decide(me: &str, runs: &[RunView], memory: &Memory, limits: Limits) -> Admission {
+pub fn decide(me: &str, runs: &[RunView], memory: &Memory, limits: Limits) -> RunSlot {
     let flying = in_flight(runs, memory);
     if flying.contains(me) {
-        return Admission::Admitted;
+        return RunSlot::Admitted;
     }
     let Some(run) = runs.iter().find(|r| r.key == me && r.startable) else {
         // Not waiting to start (finished, being deleted): nothing to hold back.
-        return Admission::Admitted;
+        return RunSlot::Admitted;
     };
     if let Some(cap) = limits.per_namespace
         && per_namespace(runs, &flying)
             .get(run.namespace())
             .is_some_and(|n| *n >= cap)
     {
-        return Admission::NamespaceFull { limit: cap };
+        return RunSlot::NamespaceFull { limit: cap };
     }
     let Some(limit) = limits.total else {
-        return Admission::Admitted;
+        return RunSlot::Admitted;
     };
     let waiting = queue(runs, &flying, limits.per_namespace);
     let Some(ahead) = waiting.iter().position(|r| r.key == me) else {
         // Its namespace's earlier runs fill the namespace's cap.
-        return Admission::NamespaceFull {
+        return RunSlot::NamespaceFull {
             limit: limits.per_namespace.unwrap_or(limit),
         };
     };
     if ahead < limit.saturating_sub(flying.len()) {
-        Admission::Admitted
+        RunSlot::Admitted
     } else {
-        Admission::Queued { limit, ahead }
+        RunSlot::Queued { limit, ahead }
     }
 }
 
@@ -251,13 +251,13 @@ impl RunGate {
 
     /// Whether `rj` may start (or resume) now; an admitted run counts as in flight from
     /// here on.
-    pub async fn admit(&self, rj: &ReportJob) -> Admission {
+    pub async fn admit(&self, rj: &ReportJob) -> RunSlot {
         if self.limits == Limits::default() {
-            return Admission::Admitted;
+            return RunSlot::Admitted;
         }
         let me = RunView::of(rj);
         if !me.startable {
-            return Admission::Admitted;
+            return RunSlot::Admitted;
         }
         for store in &self.stores {
             // Ready, or its writer is gone (stopping); a reconcile only runs once the
@@ -266,14 +266,14 @@ impl RunGate {
         }
         let runs = self.runs(Some(rj));
         let Ok(mut memory) = self.memory.lock() else {
-            return Admission::Admitted;
+            return RunSlot::Admitted;
         };
         memory.prune(&runs);
-        let admission = decide(&me.key, &runs, &memory, self.limits);
-        if admission == Admission::Admitted {
+        let slot = decide(&me.key, &runs, &memory, self.limits);
+        if slot == RunSlot::Admitted {
             memory.admitted.insert(me.key);
         }
-        admission
+        slot
     }
 
     /// `rj`'s run ended (it finished, it is going, or it is suspended): its slot is free,
@@ -355,20 +355,20 @@ mod tests {
         let memory = Memory::default();
         assert_eq!(
             decide("ns/early", &runs, &memory, total(2)),
-            Admission::Queued { limit: 2, ahead: 0 }
+            RunSlot::Queued { limit: 2, ahead: 0 }
         );
         assert_eq!(
             decide("ns/late", &runs, &memory, total(2)),
-            Admission::Queued { limit: 2, ahead: 1 }
+            RunSlot::Queued { limit: 2, ahead: 1 }
         );
         // One slot frees: the earliest created gets it, not whichever reconciles first.
         assert_eq!(
             decide("ns/late", &runs, &memory, total(3)),
-            Admission::Queued { limit: 3, ahead: 1 }
+            RunSlot::Queued { limit: 3, ahead: 1 }
         );
         assert_eq!(
             decide("ns/early", &runs, &memory, total(3)),
-            Admission::Admitted
+            RunSlot::Admitted
         );
         assert_eq!(
             next_up(&runs, &memory, total(3)),
@@ -376,13 +376,10 @@ mod tests {
         );
         assert_eq!(next_up(&runs, &memory, total(2)), Vec::<String>::new());
         // Runs in flight and finished ones are never held back.
-        assert_eq!(
-            decide("ns/a", &runs, &memory, total(0)),
-            Admission::Admitted
-        );
+        assert_eq!(decide("ns/a", &runs, &memory, total(0)), RunSlot::Admitted);
         assert_eq!(
             decide("ns/done", &runs, &memory, total(0)),
-            Admission::Admitted
+            RunSlot::Admitted
         );
     }
 
@@ -394,15 +391,12 @@ mod tests {
             run("ns/c", 3, false, true),
         ];
         let mut memory = Memory::default();
-        assert_eq!(
-            decide("ns/a", &runs, &memory, total(1)),
-            Admission::Admitted
-        );
+        assert_eq!(decide("ns/a", &runs, &memory, total(1)), RunSlot::Admitted);
         memory.admitted.insert("ns/a".into());
         // The watch still shows a as not started: it counts, so b waits.
         assert_eq!(
             decide("ns/b", &runs, &memory, total(1)),
-            Admission::Queued { limit: 1, ahead: 0 }
+            RunSlot::Queued { limit: 1, ahead: 0 }
         );
         // The watch shows a started: memory forgets it, it still counts.
         runs[0] = run("ns/a", 1, true, false);
@@ -410,15 +404,12 @@ mod tests {
         assert!(memory.admitted.is_empty());
         assert_eq!(
             decide("ns/b", &runs, &memory, total(1)),
-            Admission::Queued { limit: 1, ahead: 0 }
+            RunSlot::Queued { limit: 1, ahead: 0 }
         );
         // a ended before the watch shows it: b fits, c does not.
         memory.ended.insert("ns/a".into());
         assert_eq!(next_up(&runs, &memory, total(1)), vec!["ns/b".to_string()]);
-        assert_eq!(
-            decide("ns/b", &runs, &memory, total(1)),
-            Admission::Admitted
-        );
+        assert_eq!(decide("ns/b", &runs, &memory, total(1)), RunSlot::Admitted);
         // The watch shows a finished: the memory of its end goes.
         runs[0] = run("ns/a", 1, false, false);
         memory.prune(&runs);
@@ -441,10 +432,10 @@ mod tests {
             next_up(&runs, &memory, total(3)),
             vec!["b/1".to_string(), "a/1".to_string()]
         );
-        assert_eq!(decide("b/1", &runs, &memory, total(2)), Admission::Admitted);
+        assert_eq!(decide("b/1", &runs, &memory, total(2)), RunSlot::Admitted);
         assert_eq!(
             decide("a/1", &runs, &memory, total(2)),
-            Admission::Queued { limit: 2, ahead: 1 }
+            RunSlot::Queued { limit: 2, ahead: 1 }
         );
     }
 
@@ -462,9 +453,9 @@ mod tests {
         };
         assert_eq!(
             decide("a/1", &runs, &memory, limits),
-            Admission::NamespaceFull { limit: 1 }
+            RunSlot::NamespaceFull { limit: 1 }
         );
-        assert_eq!(decide("b/1", &runs, &memory, limits), Admission::Admitted);
+        assert_eq!(decide("b/1", &runs, &memory, limits), RunSlot::Admitted);
         assert_eq!(next_up(&runs, &memory, limits), vec!["b/1".to_string()]);
         // The per-namespace cap alone, with no total.
         let only_per_namespace = Limits {
@@ -473,11 +464,11 @@ mod tests {
         };
         assert_eq!(
             decide("a/1", &runs, &memory, only_per_namespace),
-            Admission::NamespaceFull { limit: 1 }
+            RunSlot::NamespaceFull { limit: 1 }
         );
         assert_eq!(
             decide("b/1", &runs, &memory, only_per_namespace),
-            Admission::Admitted
+            RunSlot::Admitted
         );
     }
 
@@ -518,18 +509,15 @@ mod tests {
             run("b/new", 1, false, true),
         ];
         let memory = Memory::default();
-        assert_eq!(
-            decide("b/new", &runs, &memory, total(1)),
-            Admission::Admitted
-        );
+        assert_eq!(decide("b/new", &runs, &memory, total(1)), RunSlot::Admitted);
         runs[3] = run("b/new", 1, true, false);
         assert_eq!(
             decide("a/resuming", &runs, &memory, total(1)),
-            Admission::Queued { limit: 1, ahead: 0 }
+            RunSlot::Queued { limit: 1, ahead: 0 }
         );
         assert_eq!(
             decide("a/resuming", &runs, &memory, total(2)),
-            Admission::Admitted
+            RunSlot::Admitted
         );
     }
 }
