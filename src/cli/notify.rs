@@ -140,8 +140,10 @@ pub async fn notify(args: NotifyArgs) -> i32 {
     let policy = RetryPolicy {
         attempts: args.attempts.max(1),
         timeout: args.attempt_timeout,
-        base_delay: args.backoff,
-        ..RetryPolicy::default()
+        backoff: reportjob_core::retry::Backoff {
+            first: args.backoff,
+            ..reportjob_core::retry::WEBHOOK
+        },
     };
     let lookup = |var: &str| match var {
         ENV_WEBHOOK_URL => Some(url.clone()),

@@ -109,35 +109,6 @@ pub fn result_word(rj: &ReportJob) -> &'static str {
     }
 }
 
-/// Rows of cells as aligned columns, indented by two spaces.
-pub fn table(rows: &[Vec<String>]) -> String {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|i| {
-            rows.iter()
-                .filter_map(|r| r.get(i))
-                .map(|c| c.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let mut line = String::from(" ");
-        for (i, cell) in row.iter().enumerate() {
-            line.push(' ');
-            if i + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<w$} ", w = widths[i]));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,14 +176,5 @@ mod tests {
         assert_eq!(v["bytes"], 99);
         assert_eq!(v["sha256"], "ab");
         assert!(v["url"].is_null());
-    }
-
-    #[test]
-    fn tables_align() {
-        let t = table(&[
-            vec!["A".into(), "BB".into(), "C".into()],
-            vec!["long".into(), "x".into(), "last column".into()],
-        ]);
-        assert_eq!(t, "  A     BB  C\n  long  x   last column\n");
     }
 }

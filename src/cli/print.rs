@@ -182,7 +182,7 @@ pub fn table(
             row.insert(0, rj.namespace().unwrap_or_default());
         }
     }
-    columns(&rows)
+    aligned(&rows, "", 3)
 }
 
 /// The table of ReportSchedules `list` prints after the ReportJobs: the CRD's printer
@@ -247,12 +247,14 @@ pub fn schedule_table(
     if all_namespaces {
         rows[0].insert(0, "NAMESPACE".into());
     }
-    columns(&rows)
+    aligned(&rows, "", 3)
 }
 
-/// Rows as columns padded to their widest cell plus three spaces (kubectl's tabwriter), the
-/// last one unpadded.
-fn columns(rows: &[Vec<String>]) -> String {
+/// The CLI's one table printer: rows as columns, each cell escaped for the terminal and
+/// padded to its column's widest cell plus `gap` spaces (the last unpadded), every line
+/// opened by `indent`. `kubectl get` tables are `aligned(rows, "", 3)` (kubectl's
+/// tabwriter); the sections of `reportjob status` are `aligned(rows, "  ", 2)`.
+pub fn aligned(rows: &[Vec<String>], indent: &str, gap: usize) -> String {
     let n = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..n)
         .map(|i| {
@@ -265,13 +267,13 @@ fn columns(rows: &[Vec<String>]) -> String {
         .collect();
     let mut out = String::new();
     for row in rows {
-        let mut line = String::new();
+        let mut line = String::from(indent);
         for (i, cell) in row.iter().enumerate() {
             let cell = for_terminal(cell);
             if i + 1 == row.len() {
                 line.push_str(&cell);
             } else {
-                line.push_str(&format!("{cell:<w$}   ", w = widths[i]));
+                line.push_str(&format!("{cell:<w$}{:gap$}", "", w = widths[i]));
             }
         }
         out.push_str(line.trim_end());
@@ -356,6 +358,22 @@ mod tests {
             "status": status,
         }))
         .expect("a ReportJob")
+    }
+
+    #[test]
+    fn tables_align_with_their_indent_and_gap() {
+        let rows = [
+            vec!["A".into(), "BB".into(), "C".into()],
+            vec!["long".into(), "x".into(), "last column".into()],
+        ];
+        assert_eq!(
+            aligned(&rows, "  ", 2),
+            "  A     BB  C\n  long  x   last column\n"
+        );
+        assert_eq!(
+            aligned(&rows, "", 3),
+            "A      BB   C\nlong   x    last column\n"
+        );
     }
 
     #[test]

@@ -9,8 +9,8 @@ use kube::api::{Api, ListParams};
 use super::cluster::{ClusterArgs, connect, describe, get_reportjob};
 use super::duration::{human_duration, since};
 use super::exit::{CommandResult, Exit, finish};
-use super::output::{result_word, status_json, table};
-use super::print::{Format, render};
+use super::output::{result_word, status_json};
+use super::print::{Format, aligned, render};
 use crate::api::{KIND, ReportJob};
 use crate::notify::{group_digits, human_bytes};
 
@@ -206,7 +206,7 @@ fn render_status(rj: &ReportJob, events: &[Event], events_error: Option<&str>) -
                 c.message.clone(),
             ]);
         }
-        out.push_str(&table(&rows));
+        out.push_str(&aligned(&rows, "  ", 2));
     }
     out.push_str("Events:\n");
     let uid = rj.metadata.uid.as_deref();
@@ -242,7 +242,7 @@ fn render_status(rj: &ReportJob, events: &[Event], events_error: Option<&str>) -
                 message,
             ]);
         }
-        out.push_str(&table(&rows));
+        out.push_str(&aligned(&rows, "  ", 2));
     }
     out
 }

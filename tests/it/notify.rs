@@ -162,8 +162,10 @@ fn fast(attempts: u32) -> RetryPolicy {
     RetryPolicy {
         attempts,
         timeout: Duration::from_secs(2),
-        base_delay: Duration::from_millis(20),
-        max_delay: Duration::from_millis(100),
+        backoff: reportjob_core::retry::Backoff::new(
+            Duration::from_millis(20),
+            Duration::from_millis(100),
+        ),
     }
 }
 

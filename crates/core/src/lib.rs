@@ -9,6 +9,7 @@ pub mod error_text;
 pub mod ident;
 pub mod names;
 pub mod plan;
+pub mod retry;
 pub mod schedule;
 pub mod snapshot;
 pub mod split;

@@ -12,7 +12,7 @@ use crate::ident::{Quoted, quote_literal};
 
 mod part_format;
 mod spec_digest;
-pub use part_format::{ParquetCompression, PartCompression, PartFormat, PartKind};
+pub use part_format::{PartCompression, PartFormat, PartKind};
 pub use spec_digest::spec_digest;
 
 /// Types a key column may have.

@@ -394,12 +394,6 @@ fn sqlx_is_permanent(e: &sqlx::Error) -> bool {
     }
 }
 
-/// Backoff before retry `attempt` (1-based): 0.5 s doubling, capped at 10 s.
-pub fn backoff(attempt: u32) -> Duration {
-    let ms = 500u64.saturating_mul(1u64 << attempt.saturating_sub(1).min(5));
-    Duration::from_millis(ms.min(10_000))
-}
-
 pub use reportjob_core::error_text::error_chain;
 
 #[cfg(test)]
@@ -430,13 +424,6 @@ mod tests {
             None
         );
         assert_eq!(encoding_changed_note(None, "encoding \"SJIS\""), None);
-    }
-
-    #[test]
-    fn backoff_doubles_and_caps() {
-        assert_eq!(backoff(1), Duration::from_millis(500));
-        assert_eq!(backoff(2), Duration::from_millis(1000));
-        assert_eq!(backoff(10), Duration::from_millis(10_000));
     }
 
     /// A server error with a SQLSTATE, as the driver reports one.

@@ -39,7 +39,7 @@ pub fn copy_statement(spec: &ValidSpec, plan: &Plan, index: usize) -> Result<Str
     })?;
     let mut sql = SourceSql::build(&spec.source, &plan.source)?;
     sql.limit_values(spec.output.max_value_bytes, &plan.source);
-    let text = PartEncoding::new(&plan.format).copy_statement(&sql, &plan.source, chunk)?;
+    let text = PartEncoding::new(&plan.format).format_copy(&sql, &plan.source, chunk)?;
     reportjob_core::sql::regenerate_copy_to_stdout(&text)
         .map_err(|e| Error::Staging(format!("the statement of chunk {index} was refused: {e}")))
 }

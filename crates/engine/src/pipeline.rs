@@ -21,9 +21,7 @@ use crate::staging::{
 use crate::storage::{Composer, Piece, Storage};
 use reportjob_core::api::Compression;
 use reportjob_core::api::valid::{Destination, Encoding, ValidSpec};
-use reportjob_core::plan::{
-    ParquetCompression, PartFormat, PartKind, Plan, chunks_from_boundaries,
-};
+use reportjob_core::plan::{PartFormat, PartKind, Plan, chunks_from_boundaries};
 use reportjob_core::split::{OutputFile, SplitLimits, file_key};
 use reportjob_core::stage_protocol::ChunkSet;
 
@@ -87,11 +85,7 @@ pub fn part_format(spec: &ValidSpec) -> PartFormat {
             format.zstd = false;
             format.kind = PartKind::Parquet {
                 row_group_rows: parquet.row_group_rows,
-                compression: match parquet.compression {
-                    reportjob_core::api::ParquetCompression::Zstd => ParquetCompression::Zstd,
-                    reportjob_core::api::ParquetCompression::Snappy => ParquetCompression::Snappy,
-                    reportjob_core::api::ParquetCompression::None => ParquetCompression::None,
-                },
+                compression: parquet.compression,
             };
         }
         Encoding::Xlsx(_) => format.kind = PartKind::Xlsx,
@@ -278,7 +272,7 @@ impl StageContext {
                 Err(e) if !e.is_permanent() && !e.is_cancelled() && attempt < retries => {
                     attempt += 1;
                     on_retry(attempt, &e);
-                    tokio::time::sleep(crate::error::backoff(attempt)).await;
+                    tokio::time::sleep(reportjob_core::retry::CHUNK_EXPORT.delay(attempt)).await;
                 }
                 result => return result,
             }

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::api::ParquetCompression;
+
 /// What a part holds: CSV records, JSON Lines, or the `COPY` text rows a workbook is
 /// assembled from.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -30,19 +32,6 @@ pub enum PartKind {
     },
     /// Rows in Postgres's `COPY` text format, re-encoded into one workbook at assembly.
     Xlsx,
-}
-
-/// The codec of a Parquet report's pages.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum ParquetCompression {
-    /// Zstandard (level 1).
-    #[default]
-    Zstd,
-    /// Snappy.
-    Snappy,
-    /// Uncompressed.
-    None,
 }
 
 impl PartKind {

@@ -18,8 +18,9 @@ use super::parquet_builder::ColumnBuilder;
 use super::parquet_schema::{PartSchema, Scalar};
 use super::pgbinary::BinaryRows;
 use super::pgvalue;
+use reportjob_core::api::ParquetCompression;
 use reportjob_core::ident::Quoted;
-use reportjob_core::plan::{ParquetCompression, PlannedSource};
+use reportjob_core::plan::PlannedSource;
 
 /// Rows gathered into one Arrow batch before it is encoded.
 const BATCH_ROWS: usize = 8192;

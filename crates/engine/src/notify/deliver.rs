@@ -4,7 +4,8 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
+use reportjob_core::retry::Backoff;
 use serde_json::Value;
 
 use super::skipped;
@@ -18,10 +19,8 @@ pub struct RetryPolicy {
     pub attempts: u32,
     /// Time allowed for one attempt: connecting, sending and reading the answer.
     pub timeout: Duration,
-    /// Pause after the first failed attempt; it doubles after each further one.
-    pub base_delay: Duration,
-    /// The longest pause between attempts.
-    pub max_delay: Duration,
+    /// The pauses between attempts.
+    pub backoff: Backoff,
 }
 
 impl Default for RetryPolicy {
@@ -30,17 +29,8 @@ impl Default for RetryPolicy {
         RetryPolicy {
             attempts: 4,
             timeout: Duration::from_secs(10),
-            base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(5),
+            backoff: reportjob_core::retry::WEBHOOK,
         }
-    }
-}
-
-impl RetryPolicy {
-    /// The pause after failed attempt `attempt` (1-based).
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let factor = 1u32 << attempt.saturating_sub(1).min(16);
-        self.base_delay.saturating_mul(factor).min(self.max_delay)
     }
 }
 
@@ -141,15 +131,11 @@ pub async fn send(url: &str, body: &Value, policy: &RetryPolicy) -> Result<Deliv
             attempts: 0,
             status: None,
         })?;
-    // The backoff is backon's: `attempts - 1` retries, pauses of `base_delay` doubling up
-    // to `max_delay`, without jitter (as [`RetryPolicy::delay`] says); only the failures
-    // worth another attempt are retried, and a 429's `Retry-After` lengthens the pause.
+    // `attempts - 1` retries with the policy's backoff (on backon, without jitter); only the
+    // failures worth another attempt are retried, and a 429's `Retry-After` lengthens the
+    // pause.
     let retries = usize::try_from(policy.attempts.max(1) - 1).unwrap_or(usize::MAX);
-    let backoff = ExponentialBuilder::default()
-        .with_min_delay(policy.base_delay)
-        .with_max_delay(policy.max_delay)
-        .with_factor(2.0)
-        .with_max_times(retries);
+    let backoff = policy.backoff.builder(retries);
     let made = AtomicU32::new(0);
     let attempt = || async {
         made.fetch_add(1, Ordering::Relaxed);
@@ -311,21 +297,6 @@ pub fn report(result: &Result<Delivery, NotifyError>) -> NotifyReport {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let p = RetryPolicy {
-            attempts: 6,
-            timeout: Duration::from_secs(1),
-            base_delay: Duration::from_millis(200),
-            max_delay: Duration::from_millis(1000),
-        };
-        assert_eq!(p.delay(1), Duration::from_millis(200));
-        assert_eq!(p.delay(2), Duration::from_millis(400));
-        assert_eq!(p.delay(3), Duration::from_millis(800));
-        assert_eq!(p.delay(4), Duration::from_millis(1000));
-        assert_eq!(p.delay(100), Duration::from_millis(1000));
-    }
 
     #[test]
     fn reports_of_deliveries() {

@@ -34,14 +34,6 @@ pub fn waits_for_slot(e: &Error) -> bool {
     }
 }
 
-/// The pause before connect attempt `attempt` (1-based) after a refusal: 250 ms doubling up
-/// to 8 s, scaled by `jitter` (in 0.5..=1.5, so many waiting pods do not retry in step).
-pub fn slot_backoff(attempt: u32, jitter: f64) -> Duration {
-    let ms = 250u64.saturating_mul(1u64 << attempt.saturating_sub(1).min(5));
-    let base = Duration::from_millis(ms.min(8_000));
-    base.mul_f64(jitter.clamp(0.5, 1.5))
-}
-
 /// Runs `connect` until it succeeds, fails otherwise than for want of a slot, or
 /// [`SLOT_WAIT`] has passed; logs once when it starts waiting and once when it got a slot.
 pub async fn with_slot_wait<T, F, Fut>(what: &str, mut connect: F) -> Result<T, Error>
@@ -69,7 +61,8 @@ where
                 if attempt == 1 {
                     tracing::warn!(what, error = %e, "waiting for a connection slot (SQLSTATE 53300, too many connections); retrying");
                 }
-                let pause = slot_backoff(attempt, rand::random_range(0.5..1.5));
+                let pause = reportjob_core::retry::CONNECTION_SLOT
+                    .jittered(attempt, rand::random_range(0.5..1.5));
                 tokio::time::sleep(pause).await;
             }
             Err(e) => return Err(e),
@@ -80,16 +73,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn slot_backoff_doubles_up_to_a_cap_and_stays_jittered_within_bounds() {
-        assert_eq!(slot_backoff(1, 1.0), Duration::from_millis(250));
-        assert_eq!(slot_backoff(2, 1.0), Duration::from_millis(500));
-        assert_eq!(slot_backoff(6, 1.0), Duration::from_millis(8_000));
-        assert_eq!(slot_backoff(60, 1.0), Duration::from_millis(8_000));
-        assert_eq!(slot_backoff(1, 0.0), Duration::from_millis(125));
-        assert_eq!(slot_backoff(6, 9.0), Duration::from_millis(12_000));
-    }
 
     #[test]
     fn only_a_connect_refused_for_want_of_a_slot_is_waited_for() {

@@ -408,9 +408,7 @@ fn error_policy(rj: Arc<ReportJob>, _error: &ReconcileError, ctx: Arc<Context>) 
             *n
         })
         .unwrap_or(1);
-    // 0.5 s, 1 s, 2 s ... up to 5 minutes.
-    let delay = Duration::from_millis(500).saturating_mul(1 << attempts.min(10).saturating_sub(1));
-    Requeue::requeue(delay.min(Duration::from_secs(300)))
+    Requeue::requeue(reportjob_core::retry::RECONCILE.delay(attempts))
 }
 
 async fn reconcile_inner(rj: &ReportJob, ctx: &Context) -> Result<Requeue, ReconcileError> {
