@@ -290,7 +290,12 @@ pub struct OutputSpec {
     /// chunk with an error naming the column and the row's key before the server sends it:
     /// a worker holds one row at a time, so its memory limit must exceed a few times the
     /// widest row it exports.
-    #[serde(default = "default_max_value_bytes")]
+    // Left out of the JSON at its default, so a spec that does not set it serializes (and
+    // hashes, see the controller's `spec_hash`) as it did before the field existed.
+    #[serde(
+        default = "default_max_value_bytes",
+        skip_serializing_if = "is_default_max_value_bytes"
+    )]
     #[schemars(range(min = 1024, max = 1073741824))]
     pub max_value_bytes: i64,
 }
@@ -302,6 +307,10 @@ pub fn default_time_zone() -> String {
 /// The default `output.maxValueBytes`: 64 MiB.
 pub fn default_max_value_bytes() -> i64 {
     64 * 1024 * 1024
+}
+
+fn is_default_max_value_bytes(bytes: &i64) -> bool {
+    *bytes == default_max_value_bytes()
 }
 
 /// How a report is split into files. A file is closed before the next chunk would take it

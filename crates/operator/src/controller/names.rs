@@ -196,6 +196,35 @@ mod tests {
         }
         // `output.jsonl` is absent unless set: not in the JSON at all.
         assert!(old["output"].get("jsonl").is_none());
+        // No other field joined the JSON of a spec that does not use it: a new field must
+        // be left out at its default (here or by its serialization), else every ReportJob
+        // in flight across an upgrade would be taken for an edited one.
+        let keys = |v: &serde_json::Value| {
+            v.as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let frozen = serde_json::json!({
+            "source": keys(&old["source"]),
+            "chunking": keys(&old["chunking"]),
+            "output": keys(&old["output"]),
+            "csv": keys(&old["output"]["csv"]),
+            "worker": keys(&old["worker"]),
+        });
+        assert_eq!(
+            frozen,
+            serde_json::json!({
+                "source": "connectionSecretRef,keyColumn,statementTimeoutSeconds,table",
+                "chunking": "chunkSize,maxChunks,parallelism",
+                "output": "compression,csv,deleteWithReportJob,destination,format",
+                "csv": "delimiter,header,nullString",
+                "worker": "retriesPerChunk,sameNode",
+            }),
+            "the fields of the first release, and no other"
+        );
         let digest = sha2::Sha256::digest(old.to_string().as_bytes());
         assert_eq!(spec_hash(&rj.spec), hex::encode(&digest[..8]));
         // A value other than the default still counts.
