@@ -11,7 +11,7 @@
 
 pub use reportjob_core::{api, ident, names, plan, schedule, split, sql, stage_protocol};
 pub use reportjob_engine::{
-    cleanup_tasks, csv_encode, error, export, formats, install_crypto_provider, net_guard, notify,
+    cleanup_tasks, csv_encode, error, formats, install_crypto_provider, net_guard, notify,
     pipeline, run_local, snapshot, source, staging, storage,
 };
 pub use reportjob_operator::controller;

@@ -1,5 +1,5 @@
 //! Split outputs (`spec.output.split`): where a report is cut into files and what the
-//! files are called. Pure decisions; the assembly (`pipeline.rs`) applies them.
+//! files are called. Pure decisions; the engine's assembly (`pipeline/assemble.rs`) applies them.
 
 use std::num::NonZeroU64;
 

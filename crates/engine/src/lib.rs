@@ -11,7 +11,7 @@
 
 pub mod csv_encode;
 pub mod error;
-pub mod export;
+
 pub mod formats;
 pub mod net_guard;
 pub mod notify;

@@ -1,334 +1,27 @@
-//! The three stages every runner schedules: plan, export a chunk, assemble. The local
-//! runner calls them in one process; in a cluster each runs in its own pod.
-
-use std::sync::Arc;
+//! Stage three: assembly. Checks that the staged parts cover the plan and are intact,
+//! then joins them in key order into the report (split into files when the spec asks):
+//! concatenated by the storage's composer, or re-encoded into one workbook (XLSX) or
+//! Parquet file by the format's assembler.
 
 use bytes::Bytes;
-
-use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::formats::PartEncoding;
 use crate::formats::xlsx::assemble::{self as xlsx_assemble, WorkbookAssembly};
 use crate::formats::xlsx::workbook::BookOptions;
-use crate::snapshot::SnapshotRecord;
-use crate::source::stats::key_stats;
-use crate::source::{Database, SessionSetup, resolve};
 use crate::staging::{
-    CoverageError, Layout, ManifestPart, OutputManifest, PartManifest, check_coverage, check_part,
-    listed_files, published_manifest, remove_parts,
+    CoverageError, OutputManifest, PartManifest, check_coverage, check_part, listed_files,
+    published_manifest, remove_parts,
 };
-use crate::storage::{Composer, Piece, Storage};
-use reportjob_core::api::Compression;
-use reportjob_core::api::valid::{Destination, Encoding, ValidSpec};
-use reportjob_core::plan::{PartFormat, PartKind, Plan, chunks_from_boundaries};
+use crate::storage::{Composer, Piece};
+use reportjob_core::api::valid::{Destination, Encoding};
+use reportjob_core::plan::{PartKind, Plan};
 use reportjob_core::split::{OutputFile, SplitLimits, file_key};
 use reportjob_core::stage_protocol::ChunkSet;
 
-/// A signed download link to the report.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DownloadLink {
-    /// The URL.
-    pub url: String,
-    /// When it stops working.
-    pub expires_at: jiff::Timestamp,
-}
-
-/// Version of the plan document.
-pub const PLAN_VERSION: u32 = 1;
-
-/// Everything a stage needs: the validated spec, the database, the storage and the run's
-/// layout.
-#[derive(Clone)]
-pub struct StageContext {
-    /// The validated ReportJob spec.
-    pub spec: ValidSpec,
-    /// The database (a pool of read-only sessions).
-    pub db: Database,
-    /// Where staging data and the report go.
-    pub storage: Arc<dyn Storage>,
-    /// Keys of this run.
-    pub layout: Layout,
-    /// Fired to stop the run's exports cleanly (see [`crate::export::export_chunk`]).
-    pub cancel: CancellationToken,
-    /// The run's snapshot, which every session imports (`consistency: Snapshot`); `None`
-    /// reads each session's own.
-    pub snapshot: Option<SnapshotRecord>,
-}
-
-/// The part format a spec asks for.
-pub fn part_format(spec: &ValidSpec) -> PartFormat {
-    let compression = spec.output.compression;
-    let mut format = PartFormat {
-        header: false,
-        gzip: compression == Compression::Gzip,
-        zstd: compression == Compression::Zstd,
-        ..PartFormat::plain_csv()
-    };
-    match &spec.output.encoding {
-        Encoding::Csv(csv) => {
-            format.delimiter = char::from(csv.delimiter);
-            format.null_string = csv.null_string.clone();
-            format.header = csv.header;
-            format.bom = csv.bom;
-            format.crlf = csv.crlf;
-            format.escape_formulas = csv.escape_formulas;
-        }
-        Encoding::Jsonl(jsonl) => {
-            format.kind = PartKind::Jsonl {
-                numeric_as_number: jsonl.numeric_as_number,
-            };
-        }
-        Encoding::Parquet(parquet) => {
-            // Parquet compresses its pages itself (validation keeps `compression: none`).
-            format.gzip = false;
-            format.zstd = false;
-            format.kind = PartKind::Parquet {
-                row_group_rows: parquet.row_group_rows,
-                compression: parquet.compression,
-            };
-        }
-        Encoding::Xlsx(_) => format.kind = PartKind::Xlsx,
-    }
-    format
-}
-
-/// `value` as pretty JSON, or an error naming `what` (never an empty document).
-fn to_json(value: &impl serde::Serialize, what: &str) -> Result<Bytes> {
-    serde_json::to_vec_pretty(value)
-        .map(Bytes::from)
-        .map_err(|e| Error::Staging(format!("cannot serialize the {what}: {e}")))
-}
+use super::StageContext;
 
 impl StageContext {
-    /// A signed link to the report (to the manifest of a split report), for destinations
-    /// that have them (buckets), valid for the spec's `urlExpirySeconds`.
-    pub async fn download_link(&self) -> Result<Option<DownloadLink>> {
-        let Destination::Bucket(bucket) = &self.spec.output.destination else {
-            return Ok(None);
-        };
-        // A split report is its manifest, which links every file.
-        let key = match self.spec.output.split {
-            Some(_) => self.layout.manifest_key(),
-            None => self.layout.output.clone(),
-        };
-        self.link_to(&key, bucket.url_expiry).await
-    }
-
-    /// A signed link to `key`, valid for `expires_in`, where the storage makes them.
-    async fn link_to(
-        &self,
-        key: &str,
-        expires_in: std::time::Duration,
-    ) -> Result<Option<DownloadLink>> {
-        let issued = jiff::Timestamp::now();
-        let url = self.storage.download_link(key, expires_in).await?;
-        let expires_at = jiff::SignedDuration::try_from(expires_in)
-            .ok()
-            .and_then(|d| issued.checked_add(d).ok())
-            .ok_or_else(|| {
-                Error::Staging(format!(
-                    "a link issued at {issued} cannot expire {expires_in:?} later"
-                ))
-            })?;
-        Ok(url.map(|url| DownloadLink { url, expires_at }))
-    }
-
-    /// How this run's sessions are set up: the spec's timeout, time zone and parameter
-    /// values, and the run's snapshot. `planning` also checks the time zone and reads an
-    /// import failure as "this connection cannot share snapshots".
-    pub fn session_setup(&self, planning: bool) -> SessionSetup {
-        let source = &self.spec.source;
-        SessionSetup {
-            statement_timeout_seconds: i64::from(source.statement_timeout.seconds()),
-            time_zone: self.spec.output.time_zone.as_str().to_string(),
-            parameters: source.parameters.iter().map(|p| p.value.clone()).collect(),
-            snapshot: self.snapshot.as_ref().map(|s| s.id.clone()),
-            planning,
-        }
-    }
-
-    /// Computes a plan from the database (writes nothing).
-    pub async fn compute_plan(&self) -> Result<Plan> {
-        let mut session = self.db.session(&self.session_setup(true)).await?;
-        let resolved = resolve(&mut session, &self.spec.source).await?;
-        let chunking = &self.spec.chunking;
-        let chunk_size = match &self.spec.output.split {
-            Some(split) => split.chunk_size(chunking.chunk_size),
-            None => chunking.chunk_size,
-        };
-        let stats = key_stats(
-            &mut session,
-            &resolved,
-            chunk_size.get(),
-            u64::from(chunking.max_chunks.get()),
-        )
-        .await?;
-        session.finish().await?;
-        let chunks = chunks_from_boundaries(
-            &stats.boundaries,
-            stats.estimated_rows,
-            stats.null_rows,
-            resolved.key_nullable,
-        );
-        let format = part_format(&self.spec);
-        let mut warnings = resolved.warnings;
-        warnings.extend(PartEncoding::new(&format).warnings(&resolved.source));
-        Ok(Plan {
-            version: PLAN_VERSION,
-            run_id: self.layout.run_id.to_string(),
-            source: resolved.source,
-            format,
-            estimated_rows: stats.estimated_rows + stats.null_rows,
-            strategy: stats.strategy,
-            chunks,
-            created_at: jiff::Timestamp::now().to_string(),
-            snapshot: self.snapshot.clone(),
-            digest: String::new(),
-            warnings,
-        }
-        .seal())
-    }
-
-    /// The staged plan of this run, if one was written and is intact.
-    pub async fn staged_plan(&self) -> Result<Option<Plan>> {
-        let key = self.layout.plan_key();
-        let Some(bytes) = self.storage.read(&key).await? else {
-            return Ok(None);
-        };
-        let plan: Plan = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::Staging(format!(
-                "{} is not a valid plan: {e}",
-                self.storage.location(&key)
-            ))
-        })?;
-        if let Err(why) = plan.check_against(&self.spec.source) {
-            return Err(Error::Staging(format!(
-                "{} {why}",
-                self.storage.location(&key)
-            )));
-        }
-        Ok(Some(plan))
-    }
-
-    /// Loads the staged plan, checking it against `expected_digest` when given.
-    pub async fn load_plan(&self, expected_digest: Option<&str>) -> Result<Plan> {
-        let plan = self.staged_plan().await?.ok_or_else(|| {
-            Error::Staging(format!(
-                "no plan at {}; run `reportjob plan --write` first",
-                self.storage.location(&self.layout.plan_key())
-            ))
-        })?;
-        if let Some(expected) = expected_digest
-            && expected != plan.digest
-        {
-            return Err(Error::Staging(format!(
-                "the staged plan has digest {}, expected {expected}",
-                plan.digest
-            )));
-        }
-        Ok(plan)
-    }
-
-    /// Returns the staged plan when there is one (a resumed run), else plans and stages.
-    /// The plan is computed once per run and never recomputed.
-    pub async fn plan_once(&self) -> Result<(Plan, bool)> {
-        if let Some(plan) = self.staged_plan().await? {
-            return Ok((plan, true));
-        }
-        let plan = self.compute_plan().await?;
-        let json = to_json(&plan, "plan")?;
-        self.storage.write(&self.layout.plan_key(), json).await?;
-        Ok((plan, false))
-    }
-
-    /// Exports chunk `index` (one attempt).
-    pub async fn export_chunk(&self, plan: &Plan, index: usize) -> Result<PartManifest> {
-        crate::export::export_chunk(
-            &self.db,
-            &self.session_setup(false),
-            &self.spec,
-            plan,
-            index,
-            self.storage.as_ref(),
-            &self.layout,
-            &self.cancel,
-        )
-        .await
-    }
-
-    /// Exports chunk `index`, retrying transient failures with backoff up to `retries`
-    /// times; `on_retry` hears of each failed attempt. Permanent failures end at once.
-    pub async fn export_chunk_retrying(
-        &self,
-        plan: &Plan,
-        index: usize,
-        retries: u32,
-        on_retry: impl Fn(u32, &Error),
-    ) -> Result<PartManifest> {
-        let mut attempt = 0;
-        loop {
-            match self.export_chunk(plan, index).await {
-                Err(e) if !e.is_permanent() && !e.is_cancelled() && attempt < retries => {
-                    attempt += 1;
-                    on_retry(attempt, &e);
-                    tokio::time::sleep(reportjob_core::retry::CHUNK_EXPORT.delay(attempt)).await;
-                }
-                result => return result,
-            }
-        }
-    }
-
-    /// The part manifest of chunk `index` when its part is complete and intact for this plan.
-    pub async fn finished_part(&self, plan: &Plan, index: usize) -> Result<Option<PartManifest>> {
-        let Some(part) = self.read_part_manifest(index).await? else {
-            return Ok(None);
-        };
-        // Under one snapshot, a part read under another (an earlier run's) is not this
-        // run's: it is exported again.
-        if self.snapshot_mismatch(&part).is_some() {
-            return Ok(None);
-        }
-        let size = self.part_size(plan, index).await?;
-        if check_part(plan, index, &part, size).is_err() {
-            return Ok(None);
-        }
-        // Parts are not synced when written: after a crash one may be damaged, so its
-        // content is checked before it is reused.
-        let key = self.layout.part_key(index, &plan.format);
-        let valid = self.storage.sha256(&key).await?.as_deref() == Some(part.sha256.as_str());
-        Ok(valid.then_some(part))
-    }
-
-    /// Why `part` does not belong to this run's snapshot, if it does not.
-    fn snapshot_mismatch(&self, part: &PartManifest) -> Option<String> {
-        let run = self.snapshot.as_ref()?;
-        match &part.snapshot {
-            Some(id) if *id == run.id => None,
-            Some(id) => Some(format!(
-                "chunk {} was read under snapshot {id}, the run reads snapshot {}; a report never mixes snapshots",
-                part.index, run.id
-            )),
-            None => Some(format!(
-                "chunk {} was read without the run's snapshot {}; a report never mixes snapshots",
-                part.index, run.id
-            )),
-        }
-    }
-
-    async fn read_part_manifest(&self, index: usize) -> Result<Option<PartManifest>> {
-        let key = self.layout.part_manifest_key(index);
-        match self.storage.read(&key).await? {
-            None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                Error::Staging(format!(
-                    "{} is not a valid part manifest: {e}",
-                    self.storage.location(&key)
-                ))
-            }),
-        }
-    }
-
     /// Checks the staged parts cover the plan, writes the report atomically with its
     /// manifest, and removes the staging data.
     pub async fn assemble(&self, plan: &Plan) -> Result<OutputManifest> {
@@ -410,7 +103,7 @@ impl StageContext {
         self.assemble(&plan).await
     }
 
-    async fn part_size(&self, plan: &Plan, index: usize) -> Result<Option<u64>> {
+    pub(super) async fn part_size(&self, plan: &Plan, index: usize) -> Result<Option<u64>> {
         self.storage
             .size(&self.layout.part_key(index, &plan.format))
             .await
@@ -695,57 +388,6 @@ impl StageContext {
             self.storage.delete(key).await?;
         }
         Ok(())
-    }
-
-    /// Writes the manifest of the published report `composed` made of the parts
-    /// `appended`, and removes the staging data.
-    async fn publish(
-        &self,
-        plan: &Plan,
-        appended: Vec<PartManifest>,
-        composed: crate::storage::Composed,
-        files: Vec<OutputFile>,
-    ) -> Result<OutputManifest> {
-        let manifest = OutputManifest {
-            location: self.storage.location(&self.layout.output),
-            rows: appended.iter().map(|p| p.rows).sum(),
-            bytes: composed.bytes,
-            sha256: composed.sha256,
-            run_id: plan.run_id.clone(),
-            plan_digest: plan.digest.clone(),
-            source: plan.source.description.clone(),
-            columns: plan.source.columns.clone(),
-            compression: plan.format.compression_name().to_string(),
-            started_at: plan.created_at.clone(),
-            finished_at: jiff::Timestamp::now().to_string(),
-            server_side_copies: composed.server_side_copies,
-            snapshot: self.snapshot.clone(),
-            parts: appended
-                .iter()
-                .map(|p| ManifestPart {
-                    index: p.index,
-                    range: p.range.describe(),
-                    rows: p.rows,
-                    bytes: p.bytes,
-                    sha256: p.sha256.clone(),
-                    started_at: p.started_at.clone(),
-                    finished_at: p.finished_at.clone(),
-                })
-                .collect(),
-            files,
-        };
-        let json = to_json(&manifest, "report manifest")?;
-        self.storage
-            .write_via(
-                &self.layout.manifest_key(),
-                json,
-                &self.layout.scratch_prefix(),
-            )
-            .await?;
-        self.storage
-            .delete_prefix(&self.layout.staging_prefix())
-            .await?;
-        Ok(manifest)
     }
 }
 
