@@ -6,7 +6,8 @@
 
 use crate::common;
 
-use common::s3::{ACCESS_KEY, S3Server, SECRET_KEY, free_port};
+use common::free_port;
+use common::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
 use common::spec::SpecBuilder;
 use common::{TestDb, Workdir, run_json, stderr};
 use sha2::Digest;

@@ -14,13 +14,13 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::Instant;
 
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
 use kube::api::Api;
 use serde_json::Value;
 
-use super::common::testbed::{Env, Fault, cluster_scoped_lock, free_port, report};
+use super::common::free_port;
+use super::common::testbed::{Env, Fault, cluster_scoped_lock, report};
 use super::common::{PATIENCE, eventually, eventually_blocking};
 
 /// Where `helm template` output goes when no test namespace is involved (only cluster-scoped
@@ -297,13 +297,11 @@ impl Drop for Restore {
             eprintln!("warning: the cluster's shared objects were not all put back: {e}");
         }
         if self.crds {
-            let deadline = Instant::now() + PATIENCE;
-            while reviewer_served(&self.kubeconfig, &self.dir) != Ok(false) {
-                if Instant::now() > deadline {
-                    eprintln!("warning: the committed CRD schema is still not served");
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(50));
+            let served = super::common::poll_blocking(PATIENCE, || {
+                (reviewer_served(&self.kubeconfig, &self.dir) == Ok(false)).then_some(())
+            });
+            if served.is_none() {
+                eprintln!("warning: the committed CRD schema is still not served");
             }
         }
     }

@@ -256,15 +256,15 @@ impl Waiting {
 
     /// Waits until stderr shows `text` (the command has seen that status).
     async fn shows(&self, text: &str) {
-        let deadline = std::time::Instant::now() + PATIENCE;
-        while !self.stderr.lock().unwrap().contains(text) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{text:?} never shown; stderr:\n{}",
-                self.stderr.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let shown = crate::common::poll(PATIENCE, async || {
+            self.stderr.lock().unwrap().contains(text).then_some(())
+        })
+        .await;
+        assert!(
+            shown.is_some(),
+            "{text:?} never shown; stderr:\n{}",
+            self.stderr.lock().unwrap()
+        );
     }
 
     /// Exit code, stdout and stderr once the command ends.

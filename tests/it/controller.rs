@@ -874,7 +874,7 @@ async fn only_the_leader_acts_and_killing_it_hands_over() {
     let mut env = Env::start().await;
     let ns = env.tenant("lead").await;
     for _ in 0..2 {
-        let addr = format!("127.0.0.1:{}", common::testbed::free_port());
+        let addr = format!("127.0.0.1:{}", common::free_port());
         env.start_controller(&[
             "--lease-duration-seconds",
             "3",
@@ -1036,8 +1036,26 @@ async fn notifications_are_sent_once_per_outcome_from_the_pods() {
             .unwrap();
         assert_eq!(c.status, "True", "{c:?}");
     }
-    // Later reconciles send nothing more.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Later reconciles send nothing more: a TTL set now makes the controller reconcile each
+    // finished ReportJob again (the spec change, then the TTL's end) until it deletes it.
+    for name in ["good", "bad"] {
+        env.rjs(ns)
+            .patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(
+                    serde_json::json!({"spec": {"ttlSecondsAfterFinished": 1}}),
+                ),
+            )
+            .await
+            .unwrap();
+    }
+    common::eventually("both ReportJobs deleted after their TTL", || async {
+        let good = env.rjs(ns).get_opt("good").await.ok()?;
+        let bad = env.rjs(ns).get_opt("bad").await.ok()?;
+        (good.is_none() && bad.is_none()).then_some(())
+    })
+    .await;
     let bodies = bodies.lock().unwrap().clone();
     assert_eq!(bodies.len(), 2, "{bodies:#?}");
     let json = bodies

@@ -11,7 +11,6 @@ use crate::common::spec::SpecBuilder;
 use std::collections::BTreeMap;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use common::{TestDb, Workdir, database_url, run_json, stderr, stdout};
 
@@ -210,12 +209,17 @@ async fn a_killed_run_leaves_its_temporary_report_in_staging_and_the_next_run_re
         .stderr(std::fs::File::create(&run_stderr).unwrap())
         .spawn()
         .unwrap();
-    // Bounded only against a hang: the run waits at the gate until the test releases it.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let temp = loop {
+    // The run waits at the gate until the test releases it.
+    let temp = common::eventually_blocking("the run to reach the gate", || {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "the run ended ({status}) before it reached the gate:\n{}",
+                std::fs::read_to_string(&run_stderr).unwrap_or_default()
+            );
+        }
         // Waiting at the gate: the third chunk's part is being written beside the temporary
         // report, which has taken in (buffered) the two chunks before it.
-        let found = std::fs::read_dir(work.output_dir().join("r.csv.parts"))
+        std::fs::read_dir(work.output_dir().join("r.csv.parts"))
             .ok()
             .and_then(|mut d| d.next())
             .and_then(|e| e.ok())
@@ -229,23 +233,8 @@ async fn a_killed_run_leaves_its_temporary_report_in_staging_and_the_next_run_re
                     .filter_map(|e| e.ok())
                     .find(|e| e.file_name().to_string_lossy().starts_with(".r.csv.tmp-"))?;
                 writing_a_part.then(|| temp.path())
-            });
-        if let Some(temp) = found {
-            break temp;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!(
-                "the run ended ({status}) before it reached the gate:\n{}",
-                std::fs::read_to_string(&run_stderr).unwrap_or_default()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the run never reached the gate:\n{}",
-            std::fs::read_to_string(&run_stderr).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+            })
+    });
     child.kill().unwrap();
     let _ = child.wait();
     // The killed run's session waits at the gate; releasing it lets that session end.

@@ -12,7 +12,8 @@ use crate::common;
 use std::process::Command;
 
 use common::TestDb;
-use common::testbed::{Env, free_port, report};
+use common::free_port;
+use common::testbed::{Env, report};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, DeleteParams, ListParams};

@@ -8,7 +8,8 @@
 use crate::common;
 
 use common::TestDb;
-use common::testbed::{Env, free_port, report};
+use common::free_port;
+use common::testbed::{Env, report};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};

@@ -9,8 +9,8 @@ use std::process::{Child, Command, Stdio};
 
 use sqlx::postgres::PgConnectOptions;
 
+use crate::common::free_port;
 use crate::common::spec::SpecBuilder;
-use crate::common::testbed::free_port;
 use crate::common::{self, TestDb, Workdir, eventually_blocking};
 
 /// A PgBouncer in front of the test server, stopped when dropped.

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::TestDb;
-use common::testbed::{Env, cluster_scoped_lock, free_port, report};
+use common::free_port;
+use common::testbed::{Env, cluster_scoped_lock, report};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };

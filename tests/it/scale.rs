@@ -86,7 +86,7 @@ async fn runs_beyond_the_cap_wait_queued_and_start_in_creation_order_then_all_co
     let table = orders(&mut db, 3_000).await;
     let mut env = Env::start().await;
     let ns = env.tenant("capped").await;
-    let addr = format!("127.0.0.1:{}", common::testbed::free_port());
+    let addr = format!("127.0.0.1:{}", common::free_port());
     env.start_controller(&[
         "--leader-election=false",
         "--metrics-addr",
@@ -317,7 +317,7 @@ async fn a_namespaces_chunk_pods_never_exceed_its_budget_and_every_run_completes
     let table = orders(&mut db, 2_000).await;
     let mut env = Env::start().await;
     let ns = env.tenant("budgeted").await;
-    let addr = format!("127.0.0.1:{}", common::testbed::free_port());
+    let addr = format!("127.0.0.1:{}", common::free_port());
     env.start_controller(&[
         "--leader-election=false",
         "--metrics-addr",
@@ -371,7 +371,7 @@ async fn suspended_runs_hold_no_slot_so_another_namespace_runs_and_resumes_wait_
     let mut env = Env::start().await;
     let team_a = env.tenant("team-a").await;
     let team_b = env.tenant("team-b").await;
-    let addr = format!("127.0.0.1:{}", common::testbed::free_port());
+    let addr = format!("127.0.0.1:{}", common::free_port());
     env.start_controller(&[
         "--leader-election=false",
         "--metrics-addr",

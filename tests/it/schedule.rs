@@ -16,7 +16,8 @@ use reportjob::schedule::ReportSchedule;
 use reportjob::schedule::template::SCHEDULE_LABEL;
 use serde_json::{Value, json};
 
-use crate::common::testbed::{Env, free_port};
+use crate::common::free_port;
+use crate::common::testbed::Env;
 use crate::common::{PATIENCE, TestDb, eventually};
 
 const HOUR: SignedDuration = SignedDuration::from_hours(1);

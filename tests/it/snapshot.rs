@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
 
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
@@ -163,35 +162,15 @@ async fn one_snapshot_gives_the_invariant_total_and_every_key_once() {
 /// Kills the snapshot holder of the run reading `schema` once one of its COPYs runs (the
 /// COPY's session shares the holder's xmin: it imported the holder's snapshot).
 fn kill_holder(schema: &str) -> tokio::task::JoinHandle<bool> {
-    let schema = schema.to_string();
-    tokio::spawn(async move {
-        let mut conn = PgConnection::connect(&database_url()).await.unwrap();
-        let deadline = std::time::Instant::now() + common::PATIENCE;
-        while std::time::Instant::now() < deadline {
-            let pid: Option<i32> = sqlx::query_scalar(
-                "SELECT h.pid FROM pg_stat_activity h
-                  WHERE h.application_name = 'reportjob snapshot holder'
-                    AND h.backend_xmin IN (
-                      SELECT c.backend_xmin FROM pg_stat_activity c
-                       WHERE c.state = 'active' AND c.query LIKE 'COPY%'
-                         AND c.query LIKE '%' || $1 || '%')
-                  LIMIT 1",
-            )
-            .bind(&schema)
-            .fetch_optional(&mut conn)
-            .await
-            .unwrap();
-            if let Some(pid) = pid {
-                return sqlx::query_scalar("SELECT pg_terminate_backend($1)")
-                    .bind(pid)
-                    .fetch_one(&mut conn)
-                    .await
-                    .unwrap();
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        false
-    })
+    common::terminate_backend_found_by(format!(
+        "SELECT h.pid FROM pg_stat_activity h
+          WHERE h.application_name = 'reportjob snapshot holder'
+            AND h.backend_xmin IN (
+              SELECT c.backend_xmin FROM pg_stat_activity c
+               WHERE c.state = 'active' AND c.query LIKE 'COPY%'
+                 AND c.query LIKE '%{schema}%')
+          LIMIT 1"
+    ))
 }
 
 #[tokio::test]

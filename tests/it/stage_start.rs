@@ -11,7 +11,8 @@ use std::net::TcpListener;
 use crate::common;
 
 use common::TestDb;
-use common::testbed::{Env, WORKER_IMAGE, free_port, report};
+use common::free_port;
+use common::testbed::{Env, WORKER_IMAGE, report};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Pod, ResourceQuota};
 use kube::api::{Api, ListParams, PostParams};

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use sqlx::{Connection, PgConnection};
 
-use crate::common::testbed::free_port;
+use crate::common::free_port;
 use crate::common::{self, eventually};
 
 /// The directory of the Postgres server binaries (`PG_BINDIR`, else the newest under

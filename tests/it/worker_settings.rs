@@ -6,7 +6,8 @@
 
 use crate::common;
 
-use common::testbed::{Env, free_port, report};
+use common::free_port;
+use common::testbed::{Env, report};
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ListParams};
 use reportjob::api::Phase;

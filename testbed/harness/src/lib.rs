@@ -6,6 +6,7 @@
 
 mod certs;
 mod processes;
+pub mod wait;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

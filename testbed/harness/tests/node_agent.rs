@@ -135,23 +135,11 @@ fn remove_stale(parent: &Path) {
     }
 }
 
-/// Polls `f` until it gives a value; panics after [`PATIENCE`] naming `what`.
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {PATIENCE:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// Waits for `check` to give a value; panics after [`PATIENCE`] naming `what`.
+async fn eventually<T>(what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
+    testbed::wait::poll(PATIENCE, check)
+        .await
+        .unwrap_or_else(|| panic!("timed out after {PATIENCE:?} waiting for {what}"))
 }
 
 /// A test's namespace and a client on the test's runtime.
@@ -277,16 +265,18 @@ impl Ns {
 
     /// Waits until pod `name` satisfies `done`; on timeout panics with its status and log.
     async fn wait_pod(&self, name: &str, what: &str, done: impl Fn(&Pod) -> bool) -> Pod {
-        let deadline = Instant::now() + PATIENCE;
         let mut last = None;
-        while Instant::now() < deadline {
-            if let Ok(Some(p)) = self.pods().get_opt(name).await {
-                if done(&p) {
-                    return p;
-                }
-                last = Some(p);
+        let found = testbed::wait::poll(PATIENCE, async || {
+            let p = self.pods().get_opt(name).await.ok()??;
+            if done(&p) {
+                return Some(p);
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            last = Some(p);
+            None
+        })
+        .await;
+        if let Some(p) = found {
+            return p;
         }
         panic!(
             "timed out after {PATIENCE:?} waiting for pod {}/{name} to be {what}; last status: {}\nlog:\n{}",
@@ -318,16 +308,18 @@ impl Ns {
 
     /// Waits until Job `name` has a True Complete or Failed condition.
     async fn job_finished(&self, name: &str) -> Job {
-        let deadline = Instant::now() + PATIENCE;
         let mut last = None;
-        while Instant::now() < deadline {
-            if let Ok(j) = self.jobs().get(name).await {
-                if condition(&j, "Complete").is_some() || condition(&j, "Failed").is_some() {
-                    return j;
-                }
-                last = Some(j);
+        let found = testbed::wait::poll(PATIENCE, async || {
+            let j = self.jobs().get(name).await.ok()?;
+            if condition(&j, "Complete").is_some() || condition(&j, "Failed").is_some() {
+                return Some(j);
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            last = Some(j);
+            None
+        })
+        .await;
+        if let Some(j) = found {
+            return j;
         }
         let pods: Vec<_> = self
             .job_pods(name)
@@ -1183,7 +1175,7 @@ async fn unmapped_image_is_err_image_pull_then_image_pull_back_off() {
         {
             seen.push(w);
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(testbed::wait::POLL_INTERVAL).await;
     }
     assert_eq!(seen[0].0, "ErrImagePull", "{seen:?}");
     assert!(

@@ -17,7 +17,6 @@ mod wait;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -224,21 +223,18 @@ impl Running {
 
     /// Waits until stdout or stderr shows `text`.
     pub(crate) async fn shows(&self, text: &str) {
-        let deadline = std::time::Instant::now() + PATIENCE;
-        loop {
-            let (out, err) = (
-                self.out.lock().unwrap().clone(),
-                self.err.lock().unwrap().clone(),
-            );
-            if out.contains(text) || err.contains(text) {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{text:?} never shown; stdout:\n{out}\nstderr:\n{err}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let shown = crate::common::poll(PATIENCE, async || {
+            let out = self.out.lock().unwrap().clone();
+            let err = self.err.lock().unwrap().clone();
+            (out.contains(text) || err.contains(text)).then_some(())
+        })
+        .await;
+        assert!(
+            shown.is_some(),
+            "{text:?} never shown; stdout:\n{}\nstderr:\n{}",
+            self.out.lock().unwrap(),
+            self.err.lock().unwrap()
+        );
     }
 
     pub(crate) async fn finished(mut self) -> (i32, String, String) {

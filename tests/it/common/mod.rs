@@ -7,7 +7,6 @@ pub mod s3;
 pub mod spec;
 pub mod testbed;
 
-use std::future::Future;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -50,38 +49,24 @@ async fn ensure_database() {
 /// as soon as its condition holds, so a fast machine never waits this long.
 pub const PATIENCE: Duration = Duration::from_secs(180);
 
-/// Polls `check` until it yields a value; panics naming `what` after [`PATIENCE`].
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {PATIENCE:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+pub use ::testbed::wait::{POLL_INTERVAL, poll, poll_blocking};
+
+/// Waits for `check` to yield a value; panics naming `what` after [`PATIENCE`].
+pub async fn eventually<T>(what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
+    poll(PATIENCE, check)
+        .await
+        .unwrap_or_else(|| panic!("timed out after {PATIENCE:?} waiting for {what}"))
 }
 
-/// [`eventually`] for code outside a runtime (it sleeps the thread between checks).
-pub fn eventually_blocking<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {PATIENCE:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+/// [`eventually`] for code outside a runtime.
+pub fn eventually_blocking<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    poll_blocking(PATIENCE, check)
+        .unwrap_or_else(|| panic!("timed out after {PATIENCE:?} waiting for {what}"))
+}
+
+/// A free TCP port on loopback (the OS picks; nothing listens on it when this returns).
+pub fn free_port() -> u16 {
+    ::testbed::free_port().unwrap()
 }
 
 /// A schema owned by one test, dropped when the `TestDb` is (at the end of the test, or
@@ -361,32 +346,39 @@ impl TestDb {
 /// rows (`pg_stat_progress_copy`: a condition, not a guess at how long it streams), kills its
 /// backend with `pg_terminate_backend`. Resolves to whether it did.
 pub fn terminate_copy_backend(schema: &str, after_rows: i64) -> tokio::task::JoinHandle<bool> {
-    let schema = schema.to_string();
+    terminate_backend_found_by(format!(
+        "SELECT a.pid FROM pg_stat_activity a JOIN pg_stat_progress_copy p USING (pid)
+          WHERE a.application_name = 'reportjob' AND a.state = 'active'
+            AND a.query LIKE 'COPY%' AND a.query LIKE '%{schema}%'
+            AND p.tuples_processed >= {after_rows}"
+    ))
+}
+
+/// Polls `find_pid` (a query giving at most one backend's pid) until it finds one, then
+/// kills that backend with `pg_terminate_backend`. Resolves to whether it did (within
+/// [`PATIENCE`]).
+pub fn terminate_backend_found_by(find_pid: String) -> tokio::task::JoinHandle<bool> {
     tokio::spawn(async move {
         let mut conn = PgConnection::connect(&database_url()).await.unwrap();
+        // Not [`poll`]: a task spawned on the runtime must be `Send`, which the futures of
+        // an async closure cannot yet promise; the same loop, written out.
         let deadline = Instant::now() + PATIENCE;
-        while Instant::now() < deadline {
-            let pid: Option<i32> = sqlx::query_scalar(
-                "SELECT a.pid FROM pg_stat_activity a JOIN pg_stat_progress_copy p USING (pid)
-                  WHERE a.application_name = 'reportjob' AND a.state = 'active'
-                    AND a.query LIKE 'COPY%' AND a.query LIKE '%' || $1 || '%'
-                    AND p.tuples_processed >= $2",
-            )
-            .bind(&schema)
-            .bind(after_rows)
-            .fetch_optional(&mut conn)
-            .await
-            .unwrap();
-            if let Some(pid) = pid {
-                return sqlx::query_scalar("SELECT pg_terminate_backend($1)")
-                    .bind(pid)
-                    .fetch_one(&mut conn)
-                    .await
-                    .unwrap();
+        let pid = loop {
+            let found = sqlx::query_scalar::<_, i32>(AssertSqlSafe(find_pid.clone()))
+                .fetch_optional(&mut conn)
+                .await
+                .unwrap();
+            match found {
+                Some(pid) => break pid,
+                None if Instant::now() >= deadline => return false,
+                None => tokio::time::sleep(POLL_INTERVAL).await,
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        false
+        };
+        sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
     })
 }
 

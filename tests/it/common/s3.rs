@@ -1,7 +1,6 @@
 //! A real S3-protocol server for tests: s3s-fs on a free loopback port, with its data
 //! directory in a temporary folder (a bucket is a directory in it).
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -22,14 +21,7 @@ fn binary() -> PathBuf {
     PathBuf::from(home).join(".cache/reportjob-tools/s3s-fs/bin/s3s-fs")
 }
 
-/// A port nothing listens on (for "unreachable endpoint" tests, and to start a server on).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use super::free_port;
 
 impl S3Server {
     /// Starts s3s-fs with a bucket named `bucket`.

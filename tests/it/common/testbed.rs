@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Secret, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -374,16 +374,18 @@ impl Env {
         what: &str,
         done: impl Fn(&ReportJob) -> bool,
     ) -> ReportJob {
-        let start = Instant::now();
         let mut last = None;
-        while start.elapsed() < timeout {
-            if let Ok(Some(rj)) = self.rjs(ns).get_opt(name).await {
-                if done(&rj) {
-                    return rj;
-                }
-                last = Some(rj);
+        let found = super::poll(timeout, async || {
+            let rj = self.rjs(ns).get_opt(name).await.ok()??;
+            if done(&rj) {
+                return Some(rj);
             }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            last = Some(rj);
+            None
+        })
+        .await;
+        if let Some(rj) = found {
+            return rj;
         }
         let objects = self.kubectl(&["-n", ns, "get", "jobs,pods", "-o", "wide"]);
         let logs: Vec<String> = (0..self.controllers.len())
@@ -442,10 +444,7 @@ impl Drop for Env {
     }
 }
 
-/// A free TCP port on loopback.
-pub fn free_port() -> u16 {
-    testbed::free_port().unwrap()
-}
+use super::free_port;
 
 /// The file a ReportJob wrote on its PVC `reports`.
 pub fn output_file(env: &Env, ns: &str, path: &str) -> PathBuf {

@@ -37,14 +37,12 @@ pub async fn within<F: Future>(what: &str, f: F) -> F::Output {
         .unwrap_or_else(|_| panic!("timed out after {CEILING:?} waiting for {what}"))
 }
 
-/// Polls `check` every 10 ms until it holds, failing the test after [`CEILING`].
+/// Waits until `check` holds (the repository's one wait loop), failing the test after
+/// [`CEILING`].
 pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    within(what, async {
-        while !check() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    testbed::wait::poll(CEILING, async || check().then_some(()))
+        .await
+        .unwrap_or_else(|| panic!("timed out after {CEILING:?} waiting for {what}"));
 }
 
 pub struct Ca {
