@@ -1,6 +1,6 @@
 //! The `reportjob` command line.
 
-use reportjob::cli::{self, plugin_complete};
+use reportjob::cli::{self, client::plugin_complete};
 
 fn main() {
     // SAFETY: the first thing main does, while the process has one thread.

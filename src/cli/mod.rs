@@ -1,37 +1,17 @@
-//! The command line: parses arguments and delegates to one module per command.
-//!
-//! Client commands (for people and CI, talking to the Kubernetes API): [`submit`],
-//! [`list`], [`status`], [`wait`], [`retry`], [`cancel`], [`resume`], [`schedule`], [`logs`] (with
-//! [`follow_logs`]), [`download`], with [`cluster`] (the one place a kube client is built),
-//! [`output`], [`print`] (`-o`) and [`progress`]; their exit codes and error type are in
-//! [`exit`]. Installed or linked as `kubectl-reportjob`, the binary is a kubectl plugin
-//! ([`parse_args`]), completed by [`plugin_complete`]. Stage commands (run by the controller's pods,
-//! hidden from the top-level help, called by name): `plan`, `worker`, `assemble`, `cleanup`
-//! ([`stages`]) and `notify` ([`notify`]).
+//! The command line: parses arguments ([`parse_args`], also as the kubectl plugin
+//! `kubectl-reportjob`) and hands each command to one of the three programs the binary is:
+//! [`client`] (the user's commands, talking to the Kubernetes API), [`stage`] (the engine:
+//! `reportjob run`, and each stage as the controller's pods run it) and [`manager`] (the
+//! controller's start-up and the chart's uninstall hook).
 
-pub mod cancel;
-pub mod cluster;
-pub mod completion;
-pub mod download;
-pub mod duration;
-pub mod exit;
-pub mod follow_logs;
-pub mod list;
-pub mod logs;
-pub mod notify;
-pub mod output;
-pub mod plugin_complete;
-pub mod print;
-mod progress;
-pub mod resume;
-pub mod retry;
-pub mod schedule;
-mod stage_pods;
-mod stages;
-pub mod status;
-pub mod submit;
-pub mod uninstall;
-pub mod wait;
+pub mod client;
+pub mod manager;
+pub mod stage;
+
+use client::{
+    cancel, completion, download, list, logs, resume, retry, schedule, status, submit, wait,
+};
+use stage::notify;
 
 use std::path::PathBuf;
 
@@ -119,7 +99,7 @@ pub enum Command {
     Controller(ControllerArgs),
     /// Delete every ReportJob and wait until the controller has finalized them (the chart's
     /// pre-delete hook runs this, so `helm uninstall` leaves none stuck on its finalizer).
-    Uninstall(uninstall::UninstallArgs),
+    Uninstall(manager::uninstall::UninstallArgs),
     /// Remove a run's staging data (the cleanup Job's pod runs this after a ReportJob is
     /// deleted); with --delete-output, the report too.
     #[command(hide = true)]
@@ -390,11 +370,11 @@ async fn run_command(command: Command) -> i32 {
                 EXIT_PERMANENT
             }
         },
-        Command::Run(args) => stages::run(args).await,
-        Command::Plan(args) => stages::plan(args).await,
-        Command::Snapshot(args) => stages::snapshot(args).await,
-        Command::Worker(args) => stages::worker(args).await,
-        Command::Assemble(args) => stages::assemble(args).await,
+        Command::Run(args) => stage::run(args).await,
+        Command::Plan(args) => stage::plan(args).await,
+        Command::Snapshot(args) => stage::snapshot(args).await,
+        Command::Worker(args) => stage::worker(args).await,
+        Command::Assemble(args) => stage::assemble(args).await,
         Command::Submit(args) => submit::submit(args).await,
         Command::List(args) => list::list(args).await,
         Command::Status(args) => status::status(args).await,
@@ -407,82 +387,9 @@ async fn run_command(command: Command) -> i32 {
         Command::Schedule(args) => schedule::schedule(args).await,
         Command::Completion(args) => completion::completion(args),
         Command::Notify(args) => notify::notify(args).await,
-        Command::Cleanup(args) => stages::cleanup(args).await,
-        Command::Controller(args) => controller(args).await,
-        Command::Uninstall(args) => uninstall::uninstall(args).await,
-    }
-}
-
-async fn controller(args: ControllerArgs) -> i32 {
-    use crate::controller::pod_settings::StagePods;
-    use crate::controller::{ControllerConfig, jobs::PodDefaults, leader::LeaseConfig};
-    let (stage_pods, pod) = match StagePods::parse(&args.stage_pods) {
-        Ok(parsed) => parsed,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return crate::error::EXIT_USAGE;
-        }
-    };
-    let client = match cluster::config(args.kubeconfig.as_deref(), None)
-        .await
-        .and_then(cluster::client)
-    {
-        Ok(client) => client,
-        Err(e) => {
-            eprintln!("error: cannot reach the Kubernetes API: {e}");
-            return crate::error::EXIT_TRANSIENT;
-        }
-    };
-    let identity = args.identity.clone().unwrap_or_else(|| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        format!("{}-{}", host.trim(), std::process::id())
-    });
-    let duration = std::time::Duration::from_secs(args.lease_duration_seconds.max(2));
-    let config = ControllerConfig {
-        namespaces: args
-            .namespaces
-            .into_iter()
-            .filter(|n| !n.is_empty())
-            .collect(),
-        defaults: PodDefaults {
-            policy: crate::controller::policy::Policy {
-                worker_image: args.worker_image.clone(),
-                allowed_images: args
-                    .allowed_worker_images
-                    .into_iter()
-                    .filter(|i| !i.is_empty())
-                    .collect(),
-                allow_service_account_override: args.allow_service_account_override,
-                allow_link_local_endpoints: args.allow_link_local_endpoints,
-            },
-            worker_image: args.worker_image,
-            resources: stage_pods.resources,
-            pod,
-            service_account_name: stage_pods.service_account_name,
-            pod_security_context: stage_pods.pod_security_context,
-        },
-        metrics_addr: Some(args.metrics_addr),
-        clock_file: args.clock_file,
-        run_limits: crate::controller::run_queue::Limits {
-            total: (args.max_concurrent_runs > 0).then_some(args.max_concurrent_runs),
-            per_namespace: (args.max_concurrent_runs_per_namespace > 0)
-                .then_some(args.max_concurrent_runs_per_namespace),
-        },
-        max_stage_pods_per_namespace: (args.max_stage_pods_per_namespace > 0)
-            .then_some(args.max_stage_pods_per_namespace),
-        lease: args.leader_election.then_some(LeaseConfig {
-            name: args.lease_name,
-            namespace: args.lease_namespace,
-            identity,
-            duration,
-        }),
-    };
-    match crate::controller::run(client, config).await {
-        Ok(()) => EXIT_OK,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            crate::error::EXIT_TRANSIENT
-        }
+        Command::Cleanup(args) => stage::cleanup(args).await,
+        Command::Controller(args) => manager::controller(args).await,
+        Command::Uninstall(args) => manager::uninstall::uninstall(args).await,
     }
 }
 

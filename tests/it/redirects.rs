@@ -149,7 +149,7 @@ async fn a_download_link_redirecting_elsewhere_is_not_followed() {
             ..Default::default()
         };
         let partial = work.path().join("out.csv.part");
-        let err = reportjob::cli::download::fetch(&url, &partial, &expected)
+        let err = reportjob::cli::client::download::fetch(&url, &partial, &expected)
             .await
             .expect_err("refused");
         assert!(err.message.contains("redirect refused"), "{}", err.message);

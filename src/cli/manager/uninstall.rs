@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use kube::api::{Api, DeleteParams, ListParams};
 
-use super::cluster::{api_code, api_failure, client, config};
-use super::duration::parse_duration;
-use super::exit::{CommandError, CommandResult, Exit, finish};
 use crate::api::ReportJob;
+use crate::cli::client::cluster::{api_code, api_failure, client, config};
+use crate::cli::client::duration::parse_duration;
+use crate::cli::client::exit::{CommandError, CommandResult, Exit, finish};
 
 /// `reportjob uninstall`.
 #[derive(Args, Debug)]

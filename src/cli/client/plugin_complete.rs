@@ -133,7 +133,7 @@ pub fn complete(root: &Command, words: &[String]) -> (Completion, ClusterArgs) {
 /// Prints the completion in Cobra's protocol; names are listed from the cluster (nothing
 /// when it cannot be reached: completion never fails loudly).
 pub async fn run(words: Vec<String>) -> i32 {
-    let root = super::command_named("reportjob");
+    let root = crate::cli::command_named("reportjob");
     let (completion, cluster) = complete(&root, &words);
     let (values, directive) = match completion {
         Completion::Values(values) => (values, NO_FILE_COMPLETION),
@@ -287,7 +287,7 @@ mod tests {
     }
 
     fn values(line: &str) -> Vec<String> {
-        match complete(&super::super::command_named("reportjob"), &words(line)).0 {
+        match complete(&crate::cli::command_named("reportjob"), &words(line)).0 {
             Completion::Values(values) => values.into_iter().map(|(v, _)| v).collect(),
             other => panic!("{line:?}: {other:?}"),
         }
@@ -320,7 +320,7 @@ mod tests {
 
     #[test]
     fn names_from_the_namespace_the_words_name() {
-        let root = super::super::command_named("reportjob");
+        let root = crate::cli::command_named("reportjob");
         let (c, cluster) = complete(&root, &words("status -n team-a or"));
         assert_eq!(c, Completion::ReportJobNames("or".into()));
         assert_eq!(cluster.namespace.as_deref(), Some("team-a"));

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use super::duration::parse_duration;
 use crate::api::ReportJob;
 use crate::api::load::{load_file, load_str};
+use crate::cli::client::duration::parse_duration;
 use crate::notify::{self, Details, Outcome, RetryPolicy};
 use crate::stage_protocol::env::{
     NAME as ENV_NAME, NAMESPACE as ENV_NAMESPACE, SPEC as ENV_SPEC, WEBHOOK_URL as ENV_WEBHOOK_URL,

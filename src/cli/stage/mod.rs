@@ -1,15 +1,20 @@
-//! The stage commands: `run`, `plan`, `worker` and `assemble`, their output and exit codes.
+//! The engine's commands: `reportjob run` (every stage in one process, on one machine) and
+//! each stage alone as the controller's pods run it: `snapshot`, `plan`, `worker`,
+//! `assemble`, `cleanup`, and `notify` ([`notify`]); their output, termination log and
+//! exit codes. Hidden from the top-level help (but `run`), called by name.
+
+pub mod notify;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::json;
 
-use super::progress::Reporter;
-use super::{AssembleArgs, CleanupArgs, Common, EXIT_BAD_SPEC, PlanArgs, RunArgs, WorkerArgs};
 use crate::api::ValidSpec;
 use crate::api::load::{load_valid_file, load_valid_str};
 use crate::api::valid::Destination;
+use crate::cli::client::progress::Reporter;
+use crate::cli::{AssembleArgs, CleanupArgs, Common, EXIT_BAD_SPEC, PlanArgs, RunArgs, WorkerArgs};
 use crate::error::{EXIT_OK, Error};
 use crate::pipeline::StageContext;
 use crate::run_local::{RunOptions, run as run_local};
@@ -324,7 +329,7 @@ async fn attach_staged_snapshot(stage: &mut StageContext) -> Result<(), Error> {
 }
 
 /// `reportjob snapshot`: the `<name>-snapshot` pod, which holds the run's snapshot.
-pub async fn snapshot(args: super::SnapshotArgs) -> i32 {
+pub async fn snapshot(args: crate::cli::SnapshotArgs) -> i32 {
     let log = args.termination_log.as_deref();
     let stage = match build_stage(&args.common, Some(1), &[]).await {
         Ok(stage) => stage,

@@ -4,8 +4,8 @@
 use clap::{Args, CommandFactory};
 use clap_complete::Shell;
 
-use super::Cli;
 use super::exit::Exit;
+use crate::cli::Cli;
 
 /// `reportjob completion`.
 #[derive(Args, Debug)]
