@@ -173,6 +173,24 @@ struct Shared {
     health: Arc<Health>,
 }
 
+/// Serves the metrics and health checks at `addr` on a task of its own until `stop` turns
+/// true; a server that cannot start is logged, and the controller goes on without it.
+pub fn spawn(
+    addr: std::net::SocketAddr,
+    metrics: std::sync::Arc<Metrics>,
+    health: std::sync::Arc<Health>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        };
+        if let Err(e) = serve(addr, metrics, health, stopped).await {
+            tracing::error!(%addr, error = %e, "cannot serve metrics");
+        }
+    });
+}
+
 /// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until `shutdown` resolves.
 pub async fn serve(
     addr: SocketAddr,

@@ -23,6 +23,7 @@ pub mod run_queue;
 pub mod schedule;
 pub mod status_writes;
 pub mod trim;
+pub mod watches;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -32,7 +33,6 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Event as CoreEvent;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action as Requeue, Config as RuntimeConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -40,7 +40,7 @@ use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
-use self::cache::{JobCache, WatchErrors};
+use self::cache::JobCache;
 use self::decide::{Action, Step};
 use self::events::EventNote;
 use self::jobs::PodDefaults;
@@ -151,16 +151,7 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
     let health = Arc::new(Health::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if let Some(addr) = config.metrics_addr {
-        let mut rx = stop_rx.clone();
-        let (m, h) = (metrics.clone(), health.clone());
-        tokio::spawn(async move {
-            let stopped = async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            };
-            if let Err(e) = metrics::serve(addr, m, h, stopped).await {
-                tracing::error!(%addr, error = %e, "cannot serve metrics");
-            }
-        });
+        metrics::spawn(addr, metrics.clone(), health.clone(), stop_rx);
     }
 
     // A standby replica is healthy and ready: it is doing its job by waiting.
@@ -182,78 +173,14 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
     } else {
         config.namespaces.iter().cloned().map(Some).collect()
     };
-    // One watch of the stage Jobs per scope feeds a cache (read by reconciles) and then
-    // triggers the owners' reconciles, so a reconcile a Job's change triggers sees it.
-    let owned = watcher::Config::default().labels(&format!(
-        "{}={}",
-        names::MANAGED_BY_LABEL,
-        names::MANAGED_BY
-    ));
-    let mut job_streams = Vec::new();
-    let mut job_stores = Vec::new();
-    let mut pod_stores = Vec::new();
-    let mut pod_watches = Vec::new();
-    let pod_errors = WatchErrors::default();
-    let event_errors = WatchErrors::default();
-    let mut event_stores = Vec::new();
-    let job_errors = WatchErrors::default();
-    for ns in &scopes {
-        let pod_api: Api<trim::StagePod> = scoped_api(&client, ns.as_deref());
-        let (reader, writer) = reflector::store::<trim::StagePod>();
-        let stream = watcher(pod_api, owned.clone())
-            .default_backoff()
-            .modify(trim::stage_pod)
-            .reflect(writer);
-        let errors = pod_errors.clone();
-        pod_watches.push(tokio::spawn(async move {
-            futures::pin_mut!(stream);
-            while let Some(event) = stream.next().await {
-                errors.note(&event);
-                if let Err(e) = event {
-                    tracing::warn!(error = %reportjob_core::error_text::error_chain(&e), "watching pods failed");
-                }
-            }
-        }));
-        pod_stores.push(reader);
-        let event_api: Api<CoreEvent> = scoped_api(&client, ns.as_deref());
-        let (reader, writer) = reflector::store::<CoreEvent>();
-        let stream = watcher(
-            event_api,
-            watcher::Config::default().fields(event_cache::FAILED_CREATE),
-        )
-        .default_backoff()
-        .modify(event_cache::reduce)
-        .reflect(writer);
-        let errors = event_errors.clone();
-        pod_watches.push(tokio::spawn(async move {
-            futures::pin_mut!(stream);
-            while let Some(event) = stream.next().await {
-                errors.note(&event);
-                if let Err(e) = event {
-                    tracing::warn!(error = %reportjob_core::error_text::error_chain(&e), "watching FailedCreate events failed");
-                }
-            }
-        }));
-        event_stores.push(reader);
-        let jobs: Api<trim::StageJob> = scoped_api(&client, ns.as_deref());
-        let (reader, writer) = reflector::store::<trim::StageJob>();
-        let stream = watcher(jobs, owned.clone())
-            .default_backoff()
-            // What reconciles never read: the cache holds less.
-            .modify(trim::stage_job)
-            .reflect(writer)
-            .touched_objects();
-        let errors = job_errors.clone();
-        job_streams.push(stream.inspect(move |event| errors.note(event)));
-        job_stores.push(reader);
-    }
+    let watched = watches::watch_scopes(&client, &scopes);
     // The ReportJob controllers (one per scope) are built first: the run cap reads their
     // stores and wakes queued ReportJobs through them.
     let mut wakers = Vec::new();
     let mut rj_stores = Vec::new();
     let mut built = Vec::new();
-    for (ns, jobs) in scopes.iter().cloned().zip(job_streams) {
-        let rjs: Api<ReportJob> = scoped_api(&client, ns.as_deref());
+    for (ns, jobs) in scopes.iter().cloned().zip(watched.job_changes) {
+        let rjs: Api<ReportJob> = watches::scoped_api(&client, ns.as_deref());
         let (tx, rx) = futures::channel::mpsc::unbounded();
         // As `Controller::new` watches, but the store keeps trimmed ReportJobs.
         let (reader, writer) = reflector::store::<ReportJob>();
@@ -282,9 +209,9 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
         metrics: metrics.clone(),
         defaults: config.defaults.clone(),
         failures: Mutex::new(HashMap::new()),
-        jobs: JobCache::new(job_stores, job_errors),
-        pods: PodCache::new(pod_stores, pod_errors),
-        events: event_cache::EventCache::new(event_stores, event_errors),
+        jobs: watched.jobs,
+        pods: watched.pods,
+        events: watched.events,
         status_writes: status_writes::StatusWrites::default(),
         gate: run_queue::RunGate::new(config.run_limits, rj_stores, wakers),
         budget: budget::PodBudget::new(config.max_stage_pods_per_namespace),
@@ -342,8 +269,8 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
             Ok(())
         }
     };
-    for w in pod_watches {
-        w.abort();
+    for task in watched.tasks {
+        task.abort();
     }
     let _ = stop_tx.send(true);
     tracing::info!("controller stopped");
@@ -692,17 +619,5 @@ async fn publish(ctx: &Context, rj: &ReportJob, note: &EventNote) {
     ctx.metrics.api_requests.inc();
     if let Err(e) = ctx.recorder.publish(&event, &rj.object_ref(&())).await {
         tracing::warn!(reportjob = %key(rj), error = %e, reason = %note.reason, "cannot record event");
-    }
-}
-
-/// The API of a namespaced kind in one watched scope: a namespace, or all of them.
-fn scoped_api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
-    K::DynamicType: Default,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
     }
 }
