@@ -286,10 +286,10 @@ pub struct OutputSpec {
     pub time_zone: String,
     /// The largest value, in bytes, one cell of the report may take from the database (1 KiB
     /// to 1 GiB; 64 MiB by default). Text, varchar, bytea, json and xml values are measured
-    /// exactly, other variable-width values by their stored size. A larger value fails its
-    /// chunk with an error naming the column and the row's key before the server sends it:
-    /// a worker holds one row at a time, so its memory limit must exceed a few times the
-    /// widest row it exports.
+    /// exactly, other variable-width values (but numeric) by their stored size. A larger
+    /// value fails its chunk with an error naming the column and the row's key before the
+    /// server sends it: a worker holds one row at a time, so its memory limit must exceed a
+    /// few times the widest row it exports.
     // Left out of the JSON at its default, so a spec that does not set it serializes (and
     // hashes, see the controller's `spec_hash`) as it did before the field existed.
     #[serde(

@@ -20,7 +20,7 @@ const SHOWN_KEY_CHARS: usize = 200;
 /// How a column's values are measured, by its type as `format_type` names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Measure {
-    /// Fixed width or small by construction: not measured.
+    /// Fixed width or bounded small by its type: not measured.
     Bounded,
     /// `octet_length(value)`: exact, and read from the TOAST header without detoasting.
     OctetLength,
