@@ -491,3 +491,43 @@ fn the_schedule_schema_is_structural() {
         errors.join("\n")
     );
 }
+
+/// `kubectl get rs` must keep meaning ReplicaSets: the short names of both CRDs are unique
+/// among every resource the real API server serves (its built-in kinds and ours).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_names_collide_with_nothing_the_api_server_serves() {
+    let env = crate::common::testbed::Env::start().await;
+    let out = env.kubectl(&["api-resources", "--no-headers", "-o", "wide"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut owners: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // NAME SHORTNAMES APIVERSION NAMESPACED KIND ...: SHORTNAMES is left out when empty,
+        // so it is the second field only when the third is an API version.
+        if fields.len() > 3 && fields[2].contains('/') || fields.get(2) == Some(&"v1") {
+            for short in fields[1].split(',') {
+                owners
+                    .entry(short.to_string())
+                    .or_default()
+                    .push(fields[0].to_string());
+            }
+        }
+    }
+    for (short, name) in [("rj", "reportjobs"), ("rsched", "reportschedules")] {
+        assert_eq!(
+            owners.get(short).cloned().unwrap_or_default(),
+            [name],
+            "short name {short:?}"
+        );
+    }
+    assert_eq!(
+        owners["rs"],
+        ["replicasets"],
+        "the built-ins' short names are read"
+    );
+}

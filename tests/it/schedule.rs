@@ -44,7 +44,7 @@ fn committed_crd_matches_the_generator_and_the_chart_copy() {
         crd.metadata.name.as_deref(),
         Some("reportschedules.reporting.dev")
     );
-    assert_eq!(crd.spec.names.short_names, Some(vec!["rs".to_string()]));
+    assert_eq!(crd.spec.names.short_names, Some(vec!["rsched".to_string()]));
     assert_eq!(crd.spec.names.categories, Some(vec!["reports".to_string()]));
     let columns: Vec<String> = crd.spec.versions[0]
         .additional_printer_columns

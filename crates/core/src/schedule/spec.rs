@@ -21,7 +21,7 @@ use crate::api::ReportJobSpec;
     kind = "ReportSchedule",
     namespaced,
     status = "ReportScheduleStatus",
-    shortname = "rs",
+    shortname = "rsched",
     category = "reports",
     doc = "A ReportSchedule creates a ReportJob from its template at each time of its cron schedule (in its time zone), as a CronJob creates Jobs. ${scheduledTime}, ${windowStart} and ${windowEnd} in the template's source.parameters values and output path or URL are replaced by the run's times.",
     printcolumn(name = "Schedule", type_ = "string", json_path = ".spec.schedule"),
