@@ -1161,3 +1161,47 @@ async fn submit_wait_follows_the_real_controller() {
     assert_eq!(out.status.code(), Some(1), "{}", said(&out));
     assert!(said(&out).contains("no_such_key"), "{}", said(&out));
 }
+
+/// A plan that fails under one snapshot (the default) fails with its own cause, and so does
+/// its retry: the retry takes a new snapshot, so its plan pod never reads the failed run's
+/// record (whose exporting session is gone) and reports the import error instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_plan_failure_shows_its_own_cause_again() {
+    let (_db, table, env, ns) = one_controller("ctl_plan_retry", "planretry", 100).await;
+    env.apply(
+        ns,
+        &report("orders", &table, "orders.csv")
+            .key("nope")
+            .build_yaml(),
+    )
+    .await;
+    let cause = "column \"nope\"";
+    let failed = env.wait_phase(ns, "orders", Phase::Failed, LONG).await;
+    let message = failed.status.as_ref().and_then(|s| s.message.clone());
+    assert!(
+        message.as_deref().is_some_and(|m| m.contains(cause)),
+        "{message:?}"
+    );
+    env.rjs(ns)
+        .patch(
+            "orders",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                serde_json::json!({"metadata": {"annotations": {"reporting.dev/retry": "1"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let again = env
+        .wait_for(ns, "orders", LONG, "Failed after the retry", |rj| {
+            rj.status.as_ref().is_some_and(|s| {
+                s.retry_token.as_deref() == Some("1") && s.phase == Some(Phase::Failed)
+            })
+        })
+        .await;
+    let status = again.status.unwrap();
+    let message = status.message.unwrap_or_default();
+    assert!(message.contains(cause), "{message}");
+    assert!(!message.contains("22023"), "{message}");
+    assert_eq!(status.snapshot_generation, Some(1));
+}

@@ -495,11 +495,13 @@ impl<'a> Decision<'a> {
             None
         };
         // Under one snapshot, the failed run's snapshot is gone (its holder was deleted): a
-        // retry exports every chunk again under a new one, never joining parts of two.
+        // retry takes a new one, whatever stage failed. The plan too: its pod would otherwise
+        // read the old generation's staged record, whose exporting session is gone, and fail
+        // with the import error instead of its own cause. Every chunk is exported again
+        // under the new snapshot, never joining parts of two.
         let new_snapshot = self
             .planned_or_current()
-            .is_some_and(|s| s.source.consistency == reportjob_core::api::Consistency::Snapshot)
-            && self.st.plan.is_some();
+            .is_some_and(|s| s.source.consistency == reportjob_core::api::Consistency::Snapshot);
         let damaged = if new_snapshot { None } else { damaged };
         if new_snapshot {
             self.next_snapshot();
@@ -511,6 +513,9 @@ impl<'a> Decision<'a> {
             c.failed = 0;
         }
         let message = match (failed_stage, &damaged) {
+            _ if new_snapshot && self.st.plan.is_none() => {
+                "retrying the plan under a new database snapshot".to_string()
+            }
             _ if new_snapshot => {
                 "retrying under a new database snapshot: every chunk is exported again".to_string()
             }

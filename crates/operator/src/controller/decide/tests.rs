@@ -1845,3 +1845,42 @@ fn a_suspended_per_chunk_run_keeps_its_chunks_job() {
         Some("suspended by spec.suspend; clear it to resume")
     );
 }
+
+#[test]
+fn a_retried_plan_failure_under_one_snapshot_takes_a_new_snapshot() {
+    // The plan failed (the holder of generation 0 then goes with the failed run).
+    let failed = under_snapshot()
+        .status(|s| s.phase = Some(Phase::Planning))
+        .job(Stage::Snapshot, JobState::Running)
+        .plan_job(JobState::Failed("PodFailurePolicy", "exit code 3"))
+        .failed_pod(
+            Stage::Plan,
+            "spec.source.keyColumn: column \"nope\" does not exist",
+        )
+        .decide()
+        .status;
+    assert_eq!(failed.phase, Some(Phase::Failed));
+    let step = under_snapshot()
+        .plan_job(JobState::Failed("PodFailurePolicy", "exit code 3"))
+        .status(|s| *s = failed.clone())
+        .annotate(names::RETRY_ANNOTATION, "1")
+        .decide();
+    assert_eq!(step.action, Action::DeleteJobs(vec!["orders-plan".into()]));
+    // The new holder and plan pod read generation 1: never the old record.
+    assert_eq!(step.status.snapshot_generation, Some(1));
+    assert_eq!(step.status.snapshot_restarts, None, "not a lost snapshot");
+    assert_eq!(
+        step.status.message.as_deref(),
+        Some("retrying the plan under a new database snapshot")
+    );
+    let retried = step.status.clone();
+    let step = under_snapshot()
+        .status(|s| *s = retried.clone())
+        .annotate(names::RETRY_ANNOTATION, "1")
+        .decide();
+    let Action::CreateJob(holder) = &step.action else {
+        panic!("{:?}", step.action);
+    };
+    assert_eq!(holder.name_any(), "orders-snapshot");
+    assert_eq!(generation_env(holder).as_deref(), Some("1"));
+}
