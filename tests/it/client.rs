@@ -338,6 +338,33 @@ async fn submit_wait_exits_0_when_complete_and_prints_the_output() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_failure_is_told_to_make_a_new_reportjob_not_to_retry_the_chunks() {
+    let env = Env::start("submit-planfail").await;
+    let spec = env.spec.to_str().unwrap().to_string();
+    let child = env.spawn(&["submit", "-f", &spec, "--name", "badkey", "--wait"]);
+    env.created("badkey").await;
+    let cause = "planning failed: spec.source.keyColumn: column \"nope\" does not exist";
+    env.set_status(
+        "badkey",
+        json!({
+            "phase": "Failed",
+            "message": cause,
+            "conditions": [condition("Failed", "True", "PlanFailed", cause)],
+        }),
+    )
+    .await;
+    let (code, stdout, stderr) = child.finished().await;
+    assert_eq!(code, 1, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stderr.contains(cause), "{stderr}");
+    assert!(
+        stderr
+            .contains("a ReportJob's source cannot change once planning started: create a new one"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("re-runs the failed chunks"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_wait_exits_1_when_failed_with_the_message() {
     let env = Env::start("submit-failed").await;
     let spec = env.spec.to_str().unwrap().to_string();
@@ -351,7 +378,7 @@ async fn submit_wait_exits_1_when_failed_with_the_message() {
             "chunks": {"total": 4, "succeeded": 3, "failed": 1, "active": 0},
             "failedChunks": "2",
             "message": "chunk 2 [100, 200): SQLSTATE 42501: permission denied for table orders",
-            "conditions": [condition("Failed", "True", "ChunkFailed", "chunk 2 failed")],
+            "conditions": [condition("Failed", "True", "ChunksFailed", "chunk 2 failed")],
         }),
     )
     .await;
@@ -365,7 +392,13 @@ async fn submit_wait_exits_1_when_failed_with_the_message() {
         "{stderr}"
     );
     assert!(stderr.contains("failed chunks: 2"), "{stderr}");
-    assert!(stderr.contains("reportjob retry broken"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "`reportjob retry broken -n {}` re-runs the failed chunks once the cause is fixed",
+            env.ns
+        )),
+        "{stderr}"
+    );
     assert!(
         env.api().get_opt("orders").await.unwrap().is_none(),
         "--name wins"

@@ -160,10 +160,12 @@ pub fn report_end(end: &WaitEnd, ns: &str, name: &str, shown: Shown, waited: Dur
             if let Some(failed) = status.failed_chunks.as_deref().filter(|f| !f.is_empty()) {
                 eprintln!("failed chunks: {failed}");
             }
-            eprintln!(
-                "see `reportjob status {name} -n {ns}` and `reportjob logs {name} -n {ns}`; \
-                 `reportjob retry {name} -n {ns}` re-runs the failed chunks"
-            );
+            let reason = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == crate::api::conditions::FAILED && c.status == "True")
+                .map_or("", |c| c.reason.as_str());
+            eprintln!("{}", crate::api::next_step::after_failure(reason, name, ns));
         }
         WaitEnd::Deleted(_) => {
             eprintln!("error: ReportJob {ns}/{name} was deleted before it finished");

@@ -5,6 +5,7 @@ pub mod conditions;
 mod field_error;
 pub(crate) mod identity;
 pub mod load;
+pub mod next_step;
 pub mod pod_settings;
 pub mod schema;
 pub mod sheet_name;

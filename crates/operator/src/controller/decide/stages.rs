@@ -16,6 +16,16 @@ use reportjob_core::api::conditions::{self, reason};
 use reportjob_core::api::{ChunkCounts, Consistency, Phase, PlanStatus, ValidSpec};
 use reportjob_core::stage_protocol::{ChunkSet, MAX_CHUNKS, StageResult};
 
+/// A Job controller's failure reason, for people.
+fn job_failure_in_words(reason: &str) -> &'static str {
+    match reason {
+        "DeadlineExceeded" => "it ran past its deadline",
+        "BackoffLimitExceeded" | "MaxFailedIndexesExceeded" => "its pods failed too often",
+        "PodFailurePolicy" => "its pod failed",
+        _ => "its Job failed",
+    }
+}
+
 /// How many times a stage runs again after its Job counted a pod it did not build.
 pub const MAX_FOREIGN_RERUNS: u32 = 3;
 
@@ -135,13 +145,21 @@ impl Decision<'_> {
                     .unwrap_or(Action::None))
             }
             JobOutcome::Failed { reason: r, message } => {
-                let last = self.pod_failure(stage).unwrap_or(message);
+                // The pod's own message when it left one; else the Job's, in plain words
+                // (not the Job controller's reason, such as PodFailurePolicy).
+                let last = self
+                    .pod_failure(stage)
+                    .unwrap_or_else(|| format!("{} ({message})", job_failure_in_words(&r)));
                 if last.contains(super::snapshot::LOST_MARK)
                     && let Some(spec) = self.planned_or_current()
                 {
                     return Err(self.snapshot_lost(&spec, format!("{what} failed: {last}")));
                 }
-                Err(self.fail(failed_reason, format!("{what} failed ({r}): {last}")))
+                let message = format!("{what} failed: {last}");
+                if stage == Stage::Plan {
+                    self.condition(conditions::PLANNED, false, reason::PLAN_FAILED, &message);
+                }
+                Err(self.fail(failed_reason, message))
             }
             JobOutcome::Complete => match self.pod_message(stage) {
                 Some(line) => Ok(line),
@@ -292,7 +310,10 @@ impl Decision<'_> {
             }
             let message = match (&outcome, failed.is_empty()) {
                 (JobOutcome::Failed { reason: r, message }, true) => {
-                    format!("the chunks Job failed ({r}): {message}")
+                    format!(
+                        "the chunks Job failed: {} ({message})",
+                        job_failure_in_words(r)
+                    )
                 }
                 _ => format!(
                     "chunks {failed} failed: {}",

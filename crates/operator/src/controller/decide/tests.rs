@@ -770,9 +770,13 @@ fn a_failed_plan_job_fails_with_the_pods_error() {
     assert_eq!(step.status.phase, Some(Phase::Failed));
     assert_eq!(
         step.status.message.as_deref(),
-        Some(
-            "planning failed (PodFailurePolicy): spec.source.keyColumn: column \"id\" does not exist"
-        )
+        Some("planning failed: spec.source.keyColumn: column \"id\" does not exist")
+    );
+    // The Planned condition says so too, not that the plan Job still runs.
+    let planned = condition(&step, conditions::PLANNED);
+    assert_eq!(
+        (planned.status.as_str(), planned.reason.as_str()),
+        ("False", reason::PLAN_FAILED)
     );
     assert_eq!(
         condition(&step, conditions::FAILED).reason,
@@ -1013,7 +1017,7 @@ fn a_chunks_job_past_its_deadline_fails_with_deadline_exceeded() {
     assert_eq!(
         step.status.message.as_deref(),
         Some(
-            "the chunks Job failed (DeadlineExceeded): Job was active longer than specified deadline"
+            "the chunks Job failed: it ran past its deadline (Job was active longer than specified deadline)"
         )
     );
 }
@@ -1170,7 +1174,7 @@ fn a_failed_assemble_job_fails_with_the_pods_error() {
     );
     assert_eq!(
         step.status.message.as_deref(),
-        Some("assembly failed (BackoffLimitExceeded): part 0 has the wrong digest")
+        Some("assembly failed: part 0 has the wrong digest")
     );
 }
 
