@@ -364,6 +364,68 @@ async fn a_plan_failure_is_told_to_make_a_new_reportjob_not_to_retry_the_chunks(
     assert!(!stderr.contains("re-runs the failed chunks"), "{stderr}");
 }
 
+/// `retry --wait`, and `retry` then `wait`, wait for the attempt the retry asked for: each
+/// can exit 0 only after the new attempt's status arrives (the failure before it is still
+/// the status when they start), which the controller would write here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_then_wait_waits_for_the_new_attempt_not_the_failure_before_it() {
+    let env = Env::start("retry-wait").await;
+    let spec = env.spec.to_str().unwrap().to_string();
+    for (name, together) in [("r1", true), ("r2", false)] {
+        let created = env.run(&["submit", "-f", &spec, "--name", name]).await;
+        assert!(
+            created.status.success(),
+            "{}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+        let failed = json!({
+            "phase": "Failed",
+            "message": "chunks 2 failed: SQLSTATE 57014: canceling statement due to statement timeout",
+            "failedChunks": "2",
+            "conditions": [condition("Failed", "True", "ChunksFailed", "chunks 2 failed")],
+        });
+        env.set_status(name, failed).await;
+        let waiting = if together {
+            env.spawn(&["retry", name, "--wait"])
+        } else {
+            let retried = env.run(&["retry", name]).await;
+            assert!(
+                retried.status.success(),
+                "{}",
+                String::from_utf8_lossy(&retried.stderr)
+            );
+            env.spawn(&["wait", name])
+        };
+        // The command has read the failure before the retry (its progress shows it) and
+        // goes on waiting: an old failure ending the wait would exit 1 from here.
+        waiting.shows("Failed").await;
+        // The token the retry wrote; the controller takes it up, then the attempt succeeds.
+        let token = eventually("the retry annotation", || async {
+            let rj = env.api().get(name).await.ok()?;
+            rj.metadata.annotations?.get("reporting.dev/retry").cloned()
+        })
+        .await;
+        let mut attempt = complete(None);
+        attempt["retryToken"] = json!(token);
+        attempt["conditions"]
+            .as_array_mut()
+            .unwrap()
+            .push(condition(
+                "Failed",
+                "False",
+                "Retrying",
+                "retrying the chunks",
+            ));
+        env.set_status(name, attempt).await;
+        let (code, stdout, stderr) = waiting.finished().await;
+        assert_eq!(code, 0, "{name}: stdout:\n{stdout}\nstderr:\n{stderr}");
+        assert!(
+            stdout.contains(&format!("ReportJob {}/{name} succeeded", env.ns)),
+            "{stdout}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_wait_exits_1_when_failed_with_the_message() {
     let env = Env::start("submit-failed").await;

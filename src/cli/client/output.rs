@@ -9,9 +9,20 @@ use crate::api::{ReportJob, ReportJobStatus};
 use crate::notify::human_bytes;
 
 /// `Some(true)` when the ReportJob is complete, `Some(false)` when it failed: by its
-/// `Complete`/`Failed` conditions, or its phase when it has neither condition.
+/// `Complete`/`Failed` conditions, or its phase when it has neither condition. A failure
+/// whose retry was asked for (the retry annotation holds a token the controller has not
+/// taken up yet) is not an outcome: the attempt asked for is still to come, so `reportjob
+/// retry X && reportjob wait X` waits for it rather than ending on the failure before.
 pub fn outcome(rj: &ReportJob) -> Option<bool> {
-    outcome_of(rj.status.as_ref()?)
+    let status = rj.status.as_ref()?;
+    let outcome = outcome_of(status)?;
+    let asked = rj
+        .annotations()
+        .get(crate::controller::names::RETRY_ANNOTATION);
+    if !outcome && asked.is_some() && asked != status.retry_token.as_ref() {
+        return None;
+    }
+    Some(outcome)
 }
 
 /// [`outcome`] of a status.

@@ -1,5 +1,6 @@
-//! `reportjob retry NAME`: asks the controller to re-run the failed chunks (or stage) of a
-//! failed ReportJob by setting the retry annotation to a fresh token.
+//! `reportjob retry NAME [--wait]`: asks the controller to re-run the failed chunks (or
+//! stage) of a failed ReportJob by setting the retry annotation to a fresh token, and with
+//! `--wait` follows the new attempt to its end.
 
 use clap::Args;
 use kube::api::{Api, Patch, PatchParams};
@@ -19,6 +20,13 @@ pub struct RetryArgs {
     /// Cluster and namespace.
     #[command(flatten)]
     pub cluster: ClusterArgs,
+    /// Then wait for the new attempt's end, as `reportjob wait` does (exit 0 complete, 1
+    /// failed, 2 timeout or no server).
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this long (`90` seconds, `30s`, `30m`, `2h`): exit 2.
+    #[arg(long, value_parser = super::duration::parse_duration, requires = "wait")]
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// `reportjob retry`.
@@ -52,8 +60,18 @@ async fn retry_inner(args: RetryArgs) -> CommandResult {
         Some(failed) => println!("the controller re-runs the failed chunks: {failed}"),
         None => println!("the controller re-runs the failed stage"),
     }
-    Ok(Exit::Ok)
+    if !args.wait {
+        return Ok(Exit::Ok);
+    }
+    // The new attempt: `wait` takes the failure before it for no outcome until the
+    // controller has taken up this token.
+    let rj = get_reportjob(&api, name, &ns).await?;
+    let shown = super::wait::shown(false, None);
+    Ok(super::wait::follow(api, rj, &ns, args.timeout, RECONNECT, shown).await)
 }
+
+/// How long `retry --wait` waits for an unreachable API server, as `wait` does by default.
+const RECONNECT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Merge-patch parameters of the client commands' writes.
 pub(super) fn merge_params() -> PatchParams {
