@@ -19,7 +19,8 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::error::{EXIT_OK, EXIT_PERMANENT};
 
-/// reportjob: export big Postgres tables and queries as CSV, in chunks, in parallel.
+/// reportjob: export big Postgres tables and queries as CSV, JSON Lines, Parquet or Excel
+/// reports, in chunks, in parallel.
 #[derive(Parser, Debug)]
 #[command(name = "reportjob", version, about, long_about = None)]
 pub struct Cli {
@@ -396,8 +397,10 @@ async fn run_command(command: Command) -> i32 {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Colours only on a terminal: a pod's log (the controller's, a stage's) is plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),

@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use super::pod_settings::PodSettingsSpec;
 use super::status::ReportJobStatus;
 
-/// A ReportJob exports the rows of a Postgres table or query as one CSV or JSON Lines file,
-/// planned into key-range chunks that are exported in parallel by Jobs, retried,
-/// and assembled into a single output on a PersistentVolumeClaim or in a bucket.
+/// A ReportJob exports the rows of a Postgres table or query as one CSV, JSON Lines, Parquet
+/// or Excel report, planned into key-range chunks that are exported in parallel by Jobs,
+/// retried, and assembled into a single output on a PersistentVolumeClaim or in a bucket.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[allow(clippy::duplicated_attributes)] // several printcolumn(type_ = "string") entries
 #[kube(
@@ -21,7 +21,7 @@ use super::status::ReportJobStatus;
     status = "ReportJobStatus",
     shortname = "rj",
     category = "reports",
-    doc = "A ReportJob exports the rows of a Postgres table or query as one CSV or JSON Lines file, in key-range chunks exported in parallel by Jobs and assembled on a PersistentVolumeClaim or in a bucket. spec.source, spec.chunking and spec.output are fixed once created; suspend, ttlSecondsAfterFinished and notify may change.",
+    doc = "A ReportJob exports the rows of a Postgres table or query as one CSV, JSON Lines, Parquet or Excel report, in key-range chunks exported in parallel by Jobs and assembled on a PersistentVolumeClaim or in a bucket. spec.source, spec.chunking and spec.output are fixed once created; suspend, ttlSecondsAfterFinished and notify may change.",
     printcolumn(
         name = "Phase",
         type_ = "string",
