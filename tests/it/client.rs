@@ -1183,3 +1183,46 @@ async fn submit_reads_the_manifest_from_stdin() {
     assert!(stderr.contains("<stdin>"), "{stderr}");
     assert!(stderr.contains("spec.chunking.chunkSize"), "{stderr}");
 }
+
+/// Usage mistakes are named as what they are: a ReportJob that does not exist (not "no
+/// pods"), a context the kubeconfig does not have (not a fault of the file); every stage's
+/// pods can be asked for by `logs --stage`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_and_contexts_name_the_mistake() {
+    let env = Env::start("usage-names").await;
+    let out = env.run(&["logs", "nosuch"]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("nosuch") && stderr.contains("not found"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("no pods"), "{stderr}");
+
+    let spec = env.spec.to_str().unwrap().to_string();
+    let created = env.run(&["submit", "-f", &spec, "--name", "quiet"]).await;
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    for stage in ["snapshot", "notify", "cleanup", "plan"] {
+        let out = env.run(&["logs", "quiet", "--stage", stage]).await;
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            stderr.contains(&format!(
+                "no pods of ReportJob {}/quiet in stage {stage}",
+                env.ns
+            )),
+            "{stage}: {stderr}"
+        );
+    }
+
+    let out = env.run(&["status", "quiet", "--context", "nosuch"]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--context nosuch: the kubeconfig has no context of that name"),
+        "{stderr}"
+    );
+}

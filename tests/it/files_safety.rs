@@ -452,3 +452,30 @@ fn a_missing_database_is_named_and_permanent() {
     assert!(err.contains("SQLSTATE 3D000"), "{err}");
     assert!(!err.contains("hunter2secret"), "{err}");
 }
+
+#[test]
+fn no_database_url_is_a_usage_error_naming_the_flag_and_the_secret() {
+    let work = Workdir::new();
+    let spec = work.spec(
+        "s.yaml",
+        &SpecBuilder::table("public.t")
+            .key("id")
+            .pvc("r", "r.csv")
+            .build_yaml(),
+    );
+    for command in ["run", "plan"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_reportjob"))
+            .args([command, "-f", spec.to_str().unwrap(), "--output-dir"])
+            .arg(work.output_dir())
+            .env_remove("DATABASE_URL")
+            .env_remove("REPORTJOB_SPEC")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{command}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("no database URL: pass --database-url or set DATABASE_URL"),
+            "{command}: {}",
+            stderr(&out)
+        );
+    }
+}

@@ -30,6 +30,21 @@ pub struct ClusterArgs {
 
 /// The configuration from `--kubeconfig` and `--context`, or as kube infers it
 /// (KUBECONFIG, ~/.kube/config, then in-cluster). Errors exit 2 (no result).
+/// A kubeconfig that could not be used: a context it does not have is named as the
+/// `--context` error it is, not as a fault of the file.
+fn config_error(
+    source: &str,
+    context: Option<&str>,
+    e: &kube::config::KubeconfigError,
+) -> CommandError {
+    match (context, e) {
+        (Some(name), kube::config::KubeconfigError::LoadContext(_)) => CommandError::no_result(
+            format!("--context {name}: the kubeconfig has no context of that name"),
+        ),
+        _ => CommandError::no_result(format!("{source}: {}", error_chain(e))),
+    }
+}
+
 pub async fn config(
     kubeconfig: Option<&Path>,
     context: Option<&str>,
@@ -45,13 +60,11 @@ pub async fn config(
             })?;
             Config::from_custom_kubeconfig(file, &options)
                 .await
-                .map_err(|e| {
-                    CommandError::no_result(format!("--kubeconfig: {}", error_chain(&e)))
-                })?
+                .map_err(|e| config_error("--kubeconfig", context, &e))?
         }
         None if context.is_some() => Config::from_kubeconfig(&options)
             .await
-            .map_err(|e| CommandError::no_result(format!("kubeconfig: {}", error_chain(&e))))?,
+            .map_err(|e| config_error("kubeconfig", context, &e))?,
         None => Config::infer().await.map_err(|e| {
             CommandError::no_result(format!(
                 "no cluster configuration (pass --kubeconfig or set KUBECONFIG): {}",

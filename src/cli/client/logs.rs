@@ -22,6 +22,10 @@ fn stage_parser() -> impl clap::builder::TypedValueParser<Value = Stage> {
         PossibleValue::new(Stage::Plan.as_str()).help("The plan pod"),
         PossibleValue::new(Stage::Chunks.as_str()).help("The chunk pods"),
         PossibleValue::new(Stage::Assemble.as_str()).help("The assemble pod"),
+        PossibleValue::new(Stage::Snapshot.as_str())
+            .help("The snapshot holder pod (consistency: Snapshot)"),
+        PossibleValue::new(Stage::Notify.as_str()).help("The failure notification pod"),
+        PossibleValue::new(Stage::Cleanup.as_str()).help("The cleanup pod, after a delete"),
     ])
     .try_map(|s| Stage::parse(&s).ok_or_else(|| format!("unknown stage {s:?}")))
 }
@@ -82,6 +86,9 @@ async fn logs_inner(args: LogsArgs) -> CommandResult {
         .filter(|p| args.chunk.is_none() || pod_chunk(p) == args.chunk)
         .collect();
     if found.is_empty() {
+        // No pods, or no ReportJob at all: say which (a typo'd name is not "cleaned up").
+        let rjs: Api<ReportJob> = Api::namespaced(pods.into_client(), &ns);
+        get_reportjob(&rjs, name, &ns).await?;
         let what = match (args.stage, args.chunk) {
             (_, Some(i)) => format!(" for chunk {i}"),
             (Some(s), None) => format!(" in stage {}", s.as_str()),

@@ -81,13 +81,15 @@ async fn build_stage(
 ) -> Result<StageContext, Setup> {
     let spec = load_spec(common, params)?;
     let pool_size = pool_size.unwrap_or(parallelism(&spec));
-    let database_url = common.database_url.clone().ok_or_else(|| {
-        setup_error(format!(
+    // A missing flag is a usage error (exit 2), as clap's own are.
+    let database_url = common.database_url.clone().ok_or_else(|| Setup {
+        message: format!(
             "no database URL: pass --database-url or set {} (spec.source.connectionSecretRef \
              names the Kubernetes Secret {:?}, which only the cluster can read)",
             env::DATABASE_URL,
             spec.source.connection.name
-        ))
+        ),
+        code: crate::error::EXIT_USAGE,
     })?;
     let (storage, layout) = open_destination(common, &spec).await?;
     let db = Database::new(&database_url, pool_size)
