@@ -1226,3 +1226,30 @@ async fn logs_and_contexts_name_the_mistake() {
         "{stderr}"
     );
 }
+
+/// With no controller taking a ReportJob up (none runs in these tests), `submit --wait`
+/// says so once it has waited `UNCLAIMED_AFTER`, instead of showing Pending until its
+/// timeout; `status` says the same of a ReportJob that old.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reportjob_no_controller_takes_up_is_named_as_such() {
+    let env = Env::start("unclaimed").await;
+    let spec = env.spec.to_str().unwrap().to_string();
+    let waiting = env.spawn(&["submit", "-f", &spec, "--name", "alone", "--wait"]);
+    env.created("alone").await;
+    waiting
+        .shows(&format!(
+            "no controller has taken up ReportJob {}/alone yet: is the reportjob controller running",
+            env.ns
+        ))
+        .await;
+    let out = env.run(&["status", "alone"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        stdout.contains("Note:") && stdout.contains("no controller has taken up"),
+        "{stdout}"
+    );
+    // A controller's status ends the wait as usual.
+    env.set_status("alone", complete(None)).await;
+    let (code, stdout, stderr) = waiting.finished().await;
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+}

@@ -95,6 +95,14 @@ fn render_status(rj: &ReportJob, events: &[Event], events_error: Option<&str>) -
     if rj.spec.suspend {
         field("Suspend", "true (spec.suspend)".to_string());
     }
+    let age = rj
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map_or(0, |t| since(t.0));
+    if super::wait::unclaimed(rj) && age >= super::wait::UNCLAIMED_AFTER.as_secs() as i64 {
+        field("Note", super::wait::unclaimed_note(rj));
+    }
     if let Some(c) = &status.chunks {
         let mut text = format!("{}/{} chunks", c.succeeded, c.total);
         let mut extra = Vec::new();

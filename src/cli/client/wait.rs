@@ -29,6 +29,41 @@ pub enum WaitEnd {
     Lost(Box<ReportJob>, String),
 }
 
+/// How long a ReportJob may go untouched by any controller (no finalizer, no status) before
+/// the wait says so: a controller takes a new ReportJob up within a second or two.
+pub const UNCLAIMED_AFTER: Duration = Duration::from_secs(30);
+
+/// Whether no controller has taken `rj` up yet: it has neither the controller's finalizer
+/// nor a status.
+pub fn unclaimed(rj: &ReportJob) -> bool {
+    let finalized = kube::ResourceExt::finalizers(rj)
+        .iter()
+        .any(|f| f == crate::controller::names::FINALIZER);
+    !finalized && rj.status.as_ref().and_then(|s| s.phase).is_none()
+}
+
+/// What the wait says about a ReportJob no controller has taken up.
+pub fn unclaimed_note(rj: &ReportJob) -> String {
+    let ns = kube::ResourceExt::namespace(rj).unwrap_or_default();
+    format!(
+        "no controller has taken up ReportJob {ns}/{} yet: is the reportjob controller running, \
+         and does it watch namespace {ns}? (`kubectl get deployments -A -l \
+         app.kubernetes.io/name=reportjob`; the chart's watchNamespaces)",
+        kube::ResourceExt::name_any(rj)
+    )
+}
+
+/// When `rj`, created at its creation timestamp, counts as unclaimed for the wait.
+fn unclaimed_deadline(rj: &ReportJob) -> tokio::time::Instant {
+    let age = rj
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .and_then(|t| jiff::Timestamp::now().duration_since(t.0).try_into().ok())
+        .unwrap_or(Duration::ZERO);
+    tokio::time::Instant::now() + UNCLAIMED_AFTER.saturating_sub(age)
+}
+
 /// Sleeps until `deadline`, or forever without one.
 async fn until(deadline: Option<tokio::time::Instant>) {
     match deadline {
@@ -60,11 +95,19 @@ pub async fn wait_for(
     futures::pin_mut!(stream);
     // Since when the watch has failed, and its last error.
     let mut failing: Option<(tokio::time::Instant, String)> = None;
+    // Said once: no controller has taken the ReportJob up.
+    let mut told_unclaimed = false;
     loop {
         let give_up = until(failing.as_ref().map(|(since, _)| *since + reconnect));
+        let unclaimed_at = (!told_unclaimed && unclaimed(&last)).then(|| unclaimed_deadline(&last));
         let item = tokio::select! {
             _ = until(deadline) => {
                 return WaitEnd::TimedOut(Box::new(last), timeout.unwrap_or_default());
+            }
+            _ = until(unclaimed_at) => {
+                progress.line(&unclaimed_note(&last));
+                told_unclaimed = true;
+                continue;
             }
             _ = give_up => {
                 let why = failing.map(|(_, why)| why).unwrap_or_default();
