@@ -230,6 +230,13 @@ async fn bad_credentials_missing_bucket_or_unreachable_endpoint_fail_fast() {
             creds(),
             "is or resolves to the link-local address 169.254.169.254",
         ),
+        // No credentials at all: named, permanent, before the client would ask the
+        // instance metadata service (and fail with its 403).
+        (
+            src_to_bucket(&db, &s3.endpoint(), "r.csv"),
+            vec![],
+            "no credentials for the bucket: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+        ),
     ];
     for (i, (output, env, needle)) in cases.into_iter().enumerate() {
         let work = Workdir::new();
@@ -237,6 +244,9 @@ async fn bad_credentials_missing_bucket_or_unreachable_endpoint_fail_fast() {
         let out = work.reportjob_with(&["run", "-f", spec.to_str().unwrap()], &env);
         assert!(!out.status.success(), "case {i} should fail");
         assert!(stderr(&out).contains(needle), "case {i}: {}", stderr(&out));
+        if env.is_empty() {
+            assert_eq!(out.status.code(), Some(3), "permanent: {}", stderr(&out));
+        }
     }
     assert_eq!(
         s3.objects(BUCKET),

@@ -170,6 +170,29 @@ pub struct BucketConfig {
     pub server_side_copy: bool,
 }
 
+/// Why no credentials can be found for a bucket, when none can: no static keys, no web
+/// identity (IRSA), no container credentials endpoint, and the instance metadata service
+/// is out of reach (the network guard keeps link-local addresses away unless the platform
+/// allows them). Without this the client asks 169.254.169.254 and fails with its `403`.
+pub fn missing_credentials(lookup: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let set = |name: &str| lookup(name).is_some_and(|v| !v.trim().is_empty());
+    let static_keys = set("AWS_ACCESS_KEY_ID") && set("AWS_SECRET_ACCESS_KEY");
+    let web_identity = set("AWS_WEB_IDENTITY_TOKEN_FILE") && set("AWS_ROLE_ARN");
+    let container =
+        set("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") || set("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+    let metadata = lookup(reportjob_core::stage_protocol::env::ALLOW_LINK_LOCAL)
+        .is_some_and(|v| v.trim() == "true");
+    if static_keys || web_identity || container || metadata {
+        return None;
+    }
+    Some(
+        "no credentials for the bucket: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (in a \
+         cluster, spec.output.destination.bucket.credentialsSecretRef names a Secret with \
+         them), or give the pods a web identity (AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN)"
+            .to_string(),
+    )
+}
+
 impl S3Bucket {
     /// A client for the destination's bucket. Credentials and, when the spec does not name
     /// them, the endpoint and region come from the standard AWS variables
@@ -177,6 +200,12 @@ impl S3Bucket {
     /// `AWS_REGION`); `endpoint` overrides the spec's.
     pub fn connect(dest: &BucketConfig, endpoint: Option<&str>) -> Result<S3Bucket> {
         let bucket = dest.bucket.as_str();
+        if let Some(why) = missing_credentials(|name| std::env::var(name).ok()) {
+            return Err(Error::storage(
+                format!("using the bucket {bucket}"),
+                std::io::Error::new(std::io::ErrorKind::PermissionDenied, why),
+            ));
+        }
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
         let endpoint = endpoint
             .map(str::to_string)
@@ -718,6 +747,34 @@ impl Composer for S3Composer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bucket_without_any_credentials_is_named_before_the_metadata_service_is_asked() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let none = missing_credentials(env(&[])).unwrap();
+        assert!(none.starts_with("no credentials for the bucket"), "{none}");
+        assert!(missing_credentials(env(&[("AWS_ACCESS_KEY_ID", "a")])).is_some());
+        for given in [
+            &[("AWS_ACCESS_KEY_ID", "a"), ("AWS_SECRET_ACCESS_KEY", "b")][..],
+            &[
+                ("AWS_WEB_IDENTITY_TOKEN_FILE", "/t"),
+                ("AWS_ROLE_ARN", "arn"),
+            ][..],
+            &[("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/c")][..],
+            &[("REPORTJOB_ALLOW_LINK_LOCAL", "true")][..],
+        ] {
+            let given: &'static [(&'static str, &'static str)] =
+                Box::leak(given.to_vec().into_boxed_slice());
+            assert_eq!(missing_credentials(env(given)), None, "{given:?}");
+        }
+    }
 
     #[test]
     fn urls_split_into_bucket_and_key() {
