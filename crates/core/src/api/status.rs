@@ -45,7 +45,8 @@ pub struct ReportJobStatus {
     /// Indexes of chunks that failed after their retries, as compact ranges (`7,19-21`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_chunks: Option<String>,
-    /// Rows exported.
+    /// Rows exported so far: the sum of the chunks done while exporting, the report's rows
+    /// once it is published.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows: Option<i64>,
     /// Bytes of the report.

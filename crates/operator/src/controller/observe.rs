@@ -140,7 +140,7 @@ pub fn job_failed(job: &Job) -> bool {
 
 /// The stages whose pods the decisions need: a finished stage whose result is not yet in
 /// the status, a chunks Job with failures (these two for their results: `true`), and any
-/// stage with pods that are not ready (`false`).
+/// stage with pods that are not ready and the chunks Job for its progress (`false`).
 pub fn pods_needed(rj: &ReportJob, jobs: &BTreeMap<Stage, Job>) -> Vec<(Stage, bool)> {
     let status = rj.status.clone().unwrap_or_default();
     let mut out = Vec::new();
@@ -165,7 +165,10 @@ pub fn pods_needed(rj: &ReportJob, jobs: &BTreeMap<Stage, Job>) -> Vec<(Stage, b
             }
         };
         let not_ready = s.active.unwrap_or(0) > s.ready.unwrap_or(0);
-        if needed || not_ready || lacks_pods(job) {
+        // The chunk pods' cached results also give the rows exported so far (live
+        // progress); read from the cache alone unless a failure needs its result.
+        let progress = *stage == Stage::Chunks;
+        if needed || not_ready || progress || lacks_pods(job) {
             out.push((*stage, needed));
         }
     }

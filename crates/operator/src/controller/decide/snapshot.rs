@@ -38,6 +38,7 @@ impl Decision<'_> {
         self.st.snapshot_generation = Some(i64::from(self.snapshot_generation()) + 1);
         self.st.completed_chunks = None;
         self.st.failed_chunks = None;
+        self.st.rows = None;
         if let Some(c) = self.st.chunks.as_mut() {
             *c = ChunkCounts {
                 total: c.total,

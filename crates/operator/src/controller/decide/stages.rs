@@ -257,6 +257,10 @@ impl Decision<'_> {
         });
         self.st.failed_chunks = (!failed.is_empty()).then(|| failed.to_string());
 
+        if let Some(rows) = self.exported_rows(total) {
+            // Never fewer than shown: a retry's Job has only the pods of the chunks it redoes.
+            self.st.rows = Some(self.st.rows.unwrap_or(0).max(rows));
+        }
         if completed.len() < total {
             let remaining = completed.missing_from(total);
             return self.exporting(spec, &plan_ref, chunks_job, &remaining, &failed);
@@ -265,6 +269,28 @@ impl Decision<'_> {
             self.condition(conditions::SUSPENDED, false, reason::RESUMED, "");
         }
         self.assembling(spec, &plan_ref)
+    }
+
+    /// The rows exported so far: the sum over the chunks whose pods reported `Exported`
+    /// (each chunk once; results of pods the Job did not build never reach here). `None`
+    /// before the first chunk is done.
+    fn exported_rows(&self, total: usize) -> Option<i64> {
+        let mut rows_of = std::collections::BTreeMap::new();
+        for pod in self.o.pods.get(&Stage::Chunks).into_iter().flatten() {
+            if pod.phase != "Succeeded" {
+                continue;
+            }
+            let Some(Ok(StageResult::Exported { chunk, rows, .. })) =
+                pod.message.as_deref().map(StageResult::parse)
+            else {
+                continue;
+            };
+            if usize::try_from(chunk).is_ok_and(|c| c < total) {
+                rows_of.insert(chunk, rows);
+            }
+        }
+        (!rows_of.is_empty())
+            .then(|| i64::try_from(rows_of.values().sum::<u64>()).unwrap_or(i64::MAX))
     }
 
     fn exporting(

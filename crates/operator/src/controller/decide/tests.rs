@@ -807,6 +807,45 @@ fn running_chunks_count_progress_through_the_chunk_list() {
     assert_eq!(step.requeue, Some(RUNNING_RESYNC));
 }
 
+#[test]
+fn rows_are_shown_as_chunks_finish_and_never_go_down() {
+    let exported = |chunk: u64, rows: u64| StageResult::Exported {
+        chunk,
+        rows,
+        bytes: 10,
+        sha256: "ab".into(),
+    };
+    let chunk_pod = |chunk: u64, rows: u64, phase: &str| PodInfo {
+        name: format!("orders-chunks-{chunk}"),
+        phase: phase.into(),
+        exit_code: Some(0),
+        message: Some(exported(chunk, rows).to_line()),
+        ..Default::default()
+    };
+    let step = ReportJobFixture::new()
+        .planned(3)
+        .chunks_job("0-2", "0-1", "")
+        .pod(Stage::Chunks, chunk_pod(0, 1000, "Succeeded"))
+        .pod(Stage::Chunks, chunk_pod(1, 999, "Succeeded"))
+        // A second pod of chunk 1 (a retried index) counts once; a chunk beyond the plan
+        // and a pod that did not succeed not at all.
+        .pod(Stage::Chunks, chunk_pod(1, 999, "Succeeded"))
+        .pod(Stage::Chunks, chunk_pod(7, 5, "Succeeded"))
+        .pod(Stage::Chunks, chunk_pod(2, 50, "Running"))
+        .decide();
+    assert_eq!(step.status.rows, Some(1999));
+    // A retry's Job holds only the pods of what it redoes: the rows shown stay.
+    let step = ReportJobFixture::new()
+        .planned(3)
+        .status(|s| {
+            s.completed_chunks = Some("0-1".into());
+            s.rows = Some(1999);
+        })
+        .chunks_job("2", "", "")
+        .decide();
+    assert_eq!(step.status.rows, Some(1999));
+}
+
 fn budget(limit: u32, others: u32, share: u32) -> Option<crate::controller::budget::View> {
     Some(crate::controller::budget::View {
         limit,
