@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::batch::v1::Job;
 
-use super::observe::{JobOutcome, job_outcome};
+use super::job_state::{JobOutcome, job_outcome};
 
 /// The pods a chunks Job may have running: none once it is complete; while it runs at most
 /// its parallelism and at most its chunks not yet known to be done (the status lags the

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod decide;
 pub mod event_cache;
 pub mod events;
+pub mod job_state;
 pub mod jobs;
 pub mod leader;
 pub mod metrics;

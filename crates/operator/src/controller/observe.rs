@@ -11,6 +11,7 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 
 use super::cache::Seen;
+use super::job_state::{JobOutcome, job_outcome};
 use super::names::{self, Stage};
 use super::pod_cache;
 use super::pod_identity::{built_by, pod_fingerprint};
@@ -90,41 +91,6 @@ impl Observed {
             PlannedSpec::Recorded(spec) => Some(spec),
             _ => None,
         }
-    }
-}
-
-/// Where a Job is.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum JobOutcome {
-    /// Not finished.
-    Running,
-    /// `Complete`.
-    Complete,
-    /// `Failed` (or `FailureTarget`), with the Job's reason and message.
-    Failed { reason: String, message: String },
-}
-
-/// A Job's outcome from its conditions.
-pub fn job_outcome(job: &Job) -> JobOutcome {
-    let conditions = job
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.clone())
-        .unwrap_or_default();
-    let active = |t: &str| {
-        conditions
-            .iter()
-            .find(|c| c.type_ == t && c.status == "True")
-    };
-    if active("Complete").is_some() {
-        return JobOutcome::Complete;
-    }
-    match active("Failed").or_else(|| active("FailureTarget")) {
-        Some(c) => JobOutcome::Failed {
-            reason: c.reason.clone().unwrap_or_default(),
-            message: c.message.clone().unwrap_or_default(),
-        },
-        None => JobOutcome::Running,
     }
 }
 

@@ -16,9 +16,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
 use super::events::{EventNote, action, notified_message, phase_notes};
+use super::job_state::{JobOutcome, job_outcome};
 use super::jobs::{self, JobContext, PodDefaults};
 use super::names::{self, Stage};
-use super::observe::{self, JobOutcome, Observed, PlannedSpec, PodInfo, job_failed, job_outcome};
+use super::observe::{self, Observed, PlannedSpec, PodInfo, job_failed};
 use super::run_queue::{QUEUED_RESYNC, RunSlot};
 use reportjob_core::api::conditions::{self, reason, set_condition};
 use reportjob_core::api::validate::{FieldError, validate};

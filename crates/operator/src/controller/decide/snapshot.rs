@@ -13,9 +13,9 @@ use kube::ResourceExt;
 
 use super::{Action, Decision, RUNNING_RESYNC};
 use crate::controller::events::{EventNote, action};
+use crate::controller::job_state::{JobOutcome, job_outcome};
 use crate::controller::jobs;
 use crate::controller::names::Stage;
-use crate::controller::observe::{JobOutcome, job_outcome};
 use reportjob_core::api::conditions::{self, reason};
 use reportjob_core::api::{ChunkCounts, Consistency, Phase, ValidSpec};
 

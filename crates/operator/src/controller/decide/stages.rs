@@ -8,9 +8,9 @@ use kube::ResourceExt;
 
 use super::{Action, Decision, RUNNING_RESYNC};
 use crate::controller::events::{EventNote, action, notified_message, plan_summary};
+use crate::controller::job_state::{JobOutcome, job_outcome};
 use crate::controller::jobs::{self, PlanRef};
 use crate::controller::names::{self, Stage};
-use crate::controller::observe::{JobOutcome, job_outcome};
 use crate::controller::results;
 use reportjob_core::api::conditions::{self, reason};
 use reportjob_core::api::{ChunkCounts, Consistency, Phase, PlanStatus, ValidSpec};
