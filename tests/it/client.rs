@@ -980,6 +980,14 @@ fn pod(name: &str, stage: &str, index: Option<&str>, chunks: Option<&str>, lines
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_prints_each_pod_with_a_header() {
     let env = Env::start("logs").await;
+    // The ReportJob (no controller runs here: its pods are made by hand below).
+    let spec = env.spec.to_str().unwrap().to_string();
+    let created = env.run(&["submit", "-f", &spec, "--name", "orders"]).await;
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
     let pods: Api<Pod> = Api::namespaced(env.cluster.client.clone(), env.ns);
     let mut other = pod("unrelated", "plan", None, None, &["not about orders"]);
     other

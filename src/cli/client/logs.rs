@@ -196,14 +196,17 @@ mod tests {
     }
 
     #[test]
-    fn stage_takes_the_three_stages_with_pods_to_show() {
+    fn stage_takes_every_stage_that_has_pods() {
         let cmd = clap::Command::new("t");
         let arg = clap::Arg::new("stage");
         let parse = |s: &str| stage_parser().parse_ref(&cmd, Some(&arg), std::ffi::OsStr::new(s));
         assert_eq!(parse("plan").ok(), Some(Stage::Plan));
         assert_eq!(parse("chunks").ok(), Some(Stage::Chunks));
         assert_eq!(parse("assemble").ok(), Some(Stage::Assemble));
-        for bad in ["cleanup", "notify", "Plan", ""] {
+        assert_eq!(parse("snapshot").ok(), Some(Stage::Snapshot));
+        assert_eq!(parse("notify").ok(), Some(Stage::Notify));
+        assert_eq!(parse("cleanup").ok(), Some(Stage::Cleanup));
+        for bad in ["Plan", "worker", ""] {
             assert!(parse(bad).is_err(), "{bad:?} is refused");
         }
     }
