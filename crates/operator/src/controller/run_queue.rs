@@ -23,6 +23,9 @@ use reportjob_core::api::ReportJob;
 /// wake-up, such as a run deleted before it started).
 pub const QUEUED_RESYNC: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// How long an admission waits for every scope's ReportJob watch to have listed.
+const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What the cap says about one ReportJob.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunSlot {
@@ -261,8 +264,16 @@ impl RunGate {
         }
         for store in &self.stores {
             // Ready, or its writer is gone (stopping); a reconcile only runs once the
-            // controller's own watch listed, so this does not wait in practice.
-            let _ = store.wait_until_ready().await;
+            // controller's own watch listed, so this rarely waits. Bounded all the same: a
+            // scope whose watch cannot list must not hold every other scope's runs.
+            if tokio::time::timeout(STORE_WAIT, store.wait_until_ready())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "a watched namespace's ReportJobs are not listed yet; counting runs without them"
+                );
+            }
         }
         let runs = self.runs(Some(rj));
         let Ok(mut memory) = self.memory.lock() else {
