@@ -351,16 +351,12 @@ async fn permanent_chunk_error_fails_at_once_and_retry_reruns_only_unfinished_ch
     // Fix the cause, ask for a retry: only the chunks not exported run again.
     db.exec("ALTER TABLE orders RENAME COLUMN buyer TO customer")
         .await;
-    env.rjs(ns)
-        .patch(
-            "orders",
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(
-                serde_json::json!({"metadata": {"annotations": {"reporting.dev/retry": "1"}}}),
-            ),
-        )
-        .await
-        .unwrap();
+    env.merge_patch(
+        ns,
+        "orders",
+        serde_json::json!({"metadata": {"annotations": {"reporting.dev/retry": "1"}}}),
+    )
+    .await;
     let done = env.wait_phase(ns, "orders", Phase::Succeeded, LONG).await;
     let jobs: Api<Job> = Api::namespaced(env.client.clone(), ns);
     let rerun = jobs.get("orders-chunks").await.unwrap();
@@ -441,16 +437,12 @@ async fn a_part_damaged_on_the_volume_is_exported_again_by_a_retry() {
     );
     assert!(!part.exists(), "assembly deleted the damaged part");
 
-    env.rjs(ns)
-        .patch(
-            "orders",
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(
-                serde_json::json!({"metadata": {"annotations": {"reporting.dev/retry": "1"}}}),
-            ),
-        )
-        .await
-        .unwrap();
+    env.merge_patch(
+        ns,
+        "orders",
+        serde_json::json!({"metadata": {"annotations": {"reporting.dev/retry": "1"}}}),
+    )
+    .await;
     let done = env.wait_phase(ns, "orders", Phase::Succeeded, LONG).await;
     let jobs: Api<Job> = Api::namespaced(env.client.clone(), ns);
     let rerun = jobs.get("orders-chunks").await.unwrap();
@@ -634,12 +626,8 @@ async fn suspend_pauses_the_chunks_releases_the_snapshot_and_resume_finishes_exa
     )
     .await;
     env.wait_phase(ns, "orders", Phase::Running, LONG).await;
-    let patch =
-        |suspend: bool| kube::api::Patch::Merge(serde_json::json!({"spec": {"suspend": suspend}}));
-    env.rjs(ns)
-        .patch("orders", &kube::api::PatchParams::default(), &patch(true))
-        .await
-        .unwrap();
+    let patch = |suspend: bool| serde_json::json!({"spec": {"suspend": suspend}});
+    env.merge_patch(ns, "orders", patch(true)).await;
     let suspended = env.wait_phase(ns, "orders", Phase::Suspended, LONG).await;
     let s = suspended.status.unwrap();
     assert!(
@@ -665,10 +653,7 @@ async fn suspend_pauses_the_chunks_releases_the_snapshot_and_resume_finishes_exa
         (spec_suspended && active == 0 && holder.is_none()).then_some(())
     })
     .await;
-    env.rjs(ns)
-        .patch("orders", &kube::api::PatchParams::default(), &patch(false))
-        .await
-        .unwrap();
+    env.merge_patch(ns, "orders", patch(false)).await;
     let done = env.wait_phase(ns, "orders", Phase::Succeeded, LONG).await;
     let s = done.status.unwrap();
     assert!(
@@ -1039,16 +1024,8 @@ async fn notifications_are_sent_once_per_outcome_from_the_pods() {
     // Later reconciles send nothing more: a TTL set now makes the controller reconcile each
     // finished ReportJob again (the spec change, then the TTL's end) until it deletes it.
     for name in ["good", "bad"] {
-        env.rjs(ns)
-            .patch(
-                name,
-                &kube::api::PatchParams::default(),
-                &kube::api::Patch::Merge(
-                    serde_json::json!({"spec": {"ttlSecondsAfterFinished": 1}}),
-                ),
-            )
-            .await
-            .unwrap();
+        let ttl = serde_json::json!({"spec": {"ttlSecondsAfterFinished": 1}});
+        env.merge_patch(ns, name, ttl).await;
     }
     common::eventually("both ReportJobs deleted after their TTL", || async {
         let good = env.rjs(ns).get_opt("good").await.ok()?;
@@ -1182,16 +1159,12 @@ async fn a_retried_plan_failure_shows_its_own_cause_again() {
         message.as_deref().is_some_and(|m| m.contains(cause)),
         "{message:?}"
     );
-    env.rjs(ns)
-        .patch(
-            "orders",
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(
-                serde_json::json!({"metadata": {"annotations": {"reporting.dev/retry": "1"}}}),
-            ),
-        )
-        .await
-        .unwrap();
+    env.merge_patch(
+        ns,
+        "orders",
+        serde_json::json!({"metadata": {"annotations": {"reporting.dev/retry": "1"}}}),
+    )
+    .await;
     let again = env
         .wait_for(ns, "orders", LONG, "Failed after the retry", |rj| {
             rj.status.as_ref().is_some_and(|s| {

@@ -443,14 +443,8 @@ async fn suspended_runs_hold_no_slot_so_another_namespace_runs_and_resumes_wait_
     env.wait_phase(team_b, "b2", Phase::Running, common::PATIENCE)
         .await;
     for name in names {
-        env.rjs(team_a)
-            .patch(
-                name,
-                &kube::api::PatchParams::default(),
-                &kube::api::Patch::Merge(serde_json::json!({"spec": {"suspend": false}})),
-            )
-            .await
-            .unwrap();
+        let resume = serde_json::json!({"spec": {"suspend": false}});
+        env.merge_patch(team_a, name, resume).await;
     }
     let waiting = common::eventually("two resumes waiting for a run slot", || async {
         let mut waiting = 0;

@@ -266,6 +266,15 @@ impl Env {
         Api::namespaced(self.client.clone(), ns)
     }
 
+    /// Merge-patches ReportJob `ns/name` with `patch` (a retry annotation, `spec.suspend`,
+    /// a TTL), as `kubectl patch --type merge` would.
+    pub async fn merge_patch(&self, ns: &str, name: &str, patch: serde_json::Value) {
+        self.rjs(ns)
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .unwrap();
+    }
+
     /// Starts a controller process watching this test's namespaces (all of them when
     /// `extra` names `--namespaces` itself); its log goes to `<dir>/controller-<n>.log`.
     pub fn start_controller(&mut self, extra: &[&str]) {
