@@ -16,5 +16,5 @@ if [ "$(psql "$DATABASE_URL" -qAtX -c "SELECT to_regclass('demo.orders') IS NOT 
   psql "$DATABASE_URL" -qX -v ON_ERROR_STOP=1 -f examples/seed.sql >/dev/null
 fi
 
-cargo build --quiet --bin reportjob
-exec target/debug/reportjob run -f "${1:-examples/orders-table.yaml}" --output-dir ./reports
+# `cargo run` finds the binary wherever CARGO_TARGET_DIR puts it.
+exec cargo run --quiet --bin reportjob -- run -f "${1:-examples/orders-table.yaml}" --output-dir ./reports
