@@ -7,6 +7,7 @@
 pub mod api;
 pub mod error_text;
 pub mod ident;
+pub mod identity;
 pub mod names;
 pub mod plan;
 pub mod retry;

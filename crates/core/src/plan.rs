@@ -11,9 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::ident::{Quoted, quote_literal};
 
 mod part_format;
-mod spec_digest;
 pub use part_format::{PartCompression, PartFormat, PartKind};
-pub use spec_digest::spec_digest;
 
 /// Types a key column may have.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -279,11 +277,11 @@ impl Plan {
                 self.digest
             ));
         }
-        if self.source.spec_digest != spec_digest(spec) {
+        if self.source.spec_digest != crate::identity::source_digest(spec) {
             return Err(format!(
                 "was made for another spec (spec digest {}, this spec {}); remove it to plan again",
                 self.source.spec_digest,
-                spec_digest(spec)
+                crate::identity::source_digest(spec)
             ));
         }
         self.format.compression()?;

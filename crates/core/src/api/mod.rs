@@ -1,9 +1,8 @@
 //! The ReportJob custom resource: spec, status, conditions, loading, validation into a
-//! typed [`ValidSpec`], and the [`RunIdentity`] of a run.
+//! typed [`ValidSpec`].
 
 pub mod conditions;
 mod field_error;
-pub(crate) mod identity;
 pub mod load;
 pub mod next_step;
 pub mod pod_settings;
@@ -16,7 +15,6 @@ pub mod test_specs;
 pub mod valid;
 pub mod validate;
 
-pub use identity::RunIdentity;
 pub use spec::*;
 pub use status::*;
 pub use valid::ValidSpec;

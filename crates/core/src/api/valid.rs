@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
 
-use super::identity::RunIdentity;
 use super::pod_settings::PodSettings;
 use super::spec::{Compression, Consistency, NotifySpec, ReportJobSpec};
 use crate::ident::QualifiedName;
+use crate::identity::RunIdentity;
 pub use crate::sql::params::ParamType;
 pub use crate::sql::{Filter, SelectQuery};
 

@@ -9,7 +9,7 @@ use super::statement::SourceSql;
 use crate::error::{Error, Result};
 use reportjob_core::api::valid::{ParamType, SelectQuery, Source, ValidSource};
 use reportjob_core::ident::QualifiedName;
-use reportjob_core::plan::spec_digest;
+use reportjob_core::identity::source_digest;
 use reportjob_core::plan::{KeyType, PlannedSource, TableName};
 
 /// A table found in the catalog.
@@ -186,7 +186,7 @@ async fn resolve_table(
         key_column: key.clone(),
         key_type,
         columns,
-        spec_digest: spec_digest(spec),
+        spec_digest: source_digest(spec),
         parameters,
         column_types,
     };
@@ -274,7 +274,7 @@ async fn resolve_query(
         key_type,
         column_types: columns.iter().map(|(_, t)| t.clone()).collect(),
         columns: columns.into_iter().map(|(n, _)| n).collect(),
-        spec_digest: spec_digest(spec),
+        spec_digest: source_digest(spec),
         parameters,
     };
     let sql = SourceSql::build(spec, &source)?;

@@ -5,7 +5,8 @@
 use crate::error::Error;
 use reportjob_core::api::valid::{Source, ValidSource};
 use reportjob_core::ident::Quoted;
-use reportjob_core::plan::{ChunkRange, KeyType, PlannedSource, spec_digest};
+use reportjob_core::identity::source_digest;
+use reportjob_core::plan::{ChunkRange, KeyType, PlannedSource};
 
 /// The SQL pieces of a source, rebuilt from the validated spec (and the plan's names)
 /// each time a statement is needed; never stored.
@@ -28,11 +29,11 @@ impl SourceSql {
     /// its `query` and `where` already regenerated from their parse trees). Fails when the
     /// plan does not belong to this source.
     pub fn build(source: &ValidSource, planned: &PlannedSource) -> Result<SourceSql, Error> {
-        if planned.spec_digest != spec_digest(source) {
+        if planned.spec_digest != source_digest(source) {
             return Err(Error::Staging(format!(
                 "the plan was made for another spec (spec digest {}, this spec {}); plan again",
                 planned.spec_digest,
-                spec_digest(source)
+                source_digest(source)
             )));
         }
         let types = &planned.parameters;

@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use sha2::Digest;
-
-use reportjob_core::api::{ReportJob, ReportJobSpec, RunIdentity};
+use reportjob_core::api::ReportJob;
+use reportjob_core::identity::RunIdentity;
+pub use reportjob_core::identity::spec_hash;
 pub use reportjob_core::names::{
     MANAGED_BY, MANAGED_BY_LABEL, MAX_LABEL, MAX_REPORTJOB_NAME, MAX_SCHEDULE_NAME,
     REPORTJOB_LABEL, STAGE_LABEL, check_reportjob_name,
@@ -90,154 +90,9 @@ pub fn run_id(rj: &ReportJob) -> String {
     RunIdentity::cluster_run_id(rj.metadata.uid.as_deref())
 }
 
-/// Hash of the spec fields frozen once planning starts (everything but `suspend`,
-/// `ttlSecondsAfterFinished` and `notify`), to notice and report changes after planning.
-/// This is a different question from [`RunIdentity`]'s (which staged data a run may
-/// resume: only what shapes the output), so it covers `worker` and `parallelism` too:
-/// the run goes on exactly as planned, and a change to them is reported as ignored.
-pub fn spec_hash(spec: &ReportJobSpec) -> String {
-    let mut frozen = serde_json::json!({
-        "source": spec.source,
-        "chunking": spec.chunking,
-        "output": spec.output,
-        "worker": spec.worker,
-    });
-    // Fields added after the first release are left out while they hold their defaults, so
-    // the hash of a spec that does not use them is what an older controller computed (a run
-    // in flight across an upgrade is not taken for an edited one).
-    let later = [
-        (
-            "source",
-            "consistency",
-            serde_json::json!(reportjob_core::api::Consistency::default()),
-        ),
-        (
-            "source",
-            "snapshotMaxSeconds",
-            serde_json::json!(reportjob_core::api::spec::default_snapshot_max_seconds()),
-        ),
-        (
-            "output",
-            "timeZone",
-            serde_json::json!(reportjob_core::api::spec::default_time_zone()),
-        ),
-        (
-            "worker",
-            "snapshotRestarts",
-            serde_json::json!(reportjob_core::api::spec::default_snapshot_restarts()),
-        ),
-    ];
-    for (part, field, default) in later {
-        if let Some(map) = frozen[part].as_object_mut()
-            && map.get(field) == Some(&default)
-        {
-            map.remove(field);
-        }
-    }
-    // Fields added inside an older block (`output.csv`), likewise.
-    let later_nested = [
-        ("output", "csv", "bom", serde_json::json!(false)),
-        (
-            "output",
-            "csv",
-            "lineEnding",
-            serde_json::json!(reportjob_core::api::LineEnding::default()),
-        ),
-    ];
-    for (part, block, field, default) in later_nested {
-        if let Some(map) = frozen[part][block].as_object_mut()
-            && map.get(field) == Some(&default)
-        {
-            map.remove(field);
-        }
-    }
-    let digest = sha2::Sha256::digest(frozen.to_string().as_bytes());
-    hex::encode(&digest[..8])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_hash_of_a_spec_that_uses_no_new_field_ignores_their_defaults() {
-        let rj = reportjob_core::api::load::load_str(reportjob_core::api::test_specs::MINIMAL, "t")
-            .unwrap();
-        let mut explicit = rj.spec.clone();
-        explicit.source.consistency = reportjob_core::api::Consistency::Snapshot;
-        assert_eq!(spec_hash(&rj.spec), spec_hash(&explicit));
-        // What a controller without these fields hashed: the spec's JSON without them.
-        let mut old = serde_json::json!({
-            "source": rj.spec.source,
-            "chunking": rj.spec.chunking,
-            "output": rj.spec.output,
-            "worker": rj.spec.worker,
-        });
-        for (part, field) in [
-            ("source", "consistency"),
-            ("source", "snapshotMaxSeconds"),
-            ("output", "timeZone"),
-            ("worker", "snapshotRestarts"),
-        ] {
-            assert!(
-                old[part].as_object_mut().unwrap().remove(field).is_some(),
-                "{field}"
-            );
-        }
-        for field in ["bom", "lineEnding"] {
-            assert!(
-                old["output"]["csv"]
-                    .as_object_mut()
-                    .unwrap()
-                    .remove(field)
-                    .is_some(),
-                "{field}"
-            );
-        }
-        // `output.jsonl` is absent unless set: not in the JSON at all.
-        assert!(old["output"].get("jsonl").is_none());
-        // No other field joined the JSON of a spec that does not use it: a new field must
-        // be left out at its default (here or by its serialization), else every ReportJob
-        // in flight across an upgrade would be taken for an edited one.
-        let keys = |v: &serde_json::Value| {
-            v.as_object()
-                .unwrap()
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        let frozen = serde_json::json!({
-            "source": keys(&old["source"]),
-            "chunking": keys(&old["chunking"]),
-            "output": keys(&old["output"]),
-            "csv": keys(&old["output"]["csv"]),
-            "worker": keys(&old["worker"]),
-        });
-        assert_eq!(
-            frozen,
-            serde_json::json!({
-                "source": "connectionSecretRef,keyColumn,statementTimeoutSeconds,table",
-                "chunking": "chunkSize,maxChunks,parallelism",
-                "output": "compression,csv,deleteWithReportJob,destination,format",
-                "csv": "delimiter,header,nullString",
-                "worker": "retriesPerChunk,sameNode",
-            }),
-            "the fields of the first release, and no other"
-        );
-        let digest = sha2::Sha256::digest(old.to_string().as_bytes());
-        assert_eq!(spec_hash(&rj.spec), hex::encode(&digest[..8]));
-        // A value other than the default still counts.
-        let mut per_chunk = rj.spec.clone();
-        per_chunk.source.consistency = reportjob_core::api::Consistency::PerChunk;
-        assert_ne!(spec_hash(&rj.spec), spec_hash(&per_chunk));
-        let mut bom = rj.spec.clone();
-        bom.output.csv.bom = true;
-        assert_ne!(spec_hash(&rj.spec), spec_hash(&bom));
-        let mut crlf = rj.spec.clone();
-        crlf.output.csv.line_ending = reportjob_core::api::LineEnding::Crlf;
-        assert_ne!(spec_hash(&rj.spec), spec_hash(&crlf));
-    }
 
     #[test]
     fn every_derived_name_of_the_longest_name_fits_in_a_label() {

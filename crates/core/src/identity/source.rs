@@ -1,15 +1,14 @@
-//! Which plan belongs to which spec: the digest of the fields of a spec's source that
+//! Which plan belongs to which source: the digest of the fields of a spec's source that
 //! decide which rows are exported, recorded in the plan and checked before it is reused.
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::api::valid::{Filter, Source, ValidSource};
 
 /// Which fields of a spec's source shape the rows a plan selects, in their parsed form
 /// (names folded as Postgres folds them, SQL as regenerated from its parse tree).
 #[derive(Serialize)]
-struct SpecIdentity<'a> {
+struct SourceFields<'a> {
     table: Option<String>,
     query: Option<&'a str>,
     columns: Option<&'a [String]>,
@@ -23,7 +22,7 @@ struct SpecIdentity<'a> {
 }
 
 /// `sha256:<hex>` of the fields of `source` that decide which rows are exported.
-pub fn spec_digest(source: &ValidSource) -> String {
+pub fn source_digest(source: &ValidSource) -> String {
     let parameters: Vec<(&str, Option<&'static str>)> = source
         .parameters
         .iter()
@@ -34,7 +33,7 @@ pub fn spec_digest(source: &ValidSource) -> String {
             name,
             columns,
             where_,
-        } => SpecIdentity {
+        } => SourceFields {
             table: Some(name.to_string()),
             query: None,
             columns: columns.as_deref(),
@@ -42,7 +41,7 @@ pub fn spec_digest(source: &ValidSource) -> String {
             key_column: &source.key_column,
             parameters: Vec::new(),
         },
-        Source::Query { sql } => SpecIdentity {
+        Source::Query { sql } => SourceFields {
             table: None,
             query: Some(sql.sql()),
             columns: None,
@@ -52,14 +51,12 @@ pub fn spec_digest(source: &ValidSource) -> String {
         },
     };
     identity.parameters = parameters;
-    // Strings, options and slices of strings always serialize.
-    let bytes = serde_json::to_vec(&identity).expect("a SpecIdentity serializes");
-    format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))
+    format!("sha256:{}", hex::encode(super::sha256_json(&identity)))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::spec_digest;
+    use super::source_digest;
     use crate::api::load::load_valid_str;
 
     fn source_of(lines: &str) -> crate::api::valid::ValidSource {
@@ -74,10 +71,21 @@ mod tests {
         let a = source_of("    table: Public.Orders\n    keyColumn: ID\n    where: 'amount>0'");
         let b =
             source_of("    table: public.orders\n    keyColumn: id\n    where: ' amount  >  0 '");
-        assert_eq!(spec_digest(&a), spec_digest(&b));
+        assert_eq!(source_digest(&a), source_digest(&b));
         let c = source_of("    table: public.orders\n    keyColumn: id\n    where: 'amount>1'");
-        assert_ne!(spec_digest(&a), spec_digest(&c));
+        assert_ne!(source_digest(&a), source_digest(&c));
         let d = source_of("    table: public.\"Orders\"\n    keyColumn: id\n    where: 'amount>0'");
-        assert_ne!(spec_digest(&a), spec_digest(&d));
+        assert_ne!(source_digest(&a), source_digest(&d));
+    }
+
+    #[test]
+    fn the_digest_of_a_source_is_pinned() {
+        // Plans in staging record it, and a worker refuses a plan whose digest differs: a
+        // change here fails every run in flight across an upgrade.
+        let source = source_of("    table: public.orders\n    keyColumn: id");
+        assert_eq!(
+            source_digest(&source),
+            "sha256:fb7707d566e4a00da2895f3278341d8c6a378277037c9452fb55f6e6e06343c4"
+        );
     }
 }
