@@ -135,7 +135,7 @@ pub async fn send(url: &str, body: &Value, policy: &RetryPolicy) -> Result<Deliv
     // failures worth another attempt are retried, and a 429's `Retry-After` lengthens the
     // pause.
     let retries = usize::try_from(policy.attempts.max(1) - 1).unwrap_or(usize::MAX);
-    let backoff = policy.backoff.builder(retries);
+    let backoff = policy.backoff.retries(retries);
     let made = AtomicU32::new(0);
     let attempt = || async {
         made.fetch_add(1, Ordering::Relaxed);

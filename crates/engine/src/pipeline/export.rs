@@ -9,9 +9,12 @@
 //! gives: RFC 4180 quoting, NULL written as the spec's `nullString` unquoted, an empty
 //! string as `""`, and any value equal to the NULL string quoted.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use crate::error::{Error, Result};
 use crate::formats::PartEncoding;
 use crate::staging::{PartManifest, check_part};
+use backon::Retryable;
 use futures::TryStreamExt;
 use reportjob_core::api::valid::ValidSpec;
 use reportjob_core::plan::Plan;
@@ -249,17 +252,13 @@ impl StageContext {
         retries: u32,
         on_retry: impl Fn(u32, &Error),
     ) -> Result<PartManifest> {
-        let mut attempt = 0;
-        loop {
-            match self.export_chunk(plan, index).await {
-                Err(e) if !e.is_permanent() && !e.is_cancelled() && attempt < retries => {
-                    attempt += 1;
-                    on_retry(attempt, &e);
-                    tokio::time::sleep(reportjob_core::retry::CHUNK_EXPORT.delay(attempt)).await;
-                }
-                result => return result,
-            }
-        }
+        let failed = AtomicU32::new(0);
+        (|| self.export_chunk(plan, index))
+            .retry(reportjob_core::retry::CHUNK_EXPORT.retries(retries as usize))
+            .sleep(tokio::time::sleep)
+            .when(|e: &Error| !e.is_permanent() && !e.is_cancelled())
+            .notify(|e: &Error, _| on_retry(failed.fetch_add(1, Ordering::Relaxed) + 1, e))
+            .await
     }
 
     /// The part manifest of chunk `index` when its part is complete and intact for this plan.

@@ -4,7 +4,10 @@
 //! jittered backoff for up to [`SLOT_WAIT`], so a burst of runs against one database
 //! (`max_connections` 100) waits for connections instead of failing ReportJobs.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+
+use backon::Retryable;
 
 use crate::error::Error;
 
@@ -34,40 +37,35 @@ pub fn waits_for_slot(e: &Error) -> bool {
     }
 }
 
-/// Runs `connect` until it succeeds, fails otherwise than for want of a slot, or
-/// [`SLOT_WAIT`] has passed; logs once when it starts waiting and once when it got a slot.
-pub async fn with_slot_wait<T, F, Fut>(what: &str, mut connect: F) -> Result<T, Error>
+/// Runs `connect` until it succeeds, fails otherwise than for want of a slot, or its pauses
+/// add up to [`SLOT_WAIT`]; logs once when it starts waiting and once when it got a slot.
+pub async fn with_slot_wait<T, F, Fut>(what: &str, connect: F) -> Result<T, Error>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, Error>>,
 {
     let started = tokio::time::Instant::now();
-    let mut attempt = 0u32;
-    loop {
-        match connect().await {
-            Ok(value) => {
-                if attempt > 0 {
-                    tracing::warn!(
-                        what,
-                        attempts = attempt + 1,
-                        waited_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(0),
-                        "got a connection slot"
-                    );
-                }
-                return Ok(value);
+    let waits = AtomicU32::new(0);
+    let result = connect
+        .retry(reportjob_core::retry::CONNECTION_SLOT.for_at_most(SLOT_WAIT))
+        .sleep(tokio::time::sleep)
+        .when(waits_for_slot)
+        .notify(|e: &Error, _| {
+            if waits.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::warn!(what, error = %e, "waiting for a connection slot (SQLSTATE 53300, too many connections); retrying");
             }
-            Err(e) if waits_for_slot(&e) && started.elapsed() < SLOT_WAIT => {
-                attempt = attempt.saturating_add(1);
-                if attempt == 1 {
-                    tracing::warn!(what, error = %e, "waiting for a connection slot (SQLSTATE 53300, too many connections); retrying");
-                }
-                let pause = reportjob_core::retry::CONNECTION_SLOT
-                    .jittered(attempt, rand::random_range(0.5..1.5));
-                tokio::time::sleep(pause).await;
-            }
-            Err(e) => return Err(e),
-        }
+        })
+        .await;
+    let waits = waits.load(Ordering::Relaxed);
+    if result.is_ok() && waits > 0 {
+        tracing::warn!(
+            what,
+            attempts = waits + 1,
+            waited_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(0),
+            "got a connection slot"
+        );
     }
+    result
 }
 
 #[cfg(test)]
