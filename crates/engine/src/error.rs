@@ -48,9 +48,21 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// Staged data does not fit together (wrong digest, missing or overlapping parts).
+    /// The staged plan does not fit this spec or this run: made for another spec, asked
+    /// for a chunk it does not have, or holding column types the format cannot encode.
     #[error("{0}")]
-    Staging(String),
+    PlanMismatch(String),
+    /// A staged document (plan, part manifest, snapshot record) cannot be read or fails its
+    /// own checks.
+    #[error("{0}")]
+    InvalidStaged(String),
+    /// Staged data the stage needs is not there: no plan, a chunk without its part, no
+    /// snapshot record.
+    #[error("{0}")]
+    NotStaged(String),
+    /// Encoding or writing the report failed: a part's rows, a document, the report's file.
+    #[error("{0}")]
+    Encoding(String),
     /// A stored object's content does not match the sha256 its manifest recorded.
     #[error("{key} is damaged: its sha256 is {found}, its manifest says {expected}")]
     Damaged {
@@ -294,7 +306,10 @@ impl Error {
         match self {
             Error::InvalidSpec(_)
             | Error::Source { .. }
-            | Error::Staging(_)
+            | Error::PlanMismatch(_)
+            | Error::InvalidStaged(_)
+            | Error::NotStaged(_)
+            | Error::Encoding(_)
             | Error::Damaged { .. }
             | Error::DamagedParts { .. }
             | Error::ValueTooLarge { .. }
@@ -363,7 +378,10 @@ impl Error {
             Error::Database { .. } => "database",
             Error::Connect { .. } => "connect",
             Error::Storage { .. } => "storage",
-            Error::Staging(_) => "staging",
+            Error::PlanMismatch(_) => "plan_mismatch",
+            Error::InvalidStaged(_) => "invalid_staged",
+            Error::NotStaged(_) => "not_staged",
+            Error::Encoding(_) => "encoding",
             Error::Damaged { .. } | Error::DamagedParts { .. } => "damaged",
             Error::SnapshotLost { .. } => "snapshot_lost",
             Error::ValueTooLarge { .. } => "value_too_large",

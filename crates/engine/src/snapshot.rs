@@ -23,7 +23,7 @@ pub async fn write_staged(
     staged: &StagedSnapshot,
 ) -> Result<()> {
     let json = serde_json::to_vec_pretty(staged)
-        .map_err(|e| Error::Staging(format!("cannot serialize the snapshot record: {e}")))?;
+        .map_err(|e| Error::Encoding(format!("cannot serialize the snapshot record: {e}")))?;
     storage.write(&layout.snapshot_key(), json.into()).await
 }
 
@@ -40,7 +40,7 @@ pub async fn staged(
     loop {
         if let Some(bytes) = storage.read(&key).await? {
             let staged: StagedSnapshot = serde_json::from_slice(&bytes).map_err(|e| {
-                Error::Staging(format!(
+                Error::InvalidStaged(format!(
                     "{} is not a valid snapshot record: {e}",
                     storage.location(&key)
                 ))
@@ -59,7 +59,7 @@ pub async fn staged(
             }
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(Error::Staging(format!(
+            return Err(Error::NotStaged(format!(
                 "no snapshot of generation {generation} was staged at {} within {}s: the                  snapshot holder pod did not export one",
                 storage.location(&key),
                 wait.as_secs()
@@ -98,10 +98,11 @@ impl SnapshotHolder {
         .fetch_one(&mut conn)
         .await
         .map_err(|e| snapshot_unavailable(&e).unwrap_or_else(|| db_err(e)))?;
-        let id = SnapshotId::parse(&id)
-            .map_err(|m| Error::Staging(format!("the server exported a snapshot whose id {m}")))?;
+        let id = SnapshotId::parse(&id).map_err(|m| {
+            Error::InvalidStaged(format!("the server exported a snapshot whose id {m}"))
+        })?;
         let taken_at = taken_at.parse().map_err(|e| {
-            Error::Staging(format!(
+            Error::InvalidStaged(format!(
                 "the snapshot's time {taken_at:?} is not a timestamp: {e}"
             ))
         })?;

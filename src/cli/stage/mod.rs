@@ -406,7 +406,7 @@ pub async fn plan(args: PlanArgs) -> i32 {
             };
             let shown = if json {
                 serde_json::to_string_pretty(&plan)
-                    .map_err(|e| Error::Staging(format!("cannot serialize the plan: {e}")))?
+                    .map_err(|e| Error::Encoding(format!("cannot serialize the plan: {e}")))?
             } else if write {
                 result.to_string()
             } else {
@@ -557,7 +557,7 @@ pub async fn assemble(args: AssembleArgs) -> i32 {
             } else {
                 let key = stage.layout.manifest_key();
                 let sha256 = stage.storage.sha256(&key).await?.ok_or_else(|| {
-                    Error::Staging(format!(
+                    Error::NotStaged(format!(
                         "the manifest {} is gone",
                         stage.storage.location(&key)
                     ))

@@ -52,17 +52,17 @@ impl<'a> PartEncoding<'a> {
             )),
             PartKind::Jsonl { numeric_as_number } => {
                 let select = jsonl::select_objects(&query, planned, numeric_as_number)
-                    .map_err(Error::Staging)?;
+                    .map_err(Error::PlanMismatch)?;
                 Ok(format!("COPY (\n{select}\n) TO STDOUT"))
             }
             PartKind::Parquet { .. } => {
-                let schema = parquet::part_schema(planned).map_err(Error::Staging)?;
+                let schema = parquet::part_schema(planned).map_err(Error::PlanMismatch)?;
                 let select = parquet::select_typed(&query, &schema);
                 Ok(format!("COPY (\n{select}\n) TO STDOUT (FORMAT binary)"))
             }
             PartKind::Xlsx => {
                 let select =
-                    xlsx::copy_text::select_rows(&query, planned).map_err(Error::Staging)?;
+                    xlsx::copy_text::select_rows(&query, planned).map_err(Error::PlanMismatch)?;
                 Ok(format!("COPY (\n{select}\n) TO STDOUT"))
             }
         }
@@ -114,7 +114,7 @@ impl<'a> PartEncoding<'a> {
                 compression,
             } => RowStream::Parquet(Box::new(
                 parquet::ParquetStream::new(planned, row_group_rows, compression)
-                    .map_err(Error::Staging)?,
+                    .map_err(Error::PlanMismatch)?,
             )),
             PartKind::Xlsx => RowStream::CopyText(xlsx::copy_text::CopyTextStream::default()),
         })
@@ -141,7 +141,7 @@ impl<'a> PartEncoding<'a> {
                 parquet_assemble::ParquetComposer::start(storage.clone(), target).await?,
             )),
             PartKind::Csv | PartKind::Jsonl { .. } => storage.compose(target, scratch).await,
-            PartKind::Xlsx => Err(Error::Staging(
+            PartKind::Xlsx => Err(Error::Encoding(
                 "a workbook is assembled by re-encoding its parts, not by a composer".into(),
             )),
         }
@@ -187,11 +187,11 @@ impl RowStream {
                 Ok(scratch)
             }
             RowStream::Jsonl(s) => {
-                s.feed(bytes, scratch).map_err(Error::Staging)?;
+                s.feed(bytes, scratch).map_err(Error::Encoding)?;
                 Ok(scratch)
             }
             RowStream::Parquet(s) => {
-                s.feed(bytes, scratch).map_err(Error::Staging)?;
+                s.feed(bytes, scratch).map_err(Error::Encoding)?;
                 Ok(scratch)
             }
             RowStream::CopyText(s) => {
@@ -219,7 +219,7 @@ impl RowStream {
             RowStream::Csv(s) => s.at_boundary(),
             RowStream::Jsonl(s) => s.at_boundary(),
             RowStream::Parquet(s) => {
-                s.finish(scratch).map_err(Error::Staging)?;
+                s.finish(scratch).map_err(Error::Encoding)?;
                 true
             }
             RowStream::CopyText(s) => s.at_boundary(),
@@ -227,7 +227,7 @@ impl RowStream {
         if ended {
             Ok(scratch)
         } else {
-            Err(Error::Staging("the COPY stream ended inside a row".into()))
+            Err(Error::Encoding("the COPY stream ended inside a row".into()))
         }
     }
 }

@@ -38,7 +38,7 @@ pub struct ParquetComposer {
 }
 
 fn parquet_err(what: String) -> impl FnOnce(parquet::errors::ParquetError) -> Error {
-    move |e| Error::Staging(format!("{what}: {e}"))
+    move |e| Error::Encoding(format!("{what}: {e}"))
 }
 
 impl ParquetComposer {
@@ -69,7 +69,7 @@ impl ParquetComposer {
         piece: &Piece,
     ) -> Result<PartData> {
         let mut pieces = storage.read_pieces(&piece.key).await?.ok_or_else(|| {
-            Error::Staging(format!(
+            Error::NotStaged(format!(
                 "cannot assemble: {} is missing",
                 storage.location(&piece.key)
             ))
@@ -164,13 +164,13 @@ fn copy_row_group(
     let mut out = writer.next_row_group().map_err(err())?;
     for (i, column) in rg.columns().iter().enumerate() {
         let rows = u64::try_from(rg.num_rows()).map_err(|_| {
-            Error::Staging(format!(
+            Error::Encoding(format!(
                 "row group {index} of {key} has {} rows",
                 rg.num_rows()
             ))
         })?;
         let bytes = u64::try_from(column.compressed_size())
-            .map_err(|_| Error::Staging(format!("a column chunk of {key} has a negative size")))?;
+            .map_err(|_| Error::Encoding(format!("a column chunk of {key} has a negative size")))?;
         let close = ColumnCloseResult {
             bytes_written: bytes,
             rows_written: rows,
@@ -209,7 +209,7 @@ impl Composer for ParquetComposer {
                 self.schema = Some(schema);
             }
             Some(first) if *first != schema => {
-                return Err(Error::Staging(format!(
+                return Err(Error::Encoding(format!(
                     "cannot assemble: {} has another schema than the first part",
                     self.storage.location(&key)
                 )));
@@ -221,7 +221,7 @@ impl Composer for ParquetComposer {
             let mut writer = self
                 .writer
                 .take()
-                .ok_or_else(|| Error::Staging("the Parquet report is already finished".into()))?;
+                .ok_or_else(|| Error::Encoding("the Parquet report is already finished".into()))?;
             let (file, footer, key) = (file.clone(), footer.clone(), key.clone());
             let (writer, copied) = tokio::task::spawn_blocking(move || {
                 let copied = copy_row_group(&mut writer, &file, &footer, index, &key);
@@ -238,7 +238,7 @@ impl Composer for ParquetComposer {
 
     async fn finish(mut self: Box<Self>) -> Result<Composed> {
         let writer = self.writer.take().ok_or_else(|| {
-            Error::Staging(format!(
+            Error::Encoding(format!(
                 "cannot assemble {}: no part was appended",
                 self.target
             ))
@@ -257,7 +257,7 @@ impl Composer for ParquetComposer {
         } = *self;
         let bytes = out.finish().await?;
         if bytes != total {
-            return Err(Error::Staging(format!(
+            return Err(Error::Encoding(format!(
                 "the report was stored with {bytes} bytes, {total} were written"
             )));
         }

@@ -47,7 +47,7 @@ impl StageContext {
                 chunks.sort_unstable();
                 return Err(self.damaged(plan, chunks, detail).await);
             }
-            Err(e) => return Err(Error::Staging(format!("cannot assemble: {e}"))),
+            Err(e) => return Err(Error::Encoding(format!("cannot assemble: {e}"))),
         }
         let parts: Vec<PartManifest> = parts.into_iter().flatten().map(|(p, _)| p).collect();
         let mut assembly = self.begin_assembly(plan).await?;
@@ -176,7 +176,7 @@ impl StageContext {
             self.layout.staging_prefix(),
             plan.format.extension()
         );
-        let compression = plan.format.compression().map_err(Error::Staging)?;
+        let compression = plan.format.compression().map_err(Error::PlanMismatch)?;
         let bytes = match crate::formats::compress::Compressor::new(compression) {
             Ok(None) => preamble,
             Ok(Some(mut compressor)) => compressor
@@ -186,8 +186,8 @@ impl StageContext {
                     out.extend(compressor.finish()?);
                     Ok(out)
                 })
-                .map_err(|e| Error::Staging(format!("cannot compress the header: {e}")))?,
-            Err(e) => return Err(Error::Staging(format!("cannot compress the header: {e}"))),
+                .map_err(|e| Error::Encoding(format!("cannot compress the header: {e}")))?,
+            Err(e) => return Err(Error::Encoding(format!("cannot compress the header: {e}"))),
         };
         self.storage.write(&key, Bytes::from(bytes)).await?;
         Ok(key)
@@ -196,7 +196,7 @@ impl StageContext {
     /// How the workbook of an xlsx report is shaped, from the spec.
     fn book_options(&self) -> Result<BookOptions> {
         let Encoding::Xlsx(xlsx) = &self.spec.output.encoding else {
-            return Err(Error::Staging(
+            return Err(Error::PlanMismatch(
                 "the plan's parts are workbook rows, but the spec's format is not xlsx".into(),
             ));
         };
@@ -232,7 +232,7 @@ impl StageContext {
             Err(e @ CoverageError::WrongSize { .. }) => {
                 return Err(self.damaged(plan, vec![index], e.to_string()).await);
             }
-            Err(e) => return Err(Error::Staging(format!("cannot assemble: {e}"))),
+            Err(e) => return Err(Error::Encoding(format!("cannot assemble: {e}"))),
         }
         if let Some(split) = &assembly.split
             && split.limits.closes_before(
@@ -256,7 +256,7 @@ impl StageContext {
                     .await
             }
             Sink::Workbook(book) => book.append(self.storage.as_ref(), &key, &part).await,
-            Sink::Closed => Err(Error::Staging(
+            Sink::Closed => Err(Error::Encoding(
                 "the report's file was closed before its end".into(),
             )),
         };
@@ -308,7 +308,7 @@ impl StageContext {
                 book.finish(self.storage.as_ref(), &self.layout, target)
                     .await
             }
-            Sink::Closed => Err(Error::Staging(
+            Sink::Closed => Err(Error::Encoding(
                 "the report's file was closed before its end".into(),
             )),
         }
@@ -344,7 +344,7 @@ impl StageContext {
         } = assembly;
         if appended.len() != plan.chunks.len() {
             let missing: Vec<usize> = (appended.len()..plan.chunks.len()).collect();
-            return Err(Error::Staging(format!(
+            return Err(Error::NotStaged(format!(
                 "cannot assemble: chunks {} have no exported part",
                 ChunkSet::from_indexes(missing)
             )));

@@ -34,7 +34,7 @@ const WRITE_BATCH: usize = 256 * 1024;
 /// one `COPY (SELECT ...) TO STDOUT`, checked like the spec's own SQL.
 pub fn copy_statement(spec: &ValidSpec, plan: &Plan, index: usize) -> Result<String> {
     let chunk = plan.chunks.get(index).ok_or_else(|| {
-        Error::Staging(format!(
+        Error::PlanMismatch(format!(
             "chunk {index} is not in the plan ({} chunks)",
             plan.chunks.len()
         ))
@@ -42,8 +42,9 @@ pub fn copy_statement(spec: &ValidSpec, plan: &Plan, index: usize) -> Result<Str
     let mut sql = SourceSql::build(&spec.source, &plan.source)?;
     sql.limit_values(spec.output.max_value_bytes, &plan.source);
     let text = PartEncoding::new(&plan.format).format_copy(&sql, &plan.source, chunk)?;
-    reportjob_core::sql::regenerate_copy_to_stdout(&text)
-        .map_err(|e| Error::Staging(format!("the statement of chunk {index} was refused: {e}")))
+    reportjob_core::sql::regenerate_copy_to_stdout(&text).map_err(|e| {
+        Error::PlanMismatch(format!("the statement of chunk {index} was refused: {e}"))
+    })
 }
 
 /// A failed `COPY`: a value over `output.maxValueBytes` (the guard's failed cast, see
@@ -147,7 +148,7 @@ impl StageContext {
         let (db, setup, spec) = (&self.db, &self.session_setup(false), &self.spec);
         let (storage, layout, cancel) = (self.storage.as_ref(), &self.layout, &self.cancel);
         let chunk = plan.chunks.get(index).ok_or_else(|| {
-            Error::Staging(format!(
+            Error::PlanMismatch(format!(
                 "chunk {index} is not in the plan ({} chunks)",
                 plan.chunks.len()
             ))
@@ -170,7 +171,7 @@ impl StageContext {
         let compression = plan
             .format
             .compression()
-            .map_err(|e| wrap(Error::Staging(e)))?;
+            .map_err(|e| wrap(Error::PlanMismatch(e)))?;
         let compressor = Compressor::new(compression)
             .map_err(|e| wrap(Error::storage("starting the part's compressor", e)))?;
         let mut sink = PartSink::new(
@@ -232,7 +233,7 @@ impl StageContext {
             snapshot: setup.snapshot.clone(),
         };
         let json = serde_json::to_vec_pretty(&manifest).map_err(|e| {
-            wrap(Error::Staging(format!(
+            wrap(Error::Encoding(format!(
                 "cannot serialize the part manifest: {e}"
             )))
         })?;
@@ -303,7 +304,7 @@ impl StageContext {
         match self.storage.read(&key).await? {
             None => Ok(None),
             Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                Error::Staging(format!(
+                Error::InvalidStaged(format!(
                     "{} is not a valid part manifest: {e}",
                     self.storage.location(&key)
                 ))

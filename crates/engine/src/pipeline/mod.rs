@@ -102,7 +102,7 @@ pub fn part_format(spec: &ValidSpec) -> PartFormat {
 fn to_json(value: &impl serde::Serialize, what: &str) -> Result<Bytes> {
     serde_json::to_vec_pretty(value)
         .map(Bytes::from)
-        .map_err(|e| Error::Staging(format!("cannot serialize the {what}: {e}")))
+        .map_err(|e| Error::Encoding(format!("cannot serialize the {what}: {e}")))
 }
 
 impl StageContext {

@@ -59,13 +59,13 @@ impl StageContext {
             return Ok(None);
         };
         let plan: Plan = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::Staging(format!(
+            Error::InvalidStaged(format!(
                 "{} is not a valid plan: {e}",
                 self.storage.location(&key)
             ))
         })?;
         if let Err(why) = plan.check_against(&self.spec.source) {
-            return Err(Error::Staging(format!(
+            return Err(Error::InvalidStaged(format!(
                 "{} {why}",
                 self.storage.location(&key)
             )));
@@ -76,7 +76,7 @@ impl StageContext {
     /// Loads the staged plan, checking it against `expected_digest` when given.
     pub async fn load_plan(&self, expected_digest: Option<&str>) -> Result<Plan> {
         let plan = self.staged_plan().await?.ok_or_else(|| {
-            Error::Staging(format!(
+            Error::NotStaged(format!(
                 "no plan at {}; run `reportjob plan --write` first",
                 self.storage.location(&self.layout.plan_key())
             ))
@@ -84,7 +84,7 @@ impl StageContext {
         if let Some(expected) = expected_digest
             && expected != plan.digest
         {
-            return Err(Error::Staging(format!(
+            return Err(Error::InvalidStaged(format!(
                 "the staged plan has digest {}, expected {expected}",
                 plan.digest
             )));

@@ -87,7 +87,7 @@ impl StageContext {
             .ok()
             .and_then(|d| issued.checked_add(d).ok())
             .ok_or_else(|| {
-                Error::Staging(format!(
+                Error::Encoding(format!(
                     "a link issued at {issued} cannot expire {expires_in:?} later"
                 ))
             })?;

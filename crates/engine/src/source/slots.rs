@@ -74,7 +74,7 @@ mod tests {
 
     #[test]
     fn only_a_connect_refused_for_want_of_a_slot_is_waited_for() {
-        assert!(!waits_for_slot(&Error::Staging("x".into())));
+        assert!(!waits_for_slot(&Error::Encoding("x".into())));
         let io = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         assert!(!waits_for_slot(&Error::Connect {
             target: String::new(),

@@ -30,7 +30,7 @@ impl SourceSql {
     /// plan does not belong to this source.
     pub fn build(source: &ValidSource, planned: &PlannedSource) -> Result<SourceSql, Error> {
         if planned.spec_digest != source_digest(source) {
-            return Err(Error::Staging(format!(
+            return Err(Error::PlanMismatch(format!(
                 "the plan was made for another spec (spec digest {}, this spec {}); plan again",
                 planned.spec_digest,
                 source_digest(source)
@@ -38,7 +38,7 @@ impl SourceSql {
         }
         let types = &planned.parameters;
         if types.len() != source.parameters.len() {
-            return Err(Error::Staging(format!(
+            return Err(Error::PlanMismatch(format!(
                 "the plan has {} parameter types, the spec {} parameters",
                 types.len(),
                 source.parameters.len()
@@ -46,7 +46,7 @@ impl SourceSql {
         }
         for (i, (p, t)) in source.parameters.iter().zip(types).enumerate() {
             if p.declared.is_some_and(|d| d != *t) {
-                return Err(Error::Staging(format!(
+                return Err(Error::PlanMismatch(format!(
                     "the plan types ${} as {t}, the spec declares it {}",
                     i + 1,
                     p.declared.map_or("", |d| d.sql_name())
@@ -54,11 +54,11 @@ impl SourceSql {
             }
         }
         let bound = |r: Result<String, reportjob_core::sql::SqlError>| {
-            r.map_err(|e| Error::Staging(format!("cannot bind the parameters: {e}")))
+            r.map_err(|e| Error::Encoding(format!("cannot bind the parameters: {e}")))
         };
         let key = &source.key_column;
         if *key != planned.key_column {
-            return Err(Error::Staging(format!(
+            return Err(Error::PlanMismatch(format!(
                 "the plan's key column {:?} is not the spec's {key:?}",
                 planned.key_column
             )));
@@ -73,14 +73,14 @@ impl SourceSql {
                     t.name == name.name && name.schema.as_ref().is_none_or(|s| *s == t.schema)
                 });
                 if !same_table {
-                    return Err(Error::Staging(format!(
+                    return Err(Error::PlanMismatch(format!(
                         "the plan's table {:?} is not the spec's {name}",
                         planned.table
                     )));
                 }
                 let columns = columns.as_ref().unwrap_or(&planned.columns);
                 if *columns != planned.columns || columns.is_empty() {
-                    return Err(Error::Staging(
+                    return Err(Error::PlanMismatch(
                         "the plan's columns are not the spec's".to_string(),
                     ));
                 }

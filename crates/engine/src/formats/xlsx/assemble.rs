@@ -38,7 +38,7 @@ pub fn rows_per_sheet() -> Result<u32> {
             .ok()
             .filter(|n| (1..=MAX_ROWS_PER_SHEET).contains(n))
             .ok_or_else(|| {
-                Error::Staging(format!(
+                Error::InvalidStaged(format!(
                     "{ROWS_PER_SHEET_ENV}={text:?} must be between 1 and {MAX_ROWS_PER_SHEET}"
                 ))
             }),
@@ -72,7 +72,9 @@ impl WorkbookAssembly {
             .tempdir()
             .map_err(|e| Error::storage("creating a temporary directory for the workbook", e))?;
         let columns = plan.source.columns.clone();
-        plan.source.check_column_types().map_err(Error::Staging)?;
+        plan.source
+            .check_column_types()
+            .map_err(Error::PlanMismatch)?;
         let kinds: Vec<ColumnKind> = plan
             .source
             .column_types
@@ -138,10 +140,10 @@ impl WorkbookAssembly {
         match self.encoder.take() {
             Some(encoder) => match encoder.await {
                 Ok(Err(why)) => Err(workbook_error(why)),
-                Ok(Ok(_)) => Err(Error::Staging("the workbook encoder ended early".into())),
-                Err(e) => Err(Error::Staging(format!("the workbook encoder failed: {e}"))),
+                Ok(Ok(_)) => Err(Error::Encoding("the workbook encoder ended early".into())),
+                Err(e) => Err(Error::Encoding(format!("the workbook encoder failed: {e}"))),
             },
-            None => Err(Error::Staging("the workbook encoder has stopped".into())),
+            None => Err(Error::Encoding("the workbook encoder has stopped".into())),
         }
     }
 
@@ -157,10 +159,10 @@ impl WorkbookAssembly {
         let encoder = self
             .encoder
             .take()
-            .ok_or_else(|| Error::Staging("the workbook encoder has stopped".into()))?;
+            .ok_or_else(|| Error::Encoding("the workbook encoder has stopped".into()))?;
         let file = encoder
             .await
-            .map_err(|e| Error::Staging(format!("the workbook encoder failed: {e}")))?
+            .map_err(|e| Error::Encoding(format!("the workbook encoder failed: {e}")))?
             .map_err(workbook_error)?;
         let composed = upload(storage, layout, target, file).await;
         drop(self.temp);
@@ -178,7 +180,7 @@ impl WorkbookAssembly {
 
 /// The error for what stopped the encoder.
 fn workbook_error(why: String) -> Error {
-    Error::Staging(format!("cannot write the workbook: {why}"))
+    Error::Encoding(format!("cannot write the workbook: {why}"))
 }
 
 /// The encoder: rows of the fed parts into a workbook, saved into an unnamed temporary file

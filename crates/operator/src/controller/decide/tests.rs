@@ -1748,7 +1748,7 @@ fn a_holder_that_fails_permanently_fails_the_run_without_a_new_snapshot() {
         .failed_with(
             Stage::Snapshot,
             reportjob_core::stage_protocol::EXIT_PERMANENT,
-            "staging",
+            "storage",
             "cannot create orders.csv.parts: Permission denied (os error 13)",
         )
         .decide();
