@@ -8,6 +8,23 @@ use std::time::{Duration, Instant};
 /// How often a condition is looked at again.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
+/// How long a test waits for a condition before it fails: long enough for a loaded
+/// two-core machine running a second build beside the tests.
+pub const PATIENCE: Duration = Duration::from_secs(180);
+
+/// Waits for `check` to yield a value; panics naming `what` after [`PATIENCE`].
+pub async fn eventually<T>(what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
+    poll(PATIENCE, check)
+        .await
+        .unwrap_or_else(|| panic!("timed out after {PATIENCE:?} waiting for {what}"))
+}
+
+/// [`eventually`] for code outside a runtime.
+pub fn eventually_blocking<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    poll_blocking(PATIENCE, check)
+        .unwrap_or_else(|| panic!("timed out after {PATIENCE:?} waiting for {what}"))
+}
+
 /// Looks at `check` every [`POLL_INTERVAL`] until it yields a value, or `ceiling` has passed
 /// (then `None`).
 pub async fn poll<T>(ceiling: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> Option<T> {

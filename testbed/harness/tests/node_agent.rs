@@ -19,7 +19,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::{AsyncBufReadExt as _, StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
@@ -33,11 +33,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
-
-/// The ceiling of every wait on a condition: generous, because a loaded machine (other test
-/// binaries building and running beside this one) can slow a pod start by many seconds. Waits
-/// end as soon as their condition holds.
-const PATIENCE: Duration = Duration::from_secs(180);
+use testbed::wait::{PATIENCE, eventually};
 
 /// The image every pod here runs: `/bin/sh`, as root.
 const SH: &str = "sh";
@@ -133,13 +129,6 @@ fn remove_stale(parent: &Path) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
-}
-
-/// Waits for `check` to give a value; panics after [`PATIENCE`] naming `what`.
-async fn eventually<T>(what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
-    testbed::wait::poll(PATIENCE, check)
-        .await
-        .unwrap_or_else(|| panic!("timed out after {PATIENCE:?} waiting for {what}"))
 }
 
 /// A test's namespace and a client on the test's runtime.

@@ -10,7 +10,7 @@ pub mod testbed;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection, Row};
@@ -44,25 +44,10 @@ async fn ensure_database() {
     }
 }
 
-/// The ceiling of every wait on a condition in these tests. Generous, because a loaded
-/// machine (other test binaries compiling beside this one) slows everything down; a wait ends
-/// as soon as its condition holds, so a fast machine never waits this long.
-pub const PATIENCE: Duration = Duration::from_secs(180);
-
-pub use ::testbed::wait::{POLL_INTERVAL, poll, poll_blocking};
-
-/// Waits for `check` to yield a value; panics naming `what` after [`PATIENCE`].
-pub async fn eventually<T>(what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
-    poll(PATIENCE, check)
-        .await
-        .unwrap_or_else(|| panic!("timed out after {PATIENCE:?} waiting for {what}"))
-}
-
-/// [`eventually`] for code outside a runtime.
-pub fn eventually_blocking<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
-    poll_blocking(PATIENCE, check)
-        .unwrap_or_else(|| panic!("timed out after {PATIENCE:?} waiting for {what}"))
-}
+/// The one wait on a condition, with its ceiling ([`PATIENCE`]).
+pub use ::testbed::wait::{
+    PATIENCE, POLL_INTERVAL, eventually, eventually_blocking, poll, poll_blocking,
+};
 
 /// A free TCP port on loopback (the OS picks; nothing listens on it when this returns).
 pub fn free_port() -> u16 {
