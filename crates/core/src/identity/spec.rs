@@ -212,7 +212,7 @@ mod tests {
         for (from, to) in not_shaping {
             assert_eq!(identity(&SPEC.replace(from, to)), base, "{to}");
         }
-        // This round's fields at their defaults leave an existing spec's identity alone.
+        // Later fields at their defaults leave an existing spec's identity alone.
         let defaults = "    csv: {bom: false, lineEnding: lf}\n    destination:";
         assert_eq!(identity(&SPEC.replace("    destination:", defaults)), base);
         let jsonl = "    format: jsonl\n    jsonl: {numericAsNumber: true}\n    destination:";
