@@ -146,9 +146,10 @@ pub async fn key_stats(
     let row = sqlx::query(AssertSqlSafe(format!(
         "SELECT count(*),
                 (percentile_disc((SELECT array_agg(g::float8 / {grid_size}) FROM generate_series(1, {grid_size} - 1) AS g))
-                   WITHIN GROUP (ORDER BY {key}) FILTER (WHERE random() < {keep}))::text[]
+                   WITHIN GROUP (ORDER BY {key}) FILTER (WHERE {kept}))::text[]
          {sampled_from}",
-        key = src.key_sql
+        key = src.key_sql,
+        kept = kept_at_random(&src.key_sql, keep)
     )))
     .fetch_one(session.conn())
     .await
@@ -166,7 +167,10 @@ pub async fn key_stats(
         pick_from_grid(&grid, k)
     } else {
         // The estimate was far off: take the quantiles for this chunk count directly.
-        let thinned = format!("{sampled_from}\n  AND random() < {keep}");
+        let thinned = format!(
+            "{sampled_from}\n  AND {}",
+            kept_at_random(&src.key_sql, keep)
+        );
         percentiles(session, &thinned, &src.key_sql, k).await?
     };
     Ok(KeyStats {
@@ -175,6 +179,18 @@ pub async fn key_stats(
         boundaries,
         strategy: Strategy::Sample,
     })
+}
+
+/// A condition that keeps about the share `keep` of the rows, chosen by a hash of the key
+/// rather than by `random()`: the same data gives the same sample, so the same plan and the
+/// same report bytes on every run.
+fn kept_at_random(key_sql: &str, keep: f64) -> String {
+    const SCALE: f64 = 1_048_576.0;
+    if keep >= 1.0 {
+        return "true".to_string();
+    }
+    let below = (keep.max(0.0) * SCALE).ceil() as u64;
+    format!("(hashtextextended(({key_sql})::text, 7) & 1048575) < {below}")
 }
 
 /// The `k`-quantiles of the key over the rows of `rows_from`, computed by the server.
@@ -297,4 +313,18 @@ async fn explain_rows(session: &mut ReadSession, rows_from: &str) -> Result<u64>
         .and_then(serde_json::Value::as_f64)
         .unwrap_or(0.0);
     Ok(rows.max(0.0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_keeps_rows_by_a_hash_of_their_key() {
+        assert_eq!(kept_at_random("\"id\"", 1.0), "true");
+        assert_eq!(
+            kept_at_random("\"id\"", 0.25),
+            "(hashtextextended((\"id\")::text, 7) & 1048575) < 262144"
+        );
+    }
 }
