@@ -9,7 +9,8 @@ pub mod manager;
 pub mod stage;
 
 use client::{
-    cancel, completion, download, list, logs, resume, retry, schedule, status, submit, wait,
+    cancel, completion, download, list, logs, resume, retry, schedule, status, submit, suspend,
+    wait,
 };
 use stage::notify;
 
@@ -64,11 +65,15 @@ pub enum Command {
     /// snapshot Job's pod runs this).
     #[command(hide = true)]
     Snapshot(SnapshotArgs),
-    /// Print the ReportJob CustomResourceDefinition as YAML (with --schedule, ReportSchedule's).
+    /// Print the ReportJob CustomResourceDefinition as YAML (with --schedule, ReportSchedule's;
+    /// with --markdown, its field reference as in docs/reference/).
     Crd {
         /// Print the ReportSchedule CRD instead.
         #[arg(long)]
         schedule: bool,
+        /// Print the field reference generated from the CRD's schema, as Markdown.
+        #[arg(long)]
+        markdown: bool,
     },
     /// Create (or update) a ReportJob in the cluster; with --wait, follow it to the end.
     Submit(submit::SubmitArgs),
@@ -81,8 +86,11 @@ pub enum Command {
     Wait(wait::WaitArgs),
     /// Re-run the failed chunks of a failed ReportJob.
     Retry(retry::RetryArgs),
-    /// Suspend a ReportJob (or delete it with --delete).
+    /// End a ReportJob's run for good: pods stopped, snapshot released, staging removed
+    /// (or delete it with --delete).
     Cancel(cancel::CancelArgs),
+    /// Pause a ReportJob (spec.suspend); `resume` goes on where it stopped.
+    Suspend(suspend::SuspendArgs),
     /// Resume a suspended ReportJob.
     Resume(resume::ResumeArgs),
     /// Print the logs of a ReportJob's pods (-f: follow them as they run).
@@ -355,9 +363,40 @@ pub async fn dispatch(cli: Cli) -> i32 {
     code
 }
 
+/// The field reference of the ReportJob (or, with `schedule`, ReportSchedule) resource, as
+/// committed in `docs/reference/`.
+pub fn reference_markdown(schedule: bool) -> String {
+    if schedule {
+        crate::api::reference::markdown(
+            &crate::schedule::crd::crd(),
+            "ReportSchedule reference",
+            "A ReportSchedule creates a ReportJob from its template on a cron schedule. \
+             The template's `spec` is a ReportJob's: see the \
+             [ReportJob reference](reportjob.md).",
+        )
+    } else {
+        crate::api::reference::markdown(
+            &crate::api::schema::crd(),
+            "ReportJob reference",
+            "Every field of a ReportJob, from the CRD the API server validates against. \
+             The concepts behind them are in [concepts](../concepts.md).",
+        )
+    }
+}
+
 async fn run_command(command: Command) -> i32 {
     match command {
-        Command::Crd { schedule } => match if schedule {
+        Command::Crd {
+            schedule,
+            markdown: true,
+        } => {
+            print!("{}", reference_markdown(schedule));
+            EXIT_OK
+        }
+        Command::Crd {
+            schedule,
+            markdown: false,
+        } => match if schedule {
             crate::schedule::crd::crd_yaml()
         } else {
             crate::api::schema::crd_yaml()
@@ -382,6 +421,7 @@ async fn run_command(command: Command) -> i32 {
         Command::Wait(args) => wait::wait(args).await,
         Command::Retry(args) => retry::retry(args).await,
         Command::Cancel(args) => cancel::cancel(args).await,
+        Command::Suspend(args) => suspend::suspend(args).await,
         Command::Resume(args) => resume::resume(args).await,
         Command::Logs(args) => logs::logs(args).await,
         Command::Download(args) => download::download(args).await,

@@ -884,7 +884,7 @@ async fn status_shows_progress_output_conditions_and_events() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retry_annotates_and_cancel_suspends_or_deletes() {
+async fn retry_annotates_suspend_pauses_cancel_ends_and_delete_deletes() {
     let env = Env::start("retry-cancel").await;
     create_reportjob(&env, "orders").await;
     env.set_status(
@@ -926,13 +926,35 @@ async fn retry_annotates_and_cancel_suspends_or_deletes() {
             .contains_key("reporting.dev/retry")
     );
 
-    let (code, stdout, stderr) = text(&env.run(&["cancel", "orders"]).await);
+    let (code, stdout, stderr) = text(&env.run(&["suspend", "orders"]).await);
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout.contains(&format!("ReportJob {}/orders suspended", env.ns)),
         "{stdout}"
     );
     assert!(env.api().get("orders").await.unwrap().spec.suspend);
+
+    // Cancel ends a run in flight; a finished one has none.
+    let (code, stdout, stderr) = text(&env.run(&["cancel", "busy"]).await);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(&format!("ReportJob {}/busy cancelled", env.ns)),
+        "{stdout}"
+    );
+    assert!(
+        env.api()
+            .get("busy")
+            .await
+            .unwrap()
+            .annotations()
+            .contains_key("reporting.dev/cancel")
+    );
+    let (code, _, stderr) = text(&env.run(&["cancel", "orders"]).await);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("is Failed: there is no run to cancel"),
+        "{stderr}"
+    );
 
     let (code, stdout, _) = text(&env.run(&["cancel", "orders", "--delete"]).await);
     assert_eq!(code, 0);
@@ -945,6 +967,7 @@ async fn retry_annotates_and_cancel_suspends_or_deletes() {
     for args in [
         &["retry", "orders"][..],
         &["cancel", "orders"],
+        &["suspend", "orders"],
         &["cancel", "orders", "--delete"],
     ] {
         let (code, _, stderr) = text(&env.run(args).await);

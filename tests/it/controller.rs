@@ -665,6 +665,145 @@ async fn suspend_pauses_the_chunks_releases_the_snapshot_and_resume_finishes_exa
     assert_orders_report(&mut db, &env, ns, "orders.csv").await;
 }
 
+/// Runs the `reportjob` CLI against the test cluster in `ns`: exit code, stdout, stderr.
+fn cli(env: &Env, ns: &str, args: &[&str]) -> (i32, String, String) {
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_reportjob"))
+            .args(args)
+            .args(["-n", ns, "--kubeconfig"])
+            .arg(&env.kubeconfig)
+            .output()
+            .unwrap()
+    });
+    (
+        out.status.code().unwrap_or(-1),
+        common::stdout(&out),
+        common::stderr(&out),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_the_pods_releases_the_snapshot_removes_staging_and_keeps_the_reportjob() {
+    let (mut db, table, env, ns) = one_controller("ctl_cancel", "cancel", 1_000).await;
+    // The run connects as a role of its own, so its sessions can be told from every other
+    // test's in pg_stat_activity.
+    let role = format!("{}_cancel", db.schema);
+    db.exec(&format!(
+        "CREATE ROLE {role} LOGIN;
+         GRANT USAGE ON SCHEMA {schema} TO {role};
+         GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role};",
+        schema = db.schema
+    ))
+    .await;
+    let url = format!(
+        "{}/{}",
+        common::server_url().replacen("postgres@", &format!("{role}@"), 1),
+        common::database_url().rsplit('/').next().unwrap()
+    );
+    env.secret(ns, "db-cancel", &[("url", &url)]).await;
+    let sessions = async |db: &mut TestDb| -> i64 {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pg_stat_activity WHERE usename = $1")
+            .bind(&role)
+            .fetch_one(&mut db.conn)
+            .await
+            .unwrap()
+    };
+    // Chunks of 5 s (250 rows at 20 ms), under one snapshot (the default).
+    let schema = table.split_once('.').map_or("public", |(schema, _)| schema);
+    env.apply(
+        ns,
+        &slow_report("orders", &table, "orders.csv")
+            .set("spec.source.connectionSecretRef.name", "db-cancel")
+            .filter(&common::slow_filter(schema, 0.02))
+            .build_yaml(),
+    )
+    .await;
+    env.wait_phase(ns, "orders", Phase::Running, LONG).await;
+    common::eventually("the holder's and a chunk's sessions", async || {
+        (sessions(&mut db).await >= 2).then_some(())
+    })
+    .await;
+
+    let (code, out, err) = cli(&env, ns, &["cancel", "orders"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("ReportJob {ns}/orders cancelled")),
+        "{out}"
+    );
+    let cancelled = env.wait_phase(ns, "orders", Phase::Cancelled, LONG).await;
+    assert!(cancelled.status.unwrap().completion_time.is_some());
+    // Every stage Job goes (the holder's with it, so the snapshot is released), and no
+    // session of the run is left holding back vacuum.
+    let jobs: Api<Job> = Api::namespaced(env.client.clone(), ns);
+    common::eventually("no stage Job but the cleanup", || async {
+        let names: Vec<String> = jobs
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .iter()
+            .map(kube::ResourceExt::name_any)
+            .collect();
+        names.iter().all(|n| n == "orders-cleanup").then_some(())
+    })
+    .await;
+    common::eventually("no session of the run", async || {
+        (sessions(&mut db).await == 0).then_some(())
+    })
+    .await;
+    let kept = common::eventually("staging removed", || async {
+        let rj = Api::<reportjob::api::ReportJob>::namespaced(env.client.clone(), ns)
+            .get("orders")
+            .await
+            .ok()?;
+        let removed = rj
+            .status
+            .as_ref()?
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "StagingRemoved" && c.status == "True");
+        removed.then_some(rj)
+    })
+    .await;
+    assert_eq!(kept.status.unwrap().phase, Some(Phase::Cancelled));
+    let volume = env.pvc_dir(ns);
+    assert!(!volume.join("orders.csv").exists());
+    assert!(
+        !volume.join("orders.csv.parts").exists()
+            || std::fs::read_dir(volume.join("orders.csv.parts"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "staging left: {:?}",
+        std::fs::read_dir(volume.join("orders.csv.parts")).map(|d| d.count())
+    );
+    assert!(
+        event_reasons(&env, ns, "orders")
+            .await
+            .contains(&"Cancelled".to_string())
+    );
+
+    // A cancelled run does not come back: retry is refused, wait ends at once with exit 1.
+    let (code, _, err) = cli(&env, ns, &["retry", "orders"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("was cancelled"), "{err}");
+    let (code, _, err) = cli(&env, ns, &["wait", "orders"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("ReportJob {ns}/orders was cancelled")),
+        "{err}"
+    );
+    assert!(err.contains("does not run again"), "{err}");
+    let (code, _, err) = cli(&env, ns, &["cancel", "orders"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("is Cancelled: there is no run to cancel"),
+        "{err}"
+    );
+    db.exec(&format!("DROP OWNED BY {role}; DROP ROLE {role};"))
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_reportjobs_fail_with_invalid_spec_naming_the_field_and_create_nothing() {
     let mut env = Env::start().await;

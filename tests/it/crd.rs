@@ -28,6 +28,37 @@ fn committed_crd_matches_the_generator() {
 }
 
 #[test]
+fn the_committed_field_references_match_the_crds() {
+    for (schedule, file) in [(false, "reportjob.md"), (true, "reportschedule.md")] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("docs/reference")
+            .join(file);
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        let generated = reportjob::cli::reference_markdown(schedule);
+        assert!(
+            committed == generated,
+            "docs/reference/{file} is stale: run `cargo run -- crd --markdown{} > docs/reference/{file}`",
+            if schedule { " --schedule" } else { "" }
+        );
+        // Every field of the spec has a row.
+        assert!(generated.contains("| `spec.") || generated.contains("## `spec"));
+    }
+    let reportjob = reportjob::cli::reference_markdown(false);
+    for field in [
+        "`keyColumn`",
+        "`maxValueBytes`",
+        "`chunkSize`",
+        "`destination`",
+    ] {
+        assert!(reportjob.contains(field), "{field}");
+    }
+    assert!(
+        reportjob.contains("| `chunkSize` | integer |  | `100000` |"),
+        "{reportjob}"
+    );
+}
+
+#[test]
 fn crd_names_and_columns_follow_the_contract() {
     let crd = reportjob::api::schema::crd();
     assert_eq!(

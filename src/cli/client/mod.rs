@@ -1,5 +1,6 @@
 //! The client commands, for people and CI, talking to the Kubernetes API: [`submit`],
-//! [`list`], [`status`], [`wait`], [`retry`], [`cancel`], [`resume`], [`schedule`], [`logs`]
+//! [`list`], [`status`], [`wait`], [`retry`], [`cancel`], [`suspend`], [`resume`],
+//! [`schedule`], [`logs`]
 //! (with [`follow_logs`]), [`download`] and [`completion`], with [`cluster`] (the one place
 //! a kube client is built), [`output`], [`print`] (`-o` and the one table printer) and
 //! [`progress`]; their exit codes and error type are in [`exit`]. Installed or linked as
@@ -24,4 +25,5 @@ pub mod schedule;
 mod stage_pods;
 pub mod status;
 pub mod submit;
+pub mod suspend;
 pub mod wait;

@@ -27,6 +27,9 @@ pub fn outcome(rj: &ReportJob) -> Option<bool> {
 
 /// [`outcome`] of a status.
 pub fn outcome_of(status: &ReportJobStatus) -> Option<bool> {
+    if status.phase == Some(crate::api::Phase::Cancelled) {
+        return Some(false);
+    }
     let mut decided = false;
     for c in &status.conditions {
         if c.type_ == COMPLETE || c.type_ == FAILED {

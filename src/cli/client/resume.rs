@@ -1,4 +1,4 @@
-//! `reportjob resume NAME`: clears `spec.suspend`, the counterpart of `cancel`.
+//! `reportjob resume NAME`: clears `spec.suspend`, the counterpart of `suspend`.
 
 use clap::Args;
 use kube::api::{Api, Patch};

@@ -40,6 +40,16 @@ async fn retry_inner(args: RetryArgs) -> CommandResult {
     let name = &args.name;
     let rj = get_reportjob(&api, name, &ns).await?;
     let status = rj.status.unwrap_or_default();
+    if status.phase == Some(crate::api::Phase::Cancelled) {
+        return Err(CommandError::failed(format!(
+            "ReportJob {ns}/{name} was cancelled: {}",
+            crate::api::next_step::after_failure(
+                crate::api::conditions::reason::CANCELLED,
+                name,
+                &ns
+            )
+        )));
+    }
     if outcome_of(&status) != Some(false) {
         return Err(CommandError::failed(format!(
             "ReportJob {ns}/{name} is {}, not failed: there is nothing to retry",

@@ -195,6 +195,20 @@ pub fn report_end(end: &WaitEnd, ns: &str, name: &str, shown: Shown, waited: Dur
                 print!("{}", output_lines(&status));
             }
         }
+        WaitEnd::Finished(_, false) if status.phase == Some(crate::api::Phase::Cancelled) => {
+            eprintln!(
+                "error: ReportJob {ns}/{name} was cancelled: {}",
+                failure_message(&status)
+            );
+            eprintln!(
+                "{}",
+                crate::api::next_step::after_failure(
+                    crate::api::conditions::reason::CANCELLED,
+                    name,
+                    ns
+                )
+            );
+        }
         WaitEnd::Finished(_, false) => {
             eprintln!(
                 "error: ReportJob {ns}/{name} failed: {}",

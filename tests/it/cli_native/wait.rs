@@ -85,7 +85,7 @@ async fn wait_exits_as_submit_wait_does_and_resume_pairs_with_cancel() {
         "{err}"
     );
 
-    let (code, out, _) = cli.run(&["cancel", "orders"]).await;
+    let (code, out, _) = cli.run(&["suspend", "orders"]).await;
     assert_eq!(code, 0);
     assert!(
         out.contains(&format!("resume: reportjob resume orders -n {ns}")),

@@ -21,6 +21,8 @@ pub const NOTIFIED: &str = "Notified";
 /// Condition type: the run waits for one of the controller's run slots
 /// (`--max-concurrent-runs`) or for stage pod budget (`--max-stage-pods-per-namespace`).
 pub const QUEUED: &str = "Queued";
+/// Condition type: whether the staging data of a cancelled run was removed.
+pub const STAGING_REMOVED: &str = "StagingRemoved";
 
 /// Condition type: the spec changed after planning started and the change is ignored.
 pub const SPEC_CHANGE_IGNORED: &str = "SpecChangeIgnored";
@@ -83,6 +85,10 @@ pub mod reason {
     pub const BAD_RESULT: &str = "BadStageResult";
     /// A retry was requested with the retry annotation.
     pub const RETRYING: &str = "Retrying";
+    /// `reportjob cancel` ended the run for good.
+    pub const CANCELLED: &str = "Cancelled";
+    /// The staging data of a cancelled run was removed (or there was none).
+    pub const STAGING_REMOVED: &str = "StagingRemoved";
     /// A stage pod cannot start (e.g. its Secret is missing).
     pub const POD_CANNOT_START: &str = "PodCannotStart";
     /// A stage Job cannot create its pods (a ResourceQuota, a LimitRange, admission).

@@ -6,6 +6,7 @@ mod field_error;
 pub mod load;
 pub mod next_step;
 pub mod pod_settings;
+pub mod reference;
 pub mod schema;
 pub mod sheet_name;
 pub mod spec;

@@ -34,6 +34,11 @@ pub fn after_failure(reason: &str, name: &str, ns: &str) -> String {
                  use consistency: PerChunk"
             )
         }
+        super::conditions::reason::CANCELLED => format!(
+            "a cancelled ReportJob does not run again: to export, apply it again under a new \
+             name (`kubectl -n {ns} get reportjob {name} -o yaml`); `kubectl -n {ns} delete \
+             reportjob {name}` removes it"
+        ),
         super::conditions::reason::START_TIMEOUT => format!(
             "fix what kept the pods from starting (the message says), then {retry} runs the \
              stage again"
@@ -71,5 +76,7 @@ mod tests {
         );
         assert!(after_failure(reason::ASSEMBLE_FAILED, "r", "ns").contains("assembles again"));
         assert!(after_failure(reason::SNAPSHOT_LOST, "r", "ns").contains("new snapshot"));
+        let cancelled = after_failure(reason::CANCELLED, "r", "ns");
+        assert!(!cancelled.contains("reportjob retry"), "{cancelled}");
     }
 }

@@ -161,7 +161,7 @@ fn rules(schema: &mut schemars::Schema, rules: serde_json::Value) {
 pub fn crd() -> CustomResourceDefinition {
     let mut crd = ReportJob::crd();
     name_rule(&mut crd, crate::names::MAX_REPORTJOB_NAME, &NAME_TOO_LONG);
-    crd
+    super::reference::polished(crd)
 }
 
 /// The message of the rule on the length of a ReportJob's name.

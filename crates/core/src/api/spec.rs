@@ -82,10 +82,12 @@ pub struct ReportJobSpec {
     /// Send a webhook when the report succeeds or fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<NotifySpec>,
-    /// Pause the export: running chunk pods are stopped and no new ones start until this is cleared.
+    /// Pause the export: running chunk pods are stopped and no new ones start until this is
+    /// cleared (`reportjob suspend` / `resume`). To end a run for good, `reportjob cancel`.
     #[serde(default)]
     pub suspend: bool,
-    /// Delete the ReportJob this many seconds after it finished (succeeded or failed). Unset keeps it.
+    /// Delete the ReportJob this many seconds after it finished (succeeded, failed or
+    /// cancelled). Unset keeps it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub ttl_seconds_after_finished: Option<i64>,

@@ -83,6 +83,9 @@ pub enum Phase {
     Failed,
     /// `spec.suspend` is set.
     Suspended,
+    /// Ended for good by `reportjob cancel` (the `reporting.dev/cancel` annotation): its
+    /// pods stopped, its snapshot released, its staging data removed; kept for the record.
+    Cancelled,
 }
 
 impl Phase {
@@ -96,12 +99,13 @@ impl Phase {
             Phase::Succeeded => "Succeeded",
             Phase::Failed => "Failed",
             Phase::Suspended => "Suspended",
+            Phase::Cancelled => "Cancelled",
         }
     }
 
-    /// Succeeded and Failed are terminal.
+    /// Succeeded, Failed and Cancelled are terminal: the run does not go on by itself.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Phase::Succeeded | Phase::Failed)
+        matches!(self, Phase::Succeeded | Phase::Failed | Phase::Cancelled)
     }
 }
 

@@ -25,7 +25,7 @@ pub fn crd() -> CustomResourceDefinition {
             }
         }
     }
-    crd
+    crate::api::reference::polished(crd)
 }
 
 /// The message of the rule on the length of a ReportSchedule's name.

@@ -32,6 +32,8 @@ pub mod action {
     pub const CLEANUP: &str = "Cleanup";
     /// Retrying a failed stage.
     pub const RETRY: &str = "Retry";
+    /// Cancelling the run.
+    pub const CANCEL: &str = "Cancel";
     /// Anything else.
     pub const RECONCILE: &str = "Reconcile";
 }
@@ -170,6 +172,11 @@ pub fn phase_notes(old: &ReportJobStatus, new: &ReportJobStatus) -> Vec<EventNot
                 }]
             }
         }
+        Some(Phase::Cancelled) => vec![EventNote::normal(
+            reason::CANCELLED,
+            action::CANCEL,
+            &message,
+        )],
         Some(Phase::Pending) | None => Vec::new(),
     }
 }

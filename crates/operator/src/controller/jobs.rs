@@ -267,7 +267,10 @@ pub fn cleanup_job(t: &JobContext, run_id: &str) -> Job {
             .and_then(|o| o.file_count)
             .filter(|_| t.spec.output.split.is_some())
             .map(|n| n.to_string());
-    if t.spec.output.delete_with_report_job {
+    // Only a report this run published is its to delete: a run that failed or was
+    // cancelled before publishing leaves whatever is at the destination alone.
+    let published = t.rj.status.as_ref().is_some_and(|s| s.output.is_some());
+    if t.spec.output.delete_with_report_job && published {
         args.push("--delete-output");
         if let Some(n) = recorded.as_deref() {
             args.extend(["--output-files", n]);
@@ -711,8 +714,16 @@ spec:
         );
         assert_eq!(plan.metadata.name.as_deref(), Some("orders-plan"));
         let cleanup = cleanup_job(&t, "rj-1");
-        assert!(args(&cleanup).contains(&"--delete-output".to_string()));
+        // The run published no report: what is at the destination is not its to delete.
+        assert!(!args(&cleanup).contains(&"--delete-output".to_string()));
         assert!(env_of(&cleanup).iter().all(|(k, _)| k != "DATABASE_URL"));
+        let mut published = rj.clone();
+        published.status = Some(reportjob_core::api::ReportJobStatus {
+            output: Some(Default::default()),
+            ..Default::default()
+        });
+        let published_cleanup = cleanup_job(&context_of(&published, &spec, &d), "rj-1");
+        assert!(args(&published_cleanup).contains(&"--delete-output".to_string()));
         let spec_env = env_of(&plan)
             .into_iter()
             .find(|(k, _)| k == "REPORTJOB_SPEC")

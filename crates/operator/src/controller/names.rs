@@ -14,6 +14,9 @@ pub use reportjob_core::names::{
 pub const FINALIZER: &str = "reporting.dev/cleanup";
 /// Set to a new value to re-run the failed stage (only the failed chunks) of a failed ReportJob.
 pub const RETRY_ANNOTATION: &str = "reporting.dev/retry";
+/// Annotation `reportjob cancel` sets on a ReportJob to end its run for good (its value,
+/// the time of the request, is for people).
+pub const CANCEL_ANNOTATION: &str = "reporting.dev/cancel";
 /// Annotation on the chunks Job: the plan's chunk indexes it exports, as compact ranges;
 /// completion index `i` exports the `i`-th of them.
 pub const CHUNKS_ANNOTATION: &str = "reporting.dev/chunks";

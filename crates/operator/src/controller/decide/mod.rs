@@ -115,7 +115,7 @@ pub fn decide(o: &Observed, defaults: &PodDefaults) -> Step {
         mut requeue,
         ..
     } = d;
-    let active = !matches!(st.phase, Some(Phase::Succeeded | Phase::Failed));
+    let active = !st.phase.is_some_and(Phase::is_terminal);
     if requeue.is_none() && active && action == Action::None {
         requeue = Some(RUNNING_RESYNC);
     }
@@ -226,11 +226,17 @@ impl<'a> Decision<'a> {
             self.held_back();
             return Action::AddFinalizer;
         }
+        let cancel_asked = rj.annotations().contains_key(names::CANCEL_ANNOTATION);
+        if self.st.phase == Some(Phase::Cancelled)
+            || (cancel_asked && !self.st.phase.is_some_and(Phase::is_terminal))
+        {
+            return self.cancelled();
+        }
         let started = self.st.plan.is_some() || self.job(Stage::Plan).is_some();
         if !started && let Some(action) = self.invalid_spec() {
             return action;
         }
-        if matches!(self.st.phase, Some(Phase::Succeeded | Phase::Failed))
+        if self.st.phase.is_some_and(Phase::is_terminal)
             && let Some(action) = self.release_snapshot()
         {
             return action;
@@ -563,6 +569,108 @@ impl<'a> Decision<'a> {
             Action::None
         } else {
             Action::DeleteJobs(doomed)
+        }
+    }
+
+    /// `reportjob cancel` ended the run: phase `Cancelled` at once, then every stage Job
+    /// stopped (the snapshot holder's too, which releases the snapshot), then the staging
+    /// data removed by a cleanup Job (never the report: a cancelled run published none),
+    /// recorded in the `StagingRemoved` condition. The ReportJob stays for the record until
+    /// `ttlSecondsAfterFinished` or a delete.
+    fn cancelled(&mut self) -> Action {
+        if self.st.phase != Some(Phase::Cancelled) {
+            let message = "cancelled by `reportjob cancel`: its pods are stopped, its snapshot \
+                           released and its staging data removed";
+            self.set_phase(Phase::Cancelled, message);
+            self.condition(
+                conditions::COMPLETE,
+                false,
+                reason::CANCELLED,
+                "the ReportJob was cancelled",
+            );
+            if self.has_condition(conditions::QUEUED) {
+                self.condition(conditions::QUEUED, false, reason::CANCELLED, "");
+            }
+            if self.st.completion_time.is_none() {
+                self.st.completion_time = Some(Time(self.o.now));
+            }
+        }
+        let name = self.rj().name_any();
+        let running: Vec<String> = [
+            Stage::Plan,
+            Stage::Chunks,
+            Stage::Assemble,
+            Stage::Notify,
+            Stage::Snapshot,
+        ]
+        .into_iter()
+        .filter(|s| self.job(*s).is_some())
+        .map(|s| s.job_name(&name))
+        .collect();
+        if !running.is_empty() {
+            // Stop every writer before removing what they write.
+            return Action::DeleteJobs(running);
+        }
+        if self.has_condition_type(conditions::STAGING_REMOVED) {
+            return self.finished();
+        }
+        let ever_started = self.st.plan.is_some() || self.st.start_time.is_some();
+        if !ever_started {
+            self.condition(
+                conditions::STAGING_REMOVED,
+                true,
+                reason::STAGING_REMOVED,
+                "the run had not started: nothing was staged",
+            );
+            return self.finished();
+        }
+        match self.job(Stage::Cleanup) {
+            None => match self.planned_or_current() {
+                Some(spec) => {
+                    let job =
+                        jobs::cleanup_job(&self.job_context(&spec), &names::run_id(self.rj()));
+                    self.notes.push(EventNote::cleaning_up());
+                    Action::CreateJob(Box::new(job))
+                }
+                None => {
+                    let why = "there is no valid spec to build the cleanup Job from";
+                    self.condition(
+                        conditions::STAGING_REMOVED,
+                        false,
+                        reason::CLEANUP_FAILED,
+                        why,
+                    );
+                    self.notes.push(EventNote::cleanup_failed(why));
+                    self.finished()
+                }
+            },
+            Some(job) => match job_outcome(job) {
+                JobOutcome::Running => {
+                    let _ = self.watch_pods(Stage::Cleanup, None);
+                    self.requeue = Some(RUNNING_RESYNC);
+                    Action::None
+                }
+                JobOutcome::Complete => {
+                    self.condition(
+                        conditions::STAGING_REMOVED,
+                        true,
+                        reason::STAGING_REMOVED,
+                        "the run's staging data was removed",
+                    );
+                    self.finished()
+                }
+                JobOutcome::Failed { message, .. } => {
+                    let last = self.pod_failure(Stage::Cleanup).unwrap_or(message);
+                    self.condition(
+                        conditions::STAGING_REMOVED,
+                        false,
+                        reason::CLEANUP_FAILED,
+                        &last,
+                    );
+                    self.notes.push(EventNote::cleanup_failed(&last));
+                    self.finished()
+                }
+            },
         }
     }
 

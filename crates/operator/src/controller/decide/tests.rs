@@ -1568,6 +1568,145 @@ fn deleting_then_cleans_up_and_releases_the_finalizer() {
     );
 }
 
+// --- cancel ---
+
+#[test]
+fn cancel_ends_a_running_snapshot_run_and_stops_every_stage_job_the_holder_included() {
+    let step = under_snapshot()
+        .planned(3)
+        .chunks_job("0-2", "0", "")
+        .job(Stage::Snapshot, JobState::Running)
+        .annotate(names::CANCEL_ANNOTATION, "2026-12-07T05:00:00Z")
+        .decide();
+    assert_eq!(step.status.phase, Some(Phase::Cancelled));
+    assert!(
+        step.status
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("cancelled by `reportjob cancel`"),
+        "{:?}",
+        step.status.message
+    );
+    assert!(step.status.completion_time.is_some());
+    let complete = condition(&step, conditions::COMPLETE);
+    assert_eq!(
+        (complete.status.as_str(), complete.reason.as_str()),
+        ("False", reason::CANCELLED)
+    );
+    assert_eq!(
+        step.action,
+        Action::DeleteJobs(vec![
+            "orders-plan".into(),
+            "orders-chunks".into(),
+            "orders-snapshot".into()
+        ])
+    );
+    assert_eq!(reasons(&step), vec![reason::CANCELLED]);
+    assert_eq!(
+        step.requeue, None,
+        "a cancelled run is not resynced as a running one"
+    );
+}
+
+#[test]
+fn a_cancelled_run_removes_its_staging_once_and_never_the_report() {
+    let cancelled = || {
+        let mut f = ReportJobFixture::new()
+            .spec(|s| s.output.delete_with_report_job = true)
+            .planned(3)
+            .annotate(names::CANCEL_ANNOTATION, "now")
+            .status(|s| s.phase = Some(Phase::Cancelled));
+        f.jobs.clear();
+        f
+    };
+    let step = cancelled().decide();
+    let job = created(&step);
+    assert_eq!(job.name_any(), "orders-cleanup");
+    let args = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod")
+        .containers[0]
+        .args
+        .clone()
+        .unwrap_or_default();
+    assert!(!args.contains(&"--delete-output".to_string()), "{args:?}");
+
+    let step = cancelled().job(Stage::Cleanup, JobState::Running).decide();
+    assert_eq!(step.action, Action::None);
+    assert!(
+        step.status
+            .conditions
+            .iter()
+            .all(|c| c.type_ != conditions::STAGING_REMOVED)
+    );
+
+    let step = cancelled().job(Stage::Cleanup, JobState::Complete).decide();
+    assert_eq!(step.action, Action::None);
+    assert_eq!(condition(&step, conditions::STAGING_REMOVED).status, "True");
+    assert_eq!(step.status.phase, Some(Phase::Cancelled));
+
+    // Once recorded, a cleanup Job removed by its TTL is not created again.
+    let step = cancelled()
+        .status(|s| {
+            s.conditions.push(Condition {
+                type_: conditions::STAGING_REMOVED.into(),
+                status: "True".into(),
+                reason: reason::STAGING_REMOVED.into(),
+                message: String::new(),
+                observed_generation: Some(1),
+                last_transition_time: Time(Timestamp::UNIX_EPOCH),
+            })
+        })
+        .decide();
+    assert_eq!(step.action, Action::None);
+
+    let step = cancelled()
+        .job(
+            Stage::Cleanup,
+            JobState::Failed("BackoffLimitExceeded", "failed"),
+        )
+        .failed_pod(Stage::Cleanup, "access denied")
+        .decide();
+    let removed = condition(&step, conditions::STAGING_REMOVED);
+    assert_eq!(
+        (removed.status.as_str(), removed.message.as_str()),
+        ("False", "access denied")
+    );
+}
+
+#[test]
+fn a_queued_run_cancelled_before_it_started_has_nothing_to_remove() {
+    let step = ReportJobFixture::new()
+        .queued()
+        .annotate(names::CANCEL_ANNOTATION, "now")
+        .decide();
+    assert_eq!(step.status.phase, Some(Phase::Cancelled));
+    assert_eq!(step.action, Action::None);
+    assert_eq!(condition(&step, conditions::STAGING_REMOVED).status, "True");
+}
+
+#[test]
+fn cancel_leaves_a_finished_run_alone_and_retry_does_not_revive_a_cancelled_one() {
+    let succeeded = ReportJobFixture::new()
+        .planned(1)
+        .status(|s| s.phase = Some(Phase::Succeeded))
+        .annotate(names::CANCEL_ANNOTATION, "now")
+        .decide();
+    assert_eq!(succeeded.status.phase, Some(Phase::Succeeded));
+
+    let mut cancelled = ReportJobFixture::new()
+        .planned(1)
+        .status(|s| s.phase = Some(Phase::Cancelled))
+        .annotate(names::RETRY_ANNOTATION, "1");
+    cancelled.jobs.clear();
+    let step = cancelled.decide();
+    assert_eq!(step.status.phase, Some(Phase::Cancelled));
+    assert_ne!(step.status.retry_token.as_deref(), Some("1"));
+}
+
 #[test]
 fn deleting_a_reportjob_that_never_started_releases_it_at_once() {
     let step = ReportJobFixture::new().deleting().decide();

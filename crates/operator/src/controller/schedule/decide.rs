@@ -272,8 +272,19 @@ fn history(rs: &ReportSchedule, live: &[&ReportJob], actions: &mut Vec<Action>) 
         (Phase::Succeeded, rs.spec.successful_runs_history_limit),
         (Phase::Failed, rs.spec.failed_runs_history_limit),
     ] {
-        let mut done: Vec<&&ReportJob> =
-            live.iter().filter(|r| finished(r) == Some(phase)).collect();
+        // A cancelled run counts with the failed ones: it did not produce its report.
+        let mut done: Vec<&&ReportJob> = live
+            .iter()
+            .filter(|r| {
+                finished(r).map(|p| {
+                    if p == Phase::Cancelled {
+                        Phase::Failed
+                    } else {
+                        p
+                    }
+                }) == Some(phase)
+            })
+            .collect();
         done.sort_by_key(|r| {
             (
                 r.metadata.creation_timestamp.clone().map(|t| t.0),
@@ -291,7 +302,7 @@ fn history(rs: &ReportSchedule, live: &[&ReportJob], actions: &mut Vec<Action>) 
 /// The final phase of a run, if it finished.
 fn finished(rj: &ReportJob) -> Option<Phase> {
     match rj.status.as_ref().and_then(|s| s.phase) {
-        Some(p @ (Phase::Succeeded | Phase::Failed)) => Some(p),
+        Some(p @ (Phase::Succeeded | Phase::Failed | Phase::Cancelled)) => Some(p),
         _ => None,
     }
 }
