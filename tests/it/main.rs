@@ -13,6 +13,7 @@ mod client;
 mod controller;
 mod crd;
 mod demo;
+mod docs;
 mod examples;
 mod export_exactness;
 mod failures;

@@ -1,6 +1,7 @@
-//! What the README and `examples/` show can be written with kubectl: every manifest in a
-//! README YAML block and every example file is applied with `kubectl apply --dry-run=server`
-//! on the real API server with the committed CRD (kubectl reads YAML 1.1, where `on` is `true`).
+//! What the README, `docs/` and `examples/` show can be written with kubectl: every manifest
+//! in a YAML block of the README or a doc and every example file is applied with `kubectl
+//! apply --dry-run=server` on the real API server with the committed CRD (kubectl reads YAML
+//! 1.1, where `on` is `true`).
 
 use std::path::Path;
 
@@ -80,16 +81,33 @@ async fn kubectl_applies_every_readme_manifest_and_example() {
     assert!(o.status.success(), "{}", text(&o));
 
     let mut files = Vec::new();
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    for (i, block) in yaml_blocks(&readme).into_iter().enumerate() {
-        if manifests(&block).is_some() {
-            let f = env.dir.path().join(format!("readme-{i}.yaml"));
-            std::fs::write(&f, &block).unwrap();
-            files.push(f);
+    let mut docs: Vec<_> = std::fs::read_dir(root.join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    docs.sort();
+    let mut in_readme = 0;
+    for (d, doc) in std::iter::once(root.join("README.md"))
+        .chain(docs)
+        .enumerate()
+    {
+        let markdown = std::fs::read_to_string(&doc).unwrap();
+        for (i, block) in yaml_blocks(&markdown).into_iter().enumerate() {
+            if manifests(&block).is_some() {
+                let f = env.dir.path().join(format!("doc-{d}-{i}.yaml"));
+                std::fs::write(&f, &block).unwrap();
+                files.push(f);
+                in_readme += usize::from(d == 0);
+            }
         }
     }
     let readme_manifests = files.len();
-    assert!(readme_manifests >= 1, "no manifest found in README.md");
+    assert!(in_readme >= 1, "no manifest found in README.md");
+    assert!(
+        readme_manifests >= 3,
+        "manifests found in the README and docs: {readme_manifests}"
+    );
     let mut examples: Vec<_> = std::fs::read_dir(root.join("examples"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -125,7 +143,14 @@ async fn kubectl_applies_every_readme_manifest_and_example() {
 
     // The check can fail: kubectl reads the old key `on` as the boolean `true`.
     let old = env.dir.path().join("old-on.yaml");
-    let readme_rj = &files[0];
+    let readme_rj = files
+        .iter()
+        .find(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .contains("when: failure")
+        })
+        .expect("a documented ReportJob with notify.when");
     let body = std::fs::read_to_string(readme_rj)
         .unwrap()
         .replace("when: failure", "on: failure");
