@@ -61,6 +61,7 @@ fn committed_crd_matches_the_generator_and_the_chart_copy() {
             "Suspend",
             "Active",
             "Last Schedule",
+            "Ready",
             "Next",
             "Age"
         ]
@@ -644,12 +645,14 @@ async fn bad_input_is_named_on_the_status_and_in_an_event_and_runs_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trigger_creates_one_manual_run_of_the_last_period() {
+    let mut db = TestDb::new("schedule_trigger").await;
+    let table = events_table(&mut db, t0()).await;
     let scene = Scene::start(t0() - HOUR).await;
     scene
         .apply(
             "hourly",
             json!({"schedule": "@hourly",
-                   "reportJobTemplate": template("events", "m/${windowStart:%H}.csv", true)}),
+                   "reportJobTemplate": template(&table, "m/${windowStart:%H}.csv", false)}),
         )
         .await;
     let trigger = |args: &[&str]| {
@@ -705,4 +708,69 @@ async fn trigger_creates_one_manual_run_of_the_last_period() {
         String::from_utf8_lossy(&out.stderr),
         format!("error: ReportSchedule {}/nope not found\n", scene.ns)
     );
+
+    // The other schedule commands, and a triggered run followed to its end.
+    let schedule = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_reportjob"))
+            .arg("schedule")
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(&scene.env.kubeconfig)
+            .args(["-n", scene.ns])
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = schedule(&["list", "-o", "name"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "reportschedule.reporting.dev/hourly\n"),
+        "{err}"
+    );
+    let (code, out, err) = schedule(&["suspend", "hourly"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("suspended (spec.suspend=true)"), "{out}");
+    assert!(scene.schedules().get("hourly").await.unwrap().spec.suspend);
+    let (code, table, err) = schedule(&["list"]);
+    assert_eq!(code, 0, "{err}");
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "SCHEDULE", "READY",
+            "NEXT", "AGE"
+        ]
+    );
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..4], ["hourly", "@hourly", "UTC", "True"], "{table}");
+    let (code, _, err) = schedule(&["resume", "hourly"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!scene.schedules().get("hourly").await.unwrap().spec.suspend);
+    let (code, out, err) = schedule(&["list", "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed["kind"], "List");
+    assert_eq!(listed["items"][0]["metadata"]["name"], "hourly");
+    let (code, _, err) = schedule(&["suspend", "nope"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("ReportSchedule"), "{err}");
+
+    let (code, out, err) = schedule(&[
+        "trigger",
+        "hourly",
+        "--run-name",
+        "waited",
+        "--wait",
+        "--timeout",
+        "5m",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("reportjob.reporting.dev/waited\n"), "{out}");
+    assert!(out.contains("succeeded"), "{out}");
 }

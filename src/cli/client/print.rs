@@ -80,13 +80,13 @@ pub fn resource_name(rj: &ReportJob) -> String {
 }
 
 /// The object as kubectl's `-o json` prints it: two-space indented, with a final newline.
-fn json_text(value: &Value) -> Result<String, CommandError> {
+pub(super) fn json_text(value: &Value) -> Result<String, CommandError> {
     serde_json::to_string_pretty(value)
         .map(|s| s + "\n")
         .map_err(|e| CommandError::failed(format!("cannot print JSON: {e}")))
 }
 
-fn yaml_text(value: &Value) -> Result<String, CommandError> {
+pub(super) fn yaml_text(value: &Value) -> Result<String, CommandError> {
     serde_saphyr::to_string(value)
         .map_err(|e| CommandError::failed(format!("cannot print YAML: {e}")))
 }
@@ -212,6 +212,7 @@ pub fn schedule_table(
             "SUSPEND",
             "ACTIVE",
             "LAST SCHEDULE",
+            "READY",
             "NEXT",
             "AGE",
         ]
@@ -236,6 +237,11 @@ pub fn schedule_table(
                 active.join(",")
             },
             since(status.last_schedule_time.as_ref()),
+            status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .map_or_else(|| "<unknown>".to_string(), |c| c.status.clone()),
             until(status.next_schedule_time.as_ref()),
             since(rs.metadata.creation_timestamp.as_ref()),
         ];

@@ -38,7 +38,17 @@ use crate::api::ReportJobSpec;
         type_ = "date",
         json_path = ".status.lastScheduleTime"
     ),
-    printcolumn(name = "Next", type_ = "date", json_path = ".status.nextScheduleTime"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Next",
+        type_ = "string",
+        json_path = ".status.nextScheduleTime",
+        description = "When the next run is due (a date column would show a future time as 0s)"
+    ),
     printcolumn(
         name = "Age",
         type_ = "date",

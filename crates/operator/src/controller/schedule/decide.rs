@@ -224,19 +224,28 @@ pub fn sync(rs: &ReportSchedule, runs: &[ReportJob], now: Timestamp) -> Sync {
 /// The schedule, time zone, name and template checked: the parsed schedule, or the reason
 /// and message of the first problem.
 pub fn check(rs: &ReportSchedule) -> Result<Cron, (&'static str, String)> {
+    // Every problem at once, the first one's reason for the condition: a bad hour and a bad
+    // time zone are both named, not one per fix.
+    let mut problems: Vec<(&'static str, String)> = Vec::new();
     let name = rs.name_any();
     if name.len() > MAX_NAME {
-        return Err((
+        problems.push((
             "InvalidName",
             format!(
                 "metadata.name: at most {MAX_NAME} characters (runs are named <name>-<minutes>)"
             ),
         ));
     }
-    let cron = Cron::parse(&rs.spec.schedule, &rs.spec.time_zone).map_err(|e| match e {
-        CronError::Schedule { .. } => ("InvalidSchedule", format!("spec.schedule: {e}")),
-        CronError::TimeZone(_) => ("UnknownTimeZone", format!("spec.timeZone: {e}")),
-    })?;
+    if let Err(e @ CronError::Schedule { .. }) = Cron::parse(&rs.spec.schedule, "UTC") {
+        problems.push(("InvalidSchedule", format!("spec.schedule: {e}")));
+    }
+    let zone_ok = match Cron::parse("0 0 * * *", &rs.spec.time_zone) {
+        Err(e @ CronError::TimeZone(_)) => {
+            problems.push(("UnknownTimeZone", format!("spec.timeZone: {e}")));
+            false
+        }
+        _ => true,
+    };
     let errors = template::check(&rs.spec.report_job_template.spec);
     if !errors.is_empty() {
         let message = errors
@@ -244,25 +253,46 @@ pub fn check(rs: &ReportSchedule) -> Result<Cron, (&'static str, String)> {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("; ");
-        return Err(("InvalidTemplate", message));
+        problems.push(("InvalidTemplate", message));
+    } else {
+        // The spec rules of any ReportJob, on the template with its placeholders filled in.
+        let tz = if zone_ok {
+            rs.spec.time_zone.as_str()
+        } else {
+            "UTC"
+        };
+        let zone = Cron::parse("0 0 * * *", tz)
+            .map(|c| c.time_zone().clone())
+            .unwrap_or(jiff::tz::TimeZone::UTC);
+        let sample = RunTimes {
+            scheduled: Timestamp::UNIX_EPOCH,
+            window_start: Timestamp::UNIX_EPOCH,
+            tz: zone,
+        };
+        match template::run_spec(&rs.spec.report_job_template.spec, &sample) {
+            Err(message) => problems.push(("InvalidTemplate", message)),
+            Ok(spec) => {
+                if let Err(errors) = reportjob_core::api::validate::validate(&spec) {
+                    let message = errors
+                        .iter()
+                        .map(|e| format!("spec.reportJobTemplate.{e}"))
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    problems.push(("InvalidTemplate", message));
+                }
+            }
+        }
     }
-    // The spec rules of any ReportJob, on the template with its placeholders filled in.
-    let sample = RunTimes {
-        scheduled: Timestamp::UNIX_EPOCH,
-        window_start: Timestamp::UNIX_EPOCH,
-        tz: cron.time_zone().clone(),
-    };
-    let spec = template::run_spec(&rs.spec.report_job_template.spec, &sample)
-        .map_err(|message| ("InvalidTemplate", message))?;
-    if let Err(errors) = reportjob_core::api::validate::validate(&spec) {
-        let message = errors
+    if let Some((reason, _)) = problems.first() {
+        let message = problems
             .iter()
-            .map(|e| format!("spec.reportJobTemplate.{e}"))
+            .map(|(_, m)| m.as_str())
             .collect::<Vec<_>>()
             .join("; ");
-        return Err(("InvalidTemplate", message));
+        return Err((reason, message));
     }
-    Ok(cron)
+    Cron::parse(&rs.spec.schedule, &rs.spec.time_zone)
+        .map_err(|e| ("InvalidSchedule", e.to_string()))
 }
 
 /// Deletes the oldest finished runs beyond the limits, as upstream's

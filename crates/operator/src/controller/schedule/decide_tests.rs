@@ -158,6 +158,18 @@ fn history_limits_delete_the_oldest_finished_runs() {
 }
 
 #[test]
+fn every_problem_of_a_bad_schedule_is_named_at_once() {
+    let rs = schedule(serde_json::json!({"schedule": "0 25 * * *", "timeZone": "Mars/Olympus"}));
+    let s = sync(&rs, &[], ts("2026-01-01T00:10:00Z"));
+    let c = &s.status.conditions[0];
+    assert_eq!(c.reason, "InvalidSchedule");
+    assert!(c.message.contains("spec.schedule: "), "{}", c.message);
+    assert!(c.message.contains("hour"), "{}", c.message);
+    assert!(c.message.contains("spec.timeZone: "), "{}", c.message);
+    assert!(s.actions.is_empty());
+}
+
+#[test]
 fn bad_input_is_a_condition_and_one_warning_and_no_run() {
     for (extra, reason, message) in [
         (
