@@ -7,6 +7,7 @@
 pub mod client;
 pub mod manager;
 pub mod stage;
+pub mod summary;
 
 use client::{
     cancel, completion, download, list, logs, resume, retry, schedule, status, submit, suspend,

@@ -80,9 +80,9 @@ async fn assert_exact_exports(db: &mut TestDb, chunk_size: u32) {
         ]);
         assert!(out.status.success(), "run failed: {}", stderr(&out));
         let result = run_json(&out);
-        assert_eq!(result["status"], "succeeded");
+        assert_eq!(result["result"], "succeeded");
         assert!(
-            result["chunks"].as_u64().unwrap() >= 5,
+            result["chunks"]["total"].as_u64().unwrap() >= 5,
             "expected several chunks: {result}"
         );
         assert_eq!(result["rows"].as_i64().unwrap(), source.0, "rows reported");

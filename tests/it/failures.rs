@@ -86,6 +86,55 @@ async fn missing_table_fails_fast_naming_it() {
 }
 
 #[tokio::test]
+async fn run_json_prints_one_shape_for_a_refused_spec_a_failure_and_a_success() {
+    let mut db = TestDb::new("json_shape").await;
+    db.numbers(10).await;
+    let work = Workdir::new();
+    let keys = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let refused = work.spec(
+        "refused.yaml",
+        &to_r_csv(&db.table("src"), "id\"; drop").build_yaml(),
+    );
+    let out = work.reportjob(&["run", "-f", refused.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let refused = run_json(&out);
+    assert_eq!(refused["result"], "refused");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.source.keyColumn"),
+        "{refused}"
+    );
+    let missing = work.spec(
+        "missing.yaml",
+        &to_r_csv(&db.table("nope"), "id").build_yaml(),
+    );
+    let out = work.reportjob(&["run", "-f", missing.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let failed = run_json(&out);
+    assert_eq!(failed["result"], "failed");
+    assert_eq!(failed["permanent"], true);
+    assert!(
+        failed["message"].as_str().unwrap().contains("does not exist"),
+        "{failed}"
+    );
+    let good = work.spec("good.yaml", &to_r_csv(&db.table("src"), "id").build_yaml());
+    let out = work.reportjob(&["run", "-f", good.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let succeeded = run_json(&out);
+    assert_eq!(succeeded["result"], "succeeded");
+    assert_eq!(succeeded["rows"], 10);
+    assert_eq!(keys(&refused), keys(&succeeded));
+    assert_eq!(keys(&failed), keys(&succeeded));
+    assert!(keys(&succeeded).contains(&"url_expires_at".to_string()));
+}
+
+#[tokio::test]
 async fn missing_columns_fail_fast_naming_them() {
     let mut db = TestDb::new("missing_column").await;
     db.numbers(10).await;
@@ -304,7 +353,7 @@ async fn rerun_resumes_without_exporting_finished_chunks() {
     let out = work.reportjob(&["run", "-f", spec, "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let result = run_json(&out);
-    assert_eq!(result["resumed_chunks"], 2);
+    assert_eq!(result["chunks"]["resumed"], 2);
     assert!(
         stderr(&out).contains("2 chunks were already exported by an earlier run"),
         "{}",
@@ -379,7 +428,7 @@ async fn killed_run_resumes_with_its_staged_plan() {
     assert!(out.status.success(), "{}", stderr(&out));
     let result = run_json(&out);
     assert!(
-        result["resumed_chunks"].as_u64().unwrap() >= done as u64,
+        result["chunks"]["resumed"].as_u64().unwrap() >= done as u64,
         "{result} vs {done}"
     );
     assert_eq!(result["rows"], 1600);
@@ -416,7 +465,7 @@ async fn permanent_error_in_a_chunk_fails_the_run_and_publishes_nothing() {
         stderr(&out)
     );
     let result = run_json(&out);
-    assert_eq!(result["status"], "failed");
+    assert_eq!(result["result"], "failed");
     assert_eq!(result["sqlstate"], "22012");
     assert_eq!(result["permanent"], true);
     let leftovers: Vec<String> = std::fs::read_dir(work.output_dir())
@@ -487,7 +536,7 @@ async fn damaged_part_is_refused_by_assembly_and_reexported_on_resume() {
     let out = work.reportjob(&["run", "-f", spec, "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
-        run_json(&out)["resumed_chunks"],
+        run_json(&out)["chunks"]["resumed"],
         3,
         "the damaged part is exported again"
     );

@@ -393,7 +393,7 @@ async fn damaged_parts_are_removed_and_exactly_their_chunks_exported_again() {
     assert!(out.status.success(), "{}", stderr(&out));
     let result = run_json(&out);
     assert_eq!(
-        result["resumed_chunks"], 3,
+        result["chunks"]["resumed"], 3,
         "only chunks 1 and 3 exported again"
     );
     assert_eq!(result["rows"], 2000);

@@ -126,7 +126,7 @@ async fn session_pooling_runs_under_one_snapshot_exactly() {
     assert!(out.status.success(), "{}", common::stderr(&out));
     let result = common::run_json(&out);
     assert_eq!(result["rows"], 5000);
-    assert_eq!(result["chunks"], 10);
+    assert_eq!(result["chunks"]["total"], 10);
     assert!(
         result["snapshot"]["id"]
             .as_str()

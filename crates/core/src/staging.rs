@@ -221,15 +221,126 @@ pub struct OutputManifest {
     pub server_side_copies: u64,
     /// The one database snapshot every part was read under, and when it was taken: the
     /// moment of the database the report shows (`consistency: Snapshot`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "snake_case::snapshot"
+    )]
     pub snapshot: Option<crate::snapshot::SnapshotRecord>,
     /// The parts, in key order.
     pub parts: Vec<ManifestPart>,
     /// The files of a split report (`spec.output.split`), in key order; `location`,
     /// `rows` and `bytes` above are then the report's name and totals. Empty for a
     /// report of one file.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        with = "snake_case::files"
+    )]
     pub files: Vec<crate::split::OutputFile>,
+}
+
+/// The report's manifest is written in snake_case throughout (`run_id`, `plan_digest`,
+/// `snapshot.taken_at`, `files[].url_expires_at`), though the snapshot record and the split
+/// files are camelCase where the stage protocol carries them; manifests written before
+/// read as well (`takenAt`, `urlExpiresAt`).
+mod snake_case {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::snapshot::{SnapshotId, SnapshotRecord};
+    use crate::split::OutputFile;
+
+    #[derive(Serialize, Deserialize)]
+    struct Snapshot {
+        id: SnapshotId,
+        #[serde(alias = "takenAt")]
+        taken_at: jiff::Timestamp,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct File {
+        location: String,
+        rows: u64,
+        bytes: u64,
+        sha256: String,
+        chunks: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            alias = "urlExpiresAt"
+        )]
+        url_expires_at: Option<String>,
+    }
+
+    pub mod snapshot {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(
+            value: &Option<SnapshotRecord>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            value
+                .as_ref()
+                .map(|r| Snapshot {
+                    id: r.id.clone(),
+                    taken_at: r.taken_at,
+                })
+                .serialize(serializer)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Option<SnapshotRecord>, D::Error> {
+            Ok(
+                Option::<Snapshot>::deserialize(deserializer)?.map(|s| SnapshotRecord {
+                    id: s.id,
+                    taken_at: s.taken_at,
+                }),
+            )
+        }
+    }
+
+    pub mod files {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(
+            value: &[OutputFile],
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            value
+                .iter()
+                .map(|f| File {
+                    location: f.location.clone(),
+                    rows: f.rows,
+                    bytes: f.bytes,
+                    sha256: f.sha256.clone(),
+                    chunks: f.chunks.clone(),
+                    url: f.url.clone(),
+                    url_expires_at: f.url_expires_at.clone(),
+                })
+                .collect::<Vec<_>>()
+                .serialize(serializer)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Vec<OutputFile>, D::Error> {
+            Ok(Vec::<File>::deserialize(deserializer)?
+                .into_iter()
+                .map(|f| OutputFile {
+                    location: f.location,
+                    rows: f.rows,
+                    bytes: f.bytes,
+                    sha256: f.sha256,
+                    chunks: f.chunks,
+                    url: f.url,
+                    url_expires_at: f.url_expires_at,
+                })
+                .collect())
+        }
+    }
 }
 
 /// Why the staged parts do not make up the plan.
@@ -374,6 +485,37 @@ pub fn check_part(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_report_manifest_is_snake_case_throughout_and_reads_older_ones() {
+        let old = r#"{"location":"r.csv","rows":1,"bytes":2,"run_id":"r","plan_digest":"d",
+            "source":"s","columns":["a"],"compression":"none","started_at":"a","finished_at":"b",
+            "snapshot":{"id":"00000003-0000001B-1","takenAt":"2026-01-01T00:00:00Z"},
+            "parts":[],"files":[{"location":"r-1.csv","rows":1,"bytes":2,"sha256":"x",
+            "chunks":"0","url":"https://u","urlExpiresAt":"2026-01-02T00:00:00Z"}]}"#;
+        let manifest: OutputManifest = serde_json::from_str(old).expect("an older manifest");
+        assert_eq!(
+            manifest.files[0].url_expires_at.as_deref(),
+            Some("2026-01-02T00:00:00Z")
+        );
+        let written = serde_json::to_string(&manifest).expect("json");
+        assert!(
+            written.contains("\"taken_at\":\"2026-01-01T00:00:00Z\""),
+            "{written}"
+        );
+        assert!(written.contains("\"url_expires_at\""), "{written}");
+        let keys = written
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .filter(|k| k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|k| k.chars().any(|c| c.is_ascii_uppercase()))
+            .filter(|k| !k.starts_with("0000"))
+            .collect::<Vec<_>>();
+        assert!(keys.is_empty(), "camelCase keys: {keys:?}");
+        let again: OutputManifest = serde_json::from_str(&written).expect("reads itself");
+        assert_eq!(again, manifest);
+    }
     use super::*;
 
     #[test]

@@ -2,7 +2,7 @@
 //! the output lines of a finished report, and aligned tables.
 
 use kube::ResourceExt;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::api::conditions::{COMPLETE, FAILED};
 use crate::api::{ReportJob, ReportJobStatus};
@@ -91,27 +91,11 @@ pub fn output_lines(status: &ReportJobStatus) -> String {
     out
 }
 
-/// The final status of `submit --json`.
-pub fn status_json(rj: &ReportJob, result: &str) -> Value {
-    let status = rj.status.clone().unwrap_or_default();
-    let output = status.output.as_ref();
-    json!({
-        "name": rj.name_any(),
-        "namespace": rj.namespace(),
-        "result": result,
-        "phase": status.phase.map(|p| p.as_str()),
-        "location": output.map(|o| &o.location),
-        "url": output.and_then(|o| o.url.as_ref()),
-        "url_expires_at": output.and_then(|o| o.url_expires_at.as_ref()).map(|t| t.0.to_string()),
-        "rows": output.map(|o| o.rows).or(status.rows),
-        "bytes": output.map(|o| o.bytes).or(status.bytes),
-        "sha256": output.map(|o| &o.sha256),
-        "message": status.message,
-        "failed_chunks": status.failed_chunks,
-        "chunks": status.chunks.as_ref().map(|c| json!({
-            "total": c.total, "succeeded": c.succeeded, "failed": c.failed, "active": c.active,
-        })),
-    })
+/// The final status of `submit --json`, `wait --json` and `status --json`: the one shape
+/// of [`crate::cli::summary::Summary`].
+pub fn status_json(rj: &ReportJob, result: &'static str) -> Value {
+    serde_json::to_value(crate::cli::summary::Summary::of_reportjob(rj, result))
+        .unwrap_or(Value::Null)
 }
 
 /// `succeeded`, `failed` or `running`: the `result` of `status --json`.
@@ -127,6 +111,7 @@ pub fn result_word(rj: &ReportJob) -> &'static str {
 mod tests {
     use super::*;
     use crate::api::{API_VERSION, KIND};
+    use serde_json::json;
 
     fn with_status(status: serde_json::Value) -> ReportJob {
         serde_json::from_value(json!({

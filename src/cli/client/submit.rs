@@ -66,9 +66,22 @@ pub struct SubmitArgs {
     pub params: Vec<String>,
 }
 
-/// `reportjob submit`.
+/// `reportjob submit`. With `--json`, an outcome that ends in an error (a refused spec, no
+/// API server) prints its one JSON object too, before the error on stderr.
 pub async fn submit(args: SubmitArgs) -> i32 {
-    finish(submit_inner(args).await)
+    let json = args.json;
+    let result = submit_inner(args).await;
+    if json && let Err(e) = &result {
+        let mut summary = crate::cli::summary::Summary::refused(&e.message);
+        summary.result = match e.code {
+            super::exit::Exit::Refused => "refused",
+            super::exit::Exit::NoResult => "lost",
+            _ => "failed",
+        };
+        summary.permanent = Some(e.code == super::exit::Exit::Refused);
+        println!("{}", summary.to_line());
+    }
+    finish(result)
 }
 
 async fn submit_inner(args: SubmitArgs) -> CommandResult {

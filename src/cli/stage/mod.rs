@@ -8,8 +8,6 @@ pub mod notify;
 use std::path::Path;
 use std::sync::Arc;
 
-use serde_json::json;
-
 use crate::api::ValidSpec;
 use crate::api::load::{load_valid_file, load_valid_str};
 use crate::api::valid::Destination;
@@ -159,15 +157,14 @@ fn report_error(error: &Error, json: bool) -> i32 {
         "this error may be transient: run the same command again to resume (exported chunks are kept)"
     };
     if json {
-        println!(
-            "{}",
-            json!({
-                "status": "failed",
-                "error": error.to_string(),
-                "sqlstate": error.sqlstate(),
-                "permanent": error.is_permanent(),
-            })
-        );
+        let summary = crate::cli::summary::Summary {
+            result: "failed",
+            message: Some(error.to_string()),
+            sqlstate: error.sqlstate(),
+            permanent: Some(error.is_permanent()),
+            ..Default::default()
+        };
+        println!("{}", summary.to_line());
     }
     eprintln!("error: {error}\n{hint}");
     code
@@ -193,6 +190,12 @@ pub async fn run(args: RunArgs) -> i32 {
     {
         Ok(stage) => stage,
         Err(e) => {
+            if args.json {
+                println!(
+                    "{}",
+                    crate::cli::summary::Summary::refused(&e.message).to_line()
+                );
+            }
             eprintln!("error: {}", e.message);
             return e.code;
         }
@@ -209,27 +212,37 @@ pub async fn run(args: RunArgs) -> i32 {
             let m = &report.manifest;
             let link = &report.link;
             if args.json {
-                println!(
-                    "{}",
-                    json!({
-                        "status": "succeeded",
-                        "location": m.location,
-                        "manifest": report.manifest_location,
-                        "rows": m.rows,
-                        "bytes": m.bytes,
-                        "sha256": m.sha256,
-                        "chunks": report.chunks,
-                        "resumed_chunks": report.resumed_chunks,
-                        "server_side_copies": m.server_side_copies,
-                        "run_id": m.run_id,
-                        "url": link.as_ref().map(|l| &l.url),
-                        "url_expires_at": link.as_ref().map(|l| l.expires_at.to_string()),
-                        "plan_digest": m.plan_digest,
-                        "snapshot": m.snapshot,
-                        "elapsed_seconds": report.elapsed.as_secs_f64(),
-                        "files": (!m.files.is_empty()).then_some(&m.files),
-                    })
-                );
+                use crate::cli::summary::{Chunks, Snapshot, Summary};
+                let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+                let summary = Summary {
+                    result: "succeeded",
+                    location: Some(m.location.clone()),
+                    url: link.as_ref().map(|l| l.url.clone()),
+                    url_expires_at: link.as_ref().map(|l| l.expires_at.to_string()),
+                    rows: Some(i64::try_from(m.rows).unwrap_or(i64::MAX)),
+                    bytes: Some(i64::try_from(m.bytes).unwrap_or(i64::MAX)),
+                    sha256: Some(m.sha256.clone()).filter(|s| !s.is_empty()),
+                    files: (!m.files.is_empty())
+                        .then(|| m.files.iter().map(crate::cli::summary::File::of).collect()),
+                    chunks: Some(Chunks {
+                        total: count(report.chunks),
+                        succeeded: count(report.chunks),
+                        failed: 0,
+                        active: 0,
+                        resumed: count(report.resumed_chunks),
+                    }),
+                    run_id: Some(m.run_id.clone()),
+                    plan_digest: Some(m.plan_digest.clone()),
+                    manifest: Some(report.manifest_location.clone()),
+                    snapshot: m.snapshot.as_ref().map(|s| Snapshot {
+                        id: s.id.to_string(),
+                        taken_at: s.taken_at.to_string(),
+                    }),
+                    server_side_copies: Some(m.server_side_copies),
+                    elapsed_seconds: Some(report.elapsed.as_secs_f64()),
+                    ..Summary::default()
+                };
+                println!("{}", summary.to_line());
             } else {
                 println!("report:   {}", m.location);
                 println!("rows:     {}", m.rows);
