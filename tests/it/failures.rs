@@ -120,7 +120,10 @@ async fn run_json_prints_one_shape_for_a_refused_spec_a_failure_and_a_success() 
     assert_eq!(failed["result"], "failed");
     assert_eq!(failed["permanent"], true);
     assert!(
-        failed["message"].as_str().unwrap().contains("does not exist"),
+        failed["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist"),
         "{failed}"
     );
     let good = work.spec("good.yaml", &to_r_csv(&db.table("src"), "id").build_yaml());

@@ -305,7 +305,10 @@ mod tests {
             assert!(!top.contains(&hidden.to_string()), "{top:?}");
         }
         assert_eq!(values("st"), ["status"]);
-        assert_eq!(values("schedule "), ["trigger", "help"]);
+        assert_eq!(
+            values("schedule "),
+            ["list", "suspend", "resume", "trigger", "help"]
+        );
     }
 
     #[test]
