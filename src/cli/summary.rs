@@ -58,14 +58,19 @@ pub struct Chunks {
     pub resumed: i64,
 }
 
-/// One file of a split report.
+/// One file of a split report, with the keys the report's manifest gives it.
 #[derive(Serialize, Debug, PartialEq)]
 pub struct File {
     pub location: String,
     pub rows: i64,
     pub bytes: i64,
     pub sha256: String,
+    /// The chunks whose rows it holds (`4-7`; not in a ReportJob's status).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub url_expires_at: Option<String>,
 }
 
@@ -77,6 +82,7 @@ impl File {
             rows: i64::try_from(f.rows).unwrap_or(i64::MAX),
             bytes: i64::try_from(f.bytes).unwrap_or(i64::MAX),
             sha256: f.sha256.clone(),
+            chunks: Some(f.chunks.clone()),
             url: f.url.clone(),
             url_expires_at: f.url_expires_at.clone(),
         }
@@ -133,6 +139,7 @@ impl Summary {
                         rows: f.rows,
                         bytes: f.bytes,
                         sha256: f.sha256.clone(),
+                        chunks: None,
                         url: None,
                         url_expires_at: None,
                     })

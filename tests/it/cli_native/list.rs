@@ -226,6 +226,8 @@ async fn list_shows_the_schedules_after_their_runs() {
         "active": [{"kind": "ReportJob", "name": "monthly-paid-orders-29000000", "namespace": ns}],
         "lastScheduleTime": (now - jiff::SignedDuration::from_secs(300)).to_string(),
         "nextScheduleTime": (now + jiff::SignedDuration::from_secs(7200)).to_string(),
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Scheduled", "message": "",
+                        "lastTransitionTime": now.to_string()}],
     }});
     schedules
         .patch_status(
@@ -264,6 +266,7 @@ async fn list_shows_the_schedules_after_their_runs() {
             "SUSPEND",
             "ACTIVE",
             "LAST SCHEDULE",
+            "READY",
             "NEXT",
             "AGE"
         ]
@@ -280,7 +283,8 @@ async fn list_shows_the_schedules_after_their_runs() {
         ]
     );
     assert!(row[5] == "5m" || row[5] == "5m1s", "{row:?}");
-    assert!(row[6] == "in 120m" || row[6] == "in 119m", "{row:?}");
+    assert_eq!(row[6], "True", "{row:?}");
+    assert!(row[7] == "in 120m" || row[7] == "in 119m", "{row:?}");
 
     // -A adds the namespace; -o formats print the ReportJobs only.
     let mine = format!("{RUN_LABEL}={ns}");
