@@ -818,7 +818,10 @@ async fn alerts_and_dashboard_use_only_metrics_the_controller_exports() {
         let body = reqwest::get(&url).await.ok()?.text().await.ok()?;
         let all = [
             "reportjob_leader 1",
-            "reportjob_reportjobs{phase=\"Failed\"} 1",
+            "phase=\"Failed\"} 1",
+            "reportjob_runs_finished_total{",
+            "reportjob_run_failures_total{",
+            "reportjob_build_info{",
             "reportjob_reconcile_errors_total{",
             "reportjob_reconciles_total{",
         ]
@@ -829,7 +832,13 @@ async fn alerts_and_dashboard_use_only_metrics_the_controller_exports() {
     .await;
     assert_eq!(env.proxy().pending_faults(), 0, "the 500 was answered");
     let exported = exported_names(&metrics);
-    assert_eq!(exported.len(), 10, "{metrics}");
+    assert_eq!(exported.len(), 16, "{metrics}");
+    assert!(
+        metrics.contains(&format!(
+            "reportjob_run_failures_total{{report_namespace=\"{ns}\",reason=\"InvalidSpec\"}} 1"
+        )),
+        "{metrics}"
+    );
 
     let docs = template(
         &chart_dir(),
@@ -883,7 +892,11 @@ async fn alerts_and_dashboard_use_only_metrics_the_controller_exports() {
             "{what} use metrics the controller does not export: {unknown:?}\nexported: {exported:?}"
         );
     }
-    assert_eq!(metric_names(&exprs).len(), 4, "{exprs}");
+    assert_eq!(metric_names(&exprs).len(), 5, "{exprs}");
+    assert!(
+        exprs.contains("increase(reportjob_runs_finished_total{result=\"failed\"}[15m])"),
+        "ReportJobFailed fires on new failures in a window, per namespace: {exprs}"
+    );
     assert_eq!(
         metric_names(&queries),
         exported,

@@ -34,11 +34,40 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
-/// Label of a phase.
+/// Labels of the phase gauge: the ReportJob's namespace and phase. The namespace label is
+/// `report_namespace`, not `namespace`, which Prometheus sets to the controller's own
+/// namespace when it scrapes it.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabel {
+    /// The ReportJob's namespace.
+    pub report_namespace: String,
     /// The ReportJob phase.
     pub phase: String,
+}
+
+/// Labels of a finished run: its namespace and how it ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RunLabel {
+    /// The ReportJob's namespace.
+    pub report_namespace: String,
+    /// `succeeded`, `failed` or `cancelled`.
+    pub result: String,
+}
+
+/// Labels of a failed run: its namespace and the reason of its `Failed` condition.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabel {
+    /// The ReportJob's namespace.
+    pub report_namespace: String,
+    /// The `Failed` condition's reason (`ChunksFailed`, `PlanFailed`, ...).
+    pub reason: String,
+}
+
+/// Label of the build-info gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabel {
+    /// The controller's version.
+    pub version: String,
 }
 
 /// The controller's metrics.
@@ -60,7 +89,21 @@ pub struct Metrics {
     pub api_requests: Counter,
     /// 1 while this replica holds the leader lease.
     pub leader: Gauge,
+    /// Runs that ended, by namespace and result.
+    pub runs_finished: Family<RunLabel, Counter>,
+    /// Failed runs, by namespace and reason.
+    pub run_failures: Family<FailureLabel, Counter>,
+    /// How long runs took from the ReportJob's creation to their end, by namespace and
+    /// result.
+    pub run_duration: Family<RunLabel, Histogram, fn() -> Histogram>,
+    /// 1, labelled with the controller's version.
+    pub build_info: Family<BuildLabel, Gauge>,
     known: Mutex<HashMap<String, Phase>>,
+}
+
+/// Buckets of run durations: 1 s to about 9 hours.
+fn run_duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 16))
 }
 
 impl Default for Metrics {
@@ -74,6 +117,37 @@ impl Default for Metrics {
         let rows_exported = Counter::default();
         let api_requests = Counter::default();
         let leader = Gauge::default();
+        let runs_finished = Family::<RunLabel, Counter>::default();
+        let run_failures = Family::<FailureLabel, Counter>::default();
+        let run_duration = Family::<RunLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+            run_duration_histogram,
+        );
+        let build_info = Family::<BuildLabel, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabel {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            })
+            .set(1);
+        registry.register(
+            "runs_finished",
+            "Runs that ended, by the ReportJob's namespace and result",
+            runs_finished.clone(),
+        );
+        registry.register(
+            "run_failures",
+            "Failed runs, by the ReportJob's namespace and the Failed condition's reason",
+            run_failures.clone(),
+        );
+        registry.register(
+            "run_duration_seconds",
+            "Time from a ReportJob's creation to the end of its run",
+            run_duration.clone(),
+        );
+        registry.register(
+            "build_info",
+            "1, labelled with the controller's version",
+            build_info.clone(),
+        );
         registry.register("reconciles", "Reconciles by result", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -116,6 +190,10 @@ impl Default for Metrics {
             rows_exported,
             api_requests,
             leader,
+            runs_finished,
+            run_failures,
+            run_duration,
+            build_info,
             known: Mutex::new(HashMap::new()),
         }
     }
@@ -134,17 +212,46 @@ impl Metrics {
         if old == phase {
             return;
         }
+        let namespace = key.split_once('/').map_or("", |(ns, _)| ns).to_string();
+        let label = |phase: Phase| PhaseLabel {
+            report_namespace: namespace.clone(),
+            phase: phase.as_str().into(),
+        };
         if let Some(old) = old {
-            self.phases
-                .get_or_create(&PhaseLabel {
-                    phase: old.as_str().into(),
-                })
-                .dec();
+            self.phases.get_or_create(&label(old)).dec();
         }
         if let Some(new) = phase {
-            self.phases
-                .get_or_create(&PhaseLabel {
-                    phase: new.as_str().into(),
+            self.phases.get_or_create(&label(new)).inc();
+        }
+    }
+
+    /// Records a run of a ReportJob in `namespace` that ended in `phase` (terminal), with
+    /// the reason of its `Failed` condition and how long it ran, when known.
+    pub fn run_ended(
+        &self,
+        namespace: &str,
+        phase: Phase,
+        reason: Option<&str>,
+        seconds: Option<f64>,
+    ) {
+        let result = match phase {
+            Phase::Succeeded => "succeeded",
+            Phase::Cancelled => "cancelled",
+            _ => "failed",
+        };
+        let label = RunLabel {
+            report_namespace: namespace.to_string(),
+            result: result.to_string(),
+        };
+        self.runs_finished.get_or_create(&label).inc();
+        if let Some(seconds) = seconds {
+            self.run_duration.get_or_create(&label).observe(seconds);
+        }
+        if phase == Phase::Failed {
+            self.run_failures
+                .get_or_create(&FailureLabel {
+                    report_namespace: namespace.to_string(),
+                    reason: reason.unwrap_or("Failed").to_string(),
                 })
                 .inc();
         }
@@ -241,12 +348,31 @@ mod tests {
         m.set_phase("a/y", None);
         let text = m.render();
         assert!(
-            text.contains("reportjob_reportjobs{phase=\"Running\"} 0"),
+            text.contains("reportjob_reportjobs{report_namespace=\"a\",phase=\"Running\"} 0"),
             "{text}"
         );
         assert!(
-            text.contains("reportjob_reportjobs{phase=\"Succeeded\"} 1"),
+            text.contains("reportjob_reportjobs{report_namespace=\"a\",phase=\"Succeeded\"} 1"),
             "{text}"
         );
+        assert!(text.contains("reportjob_build_info{version=\""), "{text}");
+    }
+
+    #[test]
+    fn ended_runs_count_by_namespace_result_and_reason() {
+        let m = Metrics::default();
+        m.run_ended("a", Phase::Failed, Some("ChunksFailed"), Some(12.0));
+        m.run_ended("a", Phase::Succeeded, None, Some(3.0));
+        m.run_ended("b", Phase::Cancelled, None, None);
+        let text = m.render();
+        for line in [
+            "reportjob_runs_finished_total{report_namespace=\"a\",result=\"failed\"} 1",
+            "reportjob_runs_finished_total{report_namespace=\"a\",result=\"succeeded\"} 1",
+            "reportjob_runs_finished_total{report_namespace=\"b\",result=\"cancelled\"} 1",
+            "reportjob_run_failures_total{report_namespace=\"a\",reason=\"ChunksFailed\"} 1",
+            "reportjob_run_duration_seconds_count{report_namespace=\"a\",result=\"succeeded\"} 1",
+        ] {
+            assert!(text.contains(line), "{line}\n{text}");
+        }
     }
 }

@@ -8,6 +8,7 @@ pub mod budget;
 pub mod cache;
 pub mod decide;
 pub mod event_cache;
+pub mod event_limit;
 pub mod events;
 pub mod job_state;
 pub mod jobs;
@@ -138,6 +139,8 @@ pub struct Context {
     gate: run_queue::RunGate,
     /// The per-namespace budget of chunk pods.
     budget: budget::PodBudget,
+    /// The events recorded lately: the same one at most once a minute.
+    recorded: Mutex<event_limit::EventLimiter>,
 }
 
 /// Most reconciles of one scope in flight at once. Unbounded (kube-runtime's default), a
@@ -214,6 +217,7 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
         pods: watched.pods,
         events: watched.events,
         status_writes: status_writes::StatusWrites::default(),
+        recorded: Mutex::new(event_limit::EventLimiter::default()),
         gate: run_queue::RunGate::new(config.run_limits, rj_stores, wakers),
         budget: budget::PodBudget::new(config.max_stage_pods_per_namespace),
     });
@@ -384,7 +388,7 @@ async fn reconcile_inner(rj: &ReportJob, ctx: &Context) -> Result<Requeue, Recon
                 // change waits for the next write (a short run's often is its last).
                 ctx.status_writes
                     .wrote(&key(rj), rj.resource_version(), &step.status);
-                count_progress(ctx, &old, &step);
+                count_progress(ctx, rj, &old, &step);
             }
         }
     }
@@ -438,7 +442,39 @@ fn wake_starved(ctx: &Context, ns: &str, observed: &observe::Observed, step: &St
     }
 }
 
-fn count_progress(ctx: &Context, old: &reportjob_core::api::ReportJobStatus, step: &Step) {
+fn count_progress(
+    ctx: &Context,
+    rj: &ReportJob,
+    old: &reportjob_core::api::ReportJobStatus,
+    step: &Step,
+) {
+    // A run that ends in this step (the stored status was not terminal): counted once, also
+    // across controller restarts, since `old` is what the API server holds.
+    let terminal = |s: &reportjob_core::api::ReportJobStatus| s.phase.filter(|p| p.is_terminal());
+    if terminal(old).is_none()
+        && let Some(ended) = terminal(&step.status)
+    {
+        let reason = step
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == reportjob_core::api::conditions::FAILED && c.status == "True")
+            .map(|c| c.reason.as_str());
+        // From the ReportJob's creation to its end: what the person who applied it waited,
+        // queueing included.
+        let end = step
+            .status
+            .completion_time
+            .as_ref()
+            .map_or_else(jiff::Timestamp::now, |t| t.0);
+        let seconds = rj
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|created| end.duration_since(created.0).as_secs_f64().max(0.0));
+        ctx.metrics
+            .run_ended(&rj.namespace().unwrap_or_default(), ended, reason, seconds);
+    }
     let done =
         |s: &reportjob_core::api::ReportJobStatus| s.chunks.as_ref().map_or(0, |c| c.succeeded);
     let delta = done(&step.status) - done(old);
@@ -606,6 +642,17 @@ async fn write_status(ctx: &Context, rj: &ReportJob, step: &Step) -> Result<(), 
 }
 
 async fn publish(ctx: &Context, rj: &ReportJob, note: &EventNote) {
+    let allowed = ctx.recorded.lock().map_or(true, |mut limiter| {
+        limiter.allow(
+            &key(rj),
+            &note.reason,
+            &note.message,
+            std::time::Instant::now(),
+        )
+    });
+    if !allowed {
+        return;
+    }
     let event = Event {
         type_: if note.warning {
             EventType::Warning
