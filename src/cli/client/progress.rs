@@ -188,6 +188,9 @@ pub struct WaitProgress {
     last_key: Option<(String, i64, i64, i64)>,
     last_rows: Option<i64>,
     last_line: Instant,
+    /// The status message last shown: a new one (why a pod cannot start, why the run is
+    /// queued) is printed as it comes, not only at the end.
+    last_message: Option<String>,
 }
 
 impl WaitProgress {
@@ -199,6 +202,7 @@ impl WaitProgress {
             last_key: None,
             last_rows: None,
             last_line: Instant::now(),
+            last_message: None,
         }
     }
 
@@ -210,6 +214,17 @@ impl WaitProgress {
     /// Shows the ReportJob's status.
     pub fn update(&mut self, rj: &ReportJob) {
         let status = rj.status.clone().unwrap_or_default();
+        if let Some(message) = status.message.clone().filter(|m| !m.is_empty())
+            && !status.phase.is_some_and(|p| p.is_terminal())
+            && self.last_message.as_ref() != Some(&message)
+        {
+            self.out.line(&format!(
+                "[{:>6}] {}",
+                human_duration(self.started.elapsed().as_secs() as i64),
+                super::print::for_terminal(&message)
+            ));
+            self.last_message = Some(message);
+        }
         let phase = status.phase.map_or("Pending", |p| p.as_str()).to_string();
         let chunks = status.chunks.clone().unwrap_or_default();
         let rows = status.rows.or(status.output.as_ref().map(|o| o.rows));
