@@ -155,6 +155,10 @@ pub struct RunArgs {
     /// Print one JSON object with the outcome on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Validate the spec and preview the plan (chunks, estimated rows) without exporting or
+    /// writing anything.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `reportjob plan`.

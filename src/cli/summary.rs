@@ -12,7 +12,8 @@ use crate::api::ReportJob;
 pub struct Summary {
     /// `succeeded`, `failed`, `cancelled`, `refused` (the spec or the request was refused
     /// before anything ran), `deleted`, `timeout`, `lost` (no API server), `submitted`
-    /// (without `--wait`) or `running` (`status`).
+    /// (without `--wait`), `running` (`status`) or `dry_run` (`--dry-run`: checked, nothing
+    /// created or exported).
     pub result: &'static str,
     /// The ReportJob and its namespace (null for `reportjob run`).
     pub name: Option<String>,

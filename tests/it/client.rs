@@ -303,6 +303,16 @@ async fn submit_wait_exits_0_when_complete_and_prints_the_output() {
     let rj = env.created("orders").await;
     assert_eq!(rj.labels()["team"], "analytics");
     assert_eq!(rj.spec.chunking.chunk_size, 1000);
+    // Why the run waits reaches the person waiting as soon as the status says it.
+    env.set_status(
+        "orders",
+        json!({"phase": "Planning", "startTime": now(),
+               "message": "the plan pod cannot start: secret \"db\" not found"}),
+    )
+    .await;
+    child
+        .shows("the plan pod cannot start: secret \"db\" not found")
+        .await;
     env.set_status("orders", running(1, 1000)).await;
     child.shows("Running: 1/4 chunks, 1,000 rows").await;
     env.set_status("orders", running(3, 3000)).await;
@@ -655,6 +665,20 @@ async fn submit_generate_name_json_prints_one_object() {
 async fn submit_applies_again_and_refuses_bad_input() {
     let mut env = Env::start("submit-apply").await;
     let spec = env.spec.to_str().unwrap().to_string();
+    // A dry run is admitted by the API server but stores nothing.
+    let (code, stdout, stderr) = text(
+        &env.run(&["submit", "-f", &spec, "--dry-run", "--json"])
+            .await,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("server dry run: nothing was created"),
+        "{stderr}"
+    );
+    let dry: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(dry["result"], "dry_run");
+    assert_eq!(dry["name"], "orders");
+    assert!(env.api().get_opt("orders").await.unwrap().is_none());
     let out = env.run(&["submit", "-f", &spec]).await;
     let (code, stdout, stderr) = text(&out);
     assert_eq!((code, stdout.as_str()), (0, "orders\n"), "{stderr}");

@@ -127,6 +127,24 @@ async fn run_json_prints_one_shape_for_a_refused_spec_a_failure_and_a_success() 
         "{failed}"
     );
     let good = work.spec("good.yaml", &to_r_csv(&db.table("src"), "id").build_yaml());
+    // A dry run plans and exports nothing.
+    let out = work.reportjob(&["run", "-f", good.to_str().unwrap(), "--dry-run", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dry = run_json(&out);
+    assert_eq!(dry["result"], "dry_run");
+    assert!(dry["chunks"]["total"].as_i64().unwrap() >= 1, "{dry}");
+    assert_eq!(keys(&dry), keys(&refused));
+    let out = work.reportjob(&["run", "-f", good.to_str().unwrap(), "--dry-run"]);
+    assert!(
+        stdout(&out).contains("nothing was exported"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        !work.output_dir().join("r.csv").exists()
+            && !work.output_dir().join("r.csv.parts").exists(),
+        "a dry run writes nothing"
+    );
     let out = work.reportjob(&["run", "-f", good.to_str().unwrap(), "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let succeeded = run_json(&out);

@@ -64,6 +64,10 @@ pub struct SubmitArgs {
     /// replaces the values of spec.source.parameters, keeping their types.
     #[arg(long = "param", value_name = "VALUE")]
     pub params: Vec<String>,
+    /// Validate only: check the spec here, then ask the API server to admit it without
+    /// storing it (a server-side dry run: the CRD's schema and rules); nothing is created.
+    #[arg(long, conflicts_with = "wait")]
+    pub dry_run: bool,
 }
 
 /// `reportjob submit`. With `--json`, an outcome that ends in an error (a refused spec, no
@@ -167,6 +171,7 @@ async fn submit_inner(args: SubmitArgs) -> CommandResult {
             if args.force_conflicts {
                 params = params.force();
             }
+            params.dry_run = args.dry_run;
             let after = api
                 .patch(name, &params, &Patch::Apply(&object))
                 .await
@@ -196,7 +201,7 @@ async fn submit_inner(args: SubmitArgs) -> CommandResult {
                 Api::namespaced_with(client.clone(), &ns, &ApiResource::erase::<ReportJob>(&()));
             let params = PostParams {
                 field_manager: Some(FIELD_MANAGER.to_string()),
-                ..PostParams::default()
+                dry_run: args.dry_run,
             };
             let created = dapi
                 .create(&params, &dynamic)
@@ -209,6 +214,22 @@ async fn submit_inner(args: SubmitArgs) -> CommandResult {
         }
     };
     let name = rj.name_any();
+    if args.dry_run {
+        let what = if what == "unchanged" { what } else { "valid" };
+        eprintln!(
+            "reportjob.reporting.dev/{name} {what} in namespace {ns} (server dry run: nothing was \
+             created or changed)"
+        );
+        if args.json {
+            println!("{}", status_json(&rj, "dry_run"));
+        } else if args.output.is_some() {
+            print!(
+                "{}",
+                render(std::slice::from_ref(&rj), args.output, false, false)?
+            );
+        }
+        return Ok(Exit::Ok);
+    }
     eprintln!("reportjob.reporting.dev/{name} {what} in namespace {ns}");
     if !args.json && args.output.is_none() {
         println!("{name}");

@@ -200,6 +200,35 @@ pub async fn run(args: RunArgs) -> i32 {
             return e.code;
         }
     };
+    if args.dry_run {
+        return match stage.compute_plan().await {
+            Ok(plan) => {
+                if args.json {
+                    let chunks = i64::try_from(plan.chunks.len()).unwrap_or(i64::MAX);
+                    let summary = crate::cli::summary::Summary {
+                        result: "dry_run",
+                        chunks: Some(crate::cli::summary::Chunks {
+                            total: chunks,
+                            ..Default::default()
+                        }),
+                        run_id: Some(plan.run_id.clone()),
+                        plan_digest: Some(plan.digest.clone()),
+                        message: Some(format!(
+                            "dry run: {chunks} chunks, about {} rows; nothing was exported",
+                            plan.estimated_rows
+                        )),
+                        ..Default::default()
+                    };
+                    println!("{}", summary.to_line());
+                } else {
+                    println!("{}", plan_table(&plan));
+                    println!("dry run: the spec is valid; nothing was exported or written");
+                }
+                EXIT_OK
+            }
+            Err(e) => report_error(&e, args.json),
+        };
+    }
     let options = RunOptions {
         parallelism: args.parallelism.unwrap_or(parallelism(&stage.spec)),
         retries: stage.spec.worker.retries_per_chunk,
