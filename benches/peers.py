@@ -70,7 +70,8 @@ def ensure_tables():
         psql("VACUUM ANALYZE pgbench_accounts")
     if psql("SELECT to_regclass('public.accounts_1m') IS NOT NULL") != "t":
         psql(f"CREATE TABLE accounts_1m AS SELECT * FROM pgbench_accounts WHERE aid <= {XLSX_ROWS};"
-             "ALTER TABLE accounts_1m ADD PRIMARY KEY (aid); VACUUM ANALYZE accounts_1m")
+             "ALTER TABLE accounts_1m ADD PRIMARY KEY (aid)")
+        psql("VACUUM ANALYZE accounts_1m")
 
 
 def measured(cmd, env=None):
@@ -156,7 +157,7 @@ wb.close()
 
 def python_peer(work, name, code, suffix):
     path = os.path.join(work, f"{name}.{suffix}")
-    script = os.path.join(work, f"{name}.py")
+    script = os.path.join(work, f"peer_{name}.py")  # not {name}.py: it would shadow the module
     with open(script, "w") as f:
         f.write(code)
     secs, rss = measured([PY, script, DB, path])
