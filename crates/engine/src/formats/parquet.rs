@@ -11,8 +11,10 @@
 
 use arrow_array::RecordBatch;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use arrow_schema::DataType;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use super::parquet_builder::ColumnBuilder;
 use super::parquet_schema::{PartSchema, Scalar};
@@ -52,17 +54,50 @@ pub fn select_typed(chunk_query: &str, schema: &PartSchema) -> String {
     )
 }
 
-/// Writer settings of every part of a plan.
-pub fn writer_properties(row_group_rows: u64, compression: ParquetCompression) -> WriterProperties {
+/// Writer settings of every part of a plan. `key` is the key column's name and Arrow type:
+/// a part's rows come in key order, so an integer-like key (integers, dates, timestamps) is
+/// written with `DELTA_BINARY_PACKED` and no dictionary: consecutive keys differ by little,
+/// and a dictionary of unique values is the worst encoding there is (a sequential int4 key
+/// took 4.6 bytes a row that way, after zstd; delta-packed it takes well under one).
+pub fn writer_properties(
+    row_group_rows: u64,
+    compression: ParquetCompression,
+    key: Option<(&str, &DataType)>,
+) -> WriterProperties {
     let compression = match compression {
         ParquetCompression::Zstd => Compression::ZSTD(ZstdLevel::default()),
         ParquetCompression::Snappy => Compression::SNAPPY,
         ParquetCompression::None => Compression::UNCOMPRESSED,
     };
-    WriterProperties::builder()
+    let mut builder = WriterProperties::builder()
         .set_compression(compression)
-        .set_max_row_group_size(usize::try_from(row_group_rows).unwrap_or(usize::MAX).max(1))
-        .build()
+        .set_max_row_group_size(usize::try_from(row_group_rows).unwrap_or(usize::MAX).max(1));
+    if let Some((name, data_type)) = key
+        && delta_packs(data_type)
+    {
+        let path = ColumnPath::from(name);
+        builder = builder
+            .set_column_dictionary_enabled(path.clone(), false)
+            .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
+    }
+    builder.build()
+}
+
+/// Whether a column of this Arrow type is stored as Parquet INT32 or INT64, which
+/// `DELTA_BINARY_PACKED` encodes.
+fn delta_packs(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::Date32
+            | DataType::Date64
+            | DataType::Timestamp(_, _)
+            | DataType::Time32(_)
+            | DataType::Time64(_)
+    )
 }
 
 /// Turns a binary `COPY` stream into one Parquet file.
@@ -99,18 +134,24 @@ impl ParquetStream {
             .zip(schema.arrow.fields())
             .map(|((_, t), f)| ColumnBuilder::new(t, f.data_type()))
             .collect::<Result<Vec<_>, _>>()?;
+        let key = planned
+            .columns
+            .iter()
+            .position(|c| *c == planned.key_column);
+        let key_field = key.map(|k| schema.arrow.field(k));
         let writer = ArrowWriter::try_new(
             Vec::new(),
             schema.arrow.clone(),
-            Some(writer_properties(row_group_rows, compression)),
+            Some(writer_properties(
+                row_group_rows,
+                compression,
+                key_field.map(|f| (f.name().as_str(), f.data_type())),
+            )),
         )
         .map_err(|e| format!("cannot start a Parquet part: {e}"))?;
         Ok(ParquetStream {
             framing: BinaryRows::new(schema.columns.len()),
-            key: planned
-                .columns
-                .iter()
-                .position(|c| *c == planned.key_column),
+            key,
             schema,
             builders,
             writer: Some(writer),
@@ -352,6 +393,17 @@ mod tests {
         assert_eq!(meta.file_metadata().num_rows(), 10);
         let groups: Vec<i64> = meta.row_groups().iter().map(|g| g.num_rows()).collect();
         assert_eq!(groups, vec![4, 4, 2]);
+        // The key, in order within a part, is delta-packed without a dictionary; the other
+        // columns keep the writer's defaults (a dictionary where it pays).
+        let key = meta.row_group(0).column(0);
+        assert!(
+            key.encodings().any(|e| e == Encoding::DELTA_BINARY_PACKED),
+            "{:?}",
+            key.encodings().collect::<Vec<_>>()
+        );
+        assert!(key.dictionary_page_offset().is_none());
+        let text = meta.row_group(0).column(2);
+        assert!(text.encodings().any(|e| e == Encoding::RLE_DICTIONARY));
         let batches: Vec<_> = reader.build().unwrap().map(Result::unwrap).collect();
         let batch = arrow_select_concat(&batches);
         assert_eq!(batch.0, (1..=10).collect::<Vec<i64>>());
