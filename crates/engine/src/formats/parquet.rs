@@ -10,8 +10,8 @@
 //! [`pgvalue`]: super::pgvalue
 
 use arrow_array::RecordBatch;
-use parquet::arrow::ArrowWriter;
 use arrow_schema::DataType;
+use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
