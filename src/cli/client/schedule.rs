@@ -153,17 +153,7 @@ async fn set_suspend(args: ScheduleNameArgs, suspend: bool) -> CommandResult {
         .await
     {
         Ok(_) => {}
-        Err(e) if api_code(&e) == Some(404) => {
-            return Err(CommandError::failed(format!(
-                "ReportSchedule {ns}/{name} not found"
-            )));
-        }
-        Err(e) => {
-            return Err(api_failure(
-                &e,
-                &format!("updating ReportSchedule {ns}/{name}"),
-            ));
-        }
+        Err(e) => return Err(schedule_failure(&e, "updating", &ns, name)),
     }
     if suspend {
         println!(
@@ -176,23 +166,23 @@ async fn set_suspend(args: ScheduleNameArgs, suspend: bool) -> CommandResult {
     Ok(Exit::Ok)
 }
 
+/// A failed request about ReportSchedule `ns/name`: "not found" for a 404, else what was
+/// being done and the API server's answer.
+fn schedule_failure(e: &kube::Error, doing: &str, ns: &str, name: &str) -> CommandError {
+    if api_code(e) == Some(404) {
+        CommandError::failed(format!("ReportSchedule {ns}/{name} not found"))
+    } else {
+        api_failure(e, &format!("{doing} ReportSchedule {ns}/{name}"))
+    }
+}
+
 async fn trigger(args: TriggerArgs) -> CommandResult {
     let (client, ns) = connect(&args.cluster).await?;
     let schedules: Api<ReportSchedule> = Api::namespaced(client.clone(), &ns);
     let name = &args.name;
     let rs = match schedules.get(name).await {
         Ok(rs) => rs,
-        Err(e) if api_code(&e) == Some(404) => {
-            return Err(CommandError::failed(format!(
-                "ReportSchedule {ns}/{name} not found"
-            )));
-        }
-        Err(e) => {
-            return Err(api_failure(
-                &e,
-                &format!("reading ReportSchedule {ns}/{name}"),
-            ));
-        }
+        Err(e) => return Err(schedule_failure(&e, "reading", &ns, name)),
     };
     let cron = decide::check(&rs).map_err(|(_, message)| CommandError::refused(message))?;
     let now = jiff::Timestamp::now();

@@ -12,7 +12,7 @@
 //!
 //! The values are persisted (in ReportJob status, Job annotations, `plan.json` and local
 //! staging paths), so a field added to the spec after the first release is left out while it
-//! holds its default: one list, [`spec::LATER_FIELDS`], for the spec's digests, and serde's
+//! holds its default: one list, [`spec::later_fields`], for the spec's digests, and serde's
 //! `skip_serializing_if` for the source digest's one later field.
 
 mod source;

@@ -13,26 +13,24 @@ use crate::api::spec::{
 /// digest of a spec that does not use them is what an older version computed (a run in
 /// flight across an upgrade is not taken for an edited one, and a local run resumes).
 /// Later fields serialized only when set (`skip_serializing_if`) need no entry.
-pub(super) const LATER_FIELDS: &[&[&str]] = &[
-    &["source", "consistency"],
-    &["source", "snapshotMaxSeconds"],
-    &["output", "timeZone"],
-    &["output", "csv", "bom"],
-    &["output", "csv", "lineEnding"],
-    &["worker", "snapshotRestarts"],
-];
-
-/// The default of each of [`LATER_FIELDS`], as JSON.
-fn later_default(path: &[&str]) -> Value {
-    match path {
-        ["source", "consistency"] => json!(Consistency::default()),
-        ["source", "snapshotMaxSeconds"] => json!(default_snapshot_max_seconds()),
-        ["output", "timeZone"] => json!(default_time_zone()),
-        ["output", "csv", "bom"] => json!(false),
-        ["output", "csv", "lineEnding"] => json!(LineEnding::default()),
-        ["worker", "snapshotRestarts"] => json!(default_snapshot_restarts()),
-        _ => unreachable!("every later field has a default: {path:?}"),
-    }
+pub(super) fn later_fields() -> [(&'static [&'static str], Value); 6] {
+    [
+        (&["source", "consistency"], json!(Consistency::default())),
+        (
+            &["source", "snapshotMaxSeconds"],
+            json!(default_snapshot_max_seconds()),
+        ),
+        (&["output", "timeZone"], json!(default_time_zone())),
+        (&["output", "csv", "bom"], json!(false)),
+        (
+            &["output", "csv", "lineEnding"],
+            json!(LineEnding::default()),
+        ),
+        (
+            &["worker", "snapshotRestarts"],
+            json!(default_snapshot_restarts()),
+        ),
+    ]
 }
 
 /// Fields that only say how the work is carried out: part of the frozen spec, not of the
@@ -51,7 +49,7 @@ const EXECUTION_FIELDS: &[&[&str]] = &[
 
 /// The spec fields frozen once planning starts, as canonical JSON: everything but
 /// `suspend`, `ttlSecondsAfterFinished` and `notify` (which may change at any time), with
-/// [`LATER_FIELDS`] at their defaults left out.
+/// [`later_fields`] at their defaults left out.
 fn frozen(spec: &ReportJobSpec) -> Value {
     let mut frozen = json!({
         "source": spec.source,
@@ -59,8 +57,7 @@ fn frozen(spec: &ReportJobSpec) -> Value {
         "output": spec.output,
         "worker": spec.worker,
     });
-    for path in LATER_FIELDS {
-        let default = later_default(path);
+    for (path, default) in later_fields() {
         remove(&mut frozen, path, |value| *value == default);
     }
     frozen

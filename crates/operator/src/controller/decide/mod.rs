@@ -595,18 +595,7 @@ impl<'a> Decision<'a> {
                 self.st.completion_time = Some(Time(self.o.now));
             }
         }
-        let name = self.rj().name_any();
-        let running: Vec<String> = [
-            Stage::Plan,
-            Stage::Chunks,
-            Stage::Assemble,
-            Stage::Notify,
-            Stage::Snapshot,
-        ]
-        .into_iter()
-        .filter(|s| self.job(*s).is_some())
-        .map(|s| s.job_name(&name))
-        .collect();
+        let running = self.stage_jobs();
         if !running.is_empty() {
             // Stop every writer before removing what they write.
             return Action::DeleteJobs(running);
@@ -674,15 +663,11 @@ impl<'a> Decision<'a> {
         }
     }
 
-    /// The ReportJob is being deleted: stop every stage Job, then remove staging data with
-    /// a cleanup Job, then release the finalizer.
-    fn deleting(&mut self) -> Action {
-        let rj = self.rj();
-        if !rj.finalizers().iter().any(|f| f == names::FINALIZER) {
-            return Action::None;
-        }
-        let name = rj.name_any();
-        let stages: Vec<String> = [
+    /// The names of the stage Jobs that exist (every stage but the cleanup): what a cancel or
+    /// a delete stops before staging data is removed.
+    fn stage_jobs(&self) -> Vec<String> {
+        let name = self.rj().name_any();
+        [
             Stage::Plan,
             Stage::Chunks,
             Stage::Assemble,
@@ -692,7 +677,17 @@ impl<'a> Decision<'a> {
         .into_iter()
         .filter(|s| self.job(*s).is_some())
         .map(|s| s.job_name(&name))
-        .collect();
+        .collect()
+    }
+
+    /// The ReportJob is being deleted: stop every stage Job, then remove staging data with
+    /// a cleanup Job, then release the finalizer.
+    fn deleting(&mut self) -> Action {
+        let rj = self.rj();
+        if !rj.finalizers().iter().any(|f| f == names::FINALIZER) {
+            return Action::None;
+        }
+        let stages = self.stage_jobs();
         if !stages.is_empty() {
             // Stop every writer before removing what they write.
             return Action::DeleteJobs(stages);
