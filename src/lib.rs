@@ -9,7 +9,7 @@
 //! [`cli`] behind the `reportjob` binary, which runs as the controller and as every stage. Their modules are re-exported here under
 //! their own names for the binary, the tests and the benchmarks.
 
-pub use reportjob_core::{api, ident, names, plan, schedule, split, sql, stage_protocol};
+pub use reportjob_core::{api, database, ident, names, plan, schedule, split, sql, stage_protocol};
 pub use reportjob_engine::{
     cleanup_tasks, csv_encode, error, formats, install_crypto_provider, net_guard, notify,
     pipeline, run_local, snapshot, source, staging, storage,

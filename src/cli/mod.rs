@@ -67,11 +67,15 @@ pub enum Command {
     #[command(hide = true)]
     Snapshot(SnapshotArgs),
     /// Print the ReportJob CustomResourceDefinition as YAML (with --schedule, ReportSchedule's;
-    /// with --markdown, its field reference as in docs/reference/).
+    /// with --database, ReportDatabase's; with --markdown, its field reference as in
+    /// docs/reference/).
     Crd {
         /// Print the ReportSchedule CRD instead.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "database")]
         schedule: bool,
+        /// Print the ReportDatabase CRD instead.
+        #[arg(long)]
+        database: bool,
         /// Print the field reference generated from the CRD's schema, as Markdown.
         #[arg(long)]
         markdown: bool,
@@ -196,6 +200,11 @@ pub struct WorkerArgs {
     /// Retries after transient failures inside this process (pods leave it to the Job).
     #[arg(long, default_value_t = 0)]
     pub retries: u32,
+    /// The ReportDatabase's throttle the controller hands down
+    /// (`maxActiveSessions=N,maxReplayLagSeconds=S`): the chunk starts only while the
+    /// database's load is within it.
+    #[arg(long, env = "REPORTJOB_THROTTLE", hide = true)]
+    pub throttle: Option<String>,
     /// Also write the summary (or the error) to this file, e.g. /dev/termination-log.
     #[arg(long)]
     pub termination_log: Option<PathBuf>,
@@ -368,24 +377,59 @@ pub async fn dispatch(cli: Cli) -> i32 {
     code
 }
 
-/// The field reference of the ReportJob (or, with `schedule`, ReportSchedule) resource, as
-/// committed in `docs/reference/`.
-pub fn reference_markdown(schedule: bool) -> String {
-    if schedule {
-        crate::api::reference::markdown(
+/// Which resource `reportjob crd` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrdKind {
+    /// ReportJob.
+    ReportJob,
+    /// ReportSchedule.
+    ReportSchedule,
+    /// ReportDatabase.
+    ReportDatabase,
+}
+
+impl CrdKind {
+    fn of(schedule: bool, database: bool) -> CrdKind {
+        match (schedule, database) {
+            (true, _) => CrdKind::ReportSchedule,
+            (false, true) => CrdKind::ReportDatabase,
+            (false, false) => CrdKind::ReportJob,
+        }
+    }
+
+    /// The CRD as the YAML committed in `crds/`.
+    pub fn yaml(self) -> Result<String, String> {
+        match self {
+            CrdKind::ReportJob => crate::api::schema::crd_yaml(),
+            CrdKind::ReportSchedule => crate::schedule::crd::crd_yaml(),
+            CrdKind::ReportDatabase => crate::database::crd::crd_yaml(),
+        }
+    }
+}
+
+/// The field reference of a resource, as committed in `docs/reference/`.
+pub fn reference_markdown(kind: CrdKind) -> String {
+    match kind {
+        CrdKind::ReportSchedule => crate::api::reference::markdown(
             &crate::schedule::crd::crd(),
             "ReportSchedule reference",
             "A ReportSchedule creates a ReportJob from its template on a cron schedule. \
              The template's `spec` is a ReportJob's: see the \
              [ReportJob reference](reportjob.md).",
-        )
-    } else {
-        crate::api::reference::markdown(
+        ),
+        CrdKind::ReportDatabase => crate::api::reference::markdown(
+            &crate::database::crd::crd(),
+            "ReportDatabase reference",
+            "A ReportDatabase is the budget a platform team sets for a database many teams \
+             export from; a ReportJob names it in `spec.source.database`. How budgets work: \
+             [database budgets](../databases.md).",
+        ),
+        CrdKind::ReportJob => crate::api::reference::markdown(
             &crate::api::schema::crd(),
             "ReportJob reference",
             "Every field of a ReportJob, from the CRD the API server validates against. \
              The concepts behind them are in [concepts](../concepts.md).",
-        )
+        ),
     }
 }
 
@@ -393,19 +437,17 @@ async fn run_command(command: Command) -> i32 {
     match command {
         Command::Crd {
             schedule,
+            database,
             markdown: true,
         } => {
-            print!("{}", reference_markdown(schedule));
+            print!("{}", reference_markdown(CrdKind::of(schedule, database)));
             EXIT_OK
         }
         Command::Crd {
             schedule,
+            database,
             markdown: false,
-        } => match if schedule {
-            crate::schedule::crd::crd_yaml()
-        } else {
-            crate::api::schema::crd_yaml()
-        } {
+        } => match CrdKind::of(schedule, database).yaml() {
             Ok(yaml) => {
                 print!("{yaml}");
                 EXIT_OK

@@ -4,6 +4,7 @@
 //! cluster (`common::testbed`).
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
+use reportjob::cli::CrdKind;
 use serde_json::Value;
 
 #[test]
@@ -28,22 +29,67 @@ fn committed_crd_matches_the_generator() {
 }
 
 #[test]
+fn the_committed_reportdatabase_crd_matches_the_generator_and_the_chart_copy() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let committed = std::fs::read_to_string(format!("{root}/crds/reportdatabase.yaml")).unwrap();
+    let generated = CrdKind::ReportDatabase.yaml().unwrap();
+    assert!(
+        committed == generated,
+        "crds/reportdatabase.yaml is stale: run `cargo run -- crd --database > crds/reportdatabase.yaml`"
+    );
+    let chart = std::fs::read_to_string(format!(
+        "{root}/charts/reportjob/files/reportdatabase-crd.yaml"
+    ))
+    .unwrap();
+    assert!(
+        chart == committed,
+        "run `cp crds/reportdatabase.yaml charts/reportjob/files/reportdatabase-crd.yaml`"
+    );
+    let crd = reportjob::database::crd::crd();
+    assert_eq!(
+        crd.metadata.name.as_deref(),
+        Some("reportdatabases.reporting.dev")
+    );
+    assert_eq!(crd.spec.scope, "Cluster");
+    let columns: Vec<String> = crd.spec.versions[0]
+        .additional_printer_columns
+        .iter()
+        .flatten()
+        .map(|c| c.name.clone())
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            "In Use",
+            "Limit",
+            "Waiting",
+            "Snapshots",
+            "Throttled",
+            "Age"
+        ]
+    );
+}
+
+#[test]
 fn the_committed_field_references_match_the_crds() {
-    for (schedule, file) in [(false, "reportjob.md"), (true, "reportschedule.md")] {
+    for (kind, file, flag) in [
+        (CrdKind::ReportJob, "reportjob.md", ""),
+        (CrdKind::ReportSchedule, "reportschedule.md", " --schedule"),
+        (CrdKind::ReportDatabase, "reportdatabase.md", " --database"),
+    ] {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("docs/reference")
             .join(file);
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
-        let generated = reportjob::cli::reference_markdown(schedule);
+        let generated = reportjob::cli::reference_markdown(kind);
         assert!(
             committed == generated,
-            "docs/reference/{file} is stale: run `cargo run -- crd --markdown{} > docs/reference/{file}`",
-            if schedule { " --schedule" } else { "" }
+            "docs/reference/{file} is stale: run `cargo run -- crd --markdown{flag} > docs/reference/{file}`"
         );
         // Every field of the spec has a row.
         assert!(generated.contains("| `spec.") || generated.contains("## `spec"));
     }
-    let reportjob = reportjob::cli::reference_markdown(false);
+    let reportjob = reportjob::cli::reference_markdown(CrdKind::ReportJob);
     for field in [
         "`keyColumn`",
         "`maxValueBytes`",

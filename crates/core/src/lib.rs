@@ -5,6 +5,7 @@
 //! engine and the operator build on it and it never on them.
 
 pub mod api;
+pub mod database;
 pub mod error_text;
 pub mod ident;
 pub mod identity;

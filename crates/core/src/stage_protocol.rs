@@ -33,6 +33,10 @@ pub const EXIT_DAMAGED: i32 = 4;
 /// succeed, and a report mixing snapshots is never made, so the whole export must start
 /// again under a new snapshot.
 pub const EXIT_SNAPSHOT_LOST: i32 = 5;
+/// Exit code of a chunk worker that found the database busier than its ReportDatabase's
+/// throttle allows and did not start its chunk: the chunks Job's `podFailurePolicy` ignores
+/// the failure (no retry is spent) and starts the pod again; its message says why.
+pub const EXIT_THROTTLED: i32 = 6;
 
 /// Names of the environment variables of the stage pods.
 pub mod env {
@@ -67,6 +71,9 @@ pub mod env {
     /// `true`: webhook URLs and bucket endpoints may be link-local (the engine's
     /// `net_guard` otherwise refuses them).
     pub const ALLOW_LINK_LOCAL: &str = "REPORTJOB_ALLOW_LINK_LOCAL";
+    /// The ReportDatabase's throttle a chunk worker checks before it exports, as
+    /// [`Throttle::to_env`](crate::database::throttle::Throttle::to_env) writes it.
+    pub const THROTTLE: &str = "REPORTJOB_THROTTLE";
 }
 
 /// Kubernetes keeps at most 4096 bytes of a termination message.

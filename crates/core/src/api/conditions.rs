@@ -21,6 +21,9 @@ pub const NOTIFIED: &str = "Notified";
 /// Condition type: the run waits for one of the controller's run slots
 /// (`--max-concurrent-runs`) or for stage pod budget (`--max-stage-pods-per-namespace`).
 pub const QUEUED: &str = "Queued";
+/// Condition type: a chunk worker found the run's ReportDatabase busier than its throttle
+/// allows (its chunk did not start), or no longer does.
+pub const THROTTLED: &str = "Throttled";
 /// Condition type: whether the staging data of a cancelled run was removed.
 pub const STAGING_REMOVED: &str = "StagingRemoved";
 
@@ -112,6 +115,19 @@ pub mod reason {
     pub const NAMESPACE_RUN_LIMIT_REACHED: &str = "NamespaceRunLimitReached";
     /// The run got a run slot and started (or its chunks Job got pods of the budget).
     pub const ADMITTED: &str = "Admitted";
+    /// The run's ReportDatabase has no chunk pod free for it (`maxConcurrentChunks`).
+    pub const DATABASE_BUDGET: &str = "DatabaseBudgetInUse";
+    /// The run's ReportDatabase has as many Snapshot runs holding a session as
+    /// `maxSnapshots` allows.
+    pub const DATABASE_SNAPSHOTS: &str = "DatabaseSnapshotsInUse";
+    /// The ReportDatabase the run names does not exist (or cannot be read yet).
+    pub const DATABASE_UNAVAILABLE: &str = "DatabaseUnavailable";
+    /// A chunk worker found the database busier than the ReportDatabase's throttle allows.
+    pub const DATABASE_BUSY: &str = "DatabaseBusy";
+    /// The chunk workers no longer find the database too busy.
+    pub const DATABASE_QUIET: &str = "DatabaseQuiet";
+    /// The run is waiting for its ReportDatabase (event, once).
+    pub const WAITING_FOR_DATABASE: &str = "WaitingForDatabase";
     /// The namespace's chunk pods (`--max-stage-pods-per-namespace`) are all in use.
     pub const STAGE_POD_BUDGET: &str = "StagePodBudgetInUse";
     /// A reconcile failed (event).

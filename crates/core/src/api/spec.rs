@@ -145,6 +145,21 @@ pub struct SourceSpec {
     #[serde(default = "default_snapshot_max_seconds")]
     #[schemars(range(min = 60, max = 604800))]
     pub snapshot_max_seconds: i64,
+    /// The ReportDatabase whose budget this run shares with every ReportJob that names it
+    /// (chunk pods exporting at once, snapshot sessions, fair between namespaces, paused
+    /// while the database is busy). The platform team creates it; this namespace must be one
+    /// it selects. Default: none (the run takes up to `parallelism` connections of its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseRef>,
+}
+
+/// A ReportDatabase, by name.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseRef {
+    /// The ReportDatabase's name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
 }
 
 fn default_statement_timeout() -> i64 {

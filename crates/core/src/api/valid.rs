@@ -74,6 +74,8 @@ pub struct ValidSource {
     pub consistency: Consistency,
     /// Longest a run's snapshot is held (one minute to seven days).
     pub snapshot_max: Duration,
+    /// The ReportDatabase whose budget the run shares (a DNS subdomain name).
+    pub database: Option<String>,
 }
 
 /// A value bound to one `$n`.

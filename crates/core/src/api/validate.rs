@@ -265,6 +265,14 @@ fn source(source: &SourceSpec, errors: &mut Errors) -> Option<ValidSource> {
         "spec.source.connectionSecretRef.key",
         errors,
     );
+    let database = match &source.database {
+        None => Some(None),
+        Some(db) if is_dns_subdomain(&db.name) => Some(Some(db.name.clone())),
+        Some(_) => errors.push(
+            "spec.source.database.name",
+            "must be a ReportDatabase name: lower-case letters, digits, '-' and '.', at most 253 characters",
+        ),
+    };
     Some(ValidSource {
         connection: SecretKey {
             name: name?,
@@ -276,6 +284,7 @@ fn source(source: &SourceSpec, errors: &mut Errors) -> Option<ValidSource> {
         parameters: parameters?,
         consistency: source.consistency,
         snapshot_max: snapshot_max?,
+        database: database?,
     })
 }
 

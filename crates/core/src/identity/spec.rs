@@ -39,6 +39,7 @@ const EXECUTION_FIELDS: &[&[&str]] = &[
     &["worker"],
     &["chunking", "parallelism"],
     &["source", "snapshotMaxSeconds"],
+    &["source", "database"],
     &["output", "deleteWithReportJob"],
     &["output", "maxValueBytes"],
     &["output", "split"],
