@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 pub use reportjob_core::stage_protocol::{
-    EXIT_DAMAGED, EXIT_OK, EXIT_PERMANENT, EXIT_SNAPSHOT_LOST, EXIT_TRANSIENT, EXIT_USAGE,
+    EXIT_DAMAGED, EXIT_OK, EXIT_PERMANENT, EXIT_SNAPSHOT_LOST, EXIT_THROTTLED, EXIT_TRANSIENT,
+    EXIT_USAGE,
 };
 
 /// Errors of the export engine.
@@ -12,6 +13,10 @@ pub enum Error {
     /// The spec is invalid.
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
+    /// The database is busier than its ReportDatabase's throttle allows: the chunk was not
+    /// started (the pod is started again, without spending a retry).
+    #[error("{0}")]
+    Throttled(String),
     /// A field refers to something in the database that does not exist or cannot be used.
     #[error("{field}: {message}")]
     Source {
@@ -322,13 +327,15 @@ impl Error {
                 std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::InvalidInput
             ),
             Error::Chunk { source, .. } => source.is_permanent(),
-            Error::Cancelled => false,
+            Error::Cancelled | Error::Throttled(_) => false,
         }
     }
 
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
-        if self.damaged_chunks().is_some() {
+        if matches!(self, Error::Throttled(_)) {
+            EXIT_THROTTLED
+        } else if self.damaged_chunks().is_some() {
             EXIT_DAMAGED
         } else if self.is_snapshot_lost() {
             EXIT_SNAPSHOT_LOST
@@ -387,6 +394,7 @@ impl Error {
             Error::ValueTooLarge { .. } => "value_too_large",
             Error::Chunk { source, .. } => source.label(),
             Error::Cancelled => "cancelled",
+            Error::Throttled(_) => "throttled",
         }
     }
 }

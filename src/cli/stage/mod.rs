@@ -13,6 +13,7 @@ use crate::api::load::{load_valid_file, load_valid_str};
 use crate::api::valid::Destination;
 use crate::cli::client::progress::Reporter;
 use crate::cli::{AssembleArgs, CleanupArgs, Common, EXIT_BAD_SPEC, PlanArgs, RunArgs, WorkerArgs};
+use crate::database::throttle::Throttle;
 use crate::error::{EXIT_OK, Error};
 use crate::pipeline::StageContext;
 use crate::run_local::{RunOptions, run as run_local};
@@ -496,11 +497,27 @@ pub async fn worker(args: WorkerArgs) -> i32 {
             .fail(args.termination_log.as_deref());
         }
     };
+    let throttle = match Throttle::parse(args.throttle.as_deref().unwrap_or_default()) {
+        Ok(throttle) => throttle,
+        Err(why) => {
+            return Setup {
+                message: format!("{}: {why}", env::THROTTLE),
+                code: EXIT_BAD_SPEC,
+            }
+            .fail(args.termination_log.as_deref());
+        }
+    };
     stage_command(
         &args.common,
         args.termination_log.as_deref(),
         |stage| async move {
             let plan = stage.load_plan(digest.as_deref()).await?;
+            // A busy database: the pod ends without starting its chunk (the Job starts it
+            // again without spending a retry) and its message says why.
+            stage
+                .db
+                .wait_while_busy(&throttle, THROTTLE_PATIENCE)
+                .await?;
             let part = stage
                 .export_chunk_retrying(&plan, index, retries, |attempt, e| {
                     eprintln!("attempt {attempt} failed, retrying: {e}")
@@ -518,6 +535,9 @@ pub async fn worker(args: WorkerArgs) -> i32 {
     )
     .await
 }
+
+/// How long a chunk worker waits for a busy database before its pod ends to say so.
+const THROTTLE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// The plan chunk a worker exports: `index` itself, or the `index`-th of `chunks`.
 fn chunk_of_index(index: usize, chunks: Option<&str>) -> Result<usize, String> {

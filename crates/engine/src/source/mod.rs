@@ -1,5 +1,6 @@
 //! The Postgres source: read-only sessions, resolving a spec to SQL, and key statistics.
 
+pub mod load;
 pub mod resolve;
 pub mod session;
 pub mod slots;

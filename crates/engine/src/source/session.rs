@@ -61,7 +61,7 @@ impl SessionSetup {
 /// Where sessions come from: a lazily connecting pool of at most `size` connections.
 #[derive(Clone, Debug)]
 pub struct Database {
-    pool: PgPool,
+    pub(super) pool: PgPool,
 }
 
 /// The libpq environment variables sqlx reads when it builds connection options, even from
