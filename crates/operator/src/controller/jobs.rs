@@ -29,7 +29,8 @@ use super::policy::Policy;
 use reportjob_core::api::ReportJob;
 use reportjob_core::api::pod_settings::PodSettings;
 use reportjob_core::api::valid::{Destination, Encoding, ValidSpec};
-use reportjob_core::stage_protocol::{ChunkSet, EXIT_DAMAGED, EXIT_PERMANENT, env};
+use reportjob_core::database::throttle::Throttle;
+use reportjob_core::stage_protocol::{ChunkSet, EXIT_DAMAGED, EXIT_PERMANENT, EXIT_THROTTLED, env};
 
 /// Where a `pvc` destination's claim is mounted in the stage pods.
 pub use reportjob_core::api::pod_settings::OUTPUT_MOUNT;
@@ -220,6 +221,42 @@ pub fn chunks_job(t: &JobContext, plan: &PlanRef, chunks: &ChunkSet) -> Job {
     job.annotations_mut()
         .insert(names::CHUNKS_ANNOTATION.to_string(), listed);
     job
+}
+
+/// Hands a ReportDatabase's throttle to a chunks Job's workers: each checks the database's
+/// load before its chunk ([`reportjob_core::stage_protocol::env::THROTTLE`]) and, while it
+/// is too busy, ends with [`EXIT_THROTTLED`], which the Job's `podFailurePolicy` ignores
+/// (the pod is started again without spending a retry). Nothing without a threshold.
+pub fn with_throttle(job: &mut Job, throttle: &Throttle) {
+    if throttle.is_empty() {
+        return;
+    }
+    let Some(spec) = job.spec.as_mut() else {
+        return;
+    };
+    spec.pod_failure_policy
+        .get_or_insert_with(|| PodFailurePolicy { rules: Vec::new() })
+        .rules
+        .push(PodFailurePolicyRule {
+            action: "Ignore".to_string(),
+            on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
+                container_name: Some(CONTAINER.to_string()),
+                operator: "In".to_string(),
+                values: vec![EXIT_THROTTLED],
+            }),
+            ..Default::default()
+        });
+    for container in spec
+        .template
+        .spec
+        .iter_mut()
+        .flat_map(|p| p.containers.iter_mut())
+    {
+        container
+            .env
+            .get_or_insert_with(Vec::new)
+            .push(value_env(env::THROTTLE, &throttle.to_env()));
+    }
 }
 
 /// `<name>-assemble`: checks the parts against the plan and publishes the report; its

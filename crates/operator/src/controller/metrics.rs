@@ -63,6 +63,81 @@ pub struct FailureLabel {
     pub reason: String,
 }
 
+/// Label of a ReportDatabase's gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DatabaseLabel {
+    /// The ReportDatabase.
+    pub database: String,
+}
+
+/// Labels of a namespace's use of a ReportDatabase.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DatabaseNamespaceLabel {
+    /// The ReportDatabase.
+    pub database: String,
+    /// The ReportJobs' namespace.
+    pub report_namespace: String,
+}
+
+/// The gauges of the ReportDatabases' budgets.
+#[derive(Clone, Default)]
+pub struct DatabaseGauges {
+    /// Chunk pods the database's ReportJobs may run now.
+    pub chunks_in_use: Family<DatabaseLabel, Gauge>,
+    /// `spec.maxConcurrentChunks`.
+    pub chunk_limit: Family<DatabaseLabel, Gauge>,
+    /// ReportJobs waiting for a chunk pod or a snapshot slot.
+    pub runs_waiting: Family<DatabaseLabel, Gauge>,
+    /// Snapshot runs holding a session.
+    pub snapshots_in_use: Family<DatabaseLabel, Gauge>,
+    /// 1 while a chunk worker last found the database busier than its throttle allows.
+    pub throttled: Family<DatabaseLabel, Gauge>,
+    /// Chunk pods in use, by namespace.
+    pub namespace_chunks_in_use: Family<DatabaseNamespaceLabel, Gauge>,
+    /// ReportJobs waiting, by namespace.
+    pub namespace_runs_waiting: Family<DatabaseNamespaceLabel, Gauge>,
+}
+
+impl DatabaseGauges {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "database_chunks_in_use",
+            "Chunk pods a ReportDatabase's ReportJobs may run now",
+            self.chunks_in_use.clone(),
+        );
+        registry.register(
+            "database_chunk_limit",
+            "A ReportDatabase's maxConcurrentChunks",
+            self.chunk_limit.clone(),
+        );
+        registry.register(
+            "database_runs_waiting",
+            "ReportJobs waiting for a ReportDatabase's chunk pods or snapshot slots",
+            self.runs_waiting.clone(),
+        );
+        registry.register(
+            "database_snapshots_in_use",
+            "Snapshot runs holding a session on a ReportDatabase",
+            self.snapshots_in_use.clone(),
+        );
+        registry.register(
+            "database_throttled",
+            "1 while a ReportDatabase's chunk workers find it busier than its throttle allows",
+            self.throttled.clone(),
+        );
+        registry.register(
+            "database_namespace_chunks_in_use",
+            "Chunk pods of a ReportDatabase in use, by the ReportJobs' namespace",
+            self.namespace_chunks_in_use.clone(),
+        );
+        registry.register(
+            "database_namespace_runs_waiting",
+            "ReportJobs waiting for a ReportDatabase, by namespace",
+            self.namespace_runs_waiting.clone(),
+        );
+    }
+}
+
 /// Label of the build-info gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabel {
@@ -98,6 +173,8 @@ pub struct Metrics {
     pub run_duration: Family<RunLabel, Histogram, fn() -> Histogram>,
     /// 1, labelled with the controller's version.
     pub build_info: Family<BuildLabel, Gauge>,
+    /// The ReportDatabases' budgets.
+    pub databases: DatabaseGauges,
     known: Mutex<HashMap<String, Phase>>,
 }
 
@@ -180,8 +257,11 @@ impl Default for Metrics {
             "1 while this replica is the leader",
             leader.clone(),
         );
+        let databases = DatabaseGauges::default();
+        databases.register(&mut registry);
         Metrics {
             registry,
+            databases,
             reconciles,
             errors,
             duration,

@@ -6,6 +6,7 @@
 
 pub mod budget;
 pub mod cache;
+pub mod database;
 pub mod decide;
 pub mod event_cache;
 pub mod event_limit;
@@ -139,6 +140,8 @@ pub struct Context {
     gate: run_queue::RunGate,
     /// The per-namespace budget of chunk pods.
     budget: budget::PodBudget,
+    /// The ReportDatabases' shared budgets.
+    databases: database::Databases,
     /// The events recorded lately: the same one at most once a minute.
     recorded: Mutex<event_limit::EventLimiter>,
 }
@@ -177,7 +180,9 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
     } else {
         config.namespaces.iter().cloned().map(Some).collect()
     };
-    let watched = watches::watch_scopes(&client, &scopes);
+    let mut watched = watches::watch_scopes(&client, &scopes);
+    let (databases, database_tasks) = database::Databases::watch(&client);
+    watched.tasks.extend(database_tasks);
     // The ReportJob controllers (one per scope) are built first: the run cap reads their
     // stores and wakes queued ReportJobs through them.
     let mut wakers = Vec::new();
@@ -220,7 +225,9 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
         recorded: Mutex::new(event_limit::EventLimiter::default()),
         gate: run_queue::RunGate::new(config.run_limits, rj_stores, wakers),
         budget: budget::PodBudget::new(config.max_stage_pods_per_namespace),
+        databases,
     });
+    let database_status = tokio::spawn(database::status::run(ctx.clone()));
     let schedules = schedule::run(
         client.clone(),
         ctx.recorder.clone(),
@@ -274,6 +281,7 @@ pub async fn run(client: Client, config: ControllerConfig) -> anyhow::Result<()>
             Ok(())
         }
     };
+    database_status.abort();
     for task in watched.tasks {
         task.abort();
     }
@@ -357,11 +365,17 @@ async fn reconcile_inner(rj: &ReportJob, ctx: &Context) -> Result<Requeue, Recon
     } else {
         ctx.budget.lock(&ns).await
     };
+    // Likewise the runs of one ReportDatabase, across namespaces (always after the
+    // namespace's lock: one order, no deadlock).
+    let _database = match rj.spec.source.database.as_ref().filter(|_| !finished) {
+        Some(db) => ctx.databases.lock(&db.name).await,
+        None => None,
+    };
     let observed = observe::observe(ctx, rj).await?;
     let step = decide::decide(&observed, &ctx.defaults);
     tracing::debug!(reportjob = %key(rj), action = %step.action.describe(), phase = ?step.status.phase, "decided");
     let requeue = carry_out(ctx, rj, &step).await?;
-    wake_starved(ctx, &ns, &observed, &step);
+    wake_starved(ctx, &observed, &step);
     let old = rj.status.clone().unwrap_or_default();
     let gone = matches!(
         step.action,
@@ -400,7 +414,11 @@ async fn reconcile_inner(rj: &ReportJob, ctx: &Context) -> Result<Requeue, Recon
     };
     if gone || (ended(&step.status) && !ended(&old)) || (paused(&step.status) && !paused(&old)) {
         // Its run slot is free (a suspended run holds none): the next queued runs are woken.
-        ctx.gate.ended(rj);
+        let snapshot_limit = match &observed.database.standing {
+            database::Standing::Member { spec, .. } => spec.snapshot_limit(),
+            _ => None,
+        };
+        ctx.gate.ended(rj, snapshot_limit);
     }
     for note in &step.notes {
         publish(ctx, rj, note).await;
@@ -417,12 +435,13 @@ async fn reconcile_inner(rj: &ReportJob, ctx: &Context) -> Result<Requeue, Recon
     })
 }
 
-/// Under a chunk pod budget: when pods are left free after this run's step, the runs below
-/// their share are woken to take them.
-fn wake_starved(ctx: &Context, ns: &str, observed: &observe::Observed, step: &Step) {
-    let Some(budget) = &observed.budget else {
+/// Under a chunk pod budget (the namespace's, the ReportDatabase's): when pods are left
+/// free after this run's step, the runs below their share are woken to take them.
+fn wake_starved(ctx: &Context, observed: &observe::Observed, step: &Step) {
+    let budgets = [observed.budget.as_ref(), observed.database.budget.as_ref()];
+    if budgets.iter().all(Option::is_none) {
         return;
-    };
+    }
     let job = observed.jobs.get(&Stage::Chunks);
     let mine = match &step.action {
         Action::SetParallelism(n) => *n,
@@ -435,9 +454,11 @@ fn wake_starved(ctx: &Context, ns: &str, observed: &observe::Observed, step: &St
             .unsigned_abs(),
         _ => job.map_or(0, budget::charge),
     };
-    if budget.free_after(mine) {
-        for name in &budget.starved {
-            ctx.gate.wake(ns, name);
+    for budget in budgets.into_iter().flatten() {
+        if budget.free_after(mine) {
+            for key in &budget.starved {
+                ctx.gate.wake_key(key);
+            }
         }
     }
 }

@@ -11,6 +11,7 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 
 use super::cache::Seen;
+use super::database::Standing;
 use super::job_state::{JobOutcome, job_outcome};
 use super::names::{self, Stage};
 use super::pod_cache;
@@ -80,8 +81,57 @@ pub struct Observed {
     /// The namespace's chunk pod budget as this run sees it
     /// (`--max-stage-pods-per-namespace`); `None`: unlimited.
     pub budget: Option<super::budget::View>,
+    /// The ReportDatabase the run names, and its chunk budget as this run sees it.
+    pub database: DatabaseObserved,
     /// Now.
     pub now: Timestamp,
+}
+
+/// What a run's ReportDatabase says about it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DatabaseObserved {
+    /// Whether it names one, and whether its budget applies.
+    pub standing: Standing,
+    /// Its chunk budget as this run sees it (a member that has not finished).
+    pub budget: Option<super::budget::View>,
+    /// Chunk pods the database's runs may run now, this one's included.
+    pub in_use: u32,
+    /// Runs waiting for their first chunk pod before this one.
+    pub ahead: usize,
+}
+
+impl DatabaseObserved {
+    /// A run that names no ReportDatabase.
+    pub fn unbudgeted() -> DatabaseObserved {
+        DatabaseObserved {
+            standing: Standing::Unbudgeted,
+            budget: None,
+            in_use: 0,
+            ahead: 0,
+        }
+    }
+
+    /// The name of the ReportDatabase, when the run names one.
+    pub fn name(&self) -> Option<&str> {
+        match &self.standing {
+            Standing::Unbudgeted => None,
+            Standing::Unavailable { name, .. }
+            | Standing::NotAllowed { name, .. }
+            | Standing::Member { name, .. } => Some(name),
+        }
+    }
+
+    /// The throttle its chunk workers check.
+    pub fn throttle(&self) -> reportjob_core::database::throttle::Throttle {
+        match &self.standing {
+            Standing::Member { spec, .. } => spec
+                .throttle
+                .as_ref()
+                .map(reportjob_core::database::throttle::Throttle::of)
+                .unwrap_or_default(),
+            _ => Default::default(),
+        }
+    }
 }
 
 impl Observed {
@@ -371,8 +421,20 @@ pub async fn observe(ctx: &Context, rj: &ReportJob) -> Result<Observed, Reconcil
         }
     }
     let planned_spec = planned_spec(jobs.get(&Stage::Plan));
-    let run_slot = ctx.gate.admit(rj).await;
+    let standing = ctx
+        .databases
+        .standing(
+            &ns,
+            rj.spec.source.database.as_ref().map(|d| d.name.as_str()),
+        )
+        .await;
+    let snapshot_limit = match &standing {
+        Standing::Member { spec, .. } => spec.snapshot_limit(),
+        _ => None,
+    };
+    let run_slot = ctx.gate.admit(rj, snapshot_limit).await;
     let budget = budget_view(ctx, rj);
+    let database = database_view(ctx, rj, standing);
     Ok(Observed {
         rj: rj.clone(),
         jobs,
@@ -383,6 +445,7 @@ pub async fn observe(ctx: &Context, rj: &ReportJob) -> Result<Observed, Reconcil
         planned_spec,
         run_slot,
         budget,
+        database,
         now,
     })
 }
@@ -441,7 +504,7 @@ fn budget_view(ctx: &Context, rj: &ReportJob) -> Option<super::budget::View> {
         r.status.as_ref().is_some_and(|s| s.plan.is_some()) && !finished(r) && !r.spec.suspend
     };
     let contender = |r: &ReportJob| Contender {
-        key: r.name_any(),
+        key: super::run_queue::key_of(r),
         order: (
             r.metadata.creation_timestamp.as_ref().map(|t| t.0),
             r.name_any(),
@@ -457,7 +520,118 @@ fn budget_view(ctx: &Context, rj: &ReportJob) -> Option<super::budget::View> {
         .map(|r| contender(r))
         .collect();
     contenders.push(contender(rj));
-    Some(view(limit, &me, &mut contenders, others))
+    Some(view(
+        limit,
+        &super::run_queue::key_of(rj),
+        &mut contenders,
+        others,
+    ))
+}
+
+/// Whether a ReportJob's run has ended.
+fn finished(rj: &ReportJob) -> bool {
+    rj.status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .is_some_and(reportjob_core::api::Phase::is_terminal)
+}
+
+/// This run's view of its ReportDatabase's chunk budget: every exporting run that names
+/// the database (in any namespace), the grants of their chunks Jobs and what the others'
+/// Jobs may run, dealt fairly between namespaces ([`super::database::fair`]).
+fn database_view(ctx: &Context, rj: &ReportJob, standing: Standing) -> DatabaseObserved {
+    use super::budget::charge;
+    use super::database::fair::{Claimant, view};
+    use super::run_queue::key_of;
+    let Standing::Member { name, spec } = &standing else {
+        return DatabaseObserved {
+            standing,
+            ..DatabaseObserved::unbudgeted()
+        };
+    };
+    let names_it = |r: &ReportJob| {
+        r.spec.source.database.as_ref().map(|d| d.name.as_str()) == Some(name.as_str())
+    };
+    let me = key_of(rj);
+    let members: Vec<std::sync::Arc<ReportJob>> = ctx
+        .gate
+        .all_reportjobs()
+        .into_iter()
+        .filter(|r| names_it(r) && key_of(r) != me)
+        .collect();
+    // The chunks Jobs of every namespace with a member: charges and grants by run.
+    let mut namespaces: Vec<String> = members
+        .iter()
+        .map(|r| r.namespace().unwrap_or_default())
+        .collect();
+    namespaces.push(rj.namespace().unwrap_or_default());
+    namespaces.sort();
+    namespaces.dedup();
+    let member_keys: std::collections::HashSet<String> =
+        members.iter().map(|r| key_of(r)).collect();
+    let (mut others, mut mine) = (0u32, 0u32);
+    let mut granted: HashMap<String, u32> = HashMap::new();
+    for ns in &namespaces {
+        for (owner, seen) in ctx.jobs.stage_jobs_in(ns, Stage::Chunks) {
+            let key = format!("{ns}/{owner}");
+            let (claim, parallelism) = match &seen {
+                Seen::Live(job) => (
+                    charge(job),
+                    job.spec.as_ref().and_then(|s| s.parallelism).unwrap_or(0),
+                ),
+                Seen::Terminating(job) => (
+                    job.status
+                        .as_ref()
+                        .and_then(|s| s.active)
+                        .unwrap_or(0)
+                        .unsigned_abs(),
+                    0,
+                ),
+            };
+            if key == me {
+                mine = claim;
+            } else if member_keys.contains(&key) {
+                others = others.saturating_add(claim);
+            } else {
+                continue;
+            }
+            granted.insert(key, parallelism.unsigned_abs());
+        }
+    }
+    let in_use = others.saturating_add(mine);
+    if finished(rj) {
+        return DatabaseObserved {
+            in_use,
+            ..DatabaseObserved::unbudgeted()
+        };
+    }
+    let exporting = |r: &ReportJob| {
+        r.status.as_ref().is_some_and(|s| s.plan.is_some()) && !finished(r) && !r.spec.suspend
+    };
+    let claimant = |r: &ReportJob| Claimant {
+        key: key_of(r),
+        order: (
+            r.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            key_of(r),
+        ),
+        want: wanted_pods(r),
+        granted: granted.get(&key_of(r)).copied().unwrap_or(0),
+    };
+    let mut claimants: Vec<Claimant> = members
+        .iter()
+        .filter(|r| exporting(r))
+        .map(|r| claimant(r))
+        .collect();
+    claimants.push(claimant(rj));
+    let (budget, ahead) = view(spec.chunk_limit(), &me, &mut claimants, others, |ns| {
+        spec.weight(ns)
+    });
+    DatabaseObserved {
+        standing,
+        budget: Some(budget),
+        in_use,
+        ahead,
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 //! suspended run holds no slot: resuming it is admitted like a start. When a slot frees,
 //! the namespace with the fewest runs in flight goes first, its oldest run first, so no
 //! namespace starves another; `--max-concurrent-runs-per-namespace` caps one namespace.
-//! The decision is pure ([`decide`], [`next_up`]); [`RunGate`] keeps what it needs between
+//! A ReportDatabase's `maxSnapshots` caps the Snapshot runs that name it the same way, as
+//! a queue of their own. The decision is pure ([`decide`], [`next_up`]); [`RunGate`] keeps what it needs between
 //! reconciles (the runs admitted or ended that the watch does not show yet) and wakes the
 //! next runs when one ends or pauses.
 
@@ -27,7 +28,7 @@ pub const QUEUED_RESYNC: std::time::Duration = std::time::Duration::from_secs(30
 const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What the cap says about one ReportJob.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RunSlot {
     /// It may run (it runs already, it fits, or there is no cap).
     Admitted,
@@ -42,6 +43,16 @@ pub enum RunSlot {
     NamespaceFull {
         /// The per-namespace cap.
         limit: usize,
+    },
+    /// It waits: `limit` Snapshot runs of its ReportDatabase hold a session, and `ahead`
+    /// queued ones go before it.
+    DatabaseSnapshots {
+        /// The ReportDatabase.
+        database: String,
+        /// Its `maxSnapshots`.
+        limit: usize,
+        /// Queued Snapshot runs of the database before it.
+        ahead: usize,
     },
 }
 
@@ -66,6 +77,9 @@ pub struct RunView {
     /// Waiting to start, or to resume: not started (or suspended and asked to resume), not
     /// finished, not being deleted.
     pub startable: bool,
+    /// The ReportDatabase it names, when it holds a snapshot session (`consistency:
+    /// Snapshot`).
+    pub snapshot_database: Option<String>,
 }
 
 impl RunView {
@@ -84,6 +98,15 @@ impl RunView {
             created: rj.metadata.creation_timestamp.as_ref().map(|t| t.0),
             in_flight: started && !finished && !paused,
             startable: (!started || resuming) && !finished && !deleting,
+            snapshot_database: rj
+                .spec
+                .source
+                .database
+                .as_ref()
+                .filter(|_| {
+                    rj.spec.source.consistency == reportjob_core::api::Consistency::Snapshot
+                })
+                .map(|db| db.name.clone()),
         }
     }
 
@@ -215,6 +238,44 @@ pub fn next_up(runs: &[RunView], memory: &Memory, limits: Limits) -> Vec<String>
         .collect()
 }
 
+/// The Snapshot runs that name `database`.
+fn snapshot_group(runs: &[RunView], database: &str) -> Vec<RunView> {
+    runs.iter()
+        .filter(|r| r.snapshot_database.as_deref() == Some(database))
+        .cloned()
+        .collect()
+}
+
+/// Whether the Snapshot run `me` of `database` may start under its `maxSnapshots`
+/// (`limit`): the database's Snapshot runs queue as the controller-wide cap's do.
+pub fn decide_snapshots(
+    me: &str,
+    database: &str,
+    runs: &[RunView],
+    memory: &Memory,
+    limit: usize,
+) -> RunSlot {
+    let group = snapshot_group(runs, database);
+    match decide(me, &group, memory, Limits::total(limit)) {
+        RunSlot::Queued { limit, ahead } => RunSlot::DatabaseSnapshots {
+            database: database.to_string(),
+            limit,
+            ahead,
+        },
+        other => other,
+    }
+}
+
+impl Limits {
+    /// A cap of `limit` runs, all namespaces together.
+    pub fn total(limit: usize) -> Limits {
+        Limits {
+            total: Some(limit),
+            per_namespace: None,
+        }
+    }
+}
+
 /// Where a woken ReportJob's reconcile is requested: one sender per watched scope (a
 /// namespace, or `None` for all).
 pub type Wakers = Vec<(Option<String>, UnboundedSender<ObjectRef<ReportJob>>)>;
@@ -252,13 +313,15 @@ impl RunGate {
         runs
     }
 
-    /// Whether `rj` may start (or resume) now; an admitted run counts as in flight from
-    /// here on.
-    pub async fn admit(&self, rj: &ReportJob) -> RunSlot {
-        if self.limits == Limits::default() {
+    /// Whether `rj` may start (or resume) now, under the controller's caps and, for a
+    /// Snapshot run naming a ReportDatabase, its `maxSnapshots` (`snapshot_limit`); an
+    /// admitted run counts as in flight from here on.
+    pub async fn admit(&self, rj: &ReportJob, snapshot_limit: Option<usize>) -> RunSlot {
+        let me = RunView::of(rj);
+        let snapshot_limit = snapshot_limit.filter(|_| me.snapshot_database.is_some());
+        if self.limits == Limits::default() && snapshot_limit.is_none() {
             return RunSlot::Admitted;
         }
-        let me = RunView::of(rj);
         if !me.startable {
             return RunSlot::Admitted;
         }
@@ -280,7 +343,12 @@ impl RunGate {
             return RunSlot::Admitted;
         };
         memory.prune(&runs);
-        let slot = decide(&me.key, &runs, &memory, self.limits);
+        let mut slot = decide(&me.key, &runs, &memory, self.limits);
+        if let (RunSlot::Admitted, Some(limit), Some(database)) =
+            (&slot, snapshot_limit, &me.snapshot_database)
+        {
+            slot = decide_snapshots(&me.key, database, &runs, &memory, limit);
+        }
         if slot == RunSlot::Admitted {
             memory.admitted.insert(me.key);
         }
@@ -288,9 +356,12 @@ impl RunGate {
     }
 
     /// `rj`'s run ended (it finished, it is going, or it is suspended): its slot is free,
-    /// and the queued runs that fit now are woken.
-    pub fn ended(&self, rj: &ReportJob) {
-        if self.limits == Limits::default() {
+    /// and the queued runs that fit now are woken (with `snapshot_limit`, its
+    /// ReportDatabase's `maxSnapshots`, also the Snapshot runs of that database).
+    pub fn ended(&self, rj: &ReportJob, snapshot_limit: Option<usize>) {
+        let me = RunView::of(rj);
+        let snapshot_limit = snapshot_limit.filter(|_| me.snapshot_database.is_some());
+        if self.limits == Limits::default() && snapshot_limit.is_none() {
             return;
         }
         let key = key_of(rj);
@@ -303,7 +374,16 @@ impl RunGate {
                 if runs.iter().any(|r| r.key == key && r.in_flight) {
                     memory.ended.insert(key);
                 }
-                next_up(&runs, &memory, self.limits)
+                let mut next = if self.limits == Limits::default() {
+                    Vec::new()
+                } else {
+                    next_up(&runs, &memory, self.limits)
+                };
+                if let (Some(limit), Some(database)) = (snapshot_limit, &me.snapshot_database) {
+                    let group = snapshot_group(&runs, database);
+                    next.extend(next_up(&group, &memory, Limits::total(limit)));
+                }
+                next
             }
             Err(_) => Vec::new(),
         };
@@ -311,6 +391,18 @@ impl RunGate {
             if let Some((ns, name)) = key.split_once('/') {
                 self.wake(ns, name);
             }
+        }
+    }
+
+    /// Every ReportJob the watches show.
+    pub fn all_reportjobs(&self) -> Vec<std::sync::Arc<ReportJob>> {
+        self.stores.iter().flat_map(|s| s.state()).collect()
+    }
+
+    /// Requests a reconcile of the ReportJob `namespace/name`.
+    pub fn wake_key(&self, key: &str) {
+        if let Some((ns, name)) = key.split_once('/') {
+            self.wake(ns, name);
         }
     }
 
@@ -351,6 +443,7 @@ mod tests {
             created: Timestamp::from_second(created).ok(),
             in_flight,
             startable,
+            snapshot_database: None,
         }
     }
 
@@ -528,6 +621,49 @@ mod tests {
         );
         assert_eq!(
             decide("a/resuming", &runs, &memory, total(2)),
+            RunSlot::Admitted
+        );
+    }
+
+    #[test]
+    fn a_databases_snapshot_runs_queue_under_its_max_snapshots_and_others_do_not_count() {
+        let snap = |key: &str, created, in_flight, startable, db: &str| RunView {
+            snapshot_database: Some(db.to_string()),
+            ..run(key, created, in_flight, startable)
+        };
+        let runs = vec![
+            snap("a/1", 1, true, false, "orders"),
+            snap("b/1", 2, true, false, "orders"),
+            snap("c/1", 3, false, true, "orders"),
+            snap("a/2", 4, false, true, "orders"),
+            // Another database's and a run without a snapshot: not in the queue.
+            snap("a/3", 0, true, false, "billing"),
+            run("a/4", 0, true, false),
+        ];
+        let memory = Memory::default();
+        assert_eq!(
+            decide_snapshots("c/1", "orders", &runs, &memory, 2),
+            RunSlot::DatabaseSnapshots {
+                database: "orders".into(),
+                limit: 2,
+                ahead: 0
+            }
+        );
+        // a/2 waits behind c/1: namespace c has no run in flight, a has one.
+        assert_eq!(
+            decide_snapshots("a/2", "orders", &runs, &memory, 2),
+            RunSlot::DatabaseSnapshots {
+                database: "orders".into(),
+                limit: 2,
+                ahead: 1
+            }
+        );
+        assert_eq!(
+            decide_snapshots("c/1", "orders", &runs, &memory, 3),
+            RunSlot::Admitted
+        );
+        assert_eq!(
+            decide_snapshots("a/3", "billing", &runs, &memory, 1),
             RunSlot::Admitted
         );
     }

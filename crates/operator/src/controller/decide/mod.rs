@@ -15,6 +15,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
+use super::database::Standing;
 use super::events::{EventNote, action, notified_message, phase_notes};
 use super::job_state::{JobOutcome, job_outcome};
 use super::jobs::{self, JobContext, PodDefaults};
@@ -99,6 +100,10 @@ pub fn decide(o: &Observed, defaults: &PodDefaults) -> Step {
         snapshot_generation: None,
     };
     let mut action = d.next_action();
+    // Throttling is about chunks starting: a run past exporting (or paused) is not throttled.
+    if d.st.phase != Some(Phase::Running) && d.has_condition(conditions::THROTTLED) {
+        d.condition(conditions::THROTTLED, false, reason::DATABASE_QUIET, "");
+    }
     // Under one snapshot, the plan, chunks and assemble pods read the current generation's.
     if let (Some(generation), Action::CreateJob(job)) = (d.snapshot_generation, &mut action) {
         let stage = job
@@ -280,7 +285,13 @@ impl<'a> Decision<'a> {
 
     /// Why the run caps hold this run back, if they do: the message and the reason.
     fn queued(&self) -> Option<(String, &'static str)> {
-        match self.o.run_slot {
+        if let Standing::Unavailable { name, why } = &self.o.database.standing {
+            return Some((
+                format!("queued: waiting for database {name}: {why}"),
+                reason::DATABASE_UNAVAILABLE,
+            ));
+        }
+        match &self.o.run_slot {
             RunSlot::Admitted => None,
             RunSlot::Queued { limit, .. } => Some((
                 format!(
@@ -298,7 +309,45 @@ impl<'a> Decision<'a> {
                 ),
                 reason::NAMESPACE_RUN_LIMIT_REACHED,
             )),
+            RunSlot::DatabaseSnapshots {
+                database,
+                limit,
+                ahead,
+            } => Some((
+                format!(
+                    "queued: waiting for database {database}: {limit}/{limit} snapshot sessions \
+                     in use (maxSnapshots), {ahead} runs ahead"
+                ),
+                reason::DATABASE_SNAPSHOTS,
+            )),
         }
+    }
+
+    /// The reason of the `Queued` condition when it is true.
+    fn queued_reason(&self) -> Option<&str> {
+        self.st
+            .conditions
+            .iter()
+            .find(|c| c.type_ == conditions::QUEUED && c.status == "True")
+            .map(|c| c.reason.as_str())
+    }
+
+    /// Sets the `Queued` condition; the first time a run waits for its ReportDatabase (for
+    /// this reason) is also an Event.
+    fn queue(&mut self, why: &str, message: &str) {
+        let database_reasons = [
+            reason::DATABASE_BUDGET,
+            reason::DATABASE_SNAPSHOTS,
+            reason::DATABASE_UNAVAILABLE,
+        ];
+        if database_reasons.contains(&why) && self.queued_reason() != Some(why) {
+            self.notes.push(EventNote::normal(
+                reason::WAITING_FOR_DATABASE,
+                action::EXPORT,
+                message,
+            ));
+        }
+        self.condition(conditions::QUEUED, true, why, message);
     }
 
     /// A run not started yet that the controller's run caps hold back: it waits in phase
@@ -309,7 +358,7 @@ impl<'a> Decision<'a> {
             return false;
         };
         self.set_phase(Phase::Pending, message.clone());
-        self.condition(conditions::QUEUED, true, why, &message);
+        self.queue(why, &message);
         self.requeue = Some(QUEUED_RESYNC);
         true
     }
@@ -322,7 +371,7 @@ impl<'a> Decision<'a> {
         };
         let message = format!("resuming when a run slot frees: {message}");
         self.set_phase(Phase::Suspended, message.clone());
-        self.condition(conditions::QUEUED, true, why, &message);
+        self.queue(why, &message);
         self.requeue = Some(QUEUED_RESYNC);
         true
     }
@@ -341,6 +390,14 @@ impl<'a> Decision<'a> {
                 0,
                 reportjob_core::api::validate::FieldError::new("metadata.name", &m),
             );
+        }
+        // A ReportDatabase that does not select the namespace: failed until the platform
+        // team selects it (or the spec names another).
+        if let Standing::NotAllowed { why, .. } = &self.o.database.standing {
+            errors.push(reportjob_core::api::validate::FieldError::new(
+                "spec.source.database.name",
+                why,
+            ));
         }
         if errors.is_empty() {
             let was_invalid = self.st.conditions.iter().any(|c| {

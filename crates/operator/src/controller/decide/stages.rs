@@ -7,6 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
 use super::{Action, Decision, RUNNING_RESYNC};
+use crate::controller::database::Standing;
 use crate::controller::events::{EventNote, action, notified_message, plan_summary};
 use crate::controller::job_state::{JobOutcome, job_outcome};
 use crate::controller::jobs::{self, PlanRef};
@@ -14,7 +15,7 @@ use crate::controller::names::{self, Stage};
 use crate::controller::results;
 use reportjob_core::api::conditions::{self, reason};
 use reportjob_core::api::{ChunkCounts, Consistency, Phase, PlanStatus, ValidSpec};
-use reportjob_core::stage_protocol::{ChunkSet, MAX_CHUNKS, StageResult};
+use reportjob_core::stage_protocol::{ChunkSet, EXIT_THROTTLED, MAX_CHUNKS, StageResult};
 
 /// A Job controller's failure reason, for people.
 fn job_failure_in_words(reason: &str) -> &'static str {
@@ -310,11 +311,12 @@ impl Decision<'_> {
             let mut spec = spec.clone();
             spec.suspend = suspend;
             let mut job = jobs::chunks_job(&self.job_context(&spec), plan, remaining);
-            if let Some(budget) = self.o.budget.as_ref().filter(|_| !suspend) {
-                let grant = budget.grant(0);
-                if grant == 0 {
-                    return self.waiting_for_pods(budget.limit);
-                }
+            jobs::with_throttle(&mut job, &self.o.database.throttle());
+            if let Some(grant) = self.chunk_grant(0).filter(|_| !suspend) {
+                let grant = match grant {
+                    Grant::Pods(n) => n,
+                    Grant::Wait { message, why } => return self.waiting_for_pods(why, message),
+                };
                 if let Some(s) = job.spec.as_mut() {
                     let p = s.parallelism.unwrap_or(1).unsigned_abs().min(grant);
                     s.parallelism = Some(i32::try_from(p).unwrap_or(1));
@@ -370,17 +372,19 @@ impl Decision<'_> {
             }
             return Action::SuspendChunks(suspend);
         }
-        if let Some(budget) = self.o.budget.as_ref().filter(|_| !suspend) {
-            let current = job
-                .spec
-                .as_ref()
-                .and_then(|s| s.parallelism)
-                .unwrap_or(1)
-                .unsigned_abs();
-            let grant = budget.grant(current);
-            if grant > current {
-                return Action::SetParallelism(grant);
-            }
+        if !suspend {
+            self.throttle_condition();
+        }
+        let current = job
+            .spec
+            .as_ref()
+            .and_then(|s| s.parallelism)
+            .unwrap_or(1)
+            .unsigned_abs();
+        if let Some(Grant::Pods(grant)) = self.chunk_grant(current).filter(|_| !suspend)
+            && grant > current
+        {
+            return Action::SetParallelism(grant);
         }
         if let Some(action) = self.watch_pods(Stage::Chunks, Some(spec.worker.start_timeout)) {
             return action;
@@ -391,17 +395,106 @@ impl Decision<'_> {
         Action::None
     }
 
-    /// No chunk pod of the namespace's budget is free for this run: its chunks Job waits
-    /// (the text stays the same while it waits, so waiting writes no status).
-    fn waiting_for_pods(&mut self, limit: u32) -> Action {
-        let message = format!(
-            "waiting for chunk pods: the namespace's {limit} (--max-stage-pods-per-namespace) \
-             are in use; this run gets its share as other runs' chunks finish"
-        );
+    /// No chunk pod of a budget is free for this run: its chunks Job waits.
+    fn waiting_for_pods(&mut self, why: &'static str, message: String) -> Action {
         self.set_phase(Phase::Running, message.clone());
-        self.condition(conditions::QUEUED, true, reason::STAGE_POD_BUDGET, &message);
+        self.queue(why, &message);
         self.requeue = Some(RUNNING_RESYNC);
         Action::None
+    }
+
+    /// The chunk pods this run may have now under its budgets (the namespace's
+    /// `--max-stage-pods-per-namespace`, its ReportDatabase's `maxConcurrentChunks`), never
+    /// fewer than the `current` ones; `None` when no budget applies.
+    fn chunk_grant(&self, current: u32) -> Option<Grant> {
+        let mut grant: Option<u32> = None;
+        let mut wait = None;
+        let mut take = |g: u32| grant = Some(grant.map_or(g, |x: u32| x.min(g)));
+        if let Some(budget) = &self.o.budget {
+            let g = budget.grant(current);
+            take(g);
+            if g == 0 {
+                let limit = budget.limit;
+                wait = Some((
+                    reason::STAGE_POD_BUDGET,
+                    format!(
+                        "waiting for chunk pods: the namespace's {limit} \
+                         (--max-stage-pods-per-namespace) are in use; this run gets its share \
+                         as other runs' chunks finish"
+                    ),
+                ));
+            }
+        }
+        let database = &self.o.database;
+        match (&database.standing, &database.budget) {
+            (Standing::Unavailable { name, why }, _) => {
+                // No budget to read: nothing grows, nothing starts.
+                take(current);
+                if current == 0 {
+                    wait = Some((
+                        reason::DATABASE_UNAVAILABLE,
+                        format!("waiting for database {name}: {why}"),
+                    ));
+                }
+            }
+            (Standing::Member { name, spec }, Some(budget)) => {
+                let g = budget.grant(current);
+                take(g);
+                if g == 0 {
+                    wait = Some((
+                        reason::DATABASE_BUDGET,
+                        format!(
+                            "waiting for database {name}: {}/{} chunks in use, {} runs ahead",
+                            database.in_use,
+                            spec.chunk_limit(),
+                            database.ahead
+                        ),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        match (grant, wait) {
+            (Some(0), Some((why, message))) => Some(Grant::Wait { message, why }),
+            (Some(n), _) => Some(Grant::Pods(n)),
+            (None, _) => None,
+        }
+    }
+
+    /// The `Throttled` condition from the chunk pods: true while the newest one that ended
+    /// did so because the database was too busy (and did so lately), false once not.
+    fn throttle_condition(&mut self) {
+        let newest = self
+            .o
+            .pods
+            .get(&Stage::Chunks)
+            .into_iter()
+            .flatten()
+            .filter(|p| p.finished_at.is_some())
+            .max_by_key(|p| p.finished_at);
+        let busy = newest
+            .filter(|p| p.exit_code == Some(EXIT_THROTTLED))
+            .filter(|p| {
+                p.finished_at
+                    .is_some_and(|at| self.o.now.duration_since(at) < THROTTLE_FRESH)
+            })
+            .map(|p| StageResult::failure_text(p.message.as_deref().unwrap_or_default()));
+        match busy {
+            Some(why) => {
+                let name = self.o.database.name().unwrap_or("the database");
+                let message = format!(
+                    "throttled by ReportDatabase {name}: {why}; no new chunk starts until it is \
+                     quieter (chunks exporting finish)"
+                );
+                self.st.message = Some(message.clone());
+                self.condition(conditions::THROTTLED, true, reason::DATABASE_BUSY, &message);
+                self.requeue = Some(RUNNING_RESYNC);
+            }
+            None if self.has_condition(conditions::THROTTLED) => {
+                self.condition(conditions::THROTTLED, false, reason::DATABASE_QUIET, "");
+            }
+            None => {}
+        }
     }
 
     fn suspended_or_running(&mut self, suspend: bool, snapshot: bool, remaining: &ChunkSet) {
@@ -532,3 +625,21 @@ fn privilege_warning(warnings: &[String]) -> Option<String> {
     }
     Some(line)
 }
+
+/// What a run's chunk budgets allow it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Grant {
+    /// This many chunk pods (at least the current ones).
+    Pods(u32),
+    /// None: why, and the status text.
+    Wait {
+        /// The status text.
+        message: String,
+        /// The `Queued` condition's reason.
+        why: &'static str,
+    },
+}
+
+/// How long after a throttled chunk pod ended the run still shows `Throttled` (its
+/// replacement checks again within the Job controller's backoff).
+const THROTTLE_FRESH: jiff::SignedDuration = jiff::SignedDuration::from_secs(120);

@@ -30,6 +30,7 @@ struct ReportJobFixture {
     create_failures: BTreeMap<Stage, String>,
     run_slot: RunSlot,
     budget: Option<crate::controller::budget::View>,
+    database: crate::controller::observe::DatabaseObserved,
     now: Timestamp,
 }
 
@@ -76,6 +77,7 @@ spec:
             create_failures: BTreeMap::new(),
             run_slot: RunSlot::Admitted,
             budget: None,
+            database: crate::controller::observe::DatabaseObserved::unbudgeted(),
             now: Timestamp::from_second(NOW).expect("time"),
         }
     }
@@ -279,8 +281,9 @@ spec:
             refused_pods: self.refused_pods.clone(),
             create_failures: self.create_failures.clone(),
             planned_spec: planned_spec(self.jobs.get(&Stage::Plan)),
-            run_slot: self.run_slot,
+            run_slot: self.run_slot.clone(),
             budget: self.budget.clone(),
+            database: self.database.clone(),
             now: self.now,
         }
     }
@@ -894,6 +897,200 @@ fn under_a_pod_budget_the_chunks_job_waits_for_free_pods_then_gets_its_share_and
     // Never lowered: a Job above its share keeps its pods.
     fixture.budget = budget(4, 4, 0);
     assert_eq!(fixture.decide().action, Action::None);
+}
+
+fn member(limit: i32, throttle: bool) -> crate::controller::database::Standing {
+    crate::controller::database::Standing::Member {
+        name: "orders-primary".into(),
+        spec: Box::new(reportjob_core::database::ReportDatabaseSpec {
+            namespace_selector: Default::default(),
+            max_concurrent_chunks: limit,
+            max_snapshots: None,
+            weights: Default::default(),
+            throttle: throttle.then_some(reportjob_core::database::ThrottleSpec {
+                max_active_sessions: Some(4),
+                max_replay_lag_seconds: None,
+            }),
+        }),
+    }
+}
+
+#[test]
+fn a_run_waits_for_its_databases_chunk_budget_says_where_it_stands_and_then_grows() {
+    use crate::controller::observe::DatabaseObserved;
+    let mut fixture = ReportJobFixture::new().planned(3);
+    fixture.database = DatabaseObserved {
+        standing: member(8, false),
+        budget: budget(8, 8, 0),
+        in_use: 8,
+        ahead: 3,
+    };
+    let step = fixture.decide();
+    assert_eq!(step.action, Action::None);
+    let queued = condition(&step, conditions::QUEUED);
+    assert_eq!(
+        (queued.status.as_str(), queued.reason.as_str()),
+        ("True", reason::DATABASE_BUDGET)
+    );
+    assert_eq!(
+        step.status.message.as_deref(),
+        Some("waiting for database orders-primary: 8/8 chunks in use, 3 runs ahead")
+    );
+    // The first wait is an Event; waiting on is not another.
+    assert_eq!(reasons(&step), vec![reason::WAITING_FOR_DATABASE]);
+    let status = step.status.clone();
+    let mut again = ReportJobFixture::new().planned(3).status(|s| *s = status);
+    again.database = fixture.database.clone();
+    assert!(again.decide().notes.is_empty());
+    // The namespace's budget and the database's both apply: the smaller grant wins.
+    fixture.database.budget = budget(8, 7, 2);
+    fixture.budget = budget(10, 0, 2);
+    assert_eq!(
+        created(&fixture.decide())
+            .spec
+            .as_ref()
+            .and_then(|s| s.parallelism),
+        Some(1)
+    );
+    // No threshold: the chunks Job's pods get no throttle.
+    let step = fixture.decide();
+    let job = created(&step);
+    let env = &job
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .env;
+    assert!(!env.iter().flatten().any(|e| e.name == "REPORTJOB_THROTTLE"));
+}
+
+#[test]
+fn a_throttle_reaches_the_workers_and_a_throttled_pod_shows_in_the_status() {
+    use crate::controller::observe::{DatabaseObserved, PodInfo};
+    let mut fixture = ReportJobFixture::new().planned(3);
+    fixture.database = DatabaseObserved {
+        standing: member(8, true),
+        budget: budget(8, 0, 2),
+        in_use: 0,
+        ahead: 0,
+    };
+    let step = fixture.decide();
+    let job = created(&step);
+    let spec = job.spec.as_ref().unwrap();
+    let env = spec.template.spec.as_ref().unwrap().containers[0]
+        .env
+        .clone()
+        .unwrap();
+    assert!(env.iter().any(
+        |e| e.name == "REPORTJOB_THROTTLE" && e.value.as_deref() == Some("maxActiveSessions=4")
+    ));
+    let ignore = spec
+        .pod_failure_policy
+        .as_ref()
+        .unwrap()
+        .rules
+        .iter()
+        .find(|r| r.action == "Ignore");
+    assert_eq!(
+        ignore
+            .and_then(|r| r.on_exit_codes.as_ref())
+            .map(|c| c.values.clone()),
+        Some(vec![reportjob_core::stage_protocol::EXIT_THROTTLED])
+    );
+    // A pod that ended throttled a moment ago: the run says so.
+    let busy = PodInfo {
+        name: "orders-chunks-0-x".into(),
+        completion_index: Some(0),
+        phase: "Failed".into(),
+        exit_code: Some(reportjob_core::stage_protocol::EXIT_THROTTLED),
+        message: Some(r#"{"result":"Failed","reason":"throttled","message":"database busy: 6 active sessions, more than maxActiveSessions 4"}"#.into()),
+        finished_at: Some(Timestamp::from_second(NOW - 10).expect("time")),
+        ..Default::default()
+    };
+    let mut running = ReportJobFixture::new()
+        .planned(3)
+        .chunks_job("0-2", "", "")
+        .pod(Stage::Chunks, busy.clone());
+    running.database = fixture.database.clone();
+    let step = running.decide();
+    let throttled = condition(&step, conditions::THROTTLED);
+    assert_eq!(
+        (throttled.status.as_str(), throttled.reason.as_str()),
+        ("True", reason::DATABASE_BUSY)
+    );
+    assert!(
+        throttled.message.contains("6 active sessions"),
+        "{}",
+        throttled.message
+    );
+    assert!(
+        step.status
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("throttled by ReportDatabase orders-primary")
+    );
+    // A chunk that succeeded since: no longer throttled.
+    let status = step.status.clone();
+    let done = PodInfo {
+        name: "orders-chunks-0-y".into(),
+        completion_index: Some(0),
+        phase: "Succeeded".into(),
+        exit_code: Some(0),
+        finished_at: Some(Timestamp::from_second(NOW - 2).expect("time")),
+        ..Default::default()
+    };
+    let mut later = ReportJobFixture::new()
+        .planned(3)
+        .chunks_job("0-2", "", "")
+        .pod(Stage::Chunks, busy)
+        .pod(Stage::Chunks, done)
+        .status(|s| *s = status);
+    later.database = fixture.database.clone();
+    let throttled = condition(&later.decide(), conditions::THROTTLED).clone();
+    assert_eq!(
+        (throttled.status.as_str(), throttled.reason.as_str()),
+        ("False", reason::DATABASE_QUIET)
+    );
+}
+
+#[test]
+fn a_database_that_does_not_select_the_namespace_fails_the_run_and_a_missing_one_queues_it() {
+    use crate::controller::database::Standing;
+    use crate::controller::observe::DatabaseObserved;
+    let mut fixture = ReportJobFixture::new();
+    fixture.database = DatabaseObserved {
+        standing: Standing::NotAllowed {
+            name: "orders-primary".into(),
+            why: "ReportDatabase orders-primary does not select namespace analytics".into(),
+        },
+        ..DatabaseObserved::unbudgeted()
+    };
+    let step = fixture.decide();
+    assert_eq!(step.status.phase, Some(Phase::Failed));
+    assert!(
+        step.status.message.as_deref().unwrap_or("").contains(
+            "spec.source.database.name: ReportDatabase orders-primary does not select namespace analytics"
+        ),
+        "{:?}",
+        step.status.message
+    );
+    assert_eq!(step.action, Action::None);
+    fixture.database.standing = Standing::Unavailable {
+        name: "orders-primary".into(),
+        why: "ReportDatabase orders-primary does not exist".into(),
+    };
+    let step = fixture.decide();
+    assert_eq!(step.status.phase, Some(Phase::Pending));
+    assert_eq!(
+        condition(&step, conditions::QUEUED).reason,
+        reason::DATABASE_UNAVAILABLE
+    );
+    assert_eq!(step.action, Action::None);
 }
 
 #[test]
