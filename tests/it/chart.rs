@@ -40,7 +40,11 @@ fn the_rendered_crd_is_the_generated_one_labelled_and_kept() {
     };
     let docs = render(&[]).unwrap();
     let crds = kinds(&docs, "CustomResourceDefinition");
-    assert_eq!(crds.len(), 2);
+    assert_eq!(
+        crds.len(),
+        3,
+        "ReportJob, ReportSchedule and ReportDatabase"
+    );
     assert_eq!(
         crds[0]["metadata"]["annotations"],
         json!({"helm.sh/resource-policy": "keep"})
@@ -63,6 +67,12 @@ fn the_rendered_crd_is_the_generated_one_labelled_and_kept() {
         numbers(strip(crds[1].clone())),
         numbers(strip(schedule)),
         "the chart's CRD template renders the generator's ReportSchedule CRD"
+    );
+    let database = serde_json::to_value(reportjob::database::crd::crd()).unwrap();
+    assert_eq!(
+        numbers(strip(crds[2].clone())),
+        numbers(strip(database)),
+        "the chart's CRD template renders the generator's ReportDatabase CRD"
     );
     let unkept = render(&["crds.keep=false"]).unwrap();
     let crd = kinds(&unkept, "CustomResourceDefinition")[0];
@@ -131,6 +141,15 @@ fn namespaced_rules() -> Value {
         {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "list", "watch", "patch", "delete"]},
         {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["list", "watch"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+    ])
+}
+
+/// The cluster-scoped rules (ReportDatabases and namespaces' labels): always a ClusterRole.
+fn cluster_rules() -> Value {
+    json!([
+        {"apiGroups": ["reporting.dev"], "resources": ["reportdatabases"], "verbs": ["list", "watch"]},
+        {"apiGroups": ["reporting.dev"], "resources": ["reportdatabases/status"], "verbs": ["patch"]},
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
     ])
 }
 
@@ -301,10 +320,31 @@ fn assert_renders_what_it_must(combo: &str, docs: &[Value]) {
     };
     let subjects =
         json!([{"kind": "ServiceAccount", "name": "reportjob", "namespace": RELEASE_NS}]);
+    let cluster_role = |n: &str| {
+        cluster_roles
+            .iter()
+            .find(|r| name(r) == n)
+            .map(|r| r["rules"].clone())
+    };
+    let cluster_bindings: Vec<&str> = kinds(docs, "ClusterRoleBinding")
+        .iter()
+        .map(|b| b["roleRef"]["name"].as_str().unwrap_or_default())
+        .collect();
+    // ReportDatabases and namespaces are cluster-scoped: their rules are a ClusterRole in
+    // every combination.
+    assert_eq!(
+        cluster_role("reportjob-databases"),
+        Some(cluster_rules()),
+        "{combo}: the ReportDatabase ClusterRole"
+    );
+    assert!(
+        cluster_bindings.contains(&"reportjob-databases"),
+        "{combo}: its binding"
+    );
     if combo == "watchNamespaces" {
         assert!(
-            cluster_roles.is_empty() && kinds(docs, "ClusterRoleBinding").is_empty(),
-            "{combo}: no ClusterRole(Binding) when namespaces are listed"
+            cluster_roles.len() == 1 && cluster_bindings == ["reportjob-databases"],
+            "{combo}: no namespaced rules in a ClusterRole(Binding) when namespaces are listed"
         );
         for ns in ["team-a", "team-b"] {
             assert_eq!(
@@ -320,18 +360,17 @@ fn assert_renders_what_it_must(combo: &str, docs: &[Value]) {
             );
         }
     } else {
-        assert_eq!(cluster_roles.len(), 1, "{combo}: one ClusterRole");
-        assert_eq!(name(cluster_roles[0]), "reportjob");
+        assert_eq!(cluster_roles.len(), 2, "{combo}: two ClusterRoles");
         assert_eq!(
-            cluster_roles[0]["rules"],
-            namespaced_rules(),
+            cluster_role("reportjob"),
+            Some(namespaced_rules()),
             "{combo}: ClusterRole rules"
         );
-        let bindings: Vec<&str> = kinds(docs, "ClusterRoleBinding")
-            .iter()
-            .map(|b| b["roleRef"]["name"].as_str().unwrap_or_default())
-            .collect();
-        assert_eq!(bindings, ["reportjob"], "{combo}: ClusterRoleBinding");
+        assert_eq!(
+            cluster_bindings,
+            ["reportjob", "reportjob-databases"],
+            "{combo}: ClusterRoleBindings"
+        );
     }
     for b in kinds(docs, "RoleBinding")
         .into_iter()
@@ -373,7 +412,11 @@ fn assert_renders_what_it_must(combo: &str, docs: &[Value]) {
         .collect();
     assert_eq!(
         crds,
-        ["reportjobs.reporting.dev", "reportschedules.reporting.dev"],
+        [
+            "reportjobs.reporting.dev",
+            "reportschedules.reporting.dev",
+            "reportdatabases.reporting.dev"
+        ],
         "{combo}: CRD"
     );
 }
@@ -386,7 +429,7 @@ fn assert_user_roles(roles: &[&Value]) {
     let view = role("reportjob-view");
     assert_eq!(
         view["rules"],
-        json!([{"apiGroups": ["reporting.dev"], "resources": ["reportjobs", "reportschedules"], "verbs": ["get", "list", "watch"]}])
+        json!([{"apiGroups": ["reporting.dev"], "resources": ["reportjobs", "reportschedules", "reportdatabases"], "verbs": ["get", "list", "watch"]}])
     );
     let edit = role("reportjob-edit");
     assert_eq!(

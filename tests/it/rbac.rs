@@ -124,7 +124,9 @@ async fn install(env: &mut Env) -> Installed {
         cluster_scoped.objects,
         [
             format!("clusterrole/{CLUSTER_ROLE}"),
-            format!("clusterrolebinding/{CLUSTER_ROLE}")
+            format!("clusterrole/{CLUSTER_ROLE}-databases"),
+            format!("clusterrolebinding/{CLUSTER_ROLE}"),
+            format!("clusterrolebinding/{CLUSTER_ROLE}-databases"),
         ]
     );
     let rules_of = |kind: &str, name: &str| -> Vec<PolicyRule> {

@@ -66,6 +66,20 @@ app.kubernetes.io/instance: {{ .Release.Name }}
      the calls it makes (tests/rbac.rs removes each rule in turn and sees it fail). It never
      reads pods' logs, Secrets or ConfigMaps, and it sets no blockOwnerDeletion (so it needs
      no reportjobs/finalizers). */}}
+{{- define "reportjob.clusterRules" -}}
+- apiGroups: ["reporting.dev"]
+  # The ReportDatabases' budgets (cluster-scoped): read, and their status written.
+  resources: ["reportdatabases"]
+  verbs: ["list", "watch"]
+- apiGroups: ["reporting.dev"]
+  resources: ["reportdatabases/status"]
+  verbs: ["patch"]
+- apiGroups: [""]
+  # Their labels only: which namespaces a ReportDatabase's namespaceSelector selects.
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+{{- end }}
+
 {{- define "reportjob.namespacedRules" -}}
 - apiGroups: ["reporting.dev"]
   resources: ["reportjobs"]
