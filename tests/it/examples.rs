@@ -1,5 +1,6 @@
 //! Every example ReportJob in examples/ is valid against the schema and the spec rules, and
-//! every example ReportSchedule's schedule, time zone and template are.
+//! every example ReportSchedule's schedule, time zone and template are, and every example
+//! ReportDatabase reads as one.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
 #[test]
@@ -21,6 +22,21 @@ fn every_example_is_a_valid_reportjob() {
             }
             reportjob::api::validate::validate(&rs.spec.report_job_template.spec)
                 .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+            checked += 1;
+        } else if path.extension().is_some_and(|e| e == "yaml")
+            && std::fs::read_to_string(&path)
+                .unwrap()
+                .contains("\nkind: ReportDatabase\n")
+        {
+            let value: serde_json::Value =
+                serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let db: reportjob::database::ReportDatabase = serde_json::from_value(value).unwrap();
+            reportjob::database::selector::selects(
+                &db.spec.namespace_selector,
+                &Default::default(),
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(db.spec.max_concurrent_chunks >= 1, "{}", path.display());
             checked += 1;
         } else if path.extension().is_some_and(|e| e == "yaml") {
             let rj = reportjob::api::load::load_file(&path).unwrap_or_else(|e| panic!("{e}"));

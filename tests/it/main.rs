@@ -12,6 +12,7 @@ mod cli_native;
 mod client;
 mod controller;
 mod crd;
+mod databases;
 mod demo;
 mod docs;
 mod examples;

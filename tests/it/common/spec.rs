@@ -64,6 +64,16 @@ impl SpecBuilder {
         self.set("spec.source.where", condition)
     }
 
+    /// `spec.source.database.name`: the ReportDatabase whose budget the run shares.
+    pub fn database(self, name: &str) -> SpecBuilder {
+        self.set("spec.source.database.name", name)
+    }
+
+    /// `spec.source.consistency`.
+    pub fn consistency(self, consistency: &str) -> SpecBuilder {
+        self.set("spec.source.consistency", consistency)
+    }
+
     /// `spec.chunking.chunkSize`.
     pub fn chunk_size(self, rows: i64) -> SpecBuilder {
         self.set("spec.chunking.chunkSize", rows)

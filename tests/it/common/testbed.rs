@@ -82,6 +82,7 @@ async fn install_crds(client: &Client) {
             for crd in [
                 reportjob::api::schema::crd(),
                 reportjob::schedule::crd::crd(),
+                reportjob::database::crd::crd(),
             ] {
                 let name = crd.metadata.name.clone().unwrap();
                 crds.patch(
