@@ -35,6 +35,13 @@ DBNAME = os.environ.get("BENCH_DB", "reportjob_bench")
 # A role that may only read the table, as a report's role should (the superuser would add a
 # privilege warning Event to every run).
 DB = os.environ.get("BENCH_DATABASE_URL", f"postgres://reportjob_bench@127.0.0.1:5432/{DBNAME}")
+# BENCH_DATABASE=C,S: every ReportJob names one ReportDatabase with maxConcurrentChunks C and
+# maxSnapshots S (and runs under one Snapshot); prints the most chunk pods and snapshot runs
+# seen at once (sampled), which must stay within them.
+DATABASE = os.environ.get("BENCH_DATABASE")
+if DATABASE:
+    MAX_CHUNKS, MAX_SNAPSHOTS = (int(x) for x in DATABASE.split(","))
+    CONSISTENCY = "Snapshot"
 # BENCH_KEEP=1 keeps the work directory (testbed logs, controller and proxy logs, reports).
 KEEP = os.environ.get("BENCH_KEEP") == "1"
 TESTBED = os.path.join(ROOT, "scripts", "testbed.sh")
@@ -105,12 +112,20 @@ def main():
         proxy_url = re.search(r"server: (\S+)", open(proxy_kubeconfig).read()).group(1)
         kubectl = ["kubectl", "--kubeconfig", kubeconfig]
         # Both CRDs, as a real install has: the controller also runs the ReportSchedule loop.
-        for crd in ("reportjob", "reportschedule"):
+        for crd in ("reportjob", "reportschedule", "reportdatabase"):
             subprocess.run(kubectl + ["apply", "-f", os.path.join(ROOT, f"crds/{crd}.yaml")],
                            check=True, stdout=subprocess.DEVNULL)
         subprocess.run(kubectl + ["wait", "--for=condition=Established", "--timeout=60s",
-                                  "crd/reportjobs.reporting.dev", "crd/reportschedules.reporting.dev"],
+                                  "crd/reportjobs.reporting.dev", "crd/reportschedules.reporting.dev",
+                                  "crd/reportdatabases.reporting.dev"],
                        check=True, stdout=subprocess.DEVNULL)
+        if DATABASE:
+            budget = ("apiVersion: reporting.dev/v1alpha1\nkind: ReportDatabase\n"
+                      "metadata: {name: bench-db}\n"
+                      f"spec: {{namespaceSelector: {{}}, maxConcurrentChunks: {MAX_CHUNKS}, "
+                      f"maxSnapshots: {MAX_SNAPSHOTS}}}\n")
+            subprocess.run(kubectl + ["apply", "-f", "-"], input=budget.encode(), check=True,
+                           stdout=subprocess.DEVNULL)
         setup = ("apiVersion: v1\nkind: Namespace\nmetadata: {name: bench}\n---\n"
                  "apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: bench}\n"
                  f"stringData: {{url: '{DB}'}}\n---\n"
@@ -130,13 +145,14 @@ def main():
                                + (["--max-concurrent-runs", MAX_RUNS] if MAX_RUNS else []),
                                stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "controller.log"), "w"),
                                env=dict(os.environ, RUST_LOG="warn"))
+        database_ref = ", database: {name: bench-db}" if DATABASE else ""
         docs = []
         for i in range(N):
             docs.append(f"""apiVersion: reporting.dev/v1alpha1
 kind: ReportJob
 metadata: {{name: r{i:03d}, namespace: bench}}
 spec:
-  source: {{connectionSecretRef: {{name: db}}, table: public.small, keyColumn: id, consistency: {CONSISTENCY}}}
+  source: {{connectionSecretRef: {{name: db}}, table: public.small, keyColumn: id, consistency: {CONSISTENCY}{database_ref}}}
   chunking: {{chunkSize: {CHUNK}, parallelism: {PARALLELISM}}}
   output: {{destination: {{pvc: {{claimName: reports, path: r{i:03d}.csv}}}}}}
   worker: {{retriesPerChunk: 6}}
@@ -148,6 +164,7 @@ spec:
         subprocess.run(kubectl + ["apply", "-f", manifest], check=True, stdout=subprocess.DEVNULL)
         deadline = start + float(os.environ.get("BENCH_TIMEOUT", "1800"))
         peak = 0
+        most_chunk_pods = most_snapshot_runs = 0
         status_bytes = []
         timed_out = False
         while True:
@@ -165,13 +182,23 @@ spec:
             with open(f"/proc/{ctl.pid}/status") as st:
                 hwm = re.search(r"VmHWM:\s+(\d+) kB", st.read())
                 peak = max(peak, int(hwm.group(1)) if hwm else 0)
+            if DATABASE:
+                # Runs holding their snapshot: started, not ended, not suspended.
+                holding = sum(1 for i in items if (i.get("status") or {}).get("startTime")
+                              and (i.get("status") or {}).get("phase") not in ("Succeeded", "Failed", "Cancelled", "Suspended"))
+                most_snapshot_runs = max(most_snapshot_runs, holding)
+                pods = json.loads(subprocess.run(
+                    kubectl + ["-n", "bench", "get", "pods", "-l", "reporting.dev/stage=chunks", "-o", "json"],
+                    check=True, capture_output=True).stdout)["items"]
+                live = sum(1 for p in pods if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed"))
+                most_chunk_pods = max(most_chunk_pods, live)
             if all(p in ("Succeeded", "Failed") for p in phases) and len(phases) == N:
                 break
             if time.monotonic() > deadline:
                 # The figures so far are still printed, marked as such.
                 timed_out = True
                 break
-            time.sleep(1)
+            time.sleep(0.2 if DATABASE else 1)
         elapsed = time.monotonic() - start
         failed = phases.count("Failed")
         succeeded = phases.count("Succeeded")
@@ -217,9 +244,15 @@ spec:
         print(f"| clients seen by the proxy | {', '.join(sorted(served))} |")
         for k, v in sorted(ctl_served.items()):
             print(f"|   {k} | {v} ({v / N:.2f} per ReportJob) |")
+        if DATABASE:
+            print(f"| ReportDatabase maxConcurrentChunks / maxSnapshots | {MAX_CHUNKS} / {MAX_SNAPSHOTS} |")
+            print(f"| most chunk pods live at once (sampled) | {most_chunk_pods} |")
+            print(f"| most Snapshot runs in flight at once (sampled) | {most_snapshot_runs} |")
         print(f"| controller peak RSS (VmHWM) | {peak / 1024:.1f} MiB |")
         if timed_out:
             sys.exit(1)
+        if DATABASE and (most_chunk_pods > MAX_CHUNKS or most_snapshot_runs > MAX_SNAPSHOTS):
+            sys.exit("the ReportDatabase's budget was exceeded")
     finally:
         terminate(ctl)
         terminate(proxy)
