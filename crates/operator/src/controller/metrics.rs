@@ -96,6 +96,9 @@ pub struct DatabaseGauges {
     pub namespace_chunks_in_use: Family<DatabaseNamespaceLabel, Gauge>,
     /// ReportJobs waiting, by namespace.
     pub namespace_runs_waiting: Family<DatabaseNamespaceLabel, Gauge>,
+    /// Chunk pods granted, by namespace (a chunks Job created with, or raised to, more
+    /// parallelism).
+    pub chunks_admitted: Family<DatabaseNamespaceLabel, Counter>,
 }
 
 impl DatabaseGauges {
@@ -129,6 +132,11 @@ impl DatabaseGauges {
             "database_namespace_chunks_in_use",
             "Chunk pods of a ReportDatabase in use, by the ReportJobs' namespace",
             self.namespace_chunks_in_use.clone(),
+        );
+        registry.register(
+            "database_chunks_admitted",
+            "Chunk pods a ReportDatabase granted, by the ReportJobs' namespace",
+            self.chunks_admitted.clone(),
         );
         registry.register(
             "database_namespace_runs_waiting",

@@ -376,6 +376,7 @@ async fn reconcile_inner(rj: &ReportJob, ctx: &Context) -> Result<Requeue, Recon
     tracing::debug!(reportjob = %key(rj), action = %step.action.describe(), phase = ?step.status.phase, "decided");
     let requeue = carry_out(ctx, rj, &step).await?;
     wake_starved(ctx, &observed, &step);
+    count_admitted(ctx, &observed, &step);
     let old = rj.status.clone().unwrap_or_default();
     let gone = matches!(
         step.action,
@@ -460,6 +461,46 @@ fn wake_starved(ctx: &Context, observed: &observe::Observed, step: &Step) {
                 ctx.gate.wake_key(key);
             }
         }
+    }
+}
+
+/// Chunk pods a ReportDatabase granted by this step (a chunks Job created, or its
+/// parallelism raised), counted per database and namespace.
+fn count_admitted(ctx: &Context, observed: &observe::Observed, step: &Step) {
+    let database::Standing::Member { name, .. } = &observed.database.standing else {
+        return;
+    };
+    let current = observed
+        .jobs
+        .get(&Stage::Chunks)
+        .and_then(|j| j.spec.as_ref())
+        .and_then(|s| s.parallelism)
+        .unwrap_or(0)
+        .unsigned_abs();
+    let granted = match &step.action {
+        Action::SetParallelism(n) => n.saturating_sub(current),
+        Action::CreateJob(job)
+            if job.labels().get(names::STAGE_LABEL).map(String::as_str) == Some("chunks") =>
+        {
+            job.spec
+                .as_ref()
+                .filter(|s| s.suspend != Some(true))
+                .and_then(|s| s.parallelism)
+                .unwrap_or(0)
+                .unsigned_abs()
+        }
+        _ => 0,
+    };
+    if granted > 0 {
+        let label = metrics::DatabaseNamespaceLabel {
+            database: name.clone(),
+            report_namespace: observed.rj.namespace().unwrap_or_default(),
+        };
+        ctx.metrics
+            .databases
+            .chunks_admitted
+            .get_or_create(&label)
+            .inc_by(u64::from(granted));
     }
 }
 

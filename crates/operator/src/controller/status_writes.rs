@@ -18,14 +18,24 @@ use reportjob_core::api::ReportJobStatus;
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// Whether `new` differs from `old` only in progress: the chunk counts, the completed
-/// chunks, the progress column and the message, with the same phase.
+/// chunks, the progress column and the message, with the same phase; or the text of a
+/// `Queued` condition that keeps its status and reason (a waiting run's place in its
+/// database's queue).
 pub fn progress_only(old: &ReportJobStatus, new: &ReportJobStatus) -> bool {
-    let strip = |s: &ReportJobStatus| ReportJobStatus {
-        chunks: None,
-        completed_chunks: None,
-        progress: None,
-        message: None,
-        ..s.clone()
+    let strip = |s: &ReportJobStatus| {
+        let mut s = ReportJobStatus {
+            chunks: None,
+            completed_chunks: None,
+            progress: None,
+            message: None,
+            ..s.clone()
+        };
+        for c in &mut s.conditions {
+            if c.type_ == reportjob_core::api::conditions::QUEUED {
+                c.message.clear();
+            }
+        }
+        s
     };
     old != new && old.phase.is_some() && strip(old) == strip(new)
 }
@@ -144,6 +154,36 @@ mod tests {
         }
         assert!(active_only(&running(2), &busier));
         assert!(!active_only(&running(1), &busier));
+    }
+
+    #[test]
+    fn a_waiting_runs_place_in_the_queue_is_progress_but_a_new_reason_is_not() {
+        let queued = |reason: &str, message: &str| {
+            let mut s = running(0);
+            s.message = Some(message.into());
+            s.conditions = vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+                type_: reportjob_core::api::conditions::QUEUED.into(),
+                status: "True".into(),
+                reason: reason.into(),
+                message: message.into(),
+                observed_generation: None,
+                last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    jiff::Timestamp::UNIX_EPOCH,
+                ),
+            }];
+            s
+        };
+        let third = queued(
+            "DatabaseBudgetInUse",
+            "waiting: 8/8 chunks in use, 3 runs ahead",
+        );
+        let second = queued(
+            "DatabaseBudgetInUse",
+            "waiting: 8/8 chunks in use, 2 runs ahead",
+        );
+        assert!(progress_only(&third, &second));
+        let other = queued("StagePodBudgetInUse", "waiting for chunk pods");
+        assert!(!progress_only(&third, &other));
     }
 
     #[test]

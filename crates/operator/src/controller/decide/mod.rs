@@ -309,14 +309,15 @@ impl<'a> Decision<'a> {
                 ),
                 reason::NAMESPACE_RUN_LIMIT_REACHED,
             )),
+            // Without its place in the queue: the text stays the same while it waits (a
+            // queue of hundreds would otherwise write every status each time one starts).
             RunSlot::DatabaseSnapshots {
-                database,
-                limit,
-                ahead,
+                database, limit, ..
             } => Some((
                 format!(
                     "queued: waiting for database {database}: {limit}/{limit} snapshot sessions \
-                     in use (maxSnapshots), {ahead} runs ahead"
+                     in use (maxSnapshots); this run starts when one of them ends (the \
+                     namespaces with fewest such runs first)"
                 ),
                 reason::DATABASE_SNAPSHOTS,
             )),
