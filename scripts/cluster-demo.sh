@@ -88,6 +88,7 @@ k() { kubectl --kubeconfig "$kubeconfig" "$@"; }
 ns=demo
 k apply -f crds/reportjob.yaml >/dev/null
 k apply -f crds/reportschedule.yaml >/dev/null
+k apply -f crds/reportdatabase.yaml >/dev/null
 k create namespace "$ns" >/dev/null
 k -n "$ns" create secret generic reporting-db --from-literal=url="$database_url" >/dev/null
 k -n "$ns" apply -f - >/dev/null <<'EOF'
