@@ -4,7 +4,9 @@
 (a) throughput: `reportjob run` vs one `psql \\copy` of the same 5M rows, and vs two `psql \\copy`
     over the key halves at once (what two workers allow), in turn, at least 5 rounds, each
     round printed on stderr (`benches/run.sh --throughput` runs only this one)
-(b) peak RSS of one chunk worker (`run --parallelism 1`, one chunk) at 1M and 5M rows
+(b) peak RSS of one chunk worker (`run --parallelism 1`, one chunk) at 1M and 5M rows; (b')
+    of `reportjob worker` alone as a chunk pod runs it (spec from REPORTJOB_SPEC), CSV
+    (`benches/run.sh --worker-rss` runs only this one)
 (c) chunk balance (largest / mean) on clustered, sparse keys
 (d) planning time on a 10M-row table
 (f) consistency: `Snapshot` (one exported snapshot for the run) vs `PerChunk`, 5M rows
@@ -40,6 +42,7 @@ ONLY_CONSISTENCY = "--consistency" in sys.argv
 ONLY_FORMATS = "--formats" in sys.argv
 ONLY_THROUGHPUT = "--throughput" in sys.argv
 ONLY_ASSEMBLY = "--assembly" in sys.argv
+ONLY_WORKER_RSS = "--worker-rss" in sys.argv
 SCALE = 10 if QUICK else 1  # --quick divides the row counts by 10
 
 
@@ -262,6 +265,35 @@ def formats_benchmark(work, n1, n5, env):
     return rows
 
 
+def worker_rss_benchmark(work, n1, n5, env):
+    """(b') Peak RSS of `reportjob worker` as a chunk pod runs it: the plan staged first
+    (`plan --write`, one chunk), then the worker alone with the spec as the controller hands it
+    over (REPORTJOB_SPEC, JSON), CSV."""
+    rows = []
+    for table, n in (("orders_1m", n1), ("orders_5m", n5)):
+        out = os.path.join(work, "worker-rss")
+        path = os.path.join(work, f"worker-{table}.yaml")
+        with open(path, "w") as f:
+            f.write(spec(f"bench.{table}", "one.csv", 1_000_000_000, 1))
+        pod_env = dict(env, REPORTJOB_RUN_ID=f"rss-{n}", REPORTJOB_OUTPUT_DIR=out)
+        planned = subprocess.run([BIN, "plan", "-f", path, "--write"], capture_output=True, text=True, env=pod_env)
+        if planned.returncode != 0:
+            sys.exit(f"plan --write failed: {planned.stderr}")
+        pod_env["REPORTJOB_SPEC"] = json.dumps({
+            "apiVersion": "reporting.dev/v1alpha1", "kind": "ReportJob", "metadata": {"name": "bench"},
+            "spec": {
+                "source": {"connectionSecretRef": {"name": "db"}, "table": f"bench.{table}",
+                           "keyColumn": "id", "consistency": "Snapshot"},
+                "chunking": {"chunkSize": 1_000_000_000, "parallelism": 1, "maxChunks": 100000},
+                "output": {"destination": {"pvc": {"claimName": "r", "path": "one.csv"}}},
+            }})
+        mib, secs = peak_rss_mib([BIN, "worker", "--index", "0"], pod_env)
+        shutil.rmtree(out)
+        rows.append((f"(b') peak RSS of `reportjob worker` (a pod's), one CSV chunk of {n:,} rows",
+                     f"{mib:.1f} MiB", f"{secs:.1f} s"))
+    return rows
+
+
 def assembly_seconds(manifest_path):
     """Seconds from the last part's export to the report's publication, from its manifest."""
     import datetime
@@ -350,7 +382,7 @@ def main():
         sys.exit(f"{BIN} is missing: run benches/run.sh")
     ensure_db()
     n5 = 5_000_000 // SCALE
-    if ONLY_FORMATS or ONLY_THROUGHPUT or ONLY_CONSISTENCY or ONLY_ASSEMBLY:
+    if ONLY_FORMATS or ONLY_THROUGHPUT or ONLY_CONSISTENCY or ONLY_ASSEMBLY or ONLY_WORKER_RSS:
         ensure_table("orders_5m", n5, ORDERS)
         env = dict(os.environ, DATABASE_URL=DB, RUST_LOG="warn")
         work = tempfile.mkdtemp(prefix="rj-bench-")
@@ -363,6 +395,10 @@ def main():
                 rows = throughput_benchmark(work, n5, env)
             elif ONLY_ASSEMBLY:
                 rows = assembly_benchmark(work, n5, env)
+            elif ONLY_WORKER_RSS:
+                n1 = 1_000_000 // SCALE
+                ensure_table("orders_1m", n1, ORDERS)
+                rows = worker_rss_benchmark(work, n1, n5, env)
             else:
                 rows = consistency_benchmark(work, n5, env)
         finally:
@@ -393,6 +429,7 @@ def main():
             rows.append((f"(b) peak RSS, one chunk of {n:,} rows", f"{mib:.1f} MiB", f"{secs:.1f} s"))
         growth = rss[n5] / rss[n1] - 1
         rows.append(("(b) RSS growth 1M -> 5M rows", f"{growth * 100:+.1f}%", "target within 10%, under 64 MiB"))
+        rows += worker_rss_benchmark(work, n1, n5, env)
 
         # (c) balance on clustered, sparse keys
         for analyzed in (False, True):

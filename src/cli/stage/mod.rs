@@ -60,7 +60,10 @@ fn load_spec(common: &Common, params: &[String]) -> Result<ValidSpec, Setup> {
             }
         },
     };
-    let loaded = if params.is_empty() {
+    let from_controller = common.file.is_none();
+    let loaded = if params.is_empty() && from_controller {
+        crate::api::load::load_generated_str(&text, &origin)
+    } else if params.is_empty() {
         load_valid_str(&text, &origin)
     } else {
         crate::api::load::with_parameters(&text, &origin, params)

@@ -80,22 +80,52 @@ pub fn load_valid_str(text: &str, origin: &str) -> Result<Loaded, LoadError> {
         path: origin.to_string(),
         message: e.to_string(),
     })?;
+    load_value(value, origin, Fields::CheckUnknown)
+}
+
+/// Reads the ReportJob the controller hands its stage pods (`REPORTJOB_SPEC`): JSON it
+/// serialized from a typed spec, so no field can be unknown, and the walk that would look
+/// for one (it needs the CRD's schema, built from the types in every pod) is left out;
+/// everything else is checked as [`load_valid_str`] checks it. Text that is not JSON is
+/// read as YAML, with every check.
+pub fn load_generated_str(text: &str, origin: &str) -> Result<Loaded, LoadError> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(value) => load_value(value, origin, Fields::Typed),
+        Err(_) => load_valid_str(text, origin),
+    }
+}
+
+/// Whether unknown fields are looked for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fields {
+    /// As `kubectl --validate=strict` would.
+    CheckUnknown,
+    /// The text was serialized from a typed spec.
+    Typed,
+}
+
+fn load_value(value: Value, origin: &str, fields: Fields) -> Result<Loaded, LoadError> {
     let invalid = |errors| LoadError::Invalid {
         path: origin.to_string(),
         errors,
     };
     let mut errors = Vec::new();
     check_kind(&value, &mut errors);
-    match (value.get("spec"), crd_schema()) {
+    let schema = match fields {
+        Fields::CheckUnknown => Some(crd_schema()),
+        Fields::Typed => None,
+    };
+    match (value.get("spec"), schema) {
         (None, _) => errors.push(FieldError::new("spec", "is required")),
-        (Some(spec), Ok(schema)) => match schema.pointer("/properties/spec") {
+        (Some(_), None) => {}
+        (Some(spec), Some(Ok(schema))) => match schema.pointer("/properties/spec") {
             Some(spec_schema) => unknown_fields(spec, spec_schema, "spec", &mut errors),
             None => errors.push(FieldError::new(
                 "spec",
                 "cannot be checked: the CRD schema has no spec",
             )),
         },
-        (Some(_), Err(message)) => errors.push(FieldError::new(
+        (Some(_), Some(Err(message))) => errors.push(FieldError::new(
             "spec",
             &format!("cannot be checked: {message}"),
         )),
@@ -233,4 +263,36 @@ pub fn with_parameters(text: &str, origin: &str, values: &[String]) -> Result<St
         }
     }
     Ok(doc.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MANIFEST: &str = r#"{"apiVersion": "reporting.dev/v1alpha1", "kind": "ReportJob",
+        "metadata": {"name": "r"},
+        "spec": {"source": {"connectionSecretRef": {"name": "db"}, "table": "t", "keyColumn": "id"},
+                 "output": {"destination": {"pvc": {"claimName": "c", "path": "r.csv"}}}}}"#;
+
+    #[test]
+    fn the_controllers_json_is_validated_like_a_file_without_the_schema_walk() {
+        let from_file = load_valid_str(MANIFEST, "file").unwrap();
+        let generated = load_generated_str(MANIFEST, "REPORTJOB_SPEC").unwrap();
+        assert_eq!(from_file.spec, generated.spec);
+        // Still validated: a bad spec is refused the same way.
+        let bad = MANIFEST.replace(r#""keyColumn": "id""#, r#""keyColumn": "1 bad""#);
+        assert!(load_generated_str(&bad, "REPORTJOB_SPEC").is_err());
+        let kind = MANIFEST.replace("ReportJob", "ReportSchedule");
+        assert!(load_generated_str(&kind, "REPORTJOB_SPEC").is_err());
+        // Unknown fields are the one thing only a user's file is checked for (a typed spec
+        // serialized by the controller has none).
+        let unknown = MANIFEST.replace(r#""table": "t""#, r#""table": "t", "extra": 1"#);
+        assert!(load_valid_str(&unknown, "file").is_err());
+        assert!(load_generated_str(&unknown, "REPORTJOB_SPEC").is_ok());
+        // YAML (a person setting REPORTJOB_SPEC by hand) gets every check.
+        let yaml = "apiVersion: reporting.dev/v1alpha1\nkind: ReportJob\nmetadata: {name: r}\n\
+                    spec: {source: {connectionSecretRef: {name: db}, table: t, keyColumn: id, extra: 1},\n\
+                    output: {destination: {pvc: {claimName: c, path: r.csv}}}}\n";
+        assert!(load_generated_str(yaml, "REPORTJOB_SPEC").is_err());
+    }
 }
