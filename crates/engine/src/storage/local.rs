@@ -19,9 +19,6 @@ use crate::error::{Error, Result};
 /// Buffer size for file writes and copies.
 const IO_BUFFER: usize = 1 << 20;
 
-/// Buffers between the copy and the piece's hash (see [`ComposeState::append`]).
-const HASH_BUFFERS: usize = 3;
-
 /// A directory that holds keys as files.
 #[derive(Clone, Debug)]
 pub struct LocalDir {
@@ -364,9 +361,6 @@ struct ComposeState {
 }
 
 impl ComposeState {
-    /// Copies `piece` onto the end of the report, hashing the report as it goes; a piece
-    /// with an expected sha256 is hashed on a second thread, one buffer behind (the two
-    /// hashes are the assembly's main cost, and the workers are done by now).
     fn append(&mut self, piece: &Piece, root: &Root) -> Result<()> {
         let location = root.display(&piece.key);
         let ctx = |what: &str| format!("{what} {location}");
@@ -379,50 +373,23 @@ impl ComposeState {
                     std::io::Error::from(std::io::ErrorKind::NotFound),
                 )
             })?;
-        let mut copy = |buf: &mut Vec<u8>| -> Result<usize> {
+        let mut piece_hasher = Sha256::new();
+        let mut buf = vec![0u8; IO_BUFFER];
+        loop {
             let n = input
-                .read(buf)
+                .read(&mut buf)
                 .map_err(|e| Error::storage(ctx("reading"), e))?;
+            if n == 0 {
+                break;
+            }
             self.hasher.update(&buf[..n]);
+            piece_hasher.update(&buf[..n]);
             self.out
                 .write_all(&buf[..n])
                 .map_err(|e| Error::storage("writing the report", e))?;
             self.total += n as u64;
-            Ok(n)
-        };
-        if piece.sha256.is_none() {
-            let mut buf = vec![0u8; IO_BUFFER];
-            while copy(&mut buf)? > 0 {}
-            return Ok(());
         }
-        let found = std::thread::scope(|scope| -> Result<String> {
-            // Buffers go round: filled here, hashed there, handed back.
-            let (full_tx, full_rx) =
-                std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(HASH_BUFFERS);
-            let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(HASH_BUFFERS);
-            for _ in 0..HASH_BUFFERS {
-                let _ = empty_tx.send(vec![0u8; IO_BUFFER]);
-            }
-            let hashing = scope.spawn(move || {
-                let mut piece_hasher = Sha256::new();
-                for (buf, n) in full_rx {
-                    piece_hasher.update(&buf[..n]);
-                    let _ = empty_tx.send(buf);
-                }
-                hex::encode(piece_hasher.finalize())
-            });
-            while let Ok(mut buf) = empty_rx.recv() {
-                let n = copy(&mut buf)?;
-                if n == 0 || full_tx.send((buf, n)).is_err() {
-                    break;
-                }
-            }
-            drop(full_tx);
-            hashing
-                .join()
-                .map_err(|_| Error::storage(ctx("hashing"), std::io::Error::other("panicked")))
-        })?;
-        piece.verify(&found)
+        piece.verify(&hex::encode(piece_hasher.finalize()))
     }
 
     fn publish(self, root: &Root, dir: &OpenDir, temp: &str, target: &str) -> Result<Composed> {
