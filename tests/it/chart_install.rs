@@ -36,6 +36,7 @@ const NOT_RUN: &str = "image.repository=registry.invalid/not-run";
 
 const REPORTJOB_CRD: &str = "reportjobs.reporting.dev";
 const SCHEDULE_CRD: &str = "reportschedules.reporting.dev";
+const DATABASE_CRD: &str = "reportdatabases.reporting.dev";
 
 fn chart_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/reportjob")
@@ -240,6 +241,8 @@ impl Restore {
                 &format!("{root}/crds/reportjob.yaml"),
                 "-f",
                 &format!("{root}/crds/reportschedule.yaml"),
+                "-f",
+                &format!("{root}/crds/reportdatabase.yaml"),
             ]);
             failed.extend(replaced.err());
         }
@@ -261,7 +264,7 @@ impl Restore {
             eventually_blocking("the committed CRD schema to be served again", || {
                 (!reviewer_served(&self.kubeconfig, &self.dir).unwrap()).then_some(())
             });
-            for crd in [REPORTJOB_CRD, SCHEDULE_CRD] {
+            for crd in [REPORTJOB_CRD, SCHEDULE_CRD, DATABASE_CRD] {
                 let o = Command::new("kubectl")
                     .arg("--kubeconfig")
                     .arg(&self.kubeconfig)
@@ -368,6 +371,7 @@ async fn helm_upgrade_upgrades_the_crd_and_uninstall_keeps_it() {
         "crd",
         REPORTJOB_CRD,
         SCHEDULE_CRD,
+        DATABASE_CRD,
         "app.kubernetes.io/managed-by=Helm",
     ]);
     assert!(o.status.success(), "{}", text(&o));
@@ -377,6 +381,7 @@ async fn helm_upgrade_upgrades_the_crd_and_uninstall_keeps_it() {
         "crd",
         REPORTJOB_CRD,
         SCHEDULE_CRD,
+        DATABASE_CRD,
         "meta.helm.sh/release-name=reportjob",
         &release_ns,
     ]);

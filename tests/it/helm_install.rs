@@ -38,9 +38,28 @@ fn helm(env: &Env, ns: &str, args: &[&str]) -> String {
 
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/reportjob");
 
+/// Uninstalls the release when the test ends, also when it fails: its ReportDatabase
+/// ClusterRole is cluster-scoped, and the next test's install of the same release name must
+/// not find it. Declared after the cluster-scoped lock, so done before the lock is released.
+struct Release {
+    kubeconfig: std::path::PathBuf,
+    namespace: String,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let _ = Command::new("helm")
+            .args(["uninstall", "reportjob", "--no-hooks", "--ignore-not-found"])
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["-n", &self.namespace])
+            .output();
+    }
+}
+
 /// `helm install reportjob` into `system`, the controller watching only `tenant` (so it
-/// leaves the other tests' namespaces to their own controllers, and needs no cluster-wide
-/// role), with the CRDs the suite installed (the chart's own CRD templates are checked by
+/// leaves the other tests' namespaces to their own controllers; its one cluster-wide role is
+/// the ReportDatabases'), with the CRDs the suite installed (the chart's own CRD templates are checked by
 /// `chart_install.rs`).
 fn install(env: &Env, system: &str, tenant: &str, extra: &[&str]) {
     let port = format!("metrics.port={}", free_port());
@@ -117,11 +136,18 @@ async fn export(env: &Env, db: &mut TestDb, ns: &str, table: &str, name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_install_runs_the_controller_in_cluster_upgrade_replaces_it_and_uninstall_leaves_nothing_stuck()
  {
+    // The chart's ReportDatabase ClusterRole is cluster-scoped (also with watchNamespaces):
+    // one test at a time may own it.
+    let _lock = super::common::testbed::cluster_scoped_lock().await;
     let mut db = TestDb::new("helm_install").await;
     let table = orders(&mut db).await;
     let mut env = Env::start().await;
     let system = env.namespace("reportjob-system").await;
     let tenant = env.tenant("tenant").await;
+    let _release = Release {
+        kubeconfig: env.kubeconfig.clone(),
+        namespace: system.to_string(),
+    };
     install(
         &env,
         system,
@@ -226,9 +252,15 @@ async fn helm_install_runs_the_controller_in_cluster_upgrade_replaces_it_and_uni
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_its_role_binding_the_installed_controller_is_refused() {
+    // The release's ReportDatabase ClusterRole is cluster-scoped: one install at a time.
+    let _lock = super::common::testbed::cluster_scoped_lock().await;
     let mut env = Env::start().await;
     let system = env.namespace("reportjob-system").await;
     let tenant = env.tenant("tenant").await;
+    let _release = Release {
+        kubeconfig: env.kubeconfig.clone(),
+        namespace: system.to_string(),
+    };
     install(&env, system, tenant, &[]);
     let first = sole_ready_controller(&env, system, None).await;
     // The controller acts as its ServiceAccount: without the chart's binding it is refused.
