@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::batch::v1::Job;
 
+use super::cache::Seen;
 use super::job_state::{JobOutcome, job_outcome};
 
 /// The pods a chunks Job may have running: none once it is complete; while it runs at most
@@ -109,22 +110,59 @@ pub fn view(limit: u32, me: &str, contenders: &mut [Contender], others: u32) -> 
     contenders.sort_by(|a, b| a.order.cmp(&b.order));
     let wants: Vec<u32> = contenders.iter().map(|c| c.want).collect();
     let dealt = shares(limit, &wants);
-    let share = contenders
-        .iter()
-        .zip(&dealt)
-        .find(|(c, _)| c.key == me)
-        .map_or(0, |(_, s)| *s);
-    let starved = contenders
-        .iter()
-        .zip(&dealt)
-        .filter(|(c, s)| c.key != me && c.granted < **s)
-        .map(|(c, _)| c.key.clone())
-        .collect();
-    View {
-        limit,
-        others,
-        share,
-        starved,
+    View::dealt(limit, me, contenders, &dealt, others)
+}
+
+impl View {
+    /// The view of `me` once `limit` pods were dealt as `dealt` (one share per contender, in
+    /// their order): its share, and the others below theirs (woken when pods free).
+    pub fn dealt(
+        limit: u32,
+        me: &str,
+        contenders: &[Contender],
+        dealt: &[u32],
+        others: u32,
+    ) -> View {
+        let share = contenders
+            .iter()
+            .zip(dealt)
+            .find(|(c, _)| c.key == me)
+            .map_or(0, |(_, s)| *s);
+        let starved = contenders
+            .iter()
+            .zip(dealt)
+            .filter(|(c, s)| c.key != me && c.granted < **s)
+            .map(|(c, _)| c.key.clone())
+            .collect();
+        View {
+            limit,
+            others,
+            share,
+            starved,
+        }
+    }
+}
+
+/// What a chunks Job as the cache shows it claims of a budget, and its parallelism (the
+/// grant): a live Job its [`charge`]; one being deleted, its pods still active (and no grant).
+pub fn claim(seen: &Seen) -> (u32, u32) {
+    match seen {
+        Seen::Live(job) => (
+            charge(job),
+            job.spec
+                .as_ref()
+                .and_then(|s| s.parallelism)
+                .unwrap_or(0)
+                .unsigned_abs(),
+        ),
+        Seen::Terminating(job) => (
+            job.status
+                .as_ref()
+                .and_then(|s| s.active)
+                .unwrap_or(0)
+                .unsigned_abs(),
+            0,
+        ),
     }
 }
 

@@ -465,14 +465,8 @@ fn wanted_pods(rj: &ReportJob) -> u32 {
 /// This run's view of its namespace's chunk pod budget: the namespace's exporting runs
 /// (itself included), the grants of their chunks Jobs and what the others' Jobs may run.
 fn budget_view(ctx: &Context, rj: &ReportJob) -> Option<super::budget::View> {
-    use super::budget::{Contender, charge, view};
+    use super::budget::{Contender, claim, view};
     let limit = ctx.budget.limit()?;
-    let finished = |r: &ReportJob| {
-        r.status
-            .as_ref()
-            .and_then(|s| s.phase)
-            .is_some_and(reportjob_core::api::Phase::is_terminal)
-    };
     if finished(rj) {
         return None;
     }
@@ -481,24 +475,11 @@ fn budget_view(ctx: &Context, rj: &ReportJob) -> Option<super::budget::View> {
     let mut others = 0u32;
     let mut granted: HashMap<String, u32> = HashMap::new();
     for (owner, seen) in ctx.jobs.stage_jobs_in(&ns, Stage::Chunks) {
-        let (claim, parallelism) = match &seen {
-            Seen::Live(job) => (
-                charge(job),
-                job.spec.as_ref().and_then(|s| s.parallelism).unwrap_or(0),
-            ),
-            Seen::Terminating(job) => (
-                job.status
-                    .as_ref()
-                    .and_then(|s| s.active)
-                    .unwrap_or(0)
-                    .unsigned_abs(),
-                0,
-            ),
-        };
+        let (claimed, parallelism) = claim(&seen);
         if owner != me {
-            others = others.saturating_add(claim);
+            others = others.saturating_add(claimed);
         }
-        granted.insert(owner, parallelism.unsigned_abs());
+        granted.insert(owner, parallelism);
     }
     let exporting = |r: &ReportJob| {
         r.status.as_ref().is_some_and(|s| s.plan.is_some()) && !finished(r) && !r.spec.suspend
@@ -540,8 +521,8 @@ fn finished(rj: &ReportJob) -> bool {
 /// the database (in any namespace), the grants of their chunks Jobs and what the others'
 /// Jobs may run, dealt fairly between namespaces ([`super::database::fair`]).
 fn database_view(ctx: &Context, rj: &ReportJob, standing: Standing) -> DatabaseObserved {
-    use super::budget::charge;
-    use super::database::fair::{Claimant, view};
+    use super::budget::{Contender, claim};
+    use super::database::fair::view;
     use super::run_queue::key_of;
     let Standing::Member { name, spec } = &standing else {
         return DatabaseObserved {
@@ -574,28 +555,15 @@ fn database_view(ctx: &Context, rj: &ReportJob, standing: Standing) -> DatabaseO
     for ns in &namespaces {
         for (owner, seen) in ctx.jobs.stage_jobs_in(ns, Stage::Chunks) {
             let key = format!("{ns}/{owner}");
-            let (claim, parallelism) = match &seen {
-                Seen::Live(job) => (
-                    charge(job),
-                    job.spec.as_ref().and_then(|s| s.parallelism).unwrap_or(0),
-                ),
-                Seen::Terminating(job) => (
-                    job.status
-                        .as_ref()
-                        .and_then(|s| s.active)
-                        .unwrap_or(0)
-                        .unsigned_abs(),
-                    0,
-                ),
-            };
+            let (claimed, parallelism) = claim(&seen);
             if key == me {
-                mine = claim;
+                mine = claimed;
             } else if member_keys.contains(&key) {
-                others = others.saturating_add(claim);
+                others = others.saturating_add(claimed);
             } else {
                 continue;
             }
-            granted.insert(key, parallelism.unsigned_abs());
+            granted.insert(key, parallelism);
         }
     }
     let in_use = others.saturating_add(mine);
@@ -608,7 +576,7 @@ fn database_view(ctx: &Context, rj: &ReportJob, standing: Standing) -> DatabaseO
     let exporting = |r: &ReportJob| {
         r.status.as_ref().is_some_and(|s| s.plan.is_some()) && !finished(r) && !r.spec.suspend
     };
-    let claimant = |r: &ReportJob| Claimant {
+    let claimant = |r: &ReportJob| Contender {
         key: key_of(r),
         order: (
             r.metadata.creation_timestamp.as_ref().map(|t| t.0),
@@ -617,7 +585,7 @@ fn database_view(ctx: &Context, rj: &ReportJob, standing: Standing) -> DatabaseO
         want: wanted_pods(r),
         granted: granted.get(&key_of(r)).copied().unwrap_or(0),
     };
-    let mut claimants: Vec<Claimant> = members
+    let mut claimants: Vec<Contender> = members
         .iter()
         .filter(|r| exporting(r))
         .map(|r| claimant(r))

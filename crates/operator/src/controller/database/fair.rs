@@ -6,25 +6,11 @@
 
 use std::collections::BTreeMap;
 
-use super::super::budget::View;
+use super::super::budget::{Contender, View};
 
-/// An exporting run that names the database.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Claimant {
-    /// `namespace/name`.
-    pub key: String,
-    /// Creation time then key: the order within a namespace.
-    pub order: (Option<jiff::Timestamp>, String),
-    /// The pods it can use: its parallelism, at most its chunks left.
-    pub want: u32,
-    /// The parallelism of its chunks Job (0 without one).
-    pub granted: u32,
-}
-
-impl Claimant {
-    fn namespace(&self) -> &str {
-        self.key.split_once('/').map_or("", |(ns, _)| ns)
-    }
+/// The namespace of a contender (`namespace/name`).
+fn namespace(c: &Contender) -> &str {
+    c.key.split_once('/').map_or("", |(ns, _)| ns)
 }
 
 /// Most pods dealt one by one: a budget beyond what every claimant can use is never dealt.
@@ -37,7 +23,7 @@ const MAX_DEALT: u32 = 100_000;
 /// first pod.
 pub fn deal(
     limit: u32,
-    claimants: &[Claimant],
+    claimants: &[Contender],
     weight: impl Fn(&str) -> u32,
 ) -> (Vec<u32>, Vec<usize>) {
     let mut given = vec![0u32; claimants.len()];
@@ -50,7 +36,7 @@ pub fn deal(
         let mut candidates: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, c) in claimants.iter().enumerate() {
             if given[i] < c.want {
-                candidates.entry(c.namespace()).or_insert(i);
+                candidates.entry(namespace(c)).or_insert(i);
             }
         }
         let pick = candidates.into_iter().min_by(|(ns_a, a), (ns_b, b)| {
@@ -82,7 +68,7 @@ pub fn deal(
 pub fn view(
     limit: u32,
     me: &str,
-    claimants: &mut [Claimant],
+    claimants: &mut [Contender],
     others: u32,
     weight: impl Fn(&str) -> u32,
 ) -> (View, usize) {
@@ -101,34 +87,15 @@ pub fn view(
         .iter()
         .filter(|c| c.key != me && c.granted == 0 && c.want > 0 && position(&c.key) < mine)
         .count();
-    let share = claimants
-        .iter()
-        .zip(&shares)
-        .find(|(c, _)| c.key == me)
-        .map_or(0, |(_, s)| *s);
-    let starved = claimants
-        .iter()
-        .zip(&shares)
-        .filter(|(c, s)| c.key != me && c.granted < **s)
-        .map(|(c, _)| c.key.clone())
-        .collect();
-    (
-        View {
-            limit,
-            others,
-            share,
-            starved,
-        },
-        ahead,
-    )
+    (View::dealt(limit, me, claimants, &shares, others), ahead)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn claimant(key: &str, at: i64, want: u32, granted: u32) -> Claimant {
-        Claimant {
+    fn claimant(key: &str, at: i64, want: u32, granted: u32) -> Contender {
+        Contender {
             key: key.into(),
             order: (jiff::Timestamp::from_second(at).ok(), key.into()),
             want,
@@ -143,7 +110,7 @@ mod tests {
     #[test]
     fn namespaces_share_the_budget_equally_whatever_their_number_of_runs() {
         // Namespace a has five runs (created first), b and c one each.
-        let mut runs: Vec<Claimant> = (0..5)
+        let mut runs: Vec<Contender> = (0..5)
             .map(|i| claimant(&format!("a/r{i}"), i, 2, 0))
             .collect();
         runs.push(claimant("b/r0", 10, 2, 0));

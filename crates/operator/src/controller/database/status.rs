@@ -12,8 +12,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::super::Context;
-use super::super::budget::charge;
-use super::super::cache::Seen;
+use super::super::budget::claim;
 use super::super::metrics::{DatabaseLabel, DatabaseNamespaceLabel};
 use super::super::names::{self, Stage};
 use reportjob_core::api::conditions::{self, reason};
@@ -152,16 +151,7 @@ fn status_of(ctx: &Context, db: &ReportDatabase) -> Option<ReportDatabaseStatus>
     namespaces.dedup();
     for ns in namespaces {
         for (owner, seen) in ctx.jobs.stage_jobs_in(&ns, Stage::Chunks) {
-            let claim = match &seen {
-                Seen::Live(job) => charge(job),
-                Seen::Terminating(job) => job
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.active)
-                    .unwrap_or(0)
-                    .unsigned_abs(),
-            };
-            charges.insert((ns.clone(), owner), claim);
+            charges.insert((ns.clone(), owner), claim(&seen).0);
         }
     }
     let runs: Vec<RunUse> = members
