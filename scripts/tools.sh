@@ -104,6 +104,19 @@ ensure_python_readers() {
   export REPORTJOB_PYTHON="$venv/bin/python"
 }
 
+# LibreOffice's spreadsheet program without its GUI (a Debian package, installed once per
+# machine): the second independent reader of XLSX reports, `soffice --headless --convert-to
+# csv` writing every sheet of a workbook to a CSV file of its own. Sets REPORTJOB_SOFFICE.
+ensure_libreoffice() {
+  if ! command -v soffice >/dev/null 2>&1; then
+    echo "installing libreoffice-calc-nogui (the second XLSX reader) ..." >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      libreoffice-calc-nogui >/dev/null
+  fi
+  REPORTJOB_SOFFICE=$(command -v soffice)
+  export REPORTJOB_SOFFICE
+}
+
 # libclang and clang, which the pg_query crate (libpg_query, Postgres's own parser, compiled
 # from crates.io) needs for its bindings: Debian packages, installed once per machine.
 ensure_libclang() {

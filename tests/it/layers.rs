@@ -72,7 +72,6 @@ fn each_crate_depends_only_on_the_layers_below_it() {
             "object_store",
             "reqwest",
             "parquet",
-            "rust_xlsxwriter",
         ],
     );
     // The operator's own dependencies are what the controller needs, and it has them.

@@ -1,9 +1,10 @@
 """Independent reader of an XLSX report: openpyxl loads the workbook and every cell is
 compared, type and value, with the source rows Postgres gave as text (expected.json).
 
-usage: xlsx_check.py REPORT EXPECTED SHEET_NAME ROWS_PER_SHEET TRUNCATE(0|1)
-Checks the sheets are SHEET_NAME, "SHEET_NAME (2)", ... with a bold header row each and
-ROWS_PER_SHEET data rows (the last fewer), dates with their number formats; prints
+usage: xlsx_check.py REPORT EXPECTED SHEET_NAME SHEET_ROWS TRUNCATE(0|1)
+Checks the sheets are SHEET_NAME, "SHEET_NAME (2)", ... with a bold header row each and the
+data rows SHEET_ROWS says (comma-separated, one number per sheet), dates with their number
+formats; prints
 `sheets=<n> rows=<n> values=<m>` and exits 0 when every value matches; exits 1 naming the
 first mismatches otherwise.
 """
@@ -16,8 +17,8 @@ from decimal import Decimal
 
 import openpyxl
 
-report, expected_path, sheet_name, rows_per_sheet, truncate = sys.argv[1:6]
-rows_per_sheet = int(rows_per_sheet)
+report, expected_path, sheet_name, sheet_rows, truncate = sys.argv[1:6]
+sheet_rows = [int(n) for n in sheet_rows.split(",")]
 truncate = truncate == "1"
 expected = json.load(open(expected_path, encoding="utf-8"))
 columns, kinds, rows = expected["columns"], expected["kinds"], expected["rows"]
@@ -40,7 +41,7 @@ def excel_day(text):
         d = datetime.date.fromisoformat(text)
     except ValueError:
         return None
-    return d if 1900 <= d.year <= 9999 else None
+    return d if datetime.date(1900, 3, 1) <= d <= datetime.date(9999, 12, 31) else None
 
 
 def excel_moment(text):
@@ -49,7 +50,7 @@ def excel_moment(text):
         t = datetime.datetime.fromisoformat(text)
     except ValueError:
         return None
-    if not 1900 <= t.year <= 9999:
+    if not (t.year >= 1900 and t.date() >= datetime.date(1900, 3, 1) and t.year <= 9999):
         return None
     return t.replace(microsecond=t.microsecond // 1000 * 1000)
 
@@ -110,8 +111,7 @@ def ooxml_unescape(text):
 
 
 book = openpyxl.load_workbook(report)
-n_sheets = max(1, -(-len(rows) // rows_per_sheet))
-names = [sheet_name] + [f"{sheet_name} ({i})" for i in range(2, n_sheets + 1)]
+names = [sheet_name] + [f"{sheet_name} ({i})" for i in range(2, len(sheet_rows) + 1)]
 if book.sheetnames != names:
     sys.exit(f"sheets {book.sheetnames}, expected {names}")
 values = 0
@@ -126,7 +126,7 @@ for s, ws in enumerate(book.worksheets):
     if not all(c.font.b for c in header):
         sys.exit(f"sheet {ws.title!r} header is not bold")
     body = grid[1:]
-    want = min(rows_per_sheet, len(rows) - seen)
+    want = sheet_rows[s]
     if len(body) != want:
         sys.exit(f"sheet {ws.title!r} has {len(body)} data rows, expected {want}")
     for r, line in enumerate(body):

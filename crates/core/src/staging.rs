@@ -169,6 +169,63 @@ pub struct PartManifest {
     /// The run's snapshot the part was read under (`consistency: Snapshot`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<crate::snapshot::SnapshotId>,
+    /// An xlsx part's deflate segments, in order (empty for other formats).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sheet_segments: Vec<SheetSegment>,
+}
+
+/// Most uncompressed sheet XML in one segment of an xlsx part: with a sheet's opening and
+/// closing it stays under 4 GiB, so a sheet's zip entry never needs ZIP64 sizes.
+pub const MAX_SEGMENT_XML_BYTES: u64 = 3 << 30;
+
+/// One segment of an xlsx part: rows of sheet XML compressed as a raw deflate stream that
+/// starts afresh (no reference to earlier bytes) and ends with a full flush (byte-aligned,
+/// no final block), so that segments concatenate into one sheet's deflate stream. A sheet
+/// holds whole segments; a worker ends a segment at the most rows a sheet holds.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SheetSegment {
+    /// Rows (`<row>` elements).
+    pub rows: u64,
+    /// Deflated bytes in the part.
+    pub bytes: u64,
+    /// The XML's bytes before compression.
+    pub xml_bytes: u64,
+    /// CRC-32 of the XML (as zip stores it).
+    pub crc32: u32,
+}
+
+impl SheetSegment {
+    /// Why `segments` cannot be the segments of a part of `rows` rows and `bytes` bytes
+    /// (read from staging: untrusted), if they cannot.
+    pub fn check_all(segments: &[SheetSegment], rows: u64, bytes: u64) -> Result<(), String> {
+        let (mut sum_rows, mut sum_bytes) = (0u64, 0u64);
+        for (i, s) in segments.iter().enumerate() {
+            if s.rows == 0 || s.bytes == 0 {
+                return Err(format!("segment {i} is empty"));
+            }
+            if s.xml_bytes > MAX_SEGMENT_XML_BYTES {
+                return Err(format!(
+                    "segment {i} holds {} bytes of XML, more than {MAX_SEGMENT_XML_BYTES}",
+                    s.xml_bytes
+                ));
+            }
+            // Deflate never grows data by more than its stored blocks' headers.
+            if s.bytes > s.xml_bytes + s.xml_bytes / 64 + 64 {
+                return Err(format!(
+                    "segment {i} is {} deflated bytes for {} bytes of XML",
+                    s.bytes, s.xml_bytes
+                ));
+            }
+            sum_rows = sum_rows.saturating_add(s.rows);
+            sum_bytes = sum_bytes.saturating_add(s.bytes);
+        }
+        if sum_rows != rows || sum_bytes != bytes {
+            return Err(format!(
+                "its segments hold {sum_rows} rows in {sum_bytes} bytes, its manifest says {rows} rows in {bytes} bytes"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A part of the report, as listed in its manifest.
@@ -374,6 +431,15 @@ pub enum CoverageError {
         /// What is wrong with each, for people.
         detail: String,
     },
+    /// An xlsx part's segments do not add up to its manifest (or it has none: a part
+    /// of an earlier version's format).
+    #[error("the part of chunk {index} is not a workbook part: {why}")]
+    BadSegments {
+        /// Chunk index.
+        index: usize,
+        /// What does not add up.
+        why: String,
+    },
     /// A part's stored size differs from its manifest.
     #[error("the part of chunk {index} is {found} bytes, its manifest says {expected}")]
     WrongSize {
@@ -422,7 +488,7 @@ pub fn check_coverage(
         if let Some(Some((part, size))) = parts.get(chunk.index) {
             match check_part(plan, chunk.index, part, *size) {
                 Ok(()) => {}
-                Err(e @ CoverageError::WrongSize { .. }) => {
+                Err(e) if e.is_damage() => {
                     damaged.push(chunk.index);
                     detail.push(e.to_string());
                 }
@@ -480,7 +546,25 @@ pub fn check_part(
             expected: part.bytes,
         });
     }
-    Ok(())
+    let segmented = matches!(plan.format.kind, crate::plan::PartKind::Xlsx { .. });
+    let segments = if segmented {
+        SheetSegment::check_all(&part.sheet_segments, part.rows, part.bytes)
+    } else if part.sheet_segments.is_empty() {
+        Ok(())
+    } else {
+        Err("only workbook parts have sheet segments".into())
+    };
+    segments.map_err(|why| CoverageError::BadSegments { index, why })
+}
+
+impl CoverageError {
+    /// Whether the error is a damaged part (exported again), not a wrong plan.
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self,
+            CoverageError::WrongSize { .. } | CoverageError::BadSegments { .. }
+        )
+    }
 }
 
 #[cfg(test)]
@@ -517,6 +601,59 @@ mod tests {
         assert_eq!(again, manifest);
     }
     use super::*;
+
+    #[test]
+    fn workbook_segments_must_add_up_to_their_part_and_stay_bounded() {
+        let seg = |rows, bytes, xml_bytes| SheetSegment {
+            rows,
+            bytes,
+            xml_bytes,
+            crc32: 7,
+        };
+        let ok = [seg(10, 100, 900), seg(5, 50, 400)];
+        assert_eq!(SheetSegment::check_all(&ok, 15, 150), Ok(()));
+        assert_eq!(
+            SheetSegment::check_all(&[], 0, 0),
+            Ok(()),
+            "a part without rows"
+        );
+        for (segments, rows, bytes, why) in [
+            (
+                vec![seg(10, 100, 900)],
+                11,
+                100,
+                "hold 10 rows in 100 bytes",
+            ),
+            (
+                vec![seg(10, 100, 900)],
+                10,
+                101,
+                "hold 10 rows in 100 bytes",
+            ),
+            (vec![seg(0, 0, 0)], 0, 0, "segment 0 is empty"),
+            (
+                vec![seg(1, 2000, 900)],
+                1,
+                2000,
+                "2000 deflated bytes for 900",
+            ),
+            (
+                vec![seg(1, 10, MAX_SEGMENT_XML_BYTES + 1)],
+                1,
+                10,
+                "more than",
+            ),
+            (
+                vec![seg(u64::MAX, 1, 10), seg(2, 1, 10)],
+                1,
+                2,
+                "its manifest says 1 rows",
+            ),
+        ] {
+            let err = SheetSegment::check_all(&segments, rows, bytes).unwrap_err();
+            assert!(err.contains(why), "{why}: {err}");
+        }
+    }
 
     #[test]
     fn the_files_a_run_recorded_are_named_by_the_spec_and_the_count() {
@@ -572,6 +709,7 @@ mod tests {
                 started_at: "a".into(),
                 finished_at: "b".into(),
                 snapshot: None,
+                sheet_segments: Vec::new(),
             },
             Some(5),
         ))

@@ -343,8 +343,8 @@ pub struct SplitSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_rows: Option<i64>,
-    /// Most bytes in a file, counted as the chunks' exported bytes (for xlsx, the rows'
-    /// text before it becomes a workbook).
+    /// Most bytes in a file, counted as the chunks' exported bytes (for xlsx, their
+    /// deflated sheet rows).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_bytes: Option<i64>,
@@ -363,8 +363,9 @@ pub enum OutputFormat {
     /// one file whose row groups are the chunks' parts, copied without re-encoding. Pages
     /// are compressed by `parquet.compression` (`compression` stays `none`).
     Parquet,
-    /// An Excel workbook (`.xlsx`): a bold header row, typed cells, a new sheet every
-    /// 1,048,575 rows. No compression (the workbook is a zip already); `timeZone` stays UTC.
+    /// An Excel workbook (`.xlsx`): a bold header row, typed cells, sheets of at most
+    /// 1,048,575 rows holding whole chunks. No compression (the workbook is a zip already);
+    /// `timeZone` stays UTC.
     Xlsx,
 }
 

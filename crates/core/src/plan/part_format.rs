@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::ParquetCompression;
 
-/// What a part holds: CSV records, JSON Lines, or the `COPY` text rows a workbook is
-/// assembled from.
+/// What a part holds: CSV records, JSON Lines, Parquet row groups, or a workbook's sheet
+/// rows (XML, deflated).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[serde(
     rename_all = "camelCase",
@@ -30,8 +30,13 @@ pub enum PartKind {
         /// The codec of column chunk pages.
         compression: ParquetCompression,
     },
-    /// Rows in Postgres's `COPY` text format, re-encoded into one workbook at assembly.
-    Xlsx,
+    /// A workbook's rows as sheet XML, raw deflate segments (see
+    /// [`crate::staging::SheetSegment`]); assembly copies them into the workbook's sheets.
+    Xlsx {
+        /// Text over Excel's cell limit is cut to it instead of failing the chunk.
+        #[serde(default, skip_serializing_if = "is_false")]
+        truncate_long_text: bool,
+    },
 }
 
 impl PartKind {
@@ -126,8 +131,8 @@ impl PartFormat {
             (PartKind::Jsonl { .. }, false, true) => "jsonl.zst",
             // Parquet compresses its pages itself; the plan never sets gzip or zstd for it.
             (PartKind::Parquet { .. }, _, _) => "parquet",
-            // Parts are never compressed (validation refuses it for xlsx).
-            (PartKind::Xlsx, _, _) => "tsv",
+            // Deflated sheet XML; gzip and zstd are refused for xlsx at validation.
+            (PartKind::Xlsx { .. }, _, _) => "xml.deflate",
         }
     }
 

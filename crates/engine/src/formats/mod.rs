@@ -60,7 +60,7 @@ impl<'a> PartEncoding<'a> {
                 let select = parquet::select_typed(&query, &schema);
                 Ok(format!("COPY (\n{select}\n) TO STDOUT (FORMAT binary)"))
             }
-            PartKind::Xlsx => {
+            PartKind::Xlsx { .. } => {
                 let select =
                     xlsx::copy_text::select_rows(&query, planned).map_err(Error::PlanMismatch)?;
                 Ok(format!("COPY (\n{select}\n) TO STDOUT"))
@@ -116,13 +116,25 @@ impl<'a> PartEncoding<'a> {
                 parquet::ParquetStream::new(planned, row_group_rows, compression)
                     .map_err(Error::PlanMismatch)?,
             )),
-            PartKind::Xlsx => RowStream::CopyText(xlsx::copy_text::CopyTextStream::default()),
+            PartKind::Xlsx { truncate_long_text } => {
+                planned.check_column_types().map_err(Error::PlanMismatch)?;
+                RowStream::Sheet(Box::new(
+                    xlsx::part_stream::SheetPartStream::new(
+                        &planned.columns,
+                        &planned.column_types,
+                        &planned.key_column,
+                        truncate_long_text,
+                        xlsx::sheets::rows_per_sheet()?,
+                    )
+                    .map_err(Error::PlanMismatch)?,
+                ))
+            }
         })
     }
 
     /// Whether the report is the concatenation of the parts (CSV, JSON Lines) rather
-    /// than a file rewritten from them (Parquet: its row groups copied into one file;
-    /// xlsx: a workbook re-encoded from their rows).
+    /// than a file built around them (Parquet: their row groups copied into one file;
+    /// xlsx: their deflated sheet XML copied into a workbook's sheets).
     pub fn concatenates(&self) -> bool {
         matches!(self.format.kind, PartKind::Csv | PartKind::Jsonl { .. })
     }
@@ -141,8 +153,8 @@ impl<'a> PartEncoding<'a> {
                 parquet_assemble::ParquetComposer::start(storage.clone(), target).await?,
             )),
             PartKind::Csv | PartKind::Jsonl { .. } => storage.compose(target, scratch).await,
-            PartKind::Xlsx => Err(Error::Encoding(
-                "a workbook is assembled by re-encoding its parts, not by a composer".into(),
+            PartKind::Xlsx { .. } => Err(Error::Encoding(
+                "a workbook is assembled by its own writer, not by a composer".into(),
             )),
         }
     }
@@ -168,8 +180,8 @@ pub enum RowStream {
     Jsonl(jsonl::JsonlStream),
     /// A binary `COPY` stream, decoded into Parquet row groups.
     Parquet(Box<parquet::ParquetStream>),
-    /// `COPY` text rows, passed on; a workbook is made of them at assembly.
-    CopyText(xlsx::copy_text::CopyTextStream),
+    /// `COPY` text rows, encoded into deflated sheet XML.
+    Sheet(Box<xlsx::part_stream::SheetPartStream>),
 }
 
 impl RowStream {
@@ -194,9 +206,9 @@ impl RowStream {
                 s.feed(bytes, scratch).map_err(Error::Encoding)?;
                 Ok(scratch)
             }
-            RowStream::CopyText(s) => {
-                s.feed(bytes);
-                Ok(bytes)
+            RowStream::Sheet(s) => {
+                s.feed(bytes, scratch).map_err(Error::Encoding)?;
+                Ok(scratch)
             }
         }
     }
@@ -207,12 +219,12 @@ impl RowStream {
             RowStream::Csv(s) => s.records(),
             RowStream::Jsonl(s) => s.rows(),
             RowStream::Parquet(s) => s.rows(),
-            RowStream::CopyText(s) => s.rows(),
+            RowStream::Sheet(s) => s.rows(),
         }
     }
 
     /// Checks the stream ended at a row boundary; returns the part's last bytes (the
-    /// Parquet footer), in `scratch` filled anew.
+    /// Parquet footer, a workbook part's last segment), in `scratch` filled anew.
     pub fn finish<'a>(&mut self, scratch: &'a mut Vec<u8>) -> Result<&'a [u8]> {
         scratch.clear();
         let ended = match self {
@@ -222,12 +234,25 @@ impl RowStream {
                 s.finish(scratch).map_err(Error::Encoding)?;
                 true
             }
-            RowStream::CopyText(s) => s.at_boundary(),
+            RowStream::Sheet(s) => {
+                s.finish(scratch).map_err(Error::Encoding)?;
+                true
+            }
         };
         if ended {
             Ok(scratch)
         } else {
             Err(Error::Encoding("the COPY stream ended inside a row".into()))
+        }
+    }
+}
+
+impl RowStream {
+    /// A workbook part's deflate segments, for its manifest (none for other formats).
+    pub fn sheet_segments(&self) -> Vec<reportjob_core::staging::SheetSegment> {
+        match self {
+            RowStream::Sheet(s) => s.segments().to_vec(),
+            _ => Vec::new(),
         }
     }
 }

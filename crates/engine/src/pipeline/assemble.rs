@@ -1,14 +1,14 @@
 //! Stage three: assembly. Checks that the staged parts cover the plan and are intact,
 //! then joins them in key order into the report (split into files when the spec asks):
-//! concatenated by the storage's composer, or re-encoded into one workbook (XLSX) or
-//! Parquet file by the format's assembler.
+//! concatenated by the storage's composer, or copied into one workbook (XLSX) or Parquet
+//! file by the format's assembler.
 
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::formats::PartEncoding;
-use crate::formats::xlsx::assemble::{self as xlsx_assemble, WorkbookAssembly};
-use crate::formats::xlsx::workbook::BookOptions;
+use crate::formats::xlsx::assemble::{BookOptions, WorkbookAssembly};
+use crate::formats::xlsx::sheets::rows_per_sheet;
 use crate::staging::{
     CoverageError, OutputManifest, PartManifest, check_coverage, check_part, listed_files,
     published_manifest, remove_parts,
@@ -145,11 +145,11 @@ impl StageContext {
     /// A sink writing file `number` (from 1) of the report at `target`; a later file of a
     /// split CSV report opens with its own BOM and header.
     async fn open_sink(&self, plan: &Plan, target: &str, number: usize) -> Result<Sink> {
-        if plan.format.kind == PartKind::Xlsx {
-            return Ok(Sink::Workbook(WorkbookAssembly::start(
+        if let PartKind::Xlsx { .. } = plan.format.kind {
+            return Ok(Sink::Workbook(Box::new(WorkbookAssembly::start(
                 plan,
                 self.book_options()?,
-            )?));
+            )?)));
         }
         let scratch = match number {
             1 => self.layout.scratch_prefix(),
@@ -202,8 +202,7 @@ impl StageContext {
         };
         Ok(BookOptions {
             sheet_name: xlsx.sheet_name.clone(),
-            truncate_long_text: xlsx.truncate_long_text,
-            rows_per_sheet: xlsx_assemble::rows_per_sheet()?,
+            rows_per_sheet: rows_per_sheet()?,
         })
     }
 
@@ -229,7 +228,7 @@ impl StageContext {
         let size = self.part_size(plan, part.index).await?;
         match check_part(plan, index, &part, size) {
             Ok(()) => {}
-            Err(e @ CoverageError::WrongSize { .. }) => {
+            Err(e) if e.is_damage() => {
                 return Err(self.damaged(plan, vec![index], e.to_string()).await);
             }
             Err(e) => return Err(Error::Encoding(format!("cannot assemble: {e}"))),
@@ -418,12 +417,12 @@ struct SplitFiles {
     copies: u64,
 }
 
-/// Where the parts go: concatenated by the storage's composer, or re-encoded into a workbook.
+/// Where the parts go: concatenated by the storage's composer, or copied into a workbook.
 enum Sink {
     /// The report is the parts' bytes, concatenated.
     Composer(Box<dyn Composer>),
-    /// The report is a workbook made of the parts' rows.
-    Workbook(WorkbookAssembly),
+    /// The report is a workbook whose sheets hold the parts' deflated rows.
+    Workbook(Box<WorkbookAssembly>),
     /// Between two files of a split report.
     Closed,
 }

@@ -231,6 +231,7 @@ impl StageContext {
             started_at,
             finished_at: jiff::Timestamp::now().to_string(),
             snapshot: setup.snapshot.clone(),
+            sheet_segments: rows.sheet_segments(),
         };
         let json = serde_json::to_vec_pretty(&manifest).map_err(|e| {
             wrap(Error::Encoding(format!(

@@ -1,7 +1,7 @@
 //! The three stages every runner schedules, one file each: [`plan`] cuts the key range
 //! into chunks and stages the plan; [`export`] streams one chunk into a part and its
-//! manifest; [`assemble`] joins the parts into the report (concatenated, or re-encoded by
-//! the format's assembler in `formats/`), and [`publish`] writes its manifest and hands out
+//! manifest; [`assemble`] joins the parts into the report (concatenated, or copied into
+//! a Parquet file or workbook by the format's assembler in `formats/`), and [`publish`] writes its manifest and hands out
 //! a download link. The local runner (`run_local`) calls them in one process; in a cluster
 //! each runs in its own pod. A chunk goes: `reportjob run` -> `run_local` ->
 //! `pipeline/export.rs` -> `source/` (the session and the statement) -> `formats/` (the
@@ -93,7 +93,11 @@ pub fn part_format(spec: &ValidSpec) -> PartFormat {
                 compression: parquet.compression,
             };
         }
-        Encoding::Xlsx(_) => format.kind = PartKind::Xlsx,
+        Encoding::Xlsx(xlsx) => {
+            format.kind = PartKind::Xlsx {
+                truncate_long_text: xlsx.truncate_long_text,
+            }
+        }
     }
     format
 }

@@ -1,100 +1,180 @@
-//! Assembling a workbook: the parts' rows are read in key order piece by piece (each part's
-//! sha256 checked as it is read, its row count checked at its end), re-encoded in one pass
-//! on a blocking thread into a workbook in a local temporary directory, which is then
-//! published through the storage's writer (under the run's scratch prefix on a volume, a
-//! multipart upload in a bucket). Memory stays bounded: a few pieces in flight, one row.
+//! Assembling a workbook is a copy: the chunk workers wrote their rows as deflated sheet XML
+//! in segments ([`super::part_stream`]); assembly places whole segments into sheets in key
+//! order ([`super::sheets`]), copies their compressed bytes into each sheet's zip entry
+//! between a deflated opening (the header row) and closing, combines the segments' CRC-32s
+//! into the entry's, and adds the small parts around the sheets ([`super::package`]). Each
+//! part's sha256 is checked as it is copied. The workbook is built in a local temporary
+//! file (its local headers are written once each sheet's sizes are known), then published
+//! through the storage's writer. Memory: one piece of a part at a time.
 
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{BufWriter, Read};
 
 use bytes::Bytes;
+use flate2::{Compress, Compression, FlushCompress};
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
 
-use super::cell::ColumnKind;
-use super::copy_text::split_row;
-use super::workbook::{BookOptions, BookWriter, MAX_ROWS_PER_SHEET};
+use super::package;
+use super::sheet_xml::{SHEET_END, sheet_start};
+use super::sheets::{Placement, SheetPacker};
+use super::zip_writer::{ZipWriter, deflate_into};
 use crate::error::{Error, Result};
 use crate::staging::{Layout, PartManifest};
 use crate::storage::{Composed, Durability, Storage};
+use reportjob_core::api::sheet_name;
 use reportjob_core::plan::Plan;
 
 /// Bytes of a part read at once.
 const PIECE: u64 = 2 * 1024 * 1024;
-/// Pieces in flight between the reader and the encoder.
-const IN_FLIGHT: usize = 2;
 /// Bytes of the workbook sent to storage at once.
 const UPLOAD_PIECE: usize = 1024 * 1024;
 
-/// Test-only: data rows per sheet, so that a test can show sheets rolling over on a small
-/// table. Unset, a sheet holds Excel's 1,048,575 data rows.
-pub const ROWS_PER_SHEET_ENV: &str = "REPORTJOB_XLSX_ROWS_PER_SHEET";
+/// What shapes a workbook at assembly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BookOptions {
+    /// Name of the first sheet (checked); the next are "name (2)", "name (3)", ...
+    pub sheet_name: String,
+    /// Most data rows in a sheet.
+    pub rows_per_sheet: u32,
+}
 
-/// Data rows per sheet: Excel's limit, unless [`ROWS_PER_SHEET_ENV`] says fewer.
-pub fn rows_per_sheet() -> Result<u32> {
-    match std::env::var(ROWS_PER_SHEET_ENV) {
-        Err(_) => Ok(MAX_ROWS_PER_SHEET),
-        Ok(text) => text
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=MAX_ROWS_PER_SHEET).contains(n))
-            .ok_or_else(|| {
-                Error::InvalidStaged(format!(
-                    "{ROWS_PER_SHEET_ENV}={text:?} must be between 1 and {MAX_ROWS_PER_SHEET}"
-                ))
-            }),
+/// A deflated, byte-aligned piece of XML that opens or closes every sheet.
+struct Frame {
+    deflated: Vec<u8>,
+    crc32: u32,
+    xml_bytes: u64,
+}
+
+impl Frame {
+    /// `xml` deflated on its own; `last` ends the deflate stream.
+    fn new(xml: &[u8], last: bool) -> Result<Frame> {
+        let mut deflated = Vec::new();
+        let flush = if last {
+            FlushCompress::Finish
+        } else {
+            FlushCompress::Full
+        };
+        deflate_into(
+            &mut Compress::new(Compression::default(), false),
+            xml,
+            &mut deflated,
+            flush,
+        )
+        .map_err(|e| Error::Encoding(format!("cannot compress a sheet's frame: {e}")))?;
+        Ok(Frame {
+            deflated,
+            crc32: crc32fast::hash(xml),
+            xml_bytes: xml.len() as u64,
+        })
+    }
+
+    fn crc(&self) -> crc32fast::Hasher {
+        crc32fast::Hasher::new_with_initial_len(self.crc32, self.xml_bytes)
     }
 }
 
-/// What the reader hands the encoder.
-enum Feed {
-    /// The next bytes of the current part.
-    Bytes(Bytes),
-    /// The current part ended; it holds `rows` rows.
-    End { index: usize, rows: u64 },
-    /// Every part is in: write the workbook.
-    Finish,
+/// The open sheet's CRC-32 and XML bytes so far.
+struct OpenSheet {
+    crc: crc32fast::Hasher,
+    xml_bytes: u64,
 }
 
-/// A workbook being assembled: parts are fed in key order to the encoder thread, which
-/// writes their rows as they come; [`WorkbookAssembly::finish`] saves and publishes it.
+type Zip = ZipWriter<BufWriter<std::fs::File>>;
+
+/// A workbook being assembled: parts are appended in key order, their segments copied into
+/// sheets; [`WorkbookAssembly::finish`] closes it and publishes it.
 pub struct WorkbookAssembly {
-    tx: mpsc::Sender<Feed>,
-    encoder: Option<tokio::task::JoinHandle<std::result::Result<std::fs::File, String>>>,
-    /// The sheets' temporary files and the saved workbook live here until the end.
+    options: BookOptions,
+    opening: Frame,
+    closing: Frame,
+    packer: SheetPacker,
+    sheet: Option<OpenSheet>,
+    /// Taken while a blocking thread writes into it.
+    zip: Option<Zip>,
+    /// Holds the workbook's temporary file until the end.
     temp: tempfile::TempDir,
 }
 
 impl WorkbookAssembly {
-    /// Starts the encoder for the rows of `plan`'s parts.
+    /// Starts a workbook for the rows of `plan`'s parts.
     pub fn start(plan: &Plan, options: BookOptions) -> Result<WorkbookAssembly> {
+        plan.source
+            .check_column_types()
+            .map_err(Error::PlanMismatch)?;
+        sheet_name::check(&options.sheet_name)
+            .map_err(|e| Error::InvalidSpec(format!("sheet name {e}")))?;
         let temp = tempfile::Builder::new()
             .prefix("reportjob-xlsx-")
             .tempdir()
             .map_err(|e| Error::storage("creating a temporary directory for the workbook", e))?;
-        let columns = plan.source.columns.clone();
-        plan.source
-            .check_column_types()
-            .map_err(Error::PlanMismatch)?;
-        let kinds: Vec<ColumnKind> = plan
-            .source
-            .column_types
-            .iter()
-            .map(|t| ColumnKind::of(t))
-            .collect();
-        let key_column = plan.source.key_column.clone();
-        let temp_path = temp.path().to_path_buf();
-        let (tx, rx) = mpsc::channel::<Feed>(IN_FLIGHT);
-        let encoder = tokio::task::spawn_blocking(move || {
-            encode(rx, columns, kinds, &key_column, options, &temp_path)
-        });
+        let file = tempfile::tempfile_in(temp.path())
+            .map_err(|e| Error::storage("creating the workbook's temporary file", e))?;
+        let opening = Frame::new(&sheet_start(&plan.source.columns), false)?;
+        let closing = Frame::new(SHEET_END, true)?;
+        let frame = opening.xml_bytes + closing.xml_bytes;
         Ok(WorkbookAssembly {
-            tx,
-            encoder: Some(encoder),
+            packer: SheetPacker::new(options.rows_per_sheet, frame),
+            options,
+            opening,
+            closing,
+            sheet: None,
+            zip: Some(ZipWriter::new(BufWriter::with_capacity(256 * 1024, file))),
             temp,
         })
     }
 
-    /// Feeds the part at `key` (described by `part`) to the encoder, checking its sha256.
+    /// Runs `op` on the archive on a blocking thread.
+    async fn zip_op<T: Send + 'static>(
+        &mut self,
+        op: impl FnOnce(&mut Zip) -> std::io::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let mut zip = self
+            .zip
+            .take()
+            .ok_or_else(|| Error::Encoding("the workbook's file was lost after an error".into()))?;
+        let (zip, done) = tokio::task::spawn_blocking(move || {
+            let done = op(&mut zip);
+            (zip, done)
+        })
+        .await
+        .map_err(|e| Error::Encoding(format!("the workbook writer failed: {e}")))?;
+        self.zip = Some(zip);
+        done.map_err(|e| Error::storage("writing the workbook's temporary file", e))
+    }
+
+    /// Opens the next sheet's entry with its header row.
+    async fn open_sheet(&mut self) -> Result<()> {
+        let entry = package::sheet_entry(self.packer.sheets() as usize);
+        let opening = Bytes::from(self.opening.deflated.clone());
+        self.zip_op(move |zip| {
+            zip.start_entry(&entry)?;
+            zip.write_data(&opening)
+        })
+        .await?;
+        self.sheet = Some(OpenSheet {
+            crc: self.opening.crc(),
+            xml_bytes: self.opening.xml_bytes,
+        });
+        Ok(())
+    }
+
+    /// Closes the open sheet (if any): its closing XML, then its CRC-32 and sizes.
+    async fn close_sheet(&mut self) -> Result<()> {
+        let Some(mut sheet) = self.sheet.take() else {
+            return Ok(());
+        };
+        sheet.crc.combine(&self.closing.crc());
+        let crc = sheet.crc.finalize();
+        let xml_bytes = sheet.xml_bytes + self.closing.xml_bytes;
+        let closing = Bytes::from(self.closing.deflated.clone());
+        self.zip_op(move |zip| {
+            zip.write_data(&closing)?;
+            zip.end_entry(crc, xml_bytes)
+        })
+        .await
+    }
+
+    /// Copies the part at `key` (described by `part`) into the workbook, checking its
+    /// sha256.
     pub async fn append(
         &mut self,
         storage: &dyn Storage,
@@ -102,148 +182,103 @@ impl WorkbookAssembly {
         part: &PartManifest,
     ) -> Result<()> {
         let mut hasher = Sha256::new();
-        let mut start = 0u64;
-        while start < part.bytes {
-            let len = PIECE.min(part.bytes - start);
-            let bytes = storage.read_range(key, start, len).await?;
-            if bytes.len() as u64 != len {
-                return Err(Error::Damaged {
-                    key: key.to_string(),
-                    found: format!("{} bytes at {start}", bytes.len()),
-                    expected: format!("{len} bytes"),
-                });
+        let mut at = 0u64;
+        for segment in &part.sheet_segments {
+            let placement = self.packer.place(segment).map_err(|why| {
+                Error::InvalidStaged(format!(
+                    "cannot place the rows of chunk {} in a sheet: {why}",
+                    part.index
+                ))
+            })?;
+            if placement == Placement::Next {
+                self.close_sheet().await?;
+                self.open_sheet().await?;
             }
-            hasher.update(&bytes);
-            start += len;
-            self.send(Feed::Bytes(bytes)).await?;
+            let end = at + segment.bytes;
+            while at < end {
+                let len = PIECE.min(end - at);
+                let bytes = storage.read_range(key, at, len).await?;
+                if bytes.len() as u64 != len {
+                    return Err(Error::Damaged {
+                        key: key.to_string(),
+                        found: format!("{} bytes at {at}", bytes.len()),
+                        expected: format!("{len} bytes"),
+                    });
+                }
+                hasher.update(&bytes);
+                at += len;
+                self.zip_op(move |zip| zip.write_data(&bytes)).await?;
+            }
+            if let Some(sheet) = self.sheet.as_mut() {
+                sheet.crc.combine(&crc32fast::Hasher::new_with_initial_len(
+                    segment.crc32,
+                    segment.xml_bytes,
+                ));
+                sheet.xml_bytes += segment.xml_bytes;
+            }
         }
         let found = hex::encode(hasher.finalize());
-        if found != part.sha256 {
+        if at != part.bytes || found != part.sha256 {
             return Err(Error::Damaged {
                 key: key.to_string(),
                 found,
                 expected: part.sha256.clone(),
             });
         }
-        self.send(Feed::End {
-            index: part.index,
-            rows: part.rows,
-        })
-        .await
+        Ok(())
     }
 
-    /// Sends to the encoder; when it has stopped, returns why.
-    async fn send(&mut self, feed: Feed) -> Result<()> {
-        if self.tx.send(feed).await.is_ok() {
-            return Ok(());
-        }
-        match self.encoder.take() {
-            Some(encoder) => match encoder.await {
-                Ok(Err(why)) => Err(workbook_error(why)),
-                Ok(Ok(_)) => Err(Error::Encoding("the workbook encoder ended early".into())),
-                Err(e) => Err(Error::Encoding(format!("the workbook encoder failed: {e}"))),
-            },
-            None => Err(Error::Encoding("the workbook encoder has stopped".into())),
-        }
-    }
-
-    /// Saves the workbook and publishes it at `target` (through a temporary file under
-    /// `layout`'s scratch prefix where the storage uses one).
+    /// Closes the last sheet (a workbook without rows has one, its header row), writes the
+    /// parts around the sheets and publishes the workbook at `target` (through a
+    /// temporary file under `layout`'s scratch prefix where the storage uses one).
     pub async fn finish(
         mut self,
         storage: &dyn Storage,
         layout: &Layout,
         target: &str,
     ) -> Result<Composed> {
-        self.send(Feed::Finish).await?;
-        let encoder = self
-            .encoder
+        if self.packer.sheets() == 0 {
+            self.packer
+                .place(&reportjob_core::staging::SheetSegment {
+                    rows: 0,
+                    bytes: 0,
+                    xml_bytes: 0,
+                    crc32: 0,
+                })
+                .map_err(Error::Encoding)?;
+            self.open_sheet().await?;
+        }
+        self.close_sheet().await?;
+        let names: Vec<String> = (1..=self.packer.sheets())
+            .map(|n| sheet_name::nth(&self.options.sheet_name, n))
+            .collect();
+        let parts = package::parts(&names);
+        let zip = self
+            .zip
             .take()
-            .ok_or_else(|| Error::Encoding("the workbook encoder has stopped".into()))?;
-        let file = encoder
-            .await
-            .map_err(|e| Error::Encoding(format!("the workbook encoder failed: {e}")))?
-            .map_err(workbook_error)?;
+            .ok_or_else(|| Error::Encoding("the workbook's file was lost after an error".into()))?;
+        let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            let mut zip = zip;
+            for (name, bytes) in &parts {
+                zip.add(name, bytes)?;
+            }
+            let mut file = zip
+                .finish(&["[Content_Types].xml"])?
+                .into_inner()
+                .map_err(|e| e.into_error())?;
+            std::io::Seek::rewind(&mut file)?;
+            Ok(file)
+        })
+        .await
+        .map_err(|e| Error::Encoding(format!("the workbook writer failed: {e}")))?
+        .map_err(|e| Error::storage("writing the workbook's temporary file", e))?;
         let composed = upload(storage, layout, target, file).await;
         drop(self.temp);
         composed
     }
 
-    /// Stops the encoder and removes the temporary files.
-    pub async fn abort(mut self) {
-        drop(self.tx);
-        if let Some(encoder) = self.encoder.take() {
-            let _ = encoder.await;
-        }
-    }
-}
-
-/// The error for what stopped the encoder.
-fn workbook_error(why: String) -> Error {
-    Error::Encoding(format!("cannot write the workbook: {why}"))
-}
-
-/// The encoder: rows of the fed parts into a workbook, saved into an unnamed temporary file
-/// (rewound) once [`Feed::Finish`] arrives.
-fn encode(
-    mut rx: mpsc::Receiver<Feed>,
-    columns: Vec<String>,
-    kinds: Vec<ColumnKind>,
-    key_column: &str,
-    options: BookOptions,
-    temp_dir: &std::path::Path,
-) -> std::result::Result<std::fs::File, String> {
-    let width = columns.len();
-    let mut book = BookWriter::new(columns, kinds, key_column, options, temp_dir)?;
-    let mut carry: Vec<u8> = Vec::new();
-    let mut buffers = Vec::new();
-    let mut nulls = Vec::new();
-    let mut part_rows = 0u64;
-    let mut row = |line: &[u8], book: &mut BookWriter| -> std::result::Result<(), String> {
-        let values = split_row(line, width, &mut buffers, &mut nulls)?;
-        book.write_row(&values)
-    };
-    while let Some(feed) = rx.blocking_recv() {
-        match feed {
-            Feed::Bytes(bytes) => {
-                let mut rest: &[u8] = &bytes;
-                while let Some(at) = memchr::memchr(b'\n', rest) {
-                    if carry.is_empty() {
-                        row(&rest[..at], &mut book)?;
-                    } else {
-                        carry.extend_from_slice(&rest[..at]);
-                        let line = std::mem::take(&mut carry);
-                        row(&line, &mut book)?;
-                        carry = line;
-                        carry.clear();
-                    }
-                    part_rows += 1;
-                    rest = &rest[at + 1..];
-                }
-                carry.extend_from_slice(rest);
-            }
-            Feed::End { index, rows } => {
-                if !carry.is_empty() {
-                    return Err(format!("the part of chunk {index} ends inside a row"));
-                }
-                if part_rows != rows {
-                    return Err(format!(
-                        "the part of chunk {index} holds {part_rows} rows, its manifest says {rows}"
-                    ));
-                }
-                part_rows = 0;
-            }
-            Feed::Finish => {
-                let mut file = tempfile::tempfile_in(temp_dir)
-                    .map_err(|e| format!("creating the workbook's temporary file: {e}"))?;
-                book.save(&mut file)?;
-                file.seek(SeekFrom::Start(0))
-                    .map_err(|e| format!("rewinding the workbook's temporary file: {e}"))?;
-                return Ok(file);
-            }
-        }
-    }
-    Err("the parts stopped before their end".into())
+    /// Discards the workbook and its temporary file.
+    pub async fn abort(self) {}
 }
 
 /// Sends the workbook in `file` to `target`, hashing it on the way.

@@ -10,8 +10,10 @@
 //! - `numeric`: a number when it has at most 15 significant digits and the double nearest
 //!   to it reads back as the same decimal; else (and NaN, ±Infinity) text.
 //! - `boolean`: booleans.
-//! - `date`: an Excel date (format `yyyy-mm-dd`) from 1900-01-01 to 9999-12-31; other
-//!   dates (before 1900, BC, ±infinity, after 9999) are text.
+//! - `date`: an Excel date (format `yyyy-mm-dd`) from 1900-03-01 to 9999-12-31; other
+//!   dates (before March 1900, BC, ±infinity, after 9999) are text. Excel counts a
+//!   fictitious 1900-02-29 and LibreOffice does not, so a serial day before 1900-03-01
+//!   shows as two different dates: such dates are text, which both show alike.
 //! - `timestamp`, `timestamptz` (read in UTC): an Excel date and time (format
 //!   `yyyy-mm-dd hh:mm:ss.000`) cut to the millisecond, in the same range; others text.
 //! - Everything else (text, uuid, json, bytea, arrays, ...): text. The empty string and NULL
@@ -219,14 +221,15 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// Excel's serial day of a date from 1900-01-01 (1) to 9999-12-31, counting Excel's
-/// fictitious 1900-02-29 (dates before 1900-03-01 are one less); `None` outside that range.
+/// Excel's serial day of a date from 1900-03-01 (61) to 9999-12-31; `None` outside that
+/// range (before it, Excel's serials count its fictitious 1900-02-29 and other
+/// spreadsheets' do not).
 pub fn serial_day(y: i64, m: u32, d: u32) -> Option<i64> {
     if !(1900..=9999).contains(&y) {
         return None;
     }
     let days = days_from_civil(y, m, d) - days_from_civil(1899, 12, 30);
-    Some(if days < 61 { days - 1 } else { days })
+    (days >= 61).then_some(days)
 }
 
 /// `YYYY-MM-DD HH:MM:SS[.ffffff]` in Excel's range, cut to the millisecond.
@@ -411,8 +414,8 @@ mod tests {
 
     #[test]
     fn dates_count_excels_days_and_the_unholdable_are_text() {
-        assert_eq!(serial_day(1900, 1, 1), Some(1));
-        assert_eq!(serial_day(1900, 2, 28), Some(59));
+        assert_eq!(serial_day(1900, 1, 1), None);
+        assert_eq!(serial_day(1900, 2, 28), None);
         assert_eq!(serial_day(1900, 3, 1), Some(61));
         assert_eq!(serial_day(1970, 1, 1), Some(25_569));
         assert_eq!(serial_day(2038, 1, 19), Some(50_424));
@@ -420,6 +423,8 @@ mod tests {
         assert_eq!(c(ColumnKind::Date, "1969-12-31"), Cell::Date(25_568.0));
         for text in [
             "1899-12-31",
+            "1900-01-15",
+            "1900-02-28",
             "0044-03-15 BC",
             "infinity",
             "-infinity",
@@ -446,6 +451,7 @@ mod tests {
         assert_eq!(v, serial_day(2000, 1, 1).unwrap() as f64 + 0.5 / 86_400.0);
         for text in [
             "1899-12-31 23:59:59",
+            "1900-02-28 12:00:00",
             "infinity",
             "-infinity",
             "0001-01-01 00:00:00 BC",

@@ -1,10 +1,8 @@
-//! The typed intermediate form of workbook parts: Postgres's `COPY ... TO STDOUT` text
-//! format of the exported columns, `timestamptz` columns selected `AT TIME ZONE 'UTC'`, so
-//! that assembly reads each value as the server wrote it (`\N` for NULL, tab-separated,
-//! backslash escapes) and the column types come from the plan.
-//!
-//! In this format every row ends at a raw `\n` (line breaks inside values are escaped), so
-//! counting rows at export is counting line feeds.
+//! What a workbook's chunk worker reads: Postgres's `COPY ... TO STDOUT` text format of the
+//! exported columns, `timestamptz` columns selected `AT TIME ZONE 'UTC'`, so that each
+//! value is read as the server wrote it (`\N` for NULL, tab-separated, backslash escapes)
+//! and the column types come from the plan. Every row ends at a raw `\n` (line breaks
+//! inside values are escaped).
 
 use reportjob_core::ident::Quoted;
 use reportjob_core::plan::PlannedSource;
@@ -31,35 +29,6 @@ pub fn select_rows(chunk_query: &str, planned: &PlannedSource) -> Result<String,
         "SELECT {} FROM (\n{chunk_query}\n) AS rj_chunk",
         exprs.join(", ")
     ))
-}
-
-/// Counts the rows of a `COPY` text stream (passed on unchanged as the part).
-#[derive(Clone, Debug, Default)]
-pub struct CopyTextStream {
-    rows: u64,
-    at_boundary: bool,
-    seen: bool,
-}
-
-impl CopyTextStream {
-    /// Counts the rows `bytes` completes.
-    pub fn feed(&mut self, bytes: &[u8]) {
-        if let Some(&last) = bytes.last() {
-            self.rows += memchr::memchr_iter(b'\n', bytes).count() as u64;
-            self.at_boundary = last == b'\n';
-            self.seen = true;
-        }
-    }
-
-    /// Rows completed so far.
-    pub fn rows(&self) -> u64 {
-        self.rows
-    }
-
-    /// True when the stream ended at the end of a row (or was empty).
-    pub fn at_boundary(&self) -> bool {
-        !self.seen || self.at_boundary
-    }
 }
 
 /// Splits one row (without its `\n`) into its fields, unescaped into `buffers` (reused
@@ -163,18 +132,6 @@ mod tests {
         let mut old = planned;
         old.column_types.clear();
         assert!(select_rows("Q", &old).is_err());
-    }
-
-    #[test]
-    fn rows_are_counted_across_pieces() {
-        let mut s = CopyTextStream::default();
-        assert!(s.at_boundary());
-        s.feed(b"1\ta\\nb\n2\t");
-        assert_eq!(s.rows(), 1);
-        assert!(!s.at_boundary());
-        s.feed(b"\\N\n");
-        assert_eq!(s.rows(), 2);
-        assert!(s.at_boundary());
     }
 
     #[test]
