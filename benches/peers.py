@@ -12,7 +12,9 @@ contender once, in an order that alternates between rounds:
   partition_num=2, return_type="arrow")` then pyarrow's `write_table`); the ADBC PostgreSQL
   driver streaming record batches into pyarrow's `ParquetWriter`.
 - XLSX, 1M rows (`accounts_1m`): `reportjob run`; Python's xlsxwriter in constant-memory mode
-  fed by psycopg's server-side cursor.
+  fed by psycopg's server-side cursor. Beside them the yardsticks of the XLSX goal (at most 3x
+  the CSV time of the same rows): `reportjob run` to CSV of the same 1M rows, and both formats
+  over the 5M rows; the ratios are printed under the table.
 
 Each contender is its own process, measured by GNU time (wall seconds, peak RSS). Prints per
 round times, then one Markdown table of medians, peak RSS and file sizes, and the ratio of
@@ -164,6 +166,13 @@ def python_peer(work, name, code, suffix):
     return secs, rss, os.path.getsize(path)
 
 
+# The XLSX goal's yardsticks: (workbook contender, CSV contender) for the same rows.
+XLSX_YARDSTICKS = {
+    "1M": ("reportjob, parallelism 2 (1M rows)", "reportjob to CSV, parallelism 2 (1M rows)"),
+    "5M": ("reportjob, parallelism 2 (5M rows)", "reportjob, parallelism 2"),
+}
+
+
 def contenders(work):
     out = []
     if "csv" in FORMATS:
@@ -182,7 +191,14 @@ def contenders(work):
         out += [("xlsx", "reportjob, parallelism 2 (1M rows)",
                  lambda: reportjob(work, "accounts_1m", "xlsx", "r.xlsx")),
                 ("xlsx", "xlsxwriter constant_memory + psycopg server-side cursor (1M rows)",
-                 lambda: python_peer(work, "xlsxwriter", PY_XLSXWRITER, "xlsx"))]
+                 lambda: python_peer(work, "xlsxwriter", PY_XLSXWRITER, "xlsx")),
+                ("xlsx", XLSX_YARDSTICKS["1M"][1],
+                 lambda: reportjob(work, "accounts_1m", "csv", "r1m.csv")),
+                ("xlsx", XLSX_YARDSTICKS["5M"][0],
+                 lambda: reportjob(work, "pgbench_accounts", "xlsx", "r5m.xlsx"))]
+        if "csv" not in FORMATS:
+            out.append(("xlsx", XLSX_YARDSTICKS["5M"][1],
+                        lambda: reportjob(work, "pgbench_accounts", "csv", "r.csv")))
     return out
 
 
@@ -216,6 +232,12 @@ def main():
             size = rs[-1][2] / 1e6
             ratio = med / first_peer[fmt] if fmt in first_peer else float("nan")
             print(f"| {fmt} | {name} | {med:.2f} | {rounds} | {rss:.0f} MiB | {size:.1f} MB | {ratio:.2f}x |")
+        if "xlsx" in FORMATS:
+            median = {name: statistics.median(s for s, _, _ in rs) for name, rs in results.items()}
+            for rows, (book, csv) in XLSX_YARDSTICKS.items():
+                if book in median and csv in median:
+                    print(f"\nxlsx / csv of the same {rows} rows: "
+                          f"{median[book]:.2f} s / {median[csv]:.2f} s = {median[book] / median[csv]:.2f}x")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
