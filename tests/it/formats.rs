@@ -239,6 +239,37 @@ pub async fn write_expected(db: &mut TestDb, path: &Path) -> usize {
     count
 }
 
+/// The rows of `typed` as Postgres's `row_to_json` writes them under the export session's
+/// settings (`numeric` columns as text unless `numbers`), one per line, the line breaks and
+/// tabs between an embedded json value's tokens written as spaces.
+async fn row_to_json_lines(db: &mut TestDb, numbers: bool) -> Vec<u8> {
+    db.exec(
+        "SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
+         SET extra_float_digits = 1; SET bytea_output = 'hex'; SET TimeZone = 'Asia/Kolkata'",
+    )
+    .await;
+    let numeric = if numbers { "" } else { "::text" };
+    let columns: Vec<String> = EXPECTED
+        .iter()
+        .map(|(c, _, _)| match *c {
+            "num" | "numu" => format!("{c}{numeric} AS {c}"),
+            "an" if !numbers => "an::text[] AS an".to_string(),
+            other => other.to_string(),
+        })
+        .collect();
+    let sql = format!(
+        "SELECT string_agg(translate(row_to_json(r)::text, E'\\n\\r\\t', '   '), E'\\n' ORDER BY r.id) || E'\\n' \
+         FROM (SELECT {} FROM typed) AS r",
+        columns.join(", ")
+    );
+    use sqlx::Row;
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_one(&mut db.conn)
+        .await
+        .unwrap();
+    row.get::<String, _>(0).into_bytes()
+}
+
 #[tokio::test]
 async fn jsonl_reports_hold_every_value_of_the_source() {
     let mut db = TestDb::new("jsonl_exact").await;
@@ -282,6 +313,14 @@ async fn jsonl_reports_hold_every_value_of_the_source() {
         } else {
             stored
         };
+        // Byte for byte what Postgres's own row_to_json writes (the worker writes the
+        // objects now; the server did before), line breaks between JSON tokens as spaces.
+        let postgres = row_to_json_lines(&mut db, numbers).await;
+        assert!(
+            plain == postgres,
+            "{file}: differs from row_to_json at byte {:?}",
+            plain.iter().zip(&postgres).position(|(a, b)| a != b)
+        );
         let plain_path = work.path().join("plain.jsonl");
         std::fs::write(&plain_path, &plain).unwrap();
         let printed = reader(

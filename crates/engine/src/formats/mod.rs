@@ -51,7 +51,7 @@ impl<'a> PartEncoding<'a> {
                 quote_literal(&self.format.null_string)
             )),
             PartKind::Jsonl { numeric_as_number } => {
-                let select = jsonl::select_objects(&query, planned, numeric_as_number)
+                let select = jsonl::select_columns(&query, planned, numeric_as_number)
                     .map_err(Error::PlanMismatch)?;
                 Ok(format!("COPY (\n{select}\n) TO STDOUT"))
             }
@@ -108,7 +108,9 @@ impl<'a> PartEncoding<'a> {
                 self.format.escape_formulas,
                 self.format.delimiter,
             )),
-            PartKind::Jsonl { .. } => RowStream::Jsonl(jsonl::JsonlStream::default()),
+            PartKind::Jsonl { numeric_as_number } => RowStream::Jsonl(
+                jsonl::JsonlStream::new(planned, numeric_as_number).map_err(Error::PlanMismatch)?,
+            ),
             PartKind::Parquet {
                 row_group_rows,
                 compression,
@@ -176,7 +178,7 @@ impl<'a> PartEncoding<'a> {
 pub enum RowStream {
     /// CSV records, passed on (line endings rewritten when CRLF).
     Csv(csv::CsvStream),
-    /// `COPY` text lines of one JSON value each, unescaped into JSON Lines.
+    /// `COPY` text rows, written as JSON objects.
     Jsonl(jsonl::JsonlStream),
     /// A binary `COPY` stream, decoded into Parquet row groups.
     Parquet(Box<parquet::ParquetStream>),
