@@ -62,7 +62,7 @@ impl ParquetComposer {
     }
 
     /// Copies `piece` into the temporary directory `dir` (into memory without one),
-    /// checking its sha256.
+    /// checking its content (CRC-32, or sha256 for a part without one).
     async fn fetch(
         storage: &dyn Storage,
         dir: Option<&std::path::Path>,
@@ -74,14 +74,14 @@ impl ParquetComposer {
                 storage.location(&piece.key)
             ))
         })?;
-        let mut hasher = Sha256::new();
+        let mut check = piece.check();
         let Some(dir) = dir else {
             let mut data = Vec::new();
             while let Some(bytes) = pieces.try_next().await? {
-                hasher.update(&bytes);
+                check.update(&bytes);
                 data.extend_from_slice(&bytes);
             }
-            piece.verify(&hex::encode(hasher.finalize()))?;
+            check.verify()?;
             return Ok(PartData::Memory(bytes::Bytes::from(data)));
         };
         let path = dir.join("part.parquet");
@@ -90,7 +90,7 @@ impl ParquetComposer {
             .await
             .map_err(|e| Error::storage(what.clone(), e))?;
         while let Some(bytes) = pieces.try_next().await? {
-            hasher.update(&bytes);
+            check.update(&bytes);
             tokio::io::AsyncWriteExt::write_all(&mut file, &bytes)
                 .await
                 .map_err(|e| Error::storage(what.clone(), e))?;
@@ -98,7 +98,7 @@ impl ParquetComposer {
         tokio::io::AsyncWriteExt::flush(&mut file)
             .await
             .map_err(|e| Error::storage(what.clone(), e))?;
-        piece.verify(&hex::encode(hasher.finalize()))?;
+        check.verify()?;
         let file = std::fs::File::open(&path).map_err(|e| Error::storage(what, e))?;
         Ok(PartData::File(file))
     }

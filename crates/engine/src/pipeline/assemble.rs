@@ -160,7 +160,14 @@ impl StageContext {
         let preamble = encoding.preamble(&plan.source.columns);
         if number > 1 && !preamble.is_empty() {
             let key = self.preamble_key(plan, preamble).await?;
-            if let Err(e) = composer.append(Piece { key, sha256: None }).await {
+            if let Err(e) = composer
+                .append(Piece {
+                    key,
+                    sha256: None,
+                    crc32: None,
+                })
+                .await
+            {
                 let _ = composer.abort().await;
                 return Err(e);
             }
@@ -251,6 +258,7 @@ impl StageContext {
                     .append(Piece {
                         key,
                         sha256: Some(part.sha256.clone()),
+                        crc32: part.crc32,
                     })
                     .await
             }

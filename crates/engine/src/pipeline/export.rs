@@ -66,6 +66,36 @@ fn copy_error(context: &str, e: sqlx::Error, spec: &ValidSpec, plan: &Plan) -> E
     }
 }
 
+/// A cancellation token as a flag one atomic load reads: the token's own check takes a
+/// lock, which per row of a chunk was a measurable share of an export's CPU.
+struct CancelFlag {
+    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+impl CancelFlag {
+    /// A flag set once `token` is cancelled.
+    fn watch(token: &tokio_util::sync::CancellationToken) -> CancelFlag {
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(token.is_cancelled()));
+        let (set, token) = (flag.clone(), token.clone());
+        let watcher = tokio::spawn(async move {
+            token.cancelled().await;
+            set.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        CancelFlag { flag, watcher }
+    }
+
+    fn is_set(&self) -> bool {
+        self.flag.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for CancelFlag {
+    fn drop(&mut self) {
+        self.watcher.abort();
+    }
+}
+
 /// Gathers a part's bytes in batches, compresses them (on a blocking thread, so that
 /// chunks exported at once compress in parallel), hashes and stores them.
 struct PartSink {
@@ -73,6 +103,7 @@ struct PartSink {
     compressor: Option<Compressor>,
     batch: Vec<u8>,
     hasher: Sha256,
+    crc: crc32fast::Hasher,
 }
 
 impl PartSink {
@@ -82,6 +113,7 @@ impl PartSink {
             compressor,
             batch: Vec::with_capacity(WRITE_BATCH),
             hasher: Sha256::new(),
+            crc: crc32fast::Hasher::new(),
         }
     }
 
@@ -128,15 +160,16 @@ impl PartSink {
             return Ok(());
         }
         self.hasher.update(bytes);
+        self.crc.update(bytes);
         self.writer.write(bytes).await
     }
 
-    /// Flushes everything, publishes the part and returns its size and sha256.
-    async fn finish(mut self) -> Result<(u64, String)> {
+    /// Flushes everything, publishes the part and returns its size, sha256 and CRC-32.
+    async fn finish(mut self) -> Result<(u64, String, u32)> {
         self.flush_batch(true).await?;
         let sha = hex::encode(self.hasher.finalize());
         let bytes = self.writer.finish().await?;
-        Ok((bytes, sha))
+        Ok((bytes, sha, self.crc.finalize()))
     }
 }
 
@@ -197,14 +230,15 @@ impl StageContext {
                 .copy_out_raw(&statement)
                 .await
                 .map_err(|e| copy_error("starting the chunk's COPY", e, spec, plan))?;
+            let cancelled = CancelFlag::watch(cancel);
             while let Some(bytes) = stream
                 .try_next()
                 .await
                 .map_err(|e| copy_error("streaming the chunk", e, spec, plan))?
             {
-                // Checked per row (an atomic load): rows arrive continuously, and a stalled
-                // server is stopped by the statement timeout.
-                if cancel.is_cancelled() {
+                // Checked per message (a row or less; an atomic load): rows arrive
+                // continuously, and a stalled server is stopped by the statement timeout.
+                if cancelled.is_set() {
                     return Err(Error::Cancelled);
                 }
                 let part_bytes = rows.feed(&bytes, &mut encoded)?;
@@ -218,7 +252,7 @@ impl StageContext {
             let _ = sink.writer.abort().await;
             return Err(wrap(e));
         }
-        let (bytes, sha256) = sink.finish().await.map_err(wrap)?;
+        let (bytes, sha256, crc32) = sink.finish().await.map_err(wrap)?;
         session.finish().await.map_err(wrap)?;
 
         let manifest = PartManifest {
@@ -228,6 +262,7 @@ impl StageContext {
             rows: rows.rows(),
             bytes,
             sha256,
+            crc32: Some(crc32),
             started_at,
             finished_at: jiff::Timestamp::now().to_string(),
             snapshot: setup.snapshot.clone(),

@@ -373,7 +373,7 @@ impl ComposeState {
                     std::io::Error::from(std::io::ErrorKind::NotFound),
                 )
             })?;
-        let mut piece_hasher = Sha256::new();
+        let mut check = piece.check();
         let mut buf = vec![0u8; IO_BUFFER];
         loop {
             let n = input
@@ -383,13 +383,13 @@ impl ComposeState {
                 break;
             }
             self.hasher.update(&buf[..n]);
-            piece_hasher.update(&buf[..n]);
+            check.update(&buf[..n]);
             self.out
                 .write_all(&buf[..n])
                 .map_err(|e| Error::storage("writing the report", e))?;
             self.total += n as u64;
         }
-        piece.verify(&hex::encode(piece_hasher.finalize()))
+        check.verify()
     }
 
     fn publish(self, root: &Root, dir: &OpenDir, temp: &str, target: &str) -> Result<Composed> {
@@ -526,6 +526,7 @@ mod tests {
             .append(Piece {
                 key: "p.parts/0".into(),
                 sha256: Some("00".into()),
+                crc32: None,
             })
             .await
             .unwrap_err();
@@ -555,6 +556,7 @@ mod tests {
             .append(Piece {
                 key: "p/x.parts/r/part-0".into(),
                 sha256: Some(hex::encode(Sha256::digest(b"34\n"))),
+                crc32: None,
             })
             .await
             .unwrap();
@@ -566,6 +568,7 @@ mod tests {
             .append(Piece {
                 key: "p/x.parts/r/part-1".into(),
                 sha256: None,
+                crc32: None,
             })
             .await
             .unwrap();
@@ -596,6 +599,7 @@ mod tests {
             .append(Piece {
                 key: "q.parts/0".into(),
                 sha256: Some(expected.clone()),
+                crc32: None,
             })
             .await
             .unwrap();
@@ -614,6 +618,7 @@ mod tests {
             .append(Piece {
                 key: "q.parts/1".into(),
                 sha256: Some(expected),
+                crc32: None,
             })
             .await
             .unwrap_err();
@@ -642,6 +647,7 @@ mod tests {
             .append(Piece {
                 key: "r.parts/x/part".into(),
                 sha256: None,
+                crc32: None,
             })
             .await
             .unwrap();

@@ -23,17 +23,71 @@ pub struct Piece {
     pub key: String,
     /// The sha256 (hex) its content must have.
     pub sha256: Option<String>,
+    /// The CRC-32 its content must have: checked instead of the sha256 when known.
+    pub crc32: Option<u32>,
 }
 
 impl Piece {
-    /// Checks the content's sha256 (`found`) against the expected one, if any.
-    pub fn verify(&self, found: &str) -> Result<()> {
-        match &self.sha256 {
-            Some(expected) if expected != found => Err(crate::error::Error::Damaged {
-                key: self.key.clone(),
-                found: found.to_string(),
-                expected: expected.clone(),
-            }),
+    /// What checks the piece's content as it is read.
+    pub fn check(&self) -> PieceCheck<'_> {
+        let hash = match (self.crc32, &self.sha256) {
+            (Some(_), _) => PieceHash::Crc32(crc32fast::Hasher::new()),
+            (None, Some(_)) => PieceHash::Sha256(Box::new(<sha2::Sha256 as sha2::Digest>::new())),
+            (None, None) => PieceHash::Nothing,
+        };
+        PieceCheck { piece: self, hash }
+    }
+}
+
+/// A piece's content being checked as it is read.
+pub struct PieceCheck<'a> {
+    piece: &'a Piece,
+    hash: PieceHash,
+}
+
+enum PieceHash {
+    Nothing,
+    Crc32(crc32fast::Hasher),
+    Sha256(Box<sha2::Sha256>),
+}
+
+impl PieceCheck<'_> {
+    /// Takes the next bytes of the content.
+    pub fn update(&mut self, bytes: &[u8]) {
+        use sha2::Digest;
+        match &mut self.hash {
+            PieceHash::Nothing => {}
+            PieceHash::Crc32(h) => h.update(bytes),
+            PieceHash::Sha256(h) => h.update(bytes),
+        }
+    }
+
+    /// Checks the content read against what the piece must hold.
+    pub fn verify(self) -> Result<()> {
+        use sha2::Digest;
+        let damaged = |found: String, expected: String| crate::error::Error::Damaged {
+            key: self.piece.key.clone(),
+            found,
+            expected,
+        };
+        match (self.hash, self.piece.crc32, &self.piece.sha256) {
+            (PieceHash::Crc32(h), Some(expected), _) => {
+                let found = h.finalize();
+                if found != expected {
+                    return Err(damaged(
+                        format!("crc32 {found:08x}"),
+                        format!("crc32 {expected:08x}"),
+                    ));
+                }
+                Ok(())
+            }
+            (PieceHash::Sha256(h), _, Some(expected)) => {
+                let found = hex::encode(h.finalize());
+                if &found != expected {
+                    return Err(damaged(found, expected.clone()));
+                }
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -146,4 +200,45 @@ pub trait Composer: Send {
     async fn finish(self: Box<Self>) -> Result<Composed>;
     /// Discards everything; the target is left as it was.
     async fn abort(self: Box<Self>) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checked(piece: &Piece, content: &[&[u8]]) -> Result<()> {
+        let mut check = piece.check();
+        for bytes in content {
+            check.update(bytes);
+        }
+        check.verify()
+    }
+
+    #[test]
+    fn a_piece_is_checked_by_its_crc32_when_known_else_by_its_sha256() {
+        use sha2::Digest;
+        let sha = hex::encode(sha2::Sha256::digest(b"hello world"));
+        let crc = crc32fast::hash(b"hello world");
+        let piece = |sha256: Option<String>, crc32: Option<u32>| Piece {
+            key: "p".into(),
+            sha256,
+            crc32,
+        };
+        let content: &[&[u8]] = &[b"hello ", b"world"];
+        let damaged: &[&[u8]] = &[b"hello ", b"World"];
+        // The CRC-32 decides when known, even against a wrong sha256.
+        assert!(checked(&piece(Some("00".into()), Some(crc)), content).is_ok());
+        let err = checked(&piece(Some(sha.clone()), Some(crc)), damaged).unwrap_err();
+        assert!(
+            matches!(&err, crate::error::Error::Damaged { expected, .. } if *expected == format!("crc32 {crc:08x}")),
+            "{err}"
+        );
+        // A part of an earlier version: its sha256.
+        assert!(checked(&piece(Some(sha.clone()), None), content).is_ok());
+        assert!(checked(&piece(Some(sha), None), damaged).is_err());
+        assert!(
+            checked(&piece(None, None), damaged).is_ok(),
+            "nothing to check"
+        );
+    }
 }

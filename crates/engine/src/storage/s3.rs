@@ -675,7 +675,7 @@ impl Composer for S3Composer {
             .map_err(|e| self.bucket.err("reading", &piece.key, e))?;
         let size = result.meta.size;
         let copy = self.bucket.server_side_copy && self.buffer.is_empty() && size >= MIN_PART;
-        let mut piece_hasher = Sha256::new();
+        let mut check = piece.check();
         let mut stream = result.into_stream();
         while let Some(chunk) = stream
             .try_next()
@@ -683,7 +683,7 @@ impl Composer for S3Composer {
             .map_err(|e| self.bucket.err("reading", &piece.key, e))?
         {
             self.hasher.update(&chunk);
-            piece_hasher.update(&chunk);
+            check.update(&chunk);
             if !copy {
                 self.buffer.extend_from_slice(&chunk);
                 if self.buffer.len() >= PART_SIZE {
@@ -691,7 +691,7 @@ impl Composer for S3Composer {
                 }
             }
         }
-        piece.verify(&hex::encode(piece_hasher.finalize()))?;
+        check.verify()?;
         if copy {
             let id = self.id()?;
             let number = self.parts.len() + 1;

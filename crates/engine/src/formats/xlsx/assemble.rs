@@ -19,7 +19,7 @@ use super::sheets::{Placement, SheetPacker};
 use super::zip_writer::{ZipWriter, deflate_into};
 use crate::error::{Error, Result};
 use crate::staging::{Layout, PartManifest};
-use crate::storage::{Composed, Durability, Storage};
+use crate::storage::{Composed, Durability, Piece, Storage};
 use reportjob_core::api::sheet_name;
 use reportjob_core::plan::Plan;
 
@@ -174,14 +174,19 @@ impl WorkbookAssembly {
     }
 
     /// Copies the part at `key` (described by `part`) into the workbook, checking its
-    /// sha256.
+    /// content (CRC-32, or sha256 for a part without one).
     pub async fn append(
         &mut self,
         storage: &dyn Storage,
         key: &str,
         part: &PartManifest,
     ) -> Result<()> {
-        let mut hasher = Sha256::new();
+        let piece = Piece {
+            key: key.to_string(),
+            sha256: Some(part.sha256.clone()),
+            crc32: part.crc32,
+        };
+        let mut check = piece.check();
         let mut at = 0u64;
         for segment in &part.sheet_segments {
             let placement = self.packer.place(segment).map_err(|why| {
@@ -205,7 +210,7 @@ impl WorkbookAssembly {
                         expected: format!("{len} bytes"),
                     });
                 }
-                hasher.update(&bytes);
+                check.update(&bytes);
                 at += len;
                 self.zip_op(move |zip| zip.write_data(&bytes)).await?;
             }
@@ -217,15 +222,14 @@ impl WorkbookAssembly {
                 sheet.xml_bytes += segment.xml_bytes;
             }
         }
-        let found = hex::encode(hasher.finalize());
-        if at != part.bytes || found != part.sha256 {
+        if at != part.bytes {
             return Err(Error::Damaged {
                 key: key.to_string(),
-                found,
-                expected: part.sha256.clone(),
+                found: format!("segments of {at} bytes"),
+                expected: format!("{} bytes", part.bytes),
             });
         }
-        Ok(())
+        check.verify()
     }
 
     /// Closes the last sheet (a workbook without rows has one, its header row), writes the
