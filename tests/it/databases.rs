@@ -263,11 +263,19 @@ async fn three_namespaces_share_a_databases_chunk_budget_fairly_and_never_exceed
         "{message}"
     );
     // Once done, nothing is in use and `kubectl get reportdatabases` shows the columns.
-    common::eventually("the database's status to show nothing in use", async || {
+    let mut last = None;
+    let settled = common::poll(common::PATIENCE, async || {
         let status = database.status(&env).await;
-        (status.in_use == 0 && status.waiting == 0).then_some(())
+        let done = status.in_use == 0 && status.waiting == 0;
+        last = Some(status);
+        done.then_some(())
     })
     .await;
+    assert!(
+        settled.is_some(),
+        "the database's status still shows use after every run finished: {last:?}\n{}",
+        env.controller_log(1)
+    );
     let listed = env.kubectl(&["get", "reportdatabases", &name]);
     let text = common::stdout(&listed);
     let header: Vec<&str> = text

@@ -85,15 +85,17 @@ pub fn run_use(rj: &ReportJob, chunks: u32) -> RunUse {
             .iter()
             .find(|c| c.type_ == type_ && c.status == "True")
     };
-    let waiting = condition(conditions::QUEUED).is_some_and(|c| {
-        [
-            reason::DATABASE_BUDGET,
-            reason::DATABASE_SNAPSHOTS,
-            reason::DATABASE_UNAVAILABLE,
-        ]
-        .contains(&c.reason.as_str())
-    });
     let finished = status.phase.is_some_and(Phase::is_terminal);
+    // A finished run waits for nothing, whatever condition its status still holds.
+    let waiting = !finished
+        && condition(conditions::QUEUED).is_some_and(|c| {
+            [
+                reason::DATABASE_BUDGET,
+                reason::DATABASE_SNAPSHOTS,
+                reason::DATABASE_UNAVAILABLE,
+            ]
+            .contains(&c.reason.as_str())
+        });
     let snapshot = rj.spec.source.consistency == Consistency::Snapshot
         && status.start_time.is_some()
         && !finished
@@ -239,6 +241,48 @@ mod tests {
             waiting,
             snapshot,
             throttled: None,
+        }
+    }
+
+    #[test]
+    fn a_finished_run_waits_for_nothing_whatever_its_conditions_still_say() {
+        let mut rj = reportjob_core::api::load::load_str(
+            r#"
+apiVersion: reporting.dev/v1alpha1
+kind: ReportJob
+metadata: {name: orders, namespace: a}
+spec:
+  source:
+    connectionSecretRef: {name: db, key: url}
+    table: public.orders
+    keyColumn: id
+    database: {name: orders}
+  output:
+    destination:
+      pvc: {claimName: reports, path: orders.csv}
+"#,
+            "test",
+        )
+        .expect("valid spec");
+        let queued = k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+            type_: conditions::QUEUED.into(),
+            status: "True".into(),
+            reason: reason::DATABASE_BUDGET.into(),
+            message: "waiting for database orders".into(),
+            last_transition_time: Time(jiff::Timestamp::UNIX_EPOCH),
+            observed_generation: None,
+        };
+        let mut status = reportjob_core::api::ReportJobStatus {
+            phase: Some(Phase::Running),
+            conditions: vec![queued],
+            ..Default::default()
+        };
+        rj.status = Some(status.clone());
+        assert!(run_use(&rj, 0).waiting, "a running run waiting for pods");
+        for phase in [Phase::Succeeded, Phase::Failed] {
+            status.phase = Some(phase);
+            rj.status = Some(status.clone());
+            assert!(!run_use(&rj, 0).waiting, "{phase:?}");
         }
     }
 
