@@ -150,22 +150,10 @@ impl JsonlStream {
     /// Appends the JSON Lines bytes of the rows `bytes` completes to `out`.
     pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
         out.reserve(bytes.len() + bytes.len() / 2);
-        let mut rest = bytes;
-        while let Some(at) = memchr::memchr(b'\n', rest) {
-            if self.carry.is_empty() {
-                self.row(&rest[..at], out)?;
-            } else {
-                let mut line = std::mem::take(&mut self.carry);
-                line.extend_from_slice(&rest[..at]);
-                let written = self.row(&line, out);
-                line.clear();
-                self.carry = line;
-                written?;
-            }
-            rest = &rest[at + 1..];
-        }
-        self.carry.extend_from_slice(rest);
-        Ok(())
+        let mut carry = std::mem::take(&mut self.carry);
+        let done = super::complete_lines(&mut carry, bytes, |line| self.row(line, out));
+        self.carry = carry;
+        done
     }
 
     /// Writes one row (without its line feed) as one object and a line feed.

@@ -23,6 +23,31 @@ use reportjob_core::plan::{ChunkRange, PartFormat, PartKind, PlannedSource};
 /// The UTF-8 byte order mark.
 pub const BOM: &[u8] = b"\xEF\xBB\xBF";
 
+/// Calls `row` with each line `bytes` completes (without its `\n`), in order: the first
+/// joined to the unfinished line of earlier pieces kept in `carry`, which keeps the
+/// unfinished end of `bytes` in turn. For the `COPY` text streams, where a row ends at a raw
+/// line feed.
+pub fn complete_lines(
+    carry: &mut Vec<u8>,
+    bytes: &[u8],
+    mut row: impl FnMut(&[u8]) -> std::result::Result<(), String>,
+) -> std::result::Result<(), String> {
+    let mut rest = bytes;
+    while let Some(at) = memchr::memchr(b'\n', rest) {
+        if carry.is_empty() {
+            row(&rest[..at])?;
+        } else {
+            carry.extend_from_slice(&rest[..at]);
+            let done = row(carry);
+            carry.clear();
+            done?;
+        }
+        rest = &rest[at + 1..];
+    }
+    carry.extend_from_slice(rest);
+    Ok(())
+}
+
 /// How the parts of one plan are encoded.
 #[derive(Clone, Copy, Debug)]
 pub struct PartEncoding<'a> {

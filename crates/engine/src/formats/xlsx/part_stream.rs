@@ -72,21 +72,10 @@ impl SheetPartStream {
     /// Encodes the rows `bytes` (the next piece of the `COPY` stream) completes; their
     /// deflated bytes go to `out`.
     pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-        let mut rest = bytes;
-        while let Some(at) = memchr::memchr(b'\n', rest) {
-            if self.carry.is_empty() {
-                self.row(&rest[..at], out)?;
-            } else {
-                let mut line = std::mem::take(&mut self.carry);
-                line.extend_from_slice(&rest[..at]);
-                self.row(&line, out)?;
-                line.clear();
-                self.carry = line;
-            }
-            rest = &rest[at + 1..];
-        }
-        self.carry.extend_from_slice(rest);
-        Ok(())
+        let mut carry = std::mem::take(&mut self.carry);
+        let done = crate::formats::complete_lines(&mut carry, bytes, |line| self.row(line, out));
+        self.carry = carry;
+        done
     }
 
     /// Encodes one row (without its line feed).

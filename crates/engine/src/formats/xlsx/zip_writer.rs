@@ -176,6 +176,15 @@ fn local_header(e: &Entry) -> Vec<u8> {
     let mut h = Vec::with_capacity(30 + e.name.len());
     h.extend_from_slice(&LOCAL_HEADER.to_le_bytes());
     h.extend_from_slice(&20u16.to_le_bytes());
+    shared_fields(&mut h, e);
+    h.extend_from_slice(&0u16.to_le_bytes()); // extra field length
+    h.extend_from_slice(e.name.as_bytes());
+    h
+}
+
+/// The fields a local and a central header share, in their order: flags, method, time,
+/// date, CRC-32, sizes and the name's length.
+fn shared_fields(h: &mut Vec<u8>, e: &Entry) {
     h.extend_from_slice(&0u16.to_le_bytes());
     h.extend_from_slice(&METHOD.to_le_bytes());
     h.extend_from_slice(&0u16.to_le_bytes());
@@ -184,9 +193,6 @@ fn local_header(e: &Entry) -> Vec<u8> {
     h.extend_from_slice(&(e.compressed as u32).to_le_bytes());
     h.extend_from_slice(&(e.uncompressed as u32).to_le_bytes());
     h.extend_from_slice(&(e.name.len() as u16).to_le_bytes());
-    h.extend_from_slice(&0u16.to_le_bytes());
-    h.extend_from_slice(e.name.as_bytes());
-    h
 }
 
 /// An entry's central directory header: its offset in a ZIP64 field when over 32 bits.
@@ -197,14 +203,7 @@ fn central_header(e: &Entry) -> Vec<u8> {
     h.extend_from_slice(&CENTRAL_HEADER.to_le_bytes());
     h.extend_from_slice(&version.to_le_bytes());
     h.extend_from_slice(&version.to_le_bytes());
-    h.extend_from_slice(&0u16.to_le_bytes());
-    h.extend_from_slice(&METHOD.to_le_bytes());
-    h.extend_from_slice(&0u16.to_le_bytes());
-    h.extend_from_slice(&DOS_DATE.to_le_bytes());
-    h.extend_from_slice(&e.crc32.to_le_bytes());
-    h.extend_from_slice(&(e.compressed as u32).to_le_bytes());
-    h.extend_from_slice(&(e.uncompressed as u32).to_le_bytes());
-    h.extend_from_slice(&(e.name.len() as u16).to_le_bytes());
+    shared_fields(&mut h, e);
     h.extend_from_slice(&(if zip64 { 12u16 } else { 0 }).to_le_bytes());
     h.extend_from_slice(&[0; 6]); // comment length, disk, internal attributes
     h.extend_from_slice(&0u32.to_le_bytes()); // external attributes
