@@ -389,7 +389,13 @@ impl ComposeState {
                 .map_err(|e| Error::storage("writing the report", e))?;
             self.total += n as u64;
         }
-        check.verify()
+        check.verify()?;
+        // Written back part by part while later chunks still export, so the fsync of the
+        // publish waits only for the last part, not the whole report.
+        self.out
+            .flush()
+            .and_then(|()| self.out.get_ref().sync_data())
+            .map_err(|e| Error::storage("writing the report", e))
     }
 
     fn publish(self, root: &Root, dir: &OpenDir, temp: &str, target: &str) -> Result<Composed> {
