@@ -345,7 +345,11 @@ async fn rerun_resumes_without_exporting_finished_chunks() {
         assert!(out.status.success(), "{}", stderr(&out));
         let line = stdout(&out);
         assert!(line.starts_with(&format!("chunk={index} rows=")), "{line}");
-        assert!(line.contains(" sha256="), "{line}");
+        let crc = line.split(" crc32=").nth(1).unwrap_or_default().trim();
+        assert!(
+            crc.len() == 8 && crc.chars().all(|c| c.is_ascii_hexdigit()),
+            "the part's CRC-32: {line}"
+        );
     }
 
     // A worker with the wrong plan digest refuses to export.

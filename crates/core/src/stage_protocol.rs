@@ -141,8 +141,10 @@ pub enum StageResult {
         rows: u64,
         /// Bytes of the part.
         bytes: u64,
-        /// The part's SHA-256.
-        sha256: String,
+        /// The part's CRC-32 (absent from an earlier version's result, which carried a
+        /// sha256 instead: nothing reads either, they are for people).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        crc32: Option<u32>,
     },
     /// `reportjob assemble`: the report is published.
     Assembled {
@@ -368,8 +370,14 @@ impl fmt::Display for StageResult {
                 chunk,
                 rows,
                 bytes,
-                sha256,
-            } => write!(f, "chunk={chunk} rows={rows} bytes={bytes} sha256={sha256}"),
+                crc32,
+            } => {
+                write!(f, "chunk={chunk} rows={rows} bytes={bytes}")?;
+                match crc32 {
+                    Some(crc) => write!(f, " crc32={crc:08x}"),
+                    None => Ok(()),
+                }
+            }
             StageResult::Assembled {
                 rows,
                 bytes,

@@ -530,7 +530,7 @@ pub async fn worker(args: WorkerArgs) -> i32 {
                 chunk: u64::try_from(part.index).unwrap_or(u64::MAX),
                 rows: part.rows,
                 bytes: part.bytes,
-                sha256: part.sha256,
+                crc32: part.crc32,
             };
             let shown = result.to_string();
             Ok((result, shown))

@@ -26,7 +26,7 @@ fn every_variant() -> Vec<StageResult> {
             chunk: 7,
             rows: 1000,
             bytes: 65_536,
-            sha256: "f00d".into(),
+            crc32: Some(0xf00d),
         },
         StageResult::Assembled {
             rows: 12_000,
@@ -167,6 +167,19 @@ fn malformed_oversized_and_unknown_results_are_refused() {
     let negative =
         StageResult::parse(r#"{"result":"Exported","chunk":-1,"rows":1,"bytes":1,"sha256":"x"}"#);
     assert!(matches!(negative, Err(ProtocolError::Malformed(_))));
+    // A chunk pod of the version before (its part's sha256, no CRC-32) still counts
+    // during an upgrade.
+    let earlier =
+        StageResult::parse(r#"{"result":"Exported","chunk":4,"rows":10,"bytes":99,"sha256":"ab"}"#);
+    assert_eq!(
+        earlier,
+        Ok(StageResult::Exported {
+            chunk: 4,
+            rows: 10,
+            bytes: 99,
+            crc32: None
+        })
+    );
     let untagged = StageResult::parse(r#"{"reason":"x","message":"y"}"#);
     assert!(matches!(untagged, Err(ProtocolError::Malformed(_))));
     let huge = format!(

@@ -1,10 +1,11 @@
 //! Assembling a Parquet report: each part (a Parquet file) is fetched into a local
 //! temporary file (or, where `TMPDIR` is not writable, as in stage pods with a read-only
-//! root file system, into memory: one part at a time), its sha256 checked, and its row groups' column chunks are copied byte
-//! for byte into the report (the parquet crate's `append_column`), with their statistics
-//! and page indexes; nothing is decoded or re-encoded, so assembly costs I/O, not CPU. The
-//! report is streamed to storage one row group at a time (memory holds one row group's
-//! bytes) and published atomically when its footer is written.
+//! root file system, into memory: one part at a time), its CRC-32 checked, and its row
+//! groups' column chunks are copied byte for byte into the report (the parquet crate's
+//! `append_column`), with their statistics and page indexes; nothing is decoded or
+//! re-encoded, so assembly costs I/O, not CPU. The report is streamed to storage one row
+//! group at a time (memory holds one row group's bytes) and published atomically when its
+//! footer is written.
 
 use std::fs::File;
 use std::sync::Arc;

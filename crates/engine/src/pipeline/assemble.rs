@@ -4,6 +4,7 @@
 //! file by the format's assembler.
 
 use bytes::Bytes;
+use futures::StreamExt;
 
 use crate::error::{Error, Result};
 use crate::formats::PartEncoding;
@@ -69,10 +70,30 @@ impl StageContext {
         self.finish_assembly(plan, assembly).await
     }
 
-    /// Whether the stored part's sha256 is the one its manifest recorded.
-    async fn part_is_intact(&self, plan: &Plan, part: &PartManifest) -> Result<bool> {
-        let key = self.layout.part_key(part.index, &plan.format);
-        Ok(self.storage.sha256(&key).await?.as_deref() == Some(part.sha256.as_str()))
+    /// Whether the stored part's bytes have the checksum its manifest recorded (its
+    /// CRC-32, or an earlier version's sha256); a manifest that records neither is never
+    /// intact.
+    pub(super) async fn part_is_intact(&self, plan: &Plan, part: &PartManifest) -> Result<bool> {
+        if part.crc32.is_none() && part.sha256.is_none() {
+            return Ok(false);
+        }
+        let piece = Piece {
+            key: self.layout.part_key(part.index, &plan.format),
+            sha256: part.sha256.clone(),
+            crc32: part.crc32,
+        };
+        let Some(mut content) = self.storage.read_pieces(&piece.key).await? else {
+            return Ok(false);
+        };
+        let mut check = piece.check();
+        while let Some(bytes) = content.next().await {
+            check.update(&bytes?);
+        }
+        match check.verify() {
+            Ok(()) => Ok(true),
+            Err(Error::Damaged { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Removes the damaged parts of `chunks` (and their manifests) so that they are
@@ -257,7 +278,7 @@ impl StageContext {
                 composer
                     .append(Piece {
                         key,
-                        sha256: Some(part.sha256.clone()),
+                        sha256: part.sha256.clone(),
                         crc32: part.crc32,
                     })
                     .await

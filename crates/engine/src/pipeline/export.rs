@@ -20,7 +20,6 @@ use reportjob_core::api::valid::ValidSpec;
 use reportjob_core::plan::Plan;
 
 use super::StageContext;
-use sha2::{Digest, Sha256};
 
 use crate::formats::compress::Compressor;
 use crate::source::statement::SourceSql;
@@ -97,12 +96,11 @@ impl Drop for CancelFlag {
 }
 
 /// Gathers a part's bytes in batches, compresses them (on a blocking thread, so that
-/// chunks exported at once compress in parallel), hashes and stores them.
+/// chunks exported at once compress in parallel), checksums and stores them.
 struct PartSink {
     writer: Box<dyn ObjectWriter>,
     compressor: Option<Compressor>,
     batch: Vec<u8>,
-    hasher: Sha256,
     crc: crc32fast::Hasher,
 }
 
@@ -112,7 +110,6 @@ impl PartSink {
             writer,
             compressor,
             batch: Vec::with_capacity(WRITE_BATCH),
-            hasher: Sha256::new(),
             crc: crc32fast::Hasher::new(),
         }
     }
@@ -159,17 +156,15 @@ impl PartSink {
         if bytes.is_empty() {
             return Ok(());
         }
-        self.hasher.update(bytes);
         self.crc.update(bytes);
         self.writer.write(bytes).await
     }
 
-    /// Flushes everything, publishes the part and returns its size, sha256 and CRC-32.
-    async fn finish(mut self) -> Result<(u64, String, u32)> {
+    /// Flushes everything, publishes the part and returns its size and CRC-32.
+    async fn finish(mut self) -> Result<(u64, u32)> {
         self.flush_batch(true).await?;
-        let sha = hex::encode(self.hasher.finalize());
         let bytes = self.writer.finish().await?;
-        Ok((bytes, sha, self.crc.finalize()))
+        Ok((bytes, self.crc.finalize()))
     }
 }
 
@@ -252,7 +247,7 @@ impl StageContext {
             let _ = sink.writer.abort().await;
             return Err(wrap(e));
         }
-        let (bytes, sha256, crc32) = sink.finish().await.map_err(wrap)?;
+        let (bytes, crc32) = sink.finish().await.map_err(wrap)?;
         session.finish().await.map_err(wrap)?;
 
         let manifest = PartManifest {
@@ -261,7 +256,7 @@ impl StageContext {
             plan_digest: plan.digest.clone(),
             rows: rows.rows(),
             bytes,
-            sha256,
+            sha256: None,
             crc32: Some(crc32),
             started_at,
             finished_at: jiff::Timestamp::now().to_string(),
@@ -314,9 +309,7 @@ impl StageContext {
         }
         // Parts are not synced when written: after a crash one may be damaged, so its
         // content is checked before it is reused.
-        let key = self.layout.part_key(index, &plan.format);
-        let valid = self.storage.sha256(&key).await?.as_deref() == Some(part.sha256.as_str());
-        Ok(valid.then_some(part))
+        Ok(self.part_is_intact(plan, &part).await?.then_some(part))
     }
 
     /// Why `part` does not belong to this run's snapshot, if it does not.

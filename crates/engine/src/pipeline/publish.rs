@@ -40,6 +40,7 @@ impl StageContext {
                     range: p.range.describe(),
                     rows: p.rows,
                     bytes: p.bytes,
+                    crc32: p.crc32,
                     sha256: p.sha256.clone(),
                     started_at: p.started_at.clone(),
                     finished_at: p.finished_at.clone(),

@@ -101,7 +101,7 @@ pub type PieceStream = futures::stream::BoxStream<'static, Result<Bytes>>;
 pub enum Durability {
     /// Synced before it is published: plans, manifests, reports.
     Durable,
-    /// Staging parts: published without a sync, since each part's sha256 is in its
+    /// Staging parts: published without a sync, since each part's CRC-32 is in its
     /// manifest and is checked before the part is used (on resume and at assembly).
     Checked,
 }

@@ -3,7 +3,7 @@
 //! order ([`super::sheets`]), copies their compressed bytes into each sheet's zip entry
 //! between a deflated opening (the header row) and closing, combines the segments' CRC-32s
 //! into the entry's, and adds the small parts around the sheets ([`super::package`]). Each
-//! part's sha256 is checked as it is copied. The workbook is built in a local temporary
+//! part's CRC-32 is checked as it is copied. The workbook is built in a local temporary
 //! file (its local headers are written once each sheet's sizes are known), then published
 //! through the storage's writer. Memory: one piece of a part at a time.
 
@@ -183,7 +183,7 @@ impl WorkbookAssembly {
     ) -> Result<()> {
         let piece = Piece {
             key: key.to_string(),
-            sha256: Some(part.sha256.clone()),
+            sha256: part.sha256.clone(),
             crc32: part.crc32,
         };
         let mut check = piece.check();

@@ -816,7 +816,7 @@ fn rows_are_shown_as_chunks_finish_and_never_go_down() {
         chunk,
         rows,
         bytes: 10,
-        sha256: "ab".into(),
+        crc32: Some(0xab),
     };
     let chunk_pod = |chunk: u64, rows: u64, phase: &str| PodInfo {
         name: format!("orders-chunks-{chunk}"),
