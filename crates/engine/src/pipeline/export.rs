@@ -115,6 +115,10 @@ impl PartSink {
     }
 
     async fn push(&mut self, data: &[u8]) -> Result<()> {
+        // Sent on before it would outgrow its capacity (a grown batch doubles its memory).
+        if !self.batch.is_empty() && self.batch.len() + data.len() > self.batch.capacity() {
+            self.flush_batch(false).await?;
+        }
         self.batch.extend_from_slice(data);
         if self.batch.len() >= WRITE_BATCH {
             self.flush_batch(false).await?;

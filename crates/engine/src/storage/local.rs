@@ -16,8 +16,13 @@ use super::beneath::{OpenDir, Root};
 use super::{Composed, Composer, Durability, ObjectWriter, Piece, PieceStream, Storage};
 use crate::error::{Error, Result};
 
-/// Buffer size for file writes and copies.
+/// Buffer size for file reads and copies.
 const IO_BUFFER: usize = 1 << 20;
+
+/// Buffer of a writer: what callers write in smaller pieces is gathered to this size;
+/// bigger writes (a chunk export's batches) go straight to the file, so the buffer's pages
+/// are never touched and a worker does not hold a second copy of its batch.
+const WRITER_BUFFER: usize = 64 * 1024;
 
 /// A directory that holds keys as files.
 #[derive(Clone, Debug)]
@@ -65,7 +70,7 @@ impl LocalDir {
             dir: Arc::new(dir),
             temp,
             file: Some(tokio::io::BufWriter::with_capacity(
-                IO_BUFFER,
+                WRITER_BUFFER,
                 tokio::fs::File::from_std(file),
             )),
             written: 0,
