@@ -366,18 +366,36 @@ fn unreachable_session() -> ! {
     panic!("read session used after it ended")
 }
 
+/// What a failed `SET TRANSACTION SNAPSHOT` says about the snapshot, by SQLSTATE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ImportFailure {
+    /// The snapshot cannot be found (22023: no such snapshot; 0A000: another database).
+    NotFound,
+    /// Its holder's transaction ended after the snapshot was looked up (55000: "could not
+    /// import the requested snapshot ... the source process is not running anymore"): the
+    /// holder was lost while the import ran.
+    HolderGone,
+    /// Anything else (a connection error, a timeout).
+    Other,
+}
+
+fn import_failure(sqlstate: Option<&str>) -> ImportFailure {
+    match sqlstate {
+        Some("22023" | "0A000") => ImportFailure::NotFound,
+        Some("55000") => ImportFailure::HolderGone,
+        _ => ImportFailure::Other,
+    }
+}
+
 /// The error of a failed import: the snapshot is gone (its holder ended) or, when `at_plan`
-/// (right after it was taken), this connection cannot reach it (a transaction-pooling proxy
-/// or another server behind the URL).
+/// (right after it was taken) and it cannot be found, this connection cannot reach it (a
+/// transaction-pooling proxy or another server behind the URL).
 fn import_failed(id: &SnapshotId, e: sqlx::Error, at_plan: bool) -> Error {
-    let invalid = e
-        .as_database_error()
-        .and_then(|d| d.code())
-        .is_some_and(|c| c == "22023" || c == "0A000");
-    if !invalid {
+    let failure = import_failure(e.as_database_error().and_then(|d| d.code()).as_deref());
+    if failure == ImportFailure::Other {
         return Error::db("importing the run's snapshot", e);
     }
-    if at_plan {
+    if at_plan && failure == ImportFailure::NotFound {
         return Error::Source {
             field: "spec.source.consistency",
             message: format!(
@@ -391,5 +409,22 @@ fn import_failed(id: &SnapshotId, e: sqlx::Error, at_plan: bool) -> Error {
     Error::SnapshotLost {
         id: id.to_string(),
         detail: crate::error::describe_sqlx(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_import_failure_is_read_from_its_sqlstate() {
+        // Postgres's ImportSnapshot: no such snapshot, another database.
+        assert_eq!(import_failure(Some("22023")), ImportFailure::NotFound);
+        assert_eq!(import_failure(Some("0A000")), ImportFailure::NotFound);
+        // Found, but its holder ended while the import ran: the snapshot is lost, which a
+        // run answers by restarting under a new one, not by failing for good.
+        assert_eq!(import_failure(Some("55000")), ImportFailure::HolderGone);
+        assert_eq!(import_failure(Some("57014")), ImportFailure::Other);
+        assert_eq!(import_failure(None), ImportFailure::Other);
     }
 }
