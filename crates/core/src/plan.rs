@@ -338,6 +338,27 @@ pub fn range_chunk_count(
     usize::try_from(wanted.min(cap)).unwrap_or(usize::MAX)
 }
 
+/// `k` estimated chunks rounded up to whole waves of `parallelism` workers, when there are
+/// more chunks than workers and the rounding stays under `max_chunks` (less one when a NULL
+/// chunk is needed). Workers take chunks as they free up, so with 21 equal chunks over 2
+/// workers the 21st runs alone while the other worker idles; 22 slightly smaller chunks
+/// end together. The number of waves never grows, each wave gets shorter. Used where the
+/// chunk count is an estimate anyway (a sample or the histogram), not for counted keys.
+pub fn whole_waves(k: usize, parallelism: u64, max_chunks: u64, nulls: bool) -> usize {
+    let (Ok(k64), p) = (u64::try_from(k), parallelism.max(1)) else {
+        return k;
+    };
+    if k64 <= p {
+        return k;
+    }
+    let rounded = k64.div_ceil(p).saturating_mul(p);
+    let cap = max_chunks.saturating_sub(u64::from(nulls)).max(1);
+    if rounded > cap {
+        return k;
+    }
+    usize::try_from(rounded).unwrap_or(k)
+}
+
 /// The quantile fractions `1/k .. (k-1)/k` at which boundaries are taken.
 pub fn quantile_fractions(k: usize) -> Vec<f64> {
     (1..k).map(|i| i as f64 / k as f64).collect()
@@ -481,6 +502,22 @@ mod tests {
         assert_eq!(range_chunk_count(1001, 100, 100, false), 11);
         assert_eq!(range_chunk_count(1_000_000, 1, 50, true), 49);
         assert_eq!(range_chunk_count(u64::MAX, 1, 10_000, false), 10_000);
+    }
+
+    #[test]
+    fn estimated_chunks_come_in_whole_waves() {
+        // 21 chunks over 2 workers: the last would run alone.
+        assert_eq!(whole_waves(21, 2, 10_000, false), 22);
+        assert_eq!(whole_waves(20, 2, 10_000, false), 20);
+        assert_eq!(whole_waves(21, 4, 10_000, false), 24);
+        // No more chunks than workers: each has its own already.
+        assert_eq!(whole_waves(3, 4, 10_000, false), 3);
+        assert_eq!(whole_waves(1, 1, 10_000, false), 1);
+        // The cap (less the NULL chunk) wins over the rounding.
+        assert_eq!(whole_waves(21, 4, 23, false), 21);
+        assert_eq!(whole_waves(21, 4, 24, true), 21);
+        assert_eq!(whole_waves(21, 4, 25, true), 24);
+        assert_eq!(whole_waves(5, 0, 100, false), 5);
     }
 
     #[test]

@@ -226,7 +226,10 @@ pub struct SecretRef {
 #[schemars(transform = crate::api::schema::chunking_rules)]
 pub struct ChunkingSpec {
     /// Target number of rows per chunk. The planner uses Postgres statistics or a sample,
-    /// so chunks hold close to this many rows even when keys are sparse or clustered.
+    /// so chunks hold close to this many rows even when keys are sparse or clustered. When
+    /// the count of chunks comes from statistics or a sample, it is rounded up to whole
+    /// waves of `parallelism` chunks (within `maxChunks`), so that the last chunks end
+    /// together.
     #[serde(default = "default_chunk_size")]
     #[schemars(range(min = 1))]
     pub chunk_size: i64,

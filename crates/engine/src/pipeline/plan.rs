@@ -24,6 +24,7 @@ impl StageContext {
             &resolved,
             chunk_size.get(),
             u64::from(chunking.max_chunks.get()),
+            u64::from(chunking.parallelism.get()),
         )
         .await?;
         session.finish().await?;

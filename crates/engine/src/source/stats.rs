@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use reportjob_core::ident::Quoted;
 use reportjob_core::plan::{
     StatPoint, Strategy, pick_from_grid, quantile_fractions, quantiles_from_stats,
-    range_chunk_count,
+    range_chunk_count, whole_waves,
 };
 
 /// Sources estimated at or below this many rows are planned from all their keys.
@@ -55,12 +55,14 @@ fn non_null_where(src: &SourceSql) -> String {
     )
 }
 
-/// Gathers statistics and boundaries for chunks of about `chunk_size` rows.
+/// Gathers statistics and boundaries for chunks of about `chunk_size` rows, exported by
+/// `parallelism` workers at once.
 pub async fn key_stats(
     session: &mut ReadSession,
     resolved: &Resolved,
     chunk_size: u64,
     max_chunks: u64,
+    parallelism: u64,
 ) -> Result<KeyStats> {
     let src = &resolved.sql;
     let rows_from = format!("FROM {}\n{}", src.from_sql, non_null_where(src));
@@ -96,7 +98,15 @@ pub async fn key_stats(
         });
     }
 
-    let k = range_chunk_count(estimated, chunk_size, max_chunks, nulls);
+    let chunk_count = |rows| {
+        whole_waves(
+            range_chunk_count(rows, chunk_size, max_chunks, nulls),
+            parallelism,
+            max_chunks,
+            nulls,
+        )
+    };
+    let k = chunk_count(estimated);
     if let Some(t) = &table
         && unfiltered
     {
@@ -162,7 +172,7 @@ pub async fn key_stats(
         .flatten()
         .collect();
     let estimated = (sampled.max(0) as f64 / share.max(1e-12)) as u64;
-    let k = range_chunk_count(estimated, chunk_size, max_chunks, nulls);
+    let k = chunk_count(estimated);
     let boundaries = if k * 4 <= grid_size {
         pick_from_grid(&grid, k)
     } else {
