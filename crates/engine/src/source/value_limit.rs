@@ -1,5 +1,5 @@
-//! `output.maxValueBytes`: every variable-width column of a chunk's SELECT is measured by
-//! the server, and a value over the limit raises an error naming the column and the row's
+//! `output.maxValueBytes`: every variable-width column of a chunk's SELECT whose type does
+//! not already bound it within the limit is measured by the server, and a value over the limit raises an error naming the column and the row's
 //! key before the row is sent (a worker holds one whole row in memory, so the bound must
 //! hold before the bytes leave the server).
 //!
@@ -30,12 +30,38 @@ enum Measure {
     StoredSize,
 }
 
-fn measure(type_name: &str) -> Measure {
+/// Most bytes one character takes in any server encoding (`pg_encoding_max_length`).
+const MAX_BYTES_PER_CHARACTER: u64 = 4;
+
+/// Longest text of any `numeric`: a sign, 131,072 digits before the point, the point and
+/// 16,383 digits after it (its stored size is smaller still).
+const MAX_NUMERIC_BYTES: u64 = 147_457;
+
+/// The declared length `n` of a type named like `character varying(n)`.
+fn declared_length(type_name: &str) -> Option<u64> {
+    let (_, rest) = type_name.split_once('(')?;
+    rest.strip_suffix(')')?.trim().parse().ok()
+}
+
+/// How a column of type `type_name` is measured under `limit`: not at all when its type
+/// already bounds its values within the limit (measuring costs the server CPU on every row).
+fn measure(type_name: &str, limit: u64) -> Measure {
     let t = type_name.trim().to_ascii_lowercase();
     if t.ends_with("[]") {
         return Measure::StoredSize;
     }
     let base = t.split('(').next().unwrap_or_default().trim();
+    let within = |bytes: u64| bytes <= limit;
+    match base {
+        "character varying" | "varchar" | "character" | "bpchar"
+            if declared_length(&t)
+                .is_some_and(|n| within(n.saturating_mul(MAX_BYTES_PER_CHARACTER))) =>
+        {
+            return Measure::Bounded;
+        }
+        "numeric" | "decimal" if within(MAX_NUMERIC_BYTES) => return Measure::Bounded,
+        _ => {}
+    }
     match base {
         "smallint"
         | "integer"
@@ -101,7 +127,9 @@ pub fn guarded_select_list(
         .enumerate()
         .map(|(i, column)| {
             let v = value(column);
-            let measured = types.get(i).map_or(Measure::StoredSize, |t| measure(t));
+            let measured = types
+                .get(i)
+                .map_or(Measure::StoredSize, |t| measure(t, limit));
             let Some(size) = size_sql(measured, &v) else {
                 return format!("{v} AS {}", Quoted(column));
             };
@@ -171,7 +199,7 @@ mod tests {
     fn fixed_width_columns_are_not_guarded_and_text_is_measured_exactly() {
         let list = guarded_select_list(
             &cols(&["id", "note", "doc", "tags"]),
-            &cols(&["bigint", "character varying(20)", "jsonb", "text[]"]),
+            &cols(&["bigint", "character varying(300)", "jsonb", "text[]"]),
             |c| Quoted(c).to_string(),
             "\"id\"",
             1024,
@@ -182,6 +210,35 @@ mod tests {
         assert!(list.contains("pg_column_size(\"tags\") > 1024"), "{list}");
         assert!(list.contains("'reportjob-max-value-bytes 1 '"), "{list}");
         assert!(list.ends_with("ELSE \"tags\" END AS \"tags\""), "{list}");
+    }
+
+    #[test]
+    fn a_type_that_bounds_its_values_within_the_limit_is_not_measured() {
+        // 4 bytes per character at most: char(84) fits 336 bytes, varchar(300) does not fit
+        // 1 KiB; a numeric's text is at most 147,457 bytes.
+        assert_eq!(measure("character(84)", 1024), Measure::Bounded);
+        assert_eq!(measure("character varying(256)", 1024), Measure::Bounded);
+        assert_eq!(
+            measure("character varying(257)", 1024),
+            Measure::OctetLength
+        );
+        assert_eq!(measure("character varying", 1 << 30), Measure::OctetLength);
+        assert_eq!(measure("bpchar", 1 << 30), Measure::OctetLength);
+        assert_eq!(
+            measure("character varying(20)[]", 1 << 30),
+            Measure::StoredSize
+        );
+        assert_eq!(measure("numeric(12,2)", 64 << 20), Measure::Bounded);
+        assert_eq!(measure("numeric", 147_457), Measure::Bounded);
+        assert_eq!(measure("numeric", 147_456), Measure::StoredSize);
+        assert_eq!(
+            measure("character varying(x)", 1 << 30),
+            Measure::OctetLength
+        );
+        assert_eq!(
+            measure("character varying(99999999999999999999)", 1 << 30),
+            Measure::OctetLength
+        );
     }
 
     #[test]
