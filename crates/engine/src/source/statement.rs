@@ -130,9 +130,15 @@ impl SourceSql {
                 Quoted(c).to_string()
             }
         };
+        // A table's column types are `format_type`'s; a query's are the driver's.
+        let names = match planned.table {
+            Some(_) => super::value_limit::TypeNames::Catalog,
+            None => super::value_limit::TypeNames::Driver,
+        };
         if let Some(list) = super::value_limit::guarded_select_list(
             columns,
             &planned.column_types,
+            names,
             value,
             &self.key_sql,
             limit,

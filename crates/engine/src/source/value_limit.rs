@@ -1,6 +1,6 @@
 //! `output.maxValueBytes`: every variable-width column of a chunk's SELECT whose type does
-//! not already bound it within the limit is measured by the server, and a value over the limit raises an error naming the column and the row's
-//! key before the row is sent (a worker holds one whole row in memory, so the bound must
+//! not already bound it within the limit is measured by the server, and a value over the
+//! limit raises an error naming the column and the row's key before the row is sent (a worker holds one whole row in memory, so the bound must
 //! hold before the bytes leave the server).
 //!
 //! Postgres has no `raise` in plain SQL and a read-only session may not create a function,
@@ -37,6 +37,16 @@ const MAX_BYTES_PER_CHARACTER: u64 = 4;
 /// 16,383 digits after it (its stored size is smaller still).
 const MAX_NUMERIC_BYTES: u64 = 147_457;
 
+/// Where a source's column type names come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TypeNames {
+    /// `format_type` of a table's columns: with their modifiers, and a type of another
+    /// schema that shares a built-in's name quoted or qualified.
+    Catalog,
+    /// The driver's names of a query's columns: unqualified, without modifiers.
+    Driver,
+}
+
 /// The declared length `n` of a type named like `character varying(n)`.
 fn declared_length(type_name: &str) -> Option<u64> {
     let (_, rest) = type_name.split_once('(')?;
@@ -44,25 +54,23 @@ fn declared_length(type_name: &str) -> Option<u64> {
 }
 
 /// How a column of type `type_name` is measured under `limit`: not at all when its type
-/// already bounds its values within the limit (measuring costs the server CPU on every row).
-fn measure(type_name: &str, limit: u64) -> Measure {
+/// already bounds its values within the limit (measuring costs the server CPU on every row),
+/// which only a catalog name with its modifier can show.
+fn measure(type_name: &str, names: TypeNames, limit: u64) -> Measure {
     let t = type_name.trim().to_ascii_lowercase();
     if t.ends_with("[]") {
         return Measure::StoredSize;
     }
     let base = t.split('(').next().unwrap_or_default().trim();
-    let within = |bytes: u64| bytes <= limit;
+    let within = |bytes: u64| names == TypeNames::Catalog && bytes <= limit;
     match base {
         "character varying" | "varchar" | "character" | "bpchar"
             if declared_length(&t)
                 .is_some_and(|n| within(n.saturating_mul(MAX_BYTES_PER_CHARACTER))) =>
         {
-            return Measure::Bounded;
+            Measure::Bounded
         }
-        "numeric" | "decimal" if within(MAX_NUMERIC_BYTES) => return Measure::Bounded,
-        _ => {}
-    }
-    match base {
+        "numeric" if t.contains('(') && within(MAX_NUMERIC_BYTES) => Measure::Bounded,
         "smallint"
         | "integer"
         | "bigint"
@@ -110,13 +118,14 @@ fn size_sql(measure: Measure, value: &str) -> Option<String> {
     }
 }
 
-/// The SELECT list of a chunk under the limit: `columns` (names, with `types` as
-/// `format_type` names them, or empty when unknown) read through `value` (the SQL of a
-/// column by name), each variable-width one guarded, and aliased back to its name.
-/// `None` when no column needs a guard.
+/// The SELECT list of a chunk under the limit: `columns` (names, with `types` named as
+/// `names` says, or empty when unknown) read through `value` (the SQL of a column by
+/// name), each variable-width one guarded, and aliased back to its name. `None` when no
+/// column needs a guard.
 pub fn guarded_select_list(
     columns: &[String],
     types: &[String],
+    names: TypeNames,
     value: impl Fn(&str) -> String,
     key_sql: &str,
     limit: u64,
@@ -129,7 +138,7 @@ pub fn guarded_select_list(
             let v = value(column);
             let measured = types
                 .get(i)
-                .map_or(Measure::StoredSize, |t| measure(t, limit));
+                .map_or(Measure::StoredSize, |t| measure(t, names, limit));
             let Some(size) = size_sql(measured, &v) else {
                 return format!("{v} AS {}", Quoted(column));
             };
@@ -200,6 +209,7 @@ mod tests {
         let list = guarded_select_list(
             &cols(&["id", "note", "doc", "tags"]),
             &cols(&["bigint", "character varying(300)", "jsonb", "text[]"]),
+            TypeNames::Catalog,
             |c| Quoted(c).to_string(),
             "\"id\"",
             1024,
@@ -214,29 +224,73 @@ mod tests {
 
     #[test]
     fn a_type_that_bounds_its_values_within_the_limit_is_not_measured() {
-        // 4 bytes per character at most: char(84) fits 336 bytes, varchar(300) does not fit
-        // 1 KiB; a numeric's text is at most 147,457 bytes.
-        assert_eq!(measure("character(84)", 1024), Measure::Bounded);
-        assert_eq!(measure("character varying(256)", 1024), Measure::Bounded);
+        // 4 bytes per character at most: char(84) and varchar(256) fit 1 KiB, varchar(257)
+        // does not; a numeric's text is at most 147,457 bytes. Without a modifier the type
+        // is measured as before.
         assert_eq!(
-            measure("character varying(257)", 1024),
+            measure("character(84)", TypeNames::Catalog, 1024),
+            Measure::Bounded
+        );
+        assert_eq!(
+            measure("character varying(256)", TypeNames::Catalog, 1024),
+            Measure::Bounded
+        );
+        assert_eq!(
+            measure("character varying(257)", TypeNames::Catalog, 1024),
             Measure::OctetLength
         );
-        assert_eq!(measure("character varying", 1 << 30), Measure::OctetLength);
-        assert_eq!(measure("bpchar", 1 << 30), Measure::OctetLength);
         assert_eq!(
-            measure("character varying(20)[]", 1 << 30),
+            measure("character varying", TypeNames::Catalog, 1 << 30),
+            Measure::OctetLength
+        );
+        assert_eq!(
+            measure("bpchar", TypeNames::Catalog, 1 << 30),
+            Measure::OctetLength
+        );
+        assert_eq!(
+            measure("character varying(20)[]", TypeNames::Catalog, 1 << 30),
             Measure::StoredSize
         );
-        assert_eq!(measure("numeric(12,2)", 64 << 20), Measure::Bounded);
-        assert_eq!(measure("numeric", 147_457), Measure::Bounded);
-        assert_eq!(measure("numeric", 147_456), Measure::StoredSize);
         assert_eq!(
-            measure("character varying(x)", 1 << 30),
+            measure("numeric(12,2)", TypeNames::Catalog, 64 << 20),
+            Measure::Bounded
+        );
+        assert_eq!(
+            measure("numeric(12,2)", TypeNames::Catalog, 147_457),
+            Measure::Bounded
+        );
+        assert_eq!(
+            measure("numeric(12,2)", TypeNames::Catalog, 147_456),
+            Measure::StoredSize
+        );
+        assert_eq!(
+            measure("numeric", TypeNames::Catalog, 1 << 30),
+            Measure::StoredSize
+        );
+        assert_eq!(
+            measure("NUMERIC", TypeNames::Catalog, 1 << 30),
+            Measure::StoredSize
+        );
+        // A query's columns are named by the driver, unqualified: a composite type named
+        // "character(84)" in another schema would look like the built-in.
+        assert_eq!(
+            measure("character(84)", TypeNames::Driver, 1024),
             Measure::OctetLength
         );
         assert_eq!(
-            measure("character varying(99999999999999999999)", 1 << 30),
+            measure("numeric(12,2)", TypeNames::Driver, 64 << 20),
+            Measure::StoredSize
+        );
+        assert_eq!(
+            measure("character varying(x)", TypeNames::Catalog, 1 << 30),
+            Measure::OctetLength
+        );
+        assert_eq!(
+            measure(
+                "character varying(99999999999999999999)",
+                TypeNames::Catalog,
+                1 << 30
+            ),
             Measure::OctetLength
         );
     }
@@ -247,6 +301,7 @@ mod tests {
             guarded_select_list(
                 &cols(&["id", "at"]),
                 &cols(&["integer", "timestamp with time zone"]),
+                TypeNames::Catalog,
                 |c| Quoted(c).to_string(),
                 "\"id\"",
                 1024
@@ -260,6 +315,7 @@ mod tests {
         let list = guarded_select_list(
             &cols(&["x"]),
             &[],
+            TypeNames::Driver,
             |c| format!("rj_src.{}", Quoted(c)),
             "k",
             2048,
